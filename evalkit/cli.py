@@ -1,0 +1,232 @@
+"""The ``evalkit`` command line: parse, call the API, map errors to exit codes.
+
+Exit codes: 0 success (gates passed), 1 a gate failed, 2 usage or input error, 3 an evaluation
+failed. Errors print one line; ``--debug`` adds the traceback. Heavy libraries are imported inside
+commands, so ``evalkit --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import EvalkitError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _State:
+    debug = False
+
+
+def _store(path: str | None):
+    from .store import ResultStore
+
+    return ResultStore(path)
+
+
+def _load_options(kw: dict):
+    from .checkpoints import LoadOptions
+
+    model_args = {}
+    for pair in filter(None, (kw.pop("model_args") or "").split(",")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE pairs separated by commas, got {pair!r}", param_hint="--model-args")
+        model_args[key.strip()] = value.strip()
+    batch = kw.pop("batch_size")
+    return LoadOptions(
+        base=kw.pop("base"), config=kw.pop("config"), allow_pickle=kw.pop("allow_pickle"),
+        trust_remote_code=kw.pop("trust_remote_code"), batch_size=int(batch) if batch.isdigit() else batch,
+        device=kw.pop("device"), dtype=kw.pop("dtype"), max_length=kw.pop("max_length"), model_args=model_args,
+        num_concurrent=kw.pop("num_concurrent"), max_retries=kw.pop("max_retries"), timeout=kw.pop("request_timeout"),
+        api_key_env=kw.pop("api_key_env"), chat_template=kw.pop("chat_template"),
+    )
+
+
+def model_options(func):
+    """Options shared by every command that loads checkpoints."""
+    options = [
+        click.option("--base", help="Base model (dir or hub id) for a PEFT adapter; overrides adapter_config.json."),
+        click.option("--config", help="Model dir whose config.json and tokenizer a single weights file is applied to."),
+        click.option("--allow-pickle", is_flag=True, help="Allow full unpickling of .bin/.pt/.ckpt files (runs code from the file!)."),
+        click.option("--trust-remote-code", is_flag=True, help="Allow model code from the checkpoint (off by default)."),
+        click.option("--batch-size", default="auto", show_default=True, help="Batch size: an integer or 'auto'."),
+        click.option("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)."),
+        click.option("--dtype", default=None, help="Model dtype: auto, float32, bfloat16, float16."),
+        click.option("--max-length", type=int, default=None, help="Maximum context length in tokens."),
+        click.option("--model-args", default=None, help="Extra lm-eval model arguments, KEY=VALUE,..."),
+        click.option("--num-concurrent", type=click.IntRange(1, 1024), default=8, show_default=True, help="Concurrent requests to a server."),
+        click.option("--max-retries", type=click.IntRange(0, 100), default=5, show_default=True, help="Retries on 429/5xx/timeouts."),
+        click.option("--request-timeout", type=float, default=300.0, show_default=True, help="Seconds per server request."),
+        click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Environment variable holding the server's API key."),
+        click.option("--chat-template/--no-chat-template", default=None, help="Apply the model's chat template (default: when it has one)."),
+        click.option("--set", "overrides", multiple=True, metavar="TASK.KEY=VALUE", help="Override a task option, e.g. mmlu.num_fewshot=5."),
+        click.option("--rerun", is_flag=True, help="Ignore stored results and evaluate again."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--store", "store_path", default=None, envvar="EVALKIT_STORE", metavar="PATH",
+              help="Result store (SQLite). Default: results.sqlite in the user cache dir.")
+@click.version_option(package_name="evalkit")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, store_path: str | None) -> None:
+    """Evaluate fine-tuned LLM checkpoints on domain and general axes, compare them, gate releases.
+
+    \b
+    Checkpoint specs ([LABEL=]SPEC):
+      path/to/hf_model_dir         Hugging Face model directory (or a hub id when online)
+      path/to/lora_adapter_dir     PEFT adapter (base from adapter_config.json or --base)
+      path/to/model.safetensors    one weights file (+ sibling config.json or --config DIR)
+      http://HOST:PORT/v1#MODEL    OpenAI-compatible server (key from $OPENAI_API_KEY)
+      predictions.jsonl            {"task","id","output"} rows, scored by generation tasks
+    """
+    _State.debug = debug
+    ctx.obj = {"store": store_path}
+
+
+@cli.command("eval")
+@click.argument("spec")
+@click.option("--tasks", "-t", required=True, help="Comma-separated task names or task YAML paths.")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Write DIR/results.json.")
+@model_options
+@click.pass_context
+def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, **kw) -> None:
+    """Evaluate one checkpoint SPEC on --tasks and print its metrics."""
+    from ._io import atomic_write_text, dump_json
+    from .checkpoints import Checkpoint
+    from .run import evaluate_checkpoint
+    from .taskconfig import parse_overrides, resolve_tasks
+
+    task_configs = resolve_tasks(tasks, parse_overrides(overrides))
+    checkpoint = Checkpoint.from_string(spec, _load_options(kw))
+    with _store(ctx.obj["store"]) as store:
+        result = evaluate_checkpoint(checkpoint, task_configs, store, rerun=rerun)
+    _print_result(result)
+    if out:
+        path = Path(out) / "results.json"
+        atomic_write_text(path, dump_json(result.to_dict()))
+        click.echo(f"wrote {path}")
+
+
+def _print_result(result) -> None:
+    click.echo(f"{result.checkpoint.label}  ({result.checkpoint.kind}, fingerprint {result.checkpoint.fingerprint[:12]})")
+    for name, task in result.tasks.items():
+        click.echo(f"  {name}  n={task.n_samples}")
+        for metric, value in task.metrics.items():
+            stderr = task.stderr.get(metric)
+            extra = f" ± {stderr:.4f}" if isinstance(stderr, float) else ""
+            click.echo(f"    {metric:<32} {value:.4f}{extra}" if isinstance(value, (int, float)) else f"    {metric:<32} {value}")
+
+
+@cli.command("tasks")
+def tasks_cmd() -> None:
+    """List the task files shipped with evalkit and the registered evaluators."""
+    from .evaluators.base import evaluator_names
+    from .taskconfig import load_task_file, shipped_task_names, shipped_tasks_dir
+
+    click.echo(f"Shipped tasks ({shipped_tasks_dir()}):")
+    for name in shipped_task_names():
+        config = load_task_file(shipped_tasks_dir() / f"{name}.yaml")
+        click.echo(f"  {name:<20} [{config.evaluator}] {config.description}")
+    click.echo("Any lm-eval task or group name also works (e.g. hellaswag, arc_challenge, gsm8k).")
+    click.echo(f"Evaluators: {', '.join(evaluator_names())}")
+
+
+@cli.command("compare")
+@click.argument("specs", nargs=-1, required=True)
+@click.option("--tasks", "-t", required=True, help="Comma-separated task names or task YAML paths.")
+@click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder for the report.")
+@click.option("--baseline", default=None, help="Label of the baseline checkpoint (default: the first).")
+@click.option("--baseline-results", multiple=True, type=click.Path(dir_okay=False),
+              help="Take a checkpoint's results from an earlier results.json / comparison.json instead of evaluating it.")
+@click.option("--policy", type=click.Path(dir_okay=False), default=None, help="Gate policy YAML; sets the exit code.")
+@click.option("--note", "notes", multiple=True, metavar="LABEL=TEXT", help="A note shown beside a checkpoint in the report.")
+@model_options
+@click.pass_context
+def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_results, policy, notes, overrides, rerun, **kw) -> None:
+    """Evaluate checkpoints (reusing stored results), compare them and write a report to --out."""
+    from .pipeline import compare_pipeline
+
+    code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
+                            baseline_results=list(baseline_results), policy=policy, notes=list(notes),
+                            overrides=list(overrides), rerun=rerun, load_options=_load_options(kw),
+                            store_path=ctx.obj["store"])
+    sys.exit(code)
+
+
+@cli.command("report")
+@click.argument("source", nargs=-1, required=True)
+@click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--baseline", default=None, help="Baseline label when SOURCE are results files.")
+@click.pass_context
+def report_cmd(ctx: click.Context, source, out, baseline) -> None:
+    """Re-render a report from a comparison.json, or from results.json files, with no model."""
+    from .pipeline import report_pipeline
+
+    report_pipeline(sources=list(source), out=Path(out), baseline=baseline)
+
+
+@cli.command("gate")
+@click.argument("comparison", type=click.Path(dir_okay=False))
+@click.option("--policy", required=True, type=click.Path(dir_okay=False), help="Gate policy YAML.")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Where junit.xml and the verdict go (default: beside COMPARISON).")
+def gate_cmd(comparison, policy, out) -> None:
+    """Apply a gate policy to a comparison.json: exit 0 pass, 1 fail, 2 bad input."""
+    from .pipeline import gate_pipeline
+
+    sys.exit(gate_pipeline(comparison=Path(comparison), policy=Path(policy), out=Path(out) if out else None))
+
+
+@cli.command("demo")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="reports/demo", show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Where trained demo checkpoints are cached.")
+@click.option("--retrain", is_flag=True, help="Train the demo checkpoints again even if cached.")
+@click.pass_context
+def demo_cmd(ctx: click.Context, out, cache_dir, retrain) -> None:
+    """Train three tiny checkpoints (base, domain-only, 75/25 mix) and compare them offline."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, retrain=retrain,
+                      store_path=ctx.obj["store"]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI and turn errors into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="evalkit", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("evalkit: interrupted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except EvalkitError as exc:
+        _report(exc, exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("evalkit: interrupted; finished samples are stored, rerun to resume.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # an unexpected failure: still one line unless --debug
+        _report(exc, 3, prefix=f"internal error ({type(exc).__name__}): ")
+    sys.exit(0)
+
+
+def _report(exc: BaseException, code: int, prefix: str = "") -> None:
+    if _State.debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    click.echo(f"evalkit: error: {prefix}{message}", err=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

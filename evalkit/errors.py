@@ -1,0 +1,37 @@
+"""Errors evalkit reports to users.
+
+Every error a user can cause (bad spec, missing file, invalid config) is an :class:`EvalkitError` whose
+message is one line naming the thing at fault and what to do. The CLI prints it without a traceback
+and exits with :attr:`EvalkitError.exit_code`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EvalkitError", "UsageError", "EvaluationError", "did_you_mean"]
+
+
+class EvalkitError(Exception):
+    """Base class: a problem with the user's input or environment (exit code 2)."""
+
+    exit_code = 2
+
+
+class UsageError(EvalkitError):
+    """Bad input: a spec, file, option or configuration value (exit code 2)."""
+
+
+class EvaluationError(EvalkitError):
+    """An evaluation started but could not finish (exit code 3)."""
+
+    exit_code = 3
+
+
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
+    """Return a suffix like " Did you mean 'mmlu'? Available: a, b, c." for unknown-name errors."""
+    import difflib
+
+    ordered = sorted(choices)
+    close = difflib.get_close_matches(name, ordered, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    shown = ", ".join(ordered[:40]) + (" …" if len(ordered) > 40 else "")
+    return f"{hint} Available: {shown or '(none)'}."

@@ -1,0 +1,156 @@
+"""Versioned result records: the store's cache entries and the comparison's input.
+
+A :class:`TaskResult` is what one evaluator produced for one checkpoint on one task (corpus metrics,
+breakdowns and the per-sample records). An :class:`EvalResult` gathers the task results of one
+checkpoint with its identity and library versions; ``evalkit eval --out DIR`` writes it as
+``DIR/results.json``. The same dictionaries are stored in the result store, so a report can be
+rebuilt from either without a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+__all__ = ["SCHEMA_VERSION", "SampleRecord", "TaskResult", "CheckpointInfo", "EvalResult"]
+
+#: Bump when a field changes meaning; readers refuse newer major versions.
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class SampleRecord:
+    """One evaluated sample, paired across checkpoints by ``sample_id``.
+
+    ``correct`` is the sample's main right/wrong outcome (what McNemar pairs); ``scores`` holds every
+    per-sample metric value the evaluator computed (e.g. lm-eval's ``acc`` or IFEval's
+    ``prompt_level_strict_acc``); ``group`` is the breakdown key (MMLU subject, VOC true leaf);
+    ``extra`` carries evaluator-specific detail (per-choice log-likelihoods, instruction ids, parse
+    status) that must stay JSON-serialisable.
+    """
+
+    sample_id: str
+    target: Any = None
+    prediction: Any = None
+    correct: bool | None = None
+    scores: dict[str, Any] = field(default_factory=dict)
+    group: str | None = None
+    input: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SampleRecord":
+        return cls(**{f.name: data.get(f.name, f.default if f.default is not dataclasses.MISSING else {})
+                      for f in dataclasses.fields(cls)})
+
+
+@dataclass
+class TaskResult:
+    """Corpus-level outcome of one task on one checkpoint.
+
+    ``metrics`` maps flat metric names (``acc``, ``leaf_macro_f1``, ``prompt_level_strict_acc``) to
+    values; ``stderr`` and ``ci`` are optional uncertainty per metric (``ci`` as ``[low, high]``);
+    ``breakdowns`` maps a breakdown kind (``subject``, ``category``, ``instruction``, ``level``,
+    ``class``, ``frequency``) to ``{key: {metric: value, "n": count}}``.
+    ``axis`` is ``"domain"`` or ``"general"``; ``primary_metric`` names the headline metric.
+    """
+
+    task: str
+    evaluator: str
+    evaluator_version: str
+    config_hash: str
+    metrics: dict[str, float]
+    n_samples: int
+    axis: str = "general"
+    primary_metric: str | None = None
+    higher_is_better: dict[str, bool] = field(default_factory=dict)
+    stderr: dict[str, float] = field(default_factory=dict)
+    ci: dict[str, list[float]] = field(default_factory=dict)
+    breakdowns: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+    samples: list[SampleRecord] = field(default_factory=list)
+
+    def to_dict(self, *, with_samples: bool = True) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["samples"] = [s.to_dict() for s in self.samples] if with_samples else []
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TaskResult":
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["samples"] = [SampleRecord.from_dict(s) for s in data.get("samples", [])]
+        return cls(**kwargs)
+
+
+@dataclass
+class CheckpointInfo:
+    """Who was evaluated: label, the spec as given, its kind and content fingerprint."""
+
+    label: str
+    spec: str
+    kind: str
+    fingerprint: str
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class EvalResult:
+    """Everything ``evalkit eval`` learned about one checkpoint (``results.json``)."""
+
+    checkpoint: CheckpointInfo
+    versions: dict[str, str]
+    tasks: dict[str, TaskResult]
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self, *, with_samples: bool = True) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "created": self.created,
+            "checkpoint": self.checkpoint.to_dict(),
+            "versions": dict(self.versions),
+            "tasks": {name: t.to_dict(with_samples=with_samples) for name, t in self.tasks.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "results") -> "EvalResult":
+        version = data.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise UsageError(
+                f"{source}: schema_version {version!r} is not one this evalkit reads "
+                f"(<= {SCHEMA_VERSION}); upgrade evalkit or regenerate the file."
+            )
+        try:
+            return cls(
+                checkpoint=CheckpointInfo(**data["checkpoint"]),
+                versions=data.get("versions", {}),
+                tasks={k: TaskResult.from_dict(v) for k, v in data["tasks"].items()},
+                created=data.get("created", ""),
+                schema_version=version,
+            )
+        except (KeyError, TypeError) as exc:
+            raise UsageError(f"{source}: not an evalkit results file ({exc}); regenerate it with `evalkit eval --out`.") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EvalResult":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"{path}: file not found.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path}: not valid JSON ({exc}).") from None
+        return cls.from_dict(data, source=str(path))

@@ -1,0 +1,94 @@
+"""Evaluate one checkpoint on a list of tasks, through the result store.
+
+For each task: build its evaluator, check prerequisites (before any model loads), look the run key up
+in the store, and only for runs that are missing or unfinished load the model (once) and evaluate the
+samples not yet stored. Records are committed batch by batch; the corpus result is computed from all
+records and stored last.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from importlib import metadata
+
+from .checkpoints import Checkpoint
+from .errors import EvalkitError, EvaluationError, UsageError
+from .evaluators.base import get_evaluator
+from .records import EvalResult, TaskResult
+from .store import ResultStore, RunKey
+from .taskconfig import TaskConfig
+
+__all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators"]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that change results, read from package metadata (no heavy imports)."""
+    out = {}
+    for dist in ("evalkit", "lm-eval", "transformers", "torch", "peft"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def build_evaluators(tasks: list[TaskConfig]) -> list:
+    """Instantiate and pre-check every task's evaluator (raises on bad configs or missing prerequisites)."""
+    evaluators = [get_evaluator(task.evaluator)(task) for task in tasks]
+    for evaluator in evaluators:
+        evaluator.check_ready()
+    return evaluators
+
+
+def _check_capabilities(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list) -> None:
+    for task, evaluator in zip(tasks, evaluators):
+        for need in sorted(evaluator.needs):
+            if not checkpoint.supports(need):
+                raise UsageError(
+                    f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
+                    f"({checkpoint.spec.kind}) cannot answer; use a generation-only task or another checkpoint kind."
+                )
+
+
+def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore,
+                        *, evaluators: list | None = None, rerun: bool = False) -> EvalResult:
+    """Results of ``checkpoint`` on ``tasks``, from the store where possible."""
+    evaluators = evaluators if evaluators is not None else build_evaluators(tasks)
+    versions = library_versions()
+    info = checkpoint.info
+    results: dict[str, TaskResult] = {}
+    for task, evaluator in zip(tasks, evaluators):
+        key = RunKey(info.fingerprint, task.name, evaluator.config_hash(), evaluator.name,
+                     evaluator.version, versions["lm-eval"])
+        cached = None if rerun else store.completed_result(key)
+        if cached is None:
+            _check_capabilities(checkpoint, [task], [evaluator])
+            cached = _run_task(checkpoint, task, evaluator, store, key)
+        results[task.name] = cached
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return EvalResult(checkpoint=info, versions=versions, tasks=results, created=now)
+
+
+def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: ResultStore, key: RunKey) -> TaskResult:
+    store.start_run(key, checkpoint.info.to_dict())
+    done = store.load_samples(key)
+    started = time.perf_counter()
+    load_started = time.perf_counter()
+    lm = checkpoint.lm  # loaded once per checkpoint, shared by every task
+    load_seconds = time.perf_counter() - load_started
+    try:
+        records = evaluator.run(lm, done=done, save=lambda batch: store.add_samples(key, batch))
+        result = evaluator.aggregate(records)
+        result.samples = result.samples or list(records)
+    except EvalkitError:
+        raise
+    except Exception as exc:  # the model or a library failed mid-run: samples so far are kept
+        raise EvaluationError(
+            f"task {task.name!r} on checkpoint {checkpoint.label!r} failed: {type(exc).__name__}: {exc} "
+            f"(finished samples are stored; rerun to resume, --debug for the traceback)."
+        ) from exc
+    result.timing = {"seconds": round(time.perf_counter() - started, 3), "model_load_seconds": round(load_seconds, 3),
+                     "resumed_samples": len(done)}
+    store.finish_run(key, result)
+    return result

@@ -1,0 +1,190 @@
+"""The result store: an embedded SQLite database of runs and per-sample records.
+
+A run is one (checkpoint fingerprint, task-config hash, evaluator version, lm-eval version) key. Its
+per-sample records are committed batch by batch, so a run killed mid-way (even by SIGKILL) resumes
+from the samples it finished and loses at most the batch in flight. When every sample is in, the
+corpus result is written and the run is complete; a rerun with the same key is answered from here
+without loading the model.
+
+SQLite in WAL mode with a busy timeout lets several evalkit processes share one store; every write
+is one ``BEGIN IMMEDIATE`` transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ._io import stable_hash
+from .errors import UsageError
+from .records import SampleRecord, TaskResult
+
+__all__ = ["RunKey", "ResultStore", "default_store_path"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    task TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    evaluator TEXT NOT NULL,
+    evaluator_version TEXT NOT NULL,
+    lm_eval_version TEXT NOT NULL,
+    checkpoint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_fingerprint ON runs (fingerprint, task);
+CREATE TABLE IF NOT EXISTS samples (
+    run_key TEXT NOT NULL,
+    sample_id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (run_key, sample_id)
+);
+"""
+_STORE_VERSION = "1"
+
+
+def default_store_path() -> Path:
+    """``$EVALKIT_STORE`` if set, else ``results.sqlite`` in the user's cache directory."""
+    env = os.environ.get("EVALKIT_STORE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("evalkit")) / "results.sqlite"
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What makes two runs interchangeable: same weights, same task config, same code."""
+
+    fingerprint: str
+    task: str
+    config_hash: str
+    evaluator: str
+    evaluator_version: str
+    lm_eval_version: str
+
+    @property
+    def id(self) -> str:
+        return stable_hash(asdict(self), length=32)
+
+
+class ResultStore:
+    """Runs and per-sample records in one SQLite file (created on first use)."""
+
+    def __init__(self, path: str | Path | None = None, *, timeout: float = 60.0):
+        self.path = Path(path) if path else default_store_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+            self._check_version()
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"{self.path}: cannot open the result store ({exc}); pass another --store PATH or delete the file.") from None
+
+    def _check_version(self) -> None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key='store_version'").fetchone()
+        if row is None:
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('store_version', ?)", (_STORE_VERSION,))
+        elif row[0] != _STORE_VERSION:
+            raise UsageError(f"{self.path}: result store version {row[0]} is not {_STORE_VERSION}; use another --store PATH.")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writes (each one transaction)
+
+    def _write(self, sql_params: Iterable[tuple[str, tuple]]) -> None:
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in sql_params:
+                cur.execute(sql, params)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    def start_run(self, key: RunKey, checkpoint: dict[str, Any]) -> None:
+        """Record that a run began (idempotent: a resumed run keeps its samples)."""
+        now = time.time()
+        self._write([(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,'running',NULL,?,?) "
+            "ON CONFLICT(run_key) DO UPDATE SET checkpoint=excluded.checkpoint, updated=excluded.updated",
+            (key.id, key.fingerprint, key.task, key.config_hash, key.evaluator, key.evaluator_version,
+             key.lm_eval_version, json.dumps(checkpoint, sort_keys=True), now, now),
+        )])
+
+    def add_samples(self, key: RunKey, records: list[SampleRecord]) -> None:
+        """Commit one batch of finished samples."""
+        if not records:
+            return
+        rows = [("INSERT OR REPLACE INTO samples VALUES (?,?,?)",
+                 (key.id, r.sample_id, json.dumps(r.to_dict(), sort_keys=True, default=str))) for r in records]
+        rows.append(("UPDATE runs SET updated=? WHERE run_key=?", (time.time(), key.id)))
+        self._write(rows)
+
+    def finish_run(self, key: RunKey, result: TaskResult) -> None:
+        """Store the corpus result (without samples: they are in ``samples``) and mark the run complete."""
+        payload = json.dumps(result.to_dict(with_samples=False), sort_keys=True, default=str)
+        self._write([("UPDATE runs SET status='complete', result=?, updated=? WHERE run_key=?",
+                      (payload, time.time(), key.id))])
+
+    # ------------------------------------------------------------------ reads
+
+    def load_samples(self, key: RunKey) -> dict[str, SampleRecord]:
+        rows = self._conn.execute("SELECT sample_id, record FROM samples WHERE run_key=?", (key.id,)).fetchall()
+        return {sid: SampleRecord.from_dict(json.loads(rec)) for sid, rec in rows}
+
+    def completed_result(self, key: RunKey) -> TaskResult | None:
+        """The stored result with its samples, or None if the run is missing or unfinished."""
+        row = self._conn.execute("SELECT result FROM runs WHERE run_key=? AND status='complete'", (key.id,)).fetchone()
+        if row is None:
+            return None
+        result = TaskResult.from_dict(json.loads(row[0]))
+        samples = self.load_samples(key)
+        result.samples = [samples[s] for s in sorted(samples)]
+        return result
+
+    def runs(self, *, fingerprint: str | None = None, label: str | None = None) -> list[dict[str, Any]]:
+        """Completed runs, newest first, optionally for one fingerprint or checkpoint label."""
+        sql = "SELECT run_key, fingerprint, task, checkpoint, updated FROM runs WHERE status='complete'"
+        params: list[Any] = []
+        if fingerprint:
+            sql += " AND fingerprint=?"
+            params.append(fingerprint)
+        rows = self._conn.execute(sql + " ORDER BY updated DESC", params).fetchall()
+        out = []
+        for run_key, fp, task, checkpoint, updated in rows:
+            info = json.loads(checkpoint)
+            if label is None or info.get("label") == label:
+                out.append({"run_key": run_key, "fingerprint": fp, "task": task, "checkpoint": info, "updated": updated})
+        return out
+
+    def result_by_run_key(self, run_key: str) -> TaskResult | None:
+        row = self._conn.execute("SELECT result FROM runs WHERE run_key=? AND status='complete'", (run_key,)).fetchone()
+        if row is None:
+            return None
+        result = TaskResult.from_dict(json.loads(row[0]))
+        rows = self._conn.execute("SELECT record FROM samples WHERE run_key=? ORDER BY sample_id", (run_key,)).fetchall()
+        result.samples = [SampleRecord.from_dict(json.loads(r[0])) for r in rows]
+        return result

@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny models built offline, an isolated result store, the shared data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if os.environ.get("EVALKIT_SHARED_DATA"):
+    SHARED_DATA = Path(os.environ["EVALKIT_SHARED_DATA"])
+
+# Never touch the network or the user's cache from tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama with a BPE tokenizer, as a Hugging Face model directory (no chat template)."""
+    from evalkit.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model_dir(tmp_path_factory) -> Path:
+    """Like ``tiny_model_dir`` but with a chat template."""
+    from evalkit.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_chat"), chat_template=True, seed=1)
+
+
+@pytest.fixture()
+def store_path(tmp_path, monkeypatch) -> Path:
+    """A fresh result store path; also set as EVALKIT_STORE so CLI runs in the test use it."""
+    path = tmp_path / "store.sqlite"
+    monkeypatch.setenv("EVALKIT_STORE", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the repository; tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present on this machine")
+    return SHARED_DATA
