@@ -57,6 +57,17 @@ class Evaluator(Protocol):
     def aggregate(self, records: list["SampleRecord"]) -> "TaskResult":
         """Corpus metrics, breakdowns and CIs from the records (no model needed)."""
 
+    # Optional hook, used by comparisons for paired bootstrap tests of corpus metrics that are not a
+    # mean of one per-sample score (macro F1, instruction-level accuracy):
+    #
+    #     @classmethod
+    #     def resample_metrics(cls, records: list[SampleRecord], names: list[str],
+    #                          indices: numpy.ndarray) -> dict[str, numpy.ndarray]
+    #
+    # ``indices`` has shape (B, n) of positions into ``records``; return, per metric name, the B
+    # metric values on those resamples. The comparison passes the same indices for both checkpoints
+    # (records aligned by sample_id), which is what makes the bootstrap paired.
+
 
 _REGISTRY: dict[str, type] = {}
 _entry_points_loaded = False
