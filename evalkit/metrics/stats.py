@@ -1,0 +1,421 @@
+"""Paired significance tests and confidence intervals for comparing checkpoints.
+
+Pure, vectorised functions in the style of :mod:`sklearn.metrics`: array-likes in, floats or small
+named tuples out, parameters validated up front with a :class:`ValueError` that names the parameter.
+
+Conventions
+-----------
+* "A" is the reference (baseline) and "B" the candidate; every delta is ``B - A``.
+* McNemar counts: ``n01`` = A wrong and B right (B gained), ``n10`` = A right and B wrong (B lost).
+* Bootstrap resamples are index arrays of shape ``(n_resamples, n)`` drawn with replacement from
+  ``numpy.random.default_rng(random_state)``; the *same* indices are applied to A and B, which is
+  what makes the bootstrap paired. Results are deterministic for a given ``random_state``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from numbers import Integral, Real
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "McNemarResult",
+    "BootstrapResult",
+    "mcnemar_test",
+    "proportion_ci",
+    "normal_ci",
+    "iter_bootstrap_indices",
+    "bootstrap_summary",
+    "paired_bootstrap",
+    "bootstrap_mean_ci",
+    "paired_proportion_difference_ci",
+]
+
+#: Below this many discordant pairs, :func:`mcnemar_test` uses the exact binomial test by default
+#: (the chi-square approximation is poor for small counts).
+EXACT_DISCORDANT_LIMIT = 25
+
+#: At most this many index entries (resamples x samples) are materialised at once, so a bootstrap of
+#: 14,000 MMLU questions does not allocate gigabytes.
+_MAX_INDEX_ENTRIES = 2_000_000
+
+
+class McNemarResult(NamedTuple):
+    """Outcome of :func:`mcnemar_test`."""
+
+    statistic: float
+    p_value: float
+    method: str  # "exact" or "chi2"
+    n01: int  # A wrong, B right
+    n10: int  # A right, B wrong
+
+
+class BootstrapResult(NamedTuple):
+    """Outcome of :func:`paired_bootstrap`: observed delta ``B - A``, its percentile CI and p-value."""
+
+    delta: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+# --------------------------------------------------------------------------- validation helpers
+def _check_confidence(confidence: Any, func: str) -> float:
+    if isinstance(confidence, bool) or not isinstance(confidence, Real) or not 0 < confidence < 1:
+        raise ValueError(f"The 'confidence' parameter of {func} must be a float in (0, 1). Got {confidence!r} instead.")
+    return float(confidence)
+
+
+def _check_n_resamples(n_resamples: Any, func: str) -> int:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, Integral) or n_resamples < 1:
+        raise ValueError(f"The 'n_resamples' parameter of {func} must be an int >= 1. Got {n_resamples!r} instead.")
+    return int(n_resamples)
+
+
+def _as_binary(values: Any, name: str, func: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"The '{name}' parameter of {func} must be 1-D. Got shape {array.shape} instead.")
+    if array.dtype != bool:
+        if array.size and not np.isin(array, (0, 1)).all():
+            raise ValueError(f"The '{name}' parameter of {func} must contain only 0/1 or booleans.")
+        array = array.astype(bool)
+    return array
+
+
+def _z(confidence: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + confidence / 2))
+
+
+# --------------------------------------------------------------------------- McNemar
+def mcnemar_test(correct_a: Any, correct_b: Any, *, exact: bool | None = None) -> McNemarResult:
+    """McNemar's test of paired right/wrong outcomes of two systems on the same samples.
+
+    Parameters
+    ----------
+    correct_a, correct_b : array-like of bool or {0, 1}, shape (n,)
+        Per-sample correctness of the reference (A) and the candidate (B), aligned by sample.
+    exact : bool or None, default=None
+        ``True``: exact two-sided binomial test of ``n10`` successes in ``n01 + n10`` trials with
+        p = 0.5 (:func:`scipy.stats.binomtest`); ``False``: chi-square with continuity correction,
+        ``(max(|n01 - n10| - 1, 0))**2 / (n01 + n10)`` on 1 degree of freedom; ``None``: exact when
+        fewer than 25 pairs are discordant, else chi-square.
+
+    Returns
+    -------
+    McNemarResult
+        ``statistic`` (``min(n01, n10)`` for the exact test, the chi-square value otherwise),
+        ``p_value``, ``method`` ("exact" or "chi2"), ``n01`` and ``n10``. With no discordant pairs
+        the p-value is 1.
+
+    Examples
+    --------
+    >>> a = [1, 1, 1, 1, 1, 1, 0, 0]
+    >>> b = [1, 0, 0, 0, 0, 0, 0, 1]
+    >>> result = mcnemar_test(a, b)
+    >>> result.method, result.n01, result.n10, round(result.p_value, 4)
+    ('exact', 1, 5, 0.2188)
+    """
+    func = "mcnemar_test"
+    a = _as_binary(correct_a, "correct_a", func)
+    b = _as_binary(correct_b, "correct_b", func)
+    if a.shape != b.shape:
+        raise ValueError(f"correct_a and correct_b of {func} must have the same length. Got {a.size} and {b.size}.")
+    if exact is not None and not isinstance(exact, bool):
+        raise ValueError(f"The 'exact' parameter of {func} must be True, False or None. Got {exact!r} instead.")
+    n01 = int(np.count_nonzero(~a & b))
+    n10 = int(np.count_nonzero(a & ~b))
+    discordant = n01 + n10
+    use_exact = discordant < EXACT_DISCORDANT_LIMIT if exact is None else exact
+    if discordant == 0:
+        return McNemarResult(0.0, 1.0, "exact" if use_exact else "chi2", n01, n10)
+    if use_exact:
+        from scipy.stats import binomtest
+
+        p_value = binomtest(n10, discordant, 0.5, alternative="two-sided").pvalue
+        return McNemarResult(float(min(n01, n10)), float(min(p_value, 1.0)), "exact", n01, n10)
+    from scipy.stats import chi2
+
+    statistic = max(abs(n01 - n10) - 1, 0) ** 2 / discordant
+    return McNemarResult(float(statistic), float(chi2.sf(statistic, 1)), "chi2", n01, n10)
+
+
+# --------------------------------------------------------------------------- intervals
+def proportion_ci(successes: Any, n: Any, *, confidence: float = 0.95, method: str = "wilson"):
+    """Confidence interval for a binomial proportion ``successes / n`` (vectorised).
+
+    Parameters
+    ----------
+    successes, n : int or array-like of int
+        Success counts and trial counts (broadcast together); ``0 <= successes <= n``.
+    confidence : float, default=0.95
+        Two-sided coverage in (0, 1).
+    method : {"wilson", "wald"}, default="wilson"
+        Wilson score interval (good near 0 and 1) or the normal-approximation (Wald) interval,
+        clipped to [0, 1].
+
+    Returns
+    -------
+    low, high : float or ndarray
+        NaN where ``n == 0``.
+
+    Examples
+    --------
+    >>> low, high = proportion_ci(0, 10)
+    >>> round(float(low), 4), round(float(high), 4)
+    (0.0, 0.2775)
+    >>> [round(float(x), 4) for x in proportion_ci(5, 10, method="wald")]
+    [0.1901, 0.8099]
+    """
+    func = "proportion_ci"
+    confidence = _check_confidence(confidence, func)
+    if method not in ("wilson", "wald"):
+        raise ValueError(f"The 'method' parameter of {func} must be a str among {{'wilson', 'wald'}}. Got {method!r} instead.")
+    k = np.asarray(successes, dtype=float)
+    total = np.asarray(n, dtype=float)
+    if np.any(k < 0) or np.any(total < 0) or np.any(k > total):
+        raise ValueError(f"{func} needs 0 <= successes <= n. Got successes={successes!r}, n={n!r}.")
+    z = _z(confidence)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / total
+        if method == "wald":
+            half = z * np.sqrt(p * (1 - p) / total)
+            low, high = np.clip(p - half, 0, 1), np.clip(p + half, 0, 1)
+        else:
+            denom = total + z**2
+            centre = (k + z**2 / 2) / denom
+            half = z / denom * np.sqrt(k * (total - k) / total + z**2 / 4)
+            low, high = np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    low, high = np.where(total > 0, low, np.nan), np.where(total > 0, high, np.nan)
+    return (float(low), float(high)) if low.ndim == 0 else (low, high)
+
+
+def normal_ci(value: float, stderr: float, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Normal-approximation interval ``value ± z * stderr`` (z = 1.96 for 95 %).
+
+    Examples
+    --------
+    >>> [round(x, 3) for x in normal_ci(0.5, 0.1)]
+    [0.304, 0.696]
+    """
+    z = _z(_check_confidence(confidence, "normal_ci"))
+    return float(value - z * stderr), float(value + z * stderr)
+
+
+def paired_proportion_difference_ci(correct_a: Any, correct_b: Any, *, confidence: float = 0.95,
+                                    method: str = "newcombe") -> tuple[float, float, float]:
+    """Interval for the difference of two paired proportions, ``mean(correct_b) - mean(correct_a)``.
+
+    Parameters
+    ----------
+    correct_a, correct_b : array-like of bool or {0, 1}, shape (n,)
+        Per-sample correctness, aligned by sample.
+    confidence : float, default=0.95
+    method : {"newcombe", "wald"}, default="newcombe"
+        ``"newcombe"``: Newcombe's (1998) hybrid score interval for paired data ("method 10"): Wilson
+        intervals of both proportions combined with the phi correlation of the 2x2 table; stays in
+        [-1, 1] and behaves well near 0 and 1. ``"wald"``: ``d ± z * sqrt(n01 + n10 - n*d**2) / n``.
+
+    Returns
+    -------
+    delta, low, high : float
+        NaN for empty input.
+
+    Examples
+    --------
+    >>> a = [1] * 60 + [0] * 40
+    >>> b = [1] * 50 + [0] * 10 + [1] * 5 + [0] * 35
+    >>> [round(x, 4) for x in paired_proportion_difference_ci(a, b, method="wald")]
+    [-0.05, -0.1253, 0.0253]
+    """
+    func = "paired_proportion_difference_ci"
+    confidence = _check_confidence(confidence, func)
+    if method not in ("newcombe", "wald"):
+        raise ValueError(f"The 'method' parameter of {func} must be a str among {{'newcombe', 'wald'}}. Got {method!r} instead.")
+    a = _as_binary(correct_a, "correct_a", func)
+    b = _as_binary(correct_b, "correct_b", func)
+    if a.shape != b.shape:
+        raise ValueError(f"correct_a and correct_b of {func} must have the same length. Got {a.size} and {b.size}.")
+    n = a.size
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    n11, n01 = int(np.sum(a & b)), int(np.sum(~a & b))
+    n10, n00 = int(np.sum(a & ~b)), int(np.sum(~a & ~b))
+    delta = (n01 - n10) / n
+    if method == "wald":
+        half = _z(confidence) * math.sqrt(max(n01 + n10 - n * delta**2, 0.0)) / n
+        return delta, max(delta - half, -1.0), min(delta + half, 1.0)
+    return (delta, *_newcombe_paired(n11, n10, n01, n00, confidence))
+
+
+def _newcombe_paired(n11: int, n10: int, n01: int, n00: int, confidence: float) -> tuple[float, float]:
+    n = n11 + n10 + n01 + n00
+    p_b, p_a = (n11 + n01) / n, (n11 + n10) / n
+    low_b, high_b = proportion_ci(n11 + n01, n, confidence=confidence)
+    low_a, high_a = proportion_ci(n11 + n10, n, confidence=confidence)
+    margins = (n11 + n10) * (n01 + n00) * (n11 + n01) * (n10 + n00)
+    phi = (n11 * n00 - n10 * n01) / math.sqrt(margins) if margins > 0 else 0.0
+    delta = p_b - p_a
+    below = (p_b - low_b) ** 2 - 2 * phi * (p_b - low_b) * (high_a - p_a) + (high_a - p_a) ** 2
+    above = (high_b - p_b) ** 2 - 2 * phi * (high_b - p_b) * (p_a - low_a) + (p_a - low_a) ** 2
+    return max(delta - math.sqrt(max(below, 0.0)), -1.0), min(delta + math.sqrt(max(above, 0.0)), 1.0)
+
+
+# --------------------------------------------------------------------------- bootstrap
+def iter_bootstrap_indices(n: int, *, n_resamples: int = 1000, random_state: Any = 0,
+                           max_entries: int = _MAX_INDEX_ENTRIES) -> Iterator[np.ndarray]:
+    """Yield bootstrap index arrays (chunks of shape ``(k, n)``, ``k`` rows summing to ``n_resamples``).
+
+    The chunks come from one ``numpy.random.default_rng(random_state)`` stream, so the same arguments
+    always give the same resamples. Chunking bounds memory to about ``max_entries`` indices.
+
+    Examples
+    --------
+    >>> chunks = list(iter_bootstrap_indices(3, n_resamples=4, random_state=0, max_entries=6))
+    >>> [c.shape for c in chunks]
+    [(2, 3), (2, 3)]
+    """
+    func = "iter_bootstrap_indices"
+    if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
+        raise ValueError(f"The 'n' parameter of {func} must be an int >= 1. Got {n!r} instead.")
+    n_resamples = _check_n_resamples(n_resamples, func)
+    rng = np.random.default_rng(random_state)
+    rows = max(1, int(max_entries) // int(n))
+    dtype = np.int32 if n < 2**31 else np.int64
+    for start in range(0, n_resamples, rows):
+        yield rng.integers(0, n, size=(min(rows, n_resamples - start), n), dtype=dtype)
+
+
+def bootstrap_summary(observed_delta: float, resampled_deltas: Any, *, confidence: float = 0.95) -> BootstrapResult:
+    """Percentile CI and two-sided p-value from resampled deltas.
+
+    The p-value is ``min(1, 2 * min(P(d* <= 0), P(d* >= 0)))`` with each tail estimated as
+    ``(count + 1) / (B + 1)`` (so it is never exactly 0): small when nearly all resampled deltas lie
+    on one side of zero, 1 when they are all zero. It agrees with the percentile interval: the
+    interval excludes 0 roughly when ``p < 1 - confidence``. NaN resamples (metric undefined on a
+    resample) are dropped.
+
+    Examples
+    --------
+    >>> bootstrap_summary(0.1, [0.05, 0.1, 0.15, 0.2]).p_value
+    0.4
+    """
+    confidence = _check_confidence(confidence, "bootstrap_summary")
+    deltas = np.asarray(resampled_deltas, dtype=float).ravel()
+    deltas = deltas[np.isfinite(deltas)]
+    if deltas.size == 0:
+        return BootstrapResult(float(observed_delta), math.nan, math.nan, math.nan)
+    alpha = 1 - confidence
+    low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
+    tail_low = (np.count_nonzero(deltas <= 0) + 1) / (deltas.size + 1)
+    tail_high = (np.count_nonzero(deltas >= 0) + 1) / (deltas.size + 1)
+    return BootstrapResult(float(observed_delta), float(low), float(high), float(min(1.0, 2 * min(tail_low, tail_high))))
+
+
+def _mean_metric(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    return values[indices].mean(axis=1)
+
+
+def paired_bootstrap(metric: Callable[[Any, np.ndarray], Any] | None = None, a: Any = None, b: Any = None, *,
+                     scores_a: Any = None, scores_b: Any = None, observed_delta: float | None = None,
+                     n_resamples: int = 1000, confidence: float = 0.95, random_state: Any = 0) -> BootstrapResult:
+    """Paired bootstrap of the difference of a metric between two systems on the same samples.
+
+    Either give ``a`` and ``b`` (aligned per-sample data of length n) with ``metric(data, indices)``
+    returning one metric value per row of the ``(k, n)`` index array (``metric=None`` means the mean
+    of numeric per-sample values), or give precomputed per-resample values ``scores_a`` and
+    ``scores_b`` of shape ``(B,)`` that were computed on shared resamples.
+
+    Parameters
+    ----------
+    metric : callable or None
+        ``metric(data, indices) -> array of shape (k,)``.
+    a, b : sequence of length n
+        Reference (A) and candidate (B) per-sample data, aligned by sample.
+    scores_a, scores_b : array-like of shape (B,)
+        Precomputed resampled metric values (instead of ``metric``/``a``/``b``).
+    observed_delta : float, optional
+        Point estimate ``B - A``. Default: the metric on the full data, or with precomputed scores
+        the mean resampled delta.
+    n_resamples : int, default=1000
+    confidence : float, default=0.95
+    random_state : int or numpy Generator, default=0
+
+    Returns
+    -------
+    BootstrapResult
+        ``delta``, percentile ``ci_low``/``ci_high``, and the two-sided p-value of
+        :func:`bootstrap_summary`.
+
+    Examples
+    --------
+    >>> a = [0.2, 0.4, 0.6, 0.8, 1.0] * 4
+    >>> b = [x + 0.1 for x in a]
+    >>> result = paired_bootstrap(None, a, b, n_resamples=200)
+    >>> round(result.delta, 3), round(result.ci_low, 3), round(result.ci_high, 3), round(result.p_value, 3)
+    (0.1, 0.1, 0.1, 0.01)
+    """
+    func = "paired_bootstrap"
+    confidence = _check_confidence(confidence, func)
+    if scores_a is not None or scores_b is not None:
+        return _bootstrap_from_scores(scores_a, scores_b, observed_delta, confidence)
+    if a is None or b is None:
+        raise ValueError(f"{func} needs either 'a' and 'b' or 'scores_a' and 'scores_b'.")
+    if metric is None:
+        metric = _mean_metric
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    elif not callable(metric):
+        raise ValueError(f"The 'metric' parameter of {func} must be callable or None. Got {metric!r} instead.")
+    n = len(a)
+    if n != len(b) or n == 0:
+        raise ValueError(f"a and b of {func} must be non-empty and of the same length. Got {n} and {len(b)}.")
+    if observed_delta is None:
+        everything = np.arange(n)[None, :]
+        observed_delta = float(np.asarray(metric(b, everything))[0] - np.asarray(metric(a, everything))[0])
+    deltas = [np.asarray(metric(b, idx), dtype=float) - np.asarray(metric(a, idx), dtype=float)
+              for idx in iter_bootstrap_indices(n, n_resamples=n_resamples, random_state=random_state)]
+    return bootstrap_summary(observed_delta, np.concatenate(deltas), confidence=confidence)
+
+
+def _bootstrap_from_scores(scores_a: Any, scores_b: Any, observed_delta: float | None, confidence: float) -> BootstrapResult:
+    sa, sb = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    if sa.ndim != 1 or sa.shape != sb.shape or sa.size == 0:
+        raise ValueError(f"scores_a and scores_b of paired_bootstrap must be non-empty 1-D arrays of equal length. "
+                         f"Got shapes {sa.shape} and {sb.shape}.")
+    deltas = sb - sa
+    if observed_delta is None:
+        observed_delta = float(np.nanmean(deltas)) if np.isfinite(deltas).any() else math.nan
+    return bootstrap_summary(observed_delta, deltas, confidence=confidence)
+
+
+def bootstrap_mean_ci(values: Any, *, n_resamples: int = 1000, confidence: float = 0.95,
+                      random_state: Any = 0) -> tuple[float, float, float]:
+    """Mean of ``values`` and its percentile bootstrap interval.
+
+    Returns
+    -------
+    mean, low, high : float
+        NaN for empty input.
+
+    Examples
+    --------
+    >>> [round(x, 3) for x in bootstrap_mean_ci([1.0, 1.0, 1.0])]
+    [1.0, 1.0, 1.0]
+    """
+    func = "bootstrap_mean_ci"
+    confidence = _check_confidence(confidence, func)
+    data = np.asarray(values, dtype=float)
+    if data.ndim != 1:
+        raise ValueError(f"The 'values' parameter of {func} must be 1-D. Got shape {data.shape} instead.")
+    if data.size == 0:
+        return math.nan, math.nan, math.nan
+    means = np.concatenate([_mean_metric(data, idx) for idx in
+                            iter_bootstrap_indices(data.size, n_resamples=n_resamples, random_state=random_state)])
+    alpha = 1 - confidence
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(data.mean()), float(low), float(high)
