@@ -171,7 +171,7 @@ def report_cmd(ctx: click.Context, source, out, baseline) -> None:
     """Re-render a report from a comparison.json, or from results.json files, with no model."""
     from .pipeline import report_pipeline
 
-    report_pipeline(sources=list(source), out=Path(out), baseline=baseline)
+    report_pipeline(sources=list(source), out=Path(out), baseline=baseline, store_path=ctx.obj["store"])
 
 
 @cli.command("gate")

@@ -11,13 +11,16 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from importlib import metadata
+from typing import TYPE_CHECKING
 
-from .checkpoints import Checkpoint
 from .errors import EvalkitError, EvaluationError, UsageError
 from .evaluators.base import get_evaluator
 from .records import EvalResult, TaskResult
 from .store import ResultStore, RunKey
 from .taskconfig import TaskConfig
+
+if TYPE_CHECKING:
+    from .checkpoints import Checkpoint
 
 __all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators"]
 

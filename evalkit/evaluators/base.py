@@ -69,6 +69,7 @@ class Evaluator(Protocol):
     # (records aligned by sample_id), which is what makes the bootstrap paired.
 
 
+_BUILTIN_MODULES = ("evalkit.evaluators.lm_eval_tasks", "evalkit.evaluators.voc")
 _REGISTRY: dict[str, type] = {}
 _entry_points_loaded = False
 
@@ -87,7 +88,10 @@ def register_evaluator(cls: type) -> type:
 def _load_builtins() -> None:
     # Importing these modules runs their @register_evaluator decorators. They import nothing heavy
     # at module level, so listing evaluators stays fast.
-    from . import lm_eval_tasks, voc  # noqa: F401
+    import importlib
+
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 def _load_entry_points() -> None:

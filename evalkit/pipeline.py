@@ -1,0 +1,218 @@
+"""The commands' bodies: evaluate -> compare -> gate -> report, shared by the CLI and the demo.
+
+Inputs are checked before anything slow starts (task files, specs, labels, policy file), so a typo
+fails in a second, not after an hour of evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import UsageError
+
+__all__ = ["compare_pipeline", "report_pipeline", "gate_pipeline", "collect_results"]
+
+
+def _parse_notes(notes: list[str]) -> dict[str, str]:
+    parsed = {}
+    for item in notes:
+        label, sep, text = item.partition("=")
+        if not sep or not label.strip():
+            raise UsageError(f"--note: expected LABEL=TEXT, got {item!r}.")
+        parsed[label.strip()] = text.strip()
+    return parsed
+
+
+def _unique_labels(labels: list[str]) -> None:
+    seen = set()
+    for label in labels:
+        if label in seen:
+            raise UsageError(f"checkpoint label {label!r} is used twice; name them with LABEL=SPEC (e.g. base=path tuned=path).")
+        seen.add(label)
+
+
+def _load_results_file(item: str):
+    """``[LABEL=]results.json`` or a ``comparison.json`` -> list of EvalResult."""
+    from .records import EvalResult
+
+    label, sep, path = item.partition("=")
+    if not sep or not label.isidentifier():
+        label, path = "", item
+    data = _read_json(Path(path))
+    if data.get("kind") == "evalkit.comparison":
+        results = _results_from_comparison(data, Path(path))
+    else:
+        results = [EvalResult.from_dict(data, source=path)]
+    if label:
+        if len(results) != 1:
+            raise UsageError(f"{path}: holds {len(results)} checkpoints; LABEL= only applies to a single results.json.")
+        results[0].checkpoint.label = label
+    return results
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: file not found.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not valid JSON ({exc}).") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a JSON object (results.json or comparison.json).")
+    return data
+
+
+def _results_from_comparison(data: dict[str, Any], path: Path) -> list:
+    """Rebuild per-checkpoint results (metrics only, no per-sample records) from a comparison.json."""
+    from .records import CheckpointInfo, EvalResult, TaskResult
+
+    results = []
+    tasks = {t["name"]: t for t in data.get("tasks", [])}
+    for cp in data.get("checkpoints", []):
+        rows = [r for r in data.get("metrics", []) if r.get("checkpoint") == cp["label"]]
+        task_results = {}
+        for name, task in tasks.items():
+            metrics = {r["metric"]: r["value"] for r in rows if r["task"] == name and r.get("value") is not None}
+            if metrics:
+                task_results[name] = TaskResult(
+                    task=name, evaluator=task.get("evaluator", "unknown"), evaluator_version="",
+                    config_hash=task.get("config_hash", ""), metrics=metrics,
+                    n_samples=int(task.get("n_samples", {}).get(cp["label"], 0)), axis=task.get("axis", "general"),
+                    primary_metric=task.get("primary_metric"),
+                    ci={r["metric"]: [r["ci_low"], r["ci_high"]] for r in rows
+                        if r["task"] == name and r.get("ci_low") is not None},
+                    settings=task.get("settings", {}))
+        info = CheckpointInfo(**{k: cp.get(k) for k in ("label", "spec", "kind", "fingerprint", "note")})
+        results.append(EvalResult(checkpoint=info, versions=cp.get("versions", {}), tasks=task_results,
+                                  created=data.get("created", "")))
+    if not results:
+        raise UsageError(f"{path}: comparison has no checkpoints.")
+    return results
+
+
+def collect_results(specs: list[str], task_configs, store, load_options, *, rerun: bool = False,
+                    prior: list | None = None) -> list:
+    """Evaluate every spec (answered from the store when possible) after the prior results."""
+    from .checkpoints import Checkpoint
+    from .run import build_evaluators, evaluate_checkpoint
+
+    checkpoints = [Checkpoint.from_string(spec, load_options, index=i) for i, spec in enumerate(specs)]
+    prior = list(prior or [])
+    _unique_labels([r.checkpoint.label for r in prior] + [c.label for c in checkpoints])
+    evaluators = build_evaluators(task_configs)  # prerequisites checked once, before any model loads
+    results = prior
+    for checkpoint in checkpoints:
+        click.echo(f"evaluating {checkpoint.label} ({checkpoint.spec.kind}: {checkpoint.spec.display})", err=True)
+        results.append(evaluate_checkpoint(checkpoint, task_configs, store, evaluators=evaluators, rerun=rerun))
+    return results
+
+
+def _write_results_files(results: list, out: Path) -> None:
+    from ._io import atomic_write_text, dump_json
+
+    for result in results:
+        atomic_write_text(out / "results" / f"{result.checkpoint.label}.json", dump_json(result.to_dict()))
+
+
+def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str | None, baseline_results: list[str],
+                     policy: str | None, notes: list[str], overrides: list[str], rerun: bool, load_options,
+                     store_path: str | None) -> int:
+    """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed)."""
+    from .compare import build_comparison
+    from .report import write_reports
+    from .store import ResultStore
+    from .taskconfig import parse_overrides, resolve_tasks
+
+    note_map = _parse_notes(notes)
+    task_configs = resolve_tasks(tasks, parse_overrides(overrides))
+    policy_obj = _load_policy(policy)
+    prior = [r for item in baseline_results for r in _load_results_file(item)]
+    if len(specs) + len(prior) < 2:
+        raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")
+    with ResultStore(store_path) as store:
+        results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
+    comparison = build_comparison(results, baseline=baseline, notes=note_map)
+    verdict = _apply_policy(policy_obj, comparison)
+    _write_results_files(results[len(prior):], out)
+    written = write_reports(comparison, out)
+    if verdict is not None:
+        from .gate import write_gate_outputs
+
+        written += write_gate_outputs(verdict, out)
+    _echo_written(written)
+    return verdict.exit_code if verdict is not None else 0
+
+
+def _load_policy(policy: str | None):
+    if policy is None:
+        return None
+    from .gate import load_policy
+
+    return load_policy(Path(policy))
+
+
+def _apply_policy(policy_obj, comparison: dict[str, Any]):
+    if policy_obj is None:
+        return None
+    from .gate import evaluate_policy, verdict_markdown
+
+    verdict = evaluate_policy(policy_obj, comparison)
+    comparison["verdict"] = verdict.to_dict()
+    click.echo(verdict_markdown(verdict))
+    return verdict
+
+
+def _echo_written(paths: list[Path]) -> None:
+    for path in paths:
+        click.echo(f"wrote {path}")
+
+
+def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, store_path: str | None = None) -> None:
+    """``evalkit report``: from one comparison.json, results.json files, or checkpoint labels in the store."""
+    from .compare import build_comparison
+    from .report import write_reports
+
+    if len(sources) == 1 and Path(sources[0]).is_file():
+        data = _read_json(Path(sources[0]))
+        if data.get("kind") == "evalkit.comparison":
+            from .compare import load_comparison
+
+            _echo_written(write_reports(load_comparison(Path(sources[0])), out))
+            return
+    results = []
+    for item in sources:
+        path = Path(item.partition("=")[2] if "=" in item and item.partition("=")[0].isidentifier() else item)
+        results += _load_results_file(item) if path.is_file() else [_result_from_store(item, store_path)]
+    if len(results) < 2:
+        raise UsageError("report needs a comparison.json, or at least two results.json files / stored checkpoint labels.")
+    _unique_labels([r.checkpoint.label for r in results])
+    _echo_written(write_reports(build_comparison(results, baseline=baseline), out))
+
+
+def _result_from_store(label: str, store_path: str | None):
+    """The newest complete run of every task stored for checkpoint ``label``."""
+    from .records import CheckpointInfo, EvalResult
+    from .run import library_versions
+    from .store import ResultStore
+
+    with ResultStore(store_path) as store:
+        runs = store.runs(label=label)
+        if not runs:
+            raise UsageError(f"{label!r} is neither a file nor a checkpoint label with results in the store {store.path}.")
+        newest: dict[str, dict] = {}
+        for run in runs:  # newest first
+            newest.setdefault(run["task"], run)
+        tasks = {task: store.result_by_run_key(run["run_key"]) for task, run in sorted(newest.items())}
+        info = CheckpointInfo(**{k: runs[0]["checkpoint"].get(k) for k in ("label", "spec", "kind", "fingerprint", "note")})
+    return EvalResult(checkpoint=info, versions=library_versions(), tasks=tasks)
+
+
+def gate_pipeline(*, comparison: Path, policy: Path, out: Path | None) -> int:
+    """``evalkit gate``: apply a policy to a comparison.json, write junit.xml and the verdict."""
+    from .gate import gate_main
+
+    return gate_main(comparison, policy, out)
