@@ -1,0 +1,162 @@
+"""Content fingerprints of checkpoints: same bytes -> same fingerprint, any changed byte -> a new one.
+
+A fingerprint is a sha256 over the sorted relative names and content hashes of the files that decide
+the model's outputs (weights, config, tokenizer). File hashes are memoised in a small SQLite cache
+keyed by (resolved path, size, mtime_ns), so a 15 GB checkpoint is hashed once, not on every run.
+The cache lives in the user cache dir (``EVALKIT_CACHE_DIR`` overrides it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
+
+if TYPE_CHECKING:
+    from . import LoadOptions
+
+__all__ = ["fingerprint", "file_sha256", "hash_file", "cache_dir", "model_files"]
+
+_CHUNK = 8 * 1024 * 1024
+_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.index.json")
+_CONFIG_FILES = ("config.json", "generation_config.json") + TOKENIZER_FILES
+_ADAPTER_PATTERNS = ("adapter_config.json", "adapter_model*.safetensors", "adapter_model*.bin")
+# Fields of a /v1/models entry that change between calls (vLLM stamps `created` with the request time).
+_VOLATILE_MODEL_FIELDS = ("created", "status", "permission")
+
+
+def cache_dir() -> Path:
+    """Where evalkit keeps caches: ``$EVALKIT_CACHE_DIR`` or the platform's user cache dir."""
+    override = os.environ.get("EVALKIT_CACHE_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("evalkit"))
+
+
+def hash_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in chunks (no memo; see :func:`file_sha256`)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of ``path``, memoised by (resolved path, size, mtime_ns)."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
+    with _memo() as db:
+        row = db.execute("SELECT sha256 FROM file_hashes WHERE path=? AND size=? AND mtime_ns=?", key).fetchone()
+    if row:
+        return row[0]
+    digest = hash_file(resolved)
+    with _memo() as db:
+        db.execute("INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
+                   (*key, digest))
+    return digest
+
+
+class _memo:
+    """Context manager over the memo database; a broken cache is recreated rather than failing a run."""
+
+    def __enter__(self) -> sqlite3.Connection:
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(folder / "file-hashes.sqlite", timeout=30)
+        self.conn.execute("CREATE TABLE IF NOT EXISTS file_hashes (path TEXT PRIMARY KEY, size INTEGER, "
+                          "mtime_ns INTEGER, sha256 TEXT)")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.commit()
+        self.conn.close()
+
+
+def model_files(folder: Path, *, weights: bool = True) -> list[Path]:
+    """The files of a model directory that decide its outputs, sorted by name."""
+    names = {folder / name for name in _CONFIG_FILES if (folder / name).is_file()}
+    if weights:
+        names |= {p for pattern in _WEIGHT_PATTERNS for p in folder.glob(pattern) if p.is_file()}
+    return sorted(names)
+
+
+def _digest(kind: str, entries: list[tuple[str, str]]) -> str:
+    """Combine (name, content-hash-or-value) pairs, in sorted order, into one hex digest."""
+    digest = hashlib.sha256(f"evalkit-fingerprint-v1\0{kind}\0".encode())
+    for name, value in sorted(entries):
+        digest.update(f"{name}\0{value}\n".encode())
+    return digest.hexdigest()
+
+
+def _files_entries(files: list[Path], root: Path, prefix: str = "") -> list[tuple[str, str]]:
+    return [(prefix + path.relative_to(root).as_posix(), file_sha256(path)) for path in files]
+
+
+def fingerprint(spec: CheckpointSpec, options: "LoadOptions | None" = None) -> str:
+    """Hex sha256 fingerprint of the checkpoint ``spec`` (see the module docstring for what it covers)."""
+    from . import LoadOptions
+
+    options = options or LoadOptions()
+    handler = {"hf": _fp_hf, "hub": _fp_hub, "peft": _fp_peft, "weights": _fp_weights,
+               "server": _fp_server, "predictions": _fp_predictions}[spec.kind]
+    return handler(spec, options)
+
+
+def _fp_hf(spec: CheckpointSpec, options) -> str:
+    folder = Path(spec.location)
+    return _digest("hf", _files_entries(model_files(folder), folder))
+
+
+def _fp_hub(spec: CheckpointSpec, options) -> str:
+    return _digest("hub", [("id", str(spec.location)), ("revision", spec.revision or "main")])
+
+
+def _fp_peft(spec: CheckpointSpec, options) -> str:
+    folder = Path(spec.location)
+    adapter = sorted({p for pattern in _ADAPTER_PATTERNS for p in folder.glob(pattern) if p.is_file()})
+    adapter += [p for p in model_files(folder, weights=False) if p not in adapter]
+    entries = _files_entries(adapter, folder, "adapter/")
+    base = options.base or read_adapter_base(folder)
+    if base and Path(base).expanduser().is_dir():
+        base_dir = Path(base).expanduser()
+        entries.append(("base", _digest("hf", _files_entries(model_files(base_dir), base_dir))))
+    else:
+        entries.append(("base-id", str(base)))
+    return _digest("peft", entries)
+
+
+def _fp_weights(spec: CheckpointSpec, options) -> str:
+    from .loaders import weights_config_dir
+
+    path = Path(spec.location)
+    config_dir = weights_config_dir(spec, options)
+    entries = [("weights/" + path.name, file_sha256(path))]
+    entries += _files_entries(model_files(config_dir, weights=False), config_dir, "config/")
+    return _digest("weights", entries)
+
+
+def _fp_server(spec: CheckpointSpec, options) -> str:
+    from .server import model_entry
+
+    entry = {k: v for k, v in model_entry(spec, options).items() if k not in _VOLATILE_MODEL_FIELDS}
+    url = spec.display.partition("#")[0]
+    return _digest("server", [("url", url), ("model", spec.model or ""), ("entry", json.dumps(entry, sort_keys=True))])
+
+
+def _fp_predictions(spec: CheckpointSpec, options) -> str:
+    path = Path(spec.location)
+    try:
+        return _digest("predictions", [("file", file_sha256(path))])
+    except OSError as exc:
+        raise UsageError(f"predictions file {path}: cannot be read ({exc.strerror or exc}).") from None

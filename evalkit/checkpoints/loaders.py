@@ -1,0 +1,253 @@
+"""Turn a :class:`CheckpointSpec` into ONE lm-eval ``LM`` object, building on lm-eval's own backends.
+
+- ``hf``/``hub``: ``lm_eval.models.huggingface.HFLM(pretrained=DIR_OR_ID)``;
+- ``peft``: ``HFLM(pretrained=BASE, peft=ADAPTER_DIR)``;
+- ``weights``: the state dict is read safely (safetensors, or ``torch.load(weights_only=True)`` unless
+  ``--allow-pickle``), checked against a model built from the config, and the instantiated model is
+  handed to ``HFLM`` with the config dir's tokenizer;
+- ``server``: lm-eval's ``local-completions`` / ``local-chat-completions`` (see :mod:`.server`);
+- ``predictions``: :class:`~evalkit.checkpoints.replay.ReplayLM`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
+
+if TYPE_CHECKING:
+    from . import LoadOptions
+
+__all__ = ["load_lm", "supports", "weights_config_dir", "read_state_dict", "fit_state_dict", "NEEDS"]
+
+NEEDS = ("loglikelihood", "loglikelihood_rolling", "generate_until")
+_EXAMPLES = 3
+_DTYPES = (None, "auto", "float32", "bfloat16", "float16")
+
+
+def supports(spec: CheckpointSpec, options: "LoadOptions", need: str) -> bool:
+    """Whether a checkpoint of this kind can answer lm-eval requests of type ``need``."""
+    if need not in NEEDS:
+        raise ValueError(f"need must be one of {', '.join(NEEDS)}, got {need!r}")
+    if spec.kind == "predictions":
+        return need == "generate_until"
+    if spec.kind == "server":
+        from .server import uses_chat
+
+        return need == "generate_until" or not uses_chat(options)
+    return True
+
+
+def load_lm(spec: CheckpointSpec, options: "LoadOptions"):
+    """Load the checkpoint as an lm-eval ``LM`` (errors a user can fix are UsageErrors)."""
+    if spec.kind == "predictions":
+        from .replay import ReplayLM
+
+        return ReplayLM(spec.location)
+    if spec.kind == "server":
+        from .server import load_server_lm
+
+        return load_server_lm(spec, options)
+    loader = {"hf": _load_hf, "hub": _load_hub, "peft": _load_peft, "weights": _load_weights}[spec.kind]
+    return loader(spec, options)
+
+
+def _hflm_kwargs(options: "LoadOptions") -> dict[str, Any]:
+    import torch
+    from lm_eval.utils import handle_arg_string
+
+    if options.dtype not in _DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.")
+    kwargs: dict[str, Any] = dict(batch_size=options.batch_size, dtype=options.dtype or "auto",
+                                  device=options.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                                  trust_remote_code=options.trust_remote_code)
+    if options.max_length:
+        kwargs["max_length"] = options.max_length
+    kwargs.update({k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items()})
+    return kwargs
+
+
+def _hflm(spec: CheckpointSpec, **kwargs):
+    """``HFLM(**kwargs)``; library errors while reading files become one-line UsageErrors."""
+    from lm_eval.models.huggingface import HFLM
+
+    try:
+        return HFLM(**kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        hint = (" (offline: HF_HUB_OFFLINE is set, so hub ids only work when already in the local cache; "
+                "download the model and pass its directory)") if offline and spec.kind in ("hub", "peft") else ""
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"checkpoint {spec.display!r} could not be loaded{hint}: {first_line}") from exc
+
+
+def _load_hf(spec: CheckpointSpec, options: "LoadOptions"):
+    return _hflm(spec, pretrained=str(spec.location), **_hflm_kwargs(options))
+
+
+def _load_hub(spec: CheckpointSpec, options: "LoadOptions"):
+    kwargs = _hflm_kwargs(options)
+    kwargs.setdefault("revision", spec.revision or "main")
+    return _hflm(spec, pretrained=str(spec.location), **kwargs)
+
+
+def _load_peft(spec: CheckpointSpec, options: "LoadOptions"):
+    adapter = Path(spec.location)
+    base = options.base or read_adapter_base(adapter)
+    if not base:
+        raise UsageError(f"adapter {adapter}: adapter_config.json names no base_model_name_or_path; pass --base DIR_OR_ID.")
+    base_path = Path(base).expanduser()
+    if base_path.is_dir():
+        base = str(base_path)
+    elif not _looks_like_hub_id(base):
+        source = "--base" if options.base else str(adapter / "adapter_config.json")
+        raise UsageError(f"adapter {adapter}: base model {base!r} (from {source}) is neither a model directory "
+                         f"nor a hub id; pass --base DIR.")
+    kwargs = _hflm_kwargs(options)
+    has_tokenizer = any((adapter / name).is_file() for name in TOKENIZER_FILES)
+    kwargs.setdefault("tokenizer", str(adapter) if has_tokenizer else base)
+    return _hflm(spec, pretrained=base, peft=str(adapter), **kwargs)
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    parts = text.split("/")
+    return 1 <= len(parts) <= 2 and all(parts) and not text.startswith((".", "/", "~"))
+
+
+def weights_config_dir(spec: CheckpointSpec, options: "LoadOptions") -> Path:
+    """The folder whose config.json and tokenizer a weights file is applied to (``--config`` or sibling)."""
+    path = Path(spec.location)
+    if options.config:
+        folder = Path(options.config).expanduser()
+        if not (folder / "config.json").is_file():
+            raise UsageError(f"--config {options.config}: no config.json there; pass the model dir whose "
+                             f"architecture and tokenizer {path.name} uses.")
+    else:
+        folder = path.parent
+        if not (folder / "config.json").is_file():
+            raise UsageError(f"weights file {path}: no config.json beside it; pass --config DIR (a model dir with "
+                             f"config.json and tokenizer files).")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise UsageError(f"config dir {folder}: no tokenizer files (tokenizer.json, tokenizer_config.json, "
+                         f"tokenizer.model); add them or pass another --config DIR.")
+    return folder
+
+
+def read_state_dict(path: Path, *, allow_pickle: bool = False) -> dict[str, Any]:
+    """The tensors of a weights file, read without running code from it unless ``allow_pickle``."""
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for truncated/garbled files
+            raise UsageError(f"weights file {path} is not a readable safetensors file ({_first_line(exc)}); "
+                             f"re-save or re-download it.") from None
+    return _unwrap(_torch_load(path, allow_pickle), path)
+
+
+def _torch_load(path: Path, allow_pickle: bool) -> Any:
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except pickle.UnpicklingError as exc:
+        if allow_pickle:
+            raise UsageError(f"weights file {path} could not be unpickled ({_first_line(exc)}).") from None
+        raise UsageError(f"weights file {path} holds objects beyond tensors and needs full unpickling, which can run "
+                         f"code from the file; if you trust it, pass --allow-pickle.") from None
+    except (RuntimeError, OSError, EOFError, ValueError, AttributeError, ModuleNotFoundError) as exc:
+        raise UsageError(f"weights file {path} could not be read ({_first_line(exc)}); is it a PyTorch checkpoint?") from None
+
+
+def _unwrap(obj: Any, path: Path) -> dict[str, Any]:
+    """The state dict inside a Lightning/trainer checkpoint (``state_dict``, ``model_state_dict``, ``module``)."""
+    import torch
+
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "module"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)} if isinstance(obj, dict) else {}
+    if not tensors:
+        raise UsageError(f"weights file {path} holds no tensors (expected a state dict, or a dict with 'state_dict').")
+    return tensors
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _align_prefix(state: dict[str, Any], model_keys: set[str]) -> dict[str, Any]:
+    """Strip (or add) the key prefix that makes ``state`` match ``model_keys`` best (e.g. Lightning's ``model.``)."""
+    def renamed(strip: str, add: str) -> dict[str, Any]:
+        return {add + (k[len(strip):] if strip and k.startswith(strip) else k): v for k, v in state.items()}
+
+    candidates = {("", "")}
+    for key in list(state)[:1000]:
+        parts = key.split(".")
+        candidates |= {(".".join(parts[:n]) + ".", "") for n in range(1, min(3, len(parts)))}
+    for key in list(model_keys)[:1000]:
+        parts = key.split(".")
+        candidates |= {("", ".".join(parts[:n]) + ".") for n in range(1, min(3, len(parts)))}
+    best = max(sorted(candidates), key=lambda c: (len(renamed(*c).keys() & model_keys), c == ("", "")))
+    return renamed(*best)
+
+
+def fit_state_dict(model, state: dict[str, Any], *, weights: Path, config_dir: Path) -> dict[str, Any]:
+    """Check ``state`` fits ``model`` (names and shapes); return it with its key prefix aligned."""
+    import re
+
+    expected = model.state_dict()
+    state = _align_prefix(state, set(expected))
+    ignore_missing = list(getattr(model, "_keys_to_ignore_on_load_missing", None) or [])
+    ignore_unexpected = list(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or [])
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if getattr(config, "tie_word_embeddings", False):
+        ignore_missing.append(r"^lm_head\.weight$")
+    missing = sorted(k for k in expected.keys() - state.keys() if not any(re.search(p, k) for p in ignore_missing))
+    unexpected = sorted(k for k in state.keys() - expected.keys() if not any(re.search(p, k) for p in ignore_unexpected))
+    shapes = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+                    for k in state.keys() & expected.keys() if state[k].shape != expected[k].shape)
+    if missing or unexpected or shapes:
+        parts = [f"{len(missing)} missing keys" + (f" (e.g. {', '.join(missing[:_EXAMPLES])})" if missing else ""),
+                 f"{len(unexpected)} unexpected" + (f" (e.g. {', '.join(unexpected[:_EXAMPLES])})" if unexpected else "")]
+        if shapes:
+            parts.append(f"{len(shapes)} with another shape (e.g. {'; '.join(shapes[:_EXAMPLES])})")
+        raise UsageError(f"weights file {weights} does not fit config {config_dir / 'config.json'}: {', '.join(parts)}; "
+                         f"pass --config DIR with the matching architecture.")
+    return {k: v for k, v in state.items() if k in expected}
+
+
+def _load_weights(spec: CheckpointSpec, options: "LoadOptions"):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(spec.location)
+    config_dir = weights_config_dir(spec, options)
+    state = read_state_dict(path, allow_pickle=options.allow_pickle)
+    try:
+        config = AutoConfig.from_pretrained(config_dir, trust_remote_code=options.trust_remote_code)
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=options.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(config_dir, trust_remote_code=options.trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"config dir {config_dir}: cannot build a causal LM from it ({_first_line(exc)}).") from None
+    model.load_state_dict(fit_state_dict(model, state, weights=path, config_dir=config_dir), strict=False)
+    model.tie_weights()
+    kwargs = _hflm_kwargs(options)
+    if options.dtype and options.dtype != "auto":
+        model = model.to(getattr(torch, options.dtype))
+    model = model.to(kwargs.pop("device")).eval()
+    for ignored in ("dtype", "trust_remote_code"):  # already applied to the instantiated model
+        kwargs.pop(ignored)
+    return _hflm(spec, pretrained=model, tokenizer=tokenizer, **kwargs)

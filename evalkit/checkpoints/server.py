@@ -1,0 +1,129 @@
+"""OpenAI-compatible servers (vLLM, TGI, llama.cpp, ``transformers serve``): checks and the lm-eval backend.
+
+Before a server checkpoint is fingerprinted or used, ``GET {url}/models`` tells whether the server is up,
+whether the key is accepted and whether it serves the model. Requests then go through lm-eval's
+``local-completions`` backend (default; log-likelihood tasks need a server that returns prompt
+logprobs with ``echo=True``, e.g. vLLM) or ``local-chat-completions`` (``--chat-template`` or
+``--model-args api=chat``; generation tasks only: chat endpoints return no prompt logprobs).
+
+The API key is read from the environment variable ``LoadOptions.api_key_env`` and sent only as an
+``Authorization`` header; it never appears in specs shown to users, results or error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from .spec import CheckpointSpec
+
+if TYPE_CHECKING:
+    from . import LoadOptions
+
+__all__ = ["list_models", "model_entry", "uses_chat", "load_server_lm", "CHECK_TIMEOUT"]
+
+#: Seconds to wait for ``/models`` before calling a server unreachable.
+CHECK_TIMEOUT = 10.0
+
+
+def _api_key(options: "LoadOptions") -> str:
+    return os.environ.get(options.api_key_env, "")
+
+
+def _headers(options: "LoadOptions") -> dict[str, str]:
+    key = _api_key(options)
+    headers = {"Accept": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+def _server_name(spec: CheckpointSpec) -> str:
+    return spec.display.partition("#")[0]
+
+
+def list_models(spec: CheckpointSpec, options: "LoadOptions") -> list[dict[str, Any]]:
+    """The ``data`` entries of ``GET {url}/models``; a UsageError says what to do when that fails."""
+    name = _server_name(spec)
+    request = urllib.request.Request(f"{spec.location}/models", headers=_headers(options))
+    try:
+        with urllib.request.urlopen(request, timeout=min(CHECK_TIMEOUT, options.timeout)) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise UsageError(f"server {name} refused the API key (HTTP {exc.code}); set the environment variable "
+                             f"{options.api_key_env} to a valid key (or pass --api-key-env NAME).") from None
+        raise UsageError(f"server {name} answered HTTP {exc.code} to GET /models; check the URL "
+                         f"(it usually ends in /v1).") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise UsageError(f"server {name} is unreachable ({reason}); start it or check the URL.") from None
+    try:
+        data = json.loads(body)
+        return [entry for entry in data["data"] if isinstance(entry, dict)]
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(f"server {name}: GET /models did not return an OpenAI-style model list; "
+                         f"is this an OpenAI-compatible server (URL ending in /v1)?") from None
+
+
+def model_entry(spec: CheckpointSpec, options: "LoadOptions") -> dict[str, Any]:
+    """The ``/models`` entry of the spec's model, or a UsageError listing the served models."""
+    entries = list_models(spec, options)
+    for entry in entries:
+        if entry.get("id") == spec.model:
+            return entry
+    served = ", ".join(sorted(str(e.get("id")) for e in entries)) or "(none)"
+    raise UsageError(f"server {_server_name(spec)} does not serve model {spec.model!r}; it serves: {served}. "
+                     f"Put one of these after '#'.")
+
+
+def uses_chat(options: "LoadOptions") -> bool:
+    """Chat endpoint when ``--chat-template`` or ``--model-args api=chat``; completions otherwise."""
+    api = str(options.model_args.get("api", "")).strip().lower()
+    if api and api not in ("chat", "completions"):
+        raise UsageError(f"--model-args api must be 'chat' or 'completions' for a server, got {api!r}.")
+    if api:
+        return api == "chat"
+    return options.chat_template is True
+
+
+def load_server_lm(spec: CheckpointSpec, options: "LoadOptions"):
+    """An lm-eval ``LocalCompletionsAPI`` / ``LocalChatCompletion`` for the spec, after the /models check."""
+    from lm_eval.utils import handle_arg_string
+
+    model_entry(spec, options)
+    extra = {k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items() if k != "api"}
+    chat = uses_chat(options)
+    common = dict(model=spec.model, num_concurrent=options.num_concurrent, max_retries=options.max_retries,
+                  timeout=options.timeout, header=_headers(options))
+    if options.max_length:
+        common["max_length"] = options.max_length
+    if isinstance(options.batch_size, int):
+        common["batch_size"] = options.batch_size
+    if chat:
+        cls = _chat_class()
+        return cls(base_url=f"{spec.location}/chat/completions", **{"tokenizer_backend": None, **common, **extra})
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+
+    # Without a tokenizer, requests go as text; log-likelihood tasks need a tokenizer (model_args
+    # tokenizer=DIR, tokenizer_backend=huggingface) and a server that returns prompt logprobs.
+    backend = "huggingface" if "tokenizer" in extra else None
+    return LocalCompletionsAPI(base_url=f"{spec.location}/completions",
+                               **{"tokenizer_backend": backend, **common, **extra})
+
+
+def _chat_class():
+    """lm-eval's chat backend, accepting plain-text prompts too (sent as one user message)."""
+    from lm_eval.models.openai_completions import LocalChatCompletion
+
+    class ChatServerLM(LocalChatCompletion):
+        def create_message(self, messages, generate=False):
+            if messages and isinstance(messages[0], str):
+                return [{"role": "user", "content": messages[0]}]
+            return super().create_message(messages, generate=generate)
+
+    return ChatServerLM

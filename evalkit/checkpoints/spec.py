@@ -1,0 +1,172 @@
+"""Parse a checkpoint spec ``[LABEL=]SPEC`` into a :class:`CheckpointSpec` (no heavy imports).
+
+The kind is decided from the text and the file system only; nothing is loaded or downloaded here, so
+bad specs fail in milliseconds, before any task or model work starts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..errors import UsageError
+
+__all__ = ["CheckpointSpec", "parse_spec", "KINDS", "WEIGHT_SUFFIXES", "hf_dir_problems", "read_adapter_base"]
+
+KINDS = ("hf", "hub", "peft", "weights", "server", "predictions")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+EXPECTED = "expected a model dir, adapter dir, weights file, predictions .jsonl or http(s)://HOST/v1#MODEL"
+
+_LABEL = re.compile(r"[A-Za-z0-9_.-]+")
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+(@[A-Za-z0-9_./-]+)?")
+# Query parameters that may carry a secret; they are never shown in outputs.
+_SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|auth|sig", re.IGNORECASE)
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model",
+                   "vocab.txt", "merges.txt", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja",
+                   "chat_template.json")
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """A parsed checkpoint spec.
+
+    ``label`` names the checkpoint in outputs; ``raw`` is the text as given; ``display`` is the spec as
+    shown in outputs (for servers ``URL#MODEL`` with credentials stripped); ``kind`` is one of
+    :data:`KINDS`; ``location`` is a :class:`~pathlib.Path` for local kinds, the server base URL
+    (``.../v1``, may hold credentials: never print it) or the hub id; ``model`` is the served model
+    name for servers; ``revision`` a hub revision (``org/name@rev``).
+    """
+
+    label: str
+    raw: str
+    display: str
+    kind: str
+    location: Path | str
+    model: str | None = None
+    note: str | None = None
+    revision: str | None = None
+
+
+def parse_spec(text: str, *, index: int = 0) -> CheckpointSpec:
+    """Parse ``[LABEL=]SPEC``; raise :class:`~evalkit.errors.UsageError` for anything unusable.
+
+    ``index`` is the spec's position on the command line; it names specs whose label would be empty.
+
+    Examples
+    --------
+    >>> spec = parse_spec("ft=http://user:pw@localhost:8000/v1#my-model")
+    >>> spec.label, spec.kind, spec.display
+    ('ft', 'server', 'http://localhost:8000/v1#my-model')
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError(f"checkpoint {index + 1}: empty spec; {EXPECTED}.")
+    raw = text.strip()
+    label, body = _split_label(raw)
+    if not body:
+        raise UsageError(f"checkpoint {raw!r}: nothing after '{label}='; {EXPECTED}.")
+    if re.match(r"https?://", body, re.IGNORECASE):
+        spec = _server_spec(raw, body)
+    else:
+        spec = _path_or_hub_spec(raw, body)
+    final_label = label or spec.label or f"checkpoint{index + 1}"
+    return CheckpointSpec(label=final_label, raw=raw, display=spec.display, kind=spec.kind, location=spec.location,
+                          model=spec.model, revision=spec.revision)
+
+
+def _split_label(raw: str) -> tuple[str | None, str]:
+    """Split off ``LABEL=`` unless the whole text is an existing path or the prefix is not a label."""
+    head, sep, rest = raw.partition("=")
+    if not sep or Path(raw).expanduser().exists() or not _LABEL.fullmatch(head):
+        return None, raw
+    return head, rest.strip()
+
+
+def _server_spec(raw: str, body: str) -> CheckpointSpec:
+    url, _, model = body.partition("#")
+    parts = urlsplit(url)
+    if not model.strip():
+        raise UsageError(f"checkpoint {_public_url(parts)!r}: a server spec needs the model name after '#', "
+                         f"as in http://HOST:PORT/v1#MODEL (the name the server lists at /v1/models).")
+    if not parts.hostname:
+        raise UsageError(f"checkpoint {_public_url(parts)!r}: no host in the URL; use http://HOST:PORT/v1#MODEL.")
+    path = re.sub(r"/(chat/)?completions/?$", "", parts.path).rstrip("/") or "/v1"
+    base = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    public = _public_url(parts._replace(path=path))
+    model = model.strip()
+    return CheckpointSpec(label=model, raw=raw, display=f"{public}#{model}", kind="server", location=base, model=model)
+
+
+def _public_url(parts) -> str:
+    """The URL without user:password@ and without query parameters that look like secrets."""
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SECRET_PARAM.search(k)])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _path_or_hub_spec(raw: str, body: str) -> CheckpointSpec:
+    path = Path(body).expanduser()
+    if path.is_dir():
+        return _dir_spec(raw, body, path)
+    if path.is_file():
+        return _file_spec(raw, body, path)
+    if _HUB_ID.fullmatch(body) and not body.startswith((".", "/", "~")):
+        repo, _, revision = body.partition("@")
+        return CheckpointSpec(label=repo.rsplit("/", 1)[-1], raw=raw, display=body, kind="hub", location=repo,
+                              revision=revision or None)
+    raise UsageError(f"checkpoint {body!r}: no such file or directory; {EXPECTED}.")
+
+
+def _dir_spec(raw: str, body: str, path: Path) -> CheckpointSpec:
+    label = path.resolve().name
+    if (path / "adapter_config.json").is_file():
+        read_adapter_base(path)  # fail now on a broken adapter_config.json
+        return CheckpointSpec(label=label, raw=raw, display=body, kind="peft", location=path)
+    if (path / "config.json").is_file():
+        problems = hf_dir_problems(path)
+        if problems:
+            raise UsageError(f"checkpoint {body!r}: model directory has config.json but {' and '.join(problems)}.")
+        return CheckpointSpec(label=label, raw=raw, display=body, kind="hf", location=path)
+    raise UsageError(f"checkpoint {body!r}: directory has neither config.json (a model) nor adapter_config.json "
+                     f"(a PEFT adapter); {EXPECTED}.")
+
+
+def _file_spec(raw: str, body: str, path: Path) -> CheckpointSpec:
+    suffix = path.suffix.lower()
+    if suffix in WEIGHT_SUFFIXES:
+        kind = "weights"
+    elif suffix == ".jsonl":
+        kind = "predictions"
+    else:
+        raise UsageError(f"checkpoint {body!r}: unsupported file type {suffix or '(none)'!r}; "
+                         f"weights files end in {', '.join(WEIGHT_SUFFIXES)} and predictions files in .jsonl.")
+    return CheckpointSpec(label=path.stem, raw=raw, display=body, kind=kind, location=path)
+
+
+def hf_dir_problems(path: Path) -> list[str]:
+    """What a Hugging Face model directory lacks: weights and/or a tokenizer (empty list when complete)."""
+    problems = []
+    weights = [p for pattern in ("*.safetensors", "pytorch_model*.bin", "*.index.json") for p in path.glob(pattern)]
+    if not weights:
+        problems.append("no weights (*.safetensors, pytorch_model*.bin or an index .json)")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        problems.append("no tokenizer (tokenizer.json, tokenizer_config.json, tokenizer.model or vocab.json)")
+    return problems
+
+
+def read_adapter_base(path: Path) -> str | None:
+    """``base_model_name_or_path`` from a PEFT adapter's ``adapter_config.json`` (None when absent)."""
+    config_path = Path(path) / "adapter_config.json"
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{config_path}: not a readable adapter config ({exc}); re-save the adapter.") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{config_path}: expected a JSON object; re-save the adapter.")
+    base = data.get("base_model_name_or_path")
+    return str(base) if base else None
