@@ -1,0 +1,491 @@
+"""Release gates: policy validation, every operator, significance, direction, outputs, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evalkit.errors import UsageError
+from evalkit.gate import (
+    demo_policy_text,
+    evaluate_policy,
+    gate_main,
+    load_policy,
+    parse_policy,
+    verdict_markdown,
+    write_gate_outputs,
+    write_junit,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------- fixtures
+
+
+def metric_row(task, metric, checkpoint, value, baseline_value, p_value=None, higher_is_better=True):
+    return {"task": task, "metric": metric, "checkpoint": checkpoint, "higher_is_better": higher_is_better,
+            "value": value, "baseline_value": baseline_value, "baseline": "base",
+            "delta": None if value is None or baseline_value is None else value - baseline_value,
+            "p_value": p_value, "relative": None}
+
+
+def breakdown_row(task, kind, key, metric, checkpoint, value, baseline_value, p_value=None):
+    return {"task": task, "kind": kind, "key": key, "metric": metric, "checkpoint": checkpoint, "value": value,
+            "baseline_value": baseline_value, "delta": value - baseline_value, "p_value": p_value, "n": 50}
+
+
+def make_comparison(metrics, breakdowns=(), labels=("base", "tuned")):
+    """A minimal comparison.json dict; base rows are added for every (task, metric) given."""
+    rows = list(metrics)
+    for row in list(rows):
+        if row["checkpoint"] != "base" and not any(r["checkpoint"] == "base" and r["task"] == row["task"]
+                                                   and r["metric"] == row["metric"] for r in rows):
+            rows.append({**row, "checkpoint": "base", "value": row["baseline_value"], "delta": 0.0, "p_value": None})
+    return {"schema_version": 1, "kind": "evalkit.comparison", "baseline": "base",
+            "checkpoints": [{"label": label} for label in labels],
+            "metrics": rows, "breakdowns": list(breakdowns), "verdict": None}
+
+
+def one_gate(metric, **gate):
+    return parse_policy({"baseline": "base", "gates": [{"metric": metric, **gate}]}, source="policy.yaml")
+
+
+def single_check(comparison, metric, **gate):
+    verdict = evaluate_policy(one_gate(metric, **gate), comparison)
+    assert len(verdict.checks) == 1
+    return verdict.checks[0]
+
+
+@pytest.fixture()
+def comparison():
+    return make_comparison(
+        [metric_row("voc", "leaf_macro_f1", "tuned", 0.62, 0.50, p_value=0.001),
+         metric_row("voc", "invalid_rate", "tuned", 0.05, 0.02, p_value=0.01, higher_is_better=False),
+         metric_row("mmlu", "acc", "tuned", 0.45, 0.60, p_value=0.004),
+         metric_row("ifeval", "prompt_level_strict_acc", "tuned", 0.35, 0.40, p_value=0.2)],
+        [breakdown_row("mmlu", "subject", "anatomy", "acc", "tuned", 0.40, 0.50, p_value=0.03),
+         breakdown_row("mmlu", "subject", "anatomy", "acc", "base", 0.50, 0.50),
+         breakdown_row("mmlu", "category", "stem", "acc", "tuned", 0.52, 0.50, p_value=0.6),
+         breakdown_row("voc", "frequency", "tail", "invalid_rate", "tuned", 0.10, 0.04, p_value=0.02)],
+    )
+
+
+# ---------------------------------------------------------------------------------- operators
+
+
+@pytest.mark.parametrize("operator, threshold, value, baseline_value, expected", [
+    ("min_gain", 0.05, 0.62, 0.50, "pass"),
+    ("min_gain", 0.05, 0.53, 0.50, "fail"),
+    ("min_gain", 0.05, 0.60, 0.55, "pass"),            # inclusive despite 0.60 - 0.55 = 0.04999...
+    ("max_drop", 0.02, 0.59, 0.60, "pass"),
+    ("max_drop", 0.02, 0.55, 0.60, "fail"),
+    ("max_relative_drop", 0.05, 0.58, 0.60, "pass"),   # lost 3.3 % of the baseline
+    ("max_relative_drop", 0.05, 0.54, 0.60, "fail"),   # lost 10 %
+    ("min_relative_gain", 0.10, 0.70, 0.60, "pass"),   # +16.7 %
+    ("min_relative_gain", 0.10, 0.63, 0.60, "fail"),   # +5 %
+    ("min", 0.30, 0.35, 0.60, "pass"),
+    ("min", 0.30, 0.25, 0.20, "fail"),
+    ("max", 0.10, 0.05, 0.00, "pass"),
+    ("max", 0.10, 0.15, 0.00, "fail"),
+])
+def test_every_operator_passes_and_fails(operator, threshold, value, baseline_value, expected):
+    comparison = make_comparison([metric_row("t", "m", "tuned", value, baseline_value, p_value=0.01)])
+    check = single_check(comparison, "t.m", **{operator: threshold})
+    assert check.status == expected, check.message
+    assert check.operator == operator and check.threshold == threshold
+    assert check.value == value and check.baseline_value == baseline_value
+
+
+def test_failure_message_carries_the_numbers(comparison):
+    check = single_check(comparison, "mmlu.acc", max_drop=0.02)
+    assert check.status == "fail"
+    assert check.message == "dropped 0.150 (> 0.020 allowed)"
+    assert check.delta == pytest.approx(-0.15) and check.observed == pytest.approx(0.15)
+    assert check.gate == "mmlu.acc max_drop 0.02"
+
+
+def test_relative_messages_are_percentages():
+    comparison = make_comparison([metric_row("t", "m", "tuned", 0.54, 0.60)])
+    check = single_check(comparison, "t.m", max_relative_drop=0.05)
+    assert check.message == "dropped 10.0% (> 5.0% allowed)"
+    assert check.observed == pytest.approx(0.10)
+
+
+# ------------------------------------------------------------------------------- significance
+
+
+@pytest.mark.parametrize("value, p_value, expected, fragment", [
+    (0.59, 0.001, "pass", "dropped 0.010 (<= 0.020 allowed)"),     # within the allowance
+    (0.50, 0.30, "warn", "not significant (p=0.3 >= 0.05)"),        # too far, but could be noise
+    (0.50, 0.004, "fail", "significant (p=0.004 < 0.05)"),          # too far and significant
+    (0.50, None, "fail", "no p-value available (treated as significant)"),
+])
+def test_significance_aware_drop(value, p_value, expected, fragment):
+    comparison = make_comparison([metric_row("mmlu", "acc", "tuned", value, 0.60, p_value=p_value)])
+    check = single_check(comparison, "mmlu.acc", max_drop=0.02, significance=0.05)
+    assert check.status == expected
+    assert fragment in check.message
+    assert check.gate == "mmlu.acc max_drop 0.02 (significance 0.05)"
+
+
+def test_significance_applies_to_relative_drop_too():
+    comparison = make_comparison([metric_row("mmlu", "acc", "tuned", 0.50, 0.60, p_value=0.2)])
+    assert single_check(comparison, "mmlu.acc", max_relative_drop=0.05, significance=0.05).status == "warn"
+
+
+def test_severity_warn_turns_a_failure_into_a_warning(comparison):
+    policy = parse_policy({"gates": [{"metric": "mmlu.acc", "max_drop": 0.02, "severity": "warn"},
+                                     {"metric": "voc.leaf_macro_f1", "min_gain": 0.05}]})
+    verdict = evaluate_policy(policy, comparison)
+    assert [c.status for c in verdict.checks] == ["warn", "pass"]
+    assert verdict.checks[0].severity == "warn" and "[severity: warn]" in verdict.checks[0].message
+    assert verdict.status == "warn" and verdict.exit_code == 0
+
+
+def test_verdict_fails_when_any_check_fails(comparison):
+    policy = parse_policy({"gates": [{"metric": "mmlu.acc", "max_drop": 0.02, "severity": "warn"},
+                                     {"metric": "ifeval.prompt_level_strict_acc", "min": 0.5},
+                                     {"metric": "voc.leaf_macro_f1", "min_gain": 0.05}]})
+    verdict = evaluate_policy(policy, comparison)
+    assert verdict.status == "fail" and verdict.exit_code == 1
+    assert verdict.counts() == {"pass": 1, "warn": 1, "fail": 1}
+
+
+# --------------------------------------------------------------------------------- direction
+
+
+def test_lower_is_better_metric_uses_the_rows_direction(comparison):
+    worse = single_check(comparison, "voc.invalid_rate", max_drop=0.02)   # 0.02 -> 0.05: worse by 0.03
+    assert worse.status == "fail" and worse.higher_is_better is False
+    assert worse.message == "rose 0.030 (lower is better) (> 0.020 allowed)"
+    assert single_check(comparison, "voc.invalid_rate", max_drop=0.05).status == "pass"
+    assert single_check(comparison, "voc.invalid_rate", min_gain=0.0).status == "fail"
+    assert single_check(comparison, "voc.invalid_rate", max=0.06).status == "pass"   # bounds are plain
+
+
+def test_lower_is_better_improvement_is_a_gain():
+    comparison = make_comparison([metric_row("voc", "invalid_rate", "tuned", 0.01, 0.05, higher_is_better=False)])
+    check = single_check(comparison, "voc.invalid_rate", min_gain=0.03)
+    assert check.status == "pass" and check.observed == pytest.approx(0.04)
+    assert single_check(comparison, "voc.invalid_rate", min_relative_gain=0.5).status == "pass"   # -80 %
+
+
+def test_relative_change_from_a_zero_baseline_is_infinite():
+    comparison = make_comparison([metric_row("voc", "invalid_rate", "tuned", 0.03, 0.0, higher_is_better=False)])
+    verdict = evaluate_policy(one_gate("voc.invalid_rate", max_relative_drop=10.0), comparison)
+    check = verdict.checks[0]
+    assert check.status == "fail" and "infinitely" in check.message
+    assert json.loads(json.dumps(verdict.to_dict(), allow_nan=False))["checks"][0]["observed"] is None
+
+
+def test_gate_can_override_the_direction():
+    comparison = make_comparison([metric_row("t", "latency", "tuned", 1.2, 1.0)])
+    assert single_check(comparison, "t.latency", max_relative_drop=0.1).status == "pass"
+    assert single_check(comparison, "t.latency", max_relative_drop=0.1, higher_is_better=False).status == "fail"
+
+
+# -------------------------------------------------------------------------------- breakdowns
+
+
+def test_breakdown_metric_names(comparison):
+    anatomy = single_check(comparison, "mmlu.subject/anatomy/acc", max_drop=0.05, significance=0.05)
+    assert anatomy.status == "fail" and anatomy.p_value == 0.03 and anatomy.value == 0.40
+    assert single_check(comparison, "mmlu.category/stem/acc", min_gain=0.0).status == "pass"
+
+
+def test_breakdown_inherits_direction_from_its_task_metric(comparison):
+    tail = single_check(comparison, "voc.frequency/tail/invalid_rate", max_drop=0.05)
+    assert tail.higher_is_better is False and tail.status == "fail"
+
+
+def test_unknown_metric_suggests_close_names(comparison):
+    with pytest.raises(UsageError, match=r"policy\.yaml: gate 1: unknown metric 'mmlu\.accc'.*Did you mean 'mmlu\.acc'"):
+        evaluate_policy(one_gate("mmlu.accc", min=0.1), comparison)
+    with pytest.raises(UsageError, match=r"Did you mean 'mmlu\.subject/anatomy/acc'"):
+        evaluate_policy(one_gate("mmlu.subject/anatomyy/acc", min=0.1), comparison)
+    with pytest.raises(UsageError, match=r"tasks are: ifeval, mmlu, voc"):
+        evaluate_policy(one_gate("hellaswag.acc", min=0.1), comparison)
+
+
+def test_missing_or_undefined_value_fails():
+    comparison = make_comparison([metric_row("t", "m", "tuned", None, 0.5),
+                                  metric_row("t", "other", "tuned", 0.5, 0.5)], labels=("base", "tuned", "late"))
+    checks = evaluate_policy(one_gate("t.m", max_drop=0.1), comparison).checks
+    assert [(c.checkpoint, c.status) for c in checks] == [("tuned", "fail"), ("late", "fail")]
+    assert "undefined" in checks[0].message and "no t.m row for checkpoint 'late'" in checks[1].message
+
+
+# -------------------------------------------------------------------------------- checkpoints
+
+
+def test_gates_apply_to_every_non_baseline_checkpoint_or_the_listed_ones():
+    rows = [metric_row("g", "acc", "domain", 0.30, 0.99, p_value=1e-6),
+            metric_row("g", "acc", "mixed", 0.98, 0.99, p_value=0.8)]
+    comparison = make_comparison(rows, labels=("base", "domain", "mixed"))
+    verdict = evaluate_policy(one_gate("g.acc", max_drop=0.05), comparison)
+    assert [(c.checkpoint, c.status) for c in verdict.checks] == [("domain", "fail"), ("mixed", "pass")]
+    scoped = evaluate_policy(one_gate("g.acc", max_drop=0.05, checkpoints=["mixed"]), comparison)
+    assert [(c.checkpoint, c.status) for c in scoped.checks] == [("mixed", "pass")] and scoped.status == "pass"
+    floor = evaluate_policy(one_gate("g.acc", min=0.9, checkpoints=["base"]), comparison)   # bounds may gate the baseline
+    assert [(c.checkpoint, c.status) for c in floor.checks] == [("base", "pass")]
+
+
+def test_checkpoint_label_errors(comparison):
+    with pytest.raises(UsageError, match=r"gate 1 \(mmlu\.acc\): unknown checkpoint 'tuend'.*Did you mean 'tuned'"):
+        evaluate_policy(one_gate("mmlu.acc", min=0.1, checkpoints=["tuend"]), comparison)
+    with pytest.raises(UsageError, match=r"'max_drop' compares with the baseline"):
+        evaluate_policy(one_gate("mmlu.acc", max_drop=0.1, checkpoints=["base"]), comparison)
+    only_base = {**comparison, "checkpoints": [{"label": "base"}]}
+    with pytest.raises(UsageError, match="no checkpoint besides the baseline"):
+        evaluate_policy(one_gate("mmlu.acc", min=0.1), only_base)
+
+
+# ------------------------------------------------------------------------------ policy errors
+
+
+def write_policy(tmp_path, text, name="policy.yaml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("gates:\n  - metric: mmlu.acc\n    max_dorp: 0.02\n",
+     r"policy\.yaml: gate 1: unknown key 'max_dorp'; Did you mean 'max_drop'.*Available: checkpoints"),
+    ("basline: base\ngates: [{metric: mmlu.acc, min: 0.1}]\n", r"unknown key 'basline'; allowed keys: baseline, gates"),
+    ("gates:\n  - {metric: mmlu.acc, min: 0.1}\n  - {metric: mmlu.acc}\n",
+     r"gate 2 \(mmlu\.acc\): no operator; give exactly one of min_gain, max_drop"),
+    ("gates: [{metric: mmlu.acc, min: 0.1, max: 0.9}]\n", r"gate 1 \(mmlu\.acc\): several operators \(min, max\)"),
+    ("gates: [{metric: mmlu.acc, max_drop: lots}]\n", r"gate 1: 'max_drop' must be a finite number, got 'lots'"),
+    ("gates: [{metric: mmlu.acc, max_relative_drop: 5%}]\n", r"got '5%' \(write fractions, e\.g\. 0\.05 for 5%\)"),
+    ("gates: [{metric: mmlu.acc, max_drop: -0.1}]\n", r"'max_drop' must be >= 0"),
+    ("gates: [{metric: mmlu.acc, max_drop: 0.02, significance: 0}]\n", r"'significance' must be between 0 and 1"),
+    ("gates: [{metric: mmlu.acc, max_drop: 0.02, significance: 1.5}]\n", r"'significance' must be between 0 and 1"),
+    ("gates: [{metric: mmlu.acc, max_drop: 0.02, significance: yes}]\n", r"'significance' must be a finite number"),
+    ("gates: [{metric: mmlu.acc, min: 0.2, significance: 0.05}]\n", r"'significance' applies only to max_drop"),
+    ("gates: [{metric: mmlu.acc, min: 0.2, severity: fatal}]\n", r"'severity' must be one of error, warn"),
+    ("gates: [{metric: mmlu.acc, min: 0.2, checkpoints: tuned}]\n", r"'checkpoints' must be a non-empty list"),
+    ("gates: [{metric: mmlu, min: 0.2}]\n", r"gate 1: 'metric' must be named TASK\.METRIC"),
+    ("gates: []\n", r"'gates' must be a non-empty list"),
+    ("- metric: mmlu.acc\n", r"a policy must be a YAML mapping"),
+    ("gates:\n  - metric: mmlu.acc\n   min: 0.1\n", r"policy\.yaml: line 3, column \d+: is not valid YAML"),
+])
+def test_policy_errors_name_the_file_gate_and_key(tmp_path, text, pattern):
+    path = write_policy(tmp_path, text)
+    with pytest.raises(UsageError, match=pattern) as info:
+        load_policy(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_policy_file_not_found(tmp_path):
+    with pytest.raises(UsageError, match=r"nope\.yaml: policy file not found"):
+        load_policy(tmp_path / "nope.yaml")
+
+
+def test_baseline_mismatch(comparison):
+    policy = parse_policy({"baseline": "main", "gates": [{"metric": "mmlu.acc", "min": 0.1}]}, source="p.yaml")
+    with pytest.raises(UsageError, match=r"p\.yaml: 'baseline' is 'main' but the comparison's baseline is 'base'"):
+        evaluate_policy(policy, comparison)
+
+
+def test_policy_without_baseline_accepts_any(comparison):
+    policy = parse_policy({"gates": [{"metric": "mmlu.acc", "min": 0.1}]})
+    assert evaluate_policy(policy, comparison).baseline == "base"
+
+
+# ------------------------------------------------------------------------------------ outputs
+
+
+def test_verdict_dict_matches_the_schema(comparison):
+    verdict = evaluate_policy(one_gate("mmlu.acc", max_drop=0.02, significance=0.05), comparison)
+    data = json.loads(json.dumps(verdict.to_dict(), allow_nan=False))
+    assert data["status"] == "fail" and data["policy"] == "policy.yaml" and data["baseline"] == "base"
+    check = data["checks"][0]
+    assert {"gate", "metric", "checkpoint", "status", "severity", "value", "baseline_value", "delta",
+            "threshold", "p_value", "message"} <= set(check)
+    assert check["message"] == "dropped 0.150 (> 0.020 allowed), significant (p=0.004 < 0.05)"
+    assert check["severity"] == "error" and check["p_value"] == 0.004
+
+
+def test_junit_has_what_ci_systems_read(tmp_path):
+    rows = [metric_row("mmlu", "acc", "tuned", 0.45, 0.60, p_value=0.004),
+            metric_row("mmlu", "acc", 'we<ird> & "label"\x01', 0.50, 0.60, p_value=0.4)]
+    comparison = make_comparison(rows, labels=("base", "tuned", 'we<ird> & "label"\x01'))
+    policy = parse_policy({"gates": [{"metric": "mmlu.acc", "max_drop": 0.02, "significance": 0.05},
+                                     {"metric": "mmlu.acc", "min": 0.3}]}, source="policy.yaml")
+    path = write_junit(evaluate_policy(policy, comparison), tmp_path / "junit.xml")
+    root = ET.parse(path).getroot()
+    assert root.tag == "testsuites"
+    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == ("4", "1", "0", "0")
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites] == ["evalkit.gate.tuned", 'evalkit.gate.we<ird> & "label"\ufffd']
+    assert [(s.get("tests"), s.get("failures")) for s in suites] == [("2", "1"), ("2", "0")]
+    assert all(s.get(attr) is not None for s in suites for attr in ("errors", "skipped", "time"))
+    cases = root.findall("testsuite/testcase")
+    assert [c.get("name") for c in cases[:2]] == ["mmlu.acc max_drop 0.02 (significance 0.05)", "mmlu.acc min 0.3"]
+    assert cases[0].get("classname") == "evalkit.gate.tuned"
+    failure = cases[0].find("failure")
+    assert "dropped 0.150" in failure.get("message") and "p=0.004" in failure.get("message")
+    for number in ("value=0.45", "baseline=0.6", "delta=-0.15", "threshold=0.02", "p_value=0.004"):
+        assert number in failure.text
+    assert cases[1].find("failure") is None
+    warned = cases[2]
+    assert warned.find("failure") is None and warned.find("system-out").text.startswith("WARNING: ")
+
+
+def test_markdown_verdict_escapes_table_cells(comparison):
+    comparison = make_comparison([metric_row("voc", "f1", "tuned", 0.5, 0.4)], labels=("base", "tuned"))
+    policy = parse_policy({"gates": [{"metric": "voc.f1", "min_gain": 0.05, "name": "a | b <script>"}]})
+    text = verdict_markdown(evaluate_policy(policy, comparison))
+    assert text.startswith("### evalkit gate: ✅ PASS")
+    row = text.strip().splitlines()[-1]
+    assert "a \\| b \\<script>" in row and " <script>" not in text
+    assert len(re.findall(r"(?<!\\)\|", row)) == 9   # 8 columns: the escaped pipe does not add one
+
+
+def test_outputs_and_step_summary_appended(tmp_path, monkeypatch, comparison):
+    summary = tmp_path / "summary.md"
+    summary.write_text("# earlier step\n", encoding="utf-8")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    verdict = evaluate_policy(one_gate("mmlu.acc", max_drop=0.02), comparison)
+    written = write_gate_outputs(verdict, tmp_path / "out")
+    assert written == [tmp_path / "out" / "junit.xml", tmp_path / "out" / "verdict.json"]
+    assert json.loads(written[1].read_text()) == verdict.to_dict()
+    write_gate_outputs(verdict, tmp_path / "out")
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("# earlier step\n") and text.count("### evalkit gate: ❌ FAIL") == 2
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_no_step_summary_without_the_variable(tmp_path, monkeypatch, comparison):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    write_gate_outputs(evaluate_policy(one_gate("mmlu.acc", min=0.1), comparison), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "verdict.json"]
+
+
+# ------------------------------------------------------------------------------ the command
+
+
+_RUN_GATE = """
+import sys
+from evalkit.errors import EvalkitError
+from evalkit.gate import gate_main
+try:
+    sys.exit(gate_main(sys.argv[1], sys.argv[2], None))
+except EvalkitError as exc:
+    print(f"evalkit: error: {exc}", file=sys.stderr)
+    sys.exit(exc.exit_code)
+"""
+
+
+def run_gate(comparison_path, policy_path):
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": ""}
+    return subprocess.run([sys.executable, "-c", _RUN_GATE, str(comparison_path), str(policy_path)],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.fixture()
+def comparison_file(tmp_path, comparison):
+    path = tmp_path / "report" / "comparison.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(comparison), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("policy_text, code, stdout", [
+    ("gates: [{metric: voc.leaf_macro_f1, min_gain: 0.05}]\n", 0, "gate: PASS"),
+    ("gates: [{metric: mmlu.acc, max_drop: 0.02, severity: warn}]\n", 0, "gate: WARN"),
+    ("gates: [{metric: mmlu.acc, max_drop: 0.02, significance: 0.05}]\n", 1, "gate: FAIL"),
+    ("gates: [{metric: mmlu.acc}]\n", 2, ""),
+    ("gates: [{metric: mmlu.acx, min: 0.1}]\n", 2, ""),
+])
+def test_gate_main_exit_codes(tmp_path, comparison_file, policy_text, code, stdout):
+    result = run_gate(comparison_file, write_policy(tmp_path, policy_text))
+    assert result.returncode == code, result.stderr
+    assert stdout in result.stdout
+    if code == 2:
+        assert result.stderr.startswith("evalkit: error: ") and "Traceback" not in result.stderr
+    else:   # outputs go beside the comparison by default
+        assert (comparison_file.parent / "junit.xml").is_file()
+        assert json.loads((comparison_file.parent / "verdict.json").read_text())["status"] == stdout[-4:].lower()
+
+
+@pytest.mark.parametrize("content, pattern", [
+    ("{not json", r"not valid JSON \(line 1"),
+    (json.dumps({"kind": "evalkit.results", "schema_version": 1}), r"not an evalkit comparison \(kind 'evalkit\.results'"),
+    (json.dumps({"kind": "evalkit.comparison", "schema_version": 2}), r"schema_version 2 is newer than this evalkit reads \(1\)"),
+])
+def test_gate_main_rejects_bad_comparisons(tmp_path, content, pattern):
+    path = tmp_path / "comparison.json"
+    path.write_text(content, encoding="utf-8")
+    policy = write_policy(tmp_path, "gates: [{metric: mmlu.acc, min: 0.1}]\n")
+    with pytest.raises(UsageError, match=pattern):
+        gate_main(path, policy, None)
+    with pytest.raises(UsageError, match="comparison file not found"):
+        gate_main(tmp_path / "missing.json", policy, None)
+
+
+def test_gate_main_writes_to_out_dir(tmp_path, comparison_file, capsys):
+    policy = write_policy(tmp_path, "gates: [{metric: mmlu.acc, min: 0.5}]\n")
+    assert gate_main(comparison_file, policy, tmp_path / "ci") == 1
+    assert (tmp_path / "ci" / "junit.xml").is_file() and not (comparison_file.parent / "junit.xml").exists()
+    assert "FAIL  tuned  mmlu.acc min 0.5: value 0.450 < min 0.5" in capsys.readouterr().out
+
+
+def test_cli_gate_command(tmp_path, comparison_file):
+    """Through the real CLI, once `evalkit gate` is wired to gate_main."""
+    pipeline = REPO / "evalkit" / "pipeline.py"
+    if not pipeline.exists() or "gate_main" not in pipeline.read_text(encoding="utf-8"):
+        pytest.skip("evalkit gate is not wired to evalkit.gate.gate_main yet")
+    policy = write_policy(tmp_path, "gates: [{metric: mmlu.acc, max_drop: 0.02, significance: 0.05}]\n")
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": ""}
+    result = subprocess.run([sys.executable, "-m", "evalkit", "gate", str(comparison_file), "--policy", str(policy)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1, result.stderr
+    bad = write_policy(tmp_path, "gates: [{metric: mmlu.acc, max_drop: 0.02, significance: 2}]\n", "bad.yaml")
+    result = subprocess.run([sys.executable, "-m", "evalkit", "gate", str(comparison_file), "--policy", str(bad)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2 and "'significance' must be between 0 and 1" in result.stderr
+
+
+# ---------------------------------------------------------------------------- shipped files
+
+
+def test_demo_policy_fails_domain_only_and_passes_mixed():
+    rows = [metric_row("demo_domain", "acc", "domain_only", 0.95, 0.0, p_value=1e-9),
+            metric_row("demo_domain", "acc", "mixed", 0.99, 0.0, p_value=1e-9),
+            metric_row("demo_general", "acc", "domain_only", 0.28, 0.99, p_value=1e-12),
+            metric_row("demo_general", "acc", "mixed", 0.98, 0.99, p_value=1.0)]
+    comparison = make_comparison(rows, labels=("base", "domain_only", "mixed"))
+    policy = parse_policy(yaml.safe_load(demo_policy_text("demo_domain", "demo_general")))
+    verdict = evaluate_policy(policy, comparison)
+    by_checkpoint = {}
+    for check in verdict.checks:
+        by_checkpoint.setdefault(check.checkpoint, []).append(check.status)
+    assert by_checkpoint == {"domain_only": ["pass", "fail"], "mixed": ["pass", "pass"]}
+
+
+def test_example_policy_is_valid():
+    policy = load_policy(REPO / "examples" / "policy.yaml")
+    assert policy.baseline == "base"
+    assert policy.task_names() == {"voc_sample", "mmlu", "ifeval"}
+
+
+def test_example_workflow_is_plausible():
+    workflow = yaml.safe_load((REPO / "examples" / "github-actions" / "evalkit-gate.yml").read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
+    uses = [step.get("uses", "") for step in steps]
+    assert any(u.startswith("actions/cache@") for u in uses) and any(u.startswith("actions/upload-artifact@") for u in uses)
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert upload["if"] == "always()" and "report/junit.xml" in upload["with"]["path"]
+    commands = "\n".join(step.get("run", "") for step in steps)
+    assert "evalkit compare" in commands and "--policy" in commands and "download.pytorch.org/whl/cpu" in commands
