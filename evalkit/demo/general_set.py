@@ -1,0 +1,173 @@
+"""The demo's embedded general-knowledge set: 100 facts about invented entities, asked as 4-way MCQ.
+
+Facts: the capital and the language of 20 made-up countries (40 facts) and which of 5 categories
+60 made-up words belong to (60 facts). Everything is invented, so a model knows these facts only
+from the demo's own base training -- which is what lets fine-tuning visibly *forget* them.
+
+Each fact has exactly one test question. Its distractor set (and so its option order) is never
+used for that fact in training: a model must have learned the fact, not memorised a letter for a
+particular question. Questions are rendered like MMLU in lm-eval (``Question...\\nA. ...\\nAnswer:``)
+and scored by the log-likelihood of the letters A-D (``tasks/lm_eval/demo_general``).
+
+Everything here is pure Python and deterministic for a given seed (no torch import).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from itertools import combinations
+
+__all__ = ["Fact", "MCQuestion", "LETTERS", "SEED", "build_facts", "test_questions", "train_questions",
+           "fact_statements", "render_question", "question_rows", "test_file_text"]
+
+LETTERS = ("A", "B", "C", "D")
+#: The seed of the shipped data files; change it and the files must be regenerated.
+SEED = 1234
+
+_COUNTRIES = ("Velmora", "Quastria", "Dornavi", "Pelunia", "Zarkhan", "Miretta", "Olvaris", "Tresk",
+              "Brunelle", "Kasmoor", "Ithravel", "Nuvesta", "Gorlund", "Sablette", "Yorvane", "Hestoria",
+              "Lumbrek", "Cadrion", "Fenmarsh", "Wystral")
+_CAPITALS = ("Quenta", "Barrowick", "Silvane", "Osterby", "Mirakesh", "Tolvain", "Druneth", "Palomere",
+             "Ketterin", "Vashti", "Ambrose", "Lirrow", "Cazmere", "Undelby", "Feyhold", "Rostavel",
+             "Jembra", "Nolwick", "Harrowgate", "Ezmira")
+_LANGUAGES = ("Velmish", "Quastic", "Dornish", "Pelunese", "Zarkhi", "Mirettan", "Olvarin", "Treskan",
+              "Brunic", "Kasmic", "Ithran", "Nuvestan", "Gorlic", "Sablish", "Yorvic", "Hestorian",
+              "Lumbric", "Cadric", "Fennish", "Wystric")
+_CATEGORIES = ("fruit", "tool", "bird", "dance", "fabric")
+_SYLLABLES = ("bo", "ka", "zi", "lum", "tre", "vo", "nix", "par", "qui", "dal", "mo", "ster", "fen", "gu",
+              "ral", "to", "wim", "sha", "bel", "cor")
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One fact: ``subject`` has ``answer`` for ``relation``; ``pool`` are all possible answers."""
+
+    fact_id: str
+    relation: str          # "capital" | "language" | "category"
+    subject: str
+    answer: str
+    pool: tuple[str, ...]  # every value the relation can take (answer included)
+
+
+@dataclass(frozen=True)
+class MCQuestion:
+    """A 4-way multiple-choice question about one fact; ``label`` is the index of the answer."""
+
+    fact_id: str
+    question: str
+    options: tuple[str, str, str, str]
+    label: int
+
+    @property
+    def answer_letter(self) -> str:
+        return LETTERS[self.label]
+
+
+def _made_up_words(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    words: list[str] = []
+    while len(words) < count:
+        word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.choice((2, 3))))
+        if word not in words:
+            words.append(word)
+    return words
+
+
+def build_facts(seed: int = SEED) -> list[Fact]:
+    """The 100 facts, in a fixed order (capitals, languages, categories)."""
+    facts = [Fact(f"capital-{i:02d}", "capital", c, _CAPITALS[i], _CAPITALS) for i, c in enumerate(_COUNTRIES)]
+    facts += [Fact(f"language-{i:02d}", "language", c, _LANGUAGES[i], _LANGUAGES) for i, c in enumerate(_COUNTRIES)]
+    rng = random.Random(seed)
+    for i, word in enumerate(_made_up_words(60, seed)):
+        category = _CATEGORIES[i % len(_CATEGORIES)] if i < 50 else rng.choice(_CATEGORIES)
+        facts.append(Fact(f"category-{i:02d}", "category", word, category, _CATEGORIES))
+    return facts
+
+
+def _question_text(fact: Fact) -> str:
+    if fact.relation == "capital":
+        return f"What is the capital of {fact.subject}?"
+    if fact.relation == "language":
+        return f"Which language is spoken in {fact.subject}?"
+    return f"What kind of thing is a {fact.subject}?"
+
+
+def _distractor_sets(fact: Fact) -> list[tuple[str, ...]]:
+    wrong = [value for value in fact.pool if value != fact.answer]
+    return list(combinations(wrong, 3))
+
+
+def _make_question(fact: Fact, distractors: tuple[str, ...], position: int, rng: random.Random) -> MCQuestion:
+    others = list(distractors)
+    rng.shuffle(others)
+    options = others[:position] + [fact.answer] + others[position:]
+    return MCQuestion(fact.fact_id, _question_text(fact), tuple(options), position)
+
+
+def _test_distractors(fact: Fact, seed: int) -> tuple[str, ...]:
+    sets = _distractor_sets(fact)
+    return sets[random.Random(f"{seed}-{fact.fact_id}").randrange(len(sets))]
+
+
+def test_questions(seed: int = SEED) -> list[MCQuestion]:
+    """One question per fact; answer positions are balanced over A-D (25 each)."""
+    facts = build_facts(seed)
+    positions = [i % 4 for i in range(len(facts))]
+    random.Random(seed).shuffle(positions)
+    rng = random.Random(seed + 1)
+    return [_make_question(f, _test_distractors(f, seed), p, rng) for f, p in zip(facts, positions)]
+
+
+def train_questions(count: int, seed: int = SEED, *, sample_seed: int = 0) -> list[MCQuestion]:
+    """``count`` training questions cycling over the facts, never with a fact's test distractor set."""
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    facts = build_facts(seed)
+    allowed = {f.fact_id: [s for s in _distractor_sets(f) if set(s) != set(_test_distractors(f, seed))]
+               for f in facts}
+    rng = random.Random(f"train-{seed}-{sample_seed}")
+    questions = []
+    for i in range(count):
+        fact = facts[i % len(facts)]
+        questions.append(_make_question(fact, rng.choice(allowed[fact.fact_id]), rng.randrange(4), rng))
+    return questions
+
+
+def fact_statements(seed: int = SEED) -> list[str]:
+    """Plain sentences stating every fact (the "generic text" of the base model's training)."""
+    out = []
+    for fact in build_facts(seed):
+        if fact.relation == "capital":
+            out.append(f"The capital of {fact.subject} is {fact.answer}.")
+        elif fact.relation == "language":
+            out.append(f"People in {fact.subject} speak {fact.answer}.")
+        else:
+            out.append(f"A {fact.subject} is a kind of {fact.answer}.")
+    return out
+
+
+def render_question(question: MCQuestion) -> str:
+    """The prompt exactly as lm-eval renders ``doc_to_text`` of ``demo_general`` (MMLU style)."""
+    lines = [question.question] + [f"{letter}. {option}" for letter, option in zip(LETTERS, question.options)]
+    return "\n".join(lines) + "\nAnswer:"
+
+
+def question_rows(questions: list[MCQuestion]) -> list[dict]:
+    """Rows of the data files: ``id``, ``relation``, ``question``, ``A``-``D``, ``answer`` (0-3)."""
+    return [{"id": q.fact_id, "relation": q.fact_id.split("-")[0], "question": q.question,
+             **dict(zip(LETTERS, q.options)), "answer": q.label} for q in questions]
+
+
+def test_file_text(seed: int = SEED) -> str:
+    """The committed ``tasks/data/demo_general/test.jsonl`` (one JSON object per line, keys sorted)."""
+    import json
+
+    rows = question_rows(test_questions(seed))
+    return "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
+
+
+if __name__ == "__main__":  # python -m evalkit.demo.general_set > tasks/data/demo_general/test.jsonl
+    import sys
+
+    sys.stdout.write(test_file_text())
