@@ -322,11 +322,16 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
 def _metric_index(comparison: dict[str, Any]) -> dict[str, dict[str, dict]]:
     """Gate name -> checkpoint label -> row, for metric rows and breakdown rows."""
     index: dict[str, dict[str, dict]] = {}
-    for row in comparison.get("metrics") or []:
-        index.setdefault(f"{row['task']}.{row['metric']}", {})[str(row["checkpoint"])] = row
-    for row in comparison.get("breakdowns") or []:
-        name = f"{row['task']}.{row['kind']}/{row['key']}/{row['metric']}"
-        index.setdefault(name, {})[str(row["checkpoint"])] = row
+    for section, fields in (("metrics", ("task", "metric", "checkpoint")),
+                            ("breakdowns", ("task", "kind", "key", "metric", "checkpoint"))):
+        for number, row in enumerate(comparison.get(section) or [], start=1):
+            missing = [key for key in fields if not isinstance(row, dict) or key not in row]
+            if missing:
+                raise UsageError(f"comparison: {section} row {number} lacks {', '.join(missing)}; "
+                                 "is it a comparison.json written by `evalkit compare`?")
+            name = (f"{row['task']}.{row['metric']}" if section == "metrics"
+                    else f"{row['task']}.{row['kind']}/{row['key']}/{row['metric']}")
+            index.setdefault(name, {})[str(row["checkpoint"])] = row
     return index
 
 

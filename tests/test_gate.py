@@ -489,3 +489,26 @@ def test_example_workflow_is_plausible():
     assert upload["if"] == "always()" and "report/junit.xml" in upload["with"]["path"]
     commands = "\n".join(step.get("run", "") for step in steps)
     assert "evalkit compare" in commands and "--policy" in commands and "download.pytorch.org/whl/cpu" in commands
+
+
+def test_malformed_comparison_rows_are_input_errors(comparison):
+    comparison["metrics"].append({"task": "mmlu", "value": 0.3})
+    with pytest.raises(UsageError, match=r"comparison: metrics row \d+ lacks metric, checkpoint"):
+        evaluate_policy(one_gate("mmlu.acc", min=0.1), comparison)
+
+
+@pytest.mark.parametrize("name", ["comparison_example.json"])
+def test_example_policy_on_the_shared_comparison_fixtures(name):
+    """The shipped policy applies to realistic comparisons written by the other components."""
+    path = REPO / "tests" / "fixtures" / name
+    if not path.exists():
+        pytest.skip(f"{name} not committed yet")
+    from evalkit.gate import load_comparison
+
+    comparison = load_comparison(path)
+    verdict = evaluate_policy(load_policy(REPO / "examples" / "policy.yaml"), comparison)
+    labels = [c["label"] for c in comparison["checkpoints"] if c["label"] != comparison["baseline"]]
+    assert len(verdict.checks) == 6 * len(labels)
+    assert {c.checkpoint for c in verdict.checks} == set(labels)
+    json.dumps(verdict.to_dict(), allow_nan=False)
+    ET.fromstring(__import__("evalkit.gate", fromlist=["junit_xml"]).junit_xml(verdict))
