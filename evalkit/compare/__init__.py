@@ -1,0 +1,10 @@
+"""Compare checkpoints: paired deltas and significance tests, breakdowns, flips -> ``comparison.json``.
+
+The dictionary layout is specified in ``docs/comparison-schema.md`` (schema version 1).
+"""
+
+from ._build import COMPARISON_KIND, COMPARISON_SCHEMA_VERSION, build_comparison
+from ._files import comparison_from_results_files, load_comparison, write_comparison
+
+__all__ = ["build_comparison", "load_comparison", "write_comparison", "comparison_from_results_files",
+           "COMPARISON_KIND", "COMPARISON_SCHEMA_VERSION"]

@@ -1,0 +1,178 @@
+"""Shared helpers of the comparison: the build context, record pairing, JSON safety."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..records import EvalResult, SampleRecord, TaskResult
+
+#: Metric-name fragments that mean "lower is better" when the evaluator did not declare a direction.
+LOWER_IS_BETTER_FRAGMENTS = ("invalid_rate", "parse_failure_rate", "error_depth", "error_rate", "perplexity", "loss")
+
+#: A per-sample score stands for a corpus metric only if its mean reproduces the reported value.
+MEAN_TOLERANCE = 1e-6
+
+#: Untrusted sample texts are cut to this many characters in flips (the report escapes them).
+MAX_TEXT_CHARS = 1000
+
+
+@dataclass
+class Context:
+    """Everything the row builders share: checkpoints by label, the baseline, the task list, options."""
+
+    results: dict[str, EvalResult]
+    baseline: str
+    tasks: list[str]
+    n_resamples: int
+    random_state: int
+    confidence: float = 0.95
+    warnings: list[str] = field(default_factory=list)
+    _cache: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.results)
+
+    def task(self, label: str, name: str) -> TaskResult | None:
+        return self.results[label].tasks.get(name)
+
+    def cached(self, key: Any, compute):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+
+def natural_key(sample_id: str) -> tuple:
+    """Sort key putting "q2" before "q10": digit runs compare as numbers."""
+    parts = re.split(r"(\d+)", sample_id)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
+
+
+def records_by_id(records: list[SampleRecord]) -> dict[str, SampleRecord]:
+    """Records keyed by ``sample_id`` in natural id order (sorting makes pairing independent of record order)."""
+    by_id = {str(r.sample_id): r for r in records}
+    return {sid: by_id[sid] for sid in sorted(by_id, key=natural_key)}
+
+
+def aligned(ctx: Context, task: str, label: str) -> tuple[list[SampleRecord], list[SampleRecord]]:
+    """Baseline and ``label`` records of ``task`` on the samples both have, in sorted sample_id order."""
+
+    def compute():
+        base = records_by_id(ctx.task(ctx.baseline, task).samples)
+        cand = records_by_id(ctx.task(label, task).samples)
+        common = [sid for sid in base if sid in cand]
+        if len(common) < max(len(base), len(cand)):
+            ctx.warn(f"{task}: {label!r} and baseline {ctx.baseline!r} share {len(common)} of "
+                     f"{len(base)}/{len(cand)} samples; paired tests use the shared ones only.")
+        return [base[s] for s in common], [cand[s] for s in common]
+
+    return ctx.cached(("aligned", task, label), compute)
+
+
+def higher_is_better(task_result: TaskResult, metric: str) -> bool:
+    """The evaluator's declared direction, else False for error-like names, else True."""
+    declared = task_result.higher_is_better.get(metric)
+    if declared is not None:
+        return bool(declared)
+    return not any(fragment in metric for fragment in LOWER_IS_BETTER_FRAGMENTS)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (bool, int, float, np.integer, np.floating)) and math.isfinite(float(value))
+
+
+def per_sample_values(records: list[SampleRecord], metric: str) -> np.ndarray | None:
+    """``scores[metric]`` of every record as floats, or None unless all are finite scalars."""
+    if not records:
+        return None
+    values = [r.scores.get(metric) for r in records]
+    if not all(is_number(v) for v in values):
+        return None
+    return np.asarray(values, dtype=float)
+
+
+def correct_values(records: list[SampleRecord]) -> np.ndarray | None:
+    """``correct`` of every record as floats, or None if any record has no outcome."""
+    if not records or any(r.correct is None for r in records):
+        return None
+    return np.asarray([bool(r.correct) for r in records], dtype=float)
+
+
+def is_binary(values: np.ndarray) -> bool:
+    return bool(np.isin(values, (0.0, 1.0)).all())
+
+
+def mean_matches(values: np.ndarray | None, reported: Any) -> bool:
+    return values is not None and values.size > 0 and is_number(reported) and abs(values.mean() - float(reported)) <= MEAN_TOLERANCE
+
+
+def sample_values_for(task_result: TaskResult, metric: str, records: list[SampleRecord]) -> np.ndarray | None:
+    """Per-sample values whose mean is ``metric`` on these records: ``scores[metric]``, or ``correct`` for the primary metric."""
+    values = per_sample_values(records, metric)
+    if values is None and metric == task_result.primary_metric:
+        values = correct_values(records)
+    return values
+
+
+def finite(value: Any) -> float | None:
+    """A JSON-safe float: None for None, NaN and infinities."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def json_safe(obj: Any) -> Any:
+    """Recursively turn numpy scalars into Python ones and NaN/inf into None; tuples into lists."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return finite(obj)
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if obj is None or isinstance(obj, str):
+        return obj
+    return str(obj)
+
+
+def truncate(value: Any, limit: int = MAX_TEXT_CHARS) -> Any:
+    """Cut long strings (inside lists/dicts too) to ``limit`` characters plus an ellipsis; texts are not otherwise changed."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + "…"
+    if isinstance(value, (list, tuple)):
+        return [truncate(v, limit) for v in value]
+    if isinstance(value, dict):
+        return {k: truncate(v, limit) for k, v in value.items()}
+    return value
+
+
+def resample_hook(evaluator: str):
+    """The evaluator class's optional ``resample_metrics`` classmethod, or None."""
+    from ..errors import EvalkitError
+    from ..evaluators import base
+
+    try:
+        cls = base.get_evaluator(evaluator)
+    except (EvalkitError, ImportError):
+        # Built-in evaluator modules may be missing in a partial install; a class registered directly
+        # (tests, plug-ins already imported) still counts.
+        cls = base._REGISTRY.get(evaluator)
+    return getattr(cls, "resample_metrics", None) if cls is not None else None
