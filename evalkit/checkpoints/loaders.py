@@ -37,7 +37,8 @@ def supports(spec: CheckpointSpec, options: "LoadOptions", need: str) -> bool:
     if spec.kind == "server":
         from .server import uses_chat
 
-        return need == "generate_until" or not uses_chat(options)
+        chat = uses_chat(options)  # validates --model-args api= even for generation
+        return need == "generate_until" or not chat
     return True
 
 

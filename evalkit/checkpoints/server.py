@@ -12,11 +12,13 @@ The API key is read from the environment variable ``LoadOptions.api_key_env`` an
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..errors import UsageError
 from .spec import CheckpointSpec
@@ -24,22 +26,31 @@ from .spec import CheckpointSpec
 if TYPE_CHECKING:
     from . import LoadOptions
 
-__all__ = ["list_models", "model_entry", "uses_chat", "load_server_lm", "CHECK_TIMEOUT"]
+__all__ = ["list_models", "model_entry", "uses_chat", "load_server_lm", "endpoint_url", "CHECK_TIMEOUT"]
 
 #: Seconds to wait for ``/models`` before calling a server unreachable.
 CHECK_TIMEOUT = 10.0
 
 
-def _api_key(options: "LoadOptions") -> str:
-    return os.environ.get(options.api_key_env, "")
-
-
-def _headers(options: "LoadOptions") -> dict[str, str]:
-    key = _api_key(options)
+def _headers(spec: CheckpointSpec, options: "LoadOptions") -> dict[str, str]:
+    """Request headers: the API key from ``$api_key_env`` as a bearer token, else URL credentials as Basic."""
+    key = os.environ.get(options.api_key_env, "")
+    parts = urlsplit(str(spec.location))
     headers = {"Accept": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
+    elif parts.username:
+        user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(user_pass).decode("ascii")
     return headers
+
+
+def endpoint_url(spec: CheckpointSpec, endpoint: str) -> str:
+    """``{base}/{endpoint}`` with the spec's query string kept and any ``user:password@`` removed."""
+    parts = urlsplit(str(spec.location))
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, f"{parts.path.rstrip('/')}/{endpoint}", parts.query, ""))
 
 
 def _server_name(spec: CheckpointSpec) -> str:
@@ -49,7 +60,7 @@ def _server_name(spec: CheckpointSpec) -> str:
 def list_models(spec: CheckpointSpec, options: "LoadOptions") -> list[dict[str, Any]]:
     """The ``data`` entries of ``GET {url}/models``; a UsageError says what to do when that fails."""
     name = _server_name(spec)
-    request = urllib.request.Request(f"{spec.location}/models", headers=_headers(options))
+    request = urllib.request.Request(endpoint_url(spec, "models"), headers=_headers(spec, options))
     try:
         with urllib.request.urlopen(request, timeout=min(CHECK_TIMEOUT, options.timeout)) as response:
             body = response.read()
@@ -99,20 +110,20 @@ def load_server_lm(spec: CheckpointSpec, options: "LoadOptions"):
     extra = {k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items() if k != "api"}
     chat = uses_chat(options)
     common = dict(model=spec.model, num_concurrent=options.num_concurrent, max_retries=options.max_retries,
-                  timeout=options.timeout, header=_headers(options))
+                  timeout=options.timeout, header=_headers(spec, options))
     if options.max_length:
         common["max_length"] = options.max_length
     if isinstance(options.batch_size, int):
         common["batch_size"] = options.batch_size
     if chat:
         cls = _chat_class()
-        return cls(base_url=f"{spec.location}/chat/completions", **{"tokenizer_backend": None, **common, **extra})
+        return cls(base_url=endpoint_url(spec, "chat/completions"), **{"tokenizer_backend": None, **common, **extra})
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
     # Without a tokenizer, requests go as text; log-likelihood tasks need a tokenizer (model_args
     # tokenizer=DIR, tokenizer_backend=huggingface) and a server that returns prompt logprobs.
     backend = "huggingface" if "tokenizer" in extra else None
-    return LocalCompletionsAPI(base_url=f"{spec.location}/completions",
+    return LocalCompletionsAPI(base_url=endpoint_url(spec, "completions"),
                                **{"tokenizer_backend": backend, **common, **extra})
 
 

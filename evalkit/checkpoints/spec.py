@@ -103,6 +103,8 @@ def _server_spec(raw: str, body: str) -> CheckpointSpec:
 def _public_url(parts) -> str:
     """The URL without user:password@ and without query parameters that look like secrets."""
     netloc = parts.hostname or ""
+    if ":" in netloc:  # IPv6 literal
+        netloc = f"[{netloc}]"
     if parts.port:
         netloc += f":{parts.port}"
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SECRET_PARAM.search(k)])

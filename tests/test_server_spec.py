@@ -1,0 +1,173 @@
+"""Server checkpoints: reachability/auth/model checks against a stub, generation through `transformers serve`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from evalkit.checkpoints import Checkpoint, LoadOptions
+from evalkit.errors import UsageError
+
+SECRET = "sk-evalkit-test-secret"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _StubHandler(BaseHTTPRequestHandler):
+    """GET /v1/models: 401 without the right key; otherwise a list whose `created` changes every call."""
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        if self.headers.get("Authorization") != f"Bearer {SECRET}":
+            self.send_response(401)
+            self.end_headers()
+            return
+        body = json.dumps({"object": "list", "data": [
+            {"id": "tiny-a", "object": "model", "owned_by": "me", "created": time.time_ns(), "max_model_len": 512},
+            {"id": "tiny-b", "object": "model", "owned_by": "me", "created": time.time_ns()},
+        ]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def stub_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StubHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_unreachable_server(monkeypatch):
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    checkpoint = Checkpoint.from_string(f"{url}#m", LoadOptions(timeout=5))
+    with pytest.raises(UsageError, match=rf"server {url} is unreachable \(.*\); start it or check the URL"):
+        checkpoint.fingerprint
+    with pytest.raises(UsageError, match="is unreachable"):
+        checkpoint.lm
+
+
+def test_auth_error_names_env_var_and_hides_key(stub_url, monkeypatch):
+    monkeypatch.setenv("MY_SERVER_KEY", "wrong-key")
+    options = LoadOptions(api_key_env="MY_SERVER_KEY")
+    with pytest.raises(UsageError, match="refused the API key .*set the environment variable MY_SERVER_KEY") as info:
+        Checkpoint.from_string(f"{stub_url}#tiny-a", options).fingerprint
+    assert "wrong-key" not in str(info.value)
+
+
+def test_model_not_served_lists_models(stub_url, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with pytest.raises(UsageError, match=r"does not serve model 'tiny-c'; it serves: tiny-a, tiny-b"):
+        Checkpoint.from_string(f"{stub_url}#tiny-c").fingerprint
+
+
+def test_server_fingerprint_ignores_volatile_fields_and_hides_credentials(stub_url, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    spec = stub_url.replace("http://", "http://user:pw-in-url@") + "#tiny-a"
+    first = Checkpoint.from_string(spec)
+    assert first.fingerprint == Checkpoint.from_string(f"{stub_url}#tiny-a").fingerprint  # `created` changed
+    assert first.fingerprint != Checkpoint.from_string(f"{stub_url}#tiny-b").fingerprint
+    shown = json.dumps(first.info.to_dict())
+    assert "pw-in-url" not in shown and SECRET not in shown
+    assert first.info.spec == f"{stub_url}#tiny-a" and first.label == "tiny-a"
+
+
+def test_server_supports_depends_on_endpoint():
+    completions = Checkpoint.from_string("http://127.0.0.1:9/v1#m")
+    chat = Checkpoint.from_string("http://127.0.0.1:9/v1#m", LoadOptions(chat_template=True))
+    by_args = Checkpoint.from_string("http://127.0.0.1:9/v1#m", LoadOptions(model_args={"api": "chat"}))
+    assert completions.supports("loglikelihood") and completions.supports("generate_until")
+    assert not chat.supports("loglikelihood") and chat.supports("generate_until")
+    assert not by_args.supports("loglikelihood_rolling")
+    with pytest.raises(UsageError, match="api must be 'chat' or 'completions'"):
+        Checkpoint.from_string("http://127.0.0.1:9/v1#m", LoadOptions(model_args={"api": "rest"})).supports("generate_until")
+
+
+# ---------------------------------------------------------------- a real server: transformers serve
+
+
+@pytest.fixture(scope="module")
+def served_model(tiny_chat_model_dir, tmp_path_factory):
+    """`transformers serve` on 127.0.0.1 with the tiny chat model; yields (base URL, model name)."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    command = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve",
+               str(tiny_chat_model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        if not _wait_for_models(url, process, timeout=90):
+            pytest.skip(f"transformers serve did not start: {log.read_text(errors='replace')[-500:]}")
+        yield url, str(tiny_chat_model_dir)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_models(url: str, process: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def _generate_requests(prompts):
+    from lm_eval.api.instance import Instance
+
+    return [Instance("generate_until", {}, (p, {"until": ["\n\n"], "max_gen_toks": 4}), i) for i, p in enumerate(prompts)]
+
+
+@pytest.mark.slow
+def test_completions_server_generates_like_the_local_model(served_model, tiny_chat_model_dir):
+    url, model = served_model
+    options = LoadOptions(num_concurrent=2, max_retries=1, timeout=60)
+    checkpoint = Checkpoint.from_string(f"srv={url}#{model}", options)
+    lm = checkpoint.lm
+    assert type(lm).__name__ == "LocalCompletionsAPI"
+    prompts = ["The quick brown", "Answer:", "Delivery >"]
+    served = lm.generate_until(_generate_requests(prompts))
+    local = Checkpoint.from_string(str(tiny_chat_model_dir), LoadOptions(batch_size=1, device="cpu")).lm
+    assert served == local.generate_until(_generate_requests(prompts))
+    assert len(checkpoint.fingerprint) == 64
+
+
+@pytest.mark.slow
+def test_chat_server_generates(served_model):
+    url, model = served_model
+    lm = Checkpoint.from_string(f"{url}#{model}", LoadOptions(chat_template=True, max_retries=1, timeout=60)).lm
+    outputs = lm.generate_until(_generate_requests(["Hello there", "Label: late delivery"]))
+    assert len(outputs) == 2 and all(isinstance(text, str) for text in outputs)
+    chat = lm.apply_chat_template([{"role": "user", "content": "Hello there"}])
+    assert isinstance(lm.generate_until(_generate_requests([chat]))[0], str)
