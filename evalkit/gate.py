@@ -187,7 +187,12 @@ def _gate_operator(item: dict, where: str) -> str:
     return present[0]
 
 
+_NUMBER_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _number(value: Any, what: str) -> float:
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
+        value = float(value)   # YAML 1.1 reads 2e-2 (no dot) as a string
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         hint = " (write fractions, e.g. 0.05 for 5%)" if isinstance(value, str) and value.strip().endswith("%") else ""
         raise UsageError(f"{what} must be a finite number, got {value!r}{hint}.")

@@ -268,6 +268,9 @@ def write_policy(tmp_path, text, name="policy.yaml"):
     ("gates: [{metric: mmlu.acc, max_drop: lots}]\n", r"gate 1: 'max_drop' must be a finite number, got 'lots'"),
     ("gates: [{metric: mmlu.acc, max_relative_drop: 5%}]\n", r"got '5%' \(write fractions, e\.g\. 0\.05 for 5%\)"),
     ("gates: [{metric: mmlu.acc, max_drop: -0.1}]\n", r"'max_drop' must be >= 0"),
+    ("gates: [{metric: mmlu.acc, max_drop: .nan}]\n", r"'max_drop' must be a finite number, got nan"),
+    ("gates: [{metric: mmlu.acc, min: 0.2, higher_is_better: maybe}]\n", r"'higher_is_better' must be true or false"),
+    ("gates: [{metric: mmlu.acc, min: 0.2, name: ''}]\n", r"'name' must be a non-empty string"),
     ("gates: [{metric: mmlu.acc, max_drop: 0.02, significance: 0}]\n", r"'significance' must be between 0 and 1"),
     ("gates: [{metric: mmlu.acc, max_drop: 0.02, significance: 1.5}]\n", r"'significance' must be between 0 and 1"),
     ("gates: [{metric: mmlu.acc, max_drop: 0.02, significance: yes}]\n", r"'significance' must be a finite number"),
@@ -284,6 +287,11 @@ def test_policy_errors_name_the_file_gate_and_key(tmp_path, text, pattern):
     with pytest.raises(UsageError, match=pattern) as info:
         load_policy(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_exponent_thresholds_yaml_reads_as_strings_are_numbers(tmp_path):
+    policy = load_policy(write_policy(tmp_path, "gates: [{metric: mmlu.acc, max_drop: 2e-2, significance: '5E-2'}]\n"))
+    assert (policy.gates[0].threshold, policy.gates[0].significance) == (0.02, 0.05)
 
 
 def test_policy_file_not_found(tmp_path):
