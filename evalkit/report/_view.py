@@ -1,0 +1,180 @@
+"""Read a comparison dict into plain rows and tables that the HTML and Markdown renderers share.
+
+Nothing here formats HTML or Markdown: the functions return dictionaries and lists of numbers and
+strings, so both renderers show the same numbers and the escaping stays in one place per format.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..errors import UsageError
+
+__all__ = [
+    "SCHEMA_VERSION", "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
+    "is_significant", "delta_tone", "tuned_labels", "primary_rows", "headline", "study_table",
+    "axis_point", "breakdown_groups", "pivot_breakdown", "notes_by_label",
+]
+
+#: The newest comparison schema this renderer understands.
+SCHEMA_VERSION = 1
+#: p-values below this are marked significant in the reports.
+SIGNIFICANCE = 0.05
+
+
+def check_comparison(comparison: Any) -> dict[str, Any]:
+    """Refuse anything that is not a comparison dict of a schema version we can read."""
+    if not isinstance(comparison, dict):
+        raise UsageError(f"comparison must be a dict (the content of comparison.json), got {type(comparison).__name__}.")
+    version = comparison.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise UsageError(f"comparison schema_version {version!r} is not supported (this evalkit reads <= "
+                         f"{SCHEMA_VERSION}); upgrade evalkit or re-run `evalkit compare`.")
+    for key in ("checkpoints", "tasks", "metrics"):
+        if not isinstance(comparison.get(key), list):
+            raise UsageError(f"comparison field '{key}' must be a list; re-run `evalkit compare` to rebuild it.")
+    return comparison
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def fmt_value(value: Any, digits: int = 3) -> str:
+    """``0.4512 -> "0.451"``; missing values show as an en dash."""
+    return f"{value:.{digits}f}" if _finite(value) else "–"
+
+
+def fmt_delta(value: Any, digits: int = 3) -> str:
+    """Signed difference, ``-0.15 -> "-0.150"``, ``0.02 -> "+0.020"``."""
+    return f"{value:+.{digits}f}" if _finite(value) else "–"
+
+
+def fmt_p(value: Any) -> str:
+    """p-value with three decimals, ``"<0.001"`` below that."""
+    if not _finite(value):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def is_significant(p_value: Any) -> bool:
+    return _finite(p_value) and p_value < SIGNIFICANCE
+
+
+def delta_tone(delta: Any, p_value: Any, higher_is_better: bool = True) -> str:
+    """``"good"`` / ``"bad"`` for a significant improvement / regression, else ``"neutral"``."""
+    if not _finite(delta) or delta == 0 or not is_significant(p_value):
+        return "neutral"
+    improved = delta > 0 if higher_is_better else delta < 0
+    return "good" if improved else "bad"
+
+
+def tuned_labels(comparison: dict[str, Any]) -> list[str]:
+    """Checkpoint labels other than the baseline, in command-line order."""
+    return [c["label"] for c in comparison["checkpoints"] if c["label"] != comparison.get("baseline")]
+
+
+def notes_by_label(comparison: dict[str, Any]) -> dict[str, str]:
+    return {c["label"]: c.get("note") or "" for c in comparison["checkpoints"]}
+
+
+def primary_rows(comparison: dict[str, Any], axis: str | None = None) -> list[dict[str, Any]]:
+    """Metric rows of each task's primary metric (optionally of one axis), in task order."""
+    order = {t["name"]: i for i, t in enumerate(comparison["tasks"])}
+    rows = [r for r in comparison["metrics"] if r.get("is_primary") and (axis is None or r.get("axis") == axis)]
+    return sorted(rows, key=lambda r: order.get(r["task"], len(order)))
+
+
+def headline(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per tuned checkpoint: its domain-gain rows and general-loss rows (primary metrics)."""
+    result = []
+    for label in tuned_labels(comparison):
+        mine = [r for r in primary_rows(comparison) if r["checkpoint"] == label]
+        result.append({"checkpoint": label,
+                       "domain": [r for r in mine if r.get("axis") == "domain"],
+                       "general": [r for r in mine if r.get("axis") != "domain"]})
+    return result
+
+
+def _study_columns(comparison: dict[str, Any]) -> list[tuple[str, str]]:
+    """(task, metric) columns: each task's primary metric; for an F1 primary also its precision/recall."""
+    available = {(r["task"], r["metric"]) for r in comparison["metrics"]}
+    columns = []
+    for task in sorted(comparison["tasks"], key=lambda t: t.get("axis") != "domain"):
+        primary = task.get("primary_metric")
+        if not primary:
+            continue
+        if "f1" in primary:
+            for other in ("precision", "recall"):
+                candidate = (task["name"], primary.replace("f1", other))
+                if candidate in available:
+                    columns.append(candidate)
+        columns.append((task["name"], primary))
+    return [c for c in columns if c in available]
+
+
+def study_table(comparison: dict[str, Any]) -> dict[str, Any]:
+    """The study-style table: one row per checkpoint, one column per headline (task, metric)."""
+    columns = _study_columns(comparison)
+    index = {(r["task"], r["metric"], r["checkpoint"]): r for r in comparison["metrics"]}
+    notes = notes_by_label(comparison)
+    rows = []
+    for checkpoint in comparison["checkpoints"]:
+        label = checkpoint["label"]
+        rows.append({"checkpoint": label, "note": notes.get(label, ""),
+                     "is_baseline": label == comparison.get("baseline"),
+                     "cells": [index.get((task, metric, label)) for task, metric in columns]})
+    return {"columns": [{"task": t, "metric": m} for t, m in columns], "rows": rows}
+
+
+def _mean(values: list[float]) -> float | None:
+    values = [v for v in values if _finite(v)]
+    return sum(values) / len(values) if values else None
+
+
+def axis_point(comparison: dict[str, Any], label: str, axis: str) -> dict[str, Any] | None:
+    """Mean of the primary metrics of one axis for one checkpoint, with the mean CI bounds.
+
+    With one task on the axis this is that task's value and CI. With several, the error bar is the
+    mean of the tasks' CI bounds: wider than the CI of the mean when the tasks' errors are independent,
+    so it errs on the side of looking uncertain.
+    """
+    wants_domain = axis == "domain"
+    rows = [r for r in primary_rows(comparison)
+            if r["checkpoint"] == label and (r.get("axis") == "domain") == wants_domain]
+    value = _mean([r.get("value") for r in rows])
+    if value is None:
+        return None
+    low, high = _mean([r.get("ci_low") for r in rows]), _mean([r.get("ci_high") for r in rows])
+    return {"value": value, "low": low, "high": high, "tasks": [f"{r['task']}.{r['metric']}" for r in rows]}
+
+
+def breakdown_groups(comparison: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Distinct (task, kind, metric) of the breakdown rows, in task order then first appearance."""
+    order = {t["name"]: i for i, t in enumerate(comparison["tasks"])}
+    seen: dict[tuple[str, str, str], int] = {}
+    for row in comparison.get("breakdowns") or []:
+        seen.setdefault((row["task"], row["kind"], row["metric"]), len(seen))
+    return sorted(seen, key=lambda g: (order.get(g[0], len(order)), seen[g]))
+
+
+def pivot_breakdown(comparison: dict[str, Any], task: str, kind: str, metric: str) -> list[dict[str, Any]]:
+    """One row per breakdown key: ``n``, the baseline value and ``{checkpoint: row}`` for tuned ones.
+
+    The baseline value comes from the baseline's own row when present, else from ``baseline_value``.
+    """
+    keyed: dict[str, dict[str, Any]] = {}
+    baseline = comparison.get("baseline")
+    for row in comparison.get("breakdowns") or []:
+        if (row["task"], row["kind"], row["metric"]) != (task, kind, metric):
+            continue
+        entry = keyed.setdefault(row["key"], {"key": row["key"], "n": row.get("n"), "baseline_value": None,
+                                              "by_checkpoint": {}})
+        if row["checkpoint"] == baseline:
+            entry["baseline_value"] = row.get("value")
+        else:
+            entry["by_checkpoint"][row["checkpoint"]] = row
+            if entry["baseline_value"] is None:
+                entry["baseline_value"] = row.get("baseline_value")
+    return list(keyed.values())

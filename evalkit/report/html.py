@@ -1,0 +1,181 @@
+"""``report.html``: one self-contained page (inline CSS, JS and SVG; no network) from a comparison dict.
+
+Everything from the comparison is untrusted (sample inputs, model outputs, notes, labels): the jinja2
+environment autoescapes every expression, the flip explorer's data travels as JSON inside a
+``<script type="application/json">`` block with ``<``, ``>`` and ``&`` escaped as ``\\u003c`` etc., and
+the page's script writes it with ``textContent`` only. Only the chart SVG (made by matplotlib, which
+escapes text) is inserted as markup.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import _view as view
+from . import charts
+
+__all__ = ["render_html", "flips_payload", "json_for_script"]
+
+#: Characters kept per flip field in the explorer: enough to read, small enough for a compact page.
+FLIP_TEXT_LIMIT = {"input": 700, "target": 240, "baseline_prediction": 240, "prediction": 240}
+#: Breakdown kinds drawn as sorted delta bars (one chart per tuned checkpoint).
+DELTA_BAR_KINDS = ("subject", "instruction")
+_KIND_TITLES = {"subject": "Per-subject", "category": "Per-category", "instruction": "Per-instruction",
+                "level": "Per-level", "class": "Per-class", "frequency": "Head / torso / tail"}
+
+
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("evalkit.report", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+    env.filters.update(value=view.fmt_value, delta=view.fmt_delta, pvalue=view.fmt_p)
+    env.globals.update(tone=view.delta_tone, significant=view.is_significant, kind_title=_KIND_TITLES.get,
+                       alpha=view.SIGNIFICANCE)
+    return env
+
+
+def json_for_script(data: Any) -> str:
+    """JSON safe inside ``<script type="application/json">``: no ``</script>`` or ``<!--`` can form.
+
+    >>> json_for_script({"a": "</script>"})
+    '{"a": "\\\\u003c/script\\\\u003e"}'
+    """
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _clip(value: Any, limit: int) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def flips_payload(comparison: dict[str, Any]) -> list[dict[str, str]]:
+    """Flip rows for the explorer, long texts clipped (the full ones stay in comparison.json)."""
+    rows = []
+    for flip in comparison.get("flips") or []:
+        row = {key: _clip(flip.get(key), limit) for key, limit in FLIP_TEXT_LIMIT.items()}
+        row.update({key: str(flip.get(key, "")) for key in ("task", "checkpoint", "direction", "sample_id")})
+        rows.append(row)
+    return rows
+
+
+def _learning_forgetting(comparison: dict[str, Any]) -> dict[str, Any] | None:
+    points, x_tasks, y_tasks = [], set(), set()
+    for checkpoint in comparison["checkpoints"]:
+        label = checkpoint["label"]
+        x = view.axis_point(comparison, label, "domain")
+        y = view.axis_point(comparison, label, "general")
+        if x is None or y is None:
+            continue
+        x_tasks.update(x["tasks"]), y_tasks.update(y["tasks"])
+        points.append({"label": label, "x": x["value"], "x_low": x["low"], "x_high": x["high"], "y": y["value"],
+                       "y_low": y["low"], "y_high": y["high"], "is_baseline": label == comparison.get("baseline")})
+    if not points:
+        return None
+    x_label = "Domain: " + " / ".join(sorted(x_tasks))
+    y_label = ("General: mean of " if len(y_tasks) > 1 else "General: ") + " / ".join(sorted(y_tasks))
+    svg = charts.learning_forgetting_chart(points, x_label=x_label, y_label=y_label, chart_id="lf")
+    return {"svg": _markup(svg), "x_tasks": sorted(x_tasks), "y_tasks": sorted(y_tasks)}
+
+
+def _markup(svg: str):
+    from markupsafe import Markup
+
+    return Markup(svg)  # matplotlib output: labels inside are already XML-escaped
+
+
+def _breakdown_block(comparison: dict[str, Any], task: str, kind: str, metric: str, index: int) -> dict[str, Any]:
+    rows = view.pivot_breakdown(comparison, task, kind, metric)
+    tuned = [label for label in view.tuned_labels(comparison) if any(label in r["by_checkpoint"] for r in rows)]
+    block = {"task": task, "kind": kind, "metric": metric, "rows": rows, "tuned": tuned, "charts": []}
+    if kind in DELTA_BAR_KINDS:
+        for number, label in enumerate(tuned):
+            have = [r for r in rows if r["by_checkpoint"].get(label, {}).get("delta") is not None]
+            svg = charts.delta_bars_chart(
+                [r["key"] for r in have], [r["by_checkpoint"][label]["delta"] for r in have],
+                [view.is_significant(r["by_checkpoint"][label].get("p_value")) for r in have],
+                title=f"{label}: {metric} Δ vs {comparison.get('baseline')}", chart_id=f"b{index}-{number}")
+            block["charts"].append(_markup(svg))
+    elif kind == "level":
+        series = {comparison.get("baseline"): [r["baseline_value"] for r in rows]}
+        series.update({label: [r["by_checkpoint"].get(label, {}).get("value") for r in rows] for label in tuned})
+        block["charts"].append(_markup(charts.grouped_bars_chart(
+            [r["key"] for r in rows], series, title=f"{task}: {metric} per level", y_label=metric,
+            chart_id=f"b{index}")))
+    return block
+
+
+def _breakdown_sections(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for index, (task, kind, metric) in enumerate(_chosen_groups(comparison)):
+        sections.setdefault(task, []).append(_breakdown_block(comparison, task, kind, metric, index))
+    return [{"task": task, "blocks": blocks} for task, blocks in sections.items()]
+
+
+def _chosen_groups(comparison: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Per-class breakdowns carry several metrics; the report shows F1 (or the first) to stay compact."""
+    groups = view.breakdown_groups(comparison)
+    chosen = []
+    for task, kind, metric in groups:
+        siblings = [m for t, k, m in groups if (t, k) == (task, kind)]
+        preferred = "f1" if "f1" in siblings else siblings[0]
+        if metric == preferred or kind != "class":
+            chosen.append((task, kind, metric))
+    return chosen
+
+
+def _metric_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    task_order = {t["name"]: i for i, t in enumerate(comparison["tasks"])}
+    checkpoint_order = {c["label"]: i for i, c in enumerate(comparison["checkpoints"])}
+    rows = [r for r in comparison["metrics"] if r["checkpoint"] != comparison.get("baseline")]
+    return sorted(rows, key=lambda r: (task_order.get(r["task"], 99), not r.get("is_primary"), r["metric"],
+                                       checkpoint_order.get(r["checkpoint"], 99)))
+
+
+def _verdict(comparison: dict[str, Any]) -> dict[str, Any] | None:
+    verdict = comparison.get("verdict")
+    if not verdict:
+        return None
+    checks = verdict.get("checks") or []
+    return {"status": str(verdict.get("status", "unknown")), "policy": verdict.get("policy"),
+            "problems": [c for c in checks if c.get("status") != "pass"],
+            "passed": [c for c in checks if c.get("status") == "pass"]}
+
+
+def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
+    """Everything the template shows, computed once (also handy for tests)."""
+    flips = flips_payload(comparison)
+    return {
+        "c": comparison, "baseline": comparison.get("baseline"), "tuned": view.tuned_labels(comparison),
+        "notes": view.notes_by_label(comparison), "verdict": _verdict(comparison),
+        "headline": view.headline(comparison), "study": view.study_table(comparison),
+        "learning_forgetting": _learning_forgetting(comparison), "metric_rows": _metric_rows(comparison),
+        "breakdown_sections": _breakdown_sections(comparison),
+        "format_vs_knowledge": comparison.get("format_vs_knowledge") or [],
+        "flip_counts": comparison.get("flip_counts") or [], "flips_json": _script_json(flips),
+        "flip_tasks": sorted({f["task"] for f in flips}), "flip_checkpoints": sorted({f["checkpoint"] for f in flips}),
+        "n_flips": len(flips),
+    }
+
+
+def _script_json(data: Any):
+    from markupsafe import Markup
+
+    return Markup(json_for_script(data))  # safe: no '<' can survive json_for_script
+
+
+def render_html(comparison: dict[str, Any]) -> str:
+    """Render ``report.html`` for a comparison dict (see ``docs/comparison-schema.md``).
+
+    Deterministic: the same comparison gives the same bytes.
+    """
+    view.check_comparison(comparison)
+    return _environment().get_template("report.html.jinja").render(**build_context(comparison))

@@ -1,0 +1,140 @@
+"""``report.md``: a short summary that fits a pull-request comment or a CI step summary.
+
+GitHub limits a comment to 65,536 characters; tables are capped at ``max_rows`` and the whole text at
+:data:`MAX_CHARS`. Untrusted strings are escaped for table cells: no raw HTML, no links or images,
+no pipes that would break the table, no @-mentions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _view as view
+
+__all__ = ["render_markdown", "md_escape", "MAX_CHARS"]
+
+#: Hard ceiling for the Markdown text, well under GitHub's 65,536-character comment limit.
+MAX_CHARS = 50_000
+_STATUS_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
+
+
+def md_escape(text: Any) -> str:
+    """Make ``text`` inert inside a Markdown table cell.
+
+    >>> md_escape("a|b <script> [x](y) @team")
+    'a\\\\|b &lt;script&gt; \\\\[x\\\\](y) @\\u200bteam'
+    """
+    if text is None:
+        return ""
+    out = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    out = out.replace("\\", "\\\\")  # first, so the escapes added below stay single
+    for char in "|[]`*_":
+        out = out.replace(char, "\\" + char)
+    out = out.replace("@", "@\u200b")  # no notifications from a label
+    return " ".join(out.split())  # newlines would end the table row
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _mark(p_value: Any) -> str:
+    return " ✱" if view.is_significant(p_value) else ""
+
+
+def _change(row: dict[str, Any]) -> str:
+    """``0.450 (−0.150 ✱)`` — the delta bold when significant."""
+    delta = view.fmt_delta(row.get("delta"))
+    if view.is_significant(row.get("p_value")):
+        delta = f"**{delta}** ✱"
+    return f"{view.fmt_value(row.get('value'))} ({delta})"
+
+
+def _verdict_lines(verdict: dict[str, Any], max_rows: int) -> list[str]:
+    status = str(verdict.get("status", "unknown"))
+    checks = verdict.get("checks") or []
+    problems = [c for c in checks if c.get("status") != "pass"]
+    lines = [f"### {_STATUS_ICON.get(status, '')} Verdict: **{md_escape(status.upper())}**".replace("###  ", "### "),
+             "", f"{len(problems)} of {len(checks)} checks not passing (policy {md_escape(verdict.get('policy') or '–')}).", ""]
+    if problems:
+        rows = [[md_escape(c.get("status")), md_escape(c.get("gate")), md_escape(c.get("checkpoint")),
+                 view.fmt_value(c.get("value")), view.fmt_value(c.get("baseline_value")), view.fmt_delta(c.get("delta")),
+                 view.fmt_p(c.get("p_value")), md_escape(c.get("message"))] for c in problems[:max_rows]]
+        lines += _table(["status", "gate", "checkpoint", "value", "baseline", "Δ", "p", "message"], rows)
+        if len(problems) > max_rows:
+            lines.append(f"\n… and {len(problems) - max_rows} more (see report.html).")
+        lines.append("")
+    return lines
+
+
+def _study_cell(cell: dict[str, Any] | None, is_baseline: bool) -> str:
+    if cell is None:
+        return "–"
+    return view.fmt_value(cell.get("value")) if is_baseline else _change(cell)
+
+
+def _study_lines(comparison: dict[str, Any]) -> list[str]:
+    study = view.study_table(comparison)
+    if not study["columns"]:
+        return []
+    header = ["checkpoint", "note"] + [f"{md_escape(c['task'])} {md_escape(c['metric'])}" for c in study["columns"]]
+    rows = []
+    for row in study["rows"]:
+        cells = [_study_cell(cell, row["is_baseline"]) for cell in row["cells"]]
+        name = md_escape(row["checkpoint"]) + (" (baseline)" if row["is_baseline"] else "")
+        rows.append([name, md_escape(row["note"])] + cells)
+    return [f"### Summary vs {md_escape(comparison.get('baseline'))}", ""] + _table(header, rows) + [""]
+
+
+def _changes_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
+    """Non-primary metric rows, significant and largest changes first, capped at ``max_rows``."""
+    shown = {(c["task"], c["metric"]) for c in view.study_table(comparison)["columns"]}
+    rows = [r for r in comparison["metrics"]
+            if r["checkpoint"] != comparison.get("baseline") and (r["task"], r["metric"]) not in shown]
+    if not rows:
+        return []
+    rows.sort(key=lambda r: (not view.is_significant(r.get("p_value")), -abs(r.get("delta") or 0.0),
+                             r["task"], r["metric"], r["checkpoint"]))
+    table = [[md_escape(r["task"]), md_escape(r["metric"]), md_escape(r["checkpoint"]), view.fmt_value(r.get("baseline_value")),
+              _change(r), view.fmt_p(r.get("p_value"))] for r in rows[:max_rows]]
+    lines = ["<details><summary>Other metrics</summary>", ""]
+    lines += _table(["task", "metric", "checkpoint", "baseline", "value (Δ)", "p"], table)
+    if len(rows) > max_rows:
+        lines.append(f"\n… {len(rows) - max_rows} more rows in report.html.")
+    return lines + ["", "</details>", ""]
+
+
+def _flip_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
+    counts = comparison.get("flip_counts") or []
+    if not counts:
+        return []
+    rows = [[md_escape(c["task"]), md_escape(c["checkpoint"]), str(c.get("right_to_wrong", 0)), str(c.get("wrong_to_right", 0))]
+            for c in counts[:max_rows]]
+    return ["<details><summary>Flipped samples</summary>", ""] + _table(
+        ["task", "checkpoint", "right → wrong", "wrong → right"], rows) + ["", "</details>", ""]
+
+
+def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
+    """Short Markdown summary: verdict (if any), the study table, capped detail tables.
+
+    Parameters
+    ----------
+    comparison : dict
+        A comparison dict (``docs/comparison-schema.md``).
+    max_rows : int, default=25
+        Most rows shown in each detail table (failed checks, other metrics, flip counts).
+    """
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise ValueError(f"The 'max_rows' parameter of render_markdown must be an int >= 1. Got {max_rows!r} instead.")
+    view.check_comparison(comparison)
+    lines = ["## evalkit comparison", ""]
+    if comparison.get("verdict"):
+        lines += _verdict_lines(comparison["verdict"], max_rows)
+    lines += _study_lines(comparison) + _changes_lines(comparison, max_rows) + _flip_lines(comparison, max_rows)
+    lines.append(f"<sub>✱ significant at p &lt; {view.SIGNIFICANCE} (paired test vs the baseline); "
+                 "values are primary metrics with Δ against the baseline. Full report: report.html.</sub>")
+    text = "\n".join(lines) + "\n"
+    if len(text) > MAX_CHARS:  # a pathological comparison (huge labels): cut at a line, say so
+        text = text[: text.rfind("\n", 0, MAX_CHARS - 200)] + "\n\n… (truncated; see report.html)\n"
+    return text
