@@ -1,0 +1,319 @@
+"""The ``voc`` evaluator: hierarchical voice-of-customer classification (the domain axis).
+
+A task file names the data and how to ask the model::
+
+    name: voc_sample
+    evaluator: voc
+    data: data/voc_sample/test.csv        # CSV, JSONL or Parquet (relative to the task file)
+    train_data: data/voc_sample/train.csv # or split_field/test_split/train_split on one file
+    taxonomy: data/voc_sample/taxonomy.txt  # optional; default: the label paths seen in the data
+    text_field: text
+    id_field: id                          # default: the row number
+    label_field: label                    # one path column, or label_fields: [l1, l2, l3, l4]
+    mode: generate                        # or constrained (top-down log-likelihood ranking)
+    label_options: none                   # none | paths | levels: list the labels in the prompt
+    num_fewshot: 0
+
+Each sample becomes one record: the comment (``input``), the true path (``target``, also ``group``),
+the predicted path or None when the output could not be parsed (``prediction``), whether the path is
+exactly right (``correct``), and in ``extra`` the raw output, the parse rule and the invalid flag.
+Invalid outputs count as misses of their true class and are reported as ``invalid_rate``.
+Corpus metrics come from :func:`evalkit.metrics.hierarchical.hierarchical_report`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from ..records import SampleRecord, TaskResult
+from ..taskconfig import TaskConfig, check_choice, validate_options
+from .base import SaveBatch, register_evaluator
+
+if TYPE_CHECKING:
+    from ..voc.dataset import VocData, VocExample
+    from ..voc.prompting import PromptPlan
+
+__all__ = ["VocOptions", "VocEvaluator"]
+
+MODES = ("generate", "constrained")
+_LOWER_IS_BETTER = ("invalid_rate",)
+
+
+@dataclass
+class VocOptions:
+    """The ``voc`` evaluator's task-file keys (see the module docstring)."""
+
+    data: str
+    text_field: str = "text"
+    label_field: str | None = None
+    label_fields: list | None = None
+    id_field: str | None = None
+    sep: str = " > "
+    taxonomy: str | None = None
+    train_data: str | None = None
+    split_field: str | None = None
+    test_split: str = "test"
+    train_split: str = "train"
+    mode: str = "generate"
+    prompt_template: str | None = None
+    label_options: str = "none"
+    label_options_fallback: bool = True
+    min_comment_tokens: int = 64
+    num_fewshot: int = 0
+    chat_template: bool | None = None
+    max_gen_toks: int = 64
+    until: list | None = None
+    parse_cutoff: float = 0.8
+    batch_docs: int = 64
+    limit: int | None = None
+    n_resamples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+
+def _check_options(opts: VocOptions, config: TaskConfig) -> VocOptions:
+    from ..voc.prompting import LABEL_OPTIONS
+
+    check_choice(opts.mode, MODES, "mode", config)
+    check_choice(opts.label_options, LABEL_OPTIONS, "label_options", config)
+    if (opts.label_field is None) == (opts.label_fields is None):
+        raise UsageError(f"{config.source}: give exactly one of 'label_field' (one path column) or "
+                         f"'label_fields' (one column per level); got {opts.label_field!r} and {opts.label_fields!r}.")
+    if opts.label_fields is not None and (not opts.label_fields or not all(isinstance(c, str) for c in opts.label_fields)):
+        raise UsageError(f"{config.source}: key 'label_fields' must be a non-empty list of column names, got {opts.label_fields!r}.")
+    if opts.until is not None and not all(isinstance(s, str) and s for s in opts.until):
+        raise UsageError(f"{config.source}: key 'until' must be a list of non-empty strings, got {opts.until!r}.")
+    for key, low in (("num_fewshot", 0), ("max_gen_toks", 1), ("batch_docs", 1), ("min_comment_tokens", 0),
+                     ("n_resamples", 0), ("limit", 1)):
+        value = getattr(opts, key)
+        if value is not None and value < low:
+            raise UsageError(f"{config.source}: key {key!r} must be an integer >= {low}, got {value!r}.")
+    for key in ("parse_cutoff", "confidence"):
+        if not 0.0 < getattr(opts, key) < 1.0 + (key == "parse_cutoff"):
+            raise UsageError(f"{config.source}: key {key!r} must be in (0, 1{']' if key == 'parse_cutoff' else ')'}, "
+                             f"got {getattr(opts, key)!r}.")
+    if not opts.sep.strip():
+        raise UsageError(f"{config.source}: key 'sep' must contain a visible character (e.g. ' > '), got {opts.sep!r}.")
+    return opts
+
+
+@register_evaluator
+class VocEvaluator:
+    """Hierarchical classification of customer comments, by generation or constrained decoding."""
+
+    name = "voc"
+    version = "1"
+    needs = frozenset({"generate_until"})  # class default; instances answer by their mode
+
+    def __init__(self, config: TaskConfig) -> None:
+        self.config = config
+        self.options = _check_options(validate_options(config.options, VocOptions, config), config)
+        self.needs = frozenset({"loglikelihood" if self.options.mode == "constrained" else "generate_until"})
+
+    # ----------------------------------------------------------------------------- inputs
+    @cached_property
+    def _spec(self):
+        from ..voc.dataset import DataSpec
+
+        o, path = self.options, self.config.resolve_path
+        return DataSpec(data=path(o.data), text_field=o.text_field, id_field=o.id_field, label_field=o.label_field,
+                        label_fields=tuple(o.label_fields) if o.label_fields else None, sep=o.sep,
+                        split_field=o.split_field, test_split=o.test_split, train_split=o.train_split,
+                        train_data=path(o.train_data) if o.train_data else None,
+                        taxonomy=path(o.taxonomy) if o.taxonomy else None)
+
+    @cached_property
+    def data(self) -> "VocData":
+        from ..voc.dataset import load_voc_data
+
+        for key in ("data", "train_data", "taxonomy"):
+            path = getattr(self._spec, key)
+            if path is not None and not path.exists():
+                raise UsageError(f"{self.config.source}: {key} file {path} does not exist; put it there or point the "
+                                 f"task at it with --set {self.config.name}.{key}=PATH.")
+        data = load_voc_data(self._spec)
+        if self.options.num_fewshot and not data.train:
+            raise UsageError(f"{self.config.source}: num_fewshot={self.options.num_fewshot} needs train rows; "
+                             f"set 'train_data' or 'split_field' (train rows: {self.options.train_split!r}).")
+        return data
+
+    @cached_property
+    def template_text(self) -> str:
+        from ..voc.prompting import load_template_text
+
+        return load_template_text(self.options.prompt_template, self.config.base_dir)
+
+    @cached_property
+    def examples(self) -> list["VocExample"]:
+        """The test examples evaluated, in file order (the first ``limit`` when set)."""
+        return self.data.test[: self.options.limit] if self.options.limit else list(self.data.test)
+
+    def config_hash(self) -> str:
+        from .._io import stable_hash
+        from ..voc.dataset import file_sha256
+
+        spec = self._spec
+        files = {key: file_sha256(p) if p is not None and p.is_file() else None
+                 for key, p in (("data", spec.data), ("train_data", spec.train_data), ("taxonomy", spec.taxonomy))}
+        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k != "batch_docs"}
+        # Paths are replaced by content hashes so moving a file does not invalidate stored results.
+        for key in ("data", "train_data", "taxonomy", "prompt_template"):
+            options.pop(key)
+        return stable_hash({"options": options, "files": files, "template": self.template_text, "version": self.version})
+
+    def check_ready(self) -> None:
+        from ..voc.prompting import PromptBuilder
+
+        PromptBuilder(self.template_text, self.data.taxonomy)  # raises on template syntax errors
+        if not self.examples:
+            raise UsageError(f"{self.config.source}: no test rows to evaluate in {self._spec.data}.")
+
+    def sample_ids(self) -> list[str]:
+        return [ex.sample_id for ex in self.examples]
+
+    # ----------------------------------------------------------------------------- running
+    def run(self, lm: Any, *, done: Mapping[str, SampleRecord], save: SaveBatch) -> list[SampleRecord]:
+        from ..progress import bar
+
+        todo = [ex for ex in self.examples if ex.sample_id not in done]
+        new: dict[str, SampleRecord] = {}
+        if todo:
+            plan = self._plan(lm)
+            size = self.options.batch_docs
+            with bar(len(todo), f"{self.config.name} ({self.options.mode})") as progress:
+                for start in range(0, len(todo), size):
+                    batch = self._run_batch(lm, plan, todo[start:start + size])
+                    save(batch)
+                    new.update((r.sample_id, r) for r in batch)
+                    progress.update(len(batch))
+        return [done[ex.sample_id] if ex.sample_id in done else new[ex.sample_id] for ex in self.examples]
+
+    def _plan(self, lm: Any) -> "PromptPlan":
+        from ..voc.prompting import PromptBuilder, fewshot_examples, plan_prompts
+
+        o = self.options
+        chat = getattr(lm, "evalkit_chat_template", None)  # --chat-template/--no-chat-template, when the loader sets it
+        tax = self.data.taxonomy
+        # Room for the answer: the generation budget, or (constrained) a generous 2 chars per token of the longest path.
+        answer = o.max_gen_toks if o.mode == "generate" else max(len(tax.format(p)) for p in tax.labels) // 2 + 8
+        first = self.examples[0].sample_id
+        return plan_prompts(lm, PromptBuilder(self.template_text, tax), label_options=o.label_options,
+                            chat_template=o.chat_template if chat is None else chat, answer_tokens=answer,
+                            min_comment_tokens=o.min_comment_tokens, fallback=o.label_options_fallback,
+                            probe_examples=fewshot_examples(self.data.train, first, o.num_fewshot, o.seed))
+
+    def _request(self, kind: str, example: "VocExample", arguments: tuple, idx: int):
+        from lm_eval.api.instance import Instance
+
+        inst = Instance(request_type=kind, doc={"id": example.sample_id, "text": example.text},
+                        arguments=arguments, idx=idx)
+        inst.task_name = self.config.name
+        inst.evalkit_sample_id = example.sample_id
+        return inst
+
+    def _run_batch(self, lm: Any, plan: "PromptPlan", batch: list["VocExample"]) -> list[SampleRecord]:
+        from ..voc.prompting import fewshot_examples
+
+        o = self.options
+        built = [plan.build(ex.text, fewshot_examples(self.data.train, ex.sample_id, o.num_fewshot, o.seed))
+                 for ex in batch]
+        prompts = [prompt for prompt, _ in built]
+        common = {"label_options": plan.label_options, "chat_template": plan.chat, "tokens_counted_by": plan.counter.method}
+        if o.mode == "generate":
+            outcomes = self._generate(lm, batch, prompts)
+        else:
+            outcomes = self._constrained(lm, batch, prompts)
+        return [self._record(ex, path, {**extra, **common, "truncated": truncated})
+                for ex, (path, extra), (_, truncated) in zip(batch, outcomes, built)]
+
+    def _generate(self, lm: Any, batch: list["VocExample"], prompts: list[str]) -> list[tuple]:
+        o = self.options
+        kwargs = {"until": list(o.until or ["\n"]), "max_gen_toks": o.max_gen_toks, "do_sample": False, "temperature": 0.0}
+        requests = [self._request("generate_until", ex, (prompt, dict(kwargs)), i)
+                    for i, (ex, prompt) in enumerate(zip(batch, prompts))]
+        outputs = lm.generate_until(requests)
+        parser = self._parser
+        outcomes = []
+        for raw in outputs:
+            parsed = parser.parse(raw)
+            outcomes.append((parsed.path, {"raw_output": raw, "parse_rule": parsed.rule, "invalid": parsed.invalid}))
+        return outcomes
+
+    @cached_property
+    def _parser(self):
+        from ..voc.parsing import OutputParser
+
+        return OutputParser(self.data.taxonomy, cutoff=self.options.parse_cutoff)
+
+    def _constrained(self, lm: Any, batch: list["VocExample"], prompts: list[str]) -> list[tuple]:
+        from ..voc.constrained import constrained_predict
+
+        tax = self.data.taxonomy
+        results = constrained_predict(
+            lm, prompts, tax, lambda i, context, continuation: self._request("loglikelihood", batch[i], (context, continuation), i))
+        return [(r.path, {"raw_output": tax.format(r.path), "parse_rule": "constrained", "invalid": False,
+                          "level_logprobs": r.logprobs, "level_margins": r.margins}) for r in results]
+
+    def _record(self, example: "VocExample", path: tuple[str, ...] | None, extra: dict) -> SampleRecord:
+        tax = self.data.taxonomy
+        target = tax.format(example.path)
+        return SampleRecord(
+            sample_id=example.sample_id, target=target, prediction=tax.format(path) if path else None,
+            correct=path == example.path, scores={"path_correct": float(path == example.path)}, group=target,
+            input=example.text,
+            extra={**extra, "target_path": list(example.path), "pred_path": list(path) if path else None},
+        )
+
+    # ----------------------------------------------------------------------------- metrics
+    @staticmethod
+    def _paths(records: list[SampleRecord]) -> tuple[list[tuple[str, ...]], list[tuple[str, ...] | None]]:
+        y_true = [tuple(r.extra["target_path"]) for r in records]
+        y_pred = [tuple(r.extra["pred_path"]) if r.extra.get("pred_path") else None for r in records]
+        return y_true, y_pred
+
+    def aggregate(self, records: list[SampleRecord]) -> TaskResult:
+        from ..metrics.hierarchical import hierarchical_report
+
+        o = self.options
+        y_true, y_pred = self._paths(records)
+        report = hierarchical_report(y_true, y_pred, taxonomy=self.data.taxonomy, train_counts=self.data.train_counts() or None,
+                                     n_resamples=o.n_resamples, confidence=o.confidence, random_state=o.seed)
+        metrics = dict(report["metrics"])  # None where undefined (e.g. mean_first_error_depth with no errors)
+        return TaskResult(
+            task=self.config.name, evaluator=self.name, evaluator_version=self.version, config_hash=self.config_hash(),
+            metrics=metrics, n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
+            higher_is_better={k: k not in _LOWER_IS_BETTER for k in metrics},
+            ci=report.get("ci", {}),
+            breakdowns=report.get("breakdowns", {}), settings=self._settings(records), samples=list(records),
+        )
+
+    def _settings(self, records: list[SampleRecord]) -> dict[str, Any]:
+        o, tax = self.options, self.data.taxonomy
+        extras = [r.extra for r in records]
+        return {
+            "mode": o.mode, "n_samples": len(records), "num_fewshot": o.num_fewshot,
+            "label_options": o.label_options,
+            "label_options_used": sorted({e.get("label_options") for e in extras if e.get("label_options")}),
+            "chat_template": sorted({bool(e.get("chat_template")) for e in extras}),
+            "tokens_counted_by": sorted({e.get("tokens_counted_by") for e in extras if e.get("tokens_counted_by")}),
+            "n_invalid": sum(bool(e.get("invalid")) for e in extras),
+            "n_truncated": sum(bool(e.get("truncated")) for e in extras),
+            "parse_rules": dict(sorted(Counter(e.get("parse_rule", "?") for e in extras).items())),
+            "prompt_template": o.prompt_template or "default", "sep": tax.sep, "n_labels": len(tax.labels),
+            "n_leaves": len(tax.leaves), "depth": tax.depth, "n_train": len(self.data.train), "seed": o.seed,
+            "limit": o.limit,
+        }
+
+    @classmethod
+    def resample_metrics(cls, records: list[SampleRecord], names: list[str], indices: Any) -> dict[str, Any]:
+        """Corpus metrics on bootstrap resamples (rows of ``indices``), for paired comparisons."""
+        from ..metrics.hierarchical import resampled_scores
+
+        y_true, y_pred = cls._paths(records)
+        return resampled_scores(y_true, y_pred, names, indices)
