@@ -1,0 +1,218 @@
+"""Statistics of evalkit.metrics.stats against SciPy and hand-computed values."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest, chi2
+
+from evalkit.metrics import stats
+from evalkit.metrics.stats import (bootstrap_mean_ci, bootstrap_summary, iter_bootstrap_indices, mcnemar_test,
+                                   normal_ci, paired_bootstrap, paired_proportion_difference_ci, proportion_ci)
+
+
+def _pairs(n01: int, n10: int, n11: int = 5, n00: int = 5) -> tuple[list[int], list[int]]:
+    a = [0] * n01 + [1] * n10 + [1] * n11 + [0] * n00
+    b = [1] * n01 + [0] * n10 + [1] * n11 + [0] * n00
+    return a, b
+
+
+def test_doctests_pass():
+    assert doctest.testmod(stats).failed == 0
+
+
+# ----------------------------------------------------------------------------------- McNemar
+def test_mcnemar_exact_hand_value():
+    # two-sided binomial, 1 vs 5 discordant: 2 * (C(6,0) + C(6,1)) / 2**6
+    result = mcnemar_test(*_pairs(n01=1, n10=5))
+    assert (result.method, result.n01, result.n10, result.statistic) == ("exact", 1, 5, 1.0)
+    assert result.p_value == pytest.approx(2 * 7 / 64)
+
+
+@pytest.mark.parametrize("n01,n10", [(0, 3), (7, 2), (12, 12), (4, 20)])
+def test_mcnemar_exact_matches_scipy_binomtest(n01, n10):
+    result = mcnemar_test(*_pairs(n01, n10), exact=True)
+    assert result.p_value == pytest.approx(binomtest(n10, n01 + n10, 0.5).pvalue)
+
+
+def test_mcnemar_chi2_hand_value():
+    result = mcnemar_test(*_pairs(n01=30, n10=10))
+    assert result.method == "chi2"
+    assert result.statistic == pytest.approx((20 - 1) ** 2 / 40)
+    # chi-square with 1 df: sf(x) = erfc(sqrt(x / 2))
+    assert result.p_value == pytest.approx(math.erfc(math.sqrt(result.statistic / 2)))
+    assert result.p_value == pytest.approx(chi2.sf(9.025, 1))
+
+
+def test_mcnemar_switches_to_chi2_at_25_discordant_pairs():
+    assert mcnemar_test(*_pairs(12, 12)).method == "exact"
+    assert mcnemar_test(*_pairs(12, 13)).method == "chi2"
+    assert mcnemar_test(*_pairs(12, 13), exact=True).method == "exact"
+    assert mcnemar_test(*_pairs(1, 2), exact=False).method == "chi2"
+
+
+def test_mcnemar_no_discordant_pairs_and_balanced_chi2_give_p_one():
+    assert mcnemar_test([1, 0, 1], [1, 0, 1]).p_value == 1.0
+    assert mcnemar_test(*_pairs(20, 20), exact=False).p_value == 1.0  # continuity correction clipped at 0
+
+
+def test_mcnemar_accepts_booleans_and_is_symmetric():
+    a, b = _pairs(3, 9)
+    forward = mcnemar_test(np.array(a, bool), np.array(b, bool))
+    backward = mcnemar_test(b, a)
+    assert forward.p_value == pytest.approx(backward.p_value)
+    assert (forward.n01, forward.n10) == (backward.n10, backward.n01)
+
+
+@pytest.mark.parametrize("a,b,kwargs,match", [
+    ([1, 0], [1], {}, "same length"),
+    ([1, 2], [1, 0], {}, "correct_a"),
+    ([[1, 0]], [[1, 0]], {}, "1-D"),
+    ([1, 0], [1, 0], {"exact": "yes"}, "'exact'"),
+])
+def test_mcnemar_validates(a, b, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mcnemar_test(a, b, **kwargs)
+
+
+# ----------------------------------------------------------------------------------- intervals
+def test_wilson_hand_values():
+    # 0/10: centre = half-width = (z^2/2) / (10 + z^2)
+    z = 1.959963984540054
+    assert proportion_ci(0, 10) == pytest.approx((0.0, z**2 / (10 + z**2)))
+    assert proportion_ci(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+
+
+def test_wilson_is_vectorised_and_nan_for_empty():
+    low, high = proportion_ci(np.array([0, 5, 0]), np.array([10, 10, 0]))
+    assert low.shape == (3,) and np.isnan(low[2]) and np.isnan(high[2])
+    assert low[1] == pytest.approx(proportion_ci(5, 10)[0])
+
+
+def test_wald_interval_and_normal_ci():
+    assert proportion_ci(5, 10, method="wald") == pytest.approx((0.5 - 1.96 * math.sqrt(0.025), 0.5 + 1.96 * math.sqrt(0.025)), abs=1e-4)
+    assert normal_ci(0.5, 0.1, confidence=0.9) == pytest.approx((0.5 - 0.16449, 0.5 + 0.16449), abs=1e-4)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"method": "exact"}, "'method'"), ({"confidence": 1.0}, "'confidence'"),
+                                          ({"confidence": True}, "'confidence'")])
+def test_proportion_ci_validates(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        proportion_ci(1, 2, **kwargs)
+    with pytest.raises(ValueError, match="successes <= n"):
+        proportion_ci(3, 2)
+
+
+def test_paired_difference_wald_hand_value():
+    a, b = _pairs(n01=5, n10=10, n11=50, n00=35)
+    delta, low, high = paired_proportion_difference_ci(a, b, method="wald")
+    half = 1.959964 * math.sqrt(15 - 100 * 0.05**2) / 100
+    assert (delta, low, high) == pytest.approx((-0.05, -0.05 - half, -0.05 + half))
+
+
+def test_newcombe_stays_in_range_and_contains_estimate():
+    delta, low, high = paired_proportion_difference_ci([1] * 10, [0] * 10)
+    assert delta == -1.0 and low == -1.0 and -1.0 < high < -0.5
+    delta, low, high = paired_proportion_difference_ci(*_pairs(5, 10, 50, 35))
+    assert low < delta < high and high - low < 0.2
+
+
+def test_newcombe_matches_published_example():
+    # Newcombe (1998), Stat Med 17:2635, example (e, f, g, h) = (36, 12, 2, 0): 0.0569 to 0.3404 for f - g
+    a, b = _pairs(n01=2, n10=12, n11=36, n00=0)
+    delta, low, high = paired_proportion_difference_ci(b, a)
+    assert (delta, low, high) == pytest.approx((0.2, 0.0569, 0.3404), abs=5e-5)
+
+
+def test_newcombe_coverage_is_near_nominal():
+    rng = np.random.default_rng(0)
+    # P(A right) = 0.5; B right = (u < 0.6) flipped 10 % of the time: 0.6 * 0.9 + 0.4 * 0.1 = 0.58
+    covered, trials, true_delta = 0, 400, 0.08
+    for _ in range(trials):
+        u = rng.random(80)
+        a, b = u < 0.5, (u < 0.6) ^ (rng.random(80) < 0.1)
+        _, low, high = paired_proportion_difference_ci(a, b)
+        covered += low <= true_delta <= high
+    assert 0.9 <= covered / trials <= 1.0
+
+
+# ----------------------------------------------------------------------------------- bootstrap
+def test_bootstrap_summary_p_value_formula():
+    result = bootstrap_summary(0.1, [-0.1, 0.05, 0.1, 0.2])
+    # tails: #<=0 -> 1, #>=0 -> 3; p = 2 * (1 + 1) / 5
+    assert result.p_value == pytest.approx(0.8)
+    assert bootstrap_summary(0.0, np.zeros(50)).p_value == 1.0
+    assert math.isnan(bootstrap_summary(0.0, [np.nan]).p_value)
+
+
+def test_paired_bootstrap_is_deterministic_and_seed_dependent():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=60)
+    b = a + rng.normal(0.2, 1.0, size=60)
+    first = paired_bootstrap(None, a, b, n_resamples=300, random_state=7)
+    assert first == paired_bootstrap(None, a, b, n_resamples=300, random_state=7)
+    assert first != paired_bootstrap(None, a, b, n_resamples=300, random_state=8)
+    assert first.delta == pytest.approx(np.mean(b - a))
+
+
+def test_paired_bootstrap_identical_and_shifted_systems():
+    a = np.linspace(0, 1, 40)
+    same = paired_bootstrap(None, a, a, n_resamples=200)
+    assert (same.delta, same.ci_low, same.ci_high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+    shifted = paired_bootstrap(None, a, a + 0.3, n_resamples=200)
+    assert shifted.p_value == pytest.approx(2 / 201)
+
+
+def test_paired_bootstrap_coverage_sanity():
+    rng = np.random.default_rng(3)
+    covered, trials = 0, 60
+    for trial in range(trials):
+        a = rng.normal(size=50)
+        b = a + rng.normal(0.1, 1.0, size=50)
+        result = paired_bootstrap(None, a, b, n_resamples=300, random_state=trial)
+        covered += result.ci_low <= 0.1 <= result.ci_high
+    assert covered / trials >= 0.85
+
+
+def test_paired_bootstrap_callable_and_precomputed_scores_agree():
+    rng = np.random.default_rng(5)
+    a, b = rng.random(30), rng.random(30)
+
+    def median(values, indices):
+        return np.median(values[indices], axis=1)
+
+    direct = paired_bootstrap(median, a, b, n_resamples=100, random_state=2)
+    idx = np.concatenate(list(iter_bootstrap_indices(30, n_resamples=100, random_state=2)))
+    via_scores = paired_bootstrap(scores_a=median(a, idx), scores_b=median(b, idx), observed_delta=direct.delta)
+    assert direct == pytest.approx(via_scores)
+    assert direct.delta == pytest.approx(np.median(b) - np.median(a))
+
+
+def test_bootstrap_indices_are_chunked_but_identical_per_seed():
+    chunks = list(iter_bootstrap_indices(10, n_resamples=25, random_state=0, max_entries=100))
+    assert [c.shape for c in chunks] == [(10, 10), (10, 10), (5, 10)]
+    again = list(iter_bootstrap_indices(10, n_resamples=25, random_state=0, max_entries=100))
+    assert all(np.array_equal(x, y) for x, y in zip(chunks, again))
+    assert min(c.min() for c in chunks) >= 0 and max(c.max() for c in chunks) <= 9
+
+
+def test_bootstrap_mean_ci():
+    assert bootstrap_mean_ci([2.0] * 5) == (2.0, 2.0, 2.0)
+    mean, low, high = bootstrap_mean_ci(np.arange(100.0), n_resamples=500)
+    assert low < mean == 49.5 < high
+    assert all(math.isnan(x) for x in bootstrap_mean_ci([]))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"a": [1.0], "b": [1.0, 2.0]}, "same length"),
+    ({"a": [1.0], "b": [1.0], "n_resamples": 0}, "'n_resamples'"),
+    ({"a": [1.0], "b": [1.0], "metric": "mean"}, "'metric'"),
+    ({}, "either"),
+    ({"scores_a": [1.0, 2.0], "scores_b": [1.0]}, "equal length"),
+])
+def test_paired_bootstrap_validates(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        paired_bootstrap(**kwargs)
