@@ -309,9 +309,10 @@ def _set_sizes(enc: Encoded, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def _ratio_triple(inter: float, true_total: float, pred_total: float, zero_division, func: str):
     zd = check_zero_division(zero_division, func)
-    precision = float(_divide(inter, pred_total, zd, "Precision", "predicted"))
-    recall = float(_divide(inter, true_total, zd, "Recall", "true"))
-    f1 = float(_divide(2 * inter, true_total + pred_total, zd, "F-score", "true nor predicted"))
+    inter, true_total, pred_total = (np.array([x]) for x in (inter, true_total, pred_total))
+    precision = float(_divide(inter, pred_total, zd, "Precision", "predicted")[0])
+    recall = float(_divide(inter, true_total, zd, "Recall", "true")[0])
+    f1 = float(_divide(2 * inter, true_total + pred_total, zd, "F-score", "true nor predicted")[0])
     return precision, recall, f1
 
 
