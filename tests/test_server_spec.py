@@ -95,11 +95,15 @@ def test_server_fingerprint_ignores_volatile_fields_and_hides_credentials(stub_u
     assert first.info.spec == f"{stub_url}#tiny-a" and first.label == "tiny-a"
 
 
-def test_server_supports_depends_on_endpoint():
-    completions = Checkpoint.from_string("http://127.0.0.1:9/v1#m")
+def test_server_supports_depends_on_endpoint_and_tokenizer(tiny_model_dir):
+    completions = Checkpoint.from_string("http://127.0.0.1:9/v1#m", LoadOptions(model_args={"tokenizer": "org/tok"}))
+    no_tokenizer = Checkpoint.from_string("http://127.0.0.1:9/v1#m")
+    served_dir = Checkpoint.from_string(f"http://127.0.0.1:9/v1#{tiny_model_dir}")
     chat = Checkpoint.from_string("http://127.0.0.1:9/v1#m", LoadOptions(chat_template=True))
     by_args = Checkpoint.from_string("http://127.0.0.1:9/v1#m", LoadOptions(model_args={"api": "chat"}))
     assert completions.supports("loglikelihood") and completions.supports("generate_until")
+    assert not no_tokenizer.supports("loglikelihood") and no_tokenizer.supports("generate_until")
+    assert served_dir.supports("loglikelihood")
     assert not chat.supports("loglikelihood") and chat.supports("generate_until")
     assert not by_args.supports("loglikelihood_rolling")
     with pytest.raises(UsageError, match="api must be 'chat' or 'completions'"):
@@ -151,16 +155,28 @@ def _generate_requests(prompts):
 
 @pytest.mark.slow
 def test_completions_server_generates_like_the_local_model(served_model, tiny_chat_model_dir):
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+
     url, model = served_model
     options = LoadOptions(num_concurrent=2, max_retries=1, timeout=60)
     checkpoint = Checkpoint.from_string(f"srv={url}#{model}", options)
     lm = checkpoint.lm
-    assert type(lm).__name__ == "LocalCompletionsAPI"
+    assert isinstance(lm, LocalCompletionsAPI)
     prompts = ["The quick brown", "Answer:", "Delivery >"]
     served = lm.generate_until(_generate_requests(prompts))
     local = Checkpoint.from_string(str(tiny_chat_model_dir), LoadOptions(batch_size=1, device="cpu")).lm
     assert served == local.generate_until(_generate_requests(prompts))
     assert len(checkpoint.fingerprint) == 64
+
+
+@pytest.mark.slow
+def test_loglikelihood_without_prompt_logprobs_is_explained(served_model):
+    from lm_eval.api.instance import Instance
+
+    url, model = served_model
+    lm = Checkpoint.from_string(f"{url}#{model}", LoadOptions(num_concurrent=1, max_retries=1, timeout=60)).lm
+    with pytest.raises(UsageError, match="returned no prompt logprobs"):
+        lm.loglikelihood([Instance("loglikelihood", {}, ("The quick", " brown"), 0)])
 
 
 @pytest.mark.slow

@@ -35,10 +35,13 @@ def supports(spec: CheckpointSpec, options: "LoadOptions", need: str) -> bool:
     if spec.kind == "predictions":
         return need == "generate_until"
     if spec.kind == "server":
-        from .server import uses_chat
+        from .server import completions_tokenizer, uses_chat
 
         chat = uses_chat(options)  # validates --model-args api= even for generation
-        return need == "generate_until" or not chat
+        if need == "generate_until":
+            return True
+        # Log-likelihoods: completions endpoint only, and only with a tokenizer to locate the continuation.
+        return not chat and completions_tokenizer(spec, options).get("tokenizer_backend") is not None
     return True
 
 

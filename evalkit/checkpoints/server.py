@@ -2,8 +2,9 @@
 
 Before a server checkpoint is fingerprinted or used, ``GET {url}/models`` tells whether the server is up,
 whether the key is accepted and whether it serves the model. Requests then go through lm-eval's
-``local-completions`` backend (default; log-likelihood tasks need a server that returns prompt
-logprobs with ``echo=True``, e.g. vLLM) or ``local-chat-completions`` (``--chat-template`` or
+``local-completions`` backend (default; log-likelihood tasks need a local tokenizer, see
+:func:`completions_tokenizer`, and a server that returns prompt logprobs with ``echo=True``, e.g. vLLM;
+``transformers serve`` does not) or ``local-chat-completions`` (``--chat-template`` or
 ``--model-args api=chat``; generation tasks only: chat endpoints return no prompt logprobs).
 
 The API key is read from the environment variable ``LoadOptions.api_key_env`` and sent only as an
@@ -17,16 +18,18 @@ import json
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..errors import UsageError
-from .spec import CheckpointSpec
+from .spec import TOKENIZER_FILES, CheckpointSpec
 
 if TYPE_CHECKING:
     from . import LoadOptions
 
-__all__ = ["list_models", "model_entry", "uses_chat", "load_server_lm", "endpoint_url", "CHECK_TIMEOUT"]
+__all__ = ["list_models", "model_entry", "uses_chat", "load_server_lm", "endpoint_url", "completions_tokenizer",
+           "CHECK_TIMEOUT"]
 
 #: Seconds to wait for ``/models`` before calling a server unreachable.
 CHECK_TIMEOUT = 10.0
@@ -118,13 +121,45 @@ def load_server_lm(spec: CheckpointSpec, options: "LoadOptions"):
     if chat:
         cls = _chat_class()
         return cls(base_url=endpoint_url(spec, "chat/completions"), **{"tokenizer_backend": None, **common, **extra})
+    tokenizer_args = completions_tokenizer(spec, options)
+    return _completions_class()(base_url=endpoint_url(spec, "completions"), **{**tokenizer_args, **common, **extra})
+
+
+def completions_tokenizer(spec: CheckpointSpec, options: "LoadOptions") -> dict[str, Any]:
+    """Tokenizer arguments for the completions backend.
+
+    Log-likelihood requests need a local tokenizer to find where the continuation starts: one given with
+    ``--model-args tokenizer=DIR_OR_ID`` (or ``tokenizer_backend=...``), or the served model name when it
+    is a local model directory (as with ``transformers serve DIR``). Without one, requests go as text and
+    only generation works. Prompts are sent as text either way (``tokenized_requests=False``), which every
+    OpenAI-compatible server accepts; pass ``tokenized_requests=true`` to send token ids (vLLM).
+    """
+    args = options.model_args
+    if "tokenizer_backend" in args:
+        backend = str(args["tokenizer_backend"]).strip().lower()
+        return {"tokenizer_backend": None if backend in ("", "none") else backend, "tokenized_requests": False}
+    if "tokenizer" in args:
+        return {"tokenizer_backend": "huggingface", "tokenized_requests": False}
+    model_dir = Path(spec.model or "").expanduser()
+    if spec.model and model_dir.is_dir() and any((model_dir / name).is_file() for name in TOKENIZER_FILES):
+        return {"tokenizer_backend": "huggingface", "tokenizer": str(model_dir), "tokenized_requests": False}
+    return {"tokenizer_backend": None}
+
+
+def _completions_class():
+    """lm-eval's completions backend, with a clear error when the server returns no prompt logprobs."""
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
-    # Without a tokenizer, requests go as text; log-likelihood tasks need a tokenizer (model_args
-    # tokenizer=DIR, tokenizer_backend=huggingface) and a server that returns prompt logprobs.
-    backend = "huggingface" if "tokenizer" in extra else None
-    return LocalCompletionsAPI(base_url=endpoint_url(spec, "completions"),
-                               **{"tokenizer_backend": backend, **common, **extra})
+    class CompletionsServerLM(LocalCompletionsAPI):
+        @staticmethod
+        def parse_logprobs(outputs, tokens=None, ctxlens=None, **kwargs):
+            try:
+                return LocalCompletionsAPI.parse_logprobs(outputs, tokens=tokens, ctxlens=ctxlens, **kwargs)
+            except (KeyError, TypeError, IndexError):
+                raise UsageError("the server returned no prompt logprobs for a log-likelihood request; such tasks "
+                                 "need a server that supports echo=True with logprobs (e.g. vLLM).") from None
+
+    return CompletionsServerLM
 
 
 def _chat_class():
