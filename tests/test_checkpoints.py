@@ -81,6 +81,14 @@ def test_parse_server_spec_strips_credentials():
     assert parse_spec("http://localhost:8000/v1/#m").label == "m"
 
 
+def test_org_name_under_an_existing_folder_is_a_missing_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(UsageError, match="'models/typo': no such file or directory"):
+        parse_spec("models/typo")
+    assert parse_spec("someorg/typo").kind == "hub"
+
+
 def test_existing_path_with_equals_sign_is_not_split(tmp_path):
     model = tmp_path / "a=b.jsonl"
     model.write_text('{"task": "t", "id": 1, "output": "x"}\n')
@@ -195,6 +203,13 @@ def test_corrupt_safetensors_is_named(tiny_model_dir, tmp_path):
     (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json" + b"\0" * 64)
     with pytest.raises(UsageError, match=r"weights file .*model\.safetensors is not a readable safetensors file"):
         Checkpoint.from_string(str(folder / "model.safetensors"), OPTS).lm
+
+
+def test_corrupt_weights_in_model_dir(tiny_model_dir, tmp_path):
+    folder = _copy_config_dir(tiny_model_dir, tmp_path / "corrupt_dir")
+    (folder / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(UsageError, match=r"could not be loaded: SafetensorError"):
+        Checkpoint.from_string(str(folder), OPTS).lm
 
 
 def test_weights_that_do_not_fit_the_config(tiny_model_dir, tmp_path):

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..errors import EvalkitError, UsageError
 from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
 
 if TYPE_CHECKING:
@@ -80,12 +80,14 @@ def _hflm(spec: CheckpointSpec, **kwargs):
 
     try:
         return HFLM(**kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except EvalkitError:
+        raise
+    except Exception as exc:  # missing/corrupt files, unknown architectures, hub access: all one-line errors
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         hint = (" (offline: HF_HUB_OFFLINE is set, so hub ids only work when already in the local cache; "
                 "download the model and pass its directory)") if offline and spec.kind in ("hub", "peft") else ""
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"checkpoint {spec.display!r} could not be loaded{hint}: {first_line}") from exc
+        raise UsageError(f"checkpoint {spec.display!r} could not be loaded{hint}: "
+                         f"{type(exc).__name__}: {_first_line(exc)}") from exc
 
 
 def _load_hf(spec: CheckpointSpec, options: "LoadOptions"):

@@ -117,7 +117,8 @@ def _path_or_hub_spec(raw: str, body: str) -> CheckpointSpec:
         return _dir_spec(raw, body, path)
     if path.is_file():
         return _file_spec(raw, body, path)
-    if _HUB_ID.fullmatch(body) and not body.startswith((".", "/", "~")):
+    # "org/name" is a hub id unless "org" is a local folder: then it is a mistyped local path.
+    if _HUB_ID.fullmatch(body) and not body.startswith((".", "/", "~")) and not path.parent.is_dir():
         repo, _, revision = body.partition("@")
         return CheckpointSpec(label=repo.rsplit("/", 1)[-1], raw=raw, display=body, kind="hub", location=repo,
                               revision=revision or None)
