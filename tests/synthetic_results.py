@@ -4,8 +4,11 @@
 ``build_comparison(make_results(), n_resamples=200)`` returns). Tasks:
 
 * ``mmlu`` (general, log-likelihood): subjects and categories, ``correct`` + ``scores["acc"]``;
-* ``mmlu_generative`` (general, ``settings["variant_of"] = "mmlu"``): exact_match and parse_failure_rate;
+* ``mmlu_generative`` (general, ``settings["variant_of"] = "mmlu"``): exact_match, and parse failures in
+  ``extra["parse_failed"]`` as the lm_eval evaluator stores them;
 * ``ifeval`` (general): prompt-level accuracy per sample, instruction-level accuracy as a corpus metric;
+  both general evaluators are the ``synthetic_lm_eval`` stand-in registered here (so the fixture does
+  not change when the real lm_eval evaluator does);
 * ``voc_sample`` (domain): string label paths, path accuracy, invalid rate, leaf macro F1 through the
   ``resample_metrics`` hook of the small ``synthetic_voc`` evaluator registered here.
 
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.evaluators.base import _REGISTRY, register_evaluator
+from evalkit.evaluators.base import register_evaluator
 from evalkit.records import CheckpointInfo, EvalResult, SampleRecord, TaskResult
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "comparison_example.json"
@@ -55,7 +58,26 @@ class SyntheticVocEvaluator:
                 for name in names if name == "leaf_macro_f1"}
 
 
-assert _REGISTRY["synthetic_voc"] is SyntheticVocEvaluator  # noqa: S101 - a test helper sanity check
+@register_evaluator
+class SyntheticGeneralEvaluator:
+    """Stands in for the lm_eval evaluator: pooled instruction-level accuracy and parse failures on resamples."""
+
+    name = "synthetic_lm_eval"
+    version = "1"
+    needs = frozenset({"loglikelihood", "generate_until"})
+
+    @classmethod
+    def resample_metrics(cls, records, names, indices):
+        idx = np.atleast_2d(indices)
+        out = {}
+        if "inst_level_strict_acc" in names:
+            passed = np.array([float(sum(r.scores["inst_level_strict_acc"])) for r in records])
+            counts = np.array([float(len(r.scores["inst_level_strict_acc"])) for r in records])
+            out["inst_level_strict_acc"] = passed[idx].sum(axis=1) / counts[idx].sum(axis=1)
+        if "parse_failure_rate" in names:
+            failed = np.array([float(r.extra.get("parse_failed", False)) for r in records])
+            out["parse_failure_rate"] = failed[idx].mean(axis=1)
+        return out
 
 
 def _macro_f1(true: np.ndarray, pred: np.ndarray) -> float:
@@ -83,21 +105,21 @@ def _mmlu(profile: dict, rng: np.random.Generator, difficulty: np.ndarray, gener
         subject = subjects[i % len(subjects)]
         target = "ABCD"[i % 4]
         wrong = "ABCD"[(i + 1) % 4]
-        prediction = ("I think the answer is probably" if parse_fail[i] else target if ok else wrong) if generative else (target if ok else wrong)
-        scores = {"exact_match": float(ok), "parse_failure_rate": float(parse_fail[i])} if generative else {"acc": float(ok)}
+        prediction = ("[invalid]" if parse_fail[i] else target if ok else wrong) if generative else (target if ok else wrong)
+        scores = {"exact_match": float(ok)} if generative else {"acc": float(ok)}
+        extra = {"category": SUBJECTS[subject]} | ({"parse_failed": bool(parse_fail[i])} if generative else {})
         question = f"Question {i} about {subject.replace('_', ' ')}?"
         if i == 3:
             question += " <script>alert('untrusted')</script> & <b>bold</b>"
         records.append(SampleRecord(sample_id=f"q{i}", target=target, prediction=prediction, correct=bool(ok),
-                                    scores=scores, group=subject, input=question,
-                                    extra={"category": SUBJECTS[subject]}))
+                                    scores=scores, group=subject, input=question, extra=extra))
     metric = "exact_match" if generative else "acc"
     metrics = {metric: float(correct.mean())}
     if generative:
         metrics["parse_failure_rate"] = float(parse_fail.mean())
     breakdowns = {"subject": _group_means(records, lambda r: r.group, metric),
                   "category": _group_means(records, lambda r: r.extra["category"], metric)}
-    return TaskResult(task="mmlu_generative" if generative else "mmlu", evaluator="lm_eval", evaluator_version="1",
+    return TaskResult(task="mmlu_generative" if generative else "mmlu", evaluator="synthetic_lm_eval", evaluator_version="1",
                       config_hash="gen0001" if generative else "mmlu0001", metrics=metrics, n_samples=len(records),
                       axis="general", primary_metric=metric,
                       higher_is_better={metric: True} | ({"parse_failure_rate": False} if generative else {}),
@@ -117,7 +139,7 @@ def _ifeval(profile: dict, rng: np.random.Generator, difficulty: np.ndarray) -> 
     for i in range(difficulty.size):
         ids = [INSTRUCTIONS[(i + j) % len(INSTRUCTIONS)] for j in range(1 + i % 3)]
         passed = [bool(difficulty[i] + 0.1 * j < profile["inst"]) for j in range(len(ids))]
-        prompt_ok = all(passed) and difficulty[i] < profile["ifeval"] + 0.2
+        prompt_ok = bool(all(passed) and difficulty[i] < profile["ifeval"] + 0.2)
         for inst, ok in zip(ids, passed):
             per_instruction.setdefault(inst, []).append(ok)
         records.append(SampleRecord(sample_id=str(1000 + i), target=None, prediction=f"response {i}",
@@ -128,7 +150,7 @@ def _ifeval(profile: dict, rng: np.random.Generator, difficulty: np.ndarray) -> 
     metrics = {"prompt_level_strict_acc": float(np.mean([r.correct for r in records])),
                "inst_level_strict_acc": float(np.mean(all_passed))}
     breakdowns = {"instruction": {k: {"acc": float(np.mean(v)), "n": len(v)} for k, v in sorted(per_instruction.items())}}
-    return TaskResult(task="ifeval", evaluator="lm_eval", evaluator_version="1", config_hash="ifeval0001",
+    return TaskResult(task="ifeval", evaluator="synthetic_lm_eval", evaluator_version="1", config_hash="ifeval0001",
                       metrics=metrics, n_samples=len(records), axis="general", primary_metric="prompt_level_strict_acc",
                       breakdowns=breakdowns, timing={"seconds": 4.0}, samples=records)
 

@@ -12,7 +12,9 @@ import numpy as np
 from ..records import EvalResult, SampleRecord, TaskResult
 
 #: Metric-name fragments that mean "lower is better" when the evaluator did not declare a direction.
-LOWER_IS_BETTER_FRAGMENTS = ("invalid_rate", "parse_failure_rate", "error_depth", "error_rate", "perplexity", "loss")
+#: Not "error_depth": a deeper first error means the predicted path was right for longer (the VOC
+#: evaluator declares mean_first_error_depth higher-is-better too).
+LOWER_IS_BETTER_FRAGMENTS = ("invalid_rate", "parse_failure_rate", "error_rate", "perplexity", "loss")
 
 #: A per-sample score stands for a corpus metric only if its mean reproduces the reported value.
 MEAN_TOLERANCE = 1e-6

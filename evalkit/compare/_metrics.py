@@ -135,9 +135,13 @@ def run_hook(ctx: Context, task: str, label: str, evaluator: str, records: list[
     hook = resample_hook(evaluator)
     if hook is None or not records or not names:
         return {}
+    names, rejected, error = _supported_names(hook, records, names)
+    if rejected:
+        ctx.warn(f"{task}: resample_metrics of evaluator {evaluator!r} cannot resample {', '.join(rejected)} "
+                 f"on {label!r} ({error}); those metrics have no bootstrap CI or p-value.")
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
     from ..progress import bar
 
-    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
     try:
         with bar(ctx.n_resamples, f"bootstrap {task} [{label}]", unit="resample") as progress:
             for indices in iter_bootstrap_indices(len(records), n_resamples=ctx.n_resamples, random_state=ctx.random_state):
@@ -150,7 +154,26 @@ def run_hook(ctx: Context, task: str, label: str, evaluator: str, records: list[
         ctx.warn(f"{task}: resample_metrics of evaluator {evaluator!r} failed on {label!r} "
                  f"({type(exc).__name__}: {exc}); its corpus metrics have no bootstrap CI or p-value.")
         return {}
-    return {name: np.concatenate(parts) for name, parts in chunks.items() if np.isfinite(np.concatenate(parts)).any()}
+    joined = {name: np.concatenate(parts) for name, parts in chunks.items()}
+    return {name: values for name, values in joined.items() if np.isfinite(values).any()}
+
+
+def _supported_names(hook, records: list[SampleRecord], names: list[str]) -> tuple[list[str], list[str], str]:
+    """Split ``names`` into those the hook resamples and those it rejects (probed on one resample)."""
+    identity = np.arange(len(records))[None, :]
+    try:
+        hook(records, list(names), identity)
+        return list(names), [], ""
+    except Exception as exc:  # e.g. a metric the hook does not know: keep the ones it does
+        error = f"{type(exc).__name__}: {exc}"
+    supported, rejected = [], []
+    for name in names:
+        try:
+            hook(records, [name], identity)
+            supported.append(name)
+        except Exception:  # this name is simply not resamplable
+            rejected.append(name)
+    return supported, rejected, error
 
 
 # --------------------------------------------------------------------------- paired tests

@@ -1,0 +1,352 @@
+"""build_comparison on synthetic EvalResults (see tests/synthetic_results.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from evalkit.compare import build_comparison, comparison_from_results_files, load_comparison, write_comparison
+from evalkit.compare._format import diagnose
+from evalkit.errors import UsageError
+from evalkit.evaluators.base import register_evaluator
+from evalkit.metrics.stats import mcnemar_test, paired_bootstrap
+from evalkit.records import EvalResult
+from synthetic_results import FIXTURE, SyntheticVocEvaluator, make_results
+
+B = 200  # resamples: enough for the tests, fast
+
+
+@pytest.fixture(scope="module")
+def results():
+    return make_results()
+
+
+@pytest.fixture(scope="module")
+def comparison(results):
+    return build_comparison(results, n_resamples=B)
+
+
+def _row(comparison, task, metric, checkpoint):
+    (row,) = [r for r in comparison["metrics"] if (r["task"], r["metric"], r["checkpoint"]) == (task, metric, checkpoint)]
+    return row
+
+
+def _correct(result, task):
+    return {r.sample_id: bool(r.correct) for r in result.tasks[task].samples}
+
+
+# ----------------------------------------------------------------------------------- metrics
+def test_top_level_shape(comparison):
+    assert comparison["kind"] == "evalkit.comparison" and comparison["schema_version"] == 1
+    assert comparison["baseline"] == "base" and comparison["verdict"] is None
+    assert [c["label"] for c in comparison["checkpoints"]] == ["base", "tuned", "mix"]
+    assert [t["name"] for t in comparison["tasks"]] == ["mmlu", "mmlu_generative", "ifeval", "voc_sample"]
+    assert comparison["created"] == "2026-11-24T12:00:00+00:00"  # latest input, not the clock
+    assert comparison["warnings"] == []
+
+
+def test_mcnemar_row_matches_records(results, comparison):
+    base, tuned = _correct(results[0], "mmlu"), _correct(results[1], "mmlu")
+    ids = sorted(base)
+    a, b = [base[i] for i in ids], [tuned[i] for i in ids]
+    row = _row(comparison, "mmlu", "acc", "tuned")
+    assert row["delta"] == pytest.approx(np.mean(b) - np.mean(a))
+    assert row["relative"] == pytest.approx(np.mean(b) / np.mean(a))
+    n01 = sum((not x) and y for x, y in zip(a, b))
+    n10 = sum(x and not y for x, y in zip(a, b))
+    assert row["test"] == "mcnemar_exact" and row["n_paired"] == 120
+    assert row["p_value"] == pytest.approx(binomtest(n10, n01 + n10, 0.5).pvalue)
+    assert row["delta_ci_low"] < row["delta"] < row["delta_ci_high"]
+    assert row["ci_method"] == "wilson" and row["ci_low"] < row["value"] < row["ci_high"]
+    assert row["is_primary"] and row["axis"] == "general" and row["higher_is_better"]
+
+
+def test_baseline_rows_have_zero_delta_and_no_test(comparison):
+    row = _row(comparison, "mmlu", "acc", "base")
+    assert (row["delta"], row["p_value"], row["test"], row["relative"]) == (0.0, None, None, 1.0)
+
+
+def test_corpus_metric_uses_evaluator_hook(results, comparison):
+    row = _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")
+    assert row["test"] == "paired_bootstrap" and row["p_value"] < 0.05
+    assert row["delta_ci_low"] < row["delta"] < row["delta_ci_high"]
+    assert _row(comparison, "voc_sample", "leaf_macro_f1", "base")["ci_method"] == "bootstrap"
+    parse = _row(comparison, "mmlu_generative", "parse_failure_rate", "tuned")  # from extra, via the hook
+    assert parse["test"] == "paired_bootstrap" and parse["p_value"] < 0.05 and parse["delta"] > 0.5
+
+
+def test_corpus_metric_without_hook_has_no_test(results):
+    edited = copy.deepcopy(results[:2])
+    for result in edited:
+        result.tasks["ifeval"].evaluator = "not_a_registered_evaluator"
+    ifeval = _row(build_comparison(edited, n_resamples=B), "ifeval", "inst_level_strict_acc", "tuned")
+    assert (ifeval["test"], ifeval["p_value"], ifeval["ci_low"]) == (None, None, None)
+    assert ifeval["delta"] == pytest.approx(ifeval["value"] - ifeval["baseline_value"])
+
+
+def test_hook_rejecting_one_metric_keeps_the_others(results):
+    @register_evaluator
+    class PickyHook:
+        name, version, needs = "picky_hook_test", "1", frozenset()
+
+        @classmethod
+        def resample_metrics(cls, records, names, indices):
+            if "invalid_rate" in names:
+                raise ValueError("unknown metric 'invalid_rate'")
+            return SyntheticVocEvaluator.resample_metrics(records, names, indices)
+
+    edited = copy.deepcopy(results[:2])
+    for result in edited:
+        result.tasks["voc_sample"].evaluator = "picky_hook_test"
+        for record in result.tasks["voc_sample"].samples:
+            record.scores.pop("invalid_rate")
+    comparison = build_comparison(edited, n_resamples=B)
+    assert _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")["test"] == "paired_bootstrap"
+    assert _row(comparison, "voc_sample", "invalid_rate", "tuned")["test"] is None
+    assert any("cannot resample invalid_rate" in w for w in comparison["warnings"])
+
+
+def test_non_binary_per_sample_mean_gets_paired_bootstrap(results):
+    edited = copy.deepcopy(results[:2])
+    for result in edited:
+        task = result.tasks["ifeval"]
+        for record in task.samples:
+            record.scores["length_ratio"] = len(record.scores["inst_level_strict_acc"]) / 3 + float(record.correct)
+        task.metrics["length_ratio"] = float(np.mean([r.scores["length_ratio"] for r in task.samples]))
+    row = _row(build_comparison(edited, n_resamples=B), "ifeval", "length_ratio", "tuned")
+    a = [r.scores["length_ratio"] for r in sorted(edited[0].tasks["ifeval"].samples, key=lambda r: r.sample_id)]
+    b = [r.scores["length_ratio"] for r in sorted(edited[1].tasks["ifeval"].samples, key=lambda r: r.sample_id)]
+    expected = paired_bootstrap(None, a, b, n_resamples=B)
+    assert row["test"] == "paired_bootstrap"
+    assert (row["delta_ci_low"], row["delta_ci_high"], row["p_value"]) == pytest.approx(expected[1:])
+
+
+def test_higher_is_better_declared_or_by_name(results, comparison):
+    assert _row(comparison, "mmlu_generative", "parse_failure_rate", "tuned")["higher_is_better"] is False  # declared
+    assert _row(comparison, "voc_sample", "invalid_rate", "tuned")["higher_is_better"] is False  # by name
+    edited = copy.deepcopy(results[:1])
+    edited[0].tasks["voc_sample"].higher_is_better["invalid_rate"] = True
+    assert _row(build_comparison(edited, n_resamples=B), "voc_sample", "invalid_rate", "base")["higher_is_better"] is True
+
+
+def test_reported_ci_and_stderr_take_precedence(results):
+    edited = copy.deepcopy(results[:1])
+    edited[0].tasks["mmlu"].ci["acc"] = [0.1, 0.2]
+    edited[0].tasks["ifeval"].stderr["inst_level_strict_acc"] = 0.05
+    comparison = build_comparison(edited, n_resamples=B)
+    assert _row(comparison, "mmlu", "acc", "base")[("ci_low")] == 0.1
+    row = _row(comparison, "ifeval", "inst_level_strict_acc", "base")
+    assert row["ci_method"] == "stderr" and row["ci_high"] - row["ci_low"] == pytest.approx(2 * 1.959964 * 0.05)
+
+
+# ----------------------------------------------------------------------------------- labels, baseline, tasks
+def test_duplicate_labels_are_a_usage_error(results):
+    twin = copy.deepcopy(results[1])
+    twin.checkpoint.label = "base"
+    with pytest.raises(UsageError, match=r"'base'.*LABEL=SPEC"):
+        build_comparison([results[0], twin])
+
+
+def test_baseline_selection(results):
+    comparison = build_comparison(results, baseline="mix", n_resamples=B)
+    assert comparison["baseline"] == "mix"
+    assert _row(comparison, "mmlu", "acc", "mix")["delta"] == 0.0
+    tuned = _row(comparison, "mmlu", "acc", "tuned")
+    assert tuned["baseline"] == "mix" and tuned["baseline_value"] == _row(comparison, "mmlu", "acc", "mix")["value"]
+    with pytest.raises(UsageError, match=r"'nope'.*Available: base, mix, tuned"):
+        build_comparison(results, baseline="nope")
+
+
+def test_task_missing_for_a_checkpoint_is_compared_where_present(results):
+    edited = copy.deepcopy(results)
+    del edited[2].tasks["ifeval"]
+    comparison = build_comparison(edited, n_resamples=B)
+    assert any("'ifeval'" in w and "mix" in w for w in comparison["warnings"])
+    assert {r["checkpoint"] for r in comparison["metrics"] if r["task"] == "ifeval"} == {"base", "tuned"}
+    assert comparison["tasks"][2]["checkpoints"] == ["base", "tuned"]
+
+
+def test_partial_sample_overlap_pairs_shared_samples_only(results):
+    edited = copy.deepcopy(results[:2])
+    edited[1].tasks["mmlu"].samples = edited[1].tasks["mmlu"].samples[:100]
+    comparison = build_comparison(edited, n_resamples=B)
+    assert _row(comparison, "mmlu", "acc", "tuned")["n_paired"] == 100
+    assert any("share 100" in w for w in comparison["warnings"])
+
+
+def test_single_checkpoint(results):
+    comparison = build_comparison(results[:1], n_resamples=B)
+    assert comparison["flips"] == [] and comparison["summary"] == []
+    with pytest.raises(UsageError, match="at least one"):
+        build_comparison([])
+    with pytest.raises(ValueError, match="'n_resamples'"):
+        build_comparison(results, n_resamples=0)
+
+
+# ----------------------------------------------------------------------------------- breakdowns
+def test_breakdown_group_mcnemar(results, comparison):
+    rows = [r for r in comparison["breakdowns"] if r["task"] == "mmlu" and r["kind"] == "subject"
+            and r["key"] == "anatomy" and r["checkpoint"] == "tuned"]
+    (row,) = rows
+    members = sorted(r.sample_id for r in results[0].tasks["mmlu"].samples if r.group == "anatomy")
+    base, tuned = _correct(results[0], "mmlu"), _correct(results[1], "mmlu")
+    expected = mcnemar_test([base[i] for i in members], [tuned[i] for i in members])
+    assert row["p_value"] == pytest.approx(expected.p_value) and row["n_paired"] == len(members)
+    assert row["delta"] == pytest.approx(np.mean([tuned[i] for i in members]) - np.mean([base[i] for i in members]))
+
+
+def test_instruction_breakdown_pairs_instruction_outcomes(results, comparison):
+    key = "punctuation:no_comma"
+    (row,) = [r for r in comparison["breakdowns"] if r["kind"] == "instruction" and r["key"] == key and r["checkpoint"] == "tuned"]
+
+    def outcomes(result):
+        return {(r.sample_id, i): ok for r in result.tasks["ifeval"].samples
+                for i, (inst, ok) in enumerate(zip(r.extra["instruction_ids"], r.scores["inst_level_strict_acc"])) if inst == key}
+
+    a, b = outcomes(results[0]), outcomes(results[1])
+    expected = mcnemar_test([a[k] for k in sorted(a)], [b[k] for k in sorted(a)])
+    assert row["test"].startswith("mcnemar") and row["p_value"] == pytest.approx(expected.p_value)
+
+
+def test_breakdown_tests_only_where_metric_is_group_accuracy(comparison):
+    voc = [r for r in comparison["breakdowns"] if r["task"] == "voc_sample" and r["checkpoint"] == "tuned"]
+    assert all(r["test"] is not None for r in voc if r["kind"] == "class")  # recall = mean of correct
+    assert all(r["test"] is None for r in voc if r["kind"] == "frequency")
+
+
+def test_breakdowns_sorted_biggest_loss_first(comparison):
+    rows = [r for r in comparison["breakdowns"] if (r["task"], r["kind"], r["checkpoint"]) == ("mmlu", "subject", "tuned")]
+    deltas = [r["delta"] for r in rows]
+    assert len(rows) == 4 and deltas == sorted(deltas)
+
+
+# ----------------------------------------------------------------------------------- flips, format, summary
+def test_flips_are_capped_ordered_and_counted(results):
+    comparison = build_comparison(results, n_resamples=B, max_flips=3)
+    base, tuned = _correct(results[0], "voc_sample"), _correct(results[1], "voc_sample")
+    gained = [i for i in base if not base[i] and tuned[i]]
+    flips = [f for f in comparison["flips"] if (f["task"], f["checkpoint"], f["direction"]) == ("voc_sample", "tuned", "wrong_to_right")]
+    assert [f["sample_id"] for f in flips] == sorted(gained, key=lambda s: int(s.split("-")[1]))[:3]
+    (counts,) = [c for c in comparison["flip_counts"] if (c["task"], c["checkpoint"]) == ("voc_sample", "tuned")]
+    assert counts["wrong_to_right"] == len(gained) > 3
+    assert counts["right_to_wrong"] == sum(base[i] and not tuned[i] for i in base)
+
+
+def test_flip_texts_are_kept_but_truncated(comparison):
+    by_id = {(f["task"], f["checkpoint"], f["sample_id"]): f for f in comparison["flips"]}
+    long_one = by_id[("voc_sample", "tuned", "cfpb-5")]
+    assert len(long_one["input"]) == 1001 and long_one["input"].endswith("…")
+    untrusted = [f for f in comparison["flips"] if f["sample_id"] == "q3"]
+    assert untrusted and "<script>alert('untrusted')</script>" in untrusted[0]["input"]
+
+
+def test_format_vs_knowledge(comparison):
+    rows = {r["checkpoint"]: r for r in comparison["format_vs_knowledge"]}
+    assert rows["tuned"]["diagnosis"] == "format" and rows["mix"]["diagnosis"] == "none"
+    assert rows["tuned"]["parse_failure_rate"] > rows["tuned"]["baseline_parse_failure_rate"]
+    assert rows["tuned"]["loglik_task"] == "mmlu" and rows["tuned"]["generative_task"] == "mmlu_generative"
+
+
+@pytest.mark.parametrize("ll_delta,ll_p,gen_delta,parse_delta,expected", [
+    (-0.02, 0.5, -0.40, 0.60, "format"),
+    (-0.20, 0.001, -0.22, 0.00, "knowledge"),
+    (-0.20, 0.001, -0.50, 0.40, "both"),
+    (-0.02, 0.5, -0.40, 0.00, "none"),   # generative drop without parse failures: not format
+    (-0.08, None, -0.10, None, "knowledge"),  # no p-value: a drop of >= 0.05 counts
+    (None, None, -0.5, 0.5, "none"),
+])
+def test_diagnosis_rule(ll_delta, ll_p, gen_delta, parse_delta, expected):
+    row = {"loglik_delta": ll_delta, "loglik_p_value": ll_p, "generative_delta": gen_delta, "parse_failure_delta": parse_delta}
+    assert diagnose(row) == expected
+
+
+def test_summary(comparison):
+    (tuned,) = [s for s in comparison["summary"] if s["checkpoint"] == "tuned"]
+    assert [e["task"] for e in tuned["domain"]] == ["voc_sample"]
+    assert [e["task"] for e in tuned["general"]] == ["mmlu", "mmlu_generative", "ifeval"]
+    assert tuned["mean_general_retention"] == pytest.approx(np.mean([e["relative"] for e in tuned["general"]]))
+    assert tuned["significant_improvements"] >= 1 and tuned["significant_regressions"] >= 1
+
+
+# ----------------------------------------------------------------------------------- JSON, determinism, files
+def test_json_safe_and_nan_becomes_null(results):
+    edited = copy.deepcopy(results[:2])
+    edited[1].tasks["mmlu"].metrics["acc_norm"] = math.nan
+    edited[0].tasks["mmlu"].metrics["acc_norm"] = 0.5
+    comparison = build_comparison(edited, n_resamples=B)
+    json.dumps(comparison, allow_nan=False)
+    row = _row(comparison, "mmlu", "acc_norm", "tuned")
+    assert row["value"] is None and row["delta"] is None
+
+
+def test_deterministic_and_independent_of_record_order(results, comparison):
+    shuffled = copy.deepcopy(results)
+    for result in shuffled:
+        for task in result.tasks.values():
+            random.Random(0).shuffle(task.samples)
+    assert build_comparison(results, n_resamples=B) == comparison
+    assert build_comparison(shuffled, n_resamples=B) == comparison
+
+
+def test_broken_hook_is_a_warning(results):
+    @register_evaluator
+    class BrokenHook:
+        name, version, needs = "broken_hook_test", "1", frozenset()
+
+        @classmethod
+        def resample_metrics(cls, records, names, indices):
+            raise RuntimeError("boom")
+
+    edited = copy.deepcopy(results[:2])
+    for result in edited:
+        result.tasks["voc_sample"].evaluator = "broken_hook_test"
+    comparison = build_comparison(edited, n_resamples=B)
+    assert _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")["p_value"] is None
+    assert any("boom" in w for w in comparison["warnings"])
+
+
+def test_fixture_is_up_to_date():
+    """tests/fixtures/comparison_example.json is what the code makes now; regenerate with
+    ``python tests/synthetic_results.py`` after changing the comparison."""
+    comparison = build_comparison(make_results(), notes={"tuned": "domain-only fine-tune"}, n_resamples=200)
+    assert json.loads(json.dumps(comparison)) == load_comparison(FIXTURE)
+
+
+def test_write_and_load_round_trip(tmp_path, comparison):
+    path = write_comparison(comparison, tmp_path / "comparison.json")
+    assert load_comparison(path) == comparison
+
+
+@pytest.mark.parametrize("content,match", [
+    ('{"kind": "other", "schema_version": 1}', "not an evalkit comparison"),
+    ('{"kind": "evalkit.comparison", "schema_version": 99}', "schema_version 99"),
+    ("{nope", "not valid JSON"),
+])
+def test_load_comparison_errors(tmp_path, content, match):
+    path = tmp_path / "comparison.json"
+    path.write_text(content)
+    with pytest.raises(UsageError, match=match):
+        load_comparison(path)
+    with pytest.raises(UsageError, match="not found"):
+        load_comparison(tmp_path / "missing.json")
+
+
+def test_comparison_from_results_files(tmp_path, results):
+    paths = []
+    for result in results[:2]:
+        path = tmp_path / result.checkpoint.label / "results.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(result.to_dict()))
+        paths.append(path)
+    comparison = comparison_from_results_files([f"old={paths[0]}", paths[1]], baseline="old", n_resamples=B)
+    assert [c["label"] for c in comparison["checkpoints"]] == ["old", "tuned"]
+    assert _row(comparison, "mmlu", "acc", "tuned")["baseline"] == "old"
+    with pytest.raises(UsageError, match="LABEL=SPEC"):
+        comparison_from_results_files([paths[0], paths[0]])
+    assert EvalResult.load(paths[0]).checkpoint.label == "base"
