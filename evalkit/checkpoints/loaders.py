@@ -104,7 +104,8 @@ def _load_peft(spec: CheckpointSpec, options: "LoadOptions"):
     adapter = Path(spec.location)
     base = options.base or read_adapter_base(adapter)
     if not base:
-        raise UsageError(f"adapter {adapter}: adapter_config.json names no base_model_name_or_path; pass --base DIR_OR_ID.")
+        raise UsageError(f"adapter {adapter}: adapter_config.json names no base_model_name_or_path; "
+                         f"pass --base DIR_OR_ID.")
     base_path = Path(base).expanduser()
     if base_path.is_dir():
         base = str(base_path)
@@ -169,7 +170,8 @@ def _torch_load(path: Path, allow_pickle: bool) -> Any:
         raise UsageError(f"weights file {path} holds objects beyond tensors and needs full unpickling, which can run "
                          f"code from the file; if you trust it, pass --allow-pickle.") from None
     except (RuntimeError, OSError, EOFError, ValueError, AttributeError, ModuleNotFoundError) as exc:
-        raise UsageError(f"weights file {path} could not be read ({_first_line(exc)}); is it a PyTorch checkpoint?") from None
+        raise UsageError(f"weights file {path} could not be read ({_first_line(exc)}); "
+                         f"is it a PyTorch checkpoint?") from None
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, Any]:
@@ -212,27 +214,34 @@ def _align_prefix(state: dict[str, Any], model_keys: set[str]) -> dict[str, Any]
 
 def fit_state_dict(model, state: dict[str, Any], *, weights: Path, config_dir: Path) -> dict[str, Any]:
     """Check ``state`` fits ``model`` (names and shapes); return it with its key prefix aligned."""
-    import re
-
     expected = model.state_dict()
     state = _align_prefix(state, set(expected))
     ignore_missing = list(getattr(model, "_keys_to_ignore_on_load_missing", None) or [])
     ignore_unexpected = list(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or [])
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     if getattr(config, "tie_word_embeddings", False):
-        ignore_missing.append(r"^lm_head\.weight$")
-    missing = sorted(k for k in expected.keys() - state.keys() if not any(re.search(p, k) for p in ignore_missing))
-    unexpected = sorted(k for k in state.keys() - expected.keys() if not any(re.search(p, k) for p in ignore_unexpected))
+        ignore_missing.append(r"^lm_head\.weight$")  # tied to the input embeddings, often not saved
+    missing = _unmatched(expected.keys() - state.keys(), ignore_missing)
+    unexpected = _unmatched(state.keys() - expected.keys(), ignore_unexpected)
     shapes = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
                     for k in state.keys() & expected.keys() if state[k].shape != expected[k].shape)
     if missing or unexpected or shapes:
-        parts = [f"{len(missing)} missing keys" + (f" (e.g. {', '.join(missing[:_EXAMPLES])})" if missing else ""),
-                 f"{len(unexpected)} unexpected" + (f" (e.g. {', '.join(unexpected[:_EXAMPLES])})" if unexpected else "")]
+        parts = [f"{len(missing)} missing keys{_examples(missing)}", f"{len(unexpected)} unexpected{_examples(unexpected)}"]
         if shapes:
-            parts.append(f"{len(shapes)} with another shape (e.g. {'; '.join(shapes[:_EXAMPLES])})")
-        raise UsageError(f"weights file {weights} does not fit config {config_dir / 'config.json'}: {', '.join(parts)}; "
-                         f"pass --config DIR with the matching architecture.")
+            parts.append(f"{len(shapes)} with another shape{_examples(shapes, sep='; ')}")
+        raise UsageError(f"weights file {weights} does not fit config {config_dir / 'config.json'}: "
+                         f"{', '.join(parts)}; pass --config DIR with the matching architecture.")
     return {k: v for k, v in state.items() if k in expected}
+
+
+def _unmatched(keys, ignore_patterns: list[str]) -> list[str]:
+    import re
+
+    return sorted(k for k in keys if not any(re.search(pattern, k) for pattern in ignore_patterns))
+
+
+def _examples(items: list[str], sep: str = ", ") -> str:
+    return f" (e.g. {sep.join(items[:_EXAMPLES])})" if items else ""
 
 
 def _load_weights(spec: CheckpointSpec, options: "LoadOptions"):

@@ -47,7 +47,8 @@ def _parse_row(path: Path, lineno: int, line: str) -> tuple[str, str, str]:
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
     if not isinstance(row, dict):
-        raise UsageError(f"{path}:{lineno}: expected a JSON object with keys task, id, output; got {type(row).__name__}.")
+        raise UsageError(f"{path}:{lineno}: expected a JSON object with keys task, id, output; "
+                         f"got {type(row).__name__}.")
     missing = [key for key in _REQUIRED if key not in row]
     if missing:
         raise UsageError(f"{path}:{lineno}: missing key(s) {', '.join(missing)}; every row needs task, id and output.")
@@ -88,8 +89,8 @@ class ReplayLM(LM):
         task = getattr(request, "task_name", None)
         sample_id = getattr(request, "evalkit_sample_id", None)
         if not task or sample_id is None:
-            raise ValueError("ReplayLM needs requests with task_name and evalkit_sample_id set by an evalkit evaluator; "
-                             f"got task_name={task!r}, evalkit_sample_id={sample_id!r}")
+            raise ValueError("ReplayLM needs requests with task_name and evalkit_sample_id set by an evalkit "
+                             f"evaluator; got task_name={task!r}, evalkit_sample_id={sample_id!r}")
         return str(task), str(sample_id)
 
     def _refuse(self, requests) -> list:

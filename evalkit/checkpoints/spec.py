@@ -107,7 +107,8 @@ def _public_url(parts) -> str:
         netloc = f"[{netloc}]"
     if parts.port:
         netloc += f":{parts.port}"
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SECRET_PARAM.search(k)])
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode([(k, v) for k, v in pairs if not _SECRET_PARAM.search(k)])
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
