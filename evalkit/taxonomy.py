@@ -211,6 +211,12 @@ class Taxonomy:
         """Paths of node ids; None for -1."""
         return [self.nodes[i] if i >= 0 else None for i in np.asarray(ids, dtype=np.int64).tolist()]
 
+    def fingerprint(self) -> str:
+        """A short stable hash of the labels and separator (for task config hashes)."""
+        from evalkit._io import stable_hash
+
+        return stable_hash({"sep": self.sep, "labels": [list(p) for p in self.labels]})
+
     def to_tree(self) -> dict[str, Any]:
         """Nested mapping {name: subtree}, with ``None`` for leaves (the YAML/JSON file form)."""
         tree: dict[str, Any] = {}

@@ -97,8 +97,10 @@ def test_from_data_skips_missing_and_merges_duplicates():
     assert tax.labels == [("A", "B"), ("A", "C")]
 
 
-def test_equality_and_to_tree(tax):
+def test_equality_fingerprint_and_to_tree(tax):
     assert tax == Taxonomy.from_paths(reversed(PATHS))
+    assert tax.fingerprint() == Taxonomy.from_paths(reversed(PATHS)).fingerprint()
+    assert tax.fingerprint() != Taxonomy.from_paths(PATHS[:-1]).fingerprint()
     assert tax.to_tree() == {
         "Billing": {"Other": None},
         "Delivery": {"Late": {"Courier delay": None, "Other": None}, "Lost": None},

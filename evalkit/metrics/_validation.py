@@ -120,7 +120,7 @@ def _check_ids(y_true: np.ndarray, y_pred: np.ndarray, taxonomy: Taxonomy, func:
 
 def _build_taxonomy(y_true: Any, y_pred: Any, labels: Any, sep: str, func: str) -> Taxonomy:
     paths = []
-    for position, item in enumerate(dict.fromkeys(_key(v) for v in y_true)):
+    for item in dict.fromkeys(_key(v) for v in y_true):
         try:
             paths.append(_as_path(item, sep))
         except (ValueError, TypeError) as exc:

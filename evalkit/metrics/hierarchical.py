@@ -39,7 +39,7 @@ from evalkit.metrics._validation import (
     check_zero_division,
     encode,
 )
-from evalkit.taxonomy import DEFAULT_SEP, Taxonomy, _as_path
+from evalkit.taxonomy import DEFAULT_SEP, Taxonomy
 
 __all__ = [
     "UndefinedMetricWarning",
