@@ -15,7 +15,7 @@ import numpy as np
 
 from ..metrics.stats import mcnemar_test
 from ..records import SampleRecord, TaskResult
-from ._common import Context, aligned, finite, higher_is_better, is_number, mean_matches, records_by_id
+from ._common import Context, aligned, finite, higher_is_better, is_number, mean_matches
 
 GROUPED_KINDS = ("subject", "category", "class", "instruction")
 
@@ -91,8 +91,8 @@ def _group_tests(ctx: Context, task: str, label: str, kind: str) -> dict[str, di
     if label == ctx.baseline or kind not in GROUPED_KINDS or ctx.task(ctx.baseline, task) is None:
         return {}
     recs_a, recs_b = aligned(ctx, task, label)
-    full_a = group_outcomes(list(records_by_id(ctx.task(ctx.baseline, task).samples).values()), kind)
-    full_b = group_outcomes(list(records_by_id(ctx.task(label, task).samples).values()), kind)
+    full_a = group_outcomes(list(ctx.records(ctx.baseline, task).values()), kind)
+    full_b = group_outcomes(list(ctx.records(label, task).values()), kind)
     paired_a, paired_b = group_outcomes(recs_a, kind), group_outcomes(recs_b, kind)
     tests = {}
     for key in sorted(set(paired_a) & set(paired_b)):

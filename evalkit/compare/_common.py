@@ -48,6 +48,10 @@ class Context:
             self._cache[key] = compute()
         return self._cache[key]
 
+    def records(self, label: str, task: str) -> dict[str, SampleRecord]:
+        """``label``'s records of ``task`` by sample_id in natural id order (cached: sorting is the slow part)."""
+        return self.cached(("records", label, task), lambda: records_by_id(self.task(label, task).samples))
+
     def warn(self, message: str) -> None:
         if message not in self.warnings:
             self.warnings.append(message)
@@ -69,8 +73,7 @@ def aligned(ctx: Context, task: str, label: str) -> tuple[list[SampleRecord], li
     """Baseline and ``label`` records of ``task`` on the samples both have, in sorted sample_id order."""
 
     def compute():
-        base = records_by_id(ctx.task(ctx.baseline, task).samples)
-        cand = records_by_id(ctx.task(label, task).samples)
+        base, cand = ctx.records(ctx.baseline, task), ctx.records(label, task)
         common = [sid for sid in base if sid in cand]
         if len(common) < max(len(base), len(cand)):
             ctx.warn(f"{task}: {label!r} and baseline {ctx.baseline!r} share {len(common)} of "

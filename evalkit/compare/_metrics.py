@@ -19,7 +19,7 @@ import numpy as np
 from ..metrics.stats import (bootstrap_mean_ci, iter_bootstrap_indices, mcnemar_test, normal_ci,
                              paired_bootstrap, paired_proportion_difference_ci, proportion_ci)
 from ..records import SampleRecord, TaskResult
-from ._common import (Context, aligned, finite, higher_is_better, is_binary, mean_matches, records_by_id,
+from ._common import (Context, aligned, finite, higher_is_better, is_binary, mean_matches,
                       resample_hook, sample_values_for)
 
 
@@ -70,7 +70,7 @@ def _metric_row(ctx: Context, task: str, label: str, tr: TaskResult, metric: str
 
 def _n_paired(ctx: Context, task: str, label: str) -> int:
     if label == ctx.baseline:
-        return len(records_by_id(ctx.task(label, task).samples))
+        return len(ctx.records(label, task))
     return len(aligned(ctx, task, label)[0]) if ctx.task(ctx.baseline, task) is not None else 0
 
 
@@ -84,7 +84,7 @@ def value_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) -
     if value is not None and stderr is not None:
         low, high = normal_ci(value, stderr, confidence=ctx.confidence)
         return low, high, "stderr"
-    records = list(records_by_id(tr.samples).values())
+    records = list(ctx.records(label, task).values())
     values = sample_values_for(tr, metric, records)
     if mean_matches(values, tr.metrics.get(metric)):
         if is_binary(values):
@@ -106,7 +106,7 @@ def is_sample_mean(ctx: Context, task: str, label: str, metric: str) -> bool:
 
     def compute():
         tr = ctx.task(label, task)
-        records = list(records_by_id(tr.samples).values())
+        records = list(ctx.records(label, task).values())
         return mean_matches(sample_values_for(tr, metric, records), tr.metrics.get(metric))
 
     return ctx.cached(("is_sample_mean", task, label, metric), compute)
@@ -122,7 +122,7 @@ def own_resamples(ctx: Context, task: str, label: str) -> dict[str, np.ndarray]:
 
     def compute():
         tr = ctx.task(label, task)
-        records = list(records_by_id(tr.samples).values())
+        records = list(ctx.records(label, task).values())
         names = corpus_metrics(ctx, task, label)
         return run_hook(ctx, task, label, tr.evaluator, records, names)
 
@@ -222,7 +222,7 @@ def _corpus_tests(ctx: Context, task: str, label: str, names: list[str], recs_a:
     if not names:
         return {}
     base_tr, tr = ctx.task(ctx.baseline, task), ctx.task(label, task)
-    covers_all = len(recs_a) == len(records_by_id(base_tr.samples)) == len(records_by_id(tr.samples))
+    covers_all = len(recs_a) == len(ctx.records(ctx.baseline, task)) == len(ctx.records(label, task))
     if covers_all:  # same sorted ids, same n, same seed: each checkpoint's own resamples are the paired ones
         scores_a, scores_b = own_resamples(ctx, task, ctx.baseline), own_resamples(ctx, task, label)
     else:
