@@ -94,10 +94,10 @@ def _check_options(opts: VocOptions, config: TaskConfig) -> VocOptions:
         value = getattr(opts, key)
         if value is not None and value < low:
             raise UsageError(f"{config.source}: key {key!r} must be an integer >= {low}, got {value!r}.")
-    for key in ("parse_cutoff", "confidence"):
-        if not 0.0 < getattr(opts, key) < 1.0 + (key == "parse_cutoff"):
-            raise UsageError(f"{config.source}: key {key!r} must be in (0, 1{']' if key == 'parse_cutoff' else ')'}, "
-                             f"got {getattr(opts, key)!r}.")
+    if not 0.0 < opts.parse_cutoff <= 1.0:
+        raise UsageError(f"{config.source}: key 'parse_cutoff' must be in (0, 1], got {opts.parse_cutoff!r}.")
+    if not 0.0 < opts.confidence < 1.0:
+        raise UsageError(f"{config.source}: key 'confidence' must be in (0, 1), got {opts.confidence!r}.")
     if not opts.sep.strip():
         raise UsageError(f"{config.source}: key 'sep' must contain a visible character (e.g. ' > '), got {opts.sep!r}.")
     return opts
