@@ -160,6 +160,20 @@ def test_safetensors_file_with_sibling_config(tiny_model_dir, reference_ll):
     assert _ll(checkpoint.lm) == pytest.approx(reference_ll, abs=1e-5)
 
 
+def test_weights_file_keeps_its_dtype_unless_dtype_given(tiny_model_dir, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    folder = _copy_config_dir(tiny_model_dir, tmp_path / "half")
+    save_file({k: v.to(torch.bfloat16) for k, v in _tiny_state_dict(tiny_model_dir).items()},
+              str(folder / "model.safetensors"))
+    assert Checkpoint.from_string(str(folder / "model.safetensors"), OPTS).lm.model.dtype == torch.bfloat16
+    options = LoadOptions(batch_size=1, device="cpu", dtype="float32")
+    assert Checkpoint.from_string(str(folder / "model.safetensors"), options).lm.model.dtype == torch.float32
+    with pytest.raises(UsageError, match="--dtype must be one of auto, float32, bfloat16, float16, got 'fp8'"):
+        Checkpoint.from_string(str(folder / "model.safetensors"), LoadOptions(dtype="fp8")).lm
+
+
 def test_lightning_ckpt_loads_with_weights_only(tiny_model_dir, tmp_path, reference_ll):
     import torch
 

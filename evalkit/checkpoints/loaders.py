@@ -245,24 +245,38 @@ def _examples(items: list[str], sep: str = ", ") -> str:
 
 
 def _load_weights(spec: CheckpointSpec, options: "LoadOptions"):
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     path = Path(spec.location)
+    kwargs = _hflm_kwargs(options)  # validates options before the (possibly large) file is read
     config_dir = weights_config_dir(spec, options)
     state = read_state_dict(path, allow_pickle=options.allow_pickle)
-    try:
-        config = AutoConfig.from_pretrained(config_dir, trust_remote_code=options.trust_remote_code)
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=options.trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(config_dir, trust_remote_code=options.trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        raise UsageError(f"config dir {config_dir}: cannot build a causal LM from it ({_first_line(exc)}).") from None
+    model, tokenizer = _model_from_config(config_dir, options)
     model.load_state_dict(fit_state_dict(model, state, weights=path, config_dir=config_dir), strict=False)
     model.tie_weights()
-    kwargs = _hflm_kwargs(options)
-    if options.dtype and options.dtype != "auto":
-        model = model.to(getattr(torch, options.dtype))
-    model = model.to(kwargs.pop("device")).eval()
-    for ignored in ("dtype", "trust_remote_code"):  # already applied to the instantiated model
-        kwargs.pop(ignored)
+    model = model.to(device=kwargs.pop("device"), dtype=_weights_dtype(options.dtype, state)).eval()
+    for applied in ("dtype", "trust_remote_code"):  # already applied to the instantiated model
+        kwargs.pop(applied)
     return _hflm(spec, pretrained=model, tokenizer=tokenizer, **kwargs)
+
+
+def _model_from_config(config_dir: Path, options: "LoadOptions"):
+    """A randomly initialised causal LM of the config's architecture, and the config dir's tokenizer."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    trust = options.trust_remote_code
+    try:
+        config = AutoConfig.from_pretrained(config_dir, trust_remote_code=trust)
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust)
+        tokenizer = AutoTokenizer.from_pretrained(config_dir, trust_remote_code=trust)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"config dir {config_dir}: cannot build a causal LM from it ({_first_line(exc)}).") from None
+    return model, tokenizer
+
+
+def _weights_dtype(dtype: str | None, state: dict[str, Any]):
+    """``--dtype``, or for auto/None the dtype the weights file was saved in (like ``from_pretrained``)."""
+    import torch
+
+    if dtype and dtype != "auto":
+        return getattr(torch, dtype)
+    floating = [tensor.dtype for tensor in state.values() if tensor.is_floating_point()]
+    return floating[0] if floating else torch.float32
