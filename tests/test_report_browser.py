@@ -195,14 +195,19 @@ def loaded_report(chromium, tmp_path_factory):
     comparison = poison(json.loads(FIXTURE.read_text()))
     comparison["flips"][0]["input"] += PAYLOADS[0]  # a customer comment ...
     comparison["flips"][1]["prediction"] = PAYLOADS[1]  # ... and a model output, verbatim
-    out = tmp_path_factory.mktemp("browser-report")
-    write_reports(comparison, out)
     chromium.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
     for domain in ("Runtime", "Log", "Page"):
         chromium.call(f"{domain}.enable")
-    chromium.call("Page.navigate", url=(out / "report.html").resolve().as_uri())
-    chromium.wait_for("Page.loadEventFired")
+    open_report(chromium, comparison, tmp_path_factory.mktemp("browser-report"))
     return chromium
+
+
+def open_report(devtools: DevTools, comparison: dict, out: Path) -> None:
+    """Write the reports to ``out`` and load report.html from file://, forgetting earlier events."""
+    write_reports(comparison, out)
+    devtools.events.clear()
+    devtools.call("Page.navigate", url=(out / "report.html").resolve().as_uri())
+    devtools.wait_for("Page.loadEventFired")
 
 
 def _console_errors(devtools: DevTools) -> list[str]:
@@ -259,7 +264,11 @@ def test_flip_search_and_class_sort_work(loaded_report):
     assert loaded_report.evaluate("window.__pwned === undefined") is True
 
 
-def test_screenshot(loaded_report):
+def test_screenshot_of_fixture_report(loaded_report, tmp_path):
+    """Runs last: the plain fixture (payloads only in a comment, a model output and a class name)."""
+    open_report(loaded_report, json.loads(FIXTURE.read_text()), tmp_path)
+    assert loaded_report.evaluate("window.__pwned === undefined") is True
+    assert _console_errors(loaded_report) == []
     metrics = loaded_report.call("Page.getLayoutMetrics")
     size = metrics["cssContentSize"]
     shot = loaded_report.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,

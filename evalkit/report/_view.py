@@ -14,7 +14,7 @@ from ..errors import UsageError
 __all__ = [
     "SCHEMA_VERSION", "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
     "is_significant", "delta_tone", "tuned_labels", "primary_rows", "headline", "study_table",
-    "axis_point", "breakdown_groups", "pivot_breakdown", "notes_by_label",
+    "axis_point", "breakdown_groups", "pivot_breakdown", "notes_by_label", "ci_label", "summary_counts",
 ]
 
 #: The newest comparison schema this renderer understands.
@@ -70,6 +70,17 @@ def delta_tone(delta: Any, p_value: Any, higher_is_better: bool = True) -> str:
     return "good" if improved else "bad"
 
 
+def ci_label(comparison: dict[str, Any]) -> str:
+    """``"95%"`` from ``settings.confidence`` (the default when absent)."""
+    confidence = (comparison.get("settings") or {}).get("confidence", 0.95)
+    return f"{confidence * 100:g}%" if _finite(confidence) else "95%"
+
+
+def summary_counts(comparison: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``comparison["summary"]`` entries by checkpoint (counts of significant changes and flips)."""
+    return {entry["checkpoint"]: entry for entry in comparison.get("summary") or [] if isinstance(entry, dict)}
+
+
 def tuned_labels(comparison: dict[str, Any]) -> list[str]:
     """Checkpoint labels other than the baseline, in command-line order."""
     return [c["label"] for c in comparison["checkpoints"] if c["label"] != comparison.get("baseline")]
@@ -97,21 +108,26 @@ def headline(comparison: dict[str, Any]) -> list[dict[str, Any]]:
     return result
 
 
+#: Shown beside a domain task's primary metric in the study table, when the task reports them.
+DOMAIN_STUDY_METRICS = ("leaf_macro_precision", "leaf_macro_recall", "leaf_macro_f1")
+
+
 def _study_columns(comparison: dict[str, Any]) -> list[tuple[str, str]]:
-    """(task, metric) columns: each task's primary metric; for an F1 primary also its precision/recall."""
+    """(task, metric) columns, domain tasks first: each task's primary metric; for a domain task also
+    leaf-macro precision / recall / F1, and for an F1 primary its precision / recall siblings."""
     available = {(r["task"], r["metric"]) for r in comparison["metrics"]}
-    columns = []
+    columns: list[tuple[str, str]] = []
     for task in sorted(comparison["tasks"], key=lambda t: t.get("axis") != "domain"):
         primary = task.get("primary_metric")
         if not primary:
             continue
+        wanted = [primary]
         if "f1" in primary:
-            for other in ("precision", "recall"):
-                candidate = (task["name"], primary.replace("f1", other))
-                if candidate in available:
-                    columns.append(candidate)
-        columns.append((task["name"], primary))
-    return [c for c in columns if c in available]
+            wanted = [primary.replace("f1", "precision"), primary.replace("f1", "recall"), primary]
+        if task.get("axis") == "domain":
+            wanted += [m for m in DOMAIN_STUDY_METRICS if m not in wanted]
+        columns += [(task["name"], m) for m in wanted if (task["name"], m) in available and (task["name"], m) not in columns]
+    return columns
 
 
 def study_table(comparison: dict[str, Any]) -> dict[str, Any]:

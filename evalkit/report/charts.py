@@ -38,9 +38,12 @@ _RC = {
 _TAG = re.compile(r"<[^<>]+>")
 
 
-def plain(text: Any) -> str:
-    """Label text safe from matplotlib's mathtext (a ``$`` would start a formula)."""
-    return str(text).replace("$", r"\$")
+def plain(text: Any, limit: int = 60) -> str:
+    """Label text safe from matplotlib's mathtext (a ``$`` would start a formula), clipped to ``limit``."""
+    text = str(text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("$", r"\$")
 
 
 def _new_figure(width: float, height: float):
@@ -85,13 +88,17 @@ def learning_forgetting_chart(points: Sequence[dict[str, Any]], *, x_label: str,
 
     with matplotlib.rc_context(_RC):
         figure, axes = _new_figure(6.4, 4.4)
+        for point in points:  # dashed guides through the baseline: the quadrant to aim for is up-right
+            if point.get("is_baseline"):
+                axes.axvline(point["x"], color=NEUTRAL, linestyle="--", linewidth=0.8, zorder=1)
+                axes.axhline(point["y"], color=NEUTRAL, linestyle="--", linewidth=0.8, zorder=1)
         for index, point in enumerate(points):
             colour = SERIES[0] if point.get("is_baseline") else SERIES[1 + index % (len(SERIES) - 1)]
             xerr = _error(point["x"], point.get("x_low"), point.get("x_high"))
             yerr = _error(point["y"], point.get("y_low"), point.get("y_high"))
             axes.errorbar([point["x"]], [point["y"]], xerr=xerr, yerr=yerr, fmt="D" if point.get("is_baseline") else "o",
                           color=colour, ecolor=colour, elinewidth=1.2, capsize=3, markersize=7, zorder=3)
-            axes.annotate(plain(point["label"]), (point["x"], point["y"]), xytext=(7, 6), textcoords="offset points",
+            axes.annotate(plain(point["label"], 30), (point["x"], point["y"]), xytext=(7, 6), textcoords="offset points",
                           fontsize=9, color="#1f2933")
         axes.set_xlabel(plain(x_label))
         axes.set_ylabel(plain(y_label))
@@ -117,7 +124,7 @@ def delta_bars_chart(keys: Sequence[str], deltas: Sequence[float], significant: 
         figure, axes = _new_figure(6.4, 0.9 + 0.17 * len(keys))
         positions = list(range(len(order)))
         axes.barh(positions, [deltas[i] for i in order], color=colours, height=0.72, zorder=2)
-        axes.set_yticks(positions, [plain(keys[i]) for i in order], fontsize=7.5)
+        axes.set_yticks(positions, [plain(keys[i], 42) for i in order], fontsize=7.5)
         axes.set_ylim(-0.7, len(order) - 0.3)
         axes.axvline(0, color="#52606d", linewidth=0.8, zorder=3)
         axes.grid(axis="y", visible=False)
@@ -139,7 +146,7 @@ def grouped_bars_chart(categories: Sequence[str], series: dict[str, Sequence[flo
             offsets = [c - 0.4 + width * (index + 0.5) for c in range(len(categories))]
             heights = [v if v is not None else 0.0 for v in values]
             axes.bar(offsets, heights, width=width * 0.92, label=plain(name), color=SERIES[index % len(SERIES)], zorder=2)
-        axes.set_xticks(list(range(len(categories))), [plain(c) for c in categories])
+        axes.set_xticks(list(range(len(categories))), [plain(c, 24) for c in categories])
         axes.grid(axis="x", visible=False)
         axes.set_ylabel(plain(y_label))
         axes.set_title(plain(title), loc="left")

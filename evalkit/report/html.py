@@ -18,7 +18,10 @@ from . import charts
 __all__ = ["render_html", "flips_payload", "json_for_script"]
 
 #: Characters kept per flip field in the explorer: enough to read, small enough for a compact page.
-FLIP_TEXT_LIMIT = {"input": 700, "target": 240, "baseline_prediction": 240, "prediction": 240}
+FLIP_TEXT_LIMIT = {"input": 500, "target": 200, "baseline_prediction": 200, "prediction": 200}
+#: Flips embedded per (task, checkpoint, direction); comparison.json keeps them all. Keeps the page
+#: well under 2 MB even with long MMLU questions.
+FLIPS_PER_GROUP = 60
 #: Breakdown kinds drawn as sorted delta bars (one chart per tuned checkpoint).
 DELTA_BAR_KINDS = ("subject", "instruction")
 _KIND_TITLES = {"subject": "Per-subject", "category": "Per-category", "instruction": "Per-instruction",
@@ -28,8 +31,9 @@ _KIND_TITLES = {"subject": "Per-subject", "category": "Per-category", "instructi
 def _environment():
     import jinja2
 
+    # Lenient Undefined: optional schema fields may be absent; filters render those as "–".
     env = jinja2.Environment(loader=jinja2.PackageLoader("evalkit.report", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters.update(value=view.fmt_value, delta=view.fmt_delta, pvalue=view.fmt_p)
     env.globals.update(tone=view.delta_tone, significant=view.is_significant, kind_title=_KIND_TITLES.get,
@@ -58,11 +62,16 @@ def _clip(value: Any, limit: int) -> str:
 
 
 def flips_payload(comparison: dict[str, Any]) -> list[dict[str, str]]:
-    """Flip rows for the explorer, long texts clipped (the full ones stay in comparison.json)."""
-    rows = []
+    """Flip rows for the explorer: the first :data:`FLIPS_PER_GROUP` per task, checkpoint and direction,
+    long texts clipped (all of them, in full, stay in comparison.json)."""
+    rows, seen = [], {}
     for flip in comparison.get("flips") or []:
+        group = (flip.get("task"), flip.get("checkpoint"), flip.get("direction"))
+        seen[group] = seen.get(group, 0) + 1
+        if seen[group] > FLIPS_PER_GROUP:
+            continue
         row = {key: _clip(flip.get(key), limit) for key, limit in FLIP_TEXT_LIMIT.items()}
-        row.update({key: str(flip.get(key, "")) for key in ("task", "checkpoint", "direction", "sample_id")})
+        row.update({key: str(flip.get(key) or "") for key in ("task", "checkpoint", "direction", "sample_id", "group")})
         rows.append(row)
     return rows
 
@@ -80,10 +89,14 @@ def _learning_forgetting(comparison: dict[str, Any]) -> dict[str, Any] | None:
                        "y_low": y["low"], "y_high": y["high"], "is_baseline": label == comparison.get("baseline")})
     if not points:
         return None
-    x_label = "Domain: " + " / ".join(sorted(x_tasks))
-    y_label = ("General: mean of " if len(y_tasks) > 1 else "General: ") + " / ".join(sorted(y_tasks))
-    svg = charts.learning_forgetting_chart(points, x_label=x_label, y_label=y_label, chart_id="lf")
-    return {"svg": _markup(svg), "x_tasks": sorted(x_tasks), "y_tasks": sorted(y_tasks)}
+    svg = charts.learning_forgetting_chart(points, x_label=_axis_label("Domain", x_tasks),
+                                           y_label=_axis_label("General", y_tasks), chart_id="lf")
+    return {"svg": _markup(svg), "points": points, "x_tasks": sorted(x_tasks), "y_tasks": sorted(y_tasks)}
+
+
+def _axis_label(axis: str, tasks: set[str]) -> str:
+    """``"Domain: voc.leaf_macro_f1"`` for one task, ``"General: mean of 3 tasks"`` for several."""
+    return f"{axis}: {next(iter(tasks))}" if len(tasks) == 1 else f"{axis}: mean of {len(tasks)} tasks' primary metrics"
 
 
 def _markup(svg: str):
@@ -162,7 +175,9 @@ def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
         "format_vs_knowledge": comparison.get("format_vs_knowledge") or [],
         "flip_counts": comparison.get("flip_counts") or [], "flips_json": _script_json(flips),
         "flip_tasks": sorted({f["task"] for f in flips}), "flip_checkpoints": sorted({f["checkpoint"] for f in flips}),
-        "n_flips": len(flips),
+        "n_flips": len(flips), "n_flips_total": len(comparison.get("flips") or []), "flips_per_group": FLIPS_PER_GROUP, "warnings": [str(w) for w in comparison.get("warnings") or []],
+        "settings": comparison.get("settings") or {}, "ci": view.ci_label(comparison),
+        "counts": view.summary_counts(comparison),
     }
 
 

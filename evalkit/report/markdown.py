@@ -68,6 +68,36 @@ def _verdict_lines(verdict: dict[str, Any], max_rows: int) -> list[str]:
     return lines
 
 
+def _short(row: dict[str, Any]) -> str:
+    """``mmlu acc -0.150 ✱`` (significant deltas bold)."""
+    delta = view.fmt_delta(row.get("delta"))
+    delta = f"**{delta}** ✱" if view.is_significant(row.get("p_value")) else delta
+    return f"{md_escape(row['task'])} {md_escape(row['metric'])} {delta}"
+
+
+def _headline_lines(comparison: dict[str, Any]) -> list[str]:
+    """One bullet per tuned checkpoint: domain gain, then general change, primaries only."""
+    lines = []
+    for item in view.headline(comparison):
+        parts = []
+        if item["domain"]:
+            parts.append("domain " + ", ".join(_short(r) for r in item["domain"]))
+        if item["general"]:
+            worse = [r for r in item["general"] if view.delta_tone(r.get("delta"), r.get("p_value"), r.get("higher_is_better", True)) == "bad"]
+            parts.append("general " + ", ".join(_short(r) for r in item["general"]) +
+                         (f" ({len(worse)} significant regression{'s' if len(worse) != 1 else ''})" if worse else ""))
+        lines.append(f"- **{md_escape(item['checkpoint'])}**: " + "; ".join(parts or ["no primary metrics"]))
+    return lines + [""] if lines else []
+
+
+def _warning_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
+    warnings = [str(w) for w in comparison.get("warnings") or []]
+    lines = [f"> ⚠️ {md_escape(w)}" for w in warnings[:max_rows]]
+    if len(warnings) > max_rows:
+        lines.append(f"> … and {len(warnings) - max_rows} more warnings (see report.html).")
+    return lines + [""] if lines else []
+
+
 def _study_cell(cell: dict[str, Any] | None, is_baseline: bool) -> str:
     if cell is None:
         return "–"
@@ -131,6 +161,7 @@ def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     lines = ["## evalkit comparison", ""]
     if comparison.get("verdict"):
         lines += _verdict_lines(comparison["verdict"], max_rows)
+    lines += _headline_lines(comparison) + _warning_lines(comparison, max_rows)
     lines += _study_lines(comparison) + _changes_lines(comparison, max_rows) + _flip_lines(comparison, max_rows)
     lines.append(f"<sub>✱ significant at p &lt; {view.SIGNIFICANCE} (paired test vs the baseline); "
                  "values are primary metrics with Δ against the baseline. Full report: report.html.</sub>")
