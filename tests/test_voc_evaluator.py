@@ -239,3 +239,35 @@ def test_cli_eval_voc_sample(tiny_model_dir, store_path, tmp_path):
     result = json.loads((tmp_path / "out" / "results.json").read_text())["tasks"]["voc_sample"]
     assert result["n_samples"] == 20 and len(result["samples"]) == 20 and result["axis"] == "domain"
     assert result["settings"]["n_invalid"] == sum(s["prediction"] is None for s in result["samples"])
+
+
+def test_resample_metrics_hook_matches_aggregate(tmp_path):
+    import numpy as np
+
+    evaluator = _evaluator(_task(tmp_path, n=7))
+    outputs = {f"t{i}": LABELS[(i + (i % 3 == 0)) % len(LABELS)] for i in range(7)}
+    outputs["t4"] = "???"
+    records = evaluator.run(ScriptedLM(outputs), done={}, save=lambda batch: None)
+    full = evaluator.aggregate(records).metrics
+    indices = np.vstack([np.arange(7), np.zeros(7, dtype=int)])
+    out = type(evaluator).resample_metrics(records, ["leaf_macro_f1", "path_accuracy", "invalid_rate"], indices)
+    assert out["leaf_macro_f1"][0] == pytest.approx(full["leaf_macro_f1"])
+    assert out["path_accuracy"].tolist() == pytest.approx([full["path_accuracy"], 0.0])  # t0 is wrong
+    assert out["invalid_rate"][0] == pytest.approx(1 / 7)
+
+
+class ChatScriptedLM(ScriptedLM):
+    def chat_template(self, chat_template=False):
+        return "{{ messages }}"
+
+    def apply_chat_template(self, chat_history, add_generation_prompt=True):
+        return f"<u>{chat_history[0]['content']}</u><a>"
+
+
+def test_chat_mode_stops_at_eos_and_skips_reasoning(tmp_path):
+    evaluator = _evaluator(_task(tmp_path, n=2))
+    lm = ChatScriptedLM({"t0": "<think>\nIt mentions a courier...\n</think>\n\nDelivery > Late > Courier", "t1": "\n\nno"})
+    records = evaluator.run(lm, done={}, save=lambda batch: None)
+    assert all(r.arguments[1]["until"] == [] and r.arguments[0].endswith("Label:</u><a>") for r in lm.requests)
+    assert records[0].correct and records[0].extra["chat_template"] is True
+    assert records[1].prediction is None

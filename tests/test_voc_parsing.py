@@ -112,3 +112,5 @@ def test_clean_output():
     assert clean_output("Answer: 'A > B'.") == "A > B"
     assert clean_output("\n\n1. A > B\nmore") == "A > B"
     assert clean_output(None) == ""
+    assert clean_output("<think>\nmaybe X > Y\n</think>\n\nA > B") == "A > B"
+    assert clean_output("<think>unfinished A > B") == ""

@@ -226,15 +226,19 @@ class VocEvaluator:
         prompts = [prompt for prompt, _ in built]
         common = {"label_options": plan.label_options, "chat_template": plan.chat, "tokens_counted_by": plan.counter.method}
         if o.mode == "generate":
-            outcomes = self._generate(lm, batch, prompts)
+            outcomes = self._generate(lm, batch, prompts, chat=plan.chat)
         else:
             outcomes = self._constrained(lm, batch, prompts)
         return [self._record(ex, path, {**extra, **common, "truncated": truncated})
                 for ex, (path, extra), (_, truncated) in zip(batch, outcomes, built)]
 
-    def _generate(self, lm: Any, batch: list["VocExample"], prompts: list[str]) -> list[tuple]:
+    def _generate(self, lm: Any, batch: list["VocExample"], prompts: list[str], *, chat: bool) -> list[tuple]:
         o = self.options
-        kwargs = {"until": list(o.until or ["\n"]), "max_gen_toks": o.max_gen_toks, "do_sample": False, "temperature": 0.0}
+        # Completion prompts end at "Label:", so the answer is the rest of the line. Chat models may open
+        # with a blank line or a <think> block, so there only EOS (and max_gen_toks) stops the answer and
+        # the parser takes the first non-empty line after the reasoning.
+        until = list(o.until) if o.until is not None else ([] if chat else ["\n"])
+        kwargs = {"until": until, "max_gen_toks": o.max_gen_toks, "do_sample": False, "temperature": 0.0}
         requests = [self._request("generate_until", ex, (prompt, dict(kwargs)), i)
                     for i, (ex, prompt) in enumerate(zip(batch, prompts))]
         outputs = lm.generate_until(requests)

@@ -5,7 +5,7 @@ Rules, tried in order (the first that gives a label path wins; the rule's name i
 ``exact``
     The output, stripped, is the label path written exactly as the taxonomy writes it.
 ``normalized``
-    After cleaning (first non-empty line; a leading ``Label:``/``Category:``/``Answer:``, list bullet,
+    After cleaning (``<think>...</think>`` blocks dropped; then the first non-empty line; a leading ``Label:``/``Category:``/``Answer:``, list bullet,
     quotes, backticks, ``**`` and a trailing ``.`` removed), ignoring case and runs of whitespace, and
     accepting any of the separators ``>``, ``->``, ``=>``, ``→``, ``»``, ``/``, ``|``, ``::`` between
     levels (with or without spaces), the output spells a label path name by name. Names that contain a
@@ -41,6 +41,7 @@ SEPARATOR_PATTERN = re.compile(r"\s*(?:->|=>|→|»|>|/|\||::)\s*")
 _PREFIX = re.compile(r"^\s*(?:(?:[-*•]|\d+[.)])\s+)?(?:\*\*)?\s*(?:label|category|answer|class|path)\s*[:=]\s*", re.I)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _WRAPPERS = "\"'`*“”‘’ \t"
+_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.S | re.I)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def clean_output(raw: str) -> str:
     >>> clean_output('\\n  Label: "Delivery > Late delivery".\\nBecause the parcel...')
     'Delivery > Late delivery'
     """
-    line = next((ln for ln in (raw or "").splitlines() if ln.strip()), "")
+    text = _THINK.sub("", raw or "")  # reasoning models: the answer follows the <think> block
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
     line = _PREFIX.sub("", line, count=1)
     line = _BULLET.sub("", line, count=1)
     line = line.strip(_WRAPPERS).rstrip(".").strip(_WRAPPERS)
