@@ -189,6 +189,35 @@ def test_single_checkpoint(results):
         build_comparison(results, n_resamples=0)
 
 
+def test_real_voc_hook_and_report(results):
+    """The voc evaluator's resample_metrics (hierarchical metrics) drives the corpus-metric tests."""
+    from evalkit.metrics.hierarchical import hierarchical_report
+    from evalkit.records import CheckpointInfo, SampleRecord, TaskResult
+
+    leaves = [("Billing", "Fees", "Late"), ("Billing", "Fees", "Overdraft"), ("Card", "Fraud", "Unknown")]
+    rng = np.random.default_rng(0)
+    true = [leaves[i] for i in rng.integers(0, 3, 120)]
+
+    def checkpoint(label, skill):
+        pred = [t if rng.random() < skill else leaves[rng.integers(0, 3)] for t in true]
+        records = [SampleRecord(sample_id=str(i), target=" > ".join(t), prediction=" > ".join(p), correct=p == t,
+                                scores={"path_correct": float(p == t)}, group=" > ".join(t),
+                                extra={"target_path": list(t), "pred_path": list(p)}) for i, (t, p) in enumerate(zip(true, pred))]
+        report = hierarchical_report(true, pred, n_resamples=0)
+        task = TaskResult(task="voc", evaluator="voc", evaluator_version="1", config_hash="h", metrics=report["metrics"],
+                          n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
+                          breakdowns=report["breakdowns"], samples=records)
+        return EvalResult(CheckpointInfo(label, label, "hf", label), {}, {"voc": task})
+
+    comparison = build_comparison([checkpoint("base", 0.3), checkpoint("tuned", 0.9)], n_resamples=B)
+    assert comparison["warnings"] == []
+    row = _row(comparison, "voc", "leaf_macro_f1", "tuned")
+    assert row["test"] == "paired_bootstrap" and row["p_value"] < 0.05 and row["ci_method"] == "bootstrap"
+    classes = [r for r in comparison["breakdowns"] if r["kind"] == "class" and r["checkpoint"] == "tuned"]
+    assert {r["metric"] for r in classes if r["test"]} == {"recall"}
+    assert "n_classes" not in {r["metric"] for r in comparison["breakdowns"]}
+
+
 # ----------------------------------------------------------------------------------- breakdowns
 def test_breakdown_group_mcnemar(results, comparison):
     rows = [r for r in comparison["breakdowns"] if r["task"] == "mmlu" and r["kind"] == "subject"

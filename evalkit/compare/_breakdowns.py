@@ -19,6 +19,9 @@ from ._common import Context, aligned, finite, higher_is_better, is_number, mean
 
 GROUPED_KINDS = ("subject", "category", "class", "instruction")
 
+#: Counts stored beside breakdown metrics; they are not metrics and get no rows ("n" goes into the row).
+COUNT_FIELDS = frozenset({"n", "n_classes", "support"})
+
 Outcomes = dict[str, dict[Any, bool]]  # group key -> {pairing id: outcome}
 
 
@@ -68,7 +71,7 @@ def _task_rows(ctx: Context, task: str, label: str) -> list[dict[str, Any]]:
         for key in sorted(tr.breakdowns[kind]):
             stats = tr.breakdowns[kind][key]
             base_stats = (base_tr.breakdowns.get(kind, {}).get(key) if base_tr is not None else None) or {}
-            for metric in sorted(m for m in stats if m != "n"):
+            for metric in sorted(m for m in stats if m not in COUNT_FIELDS):
                 rows.append(_row(ctx, task, label, tr, kind, key, metric, stats, base_stats, tests.get(str(key))))
     return rows
 
