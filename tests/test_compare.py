@@ -163,6 +163,13 @@ def test_baseline_selection(results):
         build_comparison(results, baseline="nope")
 
 
+def test_notes_override_and_unknown_note_label(results):
+    comparison = build_comparison(results, notes={"tuned": "lr 2e-3"}, n_resamples=B)
+    assert [c["note"] for c in comparison["checkpoints"]] == ["no tuning", "lr 2e-3", None]
+    with pytest.raises(UsageError, match="'tunde'.*Did you mean 'tuned'"):
+        build_comparison(results, notes={"tunde": "typo"})
+
+
 def test_task_missing_for_a_checkpoint_is_compared_where_present(results):
     edited = copy.deepcopy(results)
     del edited[2].tasks["ifeval"]

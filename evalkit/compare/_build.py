@@ -48,6 +48,10 @@ def build_comparison(results: Sequence[EvalResult], *, baseline: str | None = No
     _check_int(max_flips, "max_flips", 0)
     by_label = _by_label(results)
     base = _pick_baseline(list(by_label), baseline)
+    unknown = sorted(set(notes or {}) - set(by_label))
+    if unknown:
+        raise UsageError(f"--note given for {', '.join(map(repr, unknown))}, which is not a checkpoint label."
+                         f"{did_you_mean(unknown[0], list(by_label))}")
     ctx = Context(results=by_label, baseline=base, tasks=[], n_resamples=int(n_resamples),
                   random_state=random_state, confidence=CONFIDENCE)
     ctx.tasks = _task_names(ctx)
