@@ -175,7 +175,8 @@ def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
         "format_vs_knowledge": comparison.get("format_vs_knowledge") or [],
         "flip_counts": comparison.get("flip_counts") or [], "flips_json": _script_json(flips),
         "flip_tasks": sorted({f["task"] for f in flips}), "flip_checkpoints": sorted({f["checkpoint"] for f in flips}),
-        "n_flips": len(flips), "n_flips_total": len(comparison.get("flips") or []), "flips_per_group": FLIPS_PER_GROUP, "warnings": [str(w) for w in comparison.get("warnings") or []],
+        "n_flips": len(flips), "n_flips_total": len(comparison.get("flips") or []), "flips_per_group": FLIPS_PER_GROUP,
+        "warnings": [str(w) for w in comparison.get("warnings") or []],
         "settings": comparison.get("settings") or {}, "ci": view.ci_label(comparison),
         "counts": view.summary_counts(comparison),
     }

@@ -56,7 +56,8 @@ def _verdict_lines(verdict: dict[str, Any], max_rows: int) -> list[str]:
     checks = verdict.get("checks") or []
     problems = [c for c in checks if c.get("status") != "pass"]
     lines = [f"### {_STATUS_ICON.get(status, '')} Verdict: **{md_escape(status.upper())}**".replace("###  ", "### "),
-             "", f"{len(problems)} of {len(checks)} checks not passing (policy {md_escape(verdict.get('policy') or '–')}).", ""]
+             "", f"{len(problems)} of {len(checks)} checks not passing "
+             f"(policy {md_escape(verdict.get('policy') or '–')}).", ""]
     if problems:
         rows = [[md_escape(c.get("status")), md_escape(c.get("gate")), md_escape(c.get("checkpoint")),
                  view.fmt_value(c.get("value")), view.fmt_value(c.get("baseline_value")), view.fmt_delta(c.get("delta")),
@@ -83,7 +84,8 @@ def _headline_lines(comparison: dict[str, Any]) -> list[str]:
         if item["domain"]:
             parts.append("domain " + ", ".join(_short(r) for r in item["domain"]))
         if item["general"]:
-            worse = [r for r in item["general"] if view.delta_tone(r.get("delta"), r.get("p_value"), r.get("higher_is_better", True)) == "bad"]
+            worse = [r for r in item["general"]
+                     if view.delta_tone(r.get("delta"), r.get("p_value"), r.get("higher_is_better", True)) == "bad"]
             parts.append("general " + ", ".join(_short(r) for r in item["general"]) +
                          (f" ({len(worse)} significant regression{'s' if len(worse) != 1 else ''})" if worse else ""))
         lines.append(f"- **{md_escape(item['checkpoint'])}**: " + "; ".join(parts or ["no primary metrics"]))
