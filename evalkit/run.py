@@ -50,7 +50,9 @@ def _check_capabilities(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluat
             if not checkpoint.supports(need):
                 raise UsageError(
                     f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
-                    f"({checkpoint.spec.kind}) cannot answer; use a generation-only task or another checkpoint kind."
+                    f"({checkpoint.spec.kind}) cannot answer; use a generation-only task or another checkpoint kind"
+                    + (" (a server needs --model-args tokenizer=DIR and must return prompt logprobs, as vLLM does)."
+                       if checkpoint.spec.kind == "server" else ".")
                 )
 
 
