@@ -1,45 +1,44 @@
-"""The demo's domain training data: the VOC sample's train split, rendered with ``tasks/demo_voc.yaml``.
+"""The demo's domain training data: the VOC sample's train split, rendered by the ``demo_voc`` task.
 
-Prompts come from the voc evaluator's own :class:`~evalkit.voc.prompting.PromptBuilder` with the
-task file's template, so what the demo models are trained on is exactly what ``demo_voc`` asks them.
+The ``voc`` evaluator built from ``tasks/demo_voc.yaml`` reads the data and the template, and its own
+:class:`~evalkit.voc.prompting.PromptBuilder` renders the training prompts, so the demo models are
+trained on exactly the prompt the evaluation sends them (one source of truth: the task file).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DEMO_VOC_TASK", "voc_domain_data"]
-
-
-def _task_path() -> Path:
-    from ..taskconfig import shipped_tasks_dir
-
-    return shipped_tasks_dir() / "demo_voc.yaml"
-
+__all__ = ["DEMO_VOC_TASK", "demo_task_path", "voc_domain_data"]
 
 DEMO_VOC_TASK = "demo_voc"
 
 
+def demo_task_path(name: str) -> Path:
+    """Path of a shipped demo task file (``demo_voc``, ``demo_general``, ``demo_policy``)."""
+    from ..taskconfig import shipped_tasks_dir
+
+    return shipped_tasks_dir() / f"{name}.yaml"
+
+
 def voc_domain_data(task_file: Path | None = None):
     """``DomainData``: train pairs (rendered prompt, `` <label path>``) and the rendered test prompts."""
-    from ..taskconfig import load_task_file
-    from ..voc.dataset import DataSpec, file_sha256, load_voc_data
-    from ..voc.prompting import PromptBuilder, load_template_text
     from .._io import stable_hash
+    from ..evaluators.base import get_evaluator
+    from ..taskconfig import load_task_file
+    from ..voc.prompting import PromptBuilder
     from .checkpoints import DomainData
     from .train import Example
 
-    config = load_task_file(task_file or _task_path())
-    opts = config.options
-    spec = DataSpec(data=config.resolve_path(opts["data"]), train_data=config.resolve_path(opts["train_data"]),
-                    taxonomy=config.resolve_path(opts["taxonomy"]), text_field=opts.get("text_field", "text"),
-                    id_field=opts.get("id_field"), label_field=opts.get("label_field", "label"))
-    data = load_voc_data(spec)
-    builder = PromptBuilder(load_template_text(opts.get("prompt_template"), config.base_dir), data.taxonomy)
-    label_options = opts.get("label_options", "none")
-    train = [Example(builder.render(ex.text, label_options=label_options), " " + data.taxonomy.format(ex.path))
-             for ex in data.train]
-    tests = [builder.render(ex.text, label_options=label_options) for ex in data.test]
-    labels = [data.taxonomy.format(p) for p in data.taxonomy.labels]
+    config = load_task_file(task_file or demo_task_path(DEMO_VOC_TASK))
+    evaluator = get_evaluator(config.evaluator)(config)
+    if evaluator.options.num_fewshot or evaluator.options.label_options != "none":
+        raise ValueError(f"{config.source}: the demo trains zero-shot prompts without a label list; "
+                         f"set num_fewshot: 0 and label_options: none")
+    data, render = evaluator.data, PromptBuilder(evaluator.template_text, evaluator.data.taxonomy).render
+    fmt = data.taxonomy.format
+    train = [Example(render(ex.text), " " + fmt(ex.path)) for ex in data.train]
+    tests = [render(ex.text) for ex in data.test]
+    labels = [fmt(p) for p in data.taxonomy.labels]
     fingerprint = stable_hash({"train": [(e.prompt, e.completion) for e in train], "test": tests})
     return DomainData(train=train, test_prompts=tests, fingerprint=fingerprint, extra_texts=labels)

@@ -1,0 +1,71 @@
+"""``evalkit demo``: catastrophic forgetting at toy scale, from real training, fully offline.
+
+Three tiny checkpoints are trained on this machine (about 3 minutes on 2 CPU cores, cached after the
+first run; see :mod:`evalkit.demo.checkpoints`) and compared by the same pipeline as
+``evalkit compare`` on the ``demo_voc`` (domain) and ``demo_general`` (general) tasks with the
+``tasks/demo_policy.yaml`` gate. Expected outcome: domain-only tuning learns the domain and forgets the
+general facts (its gate fails); the 75/25 mix learns the domain and keeps them (its gate passes).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["run_demo", "DEMO_TASKS", "DEMO_NOTES"]
+
+DEMO_TASKS = "demo_voc,demo_general"
+DEMO_NOTES = {
+    "base": "trained from scratch on the embedded general set (invented facts, 1,000 steps)",
+    "domain_only": "base fine-tuned on VOC train only (400 steps)",
+    "mixed_75_25": "base fine-tuned on 75% VOC / 25% general questions (400 steps)",
+}
+_EXPECTED = {"domain_only": "fail", "mixed_75_25": "pass"}
+
+
+def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, store_path=None, *,
+             recipe=None, batch_size: int = 32) -> int:
+    """Build or load the demo checkpoints, compare them, write the report to ``out``; return the exit code.
+
+    Returns 0 when the gate shows the expected outcome (domain_only fails on forgetting, the mix
+    passes), 1 otherwise (the phenomenon did not appear, e.g. with other library versions).
+    """
+    import click
+
+    from ..checkpoints import LoadOptions
+    from ..pipeline import compare_pipeline
+    from .checkpoints import Recipe, ensure_checkpoints
+    from .domain import demo_task_path
+
+    log = lambda message: click.echo(message, err=True)  # noqa: E731 - stdout is the report summary
+    paths = ensure_checkpoints(cache_dir, retrain=retrain, recipe=recipe or Recipe(), log=log)
+    compare_pipeline(
+        specs=[f"{name}={path}" for name, path in paths.items()], tasks=DEMO_TASKS, out=Path(out), baseline="base",
+        baseline_results=[], policy=str(demo_task_path("demo_policy")),
+        notes=[f"{name}={text}" for name, text in DEMO_NOTES.items()], overrides=[], rerun=False,
+        load_options=LoadOptions(batch_size=batch_size, device="cpu", dtype="float32"), store_path=store_path)
+    return _expected_outcome(Path(out), log)
+
+
+def _expected_outcome(out: Path, log) -> int:
+    """0 if every demo checkpoint got the gate status the demo is meant to show, else 1."""
+    statuses = gate_statuses(out / "comparison.json")
+    wrong = {label: status for label, status in statuses.items() if _EXPECTED.get(label, status) != status}
+    if wrong:
+        log(f"demo: unexpected gate outcome {wrong} (expected {_EXPECTED}); see {out / 'report.md'}")
+        return 1
+    log("demo: as expected, domain_only fails the forgetting gate and mixed_75_25 passes "
+        f"(report: {out / 'report.html'})")
+    return 0
+
+
+def gate_statuses(comparison_path: Path) -> dict[str, str]:
+    """Worst gate status per checkpoint from a ``comparison.json`` with a verdict."""
+    verdict = json.loads(comparison_path.read_text(encoding="utf-8")).get("verdict") or {}
+    order = {"pass": 0, "warn": 1, "fail": 2}
+    statuses: dict[str, str] = {}
+    for check in verdict.get("checks", []):
+        label, status = check["checkpoint"], check["status"]
+        if order.get(status, 2) >= order.get(statuses.get(label, "pass"), 0):
+            statuses[label] = status
+    return statuses
