@@ -203,6 +203,17 @@ def test_context_guard_falls_back_then_errors():
 def test_long_comment_is_truncated_to_fit():
     plan = plan_prompts(_ShortLM(60), _builder(), label_options="none", chat_template=None, answer_tokens=5,
                         min_comment_tokens=1, fallback=True)
-    prompt, truncated = plan.build("word " * 400, [])
+    prompt, truncated, _ = plan.build("word " * 400, [])
     assert truncated and len(prompt) // 4 <= 60 - 5
-    assert plan.build("short", []) == (_builder().render("short"), False)
+    assert plan.build("short", []) == (_builder().render("short"), False, 0)
+
+
+def test_fewshot_examples_that_do_not_fit_are_dropped():
+    from evalkit.voc.dataset import VocExample
+
+    plan = plan_prompts(_ShortLM(100), _builder(), label_options="none", chat_template=None, answer_tokens=5,
+                        min_comment_tokens=10, fallback=True)
+    short = VocExample("s", "box lost", ("Delivery", "Lost"), 1)
+    long = VocExample("l", "very long example " * 30, ("Billing",), 2)
+    prompt, truncated, used = plan.build("my comment", [short, long])
+    assert used == 1 and "box lost" in prompt and "very long" not in prompt and not truncated

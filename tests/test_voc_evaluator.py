@@ -202,7 +202,7 @@ def test_chat_template_is_used_when_the_model_has_one(tmp_path, tiny_chat_model_
     evaluator = _evaluator(_task(tmp_path, n=2, max_gen_toks=4))
     plan = evaluator._plan(lm)
     assert plan.chat is True
-    prompt, _ = plan.build("hello", [])
+    prompt, _, _ = plan.build("hello", [])
     assert prompt.startswith("<|user|>\n") and prompt.endswith("<|assistant|>\n")
     assert evaluator.__class__(_task(tmp_path, chat_template=False))._plan(lm).chat is False
 

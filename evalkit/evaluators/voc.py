@@ -195,18 +195,16 @@ class VocEvaluator:
         return [done[ex.sample_id] if ex.sample_id in done else new[ex.sample_id] for ex in self.examples]
 
     def _plan(self, lm: Any) -> "PromptPlan":
-        from ..voc.prompting import PromptBuilder, fewshot_examples, plan_prompts
+        from ..voc.prompting import PromptBuilder, plan_prompts
 
         o = self.options
         chat = getattr(lm, "evalkit_chat_template", None)  # --chat-template/--no-chat-template, when the loader sets it
         tax = self.data.taxonomy
         # Room for the answer: the generation budget, or (constrained) a generous 2 chars per token of the longest path.
         answer = o.max_gen_toks if o.mode == "generate" else max(len(tax.format(p)) for p in tax.labels) // 2 + 8
-        first = self.examples[0].sample_id
         return plan_prompts(lm, PromptBuilder(self.template_text, tax), label_options=o.label_options,
                             chat_template=o.chat_template if chat is None else chat, answer_tokens=answer,
-                            min_comment_tokens=o.min_comment_tokens, fallback=o.label_options_fallback,
-                            probe_examples=fewshot_examples(self.data.train, first, o.num_fewshot, o.seed))
+                            min_comment_tokens=o.min_comment_tokens, fallback=o.label_options_fallback)
 
     def _request(self, kind: str, example: "VocExample", arguments: tuple, idx: int):
         from lm_eval.api.instance import Instance
@@ -223,14 +221,14 @@ class VocEvaluator:
         o = self.options
         built = [plan.build(ex.text, fewshot_examples(self.data.train, ex.sample_id, o.num_fewshot, o.seed))
                  for ex in batch]
-        prompts = [prompt for prompt, _ in built]
+        prompts = [prompt for prompt, _, _ in built]
         common = {"label_options": plan.label_options, "chat_template": plan.chat, "tokens_counted_by": plan.counter.method}
         if o.mode == "generate":
             outcomes = self._generate(lm, batch, prompts, chat=plan.chat)
         else:
             outcomes = self._constrained(lm, batch, prompts)
-        return [self._record(ex, path, {**extra, **common, "truncated": truncated})
-                for ex, (path, extra), (_, truncated) in zip(batch, outcomes, built)]
+        return [self._record(ex, path, {**extra, **common, "truncated": truncated, "num_fewshot_used": shots})
+                for ex, (path, extra), (_, truncated, shots) in zip(batch, outcomes, built)]
 
     def _generate(self, lm: Any, batch: list["VocExample"], prompts: list[str], *, chat: bool) -> list[tuple]:
         o = self.options
@@ -308,6 +306,7 @@ class VocEvaluator:
             "tokens_counted_by": sorted({e.get("tokens_counted_by") for e in extras if e.get("tokens_counted_by")}),
             "n_invalid": sum(bool(e.get("invalid")) for e in extras),
             "n_truncated": sum(bool(e.get("truncated")) for e in extras),
+            "n_fewshot_reduced": sum(e.get("num_fewshot_used", o.num_fewshot) < o.num_fewshot for e in extras),
             "parse_rules": dict(sorted(Counter(e.get("parse_rule", "?") for e in extras).items())),
             "prompt_template": o.prompt_template or "default", "sep": tax.sep, "n_labels": len(tax.labels),
             "n_leaves": len(tax.leaves), "depth": tax.depth, "n_train": len(self.data.train), "seed": o.seed,

@@ -10,8 +10,10 @@ Context-length guard (see :func:`plan_prompts`): token counts use the LM's token
 when it has one, else ``len(text) / 4``. The label list is chosen once per run, so every sample sees
 the same kind of prompt: if the configured ``label_options`` leaves fewer than ``min_comment_tokens``
 for the comment, it falls back ``paths`` -> ``levels`` -> ``none`` with a warning (or, with
-``label_options_fallback: false``, raises); the choice is recorded in every record. A single comment
-that still does not fit is cut at the end (kept from its start) and its record says ``truncated``.
+``label_options_fallback: false``, raises); the choice is recorded in every record. Per sample,
+few-shot examples that would leave less than ``min_comment_tokens`` are dropped (the record says how
+many were used), and a comment that still does not fit is cut at the end (kept from its start) and
+its record says ``truncated``.
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ def fewshot_examples(pool: Sequence["VocExample"], sample_id: str, k: int, seed:
     if k <= 0 or not pool:
         return []
     rng = random.Random(f"{seed}:{sample_id}")  # str seeds hash with sha512: stable across processes
-    candidates = [ex for ex in pool if ex.sample_id != sample_id] if len(pool) <= 50_000 else pool
-    return rng.sample(list(candidates), min(k, len(candidates)))
+    # Draw one spare position so the sample itself (when it is in the pool) can be left out.
+    picked = [pool[i] for i in rng.sample(range(len(pool)), min(k + 1, len(pool)))]
+    return [ex for ex in picked if ex.sample_id != sample_id][:k]
 
 
 # ----------------------------------------------------------------------------- model-dependent parts
@@ -157,6 +160,7 @@ class PromptPlan:
     counter: TokenCounter
     limit: int | None
     answer_tokens: int
+    min_comment_tokens: int = 0
     _base_cache: dict = field(default_factory=dict, repr=False)
     _lm: Any = field(default=None, repr=False)
 
@@ -166,11 +170,18 @@ class PromptPlan:
             return prompt
         return self._lm.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
 
-    def build(self, text: str, examples: Sequence["VocExample"]) -> tuple[str, bool]:
-        """``(model input, truncated)`` for one comment, cutting the comment if the context is too short."""
+    def build(self, text: str, examples: Sequence["VocExample"]) -> tuple[str, bool, int]:
+        """``(model input, comment truncated?, few-shot examples used)`` for one comment.
+
+        Few-shot examples that leave less than ``min_comment_tokens`` for the comment are dropped
+        (last first); then a comment that is still too long is cut at the end.
+        """
+        examples = list(examples)
         if self.limit is None:
-            return self.model_input(self.builder.render(text, examples=examples, label_options=self.label_options)), False
-        budget = self.limit - self.answer_tokens - self._base_tokens(examples)
+            return self._render(text, examples), False, len(examples)
+        while examples and self._room(examples) < self.min_comment_tokens:
+            examples.pop()
+        budget = self._room(examples)
         truncated = False
         text_tokens = self.counter.count(text)
         while text and text_tokens > budget:
@@ -178,7 +189,14 @@ class PromptPlan:
             text = text[: max(0, int(len(text) * budget / text_tokens) - 1)]
             text_tokens = self.counter.count(text)
             truncated = True
-        return self.model_input(self.builder.render(text, examples=examples, label_options=self.label_options)), truncated
+        return self._render(text, examples), truncated, len(examples)
+
+    def _render(self, text: str, examples: Sequence["VocExample"]) -> str:
+        return self.model_input(self.builder.render(text, examples=examples, label_options=self.label_options))
+
+    def _room(self, examples: Sequence["VocExample"]) -> int:
+        """Tokens left for the comment with these few-shot examples."""
+        return self.limit - self.answer_tokens - self._base_tokens(examples)
 
     def _base_tokens(self, examples: Sequence["VocExample"]) -> int:
         key = tuple(ex.sample_id for ex in examples)
@@ -189,15 +207,18 @@ class PromptPlan:
 
 
 def plan_prompts(lm: Any, builder: PromptBuilder, *, label_options: str, chat_template: bool | None,
-                 answer_tokens: int, min_comment_tokens: int, fallback: bool,
-                 probe_examples: Sequence["VocExample"] = ()) -> PromptPlan:
-    """Choose the chat mode and the label block that fit the LM's context (see the module docstring)."""
+                 answer_tokens: int, min_comment_tokens: int, fallback: bool) -> PromptPlan:
+    """Choose the chat mode and the label block that fit the LM's context (see the module docstring).
+
+    The check is made without few-shot examples: examples that do not fit are dropped per sample.
+    """
     plan = PromptPlan(builder=builder, label_options=label_options, chat=use_chat_template(lm, chat_template),
-                      counter=token_counter(lm), limit=context_limit(lm), answer_tokens=answer_tokens, _lm=lm)
+                      counter=token_counter(lm), limit=context_limit(lm), answer_tokens=answer_tokens,
+                      min_comment_tokens=min_comment_tokens, _lm=lm)
     if plan.limit is None:
         return plan
     while True:
-        room = plan.limit - answer_tokens - plan._base_tokens(probe_examples)
+        room = plan._room(())
         if room >= min_comment_tokens:
             return plan
         detail = (f"the prompt with label_options={plan.label_options!r} leaves {room} tokens for the comment "
@@ -205,7 +226,7 @@ def plan_prompts(lm: Any, builder: PromptBuilder, *, label_options: str, chat_te
                   f"tokens counted by {plan.counter.method})")
         nxt = _FALLBACK.get(plan.label_options)
         if nxt is None or not fallback:
-            hint = "lower num_fewshot or min_comment_tokens" if nxt is None else "use label_options: levels or none"
+            hint = "lower min_comment_tokens or shorten the template" if nxt is None else "use label_options: levels or none"
             raise UsageError(f"prompt too long for the model: {detail}; {hint}, or use a model with a longer context.")
         log.warning("VOC prompt: %s; falling back to label_options=%r.", detail, nxt)
         plan.label_options, plan._base_cache = nxt, {}
