@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .compare import load_comparison
+from .compare._common import LOWER_IS_BETTER_FRAGMENTS
 from .errors import UsageError, did_you_mean
 
 __all__ = [
@@ -67,8 +69,6 @@ _SEVERITIES = ("error", "warn")
 _STATUS_ORDER = {"pass": 0, "warn": 1, "fail": 2}
 # Used only when neither the row nor the task's metric row says which direction is better; the same
 # fragments as evalkit.compare uses (not imported: that module pulls in numpy).
-_LOWER_IS_BETTER_FRAGMENTS = ("invalid_rate", "parse_failure_rate", "error_depth", "error_rate", "perplexity", "loss")
-SUPPORTED_SCHEMA_VERSION = 1
 
 
 # --------------------------------------------------------------------------------------- policy
@@ -382,7 +382,7 @@ def _higher_is_better(gate: Gate, rows: dict[str, dict], comparison: dict[str, A
         if row["task"] == some_row["task"] and row["metric"] == some_row["metric"]:
             if isinstance(row.get("higher_is_better"), bool):
                 return row["higher_is_better"]
-    return not any(fragment in str(some_row["metric"]) for fragment in _LOWER_IS_BETTER_FRAGMENTS)
+    return not any(fragment in str(some_row["metric"]) for fragment in LOWER_IS_BETTER_FRAGMENTS)
 
 
 # Thresholds are inclusive; the slack keeps 0.60 - 0.55 (= 0.04999...) from failing "min_gain: 0.05".
@@ -646,30 +646,6 @@ def _append_step_summary(verdict: Verdict) -> None:
 
 
 # ------------------------------------------------------------------------------------ the command
-
-
-def load_comparison(path: str | Path) -> dict[str, Any]:
-    """Read a ``comparison.json`` and check it is one this evalkit can read."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: comparison file not found (written by `evalkit compare --out DIR`).") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read the comparison file ({exc}).") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).") from None
-    if not isinstance(data, dict) or data.get("kind") != "evalkit.comparison":
-        got = data.get("kind") if isinstance(data, dict) else type(data).__name__
-        raise UsageError(f"{path}: not an evalkit comparison (kind {got!r}, expected 'evalkit.comparison'); "
-                         "give the comparison.json written by `evalkit compare`.")
-    version = data.get("schema_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise UsageError(f"{path}: 'schema_version' must be a positive integer, got {version!r}.")
-    if version > SUPPORTED_SCHEMA_VERSION:
-        raise UsageError(f"{path}: schema_version {version} is newer than this evalkit reads "
-                         f"({SUPPORTED_SCHEMA_VERSION}); upgrade evalkit.")
-    return data
 
 
 def gate_main(comparison_path: str | Path, policy_path: str | Path, out_dir: str | Path | None = None) -> int:

@@ -18,17 +18,21 @@ def load_comparison(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"{path}: file not found.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: not valid JSON ({exc}).") from None
+        raise UsageError(f"{path}: comparison file not found (written by `evalkit compare --out DIR`).") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the comparison file ({exc}).") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).") from None
     if not isinstance(data, dict) or data.get("kind") != COMPARISON_KIND:
         found = data.get("kind") if isinstance(data, dict) else type(data).__name__
         raise UsageError(f"{path}: not an evalkit comparison (kind {found!r}, expected {COMPARISON_KIND!r}); "
-                         f"create one with `evalkit compare`.")
+                         f"give the comparison.json written by `evalkit compare`.")
     version = data.get("schema_version")
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= COMPARISON_SCHEMA_VERSION:
-        raise UsageError(f"{path}: comparison schema_version {version!r} is not one this evalkit reads "
-                         f"(1..{COMPARISON_SCHEMA_VERSION}); upgrade evalkit or rebuild the comparison.")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UsageError(f"{path}: 'schema_version' must be a positive integer, got {version!r}.")
+    if version > COMPARISON_SCHEMA_VERSION:
+        raise UsageError(f"{path}: schema_version {version} is newer than this evalkit reads "
+                         f"({COMPARISON_SCHEMA_VERSION}); upgrade evalkit.")
     return data
 
 
