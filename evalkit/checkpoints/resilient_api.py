@@ -1,0 +1,314 @@
+"""The request loop for OpenAI-compatible servers: lm-eval's ``TemplateAPI`` with production behaviour.
+
+lm-eval 0.4.13's ``TemplateAPI`` already sends requests concurrently (aiohttp, ``num_concurrent``) with
+tenacity retries and a timeout, but it retries *every* failure (a 401 or 404 is tried ``max_retries``
+times, then a traceback), its waits are fixed at 1-10 s, ``max_retries`` counts attempts, not retries,
+``timeout`` is truncated to whole seconds, and a ``stop`` string a server leaves in its output (as
+``transformers serve`` does; vLLM strips it) stays in the generation. :class:`ResilientAPIMixin` keeps
+everything else of lm-eval's backends (payloads, parsing, batching, caching) and replaces the loop
+(mixed into the backends of :func:`evalkit.checkpoints.server.load_server_lm`):
+
+- one code path for every concurrency (lm-eval's async path; ``num_concurrent=1`` is a semaphore of one);
+- retries with exponential backoff and jitter only on 408/425/429/5xx, timeouts and dropped connections,
+  honouring ``Retry-After`` (capped); ``max_retries`` is the number of *re*-tries after the first attempt;
+- other 4xx fail at once with a one-line evalkit error (401/403: the API key; 404: the model or endpoint);
+- a progress bar per request wave with ETA and requests/s (:func:`evalkit.progress.bar`), and
+  :attr:`ResilientAPIMixin.request_stats` (requests, retries, failures by status, seconds);
+- generations are cut at the first stop string, as lm-eval's in-process ``HFLM`` does;
+- log-likelihood requests start with one probe; a server that returns no prompt log-probabilities
+  (``echo=true`` with ``logprobs``) gets a clear :class:`~evalkit.errors.UsageError` before any
+  evaluation request (see :func:`returns_prompt_logprobs`).
+
+Tuning keys, passed through ``--model-args``: ``retry_wait`` (first backoff in seconds, default 1) and
+``retry_max_wait`` (cap, default 30).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import EvaluationError, UsageError
+
+__all__ = ["RetryPolicy", "RequestStats", "ResilientAPIMixin", "is_retryable_status", "returns_prompt_logprobs",
+           "RETRYABLE_STATUS"]
+
+logger = logging.getLogger(__name__)
+
+#: HTTP statuses worth another try: request timeout, too early, rate limited, and every 5xx.
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+_DETAIL_CHARS = 300
+
+
+def is_retryable_status(status: int) -> bool:
+    """Whether an HTTP status is transient (408, 425, 429 or 5xx).
+
+    Examples
+    --------
+    >>> [is_retryable_status(s) for s in (200, 401, 404, 429, 500, 503)]
+    [False, False, False, True, True, True]
+    """
+    return status in RETRYABLE_STATUS or 500 <= status <= 599
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: wait ``base_wait * 2**(n-1)`` (capped at ``max_wait``) before retry ``n``.
+
+    A random factor in [0.5, 1] spreads concurrent retries apart; a server's ``Retry-After`` raises the
+    wait (still capped).
+
+    Examples
+    --------
+    >>> policy = RetryPolicy(max_retries=3, base_wait=1.0, max_wait=3.0)
+    >>> [policy.wait(n, jitter=1.0) for n in (1, 2, 3)]
+    [1.0, 2.0, 3.0]
+    >>> policy.wait(1, retry_after=2.5, jitter=1.0)
+    2.5
+    """
+
+    max_retries: int = 5
+    base_wait: float = 1.0
+    max_wait: float = 30.0
+
+    def __post_init__(self):
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise UsageError(f"--max-retries must be an integer >= 0, got {self.max_retries!r}.")
+        for name, key in (("base_wait", "retry_wait"), ("max_wait", "retry_max_wait")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise UsageError(f"--model-args {key} must be a number of seconds >= 0, got {value!r}.")
+
+    def wait(self, retry: int, *, retry_after: float | None = None, jitter: float | None = None) -> float:
+        """Seconds to sleep before retry number ``retry`` (1-based)."""
+        factor = random.uniform(0.5, 1.0) if jitter is None else jitter
+        backoff = self.base_wait * 2 ** (retry - 1) * factor
+        if retry_after is not None:
+            backoff = max(backoff, retry_after)
+        return min(self.max_wait, backoff)
+
+
+@dataclass
+class RequestStats:
+    """What the request loop did: totals over the LM's lifetime, for logs, benchmarks and tests."""
+
+    requests: int = 0          # requests answered
+    attempts: int = 0          # HTTP attempts, including retries
+    retries: int = 0
+    seconds: float = 0.0       # wall time inside request waves
+    failures: Counter = field(default_factory=Counter)  # "HTTP 503", "timeout", "connection" -> count
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        failed = ", ".join(f"{k}: {v}" for k, v in sorted(self.failures.items())) or "none"
+        return (f"{self.requests} requests in {self.seconds:.1f} s ({self.requests_per_second:.2f} req/s), "
+                f"{self.retries} retries (failures: {failed})")
+
+
+class _Transient(Exception):
+    """A failure worth another try (status/timeout/connection), with the server's Retry-After if any."""
+
+    def __init__(self, label: str, detail: str = "", retry_after: float | None = None):
+        super().__init__(f"{label}{': ' + detail if detail else ''}")
+        self.label = label
+        self.retry_after = retry_after
+
+
+class ResilientAPIMixin:
+    """Mix in before an lm-eval ``TemplateAPI`` subclass (see the module docstring)."""
+
+    def __init__(self, *args: Any, retry_wait: float = 1.0, retry_max_wait: float = 30.0,
+                 server_name: str | None = None, timeout: float = 300.0, **kwargs: Any) -> None:
+        super().__init__(*args, timeout=max(1, int(timeout)), **kwargs)
+        self.timeout = float(timeout)  # lm-eval keeps whole seconds; sub-second timeouts matter in tests
+        self.concurrency = max(1, int(self._concurrent))
+        self._concurrent = max(2, self.concurrency)  # always lm-eval's async path: one retry loop for all
+        self.retry_policy = RetryPolicy(int(self.max_retries), float(retry_wait), float(retry_max_wait))
+        self.server_name = server_name or str(self.base_url)
+        self.request_stats = RequestStats()
+        self._prompt_logprobs_checked = False
+
+    # ------------------------------------------------------------------ the request wave
+    async def get_batched_requests(self, requests: list, cache_keys: list, *, generate: bool = True,
+                                   ctxlens: list | None = None, **kwargs: Any) -> list:
+        """Send ``requests`` in batches of ``batch_size``, ``concurrency`` at a time; answers in order."""
+        from aiohttp import ClientSession, ClientTimeout, TCPConnector
+        from lm_eval.models.utils import chunks
+
+        from ..progress import bar
+
+        ctxlens = ctxlens or [None] * len(requests)
+        batches = list(zip(chunks(requests, n=self._batch_size), chunks(cache_keys, n=self._batch_size),
+                           chunks(ctxlens, n=self._batch_size)))
+        started = time.perf_counter()
+        semaphore = asyncio.Semaphore(self.concurrency)
+        connector = TCPConnector(limit=self.concurrency, ssl=self.verify_certificate)
+        with bar(len(requests), f"{self.server_name} requests", unit="req") as progress:
+            async with ClientSession(connector=connector, timeout=ClientTimeout(total=self.timeout)) as session:
+                tasks = [asyncio.create_task(self._send_with_retries(session, semaphore, batch, keys, lens, progress,
+                                                                     generate=generate, **kwargs))
+                         for batch, keys, lens in batches]
+                try:
+                    answers = await asyncio.gather(*tasks)
+                except BaseException:
+                    for task in tasks:  # one request failed for good: stop the others now
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    raise
+                finally:
+                    self.request_stats.seconds += time.perf_counter() - started
+        logger.info("%s: %s", self.server_name, self.request_stats.summary())
+        return answers
+
+    async def _send_with_retries(self, session, semaphore, messages, cache_keys, ctxlens, progress, *,
+                                 generate: bool, **kwargs: Any) -> list:
+        policy, last = self.retry_policy, None
+        # A retrying request keeps its slot while it waits: a struggling server gets no new requests meanwhile,
+        # and a server that always fails sees at most concurrency * (max_retries + 1) attempts.
+        async with semaphore:
+            for attempt in range(policy.max_retries + 1):
+                if attempt:
+                    await asyncio.sleep(policy.wait(attempt, retry_after=last.retry_after))
+                    self.request_stats.retries += 1
+                try:
+                    answers = await self._send_once(session, messages, ctxlens, generate=generate, **kwargs)
+                except _Transient as exc:
+                    last = exc
+                    self.request_stats.failures[exc.label] += 1
+                    logger.info("%s: %s (attempt %d of %d)", self.server_name, exc, attempt + 1, policy.max_retries + 1)
+                    continue
+                self._cache_answers(answers, cache_keys, generate)
+                self.request_stats.requests += len(messages)
+                progress.update(len(messages))
+                progress.set_postfix(retries=self.request_stats.retries, refresh=False)
+                return answers
+        raise EvaluationError(
+            f"server {self.server_name} failed {policy.max_retries + 1} times in a row ({last}); it may be down or "
+            f"overloaded: check it, lower --num-concurrent or raise --max-retries/--request-timeout "
+            f"(finished samples are stored; rerun to resume).")
+
+    async def _send_once(self, session, messages, ctxlens, *, generate: bool, gen_kwargs: dict | None = None,
+                         **kwargs: Any) -> list:
+        import aiohttp
+
+        gen_kwargs = copy.deepcopy(gen_kwargs)
+        # The EOS string is a stop as in-process HFLM; lm-eval warns when asked for it without a tokenizer.
+        eos = self.eos_string if generate and (self._eos_string or self.tokenizer is not None) else None
+        stops = _stop_strings(gen_kwargs, eos) if generate else []
+        payload = self._create_payload(self.create_message(messages), generate=generate, gen_kwargs=gen_kwargs,
+                                       seed=self._seed, eos=eos, **kwargs)
+        self.request_stats.attempts += 1
+        try:
+            async with session.post(self.base_url, json=payload, headers=self.header) as response:
+                if response.status >= 400:
+                    self._raise_for_status(response.status, await response.text(), response.headers)
+                outputs = await response.json(content_type=None)
+        except asyncio.TimeoutError:
+            raise _Transient("timeout", f"no answer within --request-timeout {self.timeout:g} s") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise _Transient("connection", str(exc) or type(exc).__name__) from None
+        except ValueError as exc:  # a body that is not JSON (a proxy's error page, a cut-off answer)
+            raise _Transient("invalid JSON", str(exc)[:_DETAIL_CHARS]) from None
+        return self._parse_answers(outputs, messages, ctxlens, generate, stops)
+
+    def _raise_for_status(self, status: int, text: str, headers) -> None:
+        detail = " ".join(text.split())[:_DETAIL_CHARS]
+        if is_retryable_status(status):
+            raise _Transient(f"HTTP {status}", detail, _retry_after(headers.get("Retry-After")))
+        endpoint = "/" + str(self.base_url).rstrip("/").rsplit("/v1/", 1)[-1]
+        if status in (401, 403):
+            raise UsageError(f"server {self.server_name} refused the API key (HTTP {status}) on POST {endpoint}; "
+                             f"set the environment variable named by --api-key-env to a valid key.")
+        if status == 404:
+            raise UsageError(f"server {self.server_name} answered HTTP 404 to POST {endpoint} ({detail or 'no detail'}); "
+                             f"check the model name after '#' (GET /v1/models lists them) and that the server has "
+                             f"this endpoint (--model-args api=chat or api=completions).")
+        raise UsageError(f"server {self.server_name} rejected a request with HTTP {status} on POST {endpoint}: "
+                         f"{detail or 'no detail'}")
+
+    def _parse_answers(self, outputs, messages, ctxlens, generate: bool, stops: list[str]) -> list:
+        from lm_eval.models.api_models import LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER
+        from lm_eval.models.utils import postprocess_generated_text
+
+        try:
+            if generate:
+                answers = self.parse_generations(outputs=outputs)
+            else:
+                answers = self.parse_logprobs(outputs=outputs, tokens=messages, ctxlens=ctxlens)
+        except (KeyError, IndexError, TypeError, AssertionError) as exc:
+            raise _Transient("unexpected answer", f"{type(exc).__name__}: {exc}") from None
+        if generate:
+            answers = [LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER if a is None else postprocess_generated_text(a, stops, None)
+                       for a in answers]
+        if len(answers) != len(messages):
+            raise _Transient("unexpected answer", f"{len(answers)} answers for {len(messages)} prompts")
+        return answers
+
+    def _cache_answers(self, answers: list, cache_keys, generate: bool) -> None:
+        method = "generate_until" if generate else "loglikelihood"
+        for answer, key in zip(answers, cache_keys or []):
+            if key is not None:
+                self.cache_hook.add_partial(method, key, answer)
+
+    # ------------------------------------------------------------------ log-likelihood guard
+    def _loglikelihood_tokens(self, requests, **kwargs):
+        if requests and not self._prompt_logprobs_checked:
+            self.check_prompt_logprobs()
+        return super()._loglikelihood_tokens(requests, **kwargs)
+
+    def check_prompt_logprobs(self) -> None:
+        """Raise a UsageError unless the server returns prompt log-probabilities (one probe request)."""
+        if not returns_prompt_logprobs(str(self.base_url), self.model, dict(self.header), timeout=min(self.timeout, 60.0)):
+            raise UsageError(
+                f"server {self.server_name} returned no prompt logprobs to a probe (completions with echo=true and "
+                f"logprobs), which log-likelihood tasks need; serve the model with vLLM, which does, or evaluate "
+                f"generation tasks only.")
+        self._prompt_logprobs_checked = True
+
+
+def _stop_strings(gen_kwargs: dict | None, eos: str | None) -> list[str]:
+    """The stop strings of a generation request plus the EOS string, as in-process ``HFLM`` cuts at."""
+    until = (gen_kwargs or {}).get("until") or []
+    stops = [until] if isinstance(until, str) else list(until)
+    return stops + ([eos] if eos and eos not in stops else [])
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:  # an HTTP date: treat as "no hint"
+        return None
+
+
+def returns_prompt_logprobs(completions_url: str, model: str, headers: dict[str, str], *, timeout: float = 30.0) -> bool:
+    """Whether ``POST completions_url`` with ``echo=true, logprobs=1`` returns log-probabilities of the prompt.
+
+    vLLM does; ``transformers serve`` ignores ``echo``/``logprobs`` (and chat endpoints have neither).
+    Errors (unreachable, 4xx/5xx) count as "no": the caller's message then says what the task needs.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    payload = {"model": model, "prompt": "Hello, world. Hello", "max_tokens": 1, "temperature": 0,
+               "logprobs": 1, "echo": True}
+    request = urllib.request.Request(completions_url, data=json.dumps(payload).encode(), method="POST",
+                                     headers={**headers, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = json.loads(response.read())
+        logprobs = body["choices"][0].get("logprobs") or {}
+    except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return False
+    tokens = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
+    # The prompt has several tokens; an answer covering only the generated token has one entry.
+    return isinstance(tokens, list) and len(tokens) >= 3 and isinstance(logprobs.get("top_logprobs"), list)

@@ -1,0 +1,146 @@
+"""A deterministic OpenAI-compatible stub server on 127.0.0.1 that fails on purpose, for retry tests.
+
+``GET /v1/models`` lists one model; ``POST /v1/completions`` and ``POST /v1/chat/completions`` answer
+every prompt with a fixed text chosen from ``answers`` by a hash of the prompt, so a run that saw
+failures can be compared with one that did not. Failures follow a deterministic pattern:
+
+- ``fail_every=k``: every k-th POST answers ``fail_status`` (500, 429, ...) instead;
+- ``always_status``: every POST answers this status (401, 404, 500);
+- ``down_after=n``: after n answered POSTs every POST answers 503 (a server that died);
+- ``hang_every=k``: every k-th POST sleeps ``hang_seconds`` before answering (client timeouts);
+- ``prompt_logprobs``: completions return vLLM-style echo log-probabilities (one per character).
+
+Loopback only, a free port, daemon threads; use as a context manager.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["FlakyServer", "answer_for"]
+
+
+def answer_for(prompt: str, answers: list[str]) -> str:
+    """The fixed answer the stub gives ``prompt``."""
+    digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+    return answers[int.from_bytes(digest[:4], "big") % len(answers)]
+
+
+class FlakyServer:
+    """See the module docstring; ``url`` is ``http://127.0.0.1:PORT/v1``."""
+
+    def __init__(self, *, model: str = "flaky-model", answers: list[str] | None = None, fail_every: int = 0,
+                 fail_status: int = 500, always_status: int | None = None, down_after: int | None = None,
+                 hang_every: int = 0, hang_seconds: float = 2.0, retry_after: str | None = None,
+                 prompt_logprobs: bool = False):
+        self.model = model
+        self.answers = answers or [" yes", " no", " maybe"]
+        self.fail_every, self.fail_status, self.always_status = fail_every, fail_status, always_status
+        self.down_after, self.hang_every, self.hang_seconds = down_after, hang_every, hang_seconds
+        self.retry_after, self.prompt_logprobs = retry_after, prompt_logprobs
+        self.posts = 0                    # POST requests received
+        self.answered = 0                 # POST requests answered with 200
+        self.statuses: Counter = Counter()
+        self.prompts: list[str] = []      # prompts answered with 200, in arrival order
+        self.post_times: list[float] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> "FlakyServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # ------------------------------------------------------------------ behaviour
+    def _decide(self) -> tuple[int, float]:
+        """(status, seconds to sleep) for the next POST, from the failure pattern."""
+        with self._lock:
+            self.posts += 1
+            self.post_times.append(time.monotonic())
+            n = self.posts
+            if self.always_status:
+                status = self.always_status
+            elif self.down_after is not None and self.answered >= self.down_after:
+                status = 503
+            elif self.fail_every and n % self.fail_every == 0:
+                status = self.fail_status
+            else:
+                status = 200
+            self.statuses[status] += 1
+        return status, (self.hang_seconds if self.hang_every and n % self.hang_every == 0 else 0.0)
+
+    def _completion(self, body: dict, chat: bool) -> dict:
+        if chat:
+            prompt = str(body["messages"][-1]["content"])
+            choice = {"index": 0, "message": {"role": "assistant", "content": answer_for(prompt, self.answers)},
+                      "finish_reason": "stop"}
+            return {"object": "chat.completion", "model": self.model, "choices": [choice]}
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        choices = [self._text_choice(i, str(p), body) for i, p in enumerate(prompts)]
+        return {"object": "text_completion", "model": self.model, "choices": choices}
+
+    def _text_choice(self, index: int, prompt: str, body: dict) -> dict:
+        choice = {"index": index, "text": answer_for(prompt, self.answers), "finish_reason": "stop"}
+        if self.prompt_logprobs and body.get("echo") and body.get("logprobs"):
+            values = [None] + [-0.5] * len(prompt)  # one "token" per character, plus the generated one
+            choice["logprobs"] = {"token_logprobs": values, "top_logprobs": [None] + [{"x": -0.5}] * len(prompt)}
+        return choice
+
+    def _handler_class(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server API)
+                if self.path.rstrip("/") == "/v1/models":
+                    self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})
+                else:
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if self.path not in ("/v1/completions", "/v1/chat/completions"):
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                status, pause = server._decide()
+                time.sleep(pause)
+                if status != 200:
+                    self._send(status, {"error": {"message": f"failing on purpose with {status}"}})
+                    return
+                answer = server._completion(body, chat=self.path.endswith("chat/completions"))
+                with server._lock:
+                    server.answered += 1
+                    server.prompts.extend([str(body.get("prompt", body.get("messages")))])
+                self._send(200, answer)
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    if status == 429 and server.retry_after is not None:
+                        self.send_header("Retry-After", server.retry_after)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
