@@ -113,7 +113,7 @@ def load_server_lm(spec: CheckpointSpec, options: "LoadOptions"):
     extra = {k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items() if k != "api"}
     chat = uses_chat(options)
     common = dict(model=spec.model, num_concurrent=options.num_concurrent, max_retries=options.max_retries,
-                  timeout=options.timeout, header=_headers(spec, options))
+                  timeout=options.timeout, header=_headers(spec, options), server_name=_server_name(spec))
     if options.max_length:
         common["max_length"] = options.max_length
     if isinstance(options.batch_size, int):
@@ -150,7 +150,9 @@ def _completions_class():
     """lm-eval's completions backend, with a clear error when the server returns no prompt logprobs."""
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
-    class CompletionsServerLM(LocalCompletionsAPI):
+    from .resilient_api import ResilientAPIMixin  # retries/backoff/progress (see that module)
+
+    class CompletionsServerLM(ResilientAPIMixin, LocalCompletionsAPI):
         @staticmethod
         def parse_logprobs(outputs, tokens=None, ctxlens=None, **kwargs):
             try:
@@ -166,7 +168,9 @@ def _chat_class():
     """lm-eval's chat backend, accepting plain-text prompts too (sent as one user message)."""
     from lm_eval.models.openai_completions import LocalChatCompletion
 
-    class ChatServerLM(LocalChatCompletion):
+    from .resilient_api import ResilientAPIMixin
+
+    class ChatServerLM(ResilientAPIMixin, LocalChatCompletion):
         def create_message(self, messages, generate=False):
             if messages and isinstance(messages[0], str):
                 return [{"role": "user", "content": messages[0]}]
