@@ -54,9 +54,16 @@ def load_lm(spec: CheckpointSpec, options: "LoadOptions"):
     if spec.kind == "server":
         from .server import load_server_lm
 
-        return load_server_lm(spec, options)
+        return _with_chat_choice(load_server_lm(spec, options), options)
     loader = {"hf": _load_hf, "hub": _load_hub, "peft": _load_peft, "weights": _load_weights}[spec.kind]
-    return loader(spec, options)
+    return _with_chat_choice(loader(spec, options), options)
+
+
+def _with_chat_choice(lm, options: "LoadOptions"):
+    # --chat-template/--no-chat-template travels with the LM so every evaluator sees the same choice
+    # (None: each task's own `chat_template` key, default "when the model has one").
+    lm.evalkit_chat_template = options.chat_template
+    return lm
 
 
 def _hflm_kwargs(options: "LoadOptions") -> dict[str, Any]:
@@ -65,13 +72,25 @@ def _hflm_kwargs(options: "LoadOptions") -> dict[str, Any]:
 
     if options.dtype not in _DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.")
-    kwargs: dict[str, Any] = dict(batch_size=options.batch_size, dtype=options.dtype or "auto",
-                                  device=options.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+    device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    kwargs: dict[str, Any] = dict(batch_size=_batch_size(options.batch_size, device), dtype=options.dtype or "auto",
+                                  device=device,
                                   trust_remote_code=options.trust_remote_code)
     if options.max_length:
         kwargs["max_length"] = options.max_length
     kwargs.update({k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items()})
     return kwargs
+
+
+#: "auto" on CPU: lm-eval's detection probes ever larger batches until memory runs out, which on a
+#: CPU with plenty of RAM costs tens of seconds and finds nothing useful; a fixed batch is as fast.
+CPU_AUTO_BATCH_SIZE = 8
+
+
+def _batch_size(requested: str | int, device: str) -> str | int:
+    if isinstance(requested, str) and requested.startswith("auto") and device.startswith("cpu"):
+        return CPU_AUTO_BATCH_SIZE
+    return requested
 
 
 def _hflm(spec: CheckpointSpec, **kwargs):
