@@ -202,10 +202,13 @@ class Taxonomy:
         Each distinct value is parsed once, so encoding a million labels with few distinct values is fast.
         """
         values = paths if isinstance(paths, (list, tuple, np.ndarray)) else list(paths)
-        lookup = {}
-        for value in dict.fromkeys(_hashable(v) for v in values):
-            lookup[value] = self._lookup(value)
-        return np.fromiter((lookup[_hashable(v)] for v in values), dtype=np.int64, count=len(values))
+        try:
+            distinct = dict.fromkeys(values)
+        except TypeError:  # lists inside: make them hashable first (slower path)
+            values = [_hashable(v) for v in values]
+            distinct = dict.fromkeys(values)
+        lookup = {value: self._lookup(value) for value in distinct}
+        return np.fromiter(map(lookup.__getitem__, values), dtype=np.int64, count=len(values))
 
     def decode(self, ids: Iterable[int]) -> list[tuple[str, ...] | None]:
         """Paths of node ids; None for -1."""

@@ -120,12 +120,12 @@ def _check_ids(y_true: np.ndarray, y_pred: np.ndarray, taxonomy: Taxonomy, func:
 
 def _build_taxonomy(y_true: Any, y_pred: Any, labels: Any, sep: str, func: str) -> Taxonomy:
     paths = []
-    for item in dict.fromkeys(_key(v) for v in y_true):
+    for item in _distinct(y_true):
         try:
             paths.append(_as_path(item, sep))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{func}: y_true contains an invalid label {item!r}: {exc}.") from None
-    for item in dict.fromkeys(_key(v) for v in y_pred):
+    for item in _distinct(y_pred):
         if not _is_missing(item):
             try:
                 paths.append(_as_path(item, sep))
@@ -137,6 +137,13 @@ def _build_taxonomy(y_true: Any, y_pred: Any, labels: Any, sep: str, func: str) 
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{func}: 'labels' contains an invalid label {item!r}: {exc}.") from None
     return Taxonomy(paths, sep=sep)
+
+
+def _distinct(values: Any) -> dict:
+    try:
+        return dict.fromkeys(values)
+    except TypeError:  # lists inside
+        return dict.fromkeys(_key(v) for v in values)
 
 
 def _key(value: Any) -> Any:
