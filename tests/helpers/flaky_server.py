@@ -4,11 +4,13 @@
 every prompt with a fixed text chosen from ``answers`` by a hash of the prompt, so a run that saw
 failures can be compared with one that did not. Failures follow a deterministic pattern:
 
-- ``fail_every=k``: every k-th POST answers ``fail_status`` (500, 429, ...) instead;
+- ``fail_every=k``: every k-th POST answers ``fail_status`` (500, 429, ...) instead, but never twice in a
+  row for the same request body (so one retry always suffices and runs finish deterministically);
 - ``always_status``: every POST answers this status (401, 404, 500);
 - ``down_after=n``: after n answered POSTs every POST answers 503 (a server that died);
 - ``hang_every=k``: every k-th POST sleeps ``hang_seconds`` before answering (client timeouts);
-- ``prompt_logprobs``: completions return vLLM-style echo log-probabilities (one per character).
+- ``prompt_logprobs``: completions return vLLM-style echo log-probabilities (one per character);
+- ``upstream``: a real server's ``/v1`` URL; answered POSTs are forwarded there (a flaky proxy).
 
 Loopback only, a free port, daemon threads; use as a context manager.
 """
@@ -37,18 +39,19 @@ class FlakyServer:
     def __init__(self, *, model: str = "flaky-model", answers: list[str] | None = None, fail_every: int = 0,
                  fail_status: int = 500, always_status: int | None = None, down_after: int | None = None,
                  hang_every: int = 0, hang_seconds: float = 2.0, retry_after: str | None = None,
-                 prompt_logprobs: bool = False):
+                 prompt_logprobs: bool = False, upstream: str | None = None):
         self.model = model
         self.answers = answers or [" yes", " no", " maybe"]
         self.fail_every, self.fail_status, self.always_status = fail_every, fail_status, always_status
         self.down_after, self.hang_every, self.hang_seconds = down_after, hang_every, hang_seconds
-        self.retry_after, self.prompt_logprobs = retry_after, prompt_logprobs
+        self.retry_after, self.prompt_logprobs, self.upstream = retry_after, prompt_logprobs, upstream
         self.posts = 0                    # POST requests received
         self.answered = 0                 # POST requests answered with 200
         self.statuses: Counter = Counter()
         self.prompts: list[str] = []      # prompts answered with 200, in arrival order
         self.post_times: list[float] = []
         self._lock = threading.Lock()
+        self._failed_last: set[str] = set()  # bodies whose last attempt failed by the fail_every pattern
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -66,8 +69,8 @@ class FlakyServer:
         self._server.server_close()
 
     # ------------------------------------------------------------------ behaviour
-    def _decide(self) -> tuple[int, float]:
-        """(status, seconds to sleep) for the next POST, from the failure pattern."""
+    def _decide(self, key: str) -> tuple[int, float]:
+        """(status, seconds to sleep) for the next POST of body ``key``, from the failure pattern."""
         with self._lock:
             self.posts += 1
             self.post_times.append(time.monotonic())
@@ -76,12 +79,26 @@ class FlakyServer:
                 status = self.always_status
             elif self.down_after is not None and self.answered >= self.down_after:
                 status = 503
-            elif self.fail_every and n % self.fail_every == 0:
+            elif self.fail_every and n % self.fail_every == 0 and key not in self._failed_last:
                 status = self.fail_status
+                self._failed_last.add(key)
             else:
                 status = 200
+                self._failed_last.discard(key)
             self.statuses[status] += 1
         return status, (self.hang_seconds if self.hang_every and n % self.hang_every == 0 else 0.0)
+
+    def _forward(self, path: str, body: dict) -> tuple[int, dict]:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(self.upstream.rstrip("/") + path.removeprefix("/v1"), method="POST",
+                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, {"error": {"message": exc.read().decode(errors="replace")}}
 
     def _completion(self, body: dict, chat: bool) -> dict:
         if chat:
@@ -105,23 +122,35 @@ class FlakyServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server API)
-                if self.path.rstrip("/") == "/v1/models":
+                if self.path.rstrip("/") == "/v1/models" and server.upstream:
+                    import urllib.request
+
+                    with urllib.request.urlopen(server.upstream.rstrip("/") + "/models", timeout=30) as response:
+                        self._send(200, json.loads(response.read()))
+                elif self.path.rstrip("/") == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
 
             def do_POST(self):  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length) or b"{}"
+                body = json.loads(raw)
                 if self.path not in ("/v1/completions", "/v1/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
-                status, pause = server._decide()
+                status, pause = server._decide(raw.decode("utf-8", "replace"))
                 time.sleep(pause)
                 if status != 200:
                     self._send(status, {"error": {"message": f"failing on purpose with {status}"}})
                     return
-                answer = server._completion(body, chat=self.path.endswith("chat/completions"))
+                if server.upstream:
+                    status, answer = server._forward(self.path, body)
+                    if status != 200:
+                        self._send(status, answer)
+                        return
+                else:
+                    answer = server._completion(body, chat=self.path.endswith("chat/completions"))
                 with server._lock:
                     server.answered += 1
                     server.prompts.extend([str(body.get("prompt", body.get("messages")))])

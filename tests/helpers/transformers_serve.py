@@ -1,0 +1,56 @@
+"""Start ``transformers serve`` (transformers' OpenAI-compatible server) on 127.0.0.1 for tests and benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["free_port", "transformers_serve", "wait_for_models"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_models(url: str, process: subprocess.Popen, timeout: float) -> bool:
+    """Poll ``GET {url}/models`` until it answers 200, the process exits, or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+@contextlib.contextmanager
+def transformers_serve(model_dir: Path, log_path: Path, *, timeout: float = 90.0,
+                       extra_args: tuple[str, ...] = ()) -> Iterator[str | None]:
+    """Serve ``model_dir`` on a free loopback port; yields the ``/v1`` URL, or None if it did not start.
+
+    The served model name is ``str(model_dir)`` (transformers serve loads models by path or hub id).
+    """
+    port = free_port()
+    command = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve",
+               str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", *extra_args]
+    with open(log_path, "wb") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield url if wait_for_models(url, process, timeout) else None
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,241 @@
+"""Served evaluation: retries/backoff/fail-fast against a stub that fails on purpose, resume after a
+server dies, and `evalkit compare` through a flaky proxy in front of `transformers serve` giving the same
+records as in-process evaluation."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from evalkit.checkpoints import Checkpoint, LoadOptions
+from evalkit.checkpoints.resilient_api import RetryPolicy, is_retryable_status, returns_prompt_logprobs
+from evalkit.errors import EvaluationError, UsageError
+from helpers.flaky_server import FlakyServer, answer_for
+from helpers.transformers_serve import transformers_serve
+
+VOC_DATA = Path(__file__).resolve().parents[1] / "tasks" / "data" / "voc_sample"
+FAST = {"retry_wait": 0.01}  # first backoff 10 ms so retry tests stay fast
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _lm(server: FlakyServer, **options):
+    model_args = {**FAST, **options.pop("model_args", {})}
+    return Checkpoint.from_string(f"{server.url}#{server.model}", LoadOptions(model_args=model_args, **options)).lm
+
+
+def _requests(n: int, until=("\n",)):
+    from lm_eval.api.instance import Instance
+
+    return [Instance("generate_until", {}, (f"prompt number {i}", {"until": list(until), "max_gen_toks": 8}), i)
+            for i in range(n)]
+
+
+# ------------------------------------------------------------------ policy
+
+
+def test_retryable_statuses():
+    assert [s for s in (200, 400, 401, 403, 404, 408, 422, 429, 500, 502, 503, 504) if is_retryable_status(s)] == [
+        408, 429, 500, 502, 503, 504]
+
+
+def test_backoff_doubles_with_jitter_and_is_capped():
+    policy = RetryPolicy(max_retries=6, base_wait=0.5, max_wait=3.0)
+    assert [policy.wait(n, jitter=1.0) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    for n in range(1, 6):
+        assert 0.5 * min(3.0, 0.5 * 2 ** (n - 1)) <= policy.wait(n) <= 3.0
+    assert policy.wait(1, retry_after=10.0) == 3.0  # Retry-After is honoured, within the cap
+    with pytest.raises(UsageError, match="retry_wait must be a number of seconds >= 0, got -1"):
+        RetryPolicy(base_wait=-1)
+
+
+# ------------------------------------------------------------------ retries against the stub
+
+
+@pytest.mark.parametrize("status", [500, 429])
+def test_flaky_server_gives_the_same_answers_as_a_clean_one(status):
+    with FlakyServer() as clean, FlakyServer(fail_every=3, fail_status=status) as flaky:
+        lm = _lm(flaky, num_concurrent=4, max_retries=3)
+        outputs = lm.generate_until(_requests(30))
+        assert outputs == _lm(clean, num_concurrent=4).generate_until(_requests(30))
+    assert outputs == [answer_for(f"prompt number {i}", flaky.answers) for i in range(30)]
+    assert flaky.statuses[status] >= 5 and flaky.answered == 30
+    assert lm.request_stats.retries == flaky.statuses[status] and lm.request_stats.requests == 30
+
+
+def test_one_request_at_a_time_also_retries():
+    with FlakyServer(fail_every=2) as flaky:
+        lm = _lm(flaky, num_concurrent=1, max_retries=2)
+        assert lm.generate_until(_requests(5)) == [answer_for(f"prompt number {i}", flaky.answers) for i in range(5)]
+    assert flaky.statuses[500] == 4
+
+
+def test_timeouts_are_retried():
+    with FlakyServer(hang_every=4, hang_seconds=3.0) as flaky:
+        lm = _lm(flaky, num_concurrent=4, max_retries=2, timeout=0.5)
+        started = time.monotonic()
+        assert len(lm.generate_until(_requests(8))) == 8
+    assert lm.request_stats.failures["timeout"] >= 2 and time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("status, message", [
+    (401, r"refused the API key \(HTTP 401\) on POST /completions; set the environment variable"),
+    (404, r"answered HTTP 404 to POST /completions .*check the model name after '#'"),
+    (400, r"rejected a request with HTTP 400 on POST /completions: .*failing on purpose"),
+])
+def test_client_errors_fail_fast_without_retries(status, message):
+    with FlakyServer(always_status=status) as server:
+        lm = _lm(server, num_concurrent=4, max_retries=5, model_args={"retry_wait": 1.0})
+        started = time.monotonic()
+        with pytest.raises(UsageError, match=message):
+            lm.generate_until(_requests(20))
+    assert time.monotonic() - started < 1.0 and server.posts <= 4  # no retry, no new requests after the first
+
+
+def test_a_server_that_always_fails_gives_up_in_bounded_time():
+    with FlakyServer(always_status=503) as server:
+        lm = _lm(server, num_concurrent=2, max_retries=2)
+        started = time.monotonic()
+        with pytest.raises(EvaluationError, match=r"failed 3 times in a row \(HTTP 503: .*lower --num-concurrent"):
+            lm.generate_until(_requests(50))
+    assert time.monotonic() - started < 2.0 and server.posts <= 2 * 3
+
+
+def test_retries_back_off_exponentially_and_honour_the_cap():
+    with FlakyServer(always_status=500) as server:
+        with pytest.raises(EvaluationError):
+            _lm(server, num_concurrent=1, max_retries=3, model_args={"retry_wait": 0.1}).generate_until(_requests(1))
+    gaps = [b - a for a, b in zip(server.post_times, server.post_times[1:])]
+    assert len(gaps) == 3
+    assert gaps[0] >= 0.05 and gaps[1] >= 0.1 and gaps[2] >= 0.2  # 0.1 * 2**(n-1), times a jitter in [0.5, 1]
+    with FlakyServer(always_status=500) as server:
+        started = time.monotonic()
+        with pytest.raises(EvaluationError):
+            _lm(server, num_concurrent=1, max_retries=3,
+                model_args={"retry_wait": 5.0, "retry_max_wait": 0.05}).generate_until(_requests(1))
+    assert time.monotonic() - started < 1.0
+
+
+def test_retry_after_header_is_honoured():
+    with FlakyServer(fail_every=2, fail_status=429, retry_after="0.3") as server:  # the 2nd POST is rate limited
+        lm = _lm(server, num_concurrent=1, max_retries=2)
+        lm.generate_until(_requests(2))
+    assert server.post_times[2] - server.post_times[1] >= 0.3
+
+
+def test_chat_endpoint_retries_too():
+    with FlakyServer(fail_every=2) as server:
+        lm = _lm(server, num_concurrent=3, max_retries=2, model_args={"api": "chat"})
+        outputs = lm.generate_until(_requests(6))
+    assert outputs == [answer_for(f"prompt number {i}", server.answers) for i in range(6)]
+    assert server.statuses[500] >= 2
+
+
+def test_stop_strings_left_in_by_the_server_are_cut():
+    with FlakyServer(answers=[" Delivery > Late delivery\nmore"]) as server:
+        outputs = _lm(server).generate_until(_requests(2, until=(">",)))
+    assert outputs == [" Delivery ", " Delivery "]
+
+
+def test_loglikelihood_needs_prompt_logprobs_and_says_so_before_any_request(tiny_model_dir):
+    from lm_eval.api.instance import Instance
+
+    request = Instance("loglikelihood", {}, ("The quick", " brown"), 0)
+    with FlakyServer() as server:
+        lm = _lm(server, model_args={"tokenizer": str(tiny_model_dir)})
+        with pytest.raises(UsageError, match="returned no prompt logprobs to a probe .*serve the model with vLLM"):
+            lm.loglikelihood([request] * 5)
+    assert server.posts == 1  # the probe only
+    with FlakyServer(prompt_logprobs=True) as vllm_like:
+        assert returns_prompt_logprobs(f"{vllm_like.url}/completions", vllm_like.model, {})
+
+
+# ------------------------------------------------------------------ resume through the store
+
+
+def _voc_task(tmp_path: Path, *, name: str = "voc_served", **extra) -> Path:
+    options = {"name": name, "evaluator": "voc", "data": str(VOC_DATA / "test.csv"),
+               "train_data": str(VOC_DATA / "train.csv"), "taxonomy": str(VOC_DATA / "taxonomy.txt"),
+               "id_field": "id", "text_field": "text", "label_field": "label", "label_options": "none",
+               "n_resamples": 0, **extra}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(options), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+def _labels() -> list[str]:
+    return [" " + line.strip() for line in (VOC_DATA / "taxonomy.txt").read_text().splitlines() if line.strip()]
+
+
+def _evaluate(server: FlakyServer, task_path: Path, store_file: Path):
+    from evalkit.run import evaluate_checkpoint
+    from evalkit.store import ResultStore
+    from evalkit.taskconfig import load_task_file
+
+    checkpoint = Checkpoint.from_string(f"{server.url}#{server.model}",
+                                        LoadOptions(num_concurrent=2, max_retries=1, model_args=dict(FAST)))
+    return evaluate_checkpoint(checkpoint, [load_task_file(task_path)], ResultStore(store_file))
+
+
+def test_a_served_run_interrupted_by_a_dying_server_resumes_with_only_the_missing_samples(tmp_path):
+    task = _voc_task(tmp_path, limit=12, batch_docs=4)
+    with FlakyServer(answers=_labels(), down_after=6) as server:
+        with pytest.raises(EvaluationError, match="failed 2 times in a row .*rerun to resume"):
+            _evaluate(server, task, tmp_path / "store.sqlite")
+        answered_before = server.answered
+        server.down_after = None  # the server is back
+        result = _evaluate(server, task, tmp_path / "store.sqlite").tasks["voc_served"]
+    assert result.timing["resumed_samples"] == 4  # one full batch of 4 was stored before the failure
+    assert server.answered - answered_before == 12 - 4
+    with FlakyServer(answers=_labels()) as healthy:
+        clean = _evaluate(healthy, task, tmp_path / "clean.sqlite").tasks["voc_served"]
+    assert [r.to_dict() for r in result.samples] == [r.to_dict() for r in clean.samples]
+    assert result.metrics == clean.metrics
+    assert all(r.prediction is not None for r in result.samples)  # the stub answers with valid label paths
+
+
+# ------------------------------------------------------------------ a real server: transformers serve
+
+
+@pytest.fixture(scope="module")
+def served_tiny(tiny_model_dir, tmp_path_factory):
+    """`transformers serve` with the tiny model (no chat template) on 127.0.0.1; yields the /v1 URL."""
+    log = tmp_path_factory.mktemp("serve_tiny") / "serve.log"
+    with transformers_serve(tiny_model_dir, log) as url:
+        if url is None:
+            pytest.skip(f"transformers serve did not start: {log.read_text(errors='replace')[-500:]}")
+        yield url
+
+
+@pytest.mark.slow
+def test_compare_through_a_flaky_proxy_equals_in_process(served_tiny, tiny_model_dir, tmp_path, store_path, capsys):
+    """`evalkit compare URL#MODEL DIR`: same records and metrics served (with failures) as in-process (greedy).
+
+    The prompt ends mid-word (``text[:24]``) so the random tiny model's outputs differ per sample, and the
+    stop string "e" cuts some of them: `transformers serve` leaves stop strings in its text, vLLM does not.
+    ``--max-length 1024`` makes both sides plan prompts for the same context (the server does not report it).
+    """
+    from evalkit.cli import main
+
+    task = _voc_task(tmp_path, name="voc_tiny", limit=10, batch_docs=5, prompt_template="{{ text[:24] }}",
+                     max_gen_toks=12, until=["e", "\n"])
+    with FlakyServer(upstream=served_tiny, model=str(tiny_model_dir), fail_every=3) as proxy:
+        argv = ["compare", f"srv={proxy.url}#{tiny_model_dir}", f"local={tiny_model_dir}", "--tasks", str(task),
+                "--batch-size", "1", "--device", "cpu", "--max-length", "1024", "--num-concurrent", "2",
+                "-o", str(tmp_path / "out")]  # --model-args would reach the in-process model too
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    assert proxy.statuses[500] >= 3 and proxy.answered == 10
+    served, local = (json.loads((tmp_path / "out" / "results" / f"{label}.json").read_text())["tasks"]["voc_tiny"]
+                     for label in ("srv", "local"))
+    outputs = [s["extra"]["raw_output"] for s in served["samples"]]
+    assert outputs == [s["extra"]["raw_output"] for s in local["samples"]]
+    assert len(set(outputs)) >= 5 and any(len(o) < 12 for o in outputs)  # varied, some cut at "e"
+    assert served["metrics"] == local["metrics"] and served["settings"] == local["settings"]
