@@ -109,13 +109,15 @@ def load_server_lm(spec: CheckpointSpec, options: "LoadOptions"):
     """An lm-eval ``LocalCompletionsAPI`` / ``LocalChatCompletion`` for the spec, after the /models check."""
     from lm_eval.utils import handle_arg_string
 
-    model_entry(spec, options)
+    entry = model_entry(spec, options)
     extra = {k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items() if k != "api"}
     chat = uses_chat(options)
     common = dict(model=spec.model, num_concurrent=options.num_concurrent, max_retries=options.max_retries,
                   timeout=options.timeout, header=_headers(spec, options), server_name=_server_name(spec))
     if options.max_length:
         common["max_length"] = options.max_length
+    elif isinstance(entry.get("max_model_len"), int) and entry["max_model_len"] > 1:  # vLLM reports it
+        common["max_length"] = entry["max_model_len"]
     if isinstance(options.batch_size, int):
         common["batch_size"] = options.batch_size
     if chat:
