@@ -239,3 +239,16 @@ def test_compare_through_a_flaky_proxy_equals_in_process(served_tiny, tiny_model
     assert outputs == [s["extra"]["raw_output"] for s in local["samples"]]
     assert len(set(outputs)) >= 5 and any(len(o) < 12 for o in outputs)  # varied, some cut at "e"
     assert served["metrics"] == local["metrics"] and served["settings"] == local["settings"]
+
+
+def test_cli_reports_a_key_refused_mid_run_in_one_line(tmp_path, store_path, capsys):
+    from evalkit.cli import main
+
+    task = _voc_task(tmp_path, limit=6)
+    with FlakyServer(always_status=401) as server:  # /v1/models answers, completions refuse the key
+        with pytest.raises(SystemExit) as exit_info:
+            main(["eval", f"{server.url}#{server.model}", "--tasks", str(task), "--max-retries", "5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and server.posts <= 8
+    assert err[-1].startswith("evalkit: error: server http://127.0.0.1:") and "refused the API key (HTTP 401)" in err[-1]
+    assert not any("Traceback" in line for line in err)
