@@ -662,7 +662,9 @@ def bootstrap_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, n_resamples=1000
 
     Resamples of the samples are drawn with replacement from ``numpy.random.default_rng(random_state)``
     (so results are deterministic for a seed); resamples where a metric is undefined are dropped; an
-    interval that cannot be computed is ``[None, None]``.
+    interval that cannot be computed is ``[None, None]``. With many rare classes the percentile interval
+    of macro F1 can lie mostly below the point estimate (a resample drops some singleton classes and
+    duplicates others), so read it as a spread, not as centred on the estimate.
 
     Examples
     --------
