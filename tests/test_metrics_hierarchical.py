@@ -386,3 +386,29 @@ def test_bootstrap_speed_1000_resamples_441_classes():
     elapsed = time.perf_counter() - start
     assert ci["hier_f1"][0] is not None
     assert elapsed < 6.0, f"1000 resamples took {elapsed:.2f} s (target < 2 s on an idle core)"
+
+
+def test_cfpb_labels_report_and_name_collisions(shared_data):
+    import csv
+
+    from hiclass import metrics as hcm
+
+    path = shared_data / "voc" / "cfpb" / "cfpb_narratives_4level.csv"
+    if not path.exists():
+        pytest.skip("CFPB narratives absent")
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["split"] == "test"]
+    y_true = [SEP.join(x for x in (r["product"], r["sub_product"], r["issue"], r["sub_issue"]) if x) for r in rows]
+    tax = Taxonomy.from_data(y_true)
+    report = hm.hierarchical_report(y_true, list(y_true), taxonomy=tax, n_resamples=50)
+    assert report["metrics"]["leaf_macro_f1"] == 1.0 and report["metrics"]["hier_f1"] == 1.0
+    assert report["metrics"]["mean_first_error_depth"] is None
+    json.dumps(report, allow_nan=False)
+    # Two real leaves with the same name under different parents: hiclass credits the name, we do not.
+    by_name: dict[str, list[tuple[str, ...]]] = {}
+    for leaf in tax.leaves:
+        by_name.setdefault(leaf[-1], []).append(leaf)
+    a, b = next(v[:2] for v in by_name.values() if len(v) > 1 and len(v[0]) == len(v[1]) and v[0][0] != v[1][0])
+    t2, p2 = to_levels([SEP.join(a)], len(a)), to_levels([SEP.join(b)], len(b))
+    assert hcm.precision(t2, p2) > 0
+    assert hm.hierarchical_precision_recall_fscore([a], [b], taxonomy=tax) == (0.0, 0.0, 0.0)
