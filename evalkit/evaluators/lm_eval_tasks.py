@@ -361,7 +361,7 @@ class LmEvalEvaluator:
         apply_chat = self._use_chat_template(lm)
         self._chat_applied = apply_chat
         docs = self._build_docs(lm, apply_chat)
-        pending = [d for d in docs if d.sample_id not in done]
+        pending = self._longest_first([d for d in docs if d.sample_id not in done])
         new: dict[str, SampleRecord] = {}
         size = self.options.batch_docs
         with bar(len(docs), f"{self.config.name}", unit="doc", initial=len(docs) - len(pending)) as progress:
@@ -373,6 +373,20 @@ class LmEvalEvaluator:
                 new.update((r.sample_id, r) for r in records)
                 progress.update(len(chunk))
         return [new[d.sample_id] if d.sample_id in new else done[d.sample_id] for d in docs]
+
+    def _longest_first(self, pending: list[_Doc]) -> list[_Doc]:
+        """Log-likelihood docs longest first, so each chunk's batches pad little (lm-eval sorts all requests).
+
+        Generation docs keep lm-eval's order: IFEval's scoring draws from ``random`` for a few
+        instructions, and the same processing order keeps those draws equal to lm-eval's.
+        """
+        if any(t.OUTPUT_TYPE == "generate_until" for t in self._load().tasks.values()):
+            return pending
+
+        def length(d: _Doc) -> int:
+            return max((sum(len(a) for a in inst.args if isinstance(a, str)) for inst in d.instances), default=0)
+
+        return sorted(pending, key=length, reverse=True)
 
     def _seed_everything(self) -> None:
         """The global seeds ``simple_evaluate`` sets (sampling generation depends on them)."""
