@@ -324,11 +324,11 @@ class LmEvalEvaluator:
         return ids
 
     def _use_chat_template(self, lm: Any) -> bool:
+        flag = getattr(lm, "evalkit_chat_template", None)  # set by the loader from --chat-template/--no-chat-template
+        if flag is not None:  # the command line wins over the task file
+            return bool(flag)
         if self.options.chat_template is not None:
             return self.options.chat_template
-        flag = getattr(lm, "evalkit_chat_template", None)  # set by a loader from --chat-template/--no-chat-template
-        if flag is not None:
-            return bool(flag)
         generative = any(t.OUTPUT_TYPE == "generate_until" for t in self._load().tasks.values())
         tokenizer = getattr(lm, "tokenizer", None)
         return generative and bool(getattr(tokenizer, "chat_template", None)) and hasattr(lm, "apply_chat_template")
