@@ -229,7 +229,8 @@ class ResilientAPIMixin:
             raise UsageError(f"server {self.server_name} refused the API key (HTTP {status}) on POST {endpoint}; "
                              f"set the environment variable named by --api-key-env to a valid key.")
         if status == 404:
-            raise UsageError(f"server {self.server_name} answered HTTP 404 to POST {endpoint} ({detail or 'no detail'}); "
+            raise UsageError(f"server {self.server_name} answered HTTP 404 to POST {endpoint} "
+                             f"({detail or 'no detail'}); "
                              f"check the model name after '#' (GET /v1/models lists them) and that the server has "
                              f"this endpoint (--model-args api=chat or api=completions).")
         raise UsageError(f"server {self.server_name} rejected a request with HTTP {status} on POST {endpoint}: "
@@ -267,7 +268,8 @@ class ResilientAPIMixin:
 
     def check_prompt_logprobs(self) -> None:
         """Raise a UsageError unless the server returns prompt log-probabilities (one probe request)."""
-        if not returns_prompt_logprobs(str(self.base_url), self.model, dict(self.header), timeout=min(self.timeout, 60.0)):
+        probe_timeout = min(self.timeout, 60.0)
+        if not returns_prompt_logprobs(str(self.base_url), self.model, dict(self.header), timeout=probe_timeout):
             raise UsageError(
                 f"server {self.server_name} returned no prompt logprobs to a probe (completions with echo=true and "
                 f"logprobs), which log-likelihood tasks need; serve the model with vLLM, which does, or evaluate "
@@ -289,7 +291,8 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def returns_prompt_logprobs(completions_url: str, model: str, headers: dict[str, str], *, timeout: float = 30.0) -> bool:
+def returns_prompt_logprobs(completions_url: str, model: str, headers: dict[str, str], *,
+                            timeout: float = 30.0) -> bool:
     """Whether ``POST completions_url`` with ``echo=true, logprobs=1`` returns log-probabilities of the prompt.
 
     vLLM does; ``transformers serve`` ignores ``echo``/``logprobs`` (and chat endpoints have neither).
