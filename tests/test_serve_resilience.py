@@ -77,11 +77,11 @@ def test_one_request_at_a_time_also_retries():
 
 
 def test_timeouts_are_retried():
-    with FlakyServer(hang_every=4, hang_seconds=3.0) as flaky:
-        lm = _lm(flaky, num_concurrent=4, max_retries=2, timeout=0.5)
+    with FlakyServer(hang_every=4, hang_seconds=4.0) as flaky:
+        lm = _lm(flaky, num_concurrent=4, max_retries=2, timeout=1.0)
         started = time.monotonic()
         assert len(lm.generate_until(_requests(8))) == 8
-    assert lm.request_stats.failures["timeout"] >= 2 and time.monotonic() - started < 5
+    assert lm.request_stats.failures["timeout"] >= 2 and time.monotonic() - started < 8
 
 
 @pytest.mark.parametrize("status, message", [
@@ -95,7 +95,7 @@ def test_client_errors_fail_fast_without_retries(status, message):
         started = time.monotonic()
         with pytest.raises(UsageError, match=message):
             lm.generate_until(_requests(20))
-    assert time.monotonic() - started < 1.0 and server.posts <= 4  # no retry, no new requests after the first
+    assert server.posts <= 4 and time.monotonic() - started < 3.0  # no retry (each would wait >= 0.5 s)
 
 
 def test_a_server_that_always_fails_gives_up_in_bounded_time():
@@ -104,7 +104,7 @@ def test_a_server_that_always_fails_gives_up_in_bounded_time():
         started = time.monotonic()
         with pytest.raises(EvaluationError, match=r"failed 3 times in a row \(HTTP 503: .*lower --num-concurrent"):
             lm.generate_until(_requests(50))
-    assert time.monotonic() - started < 2.0 and server.posts <= 2 * 3
+    assert server.posts <= 2 * 3 and time.monotonic() - started < 5.0
 
 
 def test_retries_back_off_exponentially_and_honour_the_cap():
@@ -119,7 +119,7 @@ def test_retries_back_off_exponentially_and_honour_the_cap():
         with pytest.raises(EvaluationError):
             _lm(server, num_concurrent=1, max_retries=3,
                 model_args={"retry_wait": 5.0, "retry_max_wait": 0.05}).generate_until(_requests(1))
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # uncapped: >= 2.5 + 5 + 10 s
 
 
 def test_retry_after_header_is_honoured():

@@ -8,7 +8,8 @@ failures can be compared with one that did not. Failures follow a deterministic 
   row for the same request body (so one retry always suffices and runs finish deterministically);
 - ``always_status``: every POST answers this status (401, 404, 500);
 - ``down_after=n``: after n answered POSTs every POST answers 503 (a server that died);
-- ``hang_every=k``: every k-th POST sleeps ``hang_seconds`` before answering (client timeouts);
+- ``hang_every=k``: every k-th POST sleeps ``hang_seconds`` before answering (client timeouts), again
+  never twice in a row for the same body;
 - ``prompt_logprobs``: completions return vLLM-style echo log-probabilities (one per character);
 - ``upstream``: a real server's ``/v1`` URL; answered POSTs are forwarded there (a flaky proxy).
 
@@ -52,6 +53,7 @@ class FlakyServer:
         self.post_times: list[float] = []
         self._lock = threading.Lock()
         self._failed_last: set[str] = set()  # bodies whose last attempt failed by the fail_every pattern
+        self._hung_last: set[str] = set()    # bodies whose last attempt hung by the hang_every pattern
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -86,7 +88,9 @@ class FlakyServer:
                 status = 200
                 self._failed_last.discard(key)
             self.statuses[status] += 1
-        return status, (self.hang_seconds if self.hang_every and n % self.hang_every == 0 else 0.0)
+            hang = bool(self.hang_every) and n % self.hang_every == 0 and key not in self._hung_last
+            (self._hung_last.add if hang else self._hung_last.discard)(key)
+        return status, (self.hang_seconds if hang else 0.0)
 
     def _forward(self, path: str, body: dict) -> tuple[int, dict]:
         import urllib.error
