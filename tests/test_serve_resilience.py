@@ -225,14 +225,14 @@ def test_compare_through_a_flaky_proxy_equals_in_process(served_tiny, tiny_model
 
     task = _voc_task(tmp_path, name="voc_tiny", limit=10, batch_docs=5, prompt_template="{{ text[:24] }}",
                      max_gen_toks=12, until=["e", "\n"])
-    with FlakyServer(upstream=served_tiny, model=str(tiny_model_dir), fail_every=3) as proxy:
+    with FlakyServer(upstream=served_tiny, model=str(tiny_model_dir), fail_every=2) as proxy:
         argv = ["compare", f"srv={proxy.url}#{tiny_model_dir}", f"local={tiny_model_dir}", "--tasks", str(task),
                 "--batch-size", "1", "--device", "cpu", "--max-length", "1024", "--num-concurrent", "2",
                 "-o", str(tmp_path / "out")]  # --model-args would reach the in-process model too
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
     assert exit_info.value.code == 0, capsys.readouterr().err
-    assert proxy.statuses[500] >= 3 and proxy.answered == 10
+    assert proxy.statuses[500] >= 2 and proxy.answered == 10  # how many depends on timing (never 2 in a row)
     served, local = (json.loads((tmp_path / "out" / "results" / f"{label}.json").read_text())["tasks"]["voc_tiny"]
                      for label in ("srv", "local"))
     outputs = [s["extra"]["raw_output"] for s in served["samples"]]
