@@ -59,6 +59,7 @@ def _check_capabilities(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluat
 def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore,
                         *, evaluators: list | None = None, rerun: bool = False) -> EvalResult:
     """Results of ``checkpoint`` on ``tasks``, from the store where possible."""
+    _refuse_multi_process_launch()
     evaluators = evaluators if evaluators is not None else build_evaluators(tasks)
     versions = library_versions()
     info = checkpoint.info
@@ -75,6 +76,24 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
     return EvalResult(checkpoint=info, versions=versions, tasks=results, created=now)
 
 
+def _refuse_multi_process_launch() -> None:
+    # Evaluators run as a single process: under `accelerate launch`/torchrun every rank would
+    # evaluate every sample and race on the store. Data parallelism belongs to the backend.
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise UsageError("evalkit runs as one process (WORLD_SIZE > 1 found); for data parallelism use "
+                         "--model-args parallelize=True or a vLLM server with data parallel (docs/scale-out.md).")
+
+
+def _request_stats(lm) -> dict[str, float]:
+    """Server request totals so far (the LM is shared by tasks, so callers take differences)."""
+    stats = getattr(lm, "request_stats", None)
+    if stats is None:
+        return {}
+    return {"requests": stats.requests, "retries": stats.retries, "request_seconds": stats.seconds}
+
+
 def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: ResultStore, key: RunKey) -> TaskResult:
     store.start_run(key, checkpoint.info.to_dict())
     done = store.load_samples(key)
@@ -82,6 +101,7 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
     load_started = time.perf_counter()
     lm = checkpoint.lm  # loaded once per checkpoint, shared by every task
     load_seconds = time.perf_counter() - load_started
+    requests_before = _request_stats(lm)
     try:
         records = evaluator.run(lm, done=done, save=lambda batch: store.add_samples(key, batch))
         result = evaluator.aggregate(records)
@@ -95,5 +115,6 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
         ) from exc
     result.timing = {"seconds": round(time.perf_counter() - started, 3), "model_load_seconds": round(load_seconds, 3),
                      "resumed_samples": len(done)}
+    result.timing.update({k: round(v - requests_before[k], 3) for k, v in _request_stats(lm).items()})
     store.finish_run(key, result)
     return result

@@ -97,7 +97,7 @@ def test_resume_after_sigkill(tmp_path):
     proc = subprocess.Popen(cmd, cwd=ROOT)
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until a few batches are committed
-        if log_file.exists() and len(log_file.read_text().split()) >= 14:
+        if log_file.exists() and len(log_file.read_text().split()) >= 12:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -144,3 +144,19 @@ def test_corrupt_store_is_a_clear_error(tmp_path):
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(UsageError, match="cannot open the result store"):
         ResultStore(path)
+
+
+def test_multi_process_launch_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with ResultStore(tmp_path / "s.sqlite") as store, pytest.raises(UsageError, match="WORLD_SIZE > 1"):
+        evaluate_checkpoint(FakeCheckpoint(), [counting_task()], store)
+
+
+def test_server_only_model_args_do_not_reach_in_process_models():
+    from evalkit.checkpoints import LoadOptions
+    from evalkit.checkpoints.loaders import _hflm_kwargs
+
+    kwargs = _hflm_kwargs(LoadOptions(model_args={"retry_wait": "0.1", "api": "chat", "parallelize": "True"}))
+    assert "retry_wait" not in kwargs and "api" not in kwargs
+    assert kwargs["parallelize"] is True
+    assert kwargs["batch_size"] == 8, "'auto' on CPU is a fixed batch"

@@ -78,9 +78,14 @@ def _hflm_kwargs(options: "LoadOptions") -> dict[str, Any]:
                                   trust_remote_code=options.trust_remote_code)
     if options.max_length:
         kwargs["max_length"] = options.max_length
-    kwargs.update({k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items()})
+    kwargs.update({k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items()
+                   if k not in SERVER_ONLY_MODEL_ARGS})
     return kwargs
 
+
+#: --model-args keys meant for server checkpoints; in a mixed compare they must not reach HFLM.
+SERVER_ONLY_MODEL_ARGS = frozenset({"retry_wait", "retry_max_wait", "api", "tokenized_requests", "tokenizer_backend",
+                                    "base_url", "num_concurrent", "max_retries", "timeout"})
 
 #: "auto" on CPU: lm-eval's detection probes ever larger batches until memory runs out, which on a
 #: CPU with plenty of RAM costs tens of seconds and finds nothing useful; a fixed batch is as fast.

@@ -43,8 +43,8 @@ class CountingEvaluator:
         records = dict(done)
         todo = [s for s in self.sample_ids() if s not in done]
         for start in range(0, len(todo), self.options.batch):
-            batch = [SampleRecord(sample_id=s, correct=lm.answer(s), scores={"acc": float(lm.answer(s))})
-                     for s in todo[start:start + self.options.batch]]
+            answers = {s: lm.answer(s) for s in todo[start:start + self.options.batch]}
+            batch = [SampleRecord(sample_id=s, correct=ok, scores={"acc": float(ok)}) for s, ok in answers.items()]
             time.sleep(self.options.sleep)
             save(batch)
             records.update({r.sample_id: r for r in batch})
