@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from evalkit.checkpoints import Checkpoint, LoadOptions
 from evalkit.errors import UsageError
+from tests.helpers.transformers_serve import free_port as _free_port
 
 SECRET = "sk-evalkit-test-secret"
 
@@ -22,12 +20,6 @@ SECRET = "sk-evalkit-test-secret"
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _StubHandler(BaseHTTPRequestHandler):
@@ -116,35 +108,13 @@ def test_server_supports_depends_on_endpoint_and_tokenizer(tiny_model_dir):
 @pytest.fixture(scope="module")
 def served_model(tiny_chat_model_dir, tmp_path_factory):
     """`transformers serve` on 127.0.0.1 with the tiny chat model; yields (base URL, model name)."""
-    port = _free_port()
+    from tests.helpers.transformers_serve import transformers_serve
+
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    command = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve",
-               str(tiny_chat_model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        if not _wait_for_models(url, process, timeout=90):
+    with transformers_serve(tiny_chat_model_dir, log) as url:
+        if url is None:
             pytest.skip(f"transformers serve did not start: {log.read_text(errors='replace')[-500:]}")
         yield url, str(tiny_chat_model_dir)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_for_models(url: str, process: subprocess.Popen, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            time.sleep(0.5)
-    return False
 
 
 def _generate_requests(prompts):
