@@ -19,7 +19,6 @@ rise is a drop. ``min``/``max`` are plain bounds on the value. Missing or undefi
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re

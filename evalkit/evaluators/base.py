@@ -18,7 +18,6 @@ from ..errors import UsageError, did_you_mean
 
 if TYPE_CHECKING:
     from ..records import SampleRecord, TaskResult
-    from ..taskconfig import TaskConfig
 
 __all__ = ["Evaluator", "register_evaluator", "get_evaluator", "evaluator_names", "SaveBatch"]
 
