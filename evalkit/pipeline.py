@@ -6,12 +6,12 @@ fails in a second, not after an hour of evaluation.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ._io import read_json_object
 from .errors import UsageError
 
 __all__ = ["compare_pipeline", "report_pipeline", "gate_pipeline", "collect_results"]
@@ -42,7 +42,7 @@ def _load_results_file(item: str):
     label, sep, path = item.partition("=")
     if not sep or not label.isidentifier():
         label, path = "", item
-    data = _read_json(Path(path))
+    data = read_json_object(Path(path))
     if data.get("kind") == "evalkit.comparison":
         results = _results_from_comparison(data, Path(path))
     else:
@@ -52,18 +52,6 @@ def _load_results_file(item: str):
             raise UsageError(f"{path}: holds {len(results)} checkpoints; LABEL= only applies to a single results.json.")
         results[0].checkpoint.label = label
     return results
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: file not found.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: not valid JSON ({exc}).") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a JSON object (results.json or comparison.json).")
-    return data
 
 
 def _results_from_comparison(data: dict[str, Any], path: Path) -> list:
@@ -177,7 +165,7 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
     from .report import write_reports
 
     if len(sources) == 1 and Path(sources[0]).is_file():
-        data = _read_json(Path(sources[0]))
+        data = read_json_object(Path(sources[0]))
         if data.get("kind") == "evalkit.comparison":
             from .compare import load_comparison
 

@@ -10,7 +10,6 @@ rebuilt from either without a model.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,11 +145,6 @@ class EvalResult:
 
     @classmethod
     def load(cls, path: str | Path) -> "EvalResult":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"{path}: file not found.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{path}: not valid JSON ({exc}).") from None
-        return cls.from_dict(data, source=str(path))
+        from ._io import read_json_object
+
+        return cls.from_dict(read_json_object(path), source=str(path))

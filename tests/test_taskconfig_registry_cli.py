@@ -35,7 +35,7 @@ def test_task_file_loads_with_relative_paths(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("name: [unclosed\n", "line 1 is not valid YAML"),
+    ("name: [unclosed\n", r"line \d+ is not valid YAML"),
     ("- a\n- b\n", "must be a YAML mapping"),
     ("evaluator: voc\n", "key 'name' is required"),
     ("name: a.b\nevaluator: voc\n", "must not contain '.'"),
