@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from evalkit.errors import UsageError
 from evalkit.evaluators.lm_eval_tasks import LmEvalEvaluator, instruction_breakdown
 from evalkit.taskconfig import TaskConfig
+from tests.helpers.mmlu import write_mmlu as _write_mmlu
 
 SUBJECTS = {  # subject -> answers of its test questions (varied so accuracies differ between subjects)
     "anatomy": "AABBA",
@@ -29,19 +29,6 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("EVALKIT_CACHE_DIR", None)
     else:
         os.environ["EVALKIT_CACHE_DIR"] = old
-
-
-def _write_mmlu(root: Path, subjects: dict[str, str]) -> Path:
-    for split in ("test", "dev"):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        for subject, answers in subjects.items():
-            rows = answers if split == "test" else "ABCDA"
-            with (root / split / f"{subject}_{split}.csv").open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle, lineterminator="\n")
-                for i, answer in enumerate(rows):
-                    question = f"{split} {subject} question {i}" + ("\nwith a second line, quoted" if i == 1 else "?")
-                    writer.writerow([question, f"alpha {i}", "beta", f"gamma {subject}", "delta", answer])
-    return root
 
 
 @pytest.fixture(scope="module")
