@@ -78,7 +78,7 @@ def tokenizer(domain):
 
 
 def test_tokenizer_covers_voc_and_general_vocab_and_round_trips(tokenizer, domain):
-    texts = [e.prompt + e.completion for e in domain.train] + domain.test_prompts
+    texts = [e.prompt + e.completion for e in domain.train] + domain.test_prompts + domain.train_texts
     texts += [gs.render_question(q) + " " + q.answer_letter for q in gs.test_questions()] + gs.fact_statements()
     unk = tokenizer.unk_token_id
     for text in texts:
@@ -113,7 +113,7 @@ def _short_run(tokenizer, seed: int):
 
     questions = gs.train_questions(64)
     examples = [Example(gs.render_question(q), " " + q.answer_letter) for q in questions]
-    with training_threads(2):
+    with training_threads(1):
         model = build_model(tokenizer, TINY_SHAPE, seed=seed)
         data = encode_examples(tokenizer, examples, "all")
         losses = train(model, [(data, 1.0)], Schedule(steps=25, batch_size=16, lr=1e-2), seed=seed)

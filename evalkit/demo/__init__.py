@@ -16,7 +16,7 @@ __all__ = ["run_demo", "DEMO_TASKS", "DEMO_NOTES"]
 
 DEMO_TASKS = "demo_voc,demo_general"
 DEMO_NOTES = {
-    "base": "trained from scratch on the embedded general set (invented facts, 1,000 steps)",
+    "base": "trained from scratch on the embedded general set and unlabelled VOC comments (1,000 steps)",
     "domain_only": "base fine-tuned on VOC train only (400 steps)",
     "mixed_75_25": "base fine-tuned on 75% VOC / 25% general questions (400 steps)",
 }
@@ -36,14 +36,17 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
     from ..pipeline import compare_pipeline
     from .checkpoints import Recipe, ensure_checkpoints
     from .domain import demo_task_path
+    from .train import torch_threads
 
+    recipe = recipe or Recipe()
     log = lambda message: click.echo(message, err=True)  # noqa: E731 - stdout is the report summary
-    paths = ensure_checkpoints(cache_dir, retrain=retrain, recipe=recipe or Recipe(), log=log)
-    compare_pipeline(
-        specs=[f"{name}={path}" for name, path in paths.items()], tasks=DEMO_TASKS, out=Path(out), baseline="base",
-        baseline_results=[], policy=str(demo_task_path("demo_policy")),
-        notes=[f"{name}={text}" for name, text in DEMO_NOTES.items()], overrides=[], rerun=False,
-        load_options=LoadOptions(batch_size=batch_size, device="cpu", dtype="float32"), store_path=store_path)
+    paths = ensure_checkpoints(cache_dir, retrain=retrain, recipe=recipe, log=log)
+    with torch_threads(recipe.threads):  # tiny models: extra threads only add synchronisation
+        compare_pipeline(
+            specs=[f"{name}={path}" for name, path in paths.items()], tasks=DEMO_TASKS, out=Path(out),
+            baseline="base", baseline_results=[], policy=str(demo_task_path("demo_policy")),
+            notes=[f"{name}={text}" for name, text in DEMO_NOTES.items()], overrides=[], rerun=False,
+            load_options=LoadOptions(batch_size=batch_size, device="cpu", dtype="float32"), store_path=store_path)
     return _expected_outcome(Path(out), log)
 
 

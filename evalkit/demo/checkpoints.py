@@ -1,7 +1,7 @@
 """Build (or load from the cache) the three demo checkpoints: base, domain-only and the 75/25 mix.
 
 - ``base``: a tiny Llama trained from scratch on the embedded general set (multiple-choice questions
-  and plain fact sentences, loss on every token);
+  and plain fact sentences) and, as generic text, the unlabelled VOC train comments; loss on every token;
 - ``domain_only``: ``base`` fine-tuned on the VOC sample's train split only (loss on the label path);
 - ``mixed_75_25``: ``base`` fine-tuned on batches of 75% VOC and 25% general questions (loss on the
   label path / answer letter).
@@ -44,13 +44,16 @@ class Recipe:
     base: Schedule = Schedule(steps=1000, batch_size=64, lr=3e-3)
     tune: Schedule = Schedule(steps=400, batch_size=64, lr=2e-3)
     mix_domain_fraction: float = 0.75
-    base_statement_fraction: float = 0.25   # share of plain fact sentences in the base's batches
+    base_statement_fraction: float = 0.2    # share of plain fact sentences in the base's batches
+    base_domain_text_fraction: float = 0.2  # share of unlabelled VOC comments (generic text) in them
     train_questions: int = 3000             # general MCQs generated for training (30 per fact)
     seed: int = 0
-    threads: int = 2
+    # One thread: the model is so small that a second thread costs more in synchronisation than it
+    # saves, and on a busy machine two spinning threads were 5x slower (bench/demo/README.md).
+    threads: int = 1
 
     def __post_init__(self):
-        for name in ("mix_domain_fraction", "base_statement_fraction"):
+        for name in ("mix_domain_fraction", "base_statement_fraction", "base_domain_text_fraction"):
             value = getattr(self, name)
             if not 0 < value < 1:
                 raise ValueError(f"{name} must be strictly between 0 and 1, got {value}")
@@ -62,6 +65,7 @@ class DomainData:
 
     train: list[Example]
     test_prompts: list[str]
+    train_texts: list[str] = field(default_factory=list)  # the train comments alone (generic text)
     fingerprint: str = ""
     extra_texts: list[str] = field(default_factory=list)
 
@@ -114,10 +118,12 @@ def build_checkpoints(out_dir: Path, recipe: Recipe = Recipe(), domain: DomainDa
         sentences = encode_examples(tokenizer, [Example("", s) for s in statements], "all")
         general_answers = encode_examples(tokenizer, mcq, "completion")
         voc = encode_examples(tokenizer, domain.train, "completion")
+        comments = encode_examples(tokenizer, [Example("", t) for t in domain.train_texts], "all")
         base = build_model(tokenizer, recipe.shape, seed=recipe.seed)
+        text_share = recipe.base_statement_fraction + recipe.base_domain_text_fraction
         phases = {
-            "base": (base, [(general_all, 1 - recipe.base_statement_fraction), (sentences, recipe.base_statement_fraction)],
-                     recipe.base, recipe.seed),
+            "base": (base, [(general_all, 1 - text_share), (sentences, recipe.base_statement_fraction),
+                            (comments, recipe.base_domain_text_fraction)], recipe.base, recipe.seed),
             "domain_only": (None, [(voc, 1.0)], recipe.tune, recipe.seed + 1),
             "mixed_75_25": (None, [(voc, recipe.mix_domain_fraction), (general_answers, 1 - recipe.mix_domain_fraction)],
                             recipe.tune, recipe.seed + 2),

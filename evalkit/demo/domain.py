@@ -41,4 +41,5 @@ def voc_domain_data(task_file: Path | None = None):
     tests = [render(ex.text) for ex in data.test]
     labels = [fmt(p) for p in data.taxonomy.labels]
     fingerprint = stable_hash({"train": [(e.prompt, e.completion) for e in train], "test": tests})
-    return DomainData(train=train, test_prompts=tests, fingerprint=fingerprint, extra_texts=labels)
+    return DomainData(train=train, test_prompts=tests, train_texts=[ex.text for ex in data.train],
+                      fingerprint=fingerprint, extra_texts=labels)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["ModelShape", "Schedule", "Example", "TOKEN_PATTERN", "build_tokenizer", "build_model",
-           "encode_examples", "train", "lr_factor", "training_threads", "save_checkpoint"]
+           "encode_examples", "train", "lr_factor", "training_threads", "torch_threads", "save_checkpoint"]
 
 #: Pieces of text the word-level tokenizer knows: a word or one punctuation mark, each with its
 #: leading space, or a newline. Decoding concatenates the pieces, so text round-trips exactly.
@@ -148,7 +148,20 @@ def encode_examples(tokenizer, examples: Sequence[Example], loss_on: str = "comp
 
 
 @contextlib.contextmanager
-def training_threads(threads: int = 2):
+def torch_threads(threads: int):
+    """Run the block with ``threads`` torch threads, then restore the previous count."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def training_threads(threads: int = 1):
     """Fix the thread count and turn on deterministic algorithms; restore both afterwards."""
     import torch
 
