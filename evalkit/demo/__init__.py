@@ -3,8 +3,9 @@
 Three tiny checkpoints are trained on this machine (about 3 minutes on 2 CPU cores, cached after the
 first run; see :mod:`evalkit.demo.checkpoints`) and compared by the same pipeline as
 ``evalkit compare`` on the ``demo_voc`` (domain) and ``demo_general`` (general) tasks with the
-``tasks/demo_policy.yaml`` gate. Expected outcome: domain-only tuning learns the domain and forgets the
-general facts (its gate fails); the 75/25 mix learns the domain and keeps them (its gate passes).
+``tasks/policies/demo_policy.yaml`` gate (not in ``tasks/`` itself, where every YAML is a task).
+Expected outcome: domain-only tuning learns the domain and forgets the general facts (its gate
+fails); the 75/25 mix learns the domain and keeps them (its gate passes).
 """
 
 from __future__ import annotations
@@ -38,13 +39,17 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
     from .domain import demo_task_path
     from .train import torch_threads
 
+    from ..gate import load_policy
+
     recipe = recipe or Recipe()
+    policy = demo_task_path("policies/demo_policy")
+    load_policy(policy)  # a broken install fails now, not after minutes of training
     log = lambda message: click.echo(message, err=True)  # noqa: E731 - stdout is the report summary
     paths = ensure_checkpoints(cache_dir, retrain=retrain, recipe=recipe, log=log)
     with torch_threads(recipe.threads):  # tiny models: extra threads only add synchronisation
         compare_pipeline(
             specs=[f"{name}={path}" for name, path in paths.items()], tasks=DEMO_TASKS, out=Path(out),
-            baseline="base", baseline_results=[], policy=str(demo_task_path("demo_policy")),
+            baseline="base", baseline_results=[], policy=str(policy),
             notes=[f"{name}={text}" for name, text in DEMO_NOTES.items()], overrides=[], rerun=False,
             load_options=LoadOptions(batch_size=batch_size, device="cpu", dtype="float32"), store_path=store_path)
     return _expected_outcome(Path(out), log)

@@ -31,7 +31,7 @@ __all__ = ["Recipe", "CODE_VERSION", "CHECKPOINT_NAMES", "DomainData", "load_dom
            "default_cache_dir", "build_checkpoints", "ensure_checkpoints"]
 
 #: Bump when training code changes in a way that changes the weights (invalidates every cache entry).
-CODE_VERSION = 1
+CODE_VERSION = 3
 CHECKPOINT_NAMES = ("base", "domain_only", "mixed_75_25")
 _DONE = "demo-recipe.json"
 
@@ -118,7 +118,8 @@ def build_checkpoints(out_dir: Path, recipe: Recipe = Recipe(), domain: DomainDa
         sentences = encode_examples(tokenizer, [Example("", s) for s in statements], "all")
         general_answers = encode_examples(tokenizer, mcq, "completion")
         voc = encode_examples(tokenizer, domain.train, "completion")
-        comments = encode_examples(tokenizer, [Example("", t) for t in domain.train_texts], "all")
+        # A leading space, as the comment has inside the prompt, so its first word is a known piece.
+        comments = encode_examples(tokenizer, [Example("", " " + t) for t in domain.train_texts], "all")
         base = build_model(tokenizer, recipe.shape, seed=recipe.seed)
         text_share = recipe.base_statement_fraction + recipe.base_domain_text_fraction
         phases = {

@@ -15,7 +15,7 @@ DEMO_VOC_TASK = "demo_voc"
 
 
 def demo_task_path(name: str) -> Path:
-    """Path of a shipped demo task file (``demo_voc``, ``demo_general``, ``demo_policy``)."""
+    """Path of a shipped demo file relative to the tasks folder (``demo_voc``, ``policies/demo_policy``)."""
     from ..taskconfig import shipped_tasks_dir
 
     return shipped_tasks_dir() / f"{name}.yaml"
