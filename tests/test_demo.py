@@ -79,7 +79,7 @@ def tokenizer(domain):
 
 def test_tokenizer_covers_voc_and_general_vocab_and_round_trips(tokenizer, domain):
     texts = [e.prompt + e.completion for e in domain.train] + domain.test_prompts
-    texts += [" " + t for t in domain.train_texts]  # how the base model sees the comments as generic text
+    texts += domain.train_texts  # the base model's generic text
     texts += [gs.render_question(q) + " " + q.answer_letter for q in gs.test_questions()] + gs.fact_statements()
     unk = tokenizer.unk_token_id
     for text in texts:

@@ -31,7 +31,7 @@ __all__ = ["Recipe", "CODE_VERSION", "CHECKPOINT_NAMES", "DomainData", "load_dom
            "default_cache_dir", "build_checkpoints", "ensure_checkpoints"]
 
 #: Bump when training code changes in a way that changes the weights (invalidates every cache entry).
-CODE_VERSION = 3
+CODE_VERSION = 2
 CHECKPOINT_NAMES = ("base", "domain_only", "mixed_75_25")
 _DONE = "demo-recipe.json"
 
@@ -102,7 +102,7 @@ def _general_examples(recipe: Recipe) -> tuple[list[Example], list[str]]:
 def _vocabulary_texts(mcq: list[Example], statements: list[str], domain: DomainData) -> list[str]:
     tests = [general_set.render_question(q) + " " + q.answer_letter for q in general_set.test_questions()]
     texts = [e.prompt + e.completion for e in mcq + domain.train] + statements + tests
-    return texts + domain.test_prompts + domain.extra_texts
+    return texts + domain.train_texts + domain.test_prompts + domain.extra_texts
 
 
 def build_checkpoints(out_dir: Path, recipe: Recipe = Recipe(), domain: DomainData | None = None) -> dict[str, Any]:
@@ -118,8 +118,7 @@ def build_checkpoints(out_dir: Path, recipe: Recipe = Recipe(), domain: DomainDa
         sentences = encode_examples(tokenizer, [Example("", s) for s in statements], "all")
         general_answers = encode_examples(tokenizer, mcq, "completion")
         voc = encode_examples(tokenizer, domain.train, "completion")
-        # A leading space, as the comment has inside the prompt, so its first word is a known piece.
-        comments = encode_examples(tokenizer, [Example("", " " + t) for t in domain.train_texts], "all")
+        comments = encode_examples(tokenizer, [Example("", t) for t in domain.train_texts], "all")
         base = build_model(tokenizer, recipe.shape, seed=recipe.seed)
         text_share = recipe.base_statement_fraction + recipe.base_domain_text_fraction
         phases = {
