@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_text", "atomic_write_bytes", "stable_hash", "dump_json", "read_json_object"]
+__all__ = ["atomic_write_text", "atomic_write_bytes", "stable_hash", "dump_json", "read_json_object", "cache_dir"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -62,3 +62,16 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a JSON object, found {type(data).__name__}.")
     return data
+
+
+def cache_dir() -> Path:
+    """evalkit's cache folder: ``$EVALKIT_CACHE_DIR`` or the platform's user cache dir, created on demand."""
+    env = os.environ.get("EVALKIT_CACHE_DIR")
+    if env:
+        path = Path(env).expanduser()
+    else:
+        from platformdirs import user_cache_dir
+
+        path = Path(user_cache_dir("evalkit"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

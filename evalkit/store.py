@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import stable_hash
+from ._io import cache_dir, stable_hash
 from .errors import UsageError
 from .records import SampleRecord, TaskResult
 
@@ -55,13 +55,11 @@ _STORE_VERSION = "1"
 
 
 def default_store_path() -> Path:
-    """``$EVALKIT_STORE`` if set, else ``results.sqlite`` in the user's cache directory."""
+    """``$EVALKIT_STORE`` if set, else ``results.sqlite`` in evalkit's cache folder."""
     env = os.environ.get("EVALKIT_STORE")
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("evalkit")) / "results.sqlite"
+    return cache_dir() / "results.sqlite"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Nor the user's result store and caches: a session-wide scratch folder unless a test sets its own.
+_SCRATCH = tempfile.mkdtemp(prefix="evalkit-tests-")
+os.environ.setdefault("EVALKIT_STORE", os.path.join(_SCRATCH, "store.sqlite"))
+os.environ.setdefault("EVALKIT_CACHE_DIR", os.path.join(_SCRATCH, "cache"))
 
 
 @pytest.fixture(scope="session")

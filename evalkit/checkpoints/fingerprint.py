@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._io import cache_dir
 from ..errors import UsageError
 from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
 
@@ -29,16 +29,6 @@ _CONFIG_FILES = ("config.json", "generation_config.json") + TOKENIZER_FILES
 _ADAPTER_PATTERNS = ("adapter_config.json", "adapter_model*.safetensors", "adapter_model*.bin")
 # Fields of a /v1/models entry that change between calls (vLLM stamps `created` with the request time).
 _VOLATILE_MODEL_FIELDS = ("created", "status", "permission")
-
-
-def cache_dir() -> Path:
-    """Where evalkit keeps caches: ``$EVALKIT_CACHE_DIR`` or the platform's user cache dir."""
-    override = os.environ.get("EVALKIT_CACHE_DIR")
-    if override:
-        return Path(override)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("evalkit"))
 
 
 def hash_file(path: Path) -> str:

@@ -10,20 +10,7 @@ Nothing here imports lm-eval, torch or pandas at module level.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+
+from .._io import cache_dir
 
 __all__ = ["cache_dir"]
-
-
-def cache_dir() -> Path:
-    """evalkit's cache folder (``EVALKIT_CACHE_DIR`` or the user cache dir), created on demand."""
-    env = os.environ.get("EVALKIT_CACHE_DIR")
-    if env:
-        path = Path(env).expanduser()
-    else:
-        from platformdirs import user_cache_dir
-
-        path = Path(user_cache_dir("evalkit"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
