@@ -1,0 +1,261 @@
+"""A policy applied to a comparison -> :class:`Verdict` of one :class:`Check` per gate and checkpoint."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..compare._common import LOWER_IS_BETTER_FRAGMENTS
+from ..errors import UsageError, did_you_mean
+
+from ._policy import _COMPARATIVE, _STATUS_ORDER, Gate, Policy
+# ------------------------------------------------------------------------------------ evaluation
+
+
+@dataclass
+class Check:
+    """The outcome of one gate on one checkpoint (a row of ``verdict["checks"]``).
+
+    ``observed`` is the quantity compared with ``threshold``: the value (``min``/``max``), the gain
+    (``min_gain``), the drop (``max_drop``) or their relative forms, oriented so that a gain is
+    always an improvement, whatever the metric's direction.
+    """
+
+    gate: str
+    metric: str
+    checkpoint: str
+    status: str
+    severity: str
+    operator: str
+    threshold: float
+    message: str
+    value: float | None = None
+    baseline_value: float | None = None
+    delta: float | None = None
+    p_value: float | None = None
+    observed: float | None = None
+    significance: float | None = None
+    higher_is_better: bool = True
+    gate_index: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: _json_number(value) for key, value in self.__dict__.items()}
+
+
+@dataclass
+class Verdict:
+    """All checks of a policy on a comparison; ``status`` is the worst check status."""
+
+    status: str
+    policy: str
+    baseline: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every gate passed (warnings allowed), 1 when one failed."""
+        return 1 if self.status == "fail" else 0
+
+    def counts(self) -> dict[str, int]:
+        return {status: sum(c.status == status for c in self.checks) for status in _STATUS_ORDER}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "policy": self.policy, "baseline": self.baseline,
+                "checks": [check.to_dict() for check in self.checks]}
+
+
+def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
+    """Apply every gate of ``policy`` to every checkpoint it targets in ``comparison``.
+
+    Raises :class:`UsageError` when the policy does not fit the comparison (baseline mismatch,
+    unknown metric or checkpoint label). A metric row that is missing for a targeted checkpoint, or
+    whose value is undefined, is a failed check rather than an error: the gate could not be shown
+    to hold.
+    """
+    baseline = comparison.get("baseline")
+    if policy.baseline is not None and policy.baseline != baseline:
+        raise UsageError(f"{policy.source}: 'baseline' is {policy.baseline!r} but the comparison's baseline is "
+                         f"{baseline!r}; compare against {policy.baseline!r} (--baseline) or fix the policy.")
+    labels = [str(c.get("label")) for c in comparison.get("checkpoints", [])]
+    index = _metric_index(comparison)
+    checks = []
+    for gate in policy.gates:
+        rows = _rows_for(gate, index, policy.source)
+        for label in _target_checkpoints(gate, labels, baseline, policy.source):
+            checks.append(_check(gate, rows.get(label), label, _higher_is_better(gate, rows, comparison)))
+    status = max((c.status for c in checks), key=_STATUS_ORDER.__getitem__, default="pass")
+    return Verdict(status=status, policy=policy.source, baseline=str(baseline), checks=checks)
+
+
+def _metric_index(comparison: dict[str, Any]) -> dict[str, dict[str, dict]]:
+    """Gate name -> checkpoint label -> row, for metric rows and breakdown rows."""
+    index: dict[str, dict[str, dict]] = {}
+    for section, fields in (("metrics", ("task", "metric", "checkpoint")),
+                            ("breakdowns", ("task", "kind", "key", "metric", "checkpoint"))):
+        for number, row in enumerate(comparison.get(section) or [], start=1):
+            missing = [key for key in fields if not isinstance(row, dict) or key not in row]
+            if missing:
+                raise UsageError(f"comparison: {section} row {number} lacks {', '.join(missing)}; "
+                                 "is it a comparison.json written by `evalkit compare`?")
+            name = (f"{row['task']}.{row['metric']}" if section == "metrics"
+                    else f"{row['task']}.{row['kind']}/{row['key']}/{row['metric']}")
+            index.setdefault(name, {})[str(row["checkpoint"])] = row
+    return index
+
+
+def _rows_for(gate: Gate, index: dict[str, dict[str, dict]], source: str) -> dict[str, dict]:
+    if gate.metric in index:
+        return index[gate.metric]
+    task = gate.metric.split(".", 1)[0]
+    is_breakdown = "/" in gate.metric
+    choices = [n for n in index if ("/" in n) == is_breakdown and (not is_breakdown or n.startswith(task + "."))]
+    tasks = sorted({n.split(".", 1)[0] for n in index})
+    hint = "" if task in tasks else f" The comparison's tasks are: {', '.join(tasks) or '(none)'}."
+    if not is_breakdown:
+        hint += " Breakdown rows are named TASK.KIND/KEY/METRIC, e.g. mmlu.subject/anatomy/acc."
+    raise UsageError(f"{source}: gate {gate.index}: unknown metric {gate.metric!r} in the comparison."
+                     f"{did_you_mean(gate.metric, choices or list(index))}{hint}")
+
+
+def _target_checkpoints(gate: Gate, labels: list[str], baseline: Any, source: str) -> list[str]:
+    where = f"{source}: gate {gate.index} ({gate.metric})"
+    if gate.checkpoints is None:
+        targets = [label for label in labels if label != baseline]
+        if not targets:
+            raise UsageError(f"{where}: the comparison has no checkpoint besides the baseline {baseline!r} to gate.")
+        return targets
+    for label in gate.checkpoints:
+        if label not in labels:
+            raise UsageError(f"{where}: unknown checkpoint {label!r} in 'checkpoints'.{did_you_mean(label, labels)}")
+        if label == baseline and gate.operator in _COMPARATIVE:
+            raise UsageError(f"{where}: '{gate.operator}' compares with the baseline, so it cannot apply to the "
+                             f"baseline {label!r} itself; use min or max to bound the baseline's value.")
+    return [label for label in labels if label in gate.checkpoints]
+
+
+def _higher_is_better(gate: Gate, rows: dict[str, dict], comparison: dict[str, Any]) -> bool:
+    """The gate's override, else the rows' flag, else the task metric's flag, else the name's usual sense."""
+    if gate.higher_is_better is not None:
+        return gate.higher_is_better
+    for row in rows.values():
+        if isinstance(row.get("higher_is_better"), bool):
+            return row["higher_is_better"]
+    some_row = next(iter(rows.values()))
+    for row in comparison.get("metrics") or []:
+        if row["task"] == some_row["task"] and row["metric"] == some_row["metric"]:
+            if isinstance(row.get("higher_is_better"), bool):
+                return row["higher_is_better"]
+    return not any(fragment in str(some_row["metric"]) for fragment in LOWER_IS_BETTER_FRAGMENTS)
+
+
+# Thresholds are inclusive; the slack keeps 0.60 - 0.55 (= 0.04999...) from failing "min_gain: 0.05".
+_EPSILON = 1e-9
+
+
+def _check(gate: Gate, row: dict | None, label: str, higher_is_better: bool) -> Check:
+    check = Check(gate=gate.description, metric=gate.metric, checkpoint=label, status="fail",
+                  severity=gate.severity, operator=gate.operator, threshold=gate.threshold, message="",
+                  significance=gate.significance, higher_is_better=higher_is_better, gate_index=gate.index)
+    if row is None:
+        check.message = f"no {gate.metric} row for checkpoint {label!r} in the comparison"
+        return _apply_severity(check)
+    check.value, check.baseline_value = _float(row.get("value")), _float(row.get("baseline_value"))
+    check.p_value = _float(row.get("p_value"))
+    check.delta = _float(row.get("delta"))
+    if check.delta is None and None not in (check.value, check.baseline_value):
+        check.delta = check.value - check.baseline_value
+    if gate.operator in ("min", "max"):
+        _check_bound(check)
+    else:
+        _check_comparative(check)
+    return _apply_severity(check)
+
+
+def _check_bound(check: Check) -> None:
+    if check.value is None:
+        check.message = "value undefined"
+        return
+    check.observed = check.value
+    is_min = check.operator == "min"
+    ok = check.value >= check.threshold - _EPSILON if is_min else check.value <= check.threshold + _EPSILON
+    sign = (">=" if is_min else "<=") if ok else ("<" if is_min else ">")
+    check.status = "pass" if ok else "fail"
+    check.message = f"value {check.value:.3f} {sign} {check.operator} {check.threshold:g}"
+
+
+def _check_comparative(check: Check) -> None:
+    if check.value is None or check.baseline_value is None:
+        check.message = "value or baseline value undefined"
+        return
+    relative = "relative" in check.operator
+    gain = _relative_gain(check) if relative else (check.delta if check.higher_is_better else -check.delta)
+    is_gain = check.operator.startswith("min")
+    check.observed = gain if is_gain else -gain
+    ok = gain >= check.threshold - _EPSILON if is_gain else -gain <= check.threshold + _EPSILON
+    limit = _fmt_amount(check.threshold, relative)
+    change = _change_text(gain, check.higher_is_better, relative)
+    if is_gain:
+        check.message = f"{change}; {'meets' if ok else 'below'} the required gain of {limit}"
+    else:
+        check.message = f"{change} ({'<=' if ok else '>'} {limit} allowed)"
+    check.status = "pass" if ok else _drop_violation(check)
+
+
+def _relative_gain(check: Check) -> float:
+    """(value - baseline) / |baseline|, oriented so positive = better; +-inf from a zero baseline."""
+    diff = check.value - check.baseline_value
+    if check.baseline_value == 0:
+        raw = 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    else:
+        raw = diff / abs(check.baseline_value)
+    return raw if check.higher_is_better else -raw
+
+
+def _drop_violation(check: Check) -> str:
+    """A drop beyond the threshold: fail, unless a significance level is set and it is not significant."""
+    if check.significance is None:
+        return "fail"
+    if check.p_value is None:
+        check.message += ", no p-value available (treated as significant)"
+        return "fail"
+    if check.p_value < check.significance:
+        check.message += f", significant (p={check.p_value:.3g} < {check.significance:g})"
+        return "fail"
+    check.message += f", not significant (p={check.p_value:.3g} >= {check.significance:g})"
+    return "warn"
+
+
+def _apply_severity(check: Check) -> Check:
+    if check.status == "fail" and check.severity == "warn":
+        check.status = "warn"
+        check.message += " [severity: warn]"
+    return check
+
+
+def _change_text(gain: float, higher_is_better: bool, relative: bool) -> str:
+    amount = _fmt_amount(abs(gain), relative)
+    if higher_is_better:
+        return f"{'gained' if gain >= 0 else 'dropped'} {amount}"
+    return f"{'fell' if gain >= 0 else 'rose'} {amount} (lower is better)"
+
+
+def _fmt_amount(amount: float, relative: bool) -> str:
+    if math.isinf(amount):
+        return "infinitely (baseline value 0)" if relative else "inf"
+    return f"{amount:.1%}" if relative else f"{amount:.3f}"
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _json_number(value: Any) -> Any:
+    """JSON has no NaN or infinity: undefined numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+

@@ -1,0 +1,213 @@
+"""Verdict outputs (Markdown, text, JUnit, step summary) and the ``evalkit gate`` command."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..compare import load_comparison
+
+from ._evaluate import Check, Verdict, evaluate_policy
+from ._policy import _STATUS_ORDER, load_policy
+# --------------------------------------------------------------------------------------- outputs
+
+_STATUS_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
+
+
+def _summary_line(verdict: Verdict) -> str:
+    counts = verdict.counts()
+    return (f"{len(verdict.checks)} checks: {counts['pass']} passed, {counts['warn']} warning"
+            f"{'' if counts['warn'] == 1 else 's'}, {counts['fail']} failed")
+
+
+def _md_cell(text: Any) -> str:
+    """Untrusted text in a Markdown table cell: no pipes, newlines or HTML tags.
+
+    ``<`` is backslash-escaped (CommonMark), which keeps "p <= 0.05" readable on a console too.
+    """
+    text = " ".join(str(text).split())
+    for char in ("\\", "|", "<", "`"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def _md_code(text: Any) -> str:
+    """Untrusted text as a code span: literal inside, so only backticks need replacing."""
+    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
+
+
+def _md_number(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def verdict_markdown(verdict: Verdict) -> str:
+    """The verdict as a Markdown section (GitHub step summary, report.md, console)."""
+    lines = [
+        f"### evalkit gate: {_STATUS_MARK[verdict.status]} {verdict.status.upper()}",
+        "",
+        f"Policy {_md_code(verdict.policy)}, baseline {_md_code(verdict.baseline)}: {_summary_line(verdict)}.",
+        "",
+        "| | Checkpoint | Gate | Value | Baseline | Delta | p | Result |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for c in verdict.checks:
+        p_value = "–" if c.p_value is None else f"{c.p_value:.3g}"
+        lines.append(f"| {_STATUS_MARK[c.status]} | {_md_cell(c.checkpoint)} | {_md_cell(c.gate)} | "
+                     f"{_md_number(c.value)} | {_md_number(c.baseline_value)} | {_md_number(c.delta, True)} | "
+                     f"{p_value} | {_md_cell(c.message)} |")
+    return "\n".join(lines) + "\n"
+
+
+def verdict_text(verdict: Verdict) -> str:
+    """A short plain-text verdict for the console: failures and warnings first, one line each."""
+    ordered = sorted(verdict.checks, key=lambda c: -_STATUS_ORDER[c.status])
+    lines = [f"{c.status.upper():<4}  {c.checkpoint}  {c.gate}: {c.message}" for c in ordered]
+    lines.append(f"gate: {verdict.status.upper()} ({_summary_line(verdict)})")
+    return "\n".join(lines)
+
+
+# XML 1.0 forbids most control characters, and ElementTree does not escape them.
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(value: Any) -> str:
+    return _XML_INVALID.sub("\N{REPLACEMENT CHARACTER}", str(value))
+
+
+def _check_details(check: Check) -> str:
+    def number(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.6g}"
+
+    return (f"{check.checkpoint}: {check.gate}: {check.status.upper()}: {check.message}\n"
+            f"value={number(check.value)} baseline={number(check.baseline_value)} delta={number(check.delta)} "
+            f"observed={number(check.observed)} threshold={number(check.threshold)} p_value={number(check.p_value)}")
+
+
+def junit_xml(verdict: Verdict) -> bytes:
+    """The verdict as JUnit XML: one ``<testsuite>`` per checkpoint, one ``<testcase>`` per gate.
+
+    Failed checks carry ``<failure message=... type="evalkit.gate">``; warnings are passing test
+    cases whose ``<system-out>`` starts with ``WARNING:`` (they do not fail the build, and
+    "skipped" would claim the check did not run). Every case has its numbers in ``<system-out>``.
+    """
+    import xml.etree.ElementTree as ET
+
+    counts = verdict.counts()
+    root = ET.Element("testsuites", name="evalkit gate", tests=str(len(verdict.checks)),
+                      failures=str(counts["fail"]), errors="0", skipped="0", time="0")
+    for label in dict.fromkeys(c.checkpoint for c in verdict.checks):
+        checks = [c for c in verdict.checks if c.checkpoint == label]
+        suite = ET.SubElement(root, "testsuite", name=_xml_text(f"evalkit.gate.{label}"), tests=str(len(checks)),
+                              failures=str(sum(c.status == "fail" for c in checks)), errors="0", skipped="0",
+                              time="0")
+        properties = ET.SubElement(suite, "properties")
+        for name, value in (("policy", verdict.policy), ("baseline", verdict.baseline), ("status", verdict.status)):
+            ET.SubElement(properties, "property", name=name, value=_xml_text(value))
+        for check in checks:
+            _junit_case(suite, check)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _junit_case(suite, check: Check) -> None:
+    import xml.etree.ElementTree as ET
+
+    case = ET.SubElement(suite, "testcase", classname=_xml_text(f"evalkit.gate.{check.checkpoint}"),
+                         name=_xml_text(check.gate), time="0")
+    details = _xml_text(_check_details(check))
+    if check.status == "fail":
+        failure = ET.SubElement(case, "failure", message=_xml_text(f"{check.message}"), type="evalkit.gate")
+        failure.text = details
+    prefix = "WARNING: " if check.status == "warn" else ""
+    ET.SubElement(case, "system-out").text = prefix + details
+
+
+def write_junit(verdict: Verdict, path: str | Path) -> Path:
+    """Write :func:`junit_xml` atomically to ``path``; return the path."""
+    from .._io import atomic_write_bytes
+
+    path = Path(path)
+    atomic_write_bytes(path, junit_xml(verdict))
+    return path
+
+
+def write_gate_outputs(verdict: Verdict, out_dir: str | Path) -> list[Path]:
+    """Write ``junit.xml`` and ``verdict.json`` into ``out_dir``; append to ``$GITHUB_STEP_SUMMARY``.
+
+    Returns the paths written (the step summary is not included: it belongs to the CI runner).
+    """
+    from .._io import atomic_write_text, dump_json
+
+    out_dir = Path(out_dir)
+    junit = write_junit(verdict, out_dir / "junit.xml")
+    verdict_path = out_dir / "verdict.json"
+    atomic_write_text(verdict_path, dump_json(verdict.to_dict()))
+    _append_step_summary(verdict)
+    return [junit, verdict_path]
+
+
+def _append_step_summary(verdict: Verdict) -> None:
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not summary:
+        return
+    try:
+        with open(summary, "a", encoding="utf-8") as handle:  # appended: other steps write there too
+            handle.write("\n" + verdict_markdown(verdict))
+    except OSError as exc:  # a summary we cannot write must not change the gate's outcome
+        print(f"evalkit: warning: cannot append to GITHUB_STEP_SUMMARY ({summary}): {exc}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------ the command
+
+
+def gate_main(comparison_path: str | Path, policy_path: str | Path, out_dir: str | Path | None = None) -> int:
+    """The ``evalkit gate`` command: load, evaluate, write outputs, print the verdict; return the exit code.
+
+    Outputs go to ``out_dir`` (default: the comparison's folder). Raises :class:`UsageError` on bad
+    input, which the CLI turns into exit code 2.
+    """
+    policy = load_policy(policy_path)
+    comparison = load_comparison(comparison_path)
+    verdict = evaluate_policy(policy, comparison)
+    written = write_gate_outputs(verdict, Path(out_dir) if out_dir is not None else Path(comparison_path).parent)
+    print(verdict_text(verdict))
+    for path in written:
+        print(f"wrote {path}")
+    return verdict.exit_code
+
+
+def attach_verdict(comparison: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
+    """A copy of ``comparison`` with ``verdict`` embedded (what the report renders)."""
+    return {**comparison, "verdict": verdict.to_dict()}
+
+
+def demo_policy_text(domain_task: str, general_task: str, *, domain_metric: str = "acc",
+                     general_metric: str = "acc", baseline: str = "base", min_domain_gain: float = 0.2,
+                     max_general_drop: float = 0.05, significance: float = 0.05) -> str:
+    """Policy YAML for the demo: the tuned checkpoints must learn the domain without forgetting.
+
+    With the demo's numbers a domain-only checkpoint fails the general gate (its accuracy falls
+    far and significantly) while the mixed checkpoint passes both.
+
+    Examples
+    --------
+    >>> from evalkit.gate import parse_policy
+    >>> text = demo_policy_text("demo_domain", "demo_general")
+    >>> parse_policy(__import__("yaml").safe_load(text)).gates[1].metric
+    'demo_general.acc'
+    """
+    return (
+        f"# Demo release policy: learn the domain, keep general knowledge.\n"
+        f"baseline: {baseline}\n"
+        f"gates:\n"
+        f"  - metric: {domain_task}.{domain_metric}\n"
+        f"    min_gain: {min_domain_gain:g}        # the fine-tune must actually teach the domain\n"
+        f"  - metric: {general_task}.{general_metric}\n"
+        f"    max_drop: {max_general_drop:g}       # forgetting beyond this fails ...\n"
+        f"    significance: {significance:g}   # ... when significant; otherwise it only warns\n"
+    )
