@@ -16,26 +16,13 @@ from evalkit.report import comparison_json, metrics_csv, render_html, render_mar
 from evalkit.report.charts import delta_bars_chart
 from evalkit.report.html import json_for_script
 from evalkit.report.markdown import md_escape
+from tests.helpers.untrusted import PAYLOADS, poison
 
 FIXTURES = Path(__file__).parent / "fixtures"
-PAYLOADS = ["<script>window.__pwned=1</script>", '<img src=x onerror="window.__pwned=1">']
-#: Keys whose values are enums or join keys; every other string is free text and gets the payload.
-ENUM_KEYS = {"axis", "kind", "direction", "status", "severity", "test", "diagnosis", "baseline", "checkpoint",
-             "label", "task", "name", "loglik_task", "generative_task", "metric", "primary_metric", "ci_method"}
 
 
 def load(name: str = "report_fixture") -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
-
-
-def poison(value, key=None):
-    if isinstance(value, dict):
-        return {k: poison(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [poison(v, key) for v in value]
-    if isinstance(value, str) and key not in ENUM_KEYS:
-        return value + " " + " ".join(PAYLOADS)
-    return value
 
 
 def poison_labels(comparison: dict) -> dict:

@@ -21,14 +21,12 @@ from pathlib import Path
 import pytest
 
 from evalkit.report import write_reports
+from tests.helpers.untrusted import PAYLOADS, poison
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_fixture.json"
 REPO = Path(__file__).resolve().parents[1]
-PAYLOADS = ["<script>window.__pwned=1</script>", '<img src=x onerror="window.__pwned=1">']
-ENUM_KEYS = {"axis", "kind", "direction", "status", "severity", "test", "diagnosis", "schema_version", "baseline",
-             "checkpoint", "label", "task", "name", "loglik_task", "generative_task", "metric", "primary_metric"}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--hide-scrollbars", "--remote-debugging-address=127.0.0.1",
@@ -177,17 +175,6 @@ def chromium(tmp_path_factory):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def poison(value, key=None):
-    """Append an attack payload to every free-text string; keep enum and join keys intact."""
-    if isinstance(value, dict):
-        return {k: poison(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [poison(v, key) for v in value]
-    if isinstance(value, str) and key not in ENUM_KEYS:
-        return value + " " + " ".join(PAYLOADS)
-    return value
 
 
 @pytest.fixture(scope="module")
