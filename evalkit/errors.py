@@ -33,5 +33,6 @@ def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> 
     ordered = sorted(choices)
     close = difflib.get_close_matches(name, ordered, n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    shown = ", ".join(ordered[:40]) + (" …" if len(ordered) > 40 else "")
-    return f"{hint} Available: {shown or '(none)'}."
+    if len(ordered) > 40:  # a long index (lm-eval has thousands of tasks): a sample and the count
+        return f"{hint} Available: {', '.join(ordered[:12])} … ({len(ordered)} in all)."
+    return f"{hint} Available: {', '.join(ordered) or '(none)'}."

@@ -64,14 +64,16 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
     versions = library_versions()
     info = checkpoint.info
     results: dict[str, TaskResult] = {}
-    for task, evaluator in zip(tasks, evaluators):
-        key = RunKey(info.fingerprint, task.name, evaluator.config_hash(), evaluator.name,
-                     evaluator.version, versions["lm-eval"])
-        cached = None if rerun else store.completed_result(key)
-        if cached is None:
-            _check_capabilities(checkpoint, [task], [evaluator])
-            cached = _run_task(checkpoint, task, evaluator, store, key)
-        results[task.name] = cached
+    keys = [RunKey(info.fingerprint, task.name, evaluator.config_hash(), evaluator.name, evaluator.version,
+                   versions["lm-eval"]) for task, evaluator in zip(tasks, evaluators)]
+    for task, evaluator, key in zip(tasks, evaluators, keys):
+        results[task.name] = None if rerun else store.completed_result(key)
+    pending = [(t, e, k) for t, e, k in zip(tasks, evaluators, keys) if results[t.name] is None]
+    for task, evaluator, _ in pending:  # data problems surface before a (possibly huge) model loads
+        _check_capabilities(checkpoint, [task], [evaluator])
+        evaluator.sample_ids()
+    for task, evaluator, key in pending:
+        results[task.name] = _run_task(checkpoint, task, evaluator, store, key)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return EvalResult(checkpoint=info, versions=versions, tasks=results, created=now)
 

@@ -160,3 +160,16 @@ def test_server_only_model_args_do_not_reach_in_process_models():
     assert "retry_wait" not in kwargs and "api" not in kwargs
     assert kwargs["parallelize"] is True
     assert kwargs["batch_size"] == 8, "'auto' on CPU is a fixed batch"
+
+
+def test_data_errors_surface_before_the_model_loads(tmp_path, monkeypatch):
+    from tests.helpers.fake import CountingEvaluator
+
+    def missing_data(self):
+        raise UsageError("tasks/x.yaml: data file missing")
+
+    monkeypatch.setattr(CountingEvaluator, "sample_ids", missing_data)
+    checkpoint = FakeCheckpoint()
+    with ResultStore(tmp_path / "s.sqlite") as store, pytest.raises(UsageError, match="data file missing"):
+        evaluate_checkpoint(checkpoint, [counting_task(name="a"), counting_task(name="b")], store)
+    assert checkpoint.loads == 0
