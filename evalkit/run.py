@@ -104,6 +104,8 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
     lm = checkpoint.lm  # loaded once per checkpoint, shared by every task
     load_seconds = time.perf_counter() - load_started
     requests_before = _request_stats(lm)
+    if hasattr(lm, "check_coverage"):  # a predictions file: every sample's output must be there
+        lm.check_coverage(task.name, [s for s in evaluator.sample_ids() if s not in done])
     try:
         records = evaluator.run(lm, done=done, save=lambda batch: store.add_samples(key, batch))
         result = evaluator.aggregate(records)

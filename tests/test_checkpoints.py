@@ -326,6 +326,9 @@ def test_predictions_missing_ids_are_all_counted(tmp_path):
     requests = [_gen_request("ifeval", "1"), _gen_request("ifeval", "2"), _gen_request("ifeval", "3")]
     with pytest.raises(UsageError, match=r"has no output for task 'ifeval' sample id '2' \(2 of 3 missing, e.g. '2', '3'\)"):
         lm.generate_until(requests)
+    with pytest.raises(UsageError, match=r"sample id '2' \(2 of 4 missing, e.g. '2', '4'\)"):
+        lm.check_coverage("ifeval", ["1", "2", 4, "1"])  # the whole task, checked before any work
+    lm.check_coverage("ifeval", ["1"])
 
 
 @pytest.mark.parametrize("rows, message", [

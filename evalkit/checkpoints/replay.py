@@ -76,13 +76,20 @@ class ReplayLM(LM):
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         keys = [self._key(request) for request in requests]
+        self._raise_if_missing(keys)
+        return [self.outputs[key] for key in keys]
+
+    def check_coverage(self, task: str, sample_ids: list[str]) -> None:
+        """Raise before any work if the file lacks an output for one of a task's samples."""
+        self._raise_if_missing([(task, str(s)) for s in sample_ids])
+
+    def _raise_if_missing(self, keys: list[tuple[str, str]]) -> None:
         missing = [key for key in keys if key not in self.outputs]
         if missing:
             task, sample_id = missing[0]
             examples = ", ".join(repr(s) for _, s in missing[:5])
             raise UsageError(f"predictions file {self.path} has no output for task {task!r} sample id {sample_id!r} "
                              f"({len(missing)} of {len(keys)} missing, e.g. {examples}); add rows for them.")
-        return [self.outputs[key] for key in keys]
 
     @staticmethod
     def _key(request) -> tuple[str, str]:
