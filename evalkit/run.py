@@ -44,16 +44,15 @@ def build_evaluators(tasks: list[TaskConfig]) -> list:
     return evaluators
 
 
-def _check_capabilities(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list) -> None:
-    for task, evaluator in zip(tasks, evaluators):
-        for need in sorted(evaluator.needs):
-            if not checkpoint.supports(need):
-                raise UsageError(
-                    f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
-                    f"({checkpoint.spec.kind}) cannot answer; use a generation-only task or another checkpoint kind"
-                    + (" (a server needs --model-args tokenizer=DIR and must return prompt logprobs, as vLLM does)."
-                       if checkpoint.spec.kind == "server" else ".")
-                )
+def _check_capabilities(checkpoint: Checkpoint, task: TaskConfig, evaluator) -> None:
+    for need in sorted(evaluator.needs):
+        if not checkpoint.supports(need):
+            raise UsageError(
+                f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
+                f"({checkpoint.spec.kind}) cannot answer; use a generation-only task or another checkpoint kind"
+                + (" (a server needs --model-args tokenizer=DIR and must return prompt logprobs, as vLLM does)."
+                   if checkpoint.spec.kind == "server" else ".")
+            )
 
 
 def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore,
@@ -66,11 +65,13 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
     results: dict[str, TaskResult] = {}
     keys = [RunKey(info.fingerprint, task.name, evaluator.config_hash(), evaluator.name, evaluator.version,
                    versions["lm-eval"]) for task, evaluator in zip(tasks, evaluators)]
-    for task, evaluator, key in zip(tasks, evaluators, keys):
-        results[task.name] = None if rerun else store.completed_result(key)
+    for task, key in zip(tasks, keys):
+        if rerun:
+            store.discard_run(key)  # --rerun: no stored result and no stored samples to resume from
+        results[task.name] = store.completed_result(key)
     pending = [(t, e, k) for t, e, k in zip(tasks, evaluators, keys) if results[t.name] is None]
     for task, evaluator, _ in pending:  # data problems surface before a (possibly huge) model loads
-        _check_capabilities(checkpoint, [task], [evaluator])
+        _check_capabilities(checkpoint, task, evaluator)
         evaluator.sample_ids()
     for task, evaluator, key in pending:
         results[task.name] = _run_task(checkpoint, task, evaluator, store, key)

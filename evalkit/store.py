@@ -141,6 +141,10 @@ class ResultStore:
         rows.append(("UPDATE runs SET updated=? WHERE run_key=?", (time.time(), key.id)))
         self._write(rows)
 
+    def discard_run(self, key: RunKey) -> None:
+        """Forget a run and its samples (``--rerun``)."""
+        self._write([("DELETE FROM samples WHERE run_key=?", (key.id,)), ("DELETE FROM runs WHERE run_key=?", (key.id,))])
+
     def finish_run(self, key: RunKey, result: TaskResult) -> None:
         """Store the corpus result (without samples: they are in ``samples``) and mark the run complete."""
         payload = json.dumps(result.to_dict(with_samples=False), sort_keys=True, default=str)

@@ -173,3 +173,11 @@ def test_data_errors_surface_before_the_model_loads(tmp_path, monkeypatch):
     with ResultStore(tmp_path / "s.sqlite") as store, pytest.raises(UsageError, match="data file missing"):
         evaluate_checkpoint(checkpoint, [counting_task(name="a"), counting_task(name="b")], store)
     assert checkpoint.loads == 0
+
+
+def test_rerun_evaluates_every_sample_again(tmp_path):
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        evaluate_checkpoint(FakeCheckpoint(), [counting_task()], store)
+        again = FakeCheckpoint()
+        evaluate_checkpoint(again, [counting_task()], store, rerun=True)
+        assert again.loads == 1 and again.lm.calls == 10, "--rerun must not reuse stored samples"
