@@ -87,10 +87,10 @@ def recipe_key(recipe: Recipe, domain: DomainData) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``<user cache>/evalkit/demo-checkpoints``."""
-    import platformdirs
+    """``demo-checkpoints`` in evalkit's cache folder (``$EVALKIT_CACHE_DIR`` or the user cache dir)."""
+    from .._io import cache_dir
 
-    return Path(platformdirs.user_cache_dir("evalkit")) / "demo-checkpoints"
+    return cache_dir() / "demo-checkpoints"
 
 
 def _general_examples(recipe: Recipe) -> tuple[list[Example], list[str]]:
