@@ -198,23 +198,13 @@ def test_single_checkpoint(results):
 
 def test_real_voc_hook_and_report(results):
     """The voc evaluator's resample_metrics (hierarchical metrics) drives the corpus-metric tests."""
-    from evalkit.metrics.hierarchical import hierarchical_report
-    from evalkit.records import CheckpointInfo, SampleRecord, TaskResult
-
     leaves = [("Billing", "Fees", "Late"), ("Billing", "Fees", "Overdraft"), ("Card", "Fraud", "Unknown")]
     rng = np.random.default_rng(0)
     true = [leaves[i] for i in rng.integers(0, 3, 120)]
 
     def checkpoint(label, skill):
         pred = [t if rng.random() < skill else leaves[rng.integers(0, 3)] for t in true]
-        records = [SampleRecord(sample_id=str(i), target=" > ".join(t), prediction=" > ".join(p), correct=p == t,
-                                scores={"path_correct": float(p == t)}, group=" > ".join(t),
-                                extra={"target_path": list(t), "pred_path": list(p)}) for i, (t, p) in enumerate(zip(true, pred))]
-        report = hierarchical_report(true, pred, n_resamples=0)
-        task = TaskResult(task="voc", evaluator="voc", evaluator_version="1", config_hash="h", metrics=report["metrics"],
-                          n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
-                          breakdowns=report["breakdowns"], samples=records)
-        return EvalResult(CheckpointInfo(label, label, "hf", label), {}, {"voc": task})
+        return _voc_checkpoint(label, true, pred)
 
     comparison = build_comparison([checkpoint("base", 0.3), checkpoint("tuned", 0.9)], n_resamples=B)
     assert comparison["warnings"] == []
@@ -223,6 +213,34 @@ def test_real_voc_hook_and_report(results):
     classes = [r for r in comparison["breakdowns"] if r["kind"] == "class" and r["checkpoint"] == "tuned"]
     assert {r["metric"] for r in classes if r["test"]} == {"recall"}
     assert "n_classes" not in {r["metric"] for r in comparison["breakdowns"]}
+
+
+def test_all_invalid_baseline_still_gets_a_paired_test():
+    """A macro F1 of 0 equals the mean of all-wrong outcomes: that coincidence must not drop the test."""
+    leaves = [("Billing", "Fees", "Late"), ("Card", "Fraud", "Unknown")]
+    true = [leaves[i % 2] for i in range(60)]
+    base = _voc_checkpoint("base", true, [None] * 60)
+    tuned = _voc_checkpoint("tuned", true, [leaves[0] if i % 10 == 1 else t for i, t in enumerate(true)])
+    row = _row(build_comparison([base, tuned], n_resamples=B), "voc", "leaf_macro_f1", "tuned")
+    assert row["test"] == "paired_bootstrap" and row["p_value"] < 0.05
+
+
+def _voc_checkpoint(label, true, pred):
+    from evalkit.metrics.hierarchical import hierarchical_report
+    from evalkit.records import CheckpointInfo, SampleRecord, TaskResult
+
+    def text(path):
+        return None if path is None else " > ".join(path)
+
+    records = [SampleRecord(sample_id=str(i), target=text(t), prediction=text(p), correct=p == t,
+                            scores={"path_correct": float(p == t)}, group=text(t),
+                            extra={"target_path": list(t), "pred_path": list(p) if p else None})
+               for i, (t, p) in enumerate(zip(true, pred))]
+    report = hierarchical_report(true, pred, n_resamples=0)
+    task = TaskResult(task="voc", evaluator="voc", evaluator_version="1", config_hash="h", metrics=report["metrics"],
+                      n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
+                      breakdowns=report["breakdowns"], samples=records)
+    return EvalResult(CheckpointInfo(label, label, "hf", label), {}, {"voc": task})
 
 
 # ----------------------------------------------------------------------------------- breakdowns
@@ -386,3 +404,21 @@ def test_comparison_from_results_files(tmp_path, results):
     with pytest.raises(UsageError, match="LABEL=SPEC"):
         comparison_from_results_files([paths[0], paths[0]])
     assert EvalResult.load(paths[0]).checkpoint.label == "base"
+
+
+def test_proportion_ci_stays_inside_0_1_even_with_an_lm_eval_stderr():
+    """99/100 correct with lm-eval's stderr gives value ± 1.96·se > 1; the Wilson interval does not."""
+    from evalkit.records import CheckpointInfo, SampleRecord, TaskResult
+
+    def checkpoint(label, n_right):
+        records = [SampleRecord(sample_id=str(i), correct=i < n_right, scores={"acc": float(i < n_right)})
+                   for i in range(100)]
+        acc = n_right / 100
+        task = TaskResult(task="mc", evaluator="lm_eval", evaluator_version="1", config_hash="h", metrics={"acc": acc},
+                          stderr={"acc": (acc * (1 - acc) / 99) ** 0.5}, n_samples=100, primary_metric="acc",
+                          samples=records)
+        return EvalResult(CheckpointInfo(label, label, "hf", label), {}, {"mc": task})
+
+    row = _row(build_comparison([checkpoint("base", 60), checkpoint("tuned", 99)], n_resamples=B), "mc", "acc", "tuned")
+    assert row["ci_method"] == "wilson" and 0.9 < row["ci_low"] < 0.99 < row["ci_high"] <= 1.0
+    assert row["stderr"] is not None  # lm-eval's stderr is still reported beside the interval

@@ -80,16 +80,17 @@ def value_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) -
     reported = tr.ci.get(metric)
     if isinstance(reported, (list, tuple)) and len(reported) == 2:
         return finite(reported[0]), finite(reported[1]), "reported"
+    records = list(ctx.records(label, task).values())
+    values = sample_values_for(tr, metric, records)
+    matches = mean_matches(values, tr.metrics.get(metric))
+    if matches and is_binary(values):  # a proportion: Wilson stays inside [0, 1], value ± z·se may not
+        low, high = proportion_ci(int(values.sum()), values.size, confidence=ctx.confidence)
+        return finite(low), finite(high), "wilson"
     value, stderr = finite(tr.metrics.get(metric)), finite(tr.stderr.get(metric))
     if value is not None and stderr is not None:
         low, high = normal_ci(value, stderr, confidence=ctx.confidence)
         return low, high, "stderr"
-    records = list(ctx.records(label, task).values())
-    values = sample_values_for(tr, metric, records)
-    if mean_matches(values, tr.metrics.get(metric)):
-        if is_binary(values):
-            low, high = proportion_ci(int(values.sum()), values.size, confidence=ctx.confidence)
-            return finite(low), finite(high), "wilson"
+    if matches:
         _, low, high = bootstrap_mean_ci(values, n_resamples=ctx.n_resamples, confidence=ctx.confidence,
                                          random_state=ctx.random_state)
         return finite(low), finite(high), "bootstrap"
@@ -225,7 +226,10 @@ def _corpus_tests(ctx: Context, task: str, label: str, names: list[str], recs_a:
     covers_all = len(recs_a) == len(ctx.records(ctx.baseline, task)) == len(ctx.records(label, task))
     if covers_all:  # same sorted ids, same n, same seed: each checkpoint's own resamples are the paired ones
         scores_a, scores_b = own_resamples(ctx, task, ctx.baseline), own_resamples(ctx, task, label)
-    else:
+        # A metric can look like a per-sample mean on one checkpoint by coincidence (a macro F1 of 0
+        # equals the mean of all-wrong outcomes); then only one side has own resamples: ask the hook.
+        covers_all = all(name in scores_a and name in scores_b for name in names)
+    if not covers_all:
         scores_a = run_hook(ctx, task, ctx.baseline, base_tr.evaluator, recs_a, names)
         scores_b = run_hook(ctx, task, label, tr.evaluator, recs_b, names)
     tests = {}
