@@ -48,17 +48,22 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
-def read_json_object(path: str | Path) -> dict[str, Any]:
-    """A JSON object from ``path``; missing files and bad JSON are one-line UsageErrors."""
+def read_json_object(path: str | Path, *, what: str = "file", hint: str = "") -> dict[str, Any]:
+    """A JSON object from ``path``; a missing file or bad JSON is a one-line UsageError.
+
+    ``what`` names the file in the message ("comparison file"); ``hint`` says where one comes from.
+    """
     from .errors import UsageError
 
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"{path}: file not found.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: not valid JSON ({exc}).") from None
+        raise UsageError(f"{path}: {what} not found{hint}.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the {what} ({exc}).") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a JSON object, found {type(data).__name__}.")
     return data

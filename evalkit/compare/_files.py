@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, read_json_object
 from ..errors import UsageError
 from ..records import EvalResult
 from ._build import COMPARISON_KIND, COMPARISON_SCHEMA_VERSION, build_comparison
@@ -15,16 +15,9 @@ from ._build import COMPARISON_KIND, COMPARISON_SCHEMA_VERSION, build_comparison
 def load_comparison(path: str | Path) -> dict[str, Any]:
     """Read a ``comparison.json``; a missing, invalid or too-new file is a one-line :class:`UsageError`."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: comparison file not found (written by `evalkit compare --out DIR`).") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read the comparison file ({exc}).") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).") from None
-    if not isinstance(data, dict) or data.get("kind") != COMPARISON_KIND:
-        found = data.get("kind") if isinstance(data, dict) else type(data).__name__
+    data = read_json_object(path, what="comparison file", hint=" (written by `evalkit compare --out DIR`)")
+    if data.get("kind") != COMPARISON_KIND:
+        found = data.get("kind")
         raise UsageError(f"{path}: not an evalkit comparison (kind {found!r}, expected {COMPARISON_KIND!r}); "
                          f"give the comparison.json written by `evalkit compare`.")
     version = data.get("schema_version")
