@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_text", "atomic_write_bytes", "stable_hash", "dump_json", "read_json_object", "cache_dir"]
+__all__ = ["atomic_write_text", "atomic_write_bytes", "stable_hash", "dump_json", "read_json_object", "cache_dir", "hash_file", "hash_tree"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -40,6 +40,27 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def dump_json(obj: Any) -> str:
     """Deterministic, human-readable JSON (sorted keys, no NaN surprises for readers)."""
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+
+
+def hash_file(path: str | Path, *, chunk: int = 8 * 1024 * 1024) -> str:
+    """sha256 of a file's bytes, read in chunks (weights and data files can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_tree(path: str | Path, length: int = 16) -> str:
+    """Content hash of a file, or of every file below a folder together with its relative name."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    root = path.parent if path.is_file() else path
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(bytes.fromhex(hash_file(file)))
+    return digest.hexdigest()[:length]
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:

@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._io import cache_dir
+from .._io import cache_dir, hash_file
 from ..errors import UsageError
 from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
 
@@ -31,17 +31,8 @@ _ADAPTER_PATTERNS = ("adapter_config.json", "adapter_model*.safetensors", "adapt
 _VOLATILE_MODEL_FIELDS = ("created", "status", "permission")
 
 
-def hash_file(path: Path) -> str:
-    """sha256 of a file's bytes, read in chunks (no memo; see :func:`file_sha256`)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def file_sha256(path: Path) -> str:
-    """sha256 of ``path``, memoised by (resolved path, size, mtime_ns)."""
+    """sha256 of ``path``, memoised by (resolved path, size, mtime_ns) so big weights are hashed once."""
     resolved = Path(path).resolve()
     stat = resolved.stat()
     key = (str(resolved), stat.st_size, stat.st_mtime_ns)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._io import hash_tree
 from ..errors import UsageError, did_you_mean
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, validate_options
@@ -167,16 +168,7 @@ class LmEvalEvaluator:
 
     @staticmethod
     def _content_digest(path: Path | None) -> str | None:
-        import hashlib
-
-        if path is None or not path.exists():
-            return None
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        digest = hashlib.sha256()
-        for file in files:
-            digest.update(str(file.relative_to(path.parent if path.is_file() else path)).encode() + b"\0")
-            digest.update(hashlib.sha256(file.read_bytes()).digest())
-        return digest.hexdigest()[:16]
+        return hash_tree(path) if path is not None and path.exists() else None
 
     def check_ready(self) -> None:
         """Data paths exist, the task name is known, NLTK punkt_tab is there for IFEval (before any model loads)."""

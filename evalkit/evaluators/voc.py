@@ -156,10 +156,10 @@ class VocEvaluator:
 
     def config_hash(self) -> str:
         from .._io import stable_hash
-        from ..voc.dataset import file_sha256
+        from .._io import hash_file
 
         spec = self._spec
-        files = {key: file_sha256(p) if p is not None and p.is_file() else None
+        files = {key: hash_file(p) if p is not None and p.is_file() else None
                  for key, p in (("data", spec.data), ("train_data", spec.train_data), ("taxonomy", spec.taxonomy))}
         options = {k: v for k, v in dataclasses.asdict(self.options).items() if k != "batch_docs"}
         # Paths are replaced by content hashes so moving a file does not invalidate stored results.

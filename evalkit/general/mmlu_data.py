@@ -130,10 +130,12 @@ def folder_fingerprint(folder: MMLUFolder) -> str:
     """Content hash of every data file of the folder (decides when generated files are reused)."""
     import hashlib
 
+    from .._io import hash_file
+
     digest = hashlib.sha256()
     for split in sorted(folder.files):
         for subject in sorted(folder.files[split]):
             for path in folder.files[split][subject]:
                 digest.update(f"{split}/{subject}/{path.name}\0".encode())
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
+                digest.update(bytes.fromhex(hash_file(path)))
     return digest.hexdigest()[:16]

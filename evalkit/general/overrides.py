@@ -16,7 +16,7 @@ import functools
 import json
 from pathlib import Path
 
-from .._io import atomic_write_text, stable_hash
+from .._io import atomic_write_text, hash_file, stable_hash
 
 __all__ = [
     "lm_eval_tasks_dir", "mmlu_subjects", "mmlu_override_dir", "ifeval_override_dir",
@@ -151,11 +151,9 @@ def mmlu_override_dir(data: Path | None, variant: str = "loglikelihood", *, sour
 
 def ifeval_override_dir(data: Path) -> Path:
     """Folder with an ``ifeval`` task reading Google's IFEval JSONL ``data`` (lm-eval's scoring code)."""
-    import hashlib
-
     from . import cache_dir
 
-    digest = hashlib.sha256(Path(data).read_bytes()).hexdigest()[:16]
+    digest = hash_file(data)[:16]
     out = cache_dir() / "lm_eval_tasks" / f"ifeval-{stable_hash([GENERATOR_VERSION, str(Path(data).resolve()), digest])}"
     cfg = {"include": str(lm_eval_tasks_dir() / "ifeval" / "ifeval.yaml"), "task": "ifeval",
            "dataset_path": "json", "dataset_name": None,

@@ -14,7 +14,6 @@ train rows (few-shot examples and class frequencies for the head/torso/tail brea
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,7 @@ if TYPE_CHECKING:
 
     from ..taxonomy import Taxonomy
 
-__all__ = ["VocExample", "DataSpec", "VocData", "read_table", "read_examples", "check_labels", "load_voc_data",
-           "file_sha256"]
+__all__ = ["VocExample", "DataSpec", "VocData", "read_table", "read_examples", "check_labels", "load_voc_data"]
 
 _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
             ".parquet": "parquet", ".pq": "parquet"}
@@ -74,15 +72,6 @@ class VocData:
     def train_counts(self) -> dict[tuple[str, ...], int]:
         """Number of train rows per leaf path (for the head/torso/tail frequency breakdown)."""
         return dict(sorted(Counter(ex.path for ex in self.train).items()))
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content hash of a file, read in blocks (data files can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _cell(value: Any) -> str:
