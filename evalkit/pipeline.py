@@ -35,53 +35,6 @@ def _unique_labels(labels: list[str]) -> None:
         seen.add(label)
 
 
-def _load_results_file(item: str):
-    """``[LABEL=]results.json`` or a ``comparison.json`` -> list of EvalResult."""
-    from .records import EvalResult
-
-    label, sep, path = item.partition("=")
-    if not sep or not label.isidentifier():
-        label, path = "", item
-    data = read_json_object(Path(path))
-    if data.get("kind") == "evalkit.comparison":
-        results = _results_from_comparison(data, Path(path))
-    else:
-        results = [EvalResult.from_dict(data, source=path)]
-    if label:
-        if len(results) != 1:
-            raise UsageError(f"{path}: holds {len(results)} checkpoints; LABEL= only applies to a single results.json.")
-        results[0].checkpoint.label = label
-    return results
-
-
-def _results_from_comparison(data: dict[str, Any], path: Path) -> list:
-    """Rebuild per-checkpoint results (metrics only, no per-sample records) from a comparison.json."""
-    from .records import CheckpointInfo, EvalResult, TaskResult
-
-    results = []
-    tasks = {t["name"]: t for t in data.get("tasks", [])}
-    for cp in data.get("checkpoints", []):
-        rows = [r for r in data.get("metrics", []) if r.get("checkpoint") == cp["label"]]
-        task_results = {}
-        for name, task in tasks.items():
-            metrics = {r["metric"]: r["value"] for r in rows if r["task"] == name and r.get("value") is not None}
-            if metrics:
-                task_results[name] = TaskResult(
-                    task=name, evaluator=task.get("evaluator", "unknown"), evaluator_version="",
-                    config_hash=task.get("config_hash", ""), metrics=metrics,
-                    n_samples=int(task.get("n_samples", {}).get(cp["label"], 0)), axis=task.get("axis", "general"),
-                    primary_metric=task.get("primary_metric"),
-                    ci={r["metric"]: [r["ci_low"], r["ci_high"]] for r in rows
-                        if r["task"] == name and r.get("ci_low") is not None},
-                    settings=task.get("settings", {}))
-        info = CheckpointInfo(**{k: cp.get(k) for k in ("label", "spec", "kind", "fingerprint", "note")})
-        results.append(EvalResult(checkpoint=info, versions=cp.get("versions", {}), tasks=task_results,
-                                  created=data.get("created", "")))
-    if not results:
-        raise UsageError(f"{path}: comparison has no checkpoints.")
-    return results
-
-
 def collect_results(specs: list[str], task_configs, store, load_options, *, rerun: bool = False,
                     prior: list | None = None) -> list:
     """Evaluate every spec (answered from the store when possible) after the prior results."""
@@ -110,7 +63,7 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
                      policy: str | None, notes: list[str], overrides: list[str], rerun: bool, load_options,
                      store_path: str | None) -> int:
     """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed)."""
-    from .compare import build_comparison
+    from .compare import build_comparison, load_results_files
     from .report import write_reports
     from .store import ResultStore
     from .taskconfig import parse_overrides, resolve_tasks
@@ -118,7 +71,7 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     note_map = _parse_notes(notes)
     task_configs = resolve_tasks(tasks, parse_overrides(overrides))
     policy_obj = _load_policy(policy)
-    prior = [r for item in baseline_results for r in _load_results_file(item)]
+    prior = load_results_files(baseline_results)
     if len(specs) + len(prior) < 2:
         raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")
     with ResultStore(store_path) as store:
@@ -161,7 +114,7 @@ def _echo_written(paths: list[Path]) -> None:
 
 def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, store_path: str | None = None) -> None:
     """``evalkit report``: from one comparison.json, results.json files, or checkpoint labels in the store."""
-    from .compare import build_comparison
+    from .compare import build_comparison, load_results_files, split_label
     from .report import write_reports
 
     if len(sources) == 1 and Path(sources[0]).is_file():
@@ -173,8 +126,8 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
             return
     results = []
     for item in sources:
-        path = Path(item.partition("=")[2] if "=" in item and item.partition("=")[0].isidentifier() else item)
-        results += _load_results_file(item) if path.is_file() else [_result_from_store(item, store_path)]
+        is_file = split_label(item)[1].is_file()
+        results += load_results_files([item]) if is_file else [_result_from_store(item, store_path)]
     if len(results) < 2:
         raise UsageError("report needs a comparison.json, or at least two results.json files / stored checkpoint labels.")
     _unique_labels([r.checkpoint.label for r in results])

@@ -406,6 +406,20 @@ def test_comparison_from_results_files(tmp_path, results):
     assert EvalResult.load(paths[0]).checkpoint.label == "base"
 
 
+def test_a_comparison_json_serves_as_earlier_results(tmp_path, comparison):
+    """--baseline-results accepts a comparison.json: its checkpoints come back with their metrics."""
+    from evalkit.compare import load_results_files
+
+    path = write_comparison(comparison, tmp_path / "comparison.json")
+    results = load_results_files([path])
+    assert [r.checkpoint.label for r in results] == [c["label"] for c in comparison["checkpoints"]]
+    base_acc = _row(comparison, "mmlu", "acc", "tuned")["baseline_value"]
+    assert results[0].tasks["mmlu"].metrics["acc"] == pytest.approx(base_acc)
+    assert results[0].tasks["mmlu"].samples == []  # metrics only: no paired tests against it
+    with pytest.raises(UsageError, match="LABEL= only applies to a single results.json"):
+        load_results_files([f"old={path}"])
+
+
 def test_proportion_ci_stays_inside_0_1_even_with_an_lm_eval_stderr():
     """99/100 correct with lm-eval's stderr gives value ± 1.96·se > 1; the Wilson interval does not."""
     from evalkit.records import CheckpointInfo, SampleRecord, TaskResult

@@ -4,7 +4,8 @@ The dictionary layout is specified in ``docs/comparison-schema.md`` (schema vers
 """
 
 from ._build import COMPARISON_KIND, COMPARISON_SCHEMA_VERSION, build_comparison
-from ._files import comparison_from_results_files, load_comparison, write_comparison
+from ._files import comparison_from_results_files, load_comparison, load_results_files, split_label, write_comparison
 
 __all__ = ["build_comparison", "load_comparison", "write_comparison", "comparison_from_results_files",
+           "load_results_files", "split_label",
            "COMPARISON_KIND", "COMPARISON_SCHEMA_VERSION"]
