@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.report import write_reports
+from tests.helpers.transformers_serve import stop_process
 from tests.helpers.untrusted import PAYLOADS, poison
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -170,11 +171,7 @@ def chromium(tmp_path_factory):
         port = _devtools_port(profile, process)
         yield DevTools(_page_socket(port))
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -107,12 +107,9 @@ def test_server_supports_depends_on_endpoint_and_tokenizer(tiny_model_dir):
 @pytest.fixture(scope="module")
 def served_model(tiny_chat_model_dir, tmp_path_factory):
     """`transformers serve` on 127.0.0.1 with the tiny chat model; yields (base URL, model name)."""
-    from tests.helpers.transformers_serve import transformers_serve
+    from tests.helpers.transformers_serve import served_or_skip
 
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with transformers_serve(tiny_chat_model_dir, log) as url:
-        if url is None:
-            pytest.skip(f"transformers serve did not start: {log.read_text(errors='replace')[-500:]}")
+    with served_or_skip(tiny_chat_model_dir, tmp_path_factory.mktemp("serve") / "serve.log") as url:
         yield url, str(tiny_chat_model_dir)
 
 

@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["free_port", "transformers_serve", "wait_for_models"]
+__all__ = ["free_port", "transformers_serve", "served_or_skip", "stop_process", "wait_for_models"]
 
 
 def free_port() -> int:
@@ -48,9 +48,25 @@ def transformers_serve(model_dir: Path, log_path: Path, *, timeout: float = 90.0
     try:
         yield url if wait_for_models(url, process, timeout) else None
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)
+
+
+def stop_process(process: subprocess.Popen, timeout: float) -> None:
+    """Terminate, wait up to ``timeout`` seconds, then kill."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def served_or_skip(model_dir: Path, log_path: Path) -> Iterator[str]:
+    """Like :func:`transformers_serve`, but skips the test (with the server's log tail) if it did not start."""
+    import pytest
+
+    with transformers_serve(model_dir, log_path) as url:
+        if url is None:
+            pytest.skip(f"transformers serve did not start: {log_path.read_text(errors='replace')[-500:]}")
+        yield url
