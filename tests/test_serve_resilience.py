@@ -253,3 +253,63 @@ def test_cli_reports_a_key_refused_mid_run_in_one_line(tmp_path, store_path, cap
     assert exit_info.value.code == 2 and server.posts <= 8
     assert err[-1].startswith("evalkit: error: server http://127.0.0.1:") and "refused the API key (HTTP 401)" in err[-1]
     assert not any("Traceback" in line for line in err)
+
+
+# ------------------------------------------------------------------ log-likelihood through echo=true
+
+
+def _in_process_continuation_ids(tokenizer, context: str, continuation: str) -> list[int]:
+    """The continuation tokens in-process HFLM scores: whole minus context, with the tokenizer's BOS."""
+    whole, ctx = tokenizer(context + continuation).input_ids, tokenizer(context).input_ids
+    assert whole[:len(ctx)] == ctx
+    return whole[len(ctx):]
+
+
+@pytest.mark.parametrize("model_args", [{}, {"tokenized_requests": "true", "add_bos_token": "true"},
+                                        {"tokenized_requests": "true"}])
+def test_loglikelihood_scores_the_continuation_when_the_server_prepends_bos(tmp_path, model_args):
+    # vLLM tokenizes text prompts with the tokenizer's special tokens (a BOS first for Llama-style
+    # tokenizers); lm-eval 0.4.13 counted the continuation from the start of the echo and so added the last
+    # context token's log-prob. Counted from the end, every way of sending prompts scores the same tokens.
+    from lm_eval.api.instance import Instance
+    from transformers import AutoTokenizer
+
+    from evalkit.testing import build_tiny_model
+    from tests.helpers.flaky_server import token_logprob
+
+    model_dir = build_tiny_model(tmp_path / "bos_model")
+    _add_bos_post_processor(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert tokenizer("Answer").input_ids[0] == tokenizer.bos_token_id
+    pairs = [("Question: What is the capital of France? Answer:", " A"), ("The quick brown", " fox jumps")]
+    with FlakyServer(prompt_logprobs=True, echo_tokenizer=tokenizer) as server:
+        lm = _lm(server, model_args={"tokenizer": str(model_dir), **model_args})
+        scores = lm.loglikelihood([Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)])
+    expected = [sum(token_logprob(t) for t in _in_process_continuation_ids(tokenizer, *pair)) for pair in pairs]
+    assert [score for score, _ in scores] == pytest.approx(expected)
+
+
+def _add_bos_post_processor(model_dir: Path) -> None:
+    """Make the tiny tokenizer prepend <s> like Llama's (the default tiny tokenizer adds nothing)."""
+    from tokenizers import Tokenizer, processors
+
+    path = model_dir / "tokenizer.json"
+    tokenizer = Tokenizer.from_file(str(path))
+    bos_id = tokenizer.token_to_id("<s>")
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                                             special_tokens=[("<s>", bos_id)])
+    tokenizer.save(str(path))
+
+
+def test_short_echo_is_a_clear_error():
+    from evalkit.checkpoints.server import parse_echo_logprobs
+
+    answer = {"choices": [{"index": 0, "logprobs": {"token_logprobs": [None, -1.0], "top_logprobs": [None, {}]}}]}
+    with pytest.raises(UsageError, match="echoed 2 token log-probs for a prompt whose continuation has 3 tokens"):
+        parse_echo_logprobs(answer, [[1, 2, 3, 4]], [1])
+
+
+def test_add_bos_token_with_text_prompts_is_refused(tiny_model_dir):
+    with FlakyServer() as server:
+        with pytest.raises(UsageError, match="add_bos_token=true needs tokenized_requests=true"):
+            _lm(server, model_args={"tokenizer": str(tiny_model_dir), "add_bos_token": "true"})

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from . import LoadOptions
 
 __all__ = ["list_models", "model_entry", "uses_chat", "load_server_lm", "endpoint_url", "completions_tokenizer",
-           "CHECK_TIMEOUT"]
+           "parse_echo_logprobs", "CHECK_TIMEOUT"]
 
 #: Seconds to wait for ``/models`` before calling a server unreachable.
 CHECK_TIMEOUT = 10.0
@@ -124,6 +124,7 @@ def load_server_lm(spec: CheckpointSpec, options: "LoadOptions"):
         cls = _chat_class()
         return cls(base_url=endpoint_url(spec, "chat/completions"), **{"tokenizer_backend": None, **common, **extra})
     tokenizer_args = completions_tokenizer(spec, options)
+    _refuse_text_prompts_with_bos({**tokenizer_args, **extra})
     return _completions_class()(base_url=endpoint_url(spec, "completions"), **{**tokenizer_args, **common, **extra})
 
 
@@ -148,6 +149,20 @@ def completions_tokenizer(spec: CheckpointSpec, options: "LoadOptions") -> dict[
     return {"tokenizer_backend": None}
 
 
+def _refuse_text_prompts_with_bos(args: dict[str, Any]) -> None:
+    """``add_bos_token=true`` only with ``tokenized_requests=true``: text prompts would carry two BOS tokens.
+
+    With text prompts lm-eval decodes its BOS-prefixed tokens to text ("<s>Question: ...") and the
+    server, tokenizing with the tokenizer's defaults as in-process ``HFLM`` does, adds another BOS
+    (measured with vLLM: bench/vllm/README.md). Text prompts already get the tokenizer's BOS from the server.
+    """
+    if str(args.get("add_bos_token", "")).strip().lower() == "true" and \
+            str(args.get("tokenized_requests", "")).strip().lower() != "true":
+        raise UsageError("--model-args add_bos_token=true needs tokenized_requests=true: with text prompts the server "
+                         "already adds the tokenizer's BOS token, and lm-eval would send a second one as text. Drop "
+                         "add_bos_token, or add tokenized_requests=true to send token ids.")
+
+
 def _completions_class():
     """lm-eval's completions backend, with a clear error when the server returns no prompt logprobs."""
     from lm_eval.models.openai_completions import LocalCompletionsAPI
@@ -158,12 +173,47 @@ def _completions_class():
         @staticmethod
         def parse_logprobs(outputs, tokens=None, ctxlens=None, **kwargs):
             try:
-                return LocalCompletionsAPI.parse_logprobs(outputs, tokens=tokens, ctxlens=ctxlens, **kwargs)
-            except (KeyError, TypeError, IndexError):
+                return parse_echo_logprobs(outputs, tokens or [], ctxlens or [])
+            except (KeyError, TypeError, IndexError, AttributeError):
                 raise UsageError("the server returned no prompt logprobs for a log-likelihood request; such tasks "
                                  "need a server that supports echo=True with logprobs (e.g. vLLM).") from None
 
     return CompletionsServerLM
+
+
+def parse_echo_logprobs(outputs, inputs: list, ctxlens: list[int]) -> list[tuple[float, bool]]:
+    """(sum of continuation log-probs, is greedy) per prompt of an ``echo=true, max_tokens=1`` answer.
+
+    The continuation is counted from the *end* of the echoed tokens: the last entry is the one generated
+    token, the ``len(input) - ctxlen`` before it are the continuation. lm-eval 0.4.13 counts from the
+    start (``token_logprobs[ctxlen:-1]``), which is off by one when the server prepends a BOS token to a
+    text prompt (vLLM does for Llama-style tokenizers): it then adds the last context token's log-prob to
+    every choice. Counting from the end needs no assumption about what the server put in front.
+
+    Examples
+    --------
+    >>> answer = {"choices": [{"index": 0, "logprobs": {
+    ...     "token_logprobs": [None, -1.0, -2.0, -0.5, -0.25, -9.0],  # <s> c1 c2 k1 k2 generated
+    ...     "top_logprobs": [None, {"a": -1.0}, {"b": -0.1}, {"c": -0.5}, {"d": -0.25}, {"e": -9.0}]}}]}
+    >>> parse_echo_logprobs(answer, inputs=[[11, 12, 13, 14]], ctxlens=[2])  # sent c1 c2 k1 k2, no <s>
+    [(-0.75, True)]
+    """
+    answers: list[tuple[float, bool]] = []
+    for out in outputs if isinstance(outputs, list) else [outputs]:
+        choices = sorted(out["choices"], key=lambda choice: choice["index"])
+        for choice, tokens, ctxlen in zip(choices, inputs, ctxlens):
+            n_continuation = len(tokens) - ctxlen
+            logprobs = choice["logprobs"]["token_logprobs"]
+            if n_continuation < 1 or len(logprobs) < n_continuation + 1:
+                raise UsageError(f"the server echoed {len(logprobs)} token log-probs for a prompt whose "
+                                 f"continuation has {n_continuation} tokens; is it tokenizing with another "
+                                 f"tokenizer than --model-args tokenizer=...?")
+            window = slice(len(logprobs) - 1 - n_continuation, len(logprobs) - 1)
+            top = choice["logprobs"]["top_logprobs"][window]
+            scores = logprobs[window]
+            greedy = all(score == max(best.values()) for score, best in zip(scores, top))
+            answers.append((float(sum(scores)), greedy))
+    return answers
 
 
 def _chat_class():

@@ -10,7 +10,10 @@ failures can be compared with one that did not. Failures follow a deterministic 
 - ``down_after=n``: after n answered POSTs every POST answers 503 (a server that died);
 - ``hang_every=k``: every k-th POST sleeps ``hang_seconds`` before answering (client timeouts), again
   never twice in a row for the same body;
-- ``prompt_logprobs``: completions return vLLM-style echo log-probabilities (one per character);
+- ``prompt_logprobs``: completions return vLLM-style echo log-probabilities (one per character), or with
+  ``echo_tokenizer`` (a Hugging Face tokenizer) one per token of the prompt tokenized as vLLM does (text
+  prompts with the tokenizer's special tokens, so a BOS first; token-id prompts as sent), each token id
+  ``t`` scoring :func:`token_logprob` ``(t)``;
 - ``upstream``: a real server's ``/v1`` URL; answered POSTs are forwarded there (a flaky proxy).
 
 Loopback only, a free port, daemon threads; use as a context manager.
@@ -25,7 +28,12 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["FlakyServer", "answer_for"]
+__all__ = ["FlakyServer", "answer_for", "token_logprob"]
+
+
+def token_logprob(token_id: int) -> float:
+    """The log-probability the ``echo_tokenizer`` stub gives token ``token_id`` wherever it stands."""
+    return -((token_id % 7) + 1) / 8
 
 
 def answer_for(prompt: str, answers: list[str]) -> str:
@@ -40,12 +48,13 @@ class FlakyServer:
     def __init__(self, *, model: str = "flaky-model", answers: list[str] | None = None, fail_every: int = 0,
                  fail_status: int = 500, always_status: int | None = None, down_after: int | None = None,
                  hang_every: int = 0, hang_seconds: float = 2.0, retry_after: str | None = None,
-                 prompt_logprobs: bool = False, upstream: str | None = None):
+                 prompt_logprobs: bool = False, upstream: str | None = None, echo_tokenizer=None):
         self.model = model
         self.answers = answers or [" yes", " no", " maybe"]
         self.fail_every, self.fail_status, self.always_status = fail_every, fail_status, always_status
         self.down_after, self.hang_every, self.hang_seconds = down_after, hang_every, hang_seconds
         self.retry_after, self.prompt_logprobs, self.upstream = retry_after, prompt_logprobs, upstream
+        self.echo_tokenizer = echo_tokenizer
         self.posts = 0                    # POST requests received
         self.answered = 0                 # POST requests answered with 200
         self.statuses: Counter = Counter()
@@ -111,15 +120,31 @@ class FlakyServer:
                       "finish_reason": "stop"}
             return {"object": "chat.completion", "model": self.model, "choices": [choice]}
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
-        choices = [self._text_choice(i, str(p), body) for i, p in enumerate(prompts)]
+        if prompts and isinstance(prompts[0], int):  # one prompt of token ids
+            prompts = [prompts]
+        choices = [self._text_choice(i, p if isinstance(p, list) else str(p), body) for i, p in enumerate(prompts)]
         return {"object": "text_completion", "model": self.model, "choices": choices}
 
-    def _text_choice(self, index: int, prompt: str, body: dict) -> dict:
-        choice = {"index": index, "text": answer_for(prompt, self.answers), "finish_reason": "stop"}
+    def _text_choice(self, index: int, prompt: str | list[int], body: dict) -> dict:
+        choice = {"index": index, "text": answer_for(str(prompt), self.answers), "finish_reason": "stop"}
         if self.prompt_logprobs and body.get("echo") and body.get("logprobs"):
-            values = [None] + [-0.5] * len(prompt)  # one "token" per character, plus the generated one
-            choice["logprobs"] = {"token_logprobs": values, "top_logprobs": [None] + [{"x": -0.5}] * len(prompt)}
+            if self.echo_tokenizer is not None:
+                choice["logprobs"] = self._token_echo(prompt)
+            else:
+                values = [None] + [-0.5] * len(prompt)  # one "token" per character, plus the generated one
+                choice["logprobs"] = {"token_logprobs": values, "top_logprobs": [None] + [{"x": -0.5}] * len(prompt)}
         return choice
+
+    def _token_echo(self, prompt) -> dict:
+        """Per-token echo as vLLM gives it: no log-prob for the first token, then one per token + generated."""
+        if isinstance(prompt, list):  # token ids are used as sent
+            ids = [int(t) for t in prompt]
+        else:
+            ids = self.echo_tokenizer(prompt).input_ids  # text: the tokenizer's defaults (BOS for Llama)
+        ids = ids + [ids[-1]]  # the one generated token
+        values = [None] + [token_logprob(t) for t in ids[1:]]
+        return {"tokens": [str(t) for t in ids], "token_logprobs": values,
+                "top_logprobs": [None] + [{str(t): token_logprob(t)} for t in ids[1:]]}
 
     def _handler_class(self):
         server = self
