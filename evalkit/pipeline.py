@@ -148,7 +148,9 @@ def _result_from_store(label: str, store_path: str | None):
         for run in runs:  # newest first
             newest.setdefault(run["task"], run)
         tasks = {task: store.result_by_run_key(run["run_key"]) for task, run in sorted(newest.items())}
-        info = CheckpointInfo(**{k: runs[0]["checkpoint"].get(k) for k in ("label", "spec", "kind", "fingerprint", "note")})
+        stored = runs[0]["checkpoint"]
+        info = CheckpointInfo(**{k: stored.get(k) for k in ("label", "spec", "kind", "fingerprint", "note")},
+                              settings=dict(stored.get("settings") or {}))  # absent in runs stored before settings
     return EvalResult(checkpoint=info, versions=library_versions(), tasks=tasks)
 
 

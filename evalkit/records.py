@@ -93,16 +93,35 @@ class TaskResult:
 
 @dataclass
 class CheckpointInfo:
-    """Who was evaluated: label, the spec as given, its kind and content fingerprint."""
+    """Who was evaluated: label, the spec as given, its kind and content fingerprint.
+
+    ``settings`` holds the load options that can change the model's outputs (``--dtype``,
+    ``--max-length``, ``--chat-template``, ``--model-args``; see ``LoadOptions.output_settings``),
+    ``{}`` for the defaults: the fingerprint covers the files, not how they were loaded.
+    """
 
     label: str
     spec: str
     kind: str
     fingerprint: str
     note: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CheckpointInfo":
+        """Read ``to_dict`` output; files written before ``settings`` existed (or by a newer evalkit
+        with extra keys) still load."""
+        if not isinstance(data, dict):
+            raise TypeError(f"checkpoint must be an object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["settings"] = kwargs.get("settings") or {}
+        if not isinstance(kwargs["settings"], dict):
+            raise TypeError(f"checkpoint settings must be an object, got {type(kwargs['settings']).__name__}")
+        return cls(**kwargs)
 
 
 @dataclass
@@ -134,7 +153,7 @@ class EvalResult:
             )
         try:
             return cls(
-                checkpoint=CheckpointInfo(**data["checkpoint"]),
+                checkpoint=CheckpointInfo.from_dict(data["checkpoint"]),
                 versions=data.get("versions", {}),
                 tasks={k: TaskResult.from_dict(v) for k, v in data["tasks"].items()},
                 created=data.get("created", ""),

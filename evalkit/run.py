@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .errors import EvalkitError, EvaluationError, UsageError
 from .evaluators.base import get_evaluator
 from .records import EvalResult, TaskResult
-from .store import ResultStore, RunKey
+from .store import ResultStore, RunKey, settings_hash
 from .taskconfig import TaskConfig
 
 if TYPE_CHECKING:
@@ -63,8 +63,9 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
     versions = library_versions()
     info = checkpoint.info
     results: dict[str, TaskResult] = {}
+    settings = settings_hash(info.settings)  # --dtype, --max-length, ...: same files, other outputs
     keys = [RunKey(info.fingerprint, task.name, evaluator.config_hash(), evaluator.name, evaluator.version,
-                   versions["lm-eval"]) for task, evaluator in zip(tasks, evaluators)]
+                   versions["lm-eval"], settings) for task, evaluator in zip(tasks, evaluators)]
     for task, key in zip(tasks, keys):
         if rerun:
             store.discard_run(key)  # --rerun: no stored result and no stored samples to resume from

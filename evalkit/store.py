@@ -1,10 +1,10 @@
 """The result store: an embedded SQLite database of runs and per-sample records.
 
-A run is one (checkpoint fingerprint, task-config hash, evaluator version, lm-eval version) key. Its
-per-sample records are committed batch by batch, so a run killed mid-way (even by SIGKILL) resumes
-from the samples it finished and loses at most the batch in flight. When every sample is in, the
-corpus result is written and the run is complete; a rerun with the same key is answered from here
-without loading the model.
+A run is one (checkpoint fingerprint, output-changing load settings, task-config hash, evaluator
+version, lm-eval version) key. Its per-sample records are committed batch by batch, so a run killed
+mid-way (even by SIGKILL) resumes from the samples it finished and loses at most the batch in flight.
+When every sample is in, the corpus result is written and the run is complete; a rerun with the same
+key is answered from here without loading the model.
 
 SQLite in WAL mode with a busy timeout lets several evalkit processes share one store; every write
 is one ``BEGIN IMMEDIATE`` transaction.
@@ -25,7 +25,7 @@ from ._io import cache_dir, stable_hash
 from .errors import UsageError
 from .records import SampleRecord, TaskResult
 
-__all__ = ["RunKey", "ResultStore", "default_store_path"]
+__all__ = ["RunKey", "ResultStore", "default_store_path", "settings_hash"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,7 +64,12 @@ def default_store_path() -> Path:
 
 @dataclass(frozen=True)
 class RunKey:
-    """What makes two runs interchangeable: same weights, same task config, same code."""
+    """What makes two runs interchangeable: same weights loaded the same way, same task config, same code.
+
+    ``model_settings`` is :func:`settings_hash` of the load options that change outputs
+    (``LoadOptions.output_settings``: dtype, max length, chat template, model args), ``""`` for the
+    defaults.
+    """
 
     fingerprint: str
     task: str
@@ -72,10 +77,21 @@ class RunKey:
     evaluator: str
     evaluator_version: str
     lm_eval_version: str
+    model_settings: str = ""
 
     @property
     def id(self) -> str:
-        return stable_hash(asdict(self), length=32)
+        fields = asdict(self)
+        if not self.model_settings:
+            # Default settings hash the six fields keys had before model_settings existed, so runs
+            # already in a store stay valid for default load options.
+            del fields["model_settings"]
+        return stable_hash(fields, length=32)
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """``RunKey.model_settings`` for a ``LoadOptions.output_settings()`` dict: ``""`` when empty."""
+    return stable_hash(settings, length=32) if settings else ""
 
 
 class ResultStore:

@@ -21,7 +21,22 @@ from typing import Any
 from ..records import CheckpointInfo
 from .spec import CheckpointSpec, parse_spec
 
-__all__ = ["Checkpoint", "CheckpointSpec", "LoadOptions", "parse_spec"]
+__all__ = ["Checkpoint", "CheckpointSpec", "LoadOptions", "parse_spec", "NON_OUTPUT_MODEL_ARGS"]
+
+#: ``--model-args`` keys left out of :meth:`LoadOptions.output_settings` (and so out of the result
+#: store's run key), because they cannot change what the model answers:
+#: - server transport and retries (lm-eval's TemplateAPI, evalkit's resilient wrapper): the same
+#:   requests reach the same server;
+#: - batching and device placement: like any two lm-eval batch sizes (or devices) they give
+#:   float-level differences at most, and rerunning every task because a batch size changed would
+#:   make the store useless on a shared GPU box;
+#: - ``logits_cache`` (HFLM reuses logits of shared prefixes) and ``trust_remote_code`` (a permission:
+#:   the code itself is in the checkpoint, hence in its fingerprint).
+NON_OUTPUT_MODEL_ARGS = frozenset({
+    "num_concurrent", "max_retries", "timeout", "retry_wait", "retry_max_wait", "verify_certificate",
+    "ca_cert_path", "auth_token", "header", "batch_size", "max_batch_size", "device", "logits_cache",
+    "trust_remote_code",
+})
 
 
 @dataclass
@@ -42,6 +57,41 @@ class LoadOptions:
     timeout: float = 300.0                # --request-timeout seconds
     api_key_env: str = "OPENAI_API_KEY"   # --api-key-env: environment variable holding the key
     chat_template: bool | None = None     # --chat-template/--no-chat-template (None: when the model has one)
+
+    def output_settings(self) -> dict[str, Any]:
+        """The load options that can change the model's outputs, normalised; ``{}`` for the defaults.
+
+        Returns
+        -------
+        dict
+            ``dtype`` (unless None or "auto"), ``max_length``, ``chat_template`` (unless None) and
+            ``model_args`` (without :data:`NON_OUTPUT_MODEL_ARGS`, values as lm-eval reads them and
+            then as strings, so ``add_bos_token=true`` and ``True`` are the same setting). Device,
+            batch size and server transport are left out on purpose (see :data:`NON_OUTPUT_MODEL_ARGS`).
+        """
+        settings: dict[str, Any] = {}
+        if self.dtype not in (None, "auto"):
+            settings["dtype"] = str(self.dtype)
+        if self.max_length is not None:
+            settings["max_length"] = int(self.max_length)
+        if self.chat_template is not None:
+            settings["chat_template"] = bool(self.chat_template)
+        model_args = {str(k).strip(): _setting_string(v) for k, v in self.model_args.items()
+                      if str(k).strip() not in NON_OUTPUT_MODEL_ARGS}
+        if model_args:
+            settings["model_args"] = dict(sorted(model_args.items()))
+        return settings
+
+
+def _setting_string(value: Any) -> str:
+    """``value`` as lm-eval's loaders read it (``"true"`` -> True), then as one canonical string."""
+    import json
+
+    from lm_eval.utils import handle_arg_string
+
+    if isinstance(value, str):
+        value = handle_arg_string(value)
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
 class Checkpoint:
@@ -72,7 +122,8 @@ class Checkpoint:
     @property
     def info(self) -> CheckpointInfo:
         return CheckpointInfo(label=self.spec.label, spec=self.spec.display, kind=self.spec.kind,
-                              fingerprint=self.fingerprint, note=self.spec.note)
+                              fingerprint=self.fingerprint, note=self.spec.note,
+                              settings=self.options.output_settings())
 
     def supports(self, need: str) -> bool:
         """Whether this checkpoint can answer lm-eval requests of type ``need`` ("loglikelihood", ...)."""

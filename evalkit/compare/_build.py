@@ -121,6 +121,7 @@ def _checkpoint_entry(ctx: Context, label: str, notes: Mapping[str, str]) -> dic
     result = ctx.results[label]
     info = result.checkpoint
     return {"label": label, "spec": info.spec, "kind": info.kind, "fingerprint": info.fingerprint,
+            "settings": dict(info.settings),  # load options that change outputs ({} for defaults)
             "note": notes.get(label, info.note), "created": result.created, "versions": dict(result.versions),
             "timing": {name: dict(tr.timing) for name, tr in result.tasks.items()}}
 
