@@ -102,6 +102,7 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
     """Evaluate one checkpoint SPEC on --tasks and print its metrics."""
     from ._io import atomic_write_text, dump_json
     from .checkpoints import Checkpoint
+    from .parallel import current_ranks
     from .run import evaluate_checkpoint
     from .taskconfig import parse_overrides, resolve_tasks
 
@@ -109,6 +110,8 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
     checkpoint = Checkpoint.from_string(spec, _load_options(kw))
     with _store(ctx.obj["store"]) as store:
         result = evaluate_checkpoint(checkpoint, task_configs, store, rerun=rerun)
+    if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
+        return
     _print_result(result)
     if out:
         path = Path(out) / "results.json"

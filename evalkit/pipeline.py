@@ -64,6 +64,7 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
                      store_path: str | None) -> int:
     """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed)."""
     from .compare import build_comparison, load_results_files
+    from .parallel import current_ranks
     from .report import write_reports
     from .store import ResultStore
     from .taskconfig import parse_overrides, resolve_tasks
@@ -76,6 +77,8 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
         raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")
     with ResultStore(store_path) as store:
         results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
+    if not current_ranks().main:  # under torchrun/accelerate only rank 0 compares, writes and gates
+        return 0
     comparison = build_comparison(results, baseline=baseline, notes=note_map)
     verdict = _apply_policy(policy_obj, comparison)
     _write_results_files(results[len(prior):], out)

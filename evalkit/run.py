@@ -9,12 +9,14 @@ records and stored last.
 from __future__ import annotations
 
 import datetime as _dt
+import sys
 import time
 from importlib import metadata
 from typing import TYPE_CHECKING
 
 from .errors import EvalkitError, EvaluationError, UsageError
 from .evaluators.base import get_evaluator
+from .parallel import Ranks, ShardView, current_ranks, wait_until
 from .records import EvalResult, TaskResult
 from .store import ResultStore, RunKey, settings_hash
 from .taskconfig import TaskConfig
@@ -56,9 +58,14 @@ def _check_capabilities(checkpoint: Checkpoint, task: TaskConfig, evaluator) -> 
 
 
 def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore,
-                        *, evaluators: list | None = None, rerun: bool = False) -> EvalResult:
-    """Results of ``checkpoint`` on ``tasks``, from the store where possible."""
-    _refuse_multi_process_launch()
+                        *, evaluators: list | None = None, rerun: bool = False,
+                        ranks: Ranks | None = None) -> EvalResult:
+    """Results of ``checkpoint`` on ``tasks``, from the store where possible.
+
+    Under a multi-process launch each rank evaluates its share of every pending task (evalkit.parallel).
+    """
+    ranks = ranks or current_ranks()
+    _refuse_parallel_rerun(ranks, rerun)
     evaluators = evaluators if evaluators is not None else build_evaluators(tasks)
     versions = library_versions()
     info = checkpoint.info
@@ -75,19 +82,16 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
         _check_capabilities(checkpoint, task, evaluator)
         evaluator.sample_ids()
     for task, evaluator, key in pending:
-        results[task.name] = _run_task(checkpoint, task, evaluator, store, key)
+        results[task.name] = _run_task(checkpoint, task, evaluator, store, key, ranks)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return EvalResult(checkpoint=info, versions=versions, tasks=results, created=now)
 
 
-def _refuse_multi_process_launch() -> None:
-    # Evaluators run as a single process: under `accelerate launch`/torchrun every rank would
-    # evaluate every sample and race on the store. Data parallelism belongs to the backend.
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        raise UsageError("evalkit runs as one process (WORLD_SIZE > 1 found); for data parallelism use "
-                         "--model-args parallelize=True or a vLLM server with data parallel (docs/scale-out.md).")
+def _refuse_parallel_rerun(ranks: Ranks, rerun: bool) -> None:
+    # Ranks start at different moments: one rank's discard could delete samples another already stored.
+    if rerun and ranks.parallel:
+        raise UsageError("--rerun cannot be used with several processes (WORLD_SIZE > 1): one rank could discard "
+                         "samples another already stored; point --store at a new file instead.")
 
 
 def _request_stats(lm) -> dict[str, float]:
@@ -98,18 +102,20 @@ def _request_stats(lm) -> dict[str, float]:
     return {"requests": stats.requests, "retries": stats.retries, "request_seconds": stats.seconds}
 
 
-def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: ResultStore, key: RunKey) -> TaskResult:
+def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: ResultStore, key: RunKey,
+              ranks: Ranks) -> TaskResult:
     store.start_run(key, checkpoint.info.to_dict())
     done = store.load_samples(key)
     started = time.perf_counter()
-    load_started = time.perf_counter()
     lm = checkpoint.lm  # loaded once per checkpoint, shared by every task
-    load_seconds = time.perf_counter() - load_started
+    load_seconds = time.perf_counter() - started
     requests_before = _request_stats(lm)
     if hasattr(lm, "check_coverage"):  # a predictions file: every sample's output must be there
         lm.check_coverage(task.name, [s for s in evaluator.sample_ids() if s not in done])
     try:
-        records = evaluator.run(lm, done=done, save=lambda batch: store.add_samples(key, batch))
+        records = _evaluate_records(evaluator, lm, done, store, key, ranks)
+        if records is None:  # another rank than 0: rank 0 aggregates and finishes the run
+            return wait_until(lambda: store.completed_result(key), lambda: f"rank 0 to finish task {task.name}")
         result = evaluator.aggregate(records)
         result.samples = result.samples or list(records)
     except EvalkitError:
@@ -124,3 +130,27 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
     result.timing.update({k: round(v - requests_before[k], 3) for k, v in _request_stats(lm).items()})
     store.finish_run(key, result)
     return result
+
+
+def _evaluate_records(evaluator, lm, done: dict, store: ResultStore, key: RunKey, ranks: Ranks) -> list | None:
+    """All records of the task (rank 0 or a single process), or None on the other ranks."""
+    save = lambda batch: store.add_samples(key, batch)  # noqa: E731
+    if not ranks.parallel:
+        return evaluator.run(lm, done=done, save=save)
+    ids = evaluator.sample_ids()
+    owned = ranks.owned(ids)
+    evaluator.run(lm, done=ShardView(done, owned), save=save)
+    print(f"rank {ranks.rank}/{ranks.world_size}: evaluated {len(owned - done.keys())} of {len(ids)} samples of "
+          f"task {key.task} ({len(owned & done.keys())} of its share were stored already)", file=sys.stderr)
+    if not ranks.main:
+        return None
+    stored = wait_until(lambda: _all_stored(store, key, ids),
+                        lambda: f"{store.count_samples(key)}/{len(ids)} samples of task {key.task} stored")
+    return [stored[sample_id] for sample_id in ids]
+
+
+def _all_stored(store: ResultStore, key: RunKey, ids: list[str]) -> dict | None:
+    if store.count_samples(key) < len(ids):  # cheap check first: loading parses every record
+        return None
+    stored = store.load_samples(key)
+    return stored if all(sample_id in stored for sample_id in ids) else None

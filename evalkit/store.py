@@ -102,12 +102,28 @@ class ResultStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-            self._check_version()
+            self._set_up(timeout)
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{self.path}: cannot open the result store ({exc}); pass another --store PATH or delete the file.") from None
+
+    def _set_up(self, timeout: float) -> None:
+        """WAL mode, schema and version check; retried while another process is creating the same file.
+
+        Switching a new file to WAL needs an exclusive lock and SQLite answers "database is locked" at
+        once, without its busy timeout, when another process holds it (several ranks starting together).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.executescript(_SCHEMA)
+                self._check_version()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _check_version(self) -> None:
         row = self._conn.execute("SELECT value FROM meta WHERE key='store_version'").fetchone()
@@ -168,6 +184,10 @@ class ResultStore:
                       (payload, time.time(), key.id))])
 
     # ------------------------------------------------------------------ reads
+
+    def count_samples(self, key: RunKey) -> int:
+        """How many samples of the run are stored (without reading them)."""
+        return self._conn.execute("SELECT COUNT(*) FROM samples WHERE run_key=?", (key.id,)).fetchone()[0]
 
     def load_samples(self, key: RunKey) -> dict[str, SampleRecord]:
         rows = self._conn.execute("SELECT sample_id, record FROM samples WHERE run_key=?", (key.id,)).fetchall()

@@ -146,10 +146,11 @@ def test_corrupt_store_is_a_clear_error(tmp_path):
         ResultStore(path)
 
 
-def test_multi_process_launch_is_refused(tmp_path, monkeypatch):
+def test_rerun_is_refused_under_a_multi_process_launch(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with ResultStore(tmp_path / "s.sqlite") as store, pytest.raises(UsageError, match="WORLD_SIZE > 1"):
-        evaluate_checkpoint(FakeCheckpoint(), [counting_task()], store)
+    monkeypatch.setenv("RANK", "1")
+    with ResultStore(tmp_path / "s.sqlite") as store, pytest.raises(UsageError, match="--rerun cannot be used"):
+        evaluate_checkpoint(FakeCheckpoint(), [counting_task()], store, rerun=True)
 
 
 def test_server_only_model_args_do_not_reach_in_process_models():

@@ -73,6 +73,11 @@ def _hflm_kwargs(options: "LoadOptions") -> dict[str, Any]:
     if options.dtype not in _DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.")
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":  # one GPU per process under torchrun / accelerate launch (evalkit.parallel)
+        from ..parallel import current_ranks
+
+        ranks = current_ranks()
+        device = f"cuda:{ranks.local_rank}" if ranks.parallel else device
     kwargs: dict[str, Any] = dict(batch_size=_batch_size(options.batch_size, device), dtype=options.dtype or "auto",
                                   device=device,
                                   trust_remote_code=options.trust_remote_code)
