@@ -27,7 +27,8 @@ __all__ = ["Checkpoint", "CheckpointSpec", "LoadOptions", "parse_spec", "NON_OUT
 #: store's run key), because they cannot change what the model answers:
 #: - server transport and retries (lm-eval's TemplateAPI, evalkit's resilient wrapper): the same
 #:   requests reach the same server;
-#: - batching and device placement: like any two lm-eval batch sizes (or devices) they give
+#: - batching and device placement (incl. HFLM's parallelize/device_map options): like any two lm-eval
+#:   batch sizes (or devices) they give
 #:   float-level differences at most, and rerunning every task because a batch size changed would
 #:   make the store useless on a shared GPU box;
 #: - ``logits_cache`` (HFLM reuses logits of shared prefixes) and ``trust_remote_code`` (a permission:
@@ -35,7 +36,7 @@ __all__ = ["Checkpoint", "CheckpointSpec", "LoadOptions", "parse_spec", "NON_OUT
 NON_OUTPUT_MODEL_ARGS = frozenset({
     "num_concurrent", "max_retries", "timeout", "retry_wait", "retry_max_wait", "verify_certificate",
     "ca_cert_path", "auth_token", "header", "batch_size", "max_batch_size", "device", "logits_cache",
-    "trust_remote_code",
+    "trust_remote_code", "parallelize", "device_map_option", "max_memory_per_gpu", "max_cpu_memory", "offload_folder",
 })
 
 
