@@ -27,10 +27,9 @@ __all__ = ["Checkpoint", "CheckpointSpec", "LoadOptions", "parse_spec", "NON_OUT
 #: store's run key), because they cannot change what the model answers:
 #: - server transport and retries (lm-eval's TemplateAPI, evalkit's resilient wrapper): the same
 #:   requests reach the same server;
-#: - batching and device placement (incl. HFLM's parallelize/device_map options): like any two lm-eval
-#:   batch sizes (or devices) they give
-#:   float-level differences at most, and rerunning every task because a batch size changed would
-#:   make the store useless on a shared GPU box;
+#: - batching and device placement (incl. HFLM's parallelize/device_map options): like any two
+#:   lm-eval batch sizes (or devices) they give float-level differences at most, and rerunning every
+#:   task because a batch size changed would make the store useless on a shared GPU box;
 #: - ``logits_cache`` (HFLM reuses logits of shared prefixes) and ``trust_remote_code`` (a permission:
 #:   the code itself is in the checkpoint, hence in its fingerprint).
 NON_OUTPUT_MODEL_ARGS = frozenset({
