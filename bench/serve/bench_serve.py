@@ -5,6 +5,7 @@ in-process evaluation of the same model, through the same evalkit checkpoint loa
     python bench/serve/bench_serve.py --model DIR --requests 64 --max-gen-toks 32
     python bench/serve/bench_serve.py --continuous-batching # pass --continuous-batching to transformers serve
     python bench/serve/bench_serve.py --continuous-batching --no-in-process --concurrency 4,8,16
+    python bench/serve/bench_serve.py --model DIR --server http://127.0.0.1:8000/v1#NAME  # a running server (vLLM)
 
 Each configuration answers the same ``--requests`` greedy generation requests (VOC sample comments as
 prompts, a fixed number of new tokens: the stop string never occurs) and is timed after one warm-up
@@ -15,6 +16,7 @@ request. Served outputs are checked equal to in-process ones. Figures are machin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -59,10 +61,24 @@ def _row(name: str, seconds: float, n: int, max_gen_toks: int, **extra) -> dict:
     return row
 
 
+@contextlib.contextmanager
+def _served(args: argparse.Namespace, model: Path, work: Path):
+    """The checkpoint spec of the server to measure: ``--server`` as given, else ``transformers serve``."""
+    from helpers.transformers_serve import transformers_serve
+
+    if args.server:
+        yield args.server
+        return
+    serve_args = ("--continuous-batching",) if args.continuous_batching else ()
+    with transformers_serve(model, work / "serve.log", extra_args=serve_args) as url:
+        if url is None:
+            raise SystemExit(f"transformers serve did not start; see {work / 'serve.log'}")
+        yield f"{url}#{model}"
+
+
 def run(args: argparse.Namespace) -> dict:
     from evalkit.checkpoints import Checkpoint, LoadOptions
     from evalkit.testing import build_tiny_model
-    from helpers.transformers_serve import transformers_serve
 
     work = Path(tempfile.mkdtemp(prefix="evalkit-bench-serve-"))
     model = Path(args.model) if args.model else build_tiny_model(work / "model", hidden=args.hidden, layers=args.layers)
@@ -75,20 +91,18 @@ def run(args: argparse.Namespace) -> dict:
         if batch == 1:
             reference = outputs  # served answers are compared with unpadded in-process generation
         del local
-    serve_args = ("--continuous-batching",) if args.continuous_batching else ()
-    with transformers_serve(model, work / "serve.log", extra_args=serve_args) as url:
-        if url is None:
-            raise SystemExit(f"transformers serve did not start; see {work / 'serve.log'}")
+    with _served(args, model, work) as spec:
         for concurrency in args.concurrency:
             options = LoadOptions(num_concurrent=concurrency, max_retries=2, timeout=600, max_length=1024)
-            served = Checkpoint.from_string(f"{url}#{model}", options).lm
+            served = Checkpoint.from_string(spec, options).lm
             seconds, outputs = _timed(served, prompts, args.max_gen_toks)
             rows.append(_row(f"served, concurrency {concurrency}", seconds, len(prompts), args.max_gen_toks,
                              same_as_in_process=None if reference is None else outputs == reference,
                              retries=served.request_stats.retries))
     return {"rows": rows, "requests": len(prompts), "max_gen_toks": args.max_gen_toks,
             "model": "tiny Llama" if not args.model else str(args.model), "hidden": args.hidden, "layers": args.layers,
-            "continuous_batching": args.continuous_batching, "cpus": os.cpu_count(),
+            "continuous_batching": args.continuous_batching, "server": args.server or "transformers serve",
+            "cpus": os.cpu_count(),
             "load_average_1min": round(os.getloadavg()[0], 2), "python": platform.python_version(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -101,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--max-gen-toks", type=int, default=32)
     parser.add_argument("--continuous-batching", action="store_true")
+    parser.add_argument("--server", help="Measure this running server (URL#MODEL, e.g. vLLM) instead of starting "
+                                         "transformers serve; --model should be the same weights")
     parser.add_argument("--concurrency", type=lambda text: [int(x) for x in text.split(",")], default=[1, 2, 4, 8],
                         help="Comma-separated concurrency levels (default 1,2,4,8)")
     parser.add_argument("--no-in-process", dest="in_process", action="store_false",
