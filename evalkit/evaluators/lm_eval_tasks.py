@@ -190,6 +190,12 @@ class LmEvalEvaluator:
                     if missing:
                         raise UsageError(f"{src}: num_fewshot {self.options.num_fewshot} needs dev/<subject>_dev.csv "
                                          f"in {data}; missing for {', '.join(missing[:5])}.")
+        else:  # offline, the hub would be retried for half a minute: say at once how to point at a copy
+            from ..general.hub import hub_data_problem
+
+            problem = hub_data_problem(self.config.name, self.kind)
+            if problem:
+                raise UsageError(f"{src}: {problem}.")
         if self._uses_ifeval():
             from ..general.punkt import ensure_punkt_tab
 
