@@ -38,7 +38,7 @@ from ..taskconfig import TaskConfig, validate_options
 from .base import SaveBatch, register_evaluator
 from .lmeval.kinds import TaskKind, instruction_breakdown, kind_for, mean
 from .lmeval.loading import LM_EVAL_SEEDS, LoadedTasks, load_tasks
-from .lmeval.requests import Doc, PairEncoder, answer, build_docs, order_for_model
+from .lmeval.requests import Doc, PairEncoder, answer, build_docs, chunks, order_for_model
 
 __all__ = ["LmEvalEvaluator", "LmEvalOptions", "instruction_breakdown"]
 
@@ -237,10 +237,8 @@ class LmEvalEvaluator:
             # instructions, and the same processing order keeps those draws equal to lm-eval's.
             pending = order_for_model(pending, built.encoder)
         new: dict[str, SampleRecord] = {}
-        size = self.options.batch_docs
         with bar(len(docs), f"{self.config.name}", unit="doc", initial=len(docs) - len(pending)) as progress:
-            for start in range(0, len(pending), size):
-                chunk = pending[start:start + size]
+            for chunk in chunks(pending, self.options.batch_docs, built.encoder):
                 answer(lm, chunk, self.config.name, built.encoder)
                 self._apply_filters(chunk)
                 records = self._records(chunk)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Doc", "build_docs", "order_for_model", "answer", "PairEncoder"]
+__all__ = ["Doc", "build_docs", "order_for_model", "chunks", "answer", "PairEncoder"]
 
 
 @dataclass
@@ -150,6 +150,31 @@ def order_for_model(docs: list[Doc], encoder: PairEncoder | None) -> list[Doc]:
         return (-max((sum(len(a) for a in inst.args if isinstance(a, str)) for inst in d.instances), default=0), ())
 
     return sorted(docs, key=key)
+
+
+def chunks(docs: list[Doc], size: int, encoder: PairEncoder | None):
+    """``size`` docs at a time; with token ids, extended until the chunk holds whole model batches.
+
+    lm-eval batches one request per group (context + continuation[:-1]; an MMLU question's four letters
+    share one), so a chunk ends where its group count is a multiple of the batch size: duplicate questions
+    (one group, two docs) then shift no batch boundary against lm-eval's single global call. At most
+    ``2 * size`` docs, and without token ids or an integer batch size exactly ``size``.
+    """
+    batch = getattr(encoder.lm, "batch_size", None) if encoder is not None else None
+    if not isinstance(batch, int) or batch < 1:
+        for start in range(0, len(docs), size):
+            yield docs[start:start + size]
+        return
+    chunk: list[Doc] = []
+    groups: set = set()
+    for d in docs:
+        chunk.append(d)
+        groups.update(tuple(ctx + cont[:-1]) for _, ctx, cont in d.tokens or ())
+        if len(chunk) >= 2 * size or (len(chunk) >= size and len(groups) % batch == 0):
+            yield chunk
+            chunk, groups = [], set()
+    if chunk:
+        yield chunk
 
 
 # ------------------------------------------------------------------------------------- answering
