@@ -35,6 +35,7 @@ from .._io import hash_tree
 from ..errors import UsageError
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, validate_options
+from ._lm_eval_specs import LM_EVAL_STATIC_SPECS, lm_eval_metric_specs
 from .base import SaveBatch, register_evaluator
 from .lmeval.kinds import TaskKind, instruction_breakdown, kind_for, mean
 from .lmeval.loading import LM_EVAL_SEEDS, LoadedTasks, load_tasks
@@ -109,6 +110,7 @@ class LmEvalEvaluator:
     """Runs one lm-eval task or group through an lm-eval ``LM`` with per-sample, resumable records."""
 
     name = "lm_eval"
+    metric_specs = LM_EVAL_STATIC_SPECS  # fallback for stored results; aggregate() declares from lm-eval's configs
     version = "1"
 
     def __init__(self, config: TaskConfig):
@@ -334,12 +336,15 @@ class LmEvalEvaluator:
             metrics = _micro_means(records)
             settings["aggregation"] = "micro mean over samples (the lm-eval group defines no aggregation)"
         metrics.update(self.kind.extra_metrics(records))
+        direction = self._higher_is_better(metrics)
+        breakdowns = self.kind.breakdowns(records, results, loaded, self._flat_metrics)
+        specs = lm_eval_metric_specs(loaded.tasks, loaded.groups, loaded.score_names, metrics, direction, breakdowns,
+                                     micro_means="aggregation" in settings)
         return TaskResult(
             task=self.config.name, evaluator=self.name, evaluator_version=self.version,
             config_hash=self.config_hash(), metrics=metrics, n_samples=len(records), axis="general",
-            primary_metric=self.kind.primary_metric(metrics), higher_is_better=self._higher_is_better(metrics),
-            stderr=stderr, breakdowns=self.kind.breakdowns(records, results, loaded, self._flat_metrics),
-            settings=settings, samples=list(records),
+            primary_metric=self.kind.primary_metric(metrics), higher_is_better=direction, metric_specs=specs,
+            stderr=stderr, breakdowns=breakdowns, settings=settings, samples=list(records),
         )
 
     def _lm_eval_results(self, records: list[SampleRecord]) -> dict[str, dict]:
