@@ -158,7 +158,8 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
 def _print_result(result) -> None:
     click.echo(f"{result.checkpoint.label}  ({result.checkpoint.kind}, fingerprint {result.checkpoint.fingerprint[:12]})")
     for name, task in result.tasks.items():
-        click.echo(f"  {name}  n={task.n_samples}")
+        stored = task.timing.get("answered_from_store")
+        click.echo(f"  {name}  n={task.n_samples}" + ("  (answered from the result store; --rerun evaluates again)" if stored else ""))
         for metric, value in task.metrics.items():
             stderr = task.stderr.get(metric)
             extra = f" ± {stderr:.4f}" if isinstance(stderr, float) else ""

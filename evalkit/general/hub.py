@@ -84,7 +84,7 @@ def task_data_problem(config) -> str | None:
     if missing:
         return f"{missing[0]} not found: {config.resolve_path(options[missing[0]])}"
     if config.evaluator == "lm_eval" and options.get("data", "") is None:
-        kind = getattr(get_evaluator("lm_eval")(config), "kind", "generic")
+        kind = get_evaluator("lm_eval")(config).kind.name
         problem = hub_data_problem(config.name, kind)
         return f"needs the hub (not reachable here): --set {config.name}.data=PATH" if problem else None
     return None
