@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.errors import UsageError
+from evalkit.evaluators.base import MetricSpec
 from evalkit.evaluators.lm_eval_tasks import LmEvalEvaluator, instruction_breakdown
 from evalkit.taskconfig import TaskConfig
 from tests.helpers.mmlu import write_mmlu as _write_mmlu
@@ -82,6 +83,10 @@ def test_mmlu_equals_simple_evaluate(mmlu_dir, hflm, shots):
     assert result.breakdowns["category"]["humanities"]["acc"] == reference["mmlu_humanities"]["acc,none"]
     assert set(result.breakdowns["category"]) == {"stem", "humanities"}
     assert result.settings["num_fewshot"] == shots and result.settings["subjects"] == sorted(SUBJECTS)
+    # declared from lm-eval's configs: mean aggregation, groups weighted by size -> a per-sample mean
+    assert result.metric_specs["acc"] == MetricSpec(higher_is_better=True, level="sample")
+    assert result.metric_specs["subject/acc"].group_by == "group"
+    assert result.metric_specs["category/acc"].group_by == "extra.category"
     # the tiny random model does not score every subject alike, so equality is not trivially 0.25 everywhere
     assert len({result.breakdowns["subject"][s]["acc"] for s in SUBJECTS}) > 1
 
@@ -222,6 +227,8 @@ def test_letter_variant_reports_parse_failures(mmlu_dir):
     assert result.metrics["exact_match"] == pytest.approx(3 / 6)
     assert result.metrics["parse_failure_rate"] == pytest.approx(2 / 6)
     assert result.higher_is_better["parse_failure_rate"] is False
+    assert result.metric_specs["parse_failure_rate"].score_field("parse_failure_rate") == "extra.parse_failed"
+    assert result.metric_specs["exact_match"].level == "sample"
     assert result.settings["variant_of"] == "mmlu" and result.primary_metric == "exact_match"
     assert result.breakdowns["subject"]["astronomy"]["parse_failure_rate"] == 0.5
 
@@ -266,6 +273,10 @@ def test_ifeval_scores_hand_written_responses(ifeval_file):
     assert result.breakdowns["instruction"]["punctuation:no_comma"] == {"acc": 0.5, "loose_acc": 0.5, "n": 2}
     assert result.breakdowns["instruction"]["change_case:english_lowercase"] == {"acc": 0.0, "loose_acc": 1.0, "n": 1}
     assert result.primary_metric == "prompt_level_strict_acc" and result.settings["chat_template"] is False
+    specs = result.metric_specs
+    assert specs["prompt_level_strict_acc"].level == "sample" and specs["prompt_level_strict_acc"].unit == "sample"
+    assert (specs["inst_level_loose_acc"].unit, specs["inst_level_loose_acc"].cluster) == ("element", "sample_id")
+    assert specs["instruction/acc"].group_by == "extra.instruction_ids"
 
     # the same through lm-eval's own evaluator
     lm.by_prompt = {f"prompt {key}": response for key, _, _, response, *_ in IFEVAL_ROWS}
@@ -453,3 +464,74 @@ def test_shared_mmlu_folder_with_a_limit(shared_data, hflm):
     assert len(records) == 57 and len(result.settings["subjects"]) == 57
     assert set(result.breakdowns["category"]) == {"stem", "other", "social_sciences", "humanities"}
     assert sum(v["n"] for v in result.breakdowns["category"].values()) == 57
+
+
+# ----------------------------------------------------------------------------- throughput invariants
+
+def _count_model_inputs(lm):
+    """Wrap the HFLM's forward pass to count padded input tokens (instance attribute, removed by the caller)."""
+    counts = {"tokens": 0, "calls": 0}
+    forward = lm._model_call
+
+    def counted(inps, *args, **kwargs):
+        counts["tokens"] += inps.numel()
+        counts["calls"] += 1
+        return forward(inps, *args, **kwargs)
+
+    lm._model_call = counted
+    return counts
+
+
+@pytest.mark.parametrize("shots", [0, 5])
+def test_pads_no_more_than_lm_eval_and_scores_bit_equal(mmlu_dir, tiny_model_dir, shots):
+    """Global length order: with batch_docs a multiple of the batch size the model sees lm-eval's batches."""
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=str(tiny_model_dir), batch_size=2, device="cpu")
+    evaluator = _evaluator(data=str(mmlu_dir), num_fewshot=shots, batch_docs=4)
+    counts = _count_model_inputs(lm)
+    try:
+        records, _ = _run(evaluator, lm)
+        ours = dict(counts)
+        counts.update(tokens=0, calls=0)
+        manager, name = evaluator._task_manager()
+        import lm_eval
+
+        out = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=manager, num_fewshot=shots, log_samples=True)
+    finally:
+        del lm._model_call
+    assert ours == counts and ours["calls"] == 7  # 14 docs, one forward row per doc (shared context), batches of 2
+    theirs = {(s["doc_id"], task): [float(r[0][0]) for r in s["resps"]]
+              for task, samples in out["samples"].items() for s in samples}
+    for record in records:
+        assert record.extra["loglikelihoods"] == theirs[(record.extra["doc_index"], record.extra["subtask"])]
+
+
+def test_repeated_runs_reuse_built_docs_and_few_shot_draws(mmlu_dir, hflm):
+    """A second run() (resume, sequential chunks) neither rebuilds prompts nor draws other few-shot rows."""
+    evaluator = _evaluator(data=str(mmlu_dir), num_fewshot=2)
+    first, _ = _run(evaluator, hflm)
+    contexts = [inst.args[0] for d in evaluator._built.docs for inst in d.instances]
+    keep = {r.sample_id: r for r in first[:5]}
+    second, saved = _run(evaluator, hflm, done=keep)
+    assert sum(len(b) for b in saved) == len(first) - 5
+    assert [inst.args[0] for d in evaluator._built.docs for inst in d.instances] == contexts
+    assert [r.to_dict() for r in second] == [r.to_dict() for r in first]
+
+
+def test_pair_encoder_equals_lm_eval_tokenisation(tiny_model_dir):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from evalkit.evaluators.lmeval.requests import Doc, PairEncoder
+
+    lm = HFLM(pretrained=str(tiny_model_dir), batch_size=1, device="cpu")
+    assert PairEncoder.supports(lm)
+    pairs = [("Question: 2+2?\nAnswer:", " A"), ("Question: 2+2?\nAnswer: ", "B"), ("<s>starts with BOS", " x"),
+             ("tab\t", "\tend"), ("unicode é ü", " ☃")]
+    docs = [Doc("t", i, {}, str(i), [Instance("loglikelihood", {}, pair, 0)]) for i, pair in enumerate(pairs)]
+    PairEncoder(lm).encode(docs)
+    for d, (context, continuation) in zip(docs, pairs):
+        assert d.tokens == [((context, continuation), *lm._encode_pair(context, continuation))]
+    lm.tok_encode = lm.tok_encode  # an instance-level override: lm-eval's own path is used
+    assert not PairEncoder.supports(lm)

@@ -88,6 +88,10 @@ class EvalkitCallback(TrainerCallback):
             for task in self.tasks:
                 task.options["limit"] = limit
         self.policy = _load_policy(policy)
+        if self.policy is not None:  # a gate on a task or metric never evaluated fails now, not at the first save
+            from ..gate._preflight import check_policy_fits_tasks
+
+            check_policy_fits_tasks(self.policy, self.tasks)
         self.every, self.out, self.store, self.trainer = every, out, store, trainer
         self.options = options
         api.load_options(**options)  # unknown options fail now too
