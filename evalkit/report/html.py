@@ -14,6 +14,7 @@ from typing import Any
 
 from . import _view as view
 from . import charts
+from . import trajectory
 
 __all__ = ["render_html", "flips_payload", "json_for_script"]
 
@@ -171,6 +172,7 @@ def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
         "notes": view.notes_by_label(comparison), "verdict": _verdict(comparison),
         "headline": view.headline(comparison), "study": view.study_table(comparison),
         "learning_forgetting": _learning_forgetting(comparison), "metric_rows": _metric_rows(comparison),
+        "trajectory": trajectory.report_context(comparison),
         "breakdown_sections": _breakdown_sections(comparison),
         "format_vs_knowledge": comparison.get("format_vs_knowledge") or [],
         "flip_counts": comparison.get("flip_counts") or [], "flips_json": _script_json(flips),

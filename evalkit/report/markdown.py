@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _view as view
+from . import trajectory
 
 __all__ = ["render_markdown", "md_escape", "MAX_CHARS"]
 
@@ -167,7 +168,8 @@ def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     if comparison.get("verdict"):
         lines += _verdict_lines(comparison["verdict"], max_rows, view.checkpoint_verdicts(comparison))
     lines += _headline_lines(comparison) + _warning_lines(comparison, max_rows)
-    lines += _study_lines(comparison) + _changes_lines(comparison, max_rows) + _flip_lines(comparison, max_rows)
+    lines += _study_lines(comparison) + trajectory.markdown_lines(comparison, max_rows)
+    lines += _changes_lines(comparison, max_rows) + _flip_lines(comparison, max_rows)
     lines.append(f"<sub>✱ significant at p &lt; {view.SIGNIFICANCE} (paired test vs the baseline); "
                  "values are primary metrics with Δ against the baseline. Full report: report.html.</sub>")
     text = "\n".join(lines) + "\n"
