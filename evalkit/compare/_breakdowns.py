@@ -6,6 +6,11 @@ units (samples, or instruction elements keyed by ``(sample_id, position)``) and 
 group's paired 0/1 outcomes is attached to every row whose value those outcomes reproduce on both
 checkpoints (accuracy per subject, recall per class). Corpus breakdown metrics (per-class F1, per-level
 macro F1) get null.
+
+The rows of one task, checkpoint, kind and metric (the 57 MMLU subjects' accuracy) are one family of
+tests: besides the raw ``p_value`` each row carries ``p_value_adjusted`` (Holm 1979: family-wise error
+control; what "significant" markers and breakdown gates use) and ``q_value`` (Benjamini–Hochberg 1995:
+false discovery rate), and ``family_size``, the number of tests in its family.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, record_value
-from ..metrics.stats import mcnemar_test
+from ..metrics.stats import bh_adjust, holm_adjust, mcnemar_test
 from ..records import SampleRecord, TaskResult
 from ._common import Context, aligned, finite, higher_is_better, is_binary, is_number, reproduces, spec_of
 
@@ -55,7 +60,22 @@ def breakdown_rows(ctx: Context) -> list[dict[str, Any]]:
     label_pos = {c: i for i, c in enumerate(ctx.labels)}
     rows.sort(key=lambda r: (task_pos[r["task"]], r["kind"], r["metric"], label_pos[r["checkpoint"]],
                              r["delta"] is None, r["delta"] if r["delta"] is not None else 0.0, r["key"]))
+    adjust_families(rows)
     return rows
+
+
+def adjust_families(rows: list[dict[str, Any]]) -> None:
+    """Add Holm-adjusted p-values, BH q-values and the family size to each row (families: task, checkpoint,
+    kind, metric; only rows with a p-value are members)."""
+    families: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        row.update(p_value_adjusted=None, q_value=None, family_size=None)
+        if row["p_value"] is not None:
+            families.setdefault((row["task"], row["checkpoint"], row["kind"], row["metric"]), []).append(row)
+    for members in families.values():
+        p_values = [r["p_value"] for r in members]
+        for row, holm, bh in zip(members, holm_adjust(p_values), bh_adjust(p_values)):
+            row.update(p_value_adjusted=float(holm), q_value=float(bh), family_size=len(members))
 
 
 def _task_rows(ctx: Context, task: str, label: str) -> list[dict[str, Any]]:
