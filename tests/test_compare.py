@@ -579,3 +579,52 @@ def test_breakdown_families_carry_holm_and_bh_adjusted_p_values(comparison):
     assert [r["q_value"] for r in family] == pytest.approx(list(multitest.multipletests(raw, method="fdr_bh")[1]))
     untested = [r for r in comparison["breakdowns"] if r["p_value"] is None]
     assert untested and all(r["p_value_adjusted"] is None and r["family_size"] is None for r in untested)
+
+
+def test_report_shows_adjusted_p_values_power_and_underpowered_gates(results, tmp_path):
+    from evalkit.gate import evaluate_policy, parse_policy
+    from evalkit.report import render_html, render_markdown
+
+    comparison = build_comparison(results, n_resamples=B)
+    policy = parse_policy({"baseline": "base", "gates": [{"metric": "mmlu.acc", "max_drop": 0.01, "significance": 0.05}]},
+                          source="policy.yaml")
+    comparison["verdict"] = evaluate_policy(policy, comparison).to_dict()
+    mmlu = _row(comparison, "mmlu", "acc", "tuned")
+    assert mmlu["mde"] > 0.01  # 120 questions cannot resolve a 0.01 drop
+    assert all(c["underpowered"] for c in comparison["verdict"]["checks"])
+    markdown = render_markdown(comparison)
+    assert "Underpowered" in markdown and f"with 120 paired samples a change under {mmlu['mde']:.3f}" in markdown
+    html = render_html(comparison)
+    assert "p (Holm)" in html and ">MDE<" in html and "Underpowered" in html
+
+
+# ----------------------------------------------------------------------------------- cluster_field
+def test_task_cluster_field_makes_intervals_and_tests_cluster_robust(results, tmp_path):
+    sm = pytest.importorskip("statsmodels.api")
+    from evalkit.taskconfig import load_task_file
+
+    task_file = tmp_path / "reading.yaml"
+    task_file.write_text("name: reading\nevaluator: lm_eval\nlm_eval_task: mmlu\ncluster_field: extra.category\n")
+    assert load_task_file(task_file).cluster_field == "extra.category"
+    task_file.write_text("name: reading\nevaluator: lm_eval\nlm_eval_task: mmlu\ncluster_field: passage\n")
+    with pytest.raises(UsageError, match=r"reading.yaml: key 'cluster_field' must be one of .*extra.NAME"):
+        load_task_file(task_file)
+
+    edited = copy.deepcopy(results[:2])
+    for result in edited:  # questions on one of 12 passages are dependent
+        result.tasks["mmlu"].settings["cluster_field"] = "extra.passage"
+        for record in result.tasks["mmlu"].samples:
+            record.extra["passage"] = f"p{int(record.sample_id[1:]) // 10}"
+    comparison = build_comparison(edited, n_resamples=B)
+    row = _row(comparison, "mmlu", "acc", "tuned")
+    assert row["ci_method"] == "cluster_t" and row["test"] == "cluster_paired_t"
+    base = sorted(edited[0].tasks["mmlu"].samples, key=lambda r: int(r.sample_id[1:]))
+    tuned = {r.sample_id: r for r in edited[1].tasks["mmlu"].samples}
+    diff = np.array([tuned[r.sample_id].scores["acc"] - r.scores["acc"] for r in base])
+    groups = np.array([r.extra["passage"] for r in base])
+    fit = sm.OLS(diff, np.ones(diff.size)).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+    assert row["p_value"] == pytest.approx(fit.pvalues[0], rel=1e-8)
+    subjects = [r for r in comparison["breakdowns"] if r["task"] == "mmlu" and r["kind"] == "subject"
+                and r["checkpoint"] == "tuned"]
+    assert {r["test"] for r in subjects} == {"cluster_paired_t"}
+    _assert_every_number_inside_its_interval(comparison)
