@@ -77,3 +77,76 @@ def test_prefix_cache_falls_back_for_what_it_cannot_score(chat_lm):
     scores = scorer.score([(0, "short prompt", " A"), (1, long_context, " B")],
                           lambda pairs: asked.extend(pairs) or [-1.5] * len(pairs))
     assert asked == [(1, long_context, " B")] and scores[1] == -1.5 and scores[0] < 0
+
+
+# ----------------------------------------------------------------------------- bulk fuzzy parsing
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from evalkit.taxonomy import Taxonomy  # noqa: E402
+from evalkit.voc.parsing import OutputParser  # noqa: E402
+from tests.helpers.difflib_parser import DifflibParser  # noqa: E402
+
+
+TAXONOMY = Taxonomy.from_paths([
+    "Delivery > Late delivery > Courier", "Delivery > Late delivery > Backorder", "Delivery > Lost parcel",
+    "Delivery > Other", "Billing > Other", "Billing > Charged twice", "Billing > Charges > Twice",
+    "Mortgage > FHA mortgage", "Mortgage > FHA mortgage > Escrow", "Taking/threatening an illegal action > Other",
+    "Account > Closing account > Other", "Account > Opening account > Other", "Account > Other",
+])
+_WORDS = sorted({w for p in TAXONOMY.labels for name in p for w in name.split()}) + ["the", "my", "Label:", ">"]
+
+
+def _mutated(text: str, draws) -> str:
+    """Typos of a label path: dropped, doubled and swapped characters, case and separator changes."""
+    chars = list(text)
+    for op, pos in draws:
+        if not chars:
+            break
+        pos %= len(chars)
+        if op == 0:
+            del chars[pos]
+        elif op == 1:
+            chars.insert(pos, chars[pos])
+        elif op == 2 and pos + 1 < len(chars):
+            chars[pos], chars[pos + 1] = chars[pos + 1], chars[pos]
+        elif op == 3:
+            chars[pos] = chars[pos].swapcase()
+    return "".join(chars)
+
+
+outputs = st.one_of(
+    st.builds(lambda label, sep, skip, draws: _mutated(sep.join(label[skip:]), draws),
+              st.sampled_from(TAXONOMY.labels), st.sampled_from([" > ", "/", " | ", " -> ", ">"]),
+              st.integers(0, 2), st.lists(st.tuples(st.integers(0, 3), st.integers(0, 200)), max_size=4)),
+    st.lists(st.sampled_from(_WORDS), min_size=1, max_size=6).map(" ".join),
+    st.text(max_size=40),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(outputs, st.sampled_from([0.6, 0.8, 0.95]))
+def test_bulk_matching_equals_difflib_everywhere(output, cutoff):
+    assert OutputParser(TAXONOMY, cutoff=cutoff).parse(output) == DifflibParser(TAXONOMY, cutoff=cutoff).parse(output)
+
+
+@pytest.mark.shared_data
+def test_bulk_matching_equals_difflib_on_cfpb_labels(shared_data):
+    import random
+
+    from evalkit.taxonomy import load_taxonomy
+
+    tax = load_taxonomy(shared_data / "voc" / "cfpb" / "taxonomy_counts.csv",
+                        columns=["product", "sub_product", "issue", "sub_issue"])
+    fast, slow = OutputParser(tax), DifflibParser(tax)
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(300):
+        label = rng.choice(tax.labels)
+        text = _mutated(" > ".join(label[rng.randrange(len(label)):]), [(rng.randrange(4), rng.randrange(300))
+                                                                       for _ in range(rng.randrange(4))])
+        result = fast.parse(text)
+        assert result == slow.parse(text), text
+        seen.add(result.rule)
+    assert {"closest", "invalid"} <= seen  # the fuzzy rule really ran
