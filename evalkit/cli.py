@@ -173,10 +173,20 @@ def tasks_cmd() -> None:
     from .evaluators.base import evaluator_names
     from .taskconfig import load_task_file, shipped_task_names, shipped_tasks_dir
 
+    from .general.hub import task_data_problem
+
     click.echo(f"Shipped tasks ({shipped_tasks_dir()}):")
+    unavailable = 0
     for name in shipped_task_names():
         config = load_task_file(shipped_tasks_dir() / f"{name}.yaml")
-        click.echo(f"  {name:<20} [{config.evaluator}] {config.description}")
+        problem = task_data_problem(config)
+        unavailable += problem is not None
+        mark = "  " if problem is None else "✗ "
+        click.echo(f"{mark}{name:<20} [{config.evaluator}] {config.description}")
+        if problem:
+            click.echo(f"    data not available here: {problem}")
+    if unavailable:
+        click.echo(f"✗ = data not available here ({unavailable} task{'s' if unavailable != 1 else ''}).")
     click.echo("Any lm-eval task or group name also works (e.g. hellaswag, arc_challenge, gsm8k).")
     click.echo(f"Evaluators: {', '.join(evaluator_names())}")
 
