@@ -38,7 +38,7 @@ def _unique_labels(labels: list[str]) -> None:
 def collect_results(specs: list[str], task_configs, store, load_options, *, rerun: bool = False,
                     prior: list | None = None) -> list:
     """Evaluate every spec (answered from the store when possible) after the prior results."""
-    from .checkpoints import Checkpoint
+    from .checkpoints import Checkpoint, format_settings
     from .run import build_evaluators, evaluate_checkpoint
 
     checkpoints = [Checkpoint.from_string(spec, load_options, index=i) for i, spec in enumerate(specs)]
@@ -47,7 +47,9 @@ def collect_results(specs: list[str], task_configs, store, load_options, *, reru
     evaluators = build_evaluators(task_configs)  # prerequisites checked once, before any model loads
     results = prior
     for checkpoint in checkpoints:
-        click.echo(f"evaluating {checkpoint.label} ({checkpoint.spec.kind}: {checkpoint.spec.display})", err=True)
+        settings = format_settings(checkpoint.settings)  # e.g. the server endpoint: what changes its outputs
+        click.echo(f"evaluating {checkpoint.label} ({checkpoint.spec.kind}: {checkpoint.spec.display})"
+                   + (f" [{settings}]" if settings else ""), err=True)
         results.append(evaluate_checkpoint(checkpoint, task_configs, store, evaluators=evaluators, rerun=rerun))
     return results
 

@@ -48,13 +48,10 @@ def build_evaluators(tasks: list[TaskConfig]) -> list:
 
 def _check_capabilities(checkpoint: Checkpoint, task: TaskConfig, evaluator) -> None:
     for need in sorted(evaluator.needs):
-        if not checkpoint.supports(need):
-            raise UsageError(
-                f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
-                f"({checkpoint.spec.kind}) cannot answer; use a generation-only task or another checkpoint kind"
-                + (" (a server needs --model-args tokenizer=DIR and must return prompt logprobs, as vLLM does)."
-                   if checkpoint.spec.kind == "server" else ".")
-            )
+        reason = checkpoint.unsupported_reason(need)
+        if reason:
+            raise UsageError(f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
+                             f"({checkpoint.spec.kind}) cannot answer: {reason}; or leave the task out.")
 
 
 def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore,

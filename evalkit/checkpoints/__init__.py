@@ -21,7 +21,7 @@ from typing import Any
 from ..records import CheckpointInfo
 from .spec import CheckpointSpec, parse_spec
 
-__all__ = ["Checkpoint", "CheckpointSpec", "LoadOptions", "parse_spec", "NON_OUTPUT_MODEL_ARGS"]
+__all__ = ["Checkpoint", "CheckpointSpec", "LoadOptions", "parse_spec", "NON_OUTPUT_MODEL_ARGS", "format_settings"]
 
 #: ``--model-args`` keys left out of :meth:`LoadOptions.output_settings` (and so out of the result
 #: store's run key), because they cannot change what the model answers:
@@ -57,6 +57,8 @@ class LoadOptions:
     timeout: float = 300.0                # --request-timeout seconds
     api_key_env: str = "OPENAI_API_KEY"   # --api-key-env: environment variable holding the key
     chat_template: bool | None = None     # --chat-template/--no-chat-template (None: when the model has one)
+    endpoint: str | None = None           # --endpoint for servers: auto (None), completions or chat
+    backend: str = "hf"                   # --backend for local models: hf (lm-eval's HFLM) or vllm (lm-eval's VLLM)
 
     def output_settings(self) -> dict[str, Any]:
         """The load options that can change the model's outputs, normalised; ``{}`` for the defaults.
@@ -81,6 +83,23 @@ class LoadOptions:
         if model_args:
             settings["model_args"] = dict(sorted(model_args.items()))
         return settings
+
+
+def format_settings(settings: dict[str, Any]) -> str:
+    """A checkpoint's output-changing settings on one line, as runs print them.
+
+    Examples
+    --------
+    >>> format_settings({"endpoint": "chat", "dtype": "float32", "model_args": {"tokenizer": "/m"}})
+    'endpoint=chat, dtype=float32, model_args.tokenizer=/m'
+    """
+    items = []
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            items += [f"{key}.{k}={v}" for k, v in value.items()]
+        else:
+            items.append(f"{key}={value}")
+    return ", ".join(items)
 
 
 def _setting_string(value: Any) -> str:
@@ -120,16 +139,33 @@ class Checkpoint:
         return self._fingerprint
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """:meth:`LoadOptions.output_settings`, plus the backend when it is not HF and for servers the
+        endpoint used (it changes outputs: the chat endpoint applies the server's copy of the chat template,
+        completions the local one)."""
+        settings = self.options.output_settings()
+        if self.options.backend != "hf" and self.spec.kind not in ("server", "predictions"):
+            settings["backend"] = self.options.backend  # another engine: other kernels, other numbers
+        if self.spec.kind == "server":
+            from .server import resolve_endpoint
+
+            settings["endpoint"] = resolve_endpoint(self.spec, self.options)
+        return settings
+
+    @property
     def info(self) -> CheckpointInfo:
         return CheckpointInfo(label=self.spec.label, spec=self.spec.display, kind=self.spec.kind,
-                              fingerprint=self.fingerprint, note=self.spec.note,
-                              settings=self.options.output_settings())
+                              fingerprint=self.fingerprint, note=self.spec.note, settings=self.settings)
 
     def supports(self, need: str) -> bool:
         """Whether this checkpoint can answer lm-eval requests of type ``need`` ("loglikelihood", ...)."""
-        from .loaders import supports
+        return self.unsupported_reason(need) is None
 
-        return supports(self.spec, self.options, need)
+    def unsupported_reason(self, need: str) -> str | None:
+        """Why this checkpoint cannot answer requests of type ``need``, naming what to pass; None if it can."""
+        from .loaders import unsupported_reason
+
+        return unsupported_reason(self.spec, self.options, need)
 
     @property
     def loaded(self) -> bool:
