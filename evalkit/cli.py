@@ -21,21 +21,19 @@ class _State:
     debug = False
 
 
-def _store(path: str | None):
-    from .store import ResultStore
+def _quiet(ctx: click.Context):
+    """Other libraries' bars and hints off while evalkit shows its own, unless ``--verbose``."""
+    from .progress import quiet_third_party
 
-    return ResultStore(path)
+    return quiet_third_party(verbose=bool(ctx.obj.get("verbose")))
 
 
 def _load_options(kw: dict):
     from .checkpoints import LoadOptions
 
-    model_args = {}
-    for pair in filter(None, (kw.pop("model_args") or "").split(",")):
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"expected KEY=VALUE pairs separated by commas, got {pair!r}", param_hint="--model-args")
-        model_args[key.strip()] = value.strip()
+    from ._pairs import parse_pairs, split_commas
+
+    model_args = parse_pairs(split_commas(kw.pop("model_args")), param="model_args")
     batch = kw.pop("batch_size")
     return LoadOptions(
         base=kw.pop("base"), config=kw.pop("config"), allow_pickle=kw.pop("allow_pickle"),
@@ -77,13 +75,41 @@ def model_options(func):
     return func
 
 
+_STORE_HELP = "Result store (SQLite). Default: $EVALKIT_STORE, else results.sqlite in the user cache dir."
+_VERBOSE_HELP = "Show the libraries' own progress bars and warnings (lm-eval, transformers, datasets)."
+
+
+def _set_global(ctx: click.Context, param: click.Parameter, value) -> None:
+    """``--store``/``--debug``/``--verbose`` given after the subcommand: same effect as before it."""
+    if value is None or value is False:
+        return
+    ctx.ensure_object(dict)[param.name] = value
+    if param.name == "debug":
+        _State.debug = True
+
+
+def global_options(func):
+    """The group's options, accepted after the subcommand too (``evalkit eval ... --store PATH``)."""
+    options = [
+        click.option("--store", "store", default=None, metavar="PATH", expose_value=False, callback=_set_global,
+                     is_eager=True, help=_STORE_HELP),
+        click.option("--debug", is_flag=True, default=None, expose_value=False, callback=_set_global, is_eager=True,
+                     help="Show tracebacks for errors."),
+        click.option("--verbose", "-v", is_flag=True, default=None, expose_value=False, callback=_set_global,
+                     is_eager=True, help=_VERBOSE_HELP),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.option("--store", "store_path", default=None, envvar="EVALKIT_STORE", metavar="PATH",
-              help="Result store (SQLite). Default: results.sqlite in the user cache dir.")
+@click.option("--verbose", "-v", is_flag=True, help=_VERBOSE_HELP)
+@click.option("--store", "store_path", default=None, envvar="EVALKIT_STORE", metavar="PATH", help=_STORE_HELP)
 @click.version_option(package_name="evalkit")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, store_path: str | None) -> None:
+def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) -> None:
     """Evaluate fine-tuned LLM checkpoints on domain and general axes, compare them, gate releases.
 
     \b
@@ -95,10 +121,11 @@ def cli(ctx: click.Context, debug: bool, store_path: str | None) -> None:
       predictions.jsonl            {"task","id","output"} rows, scored by generation tasks
     """
     _State.debug = debug
-    ctx.obj = {"store": store_path}
+    ctx.obj = {"store": store_path, "verbose": verbose, "debug": debug}
 
 
 @cli.command("eval")
+@global_options
 @click.argument("spec")
 @click.option("--tasks", "-t", required=True, help="Comma-separated task names or task YAML paths.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Write DIR/results.json.")
@@ -106,16 +133,14 @@ def cli(ctx: click.Context, debug: bool, store_path: str | None) -> None:
 @click.pass_context
 def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, **kw) -> None:
     """Evaluate one checkpoint SPEC on --tasks and print its metrics."""
+    from . import api
     from ._io import atomic_write_text, dump_json
-    from .checkpoints import Checkpoint
     from .parallel import current_ranks
-    from .run import evaluate_checkpoint
-    from .taskconfig import parse_overrides, resolve_tasks
 
-    task_configs = resolve_tasks(tasks, parse_overrides(overrides))
-    checkpoint = Checkpoint.from_string(spec, _load_options(kw))
-    with _store(ctx.obj["store"]) as store:
-        result = evaluate_checkpoint(checkpoint, task_configs, store, rerun=rerun)
+    task_configs = api.resolve(tasks, overrides)
+    checkpoint = api.as_checkpoint(spec, options=_load_options(kw))
+    with _quiet(ctx):
+        result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
         return
     _print_result(result)
@@ -132,7 +157,8 @@ def _print_result(result) -> None:
 
         click.echo(f"  settings: {format_settings(result.checkpoint.settings)}")
     for name, task in result.tasks.items():
-        click.echo(f"  {name}  n={task.n_samples}")
+        stored = task.timing.get("answered_from_store")
+        click.echo(f"  {name}  n={task.n_samples}" + ("  (answered from the result store; --rerun evaluates again)" if stored else ""))
         for metric, value in task.metrics.items():
             stderr = task.stderr.get(metric)
             extra = f" ± {stderr:.4f}" if isinstance(stderr, float) else ""
@@ -140,20 +166,32 @@ def _print_result(result) -> None:
 
 
 @cli.command("tasks")
+@global_options
 def tasks_cmd() -> None:
     """List the task files shipped with evalkit and the registered evaluators."""
     from .evaluators.base import evaluator_names
     from .taskconfig import load_task_file, shipped_task_names, shipped_tasks_dir
 
+    from .general.hub import task_data_problem
+
     click.echo(f"Shipped tasks ({shipped_tasks_dir()}):")
+    unavailable = 0
     for name in shipped_task_names():
         config = load_task_file(shipped_tasks_dir() / f"{name}.yaml")
-        click.echo(f"  {name:<20} [{config.evaluator}] {config.description}")
+        problem = task_data_problem(config)
+        unavailable += problem is not None
+        mark = "  " if problem is None else "✗ "
+        click.echo(f"{mark}{name:<20} [{config.evaluator}] {config.description}")
+        if problem:
+            click.echo(f"    data not available here: {problem}")
+    if unavailable:
+        click.echo(f"✗ = data not available here ({unavailable} task{'s' if unavailable != 1 else ''}).")
     click.echo("Any lm-eval task or group name also works (e.g. hellaswag, arc_challenge, gsm8k).")
     click.echo(f"Evaluators: {', '.join(evaluator_names())}")
 
 
 @cli.command("compare")
+@global_options
 @click.argument("specs", nargs=-1, required=True)
 @click.option("--tasks", "-t", required=True, help="Comma-separated task names or task YAML paths.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder for the report.")
@@ -165,17 +203,27 @@ def tasks_cmd() -> None:
 @model_options
 @click.pass_context
 def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_results, policy, notes, overrides, rerun, **kw) -> None:
-    """Evaluate checkpoints (reusing stored results), compare them and write a report to --out."""
+    """Evaluate checkpoints (reusing stored results), compare them and write a report to --out.
+
+    \b
+    Exit codes:
+      0  done; every gate passed (warnings allowed), or no --policy
+      1  a gate of --policy failed for at least one checkpoint
+      2  bad input: options, specs, task files or policy (nothing is evaluated)
+      3  an evaluation failed, or a bug in evalkit
+    """
     from .pipeline import compare_pipeline
 
-    code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
-                            baseline_results=list(baseline_results), policy=policy, notes=list(notes),
-                            overrides=list(overrides), rerun=rerun, load_options=_load_options(kw),
-                            store_path=ctx.obj["store"])
+    with _quiet(ctx):
+        code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
+                                baseline_results=list(baseline_results), policy=policy, notes=list(notes),
+                                overrides=list(overrides), rerun=rerun, load_options=_load_options(kw),
+                                store_path=ctx.obj["store"])
     sys.exit(code)
 
 
 @cli.command("report")
+@global_options
 @click.argument("source", nargs=-1, required=True)
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--baseline", default=None, help="Baseline label when SOURCE are results files.")
@@ -188,27 +236,45 @@ def report_cmd(ctx: click.Context, source, out, baseline) -> None:
 
 
 @cli.command("gate")
+@global_options
 @click.argument("comparison", type=click.Path(dir_okay=False))
 @click.option("--policy", required=True, type=click.Path(dir_okay=False), help="Gate policy YAML.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Where junit.xml and the verdict go (default: beside COMPARISON).")
 def gate_cmd(comparison, policy, out) -> None:
-    """Apply a gate policy to a comparison.json: exit 0 pass, 1 fail, 2 bad input."""
+    """Apply a gate policy to a comparison.json; write junit.xml and verdict.json.
+
+    \b
+    Exit codes:
+      0  every gate passed (warnings allowed)
+      1  a gate failed for at least one checkpoint
+      2  bad input: the policy or the comparison
+    """
     from .pipeline import gate_pipeline
 
     sys.exit(gate_pipeline(comparison=Path(comparison), policy=Path(policy), out=Path(out) if out else None))
 
 
 @cli.command("demo")
-@click.option("--out", "-o", type=click.Path(file_okay=False), default="reports/demo", show_default=True)
+@global_options
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="reports/demo", show_default=True,
+              help="Output folder for the report (report.html, report.md, comparison.json, metrics.csv, junit.xml).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Where trained demo checkpoints are cached.")
 @click.option("--retrain", is_flag=True, help="Train the demo checkpoints again even if cached.")
 @click.pass_context
 def demo_cmd(ctx: click.Context, out, cache_dir, retrain) -> None:
-    """Train three tiny checkpoints (base, domain-only, 75/25 mix) and compare them offline."""
+    """Train three tiny checkpoints (base, domain-only, 75/25 mix) and compare them offline.
+
+    \b
+    Exit codes:
+      0  the expected outcome: domain_only fails the forgetting gate, mixed_75_25 passes
+      1  another outcome (e.g. other library versions trained differently)
+    """
     from .demo import run_demo
 
-    sys.exit(run_demo(out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, retrain=retrain,
-                      store_path=ctx.obj["store"]))
+    with _quiet(ctx):
+        code = run_demo(out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, retrain=retrain,
+                        store_path=ctx.obj["store"])
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -231,12 +297,20 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
+#: The flag behind each API parameter a library error may name (EvalkitError.param).
+_FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "overrides": "--set", "rerun": "--rerun",
+          "model_args": "--model-args", "policy": "--policy", "results": "SPECS"}
+
+
 def _report(exc: BaseException, code: int, prefix: str = "") -> None:
     if _State.debug:
         import traceback
 
         traceback.print_exception(exc)
     message = " ".join(str(exc).split()) or type(exc).__name__
+    flag = _FLAGS.get(getattr(exc, "param", None) or "")
+    if flag:
+        prefix = f"{prefix}{flag}: "
     click.echo(f"evalkit: error: {prefix}{message}", err=True)
     sys.exit(code)
 

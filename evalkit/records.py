@@ -60,6 +60,10 @@ class TaskResult:
     ``breakdowns`` maps a breakdown kind (``subject``, ``category``, ``instruction``, ``level``,
     ``class``, ``frequency``) to ``{key: {metric: value, "n": count}}``.
     ``axis`` is ``"domain"`` or ``"general"``; ``primary_metric`` names the headline metric.
+    ``timing`` describes this run, not the result, and is volatile (excluded from "same inputs, same
+    bytes"): ``{"answered_from_store": False, "seconds": ..., "model_load_seconds": ..., "resumed_samples": ...}``
+    when evaluated now, ``{"answered_from_store": True, "evaluated_run": <that run's timing>}`` when the
+    result came from the result store.
     ``metric_specs`` holds the evaluator's run-time metric declarations
     (:class:`~evalkit.evaluators.MetricSpec`, by metric name or ``"KIND/METRIC"``).
     """
@@ -105,6 +109,8 @@ class CheckpointInfo:
     ``settings`` holds the load options that can change the model's outputs (``--dtype``,
     ``--max-length``, ``--chat-template``, ``--model-args``; see ``LoadOptions.output_settings``),
     ``{}`` for the defaults: the fingerprint covers the files, not how they were loaded.
+    ``run`` and ``step`` place a checkpoint in a training run (a Trainer's ``run/checkpoint-500``
+    folder, or the Trainer callback); None otherwise. Trajectory reports order checkpoints by them.
     """
 
     label: str
@@ -113,6 +119,8 @@ class CheckpointInfo:
     fingerprint: str
     note: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    run: str | None = None
+    step: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,6 +148,10 @@ class EvalResult:
     tasks: dict[str, TaskResult]
     created: str = ""
     schema_version: int = SCHEMA_VERSION
+
+    def __repr__(self) -> str:
+        tasks = ", ".join(f"{name} n={task.n_samples}" for name, task in self.tasks.items()) or "no tasks"
+        return f"<EvalResult {self.checkpoint.label} ({self.checkpoint.kind}): {tasks}>"
 
     def to_dict(self, *, with_samples: bool = True) -> dict[str, Any]:
         return {

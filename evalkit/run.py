@@ -48,10 +48,17 @@ def build_evaluators(tasks: list[TaskConfig]) -> list:
 
 def _check_capabilities(checkpoint: Checkpoint, task: TaskConfig, evaluator) -> None:
     for need in sorted(evaluator.needs):
-        reason = checkpoint.unsupported_reason(need)
+        reason = _unsupported_reason(checkpoint, need)
         if reason:
             raise UsageError(f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
-                             f"({checkpoint.spec.kind}) cannot answer: {reason}; or leave the task out.")
+                             f"({checkpoint.kind}) cannot answer: {reason}; or leave the task out.")
+
+
+def _unsupported_reason(checkpoint, need: str) -> str | None:
+    """The checkpoint's reason (naming what to pass) when it has one; checkpoints that only say yes/no get a generic one."""
+    if hasattr(checkpoint, "unsupported_reason"):
+        return checkpoint.unsupported_reason(need)
+    return None if checkpoint.supports(need) else "use a generation-only task or another checkpoint kind"
 
 
 def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore,
@@ -72,8 +79,8 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
                    versions["lm-eval"], settings) for task, evaluator in zip(tasks, evaluators)]
     for task, key in zip(tasks, keys):
         if rerun:
-            store.discard_run(key)  # --rerun: no stored result and no stored samples to resume from
-        results[task.name] = store.completed_result(key)
+            store.discard_run(key)  # rerun: no stored result and no stored samples to resume from
+        results[task.name] = _from_store(store.completed_result(key))
     pending = [(t, e, k) for t, e, k in zip(tasks, evaluators, keys) if results[t.name] is None]
     for task, evaluator, _ in pending:  # data problems surface before a (possibly huge) model loads
         _check_capabilities(checkpoint, task, evaluator)
@@ -84,11 +91,18 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
     return EvalResult(checkpoint=info, versions=versions, tasks=results, created=now)
 
 
+def _from_store(result: TaskResult | None) -> TaskResult | None:
+    """A stored result says it was answered from the store; the run that evaluated it keeps its timing."""
+    if result is not None:
+        result.timing = {"answered_from_store": True, "evaluated_run": dict(result.timing)}
+    return result
+
+
 def _refuse_parallel_rerun(ranks: Ranks, rerun: bool) -> None:
     # Ranks start at different moments: one rank's discard could delete samples another already stored.
     if rerun and ranks.parallel:
-        raise UsageError("--rerun cannot be used with several processes (WORLD_SIZE > 1): one rank could discard "
-                         "samples another already stored; point --store at a new file instead.")
+        raise UsageError("rerun cannot be used with several processes (WORLD_SIZE > 1): one rank could discard "
+                         "samples another already stored; use a new store file instead.", param="rerun")
 
 
 def _request_stats(lm) -> dict[str, float]:
@@ -122,8 +136,8 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
             f"task {task.name!r} on checkpoint {checkpoint.label!r} failed: {type(exc).__name__}: {exc} "
             f"(finished samples are stored; rerun to resume, --debug for the traceback)."
         ) from exc
-    result.timing = {"seconds": round(time.perf_counter() - started, 3), "model_load_seconds": round(load_seconds, 3),
-                     "resumed_samples": len(done)}
+    result.timing = {"answered_from_store": False, "seconds": round(time.perf_counter() - started, 3),
+                     "model_load_seconds": round(load_seconds, 3), "resumed_samples": len(done)}
     result.timing.update({k: round(v - requests_before[k], 3) for k, v in _request_stats(lm).items()})
     store.finish_run(key, result)
     return result

@@ -58,6 +58,9 @@ def test_rerun_is_answered_from_store_without_loading(tmp_path):
         assert second.loads == 0, "a stored run must not load the model"
         assert again.tasks["count"].metrics == result.tasks["count"].metrics
         assert len(again.tasks["count"].samples) == 10
+        first_timing = result.tasks["count"].timing
+        assert first_timing["answered_from_store"] is False and first_timing["seconds"] >= 0
+        assert again.tasks["count"].timing == {"answered_from_store": True, "evaluated_run": first_timing}
         third = FakeCheckpoint(fingerprint="other")
         evaluate_checkpoint(third, [counting_task()], store)
         assert third.loads == 1, "another fingerprint is another run"
@@ -149,7 +152,7 @@ def test_corrupt_store_is_a_clear_error(tmp_path):
 def test_rerun_is_refused_under_a_multi_process_launch(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    with ResultStore(tmp_path / "s.sqlite") as store, pytest.raises(UsageError, match="--rerun cannot be used"):
+    with ResultStore(tmp_path / "s.sqlite") as store, pytest.raises(UsageError, match="rerun cannot be used"):
         evaluate_checkpoint(FakeCheckpoint(), [counting_task()], store, rerun=True)
 
 
