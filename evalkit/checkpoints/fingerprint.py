@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["fingerprint", "file_sha256", "hash_file", "cache_dir", "model_files"]
 
-_CHUNK = 8 * 1024 * 1024
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.index.json")
 _CONFIG_FILES = ("config.json", "generation_config.json") + TOKENIZER_FILES
 _ADAPTER_PATTERNS = ("adapter_config.json", "adapter_model*.safetensors", "adapter_model*.bin")

@@ -15,7 +15,6 @@ changed recipe never reuses stale checkpoints.
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import tempfile
 import time
@@ -168,7 +167,3 @@ def ensure_checkpoints(cache_dir: Path | None = None, *, retrain: bool = False, 
         log(f"demo: using cached checkpoints in {folder}")
     return {name: folder / name for name in CHECKPOINT_NAMES}
 
-
-def read_summary(folder: Path) -> dict[str, Any]:
-    """The training summary stored beside cached checkpoints."""
-    return json.loads((folder / _DONE).read_text(encoding="utf-8"))

@@ -40,10 +40,6 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def _mark(p_value: Any) -> str:
-    return " ✱" if view.is_significant(p_value) else ""
-
-
 def _change(row: dict[str, Any]) -> str:
     """``0.450 (−0.150 ✱)`` — the delta bold when significant."""
     delta = view.fmt_delta(row.get("delta"))
