@@ -26,7 +26,7 @@ from ..errors import UsageError
 from .spec import TOKENIZER_FILES, CheckpointSpec
 
 if TYPE_CHECKING:
-    from . import LoadOptions
+    from .options import LoadOptions
 
 __all__ = ["list_models", "model_entry", "uses_chat", "load_server_lm", "endpoint_url", "completions_tokenizer",
            "parse_echo_logprobs", "CHECK_TIMEOUT"]

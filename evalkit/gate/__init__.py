@@ -23,6 +23,9 @@ from ._outputs import (checkpoint_statuses, demo_policy_text, gate_main, junit_x
                        verdict_text, write_gate_outputs, write_junit)
 from ._policy import OPERATORS, Gate, Policy, load_policy, parse_policy
 
+# ``str(verdict)`` is the console text; it is defined with the other outputs, which import Verdict.
+Verdict.__str__ = verdict_text  # type: ignore[method-assign]
+
 __all__ = [
     "Gate",
     "Policy",
