@@ -87,6 +87,9 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
         evaluator.sample_ids()
     for task, evaluator, key in pending:
         results[task.name] = _run_task(checkpoint, task, evaluator, store, key, ranks)
+    for task in tasks:  # not part of the run key: clustering changes the statistics, not the outputs
+        if task.cluster_field:
+            results[task.name].settings["cluster_field"] = task.cluster_field
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return EvalResult(checkpoint=info, versions=versions, tasks=results, created=now)
 

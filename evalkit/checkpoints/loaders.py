@@ -21,7 +21,7 @@ from ..errors import EvalkitError, UsageError
 from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
 
 if TYPE_CHECKING:
-    from . import LoadOptions
+    from .options import LoadOptions
 
 __all__ = ["load_lm", "supports", "unsupported_reason", "weights_config_dir", "read_state_dict", "fit_state_dict", "NEEDS"]
 

@@ -37,7 +37,7 @@ from ..errors import UsageError
 from .spec import TOKENIZER_FILES, CheckpointSpec
 
 if TYPE_CHECKING:
-    from . import LoadOptions
+    from .options import LoadOptions
 
 __all__ = ["list_models", "model_entry", "load_server_lm", "endpoint_url", "completions_tokenizer",
            "parse_echo_logprobs", "resolve_endpoint", "unsupported_reason", "render_chat_text", "ENDPOINTS",

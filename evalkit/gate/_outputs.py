@@ -105,7 +105,8 @@ def _check_details(check: Check) -> str:
 
     return (f"{check.checkpoint}: {check.gate}: {check.status.upper()}: {check.message}\n"
             f"value={number(check.value)} baseline={number(check.baseline_value)} delta={number(check.delta)} "
-            f"observed={number(check.observed)} threshold={number(check.threshold)} p_value={number(check.p_value)}")
+            f"observed={number(check.observed)} threshold={number(check.threshold)} p_value={number(check.p_value)} "
+            f"p_value_adjusted={number(check.p_value_adjusted)} mde={number(check.mde)} underpowered={check.underpowered}")
 
 
 def junit_xml(verdict: Verdict) -> bytes:
@@ -146,7 +147,7 @@ def _junit_case(suite, check: Check) -> None:
     if check.status == "fail":
         failure = ET.SubElement(case, "failure", message=_xml_text(f"{check.message}"), type="evalkit.gate")
         failure.text = details
-    prefix = "WARNING: " if check.status == "warn" else ""
+    prefix = "WARNING: " if check.status == "warn" or check.underpowered else ""  # an underpowered pass decides little
     ET.SubElement(case, "system-out").text = prefix + details
 
 
@@ -203,10 +204,6 @@ def gate_main(comparison_path: str | Path, policy_path: str | Path, out_dir: str
         print(f"wrote {path}")
     return verdict.exit_code
 
-
-def attach_verdict(comparison: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
-    """A copy of ``comparison`` with ``verdict`` embedded (what the report renders)."""
-    return {**comparison, "verdict": verdict.to_dict()}
 
 
 def demo_policy_text(domain_task: str, general_task: str, *, domain_metric: str = "acc",
