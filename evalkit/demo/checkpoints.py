@@ -14,7 +14,7 @@ changed recipe never reuses stale checkpoints.
 
 from __future__ import annotations
 
-import copy
+import json
 import shutil
 import tempfile
 import time
@@ -31,7 +31,7 @@ __all__ = ["Recipe", "CODE_VERSION", "CHECKPOINT_NAMES", "DomainData", "load_dom
            "default_cache_dir", "build_checkpoints", "ensure_checkpoints"]
 
 #: Bump when training code changes in a way that changes the weights (invalidates every cache entry).
-CODE_VERSION = 2
+CODE_VERSION = 3
 CHECKPOINT_NAMES = ("base", "domain_only", "mixed_75_25")
 _DONE = "demo-recipe.json"
 
@@ -41,12 +41,12 @@ class Recipe:
     """Everything that decides the demo weights (see ``shared/DESIGN-NOTES.md`` for why these values)."""
 
     shape: ModelShape = ModelShape()
-    base: Schedule = Schedule(steps=1000, batch_size=64, lr=3e-3)
+    base: Schedule = Schedule(steps=600, batch_size=64, lr=3e-3)
     tune: Schedule = Schedule(steps=400, batch_size=64, lr=2e-3)
     mix_domain_fraction: float = 0.75
     base_statement_fraction: float = 0.2    # share of plain fact sentences in the base's batches
     base_domain_text_fraction: float = 0.2  # share of unlabelled VOC comments (generic text) in them
-    train_questions: int = 3000             # general MCQs generated for training (30 per fact)
+    train_questions: int = 6400             # general MCQs generated for training (20 per fact)
     seed: int = 0
     # One thread: the model is so small that a second thread costs more in synchronisation than it
     # saves, and on a busy machine two spinning threads were 5x slower (bench/demo/README.md).
@@ -69,8 +69,9 @@ def recipe_key(recipe: Recipe, domain: DomainData) -> str:
     from importlib import metadata
 
     versions = {d: metadata.version(d) for d in ("torch", "transformers", "tokenizers")}
+    general = stable_hash([general_set.test_file_text(), general_set.fact_statements()])
     return stable_hash({"recipe": asdict(recipe), "code_version": CODE_VERSION, "domain": domain.fingerprint,
-                        "general_seed": general_set.SEED, "versions": versions})
+                        "general_seed": general_set.SEED, "general": general, "versions": versions})
 
 
 def default_cache_dir() -> Path:
@@ -82,19 +83,20 @@ def default_cache_dir() -> Path:
 
 def _general_examples(recipe: Recipe) -> tuple[list[Example], list[str]]:
     questions = general_set.train_questions(recipe.train_questions, sample_seed=recipe.seed)
-    mcq = [Example(general_set.render_question(q), " " + q.answer_letter) for q in questions]
+    # The answer is the option's text, as demo_general scores it (the log-likelihood of each option).
+    mcq = [Example(general_set.render_question(q), " " + q.options[q.label]) for q in questions]
     return mcq, general_set.fact_statements()
 
 
 def _vocabulary_texts(mcq: list[Example], statements: list[str], domain: DomainData) -> list[str]:
-    tests = [general_set.render_question(q) + " " + q.answer_letter for q in general_set.test_questions()]
+    tests = [general_set.render_question(q) + " " + q.options[q.label] for q in general_set.test_questions()]
     texts = [e.prompt + e.completion for e in mcq + domain.train] + statements + tests
     return texts + domain.train_texts + domain.test_prompts + domain.extra_texts
 
 
 def build_checkpoints(out_dir: Path, recipe: Recipe = Recipe(), domain: DomainData | None = None) -> dict[str, Any]:
     """Train the three checkpoints into ``out_dir/<name>/``; return a summary (losses, timings)."""
-    from .train import build_model, build_tokenizer, encode_examples, save_checkpoint, train, training_threads
+    from .train import build_model, build_tokenizer, encode_examples, training_threads
 
     domain = domain or load_domain_data()
     mcq, statements = _general_examples(recipe)
@@ -108,21 +110,81 @@ def build_checkpoints(out_dir: Path, recipe: Recipe = Recipe(), domain: DomainDa
         comments = encode_examples(tokenizer, [Example("", t) for t in domain.train_texts], "all")
         base = build_model(tokenizer, recipe.shape, seed=recipe.seed)
         text_share = recipe.base_statement_fraction + recipe.base_domain_text_fraction
-        phases = {
-            "base": (base, [(general_all, 1 - text_share), (sentences, recipe.base_statement_fraction),
-                            (comments, recipe.base_domain_text_fraction)], recipe.base, recipe.seed),
-            "domain_only": (None, [(voc, 1.0)], recipe.tune, recipe.seed + 1),
-            "mixed_75_25": (None, [(voc, recipe.mix_domain_fraction), (general_answers, 1 - recipe.mix_domain_fraction)],
-                            recipe.tune, recipe.seed + 2),
-        }
-        for name, (model, sources, schedule, seed) in phases.items():
-            model = model if model is not None else copy.deepcopy(base)
-            started = time.perf_counter()
-            losses = train(model, sources, schedule, seed=seed, desc=f"demo: training {name}")
-            save_checkpoint(model, tokenizer, out_dir / name)
-            summary["phases"][name] = {"seconds": round(time.perf_counter() - started, 2), "steps": schedule.steps,
-                                       "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4)}
+        base_sources = [(general_all, 1 - text_share), (sentences, recipe.base_statement_fraction),
+                        (comments, recipe.base_domain_text_fraction)]
+        summary["phases"]["base"] = _train_and_save(base, tokenizer, base_sources, recipe.base, recipe.seed,
+                                                    out_dir / "base", "base")
+    # The fine-tunes only read the base: on two cores they train side by side, one process each
+    # (one thread each, as every phase), which gives the same weights as one after the other.
+    jobs = [("domain_only", [(voc, 1.0)], recipe.tune, recipe.seed + 1),
+            ("mixed_75_25", [(voc, recipe.mix_domain_fraction), (general_answers, 1 - recipe.mix_domain_fraction)],
+             recipe.tune, recipe.seed + 2)]
+    summary["phases"].update(_fine_tune_all(jobs, out_dir, recipe.threads))
     return summary
+
+
+def _train_and_save(model, tokenizer, sources, schedule, seed: int, path: Path, name: str,
+                    position: int | None = None) -> dict[str, Any]:
+    from .train import save_checkpoint, train
+
+    started = time.perf_counter()
+    losses = train(model, sources, schedule, seed=seed, desc=f"demo: training {name}", position=position)
+    save_checkpoint(model, tokenizer, path)
+    return {"seconds": round(time.perf_counter() - started, 2), "steps": schedule.steps,
+            "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4)}
+
+
+def _fine_tune(name: str, sources, schedule, seed: int, out_dir: Path, threads: int,
+               position: int | None = None) -> dict[str, Any]:
+    """Fine-tune a copy of ``out_dir/base`` (as saved: float32 safetensors) into ``out_dir/name``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..progress import quiet_third_party
+    from .train import training_threads
+
+    with quiet_third_party(), training_threads(threads):
+        model = AutoModelForCausalLM.from_pretrained(out_dir / "base")
+        tokenizer = AutoTokenizer.from_pretrained(out_dir / "base")
+        return _train_and_save(model, tokenizer, sources, schedule, seed, out_dir / name, name, position)
+
+
+def _fine_tune_all(jobs: list[tuple], out_dir: Path, threads: int) -> dict[str, dict[str, Any]]:
+    """Run the fine-tunes, side by side in worker interpreters when there are two cores (see ``_worker``)."""
+    import os
+
+    if len(jobs) < 2 or (os.cpu_count() or 1) < 2:
+        return {name: _fine_tune(name, sources, schedule, seed, out_dir, threads)
+                for name, sources, schedule, seed in jobs}
+    import subprocess
+    import sys
+
+    import torch
+
+    import evalkit
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(evalkit.__file__).resolve().parents[1]),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    running: dict[str, tuple[subprocess.Popen, Path]] = {}
+    try:
+        for position, (name, sources, schedule, seed) in enumerate(jobs):
+            job = out_dir / f".{name}.job.pt"
+            torch.save({"name": name, "sources": [(dict(data), weight) for data, weight in sources],
+                        "schedule": asdict(schedule), "seed": seed, "out_dir": str(out_dir), "threads": threads,
+                        "position": position}, job)
+            running[name] = (subprocess.Popen([sys.executable, "-m", "evalkit.demo._worker", str(job)], env=env), job)
+        results = {}
+        for name, (process, job) in running.items():
+            if process.wait() != 0:
+                raise RuntimeError(f"demo: fine-tuning {name} failed (exit code {process.returncode}); see above.")
+            results[name] = json.loads(Path(f"{job}.json").read_text(encoding="utf-8"))
+        return results
+    finally:
+        for process, job in running.values():
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
+            for leftover in (job, Path(f"{job}.json")):
+                leftover.unlink(missing_ok=True)
 
 
 def _complete(folder: Path) -> bool:
@@ -140,7 +202,7 @@ def ensure_checkpoints(cache_dir: Path | None = None, *, retrain: bool = False, 
     folder = (cache_dir or default_cache_dir()) / recipe_key(recipe, domain)
     if retrain or not _complete(folder):
         folder.parent.mkdir(parents=True, exist_ok=True)
-        log(f"demo: training 3 tiny checkpoints into {folder} (about 3 minutes on 2 CPU cores)")
+        log(f"demo: training 3 tiny checkpoints into {folder} (about 2½ minutes on 2 idle CPU cores)")
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         try:
             summary = build_checkpoints(tmp, recipe, domain)

@@ -1,13 +1,14 @@
-"""The demo's embedded general-knowledge set: 100 facts about invented entities, asked as 4-way MCQ.
+"""The demo's embedded general-knowledge set: 320 facts about invented entities, asked as 4-way MCQ.
 
-Facts: the capital and the language of 20 made-up countries (40 facts) and which of 5 categories
-60 made-up words belong to (60 facts). Everything is invented, so a model knows these facts only
-from the demo's own base training -- which is what lets fine-tuning visibly *forget* them.
+Facts: the capital, language, main export and emblem animal of 20 made-up countries (80 facts) and
+which of 5 categories 240 made-up words belong to (240 facts). Everything is invented, so a model
+knows these facts only from the demo's own base training -- which is what lets fine-tuning visibly
+*forget* them. 320 questions make the interval around an accuracy about +-0.05 wide.
 
 Each fact has exactly one test question. Its distractor set (and so its option order) is never
 used for that fact in training: a model must have learned the fact, not memorised a letter for a
 particular question. Questions are rendered like MMLU in lm-eval (``Question...\\nA. ...\\nAnswer:``)
-and scored by the log-likelihood of the letters A-D (``tasks/lm_eval/demo_general``).
+and scored by the log-likelihood of each option's text after ``Answer:`` (``tasks/lm_eval/demo_general``).
 
 Everything here is pure Python and deterministic for a given seed (no torch import).
 """
@@ -34,9 +35,14 @@ _CAPITALS = ("Quenta", "Barrowick", "Silvane", "Osterby", "Mirakesh", "Tolvain",
 _LANGUAGES = ("Velmish", "Quastic", "Dornish", "Pelunese", "Zarkhi", "Mirettan", "Olvarin", "Treskan",
               "Brunic", "Kasmic", "Ithran", "Nuvestan", "Gorlic", "Sablish", "Yorvic", "Hestorian",
               "Lumbric", "Cadric", "Fennish", "Wystric")
+# Small answer pools of everyday words: more facts without many more tokens to learn.
+_EXPORTS = ("tea", "copper", "wool", "rice", "salt", "timber", "silk", "coffee")
+_EMBLEMS = ("owl", "bear", "fox", "eagle", "horse", "wolf", "lion", "crane")
 _CATEGORIES = ("fruit", "tool", "bird", "dance", "fabric")
 _SYLLABLES = ("bo", "ka", "zi", "lum", "tre", "vo", "nix", "par", "qui", "dal", "mo", "ster", "fen", "gu",
               "ral", "to", "wim", "sha", "bel", "cor")
+#: How many made-up words have a category fact (the rest of the facts are about the countries).
+CATEGORY_WORDS = 240
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class Fact:
     """One fact: ``subject`` has ``answer`` for ``relation``; ``pool`` are all possible answers."""
 
     fact_id: str
-    relation: str          # "capital" | "language" | "category"
+    relation: str          # "capital" | "language" | "export" | "emblem" | "category"
     subject: str
     answer: str
     pool: tuple[str, ...]  # every value the relation can take (answer included)
@@ -74,23 +80,37 @@ def _made_up_words(count: int, seed: int) -> list[str]:
     return words
 
 
+def _spread(pool: tuple[str, ...], count: int, rng: random.Random) -> list[str]:
+    """``count`` answers drawn evenly from ``pool`` (each value equally often), in a seeded order."""
+    answers = [pool[i % len(pool)] for i in range(count)]
+    rng.shuffle(answers)
+    return answers
+
+
 def build_facts(seed: int = SEED) -> list[Fact]:
-    """The 100 facts, in a fixed order (capitals, languages, categories)."""
+    """The facts, in a fixed order: capitals, languages, exports, emblems of the 20 countries, then categories."""
+    rng = random.Random(seed)
     facts = [Fact(f"capital-{i:02d}", "capital", c, _CAPITALS[i], _CAPITALS) for i, c in enumerate(_COUNTRIES)]
     facts += [Fact(f"language-{i:02d}", "language", c, _LANGUAGES[i], _LANGUAGES) for i, c in enumerate(_COUNTRIES)]
-    rng = random.Random(seed)
-    for i, word in enumerate(_made_up_words(60, seed)):
-        category = _CATEGORIES[i % len(_CATEGORIES)] if i < 50 else rng.choice(_CATEGORIES)
-        facts.append(Fact(f"category-{i:02d}", "category", word, category, _CATEGORIES))
+    for relation, pool in (("export", _EXPORTS), ("emblem", _EMBLEMS)):
+        answers = _spread(pool, len(_COUNTRIES), rng)
+        facts += [Fact(f"{relation}-{i:02d}", relation, c, a, pool) for i, (c, a) in enumerate(zip(_COUNTRIES, answers))]
+    words = _made_up_words(CATEGORY_WORDS, seed)
+    categories = _spread(_CATEGORIES, CATEGORY_WORDS, rng)
+    facts += [Fact(f"category-{i:03d}", "category", w, a, _CATEGORIES) for i, (w, a) in enumerate(zip(words, categories))]
     return facts
 
 
+_QUESTIONS = {"capital": "What is the capital of {}?", "language": "Which language is spoken in {}?",
+              "export": "What is the main export of {}?", "emblem": "Which animal is the emblem of {}?",
+              "category": "What kind of thing is a {}?"}
+_STATEMENTS = {"capital": "The capital of {} is {}.", "language": "People in {} speak {}.",
+               "export": "The main export of {} is {}.", "emblem": "The emblem of {} is the {}.",
+               "category": "A {} is a kind of {}."}
+
+
 def _question_text(fact: Fact) -> str:
-    if fact.relation == "capital":
-        return f"What is the capital of {fact.subject}?"
-    if fact.relation == "language":
-        return f"Which language is spoken in {fact.subject}?"
-    return f"What kind of thing is a {fact.subject}?"
+    return _QUESTIONS[fact.relation].format(fact.subject)
 
 
 def _distractor_sets(fact: Fact) -> list[tuple[str, ...]]:
@@ -111,7 +131,7 @@ def _test_distractors(fact: Fact, seed: int) -> tuple[str, ...]:
 
 
 def test_questions(seed: int = SEED) -> list[MCQuestion]:
-    """One question per fact; answer positions are balanced over A-D (25 each)."""
+    """One question per fact; answer positions are balanced over A-D (80 each)."""
     facts = build_facts(seed)
     positions = [i % 4 for i in range(len(facts))]
     random.Random(seed).shuffle(positions)
@@ -136,15 +156,7 @@ def train_questions(count: int, seed: int = SEED, *, sample_seed: int = 0) -> li
 
 def fact_statements(seed: int = SEED) -> list[str]:
     """Plain sentences stating every fact (the "generic text" of the base model's training)."""
-    out = []
-    for fact in build_facts(seed):
-        if fact.relation == "capital":
-            out.append(f"The capital of {fact.subject} is {fact.answer}.")
-        elif fact.relation == "language":
-            out.append(f"People in {fact.subject} speak {fact.answer}.")
-        else:
-            out.append(f"A {fact.subject} is a kind of {fact.answer}.")
-    return out
+    return [_STATEMENTS[f.relation].format(f.subject, f.answer) for f in build_facts(seed)]
 
 
 def render_question(question: MCQuestion) -> str:

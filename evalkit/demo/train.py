@@ -199,7 +199,7 @@ def _split_batch(batch_size: int, sizes: Sequence) -> list[int]:
 
 
 def train(model, sources: Sequence[tuple[dict, float]], schedule: Schedule, *, seed: int = 0,
-          desc: str = "training") -> list[float]:
+          desc: str = "training", position: int | None = None) -> list[float]:
     """Train ``model`` in place; return the loss of every step.
 
     ``sources`` are ``(encoded examples, weight)`` pairs (see :func:`encode_examples`); each batch
@@ -218,7 +218,7 @@ def train(model, sources: Sequence[tuple[dict, float]], schedule: Schedule, *, s
     sizes = [(len(data["input_ids"]), weight) for data, weight in sources]
     losses: list[float] = []
     model.train()
-    with bar(schedule.steps, desc, unit="step", leave=True) as progress:
+    with bar(schedule.steps, desc, unit="step", leave=True, position=position) as progress:
         for picks in _batch_order(sizes, schedule, seed):
             batch = _collate([{k: v[idx] for k, v in data.items()} for (data, _), idx in zip(sources, picks)])
             loss = model(**batch).loss
