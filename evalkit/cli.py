@@ -100,7 +100,7 @@ def cli(ctx: click.Context, debug: bool, store_path: str | None) -> None:
 @click.pass_context
 def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, **kw) -> None:
     """Evaluate one checkpoint SPEC on --tasks and print its metrics."""
-    from ._io import atomic_write_text, dump_json
+    from ._io import MANIFEST_NAME, OutputFolder, dump_json
     from .checkpoints import Checkpoint
     from .parallel import current_ranks
     from .run import evaluate_checkpoint
@@ -108,14 +108,15 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
 
     task_configs = resolve_tasks(tasks, parse_overrides(overrides))
     checkpoint = Checkpoint.from_string(spec, _load_options(kw))
+    folder = OutputFolder(out).check("results.json", MANIFEST_NAME) if out else None  # before any model loads
     with _store(ctx.obj["store"]) as store:
         result = evaluate_checkpoint(checkpoint, task_configs, store, rerun=rerun)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
         return
     _print_result(result)
-    if out:
-        path = Path(out) / "results.json"
-        atomic_write_text(path, dump_json(result.to_dict()))
+    if folder is not None:
+        with folder:
+            path = folder.write_text("results.json", text=dump_json(result.to_dict()))
         click.echo(f"wrote {path}")
 
 

@@ -52,11 +52,30 @@ def collect_results(specs: list[str], task_configs, store, load_options, *, reru
     return results
 
 
-def _write_results_files(results: list, out: Path) -> None:
-    from ._io import atomic_write_text, dump_json
+def results_file_name(label: str) -> tuple[str, str]:
+    """Where a checkpoint's results go in an output folder: ``results/<label>.json``, the label made a
+    safe file name (a label from a server spec or data could hold ``/`` or ``..``)."""
+    from ._io import safe_file_name
 
-    for result in results:
-        atomic_write_text(out / "results" / f"{result.checkpoint.label}.json", dump_json(result.to_dict()))
+    return ("results", safe_file_name(label, ".json"))
+
+
+def _write_results_files(results: list, folder) -> list[Path]:
+    from ._io import dump_json
+
+    return [folder.write_text(*results_file_name(r.checkpoint.label), text=dump_json(r.to_dict())) for r in results]
+
+
+def _check_compare_outputs(out: Path, specs: list[str], prior: list, policy: bool):
+    """The output folder, checked before any model loads: writable, no output name taken by a folder."""
+    from ._io import MANIFEST_NAME, OutputFolder
+    from .checkpoints.spec import parse_spec
+    from .gate import GATE_OUTPUTS
+    from .report import REPORT_FILES
+
+    labels = [r.checkpoint.label for r in prior] + [parse_spec(s, index=i).label for i, s in enumerate(specs)]
+    names = [*REPORT_FILES, MANIFEST_NAME, *(GATE_OUTPUTS if policy else ())]
+    return OutputFolder(out).check(*names, *(results_file_name(label) for label in labels))
 
 
 def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str | None, baseline_results: list[str],
@@ -75,18 +94,20 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     prior = load_results_files(baseline_results)
     if len(specs) + len(prior) < 2:
         raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")
+    folder = _check_compare_outputs(out, list(specs), prior, policy_obj is not None)
     with ResultStore(store_path) as store:
         results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 compares, writes and gates
         return 0
     comparison = build_comparison(results, baseline=baseline, notes=note_map)
     verdict = _apply_policy(policy_obj, comparison)
-    _write_results_files(results[len(prior):], out)
-    written = write_reports(comparison, out)
-    if verdict is not None:
-        from .gate import write_gate_outputs
+    with folder:  # manifest.json last: a reader can tell a complete set from an interrupted one
+        written = _write_results_files(results[len(prior):], folder)
+        written += write_reports(comparison, folder)
+        if verdict is not None:
+            from .gate import write_gate_outputs
 
-        written += write_gate_outputs(verdict, out)
+            written += write_gate_outputs(verdict, folder)
     _echo_written(written)
     return verdict.exit_code if verdict is not None else 0
 
@@ -120,6 +141,10 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
     from .compare import build_comparison, load_results_files, split_label
     from .report import write_reports
 
+    from ._io import MANIFEST_NAME, OutputFolder
+    from .report import REPORT_FILES
+
+    OutputFolder(out).check(*REPORT_FILES, MANIFEST_NAME)
     if len(sources) == 1 and Path(sources[0]).is_file():
         data = read_json_object(Path(sources[0]))
         if data.get("kind") == "evalkit.comparison":

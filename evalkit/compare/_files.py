@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text, read_json_object
+from .._io import OutputFolder, dump_json, read_json_object
 from ..errors import UsageError
 from ..records import CheckpointInfo, EvalResult, TaskResult
 from ._build import COMPARISON_KIND, COMPARISON_SCHEMA_VERSION, build_comparison
@@ -31,10 +31,8 @@ def load_comparison(path: str | Path) -> dict[str, Any]:
 
 def write_comparison(comparison: dict[str, Any], path: str | Path) -> Path:
     """Write ``comparison`` as sorted, NaN-free JSON, atomically; returns the path."""
-    path = Path(path)
-    text = json.dumps(comparison, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
-    atomic_write_text(path, text)
-    return path
+    folder, name = OutputFolder.of_file(path)
+    return folder.write_text(name, text=dump_json(comparison, allow_nan=False))
 
 
 def split_label(item: str) -> tuple[str | None, Path]:

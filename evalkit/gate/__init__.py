@@ -19,7 +19,7 @@ rise is a drop. ``min``/``max`` are plain bounds on the value. Missing or undefi
 
 
 from ._evaluate import Check, Verdict, evaluate_policy
-from ._outputs import (attach_verdict, demo_policy_text, gate_main, junit_xml, load_comparison, verdict_markdown,
+from ._outputs import (GATE_OUTPUTS, attach_verdict, demo_policy_text, gate_main, junit_xml, load_comparison, verdict_markdown,
                        verdict_text, write_gate_outputs, write_junit)
 from ._policy import OPERATORS, Gate, Policy, load_policy, parse_policy
 
@@ -41,4 +41,5 @@ __all__ = [
     "attach_verdict",
     "junit_xml",
     "verdict_text",
+    "GATE_OUTPUTS",
 ]

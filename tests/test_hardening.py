@@ -1,0 +1,354 @@
+"""Hardening (issue 14): nothing escapes --out, bad input is exit 2, the same inputs give the same bytes.
+
+One test (or a few) per class of defect; the CLI runs in-process through ``evalkit.cli.main`` on tiny
+VOC tasks answered by predictions files, so no model is needed and each test takes well under a second.
+The property-based fuzz tests are in ``tests/test_hardening_fuzz.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from evalkit._io import MANIFEST_NAME, OutputFolder, dump_json, parse_yaml, safe_file_name
+from evalkit.errors import UsageError
+from tests.helpers.cli import make_voc_task, run_cli, write_predictions
+
+
+# ------------------------------------------------------------------ 1. nothing leaves its folder
+
+@pytest.mark.parametrize("label", ["../../../../tmp/x", "/abs/dir", "org/name", "..", ".", "", "a\\b", "CON",
+                                   "x\x00y", "\N{RIGHT-TO-LEFT OVERRIDE}gpj.exe", "-rf", ".hidden", "a" * 300])
+def test_any_label_becomes_a_file_inside_the_folder(tmp_path, label):
+    folder = OutputFolder(tmp_path / "out")
+    name = safe_file_name(label, ".json")
+    path = folder.write_text("results", name, text="{}")
+    assert path.parent == tmp_path / "out" / "results" and path.is_file()
+    assert len(name) < 120
+
+
+def test_distinct_labels_never_share_a_file():
+    labels = ["a/b", "a_b", "a b", "a\\b", "A/B"]
+    assert len({safe_file_name(label, ".json") for label in labels}) == len(labels)
+
+
+@pytest.mark.parametrize("part", ["../x", "..", "/etc/passwd", "a/b", "", "x\ny"])
+def test_the_guard_refuses_names_that_are_not_plain(tmp_path, part):
+    with pytest.raises(UsageError, match="not a plain file name"):
+        OutputFolder(tmp_path).write_text(part, text="x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_guard_refuses_a_symlinked_subfolder_pointing_outside(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results").symlink_to(outside)
+    with pytest.raises(UsageError, match="resolves outside"):
+        OutputFolder(tmp_path / "out").write_text("results", "base.json", text="{}")
+    assert list(outside.iterdir()) == []
+
+
+def test_compare_writes_a_server_style_label_inside_out(tmp_path, monkeypatch):
+    """A label with '/' and '..' (as a server spec's '#MODEL' gives) ends up as a file in OUT/results."""
+    from evalkit.pipeline import _write_results_files
+    from tests.synthetic_results import make_results
+
+    result = make_results(("base",), n_mmlu=4, n_ifeval=2, n_voc=4)[0]
+    result.checkpoint.label = "../../../../tmp/evil"
+    with OutputFolder(tmp_path / "out") as folder:
+        [path] = _write_results_files([result], folder)
+    assert path.parent == tmp_path / "out" / "results"
+    assert json.loads(path.read_text())["checkpoint"]["label"] == "../../../../tmp/evil"
+
+
+# ------------------------------------------------------------------ 2. one canonical sample order
+
+def _results_without_volatile(path: Path) -> dict:
+    """results.json without its documented volatile fields: ``created`` and per-task ``timing``."""
+    data = json.loads(path.read_text())
+    data.pop("created")
+    for task in data["tasks"].values():
+        task.pop("timing")
+    return data
+
+
+def test_fresh_resumed_and_store_answered_runs_write_identical_results(tmp_path, monkeypatch):
+    task = make_voc_task(tmp_path, n=14)  # ids 1..14: text order (1, 10, 11, ...) differs from file order
+    preds = write_predictions(tmp_path / "p.jsonl", task, n=14)
+    store = tmp_path / "store.sqlite"
+    assert run_cli(["--store", str(store), "eval", str(preds), "-t", str(task), "--out", str(tmp_path / "fresh")])[0] == 0
+    assert run_cli(["--store", str(store), "eval", str(preds), "-t", str(task), "--out", str(tmp_path / "stored")])[0] == 0
+    # Resumed: the run is unfinished and half its samples are stored.
+    with sqlite3.connect(store) as conn:
+        conn.execute("UPDATE runs SET status='running', result=NULL")
+        conn.execute("DELETE FROM samples WHERE CAST(sample_id AS INTEGER) % 2 = 0")
+    assert run_cli(["--store", str(store), "eval", str(preds), "-t", str(task), "--out", str(tmp_path / "resumed")])[0] == 0
+    fresh, stored, resumed = (_results_without_volatile(tmp_path / d / "results.json") for d in ("fresh", "stored", "resumed"))
+    ids = [s["sample_id"] for s in fresh["tasks"]["tiny"]["samples"]]
+    assert ids == [str(i) for i in range(1, 15)]  # natural order: 2 before 10
+    assert fresh == stored == resumed
+    assert dump_json(fresh) == dump_json(stored) == dump_json(resumed)
+
+
+# ------------------------------------------------------------------ 4. outputs checked before the work
+
+@pytest.fixture()
+def voc_setup(tmp_path):
+    task = make_voc_task(tmp_path, n=6)
+    preds = write_predictions(tmp_path / "p.jsonl", task, n=6)
+    return task, preds
+
+
+def test_results_json_that_is_a_folder_is_exit_2_before_the_work(tmp_path, voc_setup):
+    task, preds = voc_setup
+    (tmp_path / "out" / "results.json").mkdir(parents=True)
+    code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task), "--out", str(tmp_path / "out")])
+    assert code == 2 and "results.json is a folder" in err and "Traceback" not in err
+    assert not (tmp_path / "s.sqlite").exists()  # refused before the store was even opened
+
+
+def test_out_under_a_regular_file_is_exit_2(tmp_path, voc_setup):
+    task, preds = voc_setup
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_cli(["eval", str(preds), "-t", str(task), "--out", str(tmp_path / "file" / "out")])
+    assert code == 2 and "cannot write there" in err
+
+
+def test_unwritable_out_is_exit_2_before_the_work(tmp_path, voc_setup, monkeypatch):
+    """A read-only --out (simulated: tests run as root, which ignores permission bits)."""
+    task, preds = voc_setup
+    import evalkit._io as io
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", refuse)
+    code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task),
+                            "--out", str(tmp_path / "ro")])
+    assert code == 2 and "Permission denied" in err and str(tmp_path / "ro") in err
+    assert not (tmp_path / "s.sqlite").exists() and not (tmp_path / "ro").exists()
+
+
+def test_store_under_a_regular_file_is_exit_2(tmp_path, voc_setup):
+    task, preds = voc_setup
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_cli(["--store", str(tmp_path / "file" / "s.sqlite"), "eval", str(preds), "-t", str(task)])
+    assert code == 2 and "cannot create the result store" in err
+
+
+def test_compare_checks_every_output_before_the_work(tmp_path, voc_setup):
+    task, preds = voc_setup
+    out = tmp_path / "out"
+    (out / "results" / "b.json").mkdir(parents=True)
+    code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "compare", f"a={preds}", f"b={preds}", "-t", str(task),
+                            "--out", str(out)])
+    assert code == 2 and "b.json is a folder" in err
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+# ------------------------------------------------------------------ 13. a complete set has a manifest
+
+def test_compare_writes_a_manifest_last_listing_every_output(tmp_path, voc_setup):
+    task, preds = voc_setup
+    out = tmp_path / "out"
+    code, _, err = run_cli(["compare", f"a={preds}", f"b={preds}", "-t", str(task), "--out", str(out)])
+    assert code == 0, err
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["complete"] is True
+    assert sorted(manifest["files"]) == ["comparison.json", "metrics.csv", "report.html", "report.md",
+                                         "results/a.json", "results/b.json"]
+    newest = max(p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+    assert (out / MANIFEST_NAME).stat().st_mtime_ns >= newest
+
+
+def test_an_interrupted_write_leaves_no_manifest(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    with OutputFolder(out) as folder:
+        folder.write_text("a.txt", text="1")
+    assert (out / MANIFEST_NAME).is_file()
+    with pytest.raises(KeyboardInterrupt):
+        with OutputFolder(out) as folder:
+            folder.write_text("a.txt", text="2")
+            raise KeyboardInterrupt  # killed between two outputs
+    assert not (out / MANIFEST_NAME).exists()
+
+
+def test_gate_beside_a_comparison_keeps_the_reports_in_the_manifest(tmp_path, voc_setup):
+    task, preds = voc_setup
+    out = tmp_path / "out"
+    assert run_cli(["compare", f"a={preds}", f"b={preds}", "-t", str(task), "--out", str(out)])[0] == 0
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("gates:\n  - metric: tiny.path_accuracy\n    max_drop: 0.5\n")
+    assert run_cli(["gate", str(out / "comparison.json"), "--policy", str(policy)])[0] == 0
+    files = json.loads((out / MANIFEST_NAME).read_text())["files"]
+    assert {"report.html", "junit.xml", "verdict.json", "results/a.json"} <= set(files)
+
+
+# ------------------------------------------------------------------ 5. text that cannot be encoded
+
+def test_lone_surrogates_are_written_losslessly(tmp_path):
+    text = dump_json({"output": "x\ud800y\udfff"})
+    assert json.loads(text) == {"output": "x\ud800y\udfff"}
+    OutputFolder(tmp_path).write_text("r.json", text=text)
+    assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8")) == {"output": "x\ud800y\udfff"}
+
+
+def test_a_prediction_with_a_lone_surrogate_is_stored_and_written(tmp_path):
+    task = make_voc_task(tmp_path, n=4)
+    preds = write_predictions(tmp_path / "p.jsonl", task, n=4, outputs={"2": "x\ud800y"})
+    store = str(tmp_path / "s.sqlite")
+    for run in ("first", "second"):  # the second is answered from the store
+        code, _, err = run_cli(["--store", store, "eval", str(preds), "-t", str(task), "--out", str(tmp_path / run)])
+        assert code == 0, err
+        samples = json.loads((tmp_path / run / "results.json").read_text())["tasks"]["tiny"]["samples"]
+        assert [s["extra"]["raw_output"] for s in samples if s["sample_id"] == "2"] == ["x\ud800y"]
+
+
+# ------------------------------------------------------------------ 8. Markdown and CSV injection
+
+HOSTILE = "![x](https://e.vil/p.png) [click](https://e.vil) <img src=x onerror=alert(1)> @org/team | `rm` $x$ #1"
+
+
+def test_step_summary_and_report_md_use_the_one_escaper(tmp_path, monkeypatch):
+    from evalkit.gate import evaluate_policy, parse_policy, verdict_markdown
+    from evalkit.report.markdown import md_escape
+
+    comparison = {"schema_version": 1, "kind": "evalkit.comparison", "baseline": "base",
+                  "checkpoints": [{"label": "base"}, {"label": HOSTILE}],
+                  "metrics": [{"task": "t", "metric": "acc", "checkpoint": c, "value": 0.5, "baseline_value": 0.5,
+                               "delta": 0.0, "p_value": None, "higher_is_better": True} for c in ("base", HOSTILE)]}
+    verdict = evaluate_policy(parse_policy({"gates": [{"metric": "t.acc", "max_drop": 0.1}]}), comparison)
+    text = verdict_markdown(verdict)
+    assert md_escape(HOSTILE) in text
+    for raw in ("<img", "https://", "@org", "`rm`", "$x$"):
+        assert raw not in text
+    assert not re.search(r"(?<!\\)\]\(", text)  # no link or image syntax left
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised():
+    from evalkit.report import metrics_csv
+
+    rows = [{"task": "t", "metric": "acc", "checkpoint": start + "HYPERLINK(\"https://e.vil\")", "value": -0.5}
+            for start in ("=", "+", "-", "@", "\t", "\r")]
+    text = metrics_csv({"metrics": rows})
+    import csv
+    import io
+
+    cells = [row["checkpoint"] for row in csv.DictReader(io.StringIO(text))]
+    assert all(cell.startswith("'") for cell in cells)
+    assert [row["value"] for row in csv.DictReader(io.StringIO(text))] == ["-0.5"] * 6  # numbers stay numbers
+
+
+# ------------------------------------------------------------------ 9. one YAML loader, duplicate keys
+
+def test_duplicate_gate_key_names_both_lines(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("gates:\n  - metric: mmlu.acc\n    max_drop: 0.02\n    max_drop: 0.5\n")
+    code, _, err = run_cli(["gate", str(tmp_path / "c.json"), "--policy", str(policy)])
+    assert code == 2 and "line 4: duplicate key 'max_drop' (first on line 3)" in err
+
+
+def test_duplicate_key_in_a_task_file(tmp_path):
+    task = tmp_path / "t.yaml"
+    task.write_text("name: a\nevaluator: voc\nname: b\n")
+    code, _, err = run_cli(["eval", "x.jsonl", "-t", str(task)])
+    assert code == 2 and "t.yaml line 3: duplicate key 'name' (first on line 1)" in err
+
+
+def test_yaml_alias_bomb_is_refused_quickly():
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        prev, name = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{name}: &{name} [{', '.join('*' + prev for _ in range(10))}]")
+    with pytest.raises(UsageError, match="expands to more than"):
+        parse_yaml("\n".join(lines), source="bomb.yaml")
+
+
+def test_every_yaml_read_goes_through_the_one_loader():
+    """No module but evalkit/_io.py parses YAML itself (a second loader would lack the duplicate-key check)."""
+    root = Path(__file__).resolve().parents[1] / "evalkit"
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py") if p.name != "_io.py"
+                 and any(call in p.read_text() for call in ("yaml.safe_load(", "yaml.load(", "yaml.full_load("))]
+    assert offenders == []
+
+
+# ------------------------------------------------------------------ 3. disposable caches, 12. stale hashes
+
+@pytest.fixture()
+def fresh_hash_cache(tmp_path, monkeypatch):
+    from evalkit.checkpoints.fingerprint import _HashCache
+
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(_HashCache, "_disabled", False)
+    return tmp_path / "cache" / _HashCache.FILE
+
+
+def test_a_corrupt_hash_cache_is_recreated_with_one_warning(tmp_path, fresh_hash_cache, capsys):
+    from evalkit.checkpoints.fingerprint import file_sha256
+
+    fresh_hash_cache.parent.mkdir(parents=True)
+    fresh_hash_cache.write_bytes(os.urandom(4096))
+    data = tmp_path / "w.bin"
+    data.write_bytes(b"weights")
+    assert file_sha256(data) == file_sha256(data)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and str(fresh_hash_cache) in warnings[0] and "recreating" in warnings[0]
+    with sqlite3.connect(fresh_hash_cache) as conn:  # usable again, with the entry in it
+        assert conn.execute("SELECT COUNT(*) FROM file_hashes").fetchone()[0] == 1
+
+
+def test_a_corrupt_hash_cache_does_not_fail_an_eval(tmp_path, fresh_hash_cache, voc_setup):
+    task, preds = voc_setup
+    fresh_hash_cache.parent.mkdir(parents=True)
+    fresh_hash_cache.write_bytes(b"\x00garbage" * 300)
+    code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task)])
+    assert code == 0, err
+    assert "recreating it" in err
+
+
+def test_an_unusable_cache_folder_hashes_without_a_cache(tmp_path, monkeypatch, capsys):
+    from evalkit.checkpoints.fingerprint import _HashCache, file_sha256
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "file" / "cache"))  # under a regular file
+    monkeypatch.setattr(_HashCache, "_disabled", False)
+    data = tmp_path / "w.bin"
+    data.write_bytes(b"weights")
+    import hashlib
+
+    assert file_sha256(data) == hashlib.sha256(b"weights").hexdigest()
+    assert "hashing without a cache" in capsys.readouterr().err
+
+
+def test_a_rewrite_with_the_same_size_and_mtime_is_hashed_again(tmp_path, fresh_hash_cache):
+    from evalkit.checkpoints.fingerprint import file_sha256
+
+    data = tmp_path / "w.bin"
+    data.write_bytes(b"AAAA")
+    stat = data.stat()
+    first = file_sha256(data)
+    with open(data, "r+b") as handle:  # in place: same inode, same size
+        handle.write(b"BBBB")
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the old mtime restored
+    assert data.stat().st_size == stat.st_size and data.stat().st_mtime_ns == stat.st_mtime_ns
+    assert file_sha256(data) != first
+
+
+def test_a_predictions_file_rewritten_with_the_same_size_and_mtime_is_evaluated_again(tmp_path, fresh_hash_cache):
+    task = make_voc_task(tmp_path, n=4)
+    preds = write_predictions(tmp_path / "p.jsonl", task, n=4, outputs={"1": "A > x"})
+    stat = preds.stat()
+    store = str(tmp_path / "s.sqlite")
+    assert run_cli(["--store", store, "eval", str(preds), "-t", str(task), "--out", str(tmp_path / "a")])[0] == 0
+    preds.write_text(preds.read_text().replace('"A > x"', '"A > y"'))  # same length
+    os.utime(preds, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert run_cli(["--store", store, "eval", str(preds), "-t", str(task), "--out", str(tmp_path / "b")])[0] == 0
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in "ab")
+    assert a["checkpoint"]["fingerprint"] != b["checkpoint"]["fingerprint"]
+    assert [s["extra"]["raw_output"] for s in b["tasks"]["tiny"]["samples"]][0] == "A > y"
