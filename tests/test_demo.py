@@ -132,6 +132,13 @@ def test_short_training_decreases_loss_and_is_bit_deterministic(tokenizer):
     assert losses_c != losses_a
 
 
+def test_training_shows_a_bar_with_steps_loss_and_eta(tokenizer, monkeypatch, capsys):
+    monkeypatch.setenv("EVALKIT_PROGRESS", "1")
+    _short_run(tokenizer, seed=0)
+    err = capsys.readouterr().err
+    assert "training: 100%" in err and "25/25" in err and "loss=" in err and "<00:" in err
+
+
 def test_encode_examples_trains_only_on_the_completion(tokenizer):
     from evalkit.demo.train import encode_examples
 
@@ -203,3 +210,11 @@ def test_full_demo_shows_forgetting_and_the_mix_keeps_general_accuracy(tmp_path,
     assert general["mixed_75_25"] >= 0.8 * general["base"], general
     assert code == 0
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
+
+
+def test_demo_runs_share_the_run_key_of_a_plain_compare():
+    """The demo stores its results under the same key a later `evalkit compare` of its checkpoints uses."""
+    from evalkit.checkpoints import LoadOptions
+    from evalkit.demo import demo_load_options
+
+    assert demo_load_options().output_settings() == LoadOptions().output_settings() == {}
