@@ -66,7 +66,7 @@ def sample_order_key(sample_id: object) -> tuple:
     Examples
     --------
     >>> sorted(["q/10", "q/2", "q/1", "p/3", "q/02"], key=sample_order_key)
-    ['p/3', 'q/1', 'q/2', 'q/02', 'q/10']
+    ['p/3', 'q/1', 'q/02', 'q/2', 'q/10']
     """
     parts = _DIGITS.split(str(sample_id))
     # Text and digit runs alternate (text first), so each position compares like with like; digit runs

@@ -57,10 +57,11 @@ def test_the_guard_refuses_a_symlinked_subfolder_pointing_outside(tmp_path):
 def test_compare_writes_a_server_style_label_inside_out(tmp_path, monkeypatch):
     """A label with '/' and '..' (as a server spec's '#MODEL' gives) ends up as a file in OUT/results."""
     from evalkit.pipeline import _write_results_files
-    from tests.synthetic_results import make_results
+    from evalkit.records import CheckpointInfo, EvalResult
 
-    result = make_results(("base",), n_mmlu=4, n_ifeval=2, n_voc=4)[0]
-    result.checkpoint.label = "../../../../tmp/evil"
+    info = CheckpointInfo(label="../../../../tmp/evil", spec="http://h/v1#../../../../tmp/evil", kind="server",
+                          fingerprint="f" * 64)
+    result = EvalResult(checkpoint=info, versions={}, tasks={})
     with OutputFolder(tmp_path / "out") as folder:
         [path] = _write_results_files([result], folder)
     assert path.parent == tmp_path / "out" / "results"
