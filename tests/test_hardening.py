@@ -353,3 +353,90 @@ def test_a_predictions_file_rewritten_with_the_same_size_and_mtime_is_evaluated_
     a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in "ab")
     assert a["checkpoint"]["fingerprint"] != b["checkpoint"]["fingerprint"]
     assert [s["extra"]["raw_output"] for s in b["tasks"]["tiny"]["samples"]][0] == "A > y"
+
+
+# ------------------------------------------------------------------ 7. secrets never printed or written
+
+class _EchoingServer:
+    """An OpenAI-style stub whose every POST fails with a body that echoes the request headers."""
+
+    def __init__(self, status: int = 400):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code, payload):
+                body = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self._send(status, {"error": {"message": "bad request", "headers": dict(self.headers)}})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [400, 500])
+def test_a_server_echoing_the_key_does_not_leak_it(tmp_path, monkeypatch, status):
+    secret = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    task = make_voc_task(tmp_path, n=2)
+    with _EchoingServer(status) as url:
+        code, out, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", f"{url}#m", "-t", str(task),
+                                  "--max-retries", "0", "--out", str(tmp_path / "out")])
+    assert code in (2, 3) and "Traceback" not in err
+    assert "bad request" in err  # the server's answer is still shown ...
+    assert secret not in out + err and '"Authorization": "Bearer ***"' in err  # ... with the key redacted
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_redact_covers_header_forms():
+    from evalkit.errors import redact
+
+    for text, secret in [('Authorization: Bearer abc.def-123', "abc.def-123"),
+                         ('"authorization": "Basic dXNlcjpwdw=="', "dXNlcjpwdw=="), ("x-api-key=abc123", "abc123"),
+                         ("'Authorization': 'Token abc123'", "abc123"), ("api_key: abc123", "abc123"),
+                         ("see https://h/v1?access_token=abc123&x=1", "abc123")]:
+        assert secret not in redact(text) and "***" in redact(text), text
+
+
+# ------------------------------------------------------------------ 13. option validation
+
+@pytest.mark.parametrize("args, message", [
+    (["--request-timeout", "0"], "--request-timeout"), (["--request-timeout", "-1"], "--request-timeout"),
+    (["--request-timeout", "nan"], "--request-timeout"), (["--max-length", "-5"], "--max-length"),
+    (["--max-length", "0"], "--max-length"), (["--batch-size", "-2"], "--batch-size"),
+    (["--batch-size", "x"], "--batch-size"), (["--num-concurrent", "0"], "--num-concurrent"),
+])
+def test_bad_options_are_usage_errors_before_any_work(tmp_path, args, message):
+    code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", "http://127.0.0.1:9/v1#m", "-t", "voc_sample",
+                            *args])
+    assert code == 2 and message in err and "unreachable" not in err
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+@pytest.mark.parametrize("url", ["http://[::1/v1#m", "http://h:99999/v1#m", "http://h:abc/v1#m", "http://[zz]/v1#m"])
+def test_malformed_urls_are_usage_errors(url):
+    code, _, err = run_cli(["eval", url, "-t", "voc_sample"])
+    assert code == 2 and "not a valid URL" in err
