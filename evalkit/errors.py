@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 __all__ = ["EvalkitError", "UsageError", "EvaluationError", "did_you_mean", "register_secret", "redact",
-           "redact_secrets"]
+           "redact_secrets", "warn"]
 
 
 class EvalkitError(Exception):
@@ -78,3 +78,10 @@ def redact_secrets(data: bytes) -> bytes:
     for secret in sorted(_SECRETS, key=len, reverse=True):
         data = data.replace(secret.encode("utf-8", errors="backslashreplace"), REDACTED.encode())
     return data
+
+
+def warn(message: str) -> None:
+    """One line on stderr: something was done to the user's input or environment that they should know."""
+    import sys
+
+    print(f"evalkit: warning: {' '.join(message.split())}", file=sys.stderr)

@@ -440,3 +440,94 @@ def test_bad_options_are_usage_errors_before_any_work(tmp_path, args, message):
 def test_malformed_urls_are_usage_errors(url):
     code, _, err = run_cli(["eval", url, "-t", "voc_sample"])
     assert code == 2 and "not a valid URL" in err
+
+
+# ------------------------------------------------------------------ 10. a broken plug-in disables only itself
+
+def test_a_broken_plugin_warns_once_and_fails_only_when_requested(tmp_path, monkeypatch, capsys):
+    from evalkit.evaluators import base
+
+    (tmp_path / "evalkit_broken_plugin.py").write_text("raise ImportError('no module named torchvision2')\n")
+    dist = tmp_path / "evalkit_broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: evalkit-broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[evalkit.evaluators]\nbroken = evalkit_broken_plugin:Eval\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(base, "_entry_points_loaded", False)
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    monkeypatch.setattr(base, "_BROKEN", {})
+    assert base.get_evaluator("voc").name == "voc"
+    assert base.get_evaluator("lm_eval").name == "lm_eval"
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "'broken' (evalkit_broken_plugin:Eval)" in err and "torchvision2" in err
+    with pytest.raises(UsageError, match="plug-in 'broken' .* failed to load: ImportError"):
+        base.get_evaluator("broken")
+    assert capsys.readouterr().err == ""  # warned once
+
+
+# ------------------------------------------------------------------ 11. no silent changes to data
+
+def test_ids_are_matched_exactly(tmp_path):
+    """An id written with spaces in the data is that id; a predictions file naming it exactly is found."""
+    (tmp_path / "d.csv").write_text('id,text,label\n" a1 ",first,A > x\nb2,second,B > z\n')
+    task = tmp_path / "t.yaml"
+    task.write_text("name: t\nevaluator: voc\ndata: d.csv\nid_field: id\nlabel_field: label\n")
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"task": "t", "id": " a1 ", "output": "A > x"}) + "\n"
+                     + json.dumps({"task": "t", "id": "b2", "output": "B > z"}) + "\n")
+    code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task),
+                            "--out", str(tmp_path / "out")])
+    assert code == 0, err
+    samples = json.loads((tmp_path / "out" / "results.json").read_text())["tasks"]["t"]["samples"]
+    assert sorted(s["sample_id"] for s in samples) == [" a1 ", "b2"] and all(s["correct"] for s in samples)
+
+
+def _holes_task(tmp_path, rule=None):
+    rows = ["id,text,l1,l2,l3", "1,one,A,x,deep", "2,two,A,,deep", "3,three,B,y,", "4,four,B,,"]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    task = tmp_path / "t.yaml"
+    task.write_text("name: t\nevaluator: voc\ndata: d.csv\nid_field: id\nlabel_fields: [l1, l2, l3]\n"
+                    + (f"label_holes: {rule}\n" if rule else ""))
+    return task
+
+
+def test_a_hole_in_a_label_path_is_skipped_with_a_warning_naming_the_rows(tmp_path, capsys):
+    from evalkit.evaluators.base import get_evaluator
+    from evalkit.taskconfig import load_task_file
+
+    evaluator = get_evaluator("voc")(load_task_file(_holes_task(tmp_path)))
+    paths = {ex.sample_id: ex.path for ex in evaluator.data.test}
+    assert paths == {"1": ("A", "x", "deep"), "2": ("A", "deep"), "3": ("B", "y"), "4": ("B",)}
+    err = capsys.readouterr().err
+    assert "1 row(s) have an empty level inside their label path (row 2: 'A | | deep')" in err
+    assert "label_holes: skip" in err and "row 4" not in err  # a missing last level is no hole
+
+
+def test_label_holes_refuse(tmp_path):
+    from evalkit.evaluators.base import get_evaluator
+    from evalkit.taskconfig import load_task_file
+
+    evaluator = get_evaluator("voc")(load_task_file(_holes_task(tmp_path, "refuse")))
+    with pytest.raises(UsageError, match=r"d.csv: 1 row\(s\) have an empty level inside their label path: row 2"):
+        evaluator.data
+
+
+@pytest.mark.parametrize("labels", [("A > x", " > z"), ("A > x", "A >  > z")])
+def test_labels_with_empty_names_are_exit_2_under_refuse(tmp_path, labels):
+    (tmp_path / "d.csv").write_text("id,text,label\n" + "".join(f"{i},t{i},{l}\n" for i, l in enumerate(labels)))
+    task = tmp_path / "t.yaml"
+    task.write_text("name: t\nevaluator: voc\ndata: d.csv\nid_field: id\nlabel_field: label\nlabel_holes: refuse\n")
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"task": "t", "id": str(i), "output": "A > x"}) + "\n" for i in range(2)))
+    code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task)])
+    assert code == 2 and "row 2" in err, err
+
+
+def test_per_level_label_containing_the_separator_is_exit_2(tmp_path):
+    (tmp_path / "d.csv").write_text("id,text,l1,l2\n1,t,A,x > y\n")
+    task = tmp_path / "t.yaml"
+    task.write_text("name: t\nevaluator: voc\ndata: d.csv\nid_field: id\nlabel_fields: [l1, l2]\n")
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"task": "t", "id": "1", "output": "A"}) + "\n")
+    code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task)])
+    assert code == 2 and "containing the separator" in err and "row 1" in err

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .._io import cache_dir, hash_file
 from ..errors import EvalkitError, UsageError
+from ..errors import warn as _warn
 from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
 
 if TYPE_CHECKING:
@@ -118,12 +119,6 @@ class _HashCache:
             except OSError:
                 return False
         return True
-
-
-def _warn(message: str) -> None:
-    import sys
-
-    print(f"evalkit: warning: {message}", file=sys.stderr)
 
 
 def model_files(folder: Path, *, weights: bool = True) -> list[Path]:
