@@ -184,7 +184,8 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
 def _print_result(result) -> None:
     click.echo(f"{result.checkpoint.label}  ({result.checkpoint.kind}, fingerprint {result.checkpoint.fingerprint[:12]})")
     for name, task in result.tasks.items():
-        click.echo(f"  {name}  n={task.n_samples}")
+        stored = task.timing.get("answered_from_store")
+        click.echo(f"  {name}  n={task.n_samples}" + ("  (answered from the result store; --rerun evaluates again)" if stored else ""))
         for metric, value in task.metrics.items():
             stderr = task.stderr.get(metric)
             extra = f" ± {stderr:.4f}" if isinstance(stderr, float) else ""
@@ -198,10 +199,20 @@ def tasks_cmd() -> None:
     from .evaluators.base import evaluator_names
     from .taskconfig import load_task_file, shipped_task_names, shipped_tasks_dir
 
+    from .general.hub import task_data_problem
+
     click.echo(f"Shipped tasks ({shipped_tasks_dir()}):")
+    unavailable = 0
     for name in shipped_task_names():
         config = load_task_file(shipped_tasks_dir() / f"{name}.yaml")
-        click.echo(f"  {name:<20} [{config.evaluator}] {config.description}")
+        problem = task_data_problem(config)
+        unavailable += problem is not None
+        mark = "  " if problem is None else "✗ "
+        click.echo(f"{mark}{name:<20} [{config.evaluator}] {config.description}")
+        if problem:
+            click.echo(f"    data not available here: {problem}")
+    if unavailable:
+        click.echo(f"✗ = data not available here ({unavailable} task{'s' if unavailable != 1 else ''}).")
     click.echo("Any lm-eval task or group name also works (e.g. hellaswag, arc_challenge, gsm8k).")
     click.echo(f"Evaluators: {', '.join(evaluator_names())}")
 

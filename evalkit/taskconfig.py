@@ -120,7 +120,11 @@ def _resolve_one(item: str) -> TaskConfig:
     shipped = shipped_tasks_dir() / f"{item}.yaml"
     if shipped.is_file():
         return load_task_file(shipped)
-    # Anything else is taken as an lm-eval task or group name; the lm_eval evaluator checks it exists.
+    # Anything else is taken as an lm-eval task or group name; a misspelt one fails here in about a second
+    # (the lm_eval evaluator checks the rest when it loads the task).
+    from .general.task_names import check_task_name
+
+    check_task_name(item, shipped_task_names())
     return TaskConfig(name=item, evaluator="lm_eval", options={"lm_eval_task": item}, source=f"lm-eval task {item!r}")
 
 
