@@ -191,6 +191,9 @@ class EvalResult:
                 f"{source}: schema_version {version!r} is not one this evalkit reads "
                 f"(<= {SCHEMA_VERSION}); upgrade evalkit or regenerate the file."
             )
+        from ._schema import RESULTS, validate
+
+        validate(data, RESULTS, source=source, hint="; regenerate it with `evalkit eval --out`")
         try:
             return cls(
                 checkpoint=CheckpointInfo.from_dict(data["checkpoint"]),

@@ -531,3 +531,78 @@ def test_per_level_label_containing_the_separator_is_exit_2(tmp_path):
     preds.write_text(json.dumps({"task": "t", "id": "1", "output": "A"}) + "\n")
     code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task)])
     assert code == 2 and "containing the separator" in err and "row 1" in err
+
+
+# ------------------------------------------------------------------ 6. bad input is exit 2, never 3
+
+def _valid_comparison(tmp_path) -> Path:
+    task = make_voc_task(tmp_path, n=6)
+    preds = write_predictions(tmp_path / "p.jsonl", task, n=6)
+    assert run_cli(["--store", str(tmp_path / "s.sqlite"), "compare", f"a={preds}", f"b={preds}", "-t", str(task),
+                    "--out", str(tmp_path / "out")])[0] == 0
+    return tmp_path / "out"
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda c: c.update(checkpoints=[1, 2]), lambda c: c.update(flips=["x"]), lambda c: c.update(flip_counts=[{}]),
+    lambda c: c.update(tasks={"a": 1}), lambda c: c["metrics"][0].update(value=float("nan")),
+    lambda c: c["metrics"][0].update(value="0.5"), lambda c: c.update(metrics=None),
+    lambda c: c["checkpoints"][0].update(label=None), lambda c: c.update(summary=[{"checkpoint": "b", "domain": 3}]),
+    lambda c: c.update(verdict={"status": "pass", "checks": [None]}), lambda c: c.update(warnings=[{"x": 1}]),
+])
+def test_comparison_files_with_a_wrong_inside_are_exit_2(tmp_path, mutate):
+    out = _valid_comparison(tmp_path)
+    comparison = json.loads((out / "comparison.json").read_text())
+    mutate(comparison)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(comparison))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("gates:\n  - metric: tiny.path_accuracy\n    max_drop: 0.5\n")
+    for argv in (["report", str(bad), "--out", str(tmp_path / "r")], ["gate", str(bad), "--policy", str(policy)]):
+        code, _, err = run_cli(argv)
+        assert code == 2 and "bad.json" in err and "internal error" not in err, (argv, err)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda r: r.update(tasks=[1]), lambda r: r["tasks"]["tiny"]["metrics"].update(path_accuracy=float("nan")),
+    lambda r: r["tasks"]["tiny"].update(samples=[1]), lambda r: r.update(checkpoint="x"),
+    lambda r: r["tasks"]["tiny"].update(n_samples="6"), lambda r: r["tasks"]["tiny"].update(breakdowns=[]),
+])
+def test_results_files_with_a_wrong_inside_are_exit_2(tmp_path, mutate):
+    out = _valid_comparison(tmp_path)
+    results = json.loads((out / "results" / "a.json").read_text())
+    mutate(results)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(results))
+    code, _, err = run_cli(["report", str(bad), str(out / "results" / "b.json"), "--out", str(tmp_path / "r")])
+    assert code == 2 and "bad.json" in err and "internal error" not in err, err
+
+
+@pytest.mark.parametrize("name, content", [
+    ("tax.yaml", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe"), ("tax.txt", b"\xff\xfe\x00A"), ("tax.csv", b"a,b\x00\n\xff"),
+    ("tax.json", b"[" * 100000), ("tax.yaml", b"- " * 5000 + b"x"),
+])
+def test_binary_or_deep_taxonomy_files_are_exit_2(tmp_path, name, content):
+    task = make_voc_task(tmp_path, n=4)
+    (tmp_path / name).write_bytes(content)
+    preds = write_predictions(tmp_path / "p.jsonl", task, n=4)
+    code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task),
+                            "--set", f"tiny.taxonomy={tmp_path / name}"])
+    assert code == 2 and name in err and "internal error" not in err, err
+
+
+@pytest.mark.parametrize("content", [b"\x00\x01\xff\xfebinary", b"name: [" * 3000, "name: ü\n".encode("latin-1")])
+def test_binary_or_deep_task_and_policy_files_are_exit_2(tmp_path, content):
+    (tmp_path / "t.yaml").write_bytes(content)
+    code, _, err = run_cli(["eval", "x.jsonl", "-t", str(tmp_path / "t.yaml")])
+    assert code == 2 and "t.yaml" in err and "internal error" not in err, err
+    code, _, err = run_cli(["gate", str(tmp_path / "c.json"), "--policy", str(tmp_path / "t.yaml")])
+    assert code == 2 and "t.yaml" in err and "internal error" not in err, err
+
+
+def test_a_deeply_nested_predictions_line_is_exit_2(tmp_path):
+    task = make_voc_task(tmp_path, n=2)
+    preds = tmp_path / "p.jsonl"
+    preds.write_text('{"task": "tiny", "id": "1", "output": ' + "[" * 100000 + "]" * 100000 + "}\n")
+    code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task)])
+    assert code == 2 and "p.jsonl" in err and "internal error" not in err, err
