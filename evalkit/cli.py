@@ -21,12 +21,6 @@ class _State:
     debug = False
 
 
-def _store(path: str | None):
-    from .store import ResultStore
-
-    return ResultStore(path)
-
-
 def _quiet(ctx: click.Context):
     """Other libraries' bars and hints off while evalkit shows its own, unless ``--verbose``."""
     from .progress import quiet_third_party
@@ -55,12 +49,9 @@ def _seconds(ctx, param, value: float) -> float:
 def _load_options(kw: dict):
     from .checkpoints import LoadOptions
 
-    model_args = {}
-    for pair in filter(None, (kw.pop("model_args") or "").split(",")):
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"expected KEY=VALUE pairs separated by commas, got {pair!r}", param_hint="--model-args")
-        model_args[key.strip()] = value.strip()
+    from ._pairs import parse_pairs, split_commas
+
+    model_args = parse_pairs(split_commas(kw.pop("model_args")), param="model_args")
     batch = kw.pop("batch_size")
     import os
 
@@ -161,17 +152,15 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) 
 @click.pass_context
 def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, **kw) -> None:
     """Evaluate one checkpoint SPEC on --tasks and print its metrics."""
+    from . import api
     from ._io import MANIFEST_NAME, OutputFolder, dump_json
-    from .checkpoints import Checkpoint
     from .parallel import current_ranks
-    from .run import evaluate_checkpoint
-    from .taskconfig import parse_overrides, resolve_tasks
 
-    task_configs = resolve_tasks(tasks, parse_overrides(overrides))
-    checkpoint = Checkpoint.from_string(spec, _load_options(kw))
+    task_configs = api.resolve(tasks, overrides)
+    checkpoint = api.as_checkpoint(spec, options=_load_options(kw))
     folder = OutputFolder(out).check("results.json", MANIFEST_NAME) if out else None  # before any model loads
-    with _store(ctx.obj["store"]) as store, _quiet(ctx):
-        result = evaluate_checkpoint(checkpoint, task_configs, store, rerun=rerun)
+    with _quiet(ctx):
+        result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
         return
     _print_result(result)
@@ -357,6 +346,11 @@ def _main(argv: list[str] | None) -> None:
     sys.exit(0)
 
 
+#: The flag behind each API parameter a library error may name (EvalkitError.param).
+_FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "overrides": "--set", "rerun": "--rerun",
+          "model_args": "--model-args", "policy": "--policy", "results": "SPECS"}
+
+
 def _report(exc: BaseException, code: int, prefix: str = "") -> None:
     if _State.debug:
         import traceback
@@ -365,6 +359,9 @@ def _report(exc: BaseException, code: int, prefix: str = "") -> None:
     message = " ".join(str(exc).split()) or type(exc).__name__
     # Untrusted text in a message (a label, a server's answer) must not drive the terminal.
     message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    flag = _FLAGS.get(getattr(exc, "param", None) or "")
+    if flag:
+        prefix = f"{prefix}{flag}: "
     click.echo(f"evalkit: error: {prefix}{message}", err=True)
     sys.exit(code)
 

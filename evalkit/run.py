@@ -51,9 +51,9 @@ def _check_capabilities(checkpoint: Checkpoint, task: TaskConfig, evaluator) -> 
         if not checkpoint.supports(need):
             raise UsageError(
                 f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
-                f"({checkpoint.spec.kind}) cannot answer; use a generation-only task or another checkpoint kind"
+                f"({checkpoint.kind}) cannot answer; use a generation-only task or another checkpoint kind"
                 + (" (a server needs --model-args tokenizer=DIR and must return prompt logprobs, as vLLM does)."
-                   if checkpoint.spec.kind == "server" else ".")
+                   if checkpoint.kind == "server" else ".")
             )
 
 
@@ -75,7 +75,7 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
                    versions["lm-eval"], settings) for task, evaluator in zip(tasks, evaluators)]
     for task, key in zip(tasks, keys):
         if rerun:
-            store.discard_run(key)  # --rerun: no stored result and no stored samples to resume from
+            store.discard_run(key)  # rerun: no stored result and no stored samples to resume from
         results[task.name] = _from_store(store.completed_result(key))
     pending = [(t, e, k) for t, e, k in zip(tasks, evaluators, keys) if results[t.name] is None]
     for task, evaluator, _ in pending:  # data problems surface before a (possibly huge) model loads
@@ -83,6 +83,9 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
         evaluator.sample_ids()
     for task, evaluator, key in pending:
         results[task.name] = _run_task(checkpoint, task, evaluator, store, key, ranks)
+    for task in tasks:  # not part of the run key: clustering changes the statistics, not the outputs
+        if task.cluster_field:
+            results[task.name].settings["cluster_field"] = task.cluster_field
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return EvalResult(checkpoint=info, versions=versions, tasks=results, created=now)
 
@@ -97,8 +100,8 @@ def _from_store(result: TaskResult | None) -> TaskResult | None:
 def _refuse_parallel_rerun(ranks: Ranks, rerun: bool) -> None:
     # Ranks start at different moments: one rank's discard could delete samples another already stored.
     if rerun and ranks.parallel:
-        raise UsageError("--rerun cannot be used with several processes (WORLD_SIZE > 1): one rank could discard "
-                         "samples another already stored; point --store at a new file instead.")
+        raise UsageError("rerun cannot be used with several processes (WORLD_SIZE > 1): one rank could discard "
+                         "samples another already stored; use a new store file instead.", param="rerun")
 
 
 def _request_stats(lm) -> dict[str, float]:

@@ -34,7 +34,7 @@ __all__ = [
     "check_choice",
 ]
 
-_COMMON_KEYS = ("name", "evaluator", "description")
+_COMMON_KEYS = ("name", "evaluator", "description", "cluster_field")
 
 
 @dataclass
@@ -45,6 +45,9 @@ class TaskConfig:
     evaluator: str
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: A record field whose equal values make samples dependent (docs/statistics.md); recorded in the
+    #: task result's settings, it makes the comparison's intervals and tests cluster-robust.
+    cluster_field: str | None = None
     source: str = "<command line>"
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -81,7 +84,16 @@ def load_task_file(path: str | Path) -> TaskConfig:
     if "." in data["name"]:
         raise UsageError(f"{path}: key 'name' must not contain '.', got {data['name']!r} (metrics are named TASK.METRIC).")
     options = {k: v for k, v in data.items() if k not in _COMMON_KEYS}
+    cluster_field = data.get("cluster_field")
+    if cluster_field is not None:
+        from .evaluators.base import _check_field
+
+        try:
+            _check_field(cluster_field, "key 'cluster_field'")
+        except ValueError as exc:
+            raise UsageError(f"{path}: {exc}") from None
     return TaskConfig(
+        cluster_field=cluster_field,
         name=data["name"],
         evaluator=data["evaluator"],
         options=options,
@@ -95,26 +107,31 @@ def _looks_like_path(item: str) -> bool:
     return item.endswith((".yaml", ".yml")) or "/" in item or "\\" in item
 
 
-def resolve_tasks(items: list[str] | str, overrides: dict[str, dict[str, Any]] | None = None) -> list[TaskConfig]:
-    """Turn ``--tasks`` items (names or paths) into task configs, applying ``--set`` overrides."""
+def resolve_tasks(items: list[str | TaskConfig] | str,
+                  overrides: dict[str, dict[str, Any]] | None = None) -> list[TaskConfig]:
+    """Turn task items (names, paths or TaskConfig objects, copied) into task configs, applying overrides."""
     if isinstance(items, str):
         items = [part.strip() for part in items.split(",") if part.strip()]
     if not items:
-        raise UsageError("--tasks: give at least one task name or task file (see `evalkit tasks`).")
+        raise UsageError("give at least one task name or task file (see `evalkit tasks`).", param="tasks")
     configs = [_resolve_one(item) for item in items]
     names = [c.name for c in configs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise UsageError(f"--tasks: task name(s) {', '.join(duplicates)} given twice; each task runs once per checkpoint.")
+        raise UsageError(f"task name(s) {', '.join(duplicates)} given twice; each task runs once per checkpoint.",
+                         param="tasks")
     for task_name, values in (overrides or {}).items():
         matching = [c for c in configs if c.name == task_name]
         if not matching:
-            raise UsageError(f"--set: no task named {task_name!r} among --tasks ({', '.join(names)}).")
+            raise UsageError(f"an override names no task named {task_name!r} among the tasks "
+                             f"({', '.join(names)}).", param="overrides")
         matching[0].options.update(values)
     return configs
 
 
-def _resolve_one(item: str) -> TaskConfig:
+def _resolve_one(item: str | TaskConfig) -> TaskConfig:
+    if isinstance(item, TaskConfig):  # a copy: overrides must not change the caller's object
+        return dataclasses.replace(item, options=dict(item.options))
     if _looks_like_path(item) or Path(item).is_file():
         return load_task_file(item)
     shipped = shipped_tasks_dir() / f"{item}.yaml"
@@ -132,12 +149,14 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, A
     """``["mmlu.num_fewshot=5"]`` -> ``{"mmlu": {"num_fewshot": 5}}`` (values parsed as YAML scalars)."""
     from ._io import parse_yaml
 
+    from ._pairs import parse_pairs
+
     result: dict[str, dict[str, Any]] = {}
     for pair in pairs:
-        key, sep, raw = pair.partition("=")
+        ((key, raw),) = parse_pairs([pair], param="overrides", form="TASK.KEY=VALUE (e.g. mmlu.num_fewshot=5)").items()
         task, dot, option = key.partition(".")
-        if not sep or not dot or not task or not option:
-            raise UsageError(f"--set: expected TASK.KEY=VALUE (e.g. mmlu.num_fewshot=5), got {pair!r}.")
+        if not dot or not task or not option:
+            raise UsageError(f"expected TASK.KEY=VALUE (e.g. mmlu.num_fewshot=5), got {pair!r}.", param="overrides")
         try:
             value = parse_yaml(raw, source=f"--set {key}") if raw.strip() else None
         except UsageError:  # not YAML: the text as given

@@ -56,16 +56,20 @@ def test_the_guard_refuses_a_symlinked_subfolder_pointing_outside(tmp_path):
 
 def test_compare_writes_a_server_style_label_inside_out(tmp_path, monkeypatch):
     """A label with '/' and '..' (as a server spec's '#MODEL' gives) ends up as a file in OUT/results."""
-    from evalkit.pipeline import _write_results_files
+    from evalkit.comparison import Comparison
     from evalkit.records import CheckpointInfo, EvalResult
 
-    info = CheckpointInfo(label="../../../../tmp/evil", spec="http://h/v1#../../../../tmp/evil", kind="server",
-                          fingerprint="f" * 64)
-    result = EvalResult(checkpoint=info, versions={}, tasks={})
-    with OutputFolder(tmp_path / "out") as folder:
-        [path] = _write_results_files([result], folder)
-    assert path.parent == tmp_path / "out" / "results"
-    assert json.loads(path.read_text())["checkpoint"]["label"] == "../../../../tmp/evil"
+    def result(label):
+        info = CheckpointInfo(label=label, spec=f"http://h/v1#{label}", kind="server", fingerprint="f" * 64)
+        return EvalResult(checkpoint=info, versions={}, tasks={}, created="2026-01-01")
+
+    comparison = Comparison({"schema_version": 1, "kind": "evalkit.comparison", "checkpoints": [], "tasks": [],
+                             "metrics": []}, results=[result("../../../../tmp/evil"), result("/abs/dir")])
+    written = comparison.write(tmp_path / "out")
+    results = [p for p in written if p.parent.name == "results"]
+    assert len(results) == 2 and all(p.parent == tmp_path / "out" / "results" for p in results)
+    assert json.loads(results[0].read_text())["checkpoint"]["label"] == "../../../../tmp/evil"
+    assert sorted(p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()) == ["out"] * 7
 
 
 # ------------------------------------------------------------------ 2. one canonical sample order

@@ -94,7 +94,8 @@ def _check_details(check: Check) -> str:
 
     return (f"{check.checkpoint}: {check.gate}: {check.status.upper()}: {check.message}\n"
             f"value={number(check.value)} baseline={number(check.baseline_value)} delta={number(check.delta)} "
-            f"observed={number(check.observed)} threshold={number(check.threshold)} p_value={number(check.p_value)}")
+            f"observed={number(check.observed)} threshold={number(check.threshold)} p_value={number(check.p_value)} "
+            f"p_value_adjusted={number(check.p_value_adjusted)} mde={number(check.mde)} underpowered={check.underpowered}")
 
 
 def junit_xml(verdict: Verdict) -> bytes:
@@ -135,7 +136,7 @@ def _junit_case(suite, check: Check) -> None:
     if check.status == "fail":
         failure = ET.SubElement(case, "failure", message=_xml_text(f"{check.message}"), type="evalkit.gate")
         failure.text = details
-    prefix = "WARNING: " if check.status == "warn" else ""
+    prefix = "WARNING: " if check.status == "warn" or check.underpowered else ""  # an underpowered pass decides little
     ET.SubElement(case, "system-out").text = prefix + details
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "SCHEMA_VERSION", "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
     "is_significant", "delta_tone", "tuned_labels", "primary_rows", "headline", "study_table",
     "axis_point", "breakdown_groups", "pivot_breakdown", "notes_by_label", "ci_label", "summary_counts",
+    "decision_p", "fmt_row_p", "power_lines",
     "checkpoint_verdicts",
 ]
 
@@ -57,6 +58,31 @@ def fmt_p(value: Any) -> str:
     if not _finite(value):
         return "–"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def decision_p(row: dict[str, Any]) -> Any:
+    """The p-value a marker is based on: Holm-adjusted within the row's family when it has one."""
+    adjusted = row.get("p_value_adjusted")
+    return adjusted if _finite(adjusted) else row.get("p_value")
+
+
+def fmt_row_p(row: dict[str, Any]) -> str:
+    """A row's p-value; a randomization test with no resample as extreme shows its resolution, ``<0.005``."""
+    value = row.get("p_value")
+    if row.get("p_value_is_bound") and _finite(value):
+        return f"<{value:.3f}" if value >= 0.001 else "<0.001"
+    return fmt_p(value)
+
+
+def power_lines(comparison: dict[str, Any]) -> list[str]:
+    """Per non-baseline primary metric: "with N paired samples a change under MDE cannot be detected"."""
+    alpha = 1 - (comparison.get("settings") or {}).get("confidence", 0.95)
+    lines = []
+    for row in comparison.get("metrics") or []:
+        if row.get("is_primary") and row["checkpoint"] != comparison.get("baseline") and _finite(row.get("mde")):
+            lines.append(f"{row['task']} {row['metric']} ({row['checkpoint']}): with {row.get('n_paired')} paired "
+                         f"samples a change under {row['mde']:.3f} cannot be detected (α = {alpha:g}, power 0.8)")
+    return lines
 
 
 def is_significant(p_value: Any) -> bool:
