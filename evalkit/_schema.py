@@ -167,7 +167,7 @@ _TASK = Obj({"task": STR, "evaluator": STR, "metrics": MapOf(_NUMS), "n_samples"
             {"evaluator_version": Opt(STR), "config_hash": Opt(STR), "axis": Opt(STR), "primary_metric": Opt(STR),
              "higher_is_better": Opt(MapOf(BOOL)), "stderr": Opt(MapOf(_NUMS)),
              "ci": Opt(MapOf(Opt(ListOf(_NUMS)))), "breakdowns": Opt(MapOf(MapOf(MapOf(_NUMS)))),
-             "settings": Opt(MapOf(ANY)), "timing": Opt(MapOf(_NUMS)), "samples": Opt(ListOf(_SAMPLE))})
+             "settings": Opt(MapOf(ANY)), "timing": Opt(MapOf(ANY)), "samples": Opt(ListOf(_SAMPLE))})
 RESULTS = Obj({"schema_version": INT, "checkpoint": Obj({"label": STR, "spec": STR, "kind": STR, "fingerprint": STR},
                                                         {"note": Opt(STR), "settings": Opt(MapOf(ANY))}),
                "tasks": MapOf(_TASK)},
