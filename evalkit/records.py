@@ -210,7 +210,7 @@ class EvalResult:
                 created=data.get("created", ""),
                 schema_version=version,
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # e.g. a metric declaration MetricSpec refuses
             raise UsageError(f"{source}: not an evalkit results file ({exc}); regenerate it with `evalkit eval --out`.") from None
 
     @classmethod
