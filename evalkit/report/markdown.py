@@ -49,10 +49,6 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def _mark(p_value: Any) -> str:
-    return " ✱" if view.is_significant(p_value) else ""
-
-
 def _change(row: dict[str, Any]) -> str:
     """``0.450 (−0.150 ✱)`` — the delta bold when significant."""
     delta = view.fmt_delta(row.get("delta"))
@@ -188,7 +184,7 @@ def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     if comparison.get("verdict"):
         lines += _verdict_lines(comparison["verdict"], max_rows, view.checkpoint_verdicts(comparison))
     lines += _headline_lines(comparison) + _warning_lines(comparison, max_rows)
-    lines += _study_lines(comparison) + trajectory.markdown_lines(comparison, max_rows)
+    lines += _study_lines(comparison) + trajectory.markdown_lines(comparison, max_rows, md_escape)
     lines += _changes_lines(comparison, max_rows) + _power_lines(comparison, max_rows)
     lines += _flip_lines(comparison, max_rows)
     lines.append(f"<sub>✱ significant at p &lt; {view.SIGNIFICANCE} (paired test vs the baseline); "

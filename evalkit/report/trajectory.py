@@ -170,10 +170,12 @@ def report_context(comparison: dict[str, Any]) -> dict[str, Any] | None:
     return context
 
 
-def markdown_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
-    """The trajectory as a Markdown table (run, step, domain and general with intervals, Pareto mark)."""
-    from .markdown import md_escape
+def markdown_lines(comparison: dict[str, Any], max_rows: int, md_escape) -> list[str]:
+    """The trajectory as a Markdown table (run, step, domain and general with intervals, Pareto mark).
 
+    ``md_escape`` is the report's Markdown escaper, passed in so this module does not import the renderer
+    that imports it.
+    """
     context = trajectory(comparison)
     if context is None:
         return []
