@@ -29,7 +29,7 @@ from ..metrics.stats import (contain, jackknife_ci, mcnemar_test, mean_ci, minim
                              paired_mean_test, paired_proportion_difference_ci, paired_proportion_stderr,
                              proportion_ci)
 from ..records import TaskResult
-from ._common import Context, aligned, finite, higher_is_better, spec_of
+from ._common import Context, aligned, finite, higher_is_better, resample_hook, spec_of
 from ._resampling import jackknife_values, randomization
 from ._units import sample_units, units_of
 
@@ -239,8 +239,6 @@ def _corpus_test(ctx: Context, task: str, name: str, recs_a, recs_b, jack_delta:
 
 
 def _observed_delta(evaluator: str, recs_a, recs_b, name: str) -> float | None:
-    from ._common import resample_hook
-
     hook = resample_hook(evaluator)
     everything = np.arange(len(recs_a))[None, :]
     try:
