@@ -102,12 +102,6 @@ class Verdict:
         """The failed checks, in policy order."""
         return [check for check in self.checks if check.status == "fail"]
 
-    def __str__(self) -> str:
-        from ._outputs import verdict_text
-
-        return verdict_text(self)
-
-
 def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
     """Apply every gate of ``policy`` to every checkpoint it targets in ``comparison``.
 

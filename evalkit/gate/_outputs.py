@@ -205,10 +205,6 @@ def gate_main(comparison_path: str | Path, policy_path: str | Path, out_dir: str
     return verdict.exit_code
 
 
-def attach_verdict(comparison: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
-    """A copy of ``comparison`` with ``verdict`` embedded (what the report renders)."""
-    return {**comparison, "verdict": verdict.to_dict()}
-
 
 def demo_policy_text(domain_task: str, general_task: str, *, domain_metric: str = "acc",
                      general_metric: str = "acc", baseline: str = "base", min_domain_gain: float = 0.2,

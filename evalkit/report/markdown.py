@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _view as view
+from . import trajectory
 
 __all__ = ["render_markdown", "md_escape", "MAX_CHARS"]
 
@@ -37,10 +38,6 @@ def md_escape(text: Any) -> str:
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def _mark(p_value: Any) -> str:
-    return " ✱" if view.is_significant(p_value) else ""
 
 
 def _change(row: dict[str, Any]) -> str:
@@ -178,7 +175,8 @@ def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     if comparison.get("verdict"):
         lines += _verdict_lines(comparison["verdict"], max_rows, view.checkpoint_verdicts(comparison))
     lines += _headline_lines(comparison) + _warning_lines(comparison, max_rows)
-    lines += _study_lines(comparison) + _changes_lines(comparison, max_rows) + _power_lines(comparison, max_rows)
+    lines += _study_lines(comparison) + trajectory.markdown_lines(comparison, max_rows, md_escape)
+    lines += _changes_lines(comparison, max_rows) + _power_lines(comparison, max_rows)
     lines += _flip_lines(comparison, max_rows)
     lines.append(f"<sub>✱ significant at p &lt; {view.SIGNIFICANCE} (paired test vs the baseline); "
                  "values are primary metrics with Δ against the baseline. Full report: report.html.</sub>")
