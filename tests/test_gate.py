@@ -469,17 +469,24 @@ def test_cli_gate_command(tmp_path, comparison_file):
 
 
 def test_demo_policy_fails_domain_only_and_passes_mixed():
-    rows = [metric_row("demo_domain", "acc", "domain_only", 0.95, 0.0, p_value=1e-9),
-            metric_row("demo_domain", "acc", "mixed", 0.99, 0.0, p_value=1e-9),
+    rows = [metric_row("demo_voc", "leaf_macro_f1", "domain_only", 0.95, 0.0, p_value=1e-9),
+            metric_row("demo_voc", "leaf_macro_f1", "mixed", 0.99, 0.0, p_value=1e-9),
             metric_row("demo_general", "acc", "domain_only", 0.28, 0.99, p_value=1e-12),
             metric_row("demo_general", "acc", "mixed", 0.98, 0.99, p_value=1.0)]
     comparison = make_comparison(rows, labels=("base", "domain_only", "mixed"))
-    policy = parse_policy(yaml.safe_load(demo_policy_text("demo_domain", "demo_general")))
+    policy = parse_policy(yaml.safe_load(demo_policy_text()))
     verdict = evaluate_policy(policy, comparison)
     by_checkpoint = {}
     for check in verdict.checks:
         by_checkpoint.setdefault(check.checkpoint, []).append(check.status)
     assert by_checkpoint == {"domain_only": ["pass", "fail"], "mixed": ["pass", "pass"]}
+
+
+def test_demo_policy_text_defaults_are_the_shipped_demo_policy():
+    shipped = load_policy(REPO / "tasks" / "policies" / "demo_policy.yaml")
+    generated = parse_policy(yaml.safe_load(demo_policy_text()))
+    fields = lambda p: [(g.metric, g.operator, g.threshold, g.significance) for g in p.gates]  # noqa: E731
+    assert fields(generated) == fields(shipped) and generated.baseline == shipped.baseline
 
 
 def test_example_policy_is_valid():
