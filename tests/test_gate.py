@@ -576,3 +576,15 @@ def test_gate_below_its_minimum_detectable_effect_is_underpowered():
     relative = single_check(make_comparison([row]), "mmlu.acc", max_relative_drop=0.05)  # 0.046 / 0.60 = 7.7 %
     assert relative.underpowered and relative.mde == pytest.approx(0.046 / 0.6)
     assert not single_check(make_comparison([row]), "mmlu.acc", min=0.5).underpowered  # bounds are not tests
+
+
+def test_junit_and_verdict_json_carry_the_underpowered_warning(tmp_path):
+    row = metric_row("mmlu", "acc", "tuned", 0.59, 0.60, p_value=0.5)
+    row.update(mde=0.046, n_paired=861)
+    verdict = evaluate_policy(one_gate("mmlu.acc", max_drop=0.02, significance=0.05), make_comparison([row]))
+    junit, verdict_path = write_gate_outputs(verdict, tmp_path)
+    case = ET.parse(junit).getroot().find(".//testcase")
+    assert case.find("failure") is None and case.find("system-out").text.startswith("WARNING: ")
+    assert "underpowered=True" in case.find("system-out").text
+    check = json.loads(verdict_path.read_text())["checks"][0]
+    assert check["underpowered"] is True and check["mde"] == 0.046 and check["p_value_adjusted"] == 0.5
