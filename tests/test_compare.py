@@ -628,3 +628,13 @@ def test_task_cluster_field_makes_intervals_and_tests_cluster_robust(results, tm
                 and r["checkpoint"] == "tuned"]
     assert {r["test"] for r in subjects} == {"cluster_paired_t"}
     _assert_every_number_inside_its_interval(comparison)
+
+
+def test_hook_that_does_not_reproduce_a_corpus_metric_gives_it_no_interval_or_test(results):
+    edited = copy.deepcopy(results[:2])
+    for result in edited:
+        result.tasks["voc_sample"].metrics["leaf_macro_f1"] += 0.05  # e.g. a corpus F1 the hook only averages
+    comparison = build_comparison(edited, n_resamples=B)
+    row = _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")
+    assert (row["ci_method"], row["test"], row["p_value"]) == (None, None, None)
+    assert any("not the reported" in w for w in comparison["warnings"])

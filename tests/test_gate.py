@@ -469,17 +469,24 @@ def test_cli_gate_command(tmp_path, comparison_file):
 
 
 def test_demo_policy_fails_domain_only_and_passes_mixed():
-    rows = [metric_row("demo_domain", "acc", "domain_only", 0.95, 0.0, p_value=1e-9),
-            metric_row("demo_domain", "acc", "mixed", 0.99, 0.0, p_value=1e-9),
+    rows = [metric_row("demo_voc", "leaf_macro_f1", "domain_only", 0.95, 0.0, p_value=1e-9),
+            metric_row("demo_voc", "leaf_macro_f1", "mixed", 0.99, 0.0, p_value=1e-9),
             metric_row("demo_general", "acc", "domain_only", 0.28, 0.99, p_value=1e-12),
             metric_row("demo_general", "acc", "mixed", 0.98, 0.99, p_value=1.0)]
     comparison = make_comparison(rows, labels=("base", "domain_only", "mixed"))
-    policy = parse_policy(yaml.safe_load(demo_policy_text("demo_domain", "demo_general")))
+    policy = parse_policy(yaml.safe_load(demo_policy_text()))
     verdict = evaluate_policy(policy, comparison)
     by_checkpoint = {}
     for check in verdict.checks:
         by_checkpoint.setdefault(check.checkpoint, []).append(check.status)
     assert by_checkpoint == {"domain_only": ["pass", "fail"], "mixed": ["pass", "pass"]}
+
+
+def test_demo_policy_text_defaults_are_the_shipped_demo_policy():
+    shipped = load_policy(REPO / "tasks" / "policies" / "demo_policy.yaml")
+    generated = parse_policy(yaml.safe_load(demo_policy_text()))
+    fields = lambda p: [(g.metric, g.operator, g.threshold, g.significance) for g in p.gates]  # noqa: E731
+    assert fields(generated) == fields(shipped) and generated.baseline == shipped.baseline
 
 
 def test_example_policy_is_valid():
@@ -568,3 +575,15 @@ def test_gate_below_its_minimum_detectable_effect_is_underpowered():
     relative = single_check(make_comparison([row]), "mmlu.acc", max_relative_drop=0.05)  # 0.046 / 0.60 = 7.7 %
     assert relative.underpowered and relative.mde == pytest.approx(0.046 / 0.6)
     assert not single_check(make_comparison([row]), "mmlu.acc", min=0.5).underpowered  # bounds are not tests
+
+
+def test_junit_and_verdict_json_carry_the_underpowered_warning(tmp_path):
+    row = metric_row("mmlu", "acc", "tuned", 0.59, 0.60, p_value=0.5)
+    row.update(mde=0.046, n_paired=861)
+    verdict = evaluate_policy(one_gate("mmlu.acc", max_drop=0.02, significance=0.05), make_comparison([row]))
+    junit, verdict_path = write_gate_outputs(verdict, tmp_path)
+    case = ET.parse(junit).getroot().find(".//testcase")
+    assert case.find("failure") is None and case.find("system-out").text.startswith("WARNING: ")
+    assert "underpowered=True" in case.find("system-out").text
+    check = json.loads(verdict_path.read_text())["checks"][0]
+    assert check["underpowered"] is True and check["mde"] == 0.046 and check["p_value_adjusted"] == 0.5

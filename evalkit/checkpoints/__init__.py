@@ -21,7 +21,24 @@ from ..records import CheckpointInfo
 from .options import NON_OUTPUT_MODEL_ARGS, LoadOptions
 from .spec import CheckpointSpec, parse_spec
 
-__all__ = ["Checkpoint", "CheckpointSpec", "LoadOptions", "parse_spec", "NON_OUTPUT_MODEL_ARGS"]
+__all__ = ["Checkpoint", "CheckpointSpec", "LoadOptions", "parse_spec", "NON_OUTPUT_MODEL_ARGS", "format_settings"]
+
+
+def format_settings(settings: dict[str, Any]) -> str:
+    """A checkpoint's output-changing settings on one line, as runs print them.
+
+    Examples
+    --------
+    >>> format_settings({"endpoint": "chat", "dtype": "float32", "model_args": {"tokenizer": "/m"}})
+    'endpoint=chat, dtype=float32, model_args.tokenizer=/m'
+    """
+    items = []
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            items += [f"{key}.{k}={v}" for k, v in value.items()]
+        else:
+            items.append(f"{key}={value}")
+    return ", ".join(items)
 
 
 class Checkpoint:
@@ -50,6 +67,20 @@ class Checkpoint:
         return self._fingerprint
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """:meth:`LoadOptions.output_settings`, plus the backend when it is not HF and for servers the
+        endpoint used (it changes outputs: the chat endpoint applies the server's copy of the chat template,
+        completions the local one)."""
+        settings = self.options.output_settings()
+        if self.options.backend != "hf" and self.spec.kind not in ("server", "predictions"):
+            settings["backend"] = self.options.backend  # another engine: other kernels, other numbers
+        if self.spec.kind == "server":
+            from .server import resolve_endpoint
+
+            settings["endpoint"] = resolve_endpoint(self.spec, self.options)
+        return settings
+
+    @property
     def kind(self) -> str:
         return self.spec.kind
 
@@ -64,13 +95,17 @@ class Checkpoint:
         run, step = trainer_position(self.spec) or (None, None)
         return CheckpointInfo.from_dict({"label": self.spec.label, "spec": self.spec.display, "kind": self.spec.kind,
                                          "fingerprint": self.fingerprint, "note": self.spec.note,
-                                         "settings": self.options.output_settings(), "run": run, "step": step})
+                                         "settings": self.settings, "run": run, "step": step})
 
     def supports(self, need: str) -> bool:
         """Whether this checkpoint can answer lm-eval requests of type ``need`` ("loglikelihood", ...)."""
-        from .loaders import supports
+        return self.unsupported_reason(need) is None
 
-        return supports(self.spec, self.options, need)
+    def unsupported_reason(self, need: str) -> str | None:
+        """Why this checkpoint cannot answer requests of type ``need``, naming what to pass; None if it can."""
+        from .loaders import unsupported_reason
+
+        return unsupported_reason(self.spec, self.options, need)
 
     @property
     def loaded(self) -> bool:

@@ -45,6 +45,8 @@ class LoadOptions:
     timeout: float = 300.0                # --request-timeout seconds
     api_key_env: str = "OPENAI_API_KEY"   # --api-key-env: environment variable holding the key
     chat_template: bool | None = None     # --chat-template/--no-chat-template (None: when the model has one)
+    endpoint: str | None = None           # --endpoint for servers: auto (None), completions or chat
+    backend: str = "hf"                   # --backend for local models: hf (lm-eval's HFLM) or vllm (lm-eval's VLLM)
 
     def output_settings(self) -> dict[str, Any]:
         """The load options that can change the model's outputs, normalised; ``{}`` for the defaults.

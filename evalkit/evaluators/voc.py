@@ -335,7 +335,7 @@ class VocEvaluator:
 
     @classmethod
     def resample_metrics(cls, records: list[SampleRecord], names: list[str], indices: Any) -> dict[str, Any]:
-        """Corpus metrics on bootstrap resamples (rows of ``indices``), for paired comparisons."""
+        """Corpus metrics on resamples (rows of ``indices``), for the comparison's intervals and tests."""
         from ..metrics.hierarchical import resampled_scores
 
         y_true, y_pred = cls._paths(records)

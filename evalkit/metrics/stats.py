@@ -763,12 +763,20 @@ def randomization_test(deltas: Callable[[np.ndarray], Any], n: int, observed: fl
 
 
 # --------------------------------------------------------------------------- multiplicity
-def _p_array(p_values: Any, func: str) -> tuple[np.ndarray, np.ndarray]:
+def _adjust(p_values: Any, func: str, step: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply ``step`` (sorted ascending p-values -> adjusted ones) to the finite entries; None/NaN stay NaN."""
     p = np.asarray([math.nan if v is None else v for v in p_values], dtype=float)
     present = np.isfinite(p)
     if np.any((p[present] < 0) | (p[present] > 1)):
         raise ValueError(f"The 'p_values' parameter of {func} must hold probabilities in [0, 1] (or None).")
-    return p, present
+    out = np.full(p.size, math.nan)
+    values = p[present]
+    if values.size:
+        order = np.argsort(values, kind="stable")
+        adjusted = np.empty(values.size)
+        adjusted[order] = np.minimum(step(values[order]), 1.0)
+        out[present] = adjusted
+    return out
 
 
 def holm_adjust(p_values: Any) -> np.ndarray:
@@ -782,17 +790,10 @@ def holm_adjust(p_values: Any) -> np.ndarray:
     >>> holm_adjust([0.01, 0.04, 0.03, None]).round(3).tolist()
     [0.03, 0.06, 0.06, nan]
     """
-    p, present = _p_array(p_values, "holm_adjust")
-    out = np.full(p.size, math.nan)
-    values = p[present]
-    m = values.size
-    if m:
-        order = np.argsort(values, kind="stable")
-        stepped = np.maximum.accumulate((m - np.arange(m)) * values[order])
-        adjusted = np.empty(m)
-        adjusted[order] = np.minimum(stepped, 1.0)
-        out[present] = adjusted
-    return out
+    def step(ordered: np.ndarray) -> np.ndarray:  # max over j <= i of (m - j) p_(j)
+        return np.maximum.accumulate((ordered.size - np.arange(ordered.size)) * ordered)
+
+    return _adjust(p_values, "holm_adjust", step)
 
 
 def bh_adjust(p_values: Any) -> np.ndarray:
@@ -805,17 +806,11 @@ def bh_adjust(p_values: Any) -> np.ndarray:
     >>> bh_adjust([0.01, 0.04, 0.03, None]).round(3).tolist()
     [0.03, 0.04, 0.04, nan]
     """
-    p, present = _p_array(p_values, "bh_adjust")
-    out = np.full(p.size, math.nan)
-    values = p[present]
-    m = values.size
-    if m:
-        order = np.argsort(values, kind="stable")[::-1]
-        stepped = np.minimum.accumulate(values[order] * m / np.arange(m, 0, -1))
-        adjusted = np.empty(m)
-        adjusted[order] = np.minimum(stepped, 1.0)
-        out[present] = adjusted
-    return out
+    def step(ordered: np.ndarray) -> np.ndarray:  # min over j >= i of m p_(j) / j
+        m = ordered.size
+        return np.minimum.accumulate((ordered * m / np.arange(1, m + 1))[::-1])[::-1]
+
+    return _adjust(p_values, "bh_adjust", step)
 
 
 # --------------------------------------------------------------------------- power
