@@ -46,6 +46,8 @@ def _parse_row(path: Path, lineno: int, line: str) -> tuple[str, str, str]:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
+    except (RecursionError, ValueError) as exc:  # nested too deeply, an integer too long to convert
+        raise UsageError(f"{path}:{lineno}: not a predictions row ({type(exc).__name__}: {exc}).") from None
     if not isinstance(row, dict):
         raise UsageError(f"{path}:{lineno}: expected a JSON object with keys task, id, output; "
                          f"got {type(row).__name__}.")

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from ..errors import UsageError, did_you_mean
+from ..errors import UsageError, did_you_mean, warn
 
 if TYPE_CHECKING:
     from ..records import SampleRecord, TaskResult
@@ -288,7 +288,12 @@ def _load_builtins() -> None:
         importlib.import_module(module)
 
 
+#: Plug-ins that failed to load: entry-point name -> the one-line reason (asked for, they are an error).
+_BROKEN: dict[str, str] = {}
+
+
 def _load_entry_points() -> None:
+    """Register third-party evaluators; a broken plug-in warns once and disables only itself."""
     global _entry_points_loaded
     if _entry_points_loaded:
         return
@@ -296,15 +301,18 @@ def _load_entry_points() -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _REGISTRY:  # a built-in or an earlier plug-in of that name wins
+            continue
         try:
             cls = ep.load()
-        except Exception as exc:  # a broken plug-in must not break evalkit
-            raise UsageError(f"evaluator plug-in {ep.name!r} ({ep.value}) failed to load: {exc}") from None
-        if getattr(cls, "name", None) != ep.name:
-            raise UsageError(
-                f"evaluator plug-in {ep.value} is registered as {ep.name!r} but its class says name={getattr(cls, 'name', None)!r}; make them equal."
-            )
-        register_evaluator(cls)
+            if getattr(cls, "name", None) != ep.name:
+                raise TypeError(f"it is registered as {ep.name!r} but its class says "
+                                f"name={getattr(cls, 'name', None)!r}; make them equal")
+            register_evaluator(cls)
+        except Exception as exc:  # noqa: BLE001 - whatever a plug-in raises must not break other evaluators
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            _BROKEN[ep.name] = f"evaluator plug-in {ep.name!r} ({ep.value}) failed to load: {reason}"
+            warn(f"{_BROKEN[ep.name]}; other evaluators are unaffected.")
 
 
 def evaluator_names() -> list[str]:
@@ -316,6 +324,8 @@ def evaluator_names() -> list[str]:
 def get_evaluator(name: str) -> type:
     """Return the evaluator class registered as ``name``; unknown names get a did-you-mean error."""
     names = evaluator_names()
+    if name in _BROKEN:
+        raise UsageError(f"{_BROKEN[name]}; fix or uninstall the plug-in.")
     if name not in _REGISTRY:
         raise UsageError(f"unknown evaluator {name!r}.{did_you_mean(name, names)}")
     return _REGISTRY[name]

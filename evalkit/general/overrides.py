@@ -55,11 +55,11 @@ def _shipped_lm_eval_dir() -> Path:
 @functools.lru_cache(maxsize=1)
 def mmlu_subjects() -> dict[str, dict[str, str]]:
     """``{subject: {"category": ..., "description": ...}}`` read from lm-eval's MMLU task files."""
-    import yaml
+    from .._io import load_yaml
 
     out = {}
     for path in sorted((lm_eval_tasks_dir() / "mmlu" / "default").glob("mmlu_*.yaml")):
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+        cfg = load_yaml(path)
         tag = cfg.get("tag", "")
         category = tag[len("mmlu_"):-len("_tasks")] if tag.startswith("mmlu_") and tag.endswith("_tasks") else "other"
         out[cfg["dataset_name"]] = {"category": category, "description": cfg.get("description", "")}

@@ -829,7 +829,7 @@ def minimum_detectable_effect(stderr: float, *, alpha: float = 0.05, power: floa
     for name, value in (("alpha", alpha), ("power", power)):
         if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:
             raise ValueError(f"The '{name}' parameter of {func} must be a float in (0, 1). Got {value!r} instead.")
-    if not math.isfinite(stderr) or stderr < 0:
+    if not math.isfinite(stderr) or stderr <= 0:  # no spread seen: the data say nothing about power
         return math.nan
     return float((_z(1 - alpha) + _z(2 * power - 1)) * stderr)
 
@@ -837,13 +837,18 @@ def minimum_detectable_effect(stderr: float, *, alpha: float = 0.05, power: floa
 def paired_proportion_stderr(correct_a: Any, correct_b: Any) -> float:
     """Null standard error of a paired difference of proportions: ``sqrt(n01 + n10) / n``.
 
+    With fewer than 3 discordant pairs, 3 are assumed (the 95 % upper bound of a count of which none
+    was seen, the "rule of three"): two identical checkpoints do not make every change detectable.
+
     Examples
     --------
     >>> paired_proportion_stderr([1, 1, 0, 0], [1, 0, 1, 0])
-    0.3535533905932738
+    0.4330127018922193
+    >>> round(paired_proportion_stderr([1] * 100, [1] * 100), 4)
+    0.0173
     """
     a = _as_binary(correct_a, "correct_a", "paired_proportion_stderr")
     b = _as_binary(correct_b, "correct_b", "paired_proportion_stderr")
     if a.size == 0 or a.shape != b.shape:
         return math.nan
-    return math.sqrt(np.count_nonzero(a != b)) / a.size
+    return math.sqrt(max(np.count_nonzero(a != b), 3)) / a.size
