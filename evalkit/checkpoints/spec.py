@@ -86,10 +86,10 @@ def parse_spec(text: str, *, index: int = 0) -> CheckpointSpec:
 
 def _split_label(raw: str) -> tuple[str | None, str]:
     """Split off ``LABEL=`` unless the whole text is an existing path or the prefix is not a label."""
-    head, sep, rest = raw.partition("=")
-    if not sep or Path(raw).expanduser().exists() or not _LABEL.fullmatch(head):
-        return None, raw
-    return head, rest.strip()
+    from .._pairs import split_labelled
+
+    label, rest = split_labelled(raw, _LABEL)
+    return (label, rest.strip()) if label is not None else (None, raw)
 
 
 def _server_spec(raw: str, body: str) -> CheckpointSpec:

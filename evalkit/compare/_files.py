@@ -38,10 +38,10 @@ def write_comparison(comparison: dict[str, Any], path: str | Path) -> Path:
 
 def split_label(item: str) -> tuple[str | None, Path]:
     """``LABEL=path`` -> (LABEL, path); a plain path (even one containing '=') -> (None, path)."""
-    if Path(item).exists() or "=" not in item:
-        return None, Path(item)
-    label, _, path = item.partition("=")
-    return (label or None), Path(path)
+    from .._pairs import split_labelled
+
+    label, path = split_labelled(item)
+    return label, Path(path)
 
 
 def load_results_files(items: list[str | Path]) -> list[EvalResult]:

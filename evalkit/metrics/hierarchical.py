@@ -649,14 +649,6 @@ def resampled_scores(y_true, y_pred, metrics, indices, *, taxonomy=None, sep=DEF
     return {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0) for name in names}
 
 
-def _bootstrap_indices(n: int, n_resamples: int, random_state: Any):
-    """Chunks of a (n_resamples, n) index array from one ``default_rng(random_state)`` stream."""
-    rng = np.random.default_rng(random_state)
-    rows = max(1, _MAX_INDEX_ENTRIES // n)
-    for start in range(0, n_resamples, rows):
-        yield rng.integers(0, n, size=(min(rows, n_resamples - start), n))
-
-
 def bootstrap_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, n_resamples=1000, confidence=0.95, random_state=0,
                  taxonomy=None, sep=DEFAULT_SEP) -> dict[str, list[float | None]]:
     """BCa bootstrap confidence intervals ``{name: [low, high]}`` of corpus metrics.
@@ -677,13 +669,15 @@ def bootstrap_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, n_resamples=1000
     >>> low < 0.5 < high
     True
     """
-    from evalkit.metrics.stats import bca_interval, contain
+    from evalkit.metrics.stats import bca_interval, contain, iter_bootstrap_indices
 
     func = "bootstrap_ci"
     n_resamples = check_int(n_resamples, "n_resamples", func)
     confidence = check_confidence(confidence, func)
     stats, point, jack = _point_and_jackknife(y_true, y_pred, metrics, taxonomy, sep, func)
-    parts = [stats.scores(chunk) for chunk in _bootstrap_indices(len(stats.correct), n_resamples, random_state)]
+    parts = [stats.scores(chunk) for chunk in iter_bootstrap_indices(len(stats.correct), n_resamples=n_resamples,
+                                                                     random_state=random_state,
+                                                                     max_entries=_MAX_INDEX_ENTRIES)]
     out = {}
     for name in stats.names:
         estimate = float(point[name][0])
