@@ -653,3 +653,26 @@ def test_a_predictions_file_with_a_byte_order_mark_loads(tmp_path):
     preds = write_predictions(tmp_path / "p.jsonl", task, n=2)
     preds.write_bytes(b"\xef\xbb\xbf" + preds.read_bytes())
     assert run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task)])[0] == 0
+
+
+@pytest.mark.parametrize("where", ["settings", "extra_field", "checkpoints"])
+def test_infinity_anywhere_in_a_comparison_is_exit_2(tmp_path, where):
+    out = _valid_comparison(tmp_path)
+    text = (out / "comparison.json").read_text()
+    comparison = json.loads(text)
+    if where == "checkpoints":
+        comparison["checkpoints"][0]["settings"] = {"x": float("inf")}
+    else:
+        comparison[where] = {"n_resamples": float("nan")}
+    (tmp_path / "c.json").write_text(json.dumps(comparison))
+    code, _, err = run_cli(["report", str(tmp_path / "c.json"), "--out", str(tmp_path / "r")])
+    assert code == 2 and "NaN or infinity" in err, err
+
+
+def test_infinity_in_results_settings_is_exit_2(tmp_path):
+    out = _valid_comparison(tmp_path)
+    results = json.loads((out / "results" / "a.json").read_text())
+    results["tasks"]["tiny"]["settings"]["x"] = float("inf")
+    (tmp_path / "a.json").write_text(json.dumps(results))
+    code, _, err = run_cli(["report", str(tmp_path / "a.json"), str(out / "results" / "b.json"), "--out", str(tmp_path / "r")])
+    assert code == 2 and "tasks.tiny.settings.x: NaN or infinity" in err, err
