@@ -52,6 +52,37 @@ def collect_results(specs: list[str], task_configs, store, load_options, *, reru
     return results
 
 
+def _collect_sequential(specs: list[str], task_configs, store, load_options, policy_obj, *, baseline, prior, rerun,
+                        seed: int, chunk_size: int | None):
+    """Like :func:`collect_results`, but gated tasks stop once decided (``--sequential``)."""
+    from .checkpoints import Checkpoint
+    from .parallel import current_ranks
+    from .run import build_evaluators
+    from .sequential import DEFAULT_CHUNK_SIZE, collect_results_sequential
+
+    if current_ranks().parallel:
+        raise UsageError("--sequential decides after every chunk in one process; run it without torchrun/accelerate.")
+    checkpoints = [Checkpoint.from_string(spec, load_options, index=i) for i, spec in enumerate(specs)]
+    _unique_labels([r.checkpoint.label for r in prior] + [c.label for c in checkpoints])
+    evaluators = build_evaluators(task_configs)
+    return collect_results_sequential(checkpoints, task_configs, evaluators, store, policy_obj, baseline=baseline,
+                                      prior=prior, seed=seed, rerun=rerun,
+                                      chunk_size=DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size)
+
+
+def _attach_sequential(comparison: dict[str, Any], summary: dict[str, Any]) -> None:
+    """Put the sequential outcome into the comparison and say which tasks used part of the data."""
+    from .compare._common import json_safe
+
+    comparison["sequential"] = json_safe(summary)
+    for name, outcome in summary["tasks"].items():
+        if outcome["stopped_early"]:
+            comparison["warnings"].append(
+                f"task {name!r} stopped after {outcome['samples_used']} of {outcome['samples_total']} samples "
+                "(--sequential): its metrics are over that uniformly random subset; its gates were decided by "
+                "anytime-valid confidence sequences.")
+
+
 def _write_results_files(results: list, out: Path) -> None:
     from ._io import atomic_write_text, dump_json
 
@@ -61,8 +92,13 @@ def _write_results_files(results: list, out: Path) -> None:
 
 def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str | None, baseline_results: list[str],
                      policy: str | None, notes: list[str], overrides: list[str], rerun: bool, load_options,
-                     store_path: str | None) -> int:
-    """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed)."""
+                     store_path: str | None, sequential: bool = False, sequential_seed: int = 0,
+                     sequential_chunk: int | None = None) -> int:
+    """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed).
+
+    ``sequential=True`` (needs ``policy``) evaluates gated tasks in seeded random chunks and stops each
+    once its gates are decided by anytime-valid confidence sequences (:mod:`evalkit.sequential`).
+    """
     from .compare import build_comparison, load_results_files
     from .parallel import current_ranks
     from .report import write_reports
@@ -75,11 +111,21 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     prior = load_results_files(baseline_results)
     if len(specs) + len(prior) < 2:
         raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")
+    if sequential and policy_obj is None:
+        raise UsageError("--sequential stops a task once its gates are decided, so it needs --policy FILE.")
+    summary = None
     with ResultStore(store_path) as store:
-        results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
+        if sequential:
+            results, summary = _collect_sequential(list(specs), task_configs, store, load_options, policy_obj,
+                                                   baseline=baseline, prior=prior, rerun=rerun, seed=sequential_seed,
+                                                   chunk_size=sequential_chunk)
+        else:
+            results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 compares, writes and gates
         return 0
     comparison = build_comparison(results, baseline=baseline, notes=note_map)
+    if summary is not None:
+        _attach_sequential(comparison, summary)
     verdict = _apply_policy(policy_obj, comparison)
     _write_results_files(results[len(prior):], out)
     written = write_reports(comparison, out)

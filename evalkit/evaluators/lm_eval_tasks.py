@@ -326,6 +326,19 @@ class LmEvalEvaluator:
         return generative and bool(getattr(tokenizer, "chat_template", None)) and hasattr(lm, "apply_chat_template")
 
     def _build_docs(self, lm: Any, apply_chat: bool) -> list[_Doc]:
+        """Every doc with its Instances, built once per prompt format and reused.
+
+        ``compare --sequential`` calls ``run`` once per chunk; rebuilding full MMLU's requests each
+        time would cost ~45 s a chunk. Prompts depend on the model only through its chat template.
+        """
+        chat = getattr(getattr(lm, "tokenizer", None), "chat_template", None) if apply_chat else None
+        key = (apply_chat, getattr(lm, "tokenizer_name", "") if apply_chat else "", str(chat))
+        cache = self.__dict__.setdefault("_docs_cache", {})
+        if key not in cache:
+            cache[key] = self._build_all_docs(lm, apply_chat)
+        return cache[key]
+
+    def _build_all_docs(self, lm: Any, apply_chat: bool) -> list[_Doc]:
         """Every doc with its Instances, built by lm-eval for all docs (few-shot sampling order kept)."""
         docs: list[_Doc] = []
         for subtask, task in self._load().tasks.items():

@@ -38,6 +38,8 @@ class Check:
     significance: float | None = None
     higher_is_better: bool = True
     gate_index: int = 0
+    #: ``compare --sequential``: samples used, the confidence sequence's bounds at the stop, its alpha.
+    sequential: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _json_number(value) for key, value in self.__dict__.items()}
@@ -85,7 +87,12 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
         for label in _target_checkpoints(gate, labels, baseline, policy.source):
             checks.append(_check(gate, rows.get(label), label, _higher_is_better(gate, rows, comparison)))
     status = max((c.status for c in checks), key=_STATUS_ORDER.__getitem__, default="pass")
-    return Verdict(status=status, policy=policy.source, baseline=str(baseline), checks=checks)
+    verdict = Verdict(status=status, policy=policy.source, baseline=str(baseline), checks=checks)
+    if comparison.get("sequential"):  # tasks stopped early are decided by their confidence sequences
+        from ..sequential import apply_sequential_verdict
+
+        apply_sequential_verdict(verdict, comparison)
+    return verdict
 
 
 def _metric_index(comparison: dict[str, Any]) -> dict[str, dict[str, dict]]:
