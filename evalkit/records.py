@@ -60,6 +60,8 @@ class TaskResult:
     ``breakdowns`` maps a breakdown kind (``subject``, ``category``, ``instruction``, ``level``,
     ``class``, ``frequency``) to ``{key: {metric: value, "n": count}}``.
     ``axis`` is ``"domain"`` or ``"general"``; ``primary_metric`` names the headline metric.
+    ``metric_specs`` holds the evaluator's run-time metric declarations
+    (:class:`~evalkit.evaluators.MetricSpec`, by metric name or ``"KIND/METRIC"``).
     """
 
     task: str
@@ -77,6 +79,7 @@ class TaskResult:
     settings: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     samples: list[SampleRecord] = field(default_factory=list)
+    metric_specs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, *, with_samples: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -88,6 +91,10 @@ class TaskResult:
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["samples"] = [SampleRecord.from_dict(s) for s in data.get("samples", [])]
+        if kwargs.get("metric_specs"):
+            from .evaluators.base import MetricSpec  # records must not import the evaluators at module level
+
+            kwargs["metric_specs"] = {k: MetricSpec.from_dict(v) for k, v in kwargs["metric_specs"].items()}
         return cls(**kwargs)
 
 

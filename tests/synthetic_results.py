@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.evaluators.base import register_evaluator
+from evalkit.evaluators.base import MetricSpec, register_evaluator
 from evalkit.records import CheckpointInfo, EvalResult, SampleRecord, TaskResult
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "comparison_example.json"
@@ -49,6 +49,13 @@ class SyntheticVocEvaluator:
     name = "synthetic_voc"
     version = "1"
     needs = frozenset({"generate_until"})
+    metric_specs = {
+        "path_acc": MetricSpec(level="sample", score="correct"),
+        "invalid_rate": MetricSpec(higher_is_better=False, level="sample"),
+        "leaf_macro_f1": MetricSpec(level="corpus"),
+        "class/recall": MetricSpec(level="sample", score="correct", group_by="group"),
+        "frequency/*": MetricSpec(level="corpus"),
+    }
 
     @classmethod
     def resample_metrics(cls, records, names, indices):
@@ -65,6 +72,17 @@ class SyntheticGeneralEvaluator:
     name = "synthetic_lm_eval"
     version = "1"
     needs = frozenset({"loglikelihood", "generate_until"})
+    metric_specs = {
+        "acc": MetricSpec(level="sample"),
+        "exact_match": MetricSpec(level="sample"),
+        "parse_failure_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.parse_failed"),
+        "prompt_level_strict_acc": MetricSpec(level="sample"),
+        "inst_level_strict_acc": MetricSpec(level="sample", unit="element", cluster="sample_id"),
+        "subject/acc": MetricSpec(level="sample", score="correct", group_by="group"),
+        "category/acc": MetricSpec(level="sample", score="correct", group_by="extra.category"),
+        "instruction/acc": MetricSpec(level="sample", score="scores.inst_level_strict_acc", unit="element",
+                                      group_by="extra.instruction_ids"),
+    }
 
     @classmethod
     def resample_metrics(cls, records, names, indices):

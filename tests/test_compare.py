@@ -14,7 +14,7 @@ from scipy.stats import binomtest
 from evalkit.compare import build_comparison, comparison_from_results_files, load_comparison, write_comparison
 from evalkit.compare._format import diagnose
 from evalkit.errors import UsageError
-from evalkit.evaluators.base import register_evaluator
+from evalkit.evaluators.base import MetricSpec, register_evaluator
 from evalkit.metrics.stats import mcnemar_test, paired_bootstrap
 from evalkit.records import EvalResult
 from synthetic_results import FIXTURE, SyntheticVocEvaluator, make_results
@@ -77,8 +77,8 @@ def test_corpus_metric_uses_evaluator_hook(results, comparison):
     assert row["test"] == "paired_bootstrap" and row["p_value"] < 0.05
     assert row["delta_ci_low"] < row["delta"] < row["delta_ci_high"]
     assert _row(comparison, "voc_sample", "leaf_macro_f1", "base")["ci_method"] == "bootstrap"
-    parse = _row(comparison, "mmlu_generative", "parse_failure_rate", "tuned")  # from extra, via the hook
-    assert parse["test"] == "paired_bootstrap" and parse["p_value"] < 0.05 and parse["delta"] > 0.5
+    parse = _row(comparison, "mmlu_generative", "parse_failure_rate", "tuned")  # declared mean of extra.parse_failed
+    assert parse["test"].startswith("mcnemar") and parse["p_value"] < 0.05 and parse["delta"] > 0.5
 
 
 def test_corpus_metric_without_hook_has_no_test(results):
@@ -119,6 +119,7 @@ def test_non_binary_per_sample_mean_gets_paired_bootstrap(results):
         for record in task.samples:
             record.scores["length_ratio"] = len(record.scores["inst_level_strict_acc"]) / 3 + float(record.correct)
         task.metrics["length_ratio"] = float(np.mean([r.scores["length_ratio"] for r in task.samples]))
+        task.metric_specs["length_ratio"] = MetricSpec(level="sample")  # declared with the result
     row = _row(build_comparison(edited, n_resamples=B), "ifeval", "length_ratio", "tuned")
     a = [r.scores["length_ratio"] for r in sorted(edited[0].tasks["ifeval"].samples, key=lambda r: r.sample_id)]
     b = [r.scores["length_ratio"] for r in sorted(edited[1].tasks["ifeval"].samples, key=lambda r: r.sample_id)]
@@ -127,12 +128,38 @@ def test_non_binary_per_sample_mean_gets_paired_bootstrap(results):
     assert (row["delta_ci_low"], row["delta_ci_high"], row["p_value"]) == pytest.approx(expected[1:])
 
 
-def test_higher_is_better_declared_or_by_name(results, comparison):
+def test_direction_and_level_come_from_declarations_never_from_names(results, comparison):
     assert _row(comparison, "mmlu_generative", "parse_failure_rate", "tuned")["higher_is_better"] is False  # declared
-    assert _row(comparison, "voc_sample", "invalid_rate", "tuned")["higher_is_better"] is False  # by name
-    edited = copy.deepcopy(results[:1])
-    edited[0].tasks["voc_sample"].higher_is_better["invalid_rate"] = True
-    assert _row(build_comparison(edited, n_resamples=B), "voc_sample", "invalid_rate", "base")["higher_is_better"] is True
+    assert _row(comparison, "voc_sample", "invalid_rate", "tuned")["higher_is_better"] is False
+    assert _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")["level"] == "corpus"
+    assert _row(comparison, "mmlu", "acc", "tuned")["level"] == "sample"
+    task = next(t for t in comparison["tasks"] if t["name"] == "ifeval")
+    assert task["metric_specs"]["inst_level_strict_acc"]["unit"] == "element"
+    # A result's own declaration wins over the class's; an undeclared metric is a corpus metric, with a warning,
+    # whatever its name says ("error_rate" used to be guessed lower-is-better).
+    edited = copy.deepcopy(results[:2])
+    for result in edited:
+        result.tasks["voc_sample"].metric_specs["invalid_rate"] = MetricSpec(higher_is_better=True, level="sample")
+        task = result.tasks["mmlu"]
+        task.metrics["error_rate"] = 1 - task.metrics["acc"]
+        for record in task.samples:
+            record.scores["error_rate"] = 1 - record.scores["acc"]
+    out = build_comparison(edited, n_resamples=B)
+    assert _row(out, "voc_sample", "invalid_rate", "base")["higher_is_better"] is True
+    row = _row(out, "mmlu", "error_rate", "tuned")
+    assert row["higher_is_better"] is True and row["level"] == "corpus" and row["test"] is None
+    assert any("does not declare metric 'error_rate'" in w for w in out["warnings"])
+
+
+def test_declared_sample_metric_that_records_do_not_reproduce_is_compared_as_corpus(results):
+    # A macro F1 of 0 equals the mean of all-wrong outcomes by coincidence: the old numeric guess
+    # would have called it a per-sample mean; declarations decide, and a wrong declaration is caught.
+    edited = copy.deepcopy(results[:2])
+    for result in edited:
+        result.tasks["mmlu"].metrics["acc"] += 0.01
+    out = build_comparison(edited, n_resamples=B)
+    assert _row(out, "mmlu", "acc", "tuned")["test"] is None  # no resample hook for this metric: no test
+    assert any("do not reproduce its value" in w for w in out["warnings"])
 
 
 def test_reported_ci_and_stderr_take_precedence(results):
@@ -234,7 +261,7 @@ def _voc_checkpoint(label, true, pred):
 
     records = [SampleRecord(sample_id=str(i), target=text(t), prediction=text(p), correct=p == t,
                             scores={"path_correct": float(p == t)}, group=text(t),
-                            extra={"target_path": list(t), "pred_path": list(p) if p else None})
+                            extra={"target_path": list(t), "pred_path": list(p) if p else None, "invalid": p is None})
                for i, (t, p) in enumerate(zip(true, pred))]
     report = hierarchical_report(true, pred, n_resamples=0)
     task = TaskResult(task="voc", evaluator="voc", evaluator_version="1", config_hash="h", metrics=report["metrics"],
@@ -436,3 +463,21 @@ def test_proportion_ci_stays_inside_0_1_even_with_an_lm_eval_stderr():
     row = _row(build_comparison([checkpoint("base", 60), checkpoint("tuned", 99)], n_resamples=B), "mc", "acc", "tuned")
     assert row["ci_method"] == "wilson" and 0.9 < row["ci_low"] < 0.99 < row["ci_high"] <= 1.0
     assert row["stderr"] is not None  # lm-eval's stderr is still reported beside the interval
+
+
+def test_metric_specs_survive_results_json_and_the_registry_answers(results):
+    from evalkit.evaluators import metric_spec
+    from evalkit.records import EvalResult
+
+    result = copy.deepcopy(results[0])
+    result.tasks["mmlu"].metric_specs["acc"] = MetricSpec(level="sample", cluster="extra.category")
+    back = EvalResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert metric_spec(back.tasks["mmlu"], "acc") == MetricSpec(level="sample", cluster="extra.category")
+    # nothing stored: the registered class's declaration (exact name, then pattern) answers
+    assert metric_spec(back.tasks["ifeval"], "inst_level_strict_acc").unit == "element"
+    assert metric_spec(back.tasks["voc_sample"], "frequency/macro_f1").level == "corpus"
+    assert metric_spec(back.tasks["voc_sample"], "no_such_metric") is None
+    with pytest.raises(ValueError, match="level"):
+        MetricSpec(level="corpus-ish")
+    with pytest.raises(ValueError, match="score"):
+        MetricSpec(level="sample", score="acc")  # must say where: scores.acc, extra.acc or correct

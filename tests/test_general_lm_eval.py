@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.errors import UsageError
+from evalkit.evaluators.base import MetricSpec
 from evalkit.evaluators.lm_eval_tasks import LmEvalEvaluator, instruction_breakdown
 from evalkit.taskconfig import TaskConfig
 from tests.helpers.mmlu import write_mmlu as _write_mmlu
@@ -82,6 +83,10 @@ def test_mmlu_equals_simple_evaluate(mmlu_dir, hflm, shots):
     assert result.breakdowns["category"]["humanities"]["acc"] == reference["mmlu_humanities"]["acc,none"]
     assert set(result.breakdowns["category"]) == {"stem", "humanities"}
     assert result.settings["num_fewshot"] == shots and result.settings["subjects"] == sorted(SUBJECTS)
+    # declared from lm-eval's configs: mean aggregation, groups weighted by size -> a per-sample mean
+    assert result.metric_specs["acc"] == MetricSpec(higher_is_better=True, level="sample")
+    assert result.metric_specs["subject/acc"].group_by == "group"
+    assert result.metric_specs["category/acc"].group_by == "extra.category"
     # the tiny random model does not score every subject alike, so equality is not trivially 0.25 everywhere
     assert len({result.breakdowns["subject"][s]["acc"] for s in SUBJECTS}) > 1
 
@@ -222,6 +227,8 @@ def test_letter_variant_reports_parse_failures(mmlu_dir):
     assert result.metrics["exact_match"] == pytest.approx(3 / 6)
     assert result.metrics["parse_failure_rate"] == pytest.approx(2 / 6)
     assert result.higher_is_better["parse_failure_rate"] is False
+    assert result.metric_specs["parse_failure_rate"].score_field("parse_failure_rate") == "extra.parse_failed"
+    assert result.metric_specs["exact_match"].level == "sample"
     assert result.settings["variant_of"] == "mmlu" and result.primary_metric == "exact_match"
     assert result.breakdowns["subject"]["astronomy"]["parse_failure_rate"] == 0.5
 
@@ -266,6 +273,10 @@ def test_ifeval_scores_hand_written_responses(ifeval_file):
     assert result.breakdowns["instruction"]["punctuation:no_comma"] == {"acc": 0.5, "loose_acc": 0.5, "n": 2}
     assert result.breakdowns["instruction"]["change_case:english_lowercase"] == {"acc": 0.0, "loose_acc": 1.0, "n": 1}
     assert result.primary_metric == "prompt_level_strict_acc" and result.settings["chat_template"] is False
+    specs = result.metric_specs
+    assert specs["prompt_level_strict_acc"].level == "sample" and specs["prompt_level_strict_acc"].unit == "sample"
+    assert (specs["inst_level_loose_acc"].unit, specs["inst_level_loose_acc"].cluster) == ("element", "sample_id")
+    assert specs["instruction/acc"].group_by == "extra.instruction_ids"
 
     # the same through lm-eval's own evaluator
     lm.by_prompt = {f"prompt {key}": response for key, _, _, response, *_ in IFEVAL_ROWS}

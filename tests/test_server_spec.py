@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -153,3 +154,60 @@ def test_chat_server_generates(served_model):
     assert len(outputs) == 2 and all(isinstance(text, str) for text in outputs)
     chat = lm.apply_chat_template([{"role": "user", "content": "Hello there"}])
     assert isinstance(lm.generate_until(_generate_requests([chat]))[0], str)
+
+
+# ---------------------------------------------------------------- labels derived from served model names
+
+
+@pytest.mark.parametrize("model, label", [
+    ("tiny-a", "tiny-a"),
+    ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama--Llama-3.1-8B-Instruct"),
+    ("../../x", "x"),
+    ("/abs/dir", "abs--dir"),
+    ("/srv/models/../../etc/passwd", "srv--models--etc--passwd"),
+    ("..", "server"),
+    ("./.hidden", "hidden"),
+    ("a/../b", "a--b"),
+    ("C:\\models\\m", "C_--models--m"),
+    ("weird name:v1?x=1", "weird_name_v1_x_1"),
+    ("-rf", "rf"),
+])
+def test_default_server_label_is_a_safe_file_name(model, label):
+    spec_label = Checkpoint.from_string(f"http://127.0.0.1:9/v1#{model}").label
+    assert spec_label == label
+    assert "/" not in spec_label and "\\" not in spec_label and ".." not in spec_label
+    assert not spec_label.startswith((".", "-")) and spec_label == Checkpoint.from_string(f"http://h:1/v1#{model}").label
+
+
+def test_long_served_names_keep_their_end_and_stay_apart():
+    from evalkit.checkpoints.spec import server_label
+
+    first, second = server_label("org/" + "x" * 200 + "-a"), server_label("org/" + "x" * 200 + "-b")
+    assert first != second and len(first) <= 96 and len(second) <= 96
+    assert first.split("--")[-2].endswith("-a")
+
+
+def test_served_names_that_look_like_paths_write_inside_out(tmp_path, store_path, capsys, monkeypatch):
+    """`#../../evil` and `#/abs/dir` used to write ../../evil.json and /abs/dir.json; now both stay in --out."""
+    from evalkit.cli import main
+    from tests.helpers.flaky_server import FlakyServer
+
+    monkeypatch.chdir(tmp_path)
+    voc = Path(__file__).resolve().parents[1] / "tasks" / "data" / "voc_sample"
+    task = tmp_path / "voc_small.yaml"
+    task.write_text(json.dumps({"name": "voc_small", "evaluator": "voc", "data": str(voc / "test.csv"),
+                                "taxonomy": str(voc / "taxonomy.txt"), "id_field": "id", "text_field": "text",
+                                "label_field": "label", "label_options": "none", "n_resamples": 0, "limit": 3}))
+    absolute = tmp_path / "abs" / "dir"
+    with FlakyServer(model="../../evil") as evil, FlakyServer(model=str(absolute)) as abs_server:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["compare", f"{evil.url}#../../evil", f"{abs_server.url}#{absolute}", "--tasks", str(task),
+                  "-o", "out/run"])
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    results = sorted(p.name for p in (tmp_path / "out" / "run" / "results").iterdir())
+    assert results == sorted(["evil.json", absolute.as_posix().strip("/").replace("/", "--") + ".json"])
+    scratch = (tmp_path / "cache", store_path)  # evalkit's own cache and result store
+    written = {p for p in tmp_path.rglob("*") if p.is_file() and p != task
+               and scratch[0] not in p.parents and not p.name.startswith(scratch[1].name)}
+    assert all((tmp_path / "out" / "run") in p.parents for p in written), written
+    assert not (tmp_path.parent / "evil.json").exists() and not absolute.with_suffix(".json").exists()

@@ -14,13 +14,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import UsageError
 
-__all__ = ["CheckpointSpec", "parse_spec", "KINDS", "WEIGHT_SUFFIXES", "hf_dir_problems", "read_adapter_base"]
+__all__ = ["CheckpointSpec", "parse_spec", "KINDS", "WEIGHT_SUFFIXES", "hf_dir_problems", "read_adapter_base",
+           "server_label"]
 
 KINDS = ("hf", "hub", "peft", "weights", "server", "predictions")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 EXPECTED = "expected a model dir, adapter dir, weights file, predictions .jsonl or http(s)://HOST/v1#MODEL"
 
 _LABEL = re.compile(r"[A-Za-z0-9_.-]+")
+_UNSAFE_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+_LABEL_MAX_CHARS = 96
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+(@[A-Za-z0-9_./-]+)?")
 # Query parameters that may carry a secret; they are never shown in outputs.
 _SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|auth|sig", re.IGNORECASE)
@@ -97,7 +100,37 @@ def _server_spec(raw: str, body: str) -> CheckpointSpec:
     base = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
     public = _public_url(parts._replace(path=path))
     model = model.strip()
-    return CheckpointSpec(label=model, raw=raw, display=f"{public}#{model}", kind="server", location=base, model=model)
+    return CheckpointSpec(label=server_label(model), raw=raw, display=f"{public}#{model}", kind="server", location=base, model=model)
+
+
+def server_label(model: str) -> str:
+    """A label for a served model name that is safe as a file name: the default label of ``URL#MODEL``.
+
+    Labels name output files (``results/LABEL.json``), and a served model name is free text: often
+    ``org/name`` or a path on the server (``transformers serve /models/x``). Path components are joined
+    with ``--``; any other character outside ``[A-Za-z0-9_.-]`` becomes ``_``; ``.`` and ``..``
+    components are dropped and runs of dots shortened, so the label has no separator, no ``..``, is never
+    absolute and never starts with a dot. Long names keep their end (the distinctive part) and a short
+    hash of the whole name, so two long names stay apart. Pass ``LABEL=`` to choose another.
+
+    Examples
+    --------
+    >>> server_label("meta-llama/Llama-3.1-8B-Instruct")
+    'meta-llama--Llama-3.1-8B-Instruct'
+    >>> server_label("../../x"), server_label("/abs/dir"), server_label("C:\\models\\m")
+    ('x', 'abs--dir', 'C_--models--m')
+    >>> server_label(".."), server_label("a..b"), server_label("my model:v1")
+    ('server', 'a.b', 'my_model_v1')
+    """
+    import hashlib
+
+    parts = [part for part in re.split(r"[/\\]+", model) if part.strip(". ")]
+    label = "--".join(_UNSAFE_LABEL_CHARS.sub("_", part.strip()) for part in parts)
+    label = re.sub(r"\.{2,}", ".", label).lstrip(".-") or "server"
+    if len(label) > _LABEL_MAX_CHARS:
+        digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:8]
+        label = label[-(_LABEL_MAX_CHARS - 10):].lstrip(".-") + "--" + digest
+    return label
 
 
 def _public_url(parts) -> str:

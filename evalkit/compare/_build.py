@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import UsageError, did_you_mean
 from ..records import EvalResult
 from ._breakdowns import breakdown_rows
-from ._common import Context, higher_is_better, json_safe
+from ._common import Context, json_safe, spec_of
 from ._flips import flip_rows
 from ._format import format_rows
 from ._metrics import metric_order, metric_rows
@@ -128,7 +128,8 @@ def _checkpoint_entry(ctx: Context, label: str, notes: Mapping[str, str]) -> dic
 
 def _task_entry(ctx: Context, task: str) -> dict[str, Any]:
     present = [label for label in ctx.labels if ctx.task(label, task) is not None]
-    ref = ctx.task(ctx.baseline if ctx.baseline in present else present[0], task)
+    ref_label = ctx.baseline if ctx.baseline in present else present[0]
+    ref = ctx.task(ref_label, task)
     hashes = {ctx.task(label, task).config_hash for label in present}
     if len(hashes) > 1:
         ctx.warn(f"task {task!r} was run with different configurations ({', '.join(sorted(hashes))}) "
@@ -136,7 +137,9 @@ def _task_entry(ctx: Context, task: str) -> dict[str, Any]:
     return {"name": task, "axis": ref.axis, "primary_metric": ref.primary_metric, "evaluator": ref.evaluator,
             "evaluator_version": ref.evaluator_version, "config_hash": ref.config_hash, "settings": dict(ref.settings),
             "checkpoints": present, "n_samples": {label: ctx.task(label, task).n_samples for label in present},
-            "metrics": metric_order(ref), "higher_is_better": {m: higher_is_better(ref, m) for m in metric_order(ref)}}
+            "metrics": metric_order(ref),
+            "higher_is_better": {m: spec_of(ctx, task, ref_label, m).higher_is_better for m in metric_order(ref)},
+            "metric_specs": {m: spec_of(ctx, task, ref_label, m).to_dict() for m in metric_order(ref)}}
 
 
 def _evalkit_version() -> str:

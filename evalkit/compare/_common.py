@@ -9,14 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluators.base import MetricSpec, metric_spec, record_value
 from ..records import EvalResult, SampleRecord, TaskResult
 
-#: Metric-name fragments that mean "lower is better" when the evaluator did not declare a direction.
-#: Not "error_depth": a deeper first error means the predicted path was right for longer (the VOC
-#: evaluator declares mean_first_error_depth higher-is-better too).
-LOWER_IS_BETTER_FRAGMENTS = ("invalid_rate", "parse_failure_rate", "error_rate", "perplexity", "loss")
-
-#: A per-sample score stands for a corpus metric only if its mean reproduces the reported value.
+#: A declared per-sample metric must be reproduced by the mean of its per-sample values to this
+#: tolerance (float rounding); otherwise the declaration does not fit the data and the metric is
+#: compared as a corpus metric, with a warning.
 MEAN_TOLERANCE = 1e-6
 
 #: Untrusted sample texts are cut to this many characters in flips (the report escapes them).
@@ -83,49 +81,53 @@ def aligned(ctx: Context, task: str, label: str) -> tuple[list[SampleRecord], li
     return ctx.cached(("aligned", task, label), compute)
 
 
-def higher_is_better(task_result: TaskResult, metric: str) -> bool:
-    """The evaluator's declared direction, else False for error-like names, else True."""
-    declared = task_result.higher_is_better.get(metric)
-    if declared is not None:
-        return bool(declared)
-    return not any(fragment in metric for fragment in LOWER_IS_BETTER_FRAGMENTS)
+def spec_of(ctx: Context, task: str, label: str, metric: str) -> MetricSpec:
+    """The declared :class:`MetricSpec` of ``metric`` (or ``"KIND/METRIC"``) on ``label``'s ``task``.
+
+    An undeclared metric is compared as a corpus metric (bootstrap through the evaluator's hook, if
+    any) with the direction the result states, and the comparison warns: nothing is inferred from values.
+    """
+
+    def compute():
+        tr = ctx.task(label, task)
+        spec = metric_spec(tr, metric)
+        if spec is None:
+            direction = tr.higher_is_better.get(metric.rsplit("/", 1)[-1])
+            spec = MetricSpec(higher_is_better=True if direction is None else bool(direction), level="corpus")
+            ctx.warn(f"{task}: evaluator {tr.evaluator!r} does not declare metric {metric!r}; it is compared as a "
+                     f"corpus metric{'' if direction is not None else ' with higher values better'} "
+                     "(declare it: docs/statistics.md).")
+        return spec
+
+    return ctx.cached(("spec", task, label, metric), compute)
+
+
+def higher_is_better(ctx: Context, task: str, label: str, metric: str) -> bool:
+    return spec_of(ctx, task, label, metric).higher_is_better
 
 
 def is_number(value: Any) -> bool:
     return isinstance(value, (bool, int, float, np.integer, np.floating)) and math.isfinite(float(value))
 
 
-def per_sample_values(records: list[SampleRecord], metric: str) -> np.ndarray | None:
-    """``scores[metric]`` of every record as floats, or None unless all are finite scalars."""
+def unit_values(records: list[SampleRecord], field: str) -> np.ndarray | None:
+    """The per-sample values of ``field`` as floats, or None unless every record has a finite scalar."""
     if not records:
         return None
-    values = [r.scores.get(metric) for r in records]
+    values = [record_value(r, field) for r in records]
     if not all(is_number(v) for v in values):
         return None
     return np.asarray(values, dtype=float)
-
-
-def correct_values(records: list[SampleRecord]) -> np.ndarray | None:
-    """``correct`` of every record as floats, or None if any record has no outcome."""
-    if not records or any(r.correct is None for r in records):
-        return None
-    return np.asarray([bool(r.correct) for r in records], dtype=float)
 
 
 def is_binary(values: np.ndarray) -> bool:
     return bool(np.isin(values, (0.0, 1.0)).all())
 
 
-def mean_matches(values: np.ndarray | None, reported: Any) -> bool:
-    return values is not None and values.size > 0 and is_number(reported) and abs(values.mean() - float(reported)) <= MEAN_TOLERANCE
-
-
-def sample_values_for(task_result: TaskResult, metric: str, records: list[SampleRecord]) -> np.ndarray | None:
-    """Per-sample values whose mean is ``metric`` on these records: ``scores[metric]``, or ``correct`` for the primary metric."""
-    values = per_sample_values(records, metric)
-    if values is None and metric == task_result.primary_metric:
-        values = correct_values(records)
-    return values
+def reproduces(values: np.ndarray | None, reported: Any) -> bool:
+    """Whether the mean of ``values`` is the reported metric (a check of the declaration, not a guess)."""
+    return (values is not None and values.size > 0 and is_number(reported)
+            and abs(values.mean() - float(reported)) <= MEAN_TOLERANCE)
 
 
 def finite(value: Any) -> float | None:
@@ -171,13 +173,7 @@ def truncate(value: Any, limit: int = MAX_TEXT_CHARS) -> Any:
 
 def resample_hook(evaluator: str):
     """The evaluator class's optional ``resample_metrics`` classmethod, or None."""
-    from ..errors import EvalkitError
-    from ..evaluators import base
+    from ..evaluators.base import _registered_class
 
-    try:
-        cls = base.get_evaluator(evaluator)
-    except (EvalkitError, ImportError):
-        # Built-in evaluator modules may be missing in a partial install; a class registered directly
-        # (tests, plug-ins already imported) still counts.
-        cls = base._REGISTRY.get(evaluator)
+    cls = _registered_class(evaluator)
     return getattr(cls, "resample_metrics", None) if cls is not None else None

@@ -1,13 +1,15 @@
 """Metric rows: each task x checkpoint x metric with its CI, and its delta and paired test against the baseline.
 
-Which paired test a metric gets (documented in docs/comparison-schema.md):
+Which paired test a metric gets follows the evaluator's declaration (:class:`~evalkit.evaluators.MetricSpec`;
+docs/statistics.md):
 
-* a per-sample score whose mean is the reported metric (``scores[metric]``, or ``correct`` for the
-  primary metric) and that is 0/1 on both checkpoints -> McNemar (exact below 25 discordant pairs,
-  else chi-square), delta CI by Newcombe's paired score interval;
-* such a score that is not 0/1 -> paired bootstrap of the mean difference;
-* anything else is a corpus metric (macro F1, instruction-level accuracy) -> paired bootstrap through
-  the evaluator's optional ``resample_metrics`` hook; without the hook, p_value and test are null.
+* a ``level="sample"`` metric over samples, whose declared per-sample values reproduce the reported
+  value and are 0/1 on both checkpoints -> McNemar (exact below 25 discordant pairs, else
+  chi-square), delta CI by Newcombe's paired score interval;
+* such a metric whose values are not 0/1 -> paired bootstrap of the mean difference;
+* a corpus metric (macro F1), an element-level metric (IFEval instruction-level accuracy, resampled
+  by prompt) or a declaration the records do not reproduce -> paired bootstrap through the
+  evaluator's optional ``resample_metrics`` hook; without the hook, p_value and test are null.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import numpy as np
 from ..metrics.stats import (bootstrap_mean_ci, iter_bootstrap_indices, mcnemar_test, normal_ci,
                              paired_bootstrap, paired_proportion_difference_ci, proportion_ci)
 from ..records import SampleRecord, TaskResult
-from ._common import (Context, aligned, finite, higher_is_better, is_binary, mean_matches,
-                      resample_hook, sample_values_for)
+from ._common import (Context, aligned, finite, higher_is_better, is_binary, reproduces, resample_hook, spec_of,
+                      unit_values)
 
 
 def metric_order(task_result: TaskResult) -> list[str]:
@@ -52,7 +54,8 @@ def _metric_row(ctx: Context, task: str, label: str, tr: TaskResult, metric: str
     has_delta = value is not None and base_value is not None
     row = {
         "task": task, "metric": metric, "checkpoint": label, "axis": tr.axis,
-        "is_primary": metric == tr.primary_metric, "higher_is_better": higher_is_better(tr, metric),
+        "is_primary": metric == tr.primary_metric, "higher_is_better": higher_is_better(ctx, task, label, metric),
+        "level": spec_of(ctx, task, label, metric).level,
         "value": value, "ci_low": ci_low, "ci_high": ci_high, "ci_method": ci_method,
         "stderr": finite(tr.stderr.get(metric)), "n": tr.n_samples,
         "baseline": ctx.baseline, "baseline_value": base_value,
@@ -81,8 +84,8 @@ def value_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) -
     if isinstance(reported, (list, tuple)) and len(reported) == 2:
         return finite(reported[0]), finite(reported[1]), "reported"
     records = list(ctx.records(label, task).values())
-    values = sample_values_for(tr, metric, records)
-    matches = mean_matches(values, tr.metrics.get(metric))
+    matches = is_sample_mean(ctx, task, label, metric)
+    values = sample_values(ctx, task, label, metric, records) if matches else None
     if matches and is_binary(values):  # a proportion: Wilson stays inside [0, 1], value ± z·se may not
         low, high = proportion_ci(int(values.sum()), values.size, confidence=ctx.confidence)
         return finite(low), finite(high), "wilson"
@@ -102,13 +105,29 @@ def value_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) -
     return None, None, None
 
 
+def sample_values(ctx: Context, task: str, label: str, metric: str, records: list[SampleRecord]) -> np.ndarray | None:
+    """The declared per-sample values of a sample-level metric over samples (None otherwise)."""
+    spec = spec_of(ctx, task, label, metric)
+    field = spec.score_field(metric)
+    return unit_values(records, field) if field is not None and spec.unit == "sample" else None
+
+
 def is_sample_mean(ctx: Context, task: str, label: str, metric: str) -> bool:
-    """Whether ``metric`` of this checkpoint is the mean of a per-sample score over all its records."""
+    """Whether ``metric`` is declared a per-sample mean and its records reproduce the reported value."""
 
     def compute():
+        spec = spec_of(ctx, task, label, metric)
+        if spec.level != "sample" or spec.unit != "sample":
+            return False
         tr = ctx.task(label, task)
-        records = list(ctx.records(label, task).values())
-        return mean_matches(sample_values_for(tr, metric, records), tr.metrics.get(metric))
+        values = sample_values(ctx, task, label, metric, list(ctx.records(label, task).values()))
+        if reproduces(values, tr.metrics.get(metric)):
+            return True
+        if values is not None or ctx.records(label, task):
+            ctx.warn(f"{task}: {metric!r} is declared the mean of {spec.score_field(metric)} but {label!r}'s records "
+                     f"{'do not reproduce its value' if values is not None else 'lack that field'}; it is compared "
+                     "as a corpus metric.")
+        return False
 
     return ctx.cached(("is_sample_mean", task, label, metric), compute)
 
@@ -190,8 +209,8 @@ def paired_tests(ctx: Context, task: str, label: str) -> dict[str, dict[str, Any
     tests, corpus = {}, []
     for metric in common:
         if is_sample_mean(ctx, task, ctx.baseline, metric) and is_sample_mean(ctx, task, label, metric):
-            va = sample_values_for(base_tr, metric, recs_a)
-            vb = sample_values_for(tr, metric, recs_b)
+            va = sample_values(ctx, task, ctx.baseline, metric, recs_a)
+            vb = sample_values(ctx, task, label, metric, recs_b)
             tests[metric] = _binary_test(va, vb, ctx) if is_binary(va) and is_binary(vb) else _mean_test(va, vb, ctx)
         else:
             corpus.append(metric)

@@ -68,12 +68,8 @@ def _expected_outcome(out: Path, log) -> int:
 
 
 def gate_statuses(comparison_path: Path) -> dict[str, str]:
-    """Worst gate status per checkpoint from a ``comparison.json`` with a verdict."""
+    """Each checkpoint's own gate status from a ``comparison.json`` with a verdict."""
+    from ..gate import checkpoint_statuses
+
     verdict = json.loads(comparison_path.read_text(encoding="utf-8")).get("verdict") or {}
-    order = {"pass": 0, "warn": 1, "fail": 2}
-    statuses: dict[str, str] = {}
-    for check in verdict.get("checks", []):
-        label, status = check["checkpoint"], check["status"]
-        if order.get(status, 2) >= order.get(statuses.get(label, "pass"), 0):
-            statuses[label] = status
-    return statuses
+    return checkpoint_statuses(verdict.get("checks") or [])

@@ -7,11 +7,42 @@ weighted group means) are not means of per-sample values and are recomputed from
 
 Built-in evaluators register with :func:`register_evaluator`; third-party packages expose theirs
 through the ``evalkit.evaluators`` entry-point group (``name = "pkg.module:EvaluatorClass"``).
+
+Every evaluator also *declares* its metrics (:class:`MetricSpec`): which direction is better,
+whether a metric is the mean of a per-sample score (``level="sample"``) or a corpus statistic
+(``level="corpus"``), what is paired across checkpoints and what clusters the samples. The
+comparison picks its tests and intervals from these declarations (``docs/statistics.md``); it never
+infers them from the numbers. A declaration lives on the class (``metric_specs``, names or
+:mod:`fnmatch` patterns) and/or in the :class:`~evalkit.records.TaskResult` an evaluator returns
+(``TaskResult.metric_specs``, for metrics known only at run time); :func:`metric_spec` answers
+"what is metric M of this task result". Example of a third-party evaluator::
+
+    from evalkit.evaluators import MetricSpec, register_evaluator
+
+    @register_evaluator
+    class ExactMatch:
+        name = "my_exact_match"
+        version = "1"
+        needs = frozenset({"generate_until"})
+        metric_specs = {
+            # mean of SampleRecord.scores["exact"] (0/1 per sample): Wilson CI, McNemar test
+            "exact": MetricSpec(higher_is_better=True, level="sample", score="scores.exact"),
+            # mean of a per-answer 0/1 list: each element is a unit, clustered by the sample
+            "step_acc": MetricSpec(level="sample", score="scores.step_ok", unit="element", cluster="sample_id"),
+            # a corpus statistic: bootstrap CI and paired test through resample_metrics()
+            "macro_f1": MetricSpec(level="corpus"),
+            # a breakdown metric ("KIND/METRIC"): per-class recall is the mean of `correct` per `group`
+            "class/recall": MetricSpec(level="sample", score="correct", group_by="group"),
+        }
+        ...
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+import fnmatch
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from ..errors import UsageError, did_you_mean
@@ -19,12 +50,171 @@ from ..errors import UsageError, did_you_mean
 if TYPE_CHECKING:
     from ..records import SampleRecord, TaskResult
 
-__all__ = ["Evaluator", "register_evaluator", "get_evaluator", "evaluator_names", "SaveBatch"]
+__all__ = ["Evaluator", "register_evaluator", "get_evaluator", "evaluator_names", "SaveBatch", "MetricSpec",
+           "LEVELS", "UNITS", "BREAKDOWN_COUNT_FIELDS", "metric_spec", "declared_specs", "record_value"]
 
 ENTRY_POINT_GROUP = "evalkit.evaluators"
 
 #: Called by an evaluator with each finished batch of records; the store commits it atomically.
 SaveBatch = Callable[[list["SampleRecord"]], None]
+
+
+LEVELS = ("sample", "corpus")
+#: Counts stored beside breakdown metrics; they are not metrics and need no declaration.
+BREAKDOWN_COUNT_FIELDS = frozenset({"n", "n_classes", "support"})
+UNITS = ("sample", "element")
+_FIELD_ROOTS = ("sample_id", "correct", "group", "target", "prediction")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What one metric is: the declaration the comparison's statistics follow.
+
+    Parameters
+    ----------
+    higher_is_better : bool, default=True
+        Direction of improvement (an invalid rate or a loss is ``False``).
+    level : {"sample", "corpus"}, default="sample"
+        ``"sample"``: the metric is the mean of the per-unit values of ``score`` over all units
+        (accuracy, exact match, IFEval instruction-level accuracy): it gets Wilson / CLT intervals
+        and paired tests on the per-unit values. ``"corpus"``: anything else (macro F1, a ratio of
+        sums, a lm-eval group mean of subtask means): bootstrap through the evaluator's
+        ``resample_metrics`` hook.
+    score : str, optional
+        Only for ``level="sample"``: the record field holding the per-unit values, as
+        ``"correct"``, ``"scores.NAME"`` or ``"extra.NAME"`` (see :func:`record_value`). Default
+        ``"scores.<metric name>"``.
+    unit : {"sample", "element"}, default="sample"
+        What is paired across checkpoints: the sample (by ``sample_id``) or, for list-valued scores
+        (one value per instruction of an IFEval prompt), each element (by ``sample_id`` and position).
+    cluster : str, optional
+        Record field whose equal values make units dependent (``"sample_id"`` for element units:
+        instructions of one prompt; ``"extra.passage_id"`` for questions on one passage). Intervals and
+        tests then use cluster-robust standard errors. A task's ``cluster_field`` option overrides it.
+    group_by : str, optional
+        Only for breakdown metrics (declared as ``"KIND/METRIC"``): the record field whose value is
+        the breakdown key of a record (``"group"``, ``"extra.category"``; for element units a list of
+        keys, one per element, e.g. ``"extra.instruction_ids"``).
+
+    Examples
+    --------
+    >>> MetricSpec(level="corpus", higher_is_better=True).score_field("leaf_macro_f1") is None
+    True
+    >>> MetricSpec().score_field("acc")
+    'scores.acc'
+    >>> MetricSpec(level="middle")
+    Traceback (most recent call last):
+    ...
+    ValueError: MetricSpec level must be one of ('sample', 'corpus'); got 'middle'.
+    """
+
+    higher_is_better: bool = True
+    level: str = "sample"
+    score: str | None = None
+    unit: str = "sample"
+    cluster: str | None = None
+    group_by: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.higher_is_better, bool):
+            raise ValueError(f"MetricSpec higher_is_better must be True or False; got {self.higher_is_better!r}.")
+        if self.level not in LEVELS:
+            raise ValueError(f"MetricSpec level must be one of {LEVELS}; got {self.level!r}.")
+        if self.unit not in UNITS:
+            raise ValueError(f"MetricSpec unit must be one of {UNITS}; got {self.unit!r}.")
+        if self.level == "corpus" and (self.score is not None or self.unit != "sample"):
+            raise ValueError("MetricSpec: a corpus metric has no per-unit 'score' and its unit is 'sample'.")
+        for name in ("score", "cluster", "group_by"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_field(value, f"MetricSpec {name}")
+
+    def score_field(self, metric: str) -> str | None:
+        """The record field of the per-unit values (None for a corpus metric)."""
+        if self.level != "sample":
+            return None
+        return self.score or f"scores.{metric}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MetricSpec":
+        if isinstance(data, MetricSpec):
+            return data
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in dict(data).items() if k in known})
+
+
+def _check_field(path: Any, what: str) -> str:
+    if not isinstance(path, str) or not (path in _FIELD_ROOTS or (path.startswith(("scores.", "extra.")) and
+                                                                  len(path.split(".", 1)[1]) > 0)):
+        raise ValueError(f"{what} must be one of {', '.join(_FIELD_ROOTS)} or 'scores.NAME' / 'extra.NAME'; "
+                         f"got {path!r}.")
+    return path
+
+
+def record_value(record: "SampleRecord", path: str) -> Any:
+    """The value of a record field named as in :class:`MetricSpec` (None when absent).
+
+    Examples
+    --------
+    >>> from evalkit.records import SampleRecord
+    >>> r = SampleRecord("q1", correct=True, scores={"acc": 1.0}, extra={"passage": "p7"})
+    >>> record_value(r, "scores.acc"), record_value(r, "extra.passage"), record_value(r, "correct")
+    (1.0, 'p7', True)
+    """
+    if path in _FIELD_ROOTS:
+        return getattr(record, path)
+    root, _, key = _check_field(path, "record field").partition(".")
+    return getattr(record, root).get(key)
+
+
+def declared_specs(evaluator: Any, names: Iterable[str]) -> dict[str, MetricSpec]:
+    """The class-level declarations (``metric_specs``) of ``evaluator`` for ``names``.
+
+    An exact key wins over a pattern; among patterns the first in declaration order wins. Names
+    without a declaration are left out.
+
+    Examples
+    --------
+    >>> class E:
+    ...     metric_specs = {"acc": MetricSpec(), "*_f1": MetricSpec(level="corpus")}
+    >>> sorted((k, v.level) for k, v in declared_specs(E, ["acc", "macro_f1", "loss"]).items())
+    [('acc', 'sample'), ('macro_f1', 'corpus')]
+    """
+    table = getattr(evaluator, "metric_specs", None) or {}
+    if not isinstance(table, Mapping):
+        return {}
+    found = {}
+    for name in names:
+        spec = table.get(name)
+        if spec is None:
+            spec = next((s for pattern, s in table.items() if fnmatch.fnmatchcase(name, pattern)), None)
+        if spec is not None:
+            found[name] = MetricSpec.from_dict(spec)
+    return found
+
+
+def metric_spec(task_result: "TaskResult", metric: str) -> MetricSpec | None:
+    """What ``metric`` of ``task_result`` is: the spec stored with the result, else the class declaration.
+
+    ``metric`` is a metric name (``"acc"``) or a breakdown metric ``"KIND/METRIC"`` (``"subject/acc"``).
+    None when neither the result nor its evaluator (looked up in the registry) declares it.
+    """
+    stored = (task_result.metric_specs or {}).get(metric)
+    if stored is not None:
+        return MetricSpec.from_dict(stored)
+    cls = _registered_class(task_result.evaluator)
+    return declared_specs(cls, [metric]).get(metric) if cls is not None else None
+
+
+def _registered_class(evaluator: str) -> type | None:
+    try:
+        return get_evaluator(evaluator)
+    except (UsageError, ImportError):
+        # Built-in modules may be missing in a partial install; a class registered directly still counts.
+        return _REGISTRY.get(evaluator)
 
 
 @runtime_checkable
@@ -37,6 +227,10 @@ class Evaluator(Protocol):
 
     name: ClassVar[str]
     version: ClassVar[str]
+    #: Metric declarations (see :class:`MetricSpec`); keys are metric names, ``"KIND/METRIC"`` for
+    #: breakdown metrics, or fnmatch patterns. Metrics known only at run time go into
+    #: ``TaskResult.metric_specs`` instead (the result's entry wins).
+    metric_specs: ClassVar[Mapping[str, MetricSpec]]
     #: "loglikelihood" and/or "generate_until": lets a spec kind refuse a task up front
     #: (a predictions file cannot produce log-likelihoods).
     needs: ClassVar[frozenset[str]]

@@ -34,6 +34,7 @@ from .._io import hash_tree
 from ..errors import UsageError, did_you_mean
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, validate_options
+from ._lm_eval_specs import LM_EVAL_STATIC_SPECS, lm_eval_metric_specs
 from .base import SaveBatch, register_evaluator
 
 __all__ = ["LmEvalEvaluator", "LmEvalOptions"]
@@ -117,6 +118,7 @@ class LmEvalEvaluator:
     """Runs one lm-eval task or group through an lm-eval ``LM`` with per-sample, resumable records."""
 
     name = "lm_eval"
+    metric_specs = LM_EVAL_STATIC_SPECS  # fallback for stored results; aggregate() declares from lm-eval's configs
     version = "1"
 
     def __init__(self, config: TaskConfig):
@@ -515,11 +517,14 @@ class LmEvalEvaluator:
             settings["aggregation"] = "micro mean over samples (the lm-eval group defines no aggregation)"
         if self.kind == "mmlu_letter":
             metrics["parse_failure_rate"] = _mean(bool(r.extra.get("parse_failed")) for r in records)
+        direction, breakdowns = self._higher_is_better(metrics), self._breakdowns(records, results)
+        specs = lm_eval_metric_specs(loaded.tasks, loaded.groups, loaded.score_names, metrics, direction, breakdowns,
+                                     micro_means="aggregation" in settings)
         return TaskResult(
             task=self.config.name, evaluator=self.name, evaluator_version=self.version,
             config_hash=self.config_hash(), metrics=metrics, n_samples=len(records), axis="general",
-            primary_metric=self._primary(metrics), higher_is_better=self._higher_is_better(metrics),
-            stderr=stderr, breakdowns=self._breakdowns(records, results), settings=settings, samples=list(records),
+            primary_metric=self._primary(metrics), higher_is_better=direction, metric_specs=specs,
+            stderr=stderr, breakdowns=breakdowns, settings=settings, samples=list(records),
         )
 
     def _lm_eval_results(self, records: list[SampleRecord]) -> dict[str, dict]:

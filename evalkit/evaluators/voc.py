@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, check_choice, validate_options
-from .base import SaveBatch, register_evaluator
+from .base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 
 if TYPE_CHECKING:
     from ..voc.dataset import VocData, VocExample
@@ -42,7 +42,22 @@ if TYPE_CHECKING:
 __all__ = ["VocOptions", "VocEvaluator"]
 
 MODES = ("generate", "constrained")
-_LOWER_IS_BETTER = ("invalid_rate",)
+
+#: What each metric is (docs/statistics.md): path accuracy and the invalid rate are per-sample
+#: proportions; F1 scores, hierarchical/LCA scores and the first-error depth are corpus statistics.
+VOC_METRIC_SPECS: dict[str, MetricSpec] = {
+    "path_accuracy": MetricSpec(level="sample", score="correct"),
+    "invalid_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.invalid"),
+    "mean_first_error_depth": MetricSpec(level="corpus"),  # deeper first error = right for longer
+    "leaf_*": MetricSpec(level="corpus"),
+    "level*": MetricSpec(level="corpus"),
+    "hier_*": MetricSpec(level="corpus"),
+    "lca_*": MetricSpec(level="corpus"),
+    "class/recall": MetricSpec(level="sample", score="correct", group_by="group"),  # recall of a true class
+    "class/*": MetricSpec(level="corpus"),
+    "level/*": MetricSpec(level="corpus"),
+    "frequency/*": MetricSpec(level="corpus"),
+}
 
 
 @dataclass
@@ -109,6 +124,7 @@ class VocEvaluator:
 
     name = "voc"
     version = "1"
+    metric_specs = VOC_METRIC_SPECS
     needs = frozenset({"generate_until"})  # class default; instances answer by their mode
 
     def __init__(self, config: TaskConfig) -> None:
@@ -287,12 +303,16 @@ class VocEvaluator:
         report = hierarchical_report(y_true, y_pred, taxonomy=self.data.taxonomy, train_counts=self.data.train_counts() or None,
                                      n_resamples=o.n_resamples, confidence=o.confidence, random_state=o.seed)
         metrics = dict(report["metrics"])  # None where undefined (e.g. mean_first_error_depth with no errors)
+        breakdowns = report.get("breakdowns", {})
+        names = [*metrics, *(f"{kind}/{m}" for kind, rows in breakdowns.items()
+                             for m in sorted({m for stats in rows.values() for m in stats} - BREAKDOWN_COUNT_FIELDS))]
+        specs = declared_specs(type(self), names)
         return TaskResult(
             task=self.config.name, evaluator=self.name, evaluator_version=self.version, config_hash=self.config_hash(),
             metrics=metrics, n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
-            higher_is_better={k: k not in _LOWER_IS_BETTER for k in metrics},
+            higher_is_better={k: specs[k].higher_is_better for k in metrics}, metric_specs=specs,
             ci=report.get("ci", {}),
-            breakdowns=report.get("breakdowns", {}), settings=self._settings(records), samples=list(records),
+            breakdowns=breakdowns, settings=self._settings(records), samples=list(records),
         )
 
     def _settings(self, records: list[SampleRecord]) -> dict[str, Any]:

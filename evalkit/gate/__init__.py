@@ -19,7 +19,7 @@ rise is a drop. ``min``/``max`` are plain bounds on the value. Missing or undefi
 
 
 from ._evaluate import Check, Verdict, evaluate_policy
-from ._outputs import (attach_verdict, demo_policy_text, gate_main, junit_xml, load_comparison, verdict_markdown,
+from ._outputs import (attach_verdict, checkpoint_statuses, demo_policy_text, gate_main, junit_xml, load_comparison, verdict_markdown,
                        verdict_text, write_gate_outputs, write_junit)
 from ._policy import OPERATORS, Gate, Policy, load_policy, parse_policy
 
@@ -39,6 +39,7 @@ __all__ = [
     "gate_main",
     "demo_policy_text",
     "attach_verdict",
+    "checkpoint_statuses",
     "junit_xml",
     "verdict_text",
 ]

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..compare._common import LOWER_IS_BETTER_FRAGMENTS
 from ..errors import UsageError, did_you_mean
 
 from ._policy import _COMPARATIVE, _STATUS_ORDER, Gate, Policy
@@ -142,7 +141,7 @@ def _target_checkpoints(gate: Gate, labels: list[str], baseline: Any, source: st
 
 
 def _higher_is_better(gate: Gate, rows: dict[str, dict], comparison: dict[str, Any]) -> bool:
-    """The gate's override, else the rows' flag, else the task metric's flag, else the name's usual sense."""
+    """The gate's override, else the rows' declared flag, else the task metric's; never guessed from the name."""
     if gate.higher_is_better is not None:
         return gate.higher_is_better
     for row in rows.values():
@@ -153,7 +152,7 @@ def _higher_is_better(gate: Gate, rows: dict[str, dict], comparison: dict[str, A
         if row["task"] == some_row["task"] and row["metric"] == some_row["metric"]:
             if isinstance(row.get("higher_is_better"), bool):
                 return row["higher_is_better"]
-    return not any(fragment in str(some_row["metric"]) for fragment in LOWER_IS_BETTER_FRAGMENTS)
+    return True  # comparisons written by evalkit always carry the flag; a hand-made one may set higher_is_better
 
 
 # Thresholds are inclusive; the slack keeps 0.60 - 0.55 (= 0.04999...) from failing "min_gain: 0.05".

@@ -17,6 +17,21 @@ from ._policy import _STATUS_ORDER, load_policy
 _STATUS_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
 
 
+def checkpoint_statuses(checks: list[dict[str, Any]]) -> dict[str, str]:
+    """Each checkpoint's own verdict: the worst status of its checks, in first-seen order.
+
+    >>> checkpoint_statuses([{"checkpoint": "a", "status": "fail"}, {"checkpoint": "b", "status": "pass"},
+    ...                      {"checkpoint": "a", "status": "pass"}, {"checkpoint": "b", "status": "warn"}])
+    {'a': 'fail', 'b': 'warn'}
+    """
+    statuses: dict[str, str] = {}
+    for check in checks:
+        label, status = str(check.get("checkpoint")), str(check.get("status"))
+        if _STATUS_ORDER.get(status, 2) >= _STATUS_ORDER.get(statuses.get(label, "pass"), 0):
+            statuses[label] = status
+    return statuses
+
+
 def _summary_line(verdict: Verdict) -> str:
     counts = verdict.counts()
     return (f"{len(verdict.checks)} checks: {counts['pass']} passed, {counts['warn']} warning"
@@ -52,6 +67,9 @@ def verdict_markdown(verdict: Verdict) -> str:
         "",
         f"Policy {_md_code(verdict.policy)}, baseline {_md_code(verdict.baseline)}: {_summary_line(verdict)}.",
         "",
+        "Per checkpoint: " + " · ".join(f"{_md_cell(label)} {_STATUS_MARK[status]} {status.upper()}" for label, status
+                                        in checkpoint_statuses([c.to_dict() for c in verdict.checks]).items()),
+        "",
         "| | Checkpoint | Gate | Value | Baseline | Delta | p | Result |",
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
@@ -67,7 +85,9 @@ def verdict_text(verdict: Verdict) -> str:
     """A short plain-text verdict for the console: failures and warnings first, one line each."""
     ordered = sorted(verdict.checks, key=lambda c: -_STATUS_ORDER[c.status])
     lines = [f"{c.status.upper():<4}  {c.checkpoint}  {c.gate}: {c.message}" for c in ordered]
-    lines.append(f"gate: {verdict.status.upper()} ({_summary_line(verdict)})")
+    own = checkpoint_statuses([c.to_dict() for c in verdict.checks])
+    lines.append(f"gate: {verdict.status.upper()} ({_summary_line(verdict)}); per checkpoint: "
+                 + ", ".join(f"{label} {status.upper()}" for label, status in own.items()))
     return "\n".join(lines)
 
 
@@ -98,6 +118,7 @@ def junit_xml(verdict: Verdict) -> bytes:
     import xml.etree.ElementTree as ET
 
     counts = verdict.counts()
+    own = checkpoint_statuses([c.to_dict() for c in verdict.checks])
     root = ET.Element("testsuites", name="evalkit gate", tests=str(len(verdict.checks)),
                       failures=str(counts["fail"]), errors="0", skipped="0", time="0")
     for label in dict.fromkeys(c.checkpoint for c in verdict.checks):
@@ -106,7 +127,9 @@ def junit_xml(verdict: Verdict) -> bytes:
                               failures=str(sum(c.status == "fail" for c in checks)), errors="0", skipped="0",
                               time="0")
         properties = ET.SubElement(suite, "properties")
-        for name, value in (("policy", verdict.policy), ("baseline", verdict.baseline), ("status", verdict.status)):
+        # "status" is this checkpoint's own result; the run's overall one is "verdict_status".
+        for name, value in (("policy", verdict.policy), ("baseline", verdict.baseline), ("status", own[label]),
+                            ("verdict_status", verdict.status)):
             ET.SubElement(properties, "property", name=name, value=_xml_text(value))
         for check in checks:
             _junit_case(suite, check)

@@ -15,6 +15,7 @@ __all__ = [
     "SCHEMA_VERSION", "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
     "is_significant", "delta_tone", "tuned_labels", "primary_rows", "headline", "study_table",
     "axis_point", "breakdown_groups", "pivot_breakdown", "notes_by_label", "ci_label", "summary_counts",
+    "checkpoint_verdicts",
 ]
 
 #: The newest comparison schema this renderer understands.
@@ -194,3 +195,24 @@ def pivot_breakdown(comparison: dict[str, Any], task: str, kind: str, metric: st
             if entry["baseline_value"] is None:
                 entry["baseline_value"] = row.get("baseline_value")
     return list(keyed.values())
+
+
+def checkpoint_verdicts(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """One verdict per gated checkpoint, in checkpoint order: its own status and its checks.
+
+    ``reason`` is the first failing (else warning) check's gate and message, or a count of passes.
+    """
+    from ..gate import checkpoint_statuses
+
+    checks = [c for c in ((comparison.get("verdict") or {}).get("checks") or []) if isinstance(c, dict)]
+    statuses = checkpoint_statuses(checks)
+    order = [c["label"] for c in comparison["checkpoints"] if c["label"] in statuses]
+    result = []
+    for label in order + [label for label in statuses if label not in order]:
+        mine = [c for c in checks if str(c.get("checkpoint")) == label]
+        worst = [c for c in mine if c.get("status") == statuses[label]]
+        reason = (f"{worst[0].get('gate')}: {worst[0].get('message')}" if statuses[label] != "pass"
+                  else f"{len(mine)} of {len(mine)} check{'s' if len(mine) != 1 else ''} passed")
+        result.append({"checkpoint": label, "status": statuses[label], "checks": mine, "reason": reason,
+                       "more": max(0, len(worst) - 1) if statuses[label] != "pass" else 0})
+    return result

@@ -178,7 +178,8 @@ def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
         "n_flips": len(flips), "n_flips_total": len(comparison.get("flips") or []), "flips_per_group": FLIPS_PER_GROUP,
         "warnings": [str(w) for w in comparison.get("warnings") or []],
         "settings": comparison.get("settings") or {}, "ci": view.ci_label(comparison),
-        "counts": view.summary_counts(comparison),
+        "counts": view.summary_counts(comparison), "checkpoint_verdicts": view.checkpoint_verdicts(comparison),
+        "verdict_by_checkpoint": {v["checkpoint"]: v["status"] for v in view.checkpoint_verdicts(comparison)},
     }
 
 

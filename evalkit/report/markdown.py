@@ -51,13 +51,16 @@ def _change(row: dict[str, Any]) -> str:
     return f"{view.fmt_value(row.get('value'))} ({delta})"
 
 
-def _verdict_lines(verdict: dict[str, Any], max_rows: int) -> list[str]:
+def _verdict_lines(verdict: dict[str, Any], max_rows: int, checkpoint_verdicts: list[dict[str, Any]]) -> list[str]:
     status = str(verdict.get("status", "unknown"))
     checks = verdict.get("checks") or []
     problems = [c for c in checks if c.get("status") != "pass"]
     lines = [f"### {_STATUS_ICON.get(status, '')} Verdict: **{md_escape(status.upper())}**".replace("###  ", "### "),
              "", f"{len(problems)} of {len(checks)} checks not passing "
              f"(policy {md_escape(verdict.get('policy') or '–')}).", ""]
+    lines += _table(["checkpoint", "verdict", "why"], [
+        [md_escape(v["checkpoint"]), f"{_STATUS_ICON.get(v['status'], '')} **{md_escape(v['status'].upper())}**",
+         md_escape(v["reason"]) + (f" (and {v['more']} more)" if v["more"] else "")] for v in checkpoint_verdicts]) + [""]
     if problems:
         rows = [[md_escape(c.get("status")), md_escape(c.get("gate")), md_escape(c.get("checkpoint")),
                  view.fmt_value(c.get("value")), view.fmt_value(c.get("baseline_value")), view.fmt_delta(c.get("delta")),
@@ -162,7 +165,7 @@ def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     view.check_comparison(comparison)
     lines = ["## evalkit comparison", ""]
     if comparison.get("verdict"):
-        lines += _verdict_lines(comparison["verdict"], max_rows)
+        lines += _verdict_lines(comparison["verdict"], max_rows, view.checkpoint_verdicts(comparison))
     lines += _headline_lines(comparison) + _warning_lines(comparison, max_rows)
     lines += _study_lines(comparison) + _changes_lines(comparison, max_rows) + _flip_lines(comparison, max_rows)
     lines.append(f"<sub>✱ significant at p &lt; {view.SIGNIFICANCE} (paired test vs the baseline); "

@@ -1,0 +1,74 @@
+"""A verdict per checkpoint: at the top of report.html / report.md, in junit.xml and on the console."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from evalkit.gate import checkpoint_statuses, evaluate_policy, junit_xml, parse_policy, verdict_markdown
+from evalkit.gate._outputs import verdict_text
+from evalkit.report import render_html, render_markdown
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _fixture() -> dict:
+    return json.loads((FIXTURES / "report_fixture.json").read_text())
+
+
+def _two_candidates():
+    """domain_only drops significantly (fail), mix_75_25 holds (pass): the demo's shape."""
+    rows = []
+    for label, value, p in (("base", 0.95, None), ("domain_only", 0.55, 1e-9), ("mix_75_25", 0.94, 0.7)):
+        rows.append({"task": "gen", "metric": "acc", "checkpoint": label, "higher_is_better": True, "value": value,
+                     "baseline_value": 0.95, "baseline": "base", "delta": value - 0.95, "p_value": p, "relative": None,
+                     "is_primary": True, "axis": "general"})
+    comparison = {"schema_version": 1, "kind": "evalkit.comparison", "baseline": "base",
+                  "checkpoints": [{"label": label} for label in ("base", "domain_only", "mix_75_25")],
+                  "tasks": [{"name": "gen", "axis": "general", "primary_metric": "acc"}],
+                  "metrics": rows, "breakdowns": [], "verdict": None}
+    policy = parse_policy({"gates": [{"metric": "gen.acc", "max_drop": 0.05, "significance": 0.05}]}, source="p.yaml")
+    return comparison, evaluate_policy(policy, comparison)
+
+
+def test_checkpoint_statuses_take_each_checkpoints_worst_check():
+    checks = _fixture()["verdict"]["checks"]
+    assert checkpoint_statuses(checks) == {"domain_only": "fail", "mix_75_25": "pass"}
+    assert checkpoint_statuses([{"checkpoint": "a", "status": "warn"}, {"checkpoint": "a", "status": "pass"}]) == {"a": "warn"}
+    assert checkpoint_statuses([]) == {}
+
+
+def test_html_names_a_verdict_for_each_checkpoint_above_everything_else():
+    html = render_html(_fixture())
+    verdict = html[html.index('<section id="verdict"'):html.index('<section id="summary"')]
+    items = re.findall(r'<li><span class="badge status-(\w+)">(\w+)</span> <b>([^<]+)</b>', verdict)
+    assert items == [("fail", "FAIL", "domain_only"), ("pass", "PASS", "mix_75_25")]
+    assert "dropped 0.150" in verdict and "2 of 2 checks passed" in verdict and "(and 1 more)" not in verdict
+    # the summary cards carry the same badge
+    assert re.search(r'<h3>mix_75_25 <span class="badge status-pass">PASS</span></h3>', html)
+
+
+def test_markdown_starts_with_a_verdict_row_per_checkpoint():
+    text = render_markdown(_fixture())
+    head = text[:text.index("### Summary")]
+    assert "| domain\\_only | ❌ **FAIL** | mmlu.acc max\\_drop 0.02 (significance 0.05): dropped 0.150" in head
+    assert "| mix\\_75\\_25 | ✅ **PASS** | 2 of 2 checks passed |" in head
+
+
+def test_junit_suite_status_is_the_checkpoints_own_result():
+    _, verdict = _two_candidates()
+    assert verdict.exit_code == 1  # the process still fails when any checkpoint fails
+    root = ET.fromstring(junit_xml(verdict))
+    suites = {s.get("name"): {p.get("name"): p.get("value") for p in s.iter("property")} for s in root.iter("testsuite")}
+    assert suites["evalkit.gate.domain_only"]["status"] == "fail"
+    assert suites["evalkit.gate.mix_75_25"]["status"] == "pass"
+    assert {s["verdict_status"] for s in suites.values()} == {"fail"}
+    assert [s.get("failures") for s in root.iter("testsuite")] == ["1", "0"]
+
+
+def test_console_and_step_summary_list_each_checkpoint():
+    _, verdict = _two_candidates()
+    assert verdict_text(verdict).splitlines()[-1].endswith("per checkpoint: domain_only FAIL, mix_75_25 PASS")
+    assert "Per checkpoint: domain_only ❌ FAIL · mix_75_25 ✅ PASS" in verdict_markdown(verdict)
