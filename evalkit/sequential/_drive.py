@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import EvalkitError, EvaluationError, UsageError
 from ..parallel import ShardView
 from ..records import EvalResult, SampleRecord, TaskResult
-from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, unsupported_reason
+from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, spec_reason, unsupported_reason
 
 __all__ = ["collect_results_sequential", "TaskOutcome", "DEFAULT_CHUNK_SIZE", "sample_order"]
 
@@ -126,8 +126,17 @@ def _sources(task, evaluator, checkpoints, keys, prior, store) -> dict[str, _Sou
 
 
 # ----------------------------------------------------------------------------------- the plan
-def _plan(task, policy, labels: list[str], baseline: str) -> tuple[list[SequentialGate], str | None]:
-    """The task's sequential gates, or the reason it runs in full."""
+@dataclass(frozen=True)
+class _Planned:
+    """A gate on one checkpoint before the metric's declaration is known (it comes with the first records)."""
+
+    gate: Any
+    checkpoint: str
+    alpha: float
+
+
+def _plan(task, policy, labels: list[str], baseline: str) -> tuple[list[_Planned], str | None]:
+    """The task's gates per checkpoint, or the reason the task runs in full."""
     gates = [g for g in policy.gates if g.metric.split(".", 1)[0] == task.name]
     if not gates:
         return [], "no gate on this task"
@@ -136,26 +145,38 @@ def _plan(task, policy, labels: list[str], baseline: str) -> tuple[list[Sequenti
         reason = unsupported_reason(gate)
         if reason:
             return [], f"gate {gate.index} ({gate.description}): {reason}"
-        targets = [label for label in labels if label in gate.checkpoints] if gate.checkpoints else \
-            [label for label in labels if label != baseline]
-        metric = gate.metric.split(".", 1)[1]
-        direction = gate.higher_is_better if gate.higher_is_better is not None else _declared_direction(metric)
+        targets = ([label for label in labels if label in gate.checkpoints] if gate.checkpoints
+                   else [label for label in labels if label != baseline])
         alpha = gate.significance if gate.significance is not None else DEFAULT_ALPHA
-        planned += [SequentialGate(gate, task.name, metric, label, direction, alpha) for label in targets]
+        planned += [_Planned(gate, label, alpha) for label in targets]
     return planned, None
 
 
-def _declared_direction(metric: str) -> bool:
-    from ..compare._common import LOWER_IS_BETTER_FRAGMENTS
+def _resolve(planned: list[_Planned], task: str, evaluator, records: list[SampleRecord]) -> list[SequentialGate] | str:
+    """Sequential gates from the declared metric specs (of the first chunk's result), or why there are none."""
+    from ..evaluators.base import metric_spec
 
-    return not any(fragment in metric for fragment in LOWER_IS_BETTER_FRAGMENTS)
+    result = evaluator.aggregate(records)
+    gates = []
+    for item in planned:
+        metric = item.gate.metric.split(".", 1)[1]
+        spec = metric_spec(result, metric)
+        reason = spec_reason(spec, metric)
+        if reason:
+            return f"gate {item.gate.index} ({item.gate.description}): {reason}; decided on the full data"
+        direction = item.gate.higher_is_better if item.gate.higher_is_better is not None else spec.higher_is_better
+        gates.append(SequentialGate(item.gate, task, metric, item.checkpoint, direction, item.alpha,
+                                    spec.score_field(metric)))
+    return gates
 
 
-def _per_sample_values(records: list[SampleRecord], metric: str) -> np.ndarray | None:
-    """The records' ``scores[metric]`` in [0, 1], or None when the metric is not such a per-sample score."""
+def _per_sample_values(records: list[SampleRecord], field_path: str) -> np.ndarray | None:
+    """The records' per-sample scores as floats, or None unless every one is a number in [0, 1]."""
+    from ..evaluators.base import record_value
+
     values = []
     for record in records:
-        value = record.scores.get(metric)
+        value = record_value(record, field_path)
         if isinstance(value, bool):
             value = float(value)
         if not isinstance(value, (int, float)) or not 0 <= value <= 1:
@@ -170,22 +191,23 @@ def _gate_states(gates: list[SequentialGate], sources: dict[str, _Source], used:
     """Each gate's state over the samples used so far, or why the task cannot be decided sequentially."""
     states = {}
     for number, gate in enumerate(gates):
-        values = _per_sample_values([sources[gate.checkpoint].records[s] for s in used], gate.metric)
-        base = _per_sample_values([sources[baseline].records[s] for s in used], gate.metric) if gate.paired else None
+        values = _per_sample_values([sources[gate.checkpoint].records[s] for s in used], gate.score)
+        base = _per_sample_values([sources[baseline].records[s] for s in used], gate.score) if gate.paired else None
         if values is None or (gate.paired and base is None):
-            return (f"gate {gate.gate.index} ({gate.gate.description}): {gate.metric} is not a per-sample score in "
-                    "[0, 1] (a corpus metric such as macro F1); decided on the full data")
+            return (f"gate {gate.gate.index} ({gate.gate.description}): the per-sample scores {gate.score} are not "
+                    "all numbers in [0, 1], which the confidence sequence needs; decided on the full data")
         states[number] = decide(gate, gate.observations(values, base), total)
     return states
 
 
-def _drive_task(task, evaluator, gates, sources, baseline, store, *, seed, chunk_size) -> TaskOutcome:
+def _drive_task(task, evaluator, planned, sources, baseline, store, *, seed, chunk_size) -> TaskOutcome:
     from ..progress import bar
 
     ids = evaluator.sample_ids()
     order = sample_order(ids, task.name, seed)
     used: list[str] = []
     states: dict[int, GateState] | str = {}
+    gates: list[SequentialGate] | str = []
     with bar(len(order), f"{task.name} (sequential)", unit="sample") as progress:
         for start in range(0, len(order), chunk_size):
             chunk = order[start:start + chunk_size]
@@ -193,7 +215,9 @@ def _drive_task(task, evaluator, gates, sources, baseline, store, *, seed, chunk
                 source.ensure(chunk, evaluator, store)
             used += chunk
             progress.update(len(chunk))
-            states = _gate_states(gates, sources, used, baseline, len(order))
+            if not gates:
+                gates = _resolve(planned, task.name, evaluator, [sources[baseline].records[s] for s in used])
+            states = gates if isinstance(gates, str) else _gate_states(gates, sources, used, baseline, len(order))
             if isinstance(states, str):
                 break
             progress.set_postfix_str(_bounds_text(gates, states), refresh=False)
@@ -285,13 +309,13 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
     outcomes: dict[str, TaskOutcome] = {}
     task_results: dict[str, dict[str, TaskResult]] = {c.label: {} for c in checkpoints}
     for index, (task, evaluator) in enumerate(zip(task_configs, evaluators)):
-        gates, reason = _plan(task, policy, labels, baseline)
+        planned, reason = _plan(task, policy, labels, baseline)
         if reason is None:
             for checkpoint in checkpoints:
                 _check_capabilities(checkpoint, task, evaluator)
             sources = _sources(task, evaluator, checkpoints, [keys[c.label][index] for c in checkpoints], prior, store)
             started = time.perf_counter()
-            outcome = _drive_task(task, evaluator, gates, sources, baseline, store, seed=seed, chunk_size=chunk_size)
+            outcome = _drive_task(task, evaluator, planned, sources, baseline, store, seed=seed, chunk_size=chunk_size)
             if outcome.stopped_early:
                 for checkpoint in checkpoints:
                     task_results[checkpoint.label][task.name] = _partial_result(

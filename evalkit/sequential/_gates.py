@@ -26,7 +26,7 @@ import numpy as np
 
 from ._bound import confidence_sequence
 
-__all__ = ["SequentialGate", "GateState", "DEFAULT_ALPHA", "unsupported_reason", "decide"]
+__all__ = ["SequentialGate", "GateState", "DEFAULT_ALPHA", "unsupported_reason", "spec_reason", "decide"]
 
 #: Error level of a gate without ``significance``: the anytime-valid alpha of its sequence.
 DEFAULT_ALPHA = 0.05
@@ -48,6 +48,7 @@ class SequentialGate:
     checkpoint: str
     higher_is_better: bool
     alpha: float
+    score: str = ""  # the record field of the per-sample score (MetricSpec.score_field), e.g. "scores.acc"
 
     @property
     def operator(self) -> str:
@@ -100,6 +101,17 @@ def unsupported_reason(gate) -> str | None:
     return None
 
 
+def spec_reason(spec, metric: str) -> str | None:
+    """Why a metric with declaration ``spec`` (a MetricSpec or None) cannot be bounded sample by sample."""
+    if spec is None:
+        return f"{metric} has no metric declaration"
+    if spec.level != "sample":
+        return f"{metric} is a corpus metric (not a mean of per-sample scores)"
+    if spec.unit != "sample":
+        return f"{metric} is a mean over elements of a sample (e.g. instructions), not over samples"
+    return None
+
+
 def decide(gate: SequentialGate, observations: np.ndarray, population: int) -> GateState:
     """The gate's state after ``observations`` (its per-sample quantity, in sampling order).
 
@@ -119,7 +131,7 @@ def decide(gate: SequentialGate, observations: np.ndarray, population: int) -> G
     --------
     >>> from evalkit.gate import parse_policy
     >>> policy = parse_policy({"gates": [{"metric": "mmlu.acc", "max_drop": 0.05}]})
-    >>> gate = SequentialGate(policy.gates[0], "mmlu", "acc", "tuned", True, 0.05)
+    >>> gate = SequentialGate(policy.gates[0], "mmlu", "acc", "tuned", True, 0.05, "scores.acc")
     >>> drops = gate.observations(np.zeros(400), np.tile([1.0, 0.0], 200))  # tuned loses half the questions
     >>> state = decide(gate, drops, population=14042)
     >>> state.status, round(state.estimate, 2), bool(state.low > 0.05)
