@@ -27,6 +27,13 @@ def _store(path: str | None):
     return ResultStore(path)
 
 
+def _quiet(ctx: click.Context):
+    """Other libraries' bars and hints off while evalkit shows its own, unless ``--verbose``."""
+    from .progress import quiet_third_party
+
+    return quiet_third_party(verbose=bool(ctx.obj.get("verbose")))
+
+
 def _load_options(kw: dict):
     from .checkpoints import LoadOptions
 
@@ -71,13 +78,41 @@ def model_options(func):
     return func
 
 
+_STORE_HELP = "Result store (SQLite). Default: $EVALKIT_STORE, else results.sqlite in the user cache dir."
+_VERBOSE_HELP = "Show the libraries' own progress bars and warnings (lm-eval, transformers, datasets)."
+
+
+def _set_global(ctx: click.Context, param: click.Parameter, value) -> None:
+    """``--store``/``--debug``/``--verbose`` given after the subcommand: same effect as before it."""
+    if value is None or value is False:
+        return
+    ctx.ensure_object(dict)[param.name] = value
+    if param.name == "debug":
+        _State.debug = True
+
+
+def global_options(func):
+    """The group's options, accepted after the subcommand too (``evalkit eval ... --store PATH``)."""
+    options = [
+        click.option("--store", "store", default=None, metavar="PATH", expose_value=False, callback=_set_global,
+                     is_eager=True, help=_STORE_HELP),
+        click.option("--debug", is_flag=True, default=None, expose_value=False, callback=_set_global, is_eager=True,
+                     help="Show tracebacks for errors."),
+        click.option("--verbose", "-v", is_flag=True, default=None, expose_value=False, callback=_set_global,
+                     is_eager=True, help=_VERBOSE_HELP),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.option("--store", "store_path", default=None, envvar="EVALKIT_STORE", metavar="PATH",
-              help="Result store (SQLite). Default: results.sqlite in the user cache dir.")
+@click.option("--verbose", "-v", is_flag=True, help=_VERBOSE_HELP)
+@click.option("--store", "store_path", default=None, envvar="EVALKIT_STORE", metavar="PATH", help=_STORE_HELP)
 @click.version_option(package_name="evalkit")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, store_path: str | None) -> None:
+def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) -> None:
     """Evaluate fine-tuned LLM checkpoints on domain and general axes, compare them, gate releases.
 
     \b
@@ -89,10 +124,11 @@ def cli(ctx: click.Context, debug: bool, store_path: str | None) -> None:
       predictions.jsonl            {"task","id","output"} rows, scored by generation tasks
     """
     _State.debug = debug
-    ctx.obj = {"store": store_path}
+    ctx.obj = {"store": store_path, "verbose": verbose, "debug": debug}
 
 
 @cli.command("eval")
+@global_options
 @click.argument("spec")
 @click.option("--tasks", "-t", required=True, help="Comma-separated task names or task YAML paths.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Write DIR/results.json.")
@@ -108,7 +144,7 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
 
     task_configs = resolve_tasks(tasks, parse_overrides(overrides))
     checkpoint = Checkpoint.from_string(spec, _load_options(kw))
-    with _store(ctx.obj["store"]) as store:
+    with _store(ctx.obj["store"]) as store, _quiet(ctx):
         result = evaluate_checkpoint(checkpoint, task_configs, store, rerun=rerun)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
         return
@@ -130,6 +166,7 @@ def _print_result(result) -> None:
 
 
 @cli.command("tasks")
+@global_options
 def tasks_cmd() -> None:
     """List the task files shipped with evalkit and the registered evaluators."""
     from .evaluators.base import evaluator_names
@@ -144,6 +181,7 @@ def tasks_cmd() -> None:
 
 
 @cli.command("compare")
+@global_options
 @click.argument("specs", nargs=-1, required=True)
 @click.option("--tasks", "-t", required=True, help="Comma-separated task names or task YAML paths.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder for the report.")
@@ -165,15 +203,17 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
     """Evaluate checkpoints (reusing stored results), compare them and write a report to --out."""
     from .pipeline import compare_pipeline
 
-    code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
-                            baseline_results=list(baseline_results), policy=policy, notes=list(notes),
-                            overrides=list(overrides), rerun=rerun, load_options=_load_options(kw),
-                            store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
-                            sequential_chunk=sequential_chunk)
+    with _quiet(ctx):
+        code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
+                                baseline_results=list(baseline_results), policy=policy, notes=list(notes),
+                                overrides=list(overrides), rerun=rerun, load_options=_load_options(kw),
+                                store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
+                                sequential_chunk=sequential_chunk)
     sys.exit(code)
 
 
 @cli.command("report")
+@global_options
 @click.argument("source", nargs=-1, required=True)
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--baseline", default=None, help="Baseline label when SOURCE are results files.")
@@ -186,6 +226,7 @@ def report_cmd(ctx: click.Context, source, out, baseline) -> None:
 
 
 @cli.command("gate")
+@global_options
 @click.argument("comparison", type=click.Path(dir_okay=False))
 @click.option("--policy", required=True, type=click.Path(dir_okay=False), help="Gate policy YAML.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Where junit.xml and the verdict go (default: beside COMPARISON).")
@@ -197,7 +238,9 @@ def gate_cmd(comparison, policy, out) -> None:
 
 
 @cli.command("demo")
-@click.option("--out", "-o", type=click.Path(file_okay=False), default="reports/demo", show_default=True)
+@global_options
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="reports/demo", show_default=True,
+              help="Output folder for the report (report.html, report.md, comparison.json, metrics.csv, junit.xml).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Where trained demo checkpoints are cached.")
 @click.option("--retrain", is_flag=True, help="Train the demo checkpoints again even if cached.")
 @click.pass_context
@@ -205,8 +248,10 @@ def demo_cmd(ctx: click.Context, out, cache_dir, retrain) -> None:
     """Train three tiny checkpoints (base, domain-only, 75/25 mix) and compare them offline."""
     from .demo import run_demo
 
-    sys.exit(run_demo(out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, retrain=retrain,
-                      store_path=ctx.obj["store"]))
+    with _quiet(ctx):
+        code = run_demo(out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, retrain=retrain,
+                        store_path=ctx.obj["store"])
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,18 +1,117 @@
-"""Progress bars with ETA on stderr (tqdm), quiet when stderr is not a terminal unless forced."""
+"""Progress bars with ETA on stderr (tqdm), and quiet third-party libraries while evalkit shows its own.
+
+evalkit shows one bar per training phase and one per task. The libraries underneath have bars and
+hints of their own (lm-eval's per-request-batch bars, its "Custom kwargs can be passed" hint,
+transformers' "Loading weights" / "Writing model shards" bars, datasets' map bars) that repeat or
+interrupt evalkit's; :func:`quiet_third_party` silences them for a block unless ``verbose``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
 from typing import Any
 
-__all__ = ["bar"]
+__all__ = ["bar", "quiet_third_party", "NOISY_LOGGERS"]
+
+#: Library loggers lowered to ERROR while quiet (their warnings are hints for their own CLIs).
+NOISY_LOGGERS = ("lm_eval", "transformers", "datasets", "huggingface_hub", "accelerate", "evaluate", "absl")
+_quiet = False
 
 
-def bar(total: int | None, desc: str, unit: str = "sample", **kwargs: Any):
+def bar(total: int | None, desc: str, unit: str = "sample", *, leave: bool = False, **kwargs: Any):
     """A tqdm bar; ``EVALKIT_PROGRESS=1`` forces it on, ``=0`` off (default: on for a terminal)."""
     from tqdm.auto import tqdm
 
+    if _quiet:  # lm-eval modules imported since the block began (the model loader) get silenced too
+        _silence_lm_eval_bars()
     forced = os.environ.get("EVALKIT_PROGRESS")
     disable = (forced == "0") if forced in ("0", "1") else not sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, disable=disable, dynamic_ncols=True, leave=False, **kwargs)
+    return tqdm(total=total, desc=desc, unit=unit, disable=disable, dynamic_ncols=True, leave=leave, **kwargs)
+
+
+def _silent_tqdm_class():
+    from tqdm import tqdm
+
+    class SilentTqdm(tqdm):
+        """lm-eval's request bars: one per batch of requests, under evalkit's one bar per task."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return tqdm, SilentTqdm
+
+
+_patched: list[Any] = []
+
+
+def _silence_lm_eval_bars() -> None:
+    """Point the ``tqdm`` name of every imported lm-eval module at a bar that never draws.
+
+    Called when the quiet block begins (after importing the modules whose bars run before evalkit's:
+    request building) and again whenever evalkit opens a bar (by then the model backend is imported).
+    """
+    import lm_eval.api.model  # noqa: F401 - imported here so their bars are silenced from the start
+    import lm_eval.api.task  # noqa: F401
+
+    original, silent = _SILENT
+    for name, module in list(sys.modules.items()):
+        if name.startswith("lm_eval") and getattr(module, "tqdm", None) is original:
+            module.tqdm = silent
+            _patched.append(module)
+
+
+_SILENT: tuple[Any, Any] = (None, None)
+
+
+@contextlib.contextmanager
+def quiet_third_party(verbose: bool = False):
+    """Silence other libraries' bars and warnings inside the block, unless ``verbose``; restore after.
+
+    Errors still surface (loggers stay at ERROR), and evalkit's own bars are unaffected.
+    """
+    global _quiet, _SILENT
+    if verbose or _quiet:
+        yield
+        return
+    import transformers.utils.logging as hf_logging
+
+    levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()
+    _SILENT = _silent_tqdm_class()
+    _quiet = True
+    _silence_lm_eval_bars()
+    with _quiet_datasets_bars():
+        try:
+            yield
+        finally:
+            _quiet = False
+            while _patched:
+                _patched.pop().tqdm = _SILENT[0]
+            if bars_were_on:
+                hf_logging.enable_progress_bar()
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def _quiet_datasets_bars():
+    import datasets
+    import huggingface_hub.utils as hub
+
+    datasets_was_on, hub_was_on = datasets.is_progress_bar_enabled(), not hub.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    hub.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if datasets_was_on:
+            datasets.enable_progress_bars()
+        if hub_was_on:
+            hub.enable_progress_bars()

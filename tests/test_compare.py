@@ -9,13 +9,13 @@ import random
 
 import numpy as np
 import pytest
-from scipy.stats import binomtest
+from scipy.stats import binomtest, ttest_rel
 
 from evalkit.compare import build_comparison, comparison_from_results_files, load_comparison, write_comparison
 from evalkit.compare._format import diagnose
 from evalkit.errors import UsageError
 from evalkit.evaluators.base import MetricSpec, register_evaluator
-from evalkit.metrics.stats import mcnemar_test, paired_bootstrap
+from evalkit.metrics.stats import mcnemar_test
 from evalkit.records import EvalResult
 from synthetic_results import FIXTURE, SyntheticVocEvaluator, make_results
 
@@ -74,9 +74,10 @@ def test_baseline_rows_have_zero_delta_and_no_test(comparison):
 
 def test_corpus_metric_uses_evaluator_hook(results, comparison):
     row = _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")
-    assert row["test"] == "paired_bootstrap" and row["p_value"] < 0.05
+    assert row["test"] == "approximate_randomization" and row["p_value"] < 0.05
+    assert row["p_value_is_bound"] is (row["p_value"] == 1 / (row["n_resamples"] + 1))
     assert row["delta_ci_low"] < row["delta"] < row["delta_ci_high"]
-    assert _row(comparison, "voc_sample", "leaf_macro_f1", "base")["ci_method"] == "bootstrap"
+    assert _row(comparison, "voc_sample", "leaf_macro_f1", "base")["ci_method"] == "bca"
     parse = _row(comparison, "mmlu_generative", "parse_failure_rate", "tuned")  # declared mean of extra.parse_failed
     assert parse["test"].startswith("mcnemar") and parse["p_value"] < 0.05 and parse["delta"] > 0.5
 
@@ -84,10 +85,11 @@ def test_corpus_metric_uses_evaluator_hook(results, comparison):
 def test_corpus_metric_without_hook_has_no_test(results):
     edited = copy.deepcopy(results[:2])
     for result in edited:
-        result.tasks["ifeval"].evaluator = "not_a_registered_evaluator"
-    ifeval = _row(build_comparison(edited, n_resamples=B), "ifeval", "inst_level_strict_acc", "tuned")
-    assert (ifeval["test"], ifeval["p_value"], ifeval["ci_low"]) == (None, None, None)
-    assert ifeval["delta"] == pytest.approx(ifeval["value"] - ifeval["baseline_value"])
+        result.tasks["voc_sample"].evaluator = "not_a_registered_evaluator"
+        result.tasks["voc_sample"].metric_specs = {"leaf_macro_f1": MetricSpec(level="corpus")}
+    row = _row(build_comparison(edited, n_resamples=B), "voc_sample", "leaf_macro_f1", "tuned")
+    assert (row["test"], row["p_value"], row["ci_low"]) == (None, None, None)
+    assert row["delta"] == pytest.approx(row["value"] - row["baseline_value"])
 
 
 def test_hook_rejecting_one_metric_keeps_the_others(results):
@@ -107,12 +109,12 @@ def test_hook_rejecting_one_metric_keeps_the_others(results):
         for record in result.tasks["voc_sample"].samples:
             record.scores.pop("invalid_rate")
     comparison = build_comparison(edited, n_resamples=B)
-    assert _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")["test"] == "paired_bootstrap"
+    assert _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")["test"] == "approximate_randomization"
     assert _row(comparison, "voc_sample", "invalid_rate", "tuned")["test"] is None
     assert any("cannot resample invalid_rate" in w for w in comparison["warnings"])
 
 
-def test_non_binary_per_sample_mean_gets_paired_bootstrap(results):
+def test_non_binary_per_sample_mean_gets_the_paired_t_test(results):
     edited = copy.deepcopy(results[:2])
     for result in edited:
         task = result.tasks["ifeval"]
@@ -123,9 +125,11 @@ def test_non_binary_per_sample_mean_gets_paired_bootstrap(results):
     row = _row(build_comparison(edited, n_resamples=B), "ifeval", "length_ratio", "tuned")
     a = [r.scores["length_ratio"] for r in sorted(edited[0].tasks["ifeval"].samples, key=lambda r: r.sample_id)]
     b = [r.scores["length_ratio"] for r in sorted(edited[1].tasks["ifeval"].samples, key=lambda r: r.sample_id)]
-    expected = paired_bootstrap(None, a, b, n_resamples=B)
-    assert row["test"] == "paired_bootstrap"
-    assert (row["delta_ci_low"], row["delta_ci_high"], row["p_value"]) == pytest.approx(expected[1:])
+    expected = ttest_rel(b, a)
+    assert row["test"] == "paired_t" and row["p_value"] == pytest.approx(expected.pvalue)
+    ci = expected.confidence_interval(0.95)
+    assert (row["delta_ci_low"], row["delta_ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert row["ci_method"] == "t"
 
 
 def test_direction_and_level_come_from_declarations_never_from_names(results, comparison):
@@ -162,13 +166,21 @@ def test_declared_sample_metric_that_records_do_not_reproduce_is_compared_as_cor
     assert any("do not reproduce its value" in w for w in out["warnings"])
 
 
-def test_reported_ci_and_stderr_take_precedence(results):
+def test_reported_ci_and_stderr_only_where_evalkit_cannot_compute_one(results):
     edited = copy.deepcopy(results[:1])
-    edited[0].tasks["mmlu"].ci["acc"] = [0.1, 0.2]
-    edited[0].tasks["ifeval"].stderr["inst_level_strict_acc"] = 0.05
+    edited[0].tasks["mmlu"].ci["acc"] = [0.1, 0.2]  # a declared proportion gets its Wilson interval regardless
+    voc = edited[0].tasks["voc_sample"]
+    voc.evaluator, voc.metric_specs = "not_a_registered_evaluator", {"leaf_macro_f1": MetricSpec(level="corpus")}
+    value = voc.metrics["leaf_macro_f1"]
+    voc.ci["leaf_macro_f1"] = [value - 0.1, value - 0.01]  # a reported interval that misses its value
     comparison = build_comparison(edited, n_resamples=B)
-    assert _row(comparison, "mmlu", "acc", "base")[("ci_low")] == 0.1
-    row = _row(comparison, "ifeval", "inst_level_strict_acc", "base")
+    assert _row(comparison, "mmlu", "acc", "base")["ci_method"] == "wilson"
+    row = _row(comparison, "voc_sample", "leaf_macro_f1", "base")
+    assert row["ci_method"] == "reported" and row["ci_extended"] and row["ci_high"] == value
+    assert any("widened" in w for w in comparison["warnings"])
+    voc.ci.clear()
+    voc.stderr["leaf_macro_f1"] = 0.05
+    row = _row(build_comparison(edited, n_resamples=B), "voc_sample", "leaf_macro_f1", "base")
     assert row["ci_method"] == "stderr" and row["ci_high"] - row["ci_low"] == pytest.approx(2 * 1.959964 * 0.05)
 
 
@@ -236,7 +248,7 @@ def test_real_voc_hook_and_report(results):
     comparison = build_comparison([checkpoint("base", 0.3), checkpoint("tuned", 0.9)], n_resamples=B)
     assert comparison["warnings"] == []
     row = _row(comparison, "voc", "leaf_macro_f1", "tuned")
-    assert row["test"] == "paired_bootstrap" and row["p_value"] < 0.05 and row["ci_method"] == "bootstrap"
+    assert row["test"] == "approximate_randomization" and row["p_value"] < 0.05 and row["ci_method"] == "bca"
     classes = [r for r in comparison["breakdowns"] if r["kind"] == "class" and r["checkpoint"] == "tuned"]
     assert {r["metric"] for r in classes if r["test"]} == {"recall"}
     assert "n_classes" not in {r["metric"] for r in comparison["breakdowns"]}
@@ -249,7 +261,7 @@ def test_all_invalid_baseline_still_gets_a_paired_test():
     base = _voc_checkpoint("base", true, [None] * 60)
     tuned = _voc_checkpoint("tuned", true, [leaves[0] if i % 10 == 1 else t for i, t in enumerate(true)])
     row = _row(build_comparison([base, tuned], n_resamples=B), "voc", "leaf_macro_f1", "tuned")
-    assert row["test"] == "paired_bootstrap" and row["p_value"] < 0.05
+    assert row["test"] == "approximate_randomization" and row["p_value"] < 0.05
 
 
 def _voc_checkpoint(label, true, pred):
@@ -481,3 +493,76 @@ def test_metric_specs_survive_results_json_and_the_registry_answers(results):
         MetricSpec(level="corpus-ish")
     with pytest.raises(ValueError, match="score"):
         MetricSpec(level="sample", score="acc")  # must say where: scores.acc, extra.acc or correct
+
+
+# ----------------------------------------------------------------------------------- intervals contain their estimates
+def _assert_every_number_inside_its_interval(comparison):
+    for row in comparison["metrics"]:
+        where = (row["task"], row["metric"], row["checkpoint"])
+        if row["value"] is not None and row["ci_low"] is not None:
+            assert row["ci_low"] <= row["value"] <= row["ci_high"], where
+        if row["checkpoint"] != comparison["baseline"] and row["delta_ci_low"] is not None:
+            assert row["delta_ci_low"] <= row["delta"] <= row["delta_ci_high"], where
+
+
+def test_every_value_and_delta_lies_inside_its_interval(comparison):
+    _assert_every_number_inside_its_interval(comparison)
+    with_ci = [r for r in comparison["metrics"] if r["ci_low"] is not None]
+    assert len(with_ci) == len(comparison["metrics"])  # every metric of the fixture has an interval
+    assert {r["ci_method"] for r in with_ci} == {"wilson", "cluster_t", "bca"}
+
+
+def test_instruction_level_metric_is_clustered_by_prompt_like_statsmodels(results, comparison):
+    sm = pytest.importorskip("statsmodels.api")
+    row = _row(comparison, "ifeval", "inst_level_strict_acc", "tuned")
+    assert row["test"] == "cluster_paired_t" and row["ci_method"] == "cluster_t"
+    a, b, prompts = [], [], []
+    by_id = {r.sample_id: r for r in results[1].tasks["ifeval"].samples}
+    for record in results[0].tasks["ifeval"].samples:
+        for x, y in zip(record.scores["inst_level_strict_acc"], by_id[record.sample_id].scores["inst_level_strict_acc"]):
+            a.append(float(x)), b.append(float(y)), prompts.append(record.sample_id)
+    diff = np.asarray(b) - np.asarray(a)
+    fit = sm.OLS(diff, np.ones(diff.size)).fit(cov_type="cluster", cov_kwds={"groups": np.asarray(prompts)}, use_t=True)
+    assert row["delta"] == pytest.approx(fit.params[0])
+    assert row["p_value"] == pytest.approx(fit.pvalues[0], rel=1e-8)
+    assert (row["delta_ci_low"], row["delta_ci_high"]) == pytest.approx(tuple(fit.conf_int(0.05)[0]))
+    own = sm.OLS(np.asarray(b), np.ones(diff.size)).fit(cov_type="cluster", cov_kwds={"groups": np.asarray(prompts)},
+                                                      use_t=True)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(own.conf_int(0.05)[0]))
+
+
+def _cfpb_test_paths(shared_data):
+    import csv
+
+    path = shared_data / "voc" / "cfpb" / "cfpb_narratives_4level.csv"
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    levels = ("product", "sub_product", "issue", "sub_issue")
+    to_path = lambda row: tuple(row[k] for k in levels if row[k])  # noqa: E731
+    return [to_path(r) for r in rows if r["split"] == "test"], [to_path(r) for r in rows if r["split"] != "test"]
+
+
+@pytest.mark.shared_data
+def test_cfpb_macro_f1_estimates_lie_inside_their_intervals(shared_data):
+    """The issue's regression case: two prediction sets on CFPB's 1,139 test complaints (441-leaf long tail).
+    A percentile bootstrap put leaf macro F1 outside its own interval; BCa with the same resamples does not."""
+    from collections import Counter
+
+    test, train = _cfpb_test_paths(shared_data)
+    counts = Counter(train)
+    by_product = {}
+    for path, _ in counts.most_common():
+        by_product.setdefault(path[0], path)
+    rng = np.random.default_rng(11)
+
+    def predict(skill):  # right more often on frequent leaves; else the product's most common leaf
+        return [t if rng.random() < skill * min(1.0, 0.3 + counts.get(t, 0) / 50) else by_product.get(t[0], t)
+                for t in test]
+
+    comparison = build_comparison([_voc_checkpoint("base", test, predict(0.6)),
+                                   _voc_checkpoint("tuned", test, predict(0.8))], n_resamples=300)
+    assert len(test) == 1139
+    _assert_every_number_inside_its_interval(comparison)
+    row = _row(comparison, "voc", "leaf_macro_f1", "tuned")
+    assert row["ci_method"] == "bca" and row["test"] == "approximate_randomization"
+    assert not row["ci_extended"] and not row["delta_ci_extended"]

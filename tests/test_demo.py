@@ -132,6 +132,13 @@ def test_short_training_decreases_loss_and_is_bit_deterministic(tokenizer):
     assert losses_c != losses_a
 
 
+def test_training_shows_a_bar_with_steps_loss_and_eta(tokenizer, monkeypatch, capsys):
+    monkeypatch.setenv("EVALKIT_PROGRESS", "1")
+    _short_run(tokenizer, seed=0)
+    err = capsys.readouterr().err
+    assert "training: 100%" in err and "25/25" in err and "loss=" in err and "<00:" in err
+
+
 def test_encode_examples_trains_only_on_the_completion(tokenizer):
     from evalkit.demo.train import encode_examples
 

@@ -216,3 +216,156 @@ def test_bootstrap_mean_ci():
 def test_paired_bootstrap_validates(kwargs, match):
     with pytest.raises(ValueError, match=match):
         paired_bootstrap(**kwargs)
+
+
+# ----------------------------------------------------------------------------------- BCa
+def test_bca_interval_equals_scipy_bootstrap_on_the_same_resamples():
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(3)
+    data = rng.lognormal(size=60)  # skewed: BCa differs from the percentile interval
+    for confidence in (0.9, 0.95):
+        ref = bootstrap((data,), np.mean, n_resamples=2000, method="BCa", confidence_level=confidence,
+                        random_state=np.random.default_rng(11), vectorized=True)
+        idx = np.random.default_rng(11).integers(0, data.size, (2000, data.size))  # scipy's draws
+        jack = np.concatenate([data[chunk].mean(axis=1) for chunk in stats.jackknife_indices(data.size)])
+        low, high = stats.bca_interval(data.mean(), data[idx].mean(axis=1), jack, confidence=confidence)
+        assert (low, high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high), rel=1e-12)
+
+
+def test_bca_edge_cases():
+    assert stats.bca_interval(0.5, [0.5] * 10, [0.5] * 4) == (0.5, 0.5)
+    assert all(math.isnan(x) for x in stats.bca_interval(0.5, [math.nan] * 3, [0.5] * 3))
+    low, high = stats.bca_interval(2.0, [0.0, 0.5, 1.0, 1.5], [1.0, 1.1, 0.9])  # estimate above every resample
+    assert math.isfinite(low) and math.isfinite(high)
+    assert stats.contain(2.0, low, high) == (2.0, low, 2.0, True)
+
+
+def test_jackknife_indices_leave_each_position_out():
+    rows = np.concatenate(list(stats.jackknife_indices(5, max_entries=8)))
+    assert rows.shape == (5, 4)
+    for i, row in enumerate(rows):
+        assert sorted(set(range(5)) - set(row.tolist())) == [i]
+    with pytest.raises(ValueError, match="'n'"):
+        next(stats.jackknife_indices(1))
+
+
+# ----------------------------------------------------------------------------------- means and clusters
+def test_mean_ci_and_paired_mean_test_equal_scipy_without_clusters():
+    from scipy.stats import t, ttest_rel
+
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=40), rng.normal(0.3, size=40)
+    r = stats.mean_ci(a)
+    sem = a.std(ddof=1) / math.sqrt(a.size)
+    assert (r.low, r.high) == pytest.approx(t.interval(0.95, 39, loc=a.mean(), scale=sem))
+    paired = stats.paired_mean_test(a, b)
+    ref = ttest_rel(b, a)
+    assert paired.p_value == pytest.approx(ref.pvalue) and paired.df == 39
+    ci = ref.confidence_interval(0.95)
+    assert (paired.low, paired.high) == pytest.approx((ci.low, ci.high))
+
+
+def test_cluster_robust_mean_and_paired_test_equal_statsmodels():
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(7)
+    sizes = rng.integers(1, 6, size=50)  # 50 prompts with 1-5 instructions each, correlated within a prompt
+    clusters = np.repeat(np.arange(50), sizes)
+    prompt_effect = np.repeat(rng.normal(size=50), sizes)
+    a = (prompt_effect + rng.normal(size=clusters.size) > 0).astype(float)
+    b = (prompt_effect + 0.3 + rng.normal(size=clusters.size) > 0).astype(float)
+    ones = np.ones(clusters.size)
+    fit = sm.OLS(a, ones).fit(cov_type="cluster", cov_kwds={"groups": clusters}, use_t=True)
+    r = stats.mean_ci(a, clusters=clusters)
+    assert r.stderr == pytest.approx(fit.bse[0], rel=1e-10) and r.df == 49
+    assert (r.low, r.high) == pytest.approx(tuple(fit.conf_int(0.05)[0]), rel=1e-10)
+    fit_d = sm.OLS(b - a, ones).fit(cov_type="cluster", cov_kwds={"groups": clusters}, use_t=True)
+    paired = stats.paired_mean_test(a, b, clusters=clusters)
+    assert paired.stderr == pytest.approx(fit_d.bse[0], rel=1e-10)
+    assert paired.p_value == pytest.approx(fit_d.pvalues[0], rel=1e-8)
+    assert (paired.low, paired.high) == pytest.approx(tuple(fit_d.conf_int(0.05)[0]), rel=1e-10)
+    # ignoring the clusters understates the uncertainty of correlated units
+    assert stats.mean_ci(a).stderr < r.stderr
+
+
+def test_paired_mean_test_degenerate_differences():
+    assert stats.paired_mean_test([0, 1], [0, 1])[:4] == (0.0, 0.0, 0.0, 1.0)
+    assert stats.paired_mean_test([0, 1], [1, 2]).p_value == 0.0
+    with pytest.raises(ValueError, match="same length"):
+        stats.paired_mean_test([0, 1], [1])
+    with pytest.raises(ValueError, match="clusters"):
+        stats.mean_ci([0, 1], clusters=["a"])
+
+
+# ----------------------------------------------------------------------------------- randomization
+def _swap_stat(a, b):
+    def deltas(swap):
+        return np.where(swap, a, b).mean(axis=1) - np.where(swap, b, a).mean(axis=1)
+    return deltas
+
+
+def test_randomization_test_is_exact_under_the_null_and_reports_its_resolution():
+    rng = np.random.default_rng(0)
+    rejections = 0
+    for _ in range(200):
+        a, b = rng.random(30), rng.random(30)
+        r = stats.randomization_test(_swap_stat(a, b), 30, float(b.mean() - a.mean()), n_resamples=199,
+                                     max_resamples=199, random_state=rng)
+        rejections += r.p_value < 0.05
+    assert rejections / 200 <= 0.09  # nominal 5 %, binomial spread over 200 repeats
+    a = np.zeros(50)
+    b = np.ones(50)
+    r = stats.randomization_test(_swap_stat(a, b), 50, 1.0, n_resamples=500)
+    assert r.is_bound and r.count == 0 and r.p_value == r.resolution == 1 / 501
+
+
+def test_randomization_test_resamples_more_near_alpha():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=60)
+    b = a + rng.normal(size=60)
+    observed = float(b.mean() - a.mean())
+    first = stats.randomization_test(_swap_stat(a, b), 60, observed, n_resamples=200, max_resamples=200, alpha=0.5)
+    adaptive = stats.randomization_test(_swap_stat(a, b), 60, observed, n_resamples=200, max_resamples=3200,
+                                        alpha=first.p_value)  # p right at alpha: keeps doubling to the cap
+    assert adaptive.n_resamples == 3200 and adaptive.resolution == 1 / 3201
+
+
+# ----------------------------------------------------------------------------------- multiplicity
+def test_holm_and_bh_equal_statsmodels():
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    rng = np.random.default_rng(2)
+    p = np.concatenate([rng.random(40), rng.random(17) * 0.01])
+    assert stats.holm_adjust(p) == pytest.approx(multitest.multipletests(p, method="holm")[1])
+    assert stats.bh_adjust(p) == pytest.approx(multitest.multipletests(p, method="fdr_bh")[1])
+    with_none = stats.holm_adjust([0.01, None, 0.02])
+    assert math.isnan(with_none[1]) and with_none[[0, 2]].tolist() == pytest.approx([0.02, 0.02])
+    with pytest.raises(ValueError, match="probabilities"):
+        stats.bh_adjust([1.5])
+
+
+def test_holm_null_simulation_on_57_subjects():
+    """Two checkpoints with equal accuracy and independent errors on MMLU-sized subjects: after Holm,
+    at most 5 % of 200 seeded repeats flag any subject (raw p-values flag most repeats)."""
+    rng = np.random.default_rng(2024)
+    sizes = rng.integers(100, 400, size=57)
+    flagged_holm = flagged_raw = 0
+    for _ in range(200):
+        p_values = []
+        for n in sizes:
+            a, b = rng.random(n) < 0.6, rng.random(n) < 0.6
+            p_values.append(mcnemar_test(a, b).p_value)
+        flagged_holm += bool(np.any(stats.holm_adjust(p_values) < 0.05))
+        flagged_raw += bool(np.any(np.asarray(p_values) < 0.05))
+    assert flagged_holm / 200 <= 0.05
+    assert flagged_raw / 200 > 0.5
+
+
+# ----------------------------------------------------------------------------------- power
+def test_minimum_detectable_effect():
+    assert stats.minimum_detectable_effect(0.01) == pytest.approx((1.959964 + 0.841621) * 0.01, rel=1e-6)
+    assert stats.minimum_detectable_effect(0.01, alpha=0.01, power=0.9) == pytest.approx((2.575829 + 1.281552) * 0.01,
+                                                                                          rel=1e-6)
+    assert math.isnan(stats.minimum_detectable_effect(math.nan))
+    with pytest.raises(ValueError, match="'power'"):
+        stats.minimum_detectable_effect(0.01, power=1.0)
+    assert stats.paired_proportion_stderr([1, 1, 0, 0], [1, 1, 0, 0]) == 0.0

@@ -1,28 +1,35 @@
 """Metric rows: each task x checkpoint x metric with its CI, and its delta and paired test against the baseline.
 
-Which paired test a metric gets follows the evaluator's declaration (:class:`~evalkit.evaluators.MetricSpec`;
-docs/statistics.md):
+The interval and test follow the evaluator's declaration of the metric
+(:class:`~evalkit.evaluators.MetricSpec`; the table and references are in docs/statistics.md):
 
-* a ``level="sample"`` metric over samples, whose declared per-sample values reproduce the reported
-  value and are 0/1 on both checkpoints -> McNemar (exact below 25 discordant pairs, else
-  chi-square), delta CI by Newcombe's paired score interval;
-* such a metric whose values are not 0/1 -> paired bootstrap of the mean difference;
-* a corpus metric (macro F1), an element-level metric (IFEval instruction-level accuracy, resampled
-  by prompt) or a declaration the records do not reproduce -> paired bootstrap through the
-  evaluator's optional ``resample_metrics`` hook; without the hook, p_value and test are null.
+* per-sample (``level="sample"``) metrics whose declared values reproduce the reported value: a 0/1
+  proportion over independent samples gets a Wilson interval, McNemar's test and Newcombe's paired
+  interval of the delta; other values get t intervals and the paired t test; clustered units
+  (IFEval instructions of one prompt, a task's ``cluster_field``) get cluster-robust intervals and
+  the cluster-robust paired t test;
+* corpus metrics (macro F1, hierarchical F1) get BCa bootstrap intervals through the evaluator's
+  ``resample_metrics`` hook (paired BCa for the delta, on shared resamples) and the approximate
+  randomization test; without the hook, a reported interval or value ± z·stderr and no test.
+
+Every interval contains its estimate: a bootstrap interval that misses it is widened to it
+(``ci_extended``), with a warning.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from ..metrics.stats import (bootstrap_mean_ci, iter_bootstrap_indices, mcnemar_test, normal_ci,
-                             paired_bootstrap, paired_proportion_difference_ci, proportion_ci)
-from ..records import SampleRecord, TaskResult
-from ._common import (Context, aligned, finite, higher_is_better, is_binary, reproduces, resample_hook, spec_of,
-                      unit_values)
+from ..metrics.stats import (bca_interval, contain, mcnemar_test, mean_ci, minimum_detectable_effect, normal_ci,
+                             paired_mean_test, paired_proportion_difference_ci, paired_proportion_stderr,
+                             proportion_ci)
+from ..records import TaskResult
+from ._common import Context, aligned, finite, higher_is_better, spec_of
+from ._resampling import jackknife_values, randomization, run_hook
+from ._units import sample_units, units_of
 
 
 def metric_order(task_result: TaskResult) -> list[str]:
@@ -45,30 +52,46 @@ def metric_rows(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
+_TEST_FIELDS = ("delta_ci_low", "delta_ci_high", "p_value", "p_value_is_bound", "n_resamples", "test", "n_paired",
+                "mde", "delta_ci_extended")
+
+
 def _metric_row(ctx: Context, task: str, label: str, tr: TaskResult, metric: str, test: dict | None) -> dict[str, Any]:
     base_tr = ctx.task(ctx.baseline, task)
     value = finite(tr.metrics[metric])
     base_value = finite(base_tr.metrics.get(metric)) if base_tr is not None else None
-    ci_low, ci_high, ci_method = value_ci(ctx, task, label, tr, metric)
+    ci_low, ci_high, ci_method, extended = value_ci(ctx, task, label, tr, metric)
     is_baseline = label == ctx.baseline
     has_delta = value is not None and base_value is not None
     row = {
         "task": task, "metric": metric, "checkpoint": label, "axis": tr.axis,
         "is_primary": metric == tr.primary_metric, "higher_is_better": higher_is_better(ctx, task, label, metric),
         "level": spec_of(ctx, task, label, metric).level,
-        "value": value, "ci_low": ci_low, "ci_high": ci_high, "ci_method": ci_method,
+        "value": value, "ci_low": ci_low, "ci_high": ci_high, "ci_method": ci_method, "ci_extended": extended,
         "stderr": finite(tr.stderr.get(metric)), "n": tr.n_samples,
         "baseline": ctx.baseline, "baseline_value": base_value,
         "delta": (value - base_value) if has_delta else None,
         "relative": (value / base_value) if has_delta and base_value != 0 else None,
-        "delta_ci_low": None, "delta_ci_high": None, "p_value": None, "test": None,
-        "n_paired": _n_paired(ctx, task, label),
+        **dict.fromkeys(_TEST_FIELDS), "n_paired": _n_paired(ctx, task, label),
     }
     if is_baseline:
         row["delta"] = 0.0 if value is not None else None
     elif test:
-        row.update({k: test.get(k) for k in ("delta_ci_low", "delta_ci_high", "p_value", "test", "n_paired")})
+        row.update({k: test[k] for k in _TEST_FIELDS if k in test})
+        _contain_delta(ctx, task, label, metric, row)
     return row
+
+
+def _contain_delta(ctx: Context, task: str, label: str, metric: str, row: dict[str, Any]) -> None:
+    """Widen the delta interval to the reported delta (a bootstrap interval of a biased statistic can miss it)."""
+    low, high, delta = row["delta_ci_low"], row["delta_ci_high"], row["delta"]
+    if None in (low, high, delta):
+        return
+    result = contain(delta, low, high)
+    if result.extended:
+        row.update(delta_ci_low=result.low, delta_ci_high=result.high, delta_ci_extended=True)
+        ctx.warn(f"{task}: the {row['test'] or 'delta'} interval of {metric!r} for {label!r} did not contain the "
+                 "delta; it was widened to it.")
 
 
 def _n_paired(ctx: Context, task: str, label: str) -> int:
@@ -78,63 +101,55 @@ def _n_paired(ctx: Context, task: str, label: str) -> int:
 
 
 # --------------------------------------------------------------------------- the value's own CI
-def value_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) -> tuple[float | None, float | None, str | None]:
-    """CI of one checkpoint's metric: as reported, else value ± z·stderr, else Wilson/bootstrap from the records."""
+def value_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) -> tuple[Any, Any, str | None, bool]:
+    """``(low, high, method, extended)`` of one checkpoint's metric (methods in the module docstring)."""
+    value = finite(tr.metrics.get(metric))
+    low, high, method = _raw_ci(ctx, task, label, tr, metric)
+    if value is None or low is None or high is None:
+        return low, high, method, False
+    result = contain(value, low, high)
+    if result.extended:
+        ctx.warn(f"{task}: the {method} interval of {metric!r} for {label!r} did not contain its value; it was "
+                 "widened to it.")
+    return result.low, result.high, method, result.extended
+
+
+def _raw_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) -> tuple[Any, Any, str | None]:
+    units = sample_units(ctx, task, label, metric)
+    if units is not None:
+        if units.clusters is None and units.binary:  # Wilson stays inside [0, 1] where value ± z·se may not
+            low, high = proportion_ci(int(units.values.sum()), units.values.size, confidence=ctx.confidence)
+            return finite(low), finite(high), "wilson"
+        result = mean_ci(units.values, clusters=units.clusters, confidence=ctx.confidence)
+        low, high = result.low, result.high
+        if units.binary:  # a clustered proportion stays a proportion
+            low, high = max(low, 0.0), min(high, 1.0)
+        return finite(low), finite(high), "cluster_t" if units.clusters is not None else "t"
+    if _is_resampled(ctx, task, label, metric):
+        value = finite(tr.metrics.get(metric))
+        boot = own_resamples(ctx, task, label).get(metric)
+        jack = own_jackknife(ctx, task, label).get(metric, np.zeros(0))
+        if value is not None and boot is not None:
+            low, high = bca_interval(value, boot, jack, confidence=ctx.confidence)
+            return finite(low), finite(high), "bca"
     reported = tr.ci.get(metric)
-    if isinstance(reported, (list, tuple)) and len(reported) == 2:
+    if isinstance(reported, (list, tuple)) and len(reported) == 2 and None not in reported:
         return finite(reported[0]), finite(reported[1]), "reported"
-    records = list(ctx.records(label, task).values())
-    matches = is_sample_mean(ctx, task, label, metric)
-    values = sample_values(ctx, task, label, metric, records) if matches else None
-    if matches and is_binary(values):  # a proportion: Wilson stays inside [0, 1], value ± z·se may not
-        low, high = proportion_ci(int(values.sum()), values.size, confidence=ctx.confidence)
-        return finite(low), finite(high), "wilson"
     value, stderr = finite(tr.metrics.get(metric)), finite(tr.stderr.get(metric))
     if value is not None and stderr is not None:
         low, high = normal_ci(value, stderr, confidence=ctx.confidence)
         return low, high, "stderr"
-    if matches:
-        _, low, high = bootstrap_mean_ci(values, n_resamples=ctx.n_resamples, confidence=ctx.confidence,
-                                         random_state=ctx.random_state)
-        return finite(low), finite(high), "bootstrap"
-    resampled = own_resamples(ctx, task, label).get(metric)
-    if resampled is not None and np.isfinite(resampled).any():
-        alpha = 1 - ctx.confidence
-        low, high = np.nanquantile(resampled, [alpha / 2, 1 - alpha / 2])
-        return finite(low), finite(high), "bootstrap"
     return None, None, None
 
 
-def sample_values(ctx: Context, task: str, label: str, metric: str, records: list[SampleRecord]) -> np.ndarray | None:
-    """The declared per-sample values of a sample-level metric over samples (None otherwise)."""
-    spec = spec_of(ctx, task, label, metric)
-    field = spec.score_field(metric)
-    return unit_values(records, field) if field is not None and spec.unit == "sample" else None
-
-
-def is_sample_mean(ctx: Context, task: str, label: str, metric: str) -> bool:
-    """Whether ``metric`` is declared a per-sample mean and its records reproduce the reported value."""
-
-    def compute():
-        spec = spec_of(ctx, task, label, metric)
-        if spec.level != "sample" or spec.unit != "sample":
-            return False
-        tr = ctx.task(label, task)
-        values = sample_values(ctx, task, label, metric, list(ctx.records(label, task).values()))
-        if reproduces(values, tr.metrics.get(metric)):
-            return True
-        if values is not None or ctx.records(label, task):
-            ctx.warn(f"{task}: {metric!r} is declared the mean of {spec.score_field(metric)} but {label!r}'s records "
-                     f"{'do not reproduce its value' if values is not None else 'lack that field'}; it is compared "
-                     "as a corpus metric.")
-        return False
-
-    return ctx.cached(("is_sample_mean", task, label, metric), compute)
+def _is_resampled(ctx: Context, task: str, label: str, metric: str) -> bool:
+    """Metrics that go through the hook: corpus metrics and declarations the records do not reproduce."""
+    return sample_units(ctx, task, label, metric) is None
 
 
 def corpus_metrics(ctx: Context, task: str, label: str) -> list[str]:
     tr = ctx.task(label, task)
-    return [m for m in metric_order(tr) if not is_sample_mean(ctx, task, label, m)]
+    return [m for m in metric_order(tr) if _is_resampled(ctx, task, label, m)]
 
 
 def own_resamples(ctx: Context, task: str, label: str) -> dict[str, np.ndarray]:
@@ -143,62 +158,25 @@ def own_resamples(ctx: Context, task: str, label: str) -> dict[str, np.ndarray]:
     def compute():
         tr = ctx.task(label, task)
         records = list(ctx.records(label, task).values())
-        names = corpus_metrics(ctx, task, label)
-        return run_hook(ctx, task, label, tr.evaluator, records, names)
+        return run_hook(ctx, task, label, tr.evaluator, records, corpus_metrics(ctx, task, label))
 
     return ctx.cached(("own_resamples", task, label), compute)
 
 
-def run_hook(ctx: Context, task: str, label: str, evaluator: str, records: list[SampleRecord],
-             names: list[str]) -> dict[str, np.ndarray]:
-    """Call the evaluator's ``resample_metrics`` on shared bootstrap indices; {} without hook or on failure."""
-    hook = resample_hook(evaluator)
-    if hook is None or not records or not names:
-        return {}
-    names, rejected, error = _supported_names(hook, records, names)
-    if rejected:
-        ctx.warn(f"{task}: resample_metrics of evaluator {evaluator!r} cannot resample {', '.join(rejected)} "
-                 f"on {label!r} ({error}); those metrics have no bootstrap CI or p-value.")
-    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    from ..progress import bar
+def own_jackknife(ctx: Context, task: str, label: str) -> dict[str, np.ndarray]:
+    """Leave-one-out values of the corpus metrics that have bootstrap values."""
 
-    try:
-        with bar(ctx.n_resamples, f"bootstrap {task} [{label}]", unit="resample") as progress:
-            for indices in iter_bootstrap_indices(len(records), n_resamples=ctx.n_resamples, random_state=ctx.random_state):
-                values = hook(records, list(names), indices)
-                for name in names:
-                    got = values.get(name) if isinstance(values, dict) else None
-                    chunks[name].append(np.full(len(indices), np.nan) if got is None else np.asarray(got, dtype=float).reshape(-1))
-                progress.update(len(indices))
-    except Exception as exc:  # a broken plug-in hook must not sink the whole comparison
-        ctx.warn(f"{task}: resample_metrics of evaluator {evaluator!r} failed on {label!r} "
-                 f"({type(exc).__name__}: {exc}); its corpus metrics have no bootstrap CI or p-value.")
-        return {}
-    joined = {name: np.concatenate(parts) for name, parts in chunks.items()}
-    return {name: values for name, values in joined.items() if np.isfinite(values).any()}
+    def compute():
+        tr = ctx.task(label, task)
+        records = list(ctx.records(label, task).values())
+        return jackknife_values(ctx, task, label, tr.evaluator, records, list(own_resamples(ctx, task, label)))
 
-
-def _supported_names(hook, records: list[SampleRecord], names: list[str]) -> tuple[list[str], list[str], str]:
-    """Split ``names`` into those the hook resamples and those it rejects (probed on one resample)."""
-    identity = np.arange(len(records))[None, :]
-    try:
-        hook(records, list(names), identity)
-        return list(names), [], ""
-    except Exception as exc:  # e.g. a metric the hook does not know: keep the ones it does
-        error = f"{type(exc).__name__}: {exc}"
-    supported, rejected = [], []
-    for name in names:
-        try:
-            hook(records, [name], identity)
-            supported.append(name)
-        except Exception:  # this name is simply not resamplable
-            rejected.append(name)
-    return supported, rejected, error
+    return ctx.cached(("own_jackknife", task, label), compute)
 
 
 # --------------------------------------------------------------------------- paired tests
 def paired_tests(ctx: Context, task: str, label: str) -> dict[str, dict[str, Any]]:
-    """Per metric: p_value, test, delta CI and n_paired of ``label`` against the baseline."""
+    """Per metric: p_value, test, delta CI, MDE and n_paired of ``label`` against the baseline."""
     base_tr, tr = ctx.task(ctx.baseline, task), ctx.task(label, task)
     if label == ctx.baseline or base_tr is None:
         return {}
@@ -208,10 +186,8 @@ def paired_tests(ctx: Context, task: str, label: str) -> dict[str, dict[str, Any
         return {m: {"n_paired": 0} for m in common}
     tests, corpus = {}, []
     for metric in common:
-        if is_sample_mean(ctx, task, ctx.baseline, metric) and is_sample_mean(ctx, task, label, metric):
-            va = sample_values(ctx, task, ctx.baseline, metric, recs_a)
-            vb = sample_values(ctx, task, label, metric, recs_b)
-            tests[metric] = _binary_test(va, vb, ctx) if is_binary(va) and is_binary(vb) else _mean_test(va, vb, ctx)
+        if sample_units(ctx, task, ctx.baseline, metric) is not None and sample_units(ctx, task, label, metric) is not None:
+            tests[metric] = _unit_test(ctx, task, label, metric, recs_a, recs_b)
         else:
             corpus.append(metric)
     tests.update(_corpus_tests(ctx, task, label, corpus, recs_a, recs_b))
@@ -220,40 +196,78 @@ def paired_tests(ctx: Context, task: str, label: str) -> dict[str, dict[str, Any
     return tests
 
 
-def _binary_test(va: np.ndarray, vb: np.ndarray, ctx: Context) -> dict[str, Any]:
-    result = mcnemar_test(va, vb)
-    _, low, high = paired_proportion_difference_ci(va, vb, confidence=ctx.confidence, method="newcombe")
-    return {"p_value": result.p_value, "test": f"mcnemar_{result.method}", "delta_ci_low": low, "delta_ci_high": high}
+def _unit_test(ctx: Context, task: str, label: str, metric: str, recs_a, recs_b) -> dict[str, Any]:
+    units_a = units_of(ctx, task, ctx.baseline, metric, recs_a)
+    units_b = units_of(ctx, task, label, metric, recs_b)
+    va, vb, clusters = units_a.paired_with(units_b)
+    if clusters is None and units_a.binary and units_b.binary:
+        result = mcnemar_test(va, vb)
+        _, low, high = paired_proportion_difference_ci(va, vb, confidence=ctx.confidence, method="newcombe")
+        return {"p_value": result.p_value, "test": f"mcnemar_{result.method}", "delta_ci_low": low,
+                "delta_ci_high": high, "p_value_is_bound": False,
+                "mde": finite(minimum_detectable_effect(paired_proportion_stderr(va, vb), alpha=1 - ctx.confidence))}
+    result = paired_mean_test(va, vb, clusters=clusters, confidence=ctx.confidence)
+    return {"p_value": finite(result.p_value), "test": "cluster_paired_t" if clusters is not None else "paired_t",
+            "delta_ci_low": finite(result.low), "delta_ci_high": finite(result.high), "p_value_is_bound": False,
+            "mde": finite(minimum_detectable_effect(result.stderr, alpha=1 - ctx.confidence))}
 
 
-def _mean_test(va: np.ndarray, vb: np.ndarray, ctx: Context) -> dict[str, Any]:
-    result = paired_bootstrap(None, va, vb, n_resamples=ctx.n_resamples, confidence=ctx.confidence,
-                              random_state=ctx.random_state)
-    return _bootstrap_fields(result)
-
-
-def _bootstrap_fields(result) -> dict[str, Any]:
-    return {"p_value": finite(result.p_value), "test": "paired_bootstrap" if finite(result.p_value) is not None else None,
-            "delta_ci_low": finite(result.ci_low), "delta_ci_high": finite(result.ci_high)}
-
-
-def _corpus_tests(ctx: Context, task: str, label: str, names: list[str], recs_a: list[SampleRecord],
-                  recs_b: list[SampleRecord]) -> dict[str, dict[str, Any]]:
+def _corpus_tests(ctx: Context, task: str, label: str, names: list[str], recs_a, recs_b) -> dict[str, dict[str, Any]]:
     if not names:
         return {}
     base_tr, tr = ctx.task(ctx.baseline, task), ctx.task(label, task)
     covers_all = len(recs_a) == len(ctx.records(ctx.baseline, task)) == len(ctx.records(label, task))
     if covers_all:  # same sorted ids, same n, same seed: each checkpoint's own resamples are the paired ones
-        scores_a, scores_b = own_resamples(ctx, task, ctx.baseline), own_resamples(ctx, task, label)
-        # A metric can look like a per-sample mean on one checkpoint by coincidence (a macro F1 of 0
-        # equals the mean of all-wrong outcomes); then only one side has own resamples: ask the hook.
-        covers_all = all(name in scores_a and name in scores_b for name in names)
+        boot_a, boot_b = own_resamples(ctx, task, ctx.baseline), own_resamples(ctx, task, label)
+        jack_a, jack_b = own_jackknife(ctx, task, ctx.baseline), own_jackknife(ctx, task, label)
+        covers_all = all(name in boot_a and name in boot_b for name in names)
     if not covers_all:
-        scores_a = run_hook(ctx, task, ctx.baseline, base_tr.evaluator, recs_a, names)
-        scores_b = run_hook(ctx, task, label, tr.evaluator, recs_b, names)
+        boot_a = run_hook(ctx, task, ctx.baseline, base_tr.evaluator, recs_a, names)
+        boot_b = run_hook(ctx, task, label, tr.evaluator, recs_b, names)
+        jack_a = jackknife_values(ctx, task, ctx.baseline, base_tr.evaluator, recs_a, list(boot_a))
+        jack_b = jackknife_values(ctx, task, label, tr.evaluator, recs_b, list(boot_b))
     tests = {}
     for name in names:
-        if name in scores_a and name in scores_b:
-            result = paired_bootstrap(scores_a=scores_a[name], scores_b=scores_b[name], confidence=ctx.confidence)
-            tests[name] = _bootstrap_fields(result)
+        if name in boot_a and name in boot_b:
+            tests[name] = _corpus_test(ctx, task, name, recs_a, recs_b, boot_b[name] - boot_a[name],
+                                       _difference(jack_b.get(name), jack_a.get(name)))
     return tests
+
+
+def _difference(b: np.ndarray | None, a: np.ndarray | None) -> np.ndarray:
+    return b - a if a is not None and b is not None and a.shape == b.shape else np.zeros(0)
+
+
+def _corpus_test(ctx: Context, task: str, name: str, recs_a, recs_b, boot_delta: np.ndarray,
+                 jack_delta: np.ndarray) -> dict[str, Any]:
+    """Paired BCa interval of the delta and the approximate randomization p-value, on the aligned records."""
+    evaluator = ctx.task(ctx.baseline, task).evaluator
+    observed = _observed_delta(evaluator, recs_a, recs_b, name)
+    out: dict[str, Any] = {"delta_ci_low": None, "delta_ci_high": None, "p_value": None, "test": None}
+    if observed is None:
+        return out
+    low, high = bca_interval(observed, boot_delta, jack_delta, confidence=ctx.confidence)
+    finite_deltas = boot_delta[np.isfinite(boot_delta)]
+    stderr = float(np.std(finite_deltas, ddof=1)) if finite_deltas.size > 1 else math.nan
+    out.update(delta_ci_low=finite(low), delta_ci_high=finite(high),
+               mde=finite(minimum_detectable_effect(stderr, alpha=1 - ctx.confidence)))
+    result = randomization(ctx, task, evaluator, recs_a, recs_b, name, observed)
+    if result is not None:
+        out.update(p_value=result.p_value, p_value_is_bound=result.is_bound, n_resamples=result.n_resamples,
+                   test="approximate_randomization")
+    return out
+
+
+def _observed_delta(evaluator: str, recs_a, recs_b, name: str) -> float | None:
+    from ._common import resample_hook
+
+    hook = resample_hook(evaluator)
+    everything = np.arange(len(recs_a))[None, :]
+    try:
+        a = hook(list(recs_a), [name], everything).get(name)
+        b = hook(list(recs_b), [name], everything).get(name)
+    except Exception:  # the hook already failed visibly while resampling
+        return None
+    if a is None or b is None:
+        return None
+    return finite(float(np.asarray(b, dtype=float).ravel()[0] - np.asarray(a, dtype=float).ravel()[0]))

@@ -218,7 +218,7 @@ def train(model, sources: Sequence[tuple[dict, float]], schedule: Schedule, *, s
     sizes = [(len(data["input_ids"]), weight) for data, weight in sources]
     losses: list[float] = []
     model.train()
-    with bar(schedule.steps, desc, unit="step") as progress:
+    with bar(schedule.steps, desc, unit="step", leave=True) as progress:
         for picks in _batch_order(sizes, schedule, seed):
             batch = _collate([{k: v[idx] for k, v in data.items()} for (data, _), idx in zip(sources, picks)])
             loss = model(**batch).loss

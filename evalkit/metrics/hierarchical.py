@@ -658,13 +658,16 @@ def _bootstrap_indices(n: int, n_resamples: int, random_state: Any):
 
 def bootstrap_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, n_resamples=1000, confidence=0.95, random_state=0,
                  taxonomy=None, sep=DEFAULT_SEP) -> dict[str, list[float | None]]:
-    """Percentile bootstrap confidence intervals ``{name: [low, high]}`` of corpus metrics.
+    """BCa bootstrap confidence intervals ``{name: [low, high]}`` of corpus metrics.
 
     Resamples of the samples are drawn with replacement from ``numpy.random.default_rng(random_state)``
-    (so results are deterministic for a seed); resamples where a metric is undefined are dropped; an
-    interval that cannot be computed is ``[None, None]``. With many rare classes the percentile interval
-    of macro F1 can lie mostly below the point estimate (a resample drops some singleton classes and
-    duplicates others), so read it as a spread, not as centred on the estimate.
+    (so results are deterministic for a seed); each resample is scored as the same function of its
+    data as the full sample (classes absent from a resample are absent from its average). With many
+    rare classes the bootstrap distribution of macro F1 is shifted from the estimate, so the interval
+    is the bias-corrected and accelerated one (:func:`evalkit.metrics.stats.bca_interval`, with the
+    acceleration from leave-one-out values), not the percentile one; in the rare case it still misses
+    the estimate it is widened to it. Resamples where a metric is undefined are dropped; an interval
+    that cannot be computed is ``[None, None]``.
 
     Examples
     --------
@@ -673,19 +676,26 @@ def bootstrap_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, n_resamples=1000
     >>> low < 0.5 < high
     True
     """
+    from evalkit.metrics.stats import bca_interval, contain, jackknife_indices
+
     func = "bootstrap_ci"
     n_resamples = check_int(n_resamples, "n_resamples", func)
     confidence = check_confidence(confidence, func)
     enc = encode(y_true, y_pred, func, taxonomy=taxonomy, sep=sep)
     names = _check_metrics(metrics, enc.taxonomy.depth, func)
     stats = _SampleStats(enc, names)
-    parts = [stats.scores(chunk) for chunk in _bootstrap_indices(len(enc.true), n_resamples, random_state)]
-    alpha = 1 - confidence
+    n = len(enc.true)
+    point = stats.scores(np.arange(n)[None, :])
+    parts = [stats.scores(chunk) for chunk in _bootstrap_indices(n, n_resamples, random_state)]
+    jack = [stats.scores(chunk) for chunk in jackknife_indices(n)] if n > 2 else []
     out = {}
     for name in names:
+        estimate = float(point[name][0])
         values = np.concatenate([p[name] for p in parts])
-        values = values[np.isfinite(values)]
-        low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2]) if values.size else (None, None)
+        loo = np.concatenate([p[name] for p in jack]) if jack else np.zeros(0)
+        low, high = bca_interval(estimate, values, loo, confidence=confidence)
+        if math.isfinite(estimate) and math.isfinite(low) and math.isfinite(high):
+            low, high = contain(estimate, low, high)[1:3]
         out[name] = [_json_float(low), _json_float(high)]
     return out
 
