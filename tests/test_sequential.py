@@ -323,6 +323,15 @@ def test_resume_after_a_sequential_stop(setting):
     full = json.loads((setting["root"] / "r3" / "comparison.json").read_text())
     timing = {c["label"]: c["timing"]["mmlu"] for c in full["checkpoints"]}
     assert timing["tuned"]["resumed_samples"] == outcome["samples_used"] and full["tasks"][0]["n_samples"]["tuned"] == 400
+    # The baseline's run is now complete in the store: a new candidate is paired with it at no cost.
+    from evalkit.testing import build_tiny_model
+
+    other = build_tiny_model(setting["root"] / "other", chat_template=True, seed=9)
+    _compare(setting, [specs[0], f"other={other}"], setting["root"] / "r4", store="resume.sqlite")
+    fourth = json.loads((setting["root"] / "r4" / "comparison.json").read_text())
+    timing = {c["label"]: c["timing"]["mmlu"] for c in fourth["checkpoints"]}
+    assert fourth["sequential"]["tasks"]["mmlu"]["stopped_early"] and timing["base"]["evaluated_samples"] == 0
+    assert timing["other"]["evaluated_samples"] == fourth["sequential"]["tasks"]["mmlu"]["samples_used"]
 
 
 def test_sequential_needs_a_policy(tmp_path):
@@ -333,3 +342,30 @@ def test_sequential_needs_a_policy(tmp_path):
         compare_pipeline(specs=["a", "b"], tasks="mmlu", out=tmp_path, baseline=None, baseline_results=[], policy=None,
                          notes=[], overrides=[], rerun=False, load_options=LoadOptions(), store_path=None,
                          sequential=True)
+
+
+# ------------------------------------------------------------------------------------------- the benchmark
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "sequential"
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_sequential_simulate", BENCH / "simulate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_figures_are_the_recorded_run_and_reproduce():
+    """The README's tables are simulate.json's numbers, and a row recomputes to the same figures."""
+    recorded = json.loads((BENCH / "simulate.json").read_text())
+    readme = (BENCH / "README.md").read_text()
+    for row in recorded["validity"]:
+        assert row["runs"] >= 1000 and row["false_fail_rate"] <= recorded["settings"]["alpha"]
+        assert f"**{row['false_fail_rate']:.1%}**" in readme and f"{row['naive_peeking_false_fail_rate']:.1%}" in readme
+    for row in recorded["savings"]:
+        assert f"**{row['median_fraction']:.1%}**" in readme and f"{row['median_samples']:,}" in readme
+    again = _bench_module().savings(28, runs=200, seed=38)
+    assert again == recorded["savings"][0]

@@ -204,6 +204,12 @@ def _drive_task(task, evaluator, planned, sources, baseline, store, *, seed, chu
     from ..progress import bar
 
     ids = evaluator.sample_ids()
+    for source in sources.values():
+        lacking = [] if source.live else [s for s in ids if s not in source.records]
+        if lacking:
+            return TaskOutcome(task.name, False, f"the results of {source.label!r} lack per-sample records of "
+                               f"{len(lacking)} of its {len(ids)} samples, so the task cannot be paired chunk by chunk",
+                               samples_total=len(ids))
     order = sample_order(ids, task.name, seed)
     used: list[str] = []
     states: dict[int, GateState] | str = {}
@@ -307,7 +313,7 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
             for key in keys[checkpoint.label]:
                 store.discard_run(key)
     outcomes: dict[str, TaskOutcome] = {}
-    task_results: dict[str, dict[str, TaskResult]] = {c.label: {} for c in checkpoints}
+    task_results: dict[str, dict[str, TaskResult]] = {label: {} for label in labels}  # stopped tasks only
     for index, (task, evaluator) in enumerate(zip(task_configs, evaluators)):
         planned, reason = _plan(task, policy, labels, baseline)
         if reason is None:
@@ -317,9 +323,9 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
             started = time.perf_counter()
             outcome = _drive_task(task, evaluator, planned, sources, baseline, store, seed=seed, chunk_size=chunk_size)
             if outcome.stopped_early:
-                for checkpoint in checkpoints:
-                    task_results[checkpoint.label][task.name] = _partial_result(
-                        evaluator, sources[checkpoint.label], outcome, seed, time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                for label in task_results:
+                    task_results[label][task.name] = _partial_result(evaluator, sources[label], outcome, seed, seconds)
         else:
             outcome = TaskOutcome(task.name, False, reason)
         outcomes[task.name] = outcome
@@ -331,13 +337,21 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
             full = evaluate_checkpoint(checkpoint, [t for t, _ in rest], store, evaluators=[e for _, e in rest])
             task_results[checkpoint.label].update(full.tasks)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    results = list(prior)
+    results = [_with_stopped_tasks(result, task_results[result.checkpoint.label]) for result in prior]
     for checkpoint in checkpoints:
         tasks = {t.name: task_results[checkpoint.label][t.name] for t in task_configs}
         results.append(EvalResult(checkpoint=checkpoint.info, versions=versions, tasks=tasks, created=now))
     summary = {"seed": seed, "chunk_size": chunk_size, "bound": BOUND_NAME, "baseline": baseline,
                "tasks": {name: o.to_dict() for name, o in outcomes.items()}}
     return results, summary
+
+
+def _with_stopped_tasks(result: EvalResult, stopped: dict[str, TaskResult]) -> EvalResult:
+    """A results-file checkpoint with its stopped tasks cut to the samples used, like every other checkpoint."""
+    if not stopped:
+        return result
+    return EvalResult(checkpoint=result.checkpoint, versions=result.versions, tasks={**result.tasks, **stopped},
+                      created=result.created, schema_version=result.schema_version)
 
 
 def _partial_result(evaluator, source: _Source, outcome: TaskOutcome, seed: int, seconds: float) -> TaskResult:
