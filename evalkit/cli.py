@@ -158,7 +158,8 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
 def _print_result(result) -> None:
     click.echo(f"{result.checkpoint.label}  ({result.checkpoint.kind}, fingerprint {result.checkpoint.fingerprint[:12]})")
     for name, task in result.tasks.items():
-        click.echo(f"  {name}  n={task.n_samples}")
+        stored = task.timing.get("answered_from_store")
+        click.echo(f"  {name}  n={task.n_samples}" + ("  (answered from the result store; --rerun evaluates again)" if stored else ""))
         for metric, value in task.metrics.items():
             stderr = task.stderr.get(metric)
             extra = f" ± {stderr:.4f}" if isinstance(stderr, float) else ""
@@ -200,7 +201,15 @@ def tasks_cmd() -> None:
 @click.pass_context
 def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_results, policy, notes, sequential,
                 sequential_seed, sequential_chunk, overrides, rerun, **kw) -> None:
-    """Evaluate checkpoints (reusing stored results), compare them and write a report to --out."""
+    """Evaluate checkpoints (reusing stored results), compare them and write a report to --out.
+
+    \b
+    Exit codes:
+      0  done; every gate passed (warnings allowed), or no --policy
+      1  a gate of --policy failed for at least one checkpoint
+      2  bad input: options, specs, task files or policy (nothing is evaluated)
+      3  an evaluation failed, or a bug in evalkit
+    """
     from .pipeline import compare_pipeline
 
     with _quiet(ctx):
@@ -231,7 +240,14 @@ def report_cmd(ctx: click.Context, source, out, baseline) -> None:
 @click.option("--policy", required=True, type=click.Path(dir_okay=False), help="Gate policy YAML.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Where junit.xml and the verdict go (default: beside COMPARISON).")
 def gate_cmd(comparison, policy, out) -> None:
-    """Apply a gate policy to a comparison.json: exit 0 pass, 1 fail, 2 bad input."""
+    """Apply a gate policy to a comparison.json; write junit.xml and verdict.json.
+
+    \b
+    Exit codes:
+      0  every gate passed (warnings allowed)
+      1  a gate failed for at least one checkpoint
+      2  bad input: the policy or the comparison
+    """
     from .pipeline import gate_pipeline
 
     sys.exit(gate_pipeline(comparison=Path(comparison), policy=Path(policy), out=Path(out) if out else None))
@@ -245,7 +261,13 @@ def gate_cmd(comparison, policy, out) -> None:
 @click.option("--retrain", is_flag=True, help="Train the demo checkpoints again even if cached.")
 @click.pass_context
 def demo_cmd(ctx: click.Context, out, cache_dir, retrain) -> None:
-    """Train three tiny checkpoints (base, domain-only, 75/25 mix) and compare them offline."""
+    """Train three tiny checkpoints (base, domain-only, 75/25 mix) and compare them offline.
+
+    \b
+    Exit codes:
+      0  the expected outcome: domain_only fails the forgetting gate, mixed_75_25 passes
+      1  another outcome (e.g. other library versions trained differently)
+    """
     from .demo import run_demo
 
     with _quiet(ctx):

@@ -108,6 +108,10 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     note_map = _parse_notes(notes)
     task_configs = resolve_tasks(tasks, parse_overrides(overrides))
     policy_obj = _load_policy(policy)
+    if policy_obj is not None:  # a gate on a task or metric this run cannot produce fails now, not after evaluating
+        from .gate._preflight import check_policy_fits_tasks
+
+        check_policy_fits_tasks(policy_obj, task_configs)
     prior = load_results_files(baseline_results)
     if len(specs) + len(prior) < 2:
         raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")

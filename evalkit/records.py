@@ -60,6 +60,10 @@ class TaskResult:
     ``breakdowns`` maps a breakdown kind (``subject``, ``category``, ``instruction``, ``level``,
     ``class``, ``frequency``) to ``{key: {metric: value, "n": count}}``.
     ``axis`` is ``"domain"`` or ``"general"``; ``primary_metric`` names the headline metric.
+    ``timing`` describes this run, not the result, and is volatile (excluded from "same inputs, same
+    bytes"): ``{"answered_from_store": False, "seconds": ..., "model_load_seconds": ..., "resumed_samples": ...}``
+    when evaluated now, ``{"answered_from_store": True, "evaluated_run": <that run's timing>}`` when the
+    result came from the result store.
     ``metric_specs`` holds the evaluator's run-time metric declarations
     (:class:`~evalkit.evaluators.MetricSpec`, by metric name or ``"KIND/METRIC"``).
     """

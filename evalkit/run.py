@@ -74,7 +74,7 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
     for task, key in zip(tasks, keys):
         if rerun:
             store.discard_run(key)  # --rerun: no stored result and no stored samples to resume from
-        results[task.name] = store.completed_result(key)
+        results[task.name] = _from_store(store.completed_result(key))
     pending = [(t, e, k) for t, e, k in zip(tasks, evaluators, keys) if results[t.name] is None]
     for task, evaluator, _ in pending:  # data problems surface before a (possibly huge) model loads
         _check_capabilities(checkpoint, task, evaluator)
@@ -93,6 +93,13 @@ def run_keys(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list,
     settings = settings_hash(info.settings)  # --dtype, --max-length, ...: same files, other outputs
     return [RunKey(info.fingerprint, task.name, evaluator.config_hash(), evaluator.name, evaluator.version,
                    versions["lm-eval"], settings) for task, evaluator in zip(tasks, evaluators)]
+
+
+def _from_store(result: TaskResult | None) -> TaskResult | None:
+    """A stored result says it was answered from the store; the run that evaluated it keeps its timing."""
+    if result is not None:
+        result.timing = {"answered_from_store": True, "evaluated_run": dict(result.timing)}
+    return result
 
 
 def _refuse_parallel_rerun(ranks: Ranks, rerun: bool) -> None:
@@ -133,8 +140,8 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
             f"task {task.name!r} on checkpoint {checkpoint.label!r} failed: {type(exc).__name__}: {exc} "
             f"(finished samples are stored; rerun to resume, --debug for the traceback)."
         ) from exc
-    result.timing = {"seconds": round(time.perf_counter() - started, 3), "model_load_seconds": round(load_seconds, 3),
-                     "resumed_samples": len(done)}
+    result.timing = {"answered_from_store": False, "seconds": round(time.perf_counter() - started, 3),
+                     "model_load_seconds": round(load_seconds, 3), "resumed_samples": len(done)}
     result.timing.update({k: round(v - requests_before[k], 3) for k, v in _request_stats(lm).items()})
     store.finish_run(key, result)
     return result

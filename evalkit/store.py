@@ -143,12 +143,16 @@ class ResultStore:
 
     # ------------------------------------------------------------------ writes (each one transaction)
 
-    def _write(self, sql_params: Iterable[tuple[str, tuple]]) -> None:
+    def _write(self, sql_params: Iterable[tuple[str, tuple | list[tuple]]]) -> None:
+        """One transaction; a list of parameter tuples runs its statement once per tuple (executemany)."""
         cur = self._conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             for sql, params in sql_params:
-                cur.execute(sql, params)
+                if isinstance(params, list):
+                    cur.executemany(sql, params)
+                else:
+                    cur.execute(sql, params)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -165,13 +169,12 @@ class ResultStore:
         )])
 
     def add_samples(self, key: RunKey, records: list[SampleRecord]) -> None:
-        """Commit one batch of finished samples."""
+        """Commit one batch of finished samples (one transaction, one bulk insert)."""
         if not records:
             return
-        rows = [("INSERT OR REPLACE INTO samples VALUES (?,?,?)",
-                 (key.id, r.sample_id, json.dumps(r.to_dict(), sort_keys=True, default=str))) for r in records]
-        rows.append(("UPDATE runs SET updated=? WHERE run_key=?", (time.time(), key.id)))
-        self._write(rows)
+        rows = [(key.id, r.sample_id, json.dumps(r.to_dict(), sort_keys=True, default=str)) for r in records]
+        self._write([("INSERT OR REPLACE INTO samples VALUES (?,?,?)", rows),
+                     ("UPDATE runs SET updated=? WHERE run_key=?", (time.time(), key.id))])
 
     def discard_run(self, key: RunKey) -> None:
         """Forget a run and its samples (``--rerun``)."""

@@ -69,3 +69,45 @@ def test_group_options_have_help():
     import click
 
     assert all(p.help for p in cli.params if isinstance(p, click.Option))
+
+
+def test_compare_help_lists_exit_codes():
+    text = CliRunner().invoke(cli, ["compare", "--help"]).output
+    assert "Exit codes:" in text
+    for line in ("0  done", "1  a gate", "2  bad input", "3  an evaluation failed"):
+        assert line in text
+
+
+@pytest.mark.parametrize("metric,expected", [
+    ("demo_domain.acc", "task 'demo_domain' is not among --tasks; the policy can only gate tasks that are evaluated. "
+                        "Did you mean 'demo_voc'?"),
+    ("demo_voc.acc", "task 'demo_voc' does not report a metric 'acc'."),
+    ("demo_general.accc", "task 'demo_general' does not report a metric 'accc'. Did you mean 'acc'?"),
+])
+def test_compare_policy_names_a_bad_gate_before_evaluating_anything(tmp_path, monkeypatch, capsys, metric, expected):
+    import evalkit.pipeline
+    from evalkit.cli import main
+
+    def must_not_evaluate(*args, **kwargs):
+        raise AssertionError("evaluated although the policy cannot be applied")
+
+    monkeypatch.setattr(evalkit.pipeline, "collect_results", must_not_evaluate)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"gates:\n  - metric: {metric}\n    max_drop: 0.1\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "a=x", "b=y", "--tasks", "demo_voc,demo_general", "--policy", str(policy),
+              "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"policy.yaml: gate 1 ({metric}): {expected}" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_demo_policy_fits_the_demo_tasks():
+    from evalkit.demo import DEMO_TASKS
+    from evalkit.demo.domain import demo_task_path
+    from evalkit.gate import load_policy
+    from evalkit.gate._preflight import check_policy_fits_tasks
+    from evalkit.taskconfig import resolve_tasks
+
+    check_policy_fits_tasks(load_policy(demo_task_path("policies/demo_policy")), resolve_tasks(DEMO_TASKS))

@@ -210,3 +210,11 @@ def test_full_demo_shows_forgetting_and_the_mix_keeps_general_accuracy(tmp_path,
     assert general["mixed_75_25"] >= 0.8 * general["base"], general
     assert code == 0
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
+
+
+def test_demo_runs_share_the_run_key_of_a_plain_compare():
+    """The demo stores its results under the same key a later `evalkit compare` of its checkpoints uses."""
+    from evalkit.checkpoints import LoadOptions
+    from evalkit.demo import demo_load_options
+
+    assert demo_load_options().output_settings() == LoadOptions().output_settings() == {}

@@ -464,3 +464,74 @@ def test_shared_mmlu_folder_with_a_limit(shared_data, hflm):
     assert len(records) == 57 and len(result.settings["subjects"]) == 57
     assert set(result.breakdowns["category"]) == {"stem", "other", "social_sciences", "humanities"}
     assert sum(v["n"] for v in result.breakdowns["category"].values()) == 57
+
+
+# ----------------------------------------------------------------------------- throughput invariants
+
+def _count_model_inputs(lm):
+    """Wrap the HFLM's forward pass to count padded input tokens (instance attribute, removed by the caller)."""
+    counts = {"tokens": 0, "calls": 0}
+    forward = lm._model_call
+
+    def counted(inps, *args, **kwargs):
+        counts["tokens"] += inps.numel()
+        counts["calls"] += 1
+        return forward(inps, *args, **kwargs)
+
+    lm._model_call = counted
+    return counts
+
+
+@pytest.mark.parametrize("shots", [0, 5])
+def test_pads_no_more_than_lm_eval_and_scores_bit_equal(mmlu_dir, tiny_model_dir, shots):
+    """Global length order: with batch_docs a multiple of the batch size the model sees lm-eval's batches."""
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=str(tiny_model_dir), batch_size=2, device="cpu")
+    evaluator = _evaluator(data=str(mmlu_dir), num_fewshot=shots, batch_docs=4)
+    counts = _count_model_inputs(lm)
+    try:
+        records, _ = _run(evaluator, lm)
+        ours = dict(counts)
+        counts.update(tokens=0, calls=0)
+        manager, name = evaluator._task_manager()
+        import lm_eval
+
+        out = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=manager, num_fewshot=shots, log_samples=True)
+    finally:
+        del lm._model_call
+    assert ours == counts and ours["calls"] == 7  # 14 docs, one forward row per doc (shared context), batches of 2
+    theirs = {(s["doc_id"], task): [float(r[0][0]) for r in s["resps"]]
+              for task, samples in out["samples"].items() for s in samples}
+    for record in records:
+        assert record.extra["loglikelihoods"] == theirs[(record.extra["doc_index"], record.extra["subtask"])]
+
+
+def test_repeated_runs_reuse_built_docs_and_few_shot_draws(mmlu_dir, hflm):
+    """A second run() (resume, sequential chunks) neither rebuilds prompts nor draws other few-shot rows."""
+    evaluator = _evaluator(data=str(mmlu_dir), num_fewshot=2)
+    first, _ = _run(evaluator, hflm)
+    contexts = [inst.args[0] for d in evaluator._built.docs for inst in d.instances]
+    keep = {r.sample_id: r for r in first[:5]}
+    second, saved = _run(evaluator, hflm, done=keep)
+    assert sum(len(b) for b in saved) == len(first) - 5
+    assert [inst.args[0] for d in evaluator._built.docs for inst in d.instances] == contexts
+    assert [r.to_dict() for r in second] == [r.to_dict() for r in first]
+
+
+def test_pair_encoder_equals_lm_eval_tokenisation(tiny_model_dir):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from evalkit.evaluators.lmeval.requests import Doc, PairEncoder
+
+    lm = HFLM(pretrained=str(tiny_model_dir), batch_size=1, device="cpu")
+    assert PairEncoder.supports(lm)
+    pairs = [("Question: 2+2?\nAnswer:", " A"), ("Question: 2+2?\nAnswer: ", "B"), ("<s>starts with BOS", " x"),
+             ("tab\t", "\tend"), ("unicode é ü", " ☃")]
+    docs = [Doc("t", i, {}, str(i), [Instance("loglikelihood", {}, pair, 0)]) for i, pair in enumerate(pairs)]
+    PairEncoder(lm).encode(docs)
+    for d, (context, continuation) in zip(docs, pairs):
+        assert d.tokens == [((context, continuation), *lm._encode_pair(context, continuation))]
+    lm.tok_encode = lm.tok_encode  # an instance-level override: lm-eval's own path is used
+    assert not PairEncoder.supports(lm)

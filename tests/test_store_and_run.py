@@ -58,6 +58,9 @@ def test_rerun_is_answered_from_store_without_loading(tmp_path):
         assert second.loads == 0, "a stored run must not load the model"
         assert again.tasks["count"].metrics == result.tasks["count"].metrics
         assert len(again.tasks["count"].samples) == 10
+        first_timing = result.tasks["count"].timing
+        assert first_timing["answered_from_store"] is False and first_timing["seconds"] >= 0
+        assert again.tasks["count"].timing == {"answered_from_store": True, "evaluated_run": first_timing}
         third = FakeCheckpoint(fingerprint="other")
         evaluate_checkpoint(third, [counting_task()], store)
         assert third.loads == 1, "another fingerprint is another run"

@@ -7,6 +7,14 @@ timed from building its TaskManager to having the corpus metrics; runs alternate
 time and median process CPU time are reported (the machine may be shared: minima and CPU time are steadier).
 
     python bench/general_overhead/run.py --data /work/shared/data/mmlu --limit 10 --repeats 3
+
+Full-size mode (``--processes``): each side runs as a user runs it, in its own process (``side.py``:
+``evalkit eval`` with a fresh store against ``lm_eval.simple_evaluate(model="hf")``), under the same
+``nice`` level, torch threads and batch size; repeats alternate which side goes first; the load average
+is recorded before every run; the table gives per-size medians and the evalkit/lm-eval ratios of wall,
+CPU, model (forward pass) and non-model time, from the same interleaved runs. ``--limits 0`` is full MMLU.
+
+    python bench/general_overhead/run.py --processes --limits 5,20,100,0 --repeats 3 --shots 0 --json out.json
 """
 
 from __future__ import annotations
@@ -75,6 +83,69 @@ def build_model(path: Path, hidden: int, layers: int) -> Path:
     return build_tiny_model(path, hidden=hidden, layers=layers)
 
 
+def _run_side(side: str, args, limit: int, model: Path) -> dict:
+    """One whole-process run of ``side.py``: wall and CPU measured here, model time reported by the child."""
+    import json
+    import resource
+    import subprocess
+    import sys
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = os.getloadavg()[0]
+    command = ["nice", "-n", str(args.nice), sys.executable, str(Path(__file__).with_name("side.py")), side,
+               "--model", str(model), "--data", args.data, "--limit", str(limit), "--shots", str(args.shots),
+               "--batch-size", str(args.batch_size), "--batch-docs", str(args.batch_docs), "--threads", str(args.threads)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+    started = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    if proc.returncode:
+        raise SystemExit(f"{side} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**out, "wall": round(wall, 3), "cpu": round(cpu, 3), "rest": round(wall - out["model_seconds"], 3), "load": load}
+
+
+def processes_mode(args) -> None:
+    """Whole processes, interleaved, per size: the ratios the README reports."""
+    import json
+
+    limits = [int(x) for x in args.limits.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("EVALKIT_CACHE_DIR", str(Path(tmp) / "cache"))
+        model = build_model(Path(tmp) / "model", args.hidden, args.layers)
+        runs: list[dict] = []
+        _run_side("evalkit", args, 1, model)  # warm-up: generated YAMLs, HF datasets cache (both sides use them)
+        for limit in limits:
+            for repeat in range(args.repeats):
+                order = ("evalkit", "lm_eval") if repeat % 2 == 0 else ("lm_eval", "evalkit")
+                pair = {side: _run_side(side, args, limit, model) for side in order}
+                if pair["evalkit"]["acc"] != pair["lm_eval"]["acc"]:
+                    raise SystemExit(f"limit {limit}: accuracy differs: {pair}")
+                for side, run in pair.items():
+                    runs.append({"limit": limit, "repeat": repeat, **run})
+                print(f"limit {limit or 'full'} repeat {repeat}: " + ", ".join(
+                    f"{s} wall {r['wall']:.1f}s model {r['model_seconds']:.1f}s rest {r['rest']:.1f}s load {r['load']:.1f}"
+                    for s, r in pair.items()), flush=True)
+    print(f"\nshots={args.shots} batch_size={args.batch_size} batch_docs={args.batch_docs} threads={args.threads} "
+          f"nice={args.nice} model hidden={args.hidden} layers={args.layers}")
+    print("| docs/subject | runs | acc (equal) | lm-eval wall | evalkit wall | wall ratio | CPU ratio | model ratio "
+          "| non-model ratio | padded tokens (lm-eval / evalkit) | load |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for limit in limits:
+        mine = [r for r in runs if r["limit"] == limit and r["side"] == "evalkit"]
+        theirs = [r for r in runs if r["limit"] == limit and r["side"] == "lm_eval"]
+        med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
+        ratio = lambda k: statistics.median(a[k] / b[k] for a, b in zip(mine, theirs))  # noqa: E731
+        loads = [r["load"] for r in mine + theirs]
+        print(f"| {limit or 'all'} | {len(mine)} | {mine[0]['acc']:.4f} | {med(theirs, 'wall'):.1f} s | {med(mine, 'wall'):.1f} s "
+              f"| {ratio('wall'):.2f} | {ratio('cpu'):.2f} | {ratio('model_seconds'):.2f} | {ratio('rest'):.2f} "
+              f"| {theirs[0]['padded_tokens']:,} / {mine[0]['padded_tokens']:,} | {min(loads):.1f}-{max(loads):.1f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="/work/shared/data/mmlu")
@@ -85,7 +156,14 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 steadies timings on a shared machine)")
+    parser.add_argument("--processes", action="store_true", help="full-size mode: whole processes per side (side.py)")
+    parser.add_argument("--limits", default="5,20,100,0", help="--processes: docs per subject, 0 = all (comma list)")
+    parser.add_argument("--shots", type=int, default=0, help="--processes: num_fewshot for both sides")
+    parser.add_argument("--nice", type=int, default=5, help="--processes: nice level of both sides")
+    parser.add_argument("--json", default=None, help="--processes: also write every run to this JSON file")
     args = parser.parse_args()
+    if args.processes:
+        return processes_mode(args)
     import torch
 
     torch.set_num_threads(args.threads)

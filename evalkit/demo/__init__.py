@@ -33,7 +33,6 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
     """
     import click
 
-    from ..checkpoints import LoadOptions
     from ..pipeline import compare_pipeline
     from .checkpoints import Recipe, ensure_checkpoints
     from .domain import demo_task_path
@@ -43,7 +42,11 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
 
     recipe = recipe or Recipe()
     policy = demo_task_path("policies/demo_policy")
-    load_policy(policy)  # a broken install fails now, not after minutes of training
+    from ..gate._preflight import check_policy_fits_tasks
+    from ..taskconfig import resolve_tasks
+
+    # a broken install fails now, not after minutes of training
+    check_policy_fits_tasks(load_policy(policy), resolve_tasks(DEMO_TASKS))
     log = lambda message: click.echo(message, err=True)  # noqa: E731 - stdout is the report summary
     paths = ensure_checkpoints(cache_dir, retrain=retrain, recipe=recipe, log=log)
     with torch_threads(recipe.threads):  # tiny models: extra threads only add synchronisation
@@ -51,8 +54,19 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
             specs=[f"{name}={path}" for name, path in paths.items()], tasks=DEMO_TASKS, out=Path(out),
             baseline="base", baseline_results=[], policy=str(policy),
             notes=[f"{name}={text}" for name, text in DEMO_NOTES.items()], overrides=[], rerun=False,
-            load_options=LoadOptions(batch_size=batch_size, device="cpu", dtype="float32"), store_path=store_path)
+            load_options=demo_load_options(batch_size), store_path=store_path)
     return _expected_outcome(Path(out), log)
+
+
+def demo_load_options(batch_size: int = 32):
+    """How the demo loads its checkpoints: CPU and a fixed batch, nothing that changes outputs.
+
+    The dtype stays the checkpoint's own (float32) rather than being named, so the run key equals a
+    plain ``evalkit compare``'s and that command reuses the demo's stored results.
+    """
+    from ..checkpoints import LoadOptions
+
+    return LoadOptions(batch_size=batch_size, device="cpu")
 
 
 def _expected_outcome(out: Path, log) -> int:

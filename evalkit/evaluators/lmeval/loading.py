@@ -1,0 +1,134 @@
+"""Loading lm-eval tasks: a ``TaskManager`` indexing only the folders a task needs, and the loaded tasks
+configured exactly as ``lm_eval.simple_evaluate`` configures them."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...errors import UsageError, did_you_mean
+
+__all__ = ["LoadedTasks", "LM_EVAL_SEEDS", "index_tasks", "load_tasks", "cached_templates"]
+
+#: lm-eval's default seeds in ``simple_evaluate`` (random, numpy, torch, few-shot sampler).
+LM_EVAL_SEEDS = (0, 1234, 1234, 1234)
+
+
+@dataclass
+class LoadedTasks:
+    """lm-eval objects of one task: leaf tasks in lm-eval's order, groups, flat score names per leaf."""
+
+    name: str
+    tasks: dict[str, Any]
+    groups: dict[str, Any]
+    score_names: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+
+    @property
+    def generative(self) -> bool:
+        return any(t.OUTPUT_TYPE == "generate_until" for t in self.tasks.values())
+
+    def all_score_names(self) -> dict[tuple[str, str], str]:
+        return {k: v for per_task in self.score_names.values() for k, v in per_task.items()}
+
+
+def task_manager(folder: Path | str | None, *, defaults: bool = False):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=None if folder is None else str(folder), include_defaults=defaults)
+
+
+def index_tasks(name: str, custom: Path | None, source: str):
+    """The TaskManager of a task that is not one of evalkit's known kinds (a custom YAML or lm-eval's own)."""
+    if custom is not None:
+        folder = custom if custom.is_dir() else custom.parent
+        manager = task_manager(folder)
+        return manager if name in manager.all_tasks else _full_index(name, str(folder), source)
+    return _fast_index(name) or _full_index(name, None, source)
+
+
+def _fast_index(name: str):
+    """Index only lm-eval's folder(s) whose name starts the task name (hellaswag, arc for arc_easy)."""
+    from ...general.overrides import lm_eval_tasks_dir
+
+    root = lm_eval_tasks_dir()
+    candidates = sorted((d for d in root.iterdir() if d.is_dir() and (name == d.name or name.startswith(d.name + "_"))),
+                        key=lambda d: -len(d.name))
+    for folder in candidates:
+        manager = task_manager(folder)
+        if name in manager.all_tasks:
+            return manager
+    return None
+
+
+def _full_index(name: str, include_path: str | None, source: str):
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=include_path)
+    if name not in manager.all_tasks:
+        raise UsageError(f"{source}: key 'lm_eval_task': unknown lm-eval task or group {name!r}."
+                         f"{did_you_mean(name, manager.all_tasks)}")
+    return manager
+
+
+def load_tasks(manager, name: str, *, num_fewshot: int | None, generation: dict | None, seed: int | None,
+               error_hint: str, source: str) -> LoadedTasks:
+    """Load ``name`` (a task or group) with ``manager`` and configure every leaf task."""
+    try:
+        loaded = manager.load([name])
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"{source}: lm-eval could not load task {name!r} ({type(exc).__name__}: {exc}); "
+                         f"{error_hint}.") from exc
+    out = LoadedTasks(name=name, tasks=dict(loaded["tasks"]), groups=dict(loaded.get("groups", {})))
+    for task_name, task in out.tasks.items():
+        _configure(task, num_fewshot, generation, seed)
+        out.score_names[task_name] = _score_names(task)
+    return out
+
+
+def _configure(task, num_fewshot: int | None, generation: dict | None, seed: int | None) -> None:
+    """Apply generation, few-shot and seed settings exactly as ``lm_eval.simple_evaluate`` does."""
+    if task.get_config("output_type") == "generate_until" and generation:
+        task.set_config(key="generation_kwargs", value=dict(generation), update=True)
+    if num_fewshot is not None:
+        if task.get_config("num_fewshot") != 0:  # lm-eval never overrides a task that pins 0
+            task.set_config(key="num_fewshot", value=num_fewshot)
+    elif task.get_config("num_fewshot") is None:
+        task.set_config(key="num_fewshot", value=0)
+    task.set_fewshot_seed(seed=LM_EVAL_SEEDS[3] if seed is None else seed)
+
+
+def _score_names(task) -> dict[tuple[str, str], str]:
+    """(metric, filter) -> flat score name: ``acc`` for one filter, ``exact_match_flexible-extract`` for several."""
+    filters = [f.name for f in getattr(task, "_filters", [])] or ["none"]
+    metrics = list(task.aggregation())
+    single = len(filters) == 1
+    return {(m, f): (m if single or f == "none" else f"{m}_{f}") for f in filters for m in metrics}
+
+
+@contextlib.contextmanager
+def cached_templates():
+    """Render lm-eval's Jinja prompt templates from compiled templates kept for the duration.
+
+    lm-eval's ``utils.apply_template`` compiles the template string on every call (``Environment.from_string``
+    has no cache): on full MMLU that is ~3 compilations per question and the largest single cost outside
+    the model. Compiling once per distinct template string renders the same text (same environment, same
+    template) at a fraction of the cost. The original function is restored on exit.
+    """
+    from lm_eval import utils
+
+    original = utils.apply_template
+    compiled = functools.lru_cache(maxsize=1024)(utils.env.from_string)
+
+    def apply_template(template: str, doc: dict) -> str:
+        return compiled(template).render(**doc)
+
+    utils.apply_template = apply_template
+    try:
+        yield
+    finally:
+        utils.apply_template = original

@@ -1,0 +1,204 @@
+"""Docs and their lm-eval requests: built once, sent to the model in lm-eval's global length order.
+
+``lm_eval.simple_evaluate`` hands all log-likelihood requests of a run to the model in one call, which
+sorts them by token length (longest first) so each batch pads little. evalkit sends requests in chunks
+(each chunk's records are stored before the next starts, so a killed run resumes), so it sorts the
+pending docs *globally* by the same key first: the token length of a doc's longest request, ties
+broken by the tokens, exactly lm-eval's ``Collator`` key. With one request group per doc (MMLU: the
+answer letters share the context) and a chunk size that is a multiple of the batch size, the model
+sees lm-eval's batches exactly.
+
+For lm-eval's in-process ``HFLM`` the requests are tokenised here, as ``TemplateLM.loglikelihood``
+does (``_encode_pair``), but each distinct string once and in bulk (the context shared by an MMLU
+question's four choices is encoded once, not four times), and the token ids go straight to
+``HFLM._loglikelihood_tokens``. Other LMs (servers, replays, wrappers) get ``lm.loglikelihood`` and a
+character-length order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Doc", "build_docs", "order_for_model", "chunks", "answer", "PairEncoder"]
+
+
+@dataclass
+class Doc:
+    """One document of one lm-eval (sub)task with its requests."""
+
+    subtask: str
+    doc_id: int
+    doc: dict
+    sample_id: str
+    instances: list
+    tokens: list | None = field(default=None, repr=False)  # per instance: ((context, continuation), ctx ids, cont ids)
+
+
+def build_docs(loaded, kind, *, limit, lm: Any, apply_chat: bool, system_instruction: str | None) -> list[Doc]:
+    """Every doc with its Instances, built by lm-eval for all docs (few-shot sampling order kept)."""
+    from lm_eval.evaluator_utils import get_sample_size
+
+    from .loading import cached_templates
+
+    docs: list[Doc] = []
+    with cached_templates():
+        for subtask, task in loaded.tasks.items():
+            task_limit = get_sample_size(task, limit)
+            task.build_all_requests(
+                limit=task_limit, rank=0, world_size=1, cache_requests=False,
+                system_instruction=system_instruction, apply_chat_template=apply_chat,
+                fewshot_as_multiturn=True,  # simple_evaluate's default
+                chat_template=getattr(lm, "apply_chat_template", None) if apply_chat else None,
+                tokenizer_name=getattr(lm, "tokenizer_name", "") if apply_chat else "",
+            )
+            by_doc: dict[int, list] = {}
+            for inst in task.instances:
+                by_doc.setdefault(inst.doc_id, []).append(inst)
+            for doc_id, doc in task.doc_iterator(rank=0, limit=task_limit, world_size=1):
+                instances = sorted(by_doc.get(doc_id, []), key=lambda i: i.idx)
+                docs.append(Doc(subtask, doc_id, doc, kind.sample_id(subtask, doc_id, doc), instances))
+    return docs
+
+
+# ------------------------------------------------------------------------------------- tokenisation
+class PairEncoder:
+    """``TemplateLM.loglikelihood``'s request encoding for lm-eval's causal ``HFLM``, each string once.
+
+    ``supports(lm)`` is true only for an unmodified causal HFLM (no instance- or subclass-level override of
+    the methods reproduced here), so the ids always equal what ``lm.loglikelihood`` would compute.
+    """
+
+    def __init__(self, lm: Any):
+        self.lm = lm
+        self._cache: dict[str, list[int]] = {}
+        self._bos = lm.tokenizer.decode(lm.prefix_token_id)
+
+    @staticmethod
+    def supports(lm: Any) -> bool:
+        try:
+            from lm_eval.api.model import TemplateLM
+            from lm_eval.models.huggingface import HFLM
+        except ImportError:
+            return False
+        cls = type(lm)
+        return (isinstance(lm, HFLM) and getattr(lm, "backend", None) == "causal"
+                and not getattr(lm, "enable_thinking", False)
+                and not any(name in vars(lm) for name in ("loglikelihood", "tok_encode", "_encode_pair", "_loglikelihood_tokens"))
+                and cls.loglikelihood is HFLM.loglikelihood and cls.tok_encode is HFLM.tok_encode
+                and cls._encode_pair is TemplateLM._encode_pair)
+
+    def encode(self, docs: list[Doc]) -> None:
+        """Set ``doc.tokens`` for the log-likelihood requests of ``docs`` (strings tokenised in bulk).
+
+        Every doc must have non-empty contexts (see :func:`encodable`)."""
+        todo = [d for d in docs if d.tokens is None]
+        pairs = [[_split_space(*inst.args) for inst in d.instances if inst.request_type == "loglikelihood"]
+                 for d in todo]
+        self._encode_all({s for doc_pairs in pairs for ctx, cont in doc_pairs for s in (ctx, ctx + cont)})
+        for d, doc_pairs in zip(todo, pairs):
+            d.tokens = [self._request(inst.args, ctx, cont)
+                        for inst, (ctx, cont) in zip((i for i in d.instances if i.request_type == "loglikelihood"), doc_pairs)]
+
+    def _request(self, args: tuple, context: str, continuation: str):
+        whole = self._cache[context + continuation]
+        ctx = self._cache[context]
+        return (tuple(args), ctx, whole[len(ctx):])
+
+    def _encode_all(self, strings: set[str]) -> None:
+        """HFLM.tok_encode for every new string, one tokenizer call per special-tokens setting."""
+        from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
+
+        new = sorted(s for s in strings if s not in self._cache)
+        base = _add_special_kwargs(None, self.lm.add_bos_token)
+        groups: dict[tuple, list[str]] = {}
+        for s in new:
+            kwargs = dict(base)
+            if has_bos_prefix(s, self._bos):
+                kwargs["add_special_tokens"] = False
+            groups.setdefault(tuple(sorted(kwargs.items())), []).append(s)
+        for kwargs, texts in groups.items():
+            ids = self.lm.tokenizer(texts, **dict(kwargs))["input_ids"]
+            self._cache.update(zip(texts, ids))
+
+
+def _split_space(context: str, continuation: str) -> tuple[str, str]:
+    """``_encode_pair``'s rule: trailing spaces of the context move to the continuation."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        return context[:-n_spaces], context[-n_spaces:] + continuation
+    return context, continuation
+
+
+def encodable(d: Doc) -> bool:
+    """Docs whose log-likelihood requests all have a context (empty contexts take lm-eval's own path)."""
+    return all(inst.args[0] for inst in d.instances if inst.request_type == "loglikelihood")
+
+
+# ------------------------------------------------------------------------------------- order
+def order_for_model(docs: list[Doc], encoder: PairEncoder | None) -> list[Doc]:
+    """Log-likelihood docs in lm-eval's global order (longest request first, ties by tokens).
+
+    Without token ids (``encoder`` None) the character length of the longest request stands in.
+    """
+    if encoder is not None:
+        encoder.encode([d for d in docs if encodable(d)])
+
+    def key(d: Doc):
+        if d.tokens:
+            return min((-(len(ctx) + len(cont)), tuple(ctx + cont)) for _, ctx, cont in d.tokens)
+        return (-max((sum(len(a) for a in inst.args if isinstance(a, str)) for inst in d.instances), default=0), ())
+
+    return sorted(docs, key=key)
+
+
+def chunks(docs: list[Doc], size: int, encoder: PairEncoder | None):
+    """``size`` docs at a time; with token ids, extended until the chunk holds whole model batches.
+
+    lm-eval batches one request per group (context + continuation[:-1]; an MMLU question's four letters
+    share one), so a chunk ends where its group count is a multiple of the batch size: duplicate questions
+    (one group, two docs) then shift no batch boundary against lm-eval's single global call. At most
+    ``2 * size`` docs, and without token ids or an integer batch size exactly ``size``.
+    """
+    batch = getattr(encoder.lm, "batch_size", None) if encoder is not None else None
+    if not isinstance(batch, int) or batch < 1:
+        for start in range(0, len(docs), size):
+            yield docs[start:start + size]
+        return
+    chunk: list[Doc] = []
+    groups: set = set()
+    for d in docs:
+        chunk.append(d)
+        groups.update(tuple(ctx + cont[:-1]) for _, ctx, cont in d.tokens or ())
+        if len(chunk) >= 2 * size or (len(chunk) >= size and len(groups) % batch == 0):
+            yield chunk
+            chunk, groups = [], set()
+    if chunk:
+        yield chunk
+
+
+# ------------------------------------------------------------------------------------- answering
+def answer(lm: Any, chunk: list[Doc], task_name: str, encoder: PairEncoder | None) -> None:
+    """Ask ``lm`` for the chunk's requests (by type, as lm-eval does); responses land in ``inst.resps``."""
+    instances = [inst for d in chunk for inst in d.instances]
+    for d in chunk:
+        for inst in d.instances:
+            inst.resps = []
+            inst.filtered_resps = {}
+            inst.task_name = task_name
+            inst.evalkit_sample_id = d.sample_id
+    for reqtype in dict.fromkeys(inst.request_type for inst in instances):
+        cloned = [inst for inst in instances if inst.request_type == reqtype for _ in range(inst.repeats)]
+        if reqtype == "loglikelihood" and encoder is not None and all(d.tokens is not None for d in chunk):
+            tokens = [t for d in chunk for t, inst in zip(d.tokens, _ll(d)) for _ in range(inst.repeats)]
+            resps = encoder.lm._loglikelihood_tokens(tokens, disable_tqdm=True)
+        else:
+            resps = getattr(lm, reqtype)(cloned)
+        if len(resps) != len(cloned):
+            raise RuntimeError(f"{type(lm).__name__}.{reqtype} returned {len(resps)} answers for {len(cloned)} requests")
+        for resp, inst in zip(resps, cloned):
+            inst.resps.append(resp)
+
+
+def _ll(d: Doc) -> list:
+    return [inst for inst in d.instances if inst.request_type == "loglikelihood"]
