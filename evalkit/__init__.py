@@ -1,8 +1,15 @@
 """evalkit: evaluate fine-tuned LLM checkpoints on domain and general axes, compare them, gate releases.
 
-The public API is small and imported lazily (so ``evalkit --help`` stays instant)::
+The public API is small and imported lazily (so ``evalkit --help`` stays instant); see
+``docs/python-api.md``::
 
-    from evalkit import Checkpoint, resolve_tasks, evaluate_checkpoint, ResultStore, build_comparison
+    import evalkit
+
+    base = evalkit.evaluate("models/base", ["voc_sample", "mmlu"])
+    tuned = evalkit.evaluate(model, ["voc_sample", "mmlu"], tokenizer=tokenizer, label="tuned")
+    comparison = evalkit.compare(base, tuned)      # -> Comparison
+    verdict = comparison.gate("policy.yaml")       # -> Verdict
+    comparison.write("reports/tuned")              # the files `evalkit compare --out` writes
 """
 
 from __future__ import annotations
@@ -13,6 +20,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
+    "evaluate": "evalkit.api",
+    "Comparison": "evalkit.comparison",
+    "Verdict": "evalkit.gate",
+    "Policy": "evalkit.gate",
     "Checkpoint": "evalkit.checkpoints",
     "LoadOptions": "evalkit.checkpoints",
     "parse_spec": "evalkit.checkpoints",
@@ -32,10 +43,12 @@ _PUBLIC = {
     "EvalkitError": "evalkit.errors",
     "UsageError": "evalkit.errors",
 }
-__all__ = sorted(_PUBLIC) + ["__version__"]
+__all__ = sorted([*_PUBLIC, "compare"]) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "compare":  # the evalkit.compare package is callable: evalkit.compare(a, b) -> Comparison
+        return import_module("evalkit.compare")
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'evalkit' has no attribute {name!r}")

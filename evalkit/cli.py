@@ -21,12 +21,6 @@ class _State:
     debug = False
 
 
-def _store(path: str | None):
-    from .store import ResultStore
-
-    return ResultStore(path)
-
-
 def _quiet(ctx: click.Context):
     """Other libraries' bars and hints off while evalkit shows its own, unless ``--verbose``."""
     from .progress import quiet_third_party
@@ -37,12 +31,9 @@ def _quiet(ctx: click.Context):
 def _load_options(kw: dict):
     from .checkpoints import LoadOptions
 
-    model_args = {}
-    for pair in filter(None, (kw.pop("model_args") or "").split(",")):
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"expected KEY=VALUE pairs separated by commas, got {pair!r}", param_hint="--model-args")
-        model_args[key.strip()] = value.strip()
+    from ._pairs import parse_pairs, split_commas
+
+    model_args = parse_pairs(split_commas(kw.pop("model_args")), param="model_args")
     batch = kw.pop("batch_size")
     return LoadOptions(
         base=kw.pop("base"), config=kw.pop("config"), allow_pickle=kw.pop("allow_pickle"),
@@ -136,16 +127,14 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) 
 @click.pass_context
 def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, **kw) -> None:
     """Evaluate one checkpoint SPEC on --tasks and print its metrics."""
+    from . import api
     from ._io import atomic_write_text, dump_json
-    from .checkpoints import Checkpoint
     from .parallel import current_ranks
-    from .run import evaluate_checkpoint
-    from .taskconfig import parse_overrides, resolve_tasks
 
-    task_configs = resolve_tasks(tasks, parse_overrides(overrides))
-    checkpoint = Checkpoint.from_string(spec, _load_options(kw))
-    with _store(ctx.obj["store"]) as store, _quiet(ctx):
-        result = evaluate_checkpoint(checkpoint, task_configs, store, rerun=rerun)
+    task_configs = api.resolve(tasks, overrides)
+    checkpoint = api.as_checkpoint(spec, options=_load_options(kw))
+    with _quiet(ctx):
+        result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
         return
     _print_result(result)
@@ -173,10 +162,20 @@ def tasks_cmd() -> None:
     from .evaluators.base import evaluator_names
     from .taskconfig import load_task_file, shipped_task_names, shipped_tasks_dir
 
+    from .general.hub import task_data_problem
+
     click.echo(f"Shipped tasks ({shipped_tasks_dir()}):")
+    unavailable = 0
     for name in shipped_task_names():
         config = load_task_file(shipped_tasks_dir() / f"{name}.yaml")
-        click.echo(f"  {name:<20} [{config.evaluator}] {config.description}")
+        problem = task_data_problem(config)
+        unavailable += problem is not None
+        mark = "  " if problem is None else "✗ "
+        click.echo(f"{mark}{name:<20} [{config.evaluator}] {config.description}")
+        if problem:
+            click.echo(f"    data not available here: {problem}")
+    if unavailable:
+        click.echo(f"✗ = data not available here ({unavailable} task{'s' if unavailable != 1 else ''}).")
     click.echo("Any lm-eval task or group name also works (e.g. hellaswag, arc_challenge, gsm8k).")
     click.echo(f"Evaluators: {', '.join(evaluator_names())}")
 
@@ -296,12 +295,20 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
+#: The flag behind each API parameter a library error may name (EvalkitError.param).
+_FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "overrides": "--set", "rerun": "--rerun",
+          "model_args": "--model-args", "policy": "--policy", "results": "SPECS"}
+
+
 def _report(exc: BaseException, code: int, prefix: str = "") -> None:
     if _State.debug:
         import traceback
 
         traceback.print_exception(exc)
     message = " ".join(str(exc).split()) or type(exc).__name__
+    flag = _FLAGS.get(getattr(exc, "param", None) or "")
+    if flag:
+        prefix = f"{prefix}{flag}: "
     click.echo(f"evalkit: error: {prefix}{message}", err=True)
     sys.exit(code)
 

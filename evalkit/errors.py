@@ -11,9 +11,18 @@ __all__ = ["EvalkitError", "UsageError", "EvaluationError", "did_you_mean"]
 
 
 class EvalkitError(Exception):
-    """Base class: a problem with the user's input or environment (exit code 2)."""
+    """Base class: a problem with the user's input or environment (exit code 2).
+
+    ``param`` names the argument at fault in the Python API's words (``"notes"``, ``"baseline"``,
+    ``"tasks"``); the message itself speaks no command-line vocabulary, and the CLI prefixes the
+    matching flag (``--note``) when it prints the error.
+    """
 
     exit_code = 2
+
+    def __init__(self, *args: object, param: str | None = None):
+        super().__init__(*args)
+        self.param = param
 
 
 class UsageError(EvalkitError):

@@ -1,4 +1,4 @@
-"""The commands' bodies: evaluate -> compare -> gate -> report, shared by the CLI and the demo.
+"""The commands' bodies over the Python API (:mod:`evalkit.api`): evaluate -> compare -> gate -> report.
 
 Inputs are checked before anything slow starts (task files, specs, labels, policy file), so a typo
 fails in a second, not after an hour of evaluation.
@@ -17,16 +17,6 @@ from .errors import UsageError
 __all__ = ["compare_pipeline", "report_pipeline", "gate_pipeline", "collect_results"]
 
 
-def _parse_notes(notes: list[str]) -> dict[str, str]:
-    parsed = {}
-    for item in notes:
-        label, sep, text = item.partition("=")
-        if not sep or not label.strip():
-            raise UsageError(f"--note: expected LABEL=TEXT, got {item!r}.")
-        parsed[label.strip()] = text.strip()
-    return parsed
-
-
 def _unique_labels(labels: list[str]) -> None:
     seen = set()
     for label in labels:
@@ -37,32 +27,32 @@ def _unique_labels(labels: list[str]) -> None:
 
 def collect_results(specs: list[str], task_configs, store, load_options, *, rerun: bool = False,
                     prior: list | None = None) -> list:
-    """Evaluate every spec (answered from the store when possible) after the prior results."""
-    from .checkpoints import Checkpoint
-    from .run import build_evaluators, evaluate_checkpoint
+    """Evaluate every spec through the API (answered from the store when possible) after the prior results."""
+    from . import api
+    from .run import build_evaluators
 
-    checkpoints = [Checkpoint.from_string(spec, load_options, index=i) for i, spec in enumerate(specs)]
+    checkpoints = [api.as_checkpoint(spec, options=load_options, index=i) for i, spec in enumerate(specs)]
     prior = list(prior or [])
     _unique_labels([r.checkpoint.label for r in prior] + [c.label for c in checkpoints])
-    evaluators = build_evaluators(task_configs)  # prerequisites checked once, before any model loads
+    build_evaluators(task_configs)  # prerequisites checked once, before any model loads
     results = prior
     for checkpoint in checkpoints:
-        click.echo(f"evaluating {checkpoint.label} ({checkpoint.spec.kind}: {checkpoint.spec.display})", err=True)
-        results.append(evaluate_checkpoint(checkpoint, task_configs, store, evaluators=evaluators, rerun=rerun))
+        click.echo(f"evaluating {checkpoint.label} ({checkpoint.kind}: {checkpoint.display})", err=True)
+        results.append(api.evaluate(checkpoint, task_configs, store=store, rerun=rerun))
     return results
 
 
 def _collect_sequential(specs: list[str], task_configs, store, load_options, policy_obj, *, baseline, prior, rerun,
                         seed: int, chunk_size: int | None):
     """Like :func:`collect_results`, but gated tasks stop once decided (``--sequential``)."""
-    from .checkpoints import Checkpoint
+    from . import api
     from .parallel import current_ranks
     from .run import build_evaluators
     from .sequential import DEFAULT_CHUNK_SIZE, collect_results_sequential
 
     if current_ranks().parallel:
         raise UsageError("--sequential decides after every chunk in one process; run it without torchrun/accelerate.")
-    checkpoints = [Checkpoint.from_string(spec, load_options, index=i) for i, spec in enumerate(specs)]
+    checkpoints = [api.as_checkpoint(spec, options=load_options, index=i) for i, spec in enumerate(specs)]
     _unique_labels([r.checkpoint.label for r in prior] + [c.label for c in checkpoints])
     evaluators = build_evaluators(task_configs)
     return collect_results_sequential(checkpoints, task_configs, evaluators, store, policy_obj, baseline=baseline,
@@ -83,13 +73,6 @@ def _attach_sequential(comparison: dict[str, Any], summary: dict[str, Any]) -> N
                 "anytime-valid confidence sequences.")
 
 
-def _write_results_files(results: list, out: Path) -> None:
-    from ._io import atomic_write_text, dump_json
-
-    for result in results:
-        atomic_write_text(out / "results" / f"{result.checkpoint.label}.json", dump_json(result.to_dict()))
-
-
 def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str | None, baseline_results: list[str],
                      policy: str | None, notes: list[str], overrides: list[str], rerun: bool, load_options,
                      store_path: str | None, sequential: bool = False, sequential_seed: int = 0,
@@ -99,14 +82,13 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     ``sequential=True`` (needs ``policy``) evaluates gated tasks in seeded random chunks and stops each
     once its gates are decided by anytime-valid confidence sequences (:mod:`evalkit.sequential`).
     """
-    from .compare import build_comparison, load_results_files
+    from . import api
+    from ._pairs import parse_pairs
+    from .compare import load_results_files
     from .parallel import current_ranks
-    from .report import write_reports
-    from .store import ResultStore
-    from .taskconfig import parse_overrides, resolve_tasks
 
-    note_map = _parse_notes(notes)
-    task_configs = resolve_tasks(tasks, parse_overrides(overrides))
+    note_map = parse_pairs(notes, param="notes", form="LABEL=TEXT")
+    task_configs = api.resolve(tasks, overrides)
     policy_obj = _load_policy(policy)
     if policy_obj is not None:  # a gate on a task or metric this run cannot produce fails now, not after evaluating
         from .gate._preflight import check_policy_fits_tasks
@@ -118,7 +100,7 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     if sequential and policy_obj is None:
         raise UsageError("--sequential stops a task once its gates are decided, so it needs --policy FILE.")
     summary = None
-    with ResultStore(store_path) as store:
+    with api.open_store(store_path) as store:
         if sequential:
             results, summary = _collect_sequential(list(specs), task_configs, store, load_options, policy_obj,
                                                    baseline=baseline, prior=prior, rerun=rerun, seed=sequential_seed,
@@ -127,18 +109,19 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
             results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 compares, writes and gates
         return 0
-    comparison = build_comparison(results, baseline=baseline, notes=note_map)
+    # Results read from --baseline-results files are compared but not written again (they are files already);
+    # under --sequential they are the objects whose stopped tasks were cut to the samples used.
+    first = baseline_results if summary is None else results[:len(prior)]
+    comparison = api.compare(*first, *results[len(prior):], baseline=baseline, notes=note_map)
+    comparison.results = results[len(prior):]
     if summary is not None:
-        _attach_sequential(comparison, summary)
-    verdict = _apply_policy(policy_obj, comparison)
-    _write_results_files(results[len(prior):], out)
-    written = write_reports(comparison, out)
-    if verdict is not None:
-        from .gate import write_gate_outputs
+        _attach_sequential(comparison.data, summary)
+    if policy_obj is not None:
+        from .gate import verdict_markdown
 
-        written += write_gate_outputs(verdict, out)
-    _echo_written(written)
-    return verdict.exit_code if verdict is not None else 0
+        click.echo(verdict_markdown(comparison.gate(policy_obj)))
+    _echo_written(comparison.write(out))
+    return comparison.verdict.exit_code if comparison.verdict is not None else 0
 
 
 def _load_policy(policy: str | None):
@@ -149,17 +132,6 @@ def _load_policy(policy: str | None):
     return load_policy(Path(policy))
 
 
-def _apply_policy(policy_obj, comparison: dict[str, Any]):
-    if policy_obj is None:
-        return None
-    from .gate import evaluate_policy, verdict_markdown
-
-    verdict = evaluate_policy(policy_obj, comparison)
-    comparison["verdict"] = verdict.to_dict()
-    click.echo(verdict_markdown(verdict))
-    return verdict
-
-
 def _echo_written(paths: list[Path]) -> None:
     for path in paths:
         click.echo(f"wrote {path}")
@@ -167,15 +139,14 @@ def _echo_written(paths: list[Path]) -> None:
 
 def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, store_path: str | None = None) -> None:
     """``evalkit report``: from one comparison.json, results.json files, or checkpoint labels in the store."""
-    from .compare import build_comparison, load_results_files, split_label
-    from .report import write_reports
+    from . import api
+    from .comparison import Comparison
+    from .compare import load_results_files, split_label
 
     if len(sources) == 1 and Path(sources[0]).is_file():
         data = read_json_object(Path(sources[0]))
         if data.get("kind") == "evalkit.comparison":
-            from .compare import load_comparison
-
-            _echo_written(write_reports(load_comparison(Path(sources[0])), out))
+            _echo_written(Comparison.load(Path(sources[0])).write_report(out))
             return
     results = []
     for item in sources:
@@ -184,7 +155,7 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
     if len(results) < 2:
         raise UsageError("report needs a comparison.json, or at least two results.json files / stored checkpoint labels.")
     _unique_labels([r.checkpoint.label for r in results])
-    _echo_written(write_reports(build_comparison(results, baseline=baseline), out))
+    _echo_written(api.compare(*results, baseline=baseline).write_report(out))
 
 
 def _result_from_store(label: str, store_path: str | None):
@@ -201,9 +172,7 @@ def _result_from_store(label: str, store_path: str | None):
         for run in runs:  # newest first
             newest.setdefault(run["task"], run)
         tasks = {task: store.result_by_run_key(run["run_key"]) for task, run in sorted(newest.items())}
-        stored = runs[0]["checkpoint"]
-        info = CheckpointInfo(**{k: stored.get(k) for k in ("label", "spec", "kind", "fingerprint", "note")},
-                              settings=dict(stored.get("settings") or {}))  # absent in runs stored before settings
+        info = CheckpointInfo.from_dict(runs[0]["checkpoint"])  # runs stored before settings/run/step load too
     return EvalResult(checkpoint=info, versions=library_versions(), tasks=tasks)
 
 

@@ -109,6 +109,8 @@ class CheckpointInfo:
     ``settings`` holds the load options that can change the model's outputs (``--dtype``,
     ``--max-length``, ``--chat-template``, ``--model-args``; see ``LoadOptions.output_settings``),
     ``{}`` for the defaults: the fingerprint covers the files, not how they were loaded.
+    ``run`` and ``step`` place a checkpoint in a training run (a Trainer's ``run/checkpoint-500``
+    folder, or the Trainer callback); None otherwise. Trajectory reports order checkpoints by them.
     """
 
     label: str
@@ -117,6 +119,8 @@ class CheckpointInfo:
     fingerprint: str
     note: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    run: str | None = None
+    step: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -144,6 +148,10 @@ class EvalResult:
     tasks: dict[str, TaskResult]
     created: str = ""
     schema_version: int = SCHEMA_VERSION
+
+    def __repr__(self) -> str:
+        tasks = ", ".join(f"{name} n={task.n_samples}" for name, task in self.tasks.items()) or "no tasks"
+        return f"<EvalResult {self.checkpoint.label} ({self.checkpoint.kind}): {tasks}>"
 
     def to_dict(self, *, with_samples: bool = True) -> dict[str, Any]:
         return {

@@ -51,9 +51,9 @@ def _check_capabilities(checkpoint: Checkpoint, task: TaskConfig, evaluator) -> 
         if not checkpoint.supports(need):
             raise UsageError(
                 f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
-                f"({checkpoint.spec.kind}) cannot answer; use a generation-only task or another checkpoint kind"
+                f"({checkpoint.kind}) cannot answer; use a generation-only task or another checkpoint kind"
                 + (" (a server needs --model-args tokenizer=DIR and must return prompt logprobs, as vLLM does)."
-                   if checkpoint.spec.kind == "server" else ".")
+                   if checkpoint.kind == "server" else ".")
             )
 
 
@@ -73,7 +73,7 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
     keys = run_keys(checkpoint, tasks, evaluators, versions)
     for task, key in zip(tasks, keys):
         if rerun:
-            store.discard_run(key)  # --rerun: no stored result and no stored samples to resume from
+            store.discard_run(key)  # rerun: no stored result and no stored samples to resume from
         results[task.name] = _from_store(store.completed_result(key))
     pending = [(t, e, k) for t, e, k in zip(tasks, evaluators, keys) if results[t.name] is None]
     for task, evaluator, _ in pending:  # data problems surface before a (possibly huge) model loads
@@ -105,8 +105,8 @@ def _from_store(result: TaskResult | None) -> TaskResult | None:
 def _refuse_parallel_rerun(ranks: Ranks, rerun: bool) -> None:
     # Ranks start at different moments: one rank's discard could delete samples another already stored.
     if rerun and ranks.parallel:
-        raise UsageError("--rerun cannot be used with several processes (WORLD_SIZE > 1): one rank could discard "
-                         "samples another already stored; point --store at a new file instead.")
+        raise UsageError("rerun cannot be used with several processes (WORLD_SIZE > 1): one rank could discard "
+                         "samples another already stored; use a new store file instead.", param="rerun")
 
 
 def _request_stats(lm) -> dict[str, float]:

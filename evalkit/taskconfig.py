@@ -102,32 +102,41 @@ def _looks_like_path(item: str) -> bool:
     return item.endswith((".yaml", ".yml")) or "/" in item or "\\" in item
 
 
-def resolve_tasks(items: list[str] | str, overrides: dict[str, dict[str, Any]] | None = None) -> list[TaskConfig]:
-    """Turn ``--tasks`` items (names or paths) into task configs, applying ``--set`` overrides."""
+def resolve_tasks(items: list[str | TaskConfig] | str,
+                  overrides: dict[str, dict[str, Any]] | None = None) -> list[TaskConfig]:
+    """Turn task items (names, paths or TaskConfig objects, copied) into task configs, applying overrides."""
     if isinstance(items, str):
         items = [part.strip() for part in items.split(",") if part.strip()]
     if not items:
-        raise UsageError("--tasks: give at least one task name or task file (see `evalkit tasks`).")
+        raise UsageError("give at least one task name or task file (see `evalkit tasks`).", param="tasks")
     configs = [_resolve_one(item) for item in items]
     names = [c.name for c in configs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise UsageError(f"--tasks: task name(s) {', '.join(duplicates)} given twice; each task runs once per checkpoint.")
+        raise UsageError(f"task name(s) {', '.join(duplicates)} given twice; each task runs once per checkpoint.",
+                         param="tasks")
     for task_name, values in (overrides or {}).items():
         matching = [c for c in configs if c.name == task_name]
         if not matching:
-            raise UsageError(f"--set: no task named {task_name!r} among --tasks ({', '.join(names)}).")
+            raise UsageError(f"an override names no task named {task_name!r} among the tasks "
+                             f"({', '.join(names)}).", param="overrides")
         matching[0].options.update(values)
     return configs
 
 
-def _resolve_one(item: str) -> TaskConfig:
+def _resolve_one(item: str | TaskConfig) -> TaskConfig:
+    if isinstance(item, TaskConfig):  # a copy: overrides must not change the caller's object
+        return dataclasses.replace(item, options=dict(item.options))
     if _looks_like_path(item) or Path(item).is_file():
         return load_task_file(item)
     shipped = shipped_tasks_dir() / f"{item}.yaml"
     if shipped.is_file():
         return load_task_file(shipped)
-    # Anything else is taken as an lm-eval task or group name; the lm_eval evaluator checks it exists.
+    # Anything else is taken as an lm-eval task or group name; a misspelt one fails here in about a second
+    # (the lm_eval evaluator checks the rest when it loads the task).
+    from .general.task_names import check_task_name
+
+    check_task_name(item, shipped_task_names())
     return TaskConfig(name=item, evaluator="lm_eval", options={"lm_eval_task": item}, source=f"lm-eval task {item!r}")
 
 
@@ -135,12 +144,14 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, A
     """``["mmlu.num_fewshot=5"]`` -> ``{"mmlu": {"num_fewshot": 5}}`` (values parsed as YAML scalars)."""
     import yaml
 
+    from ._pairs import parse_pairs
+
     result: dict[str, dict[str, Any]] = {}
     for pair in pairs:
-        key, sep, raw = pair.partition("=")
+        ((key, raw),) = parse_pairs([pair], param="overrides", form="TASK.KEY=VALUE (e.g. mmlu.num_fewshot=5)").items()
         task, dot, option = key.partition(".")
-        if not sep or not dot or not task or not option:
-            raise UsageError(f"--set: expected TASK.KEY=VALUE (e.g. mmlu.num_fewshot=5), got {pair!r}.")
+        if not dot or not task or not option:
+            raise UsageError(f"expected TASK.KEY=VALUE (e.g. mmlu.num_fewshot=5), got {pair!r}.", param="overrides")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:

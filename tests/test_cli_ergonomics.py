@@ -111,3 +111,72 @@ def test_the_shipped_demo_policy_fits_the_demo_tasks():
     from evalkit.taskconfig import resolve_tasks
 
     check_policy_fits_tasks(load_policy(demo_task_path("policies/demo_policy")), resolve_tasks(DEMO_TASKS))
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No hub (the switch evalkit honours) and an empty Hugging Face cache."""
+    from evalkit.general import hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for name in ("HF_DATASETS_CACHE", "HF_HUB_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    hub.hub_reachable.cache_clear()
+    yield tmp_path / "hf"
+    hub.hub_reachable.cache_clear()
+
+
+def test_offline_mmlu_fails_before_loading_a_model_with_the_set_line(offline, monkeypatch, capsys, tmp_path,
+                                                                    tiny_model_dir):
+    from evalkit.checkpoints import loaders
+    from evalkit.cli import main
+
+    monkeypatch.setattr(loaders, "load_lm", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(tiny_model_dir), "--tasks", "mmlu", "--store", str(tmp_path / "s.sqlite")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "task 'mmlu' reads cais/mmlu from the hub, but offline (HF_HUB_OFFLINE is set)" in err
+    assert "--set mmlu.data=PATH" in err and "Traceback" not in err
+
+
+def test_a_cached_hub_dataset_counts_as_available(offline):
+    from evalkit.general.hub import hub_data_problem
+
+    assert "--set mmlu.data=PATH" in hub_data_problem("mmlu", "mmlu")
+    (offline / "datasets" / "cais___mmlu").mkdir(parents=True)
+    assert hub_data_problem("mmlu", "mmlu") is None
+    assert "--set ifeval.data=PATH" in hub_data_problem("ifeval", "ifeval")
+    assert hub_data_problem("hellaswag", "generic") is None
+
+
+def test_tasks_marks_the_tasks_whose_data_is_not_here(offline):
+    out = CliRunner().invoke(cli, ["tasks"]).output
+    lines = out.splitlines()
+    marked = {line.split()[1] for line in lines if line.startswith("✗ ") and "[" in line}
+    assert {"mmlu", "ifeval", "mmlu_generative"} <= marked
+    assert "demo_general" not in marked and "voc_sample" not in marked
+    assert "    data not available here: needs the hub (not reachable here): --set mmlu.data=PATH" in lines
+
+
+def test_a_misspelt_task_gets_did_you_mean_from_shipped_and_lm_eval_names_without_a_dump():
+    from evalkit.errors import UsageError
+    from evalkit.taskconfig import resolve_tasks
+
+    with pytest.raises(UsageError) as info:
+        resolve_tasks("demo_voc,mmlo")
+    message = str(info.value)
+    assert "unknown task 'mmlo'" in message and "Did you mean 'mmlu'" in message
+    assert "Shipped tasks: demo_general, demo_voc," in message and len(message) < 600
+    with pytest.raises(UsageError, match="Did you mean 'hellaswag'"):
+        resolve_tasks("hellaswg")
+
+
+def test_the_name_scan_knows_lm_evals_names_and_defers_what_it_misses():
+    from evalkit.general.task_names import check_task_name, lm_eval_task_names
+
+    names = set(lm_eval_task_names())
+    assert len(names) > 14000 and {"mmlu", "hellaswag", "arc_easy", "ifeval", "gsm8k"} <= names
+    for valid in ("hellaswag", "arc_challenge", "afrixnli_tasks"):  # the last is built by a template
+        check_task_name(valid, [])

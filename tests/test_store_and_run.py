@@ -152,7 +152,7 @@ def test_corrupt_store_is_a_clear_error(tmp_path):
 def test_rerun_is_refused_under_a_multi_process_launch(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    with ResultStore(tmp_path / "s.sqlite") as store, pytest.raises(UsageError, match="--rerun cannot be used"):
+    with ResultStore(tmp_path / "s.sqlite") as store, pytest.raises(UsageError, match="rerun cannot be used"):
         evaluate_checkpoint(FakeCheckpoint(), [counting_task()], store, rerun=True)
 
 

@@ -56,8 +56,9 @@ def test_unknown_names_become_lm_eval_tasks_and_overrides_apply():
 
 @pytest.mark.parametrize("items, overrides, message", [
     ("", [], "give at least one task"),
-    ("a,a", [], "given twice"),
-    ("a", ["b.limit=1"], "no task named 'b'"),
+    ("hellaswag,hellaswag", [], "given twice"),
+    ("hellaswag", ["b.limit=1"], "no task named 'b'"),
+    ("hellaswg", [], "unknown task 'hellaswg'.*Did you mean 'hellaswag'"),
 ])
 def test_resolve_errors(items, overrides, message):
     with pytest.raises(UsageError, match=message):

@@ -104,7 +104,8 @@ def _run_side(side: str, args, limit: int, model: Path) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {**out, "wall": round(wall, 3), "cpu": round(cpu, 3), "rest": round(wall - out["model_seconds"], 3), "load": load}
+    return {**out, "wall": round(wall, 3), "cpu": round(cpu, 3), "rest": round(wall - out["model_seconds"], 3),
+            "rest_cpu": round(out["cpu_in_process"] - out["model_cpu"], 3), "load": load}
 
 
 def processes_mode(args) -> None:
@@ -131,8 +132,8 @@ def processes_mode(args) -> None:
     print(f"\nshots={args.shots} batch_size={args.batch_size} batch_docs={args.batch_docs} threads={args.threads} "
           f"nice={args.nice} model hidden={args.hidden} layers={args.layers}")
     print("| docs/subject | runs | acc (equal) | lm-eval wall | evalkit wall | wall ratio | CPU ratio | model ratio "
-          "| non-model ratio | padded tokens (lm-eval / evalkit) | load |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| non-model ratio (wall) | non-model CPU (lm-eval / evalkit) | padded tokens (lm-eval / evalkit) | load |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for limit in limits:
         mine = [r for r in runs if r["limit"] == limit and r["side"] == "evalkit"]
         theirs = [r for r in runs if r["limit"] == limit and r["side"] == "lm_eval"]
@@ -141,6 +142,7 @@ def processes_mode(args) -> None:
         loads = [r["load"] for r in mine + theirs]
         print(f"| {limit or 'all'} | {len(mine)} | {mine[0]['acc']:.4f} | {med(theirs, 'wall'):.1f} s | {med(mine, 'wall'):.1f} s "
               f"| {ratio('wall'):.2f} | {ratio('cpu'):.2f} | {ratio('model_seconds'):.2f} | {ratio('rest'):.2f} "
+              f"| {med(theirs, 'rest_cpu'):.1f} s / {med(mine, 'rest_cpu'):.1f} s ({ratio('rest_cpu'):.2f}) "
               f"| {theirs[0]['padded_tokens']:,} / {mine[0]['padded_tokens']:,} | {min(loads):.1f}-{max(loads):.1f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))

@@ -9,7 +9,8 @@
 ``_default_template_yaml`` and ``weight_by_size`` groups). Both load the model themselves. The forward
 pass (``HFLM._model_call``, patched on the class before either side loads) is timed and its padded input
 tokens counted, so the parent can separate model time from everything else. The last stdout line is a
-JSON object: side, accuracy, model seconds, padded tokens, forward calls, in-process wall seconds.
+JSON object: side, accuracy, model wall and CPU seconds, process CPU seconds, padded tokens, forward
+calls, in-process wall seconds. On a loaded machine CPU seconds are the steadier measure.
 """
 
 from __future__ import annotations
@@ -33,15 +34,16 @@ class ForwardClock:
     def __init__(self):
         from lm_eval.models.huggingface import HFLM
 
-        self.seconds, self.tokens, self.calls = 0.0, 0, 0
+        self.seconds, self.cpu, self.tokens, self.calls = 0.0, 0.0, 0, 0
         forward = HFLM._model_call
 
         def timed(lm, inps, *args, **kwargs):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             try:
                 return forward(lm, inps, *args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - started
+                self.cpu += time.process_time() - cpu
                 self.tokens += int(inps.numel())
                 self.calls += 1
 
@@ -101,7 +103,9 @@ def main() -> None:
     clock = ForwardClock()
     with tempfile.TemporaryDirectory() as tmp:
         acc = run_evalkit(args, Path(tmp) / "store.sqlite") if args.side == "evalkit" else run_lm_eval(args)
-    print(json.dumps({"side": args.side, "acc": acc, "model_seconds": round(clock.seconds, 3), "padded_tokens": clock.tokens,
+    print(json.dumps({"side": args.side, "acc": acc, "model_seconds": round(clock.seconds, 3),
+                      "model_cpu": round(clock.cpu, 3), "cpu_in_process": round(time.process_time(), 3),
+                      "padded_tokens": clock.tokens,
                       "forward_calls": clock.calls, "wall_in_process": round(time.perf_counter() - started, 3)}))
     sys.stdout.flush()
 

@@ -120,10 +120,21 @@ class Checkpoint:
         return self._fingerprint
 
     @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def display(self) -> str:
+        return self.spec.display
+
+    @property
     def info(self) -> CheckpointInfo:
-        return CheckpointInfo(label=self.spec.label, spec=self.spec.display, kind=self.spec.kind,
-                              fingerprint=self.fingerprint, note=self.spec.note,
-                              settings=self.options.output_settings())
+        from .spec import trainer_position
+
+        run, step = trainer_position(self.spec) or (None, None)
+        return CheckpointInfo.from_dict({"label": self.spec.label, "spec": self.spec.display, "kind": self.spec.kind,
+                                         "fingerprint": self.fingerprint, "note": self.spec.note,
+                                         "settings": self.options.output_settings(), "run": run, "step": step})
 
     def supports(self, need: str) -> bool:
         """Whether this checkpoint can answer lm-eval requests of type ``need`` ("loglikelihood", ...)."""

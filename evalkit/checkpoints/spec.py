@@ -15,13 +15,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..errors import UsageError
 
 __all__ = ["CheckpointSpec", "parse_spec", "KINDS", "WEIGHT_SUFFIXES", "hf_dir_problems", "read_adapter_base",
-           "server_label"]
+           "server_label", "trainer_position"]
 
 KINDS = ("hf", "hub", "peft", "weights", "server", "predictions")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 EXPECTED = "expected a model dir, adapter dir, weights file, predictions .jsonl or http(s)://HOST/v1#MODEL"
 
 _LABEL = re.compile(r"[A-Za-z0-9_.-]+")
+_TRAINER_DIR = re.compile(r"checkpoint-(\d+)")  # what transformers.Trainer names its saves
 _UNSAFE_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _LABEL_MAX_CHARS = 96
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+(@[A-Za-z0-9_./-]+)?")
@@ -207,3 +208,22 @@ def read_adapter_base(path: Path) -> str | None:
         raise UsageError(f"{config_path}: expected a JSON object; re-save the adapter.")
     base = data.get("base_model_name_or_path")
     return str(base) if base else None
+
+
+def trainer_position(spec: CheckpointSpec) -> tuple[str, int] | None:
+    """``(run, step)`` for a Trainer save folder ``RUN/checkpoint-STEP`` (model or adapter), else None.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> trainer_position(CheckpointSpec("c", "runs/mix25/checkpoint-500", "runs/mix25/checkpoint-500", "hf",
+    ...                                 Path("runs/mix25/checkpoint-500")))
+    ('mix25', 500)
+    """
+    if spec.kind not in ("hf", "peft"):
+        return None
+    path = Path(spec.location)
+    match = _TRAINER_DIR.fullmatch(path.name)
+    if not match:
+        return None
+    return path.resolve().parent.name, int(match.group(1))

@@ -50,8 +50,8 @@ def build_comparison(results: Sequence[EvalResult], *, baseline: str | None = No
     base = _pick_baseline(list(by_label), baseline)
     unknown = sorted(set(notes or {}) - set(by_label))
     if unknown:
-        raise UsageError(f"--note given for {', '.join(map(repr, unknown))}, which is not a checkpoint label."
-                         f"{did_you_mean(unknown[0], list(by_label))}")
+        raise UsageError(f"a note is given for {', '.join(map(repr, unknown))}, which is not a checkpoint label."
+                         f"{did_you_mean(unknown[0], list(by_label))}", param="notes")
     ctx = Context(results=by_label, baseline=base, tasks=[], n_resamples=int(n_resamples),
                   random_state=random_state, confidence=CONFIDENCE)
     ctx.tasks = _task_names(ctx)
@@ -101,7 +101,8 @@ def _pick_baseline(labels: list[str], baseline: str | None) -> str:
     if baseline is None:
         return labels[0]
     if baseline not in labels:
-        raise UsageError(f"--baseline {baseline!r} is not one of the checkpoint labels.{did_you_mean(baseline, labels)}")
+        raise UsageError(f"baseline {baseline!r} is not one of the checkpoint labels.{did_you_mean(baseline, labels)}",
+                         param="baseline")
     return baseline
 
 
@@ -123,6 +124,7 @@ def _checkpoint_entry(ctx: Context, label: str, notes: Mapping[str, str]) -> dic
     return {"label": label, "spec": info.spec, "kind": info.kind, "fingerprint": info.fingerprint,
             "settings": dict(info.settings),  # load options that change outputs ({} for defaults)
             "note": notes.get(label, info.note), "created": result.created, "versions": dict(result.versions),
+            "run": info.run, "step": info.step,  # place in a training run (trajectory reports), null otherwise
             "timing": {name: dict(tr.timing) for name, tr in result.tasks.items()}}
 
 

@@ -91,8 +91,7 @@ def _results_from_comparison(data: dict[str, Any], path: Path) -> list:
                     ci={r["metric"]: [r["ci_low"], r["ci_high"]] for r in rows
                         if r["task"] == name and r.get("ci_low") is not None},
                     settings=task.get("settings", {}))
-        info = CheckpointInfo(**{k: cp.get(k) for k in ("label", "spec", "kind", "fingerprint", "note")},
-                              settings=dict(cp.get("settings") or {}))  # absent in files before settings
+        info = CheckpointInfo.from_dict(cp)  # tolerates files written before settings/run/step existed
         results.append(EvalResult(checkpoint=info, versions=cp.get("versions", {}), tasks=task_results,
                                   created=data.get("created", "")))
     if not results:

@@ -168,6 +168,12 @@ class LmEvalEvaluator:
             raise UsageError(f"{self.config.source}: key 'lm_eval_config': {custom} does not exist "
                              "(an lm-eval task YAML or folder).")
         self.kind.check_data(self.options.num_fewshot)
+        if self.kind.data is None:  # offline, the hub would be retried for half a minute: say at once what to do
+            from ..general.hub import hub_data_problem
+
+            problem = hub_data_problem(self.config.name, self.kind.name)
+            if problem:
+                raise UsageError(f"{self.config.source}: {problem}.")
         if self.kind.uses_ifeval:
             from ..general.punkt import ensure_punkt_tab
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..errors import UsageError, did_you_mean
@@ -43,6 +43,11 @@ class Check:
     def to_dict(self) -> dict[str, Any]:
         return {key: _json_number(value) for key, value in self.__dict__.items()}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Check":
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
 
 @dataclass
 class Verdict:
@@ -64,6 +69,31 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "policy": self.policy, "baseline": self.baseline,
                 "checks": [check.to_dict() for check in self.checks]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Verdict":
+        """Read :meth:`to_dict` output (``verdict.json``, a comparison's ``verdict``)."""
+        try:
+            return cls(status=data["status"], policy=data["policy"], baseline=data["baseline"],
+                       checks=[Check.from_dict(check) for check in data.get("checks", [])])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(f"not an evalkit verdict ({type(exc).__name__}: {exc}); write it with Comparison.gate "
+                             f"or `evalkit gate`.") from None
+
+    @property
+    def passed(self) -> bool:
+        """True when no gate failed (warnings allowed)."""
+        return self.status != "fail"
+
+    @property
+    def failures(self) -> list[Check]:
+        """The failed checks, in policy order."""
+        return [check for check in self.checks if check.status == "fail"]
+
+    def __str__(self) -> str:
+        from ._outputs import verdict_text
+
+        return verdict_text(self)
 
 
 def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:

@@ -56,7 +56,7 @@ def _lm_eval_names(evaluator: Any) -> set[str]:
     Loads the lm-eval task (its configuration, not a model): the same load evaluation starts with.
     """
     loaded = evaluator._load()  # noqa: SLF001 - the evaluator's own view of lm-eval's metric names
-    names = {name for per_task in loaded.score_names.values() for name in per_task.values()}
-    if getattr(evaluator, "kind", None) == "mmlu_letter":  # evalkit adds the generative answer's parse failures
+    names = set(loaded.all_score_names().values())
+    if evaluator.kind.name == "mmlu_letter":  # evalkit adds the generative answer's parse failures
         names.add("parse_failure_rate")
     return names

@@ -333,7 +333,7 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
     for checkpoint in checkpoints:  # the rest as ordinary runs (answered from the store where evaluated already)
         rest = [(t, e) for t, e in zip(task_configs, evaluators) if t.name not in task_results[checkpoint.label]]
         if rest:
-            click.echo(f"evaluating {checkpoint.label} ({checkpoint.spec.kind}: {checkpoint.spec.display})", err=True)
+            click.echo(f"evaluating {checkpoint.label} ({checkpoint.kind}: {checkpoint.display})", err=True)
             full = evaluate_checkpoint(checkpoint, [t for t, _ in rest], store, evaluators=[e for _, e in rest])
             task_results[checkpoint.label].update(full.tasks)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -10,12 +10,28 @@ scored as the continuation ``"\\n"`` (the end of the answer line). The walk ends
 "stop", so the prediction is always a valid label path.
 
 Scores are *not* length-normalised: this is the same rule as lm-eval's ``acc`` for multiple choice.
-All candidates of one level, for all samples of a batch, go to the LM in one ``loglikelihood`` call,
-so there are ``depth`` calls per batch.
+
+How the candidates are scored:
+
+- lm-eval's in-process ``HFLM`` (causal, unmodified): :class:`PrefixScorer` runs each prompt through the
+  model once and keeps its key/value cache; every candidate of every level is then scored from that cache,
+  one batched forward pass over the short continuations per level. The token ids are exactly those
+  ``HFLM.loglikelihood`` scores (``_encode_pair``: context and context+continuation tokenised, the
+  continuation is the difference), so the walk costs about one prompt pass plus the continuations, instead
+  of one full prompt pass per candidate (lm-eval's HF path shares no prefix for multi-token
+  continuations). Log-probabilities equal lm-eval's up to floating-point rounding of the different matrix
+  shapes (~1e-6); a candidate whose tokens do not extend the cached prompt tokens, or that would be
+  truncated, is scored by ``lm.loglikelihood`` instead.
+- any other LM (servers, replays): all candidates of one level, for all samples of a batch, go to the
+  LM in one ``loglikelihood`` call, so there are ``depth`` calls per batch. A vLLM server with automatic
+  prefix caching computes the shared prompt once (see docs/scale-out.md).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..taxonomy import Taxonomy
 
-__all__ = ["STOP", "ConstrainedResult", "answer_prefix", "constrained_predict"]
+__all__ = ["STOP", "ConstrainedResult", "PrefixScorer", "answer_prefix", "constrained_predict"]
 
 STOP = "\n"
 
@@ -58,19 +74,143 @@ def constrained_predict(lm: Any, prompts: Sequence[str], taxonomy: "Taxonomy",
     evaluator tags it with the task name and sample id); ``lm.loglikelihood`` gets one list per level.
     """
     results = [ConstrainedResult(path=()) for _ in prompts]
-    active = list(range(len(prompts)))
-    while active:
-        requests, owners = [], []
-        for i in active:
-            prefix = results[i].path
-            head = prompts[i] + (answer_prefix(prompts[i]) + taxonomy.format(prefix) if prefix else "")
-            for option in _options(taxonomy, prefix):
-                continuation = STOP if option is None else (taxonomy.sep if prefix else answer_prefix(prompts[i])) + option[-1]
-                requests.append(make_request(i, head, continuation))
-                owners.append((i, option))
-        scores = [float(out[0]) for out in lm.loglikelihood(requests)]
-        active = _choose(results, owners, scores, taxonomy)
+
+    def by_lm(pairs: list[tuple[int, str, str]]) -> list[float]:
+        return [float(out[0]) for out in lm.loglikelihood([make_request(i, c, x) for i, c, x in pairs])]
+
+    scorer = PrefixScorer(lm) if PrefixScorer.supports(lm) else None
+    # One prompt at a time with a prefix cache (its memory is one prompt's); else each level in one call.
+    groups = [[i] for i in range(len(prompts))] if scorer is not None else [list(range(len(prompts)))]
+    for active in groups:
+        while active:
+            pairs, owners = _level_requests(active, results, prompts, taxonomy)
+            scores = scorer.score(pairs, by_lm) if scorer is not None else by_lm(pairs)
+            active = _choose(results, owners, scores, taxonomy)
     return results
+
+
+def _level_requests(active: list[int], results: list[ConstrainedResult], prompts: Sequence[str],
+                    taxonomy: "Taxonomy") -> tuple[list[tuple[int, str, str]], list]:
+    """(sample, context, continuation) of every option of the next level of the ``active`` samples."""
+    pairs, owners = [], []
+    for i in active:
+        prefix = results[i].path
+        head = prompts[i] + (answer_prefix(prompts[i]) + taxonomy.format(prefix) if prefix else "")
+        for option in _options(taxonomy, prefix):
+            continuation = STOP if option is None else (taxonomy.sep if prefix else answer_prefix(prompts[i])) + option[-1]
+            pairs.append((i, head, continuation))
+            owners.append((i, option))
+    return pairs, owners
+
+
+class PrefixScorer:
+    """Log-likelihoods of continuations of one prompt from one cached forward pass of the prompt.
+
+    The prompt's tokens (``HFLM.tok_encode`` of the context, trailing spaces moved to the continuation as
+    ``_encode_pair`` does) but the last are run once with ``use_cache``; each request then feeds only its
+    tokens after that prefix. Requests are ``(sample, context, continuation)``; the cache is kept while the
+    sample stays the same.
+    """
+
+    def __init__(self, lm: Any):
+        self.lm = lm
+        self._sample: int | None = None
+        self._prefix: list[int] = []
+        self._cache = None
+        self._ids: dict[str, list[int]] = {}
+
+    @staticmethod
+    def supports(lm: Any) -> bool:
+        """An unmodified causal ``HFLM`` (the token ids reproduced here are then the ones it would score)."""
+        from ..evaluators.lmeval.requests import PairEncoder
+
+        return PairEncoder.supports(lm) and "_model_call" not in vars(lm) and hasattr(lm, "model")
+
+    def score(self, pairs: list[tuple[int, str, str]], fallback: Callable[[list], list[float]]) -> list[float]:
+        """Summed log-probabilities of each continuation (``fallback`` scores what the cache cannot)."""
+        import torch
+
+        scores: list[float | None] = [None] * len(pairs)
+        for sample in dict.fromkeys(p[0] for p in pairs):
+            mine = [k for k, p in enumerate(pairs) if p[0] == sample]
+            if sample != self._sample:
+                self._prime(sample, pairs[mine[0]][1])
+            tails = [t for t in (self._tail(k, *pairs[k][1:]) for k in mine) if t is not None]
+            step = self.lm.batch_size if isinstance(self.lm.batch_size, int) and self.lm.batch_size > 0 else len(tails) or 1
+            with torch.no_grad():
+                for start in range(0, len(tails), step):
+                    for k, value in self._score_tails(tails[start:start + step]):
+                        scores[k] = value
+        missing = [k for k, value in enumerate(scores) if value is None]
+        if missing:
+            for k, value in zip(missing, fallback([pairs[k] for k in missing])):
+                scores[k] = value
+        return [float(v) for v in scores]
+
+    def _tail(self, k: int, context: str, continuation: str) -> tuple[int, list[int], list[int]] | None:
+        """(k, model input after the cached prefix, continuation ids), or None if the cache cannot score it."""
+        tokens, n_cont = self._request_tokens(context, continuation)
+        cut = len(self._prefix)
+        if (self._cache is None or len(tokens) > self.lm.max_length or tokens[:cut] != self._prefix
+                or len(tokens) - n_cont <= cut or n_cont == 0):
+            return None
+        return k, tokens[cut:-1], tokens[-n_cont:]
+
+    def _encode(self, text: str) -> list[int]:
+        if text not in self._ids:
+            self._ids[text] = self.lm.tok_encode(text)
+        return self._ids[text]
+
+    def _request_tokens(self, context: str, continuation: str) -> tuple[list[int], int]:
+        """``_encode_pair``'s ids as one sequence, and how many of its last tokens are the continuation."""
+        from ..evaluators.lmeval.requests import _split_space
+
+        context, continuation = _split_space(context, continuation)
+        ctx = self._encode(context)
+        cont = self._encode(context + continuation)[len(ctx):]
+        return ctx + cont, len(cont)
+
+    def _prime(self, sample: int, prompt: str) -> None:
+        """Run the prompt (all tokens but the last) once and keep its key/value cache."""
+        import torch
+        from transformers import DynamicCache
+
+        from ..evaluators.lmeval.requests import _split_space
+
+        self._sample, self._ids = sample, {}
+        tokens = self._encode(_split_space(prompt, "")[0])
+        self._prefix = tokens[:-1] if len(tokens) <= self.lm.max_length else []
+        self._cache = None
+        if self._prefix:
+            cache = DynamicCache()
+            with torch.no_grad():
+                self.lm.model(torch.tensor([self._prefix], device=self.lm.device), **{_cache_argument(self.lm.model): cache},
+                              use_cache=True)
+            self._cache = cache
+
+    def _score_tails(self, tails: list[tuple[int, list[int], list[int]]]) -> list[tuple[int, float]]:
+        """One batched forward pass of right-padded tails on the prompt cache (repeated, then cropped back)."""
+        import torch
+        import torch.nn.functional as F
+
+        if not tails:
+            return []
+        width = max(len(t) for _, t, _ in tails)
+        # Right padding: a causal model's logits at real positions do not see the padding after them.
+        batch = torch.tensor([t + [t[-1]] * (width - len(t)) for _, t, _ in tails], device=self.lm.device)
+        cache = copy.deepcopy(self._cache)  # the forward pass appends to it; the prompt's stays for the next level
+        cache.batch_repeat_interleave(len(tails))
+        logits = self.lm.model(batch, **{_cache_argument(self.lm.model): cache}, use_cache=True).logits
+        logprobs = F.log_softmax(logits, dim=-1)
+        out = []
+        for row, (k, tail, targets) in enumerate(tails):
+            # the logits at tail position p predict the token after it: the continuation's n tokens are
+            # predicted by the last n positions of the tail
+            positions = torch.arange(len(tail) - len(targets), len(tail), device=self.lm.device)
+            picked = logprobs[row, positions, torch.tensor(targets, device=self.lm.device)]
+            out.append((k, float(picked.sum())))
+        return out
+
 
 
 def _choose(results: list[ConstrainedResult], owners: list, scores: list[float], taxonomy: "Taxonomy") -> list[int]:
@@ -93,3 +233,13 @@ def _choose(results: list[ConstrainedResult], owners: list, scores: list[float],
         if taxonomy.children(option):
             deeper.append(i)
     return deeper
+
+
+@functools.lru_cache(maxsize=8)
+def _cache_argument_of(forward) -> str:
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def _cache_argument(model: Any) -> str:
+    """The forward argument that takes a key/value cache (transformers 5 renames ``past_key_values``)."""
+    return _cache_argument_of(type(model).forward)

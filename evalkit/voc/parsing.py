@@ -22,6 +22,12 @@ Rules, tried in order (the first that gives a label path wins; the rule's name i
     path with every segment used.
 ``invalid``
     Anything else: the prediction is None; the raw output stays in the record.
+
+The ``closest`` rule is exact ``difflib`` matching, made fast without changing a result: the candidate
+names of each level are indexed once, ``rapidfuzz``'s Indel similarity (``2 * LCS / total length``, an
+upper bound of difflib's ratio, whose matched characters form a common subsequence) is computed for all
+candidates at once in C, and difflib's ratio is computed only for the candidates whose bound can still
+reach the cutoff or the best ratio so far.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ import difflib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from rapidfuzz import process
+from rapidfuzz.distance import Indel
 
 if TYPE_CHECKING:
     from ..taxonomy import Taxonomy
@@ -42,6 +51,8 @@ _PREFIX = re.compile(r"^\s*(?:(?:[-*•]|\d+[.)])\s+)?(?:\*\*)?\s*(?:label|categ
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _WRAPPERS = "\"'`*“”‘’ \t"
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.S | re.I)
+#: Slack on the rapidfuzz bound: both ratios are 2M/T, computed in different floating-point steps.
+_BOUND_SLACK = 1e-9
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,8 @@ class OutputParser:
         self._formatted = {taxonomy.format(p): p for p in taxonomy.labels}
         self._labels = set(taxonomy.labels)
         self._children: dict[tuple[str, ...], list[tuple[str, tuple[str, ...]]]] = {}
+        self._below: dict[tuple[str, ...], tuple[list[str], list[tuple[str, ...]]]] = {}
+        self._kids_by_path: dict[tuple[str, ...], tuple[list[str], list[tuple[str, ...]]]] = {}
 
     def parse(self, raw: str | None) -> ParseResult:
         """Parse one raw output (see the module docstring for the rules)."""
@@ -155,29 +168,56 @@ class OutputParser:
         prefix: tuple[str, ...] = ()
         i = 0
         while i < len(pieces):
-            best = self._best_child(self._children_of(prefix), pieces, seps, i)
+            best = self._best_child(prefix, pieces, seps, i)
             if best is None:
                 rest = "".join(p + s for p, s in zip(pieces[i:], seps[i:] + [""]))
                 return self._unique_label_named(prefix, rest)
             prefix, i = best
         return prefix if prefix in self._labels else None
 
-    def _best_child(self, kids, pieces: list[str], seps: list[str], i: int):
+    def _best_child(self, prefix: tuple[str, ...], pieces: list[str], seps: list[str], i: int):
+        """The most similar child (difflib ratio >= cutoff; ties: first span, then first path in sorted order)."""
+        names, paths = self._sorted_kids(prefix)
         best_ratio, best = self.cutoff, None
         for span in range(1, 4):
             if i + span > len(pieces):
                 break
             candidate = "".join(p + s for p, s in zip(pieces[i:i + span], seps[i:i + span - 1] + [""]))
-            for name, child in sorted(kids, key=lambda nc: nc[1]):
-                ratio = difflib.SequenceMatcher(None, candidate, name).ratio()
+            for k in _reachable(candidate, names, best_ratio):
+                ratio = difflib.SequenceMatcher(None, candidate, names[k]).ratio()
                 if ratio > best_ratio or (ratio == best_ratio and best is None):
-                    best_ratio, best = ratio, (child, i + span)
+                    best_ratio, best = ratio, (paths[k], i + span)
         return best
+
+    def _sorted_kids(self, prefix: tuple[str, ...]) -> tuple[list[str], list[tuple[str, ...]]]:
+        """(normalised names, paths) of the children of ``prefix`` in sorted path order, built once."""
+        if prefix not in self._kids_by_path:
+            ordered = sorted(self._children_of(prefix), key=lambda nc: nc[1])
+            self._kids_by_path[prefix] = ([n for n, _ in ordered], [c for _, c in ordered])
+        return self._kids_by_path[prefix]
 
     def _unique_label_named(self, prefix: tuple[str, ...], rest: str) -> tuple[str, ...] | None:
         """The one label below ``prefix`` whose last name is closest to ``rest`` (None if none or tied)."""
-        below = [p for p in self.taxonomy.labels if p[:len(prefix)] == prefix and len(p) > len(prefix)]
-        scored = [(difflib.SequenceMatcher(None, rest, normalize_name(p[-1])).ratio(), p) for p in below]
+        if prefix not in self._below:
+            below = [p for p in self.taxonomy.labels if p[:len(prefix)] == prefix and len(p) > len(prefix)]
+            self._below[prefix] = ([normalize_name(p[-1]) for p in below], below)
+        names, below = self._below[prefix]
+        # Labels whose bound is under the cutoff cannot win (a winner needs ratio >= cutoff), nor tie a winner.
+        scored = [(difflib.SequenceMatcher(None, rest, names[k]).ratio(), below[k])
+                  for k in _reachable(rest, names, self.cutoff)]
         top = max((r for r, _ in scored), default=0.0)
         winners = [p for r, p in scored if r == top]
         return winners[0] if top >= self.cutoff and len(winners) == 1 else None
+
+
+def _reachable(query: str, names: list[str], floor: float) -> list[int]:
+    """Positions of ``names`` whose difflib ratio with ``query`` can be >= ``floor`` (in order).
+
+    rapidfuzz's normalised Indel similarity is ``2 * LCS / (len(a) + len(b))`` and difflib's ratio is
+    ``2 * M / (len(a) + len(b))`` with M the characters of its matching blocks, a common subsequence, so
+    M <= LCS and the Indel similarity bounds the ratio from above.
+    """
+    if not names:
+        return []
+    bounds = process.cdist([query], names, scorer=Indel.normalized_similarity, workers=1)[0]
+    return [k for k, bound in enumerate(bounds) if bound >= floor - _BOUND_SLACK]

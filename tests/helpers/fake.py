@@ -77,6 +77,8 @@ class _Spec:
 class FakeCheckpoint:
     """Duck-types evalkit.checkpoints.Checkpoint for the run loop."""
 
+    kind = "fake"
+
     def __init__(self, label="fake", fingerprint="f" * 16, log_path=None):
         self.label = label
         self.spec = _Spec()

@@ -1,0 +1,207 @@
+"""The Python API: :func:`evaluate` a model, :func:`compare` results, gate the comparison.
+
+The command line is a thin layer over these functions; ``docs/python-api.md`` walks through them::
+
+    import evalkit
+
+    base = evalkit.evaluate("models/base", ["voc_sample", "mmlu"])
+    tuned = evalkit.evaluate(model, ["voc_sample", "mmlu"], tokenizer=tokenizer, label="tuned")
+    comparison = evalkit.compare(base, tuned)
+    verdict = comparison.gate("policy.yaml")
+    comparison.write("reports/tuned")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import UsageError, did_you_mean
+from .records import EvalResult
+
+__all__ = ["evaluate", "compare", "as_checkpoint", "load_options", "resolve", "open_store"]
+
+
+def load_options(**options: Any):
+    """:class:`~evalkit.checkpoints.LoadOptions` from keyword arguments, refusing unknown names.
+
+    ``model_args`` may be a mapping or a ``"KEY=VALUE,KEY=VALUE"`` string.
+    """
+    from ._pairs import parse_pairs, split_commas
+    from .checkpoints import LoadOptions
+
+    allowed = [f.name for f in dataclasses.fields(LoadOptions)]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"unknown option {unknown[0]!r}.{did_you_mean(unknown[0], allowed)}")
+    if isinstance(options.get("model_args"), str):
+        options["model_args"] = parse_pairs(split_commas(options["model_args"]), param="model_args")
+    return LoadOptions(**options)
+
+
+def resolve(tasks: Any, overrides: Any = None) -> list:
+    """Task configs from names, task-file paths or :class:`~evalkit.taskconfig.TaskConfig` objects.
+
+    ``tasks`` may be one of those, a list of them or a comma-separated string. ``overrides`` is
+    ``{"mmlu": {"num_fewshot": 5}}`` or a list of ``"TASK.KEY=VALUE"`` strings; overridden configs are
+    copies, the caller's objects are left as they were.
+    """
+    from .taskconfig import TaskConfig, parse_overrides, resolve_tasks
+
+    if isinstance(tasks, (str, os.PathLike, TaskConfig)):
+        tasks = [tasks]
+    items = [t if isinstance(t, TaskConfig) else str(t) for t in tasks]
+    if len(items) == 1 and isinstance(items[0], str) and "," in items[0]:
+        items = items[0]
+    if overrides is not None and not isinstance(overrides, Mapping):
+        overrides = parse_overrides(list(overrides))
+    return resolve_tasks(items, dict(overrides or {}))
+
+
+def as_checkpoint(model: Any, *, tokenizer: Any = None, label: str | None = None, note: str | None = None,
+                  fingerprint: str | None = None, options: Any = None, index: int = 0):
+    """A checkpoint object for ``model``: a spec string or path, a model object, or a checkpoint already.
+
+    An unlabelled Trainer save folder ``RUN/checkpoint-STEP`` is labelled ``RUN.stepSTEP``, so the
+    checkpoints of several runs keep apart in one comparison.
+    """
+    from .checkpoints import Checkpoint, LoadOptions
+    from .checkpoints.memory import InMemoryCheckpoint
+
+    options = options or LoadOptions()
+    if isinstance(model, (Checkpoint, InMemoryCheckpoint)):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        from .checkpoints.spec import _split_label, trainer_position
+
+        checkpoint = Checkpoint.from_string(os.fspath(model), options, index=index)
+        position = trainer_position(checkpoint.spec)
+        if label is None and position and _split_label(checkpoint.spec.raw)[0] is None:
+            label = f"{position[0]}.step{position[1]}"
+        if label is not None or note is not None:
+            checkpoint.spec = dataclasses.replace(checkpoint.spec, label=label or checkpoint.spec.label,
+                                                  note=note if note is not None else checkpoint.spec.note)
+        if fingerprint is not None:
+            raise TypeError("fingerprint= applies to in-memory models; a checkpoint spec is fingerprinted from its files.")
+        return checkpoint
+    return InMemoryCheckpoint(model, tokenizer=tokenizer, label=label, note=note, options=options,
+                              fingerprint=fingerprint)
+
+
+@contextmanager
+def open_store(store: Any) -> Iterator[Any]:
+    """A :class:`~evalkit.store.ResultStore` for ``store``: None (the default store), a path, or a store
+    (left open for its owner)."""
+    from .store import ResultStore
+
+    if isinstance(store, ResultStore):
+        yield store
+        return
+    with ResultStore(store) as opened:
+        yield opened
+
+
+def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None = None, store: Any = None,
+             rerun: bool = False, overrides: Any = None, note: str | None = None, fingerprint: str | None = None,
+             **options: Any) -> EvalResult:
+    """Evaluate ``model`` on ``tasks``; results come from the store where it already has them.
+
+    Parameters
+    ----------
+    model : str, path, transformers model, PEFT model or lm-eval ``LM``
+        A checkpoint spec as on the command line (model or adapter folder, weights file,
+        ``http://HOST/v1#MODEL``, predictions ``.jsonl``), or a model object in this process. An
+        object is evaluated as it is (in eval mode, restored afterwards) and never saved; it is
+        fingerprinted by hashing its weights, config and tokenizer.
+    tasks : str, path, TaskConfig or a list of them
+        Shipped task names (``"mmlu"``), task YAML files, lm-eval task names or task configs.
+    tokenizer : transformers tokenizer, optional
+        Needed for a transformers or PEFT model object.
+    label : str, optional
+        The checkpoint's name in results and reports.
+    store : str, path or ResultStore, optional
+        Where per-sample records are kept (default: ``$EVALKIT_STORE`` or the user cache).
+    rerun : bool
+        Evaluate again even if the store has the results.
+    overrides : mapping or list of str, optional
+        Task option overrides, ``{"mmlu": {"limit": 20}}`` or ``["mmlu.limit=20"]``.
+    note : str, optional
+        Shown beside the checkpoint in reports.
+    fingerprint : str, optional
+        The store key of a model object that cannot be hashed (an lm-eval ``LM`` without weights).
+    **options
+        Load options, as the command line's flags: ``batch_size``, ``device``, ``dtype``,
+        ``max_length``, ``chat_template``, ``model_args``, ``base``, ``config``, ...
+
+    Returns
+    -------
+    EvalResult
+    """
+    from .checkpoints.memory import InMemoryCheckpoint, evaluation_mode
+    from .run import evaluate_checkpoint
+
+    task_configs = resolve(tasks, overrides)
+    checkpoint = as_checkpoint(model, tokenizer=tokenizer, label=label, note=note, fingerprint=fingerprint,
+                               options=load_options(**options))
+    in_memory = isinstance(checkpoint, InMemoryCheckpoint) and not checkpoint.is_lm
+    with open_store(store) as opened, evaluation_mode(checkpoint.model) if in_memory else nullcontext():
+        return evaluate_checkpoint(checkpoint, task_configs, opened, rerun=rerun)
+
+
+def _as_results(items: Iterable[Any]) -> tuple[list[EvalResult], list[EvalResult]]:
+    """(all results, the ones given as objects): paths are read, lists flattened."""
+    from .compare import load_results_files
+
+    results: list[EvalResult] = []
+    given: list[EvalResult] = []
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            inner, inner_given = _as_results(item)
+            results += inner
+            given += inner_given
+        elif isinstance(item, EvalResult):
+            results.append(item)
+            given.append(item)
+        elif isinstance(item, Mapping):
+            results.append(EvalResult.from_dict(dict(item)))
+            given.append(results[-1])
+        elif isinstance(item, (str, os.PathLike)):
+            results += load_results_files([os.fspath(item)])
+        else:
+            raise UsageError(f"cannot compare a {type(item).__name__}: give EvalResult objects, their dicts, or "
+                             f"results.json / comparison.json paths.", param="results")
+    return results, given
+
+
+def compare(*results: Any, baseline: str | None = None, notes: Mapping[str, str] | None = None,
+            **settings: Any):
+    """Compare checkpoints' results against a baseline: paired deltas, intervals, tests, breakdowns, flips.
+
+    Parameters
+    ----------
+    *results : EvalResult, dict, path, or lists of them
+        One per checkpoint, in display order (paths are ``results.json`` or ``comparison.json``
+        files, ``LABEL=path`` relabels one).
+    baseline : str, optional
+        Label of the reference checkpoint (default: the first).
+    notes : mapping of label to text, optional
+        Shown beside each checkpoint in the report.
+    **settings
+        ``n_resamples``, ``random_state``, ``max_flips`` (see ``build_comparison``).
+
+    Returns
+    -------
+    Comparison
+    """
+    from .compare import build_comparison
+    from .comparison import Comparison
+
+    parsed, given = _as_results(results)
+    if len(parsed) < 2:
+        raise UsageError(f"compare needs at least two checkpoints' results, got {len(parsed)}.", param="results")
+    data = build_comparison(parsed, baseline=baseline, notes=notes, **settings)
+    return Comparison(data, results=given)

@@ -1,0 +1,170 @@
+""":class:`Comparison`: the outcome of :func:`evalkit.compare`, with the gate and the report writers on it.
+
+It wraps the ``comparison.json`` dictionary (schema in ``docs/comparison-schema.md``) and the results
+it was built from, so ``comparison.write(out)`` writes the same folder as ``evalkit compare --out``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .records import EvalResult
+
+__all__ = ["Comparison"]
+
+
+class Comparison:
+    """Paired comparison of checkpoints against a baseline.
+
+    Attributes
+    ----------
+    data : dict
+        The ``comparison.json`` content (metric rows with deltas, intervals and p-values,
+        breakdowns, flips, summary; ``data["verdict"]`` once gated).
+    results : list of EvalResult
+        The results given as objects (written to ``results/LABEL.json`` by :meth:`write`); results
+        read from files are not written again.
+    verdict : Verdict or None
+        Set by :meth:`gate`.
+    """
+
+    def __init__(self, data: dict[str, Any], *, results: list[EvalResult] | None = None, verdict: Any = None):
+        from .report._view import check_comparison
+
+        self.data = check_comparison(data)
+        self.results = list(results or [])
+        self.verdict = verdict
+        if verdict is None and data.get("verdict"):
+            from .gate import Verdict
+
+            self.verdict = Verdict.from_dict(data["verdict"])
+
+    # ------------------------------------------------------------------------------ reading
+    @property
+    def baseline(self) -> str:
+        return self.data["baseline"]
+
+    @property
+    def labels(self) -> list[str]:
+        """Checkpoint labels in display order (the baseline among them)."""
+        return [c["label"] for c in self.data["checkpoints"]]
+
+    @property
+    def tasks(self) -> list[str]:
+        return [t["name"] for t in self.data["tasks"]]
+
+    def metric(self, task: str, metric: str | None = None, checkpoint: str | None = None) -> dict[str, Any]:
+        """The metric row of ``task`` (its primary metric unless ``metric``) for ``checkpoint`` (default: the
+        last one): value, ``ci_low``/``ci_high``, ``delta`` with its interval, ``p_value``, ``test``, ``n``."""
+        entry = next((t for t in self.data["tasks"] if t["name"] == task), None)
+        if entry is None:
+            raise KeyError(f"no task {task!r} in this comparison; tasks: {', '.join(self.tasks)}")
+        metric = metric or entry.get("primary_metric")
+        checkpoint = checkpoint or self.labels[-1]
+        for row in self.data["metrics"]:
+            if row["task"] == task and row["metric"] == metric and row["checkpoint"] == checkpoint:
+                return dict(row)
+        raise KeyError(f"no row for {task}.{metric} on checkpoint {checkpoint!r}")
+
+    def summary(self) -> str:
+        """One line per task and checkpoint: the primary metric, its change against the baseline and p."""
+        from .report._view import fmt_delta, fmt_value
+
+        lines = [f"baseline {self.baseline}; {len(self.labels)} checkpoints, {len(self.tasks)} tasks"]
+        for task in self.data["tasks"]:
+            for label in self.labels:
+                try:
+                    row = self.metric(task["name"], checkpoint=label)
+                except KeyError:
+                    continue
+                change = "" if label == self.baseline else (
+                    f"  {fmt_delta(row.get('delta'))} [{fmt_delta(row.get('delta_ci_low'))}, "
+                    f"{fmt_delta(row.get('delta_ci_high'))}]"
+                    + (f"  p={row['p_value']:.3g}" if isinstance(row.get("p_value"), float) else ""))
+                lines.append(f"  {task['name']}.{row['metric']} ({task['axis']})  {label}: "
+                             f"{fmt_value(row.get('value'))}{change}")
+        if self.verdict is not None:
+            lines.append(f"gate: {self.verdict.status.upper()}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        gated = f", verdict={self.verdict.status!r}" if self.verdict is not None else ""
+        return f"<Comparison baseline={self.baseline!r} checkpoints={self.labels} tasks={self.tasks}{gated}>"
+
+    # ------------------------------------------------------------------------------ gating and writing
+    def gate(self, policy: Any):
+        """Apply a release policy (a YAML path, a policy mapping or a :class:`~evalkit.gate.Policy`).
+
+        The verdict is kept on the comparison (``self.verdict`` and ``data["verdict"]``), so
+        :meth:`write` renders it and writes ``junit.xml`` and ``verdict.json`` too.
+
+        Returns
+        -------
+        Verdict
+            ``verdict.passed``, ``verdict.failures``, ``str(verdict)`` explain the outcome.
+        """
+        from .gate import Policy, evaluate_policy, load_policy, parse_policy
+
+        if isinstance(policy, Mapping):
+            policy = parse_policy(dict(policy), source="<policy dict>")
+        elif isinstance(policy, (str, Path)):
+            policy = load_policy(policy)
+        elif not isinstance(policy, Policy):
+            raise UsageError(f"policy must be a YAML file path, a mapping or a Policy, got {type(policy).__name__}.",
+                             param="policy")
+        self.verdict = evaluate_policy(policy, self.data)
+        self.data["verdict"] = self.verdict.to_dict()
+        return self.verdict
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """Write the report folder ``evalkit compare --out`` writes; return the paths.
+
+        ``results/LABEL.json`` for each result object, ``report.html``, ``report.md``,
+        ``comparison.json``, ``metrics.csv``, and after :meth:`gate` ``junit.xml`` and ``verdict.json``.
+        """
+        from ._io import atomic_write_text, dump_json
+
+        out = Path(out_dir)
+        written = []
+        for result in self.results:
+            path = out / "results" / f"{_file_stem(result.checkpoint.label)}.json"
+            atomic_write_text(path, dump_json(result.to_dict()))
+            written.append(path)
+        written += self.write_report(out)
+        if self.verdict is not None:
+            from .gate import write_gate_outputs
+
+            written += write_gate_outputs(self.verdict, out)
+        return written
+
+    def write_report(self, out_dir: str | Path) -> list[Path]:
+        """Only ``report.html``, ``report.md``, ``comparison.json`` and ``metrics.csv`` (``evalkit report``)."""
+        from .report import write_reports
+
+        return write_reports(self.data, Path(out_dir))
+
+    # ------------------------------------------------------------------------------ serialising
+    def to_dict(self) -> dict[str, Any]:
+        """The ``comparison.json`` content (a copy)."""
+        return copy.deepcopy(self.data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Comparison":
+        return cls(copy.deepcopy(data))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Comparison":
+        """Read a ``comparison.json`` written by :meth:`write` or ``evalkit compare``."""
+        from .compare import load_comparison
+
+        return cls(load_comparison(path))
+
+
+def _file_stem(label: str) -> str:
+    """A label as a file name inside its folder: path separators and leading dots replaced."""
+    stem = label.replace("/", "_").replace("\\", "_").lstrip(".")
+    return stem or "checkpoint"

@@ -1,0 +1,1 @@
+"""Integrations with training frameworks: :mod:`evalkit.integrations.transformers` (``EvalkitCallback``)."""
