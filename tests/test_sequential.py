@@ -369,3 +369,14 @@ def test_bench_figures_are_the_recorded_run_and_reproduce():
         assert f"**{row['median_fraction']:.1%}**" in readme and f"{row['median_samples']:,}" in readme
     again = _bench_module().savings(28, runs=200, seed=38)
     assert again == recorded["savings"][0]
+
+
+def test_a_policy_baseline_other_than_the_comparison_baseline_fails_before_evaluating():
+    from evalkit.sequential import collect_results_sequential
+
+    class Stub:
+        label = "base"
+
+    policy = parse_policy({"baseline": "other", "gates": [{"metric": "mmlu.acc", "max_drop": 0.05}]})
+    with pytest.raises(UsageError, match="'baseline' is 'other'"):
+        collect_results_sequential([Stub()], [], [], None, policy)

@@ -278,7 +278,7 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
     policy : Policy
         The gates; tasks without a gate, or with a gate that needs the full data, run in full.
     baseline : str, optional
-        The baseline label (default: the policy's, else the first checkpoint).
+        The baseline label (default: the first checkpoint); must equal the policy's ``baseline`` if it has one.
     prior : list of EvalResult, optional
         Checkpoints given as results files (with per-sample records); they are never evaluated.
     seed : int
@@ -301,11 +301,14 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
         raise UsageError(f"--sequential-chunk must be an integer >= 1, got {chunk_size!r}.")
     prior = list(prior or [])
     labels = [r.checkpoint.label for r in prior] + [c.label for c in checkpoints]
-    baseline = baseline or policy.baseline or labels[0]
+    baseline = baseline or labels[0]  # as build_comparison picks it
     if baseline not in labels:
         from ..errors import did_you_mean
 
         raise UsageError(f"--baseline {baseline!r} is not one of the checkpoint labels.{did_you_mean(baseline, labels)}")
+    if policy.baseline is not None and policy.baseline != baseline:  # fail before evaluating, not after
+        raise UsageError(f"{policy.source}: 'baseline' is {policy.baseline!r} but the comparison's baseline is "
+                         f"{baseline!r}; compare against {policy.baseline!r} (--baseline) or fix the policy.")
     versions = library_versions()
     keys = {c.label: run_keys(c, task_configs, evaluators, versions) for c in checkpoints}
     if rerun:
