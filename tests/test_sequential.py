@@ -367,6 +367,12 @@ def test_bench_figures_are_the_recorded_run_and_reproduce():
         assert f"**{row['false_fail_rate']:.1%}**" in readme and f"{row['naive_peeking_false_fail_rate']:.1%}" in readme
     for row in recorded["savings"]:
         assert f"**{row['median_fraction']:.1%}**" in readme and f"{row['median_samples']:,}" in readme
+    real = json.loads((BENCH / "real_run.json").read_text())
+    assert real["same_verdict"] and f"**{real['ratio_wall_sequential_over_full']:.3f}**" in readme
+    for name in ("sequential", "full"):
+        assert f"**{real[name]['wall_seconds']} s**" in readme
+    used = real["sequential"]["sequential"]["samples_used"]
+    assert f"{used} of {real['full']['n_samples']['tuned']:,}" in readme
     again = _bench_module().savings(28, runs=200, seed=38)
     assert again == recorded["savings"][0]
 

@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/evalkit-seq-bench"))
     parser.add_argument("--limit", type=int, default=50, help="questions per subject; 0 for all")
     parser.add_argument("--noise", type=float, default=0.05, help="weight noise of the tuned checkpoint")
+    parser.add_argument("--output", default="real_run.json", help="file name written beside this script")
     args = parser.parse_args()
     from evalkit.testing import build_tiny_model
 
@@ -87,7 +88,7 @@ def main() -> None:
     runs["full"] = _compare(args.work, args.mmlu, base, tuned, False, args.limit)
     runs["ratio_wall_sequential_over_full"] = round(runs["sequential"]["wall_seconds"] / runs["full"]["wall_seconds"], 3)
     runs["same_verdict"] = runs["sequential"]["verdict"] == runs["full"]["verdict"]
-    (HERE / "real_run.json").write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
+    (HERE / args.output).write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(runs, indent=2))
 
 
