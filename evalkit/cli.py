@@ -40,7 +40,8 @@ def _load_options(kw: dict):
         trust_remote_code=kw.pop("trust_remote_code"), batch_size=int(batch) if batch.isdigit() else batch,
         device=kw.pop("device"), dtype=kw.pop("dtype"), max_length=kw.pop("max_length"), model_args=model_args,
         num_concurrent=kw.pop("num_concurrent"), max_retries=kw.pop("max_retries"), timeout=kw.pop("request_timeout"),
-        api_key_env=kw.pop("api_key_env"), chat_template=kw.pop("chat_template"),
+        api_key_env=kw.pop("api_key_env"), chat_template=kw.pop("chat_template"), endpoint=kw.pop("endpoint"),
+        backend=kw.pop("backend"),
     )
 
 
@@ -61,6 +62,11 @@ def model_options(func):
         click.option("--request-timeout", type=float, default=300.0, show_default=True, help="Seconds per server request."),
         click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Environment variable holding the server's API key."),
         click.option("--chat-template/--no-chat-template", default=None, help="Apply the model's chat template (default: when it has one)."),
+        click.option("--endpoint", type=click.Choice(["auto", "completions", "chat"]), default="auto", show_default=True,
+                     help="Server endpoint. auto: /v1/completions with a local tokenizer (the chat template is rendered "
+                          "locally) or --no-chat-template, else /v1/chat/completions (the server applies it)."),
+        click.option("--backend", type=click.Choice(["hf", "vllm"]), default="hf", show_default=True,
+                     help="Engine for local models: lm-eval's HFLM, or its in-process vLLM (needs vllm installed)."),
         click.option("--set", "overrides", multiple=True, metavar="TASK.KEY=VALUE", help="Override a task option, e.g. mmlu.num_fewshot=5."),
         click.option("--rerun", is_flag=True, help="Ignore stored results and evaluate again."),
     ]
@@ -146,6 +152,10 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
 
 def _print_result(result) -> None:
     click.echo(f"{result.checkpoint.label}  ({result.checkpoint.kind}, fingerprint {result.checkpoint.fingerprint[:12]})")
+    if result.checkpoint.settings:
+        from .checkpoints import format_settings
+
+        click.echo(f"  settings: {format_settings(result.checkpoint.settings)}")
     for name, task in result.tasks.items():
         stored = task.timing.get("answered_from_store")
         click.echo(f"  {name}  n={task.n_samples}" + ("  (answered from the result store; --rerun evaluates again)" if stored else ""))

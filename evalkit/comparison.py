@@ -91,6 +91,14 @@ class Comparison:
             lines.append(f"gate: {self.verdict.status.upper()}")
         return "\n".join(lines)
 
+    def trajectory(self) -> dict[str, Any] | None:
+        """Learning (domain primary) and forgetting (general primary) per run, ordered by step, and the
+        Pareto-optimal checkpoints across runs; None when no checkpoint has a step (see
+        :func:`evalkit.report.trajectory.trajectory`)."""
+        from .report.trajectory import trajectory
+
+        return trajectory(self.data)
+
     def __repr__(self) -> str:
         gated = f", verdict={self.verdict.status!r}" if self.verdict is not None else ""
         return f"<Comparison baseline={self.baseline!r} checkpoints={self.labels} tasks={self.tasks}{gated}>"

@@ -29,6 +29,7 @@ def collect_results(specs: list[str], task_configs, store, load_options, *, reru
                     prior: list | None = None) -> list:
     """Evaluate every spec through the API (answered from the store when possible) after the prior results."""
     from . import api
+    from .checkpoints import format_settings
     from .run import build_evaluators
 
     checkpoints = [api.as_checkpoint(spec, options=load_options, index=i) for i, spec in enumerate(specs)]
@@ -37,7 +38,9 @@ def collect_results(specs: list[str], task_configs, store, load_options, *, reru
     build_evaluators(task_configs)  # prerequisites checked once, before any model loads
     results = prior
     for checkpoint in checkpoints:
-        click.echo(f"evaluating {checkpoint.label} ({checkpoint.kind}: {checkpoint.display})", err=True)
+        settings = format_settings(getattr(checkpoint, "settings", None) or {})  # e.g. a server's endpoint
+        click.echo(f"evaluating {checkpoint.label} ({checkpoint.kind}: {checkpoint.display})"
+                   + (f" [{settings}]" if settings else ""), err=True)
         results.append(api.evaluate(checkpoint, task_configs, store=store, rerun=rerun))
     return results
 

@@ -48,13 +48,17 @@ def build_evaluators(tasks: list[TaskConfig]) -> list:
 
 def _check_capabilities(checkpoint: Checkpoint, task: TaskConfig, evaluator) -> None:
     for need in sorted(evaluator.needs):
-        if not checkpoint.supports(need):
-            raise UsageError(
-                f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
-                f"({checkpoint.kind}) cannot answer; use a generation-only task or another checkpoint kind"
-                + (" (a server needs --model-args tokenizer=DIR and must return prompt logprobs, as vLLM does)."
-                   if checkpoint.kind == "server" else ".")
-            )
+        reason = _unsupported_reason(checkpoint, need)
+        if reason:
+            raise UsageError(f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
+                             f"({checkpoint.kind}) cannot answer: {reason}; or leave the task out.")
+
+
+def _unsupported_reason(checkpoint, need: str) -> str | None:
+    """The checkpoint's reason (naming what to pass) when it has one; checkpoints that only say yes/no get a generic one."""
+    if hasattr(checkpoint, "unsupported_reason"):
+        return checkpoint.unsupported_reason(need)
+    return None if checkpoint.supports(need) else "use a generation-only task or another checkpoint kind"
 
 
 def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore,
@@ -81,6 +85,9 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
         evaluator.sample_ids()
     for task, evaluator, key in pending:
         results[task.name] = _run_task(checkpoint, task, evaluator, store, key, ranks)
+    for task in tasks:  # not part of the run key: clustering changes the statistics, not the outputs
+        if task.cluster_field:
+            results[task.name].settings["cluster_field"] = task.cluster_field
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return EvalResult(checkpoint=info, versions=versions, tasks=results, created=now)
 

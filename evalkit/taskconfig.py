@@ -34,7 +34,7 @@ __all__ = [
     "check_choice",
 ]
 
-_COMMON_KEYS = ("name", "evaluator", "description")
+_COMMON_KEYS = ("name", "evaluator", "description", "cluster_field")
 
 
 @dataclass
@@ -45,6 +45,9 @@ class TaskConfig:
     evaluator: str
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: A record field whose equal values make samples dependent (docs/statistics.md); recorded in the
+    #: task result's settings, it makes the comparison's intervals and tests cluster-robust.
+    cluster_field: str | None = None
     source: str = "<command line>"
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -88,7 +91,16 @@ def load_task_file(path: str | Path) -> TaskConfig:
     if "." in data["name"]:
         raise UsageError(f"{path}: key 'name' must not contain '.', got {data['name']!r} (metrics are named TASK.METRIC).")
     options = {k: v for k, v in data.items() if k not in _COMMON_KEYS}
+    cluster_field = data.get("cluster_field")
+    if cluster_field is not None:
+        from .evaluators.base import _check_field
+
+        try:
+            _check_field(cluster_field, "key 'cluster_field'")
+        except ValueError as exc:
+            raise UsageError(f"{path}: {exc}") from None
     return TaskConfig(
+        cluster_field=cluster_field,
         name=data["name"],
         evaluator=data["evaluator"],
         options=options,

@@ -225,4 +225,4 @@ def test_large_comparison_html_stays_compact():
     html = render_html(large_comparison())
     assert len(html.encode()) < 2_000_000
     assert html.count("<tr><td class=\"key\">class ") == 441
-    assert "The explorer holds the first 60 flips per task, checkpoint and direction (720 of 2400)" in html
+    assert "and this explorer the first 60 of those (720 of 2400)" in html

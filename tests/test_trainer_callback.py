@@ -65,7 +65,8 @@ def test_callback_evaluates_each_save_logs_stores_and_reports(tiny_chat_model_di
     comparison = json.loads((tmp_path / "report" / "comparison.json").read_text())
     assert [(c["label"], c["run"], c["step"]) for c in comparison["checkpoints"]] == [
         ("base", "run-a", 0), ("run-a.step2", "run-a", 2), ("run-a.step4", "run-a", 4)]
-    assert (tmp_path / "report" / "report.html").is_file()
+    assert 'id="trajectory"' in (tmp_path / "report" / "report.html").read_text()
+    assert [p["step"] for p in callback.comparison.trajectory()["runs"][0]["points"]] == [2, 4]
     assert callback.stop_reason is None and trainer.state.global_step == 4
 
 

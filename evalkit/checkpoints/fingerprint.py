@@ -19,11 +19,10 @@ from ..errors import UsageError
 from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
 
 if TYPE_CHECKING:
-    from . import LoadOptions
+    from .options import LoadOptions
 
 __all__ = ["fingerprint", "file_sha256", "hash_file", "cache_dir", "model_files"]
 
-_CHUNK = 8 * 1024 * 1024
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.index.json")
 _CONFIG_FILES = ("config.json", "generation_config.json") + TOKENIZER_FILES
 _ADAPTER_PATTERNS = ("adapter_config.json", "adapter_model*.safetensors", "adapter_model*.bin")
@@ -86,7 +85,7 @@ def _files_entries(files: list[Path], root: Path, prefix: str = "") -> list[tupl
 
 def fingerprint(spec: CheckpointSpec, options: "LoadOptions | None" = None) -> str:
     """Hex sha256 fingerprint of the checkpoint ``spec`` (see the module docstring for what it covers)."""
-    from . import LoadOptions
+    from .options import LoadOptions
 
     options = options or LoadOptions()
     handler = {"hf": _fp_hf, "hub": _fp_hub, "peft": _fp_peft, "weights": _fp_weights,

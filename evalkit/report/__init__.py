@@ -19,7 +19,7 @@ from . import _view as view
 from .html import render_html
 from .markdown import render_markdown
 
-__all__ = ["write_reports", "render_html", "render_markdown", "write_metrics_csv", "comparison_json", "metrics_csv"]
+__all__ = ["write_reports", "render_html", "render_markdown", "comparison_json", "metrics_csv"]
 
 #: Column order of metrics.csv: the schema's row keys first, any extra keys after in first-seen order.
 METRIC_COLUMNS = ["task", "metric", "checkpoint", "axis", "is_primary", "higher_is_better", "value", "ci_low",
@@ -58,12 +58,6 @@ def metrics_csv(comparison: dict[str, Any]) -> str:
         writer.writerow({key: _csv_cell(row.get(key)) for key in columns})
     return buffer.getvalue()
 
-
-def write_metrics_csv(comparison: dict[str, Any], path: str | Path) -> Path:
-    """Write :func:`metrics_csv` to ``path`` atomically and return the path."""
-    path = Path(path)
-    atomic_write_text(path, metrics_csv(comparison))
-    return path
 
 
 def write_reports(comparison: dict[str, Any], out: str | Path) -> list[Path]:
