@@ -386,3 +386,16 @@ def test_a_policy_baseline_other_than_the_comparison_baseline_fails_before_evalu
     policy = parse_policy({"baseline": "other", "gates": [{"metric": "mmlu.acc", "max_drop": 0.05}]})
     with pytest.raises(UsageError, match="'baseline' is 'other'"):
         collect_results_sequential([Stub()], [], [], None, policy)
+
+
+def test_significance_gates_share_their_level_per_checkpoint():
+    from evalkit.sequential._drive import _plan
+
+    class Task:
+        name = "mmlu"
+
+    policy = parse_policy({"gates": [{"metric": "mmlu.acc", "max_drop": 0.05, "significance": 0.05},
+                                     {"metric": "ifeval.prompt_level_strict_acc", "max_drop": 0.05, "significance": 0.05},
+                                     {"metric": "mmlu.acc", "min": 0.3}]})
+    planned, reason = _plan(Task(), policy, ["base", "tuned"], "base")
+    assert reason is None and [(p.checkpoint, p.alpha) for p in planned] == [("tuned", 0.025), ("tuned", 0.05)]

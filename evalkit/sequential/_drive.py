@@ -141,15 +141,34 @@ def _plan(task, policy, labels: list[str], baseline: str) -> tuple[list[_Planned
     if not gates:
         return [], "no gate on this task"
     planned = []
+    family = _family_sizes(policy, labels, baseline)
     for gate in gates:
         reason = unsupported_reason(gate)
         if reason:
             return [], f"gate {gate.index} ({gate.description}): {reason}"
-        targets = ([label for label in labels if label in gate.checkpoints] if gate.checkpoints
-                   else [label for label in labels if label != baseline])
-        alpha = gate.significance if gate.significance is not None else DEFAULT_ALPHA
-        planned += [_Planned(gate, label, alpha) for label in targets]
+        for label in _targets(gate, labels, baseline):
+            # Gates with a significance level form one family per checkpoint (Holm in the fixed-sample
+            # rule); sequentially each gets its level split evenly (Bonferroni), so the chance that any
+            # early verdict in the family is wrong stays within the level.
+            alpha = gate.significance / family[label] if gate.significance is not None else DEFAULT_ALPHA
+            planned.append(_Planned(gate, label, alpha))
     return planned, None
+
+
+def _targets(gate, labels: list[str], baseline: str) -> list[str]:
+    if gate.checkpoints:
+        return [label for label in labels if label in gate.checkpoints]
+    return [label for label in labels if label != baseline]
+
+
+def _family_sizes(policy, labels: list[str], baseline: str) -> dict[str, int]:
+    """Per checkpoint, how many of the policy's gates carry a significance level (at least 1)."""
+    sizes = dict.fromkeys(labels, 0)
+    for gate in policy.gates:
+        if gate.significance is not None:
+            for label in _targets(gate, labels, baseline):
+                sizes[label] += 1
+    return {label: max(size, 1) for label, size in sizes.items()}
 
 
 def _resolve(planned: list[_Planned], task: str, evaluator, records: list[SampleRecord]) -> list[SequentialGate] | str:

@@ -71,6 +71,7 @@ def _decide_early(check, entry: dict[str, Any] | None, outcome: dict[str, Any]) 
     else:
         check.status = entry["status"]
         check.observed = entry.get("estimate")
+        check.underpowered = False  # decided by the bound itself: a power concern of the partial data does not apply
         relation = _relation(entry)
         check.message = (f"sequential: {entry['quantity']} in [{entry['cs_low']:.3f}, {entry['cs_high']:.3f}] "
                          f"{relation} {check.threshold:g} after {used} of {total} samples "
