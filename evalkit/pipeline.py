@@ -76,6 +76,19 @@ def _attach_sequential(comparison: dict[str, Any], summary: dict[str, Any]) -> N
                 "anytime-valid confidence sequences.")
 
 
+def _check_compare_outputs(out: Path, specs: list[str], prior: list, policy: bool):
+    """The output folder, checked before any model loads: writable, no output name taken by a folder."""
+    from ._io import MANIFEST_NAME, OutputFolder
+    from .checkpoints.spec import parse_spec
+    from .comparison import results_file_name
+    from .gate import GATE_OUTPUTS
+    from .report import REPORT_FILES
+
+    labels = [parse_spec(s, index=i).label for i, s in enumerate(specs)]  # --baseline-results are not rewritten
+    names = [*REPORT_FILES, MANIFEST_NAME, *(GATE_OUTPUTS if policy else ())]
+    return OutputFolder(out).check(*names, *(results_file_name(label) for label in labels))
+
+
 def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str | None, baseline_results: list[str],
                      policy: str | None, notes: list[str], overrides: list[str], rerun: bool, load_options,
                      store_path: str | None, sequential: bool = False, sequential_seed: int = 0,
@@ -103,6 +116,7 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     if sequential and policy_obj is None:
         raise UsageError("--sequential stops a task once its gates are decided, so it needs --policy FILE.")
     summary = None
+    _check_compare_outputs(out, list(specs), prior, policy_obj is not None)  # before any model loads
     with api.open_store(store_path) as store:
         if sequential:
             results, summary = _collect_sequential(list(specs), task_configs, store, load_options, policy_obj,
@@ -146,6 +160,10 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
     from .comparison import Comparison
     from .compare import load_results_files, split_label
 
+    from ._io import MANIFEST_NAME, OutputFolder
+    from .report import REPORT_FILES
+
+    OutputFolder(out).check(*REPORT_FILES, MANIFEST_NAME)
     if len(sources) == 1 and Path(sources[0]).is_file():
         data = read_json_object(Path(sources[0]))
         if data.get("kind") == "evalkit.comparison":

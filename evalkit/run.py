@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .errors import EvalkitError, EvaluationError, UsageError
 from .evaluators.base import get_evaluator
 from .parallel import Ranks, ShardView, current_ranks, wait_until
-from .records import EvalResult, TaskResult
+from .records import EvalResult, TaskResult, in_sample_order
 from .store import ResultStore, RunKey, settings_hash
 from .taskconfig import TaskConfig
 
@@ -138,8 +138,11 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
         records = _evaluate_records(evaluator, lm, done, store, key, ranks)
         if records is None:  # another rank than 0: rank 0 aggregates and finishes the run
             return wait_until(lambda: store.completed_result(key), lambda: f"rank 0 to finish task {task.name}")
+        # One canonical order whether the records came fresh, resumed or from several ranks: bootstrap
+        # CIs depend on it, and results.json must be byte-identical for the same inputs.
+        records = in_sample_order(list(records))
         result = evaluator.aggregate(records)
-        result.samples = result.samples or list(records)
+        result.samples = in_sample_order(result.samples or records)
     except EvalkitError:
         raise
     except Exception as exc:  # the model or a library failed mid-run: samples so far are kept

@@ -596,6 +596,11 @@ def test_report_shows_adjusted_p_values_power_and_underpowered_gates(results, tm
     assert "Underpowered" in markdown and f"with 120 paired samples a change under {mmlu['mde']:.3f}" in markdown
     html = render_html(comparison)
     assert "p (Holm)" in html and ">MDE<" in html and "Underpowered" in html
+    from evalkit.report import _view as view
+
+    assert view.fmt_row_p({"p_value": 1 / 201, "p_value_is_bound": True}) == "<0.005"  # honest resolution
+    assert view.fmt_row_p({"p_value": 1 / 1001, "p_value_is_bound": True}) == "<0.001"
+    assert view.fmt_row_p({"p_value": 0.0123, "p_value_is_bound": False}) == "0.012"
 
 
 # ----------------------------------------------------------------------------------- cluster_field
@@ -628,3 +633,13 @@ def test_task_cluster_field_makes_intervals_and_tests_cluster_robust(results, tm
                 and r["checkpoint"] == "tuned"]
     assert {r["test"] for r in subjects} == {"cluster_paired_t"}
     _assert_every_number_inside_its_interval(comparison)
+
+
+def test_hook_that_does_not_reproduce_a_corpus_metric_gives_it_no_interval_or_test(results):
+    edited = copy.deepcopy(results[:2])
+    for result in edited:
+        result.tasks["voc_sample"].metrics["leaf_macro_f1"] += 0.05  # e.g. a corpus F1 the hook only averages
+    comparison = build_comparison(edited, n_resamples=B)
+    row = _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")
+    assert (row["ci_method"], row["test"], row["p_value"]) == (None, None, None)
+    assert any("not the reported" in w for w in comparison["warnings"])

@@ -366,9 +366,11 @@ def test_minimum_detectable_effect():
     assert stats.minimum_detectable_effect(0.01, alpha=0.01, power=0.9) == pytest.approx((2.575829 + 1.281552) * 0.01,
                                                                                           rel=1e-6)
     assert math.isnan(stats.minimum_detectable_effect(math.nan))
+    assert math.isnan(stats.minimum_detectable_effect(0.0))  # nothing varied: power is unknown, not perfect
     with pytest.raises(ValueError, match="'power'"):
         stats.minimum_detectable_effect(0.01, power=1.0)
-    assert stats.paired_proportion_stderr([1, 1, 0, 0], [1, 1, 0, 0]) == 0.0
+    assert stats.paired_proportion_stderr([1, 1, 0, 0] * 25, [1, 1, 0, 1] * 25) == pytest.approx(5 / 100)
+    assert stats.paired_proportion_stderr([1] * 100, [1] * 100) == pytest.approx(math.sqrt(3) / 100)
 
 
 # ----------------------------------------------------------------------------------- coverage (seeded)

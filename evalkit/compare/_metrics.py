@@ -29,7 +29,7 @@ from ..metrics.stats import (contain, jackknife_ci, mcnemar_test, mean_ci, minim
                              paired_mean_test, paired_proportion_difference_ci, paired_proportion_stderr,
                              proportion_ci)
 from ..records import TaskResult
-from ._common import Context, aligned, finite, higher_is_better, spec_of
+from ._common import Context, aligned, finite, higher_is_better, resample_hook, spec_of
 from ._resampling import jackknife_values, randomization
 from ._units import sample_units, units_of
 
@@ -160,9 +160,40 @@ def own_jackknife(ctx: Context, task: str, label: str) -> dict[str, np.ndarray]:
     def compute():
         tr = ctx.task(label, task)
         records = list(ctx.records(label, task).values())
-        return jackknife_values(ctx, task, label, tr.evaluator, records, corpus_metrics(ctx, task, label))
+        return jackknife_values(ctx, task, label, tr.evaluator, records, _hook_reproduces(ctx, task, label))
 
     return ctx.cached(("own_jackknife", task, label), compute)
+
+
+def _hook_reproduces(ctx: Context, task: str, label: str) -> list[str]:
+    """The corpus metrics the resample hook reproduces on all records; the others get no interval from it
+    (a hook that averages per-sample values cannot stand for a corpus F1 or BLEU), with a warning."""
+    return ctx.cached(("hook_reproduces", task, label), lambda: _check_hook(ctx, task, label))
+
+
+def _check_hook(ctx: Context, task: str, label: str) -> list[str]:
+    tr = ctx.task(label, task)
+    names = corpus_metrics(ctx, task, label)
+    hook = resample_hook(tr.evaluator)
+    records = list(ctx.records(label, task).values())
+    if hook is None or not names or not records:
+        return names
+    everything = np.arange(len(records))[None, :]
+    kept = []
+    for name in names:
+        try:
+            got = hook(records, [name], everything).get(name)
+        except Exception:  # rejected names are reported by run_hook
+            kept.append(name)
+            continue
+        reported = finite(tr.metrics.get(name))
+        value = finite(np.asarray(got, dtype=float).ravel()[0]) if got is not None else None
+        if reported is None or value is None or abs(value - reported) <= 1e-6 * max(1.0, abs(reported)):
+            kept.append(name)
+        else:
+            ctx.warn(f"{task}: resample_metrics of evaluator {tr.evaluator!r} gives {value:.6g} for {name!r} on "
+                     f"{label!r}'s records, not the reported {reported:.6g}; it gets no interval or test from it.")
+    return kept
 
 
 # --------------------------------------------------------------------------- paired tests
@@ -204,6 +235,8 @@ def _unit_test(ctx: Context, task: str, label: str, metric: str, recs_a, recs_b)
 
 
 def _corpus_tests(ctx: Context, task: str, label: str, names: list[str], recs_a, recs_b) -> dict[str, dict[str, Any]]:
+    trusted = set(_hook_reproduces(ctx, task, ctx.baseline)) & set(_hook_reproduces(ctx, task, label))
+    names = [name for name in names if name in trusted]
     if not names:
         return {}
     base_tr, tr = ctx.task(ctx.baseline, task), ctx.task(label, task)
@@ -239,8 +272,6 @@ def _corpus_test(ctx: Context, task: str, name: str, recs_a, recs_b, jack_delta:
 
 
 def _observed_delta(evaluator: str, recs_a, recs_b, name: str) -> float | None:
-    from ._common import resample_hook
-
     hook = resample_hook(evaluator)
     everything = np.arange(len(recs_a))[None, :]
     try:

@@ -19,7 +19,8 @@ rise is a drop. ``min``/``max`` are plain bounds on the value. Missing or undefi
 
 
 from ._evaluate import Check, Verdict, evaluate_policy
-from ._outputs import (checkpoint_statuses, demo_policy_text, gate_main, junit_xml, load_comparison, verdict_markdown,
+from ._outputs import (GATE_OUTPUTS, checkpoint_statuses, demo_policy_text, gate_main, junit_xml, load_comparison,
+                       verdict_markdown,
                        verdict_text, write_gate_outputs, write_junit)
 from ._policy import OPERATORS, Gate, Policy, load_policy, parse_policy
 
@@ -44,4 +45,5 @@ __all__ = [
     "checkpoint_statuses",
     "junit_xml",
     "verdict_text",
+    "GATE_OUTPUTS",
 ]
