@@ -101,6 +101,8 @@ def read_text(path: str | Path, *, what: str = "file", hint: str = "") -> str:
     from .errors import UsageError
 
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():  # /dev/zero, a FIFO: would never end
+        raise UsageError(f"{path}: not a regular file; give the path of a {what}.")
     try:
         return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

@@ -202,6 +202,12 @@ class EvalResult:
         from ._schema import RESULTS, validate
 
         validate(data, RESULTS, source=source, hint="; regenerate it with `evalkit eval --out`")
+        for name, task in data["tasks"].items():  # samples are paired by id: a repeated id would pair twice
+            ids = [s["sample_id"] for s in task.get("samples") or []]
+            if len(ids) != len(set(ids)):
+                repeated = sorted({i for i in ids if ids.count(i) > 1}, key=sample_order_key)
+                raise UsageError(f"{source}: tasks.{name}.samples: sample id(s) {', '.join(map(repr, repeated[:5]))} "
+                                 f"appear more than once; regenerate it with `evalkit eval --out`.")
         try:
             return cls(
                 checkpoint=CheckpointInfo.from_dict(data["checkpoint"]),

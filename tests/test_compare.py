@@ -596,6 +596,11 @@ def test_report_shows_adjusted_p_values_power_and_underpowered_gates(results, tm
     assert "Underpowered" in markdown and f"with 120 paired samples a change under {mmlu['mde']:.3f}" in markdown
     html = render_html(comparison)
     assert "p (Holm)" in html and ">MDE<" in html and "Underpowered" in html
+    from evalkit.report import _view as view
+
+    assert view.fmt_row_p({"p_value": 1 / 201, "p_value_is_bound": True}) == "<0.005"  # honest resolution
+    assert view.fmt_row_p({"p_value": 1 / 1001, "p_value_is_bound": True}) == "<0.001"
+    assert view.fmt_row_p({"p_value": 0.0123, "p_value_is_bound": False}) == "0.012"
 
 
 # ----------------------------------------------------------------------------------- cluster_field

@@ -572,7 +572,8 @@ def test_gate_below_its_minimum_detectable_effect_is_underpowered():
     check = single_check(make_comparison([row]), "mmlu.acc", max_drop=0.02, significance=0.05)
     assert check.underpowered and check.mde == 0.046 and check.status == "pass"
     assert "underpowered: with 861 paired samples a change under 0.046 cannot be detected" in check.message
-    assert not single_check(make_comparison([row]), "mmlu.acc", max_drop=0.05).underpowered
+    powered = single_check(make_comparison([row]), "mmlu.acc", max_drop=0.05)
+    assert not powered.underpowered and powered.message.endswith("; MDE 0.046")
     relative = single_check(make_comparison([row]), "mmlu.acc", max_relative_drop=0.05)  # 0.046 / 0.60 = 7.7 %
     assert relative.underpowered and relative.mde == pytest.approx(0.046 / 0.6)
     assert not single_check(make_comparison([row]), "mmlu.acc", min=0.5).underpowered  # bounds are not tests

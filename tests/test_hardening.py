@@ -610,3 +610,46 @@ def test_a_deeply_nested_predictions_line_is_exit_2(tmp_path):
     preds.write_text('{"task": "tiny", "id": "1", "output": ' + "[" * 100000 + "]" * 100000 + "}\n")
     code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task)])
     assert code == 2 and "p.jsonl" in err and "internal error" not in err, err
+
+
+def test_damaged_generated_task_files_are_recreated(tmp_path, monkeypatch, capsys):
+    """The MMLU task files evalkit generates in its cache are disposable: damaged -> rebuilt with a warning."""
+    from evalkit.general.overrides import mmlu_override_dir
+    from tests.helpers.mmlu import write_mmlu
+
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
+    data = write_mmlu(tmp_path / "mmlu", {"anatomy": "ABCD"})
+    tasks, _ = mmlu_override_dir(data)
+    generated = sorted(p for p in tasks.parent.rglob("*.jsonl"))
+    good = {p: p.read_bytes() for p in generated}
+    generated[0].write_bytes(os.urandom(64))  # a damaged cache file
+    (tasks / next(iter(sorted(p.name for p in tasks.glob("*.yaml"))))).write_bytes(b"\xff\xfe garbage")
+    capsys.readouterr()
+    assert mmlu_override_dir(data)[0] == tasks
+    assert "damaged; recreating" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in generated} == good
+    assert all(p.read_text(encoding="utf-8") for p in tasks.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+def test_device_files_are_refused_not_read_forever(device, tmp_path):
+    code, _, err = run_cli(["eval", "x.jsonl", "-t", device])
+    assert code == 2 and "internal error" not in err
+    code, _, err = run_cli(["gate", device, "--policy", device, "--out", str(tmp_path)])
+    assert code == 2 and "not a regular file" in err
+
+
+def test_a_results_file_with_a_repeated_sample_id_is_exit_2(tmp_path):
+    out = _valid_comparison(tmp_path)
+    results = json.loads((out / "results" / "a.json").read_text())
+    results["tasks"]["tiny"]["samples"].append(results["tasks"]["tiny"]["samples"][0])
+    (tmp_path / "dup.json").write_text(json.dumps(results))
+    code, _, err = run_cli(["report", str(tmp_path / "dup.json"), str(out / "results" / "b.json"), "--out", str(tmp_path / "r")])
+    assert code == 2 and "appear more than once" in err
+
+
+def test_a_predictions_file_with_a_byte_order_mark_loads(tmp_path):
+    task = make_voc_task(tmp_path, n=2)
+    preds = write_predictions(tmp_path / "p.jsonl", task, n=2)
+    preds.write_bytes(b"\xef\xbb\xbf" + preds.read_bytes())
+    assert run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task)])[0] == 0

@@ -23,7 +23,7 @@ def read_predictions(path: str | Path) -> dict[tuple[str, str], str]:
     """Map ``(task, str(id))`` to the output text; line-numbered UsageErrors for bad rows."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Windows editors) is no part of row 1
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"predictions file {path}: cannot be read as UTF-8 text ({exc}).") from None
     outputs: dict[tuple[str, str], str] = {}

@@ -247,7 +247,9 @@ def _check_power(check: Check, row: dict) -> None:
             return
         mde = mde / abs(check.baseline_value)
     check.mde = mde
-    if check.threshold < mde:
+    if check.threshold >= mde:
+        check.message += f"; MDE {_fmt_amount(mde, relative)}"
+    else:
         check.underpowered = True
         n = row.get("n_paired")
         check.message += (f"; underpowered: with {n} paired samples a change under {_fmt_amount(mde, relative)} "
