@@ -327,7 +327,11 @@ def test_resume_after_a_sequential_stop(setting):
     full = json.loads((setting["root"] / "r3" / "comparison.json").read_text())
     timing = {c["label"]: c["timing"]["mmlu"] for c in full["checkpoints"]}
     assert timing["tuned"]["resumed_samples"] == outcome["samples_used"] and full["tasks"][0]["n_samples"]["tuned"] == 400
-    # The baseline's run is now complete in the store: a new candidate is paired with it at no cost.
+    # Everything is in the store now: a sequential run has nothing to save and decides on all samples.
+    _compare(setting, specs, setting["root"] / "r3b", store="resume.sqlite")
+    again = json.loads((setting["root"] / "r3b" / "comparison.json").read_text())
+    assert not again["sequential"]["tasks"]["mmlu"]["sequential"] and again["tasks"][0]["n_samples"]["tuned"] == 400
+    # The baseline's run is complete in the store: a new candidate is paired with it at no cost.
     from evalkit.testing import build_tiny_model
 
     other = build_tiny_model(setting["root"] / "other", chat_template=True, seed=9)
