@@ -130,8 +130,11 @@ def processes_mode(args) -> None:
                 for side, run in pair.items():
                     runs.append({"limit": limit, "repeat": repeat, **run})
                 print(f"limit {limit or 'full'} repeat {repeat}: " + ", ".join(
-                    f"{s} wall {r['wall']:.1f}s model {r['model_seconds']:.1f}s rest {r['rest']:.1f}s load {r['load']:.1f}"
+                    f"{s} wall {r['wall']:.1f}s model {r['model_seconds']:.1f}s rest {r['rest']:.1f}s "
+                    f"CPU {r['cpu']:.1f}s non-model CPU {r['rest_cpu']:.1f}s load {r['load']:.1f}"
                     for s, r in pair.items()), flush=True)
+                if args.json:  # after every pair: a long run stopped early keeps what it measured
+                    Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
     print(f"\ntask={args.task} shots={args.shots} max_gen_toks={args.max_gen_toks} batch_size={args.batch_size} batch_docs={args.batch_docs} threads={args.threads} "
           f"nice={args.nice} model hidden={args.hidden} layers={args.layers}")
     print("| docs/subject | runs | acc (equal) | lm-eval wall | evalkit wall | wall ratio | CPU ratio | model ratio "
@@ -147,8 +150,6 @@ def processes_mode(args) -> None:
               f"| {ratio('wall'):.2f} | {ratio('cpu'):.2f} | {ratio('model_seconds'):.2f} | {ratio('rest'):.2f} "
               f"| {med(theirs, 'rest_cpu'):.1f} s / {med(mine, 'rest_cpu'):.1f} s ({ratio('rest_cpu'):.2f}) "
               f"| {theirs[0]['padded_tokens']:,} / {mine[0]['padded_tokens']:,} | {min(loads):.1f}-{max(loads):.1f} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
 
 
 def main() -> None:
