@@ -17,7 +17,6 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import UsageError, did_you_mean

@@ -91,6 +91,14 @@ class Comparison:
             lines.append(f"gate: {self.verdict.status.upper()}")
         return "\n".join(lines)
 
+    def trajectory(self) -> dict[str, Any] | None:
+        """Learning (domain primary) and forgetting (general primary) per run, ordered by step, and the
+        Pareto-optimal checkpoints across runs; None when no checkpoint has a step (see
+        :func:`evalkit.report.trajectory.trajectory`)."""
+        from .report.trajectory import trajectory
+
+        return trajectory(self.data)
+
     def __repr__(self) -> str:
         gated = f", verdict={self.verdict.status!r}" if self.verdict is not None else ""
         return f"<Comparison baseline={self.baseline!r} checkpoints={self.labels} tasks={self.tasks}{gated}>"
@@ -126,26 +134,24 @@ class Comparison:
         ``results/LABEL.json`` for each result object, ``report.html``, ``report.md``,
         ``comparison.json``, ``metrics.csv``, and after :meth:`gate` ``junit.xml`` and ``verdict.json``.
         """
-        from ._io import atomic_write_text, dump_json
+        from ._io import OutputFolder, dump_json
 
-        out = Path(out_dir)
-        written = []
-        for result in self.results:
-            path = out / "results" / f"{_file_stem(result.checkpoint.label)}.json"
-            atomic_write_text(path, dump_json(result.to_dict()))
-            written.append(path)
-        written += self.write_report(out)
-        if self.verdict is not None:
-            from .gate import write_gate_outputs
+        with OutputFolder(out_dir) as folder:  # every file through the one write guard; manifest.json last
+            written = [folder.write_text(*results_file_name(r.checkpoint.label), text=dump_json(r.to_dict()))
+                       for r in self.results]
+            written += self.write_report(folder)
+            if self.verdict is not None:
+                from .gate import write_gate_outputs
 
-            written += write_gate_outputs(self.verdict, out)
+                written += write_gate_outputs(self.verdict, folder)
         return written
 
     def write_report(self, out_dir: str | Path) -> list[Path]:
         """Only ``report.html``, ``report.md``, ``comparison.json`` and ``metrics.csv`` (``evalkit report``)."""
+        from ._io import OutputFolder
         from .report import write_reports
 
-        return write_reports(self.data, Path(out_dir))
+        return write_reports(self.data, out_dir if isinstance(out_dir, OutputFolder) else Path(out_dir))
 
     # ------------------------------------------------------------------------------ serialising
     def to_dict(self) -> dict[str, Any]:
@@ -164,7 +170,10 @@ class Comparison:
         return cls(load_comparison(path))
 
 
-def _file_stem(label: str) -> str:
-    """A label as a file name inside its folder: path separators and leading dots replaced."""
-    stem = label.replace("/", "_").replace("\\", "_").lstrip(".")
-    return stem or "checkpoint"
+def results_file_name(label: str) -> tuple[str, str]:
+    """Where a checkpoint's results go in an output folder: ``results/<label>.json``, the label made a
+    safe file name (a label from a server spec or data could hold ``/`` or ``..``; see
+    :func:`evalkit._io.safe_file_name`)."""
+    from ._io import safe_file_name
+
+    return ("results", safe_file_name(label, ".json"))

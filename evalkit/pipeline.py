@@ -28,6 +28,7 @@ def collect_results(specs: list[str], task_configs, store, load_options, *, reru
                     prior: list | None = None) -> list:
     """Evaluate every spec through the API (answered from the store when possible) after the prior results."""
     from . import api
+    from .checkpoints import format_settings
     from .run import build_evaluators
 
     checkpoints = [api.as_checkpoint(spec, options=load_options, index=i) for i, spec in enumerate(specs)]
@@ -36,9 +37,24 @@ def collect_results(specs: list[str], task_configs, store, load_options, *, reru
     build_evaluators(task_configs)  # prerequisites checked once, before any model loads
     results = prior
     for checkpoint in checkpoints:
-        click.echo(f"evaluating {checkpoint.label} ({checkpoint.kind}: {checkpoint.display})", err=True)
+        settings = format_settings(getattr(checkpoint, "settings", None) or {})  # e.g. a server's endpoint
+        click.echo(f"evaluating {checkpoint.label} ({checkpoint.kind}: {checkpoint.display})"
+                   + (f" [{settings}]" if settings else ""), err=True)
         results.append(api.evaluate(checkpoint, task_configs, store=store, rerun=rerun))
     return results
+
+
+def _check_compare_outputs(out: Path, specs: list[str], prior: list, policy: bool):
+    """The output folder, checked before any model loads: writable, no output name taken by a folder."""
+    from ._io import MANIFEST_NAME, OutputFolder
+    from .checkpoints.spec import parse_spec
+    from .comparison import results_file_name
+    from .gate import GATE_OUTPUTS
+    from .report import REPORT_FILES
+
+    labels = [parse_spec(s, index=i).label for i, s in enumerate(specs)]  # --baseline-results are not rewritten
+    names = [*REPORT_FILES, MANIFEST_NAME, *(GATE_OUTPUTS if policy else ())]
+    return OutputFolder(out).check(*names, *(results_file_name(label) for label in labels))
 
 
 def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str | None, baseline_results: list[str],
@@ -60,6 +76,7 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     prior = load_results_files(baseline_results)
     if len(specs) + len(prior) < 2:
         raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")
+    _check_compare_outputs(out, list(specs), prior, policy_obj is not None)  # before any model loads
     with api.open_store(store_path) as store:
         results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 compares, writes and gates
@@ -93,6 +110,10 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
     from .comparison import Comparison
     from .compare import load_results_files, split_label
 
+    from ._io import MANIFEST_NAME, OutputFolder
+    from .report import REPORT_FILES
+
+    OutputFolder(out).check(*REPORT_FILES, MANIFEST_NAME)
     if len(sources) == 1 and Path(sources[0]).is_file():
         data = read_json_object(Path(sources[0]))
         if data.get("kind") == "evalkit.comparison":

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .errors import EvalkitError, EvaluationError, UsageError
 from .evaluators.base import get_evaluator
 from .parallel import Ranks, ShardView, current_ranks, wait_until
-from .records import EvalResult, TaskResult
+from .records import EvalResult, TaskResult, in_sample_order
 from .store import ResultStore, RunKey, settings_hash
 from .taskconfig import TaskConfig
 
@@ -48,13 +48,17 @@ def build_evaluators(tasks: list[TaskConfig]) -> list:
 
 def _check_capabilities(checkpoint: Checkpoint, task: TaskConfig, evaluator) -> None:
     for need in sorted(evaluator.needs):
-        if not checkpoint.supports(need):
-            raise UsageError(
-                f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
-                f"({checkpoint.kind}) cannot answer; use a generation-only task or another checkpoint kind"
-                + (" (a server needs --model-args tokenizer=DIR and must return prompt logprobs, as vLLM does)."
-                   if checkpoint.kind == "server" else ".")
-            )
+        reason = _unsupported_reason(checkpoint, need)
+        if reason:
+            raise UsageError(f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
+                             f"({checkpoint.kind}) cannot answer: {reason}; or leave the task out.")
+
+
+def _unsupported_reason(checkpoint, need: str) -> str | None:
+    """The checkpoint's reason (naming what to pass) when it has one; checkpoints that only say yes/no get a generic one."""
+    if hasattr(checkpoint, "unsupported_reason"):
+        return checkpoint.unsupported_reason(need)
+    return None if checkpoint.supports(need) else "use a generation-only task or another checkpoint kind"
 
 
 def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore,
@@ -83,6 +87,9 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
         evaluator.sample_ids()
     for task, evaluator, key in pending:
         results[task.name] = _run_task(checkpoint, task, evaluator, store, key, ranks)
+    for task in tasks:  # not part of the run key: clustering changes the statistics, not the outputs
+        if task.cluster_field:
+            results[task.name].settings["cluster_field"] = task.cluster_field
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return EvalResult(checkpoint=info, versions=versions, tasks=results, created=now)
 
@@ -123,8 +130,11 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
         records = _evaluate_records(evaluator, lm, done, store, key, ranks)
         if records is None:  # another rank than 0: rank 0 aggregates and finishes the run
             return wait_until(lambda: store.completed_result(key), lambda: f"rank 0 to finish task {task.name}")
+        # One canonical order whether the records came fresh, resumed or from several ranks: bootstrap
+        # CIs depend on it, and results.json must be byte-identical for the same inputs.
+        records = in_sample_order(list(records))
         result = evaluator.aggregate(records)
-        result.samples = result.samples or list(records)
+        result.samples = in_sample_order(result.samples or records)
     except EvalkitError:
         raise
     except Exception as exc:  # the model or a library failed mid-run: samples so far are kept

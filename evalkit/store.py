@@ -23,7 +23,7 @@ from typing import Any
 
 from ._io import cache_dir, stable_hash
 from .errors import UsageError
-from .records import SampleRecord, TaskResult
+from .records import SampleRecord, TaskResult, in_sample_order
 
 __all__ = ["RunKey", "ResultStore", "default_store_path", "settings_hash"]
 
@@ -105,6 +105,9 @@ class ResultStore:
             self._set_up(timeout)
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{self.path}: cannot open the result store ({exc}); pass another --store PATH or delete the file.") from None
+        except OSError as exc:  # e.g. --store under a regular file, or in a read-only place
+            raise UsageError(f"{self.path}: cannot create the result store ({exc.strerror or exc}); "
+                             f"pass another --store PATH.") from None
 
     def _set_up(self, timeout: float) -> None:
         """WAL mode, schema and version check; retried while another process is creating the same file.
@@ -202,8 +205,7 @@ class ResultStore:
         if row is None:
             return None
         result = TaskResult.from_dict(json.loads(row[0]))
-        samples = self.load_samples(key)
-        result.samples = [samples[s] for s in sorted(samples)]
+        result.samples = in_sample_order(list(self.load_samples(key).values()))
         return result
 
     def runs(self, *, fingerprint: str | None = None, label: str | None = None) -> list[dict[str, Any]]:
@@ -226,6 +228,6 @@ class ResultStore:
         if row is None:
             return None
         result = TaskResult.from_dict(json.loads(row[0]))
-        rows = self._conn.execute("SELECT record FROM samples WHERE run_key=? ORDER BY sample_id", (run_key,)).fetchall()
-        result.samples = [SampleRecord.from_dict(json.loads(r[0])) for r in rows]
+        rows = self._conn.execute("SELECT record FROM samples WHERE run_key=?", (run_key,)).fetchall()
+        result.samples = in_sample_order([SampleRecord.from_dict(json.loads(r[0])) for r in rows])
         return result

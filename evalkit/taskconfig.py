@@ -34,7 +34,7 @@ __all__ = [
     "check_choice",
 ]
 
-_COMMON_KEYS = ("name", "evaluator", "description")
+_COMMON_KEYS = ("name", "evaluator", "description", "cluster_field")
 
 
 @dataclass
@@ -45,6 +45,9 @@ class TaskConfig:
     evaluator: str
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: A record field whose equal values make samples dependent (docs/statistics.md); recorded in the
+    #: task result's settings, it makes the comparison's intervals and tests cluster-robust.
+    cluster_field: str | None = None
     source: str = "<command line>"
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -69,17 +72,10 @@ def shipped_task_names() -> list[str]:
 
 def load_task_file(path: str | Path) -> TaskConfig:
     """Read and check the common keys of one task YAML file."""
-    import yaml
+    from ._io import load_yaml
 
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: task file not found.") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UsageError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}).") from None
+    data = load_yaml(path, what="task file")
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a task file must be a YAML mapping with at least 'name' and 'evaluator'.")
     for key in ("name", "evaluator"):
@@ -88,7 +84,16 @@ def load_task_file(path: str | Path) -> TaskConfig:
     if "." in data["name"]:
         raise UsageError(f"{path}: key 'name' must not contain '.', got {data['name']!r} (metrics are named TASK.METRIC).")
     options = {k: v for k, v in data.items() if k not in _COMMON_KEYS}
+    cluster_field = data.get("cluster_field")
+    if cluster_field is not None:
+        from .evaluators.base import _check_field
+
+        try:
+            _check_field(cluster_field, "key 'cluster_field'")
+        except ValueError as exc:
+            raise UsageError(f"{path}: {exc}") from None
     return TaskConfig(
+        cluster_field=cluster_field,
         name=data["name"],
         evaluator=data["evaluator"],
         options=options,
@@ -142,7 +147,7 @@ def _resolve_one(item: str | TaskConfig) -> TaskConfig:
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """``["mmlu.num_fewshot=5"]`` -> ``{"mmlu": {"num_fewshot": 5}}`` (values parsed as YAML scalars)."""
-    import yaml
+    from ._io import parse_yaml
 
     from ._pairs import parse_pairs
 
@@ -153,8 +158,8 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, A
         if not dot or not task or not option:
             raise UsageError(f"expected TASK.KEY=VALUE (e.g. mmlu.num_fewshot=5), got {pair!r}.", param="overrides")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+            value = parse_yaml(raw, source=f"--set {key}") if raw.strip() else None
+        except UsageError:  # not YAML: the text as given
             value = raw
         result.setdefault(task, {})[option] = value
     return result

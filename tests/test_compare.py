@@ -77,7 +77,7 @@ def test_corpus_metric_uses_evaluator_hook(results, comparison):
     assert row["test"] == "approximate_randomization" and row["p_value"] < 0.05
     assert row["p_value_is_bound"] is (row["p_value"] == 1 / (row["n_resamples"] + 1))
     assert row["delta_ci_low"] < row["delta"] < row["delta_ci_high"]
-    assert _row(comparison, "voc_sample", "leaf_macro_f1", "base")["ci_method"] == "bca"
+    assert _row(comparison, "voc_sample", "leaf_macro_f1", "base")["ci_method"] == "jackknife"
     parse = _row(comparison, "mmlu_generative", "parse_failure_rate", "tuned")  # declared mean of extra.parse_failed
     assert parse["test"].startswith("mcnemar") and parse["p_value"] < 0.05 and parse["delta"] > 0.5
 
@@ -248,7 +248,7 @@ def test_real_voc_hook_and_report(results):
     comparison = build_comparison([checkpoint("base", 0.3), checkpoint("tuned", 0.9)], n_resamples=B)
     assert comparison["warnings"] == []
     row = _row(comparison, "voc", "leaf_macro_f1", "tuned")
-    assert row["test"] == "approximate_randomization" and row["p_value"] < 0.05 and row["ci_method"] == "bca"
+    assert row["test"] == "approximate_randomization" and row["p_value"] < 0.05 and row["ci_method"] == "jackknife"
     classes = [r for r in comparison["breakdowns"] if r["kind"] == "class" and r["checkpoint"] == "tuned"]
     assert {r["metric"] for r in classes if r["test"]} == {"recall"}
     assert "n_classes" not in {r["metric"] for r in comparison["breakdowns"]}
@@ -509,7 +509,7 @@ def test_every_value_and_delta_lies_inside_its_interval(comparison):
     _assert_every_number_inside_its_interval(comparison)
     with_ci = [r for r in comparison["metrics"] if r["ci_low"] is not None]
     assert len(with_ci) == len(comparison["metrics"])  # every metric of the fixture has an interval
-    assert {r["ci_method"] for r in with_ci} == {"wilson", "cluster_t", "bca"}
+    assert {r["ci_method"] for r in with_ci} == {"wilson", "cluster_t", "jackknife"}
 
 
 def test_instruction_level_metric_is_clustered_by_prompt_like_statsmodels(results, comparison):
@@ -564,5 +564,82 @@ def test_cfpb_macro_f1_estimates_lie_inside_their_intervals(shared_data):
     assert len(test) == 1139
     _assert_every_number_inside_its_interval(comparison)
     row = _row(comparison, "voc", "leaf_macro_f1", "tuned")
-    assert row["ci_method"] == "bca" and row["test"] == "approximate_randomization"
+    assert row["ci_method"] == "jackknife" and row["test"] == "approximate_randomization"
     assert not row["ci_extended"] and not row["delta_ci_extended"]
+
+
+# ----------------------------------------------------------------------------------- multiplicity
+def test_breakdown_families_carry_holm_and_bh_adjusted_p_values(comparison):
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    family = [r for r in comparison["breakdowns"] if r["task"] == "mmlu" and r["kind"] == "subject"
+              and r["metric"] == "acc" and r["checkpoint"] == "tuned"]
+    raw = [r["p_value"] for r in family]
+    assert None not in raw and all(r["family_size"] == len(family) for r in family)
+    assert [r["p_value_adjusted"] for r in family] == pytest.approx(list(multitest.multipletests(raw, method="holm")[1]))
+    assert [r["q_value"] for r in family] == pytest.approx(list(multitest.multipletests(raw, method="fdr_bh")[1]))
+    untested = [r for r in comparison["breakdowns"] if r["p_value"] is None]
+    assert untested and all(r["p_value_adjusted"] is None and r["family_size"] is None for r in untested)
+
+
+def test_report_shows_adjusted_p_values_power_and_underpowered_gates(results, tmp_path):
+    from evalkit.gate import evaluate_policy, parse_policy
+    from evalkit.report import render_html, render_markdown
+
+    comparison = build_comparison(results, n_resamples=B)
+    policy = parse_policy({"baseline": "base", "gates": [{"metric": "mmlu.acc", "max_drop": 0.01, "significance": 0.05}]},
+                          source="policy.yaml")
+    comparison["verdict"] = evaluate_policy(policy, comparison).to_dict()
+    mmlu = _row(comparison, "mmlu", "acc", "tuned")
+    assert mmlu["mde"] > 0.01  # 120 questions cannot resolve a 0.01 drop
+    assert all(c["underpowered"] for c in comparison["verdict"]["checks"])
+    markdown = render_markdown(comparison)
+    assert "Underpowered" in markdown and f"with 120 paired samples a change under {mmlu['mde']:.3f}" in markdown
+    html = render_html(comparison)
+    assert "p (Holm)" in html and ">MDE<" in html and "Underpowered" in html
+    from evalkit.report import _view as view
+
+    assert view.fmt_row_p({"p_value": 1 / 201, "p_value_is_bound": True}) == "<0.005"  # honest resolution
+    assert view.fmt_row_p({"p_value": 1 / 1001, "p_value_is_bound": True}) == "<0.001"
+    assert view.fmt_row_p({"p_value": 0.0123, "p_value_is_bound": False}) == "0.012"
+
+
+# ----------------------------------------------------------------------------------- cluster_field
+def test_task_cluster_field_makes_intervals_and_tests_cluster_robust(results, tmp_path):
+    sm = pytest.importorskip("statsmodels.api")
+    from evalkit.taskconfig import load_task_file
+
+    task_file = tmp_path / "reading.yaml"
+    task_file.write_text("name: reading\nevaluator: lm_eval\nlm_eval_task: mmlu\ncluster_field: extra.category\n")
+    assert load_task_file(task_file).cluster_field == "extra.category"
+    task_file.write_text("name: reading\nevaluator: lm_eval\nlm_eval_task: mmlu\ncluster_field: passage\n")
+    with pytest.raises(UsageError, match=r"reading.yaml: key 'cluster_field' must be one of .*extra.NAME"):
+        load_task_file(task_file)
+
+    edited = copy.deepcopy(results[:2])
+    for result in edited:  # questions on one of 12 passages are dependent
+        result.tasks["mmlu"].settings["cluster_field"] = "extra.passage"
+        for record in result.tasks["mmlu"].samples:
+            record.extra["passage"] = f"p{int(record.sample_id[1:]) // 10}"
+    comparison = build_comparison(edited, n_resamples=B)
+    row = _row(comparison, "mmlu", "acc", "tuned")
+    assert row["ci_method"] == "cluster_t" and row["test"] == "cluster_paired_t"
+    base = sorted(edited[0].tasks["mmlu"].samples, key=lambda r: int(r.sample_id[1:]))
+    tuned = {r.sample_id: r for r in edited[1].tasks["mmlu"].samples}
+    diff = np.array([tuned[r.sample_id].scores["acc"] - r.scores["acc"] for r in base])
+    groups = np.array([r.extra["passage"] for r in base])
+    fit = sm.OLS(diff, np.ones(diff.size)).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+    assert row["p_value"] == pytest.approx(fit.pvalues[0], rel=1e-8)
+    subjects = [r for r in comparison["breakdowns"] if r["task"] == "mmlu" and r["kind"] == "subject"
+                and r["checkpoint"] == "tuned"]
+    assert {r["test"] for r in subjects} == {"cluster_paired_t"}
+    _assert_every_number_inside_its_interval(comparison)
+
+
+def test_hook_that_does_not_reproduce_a_corpus_metric_gives_it_no_interval_or_test(results):
+    edited = copy.deepcopy(results[:2])
+    for result in edited:
+        result.tasks["voc_sample"].metrics["leaf_macro_f1"] += 0.05  # e.g. a corpus F1 the hook only averages
+    comparison = build_comparison(edited, n_resamples=B)
+    row = _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")
+    assert (row["ci_method"], row["test"], row["p_value"]) == (None, None, None)
+    assert any("not the reported" in w for w in comparison["warnings"])

@@ -280,7 +280,7 @@ def write_policy(tmp_path, text, name="policy.yaml"):
     ("gates: [{metric: mmlu, min: 0.2}]\n", r"gate 1: 'metric' must be named TASK\.METRIC"),
     ("gates: []\n", r"'gates' must be a non-empty list"),
     ("- metric: mmlu.acc\n", r"a policy must be a YAML mapping"),
-    ("gates:\n  - metric: mmlu.acc\n   min: 0.1\n", r"policy\.yaml: line 3, column \d+: is not valid YAML"),
+    ("gates:\n  - metric: mmlu.acc\n   min: 0.1\n", r"policy\.yaml: line 3 is not valid YAML \(column \d+: "),
 ])
 def test_policy_errors_name_the_file_gate_and_key(tmp_path, text, pattern):
     path = write_policy(tmp_path, text)
@@ -356,7 +356,8 @@ def test_markdown_verdict_escapes_table_cells(comparison):
     text = verdict_markdown(evaluate_policy(policy, comparison))
     assert text.startswith("### evalkit gate: ✅ PASS")
     row = text.strip().splitlines()[-1]
-    assert "a \\| b \\<script>" in row and " <script>" not in text
+    # The one Markdown escaper (evalkit.report.markdown.md_escape), as in report.md: HTML as entities.
+    assert "a \\| b &lt;script&gt;" in row and "<script>" not in text
     assert len(re.findall(r"(?<!\\)\|", row)) == 9   # 8 columns: the escaped pipe does not add one
 
 
@@ -377,7 +378,7 @@ def test_outputs_and_step_summary_appended(tmp_path, monkeypatch, comparison):
 def test_no_step_summary_without_the_variable(tmp_path, monkeypatch, comparison):
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     write_gate_outputs(evaluate_policy(one_gate("mmlu.acc", min=0.1), comparison), tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "verdict.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "manifest.json", "verdict.json"]
 
 
 # ------------------------------------------------------------------------------ the command
@@ -469,17 +470,24 @@ def test_cli_gate_command(tmp_path, comparison_file):
 
 
 def test_demo_policy_fails_domain_only_and_passes_mixed():
-    rows = [metric_row("demo_domain", "acc", "domain_only", 0.95, 0.0, p_value=1e-9),
-            metric_row("demo_domain", "acc", "mixed", 0.99, 0.0, p_value=1e-9),
+    rows = [metric_row("demo_voc", "leaf_macro_f1", "domain_only", 0.95, 0.0, p_value=1e-9),
+            metric_row("demo_voc", "leaf_macro_f1", "mixed", 0.99, 0.0, p_value=1e-9),
             metric_row("demo_general", "acc", "domain_only", 0.28, 0.99, p_value=1e-12),
             metric_row("demo_general", "acc", "mixed", 0.98, 0.99, p_value=1.0)]
     comparison = make_comparison(rows, labels=("base", "domain_only", "mixed"))
-    policy = parse_policy(yaml.safe_load(demo_policy_text("demo_domain", "demo_general")))
+    policy = parse_policy(yaml.safe_load(demo_policy_text()))
     verdict = evaluate_policy(policy, comparison)
     by_checkpoint = {}
     for check in verdict.checks:
         by_checkpoint.setdefault(check.checkpoint, []).append(check.status)
     assert by_checkpoint == {"domain_only": ["pass", "fail"], "mixed": ["pass", "pass"]}
+
+
+def test_demo_policy_text_defaults_are_the_shipped_demo_policy():
+    shipped = load_policy(REPO / "tasks" / "policies" / "demo_policy.yaml")
+    generated = parse_policy(yaml.safe_load(demo_policy_text()))
+    fields = lambda p: [(g.metric, g.operator, g.threshold, g.significance) for g in p.gates]  # noqa: E731
+    assert fields(generated) == fields(shipped) and generated.baseline == shipped.baseline
 
 
 def test_example_policy_is_valid():
@@ -520,3 +528,64 @@ def test_example_policy_on_the_shared_comparison_fixtures(name):
     assert {c.checkpoint for c in verdict.checks} == set(labels)
     json.dumps(verdict.to_dict(), allow_nan=False)
     ET.fromstring(__import__("evalkit.gate", fromlist=["junit_xml"]).junit_xml(verdict))
+
+
+# ----------------------------------------------------------------------------------- multiplicity and power
+def test_significance_gates_of_a_policy_are_one_holm_family_per_checkpoint():
+    rows = [metric_row("t", f"m{i}", "tuned", 0.40, 0.50, p_value=p) for i, p in enumerate([0.01, 0.04, 0.03])]
+    policy = parse_policy({"baseline": "base", "gates": [{"metric": f"t.m{i}", "max_drop": 0.02, "significance": 0.05}
+                                                         for i in range(3)]}, source="policy.yaml")
+    checks = evaluate_policy(policy, make_comparison(rows)).checks
+    # Holm: 0.01 * 3 = 0.03 < 0.05 fails; 0.03 * 2 = 0.06 and max(0.06, 0.04) = 0.06 are not significant
+    assert [c.p_value_adjusted for c in checks] == pytest.approx([0.03, 0.06, 0.06])
+    assert [c.status for c in checks] == ["fail", "warn", "warn"]
+    assert [c.p_value for c in checks] == [0.01, 0.04, 0.03]  # raw kept
+    assert "adjusted p=0.06" in checks[1].message
+    assert all("p_value_adjusted" in c.to_dict() for c in checks)
+
+
+def test_null_policy_of_twenty_gates_rarely_fails_an_equal_checkpoint():
+    """20 significance gates on a checkpoint as good as the baseline: uniform p-values, 200 seeded repeats."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    policy = parse_policy({"baseline": "base", "gates": [{"metric": f"t.m{i}", "max_drop": 0.0, "significance": 0.05}
+                                                         for i in range(20)]}, source="policy.yaml")
+    failed = 0
+    for _ in range(200):
+        rows = [metric_row("t", f"m{i}", "tuned", 0.49, 0.50, p_value=float(p)) for i, p in enumerate(rng.random(20))]
+        failed += evaluate_policy(policy, make_comparison(rows)).status == "fail"
+    assert failed / 200 <= 0.05
+
+
+def test_breakdown_gate_uses_the_breakdown_family_adjusted_p_value():
+    row = breakdown_row("mmlu", "subject", "anatomy", "acc", "tuned", 0.40, 0.50, p_value=0.01)
+    row["p_value_adjusted"] = 0.4  # 57 subjects: Holm moved it far from 0.01
+    comparison = make_comparison([metric_row("mmlu", "acc", "tuned", 0.6, 0.6)], breakdowns=[row])
+    check = single_check(comparison, "mmlu.subject/anatomy/acc", max_drop=0.05, significance=0.05)
+    assert check.status == "warn" and check.p_value == 0.01 and check.p_value_adjusted == 0.4
+
+
+def test_gate_below_its_minimum_detectable_effect_is_underpowered():
+    row = metric_row("mmlu", "acc", "tuned", 0.59, 0.60, p_value=0.5)
+    row.update(mde=0.046, n_paired=861)
+    check = single_check(make_comparison([row]), "mmlu.acc", max_drop=0.02, significance=0.05)
+    assert check.underpowered and check.mde == 0.046 and check.status == "pass"
+    assert "underpowered: with 861 paired samples a change under 0.046 cannot be detected" in check.message
+    powered = single_check(make_comparison([row]), "mmlu.acc", max_drop=0.05)
+    assert not powered.underpowered and powered.message.endswith("; MDE 0.046")
+    relative = single_check(make_comparison([row]), "mmlu.acc", max_relative_drop=0.05)  # 0.046 / 0.60 = 7.7 %
+    assert relative.underpowered and relative.mde == pytest.approx(0.046 / 0.6)
+    assert not single_check(make_comparison([row]), "mmlu.acc", min=0.5).underpowered  # bounds are not tests
+
+
+def test_junit_and_verdict_json_carry_the_underpowered_warning(tmp_path):
+    row = metric_row("mmlu", "acc", "tuned", 0.59, 0.60, p_value=0.5)
+    row.update(mde=0.046, n_paired=861)
+    verdict = evaluate_policy(one_gate("mmlu.acc", max_drop=0.02, significance=0.05), make_comparison([row]))
+    junit, verdict_path = write_gate_outputs(verdict, tmp_path)
+    case = ET.parse(junit).getroot().find(".//testcase")
+    assert case.find("failure") is None and case.find("system-out").text.startswith("WARNING: ")
+    assert "underpowered=True" in case.find("system-out").text
+    check = json.loads(verdict_path.read_text())["checks"][0]
+    assert check["underpowered"] is True and check["mde"] == 0.046 and check["p_value_adjusted"] == 0.5

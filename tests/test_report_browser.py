@@ -2,7 +2,8 @@
 
 Talks to Chromium over the DevTools protocol with a minimal stdlib websocket client (no extra
 package). Skipped where no chromium binary is found; ``.ci/run`` installs Debian's ``chromium``.
-Leaves a full-page screenshot at ``reports/report_screenshot.png`` for a human to look at.
+Leaves full-page screenshots at ``reports/report_screenshot.png`` (1280 px) and
+``reports/report_screenshot_{900,390}.png`` (a split-screen laptop, a phone) for a human to look at.
 """
 
 from __future__ import annotations
@@ -262,3 +263,42 @@ def test_screenshot_of_fixture_report(loaded_report, tmp_path):
     target = REPO / "reports" / "report_screenshot.png"
     target.parent.mkdir(exist_ok=True)
     target.write_bytes(data)
+
+
+#: Nothing may stick out of its card: wide tables scroll inside their .scroll box, SVG charts scale.
+_OVERFLOW_JS = """(() => {
+    const bad = [];
+    document.querySelectorAll('main > section').forEach(section => {
+        const card = section.getBoundingClientRect();
+        section.querySelectorAll('*').forEach(el => {
+            if (el.closest('.scroll') && !el.classList.contains('scroll')) { return; }
+            if (el.closest('svg') && el.tagName.toLowerCase() !== 'svg') { return; }
+            const box = el.getBoundingClientRect();
+            if (box.width === 0 || box.height === 0) { return; }
+            if (box.right > card.right + 1 || box.left < card.left - 1) {
+                bad.push(`${section.id}: <${el.tagName.toLowerCase()} class="${el.className}"> sticks out ${Math.round(box.right - card.right)} px`);
+            }
+        });
+    });
+    return {bad: bad.slice(0, 20), page: document.documentElement.scrollWidth, viewport: window.innerWidth};
+})()"""
+
+
+@pytest.mark.parametrize("width", [1280, 900, 390])
+def test_readable_at_three_widths_nothing_overflows_its_card(loaded_report, tmp_path, width):
+    """Screenshots at a desktop, a split-screen laptop and a phone width; no card is overflowed."""
+    loaded_report.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1,
+                       mobile=width < 500)
+    comparison = json.loads(FIXTURE.read_text())
+    comparison["summary"] = [{"checkpoint": "mix_75_25", "significant_regressions": 0, "significant_improvements": 2}]
+    open_report(loaded_report, comparison, tmp_path)
+    layout = loaded_report.evaluate(_OVERFLOW_JS)
+    assert layout["bad"] == [], layout["bad"]
+    assert layout["page"] <= layout["viewport"], "the page scrolls sideways"
+    size = loaded_report.call("Page.getLayoutMetrics")["cssContentSize"]
+    shot = loaded_report.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                              clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
+    target = REPO / "reports" / ("report_screenshot.png" if width == 1280 else f"report_screenshot_{width}.png")
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(base64.b64decode(shot["data"]))
+    loaded_report.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)

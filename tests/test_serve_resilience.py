@@ -27,6 +27,8 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 def _lm(server: FlakyServer, **options):
     model_args = {**FAST, **options.pop("model_args", {})}
+    if "api" not in model_args:  # the stub's name is no local model dir: auto would pick the chat endpoint
+        options.setdefault("endpoint", "completions")
     return Checkpoint.from_string(f"{server.url}#{server.model}", LoadOptions(model_args=model_args, **options)).lm
 
 

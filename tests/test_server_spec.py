@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 import threading
 import time
@@ -211,3 +212,68 @@ def test_served_names_that_look_like_paths_write_inside_out(tmp_path, store_path
                and scratch[0] not in p.parents and not p.name.startswith(scratch[1].name)}
     assert all((tmp_path / "out" / "run") in p.parents for p in written), written
     assert not (tmp_path.parent / "evil.json").exists() and not absolute.with_suffix(".json").exists()
+
+
+# ---------------------------------------------------------------- which endpoint
+
+
+@pytest.mark.parametrize("options, local_tokenizer, endpoint", [
+    ({}, True, "completions"),                        # the template is rendered locally
+    ({}, False, "chat"),                              # only the server can apply it
+    ({"chat_template": False}, False, "completions"),  # a base model: plain text
+    ({"chat_template": True}, True, "completions"),
+    ({"chat_template": True}, False, "chat"),
+    ({"endpoint": "chat"}, True, "chat"),
+    ({"endpoint": "completions"}, False, "completions"),
+    ({"model_args": {"api": "chat"}}, True, "chat"),  # the older spelling
+    ({"endpoint": "chat", "model_args": {"api": "chat"}}, False, "chat"),
+])
+def test_endpoint_choice(options, local_tokenizer, endpoint, tiny_chat_model_dir):
+    model = str(tiny_chat_model_dir) if local_tokenizer else "org/remote-model"
+    checkpoint = Checkpoint.from_string(f"http://127.0.0.1:9/v1#{model}", LoadOptions(**options))
+    assert checkpoint.settings["endpoint"] == endpoint
+    assert checkpoint.supports("loglikelihood") is (endpoint == "completions" and local_tokenizer)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"endpoint": "chat", "chat_template": False}, "--endpoint chat always applies the model's chat template"),
+    ({"endpoint": "completions", "chat_template": True}, "--chat-template with --endpoint completions needs a local "
+                                                         "tokenizer .*pass --model-args tokenizer=DIR_OR_ID"),
+    ({"endpoint": "chat", "model_args": {"api": "completions"}}, "--endpoint chat and --model-args api=completions "
+                                                                 "disagree"),
+    ({"endpoint": "tgi"}, "--endpoint must be one of auto, completions, chat"),
+])
+def test_contradictory_endpoint_options_are_refused(options, message):
+    with pytest.raises(UsageError, match=message):
+        Checkpoint.from_string("http://127.0.0.1:9/v1#org/remote-model", LoadOptions(**options)).settings
+
+
+@pytest.mark.parametrize("options, reason", [
+    ({}, r"log-likelihoods need a local tokenizer .*pass --model-args tokenizer=DIR"),  # auto picked chat
+    ({"endpoint": "completions"}, r"log-likelihoods need a local tokenizer .*pass --model-args tokenizer=DIR"),
+    ({"endpoint": "chat", "model_args": {"tokenizer": "/x"}}, r"chat endpoints return no prompt log-probabilities; "
+                                                               r"pass --endpoint completions"),
+])
+def test_loglikelihood_refusals_name_what_to_pass(options, reason):
+    checkpoint = Checkpoint.from_string("http://127.0.0.1:9/v1#org/remote-model", LoadOptions(**options))
+    assert re.search(reason, checkpoint.unsupported_reason("loglikelihood"))
+    assert checkpoint.unsupported_reason("generate_until") is None
+
+
+def test_eval_prints_the_endpoint_in_its_settings(tmp_path, store_path, capsys):
+    from evalkit.cli import main
+    from tests.helpers.flaky_server import FlakyServer
+
+    voc = Path(__file__).resolve().parents[1] / "tasks" / "data" / "voc_sample"
+    task = tmp_path / "voc_small.yaml"
+    task.write_text(json.dumps({"name": "voc_small", "evaluator": "voc", "data": str(voc / "test.csv"),
+                                "taxonomy": str(voc / "taxonomy.txt"), "id_field": "id", "text_field": "text",
+                                "label_field": "label", "label_options": "none", "n_resamples": 0, "limit": 2}))
+    with FlakyServer(model="org/instruct") as server:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["eval", f"{server.url}#org/instruct", "--tasks", str(task), "-o", str(tmp_path / "out")])
+        assert exit_info.value.code == 0
+        assert [r.get("messages", [{}])[-1].get("role") for r in server.requests] == ["user", "user"]
+    assert "  settings: endpoint=chat\n" in capsys.readouterr().out
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert written["checkpoint"]["settings"] == {"endpoint": "chat"} and written["checkpoint"]["label"] == "org--instruct"

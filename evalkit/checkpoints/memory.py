@@ -119,7 +119,7 @@ class InMemoryCheckpoint:
     def __init__(self, model: Any, *, tokenizer: Any = None, label: str | None = None, note: str | None = None,
                  options: Any = None, fingerprint: str | None = None, run: str | None = None,
                  step: int | None = None):
-        from . import LoadOptions
+        from .options import LoadOptions
 
         self.model = model
         self.options = options or LoadOptions()

@@ -14,7 +14,8 @@ everything else of lm-eval's backends (payloads, parsing, batching, caching) and
 - other 4xx fail at once with a one-line evalkit error (401/403: the API key; 404: the model or endpoint);
 - a progress bar per request wave with ETA and requests/s (:func:`evalkit.progress.bar`), and
   :attr:`ResilientAPIMixin.request_stats` (requests, retries, failures by status, seconds);
-- generations are cut at the first stop string, as lm-eval's in-process ``HFLM`` does;
+- generations are cut at the first stop string, as lm-eval's in-process ``HFLM`` does; an empty stop list is
+  left out of the request (``transformers serve`` answers HTTP 500 to ``"stop": []``);
 - log-likelihood requests start with one probe; a server that returns no prompt log-probabilities
   (``echo=true`` with ``logprobs``) gets a clear :class:`~evalkit.errors.UsageError` before any
   evaluation request (see :func:`returns_prompt_logprobs`).
@@ -206,6 +207,8 @@ class ResilientAPIMixin:
         stops = _stop_strings(gen_kwargs, eos) if generate else []
         payload = self._create_payload(self.create_message(messages), generate=generate, gen_kwargs=gen_kwargs,
                                        seed=self._seed, eos=eos, **kwargs)
+        if payload.get("stop") == []:  # "no stop strings" by omission: transformers serve fails on an empty list
+            del payload["stop"]
         self.request_stats.attempts += 1
         try:
             async with session.post(self.base_url, json=payload, headers=self.header) as response:

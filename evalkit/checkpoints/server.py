@@ -2,11 +2,22 @@
 
 Before a server checkpoint is fingerprinted or used, ``GET {url}/models`` tells whether the server is up,
 whether the key is accepted and whether it serves the model. Requests then go through lm-eval's
-``local-completions`` backend (default; log-likelihood tasks need a local tokenizer, see
-:func:`completions_tokenizer`, and a server that returns prompt logprobs with ``echo=True``, e.g. vLLM;
-``transformers serve`` does not) or ``local-chat-completions`` (``--chat-template`` or
-``--model-args api=chat``; generation tasks only: chat endpoints return no prompt logprobs).
+``local-completions`` or ``local-chat-completions`` backend; :func:`resolve_endpoint` picks one
+(``--endpoint``, default ``auto``):
 
+- ``completions`` (``/v1/completions``): prompts are sent as text. With a local tokenizer (the served
+  model name is a local model directory, or ``--model-args tokenizer=DIR_OR_ID``) the model's chat
+  template is rendered here, exactly as in-process ``HFLM`` renders it, and the text goes to the server
+  (see :func:`render_chat_text` for the BOS token). Log-likelihood tasks need this endpoint, the local
+  tokenizer and a server that returns prompt logprobs with ``echo=True`` (vLLM does; ``transformers
+  serve`` does not).
+- ``chat`` (``/v1/chat/completions``): the server applies the model's chat template to the messages;
+  generation tasks only (chat endpoints return no prompt logprobs).
+- ``auto``: ``completions`` with a local tokenizer or with ``--no-chat-template``; otherwise ``chat``,
+  because without a tokenizer the chat template can only be applied by the server (most served models
+  are instruct models; pass ``--no-chat-template`` or ``--endpoint completions`` for a base model).
+
+The endpoint is part of the checkpoint's ``settings`` (printed, stored, and in the result store's key).
 The API key is read from the environment variable ``LoadOptions.api_key_env`` and sent only as an
 ``Authorization`` header; it never appears in specs shown to users, results or error messages.
 """
@@ -22,14 +33,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ..errors import UsageError
+from ..errors import UsageError, register_secret
 from .spec import TOKENIZER_FILES, CheckpointSpec
 
 if TYPE_CHECKING:
-    from . import LoadOptions
+    from .options import LoadOptions
 
-__all__ = ["list_models", "model_entry", "uses_chat", "load_server_lm", "endpoint_url", "completions_tokenizer",
-           "parse_echo_logprobs", "CHECK_TIMEOUT"]
+__all__ = ["list_models", "model_entry", "load_server_lm", "endpoint_url", "completions_tokenizer",
+           "parse_echo_logprobs", "resolve_endpoint", "unsupported_reason", "render_chat_text", "ENDPOINTS",
+           "CHECK_TIMEOUT"]
+
+#: Values of ``--endpoint``; ``auto`` resolves to one of the others (see :func:`resolve_endpoint`).
+ENDPOINTS = ("auto", "completions", "chat")
 
 #: Seconds to wait for ``/models`` before calling a server unreachable.
 CHECK_TIMEOUT = 10.0
@@ -38,6 +53,7 @@ CHECK_TIMEOUT = 10.0
 def _headers(spec: CheckpointSpec, options: "LoadOptions") -> dict[str, str]:
     """Request headers: the API key from ``$api_key_env`` as a bearer token, else URL credentials as Basic."""
     key = os.environ.get(options.api_key_env, "")
+    register_secret(key)  # never printed or written, even when a server echoes it back
     parts = urlsplit(str(spec.location))
     headers = {"Accept": "application/json"}
     if key:
@@ -95,23 +111,87 @@ def model_entry(spec: CheckpointSpec, options: "LoadOptions") -> dict[str, Any]:
                      f"Put one of these after '#'.")
 
 
-def uses_chat(options: "LoadOptions") -> bool:
-    """Chat endpoint when ``--chat-template`` or ``--model-args api=chat``; completions otherwise."""
+def _explicit_endpoint(options: "LoadOptions") -> str | None:
+    """``--endpoint`` (or the older ``--model-args api=``), validated; None for ``auto``."""
+    flag = str(options.endpoint or "auto").strip().lower()
+    if flag not in ENDPOINTS:
+        raise UsageError(f"--endpoint must be one of {', '.join(ENDPOINTS)}, got {options.endpoint!r}.")
     api = str(options.model_args.get("api", "")).strip().lower()
     if api and api not in ("chat", "completions"):
         raise UsageError(f"--model-args api must be 'chat' or 'completions' for a server, got {api!r}.")
-    if api:
-        return api == "chat"
-    return options.chat_template is True
+    if api and flag != "auto" and api != flag:
+        raise UsageError(f"--endpoint {flag} and --model-args api={api} disagree; pass only --endpoint.")
+    return api or (None if flag == "auto" else flag)
+
+
+def resolve_endpoint(spec: CheckpointSpec, options: "LoadOptions") -> str:
+    """``"completions"`` or ``"chat"`` for a server checkpoint (see the module docstring for ``auto``)."""
+    chosen = _explicit_endpoint(options)
+    if chosen == "chat" and options.chat_template is False:
+        raise UsageError("--endpoint chat always applies the model's chat template on the server; drop "
+                         "--no-chat-template, or use --endpoint completions to send prompts as plain text.")
+    if chosen == "completions" and options.chat_template is True and not _has_local_tokenizer(spec, options):
+        raise UsageError("--chat-template with --endpoint completions needs a local tokenizer to render the template: "
+                         "pass --model-args tokenizer=DIR_OR_ID (the model's tokenizer), or use --endpoint chat.")
+    if chosen:
+        return chosen
+    if options.chat_template is False or _has_local_tokenizer(spec, options):
+        return "completions"
+    return "chat"
+
+
+def _has_local_tokenizer(spec: CheckpointSpec, options: "LoadOptions") -> bool:
+    return completions_tokenizer(spec, options).get("tokenizer_backend") is not None
+
+
+def _local_tokenizer_name(spec: CheckpointSpec, options: "LoadOptions") -> str | None:
+    return str(options.model_args.get("tokenizer") or completions_tokenizer(spec, options).get("tokenizer") or "") or None
+
+
+def local_chat_template(spec: CheckpointSpec, options: "LoadOptions") -> bool | None:
+    """Whether the local tokenizer directory has a chat template; None when there is no local directory."""
+    name = _local_tokenizer_name(spec, options)
+    folder = Path(name).expanduser() if name else None
+    if folder is None or not folder.is_dir():
+        return None
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return bool(config.get("chat_template")) if isinstance(config, dict) else None
+
+
+def unsupported_reason(spec: CheckpointSpec, options: "LoadOptions", need: str) -> str | None:
+    """Why this server checkpoint cannot answer requests of type ``need``, with what to pass; None if it can."""
+    endpoint = resolve_endpoint(spec, options)
+    if endpoint == "chat" and local_chat_template(spec, options) is False:
+        return ("the chat endpoint applies the model's chat template, and its tokenizer "
+                f"({_local_tokenizer_name(spec, options)}) has none; use --endpoint completions")
+    if need == "generate_until":
+        return None
+    if endpoint == "chat" and _explicit_endpoint(options) == "chat":
+        return ("chat endpoints return no prompt log-probabilities; pass --endpoint completions with "
+                "--model-args tokenizer=DIR (a local copy of the model's tokenizer) to a server that returns "
+                "them (vLLM)")
+    if not _has_local_tokenizer(spec, options):
+        return ("log-likelihoods need a local tokenizer to find where the continuation starts (and to render the "
+                "chat template); pass --model-args tokenizer=DIR (a local copy of the model's tokenizer)")
+    return None
 
 
 def load_server_lm(spec: CheckpointSpec, options: "LoadOptions"):
-    """An lm-eval ``LocalCompletionsAPI`` / ``LocalChatCompletion`` for the spec, after the /models check."""
+    """An lm-eval ``LocalCompletionsAPI`` / ``LocalChatCompletion`` for the spec, after the /models check.
+
+    The LM's ``evalkit_chat_template`` is True for the chat endpoint (the server always applies the
+    template, so evaluators must build chat requests), else ``--chat-template``/``--no-chat-template``.
+    """
     from lm_eval.utils import handle_arg_string
 
+    endpoint = resolve_endpoint(spec, options)
     entry = model_entry(spec, options)
     extra = {k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items() if k != "api"}
-    chat = uses_chat(options)
     common = dict(model=spec.model, num_concurrent=options.num_concurrent, max_retries=options.max_retries,
                   timeout=options.timeout, header=_headers(spec, options), server_name=_server_name(spec))
     if options.max_length:
@@ -120,12 +200,16 @@ def load_server_lm(spec: CheckpointSpec, options: "LoadOptions"):
         common["max_length"] = entry["max_model_len"]
     if isinstance(options.batch_size, int):
         common["batch_size"] = options.batch_size
-    if chat:
-        cls = _chat_class()
-        return cls(base_url=endpoint_url(spec, "chat/completions"), **{"tokenizer_backend": None, **common, **extra})
+    if endpoint == "chat":
+        lm = _chat_class()(base_url=endpoint_url(spec, "chat/completions"),
+                           **{"tokenizer_backend": None, **common, **extra})
+        lm.evalkit_chat_template = True
+        return lm
     tokenizer_args = completions_tokenizer(spec, options)
     _refuse_text_prompts_with_bos({**tokenizer_args, **extra})
-    return _completions_class()(base_url=endpoint_url(spec, "completions"), **{**tokenizer_args, **common, **extra})
+    lm = _completions_class()(base_url=endpoint_url(spec, "completions"), **{**tokenizer_args, **common, **extra})
+    lm.evalkit_chat_template = options.chat_template
+    return lm
 
 
 def completions_tokenizer(spec: CheckpointSpec, options: "LoadOptions") -> dict[str, Any]:
@@ -164,12 +248,21 @@ def _refuse_text_prompts_with_bos(args: dict[str, Any]) -> None:
 
 
 def _completions_class():
-    """lm-eval's completions backend, with a clear error when the server returns no prompt logprobs."""
+    """lm-eval's completions backend: chat templates rendered locally, prompt logprobs checked."""
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
     from .resilient_api import ResilientAPIMixin  # retries/backoff/progress (see that module)
 
     class CompletionsServerLM(ResilientAPIMixin, LocalCompletionsAPI):
+        def apply_chat_template(self, chat_history, add_generation_prompt=True):
+            # lm-eval 0.4.13 renders only for token-id requests; with text prompts it returns the messages
+            # as JSON, which it then sends as `prompt` (HTTP 400 "prompt must be a string"). Render here.
+            if self.tokenizer_backend != "huggingface" or self.tokenizer is None:
+                raise UsageError("the completions endpoint needs a local tokenizer to apply the chat template: pass "
+                                 "--model-args tokenizer=DIR_OR_ID, or --endpoint chat to let the server apply it.")
+            return render_chat_text(self.tokenizer, chat_history, add_generation_prompt=add_generation_prompt,
+                                    server_adds_special_tokens=not self.tokenized_requests)
+
         @staticmethod
         def parse_logprobs(outputs, tokens=None, ctxlens=None, **kwargs):
             try:
@@ -179,6 +272,55 @@ def _completions_class():
                                  "need a server that supports echo=True with logprobs (e.g. vLLM).") from None
 
     return CompletionsServerLM
+
+
+def render_chat_text(tokenizer, chat_history: list[dict], *, add_generation_prompt: bool = True,
+                     server_adds_special_tokens: bool = True) -> str:
+    """The chat template rendered to text as in-process ``HFLM`` renders it, ready to send as a text prompt.
+
+    In-process, ``HFLM`` tokenizes a rendered prompt that starts with the BOS token *without* special tokens
+    (lm-eval's ``has_bos_prefix``), so the model sees one BOS. A server tokenizes a text prompt on
+    ``/v1/completions`` *with* the tokenizer's special tokens (vLLM documents ``add_special_tokens=True``
+    as the completions default and ``False`` for chat, where the template is expected to carry BOS;
+    ``transformers serve`` calls the tokenizer with its defaults). When that adds a BOS, the template's
+    own BOS text is left out here, so the server's tokens equal the in-process tokens (one BOS either way).
+    With token-id requests (``server_adds_special_tokens=False``) the text is kept as rendered.
+
+    Examples
+    --------
+    >>> class Tok:  # a Llama-like tokenizer: prepends <s>, and its template starts with it
+    ...     bos_token, bos_token_id = "<s>", 1
+    ...     def apply_chat_template(self, chat, **kwargs):
+    ...         return "<s>[user] " + chat[-1]["content"] + " [bot]"
+    ...     def __call__(self, text, add_special_tokens=True):
+    ...         return type("Enc", (), {"input_ids": ([1] if add_special_tokens else []) + [7] * len(text.split())})
+    >>> render_chat_text(Tok(), [{"role": "user", "content": "hi"}])
+    '[user] hi [bot]'
+    >>> render_chat_text(Tok(), [{"role": "user", "content": "hi"}], server_adds_special_tokens=False)
+    '<s>[user] hi [bot]'
+    """
+    import jinja2
+
+    kwargs = dict(tokenize=False, add_generation_prompt=add_generation_prompt,
+                  continue_final_message=not add_generation_prompt)
+    try:
+        text = tokenizer.apply_chat_template(chat_history, **kwargs)
+    except jinja2.exceptions.TemplateError:  # as HFLM: templates without a system role get the chat without it
+        text = tokenizer.apply_chat_template([m for m in chat_history if m.get("role") != "system"], **kwargs)
+    bos = getattr(tokenizer, "bos_token", None)
+    if server_adds_special_tokens and bos and text.startswith(bos) and _tokenizer_adds_bos(tokenizer):
+        text = text[len(bos):]
+    return text
+
+
+def _tokenizer_adds_bos(tokenizer) -> bool:
+    """Whether tokenizing text with the tokenizer's defaults (as servers do) puts a BOS token first."""
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if bos_id is None:
+        return False
+    with_special = tokenizer("x").input_ids
+    return bool(with_special) and with_special[0] == bos_id and \
+        tokenizer("x", add_special_tokens=False).input_ids[:1] != [bos_id]
 
 
 def parse_echo_logprobs(outputs, inputs: list, ctxlens: list[int]) -> list[tuple[float, bool]]:
@@ -217,12 +359,21 @@ def parse_echo_logprobs(outputs, inputs: list, ctxlens: list[int]) -> list[tuple
 
 
 def _chat_class():
-    """lm-eval's chat backend, accepting plain-text prompts too (sent as one user message)."""
+    """lm-eval's chat backend: the server applies the chat template; plain-text prompts become one user message."""
     from lm_eval.models.openai_completions import LocalChatCompletion
 
     from .resilient_api import ResilientAPIMixin
 
     class ChatServerLM(ResilientAPIMixin, LocalChatCompletion):
+        def chat_template(self, chat_template=False):
+            # The template lives on the server; evaluators only need to know that one is applied.
+            return "(applied by the server)" if chat_template not in (False, None) else None
+
+        def tok_encode(self, string, *args, **kwargs):
+            # lm-eval's chat backend returns the string itself; evaluators counting tokens must not take
+            # characters for tokens, so say there is no local tokenizer.
+            raise NotImplementedError("no local tokenizer behind the chat endpoint")
+
         def create_message(self, messages, generate=False):
             if messages and isinstance(messages[0], str):
                 return [{"role": "user", "content": messages[0]}]

@@ -6,6 +6,11 @@ units (samples, or instruction elements keyed by ``(sample_id, position)``) and 
 group's paired 0/1 outcomes is attached to every row whose value those outcomes reproduce on both
 checkpoints (accuracy per subject, recall per class). Corpus breakdown metrics (per-class F1, per-level
 macro F1) get null.
+
+The rows of one task, checkpoint, kind and metric (the 57 MMLU subjects' accuracy) are one family of
+tests: besides the raw ``p_value`` each row carries ``p_value_adjusted`` (Holm 1979: family-wise error
+control; what "significant" markers and breakdown gates use) and ``q_value`` (Benjamini–Hochberg 1995:
+false discovery rate), and ``family_size``, the number of tests in its family.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, record_value
-from ..metrics.stats import mcnemar_test
+from ..metrics.stats import bh_adjust, holm_adjust, mcnemar_test, paired_mean_test
 from ..records import SampleRecord, TaskResult
 from ._common import Context, aligned, finite, higher_is_better, is_binary, is_number, reproduces, spec_of
 
@@ -55,7 +60,22 @@ def breakdown_rows(ctx: Context) -> list[dict[str, Any]]:
     label_pos = {c: i for i, c in enumerate(ctx.labels)}
     rows.sort(key=lambda r: (task_pos[r["task"]], r["kind"], r["metric"], label_pos[r["checkpoint"]],
                              r["delta"] is None, r["delta"] if r["delta"] is not None else 0.0, r["key"]))
+    adjust_families(rows)
     return rows
+
+
+def adjust_families(rows: list[dict[str, Any]]) -> None:
+    """Add Holm-adjusted p-values, BH q-values and the family size to each row (families: task, checkpoint,
+    kind, metric; only rows with a p-value are members)."""
+    families: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        row.update(p_value_adjusted=None, q_value=None, family_size=None)
+        if row["p_value"] is not None:
+            families.setdefault((row["task"], row["checkpoint"], row["kind"], row["metric"]), []).append(row)
+    for members in families.values():
+        p_values = [r["p_value"] for r in members]
+        for row, holm, bh in zip(members, holm_adjust(p_values), bh_adjust(p_values)):
+            row.update(p_value_adjusted=float(holm), q_value=float(bh), family_size=len(members))
 
 
 def _task_rows(ctx: Context, task: str, label: str) -> list[dict[str, Any]]:
@@ -95,6 +115,8 @@ def _group_tests(ctx: Context, task: str, label: str, kind: str, metric: str) ->
     if spec != base_spec or spec.level != "sample" or spec.group_by is None:
         return {}
     recs_a, recs_b = aligned(ctx, task, label)
+    cluster = ctx.task(label, task).settings.get("cluster_field") or spec.cluster
+    cluster_of = {str(r.sample_id): record_value(r, cluster) for r in recs_a} if cluster else None
     full_a = group_outcomes(list(ctx.records(ctx.baseline, task).values()), spec, metric)
     full_b = group_outcomes(list(ctx.records(label, task).values()), spec, metric)
     paired_a, paired_b = group_outcomes(recs_a, spec, metric), group_outcomes(recs_b, spec, metric)
@@ -103,14 +125,26 @@ def _group_tests(ctx: Context, task: str, label: str, kind: str, metric: str) ->
         common = sorted((pid for pid in paired_a[key] if pid in paired_b[key]), key=str)
         va = np.asarray([paired_a[key][p] for p in common])
         vb = np.asarray([paired_b[key][p] for p in common])
-        if not common or not (is_binary(va) and is_binary(vb)):
+        if not common:
             continue
-        result = mcnemar_test(va, vb)
         mean_a = np.asarray(list(full_a.get(key, {}).values()), dtype=float)
         mean_b = np.asarray(list(full_b.get(key, {}).values()), dtype=float)
-        tests[key] = {"p_value": result.p_value, "test": f"mcnemar_{result.method}", "n_paired": len(common),
+        tests[key] = {**_group_test(va, vb, common, cluster_of), "n_paired": len(common),
                       "matches": _matcher(mean_a, mean_b)}
     return tests
+
+
+def _group_test(va: np.ndarray, vb: np.ndarray, ids: list, cluster_of: dict | None) -> dict[str, Any]:
+    """McNemar for independent 0/1 outcomes; else the (cluster-robust) paired t test."""
+    if cluster_of is None and is_binary(va) and is_binary(vb):
+        result = mcnemar_test(va, vb)
+        return {"p_value": result.p_value, "test": f"mcnemar_{result.method}"}
+    clusters = None
+    if cluster_of is not None:  # element ids are (sample_id, position): the sample's cluster
+        clusters = [str(cluster_of.get(i[0] if isinstance(i, tuple) else i)) for i in ids]
+    p_value = finite(paired_mean_test(va, vb, clusters=clusters).p_value)  # None with a single cluster
+    name = "cluster_paired_t" if clusters is not None else "paired_t"
+    return {"p_value": p_value, "test": name if p_value is not None else None}
 
 
 def _matcher(outcomes_a: np.ndarray, outcomes_b: np.ndarray):

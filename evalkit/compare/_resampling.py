@@ -1,8 +1,7 @@
 """Corpus metrics on resamples through the evaluator's ``resample_metrics`` hook.
 
-The hook scores any ``(k, m)`` array of positions into a record list, which serves three purposes:
-bootstrap resamples (BCa intervals), leave-one-out rows (BCa's acceleration) and approximate
-randomization, where the records of both checkpoints are concatenated (``A + B``, length ``2n``)
+The hook scores any ``(k, m)`` array of positions into a record list, which serves two purposes:
+leave-one-out rows (jackknife standard errors) and approximate randomization, where the records of both checkpoints are concatenated (``A + B``, length ``2n``)
 and row ``r`` of the candidate's positions is ``i + n * (1 - swap[r, i])``: each sample's pair of
 outputs is swapped with probability 1/2, in one vectorised hook call per chunk.
 """
@@ -13,8 +12,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from ..metrics.stats import (RandomizationResult, iter_bootstrap_indices, jackknife_indices,
-                             randomization_test)
+from ..metrics.stats import RandomizationResult, jackknife_indices, randomization_test
 from ..records import SampleRecord
 from ._common import Context, resample_hook
 
@@ -23,9 +21,8 @@ RANDOMIZATION_CAP_FACTOR = 10
 
 
 def run_hook(ctx: Context, task: str, label: str, evaluator: str, records: list[SampleRecord], names: list[str],
-             chunks: Callable[[], Iterable[np.ndarray]] | None = None, total: int | None = None,
-             what: str = "bootstrap") -> dict[str, np.ndarray]:
-    """The hook's values of ``names`` on each row of ``chunks()`` (default: the bootstrap resamples).
+             chunks: Callable[[], Iterable[np.ndarray]], total: int, what: str) -> dict[str, np.ndarray]:
+    """The hook's values of ``names`` on each row of the index arrays ``chunks()`` yields.
 
     {} without a hook or when it fails (with a warning); names the hook rejects are left out.
     """
@@ -35,11 +32,7 @@ def run_hook(ctx: Context, task: str, label: str, evaluator: str, records: list[
     names, rejected, error = _supported_names(hook, records, names)
     if rejected:
         ctx.warn(f"{task}: resample_metrics of evaluator {evaluator!r} cannot resample {', '.join(rejected)} "
-                 f"on {label!r} ({error}); those metrics have no bootstrap CI or p-value.")
-    if chunks is None:
-        chunks = lambda: iter_bootstrap_indices(len(records), n_resamples=ctx.n_resamples,  # noqa: E731
-                                                random_state=ctx.random_state)
-        total = ctx.n_resamples
+                 f"on {label!r} ({error}); those metrics have no interval from resampling and no p-value.")
     parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
     from ..progress import bar
 
@@ -54,7 +47,7 @@ def run_hook(ctx: Context, task: str, label: str, evaluator: str, records: list[
                 progress.update(len(indices))
     except Exception as exc:  # a broken plug-in hook must not sink the whole comparison
         ctx.warn(f"{task}: resample_metrics of evaluator {evaluator!r} failed on {label!r} "
-                 f"({type(exc).__name__}: {exc}); its corpus metrics have no bootstrap CI or p-value.")
+                 f"({type(exc).__name__}: {exc}); its corpus metrics have no interval from resampling and no p-value.")
         return {}
     joined = {name: np.concatenate(values) if values else np.zeros(0) for name, values in parts.items()}
     return {name: values for name, values in joined.items() if np.isfinite(values).any()}

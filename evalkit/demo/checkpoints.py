@@ -15,16 +15,16 @@ changed recipe never reuses stale checkpoints.
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text, dump_json, stable_hash
 from . import general_set
+from .domain import DomainData, voc_domain_data
 from .train import Example, ModelShape, Schedule
 
 __all__ = ["Recipe", "CODE_VERSION", "CHECKPOINT_NAMES", "DomainData", "load_domain_data", "recipe_key",
@@ -59,21 +59,8 @@ class Recipe:
                 raise ValueError(f"{name} must be strictly between 0 and 1, got {value}")
 
 
-@dataclass(frozen=True)
-class DomainData:
-    """The VOC sample rendered as training pairs (train split) and the test prompts (for the vocabulary)."""
-
-    train: list[Example]
-    test_prompts: list[str]
-    train_texts: list[str] = field(default_factory=list)  # the train comments alone (generic text)
-    fingerprint: str = ""
-    extra_texts: list[str] = field(default_factory=list)
-
-
 def load_domain_data() -> DomainData:
     """VOC sample train rows as (prompt rendered by the voc task's template, `` <label path>``)."""
-    from .domain import voc_domain_data
-
     return voc_domain_data()
 
 
@@ -168,7 +155,3 @@ def ensure_checkpoints(cache_dir: Path | None = None, *, retrain: bool = False, 
         log(f"demo: using cached checkpoints in {folder}")
     return {name: folder / name for name in CHECKPOINT_NAMES}
 
-
-def read_summary(folder: Path) -> dict[str, Any]:
-    """The training summary stored beside cached checkpoints."""
-    return json.loads((folder / _DONE).read_text(encoding="utf-8"))

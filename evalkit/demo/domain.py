@@ -7,11 +7,29 @@ trained on exactly the prompt the evaluation sends them (one source of truth: th
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DEMO_VOC_TASK", "demo_task_path", "voc_domain_data"]
+from .train import Example
+
+__all__ = ["DEMO_VOC_TASK", "DomainData", "demo_task_path", "voc_domain_data"]
 
 DEMO_VOC_TASK = "demo_voc"
+
+
+@dataclass(frozen=True)
+class DomainData:
+    """The VOC sample rendered as training pairs (train split) and the test prompts (for the vocabulary).
+
+    Defined here, beside the code that builds it, so that ``demo.checkpoints`` (which trains on it) imports
+    this module and not the other way round.
+    """
+
+    train: list[Example]
+    test_prompts: list[str]
+    train_texts: list[str] = field(default_factory=list)  # the train comments alone (generic text)
+    fingerprint: str = ""
+    extra_texts: list[str] = field(default_factory=list)
 
 
 def demo_task_path(name: str) -> Path:
@@ -21,14 +39,12 @@ def demo_task_path(name: str) -> Path:
     return shipped_tasks_dir() / f"{name}.yaml"
 
 
-def voc_domain_data(task_file: Path | None = None):
+def voc_domain_data(task_file: Path | None = None) -> DomainData:
     """``DomainData``: train pairs (rendered prompt, `` <label path>``) and the rendered test prompts."""
     from .._io import stable_hash
     from ..evaluators.base import get_evaluator
     from ..taskconfig import load_task_file
     from ..voc.prompting import PromptBuilder
-    from .checkpoints import DomainData
-    from .train import Example
 
     config = load_task_file(task_file or demo_task_path(DEMO_VOC_TASK))
     evaluator = get_evaluator(config.evaluator)(config)

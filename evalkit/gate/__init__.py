@@ -19,9 +19,13 @@ rise is a drop. ``min``/``max`` are plain bounds on the value. Missing or undefi
 
 
 from ._evaluate import Check, Verdict, evaluate_policy
-from ._outputs import (attach_verdict, checkpoint_statuses, demo_policy_text, gate_main, junit_xml, load_comparison, verdict_markdown,
+from ._outputs import (GATE_OUTPUTS, checkpoint_statuses, demo_policy_text, gate_main, junit_xml, load_comparison,
+                       verdict_markdown,
                        verdict_text, write_gate_outputs, write_junit)
 from ._policy import OPERATORS, Gate, Policy, load_policy, parse_policy
+
+# ``str(verdict)`` is the console text; it is defined with the other outputs, which import Verdict.
+Verdict.__str__ = verdict_text  # type: ignore[method-assign]
 
 __all__ = [
     "Gate",
@@ -38,8 +42,8 @@ __all__ = [
     "load_comparison",
     "gate_main",
     "demo_policy_text",
-    "attach_verdict",
     "checkpoint_statuses",
     "junit_xml",
     "verdict_text",
+    "GATE_OUTPUTS",
 ]

@@ -1,4 +1,15 @@
-"""A policy applied to a comparison -> :class:`Verdict` of one :class:`Check` per gate and checkpoint."""
+"""A policy applied to a comparison -> :class:`Verdict` of one :class:`Check` per gate and checkpoint.
+
+Multiplicity: for one checkpoint, the drop gates of a policy that carry a ``significance`` level are
+one family of tests. Their p-values (for a breakdown row, its Holm-adjusted p-value within the
+breakdown family) are Holm-adjusted together, and each gate compares the adjusted p-value with its
+level (Holm's procedure at that level when the levels are equal): a policy of twenty gates at 0.05
+fails a checkpoint that is as good as the baseline with probability at most 0.05, not about 0.64.
+
+Power: a comparative gate whose threshold is below the row's minimum detectable effect (``mde``:
+the smallest true change a test at the comparison's level detects with power 0.8) is marked
+``underpowered``: its pass means little, because drops of its size are not detectable here.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +48,9 @@ class Check:
     significance: float | None = None
     higher_is_better: bool = True
     gate_index: int = 0
+    p_value_adjusted: float | None = None  # Holm over the policy's significance gates for this checkpoint
+    mde: float | None = None  # minimum detectable effect, in the threshold's units
+    underpowered: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _json_number(value) for key, value in self.__dict__.items()}
@@ -88,12 +102,6 @@ class Verdict:
         """The failed checks, in policy order."""
         return [check for check in self.checks if check.status == "fail"]
 
-    def __str__(self) -> str:
-        from ._outputs import verdict_text
-
-        return verdict_text(self)
-
-
 def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
     """Apply every gate of ``policy`` to every checkpoint it targets in ``comparison``.
 
@@ -108,13 +116,38 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
                          f"{baseline!r}; compare against {policy.baseline!r} (--baseline) or fix the policy.")
     labels = [str(c.get("label")) for c in comparison.get("checkpoints", [])]
     index = _metric_index(comparison)
-    checks = []
-    for gate in policy.gates:
-        rows = _rows_for(gate, index, policy.source)
-        for label in _target_checkpoints(gate, labels, baseline, policy.source):
-            checks.append(_check(gate, rows.get(label), label, _higher_is_better(gate, rows, comparison)))
+    targets = [(gate, _rows_for(gate, index, policy.source)) for gate in policy.gates]
+    pairs = [(gate, rows, label) for gate, rows in targets
+             for label in _target_checkpoints(gate, labels, baseline, policy.source)]
+    adjusted = _policy_family_adjusted(pairs)
+    checks = [_check(gate, rows.get(label), label, _higher_is_better(gate, rows, comparison),
+                     adjusted.get((gate.index, label))) for gate, rows, label in pairs]
     status = max((c.status for c in checks), key=_STATUS_ORDER.__getitem__, default="pass")
     return Verdict(status=status, policy=policy.source, baseline=str(baseline), checks=checks)
+
+
+def _row_p_value(row: dict | None) -> float | None:
+    """A row's p-value for decisions: Holm-adjusted within its breakdown family when it has one."""
+    if row is None:
+        return None
+    adjusted = _float(row.get("p_value_adjusted"))
+    return adjusted if adjusted is not None else _float(row.get("p_value"))
+
+
+def _policy_family_adjusted(pairs: list[tuple[Gate, dict, str]]) -> dict[tuple[int, str], float]:
+    """Holm-adjusted p-values of the significance gates, one family per checkpoint (module docstring)."""
+    from ..metrics.stats import holm_adjust
+
+    families: dict[str, list[tuple[int, float]]] = {}
+    for gate, rows, label in pairs:
+        p_value = _row_p_value(rows.get(label))
+        if gate.significance is not None and p_value is not None:
+            families.setdefault(label, []).append((gate.index, p_value))
+    adjusted = {}
+    for label, members in families.items():
+        for (index, _), value in zip(members, holm_adjust([p for _, p in members])):
+            adjusted[(index, label)] = float(value)
+    return adjusted
 
 
 def _metric_index(comparison: dict[str, Any]) -> dict[str, dict[str, dict]]:
@@ -182,7 +215,7 @@ def _higher_is_better(gate: Gate, rows: dict[str, dict], comparison: dict[str, A
 _EPSILON = 1e-9
 
 
-def _check(gate: Gate, row: dict | None, label: str, higher_is_better: bool) -> Check:
+def _check(gate: Gate, row: dict | None, label: str, higher_is_better: bool, p_adjusted: float | None) -> Check:
     check = Check(gate=gate.description, metric=gate.metric, checkpoint=label, status="fail",
                   severity=gate.severity, operator=gate.operator, threshold=gate.threshold, message="",
                   significance=gate.significance, higher_is_better=higher_is_better, gate_index=gate.index)
@@ -191,6 +224,7 @@ def _check(gate: Gate, row: dict | None, label: str, higher_is_better: bool) -> 
         return _apply_severity(check)
     check.value, check.baseline_value = _float(row.get("value")), _float(row.get("baseline_value"))
     check.p_value = _float(row.get("p_value"))
+    check.p_value_adjusted = p_adjusted if p_adjusted is not None else _row_p_value(row)
     check.delta = _float(row.get("delta"))
     if check.delta is None and None not in (check.value, check.baseline_value):
         check.delta = check.value - check.baseline_value
@@ -198,7 +232,28 @@ def _check(gate: Gate, row: dict | None, label: str, higher_is_better: bool) -> 
         _check_bound(check)
     else:
         _check_comparative(check)
+        _check_power(check, row)
     return _apply_severity(check)
+
+
+def _check_power(check: Check, row: dict) -> None:
+    """Mark a comparative gate whose threshold is below the minimum detectable effect (module docstring)."""
+    mde = _float(row.get("mde"))
+    if mde is None:
+        return
+    relative = "relative" in check.operator
+    if relative:
+        if not check.baseline_value:
+            return
+        mde = mde / abs(check.baseline_value)
+    check.mde = mde
+    if check.threshold >= mde:
+        check.message += f"; MDE {_fmt_amount(mde, relative)}"
+    else:
+        check.underpowered = True
+        n = row.get("n_paired")
+        check.message += (f"; underpowered: with {n} paired samples a change under {_fmt_amount(mde, relative)} "
+                          f"cannot be detected (threshold {_fmt_amount(check.threshold, relative)})")
 
 
 def _check_bound(check: Check) -> None:
@@ -242,16 +297,19 @@ def _relative_gain(check: Check) -> float:
 
 
 def _drop_violation(check: Check) -> str:
-    """A drop beyond the threshold: fail, unless a significance level is set and it is not significant."""
+    """A drop beyond the threshold: fail, unless a significance level is set and it is not significant
+    (judged on the Holm-adjusted p-value of the policy's family)."""
     if check.significance is None:
         return "fail"
-    if check.p_value is None:
+    p_value = check.p_value_adjusted if check.p_value_adjusted is not None else check.p_value
+    if p_value is None:
         check.message += ", no p-value available (treated as significant)"
         return "fail"
-    if check.p_value < check.significance:
-        check.message += f", significant (p={check.p_value:.3g} < {check.significance:g})"
+    name = "adjusted p" if check.p_value_adjusted is not None and check.p_value_adjusted != check.p_value else "p"
+    if p_value < check.significance:
+        check.message += f", significant ({name}={p_value:.3g} < {check.significance:g})"
         return "fail"
-    check.message += f", not significant (p={check.p_value:.3g} >= {check.significance:g})"
+    check.message += f", not significant ({name}={p_value:.3g} >= {check.significance:g})"
     return "warn"
 
 

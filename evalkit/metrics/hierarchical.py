@@ -59,6 +59,7 @@ __all__ = [
     "metric_names",
     "resampled_scores",
     "bootstrap_ci",
+    "jackknife_ci",
     "hierarchical_report",
     "DEFAULT_FREQUENCY_BINS",
     "DEFAULT_CI_METRICS",
@@ -648,14 +649,6 @@ def resampled_scores(y_true, y_pred, metrics, indices, *, taxonomy=None, sep=DEF
     return {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0) for name in names}
 
 
-def _bootstrap_indices(n: int, n_resamples: int, random_state: Any):
-    """Chunks of a (n_resamples, n) index array from one ``default_rng(random_state)`` stream."""
-    rng = np.random.default_rng(random_state)
-    rows = max(1, _MAX_INDEX_ENTRIES // n)
-    for start in range(0, n_resamples, rows):
-        yield rng.integers(0, n, size=(min(rows, n_resamples - start), n))
-
-
 def bootstrap_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, n_resamples=1000, confidence=0.95, random_state=0,
                  taxonomy=None, sep=DEFAULT_SEP) -> dict[str, list[float | None]]:
     """BCa bootstrap confidence intervals ``{name: [low, high]}`` of corpus metrics.
@@ -676,28 +669,67 @@ def bootstrap_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, n_resamples=1000
     >>> low < 0.5 < high
     True
     """
-    from evalkit.metrics.stats import bca_interval, contain, jackknife_indices
+    from evalkit.metrics.stats import bca_interval, contain, iter_bootstrap_indices
 
     func = "bootstrap_ci"
     n_resamples = check_int(n_resamples, "n_resamples", func)
     confidence = check_confidence(confidence, func)
-    enc = encode(y_true, y_pred, func, taxonomy=taxonomy, sep=sep)
-    names = _check_metrics(metrics, enc.taxonomy.depth, func)
-    stats = _SampleStats(enc, names)
-    n = len(enc.true)
-    point = stats.scores(np.arange(n)[None, :])
-    parts = [stats.scores(chunk) for chunk in _bootstrap_indices(n, n_resamples, random_state)]
-    jack = [stats.scores(chunk) for chunk in jackknife_indices(n)] if n > 2 else []
+    stats, point, jack = _point_and_jackknife(y_true, y_pred, metrics, taxonomy, sep, func)
+    parts = [stats.scores(chunk) for chunk in iter_bootstrap_indices(len(stats.correct), n_resamples=n_resamples,
+                                                                     random_state=random_state,
+                                                                     max_entries=_MAX_INDEX_ENTRIES)]
     out = {}
-    for name in names:
+    for name in stats.names:
         estimate = float(point[name][0])
         values = np.concatenate([p[name] for p in parts])
-        loo = np.concatenate([p[name] for p in jack]) if jack else np.zeros(0)
-        low, high = bca_interval(estimate, values, loo, confidence=confidence)
+        low, high = bca_interval(estimate, values, jack.get(name, np.zeros(0)), confidence=confidence)
         if math.isfinite(estimate) and math.isfinite(low) and math.isfinite(high):
             low, high = contain(estimate, low, high)[1:3]
         out[name] = [_json_float(low), _json_float(high)]
     return out
+
+
+def jackknife_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, confidence=0.95, taxonomy=None,
+                 sep=DEFAULT_SEP) -> dict[str, list[float | None]]:
+    """Normal intervals ``{name: [low, high]}`` with jackknife standard errors (leave-one-out values).
+
+    Over a long tail of classes this is the interval that covers (97 % for macro F1 over 300 Zipf
+    classes, where bootstrap intervals give 76-89 %: bench/stats/README.md); it always contains the
+    estimate. An interval that cannot be computed (fewer than 2 samples, undefined metric) is
+    ``[None, None]``.
+
+    Examples
+    --------
+    >>> low, high = jackknife_ci(["A", "B"] * 20, ["A", "A"] * 20, metrics=["path_accuracy"])["path_accuracy"]
+    >>> round(low, 3), round(high, 3)
+    (0.343, 0.657)
+    """
+    from evalkit.metrics.stats import jackknife_ci as normal_jackknife_ci
+
+    func = "jackknife_ci"
+    confidence = check_confidence(confidence, func)
+    stats, point, jack = _point_and_jackknife(y_true, y_pred, metrics, taxonomy, sep, func)
+    out = {}
+    for name in stats.names:
+        if name not in jack:
+            out[name] = [None, None]
+            continue
+        low, high, _ = normal_jackknife_ci(float(point[name][0]), jack[name], confidence=confidence)
+        out[name] = [_json_float(low), _json_float(high)]
+    return out
+
+
+def _point_and_jackknife(y_true, y_pred, metrics, taxonomy, sep, func: str):
+    """``(stats, point values, leave-one-out values)`` of ``metrics``; no leave-one-out values below 2 samples."""
+    from evalkit.metrics.stats import jackknife_indices
+
+    enc = encode(y_true, y_pred, func, taxonomy=taxonomy, sep=sep)
+    stats = _SampleStats(enc, _check_metrics(metrics, enc.taxonomy.depth, func))
+    n = len(enc.true)
+    point = stats.scores(np.arange(n)[None, :])
+    parts = [stats.scores(chunk) for chunk in jackknife_indices(n)] if n >= 2 else []
+    jack = {name: np.concatenate([p[name] for p in parts]) for name in stats.names} if parts else {}
+    return stats, point, jack
 
 
 # ================================================================================ report
@@ -710,12 +742,12 @@ def _json_float(value: Any) -> float | None:
 
 def hierarchical_report(y_true, y_pred, *, taxonomy=None, train_counts=None, n_resamples=1000, confidence=0.95,
                         random_state=0, ci_metrics=DEFAULT_CI_METRICS, sep=DEFAULT_SEP) -> dict[str, Any]:
-    """All hierarchical metrics, their bootstrap CIs and breakdowns, as a JSON-serialisable dict.
+    """All hierarchical metrics, their jackknife CIs and breakdowns, as a JSON-serialisable dict.
 
     Returns ``{"metrics": {name: value}, "ci": {name: [low, high]}, "breakdowns": {"level": {...},
     "class": {...}, "frequency": {...}}}``. Metric names are :func:`metric_names` (``depth`` levels);
-    values are python floats, with None for an undefined value (never nan). ``n_resamples=0`` skips the
-    CIs; the frequency breakdown is present only with ``train_counts``. The level breakdown cuts paths as
+    values are python floats, with None for an undefined value (never nan). The CIs are
+    :func:`jackknife_ci` (``n_resamples`` only switches them: ``n_resamples=0`` skips them); the frequency breakdown is present only with ``train_counts``. The level breakdown cuts paths as
     :func:`level_precision_recall_fscore_support` does; ``n`` is the number of samples, ``n_classes``
     the size of the level's label set.
 
@@ -733,8 +765,7 @@ def hierarchical_report(y_true, y_pred, *, taxonomy=None, train_counts=None, n_r
     point = resampled_scores(enc.true, enc.pred, names, np.arange(len(enc.true))[None, :], **fast)
     report: dict[str, Any] = {"metrics": {name: _json_float(point[name][0]) for name in names}, "ci": {}}
     if n_resamples:
-        report["ci"] = bootstrap_ci(enc.true, enc.pred, metrics=ci_metrics, n_resamples=n_resamples,
-                                    confidence=confidence, random_state=random_state, **fast)
+        report["ci"] = jackknife_ci(enc.true, enc.pred, metrics=ci_metrics, confidence=confidence, **fast)
     report["breakdowns"] = _breakdowns(enc, point, train_counts)
     return report
 

@@ -15,7 +15,8 @@ __all__ = [
     "SCHEMA_VERSION", "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
     "is_significant", "delta_tone", "tuned_labels", "primary_rows", "headline", "study_table",
     "axis_point", "breakdown_groups", "pivot_breakdown", "notes_by_label", "ci_label", "summary_counts",
-    "checkpoint_verdicts",
+    "decision_p", "fmt_row_p", "power_lines",
+    "checkpoint_verdicts", "fmt_relative_change", "display_path", "setting_items", "FREQUENCY_ORDER",
 ]
 
 #: The newest comparison schema this renderer understands.
@@ -57,6 +58,92 @@ def fmt_p(value: Any) -> str:
     if not _finite(value):
         return "–"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def fmt_relative_change(relative: Any) -> str:
+    """The schema's ``relative`` (value / baseline) as a signed percent change: ``0.8 -> "-20.0%"``.
+
+    A lower-is-better rate going 0.30 -> 0 reads "-100.0%" (its tone, not its sign, says whether that is good).
+
+    >>> fmt_relative_change(0.8), fmt_relative_change(1.25), fmt_relative_change(None)
+    ('-20.0%', '+25.0%', '–')
+    """
+    return f"{(relative - 1) * 100:+.1f}%" if _finite(relative) else "–"
+
+
+def display_path(spec: Any, cwd: str | None = None) -> str:
+    """A checkpoint spec for people: relative to the working directory when under it, ``~`` for home.
+
+    >>> display_path("/home/u/proj/models/a", cwd="/home/u/proj")
+    'models/a'
+    >>> display_path("base=/srv/models/a", cwd="/home/u")
+    'base=/srv/models/a'
+    """
+    import os
+
+    text = "" if spec is None else str(spec)
+    label, sep, path = text.partition("=") if "=" in text and not text.startswith(("http://", "https://")) else ("", "", text)
+    if not os.path.isabs(path):
+        return text
+    cwd = cwd or os.getcwd()
+    home = os.path.expanduser("~")
+    if path == cwd or path.startswith(cwd.rstrip(os.sep) + os.sep):
+        shown = os.path.relpath(path, cwd)
+    elif home not in ("", os.sep) and path.startswith(home.rstrip(os.sep) + os.sep):
+        shown = "~" + path[len(home.rstrip(os.sep)):]
+    else:
+        shown = path
+    return f"{label}{sep}{shown}"
+
+
+def setting_items(settings: Any) -> list[tuple[str, str]]:
+    """``(key, text)`` pairs of a settings dict for a table: strings as they are, containers as compact JSON.
+
+    >>> setting_items({"sep": " > ", "rules": {"exact": 3}, "limit": None})
+    [('limit', '–'), ('rules', '{"exact": 3}'), ('sep', '" > "')]
+    """
+    import json
+
+    if not isinstance(settings, dict):
+        return []
+    items = []
+    for key in sorted(settings, key=str):
+        value = settings[key]
+        if value is None:
+            text = "–"
+        elif isinstance(value, str):
+            text = json.dumps(value, ensure_ascii=False) if value != value.strip() or not value else value
+        elif isinstance(value, (dict, list)):
+            text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        else:
+            text = str(value)
+        items.append((str(key), text))
+    return items
+
+
+def decision_p(row: dict[str, Any]) -> Any:
+    """The p-value a marker is based on: Holm-adjusted within the row's family when it has one."""
+    adjusted = row.get("p_value_adjusted")
+    return adjusted if _finite(adjusted) else row.get("p_value")
+
+
+def fmt_row_p(row: dict[str, Any]) -> str:
+    """A row's p-value; a randomization test with no resample as extreme shows its resolution, ``<0.005``."""
+    value = row.get("p_value")
+    if row.get("p_value_is_bound") and _finite(value):
+        return f"<{value:.3f}" if value >= 0.001 else "<0.001"
+    return fmt_p(value)
+
+
+def power_lines(comparison: dict[str, Any]) -> list[str]:
+    """Per non-baseline primary metric: "with N paired samples a change under MDE cannot be detected"."""
+    alpha = 1 - (comparison.get("settings") or {}).get("confidence", 0.95)
+    lines = []
+    for row in comparison.get("metrics") or []:
+        if row.get("is_primary") and row["checkpoint"] != comparison.get("baseline") and _finite(row.get("mde")):
+            lines.append(f"{row['task']} {row['metric']} ({row['checkpoint']}): with {row.get('n_paired')} paired "
+                         f"samples a change under {row['mde']:.3f} cannot be detected (α = {alpha:g}, power 0.8)")
+    return lines
 
 
 def is_significant(p_value: Any) -> bool:
@@ -194,7 +281,14 @@ def pivot_breakdown(comparison: dict[str, Any], task: str, kind: str, metric: st
             entry["by_checkpoint"][row["checkpoint"]] = row
             if entry["baseline_value"] is None:
                 entry["baseline_value"] = row.get("baseline_value")
-    return list(keyed.values())
+    rows = list(keyed.values())
+    if kind == "frequency":  # head, torso, tail: the frequency order, not first appearance
+        rows.sort(key=lambda r: FREQUENCY_ORDER.index(r["key"]) if r["key"] in FREQUENCY_ORDER else len(FREQUENCY_ORDER))
+    return rows
+
+
+#: Head / torso / tail breakdown keys in reading order.
+FREQUENCY_ORDER = ("head", "torso", "tail")
 
 
 def checkpoint_verdicts(comparison: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import _view as view
 from . import charts
+from . import trajectory
 
 __all__ = ["render_html", "flips_payload", "json_for_script"]
 
@@ -35,9 +36,11 @@ def _environment():
     env = jinja2.Environment(loader=jinja2.PackageLoader("evalkit.report", "templates"), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
-    env.filters.update(value=view.fmt_value, delta=view.fmt_delta, pvalue=view.fmt_p)
+    env.filters.update(value=view.fmt_value, delta=view.fmt_delta, pvalue=view.fmt_p, row_p=view.fmt_row_p,
+                       relchange=view.fmt_relative_change, display_path=view.display_path,
+                       setting_items=view.setting_items)
     env.globals.update(tone=view.delta_tone, significant=view.is_significant, kind_title=_KIND_TITLES.get,
-                       alpha=view.SIGNIFICANCE)
+                       alpha=view.SIGNIFICANCE, decision_p=view.decision_p)
     return env
 
 
@@ -114,7 +117,7 @@ def _breakdown_block(comparison: dict[str, Any], task: str, kind: str, metric: s
             have = [r for r in rows if r["by_checkpoint"].get(label, {}).get("delta") is not None]
             svg = charts.delta_bars_chart(
                 [r["key"] for r in have], [r["by_checkpoint"][label]["delta"] for r in have],
-                [view.is_significant(r["by_checkpoint"][label].get("p_value")) for r in have],
+                [view.is_significant(view.decision_p(r["by_checkpoint"][label])) for r in have],
                 title=f"{label}: {metric} Δ vs {comparison.get('baseline')}", chart_id=f"b{index}-{number}")
             block["charts"].append(_markup(svg))
     elif kind == "level":
@@ -160,7 +163,8 @@ def _verdict(comparison: dict[str, Any]) -> dict[str, Any] | None:
     checks = verdict.get("checks") or []
     return {"status": str(verdict.get("status", "unknown")), "policy": verdict.get("policy"),
             "problems": [c for c in checks if c.get("status") != "pass"],
-            "passed": [c for c in checks if c.get("status") == "pass"]}
+            "passed": [c for c in checks if c.get("status") == "pass"],
+            "underpowered": [c for c in checks if c.get("underpowered")]}
 
 
 def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
@@ -171,12 +175,15 @@ def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
         "notes": view.notes_by_label(comparison), "verdict": _verdict(comparison),
         "headline": view.headline(comparison), "study": view.study_table(comparison),
         "learning_forgetting": _learning_forgetting(comparison), "metric_rows": _metric_rows(comparison),
+        "trajectory": trajectory.report_context(comparison),
         "breakdown_sections": _breakdown_sections(comparison),
         "format_vs_knowledge": comparison.get("format_vs_knowledge") or [],
         "flip_counts": comparison.get("flip_counts") or [], "flips_json": _script_json(flips),
         "flip_tasks": sorted({f["task"] for f in flips}), "flip_checkpoints": sorted({f["checkpoint"] for f in flips}),
         "n_flips": len(flips), "n_flips_total": len(comparison.get("flips") or []), "flips_per_group": FLIPS_PER_GROUP,
+        "max_flips": (comparison.get("settings") or {}).get("max_flips"),
         "warnings": [str(w) for w in comparison.get("warnings") or []],
+        "power_lines": view.power_lines(comparison),
         "settings": comparison.get("settings") or {}, "ci": view.ci_label(comparison),
         "counts": view.summary_counts(comparison), "checkpoint_verdicts": view.checkpoint_verdicts(comparison),
         "verdict_by_checkpoint": {v["checkpoint"]: v["status"] for v in view.checkpoint_verdicts(comparison)},

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _view as view
+from . import trajectory
 
 __all__ = ["render_markdown", "md_escape", "MAX_CHARS"]
 
@@ -19,28 +20,33 @@ _STATUS_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
 
 
 def md_escape(text: Any) -> str:
-    """Make ``text`` inert inside a Markdown table cell.
+    """The one Markdown escaper: ``text`` made inert in report.md, the gate verdict and step summary.
+
+    Untrusted text (labels, task and metric names, messages) may appear in a table cell, a list item
+    or a heading; after escaping it renders as the same characters and nothing else: no HTML, no
+    links or images (also no bare-URL autolinks), no emphasis, code, math or strikethrough, no
+    pipes that would split a table cell, no newlines that would end a row, no @-mentions.
 
     >>> md_escape("a|b <script> [x](y) @team")
     'a\\\\|b &lt;script&gt; \\\\[x\\\\](y) @\\u200bteam'
+    >>> md_escape("![i](https://e.vil/x.png)")
+    '\\\\!\\\\[i\\\\](https:\\u200b//e.vil/x.png)'
     """
     if text is None:
         return ""
     out = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     out = out.replace("\\", "\\\\")  # first, so the escapes added below stay single
-    for char in "|[]`*_":
+    for char in "|[]`*_~$#!":
         out = out.replace(char, "\\" + char)
     out = out.replace("@", "@\u200b")  # no notifications from a label
+    # GitHub links bare URLs and www. names by itself; a zero-width space keeps them plain text.
+    out = out.replace("://", ":\u200b//").replace("www.", "www\u200b.")
     return " ".join(out.split())  # newlines would end the table row
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def _mark(p_value: Any) -> str:
-    return " ✱" if view.is_significant(p_value) else ""
 
 
 def _change(row: dict[str, Any]) -> str:
@@ -61,6 +67,11 @@ def _verdict_lines(verdict: dict[str, Any], max_rows: int, checkpoint_verdicts: 
     lines += _table(["checkpoint", "verdict", "why"], [
         [md_escape(v["checkpoint"]), f"{_STATUS_ICON.get(v['status'], '')} **{md_escape(v['status'].upper())}**",
          md_escape(v["reason"]) + (f" (and {v['more']} more)" if v["more"] else "")] for v in checkpoint_verdicts]) + [""]
+    weak = [c for c in checks if c.get("underpowered")]
+    if weak:
+        lines += ["> ⚠️ Underpowered (threshold below the minimum detectable effect, so a pass means little): "
+                  + "; ".join(f"{md_escape(c.get('gate'))} — {md_escape(c.get('checkpoint'))} (MDE "
+                              f"{view.fmt_value(c.get('mde'))})" for c in weak[:max_rows]), ""]
     if problems:
         rows = [[md_escape(c.get("status")), md_escape(c.get("gate")), md_escape(c.get("checkpoint")),
                  view.fmt_value(c.get("value")), view.fmt_value(c.get("baseline_value")), view.fmt_delta(c.get("delta")),
@@ -132,12 +143,18 @@ def _changes_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
     rows.sort(key=lambda r: (not view.is_significant(r.get("p_value")), -abs(r.get("delta") or 0.0),
                              r["task"], r["metric"], r["checkpoint"]))
     table = [[md_escape(r["task"]), md_escape(r["metric"]), md_escape(r["checkpoint"]), view.fmt_value(r.get("baseline_value")),
-              _change(r), view.fmt_p(r.get("p_value"))] for r in rows[:max_rows]]
+              _change(r), view.fmt_row_p(r)] for r in rows[:max_rows]]
     lines = ["<details><summary>Other metrics</summary>", ""]
     lines += _table(["task", "metric", "checkpoint", "baseline", "value (Δ)", "p"], table)
     if len(rows) > max_rows:
         lines.append(f"\n… {len(rows) - max_rows} more rows in report.html.")
     return lines + ["", "</details>", ""]
+
+
+def _power_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
+    lines = [f"- {md_escape(line)}" for line in view.power_lines(comparison)[:max_rows]]
+    return ["<details><summary>Power (minimum detectable effects)</summary>", ""] + lines + ["", "</details>", ""] \
+        if lines else []
 
 
 def _flip_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
@@ -167,7 +184,9 @@ def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     if comparison.get("verdict"):
         lines += _verdict_lines(comparison["verdict"], max_rows, view.checkpoint_verdicts(comparison))
     lines += _headline_lines(comparison) + _warning_lines(comparison, max_rows)
-    lines += _study_lines(comparison) + _changes_lines(comparison, max_rows) + _flip_lines(comparison, max_rows)
+    lines += _study_lines(comparison) + trajectory.markdown_lines(comparison, max_rows, md_escape)
+    lines += _changes_lines(comparison, max_rows) + _power_lines(comparison, max_rows)
+    lines += _flip_lines(comparison, max_rows)
     lines.append(f"<sub>✱ significant at p &lt; {view.SIGNIFICANCE} (paired test vs the baseline); "
                  "values are primary metrics with Δ against the baseline. Full report: report.html.</sub>")
     text = "\n".join(lines) + "\n"

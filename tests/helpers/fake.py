@@ -92,7 +92,10 @@ class FakeCheckpoint:
         return CheckpointInfo(label=self.label, spec="fake://model", kind="fake", fingerprint=self._fingerprint)
 
     def supports(self, need):
-        return need == "generate_until"
+        return self.unsupported_reason(need) is None
+
+    def unsupported_reason(self, need):
+        return None if need == "generate_until" else "the fake model only generates"
 
     @property
     def lm(self):

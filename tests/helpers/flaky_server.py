@@ -59,6 +59,7 @@ class FlakyServer:
         self.answered = 0                 # POST requests answered with 200
         self.statuses: Counter = Counter()
         self.prompts: list[str] = []      # prompts answered with 200, in arrival order
+        self.requests: list[dict] = []    # request bodies answered with 200, in arrival order
         self.post_times: list[float] = []
         self._lock = threading.Lock()
         self._failed_last: set[str] = set()  # bodies whose last attempt failed by the fail_every pattern
@@ -183,6 +184,7 @@ class FlakyServer:
                 with server._lock:
                     server.answered += 1
                     server.prompts.extend([str(body.get("prompt", body.get("messages")))])
+                    server.requests.append(body)
                 self._send(200, answer)
 
             def _send(self, status: int, payload: dict) -> None:

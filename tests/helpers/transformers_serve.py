@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["free_port", "transformers_serve", "served_or_skip", "stop_process", "wait_for_models"]
+__all__ = ["free_port", "transformers_serve", "served_or_skip", "stop_process", "wait_for_models", "load_models"]
 
 
 def free_port() -> int:
@@ -32,16 +32,33 @@ def wait_for_models(url: str, process: subprocess.Popen, timeout: float) -> bool
     return False
 
 
+def load_models(url: str, model_dirs, timeout: float = 60.0) -> None:
+    """Have a server started without a model load each of ``model_dirs`` (one tiny completion each).
+
+    ``transformers serve`` without FORCE_MODEL loads models on their first request and lists only loaded
+    ones at ``/v1/models``, which evalkit checks before using a server.
+    """
+    import json
+
+    for model_dir in model_dirs:
+        body = json.dumps({"model": str(model_dir), "prompt": "a", "max_tokens": 1}).encode()
+        request = urllib.request.Request(f"{url}/completions", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+
+
 @contextlib.contextmanager
-def transformers_serve(model_dir: Path, log_path: Path, *, timeout: float = 90.0,
+def transformers_serve(model_dir: Path | None, log_path: Path, *, timeout: float = 90.0,
                        extra_args: tuple[str, ...] = ()) -> Iterator[str | None]:
     """Serve ``model_dir`` on a free loopback port; yields the ``/v1`` URL, or None if it did not start.
 
-    The served model name is ``str(model_dir)`` (transformers serve loads models by path or hub id).
+    The served model name is ``str(model_dir)`` (transformers serve loads models by path or hub id). With
+    ``model_dir=None`` the server loads whichever model directory a request names (see :func:`load_models`).
     """
     port = free_port()
+    forced = [str(model_dir)] if model_dir is not None else ["--model-timeout", "3600"]
     command = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve",
-               str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", *extra_args]
+               *forced, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", *extra_args]
     with open(log_path, "wb") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
@@ -62,7 +79,7 @@ def stop_process(process: subprocess.Popen, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def served_or_skip(model_dir: Path, log_path: Path) -> Iterator[str]:
+def served_or_skip(model_dir: Path | None, log_path: Path) -> Iterator[str]:
     """Like :func:`transformers_serve`, but skips the test (with the server's log tail) if it did not start."""
     import pytest
 

@@ -1,0 +1,92 @@
+"""`--backend vllm`: lm-eval's in-process VLLM as an engine for local checkpoints.
+
+Without vLLM installed (the usual test environment) the choice is refused in one line and kept apart in
+the result store; with vLLM (e.g. the CPU build of bench/vllm, whose attention needs head_dim >= 32) a
+chat-template model gives the records of in-process HFLM on generation and log-likelihood tasks.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+
+from evalkit.checkpoints import Checkpoint, LoadOptions
+from evalkit.errors import UsageError
+
+VOC_DATA = Path(__file__).resolve().parents[1] / "tasks" / "data" / "voc_sample"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_backend_is_part_of_the_settings_and_the_store_key(tiny_chat_model_dir):
+    hf = Checkpoint.from_string(str(tiny_chat_model_dir))
+    vllm = Checkpoint.from_string(str(tiny_chat_model_dir), LoadOptions(backend="vllm", dtype="float32"))
+    assert hf.settings == {} and vllm.settings == {"backend": "vllm", "dtype": "float32"}
+    assert hf.fingerprint == vllm.fingerprint  # the same weights; the settings split the run key
+    from evalkit.store import settings_hash
+
+    assert settings_hash(hf.info.settings) != settings_hash(vllm.info.settings)
+
+
+def test_vllm_backend_refuses_files_and_servers(tmp_path, tiny_model_dir):
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text('{"task": "t", "id": "1", "output": "x"}\n')
+    weights = next(tiny_model_dir.glob("*.safetensors"))
+    for spec in (str(weights),):
+        with pytest.raises(UsageError, match="--backend vllm loads model directories, hub ids and PEFT adapters"):
+            Checkpoint.from_string(spec, LoadOptions(backend="vllm")).lm
+    assert Checkpoint.from_string(str(predictions), LoadOptions(backend="vllm")).settings == {}
+
+
+@pytest.mark.skipif(find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_vllm_backend_without_vllm_says_what_to_install(tiny_chat_model_dir):
+    with pytest.raises(UsageError, match=r"--backend vllm needs vLLM in this Python environment \(pip install vllm"):
+        Checkpoint.from_string(str(tiny_chat_model_dir), LoadOptions(backend="vllm")).lm
+
+
+def test_cli_backend_choice_is_validated(capsys):
+    from evalkit.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", ".", "--tasks", "voc_sample", "--backend", "tgi"])
+    assert exit_info.value.code == 2 and "'tgi' is not one of 'hf', 'vllm'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_spec("vllm") is None, reason="vLLM is not installed")
+def test_vllm_backend_equals_hflm_on_a_chat_model(tmp_path):
+    """Generation (VOC with the chat template) and log-likelihood (VOC constrained): VLLM == HFLM, float32."""
+    from evalkit.run import evaluate_checkpoint
+    from evalkit.store import ResultStore
+    from evalkit.taskconfig import load_task_file
+    from evalkit.testing import build_tiny_model
+
+    # vLLM's CPU attention needs head_dim in (32, 64, ...): hidden 128 with 4 heads
+    model = build_tiny_model(tmp_path / "chat", chat_template=True, bos=True, hidden=128, init_range=0.2, seed=7)
+    voc = {"evaluator": "voc", "data": str(VOC_DATA / "test.csv"), "taxonomy": str(VOC_DATA / "taxonomy.txt"),
+           "id_field": "id", "text_field": "text", "label_field": "label", "label_options": "none",
+           "n_resamples": 0, "limit": 6}
+    tasks = []
+    for name, body in {"voc_gen": {**voc, "max_gen_toks": 8}, "voc_ll": {**voc, "mode": "constrained"}}.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(json.dumps({"name": name, **body}))
+        tasks.append(load_task_file(path))
+    results = {}
+    for backend, extra in (("hf", {}), ("vllm", {"gpu_memory_utilization": "0.2", "enforce_eager": "true"})):
+        options = LoadOptions(backend=backend, dtype="float32", max_length=1024, batch_size=1, device="cpu",
+                              model_args=extra)
+        with ResultStore(tmp_path / f"{backend}.sqlite") as store:
+            results[backend] = evaluate_checkpoint(Checkpoint.from_string(str(model), options), tasks, store)
+    hf, vllm = results["hf"], results["vllm"]
+    assert vllm.checkpoint.settings["backend"] == "vllm"
+    outputs = [[s.extra.get("raw_output") for s in r.tasks["voc_gen"].samples] for r in (hf, vllm)]
+    assert outputs[0] == outputs[1] and len(set(outputs[0])) > 2
+    assert [s.extra["chat_template"] for s in vllm.tasks["voc_gen"].samples] == [True] * 6
+    assert [s.prediction for s in hf.tasks["voc_ll"].samples] == [s.prediction for s in vllm.tasks["voc_ll"].samples]
+    assert hf.tasks["voc_gen"].metrics == vllm.tasks["voc_gen"].metrics
