@@ -226,9 +226,16 @@ def tasks_cmd() -> None:
               help="Take a checkpoint's results from an earlier results.json / comparison.json instead of evaluating it.")
 @click.option("--policy", type=click.Path(dir_okay=False), default=None, help="Gate policy YAML; sets the exit code.")
 @click.option("--note", "notes", multiple=True, metavar="LABEL=TEXT", help="A note shown beside a checkpoint in the report.")
+@click.option("--sequential", is_flag=True,
+              help="Evaluate gated tasks in random chunks and stop each once --policy's gates are decided "
+                   "(anytime-valid confidence sequences; see docs/gating.md).")
+@click.option("--sequential-seed", type=int, default=0, show_default=True, help="Seed of the random sample order.")
+@click.option("--sequential-chunk", type=click.IntRange(1), default=None,
+              help="Samples between two looks at the confidence sequences (default 100).")
 @model_options
 @click.pass_context
-def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_results, policy, notes, overrides, rerun, **kw) -> None:
+def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_results, policy, notes, sequential,
+                sequential_seed, sequential_chunk, overrides, rerun, **kw) -> None:
     """Evaluate checkpoints (reusing stored results), compare them and write a report to --out.
 
     \b
@@ -244,7 +251,8 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
         code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
                                 baseline_results=list(baseline_results), policy=policy, notes=list(notes),
                                 overrides=list(overrides), rerun=rerun, load_options=_load_options(kw),
-                                store_path=ctx.obj["store"])
+                                store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
+                                sequential_chunk=sequential_chunk)
     sys.exit(code)
 
 

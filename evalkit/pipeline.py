@@ -7,6 +7,7 @@ fails in a second, not after an hour of evaluation.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -44,6 +45,37 @@ def collect_results(specs: list[str], task_configs, store, load_options, *, reru
     return results
 
 
+def _collect_sequential(specs: list[str], task_configs, store, load_options, policy_obj, *, baseline, prior, rerun,
+                        seed: int, chunk_size: int | None):
+    """Like :func:`collect_results`, but gated tasks stop once decided (``--sequential``)."""
+    from . import api
+    from .parallel import current_ranks
+    from .run import build_evaluators
+    from .sequential import DEFAULT_CHUNK_SIZE, collect_results_sequential
+
+    if current_ranks().parallel:
+        raise UsageError("--sequential decides after every chunk in one process; run it without torchrun/accelerate.")
+    checkpoints = [api.as_checkpoint(spec, options=load_options, index=i) for i, spec in enumerate(specs)]
+    _unique_labels([r.checkpoint.label for r in prior] + [c.label for c in checkpoints])
+    evaluators = build_evaluators(task_configs)
+    return collect_results_sequential(checkpoints, task_configs, evaluators, store, policy_obj, baseline=baseline,
+                                      prior=prior, seed=seed, rerun=rerun,
+                                      chunk_size=DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size)
+
+
+def _attach_sequential(comparison: dict[str, Any], summary: dict[str, Any]) -> None:
+    """Put the sequential outcome into the comparison and say which tasks used part of the data."""
+    from .compare._common import json_safe
+
+    comparison["sequential"] = json_safe(summary)
+    for name, outcome in summary["tasks"].items():
+        if outcome["stopped_early"]:
+            comparison["warnings"].append(
+                f"task {name!r} stopped after {outcome['samples_used']} of {outcome['samples_total']} samples "
+                "(--sequential): its metrics are over that uniformly random subset; its gates were decided by "
+                "anytime-valid confidence sequences.")
+
+
 def _check_compare_outputs(out: Path, specs: list[str], prior: list, policy: bool):
     """The output folder, checked before any model loads: writable, no output name taken by a folder."""
     from ._io import MANIFEST_NAME, OutputFolder
@@ -59,8 +91,13 @@ def _check_compare_outputs(out: Path, specs: list[str], prior: list, policy: boo
 
 def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str | None, baseline_results: list[str],
                      policy: str | None, notes: list[str], overrides: list[str], rerun: bool, load_options,
-                     store_path: str | None) -> int:
-    """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed)."""
+                     store_path: str | None, sequential: bool = False, sequential_seed: int = 0,
+                     sequential_chunk: int | None = None) -> int:
+    """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed).
+
+    ``sequential=True`` (needs ``policy``) evaluates gated tasks in seeded random chunks and stops each
+    once its gates are decided by anytime-valid confidence sequences (:mod:`evalkit.sequential`).
+    """
     from . import api
     from ._pairs import parse_pairs
     from .compare import load_results_files
@@ -76,13 +113,26 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     prior = load_results_files(baseline_results)
     if len(specs) + len(prior) < 2:
         raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")
+    if sequential and policy_obj is None:
+        raise UsageError("--sequential stops a task once its gates are decided, so it needs --policy FILE.")
+    summary = None
     _check_compare_outputs(out, list(specs), prior, policy_obj is not None)  # before any model loads
     with api.open_store(store_path) as store:
-        results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
+        if sequential:
+            results, summary = _collect_sequential(list(specs), task_configs, store, load_options, policy_obj,
+                                                   baseline=baseline, prior=prior, rerun=rerun, seed=sequential_seed,
+                                                   chunk_size=sequential_chunk)
+        else:
+            results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 compares, writes and gates
         return 0
-    # Results read from --baseline-results files are compared but not written again (they are files already).
-    comparison = api.compare(*baseline_results, *results[len(prior):], baseline=baseline, notes=note_map)
+    # Results read from --baseline-results files are compared but not written again (they are files already);
+    # under --sequential they are the objects whose stopped tasks were cut to the samples used.
+    first = baseline_results if summary is None else results[:len(prior)]
+    comparison = api.compare(*first, *results[len(prior):], baseline=baseline, notes=note_map)
+    comparison.results = results[len(prior):]
+    if summary is not None:
+        _attach_sequential(comparison.data, summary)
     if policy_obj is not None:
         from .gate import verdict_markdown
 

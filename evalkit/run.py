@@ -24,7 +24,7 @@ from .taskconfig import TaskConfig
 if TYPE_CHECKING:
     from .checkpoints import Checkpoint
 
-__all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators"]
+__all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators", "run_keys"]
 
 
 def library_versions() -> dict[str, str]:
@@ -74,9 +74,7 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
     versions = library_versions()
     info = checkpoint.info
     results: dict[str, TaskResult] = {}
-    settings = settings_hash(info.settings)  # --dtype, --max-length, ...: same files, other outputs
-    keys = [RunKey(info.fingerprint, task.name, evaluator.config_hash(), evaluator.name, evaluator.version,
-                   versions["lm-eval"], settings) for task, evaluator in zip(tasks, evaluators)]
+    keys = run_keys(checkpoint, tasks, evaluators, versions)
     for task, key in zip(tasks, keys):
         if rerun:
             store.discard_run(key)  # rerun: no stored result and no stored samples to resume from
@@ -92,6 +90,16 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
             results[task.name].settings["cluster_field"] = task.cluster_field
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return EvalResult(checkpoint=info, versions=versions, tasks=results, created=now)
+
+
+def run_keys(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list,
+             versions: dict[str, str] | None = None) -> list[RunKey]:
+    """The store's key of each task's run on ``checkpoint`` (what makes two runs interchangeable)."""
+    versions = versions or library_versions()
+    info = checkpoint.info
+    settings = settings_hash(info.settings)  # --dtype, --max-length, ...: same files, other outputs
+    return [RunKey(info.fingerprint, task.name, evaluator.config_hash(), evaluator.name, evaluator.version,
+                   versions["lm-eval"], settings) for task, evaluator in zip(tasks, evaluators)]
 
 
 def _from_store(result: TaskResult | None) -> TaskResult | None:

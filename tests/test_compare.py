@@ -643,3 +643,25 @@ def test_hook_that_does_not_reproduce_a_corpus_metric_gives_it_no_interval_or_te
     row = _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")
     assert (row["ci_method"], row["test"], row["p_value"]) == (None, None, None)
     assert any("not the reported" in w for w in comparison["warnings"])
+
+
+def test_cluster_field_makes_corpus_metrics_use_the_delete_a_cluster_jackknife_and_swap_clusters(results):
+    from evalkit.metrics.stats import jackknife_ci
+
+    edited = copy.deepcopy(results[:2])
+    for result in edited:
+        result.tasks["voc_sample"].settings["cluster_field"] = "extra.thread"
+        for record in result.tasks["voc_sample"].samples:
+            record.extra["thread"] = f"t{int(record.sample_id.split('-')[1]) % 15}"
+    comparison = build_comparison(edited, n_resamples=B)
+    base, tuned = _row(comparison, "voc_sample", "leaf_macro_f1", "base"), _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")
+    assert base["ci_method"] == "cluster_jackknife" and tuned["test"] == "cluster_approximate_randomization"
+    # the base interval by hand: leave each of the 15 threads out in turn
+    records = sorted(edited[0].tasks["voc_sample"].samples, key=lambda r: int(r.sample_id.split("-")[1]))
+    threads = sorted({r.extra["thread"] for r in records})
+    loo = [SyntheticVocEvaluator.resample_metrics([r for r in records if r.extra["thread"] != t], ["leaf_macro_f1"],
+                                                  np.arange(len(records) - sum(r.extra["thread"] == t for r in records))[None, :])
+           ["leaf_macro_f1"][0] for t in threads]
+    low, high, _ = jackknife_ci(base["value"], loo)
+    assert (base["ci_low"], base["ci_high"]) == pytest.approx((low, high))
+    _assert_every_number_inside_its_interval(comparison)

@@ -722,7 +722,7 @@ class RandomizationResult(NamedTuple):
 
 def randomization_test(deltas: Callable[[np.ndarray], Any], n: int, observed: float, *, n_resamples: int = 1000,
                        max_resamples: int = 20000, alpha: float = 0.05, random_state: Any = 0,
-                       max_entries: int = _MAX_INDEX_ENTRIES) -> RandomizationResult:
+                       groups: Any = None, max_entries: int = _MAX_INDEX_ENTRIES) -> RandomizationResult:
     """Two-sided paired approximate randomization test (Noreen 1989; Dror et al. 2018).
 
     Under the null the two systems are exchangeable on each sample, so each sample's pair of outputs
@@ -730,6 +730,8 @@ def randomization_test(deltas: Callable[[np.ndarray], Any], n: int, observed: fl
     a boolean ``(k, n)`` swap array. The p-value counts resamples at least as extreme as ``|observed|``.
     When the p-value is close to ``alpha`` (within 2.58 Monte Carlo standard errors) the number of
     resamples doubles, up to ``max_resamples``, so the decision at ``alpha`` is not a coin flip.
+    With ``groups`` (one integer cluster label per sample) whole clusters are swapped together, as
+    dependent samples must be.
 
     Examples
     --------
@@ -746,12 +748,17 @@ def randomization_test(deltas: Callable[[np.ndarray], Any], n: int, observed: fl
     max_resamples = max(_check_n_resamples(max_resamples, func), n_resamples)
     rng = np.random.default_rng(random_state)
     rows = max(1, int(max_entries) // max(int(n), 1))
+    labels = None if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    if labels is not None and labels.size != n:
+        raise ValueError(f"The 'groups' parameter of {func} must have one label per sample ({n}). Got {labels.size}.")
+    width = n if labels is None else int(labels.max()) + 1
     tolerance = 1e-12 * max(1.0, abs(observed))
     count, done, target = 0, 0, n_resamples
     while True:
         while done < target:
             k = min(rows, target - done)
-            values = np.asarray(deltas(rng.random((k, n)) < 0.5), dtype=float)
+            swap = rng.random((k, width)) < 0.5
+            values = np.asarray(deltas(swap if labels is None else swap[:, labels]), dtype=float)
             count += int(np.count_nonzero(np.abs(values) >= abs(observed) - tolerance))
             done += k
         p_value = (count + 1) / (done + 1)

@@ -167,6 +167,19 @@ def _flip_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
         ["task", "checkpoint", "right → wrong", "wrong → right"], rows) + ["", "</details>", ""]
 
 
+def _sequential_lines(comparison: dict[str, Any]) -> list[str]:
+    rows = view.sequential_rows(comparison)
+    if not rows:
+        return []
+    cells = [[md_escape(r[k]) for k in ("task", "samples", "gate", "checkpoint", "bounds", "alpha", "decision", "reason")]
+             for r in rows]
+    return ["### Sequential evaluation", "",
+            "Gated tasks were evaluated in a seeded random order and stopped once every gate's anytime-valid "
+            "confidence sequence was decided; the error level alpha holds at any stopping time.", ""] + _table(
+        ["task", "samples used", "gate", "checkpoint", "bounds at the stop", "alpha", "decision", "stopping reason"],
+        cells) + [""]
+
+
 def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     """Short Markdown summary: verdict (if any), the study table, capped detail tables.
 
@@ -183,6 +196,7 @@ def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     lines = ["## evalkit comparison", ""]
     if comparison.get("verdict"):
         lines += _verdict_lines(comparison["verdict"], max_rows, view.checkpoint_verdicts(comparison))
+    lines += _sequential_lines(comparison)
     lines += _headline_lines(comparison) + _warning_lines(comparison, max_rows)
     lines += _study_lines(comparison) + trajectory.markdown_lines(comparison, max_rows, md_escape)
     lines += _changes_lines(comparison, max_rows) + _power_lines(comparison, max_rows)
