@@ -128,7 +128,8 @@ class PrefixScorer:
         """An unmodified causal ``HFLM`` (the token ids reproduced here are then the ones it would score)."""
         from ..evaluators.lmeval.requests import PairEncoder
 
-        return PairEncoder.supports(lm) and "_model_call" not in vars(lm) and hasattr(lm, "model")
+        return (PairEncoder.supports(lm) and "_model_call" not in vars(lm) and hasattr(lm, "model")
+                and _full_attention_only(getattr(lm.model, "config", None)))
 
     def score(self, pairs: list[tuple[int, str, str]], fallback: Callable[[list], list[float]]) -> list[float]:
         """Summed log-probabilities of each continuation (``fallback`` scores what the cache cannot)."""
@@ -229,6 +230,21 @@ def _choose(results: list[ConstrainedResult], owners: list, scores: list[float],
         if taxonomy.children(option):
             deeper.append(i)
     return deeper
+
+
+def _full_attention_only(config: Any) -> bool:
+    """A plain key/value cache reproduces the full forward pass only for full attention in every layer.
+
+    Sliding-window and hybrid models (Mistral with a window, Gemma 2/3, recurrent layers) keep other caches;
+    they take the ``lm.loglikelihood`` path.
+    """
+    if config is None:
+        return False
+    text = getattr(config, "get_text_config", lambda: config)()
+    if getattr(text, "sliding_window", None) or getattr(text, "attention_chunk_size", None):
+        return False
+    layer_types = getattr(text, "layer_types", None)
+    return not layer_types or all(t == "full_attention" for t in layer_types)
 
 
 @functools.lru_cache(maxsize=8)
