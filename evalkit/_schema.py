@@ -106,8 +106,28 @@ def _check(value: Any, schema: Any, where: str) -> str | None:
     return None
 
 
-def validate(data: Any, schema: Any, *, source: str, hint: str = "") -> Any:
-    """Return ``data`` if it matches ``schema``; else raise a UsageError naming ``source`` and the bad path."""
+def _non_finite(tree: Any, where: str, skip: tuple[str, ...]) -> str | None:
+    """The path of the first NaN or infinity in ``tree`` (JSON readers accept them, the files' spec does not)."""
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return where
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    for key, value in items:
+        if key in skip:
+            continue
+        if found := _non_finite(value, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]", skip):
+            return found
+    return None
+
+
+def validate(data: Any, schema: Any, *, source: str, hint: str = "", finite_except: tuple[str, ...] | None = None) -> Any:
+    """Return ``data`` if it matches ``schema``; else raise a UsageError naming ``source`` and the bad path.
+
+    With ``finite_except`` every number outside the keys named there must be finite too (NaN and
+    infinity in a free-form field would otherwise reach an output that refuses them).
+    """
+    if finite_except is not None and (where := _non_finite(data, "", finite_except)):
+        raise UsageError(f"{source}: {where.lstrip('.') or 'top level'}: NaN or infinity, where the file "
+                         f"format has a finite number or null{hint}.")
     problem = _check(data, schema, "")
     if problem:
         where, _, what = problem.partition(": ")

@@ -201,7 +201,10 @@ class EvalResult:
             )
         from ._schema import RESULTS, validate
 
-        validate(data, RESULTS, source=source, hint="; regenerate it with `evalkit eval --out`")
+        # Per-sample detail and timing stay as evalkit wrote them; the rest reaches comparison.json, where
+        # NaN has no place.
+        validate(data, RESULTS, source=source, hint="; regenerate it with `evalkit eval --out`",
+                 finite_except=("samples", "timing"))
         for name, task in data["tasks"].items():  # samples are paired by id: a repeated id would pair twice
             ids = [s["sample_id"] for s in task.get("samples") or []]
             if len(ids) != len(set(ids)):

@@ -653,3 +653,44 @@ def test_a_predictions_file_with_a_byte_order_mark_loads(tmp_path):
     preds = write_predictions(tmp_path / "p.jsonl", task, n=2)
     preds.write_bytes(b"\xef\xbb\xbf" + preds.read_bytes())
     assert run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task)])[0] == 0
+
+
+@pytest.mark.parametrize("where", ["settings", "extra_field", "checkpoints"])
+def test_infinity_anywhere_in_a_comparison_is_exit_2(tmp_path, where):
+    out = _valid_comparison(tmp_path)
+    text = (out / "comparison.json").read_text()
+    comparison = json.loads(text)
+    if where == "checkpoints":
+        comparison["checkpoints"][0]["settings"] = {"x": float("inf")}
+    else:
+        comparison[where] = {"n_resamples": float("nan")}
+    (tmp_path / "c.json").write_text(json.dumps(comparison))
+    code, _, err = run_cli(["report", str(tmp_path / "c.json"), "--out", str(tmp_path / "r")])
+    assert code == 2 and "NaN or infinity" in err, err
+
+
+def test_infinity_in_results_settings_is_exit_2(tmp_path):
+    out = _valid_comparison(tmp_path)
+    results = json.loads((out / "results" / "a.json").read_text())
+    results["tasks"]["tiny"]["settings"]["x"] = float("inf")
+    (tmp_path / "a.json").write_text(json.dumps(results))
+    code, _, err = run_cli(["report", str(tmp_path / "a.json"), str(out / "results" / "b.json"), "--out", str(tmp_path / "r")])
+    assert code == 2 and "tasks.tiny.settings.x: NaN or infinity" in err, err
+
+
+@pytest.mark.parametrize("damage", ["UPDATE samples SET record='{\"x\": 1' WHERE sample_id='2'",
+                                    "UPDATE samples SET record='[1, 2]' WHERE sample_id='2'",
+                                    "UPDATE runs SET result='nope'", "UPDATE runs SET result='{\"task\": 5}'"])
+def test_a_damaged_store_row_is_evaluated_again_with_a_warning(tmp_path, damage):
+    task = make_voc_task(tmp_path, n=4)
+    preds = write_predictions(tmp_path / "p.jsonl", task, n=4)
+    store = str(tmp_path / "s.sqlite")
+    argv = ["--store", store, "eval", str(preds), "-t", str(task), "--out"]
+    assert run_cli(argv + [str(tmp_path / "a")])[0] == 0
+    with sqlite3.connect(store) as conn:
+        conn.execute(damage)
+    code, _, err = run_cli(argv + [str(tmp_path / "b")])
+    assert code == 0 and "damaged" in err and "evaluating" in err, err
+    assert _results_without_volatile(tmp_path / "a" / "results.json") == _results_without_volatile(tmp_path / "b" / "results.json")
+    code, _, err = run_cli(argv + [str(tmp_path / "c")])
+    assert code == 0 and "damaged" not in err  # repaired

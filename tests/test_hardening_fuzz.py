@@ -25,7 +25,8 @@ from hypothesis import strategies as st  # noqa: E402
 from tests.helpers.cli import make_voc_task, run_cli, write_predictions  # noqa: E402
 
 # EVALKIT_FUZZ_EXAMPLES=500 for a long adversarial run; the default keeps the suite fast.
-FUZZ = settings(max_examples=int(os.environ.get("EVALKIT_FUZZ_EXAMPLES", "15")), deadline=None, derandomize=True,
+FUZZ = settings(max_examples=int(os.environ.get("EVALKIT_FUZZ_EXAMPLES", "15")), deadline=None, database=None,
+                derandomize="EVALKIT_FUZZ_EXAMPLES" not in os.environ,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),

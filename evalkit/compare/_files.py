@@ -27,7 +27,7 @@ def load_comparison(path: str | Path) -> dict[str, Any]:
     if version > COMPARISON_SCHEMA_VERSION:
         raise UsageError(f"{path}: schema_version {version} is newer than this evalkit reads "
                          f"({COMPARISON_SCHEMA_VERSION}); upgrade evalkit.")
-    return validate(data, COMPARISON, source=str(path), hint="; regenerate it with `evalkit compare`")
+    return validate(data, COMPARISON, source=str(path), hint="; regenerate it with `evalkit compare`", finite_except=())
 
 
 def write_comparison(comparison: dict[str, Any], path: str | Path) -> Path:
