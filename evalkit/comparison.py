@@ -7,11 +7,9 @@ it was built from, so ``comparison.write(out)`` writes the same folder as ``eval
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
 from .records import EvalResult
 
 __all__ = ["Comparison"]
@@ -115,16 +113,9 @@ class Comparison:
         Verdict
             ``verdict.passed``, ``verdict.failures``, ``str(verdict)`` explain the outcome.
         """
-        from .gate import Policy, evaluate_policy, load_policy, parse_policy
+        from .gate import as_policy, evaluate_policy
 
-        if isinstance(policy, Mapping):
-            policy = parse_policy(dict(policy), source="<policy dict>")
-        elif isinstance(policy, (str, Path)):
-            policy = load_policy(policy)
-        elif not isinstance(policy, Policy):
-            raise UsageError(f"policy must be a YAML file path, a mapping or a Policy, got {type(policy).__name__}.",
-                             param="policy")
-        self.verdict = evaluate_policy(policy, self.data)
+        self.verdict = evaluate_policy(as_policy(policy), self.data)
         self.data["verdict"] = self.verdict.to_dict()
         return self.verdict
 

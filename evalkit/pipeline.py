@@ -7,7 +7,6 @@ fails in a second, not after an hour of evaluation.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -43,37 +42,6 @@ def collect_results(specs: list[str], task_configs, store, load_options, *, reru
                    + (f" [{settings}]" if settings else ""), err=True)
         results.append(api.evaluate(checkpoint, task_configs, store=store, rerun=rerun))
     return results
-
-
-def _collect_sequential(specs: list[str], task_configs, store, load_options, policy_obj, *, baseline, prior, rerun,
-                        seed: int, chunk_size: int | None):
-    """Like :func:`collect_results`, but gated tasks stop once decided (``--sequential``)."""
-    from . import api
-    from .parallel import current_ranks
-    from .run import build_evaluators
-    from .sequential import DEFAULT_CHUNK_SIZE, collect_results_sequential
-
-    if current_ranks().parallel:
-        raise UsageError("--sequential decides after every chunk in one process; run it without torchrun/accelerate.")
-    checkpoints = [api.as_checkpoint(spec, options=load_options, index=i) for i, spec in enumerate(specs)]
-    _unique_labels([r.checkpoint.label for r in prior] + [c.label for c in checkpoints])
-    evaluators = build_evaluators(task_configs)
-    return collect_results_sequential(checkpoints, task_configs, evaluators, store, policy_obj, baseline=baseline,
-                                      prior=prior, seed=seed, rerun=rerun,
-                                      chunk_size=DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size)
-
-
-def _attach_sequential(comparison: dict[str, Any], summary: dict[str, Any]) -> None:
-    """Put the sequential outcome into the comparison and say which tasks used part of the data."""
-    from .compare._common import json_safe
-
-    comparison["sequential"] = json_safe(summary)
-    for name, outcome in summary["tasks"].items():
-        if outcome["stopped_early"]:
-            comparison["warnings"].append(
-                f"task {name!r} stopped after {outcome['samples_used']} of {outcome['samples_total']} samples "
-                "(--sequential): its metrics are over that uniformly random subset; its gates were decided by "
-                "anytime-valid confidence sequences.")
 
 
 def _check_compare_outputs(out: Path, specs: list[str], prior: list, policy: bool):
@@ -115,30 +83,41 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
         raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")
     if sequential and policy_obj is None:
         raise UsageError("--sequential stops a task once its gates are decided, so it needs --policy FILE.")
-    summary = None
     _check_compare_outputs(out, list(specs), prior, policy_obj is not None)  # before any model loads
+    if sequential:
+        comparison = _compare_sequential(specs, task_configs, policy_obj, baseline, baseline_results, store_path,
+                                         sequential_seed, sequential_chunk, rerun, note_map, load_options)
+        from .gate import verdict_markdown
+
+        click.echo(verdict_markdown(comparison.verdict))
+        _echo_written(comparison.write(out))
+        return comparison.verdict.exit_code
     with api.open_store(store_path) as store:
-        if sequential:
-            results, summary = _collect_sequential(list(specs), task_configs, store, load_options, policy_obj,
-                                                   baseline=baseline, prior=prior, rerun=rerun, seed=sequential_seed,
-                                                   chunk_size=sequential_chunk)
-        else:
-            results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
+        results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 compares, writes and gates
         return 0
-    # Results read from --baseline-results files are compared but not written again (they are files already);
-    # under --sequential they are the objects whose stopped tasks were cut to the samples used.
-    first = baseline_results if summary is None else results[:len(prior)]
-    comparison = api.compare(*first, *results[len(prior):], baseline=baseline, notes=note_map)
-    comparison.results = results[len(prior):]
-    if summary is not None:
-        _attach_sequential(comparison.data, summary)
+    # Results read from --baseline-results files are compared but not written again (they are files already).
+    comparison = api.compare(*baseline_results, *results[len(prior):], baseline=baseline, notes=note_map)
     if policy_obj is not None:
         from .gate import verdict_markdown
 
         click.echo(verdict_markdown(comparison.gate(policy_obj)))
     _echo_written(comparison.write(out))
     return comparison.verdict.exit_code if comparison.verdict is not None else 0
+
+
+def _compare_sequential(specs, task_configs, policy_obj, baseline, baseline_results, store_path, seed, chunk_size,
+                        rerun, notes, load_options):
+    """``--sequential``: one process drives every checkpoint chunk by chunk (no torchrun/accelerate ranks)."""
+    from .parallel import current_ranks
+    from .sequential import DEFAULT_CHUNK_SIZE, compare_sequential
+
+    if current_ranks().parallel:
+        raise UsageError("--sequential decides after every chunk in one process; run it without torchrun/accelerate.")
+    return compare_sequential(*specs, tasks=task_configs, policy=policy_obj, baseline=baseline,
+                              baseline_results=baseline_results, store=store_path, seed=seed,
+                              chunk_size=DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, rerun=rerun,
+                              notes=notes, load_options=load_options)
 
 
 def _load_policy(policy: str | None):

@@ -295,9 +295,13 @@ def test_no_drop_passes_before_the_data_run_out(setting):
     twin = setting["root"] / "twin"
     if not twin.exists():
         shutil.copytree(setting["base"], twin)  # same weights under another label: no drop at all
-    out = setting["root"] / "same"
-    assert _compare(setting, [f"base={setting['base']}", f"twin={twin}"], out, store="same.sqlite") == 0
-    outcome = json.loads((out / "comparison.json").read_text())["sequential"]["tasks"]["mmlu"]
+    from evalkit.sequential import compare_sequential  # the Python API under compare --sequential
+
+    comparison = compare_sequential(f"base={setting['base']}", f"twin={twin}", tasks="mmlu", policy=setting["policy"],
+                                    overrides=[f"mmlu.data={setting['mmlu']}"], store=setting["root"] / "same.sqlite",
+                                    chunk_size=20)
+    assert comparison.verdict.passed and comparison.verdict.checks[0].sequential["decision"] == "pass"
+    outcome = comparison.data["sequential"]["tasks"]["mmlu"]
     assert outcome["stopped_early"] and outcome["gates"][0]["status"] == "pass"
     assert outcome["gates"][0]["cs_high"] <= 0.05
 
@@ -323,7 +327,11 @@ def test_resume_after_a_sequential_stop(setting):
     full = json.loads((setting["root"] / "r3" / "comparison.json").read_text())
     timing = {c["label"]: c["timing"]["mmlu"] for c in full["checkpoints"]}
     assert timing["tuned"]["resumed_samples"] == outcome["samples_used"] and full["tasks"][0]["n_samples"]["tuned"] == 400
-    # The baseline's run is now complete in the store: a new candidate is paired with it at no cost.
+    # Everything is in the store now: a sequential run has nothing to save and decides on all samples.
+    _compare(setting, specs, setting["root"] / "r3b", store="resume.sqlite")
+    again = json.loads((setting["root"] / "r3b" / "comparison.json").read_text())
+    assert not again["sequential"]["tasks"]["mmlu"]["sequential"] and again["tasks"][0]["n_samples"]["tuned"] == 400
+    # The baseline's run is complete in the store: a new candidate is paired with it at no cost.
     from evalkit.testing import build_tiny_model
 
     other = build_tiny_model(setting["root"] / "other", chat_template=True, seed=9)
@@ -367,12 +375,13 @@ def test_bench_figures_are_the_recorded_run_and_reproduce():
         assert f"**{row['false_fail_rate']:.1%}**" in readme and f"{row['naive_peeking_false_fail_rate']:.1%}" in readme
     for row in recorded["savings"]:
         assert f"**{row['median_fraction']:.1%}**" in readme and f"{row['median_samples']:,}" in readme
-    real = json.loads((BENCH / "real_run.json").read_text())
-    assert real["same_verdict"] and f"**{real['ratio_wall_sequential_over_full']:.3f}**" in readme
-    for name in ("sequential", "full"):
-        assert f"**{real[name]['wall_seconds']} s**" in readme
-    used = real["sequential"]["sequential"]["samples_used"]
-    assert f"{used} of {real['full']['n_samples']['tuned']:,}" in readme
+    for file in ("real_run.json", "real_run_noise0.5.json"):
+        real = json.loads((BENCH / file).read_text())
+        assert real["same_verdict"] and f"**{real['ratio_wall_sequential_over_full']:.3f}**" in readme
+        for name in ("sequential", "full"):
+            assert f"**{real[name]['wall_seconds']} s**" in readme
+        used = real["sequential"]["sequential"]["samples_used"]
+        assert f"{used} of {real['full']['n_samples']['tuned']:,}" in readme
     again = _bench_module().savings(28, runs=200, seed=38)
     assert again == recorded["savings"][0]
 

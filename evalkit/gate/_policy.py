@@ -81,6 +81,20 @@ def load_policy(path: str | Path) -> Policy:
     return parse_policy(load_yaml(path, what="policy file"), source=str(path))
 
 
+def as_policy(policy: Any) -> Policy:
+    """A :class:`Policy` from a YAML file path, a policy mapping or a Policy (returned as it is)."""
+    from collections.abc import Mapping
+
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, Mapping):
+        return parse_policy(dict(policy), source="<policy dict>")
+    if isinstance(policy, (str, Path)):
+        return load_policy(policy)
+    raise UsageError(f"policy must be a YAML file path, a mapping or a Policy, got {type(policy).__name__}.",
+                     param="policy")
+
+
 def parse_policy(data: Any, source: str = "<policy>") -> Policy:
     """Validate an already-parsed policy mapping (see :func:`load_policy`)."""
     if not isinstance(data, dict):

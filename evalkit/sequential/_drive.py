@@ -229,6 +229,9 @@ def _drive_task(task, evaluator, planned, sources, baseline, store, *, seed, chu
             return TaskOutcome(task.name, False, f"the results of {source.label!r} lack per-sample records of "
                                f"{len(lacking)} of its {len(ids)} samples, so the task cannot be paired chunk by chunk",
                                samples_total=len(ids))
+    if not any(source.live for source in sources.values()):  # nothing to save: use every sample
+        return TaskOutcome(task.name, False, "every checkpoint's results are complete already (store or results "
+                           "file); decided on all samples", samples_total=len(ids))
     order = sample_order(ids, task.name, seed)
     used: list[str] = []
     states: dict[int, GateState] | str = {}
