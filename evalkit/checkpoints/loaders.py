@@ -38,7 +38,7 @@ def load_local(spec: CheckpointSpec, options: "LoadOptions", load_hf):
     """A local checkpoint (model dir, hub id, adapter, weights file) as an lm-eval ``LM``: ``load_hf`` (the
     kind's own ``HFLM`` loader, see :mod:`.kinds`) or lm-eval's ``VLLM`` with ``--backend vllm``."""
     if options.backend not in BACKENDS:
-        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}.")
+        raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}.", param="backend")
     if options.backend == "vllm":
         return _with_chat_choice(_load_vllm(spec, options), options)
     return _with_chat_choice(load_hf(spec, options), options)
@@ -56,7 +56,7 @@ def _hflm_kwargs(options: "LoadOptions") -> dict[str, Any]:
     from lm_eval.utils import handle_arg_string
 
     if options.dtype not in _DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.")
+        raise UsageError(f"dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.", param="dtype")
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda":  # one GPU per process under torchrun / accelerate launch (evalkit.parallel)
         from ..parallel import current_ranks
@@ -105,7 +105,7 @@ def _load_vllm(spec: CheckpointSpec, options: "LoadOptions"):
         raise UsageError("--backend vllm needs vLLM in this Python environment (pip install vllm; on CPU-only "
                          "machines its CPU build, see bench/vllm/README.md), or use the default --backend hf.")
     if options.dtype not in _DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.")
+        raise UsageError(f"dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.", param="dtype")
     kwargs: dict[str, Any] = dict(dtype=options.dtype or "auto", trust_remote_code=options.trust_remote_code,
                                   batch_size=options.batch_size)
     if options.max_length:
