@@ -366,7 +366,8 @@ def _main(argv: list[str] | None) -> None:
 
 #: The flag behind each API parameter a library error may name (EvalkitError.param).
 _FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "overrides": "--set", "rerun": "--rerun",
-          "model_args": "--model-args", "policy": "--policy", "results": "SPECS"}
+          "model_args": "--model-args", "policy": "--policy", "results": "SPECS", "dtype": "--dtype",
+          "backend": "--backend", "endpoint": "--endpoint"}
 
 
 def _report(exc: BaseException, code: int, prefix: str = "") -> None:
@@ -377,8 +378,11 @@ def _report(exc: BaseException, code: int, prefix: str = "") -> None:
     message = " ".join(str(exc).split()) or type(exc).__name__
     # Untrusted text in a message (a label, a server's answer) must not drive the terminal.
     message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
-    flag = _FLAGS.get(getattr(exc, "param", None) or "")
-    if flag:
+    param = getattr(exc, "param", None) or ""
+    flag = _FLAGS.get(param)
+    if flag and message.startswith(param + " "):  # "dtype must be ..." -> "--dtype must be ..."
+        message = flag + message[len(param):]
+    elif flag:
         prefix = f"{prefix}{flag}: "
     click.echo(f"evalkit: error: {prefix}{message}", err=True)
     sys.exit(code)

@@ -218,3 +218,15 @@ def test_in_memory_peft_model_equals_the_cli_on_the_saved_adapter(setup, tmp_pat
                              store=tmp_path / "b.sqlite", batch_size=4)
     # the adapter is applied: its log-likelihoods differ from the base model's
     assert [s.extra for s in plain.tasks["mmlu"].samples] != [s.extra for s in on_disk.tasks["mmlu"].samples]
+
+
+def test_option_errors_name_the_argument_and_the_cli_the_flag(tiny_chat_model_dir, tmp_path, capsys):
+    from evalkit.cli import _report
+
+    with pytest.raises(UsageError) as info:
+        evalkit.evaluate(str(tiny_chat_model_dir), ["voc_sample"], dtype="fp8", store=tmp_path / "s.sqlite",
+                         overrides={"voc_sample": {"limit": 1}})
+    assert str(info.value).startswith("dtype must be one of") and info.value.param == "dtype"
+    with pytest.raises(SystemExit):
+        _report(info.value, info.value.exit_code)
+    assert "evalkit: error: --dtype must be one of auto, float32" in capsys.readouterr().err

@@ -103,13 +103,40 @@ def test_min_gain_and_value_bounds():
     assert decide(at_most, at_most.observations(np.ones(100), None), 1000).status == "fail"
 
 
-def test_relative_breakdown_and_corpus_gates_run_in_full():
+@pytest.mark.parametrize("higher_is_better", [True, False])
+@pytest.mark.parametrize("operator, threshold", [("max_relative_drop", 0.1), ("min_relative_gain", 0.05),
+                                                 ("min_relative_gain", -0.2)])
+def test_relative_gates_bound_a_linear_form_with_the_same_sign(operator, threshold, higher_is_better):
+    """mean(change - r*baseline) > 0 exactly when the relative change exceeds r (baseline mean > 0)."""
+    gate = _gate(operator, threshold, higher_is_better=higher_is_better)
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        base = (rng.random(50) < rng.uniform(0.2, 0.9)).astype(float)
+        tuned = (rng.random(50) < rng.uniform(0.2, 0.9)).astype(float)
+        q = gate.observations(tuned, base)
+        low, high = gate.range
+        assert low <= q.min() and q.max() <= high and -2 <= low < high <= 2
+        change = (tuned.mean() - base.mean()) / base.mean() * (1 if higher_is_better else -1)
+        relative = -change if operator == "max_relative_drop" else change
+        if abs(relative - threshold) > 1e-9:
+            assert (q.mean() > 0) == (relative > threshold)
+    assert gate.decision_threshold == 0.0 and "baseline" in gate.quantity
+
+
+def test_relative_drop_gates_decide_early():
+    gate = _gate("max_relative_drop", 0.1)
+    base = np.tile([1.0, 1.0, 0.0, 1.0], 100)
+    assert decide(gate, gate.observations(np.zeros(400), base), 10_000).status == "fail"
+    assert decide(gate, gate.observations(base.copy(), base), 10_000).status == "pass"
+
+
+def test_breakdown_and_corpus_gates_run_in_full():
     from evalkit.evaluators.base import MetricSpec
 
-    relative = Gate(index=1, metric="mmlu.acc", operator="max_relative_drop", threshold=0.1)
     breakdown = Gate(index=2, metric="mmlu.subject/anatomy/acc", operator="max_drop", threshold=0.1)
-    assert "full data" in unsupported_reason(relative) and "breakdown" in unsupported_reason(breakdown)
+    assert "breakdown" in unsupported_reason(breakdown)
     assert unsupported_reason(Gate(index=3, metric="mmlu.acc", operator="max_drop", threshold=0.1)) is None
+    assert unsupported_reason(Gate(index=1, metric="mmlu.acc", operator="max_relative_drop", threshold=0.1)) is None
     assert "corpus" in spec_reason(MetricSpec(level="corpus"), "leaf_macro_f1")
     assert "elements" in spec_reason(MetricSpec(unit="element", cluster="sample_id"), "inst_level_strict_acc")
     assert "declaration" in spec_reason(None, "x")
@@ -408,3 +435,15 @@ def test_significance_gates_share_their_level_per_checkpoint():
                                      {"metric": "mmlu.acc", "min": 0.3}]})
     planned, reason = _plan(Task(), policy, ["base", "tuned"], "base")
     assert reason is None and [(p.checkpoint, p.alpha) for p in planned] == [("tuned", 0.025), ("tuned", 0.05)]
+
+
+def test_a_stopped_relative_gate_states_its_linear_form():
+    from evalkit.gate import evaluate_policy
+
+    comparison = _comparison(stopped=True)
+    comparison["sequential"]["tasks"]["mmlu"]["gates"][0].update(
+        {"gate": "mmlu.acc max_relative_drop 0.1", "operator": "max_relative_drop", "threshold": 0.1,
+         "decision_threshold": 0.0, "quantity": "drop - 0.1*baseline", "cs_low": 0.02, "cs_high": 0.3})
+    policy = parse_policy({"gates": [{"metric": "mmlu.acc", "max_relative_drop": 0.1}]})
+    check = evaluate_policy(policy, comparison).checks[0]
+    assert check.status == "fail" and "drop - 0.1*baseline in [0.020, 0.300] entirely above 0 after" in check.message

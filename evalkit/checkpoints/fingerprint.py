@@ -5,6 +5,7 @@ the model's outputs (weights, config, tokenizer). File hashes are memoised in a 
 keyed by (resolved path, size, mtime_ns, inode, ctime_ns), so a 15 GB checkpoint is hashed once, not on
 every run, and a file rewritten in place with the same size and mtime is still hashed again. The cache
 lives in the user cache dir (``EVALKIT_CACHE_DIR`` overrides it); it is disposable (see :class:`_HashCache`).
+One ``_fp_KIND`` function per checkpoint kind; :func:`evalkit.checkpoints.kinds.fingerprint` picks it.
 """
 
 from __future__ import annotations
@@ -13,17 +14,13 @@ import hashlib
 import json
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .._io import cache_dir, hash_file
 from ..errors import EvalkitError, UsageError
 from ..errors import warn as _warn
 from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
 
-if TYPE_CHECKING:
-    from .options import LoadOptions
-
-__all__ = ["fingerprint", "file_sha256", "hash_file", "cache_dir", "model_files"]
+__all__ = ["file_sha256", "hash_file", "cache_dir", "model_files"]
 
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.index.json")
 _CONFIG_FILES = ("config.json", "generation_config.json") + TOKENIZER_FILES
@@ -138,16 +135,6 @@ def _digest(kind: str, entries: list[tuple[str, str]]) -> str:
 
 def _files_entries(files: list[Path], root: Path, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix + path.relative_to(root).as_posix(), file_sha256(path)) for path in files]
-
-
-def fingerprint(spec: CheckpointSpec, options: "LoadOptions | None" = None) -> str:
-    """Hex sha256 fingerprint of the checkpoint ``spec`` (see the module docstring for what it covers)."""
-    from .options import LoadOptions
-
-    options = options or LoadOptions()
-    handler = {"hf": _fp_hf, "hub": _fp_hub, "peft": _fp_peft, "weights": _fp_weights,
-               "server": _fp_server, "predictions": _fp_predictions}[spec.kind]
-    return handler(spec, options)
 
 
 def _fp_hf(spec: CheckpointSpec, options) -> str:

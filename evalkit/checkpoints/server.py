@@ -115,7 +115,7 @@ def _explicit_endpoint(options: "LoadOptions") -> str | None:
     """``--endpoint`` (or the older ``--model-args api=``), validated; None for ``auto``."""
     flag = str(options.endpoint or "auto").strip().lower()
     if flag not in ENDPOINTS:
-        raise UsageError(f"--endpoint must be one of {', '.join(ENDPOINTS)}, got {options.endpoint!r}.")
+        raise UsageError(f"endpoint must be one of {', '.join(ENDPOINTS)}, got {options.endpoint!r}.", param="endpoint")
     api = str(options.model_args.get("api", "")).strip().lower()
     if api and api not in ("chat", "completions"):
         raise UsageError(f"--model-args api must be 'chat' or 'completions' for a server, got {api!r}.")

@@ -280,6 +280,7 @@ def _bounds_text(gates: list[SequentialGate], states: dict[int, GateState]) -> s
 def _gate_entry(gate: SequentialGate, state: GateState) -> dict[str, Any]:
     return {"gate": gate.gate.description, "gate_index": gate.gate.index, "metric": f"{gate.task}.{gate.metric}",
             "checkpoint": gate.checkpoint, "operator": gate.operator, "threshold": gate.threshold,
+            "decision_threshold": gate.decision_threshold,
             "quantity": gate.quantity, "status": state.status, "estimate": state.estimate, "cs_low": state.low,
             "cs_high": state.high, "alpha": gate.alpha, "n": state.n}
 

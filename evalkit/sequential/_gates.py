@@ -4,16 +4,19 @@ A gate is decided early only when its quantity is the mean of a per-sample score
 
 * ``max_drop`` / ``min_gain``: the mean paired difference (a drop or gain, oriented by the metric's
   direction), each difference in [-1, 1];
-* ``min`` / ``max``: the mean score of the gated checkpoint itself, in [0, 1].
+* ``min`` / ``max``: the mean score of the gated checkpoint itself, in [0, 1];
+* ``max_relative_drop: r`` / ``min_relative_gain: g``: a relative drop beyond r of the baseline's mean
+  B is a mean drop beyond r * B, so the quantity is the mean of ``drop - r * baseline`` per sample
+  (``gain - g * baseline``), compared with 0; each term is bounded by the corners of [0, 1]^2.
 
-Relative gates (``max_relative_drop``, ``min_relative_gain``) divide by the baseline's mean, gates on
-breakdown rows (``mmlu.subject/anatomy/acc``) and gates on corpus metrics (macro F1) are decided on the
-full data, so their tasks run in full.
+Gates on breakdown rows (``mmlu.subject/anatomy/acc``) and gates on corpus metrics (macro F1) are decided
+on the full data, so their tasks run in full.
 
 Decision rule, with ``[low, high]`` the (1 - alpha) confidence sequence of the gate's quantity and
 thresholds inclusive as in the fixed-sample rule: a gate that fails above its threshold (``max_drop``,
-``max``) fails once ``low > threshold`` and passes once ``high <= threshold``; one that fails below it
-(``min_gain``, ``min``) fails once ``high < threshold`` and passes once ``low >= threshold``. Because the
+``max``, ``max_relative_drop`` with threshold 0) fails once ``low > threshold`` and passes once
+``high <= threshold``; one that fails below it (``min_gain``, ``min``, ``min_relative_gain``) fails once
+``high < threshold`` and passes once ``low >= threshold``. Because the
 sequence holds at every sample size at once, the probability that an early verdict is wrong is at
 most alpha (at most alpha/2 per side).
 """
@@ -30,8 +33,9 @@ __all__ = ["SequentialGate", "GateState", "DEFAULT_ALPHA", "unsupported_reason",
 
 #: Error level of a gate without ``significance``: the anytime-valid alpha of its sequence.
 DEFAULT_ALPHA = 0.05
-_SEQUENTIAL_OPERATORS = ("max_drop", "min_gain", "min", "max")
-_FAILS_ABOVE = ("max_drop", "max")
+_SEQUENTIAL_OPERATORS = ("max_drop", "min_gain", "min", "max", "max_relative_drop", "min_relative_gain")
+_FAILS_ABOVE = ("max_drop", "max", "max_relative_drop")
+_RELATIVE = ("max_relative_drop", "min_relative_gain")
 
 
 @dataclass(frozen=True)
@@ -59,13 +63,20 @@ class SequentialGate:
         return self.gate.threshold
 
     @property
+    def decision_threshold(self) -> float:
+        """What the sequence is compared with: the gate's threshold, 0 for a relative gate (see module doc)."""
+        return 0.0 if self.operator in _RELATIVE else self.threshold
+
+    @property
     def paired(self) -> bool:
         """Whether the quantity is a difference against the baseline (else the checkpoint's own mean)."""
-        return self.operator in ("max_drop", "min_gain")
+        return self.operator not in ("min", "max")
 
     @property
     def quantity(self) -> str:
-        """What the bounds are bounds of: ``drop``, ``gain`` or ``value``."""
+        """What the bounds are bounds of: ``drop``, ``gain``, ``value`` or ``drop - r*baseline`` (relative)."""
+        if self.operator in _RELATIVE:
+            return f"{'drop' if self.operator == 'max_relative_drop' else 'gain'} - {self.threshold:g}*baseline"
         return {"max_drop": "drop", "min_gain": "gain"}.get(self.operator, "value")
 
     def observations(self, values: np.ndarray, baseline_values: np.ndarray | None) -> np.ndarray:
@@ -73,11 +84,16 @@ class SequentialGate:
         if not self.paired:
             return values
         gain = values - baseline_values if self.higher_is_better else baseline_values - values
-        return -gain if self.operator == "max_drop" else gain
+        change = -gain if self.operator in ("max_drop", "max_relative_drop") else gain
+        return change - self.threshold * baseline_values if self.operator in _RELATIVE else change
 
     @property
     def range(self) -> tuple[float, float]:
-        return (-1.0, 1.0) if self.paired else (0.0, 1.0)
+        """Bounds of one observation: from the corners of (baseline, value) in [0, 1]^2."""
+        if not self.paired:
+            return (0.0, 1.0)
+        corners = self.observations(np.array([0.0, 0.0, 1.0, 1.0]), np.array([0.0, 1.0, 0.0, 1.0]))
+        return float(corners.min()), float(corners.max())
 
 
 @dataclass
@@ -94,8 +110,7 @@ class GateState:
 def unsupported_reason(gate) -> str | None:
     """Why ``gate`` cannot be decided before all samples are in (None when it can, given a per-sample metric)."""
     if gate.operator not in _SEQUENTIAL_OPERATORS:
-        return (f"{gate.operator} divides by the baseline's mean, which the confidence sequence does not bound; "
-                "decided on the full data")
+        return f"{gate.operator} has no sequential form; decided on the full data"
     if "/" in gate.metric:
         return "gates on breakdown rows are decided on the full data"
     return None
@@ -149,6 +164,7 @@ def decide(gate: SequentialGate, observations: np.ndarray, population: int) -> G
 def _status(gate: SequentialGate, low: float | None, high: float | None) -> str:
     if low is None:
         return "undecided"
+    threshold = gate.decision_threshold
     if gate.operator in _FAILS_ABOVE:
-        return "fail" if low > gate.threshold else "pass" if high <= gate.threshold else "undecided"
-    return "fail" if high < gate.threshold else "pass" if low >= gate.threshold else "undecided"
+        return "fail" if low > threshold else "pass" if high <= threshold else "undecided"
+    return "fail" if high < threshold else "pass" if low >= threshold else "undecided"

@@ -73,8 +73,9 @@ def _decide_early(check, entry: dict[str, Any] | None, outcome: dict[str, Any]) 
         check.observed = entry.get("estimate")
         check.underpowered = False  # decided by the bound itself: a power concern of the partial data does not apply
         relation = _relation(entry)
+        limit = entry.get("decision_threshold", check.threshold)
         check.message = (f"sequential: {entry['quantity']} in [{entry['cs_low']:.3f}, {entry['cs_high']:.3f}] "
-                         f"{relation} {check.threshold:g} after {used} of {total} samples "
+                         f"{relation} {limit:g} after {used} of {total} samples "
                          f"(anytime-valid, alpha {entry['alpha']:g})")
     if check.status == "fail" and check.severity == "warn":
         check.status = "warn"
@@ -82,7 +83,7 @@ def _decide_early(check, entry: dict[str, Any] | None, outcome: dict[str, Any]) 
 
 
 def _relation(entry: dict[str, Any]) -> str:
-    fails_above = entry["operator"] in ("max_drop", "max")
+    fails_above = entry["operator"] in ("max_drop", "max", "max_relative_drop")
     if entry["status"] == "fail":
         return "entirely above" if fails_above else "entirely below"
     return "within" if fails_above else "at or above"
