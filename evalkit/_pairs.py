@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["parse_pairs", "split_commas"]
+__all__ = ["parse_pairs", "split_commas", "split_labelled"]
 
 
 def split_commas(text: str | None) -> list[str]:
@@ -35,3 +37,22 @@ def parse_pairs(items: Iterable[str], *, param: str, form: str = "KEY=VALUE") ->
             raise UsageError(f"expected {form}, got {item!r}.", param=param)
         parsed[key.strip()] = value.strip()
     return parsed
+
+
+def split_labelled(text: str, label_pattern: re.Pattern | None = None) -> tuple[str | None, str]:
+    """``"LABEL=SPEC"`` -> ``("LABEL", "SPEC")``; ``(None, text)`` when there is no ``=``, when the whole text
+    is an existing path (paths may contain ``=``), or when the part before ``=`` does not match ``label_pattern``.
+
+    Examples
+    --------
+    >>> split_labelled("tuned=models/run-1")
+    ('tuned', 'models/run-1')
+    >>> split_labelled("http://host/v1?a=b#m", re.compile(r"[A-Za-z0-9_.-]+"))
+    (None, 'http://host/v1?a=b#m')
+    """
+    head, sep, rest = text.partition("=")
+    if not sep or Path(text).expanduser().exists():
+        return None, text
+    if label_pattern is not None and not label_pattern.fullmatch(head):
+        return None, text
+    return (head or None), rest

@@ -28,6 +28,24 @@ def _quiet(ctx: click.Context):
     return quiet_third_party(verbose=bool(ctx.obj.get("verbose")))
 
 
+def _batch_size(ctx, param, value: str) -> str:
+    """``--batch-size``: a positive integer, ``auto`` or ``auto:N`` (lm-eval's forms), checked before any work."""
+    import re
+
+    if value is None or re.fullmatch(r"[1-9][0-9]{0,5}|auto(:[1-9][0-9]{0,3})?", str(value).strip()):
+        return value if value is None else str(value).strip()
+    raise click.BadParameter(f"expected a positive integer, 'auto' or 'auto:N', got {value!r}.")
+
+
+def _seconds(ctx, param, value: float) -> float:
+    """A finite number of seconds > 0 (0, negative, nan or inf would make every request fail or hang)."""
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"must be a number of seconds > 0, got {value!r}.")
+    return value
+
+
 def _load_options(kw: dict):
     from .checkpoints import LoadOptions
 
@@ -35,6 +53,15 @@ def _load_options(kw: dict):
 
     model_args = parse_pairs(split_commas(kw.pop("model_args")), param="model_args")
     batch = kw.pop("batch_size")
+    import os
+    import re
+
+    from .errors import register_secret
+
+    register_secret(os.environ.get(kw["api_key_env"]))  # redacted from everything printed or written
+    for key, value in model_args.items():  # e.g. --model-args token=hf_...: it would reach results.json
+        if re.search(r"key|token|secret|passw|auth|credential", str(key), re.IGNORECASE):
+            register_secret(str(value))
     return LoadOptions(
         base=kw.pop("base"), config=kw.pop("config"), allow_pickle=kw.pop("allow_pickle"),
         trust_remote_code=kw.pop("trust_remote_code"), batch_size=int(batch) if batch.isdigit() else batch,
@@ -52,14 +79,16 @@ def model_options(func):
         click.option("--config", help="Model dir whose config.json and tokenizer a single weights file is applied to."),
         click.option("--allow-pickle", is_flag=True, help="Allow full unpickling of .bin/.pt/.ckpt files (runs code from the file!)."),
         click.option("--trust-remote-code", is_flag=True, help="Allow model code from the checkpoint (off by default)."),
-        click.option("--batch-size", default="auto", show_default=True, help="Batch size: an integer or 'auto'."),
+        click.option("--batch-size", default="auto", show_default=True, callback=_batch_size,
+                     help="Batch size: an integer, 'auto' or 'auto:N'."),
         click.option("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)."),
         click.option("--dtype", default=None, help="Model dtype: auto, float32, bfloat16, float16."),
-        click.option("--max-length", type=int, default=None, help="Maximum context length in tokens."),
+        click.option("--max-length", type=click.IntRange(min=1), default=None, help="Maximum context length in tokens."),
         click.option("--model-args", default=None, help="Extra lm-eval model arguments, KEY=VALUE,..."),
         click.option("--num-concurrent", type=click.IntRange(1, 1024), default=8, show_default=True, help="Concurrent requests to a server."),
         click.option("--max-retries", type=click.IntRange(0, 100), default=5, show_default=True, help="Retries on 429/5xx/timeouts."),
-        click.option("--request-timeout", type=float, default=300.0, show_default=True, help="Seconds per server request."),
+        click.option("--request-timeout", type=float, default=300.0, show_default=True, callback=_seconds,
+                     help="Seconds per server request (> 0)."),
         click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Environment variable holding the server's API key."),
         click.option("--chat-template/--no-chat-template", default=None, help="Apply the model's chat template (default: when it has one)."),
         click.option("--endpoint", type=click.Choice(["auto", "completions", "chat"]), default="auto", show_default=True,
@@ -134,19 +163,20 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) 
 def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, **kw) -> None:
     """Evaluate one checkpoint SPEC on --tasks and print its metrics."""
     from . import api
-    from ._io import atomic_write_text, dump_json
+    from ._io import MANIFEST_NAME, OutputFolder, dump_json
     from .parallel import current_ranks
 
     task_configs = api.resolve(tasks, overrides)
     checkpoint = api.as_checkpoint(spec, options=_load_options(kw))
+    folder = OutputFolder(out).check("results.json", MANIFEST_NAME) if out else None  # before any model loads
     with _quiet(ctx):
         result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
         return
     _print_result(result)
-    if out:
-        path = Path(out) / "results.json"
-        atomic_write_text(path, dump_json(result.to_dict()))
+    if folder is not None:
+        with folder:
+            path = folder.write_text("results.json", text=dump_json(result.to_dict()))
         click.echo(f"wrote {path}")
 
 
@@ -200,9 +230,16 @@ def tasks_cmd() -> None:
               help="Take a checkpoint's results from an earlier results.json / comparison.json instead of evaluating it.")
 @click.option("--policy", type=click.Path(dir_okay=False), default=None, help="Gate policy YAML; sets the exit code.")
 @click.option("--note", "notes", multiple=True, metavar="LABEL=TEXT", help="A note shown beside a checkpoint in the report.")
+@click.option("--sequential", is_flag=True,
+              help="Evaluate gated tasks in random chunks and stop each once --policy's gates are decided "
+                   "(anytime-valid confidence sequences; see docs/gating.md).")
+@click.option("--sequential-seed", type=int, default=0, show_default=True, help="Seed of the random sample order.")
+@click.option("--sequential-chunk", type=click.IntRange(1), default=None,
+              help="Samples between two looks at the confidence sequences (default 100).")
 @model_options
 @click.pass_context
-def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_results, policy, notes, overrides, rerun, **kw) -> None:
+def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_results, policy, notes, sequential,
+                sequential_seed, sequential_chunk, overrides, rerun, **kw) -> None:
     """Evaluate checkpoints (reusing stored results), compare them and write a report to --out.
 
     \b
@@ -218,7 +255,8 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
         code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
                                 baseline_results=list(baseline_results), policy=policy, notes=list(notes),
                                 overrides=list(overrides), rerun=rerun, load_options=_load_options(kw),
-                                store_path=ctx.obj["store"])
+                                store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
+                                sequential_chunk=sequential_chunk)
     sys.exit(code)
 
 
@@ -277,8 +315,41 @@ def demo_cmd(ctx: click.Context, out, cache_dir, retrain) -> None:
     sys.exit(code)
 
 
+class _RedactingStream:
+    """stdout/stderr as evalkit prints them: secrets redacted, unencodable characters escaped.
+
+    Everything printed (errors, warnings, third-party log lines echoing a server's answer) passes
+    through here, so an API key or Authorization value never reaches a terminal or CI log.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from .errors import redact
+
+        text = redact(text)
+        try:
+            return self._stream.write(text)
+        except UnicodeEncodeError:  # a lone surrogate or a non-UTF-8 console
+            encoding = getattr(self._stream, "encoding", None) or "utf-8"
+            return self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and turn errors into one line and an exit code."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _RedactingStream(sys.stdout), _RedactingStream(sys.stderr)
+    try:
+        _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="evalkit", standalone_mode=False)
     except click.exceptions.Abort:
@@ -299,7 +370,8 @@ def main(argv: list[str] | None = None) -> None:
 
 #: The flag behind each API parameter a library error may name (EvalkitError.param).
 _FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "overrides": "--set", "rerun": "--rerun",
-          "model_args": "--model-args", "policy": "--policy", "results": "SPECS"}
+          "model_args": "--model-args", "policy": "--policy", "results": "SPECS", "dtype": "--dtype",
+          "backend": "--backend", "endpoint": "--endpoint"}
 
 
 def _report(exc: BaseException, code: int, prefix: str = "") -> None:
@@ -308,8 +380,13 @@ def _report(exc: BaseException, code: int, prefix: str = "") -> None:
 
         traceback.print_exception(exc)
     message = " ".join(str(exc).split()) or type(exc).__name__
-    flag = _FLAGS.get(getattr(exc, "param", None) or "")
-    if flag:
+    # Untrusted text in a message (a label, a server's answer) must not drive the terminal.
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    param = getattr(exc, "param", None) or ""
+    flag = _FLAGS.get(param)
+    if flag and message.startswith(param + " "):  # "dtype must be ..." -> "--dtype must be ..."
+        message = flag + message[len(param):]
+    elif flag:
         prefix = f"{prefix}{flag}: "
     click.echo(f"evalkit: error: {prefix}{message}", err=True)
     sys.exit(code)

@@ -7,11 +7,9 @@ it was built from, so ``comparison.write(out)`` writes the same folder as ``eval
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
 from .records import EvalResult
 
 __all__ = ["Comparison"]
@@ -115,16 +113,9 @@ class Comparison:
         Verdict
             ``verdict.passed``, ``verdict.failures``, ``str(verdict)`` explain the outcome.
         """
-        from .gate import Policy, evaluate_policy, load_policy, parse_policy
+        from .gate import as_policy, evaluate_policy
 
-        if isinstance(policy, Mapping):
-            policy = parse_policy(dict(policy), source="<policy dict>")
-        elif isinstance(policy, (str, Path)):
-            policy = load_policy(policy)
-        elif not isinstance(policy, Policy):
-            raise UsageError(f"policy must be a YAML file path, a mapping or a Policy, got {type(policy).__name__}.",
-                             param="policy")
-        self.verdict = evaluate_policy(policy, self.data)
+        self.verdict = evaluate_policy(as_policy(policy), self.data)
         self.data["verdict"] = self.verdict.to_dict()
         return self.verdict
 
@@ -134,26 +125,24 @@ class Comparison:
         ``results/LABEL.json`` for each result object, ``report.html``, ``report.md``,
         ``comparison.json``, ``metrics.csv``, and after :meth:`gate` ``junit.xml`` and ``verdict.json``.
         """
-        from ._io import atomic_write_text, dump_json
+        from ._io import OutputFolder, dump_json
 
-        out = Path(out_dir)
-        written = []
-        for result in self.results:
-            path = out / "results" / f"{_file_stem(result.checkpoint.label)}.json"
-            atomic_write_text(path, dump_json(result.to_dict()))
-            written.append(path)
-        written += self.write_report(out)
-        if self.verdict is not None:
-            from .gate import write_gate_outputs
+        with OutputFolder(out_dir) as folder:  # every file through the one write guard; manifest.json last
+            written = [folder.write_text(*results_file_name(r.checkpoint.label), text=dump_json(r.to_dict()))
+                       for r in self.results]
+            written += self.write_report(folder)
+            if self.verdict is not None:
+                from .gate import write_gate_outputs
 
-            written += write_gate_outputs(self.verdict, out)
+                written += write_gate_outputs(self.verdict, folder)
         return written
 
     def write_report(self, out_dir: str | Path) -> list[Path]:
         """Only ``report.html``, ``report.md``, ``comparison.json`` and ``metrics.csv`` (``evalkit report``)."""
+        from ._io import OutputFolder
         from .report import write_reports
 
-        return write_reports(self.data, Path(out_dir))
+        return write_reports(self.data, out_dir if isinstance(out_dir, OutputFolder) else Path(out_dir))
 
     # ------------------------------------------------------------------------------ serialising
     def to_dict(self) -> dict[str, Any]:
@@ -172,7 +161,10 @@ class Comparison:
         return cls(load_comparison(path))
 
 
-def _file_stem(label: str) -> str:
-    """A label as a file name inside its folder: path separators and leading dots replaced."""
-    stem = label.replace("/", "_").replace("\\", "_").lstrip(".")
-    return stem or "checkpoint"
+def results_file_name(label: str) -> tuple[str, str]:
+    """Where a checkpoint's results go in an output folder: ``results/<label>.json``, the label made a
+    safe file name (a label from a server spec or data could hold ``/`` or ``..``; see
+    :func:`evalkit._io.safe_file_name`)."""
+    from ._io import safe_file_name
+
+    return ("results", safe_file_name(label, ".json"))

@@ -7,7 +7,10 @@ and exits with :attr:`EvalkitError.exit_code`.
 
 from __future__ import annotations
 
-__all__ = ["EvalkitError", "UsageError", "EvaluationError", "did_you_mean"]
+import re
+
+__all__ = ["EvalkitError", "UsageError", "EvaluationError", "did_you_mean", "register_secret", "redact",
+           "redact_secrets", "warn"]
 
 
 class EvalkitError(Exception):
@@ -45,3 +48,49 @@ def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> 
     if len(ordered) > 40:  # a long index (lm-eval has thousands of tasks): a sample and the count
         return f"{hint} Available: {', '.join(ordered[:12])} … ({len(ordered)} in all)."
     return f"{hint} Available: {', '.join(ordered) or '(none)'}."
+
+
+# ------------------------------------------------------------------------------------ secrets
+
+_SECRETS: set[str] = set()
+#: Credentials in text a server echoed back (its error body may repeat the request headers).
+_CREDENTIAL = re.compile(
+    r"(?i)(\b(?:bearer|basic|token)\s+|\b(?:authorization|x-api-key|api[-_]?key|access[-_]?token)\b[\"']?\s*[:=]\s*[\"']?"
+    r"(?:(?:bearer|basic|token)\s+)?)([^\s\"',;&}]+)")
+REDACTED = "***"
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret (an API key read from the environment) so it is redacted from every output."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with registered secrets and any Authorization / Bearer / API-key value replaced by ``***``.
+
+    Examples
+    --------
+    >>> redact('HTTP 500: {"headers": {"Authorization": "Bearer sk-abc123"}}')
+    'HTTP 500: {"headers": {"Authorization": "Bearer ***"}}'
+    >>> redact("api_key=sk-abc123&x=1")
+    'api_key=***&x=1'
+    """
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return _CREDENTIAL.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def redact_secrets(data: bytes) -> bytes:
+    """``data`` with every registered secret replaced (output files: only exact secrets, never patterns,
+    so a model's output that merely mentions "Bearer" is written as it is)."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        data = data.replace(secret.encode("utf-8", errors="backslashreplace"), REDACTED.encode())
+    return data
+
+
+def warn(message: str) -> None:
+    """One line on stderr: something was done to the user's input or environment that they should know."""
+    import sys
+
+    print(f"evalkit: warning: {' '.join(message.split())}", file=sys.stderr)

@@ -44,10 +44,28 @@ def collect_results(specs: list[str], task_configs, store, load_options, *, reru
     return results
 
 
+def _check_compare_outputs(out: Path, specs: list[str], prior: list, policy: bool):
+    """The output folder, checked before any model loads: writable, no output name taken by a folder."""
+    from ._io import MANIFEST_NAME, OutputFolder
+    from .checkpoints.spec import parse_spec
+    from .comparison import results_file_name
+    from .gate import GATE_OUTPUTS
+    from .report import REPORT_FILES
+
+    labels = [parse_spec(s, index=i).label for i, s in enumerate(specs)]  # --baseline-results are not rewritten
+    names = [*REPORT_FILES, MANIFEST_NAME, *(GATE_OUTPUTS if policy else ())]
+    return OutputFolder(out).check(*names, *(results_file_name(label) for label in labels))
+
+
 def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str | None, baseline_results: list[str],
                      policy: str | None, notes: list[str], overrides: list[str], rerun: bool, load_options,
-                     store_path: str | None) -> int:
-    """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed)."""
+                     store_path: str | None, sequential: bool = False, sequential_seed: int = 0,
+                     sequential_chunk: int | None = None) -> int:
+    """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed).
+
+    ``sequential=True`` (needs ``policy``) evaluates gated tasks in seeded random chunks and stops each
+    once its gates are decided by anytime-valid confidence sequences (:mod:`evalkit.sequential`).
+    """
     from . import api
     from ._pairs import parse_pairs
     from .compare import load_results_files
@@ -63,6 +81,17 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     prior = load_results_files(baseline_results)
     if len(specs) + len(prior) < 2:
         raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")
+    if sequential and policy_obj is None:
+        raise UsageError("--sequential stops a task once its gates are decided, so it needs --policy FILE.")
+    _check_compare_outputs(out, list(specs), prior, policy_obj is not None)  # before any model loads
+    if sequential:
+        comparison = _compare_sequential(specs, task_configs, policy_obj, baseline, baseline_results, store_path,
+                                         sequential_seed, sequential_chunk, rerun, note_map, load_options)
+        from .gate import verdict_markdown
+
+        click.echo(verdict_markdown(comparison.verdict))
+        _echo_written(comparison.write(out))
+        return comparison.verdict.exit_code
     with api.open_store(store_path) as store:
         results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 compares, writes and gates
@@ -75,6 +104,20 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
         click.echo(verdict_markdown(comparison.gate(policy_obj)))
     _echo_written(comparison.write(out))
     return comparison.verdict.exit_code if comparison.verdict is not None else 0
+
+
+def _compare_sequential(specs, task_configs, policy_obj, baseline, baseline_results, store_path, seed, chunk_size,
+                        rerun, notes, load_options):
+    """``--sequential``: one process drives every checkpoint chunk by chunk (no torchrun/accelerate ranks)."""
+    from .parallel import current_ranks
+    from .sequential import DEFAULT_CHUNK_SIZE, compare_sequential
+
+    if current_ranks().parallel:
+        raise UsageError("--sequential decides after every chunk in one process; run it without torchrun/accelerate.")
+    return compare_sequential(*specs, tasks=task_configs, policy=policy_obj, baseline=baseline,
+                              baseline_results=baseline_results, store=store_path, seed=seed,
+                              chunk_size=DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, rerun=rerun,
+                              notes=notes, load_options=load_options)
 
 
 def _load_policy(policy: str | None):
@@ -96,6 +139,10 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
     from .comparison import Comparison
     from .compare import load_results_files, split_label
 
+    from ._io import MANIFEST_NAME, OutputFolder
+    from .report import REPORT_FILES
+
+    OutputFolder(out).check(*REPORT_FILES, MANIFEST_NAME)
     if len(sources) == 1 and Path(sources[0]).is_file():
         data = read_json_object(Path(sources[0]))
         if data.get("kind") == "evalkit.comparison":

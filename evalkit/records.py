@@ -10,13 +10,15 @@ rebuilt from either without a model.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
 
-__all__ = ["SCHEMA_VERSION", "SampleRecord", "TaskResult", "CheckpointInfo", "EvalResult"]
+__all__ = ["SCHEMA_VERSION", "SampleRecord", "TaskResult", "CheckpointInfo", "EvalResult", "sample_order_key",
+           "in_sample_order"]
 
 #: Bump when a field changes meaning; readers refuse newer major versions.
 SCHEMA_VERSION = 1
@@ -49,6 +51,33 @@ class SampleRecord:
     def from_dict(cls, data: dict[str, Any]) -> "SampleRecord":
         return cls(**{f.name: data.get(f.name, f.default if f.default is not dataclasses.MISSING else {})
                       for f in dataclasses.fields(cls)})
+
+
+_DIGITS = re.compile(r"([0-9]+)")
+
+
+def sample_order_key(sample_id: object) -> tuple:
+    """The canonical order of samples: sample ids in natural order (``2`` before ``10``).
+
+    Every producer of records (a fresh run, a resumed run, a run answered from the store, a results
+    file) lists samples in this one order, so the same inputs give byte-identical results.json and
+    order-dependent computations (bootstrap resamples) see the same sequence.
+
+    Examples
+    --------
+    >>> sorted(["q/10", "q/2", "q/1", "p/3", "q/02"], key=sample_order_key)
+    ['p/3', 'q/1', 'q/02', 'q/2', 'q/10']
+    """
+    parts = _DIGITS.split(str(sample_id))
+    # Text and digit runs alternate (text first), so each position compares like with like; digit runs
+    # compare by value without int() (ids may hold more digits than Python converts).
+    return tuple(part if i % 2 == 0 else (len(part.lstrip("0")), part.lstrip("0"), part)
+                 for i, part in enumerate(parts))
+
+
+def in_sample_order(records: "list[SampleRecord]") -> "list[SampleRecord]":
+    """``records`` sorted by :func:`sample_order_key` of their ids."""
+    return sorted(records, key=lambda r: sample_order_key(r.sample_id))
 
 
 @dataclass
@@ -86,8 +115,8 @@ class TaskResult:
     metric_specs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, *, with_samples: bool = True) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["samples"] = [s.to_dict() for s in self.samples] if with_samples else []
+        data = dataclasses.asdict(dataclasses.replace(self, samples=[]))
+        data["samples"] = [s.to_dict() for s in in_sample_order(self.samples)] if with_samples else []
         return data
 
     @classmethod
@@ -170,6 +199,18 @@ class EvalResult:
                 f"{source}: schema_version {version!r} is not one this evalkit reads "
                 f"(<= {SCHEMA_VERSION}); upgrade evalkit or regenerate the file."
             )
+        from ._schema import RESULTS, validate
+
+        # Per-sample detail and timing stay as evalkit wrote them; the rest reaches comparison.json, where
+        # NaN has no place.
+        validate(data, RESULTS, source=source, hint="; regenerate it with `evalkit eval --out`",
+                 finite_except=("samples", "timing"))
+        for name, task in data["tasks"].items():  # samples are paired by id: a repeated id would pair twice
+            ids = [s["sample_id"] for s in task.get("samples") or []]
+            if len(ids) != len(set(ids)):
+                repeated = sorted({i for i in ids if ids.count(i) > 1}, key=sample_order_key)
+                raise UsageError(f"{source}: tasks.{name}.samples: sample id(s) {', '.join(map(repr, repeated[:5]))} "
+                                 f"appear more than once; regenerate it with `evalkit eval --out`.")
         try:
             return cls(
                 checkpoint=CheckpointInfo.from_dict(data["checkpoint"]),
@@ -178,7 +219,7 @@ class EvalResult:
                 created=data.get("created", ""),
                 schema_version=version,
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # e.g. a metric declaration MetricSpec refuses
             raise UsageError(f"{source}: not an evalkit results file ({exc}); regenerate it with `evalkit eval --out`.") from None
 
     @classmethod

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 from .errors import EvalkitError, EvaluationError, UsageError
 from .evaluators.base import get_evaluator
 from .parallel import Ranks, ShardView, current_ranks, wait_until
-from .records import EvalResult, TaskResult
+from .records import EvalResult, TaskResult, in_sample_order
 from .store import ResultStore, RunKey, settings_hash
 from .taskconfig import TaskConfig
 
 if TYPE_CHECKING:
     from .checkpoints import Checkpoint
 
-__all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators"]
+__all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators", "run_keys"]
 
 
 def library_versions() -> dict[str, str]:
@@ -74,9 +74,7 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
     versions = library_versions()
     info = checkpoint.info
     results: dict[str, TaskResult] = {}
-    settings = settings_hash(info.settings)  # --dtype, --max-length, ...: same files, other outputs
-    keys = [RunKey(info.fingerprint, task.name, evaluator.config_hash(), evaluator.name, evaluator.version,
-                   versions["lm-eval"], settings) for task, evaluator in zip(tasks, evaluators)]
+    keys = run_keys(checkpoint, tasks, evaluators, versions)
     for task, key in zip(tasks, keys):
         if rerun:
             store.discard_run(key)  # rerun: no stored result and no stored samples to resume from
@@ -92,6 +90,16 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
             results[task.name].settings["cluster_field"] = task.cluster_field
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return EvalResult(checkpoint=info, versions=versions, tasks=results, created=now)
+
+
+def run_keys(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list,
+             versions: dict[str, str] | None = None) -> list[RunKey]:
+    """The store's key of each task's run on ``checkpoint`` (what makes two runs interchangeable)."""
+    versions = versions or library_versions()
+    info = checkpoint.info
+    settings = settings_hash(info.settings)  # --dtype, --max-length, ...: same files, other outputs
+    return [RunKey(info.fingerprint, task.name, evaluator.config_hash(), evaluator.name, evaluator.version,
+                   versions["lm-eval"], settings) for task, evaluator in zip(tasks, evaluators)]
 
 
 def _from_store(result: TaskResult | None) -> TaskResult | None:
@@ -130,8 +138,11 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
         records = _evaluate_records(evaluator, lm, done, store, key, ranks)
         if records is None:  # another rank than 0: rank 0 aggregates and finishes the run
             return wait_until(lambda: store.completed_result(key), lambda: f"rank 0 to finish task {task.name}")
+        # One canonical order whether the records came fresh, resumed or from several ranks: bootstrap
+        # CIs depend on it, and results.json must be byte-identical for the same inputs.
+        records = in_sample_order(list(records))
         result = evaluator.aggregate(records)
-        result.samples = result.samples or list(records)
+        result.samples = in_sample_order(result.samples or records)
     except EvalkitError:
         raise
     except Exception as exc:  # the model or a library failed mid-run: samples so far are kept

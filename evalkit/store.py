@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ._io import cache_dir, stable_hash
-from .errors import UsageError
-from .records import SampleRecord, TaskResult
+from .errors import UsageError, warn
+from .records import SampleRecord, TaskResult, in_sample_order
 
 __all__ = ["RunKey", "ResultStore", "default_store_path", "settings_hash"]
 
@@ -52,6 +52,17 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 """
 _STORE_VERSION = "1"
+
+
+#: What a row edited or corrupted outside evalkit raises when decoded.
+_DAMAGED = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
+
+
+def _decode(text: str, build):
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+    return build(data)
 
 
 def default_store_path() -> Path:
@@ -105,6 +116,9 @@ class ResultStore:
             self._set_up(timeout)
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{self.path}: cannot open the result store ({exc}); pass another --store PATH or delete the file.") from None
+        except OSError as exc:  # e.g. --store under a regular file, or in a read-only place
+            raise UsageError(f"{self.path}: cannot create the result store ({exc.strerror or exc}); "
+                             f"pass another --store PATH.") from None
 
     def _set_up(self, timeout: float) -> None:
         """WAL mode, schema and version check; retried while another process is creating the same file.
@@ -193,17 +207,40 @@ class ResultStore:
         return self._conn.execute("SELECT COUNT(*) FROM samples WHERE run_key=?", (key.id,)).fetchone()[0]
 
     def load_samples(self, key: RunKey) -> dict[str, SampleRecord]:
+        """The stored records of a run; damaged ones are left out (with a warning), so they are evaluated again."""
         rows = self._conn.execute("SELECT sample_id, record FROM samples WHERE run_key=?", (key.id,)).fetchall()
-        return {sid: SampleRecord.from_dict(json.loads(rec)) for sid, rec in rows}
+        records, damaged = {}, []
+        for sid, rec in rows:
+            try:
+                records[sid] = _decode(rec, SampleRecord.from_dict)
+            except _DAMAGED:
+                damaged.append(sid)
+        if damaged:
+            warn(f"{self.path}: {len(damaged)} stored sample(s) of task {key.task} are damaged "
+                 f"(e.g. {damaged[0]!r}); evaluating them again.")
+        return records
 
     def completed_result(self, key: RunKey) -> TaskResult | None:
-        """The stored result with its samples, or None if the run is missing or unfinished."""
+        """The stored result with its samples, or None if the run is missing, unfinished or damaged.
+
+        A damaged stored result (a row edited or corrupted outside evalkit) is discarded with a
+        warning and the task is evaluated again, rather than failing every run that needs it.
+        """
         row = self._conn.execute("SELECT result FROM runs WHERE run_key=? AND status='complete'", (key.id,)).fetchone()
         if row is None:
             return None
-        result = TaskResult.from_dict(json.loads(row[0]))
+        try:
+            result = _decode(row[0], TaskResult.from_dict)
+        except _DAMAGED as exc:
+            warn(f"{self.path}: the stored result of task {key.task} is damaged ({type(exc).__name__}); "
+                 f"evaluating it again.")
+            self.discard_run(key)
+            return None
         samples = self.load_samples(key)
-        result.samples = [samples[s] for s in sorted(samples)]
+        if len(samples) < result.n_samples:  # damaged records were dropped: finish the run again
+            self._write([("UPDATE runs SET status='running', result=NULL WHERE run_key=?", (key.id,))])
+            return None
+        result.samples = in_sample_order(list(samples.values()))
         return result
 
     def runs(self, *, fingerprint: str | None = None, label: str | None = None) -> list[dict[str, Any]]:
@@ -225,7 +262,11 @@ class ResultStore:
         row = self._conn.execute("SELECT result FROM runs WHERE run_key=? AND status='complete'", (run_key,)).fetchone()
         if row is None:
             return None
-        result = TaskResult.from_dict(json.loads(row[0]))
-        rows = self._conn.execute("SELECT record FROM samples WHERE run_key=? ORDER BY sample_id", (run_key,)).fetchall()
-        result.samples = [SampleRecord.from_dict(json.loads(r[0])) for r in rows]
+        rows = self._conn.execute("SELECT record FROM samples WHERE run_key=?", (run_key,)).fetchall()
+        try:
+            result = _decode(row[0], TaskResult.from_dict)
+            result.samples = in_sample_order([_decode(r[0], SampleRecord.from_dict) for r in rows])
+        except _DAMAGED as exc:
+            raise UsageError(f"{self.path}: stored run {run_key} is damaged ({type(exc).__name__}: {exc}); "
+                             f"evaluate the checkpoint again with --rerun.") from None
         return result

@@ -72,17 +72,10 @@ def shipped_task_names() -> list[str]:
 
 def load_task_file(path: str | Path) -> TaskConfig:
     """Read and check the common keys of one task YAML file."""
-    import yaml
+    from ._io import load_yaml
 
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: task file not found.") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UsageError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}).") from None
+    data = load_yaml(path, what="task file")
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a task file must be a YAML mapping with at least 'name' and 'evaluator'.")
     for key in ("name", "evaluator"):
@@ -154,7 +147,7 @@ def _resolve_one(item: str | TaskConfig) -> TaskConfig:
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """``["mmlu.num_fewshot=5"]`` -> ``{"mmlu": {"num_fewshot": 5}}`` (values parsed as YAML scalars)."""
-    import yaml
+    from ._io import parse_yaml
 
     from ._pairs import parse_pairs
 
@@ -165,8 +158,8 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, A
         if not dot or not task or not option:
             raise UsageError(f"expected TASK.KEY=VALUE (e.g. mmlu.num_fewshot=5), got {pair!r}.", param="overrides")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+            value = parse_yaml(raw, source=f"--set {key}") if raw.strip() else None
+        except UsageError:  # not YAML: the text as given
             value = raw
         result.setdefault(task, {})[option] = value
     return result

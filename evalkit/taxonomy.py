@@ -349,14 +349,21 @@ def _read_lines(path: Path, sep: str, columns: Sequence[str] | None) -> list[tup
 
 def _iter_path_rows(path: Path, sep: str, columns: Sequence[str] | None) -> Iterator[tuple[int, Any]]:
     """(line number, path text or tuple of names) per data row of a TXT/CSV/TSV file."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        if path.suffix.lower() == ".txt":
-            for line_no, line in enumerate(handle, start=1):
-                if line.strip() and not line.lstrip().startswith("#"):
-                    yield line_no, line.rstrip("\r\n")
-            return
-        reader = csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    import io
+
+    from evalkit._io import read_text
+
+    handle = io.StringIO(read_text(path, what="taxonomy file"), newline="")
+    if path.suffix.lower() == ".txt":
+        for line_no, line in enumerate(handle, start=1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                yield line_no, line.rstrip("\r\n")
+        return
+    reader = csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    try:
         yield from _csv_rows(reader, path, columns)
+    except csv.Error as exc:  # a NUL byte, an oversized field: not a CSV of label paths
+        raise UsageError(f"{path} line {reader.line_num}: not readable as CSV ({exc}).") from None
 
 
 def _csv_rows(reader: Any, path: Path, columns: Sequence[str] | None) -> Iterator[tuple[int, Any]]:
@@ -394,20 +401,27 @@ def _choose_columns(row: list[str], path: Path, line_no: int, columns: Sequence[
 
 
 def _read_tree(path: Path, sep: str) -> list[tuple[str, ...]]:
-    text = path.read_text(encoding="utf-8")
+    from evalkit._io import parse_yaml, read_text
+
+    text = read_text(path, what="taxonomy file")
     try:
         if path.suffix.lower() == ".json":
             tree = json.loads(text, object_pairs_hook=_json_pairs(path))
         else:
-            tree = _load_yaml(text, path)
+            tree = parse_yaml(text, source=str(path))
     except UsageError:
         raise
-    except Exception as exc:  # YAML/JSON syntax errors carry their own line numbers
-        raise UsageError(f"taxonomy file {path} is not valid {path.suffix[1:].upper()}: {exc}".replace("\n", " ")) from None
+    except RecursionError:
+        raise UsageError(f"taxonomy file {path}: nested too deeply.") from None
+    except ValueError as exc:  # JSON syntax errors carry their own line numbers
+        raise UsageError(f"taxonomy file {path} is not valid JSON: {exc}".replace("\n", " ")) from None
     if not isinstance(tree, (dict, list)):
         raise UsageError(f"taxonomy file {path}: expected a mapping of top-level names, got {type(tree).__name__}.")
     labels: list[tuple[str, ...]] = []
-    _walk_tree(tree, (), labels, path, sep)
+    try:
+        _walk_tree(tree, (), labels, path, sep)
+    except RecursionError:
+        raise UsageError(f"taxonomy file {path}: the tree is nested too deeply.") from None
     return labels
 
 
@@ -462,25 +476,3 @@ def _json_pairs(path: Path):
         return dict(pairs)
 
     return hook
-
-
-def _load_yaml(text: str, path: Path) -> Any:
-    """Parse YAML, refusing duplicate keys (PyYAML would silently keep the last one) with their line number."""
-    import yaml
-
-    class StrictLoader(yaml.SafeLoader):
-        pass
-
-    def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if isinstance(key, (str, int, float)) and key in seen:
-                raise UsageError(f"{path} line {line}: duplicate name {key!r} (first on line {seen[key]}); remove one of them.")
-            if isinstance(key, (str, int, float)):
-                seen[key] = line
-        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - SafeLoader subclass

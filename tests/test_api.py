@@ -193,3 +193,40 @@ def test_the_cli_maps_the_parameter_back_to_its_flag(two_results, capsys):
         _report(info.value, info.value.exit_code)
     assert exit_info.value.code == 2
     assert "evalkit: error: --note: a note is given for 'nobody'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_in_memory_peft_model_equals_the_cli_on_the_saved_adapter(setup, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(setup["model_dir"])
+    torch.manual_seed(0)
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(setup["model_dir"]),
+                          LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    tokenizer.save_pretrained(tmp_path / "adapter")
+    overrides = {"mmlu": setup["overrides"]["mmlu"]}  # log-likelihoods: cheap; generation is covered above
+    in_memory = evalkit.evaluate(lora, ["mmlu"], tokenizer=tokenizer, overrides=overrides,
+                                 store=tmp_path / "a.sqlite", batch_size=4)
+    on_disk = evalkit.evaluate(str(tmp_path / "adapter"), ["mmlu"], overrides=overrides,
+                               store=tmp_path / "b.sqlite", batch_size=4, base=str(setup["model_dir"]))
+    assert (in_memory.checkpoint.kind, on_disk.checkpoint.kind) == ("memory", "peft")
+    assert _records(in_memory) == _records(on_disk)
+    plain = evalkit.evaluate(str(setup["model_dir"]), ["mmlu"], overrides=overrides,
+                             store=tmp_path / "b.sqlite", batch_size=4)
+    # the adapter is applied: its log-likelihoods differ from the base model's
+    assert [s.extra for s in plain.tasks["mmlu"].samples] != [s.extra for s in on_disk.tasks["mmlu"].samples]
+
+
+def test_option_errors_name_the_argument_and_the_cli_the_flag(tiny_chat_model_dir, tmp_path, capsys):
+    from evalkit.cli import _report
+
+    with pytest.raises(UsageError) as info:
+        evalkit.evaluate(str(tiny_chat_model_dir), ["voc_sample"], dtype="fp8", store=tmp_path / "s.sqlite",
+                         overrides={"voc_sample": {"limit": 1}})
+    assert str(info.value).startswith("dtype must be one of") and info.value.param == "dtype"
+    with pytest.raises(SystemExit):
+        _report(info.value, info.value.exit_code)
+    assert "evalkit: error: --dtype must be one of auto, float32" in capsys.readouterr().err

@@ -170,7 +170,7 @@ def test_weights_file_keeps_its_dtype_unless_dtype_given(tiny_model_dir, tmp_pat
     assert Checkpoint.from_string(str(folder / "model.safetensors"), OPTS).lm.model.dtype == torch.bfloat16
     options = LoadOptions(batch_size=1, device="cpu", dtype="float32")
     assert Checkpoint.from_string(str(folder / "model.safetensors"), options).lm.model.dtype == torch.float32
-    with pytest.raises(UsageError, match="--dtype must be one of auto, float32, bfloat16, float16, got 'fp8'"):
+    with pytest.raises(UsageError, match="dtype must be one of auto, float32, bfloat16, float16, got 'fp8'"):
         Checkpoint.from_string(str(folder / "model.safetensors"), LoadOptions(dtype="fp8")).lm
 
 

@@ -129,7 +129,7 @@ def offline(monkeypatch, tmp_path):
 
 def test_offline_mmlu_fails_before_loading_a_model_with_the_set_line(offline, monkeypatch, capsys, tmp_path,
                                                                     tiny_model_dir):
-    from evalkit.checkpoints import loaders
+    from evalkit.checkpoints import kinds as loaders  # load_lm: the one entry that loads any kind
     from evalkit.cli import main
 
     monkeypatch.setattr(loaders, "load_lm", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))

@@ -596,6 +596,11 @@ def test_report_shows_adjusted_p_values_power_and_underpowered_gates(results, tm
     assert "Underpowered" in markdown and f"with 120 paired samples a change under {mmlu['mde']:.3f}" in markdown
     html = render_html(comparison)
     assert "p (Holm)" in html and ">MDE<" in html and "Underpowered" in html
+    from evalkit.report import _view as view
+
+    assert view.fmt_row_p({"p_value": 1 / 201, "p_value_is_bound": True}) == "<0.005"  # honest resolution
+    assert view.fmt_row_p({"p_value": 1 / 1001, "p_value_is_bound": True}) == "<0.001"
+    assert view.fmt_row_p({"p_value": 0.0123, "p_value_is_bound": False}) == "0.012"
 
 
 # ----------------------------------------------------------------------------------- cluster_field
@@ -627,4 +632,36 @@ def test_task_cluster_field_makes_intervals_and_tests_cluster_robust(results, tm
     subjects = [r for r in comparison["breakdowns"] if r["task"] == "mmlu" and r["kind"] == "subject"
                 and r["checkpoint"] == "tuned"]
     assert {r["test"] for r in subjects} == {"cluster_paired_t"}
+    _assert_every_number_inside_its_interval(comparison)
+
+
+def test_hook_that_does_not_reproduce_a_corpus_metric_gives_it_no_interval_or_test(results):
+    edited = copy.deepcopy(results[:2])
+    for result in edited:
+        result.tasks["voc_sample"].metrics["leaf_macro_f1"] += 0.05  # e.g. a corpus F1 the hook only averages
+    comparison = build_comparison(edited, n_resamples=B)
+    row = _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")
+    assert (row["ci_method"], row["test"], row["p_value"]) == (None, None, None)
+    assert any("not the reported" in w for w in comparison["warnings"])
+
+
+def test_cluster_field_makes_corpus_metrics_use_the_delete_a_cluster_jackknife_and_swap_clusters(results):
+    from evalkit.metrics.stats import jackknife_ci
+
+    edited = copy.deepcopy(results[:2])
+    for result in edited:
+        result.tasks["voc_sample"].settings["cluster_field"] = "extra.thread"
+        for record in result.tasks["voc_sample"].samples:
+            record.extra["thread"] = f"t{int(record.sample_id.split('-')[1]) % 15}"
+    comparison = build_comparison(edited, n_resamples=B)
+    base, tuned = _row(comparison, "voc_sample", "leaf_macro_f1", "base"), _row(comparison, "voc_sample", "leaf_macro_f1", "tuned")
+    assert base["ci_method"] == "cluster_jackknife" and tuned["test"] == "cluster_approximate_randomization"
+    # the base interval by hand: leave each of the 15 threads out in turn
+    records = sorted(edited[0].tasks["voc_sample"].samples, key=lambda r: int(r.sample_id.split("-")[1]))
+    threads = sorted({r.extra["thread"] for r in records})
+    loo = [SyntheticVocEvaluator.resample_metrics([r for r in records if r.extra["thread"] != t], ["leaf_macro_f1"],
+                                                  np.arange(len(records) - sum(r.extra["thread"] == t for r in records))[None, :])
+           ["leaf_macro_f1"][0] for t in threads]
+    low, high, _ = jackknife_ci(base["value"], loo)
+    assert (base["ci_low"], base["ci_high"]) == pytest.approx((low, high))
     _assert_every_number_inside_its_interval(comparison)

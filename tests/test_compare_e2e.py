@@ -60,7 +60,7 @@ def test_compare_writes_every_output(first_run):
 
 
 def test_rerun_is_answered_from_the_store_without_loading_a_model(setup, first_run, monkeypatch):
-    from evalkit.checkpoints import loaders
+    from evalkit.checkpoints import kinds as loaders  # load_lm: the one entry that loads any kind
     from evalkit.cli import main
 
     def refuse(*args, **kwargs):

@@ -280,7 +280,7 @@ def write_policy(tmp_path, text, name="policy.yaml"):
     ("gates: [{metric: mmlu, min: 0.2}]\n", r"gate 1: 'metric' must be named TASK\.METRIC"),
     ("gates: []\n", r"'gates' must be a non-empty list"),
     ("- metric: mmlu.acc\n", r"a policy must be a YAML mapping"),
-    ("gates:\n  - metric: mmlu.acc\n   min: 0.1\n", r"policy\.yaml: line 3, column \d+: is not valid YAML"),
+    ("gates:\n  - metric: mmlu.acc\n   min: 0.1\n", r"policy\.yaml: line 3 is not valid YAML \(column \d+: "),
 ])
 def test_policy_errors_name_the_file_gate_and_key(tmp_path, text, pattern):
     path = write_policy(tmp_path, text)
@@ -356,7 +356,8 @@ def test_markdown_verdict_escapes_table_cells(comparison):
     text = verdict_markdown(evaluate_policy(policy, comparison))
     assert text.startswith("### evalkit gate: ✅ PASS")
     row = text.strip().splitlines()[-1]
-    assert "a \\| b \\<script>" in row and " <script>" not in text
+    # The one Markdown escaper (evalkit.report.markdown.md_escape), as in report.md: HTML as entities.
+    assert "a \\| b &lt;script&gt;" in row and "<script>" not in text
     assert len(re.findall(r"(?<!\\)\|", row)) == 9   # 8 columns: the escaped pipe does not add one
 
 
@@ -377,7 +378,7 @@ def test_outputs_and_step_summary_appended(tmp_path, monkeypatch, comparison):
 def test_no_step_summary_without_the_variable(tmp_path, monkeypatch, comparison):
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     write_gate_outputs(evaluate_policy(one_gate("mmlu.acc", min=0.1), comparison), tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "verdict.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "manifest.json", "verdict.json"]
 
 
 # ------------------------------------------------------------------------------ the command
@@ -571,7 +572,20 @@ def test_gate_below_its_minimum_detectable_effect_is_underpowered():
     check = single_check(make_comparison([row]), "mmlu.acc", max_drop=0.02, significance=0.05)
     assert check.underpowered and check.mde == 0.046 and check.status == "pass"
     assert "underpowered: with 861 paired samples a change under 0.046 cannot be detected" in check.message
-    assert not single_check(make_comparison([row]), "mmlu.acc", max_drop=0.05).underpowered
+    powered = single_check(make_comparison([row]), "mmlu.acc", max_drop=0.05)
+    assert not powered.underpowered and powered.message.endswith("; MDE 0.046")
     relative = single_check(make_comparison([row]), "mmlu.acc", max_relative_drop=0.05)  # 0.046 / 0.60 = 7.7 %
     assert relative.underpowered and relative.mde == pytest.approx(0.046 / 0.6)
     assert not single_check(make_comparison([row]), "mmlu.acc", min=0.5).underpowered  # bounds are not tests
+
+
+def test_junit_and_verdict_json_carry_the_underpowered_warning(tmp_path):
+    row = metric_row("mmlu", "acc", "tuned", 0.59, 0.60, p_value=0.5)
+    row.update(mde=0.046, n_paired=861)
+    verdict = evaluate_policy(one_gate("mmlu.acc", max_drop=0.02, significance=0.05), make_comparison([row]))
+    junit, verdict_path = write_gate_outputs(verdict, tmp_path)
+    case = ET.parse(junit).getroot().find(".//testcase")
+    assert case.find("failure") is None and case.find("system-out").text.startswith("WARNING: ")
+    assert "underpowered=True" in case.find("system-out").text
+    check = json.loads(verdict_path.read_text())["checks"][0]
+    assert check["underpowered"] is True and check["mde"] == 0.046 and check["p_value_adjusted"] == 0.5

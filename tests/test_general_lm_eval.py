@@ -482,7 +482,7 @@ def _count_model_inputs(lm):
     return counts
 
 
-@pytest.mark.parametrize("shots", [0, 5])
+@pytest.mark.parametrize("shots", [0, pytest.param(5, marks=pytest.mark.slow)])
 def test_pads_no_more_than_lm_eval_and_scores_bit_equal(mmlu_dir, tiny_model_dir, shots):
     """Global length order: with batch_docs a multiple of the batch size the model sees lm-eval's batches."""
     from lm_eval.models.huggingface import HFLM

@@ -110,7 +110,8 @@ def test_write_reports_writes_four_files(tmp_path):
     out = tmp_path / "nested" / "report"
     paths = write_reports(comparison, out)
     assert [p.name for p in paths] == ["report.html", "report.md", "comparison.json", "metrics.csv"]
-    assert sorted(p.name for p in out.iterdir()) == ["comparison.json", "metrics.csv", "report.html", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.json", "manifest.json", "metrics.csv", "report.html",
+                                                     "report.md"]
     text = (out / "comparison.json").read_text()
     assert json.loads(text) == comparison
     assert text == json.dumps(comparison, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -134,7 +134,7 @@ def test_results_file_with_bad_settings_is_a_usage_error():
 def test_eval_reruns_for_other_dtype_but_not_for_other_batch_size(tiny_model_dir, store_path, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from evalkit.checkpoints import loaders
+    from evalkit.checkpoints import kinds as loaders  # load_lm: the one entry that loads any kind
     from evalkit.cli import cli
 
     loads = []

@@ -241,7 +241,7 @@ def test_endpoint_choice(options, local_tokenizer, endpoint, tiny_chat_model_dir
                                                          "tokenizer .*pass --model-args tokenizer=DIR_OR_ID"),
     ({"endpoint": "chat", "model_args": {"api": "completions"}}, "--endpoint chat and --model-args api=completions "
                                                                  "disagree"),
-    ({"endpoint": "tgi"}, "--endpoint must be one of auto, completions, chat"),
+    ({"endpoint": "tgi"}, "endpoint must be one of auto, completions, chat"),
 ])
 def test_contradictory_endpoint_options_are_refused(options, message):
     with pytest.raises(UsageError, match=message):

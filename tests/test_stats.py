@@ -366,9 +366,11 @@ def test_minimum_detectable_effect():
     assert stats.minimum_detectable_effect(0.01, alpha=0.01, power=0.9) == pytest.approx((2.575829 + 1.281552) * 0.01,
                                                                                           rel=1e-6)
     assert math.isnan(stats.minimum_detectable_effect(math.nan))
+    assert math.isnan(stats.minimum_detectable_effect(0.0))  # nothing varied: power is unknown, not perfect
     with pytest.raises(ValueError, match="'power'"):
         stats.minimum_detectable_effect(0.01, power=1.0)
-    assert stats.paired_proportion_stderr([1, 1, 0, 0], [1, 1, 0, 0]) == 0.0
+    assert stats.paired_proportion_stderr([1, 1, 0, 0] * 25, [1, 1, 0, 1] * 25) == pytest.approx(5 / 100)
+    assert stats.paired_proportion_stderr([1] * 100, [1] * 100) == pytest.approx(math.sqrt(3) / 100)
 
 
 # ----------------------------------------------------------------------------------- coverage (seeded)
@@ -397,3 +399,33 @@ def test_jackknife_intervals_of_long_tail_macro_f1_cover_where_bootstrap_ones_do
     for what in ("value", "delta"):
         assert 0.91 <= figures[f"macro F1 {what}: normal, jackknife SE"] <= 0.995, figures
         assert figures[f"macro F1 {what}: BCa"] < 0.9, figures  # why evalkit does not use it here
+
+
+def test_grouped_randomization_swaps_whole_clusters_and_stays_valid():
+    rng = np.random.default_rng(9)
+    groups = np.repeat(np.arange(20), 5)  # 20 clusters of 5 strongly dependent samples
+    seen = []
+
+    def record(swap):
+        seen.append(swap)
+        return np.zeros(len(swap))
+
+    stats.randomization_test(record, 100, 1.0, n_resamples=50, max_resamples=50, groups=groups)
+    swap = np.concatenate(seen)
+    assert all((row.reshape(20, 5) == row.reshape(20, 5)[:, :1]).all() for row in swap)  # constant within a cluster
+    rejections_grouped = rejections_plain = 0
+    for _ in range(100):  # null: equal systems, cluster-level noise in their difference
+        effect = np.repeat(rng.normal(size=20), 5)
+        a = rng.normal(size=100)
+        b = a + effect + 0.1 * rng.normal(size=100)
+        b -= b.mean() - a.mean() - effect.mean()  # keep the cluster noise, no systematic shift
+        observed = float(b.mean() - a.mean())
+        for key, grouping in (("grouped", groups), ("plain", None)):
+            r = stats.randomization_test(_swap_stat(a, b), 100, observed, n_resamples=199, max_resamples=199,
+                                         groups=grouping, random_state=rng)
+            if r.p_value < 0.05:
+                if key == "grouped":
+                    rejections_grouped += 1
+                else:
+                    rejections_plain += 1
+    assert rejections_grouped / 100 <= 0.1 < rejections_plain / 100  # ignoring clusters rejects far too often

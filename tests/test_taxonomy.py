@@ -153,7 +153,7 @@ def test_load_json_tree(tmp_path):
 
 def test_yaml_duplicate_key_names_line(tmp_path):
     text = "A:\n  B: null\n  C: null\n  B: null\n"
-    with pytest.raises(UsageError, match=r"t.yaml line 4: duplicate name 'B' \(first on line 2\)"):
+    with pytest.raises(UsageError, match=r"t.yaml line 4: duplicate key 'B' \(first on line 2\)"):
         load_taxonomy(write(tmp_path, "t.yaml", text))
 
 

@@ -90,3 +90,25 @@ def test_bad_arguments_fail_before_training():
         EvalkitCallback(["voc_sample"], every=0)
     with pytest.raises(TypeError, match="unknown option"):
         EvalkitCallback(["voc_sample"], batchsize=2)
+
+
+def test_works_with_trl_sft_trainer(tiny_chat_model_dir, tmp_path, task_configs):
+    """TRL's SFTTrainer is a Trainer: the callback evaluates its saves and logs through it."""
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from evalkit.integrations.transformers import EvalkitCallback
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model_dir)
+    data = Dataset.from_list([{"text": "Comment: the parcel came late\nLabel: Delivery > Late delivery"}] * 8)
+    callback = EvalkitCallback(task_configs, limit=2, out=tmp_path / "report", store=tmp_path / "store.sqlite",
+                               batch_size=4)
+    args = SFTConfig(output_dir=str(tmp_path / "sft-run"), max_steps=2, save_steps=2, per_device_train_batch_size=4,
+                     report_to=[], use_cpu=True, disable_tqdm=True, max_length=32, save_only_model=True)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[callback])
+    trainer.train()
+    assert [r.checkpoint.label for r in callback.results] == ["base", "sft-run.step2"]
+    assert [e["step"] for e in trainer.state.log_history if "evalkit/mmlu.acc" in e] == [2]

@@ -150,3 +150,14 @@ def test_bulk_matching_equals_difflib_on_cfpb_labels(shared_data):
         assert result == slow.parse(text), text
         seen.add(result.rule)
     assert {"closest", "invalid"} <= seen  # the fuzzy rule really ran
+
+
+def test_prefix_cache_only_for_full_attention_models():
+    from transformers import LlamaConfig, MistralConfig
+
+    from evalkit.voc.constrained import _full_attention_only
+
+    assert _full_attention_only(LlamaConfig())
+    assert not _full_attention_only(MistralConfig(sliding_window=4096))  # a window: lm.loglikelihood instead
+    assert not _full_attention_only(LlamaConfig(num_hidden_layers=2, layer_types=["full_attention", "sliding_attention"]))
+    assert not _full_attention_only(None)

@@ -94,7 +94,8 @@ def _run_side(side: str, args, limit: int, model: Path) -> dict:
     load = os.getloadavg()[0]
     command = ["nice", "-n", str(args.nice), sys.executable, str(Path(__file__).with_name("side.py")), side,
                "--model", str(model), "--data", args.data, "--limit", str(limit), "--shots", str(args.shots),
-               "--batch-size", str(args.batch_size), "--batch-docs", str(args.batch_docs), "--threads", str(args.threads)]
+               "--batch-size", str(args.batch_size), "--batch-docs", str(args.batch_docs), "--threads", str(args.threads),
+               "--task", args.task, "--max-gen-toks", str(args.max_gen_toks)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -117,6 +118,8 @@ def processes_mode(args) -> None:
         os.environ.setdefault("EVALKIT_CACHE_DIR", str(Path(tmp) / "cache"))
         model = build_model(Path(tmp) / "model", args.hidden, args.layers)
         runs: list[dict] = []
+        if args.task == "ifeval" and args.data.endswith("mmlu"):
+            args.data = str(Path(args.data).parent / "ifeval" / "input_data.jsonl")
         _run_side("evalkit", args, 1, model)  # warm-up: generated YAMLs, HF datasets cache (both sides use them)
         for limit in limits:
             for repeat in range(args.repeats):
@@ -127,9 +130,12 @@ def processes_mode(args) -> None:
                 for side, run in pair.items():
                     runs.append({"limit": limit, "repeat": repeat, **run})
                 print(f"limit {limit or 'full'} repeat {repeat}: " + ", ".join(
-                    f"{s} wall {r['wall']:.1f}s model {r['model_seconds']:.1f}s rest {r['rest']:.1f}s load {r['load']:.1f}"
+                    f"{s} wall {r['wall']:.1f}s model {r['model_seconds']:.1f}s rest {r['rest']:.1f}s "
+                    f"CPU {r['cpu']:.1f}s non-model CPU {r['rest_cpu']:.1f}s load {r['load']:.1f}"
                     for s, r in pair.items()), flush=True)
-    print(f"\nshots={args.shots} batch_size={args.batch_size} batch_docs={args.batch_docs} threads={args.threads} "
+                if args.json:  # after every pair: a long run stopped early keeps what it measured
+                    Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
+    print(f"\ntask={args.task} shots={args.shots} max_gen_toks={args.max_gen_toks} batch_size={args.batch_size} batch_docs={args.batch_docs} threads={args.threads} "
           f"nice={args.nice} model hidden={args.hidden} layers={args.layers}")
     print("| docs/subject | runs | acc (equal) | lm-eval wall | evalkit wall | wall ratio | CPU ratio | model ratio "
           "| non-model ratio (wall) | non-model CPU (lm-eval / evalkit) | padded tokens (lm-eval / evalkit) | load |")
@@ -144,8 +150,6 @@ def processes_mode(args) -> None:
               f"| {ratio('wall'):.2f} | {ratio('cpu'):.2f} | {ratio('model_seconds'):.2f} | {ratio('rest'):.2f} "
               f"| {med(theirs, 'rest_cpu'):.1f} s / {med(mine, 'rest_cpu'):.1f} s ({ratio('rest_cpu'):.2f}) "
               f"| {theirs[0]['padded_tokens']:,} / {mine[0]['padded_tokens']:,} | {min(loads):.1f}-{max(loads):.1f} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
 
 
 def main() -> None:
@@ -163,6 +167,8 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=0, help="--processes: num_fewshot for both sides")
     parser.add_argument("--nice", type=int, default=5, help="--processes: nice level of both sides")
     parser.add_argument("--json", default=None, help="--processes: also write every run to this JSON file")
+    parser.add_argument("--task", choices=["mmlu", "ifeval"], default="mmlu", help="--processes: MMLU or IFEval")
+    parser.add_argument("--max-gen-toks", type=int, default=32, help="--processes --task ifeval: generation budget")
     args = parser.parse_args()
     if args.processes:
         return processes_mode(args)

@@ -2,6 +2,7 @@
 
     python bench/general_overhead/side.py evalkit  --model DIR --data DIR [--limit N] [--shots K]
     python bench/general_overhead/side.py lm_eval  --model DIR --data DIR [--limit N] [--shots K]
+    python bench/general_overhead/side.py evalkit  --task ifeval --model DIR --data input_data.jsonl --max-gen-toks 32
 
 ``evalkit`` runs the ``evalkit eval`` command (``evalkit.cli.main``) on the shipped ``mmlu`` task with
 ``--set mmlu.data=...`` and a fresh result store; ``lm_eval`` runs ``lm_eval.simple_evaluate`` with
@@ -29,28 +30,33 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class ForwardClock:
-    """Times and counts ``HFLM._model_call`` for every HFLM instance (class-level patch)."""
+    """Times and counts ``HFLM._model_call`` and ``_model_generate`` for every HFLM (class-level patch)."""
 
     def __init__(self):
         from lm_eval.models.huggingface import HFLM
 
         self.seconds, self.cpu, self.tokens, self.calls = 0.0, 0.0, 0, 0
-        forward = HFLM._model_call
+        for name in ("_model_call", "_model_generate"):
+            setattr(HFLM, name, self._timed(getattr(HFLM, name)))
 
-        def timed(lm, inps, *args, **kwargs):
+    def _timed(self, method):
+        def timed(lm, *args, **kwargs):
             started, cpu = time.perf_counter(), time.process_time()
             try:
-                return forward(lm, inps, *args, **kwargs)
+                return method(lm, *args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - started
                 self.cpu += time.process_time() - cpu
-                self.tokens += int(inps.numel())
+                inputs = args[0] if args else kwargs.get("inps", kwargs.get("context"))
+                self.tokens += int(inputs.numel())  # padded input tokens (prompts, for generation)
                 self.calls += 1
 
-        HFLM._model_call = timed
+        return timed
 
 
 def run_evalkit(args, store: Path) -> float:
+    if args.task == "ifeval":
+        return _evalkit_ifeval(args, store)
     from evalkit.cli import main
     from evalkit.records import EvalResult
 
@@ -60,15 +66,52 @@ def run_evalkit(args, store: Path) -> float:
             "--set", f"mmlu.batch_docs={args.batch_docs}"]
     if args.limit:
         argv += ["--set", f"mmlu.limit={args.limit}"]
+    _call(main, argv)
+    return EvalResult.load(out / "results.json").tasks["mmlu"].metrics["acc"]
+
+
+def _call(main, argv: list[str]) -> None:
+    """``evalkit.cli.main`` as the console script runs it (it exits 0 on success)."""
     try:
         main(argv)
     except SystemExit as exc:
         if exc.code:
             raise
-    return EvalResult.load(out / "results.json").tasks["mmlu"].metrics["acc"]
+
+
+def _evalkit_ifeval(args, store: Path) -> float:
+    from evalkit.cli import main
+    from evalkit.records import EvalResult
+
+    out = store.parent / "out"
+    argv = ["--store", str(store), "eval", f"model={args.model}", "--tasks", "ifeval", "--batch-size", str(args.batch_size),
+            "--device", "cpu", "--out", str(out), "--set", f"ifeval.data={args.data}",
+            "--set", f"ifeval.generation={{max_gen_toks: {args.max_gen_toks}}}"]
+    if args.limit:
+        argv += ["--set", f"ifeval.limit={args.limit}"]
+    _call(main, argv)
+    return EvalResult.load(out / "results.json").tasks["ifeval"].metrics["prompt_level_strict_acc"]
+
+
+def _lm_eval_ifeval(args) -> float:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from evalkit.general.overrides import ifeval_override_dir
+    from evalkit.general.punkt import ensure_punkt_tab
+
+    ensure_punkt_tab()
+    manager = TaskManager(include_path=str(ifeval_override_dir(Path(args.data))), include_defaults=False)
+    results = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={args.model}", tasks=["ifeval"],
+                                      task_manager=manager, batch_size=args.batch_size, device="cpu",
+                                      limit=args.limit or None, gen_kwargs=f"max_gen_toks={args.max_gen_toks}",
+                                      log_samples=False)
+    return results["results"]["ifeval"]["prompt_level_strict_acc,none"]
 
 
 def run_lm_eval(args) -> float:
+    if args.task == "ifeval":
+        return _lm_eval_ifeval(args)
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -92,6 +135,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batch-docs", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--task", choices=["mmlu", "ifeval"], default="mmlu",
+                        help="ifeval: --data is Google's input_data.jsonl; no chat template (the tiny model has none)")
+    parser.add_argument("--max-gen-toks", type=int, default=32, help="ifeval: generation budget of both sides")
     args = parser.parse_args()
     started = time.perf_counter()
     import logging

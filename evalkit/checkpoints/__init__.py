@@ -61,7 +61,7 @@ class Checkpoint:
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            from .fingerprint import fingerprint
+            from .kinds import fingerprint
 
             self._fingerprint = fingerprint(self.spec, self.options)
         return self._fingerprint
@@ -103,7 +103,7 @@ class Checkpoint:
 
     def unsupported_reason(self, need: str) -> str | None:
         """Why this checkpoint cannot answer requests of type ``need``, naming what to pass; None if it can."""
-        from .loaders import unsupported_reason
+        from .kinds import unsupported_reason
 
         return unsupported_reason(self.spec, self.options, need)
 
@@ -115,7 +115,7 @@ class Checkpoint:
     def lm(self) -> Any:
         """The lm-eval ``LM`` object, loaded on first access and reused afterwards."""
         if self._lm is None:
-            from .loaders import load_lm
+            from .kinds import load_lm
 
             self._lm = load_lm(self.spec, self.options)
         return self._lm

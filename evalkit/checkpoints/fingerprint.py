@@ -2,8 +2,10 @@
 
 A fingerprint is a sha256 over the sorted relative names and content hashes of the files that decide
 the model's outputs (weights, config, tokenizer). File hashes are memoised in a small SQLite cache
-keyed by (resolved path, size, mtime_ns), so a 15 GB checkpoint is hashed once, not on every run.
-The cache lives in the user cache dir (``EVALKIT_CACHE_DIR`` overrides it).
+keyed by (resolved path, size, mtime_ns, inode, ctime_ns), so a 15 GB checkpoint is hashed once, not on
+every run, and a file rewritten in place with the same size and mtime is still hashed again. The cache
+lives in the user cache dir (``EVALKIT_CACHE_DIR`` overrides it); it is disposable (see :class:`_HashCache`).
+One ``_fp_KIND`` function per checkpoint kind; :func:`evalkit.checkpoints.kinds.fingerprint` picks it.
 """
 
 from __future__ import annotations
@@ -12,16 +14,13 @@ import hashlib
 import json
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .._io import cache_dir, hash_file
-from ..errors import UsageError
+from ..errors import EvalkitError, UsageError
+from ..errors import warn as _warn
 from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
 
-if TYPE_CHECKING:
-    from .options import LoadOptions
-
-__all__ = ["fingerprint", "file_sha256", "hash_file", "cache_dir", "model_files"]
+__all__ = ["file_sha256", "hash_file", "cache_dir", "model_files"]
 
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.index.json")
 _CONFIG_FILES = ("config.json", "generation_config.json") + TOKENIZER_FILES
@@ -31,36 +30,91 @@ _VOLATILE_MODEL_FIELDS = ("created", "status", "permission")
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of ``path``, memoised by (resolved path, size, mtime_ns) so big weights are hashed once."""
+    """sha256 of ``path``, memoised so big weights are hashed once (see :class:`_HashCache` for the key)."""
     resolved = Path(path).resolve()
     stat = resolved.stat()
-    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
-    with _memo() as db:
-        row = db.execute("SELECT sha256 FROM file_hashes WHERE path=? AND size=? AND mtime_ns=?", key).fetchone()
-    if row:
-        return row[0]
-    digest = hash_file(resolved)
-    with _memo() as db:
-        db.execute("INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
-                   (*key, digest))
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
+    digest = _HashCache.lookup(key)
+    if digest is None:
+        digest = hash_file(resolved)
+        _HashCache.store(key, digest)
     return digest
 
 
-class _memo:
-    """Context manager over the memo database; a broken cache is recreated rather than failing a run."""
+class _HashCache:
+    """The file-hash cache: ``file-hashes-v2.sqlite`` in the cache folder, disposable.
 
-    def __enter__(self) -> sqlite3.Connection:
-        folder = cache_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(folder / "file-hashes.sqlite", timeout=30)
-        self.conn.execute("CREATE TABLE IF NOT EXISTS file_hashes (path TEXT PRIMARY KEY, size INTEGER, "
-                          "mtime_ns INTEGER, sha256 TEXT)")
-        return self.conn
+    The key is (resolved path, size, mtime_ns, inode, ctime_ns). Size and mtime alone miss a file
+    rewritten in place with the same size and a restored mtime (``touch -r``, ``rsync -t``, a copy
+    tool preserving times); a rewrite always moves ctime (which no user call can set back) and a
+    replace-by-rename changes the inode, so either is seen and the file is hashed again.
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.conn.commit()
-        self.conn.close()
+    The cache only saves time: a corrupt or unwritable cache file is deleted and recreated with a
+    one-line warning, and if that fails too, files are hashed without a cache. It never fails a run.
+    """
+
+    FILE = "file-hashes-v2.sqlite"
+    _SCHEMA = ("CREATE TABLE IF NOT EXISTS file_hashes (path TEXT, size INTEGER, mtime_ns INTEGER, inode INTEGER, "
+               "ctime_ns INTEGER, sha256 TEXT NOT NULL, PRIMARY KEY (path, size, mtime_ns, inode, ctime_ns))")
+    _disabled = False
+
+    @classmethod
+    def lookup(cls, key: tuple) -> str | None:
+        row = cls._run("SELECT sha256 FROM file_hashes WHERE path=? AND size=? AND mtime_ns=? AND inode=? "
+                       "AND ctime_ns=?", key)
+        return row[0] if row else None
+
+    @classmethod
+    def store(cls, key: tuple, digest: str) -> None:
+        cls._run("DELETE FROM file_hashes WHERE path=?", key[:1])  # the old versions of the file are dead keys
+        cls._run("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?, ?, ?)", (*key, digest))
+
+    @classmethod
+    def _run(cls, sql: str, params: tuple):
+        if cls._disabled:
+            return None
+        for attempt in (1, 2):
+            try:
+                return cls._execute(sql, params)
+            except (sqlite3.DatabaseError, OSError, EvalkitError) as exc:
+                if attempt == 2 or not cls._recreate(exc):
+                    cls._disabled = True
+                    _warn(f"file-hash cache unusable ({exc}); hashing without a cache in this run.")
+                    return None
+        return None
+
+    @classmethod
+    def _execute(cls, sql: str, params: tuple):
+        conn = sqlite3.connect(cls.path(), timeout=30)
+        try:
+            conn.execute(cls._SCHEMA)
+            row = conn.execute(sql, params).fetchone()
+            conn.commit()
+            return row
+        finally:
+            conn.close()
+
+    @classmethod
+    def path(cls) -> Path:
+        return cache_dir() / cls.FILE
+
+    @classmethod
+    def _recreate(cls, exc: Exception) -> bool:
+        """Delete a broken cache file (it is disposable); True if there was one to delete."""
+        try:
+            path = cls.path()
+        except EvalkitError:
+            return False
+        if not path.exists():
+            return False
+        _warn(f"{path}: file-hash cache is broken ({exc}); recreating it.")
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"),
+                     path.with_name(path.name + "-journal")):
+            try:
+                name.unlink(missing_ok=True)
+            except OSError:
+                return False
+        return True
 
 
 def model_files(folder: Path, *, weights: bool = True) -> list[Path]:
@@ -81,16 +135,6 @@ def _digest(kind: str, entries: list[tuple[str, str]]) -> str:
 
 def _files_entries(files: list[Path], root: Path, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix + path.relative_to(root).as_posix(), file_sha256(path)) for path in files]
-
-
-def fingerprint(spec: CheckpointSpec, options: "LoadOptions | None" = None) -> str:
-    """Hex sha256 fingerprint of the checkpoint ``spec`` (see the module docstring for what it covers)."""
-    from .options import LoadOptions
-
-    options = options or LoadOptions()
-    handler = {"hf": _fp_hf, "hub": _fp_hub, "peft": _fp_peft, "weights": _fp_weights,
-               "server": _fp_server, "predictions": _fp_predictions}[spec.kind]
-    return handler(spec, options)
 
 
 def _fp_hf(spec: CheckpointSpec, options) -> str:

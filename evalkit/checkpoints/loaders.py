@@ -23,51 +23,25 @@ from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
 if TYPE_CHECKING:
     from .options import LoadOptions
 
-__all__ = ["load_lm", "supports", "unsupported_reason", "weights_config_dir", "read_state_dict", "fit_state_dict", "NEEDS"]
+__all__ = ["load_local", "weights_config_dir", "read_state_dict", "fit_state_dict", "NEEDS", "BACKENDS"]
 
 NEEDS = ("loglikelihood", "loglikelihood_rolling", "generate_until")
 _EXAMPLES = 3
 _DTYPES = (None, "auto", "float32", "bfloat16", "float16")
 
 
-def supports(spec: CheckpointSpec, options: "LoadOptions", need: str) -> bool:
-    """Whether a checkpoint of this kind can answer lm-eval requests of type ``need``."""
-    return unsupported_reason(spec, options, need) is None
-
-
-def unsupported_reason(spec: CheckpointSpec, options: "LoadOptions", need: str) -> str | None:
-    """Why the checkpoint cannot answer requests of type ``need`` and what to pass instead; None when it can."""
-    if need not in NEEDS:
-        raise ValueError(f"need must be one of {', '.join(NEEDS)}, got {need!r}")
-    if spec.kind == "predictions":
-        return None if need == "generate_until" else "a predictions file holds generations only"
-    if spec.kind == "server":
-        from .server import unsupported_reason as server_reason
-
-        return server_reason(spec, options, need)  # validates --endpoint even for generation
-    return None
-
-
 #: Values of ``--backend`` for local checkpoints: lm-eval's ``HFLM`` or its ``VLLM``.
 BACKENDS = ("hf", "vllm")
 
 
-def load_lm(spec: CheckpointSpec, options: "LoadOptions"):
-    """Load the checkpoint as an lm-eval ``LM`` (errors a user can fix are UsageErrors)."""
-    if spec.kind == "predictions":
-        from .replay import ReplayLM
-
-        return ReplayLM(spec.location)
-    if spec.kind == "server":
-        from .server import load_server_lm
-
-        return load_server_lm(spec, options)  # sets the chat choice itself: the chat endpoint always applies it
+def load_local(spec: CheckpointSpec, options: "LoadOptions", load_hf):
+    """A local checkpoint (model dir, hub id, adapter, weights file) as an lm-eval ``LM``: ``load_hf`` (the
+    kind's own ``HFLM`` loader, see :mod:`.kinds`) or lm-eval's ``VLLM`` with ``--backend vllm``."""
     if options.backend not in BACKENDS:
-        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}.")
+        raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}.", param="backend")
     if options.backend == "vllm":
         return _with_chat_choice(_load_vllm(spec, options), options)
-    loader = {"hf": _load_hf, "hub": _load_hub, "peft": _load_peft, "weights": _load_weights}[spec.kind]
-    return _with_chat_choice(loader(spec, options), options)
+    return _with_chat_choice(load_hf(spec, options), options)
 
 
 def _with_chat_choice(lm, options: "LoadOptions"):
@@ -82,7 +56,7 @@ def _hflm_kwargs(options: "LoadOptions") -> dict[str, Any]:
     from lm_eval.utils import handle_arg_string
 
     if options.dtype not in _DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.")
+        raise UsageError(f"dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.", param="dtype")
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda":  # one GPU per process under torchrun / accelerate launch (evalkit.parallel)
         from ..parallel import current_ranks
@@ -131,7 +105,7 @@ def _load_vllm(spec: CheckpointSpec, options: "LoadOptions"):
         raise UsageError("--backend vllm needs vLLM in this Python environment (pip install vllm; on CPU-only "
                          "machines its CPU build, see bench/vllm/README.md), or use the default --backend hf.")
     if options.dtype not in _DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.")
+        raise UsageError(f"dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.", param="dtype")
     kwargs: dict[str, Any] = dict(dtype=options.dtype or "auto", trust_remote_code=options.trust_remote_code,
                                   batch_size=options.batch_size)
     if options.max_length:

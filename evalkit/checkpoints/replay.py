@@ -23,7 +23,7 @@ def read_predictions(path: str | Path) -> dict[tuple[str, str], str]:
     """Map ``(task, str(id))`` to the output text; line-numbered UsageErrors for bad rows."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Windows editors) is no part of row 1
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"predictions file {path}: cannot be read as UTF-8 text ({exc}).") from None
     outputs: dict[tuple[str, str], str] = {}
@@ -46,6 +46,8 @@ def _parse_row(path: Path, lineno: int, line: str) -> tuple[str, str, str]:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
+    except (RecursionError, ValueError) as exc:  # nested too deeply, an integer too long to convert
+        raise UsageError(f"{path}:{lineno}: not a predictions row ({type(exc).__name__}: {exc}).") from None
     if not isinstance(row, dict):
         raise UsageError(f"{path}:{lineno}: expected a JSON object with keys task, id, output; "
                          f"got {type(row).__name__}.")

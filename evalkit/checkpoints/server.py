@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ..errors import UsageError
+from ..errors import UsageError, register_secret
 from .spec import TOKENIZER_FILES, CheckpointSpec
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ CHECK_TIMEOUT = 10.0
 def _headers(spec: CheckpointSpec, options: "LoadOptions") -> dict[str, str]:
     """Request headers: the API key from ``$api_key_env`` as a bearer token, else URL credentials as Basic."""
     key = os.environ.get(options.api_key_env, "")
+    register_secret(key)  # never printed or written, even when a server echoes it back
     parts = urlsplit(str(spec.location))
     headers = {"Accept": "application/json"}
     if key:
@@ -114,7 +115,7 @@ def _explicit_endpoint(options: "LoadOptions") -> str | None:
     """``--endpoint`` (or the older ``--model-args api=``), validated; None for ``auto``."""
     flag = str(options.endpoint or "auto").strip().lower()
     if flag not in ENDPOINTS:
-        raise UsageError(f"--endpoint must be one of {', '.join(ENDPOINTS)}, got {options.endpoint!r}.")
+        raise UsageError(f"endpoint must be one of {', '.join(ENDPOINTS)}, got {options.endpoint!r}.", param="endpoint")
     api = str(options.model_args.get("api", "")).strip().lower()
     if api and api not in ("chat", "completions"):
         raise UsageError(f"--model-args api must be 'chat' or 'completions' for a server, got {api!r}.")

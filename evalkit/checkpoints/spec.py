@@ -73,7 +73,10 @@ def parse_spec(text: str, *, index: int = 0) -> CheckpointSpec:
     if not body:
         raise UsageError(f"checkpoint {raw!r}: nothing after '{label}='; {EXPECTED}.")
     if re.match(r"https?://", body, re.IGNORECASE):
-        spec = _server_spec(raw, body)
+        try:
+            spec = _server_spec(raw, body)
+        except ValueError as exc:  # urllib: "Invalid IPv6 URL", a port that is not a number, ...
+            raise UsageError(f"checkpoint {index + 1}: not a valid URL ({exc}); use http://HOST:PORT/v1#MODEL.") from None
     else:
         spec = _path_or_hub_spec(raw, body)
     final_label = label or spec.label or f"checkpoint{index + 1}"
@@ -83,10 +86,10 @@ def parse_spec(text: str, *, index: int = 0) -> CheckpointSpec:
 
 def _split_label(raw: str) -> tuple[str | None, str]:
     """Split off ``LABEL=`` unless the whole text is an existing path or the prefix is not a label."""
-    head, sep, rest = raw.partition("=")
-    if not sep or Path(raw).expanduser().exists() or not _LABEL.fullmatch(head):
-        return None, raw
-    return head, rest.strip()
+    from .._pairs import split_labelled
+
+    label, rest = split_labelled(raw, _LABEL)
+    return (label, rest.strip()) if label is not None else (None, raw)
 
 
 def _server_spec(raw: str, body: str) -> CheckpointSpec:

@@ -34,7 +34,8 @@ def build_comparison(results: Sequence[EvalResult], *, baseline: str | None = No
     notes : mapping of label to text, optional
         Shown beside a checkpoint in the report; overrides the note stored in the results.
     n_resamples, random_state : int
-        Bootstrap size and seed (the output is deterministic for fixed inputs and these).
+        Approximate randomization resamples (more, up to 10x, when a p-value is near 0.05) and their
+        seed (the output is deterministic for fixed inputs and these).
     max_flips : int
         At most this many flipped samples per task, checkpoint and direction.
 

@@ -84,7 +84,7 @@ def aligned(ctx: Context, task: str, label: str) -> tuple[list[SampleRecord], li
 def spec_of(ctx: Context, task: str, label: str, metric: str) -> MetricSpec:
     """The declared :class:`MetricSpec` of ``metric`` (or ``"KIND/METRIC"``) on ``label``'s ``task``.
 
-    An undeclared metric is compared as a corpus metric (bootstrap through the evaluator's hook, if
+    An undeclared metric is compared as a corpus metric (resampled through the evaluator's hook, if
     any) with the direction the result states, and the comparison warns: nothing is inferred from values.
     """
 

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text, read_json_object
+from .._io import OutputFolder, dump_json, read_json_object
+from .._schema import COMPARISON, validate
 from ..errors import UsageError
 from ..records import CheckpointInfo, EvalResult, TaskResult
 from ._build import COMPARISON_KIND, COMPARISON_SCHEMA_VERSION, build_comparison
@@ -26,23 +27,21 @@ def load_comparison(path: str | Path) -> dict[str, Any]:
     if version > COMPARISON_SCHEMA_VERSION:
         raise UsageError(f"{path}: schema_version {version} is newer than this evalkit reads "
                          f"({COMPARISON_SCHEMA_VERSION}); upgrade evalkit.")
-    return data
+    return validate(data, COMPARISON, source=str(path), hint="; regenerate it with `evalkit compare`", finite_except=())
 
 
 def write_comparison(comparison: dict[str, Any], path: str | Path) -> Path:
     """Write ``comparison`` as sorted, NaN-free JSON, atomically; returns the path."""
-    path = Path(path)
-    text = json.dumps(comparison, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
-    atomic_write_text(path, text)
-    return path
+    folder, name = OutputFolder.of_file(path)
+    return folder.write_text(name, text=dump_json(comparison, allow_nan=False))
 
 
 def split_label(item: str) -> tuple[str | None, Path]:
     """``LABEL=path`` -> (LABEL, path); a plain path (even one containing '=') -> (None, path)."""
-    if Path(item).exists() or "=" not in item:
-        return None, Path(item)
-    label, _, path = item.partition("=")
-    return (label or None), Path(path)
+    from .._pairs import split_labelled
+
+    label, path = split_labelled(item)
+    return label, Path(path)
 
 
 def load_results_files(items: list[str | Path]) -> list[EvalResult]:
@@ -55,7 +54,7 @@ def load_results_files(items: list[str | Path]) -> list[EvalResult]:
     for item in items:
         label, path = split_label(str(item))
         data = read_json_object(path)
-        found = (_results_from_comparison(data, path) if data.get("kind") == COMPARISON_KIND
+        found = (_results_from_comparison(load_comparison(path), path) if data.get("kind") == COMPARISON_KIND
                  else [EvalResult.from_dict(data, source=str(path))])
         if label is not None:
             if len(found) != 1:

@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluators.base import record_value
 from ..metrics.stats import (contain, jackknife_ci, mcnemar_test, mean_ci, minimum_detectable_effect, normal_ci,
                              paired_mean_test, paired_proportion_difference_ci, paired_proportion_stderr,
                              proportion_ci)
 from ..records import TaskResult
-from ._common import Context, aligned, finite, higher_is_better, spec_of
+from ._common import Context, aligned, finite, higher_is_better, resample_hook, spec_of
 from ._resampling import jackknife_values, randomization
 from ._units import sample_units, units_of
 
@@ -133,7 +134,7 @@ def _raw_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) ->
         if value is not None and jack is not None:
             low, high, _ = jackknife_ci(value, jack, confidence=ctx.confidence)
             if finite(low) is not None:
-                return finite(low), finite(high), "jackknife"
+                return finite(low), finite(high), "cluster_jackknife" if _is_clustered(ctx, task, label) else "jackknife"
     reported = tr.ci.get(metric)
     if isinstance(reported, (list, tuple)) and len(reported) == 2 and None not in reported:
         return finite(reported[0]), finite(reported[1]), "reported"
@@ -160,9 +161,57 @@ def own_jackknife(ctx: Context, task: str, label: str) -> dict[str, np.ndarray]:
     def compute():
         tr = ctx.task(label, task)
         records = list(ctx.records(label, task).values())
-        return jackknife_values(ctx, task, label, tr.evaluator, records, corpus_metrics(ctx, task, label))
+        return jackknife_values(ctx, task, label, tr.evaluator, records, _hook_reproduces(ctx, task, label),
+                                _task_clusters(ctx, task, label, records))
 
     return ctx.cached(("own_jackknife", task, label), compute)
+
+
+def _is_clustered(ctx: Context, task: str, label: str) -> bool:
+    field = ctx.task(label, task).settings.get("cluster_field")
+    return isinstance(field, str) and bool(field)
+
+
+def _task_clusters(ctx: Context, task: str, label: str, records) -> list[str] | None:
+    """Cluster label per record from the task's ``cluster_field`` (corpus metrics), None without one.
+
+    A record without the field is a cluster of its own."""
+    if not _is_clustered(ctx, task, label):
+        return None
+    field = ctx.task(label, task).settings["cluster_field"]
+    values = [record_value(r, field) for r in records]
+    return [f"{v}" if v is not None else f"\x00{r.sample_id}" for v, r in zip(values, records)]
+
+
+def _hook_reproduces(ctx: Context, task: str, label: str) -> list[str]:
+    """The corpus metrics the resample hook reproduces on all records; the others get no interval from it
+    (a hook that averages per-sample values cannot stand for a corpus F1 or BLEU), with a warning."""
+    return ctx.cached(("hook_reproduces", task, label), lambda: _check_hook(ctx, task, label))
+
+
+def _check_hook(ctx: Context, task: str, label: str) -> list[str]:
+    tr = ctx.task(label, task)
+    names = corpus_metrics(ctx, task, label)
+    hook = resample_hook(tr.evaluator)
+    records = list(ctx.records(label, task).values())
+    if hook is None or not names or not records:
+        return names
+    everything = np.arange(len(records))[None, :]
+    kept = []
+    for name in names:
+        try:
+            got = hook(records, [name], everything).get(name)
+        except Exception:  # rejected names are reported by run_hook
+            kept.append(name)
+            continue
+        reported = finite(tr.metrics.get(name))
+        value = finite(np.asarray(got, dtype=float).ravel()[0]) if got is not None else None
+        if reported is None or value is None or abs(value - reported) <= 1e-6 * max(1.0, abs(reported)):
+            kept.append(name)
+        else:
+            ctx.warn(f"{task}: resample_metrics of evaluator {tr.evaluator!r} gives {value:.6g} for {name!r} on "
+                     f"{label!r}'s records, not the reported {reported:.6g}; it gets no interval or test from it.")
+    return kept
 
 
 # --------------------------------------------------------------------------- paired tests
@@ -204,24 +253,29 @@ def _unit_test(ctx: Context, task: str, label: str, metric: str, recs_a, recs_b)
 
 
 def _corpus_tests(ctx: Context, task: str, label: str, names: list[str], recs_a, recs_b) -> dict[str, dict[str, Any]]:
+    trusted = set(_hook_reproduces(ctx, task, ctx.baseline)) & set(_hook_reproduces(ctx, task, label))
+    names = [name for name in names if name in trusted]
     if not names:
         return {}
     base_tr, tr = ctx.task(ctx.baseline, task), ctx.task(label, task)
+    clusters = _task_clusters(ctx, task, ctx.baseline, recs_a)
     covers_all = len(recs_a) == len(ctx.records(ctx.baseline, task)) == len(ctx.records(label, task))
+    covers_all = covers_all and clusters == _task_clusters(ctx, task, label, recs_b)  # same groups on both sides
     if covers_all:  # same sorted ids and n: each checkpoint's own leave-one-out rows are the paired ones
         jack_a, jack_b = own_jackknife(ctx, task, ctx.baseline), own_jackknife(ctx, task, label)
         covers_all = all(name in jack_a and name in jack_b for name in names)
     if not covers_all:
-        jack_a = jackknife_values(ctx, task, ctx.baseline, base_tr.evaluator, recs_a, names)
-        jack_b = jackknife_values(ctx, task, label, tr.evaluator, recs_b, names)
+        jack_a = jackknife_values(ctx, task, ctx.baseline, base_tr.evaluator, recs_a, names, clusters)
+        jack_b = jackknife_values(ctx, task, label, tr.evaluator, recs_b, names, clusters)
     tests = {}
     for name in names:
         if name in jack_a and name in jack_b:
-            tests[name] = _corpus_test(ctx, task, name, recs_a, recs_b, jack_b[name] - jack_a[name])
+            tests[name] = _corpus_test(ctx, task, name, recs_a, recs_b, jack_b[name] - jack_a[name], clusters)
     return tests
 
 
-def _corpus_test(ctx: Context, task: str, name: str, recs_a, recs_b, jack_delta: np.ndarray) -> dict[str, Any]:
+def _corpus_test(ctx: Context, task: str, name: str, recs_a, recs_b, jack_delta: np.ndarray,
+                 clusters: list[str] | None) -> dict[str, Any]:
     """Jackknife interval of the paired delta and the approximate randomization p-value, on the aligned records."""
     evaluator = ctx.task(ctx.baseline, task).evaluator
     observed = _observed_delta(evaluator, recs_a, recs_b, name)
@@ -231,16 +285,14 @@ def _corpus_test(ctx: Context, task: str, name: str, recs_a, recs_b, jack_delta:
     low, high, stderr = jackknife_ci(observed, jack_delta, confidence=ctx.confidence)
     out.update(delta_ci_low=finite(low), delta_ci_high=finite(high),
                mde=finite(minimum_detectable_effect(stderr, alpha=1 - ctx.confidence)))
-    result = randomization(ctx, task, evaluator, recs_a, recs_b, name, observed)
+    result = randomization(ctx, task, evaluator, recs_a, recs_b, name, observed, clusters)
     if result is not None:
         out.update(p_value=result.p_value, p_value_is_bound=result.is_bound, n_resamples=result.n_resamples,
-                   test="approximate_randomization")
+                   test="cluster_approximate_randomization" if clusters else "approximate_randomization")
     return out
 
 
 def _observed_delta(evaluator: str, recs_a, recs_b, name: str) -> float | None:
-    from ._common import resample_hook
-
     hook = resample_hook(evaluator)
     everything = np.arange(len(recs_a))[None, :]
     try:

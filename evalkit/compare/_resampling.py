@@ -72,16 +72,36 @@ def _supported_names(hook, records: list[SampleRecord], names: list[str]) -> tup
 
 
 def jackknife_values(ctx: Context, task: str, label: str, evaluator: str, records: list[SampleRecord],
-                     names: list[str]) -> dict[str, np.ndarray]:
-    """Leave-one-out values of ``names`` (BCa's acceleration); {} for fewer than 3 records."""
+                     names: list[str], clusters: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Leave-one-out values of ``names``; with ``clusters`` (a label per record), leave-one-cluster-out
+    values in sorted cluster order (the delete-a-group jackknife). {} below 3 records or 2 clusters."""
     if len(records) < 3:
         return {}
-    return run_hook(ctx, task, label, evaluator, records, names, lambda: jackknife_indices(len(records)),
-                    len(records), what="jackknife")
+    if clusters is None:
+        return run_hook(ctx, task, label, evaluator, records, names, lambda: jackknife_indices(len(records)),
+                        len(records), what="jackknife")
+    groups = sorted(set(clusters))
+    if len(groups) < 2:
+        return {}
+    per_group = run_hook(ctx, task, label, evaluator, records, names, lambda: _leave_cluster_out(clusters, groups),
+                         len(groups), what="cluster jackknife")
+    return per_group
+
+
+def _leave_cluster_out(clusters: list[str], groups: list[str]):
+    """One (1, m) index row per cluster, all positions but that cluster's, in ``groups`` order."""
+    labels = np.asarray(clusters, dtype=object)
+    for group in groups:
+        yield np.flatnonzero(labels != group)[None, :]
+
+
+def cluster_ids(clusters: list[str] | None) -> np.ndarray | None:
+    """Integer cluster labels for :func:`randomization`."""
+    return None if clusters is None else np.unique(np.asarray(clusters, dtype=str), return_inverse=True)[1].ravel()
 
 
 def randomization(ctx: Context, task: str, evaluator: str, recs_a: list[SampleRecord], recs_b: list[SampleRecord],
-                  name: str, observed: float) -> RandomizationResult | None:
+                  name: str, observed: float, clusters: list[str] | None = None) -> RandomizationResult | None:
     """Approximate randomization test of ``name`` between aligned records (None when the hook cannot score it)."""
     hook = resample_hook(evaluator)
     n = len(recs_a)
@@ -100,7 +120,8 @@ def randomization(ctx: Context, task: str, evaluator: str, recs_a: list[SampleRe
     try:
         return randomization_test(deltas, n, observed, n_resamples=ctx.n_resamples,
                                   max_resamples=RANDOMIZATION_CAP_FACTOR * ctx.n_resamples,
-                                  alpha=1 - ctx.confidence, random_state=ctx.random_state)
+                                  alpha=1 - ctx.confidence, random_state=ctx.random_state,
+                                  groups=cluster_ids(clusters))
     except Exception as exc:  # a plug-in hook that cannot score mixed records: no test rather than no comparison
         ctx.warn(f"{task}: approximate randomization of {name!r} failed in resample_metrics of {evaluator!r} "
                  f"({type(exc).__name__}: {exc}); it has no p-value.")

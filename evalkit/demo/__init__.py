@@ -31,9 +31,13 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
     Returns 0 when the gate shows the expected outcome (domain_only fails on forgetting, the mix
     passes), 1 otherwise (the phenomenon did not appear, e.g. with other library versions).
     """
+    import dataclasses
+
     import click
 
-    from ..pipeline import compare_pipeline
+    import evalkit
+
+    from ..gate import verdict_markdown
     from .checkpoints import Recipe, ensure_checkpoints
     from .domain import demo_task_path
     from .train import torch_threads
@@ -49,12 +53,16 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
     check_policy_fits_tasks(load_policy(policy), resolve_tasks(DEMO_TASKS))
     log = lambda message: click.echo(message, err=True)  # noqa: E731 - stdout is the report summary
     paths = ensure_checkpoints(cache_dir, retrain=retrain, recipe=recipe, log=log)
+    options = dataclasses.asdict(demo_load_options(batch_size))
+    results = []
     with torch_threads(recipe.threads):  # tiny models: extra threads only add synchronisation
-        compare_pipeline(
-            specs=[f"{name}={path}" for name, path in paths.items()], tasks=DEMO_TASKS, out=Path(out),
-            baseline="base", baseline_results=[], policy=str(policy),
-            notes=[f"{name}={text}" for name, text in DEMO_NOTES.items()], overrides=[], rerun=False,
-            load_options=demo_load_options(batch_size), store_path=store_path)
+        for name, path in paths.items():  # the public API, as a user would call it (docs/python-api.md)
+            log(f"evaluating {name} ({path})")
+            results.append(evalkit.evaluate(str(path), DEMO_TASKS, label=name, store=store_path, **options))
+    comparison = evalkit.compare(*results, baseline="base", notes=DEMO_NOTES)
+    click.echo(verdict_markdown(comparison.gate(policy)))
+    for written in comparison.write(Path(out)):
+        click.echo(f"wrote {written}")
     _print_table(Path(out))
     return _expected_outcome(Path(out), log)
 

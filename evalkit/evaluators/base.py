@@ -29,7 +29,7 @@ infers them from the numbers. A declaration lives on the class (``metric_specs``
             "exact": MetricSpec(higher_is_better=True, level="sample", score="scores.exact"),
             # mean of a per-answer 0/1 list: each element is a unit, clustered by the sample
             "step_acc": MetricSpec(level="sample", score="scores.step_ok", unit="element", cluster="sample_id"),
-            # a corpus statistic: bootstrap CI and paired test through resample_metrics()
+            # a corpus statistic: jackknife CI and randomization test through resample_metrics()
             "macro_f1": MetricSpec(level="corpus"),
             # a breakdown metric ("KIND/METRIC"): per-class recall is the mean of `correct` per `group`
             "class/recall": MetricSpec(level="sample", score="correct", group_by="group"),
@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from ..errors import UsageError, did_you_mean
+from ..errors import UsageError, did_you_mean, warn
 
 if TYPE_CHECKING:
     from ..records import SampleRecord, TaskResult
@@ -78,8 +78,8 @@ class MetricSpec:
         ``"sample"``: the metric is the mean of the per-unit values of ``score`` over all units
         (accuracy, exact match, IFEval instruction-level accuracy): it gets Wilson / CLT intervals
         and paired tests on the per-unit values. ``"corpus"``: anything else (macro F1, a ratio of
-        sums, a lm-eval group mean of subtask means): bootstrap through the evaluator's
-        ``resample_metrics`` hook.
+        sums, a lm-eval group mean of subtask means): jackknife intervals and randomization tests
+        through the evaluator's ``resample_metrics`` hook.
     score : str, optional
         Only for ``level="sample"``: the record field holding the per-unit values, as
         ``"correct"``, ``"scores.NAME"`` or ``"extra.NAME"`` (see :func:`record_value`). Default
@@ -250,16 +250,17 @@ class Evaluator(Protocol):
     def aggregate(self, records: list["SampleRecord"]) -> "TaskResult":
         """Corpus metrics, breakdowns and CIs from the records (no model needed)."""
 
-    # Optional hook, used by comparisons for paired bootstrap tests of corpus metrics that are not a
-    # mean of one per-sample score (macro F1, instruction-level accuracy):
+    # Optional hook, used by comparisons for the intervals and paired tests of corpus metrics (metrics
+    # that are not a mean of one per-unit value, such as macro F1):
     #
     #     @classmethod
     #     def resample_metrics(cls, records: list[SampleRecord], names: list[str],
     #                          indices: numpy.ndarray) -> dict[str, numpy.ndarray]
     #
-    # ``indices`` has shape (B, n) of positions into ``records``; return, per metric name, the B
-    # metric values on those resamples. The comparison passes the same indices for both checkpoints
-    # (records aligned by sample_id), which is what makes the bootstrap paired.
+    # ``indices`` has shape (B, m) of positions into ``records`` (m need not equal len(records));
+    # return, per metric name, the B metric values, each row scored as if its records were the whole
+    # data set. The comparison passes leave-one-out rows (jackknife intervals) and, for approximate
+    # randomization, rows into the two checkpoints' records concatenated (docs/statistics.md).
 
 
 _BUILTIN_MODULES = ("evalkit.evaluators.lm_eval_tasks", "evalkit.evaluators.voc")
@@ -287,7 +288,12 @@ def _load_builtins() -> None:
         importlib.import_module(module)
 
 
+#: Plug-ins that failed to load: entry-point name -> the one-line reason (asked for, they are an error).
+_BROKEN: dict[str, str] = {}
+
+
 def _load_entry_points() -> None:
+    """Register third-party evaluators; a broken plug-in warns once and disables only itself."""
     global _entry_points_loaded
     if _entry_points_loaded:
         return
@@ -295,15 +301,18 @@ def _load_entry_points() -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _REGISTRY:  # a built-in or an earlier plug-in of that name wins
+            continue
         try:
             cls = ep.load()
-        except Exception as exc:  # a broken plug-in must not break evalkit
-            raise UsageError(f"evaluator plug-in {ep.name!r} ({ep.value}) failed to load: {exc}") from None
-        if getattr(cls, "name", None) != ep.name:
-            raise UsageError(
-                f"evaluator plug-in {ep.value} is registered as {ep.name!r} but its class says name={getattr(cls, 'name', None)!r}; make them equal."
-            )
-        register_evaluator(cls)
+            if getattr(cls, "name", None) != ep.name:
+                raise TypeError(f"it is registered as {ep.name!r} but its class says "
+                                f"name={getattr(cls, 'name', None)!r}; make them equal")
+            register_evaluator(cls)
+        except Exception as exc:  # noqa: BLE001 - whatever a plug-in raises must not break other evaluators
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            _BROKEN[ep.name] = f"evaluator plug-in {ep.name!r} ({ep.value}) failed to load: {reason}"
+            warn(f"{_BROKEN[ep.name]}; other evaluators are unaffected.")
 
 
 def evaluator_names() -> list[str]:
@@ -315,6 +324,8 @@ def evaluator_names() -> list[str]:
 def get_evaluator(name: str) -> type:
     """Return the evaluator class registered as ``name``; unknown names get a did-you-mean error."""
     names = evaluator_names()
+    if name in _BROKEN:
+        raise UsageError(f"{_BROKEN[name]}; fix or uninstall the plug-in.")
     if name not in _REGISTRY:
         raise UsageError(f"unknown evaluator {name!r}.{did_you_mean(name, names)}")
     return _REGISTRY[name]

@@ -128,7 +128,8 @@ class LmEvalEvaluator:
         self._loaded: LoadedTasks | None = None
         self._hash: str | None = None
         self._tm = None
-        self._built: _Built | None = None
+        self._built: _Built | None = None  # the last one used
+        self._builds: list[_Built] = []  # one per LM and chat setting
         self._chat_applied: bool | None = None
 
     # ------------------------------------------------------------------ identity and checks
@@ -221,14 +222,21 @@ class LmEvalEvaluator:
                 and hasattr(lm, "apply_chat_template"))
 
     def _docs(self, lm: Any, apply_chat: bool) -> _Built:
-        """The built docs for ``lm`` (built once per LM and chat setting)."""
-        built = self._built
-        if built is None or built.lm is not lm or built.apply_chat != apply_chat:
-            docs = build_docs(self._load(), self.kind, limit=self.options.limit, lm=lm, apply_chat=apply_chat,
-                              system_instruction=self.options.system_instruction)
-            encoder = PairEncoder(lm) if PairEncoder.supports(lm) else None
-            built = self._built = _Built(lm, apply_chat, docs, encoder)
-        return built
+        """The built docs for ``lm`` (built once per LM and chat setting).
+
+        Every LM's build is kept: ``compare --sequential`` alternates between checkpoints chunk by chunk,
+        and rebuilding full MMLU's requests at each switch would cost about as much as evaluating a chunk.
+        """
+        for built in self._builds:
+            if built.lm is lm and built.apply_chat == apply_chat:
+                self._built = built
+                return built
+        docs = build_docs(self._load(), self.kind, limit=self.options.limit, lm=lm, apply_chat=apply_chat,
+                          system_instruction=self.options.system_instruction)
+        encoder = PairEncoder(lm) if PairEncoder.supports(lm) else None
+        self._built = _Built(lm, apply_chat, docs, encoder)
+        self._builds.append(self._built)
+        return self._built
 
     def run(self, lm: Any, *, done: Mapping[str, SampleRecord], save: SaveBatch) -> list[SampleRecord]:
         """Evaluate the docs not in ``done``, ``batch_docs`` at a time, saving each batch's records."""

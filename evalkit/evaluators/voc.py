@@ -90,6 +90,7 @@ class VocOptions:
     n_resamples: int = 1000
     confidence: float = 0.95
     seed: int = 0
+    label_holes: str = "skip"  # an empty level inside a label path: skip it (with a warning) or refuse the row
 
 
 def _check_options(opts: VocOptions, config: TaskConfig) -> VocOptions:
@@ -97,6 +98,7 @@ def _check_options(opts: VocOptions, config: TaskConfig) -> VocOptions:
 
     check_choice(opts.mode, MODES, "mode", config)
     check_choice(opts.label_options, LABEL_OPTIONS, "label_options", config)
+    check_choice(opts.label_holes, ("skip", "refuse"), "label_holes", config)
     if (opts.label_field is None) == (opts.label_fields is None):
         raise UsageError(f"{config.source}: give exactly one of 'label_field' (one path column) or "
                          f"'label_fields' (one column per level); got {opts.label_field!r} and {opts.label_fields!r}.")
@@ -142,7 +144,7 @@ class VocEvaluator:
                         label_fields=tuple(o.label_fields) if o.label_fields else None, sep=o.sep,
                         split_field=o.split_field, test_split=o.test_split, train_split=o.train_split,
                         train_data=path(o.train_data) if o.train_data else None,
-                        taxonomy=path(o.taxonomy) if o.taxonomy else None)
+                        taxonomy=path(o.taxonomy) if o.taxonomy else None, label_holes=o.label_holes)
 
     @cached_property
     def data(self) -> "VocData":
@@ -177,7 +179,8 @@ class VocEvaluator:
         spec = self._spec
         files = {key: hash_file(p) if p is not None and p.is_file() else None
                  for key, p in (("data", spec.data), ("train_data", spec.train_data), ("taxonomy", spec.taxonomy))}
-        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k != "batch_docs"}
+        # label_holes never changes an outcome (the data loads the same way or not at all): left out.
+        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in ("batch_docs", "label_holes")}
         # Paths are replaced by content hashes so moving a file does not invalidate stored results.
         for key in ("data", "train_data", "taxonomy", "prompt_template"):
             options.pop(key)
@@ -335,7 +338,7 @@ class VocEvaluator:
 
     @classmethod
     def resample_metrics(cls, records: list[SampleRecord], names: list[str], indices: Any) -> dict[str, Any]:
-        """Corpus metrics on bootstrap resamples (rows of ``indices``), for paired comparisons."""
+        """Corpus metrics on resamples (rows of ``indices``), for the comparison's intervals and tests."""
         from ..metrics.hierarchical import resampled_scores
 
         y_true, y_pred = cls._paths(records)

@@ -19,9 +19,10 @@ rise is a drop. ``min``/``max`` are plain bounds on the value. Missing or undefi
 
 
 from ._evaluate import Check, Verdict, evaluate_policy
-from ._outputs import (checkpoint_statuses, demo_policy_text, gate_main, junit_xml, load_comparison, verdict_markdown,
+from ._outputs import (GATE_OUTPUTS, checkpoint_statuses, demo_policy_text, gate_main, junit_xml, load_comparison,
+                       verdict_markdown,
                        verdict_text, write_gate_outputs, write_junit)
-from ._policy import OPERATORS, Gate, Policy, load_policy, parse_policy
+from ._policy import OPERATORS, Gate, Policy, as_policy, load_policy, parse_policy
 
 # ``str(verdict)`` is the console text; it is defined with the other outputs, which import Verdict.
 Verdict.__str__ = verdict_text  # type: ignore[method-assign]
@@ -34,6 +35,7 @@ __all__ = [
     "OPERATORS",
     "load_policy",
     "parse_policy",
+    "as_policy",
     "evaluate_policy",
     "verdict_markdown",
     "write_junit",
@@ -44,4 +46,5 @@ __all__ = [
     "checkpoint_statuses",
     "junit_xml",
     "verdict_text",
+    "GATE_OUTPUTS",
 ]

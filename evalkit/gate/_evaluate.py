@@ -51,6 +51,8 @@ class Check:
     p_value_adjusted: float | None = None  # Holm over the policy's significance gates for this checkpoint
     mde: float | None = None  # minimum detectable effect, in the threshold's units
     underpowered: bool = False
+    #: ``compare --sequential``: samples used, the confidence sequence's bounds at the stop, its alpha.
+    sequential: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _json_number(value) for key, value in self.__dict__.items()}
@@ -123,7 +125,12 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
     checks = [_check(gate, rows.get(label), label, _higher_is_better(gate, rows, comparison),
                      adjusted.get((gate.index, label))) for gate, rows, label in pairs]
     status = max((c.status for c in checks), key=_STATUS_ORDER.__getitem__, default="pass")
-    return Verdict(status=status, policy=policy.source, baseline=str(baseline), checks=checks)
+    verdict = Verdict(status=status, policy=policy.source, baseline=str(baseline), checks=checks)
+    if comparison.get("sequential"):  # tasks stopped early are decided by their confidence sequences
+        from ..sequential import apply_sequential_verdict
+
+        apply_sequential_verdict(verdict, comparison)
+    return verdict
 
 
 def _row_p_value(row: dict | None) -> float | None:
@@ -247,7 +254,9 @@ def _check_power(check: Check, row: dict) -> None:
             return
         mde = mde / abs(check.baseline_value)
     check.mde = mde
-    if check.threshold < mde:
+    if check.threshold >= mde:
+        check.message += f"; MDE {_fmt_amount(mde, relative)}"
+    else:
         check.underpowered = True
         n = row.get("n_paired")
         check.message += (f"; underpowered: with {n} paired samples a change under {_fmt_amount(mde, relative)} "

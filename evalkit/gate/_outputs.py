@@ -38,22 +38,6 @@ def _summary_line(verdict: Verdict) -> str:
             f"{'' if counts['warn'] == 1 else 's'}, {counts['fail']} failed")
 
 
-def _md_cell(text: Any) -> str:
-    """Untrusted text in a Markdown table cell: no pipes, newlines or HTML tags.
-
-    ``<`` is backslash-escaped (CommonMark), which keeps "p <= 0.05" readable on a console too.
-    """
-    text = " ".join(str(text).split())
-    for char in ("\\", "|", "<", "`"):
-        text = text.replace(char, "\\" + char)
-    return text
-
-
-def _md_code(text: Any) -> str:
-    """Untrusted text as a code span: literal inside, so only backticks need replacing."""
-    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
-
-
 def _md_number(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "–"
@@ -61,13 +45,18 @@ def _md_number(value: float | None, signed: bool = False) -> str:
 
 
 def verdict_markdown(verdict: Verdict) -> str:
-    """The verdict as a Markdown section (GitHub step summary, report.md, console)."""
+    """The verdict as a Markdown section (GitHub step summary, report.md, console).
+
+    Every untrusted string goes through :func:`evalkit.report.markdown.md_escape`, the one escaper.
+    """
+    from ..report.markdown import md_escape
+
     lines = [
         f"### evalkit gate: {_STATUS_MARK[verdict.status]} {verdict.status.upper()}",
         "",
-        f"Policy {_md_code(verdict.policy)}, baseline {_md_code(verdict.baseline)}: {_summary_line(verdict)}.",
+        f"Policy {md_escape(verdict.policy)}, baseline {md_escape(verdict.baseline)}: {_summary_line(verdict)}.",
         "",
-        "Per checkpoint: " + " · ".join(f"{_md_cell(label)} {_STATUS_MARK[status]} {status.upper()}" for label, status
+        "Per checkpoint: " + " · ".join(f"{md_escape(label)} {_STATUS_MARK[status]} {status.upper()}" for label, status
                                         in checkpoint_statuses([c.to_dict() for c in verdict.checks]).items()),
         "",
         "| | Checkpoint | Gate | Value | Baseline | Delta | p | Result |",
@@ -75,9 +64,9 @@ def verdict_markdown(verdict: Verdict) -> str:
     ]
     for c in verdict.checks:
         p_value = "–" if c.p_value is None else f"{c.p_value:.3g}"
-        lines.append(f"| {_STATUS_MARK[c.status]} | {_md_cell(c.checkpoint)} | {_md_cell(c.gate)} | "
+        lines.append(f"| {_STATUS_MARK[c.status]} | {md_escape(c.checkpoint)} | {md_escape(c.gate)} | "
                      f"{_md_number(c.value)} | {_md_number(c.baseline_value)} | {_md_number(c.delta, True)} | "
-                     f"{p_value} | {_md_cell(c.message)} |")
+                     f"{p_value} | {md_escape(c.message)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -153,26 +142,32 @@ def _junit_case(suite, check: Check) -> None:
 
 def write_junit(verdict: Verdict, path: str | Path) -> Path:
     """Write :func:`junit_xml` atomically to ``path``; return the path."""
-    from .._io import atomic_write_bytes
+    from .._io import OutputFolder
 
-    path = Path(path)
-    atomic_write_bytes(path, junit_xml(verdict))
-    return path
+    folder, name = OutputFolder.of_file(path)
+    return folder.write_bytes(name, data=junit_xml(verdict))
 
 
-def write_gate_outputs(verdict: Verdict, out_dir: str | Path) -> list[Path]:
+#: The files :func:`write_gate_outputs` writes (checked before any work by the pipeline).
+GATE_OUTPUTS = ("junit.xml", "verdict.json")
+
+
+def write_gate_outputs(verdict: Verdict, out_dir) -> list[Path]:
     """Write ``junit.xml`` and ``verdict.json`` into ``out_dir``; append to ``$GITHUB_STEP_SUMMARY``.
 
-    Returns the paths written (the step summary is not included: it belongs to the CI runner).
+    ``out_dir`` is a path (its manifest is rewritten) or an open :class:`~evalkit._io.OutputFolder`
+    of a larger batch of outputs. Returns the paths written (the step summary is not included: it
+    belongs to the CI runner).
     """
-    from .._io import atomic_write_text, dump_json
+    from .._io import OutputFolder, dump_json
 
-    out_dir = Path(out_dir)
-    junit = write_junit(verdict, out_dir / "junit.xml")
-    verdict_path = out_dir / "verdict.json"
-    atomic_write_text(verdict_path, dump_json(verdict.to_dict()))
+    if not isinstance(out_dir, OutputFolder):
+        with OutputFolder(out_dir) as folder:
+            return write_gate_outputs(verdict, folder)
+    written = [out_dir.write_bytes("junit.xml", data=junit_xml(verdict)),
+               out_dir.write_text("verdict.json", text=dump_json(verdict.to_dict()))]
     _append_step_summary(verdict)
-    return [junit, verdict_path]
+    return written
 
 
 def _append_step_summary(verdict: Verdict) -> None:
@@ -195,10 +190,14 @@ def gate_main(comparison_path: str | Path, policy_path: str | Path, out_dir: str
     Outputs go to ``out_dir`` (default: the comparison's folder). Raises :class:`UsageError` on bad
     input, which the CLI turns into exit code 2.
     """
+    from .._io import OutputFolder
+
     policy = load_policy(policy_path)
     comparison = load_comparison(comparison_path)
+    folder = OutputFolder(Path(out_dir) if out_dir is not None else Path(comparison_path).parent)
+    folder.check(*GATE_OUTPUTS)
     verdict = evaluate_policy(policy, comparison)
-    written = write_gate_outputs(verdict, Path(out_dir) if out_dir is not None else Path(comparison_path).parent)
+    written = write_gate_outputs(verdict, folder.root)
     print(verdict_text(verdict))
     for path in written:
         print(f"wrote {path}")

@@ -75,22 +75,24 @@ def load_policy(path: str | Path) -> Policy:
     Only the file's structure is checked here, so a bad policy fails before any evaluation starts;
     metric names and checkpoint labels are checked against the comparison by :func:`evaluate_policy`.
     """
-    import yaml
+    from .._io import load_yaml
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: policy file not found.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read the policy file ({exc}).") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        raise UsageError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', None) or exc}).") from None
-    return parse_policy(data, source=str(path))
+    return parse_policy(load_yaml(path, what="policy file"), source=str(path))
+
+
+def as_policy(policy: Any) -> Policy:
+    """A :class:`Policy` from a YAML file path, a policy mapping or a Policy (returned as it is)."""
+    from collections.abc import Mapping
+
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, Mapping):
+        return parse_policy(dict(policy), source="<policy dict>")
+    if isinstance(policy, (str, Path)):
+        return load_policy(policy)
+    raise UsageError(f"policy must be a YAML file path, a mapping or a Policy, got {type(policy).__name__}.",
+                     param="policy")
 
 
 def parse_policy(data: Any, source: str = "<policy>") -> Policy:

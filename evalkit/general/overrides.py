@@ -55,11 +55,11 @@ def _shipped_lm_eval_dir() -> Path:
 @functools.lru_cache(maxsize=1)
 def mmlu_subjects() -> dict[str, dict[str, str]]:
     """``{subject: {"category": ..., "description": ...}}`` read from lm-eval's MMLU task files."""
-    import yaml
+    from .._io import load_yaml
 
     out = {}
     for path in sorted((lm_eval_tasks_dir() / "mmlu" / "default").glob("mmlu_*.yaml")):
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+        cfg = load_yaml(path)
         tag = cfg.get("tag", "")
         category = tag[len("mmlu_"):-len("_tasks")] if tag.startswith("mmlu_") and tag.endswith("_tasks") else "other"
         out[cfg["dataset_name"]] = {"category": category, "description": cfg.get("description", "")}
@@ -67,8 +67,32 @@ def mmlu_subjects() -> dict[str, dict[str, str]]:
 
 
 def _write_if_changed(path: Path, text: str) -> None:
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+    try:
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+    except (OSError, UnicodeDecodeError):  # a damaged cache file: it is rewritten below
+        current = None
+    if current != text:
         atomic_write_text(path, text)
+
+
+def _cache_intact(out: Path, stamp: Path) -> bool:
+    """Whether a generated folder is complete and undamaged: its stamp lists every file with its sha256.
+
+    The folder is a disposable cache; when this is False it is generated again (with a warning if a
+    stamp was there, i.e. the cache was damaged rather than missing).
+    """
+    if not stamp.is_file():
+        return False
+    try:
+        files = json.loads(stamp.read_text(encoding="utf-8"))["files"]
+        intact = all(hash_file(out / name) == digest for name, digest in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        intact = False
+    if not intact:
+        from ..errors import warn
+
+        warn(f"{out}: cached lm-eval task files are damaged; recreating them.")
+    return intact
 
 
 def _dump(cfg: dict) -> str:
@@ -142,10 +166,11 @@ def mmlu_override_dir(data: Path | None, variant: str = "loglikelihood", *, sour
     key = stable_hash([GENERATOR_VERSION, variant, str(Path(data).resolve()), folder_fingerprint(folder)])
     out = cache_dir() / "lm_eval_tasks" / f"mmlu-{variant}-{key}"
     stamp = out / "complete.json"
-    if not stamp.is_file():
+    if not _cache_intact(out, stamp):
         paths = write_jsonl_splits(folder, out / "data")
         _write_mmlu_yamls(out, variant, folder.subjects, paths)
-        atomic_write_text(stamp, json.dumps({"source": str(data), "subjects": folder.subjects}) + "\n")
+        files = {p.relative_to(out).as_posix(): hash_file(p) for p in sorted(out.rglob("*")) if p.is_file() and p != stamp}
+        atomic_write_text(stamp, json.dumps({"source": str(data), "subjects": folder.subjects, "files": files}) + "\n")
     return out / "tasks", folder.subjects
 
 

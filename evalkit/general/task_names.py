@@ -61,8 +61,8 @@ def lm_eval_task_names() -> list[str]:
     cache = cache_dir() / f"lm-eval-task-names-{metadata.version('lm-eval')}.json"
     try:
         names = json.loads(cache.read_text(encoding="utf-8"))
-        if isinstance(names, list):
-            return names
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            return names  # anything else is a damaged cache: scanned and written again below
     except (OSError, ValueError):
         pass
     names = _scan(_tasks_root())

@@ -78,6 +78,7 @@ class EvalkitCallback(TrainerCallback):
                  limit: int | None = None, out: str | os.PathLike | None = None, store: Any = None,
                  trainer: Any = None, **options: Any):
         from .. import api
+        from ..gate import as_policy
 
         if every != "save" and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise UsageError(f"every must be 'save' or a positive number of steps, got {every!r}.", param="every")
@@ -87,7 +88,7 @@ class EvalkitCallback(TrainerCallback):
         if limit is not None:
             for task in self.tasks:
                 task.options["limit"] = limit
-        self.policy = _load_policy(policy)
+        self.policy = as_policy(policy) if policy is not None else None
         if self.policy is not None:  # a gate on a task or metric never evaluated fails now, not at the first save
             from ..gate._preflight import check_policy_fits_tasks
 
@@ -207,20 +208,6 @@ class EvalkitCallback(TrainerCallback):
                                 + "; ".join(f"{c.gate}: {c.message}" for c in failed))
             log.warning("%s; stopping training (report: %s).", self.stop_reason, self.out or "OUTPUT_DIR/evalkit")
             control.should_training_stop = True
-
-
-def _load_policy(policy: Any):
-    if policy is None:
-        return None
-    from collections.abc import Mapping
-
-    from ..gate import Policy, load_policy, parse_policy
-
-    if isinstance(policy, Policy):
-        return policy
-    if isinstance(policy, Mapping):
-        return parse_policy(dict(policy), source="<policy dict>")
-    return load_policy(policy)
 
 
 def _tokenizer_of(processing_class: Any) -> Any:

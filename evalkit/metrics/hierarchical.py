@@ -649,14 +649,6 @@ def resampled_scores(y_true, y_pred, metrics, indices, *, taxonomy=None, sep=DEF
     return {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0) for name in names}
 
 
-def _bootstrap_indices(n: int, n_resamples: int, random_state: Any):
-    """Chunks of a (n_resamples, n) index array from one ``default_rng(random_state)`` stream."""
-    rng = np.random.default_rng(random_state)
-    rows = max(1, _MAX_INDEX_ENTRIES // n)
-    for start in range(0, n_resamples, rows):
-        yield rng.integers(0, n, size=(min(rows, n_resamples - start), n))
-
-
 def bootstrap_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, n_resamples=1000, confidence=0.95, random_state=0,
                  taxonomy=None, sep=DEFAULT_SEP) -> dict[str, list[float | None]]:
     """BCa bootstrap confidence intervals ``{name: [low, high]}`` of corpus metrics.
@@ -677,24 +669,20 @@ def bootstrap_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, n_resamples=1000
     >>> low < 0.5 < high
     True
     """
-    from evalkit.metrics.stats import bca_interval, contain, jackknife_indices
+    from evalkit.metrics.stats import bca_interval, contain, iter_bootstrap_indices
 
     func = "bootstrap_ci"
     n_resamples = check_int(n_resamples, "n_resamples", func)
     confidence = check_confidence(confidence, func)
-    enc = encode(y_true, y_pred, func, taxonomy=taxonomy, sep=sep)
-    names = _check_metrics(metrics, enc.taxonomy.depth, func)
-    stats = _SampleStats(enc, names)
-    n = len(enc.true)
-    point = stats.scores(np.arange(n)[None, :])
-    parts = [stats.scores(chunk) for chunk in _bootstrap_indices(n, n_resamples, random_state)]
-    jack = [stats.scores(chunk) for chunk in jackknife_indices(n)] if n > 2 else []
+    stats, point, jack = _point_and_jackknife(y_true, y_pred, metrics, taxonomy, sep, func)
+    parts = [stats.scores(chunk) for chunk in iter_bootstrap_indices(len(stats.correct), n_resamples=n_resamples,
+                                                                     random_state=random_state,
+                                                                     max_entries=_MAX_INDEX_ENTRIES)]
     out = {}
-    for name in names:
+    for name in stats.names:
         estimate = float(point[name][0])
         values = np.concatenate([p[name] for p in parts])
-        loo = np.concatenate([p[name] for p in jack]) if jack else np.zeros(0)
-        low, high = bca_interval(estimate, values, loo, confidence=confidence)
+        low, high = bca_interval(estimate, values, jack.get(name, np.zeros(0)), confidence=confidence)
         if math.isfinite(estimate) and math.isfinite(low) and math.isfinite(high):
             low, high = contain(estimate, low, high)[1:3]
         out[name] = [_json_float(low), _json_float(high)]
@@ -717,25 +705,31 @@ def jackknife_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, confidence=0.95,
     (0.343, 0.657)
     """
     from evalkit.metrics.stats import jackknife_ci as normal_jackknife_ci
-    from evalkit.metrics.stats import jackknife_indices
 
     func = "jackknife_ci"
     confidence = check_confidence(confidence, func)
+    stats, point, jack = _point_and_jackknife(y_true, y_pred, metrics, taxonomy, sep, func)
+    out = {}
+    for name in stats.names:
+        if name not in jack:
+            out[name] = [None, None]
+            continue
+        low, high, _ = normal_jackknife_ci(float(point[name][0]), jack[name], confidence=confidence)
+        out[name] = [_json_float(low), _json_float(high)]
+    return out
+
+
+def _point_and_jackknife(y_true, y_pred, metrics, taxonomy, sep, func: str):
+    """``(stats, point values, leave-one-out values)`` of ``metrics``; no leave-one-out values below 2 samples."""
+    from evalkit.metrics.stats import jackknife_indices
+
     enc = encode(y_true, y_pred, func, taxonomy=taxonomy, sep=sep)
-    names = _check_metrics(metrics, enc.taxonomy.depth, func)
-    stats = _SampleStats(enc, names)
+    stats = _SampleStats(enc, _check_metrics(metrics, enc.taxonomy.depth, func))
     n = len(enc.true)
     point = stats.scores(np.arange(n)[None, :])
     parts = [stats.scores(chunk) for chunk in jackknife_indices(n)] if n >= 2 else []
-    out = {}
-    for name in names:
-        if not parts:
-            out[name] = [None, None]
-            continue
-        low, high, _ = normal_jackknife_ci(float(point[name][0]), np.concatenate([p[name] for p in parts]),
-                                           confidence=confidence)
-        out[name] = [_json_float(low), _json_float(high)]
-    return out
+    jack = {name: np.concatenate([p[name] for p in parts]) for name in stats.names} if parts else {}
+    return stats, point, jack
 
 
 # ================================================================================ report

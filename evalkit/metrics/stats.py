@@ -722,7 +722,7 @@ class RandomizationResult(NamedTuple):
 
 def randomization_test(deltas: Callable[[np.ndarray], Any], n: int, observed: float, *, n_resamples: int = 1000,
                        max_resamples: int = 20000, alpha: float = 0.05, random_state: Any = 0,
-                       max_entries: int = _MAX_INDEX_ENTRIES) -> RandomizationResult:
+                       groups: Any = None, max_entries: int = _MAX_INDEX_ENTRIES) -> RandomizationResult:
     """Two-sided paired approximate randomization test (Noreen 1989; Dror et al. 2018).
 
     Under the null the two systems are exchangeable on each sample, so each sample's pair of outputs
@@ -730,6 +730,8 @@ def randomization_test(deltas: Callable[[np.ndarray], Any], n: int, observed: fl
     a boolean ``(k, n)`` swap array. The p-value counts resamples at least as extreme as ``|observed|``.
     When the p-value is close to ``alpha`` (within 2.58 Monte Carlo standard errors) the number of
     resamples doubles, up to ``max_resamples``, so the decision at ``alpha`` is not a coin flip.
+    With ``groups`` (one integer cluster label per sample) whole clusters are swapped together, as
+    dependent samples must be.
 
     Examples
     --------
@@ -746,12 +748,17 @@ def randomization_test(deltas: Callable[[np.ndarray], Any], n: int, observed: fl
     max_resamples = max(_check_n_resamples(max_resamples, func), n_resamples)
     rng = np.random.default_rng(random_state)
     rows = max(1, int(max_entries) // max(int(n), 1))
+    labels = None if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    if labels is not None and labels.size != n:
+        raise ValueError(f"The 'groups' parameter of {func} must have one label per sample ({n}). Got {labels.size}.")
+    width = n if labels is None else int(labels.max()) + 1
     tolerance = 1e-12 * max(1.0, abs(observed))
     count, done, target = 0, 0, n_resamples
     while True:
         while done < target:
             k = min(rows, target - done)
-            values = np.asarray(deltas(rng.random((k, n)) < 0.5), dtype=float)
+            swap = rng.random((k, width)) < 0.5
+            values = np.asarray(deltas(swap if labels is None else swap[:, labels]), dtype=float)
             count += int(np.count_nonzero(np.abs(values) >= abs(observed) - tolerance))
             done += k
         p_value = (count + 1) / (done + 1)
@@ -763,12 +770,20 @@ def randomization_test(deltas: Callable[[np.ndarray], Any], n: int, observed: fl
 
 
 # --------------------------------------------------------------------------- multiplicity
-def _p_array(p_values: Any, func: str) -> tuple[np.ndarray, np.ndarray]:
+def _adjust(p_values: Any, func: str, step: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply ``step`` (sorted ascending p-values -> adjusted ones) to the finite entries; None/NaN stay NaN."""
     p = np.asarray([math.nan if v is None else v for v in p_values], dtype=float)
     present = np.isfinite(p)
     if np.any((p[present] < 0) | (p[present] > 1)):
         raise ValueError(f"The 'p_values' parameter of {func} must hold probabilities in [0, 1] (or None).")
-    return p, present
+    out = np.full(p.size, math.nan)
+    values = p[present]
+    if values.size:
+        order = np.argsort(values, kind="stable")
+        adjusted = np.empty(values.size)
+        adjusted[order] = np.minimum(step(values[order]), 1.0)
+        out[present] = adjusted
+    return out
 
 
 def holm_adjust(p_values: Any) -> np.ndarray:
@@ -782,17 +797,10 @@ def holm_adjust(p_values: Any) -> np.ndarray:
     >>> holm_adjust([0.01, 0.04, 0.03, None]).round(3).tolist()
     [0.03, 0.06, 0.06, nan]
     """
-    p, present = _p_array(p_values, "holm_adjust")
-    out = np.full(p.size, math.nan)
-    values = p[present]
-    m = values.size
-    if m:
-        order = np.argsort(values, kind="stable")
-        stepped = np.maximum.accumulate((m - np.arange(m)) * values[order])
-        adjusted = np.empty(m)
-        adjusted[order] = np.minimum(stepped, 1.0)
-        out[present] = adjusted
-    return out
+    def step(ordered: np.ndarray) -> np.ndarray:  # max over j <= i of (m - j) p_(j)
+        return np.maximum.accumulate((ordered.size - np.arange(ordered.size)) * ordered)
+
+    return _adjust(p_values, "holm_adjust", step)
 
 
 def bh_adjust(p_values: Any) -> np.ndarray:
@@ -805,17 +813,11 @@ def bh_adjust(p_values: Any) -> np.ndarray:
     >>> bh_adjust([0.01, 0.04, 0.03, None]).round(3).tolist()
     [0.03, 0.04, 0.04, nan]
     """
-    p, present = _p_array(p_values, "bh_adjust")
-    out = np.full(p.size, math.nan)
-    values = p[present]
-    m = values.size
-    if m:
-        order = np.argsort(values, kind="stable")[::-1]
-        stepped = np.minimum.accumulate(values[order] * m / np.arange(m, 0, -1))
-        adjusted = np.empty(m)
-        adjusted[order] = np.minimum(stepped, 1.0)
-        out[present] = adjusted
-    return out
+    def step(ordered: np.ndarray) -> np.ndarray:  # min over j >= i of m p_(j) / j
+        m = ordered.size
+        return np.minimum.accumulate((ordered * m / np.arange(1, m + 1))[::-1])[::-1]
+
+    return _adjust(p_values, "bh_adjust", step)
 
 
 # --------------------------------------------------------------------------- power
@@ -834,7 +836,7 @@ def minimum_detectable_effect(stderr: float, *, alpha: float = 0.05, power: floa
     for name, value in (("alpha", alpha), ("power", power)):
         if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:
             raise ValueError(f"The '{name}' parameter of {func} must be a float in (0, 1). Got {value!r} instead.")
-    if not math.isfinite(stderr) or stderr < 0:
+    if not math.isfinite(stderr) or stderr <= 0:  # no spread seen: the data say nothing about power
         return math.nan
     return float((_z(1 - alpha) + _z(2 * power - 1)) * stderr)
 
@@ -842,13 +844,18 @@ def minimum_detectable_effect(stderr: float, *, alpha: float = 0.05, power: floa
 def paired_proportion_stderr(correct_a: Any, correct_b: Any) -> float:
     """Null standard error of a paired difference of proportions: ``sqrt(n01 + n10) / n``.
 
+    With fewer than 3 discordant pairs, 3 are assumed (the 95 % upper bound of a count of which none
+    was seen, the "rule of three"): two identical checkpoints do not make every change detectable.
+
     Examples
     --------
     >>> paired_proportion_stderr([1, 1, 0, 0], [1, 0, 1, 0])
-    0.3535533905932738
+    0.4330127018922193
+    >>> round(paired_proportion_stderr([1] * 100, [1] * 100), 4)
+    0.0173
     """
     a = _as_binary(correct_a, "correct_a", "paired_proportion_stderr")
     b = _as_binary(correct_b, "correct_b", "paired_proportion_stderr")
     if a.size == 0 or a.shape != b.shape:
         return math.nan
-    return math.sqrt(np.count_nonzero(a != b)) / a.size
+    return math.sqrt(max(np.count_nonzero(a != b), 3)) / a.size

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text
+from .._io import OutputFolder, dump_json
 from . import _view as view
 from .html import render_html
 from .markdown import render_markdown
@@ -30,18 +30,29 @@ METRIC_COLUMNS = ["task", "metric", "checkpoint", "axis", "is_primary", "higher_
 def comparison_json(comparison: dict[str, Any]) -> str:
     """The comparison as JSON text: keys sorted, NaN refused (the schema says ``null`` instead)."""
     try:
-        return json.dumps(comparison, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+        return dump_json(comparison, allow_nan=False)
     except ValueError as exc:
         raise ValueError(f"comparison contains NaN or infinity ({exc}); use null for undefined values.") from exc
 
 
+#: A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), +cmd|...).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> Any:
+    """One CSV cell; text that a spreadsheet would run as a formula gets a leading ``'`` (OWASP).
+
+    >>> _csv_cell("=HYPERLINK(1)"), _csv_cell(-0.5), _csv_cell("tuned")
+    ("'=HYPERLINK(1)", -0.5, 'tuned')
+    """
     if value is None:
         return ""
     if isinstance(value, float) and not math.isfinite(value):
         return ""
     if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+        value = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
     return value
 
 
@@ -59,12 +70,17 @@ def metrics_csv(comparison: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
+#: The files :func:`write_reports` writes (checked before any work by the pipeline).
+REPORT_FILES = ("report.html", "report.md", "comparison.json", "metrics.csv")
 
-def write_reports(comparison: dict[str, Any], out: str | Path) -> list[Path]:
+
+def write_reports(comparison: dict[str, Any], out: str | Path | OutputFolder) -> list[Path]:
     """Write ``report.html``, ``report.md``, ``comparison.json`` and ``metrics.csv`` into ``out``.
 
     Everything is rendered in memory first, so a rendering error writes nothing; each file is then
-    written atomically (temporary file + rename), creating ``out`` if needed.
+    written atomically (temporary file + rename), creating ``out`` if needed. ``out`` is a folder
+    path (its ``manifest.json`` is written last) or an open :class:`~evalkit._io.OutputFolder` of a
+    larger batch of outputs.
 
     Returns
     -------
@@ -72,12 +88,9 @@ def write_reports(comparison: dict[str, Any], out: str | Path) -> list[Path]:
         The written files, in the order above.
     """
     view.check_comparison(comparison)
-    out = Path(out)
     texts = {"report.html": render_html(comparison), "report.md": render_markdown(comparison),
              "comparison.json": comparison_json(comparison), "metrics.csv": metrics_csv(comparison)}
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in texts.items():
-        atomic_write_text(out / name, text)
-        paths.append(out / name)
-    return paths
+    if not isinstance(out, OutputFolder):
+        with OutputFolder(out) as folder:
+            return [folder.write_text(name, text=text) for name, text in texts.items()]
+    return [out.write_text(name, text=text) for name, text in texts.items()]

@@ -310,3 +310,27 @@ def checkpoint_verdicts(comparison: dict[str, Any]) -> list[dict[str, Any]]:
         result.append({"checkpoint": label, "status": statuses[label], "checks": mine, "reason": reason,
                        "more": max(0, len(worst) - 1) if statuses[label] != "pass" else 0})
     return result
+
+
+def sequential_rows(comparison: dict[str, Any]) -> list[dict[str, str]]:
+    """``compare --sequential``: per task (and gate) the samples used, why it stopped, the bounds at the stop, alpha.
+
+    Empty for a comparison evaluated in full. Text only (the renderers escape it).
+    """
+    tasks = (comparison.get("sequential") or {}).get("tasks") or {}
+    rows = []
+    for task, outcome in tasks.items():
+        total = outcome.get("samples_total") or 0
+        used = f"{outcome.get('samples_used', 0):,} of {total:,}" if outcome.get("sequential") else "all (in full)"
+        base = {"task": str(task), "samples": used, "reason": str(outcome.get("reason", ""))}
+        gates = outcome.get("gates") or []
+        if not gates:
+            rows.append({**base, "gate": "–", "checkpoint": "–", "bounds": "–", "alpha": "–", "decision": "–"})
+        for gate in gates:
+            bounds = (f"{gate.get('quantity')} in [{fmt_value(gate.get('cs_low'))}, {fmt_value(gate.get('cs_high'))}]"
+                      if _finite(gate.get("cs_low")) and _finite(gate.get("cs_high")) else "–")
+            decision = str(gate.get("status")) if outcome.get("stopped_early") else "fixed-sample rule"
+            rows.append({**base, "gate": str(gate.get("gate")), "checkpoint": str(gate.get("checkpoint")),
+                         "bounds": bounds, "alpha": f"{gate.get('alpha'):g}" if _finite(gate.get("alpha")) else "–",
+                         "decision": decision})
+    return rows

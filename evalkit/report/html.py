@@ -186,6 +186,7 @@ def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
         "power_lines": view.power_lines(comparison),
         "settings": comparison.get("settings") or {}, "ci": view.ci_label(comparison),
         "counts": view.summary_counts(comparison), "checkpoint_verdicts": view.checkpoint_verdicts(comparison),
+        "sequential_rows": view.sequential_rows(comparison),
         "verdict_by_checkpoint": {v["checkpoint"]: v["status"] for v in view.checkpoint_verdicts(comparison)},
     }
 

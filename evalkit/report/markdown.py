@@ -20,18 +20,27 @@ _STATUS_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
 
 
 def md_escape(text: Any) -> str:
-    """Make ``text`` inert inside a Markdown table cell.
+    """The one Markdown escaper: ``text`` made inert in report.md, the gate verdict and step summary.
+
+    Untrusted text (labels, task and metric names, messages) may appear in a table cell, a list item
+    or a heading; after escaping it renders as the same characters and nothing else: no HTML, no
+    links or images (also no bare-URL autolinks), no emphasis, code, math or strikethrough, no
+    pipes that would split a table cell, no newlines that would end a row, no @-mentions.
 
     >>> md_escape("a|b <script> [x](y) @team")
     'a\\\\|b &lt;script&gt; \\\\[x\\\\](y) @\\u200bteam'
+    >>> md_escape("![i](https://e.vil/x.png)")
+    '\\\\!\\\\[i\\\\](https:\\u200b//e.vil/x.png)'
     """
     if text is None:
         return ""
     out = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     out = out.replace("\\", "\\\\")  # first, so the escapes added below stay single
-    for char in "|[]`*_":
+    for char in "|[]`*_~$#!":
         out = out.replace(char, "\\" + char)
     out = out.replace("@", "@\u200b")  # no notifications from a label
+    # GitHub links bare URLs and www. names by itself; a zero-width space keeps them plain text.
+    out = out.replace("://", ":\u200b//").replace("www.", "www\u200b.")
     return " ".join(out.split())  # newlines would end the table row
 
 
@@ -158,6 +167,19 @@ def _flip_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
         ["task", "checkpoint", "right → wrong", "wrong → right"], rows) + ["", "</details>", ""]
 
 
+def _sequential_lines(comparison: dict[str, Any]) -> list[str]:
+    rows = view.sequential_rows(comparison)
+    if not rows:
+        return []
+    cells = [[md_escape(r[k]) for k in ("task", "samples", "gate", "checkpoint", "bounds", "alpha", "decision", "reason")]
+             for r in rows]
+    return ["### Sequential evaluation", "",
+            "Gated tasks were evaluated in a seeded random order and stopped once every gate's anytime-valid "
+            "confidence sequence was decided; the error level alpha holds at any stopping time.", ""] + _table(
+        ["task", "samples used", "gate", "checkpoint", "bounds at the stop", "alpha", "decision", "stopping reason"],
+        cells) + [""]
+
+
 def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     """Short Markdown summary: verdict (if any), the study table, capped detail tables.
 
@@ -174,6 +196,7 @@ def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     lines = ["## evalkit comparison", ""]
     if comparison.get("verdict"):
         lines += _verdict_lines(comparison["verdict"], max_rows, view.checkpoint_verdicts(comparison))
+    lines += _sequential_lines(comparison)
     lines += _headline_lines(comparison) + _warning_lines(comparison, max_rows)
     lines += _study_lines(comparison) + trajectory.markdown_lines(comparison, max_rows, md_escape)
     lines += _changes_lines(comparison, max_rows) + _power_lines(comparison, max_rows)

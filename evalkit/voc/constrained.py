@@ -36,6 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..evaluators.lmeval.requests import split_trailing_space
+
 if TYPE_CHECKING:
     from ..taxonomy import Taxonomy
 
@@ -113,18 +115,21 @@ class PrefixScorer:
     """
 
     def __init__(self, lm: Any):
+        from ..evaluators.lmeval.requests import PairEncoder
+
         self.lm = lm
         self._sample: int | None = None
         self._prefix: list[int] = []
         self._cache = None
-        self._ids: dict[str, list[int]] = {}
+        self._encoder = PairEncoder(lm)  # lm-eval's tokenisation, each string once, in bulk
 
     @staticmethod
     def supports(lm: Any) -> bool:
         """An unmodified causal ``HFLM`` (the token ids reproduced here are then the ones it would score)."""
         from ..evaluators.lmeval.requests import PairEncoder
 
-        return PairEncoder.supports(lm) and "_model_call" not in vars(lm) and hasattr(lm, "model")
+        return (PairEncoder.supports(lm) and "_model_call" not in vars(lm) and hasattr(lm, "model")
+                and _full_attention_only(getattr(lm.model, "config", None)))
 
     def score(self, pairs: list[tuple[int, str, str]], fallback: Callable[[list], list[float]]) -> list[float]:
         """Summed log-probabilities of each continuation (``fallback`` scores what the cache cannot)."""
@@ -135,7 +140,9 @@ class PrefixScorer:
             mine = [k for k, p in enumerate(pairs) if p[0] == sample]
             if sample != self._sample:
                 self._prime(sample, pairs[mine[0]][1])
-            tails = [t for t in (self._tail(k, *pairs[k][1:]) for k in mine) if t is not None]
+            split = {k: split_trailing_space(*pairs[k][1:]) for k in mine}
+            self._encoder.encode_strings({s for ctx, cont in split.values() for s in (ctx, ctx + cont)})
+            tails = [t for t in (self._tail(k, *split[k]) for k in mine) if t is not None]
             step = self.lm.batch_size if isinstance(self.lm.batch_size, int) and self.lm.batch_size > 0 else len(tails) or 1
             with torch.no_grad():
                 for start in range(0, len(tails), step):
@@ -148,37 +155,27 @@ class PrefixScorer:
         return [float(v) for v in scores]
 
     def _tail(self, k: int, context: str, continuation: str) -> tuple[int, list[int], list[int]] | None:
-        """(k, model input after the cached prefix, continuation ids), or None if the cache cannot score it."""
-        tokens, n_cont = self._request_tokens(context, continuation)
-        cut = len(self._prefix)
+        """(k, model input after the cached prefix, continuation ids), or None if the cache cannot score it.
+
+        ``context`` and ``continuation`` are split as ``_encode_pair`` splits them and already encoded.
+        """
+        ctx, cont = self._encoder.pair(context, continuation)
+        tokens, cut = ctx + cont, len(self._prefix)
         if (self._cache is None or len(tokens) > self.lm.max_length or tokens[:cut] != self._prefix
-                or len(tokens) - n_cont <= cut or n_cont == 0):
+                or len(ctx) <= cut or not cont):
             return None
-        return k, tokens[cut:-1], tokens[-n_cont:]
-
-    def _encode(self, text: str) -> list[int]:
-        if text not in self._ids:
-            self._ids[text] = self.lm.tok_encode(text)
-        return self._ids[text]
-
-    def _request_tokens(self, context: str, continuation: str) -> tuple[list[int], int]:
-        """``_encode_pair``'s ids as one sequence, and how many of its last tokens are the continuation."""
-        from ..evaluators.lmeval.requests import _split_space
-
-        context, continuation = _split_space(context, continuation)
-        ctx = self._encode(context)
-        cont = self._encode(context + continuation)[len(ctx):]
-        return ctx + cont, len(cont)
+        return k, tokens[cut:-1], cont
 
     def _prime(self, sample: int, prompt: str) -> None:
         """Run the prompt (all tokens but the last) once and keep its key/value cache."""
         import torch
         from transformers import DynamicCache
 
-        from ..evaluators.lmeval.requests import _split_space
-
-        self._sample, self._ids = sample, {}
-        tokens = self._encode(_split_space(prompt, "")[0])
+        self._sample = sample
+        self._encoder.forget()  # strings of one prompt are not reused by the next
+        context = split_trailing_space(prompt, "")[0]
+        self._encoder.encode_strings({context})
+        tokens = self._encoder.pair(context, "")[0]
         self._prefix = tokens[:-1] if len(tokens) <= self.lm.max_length else []
         self._cache = None
         if self._prefix:
@@ -233,6 +230,21 @@ def _choose(results: list[ConstrainedResult], owners: list, scores: list[float],
         if taxonomy.children(option):
             deeper.append(i)
     return deeper
+
+
+def _full_attention_only(config: Any) -> bool:
+    """A plain key/value cache reproduces the full forward pass only for full attention in every layer.
+
+    Sliding-window and hybrid models (Mistral with a window, Gemma 2/3, recurrent layers) keep other caches;
+    they take the ``lm.loglikelihood`` path.
+    """
+    if config is None:
+        return False
+    text = getattr(config, "get_text_config", lambda: config)()
+    if getattr(text, "sliding_window", None) or getattr(text, "attention_chunk_size", None):
+        return False
+    layer_types = getattr(text, "layer_types", None)
+    return not layer_types or all(t == "full_attention" for t in layer_types)
 
 
 @functools.lru_cache(maxsize=8)

@@ -2,9 +2,11 @@
 
 A data file is CSV (``.csv``, ``.tsv``), JSON lines (``.jsonl``, ``.ndjson``) or Parquet
 (``.parquet``, ``.pq``). The label is either one column holding the whole path (``label_field``,
-levels joined by ``sep``) or one column per level (``label_fields``, top level first). Empty level
-values are skipped, so a row with an empty last level has a shallower leaf (CFPB rows without a
-sub-issue). Rows are numbered from 1 in file order, header not counted; the sample id is the
+levels joined by ``sep``) or one column per level (``label_fields``, top level first). Empty
+trailing levels give a shallower leaf (CFPB rows without a sub-issue). An empty level INSIDE a path (a
+product with no sub-product but an issue) is a hole: with ``label_holes: skip`` (the default) the empty
+level is dropped and the deeper levels move up, with a warning that counts and names the rows; with
+``label_holes: refuse`` such rows are an error. Rows are numbered from 1 in file order, header not counted; the sample id is the
 ``id_field`` value or, without one, that row number.
 
 Test rows are the whole ``data`` file, or its rows whose ``split_field`` equals ``test_split``;
@@ -59,6 +61,7 @@ class DataSpec:
     train_split: str = "train"
     train_data: Path | None = None
     taxonomy: Path | None = None
+    label_holes: str = "skip"
 
 
 @dataclass
@@ -75,10 +78,14 @@ class VocData:
 
 
 def _cell(value: Any) -> str:
-    """A cell as a stripped string; missing values (None, NaN) become ''."""
+    """A cell as a string, exactly as in the file; missing values (None, NaN) become ''.
+
+    Ids are matched exactly (a predictions file names the id as the data has it); text, labels and
+    split values are stripped where they are used.
+    """
     if value is None or (isinstance(value, float) and value != value):
         return ""
-    return str(value).strip()
+    return str(value)
 
 
 def read_table(path: str | Path, *, key: str = "data") -> "pd.DataFrame":
@@ -112,9 +119,25 @@ def _require_columns(frame: "pd.DataFrame", wanted: dict[str, str], path: Path) 
             raise UsageError(f"{path}: column {column!r} (key '{key}') not found; the file has: {shown}.")
 
 
-def _label_path(values: list[str], sep: str, per_level: bool) -> tuple[str, ...]:
-    parts = values if per_level else values[0].split(sep)
-    return tuple(p.strip() for p in parts if p.strip())
+def _label_levels(values: list[str], sep: str, per_level: bool) -> list[str]:
+    """The label's levels, stripped, empty ones included (a hole is an empty level before a named one)."""
+    parts = values if per_level else values[0].split(sep.strip())
+    levels = [p.strip() for p in parts]
+    while levels and not levels[-1]:  # empty trailing levels: a shallower leaf, not a hole
+        levels.pop()
+    return levels
+
+
+def _report_holes(holes: list[str], path: Path, rule: str) -> None:
+    """Apply the task's ``label_holes`` rule to rows whose label path has an empty level inside it."""
+    shown = _list_rows(holes[:_SHOW], len(holes))
+    if rule == "refuse":
+        raise UsageError(f"{path}: {len(holes)} row(s) have an empty level inside their label path: {shown}; "
+                         f"fill them in, or set label_holes: skip to drop the empty level.")
+    from ..errors import warn
+
+    warn(f"{path}: {len(holes)} row(s) have an empty level inside their label path ({shown}); the empty "
+         f"level was skipped, so deeper levels moved up (label_holes: skip; set label_holes: refuse to reject them).")
 
 
 def _list_rows(items: list[str], total: int) -> str:
@@ -133,17 +156,28 @@ def read_examples(spec: DataSpec, path: Path, *, split: str | None = None, key: 
         wanted["split_field"] = spec.split_field
     _require_columns(frame, wanted, path)
     rows = frame.to_dict("records")
-    examples, unlabelled = [], []
+    examples, unlabelled, holes, bad_names = [], [], [], []
+    mark = spec.sep.strip()
     for number, row in enumerate(rows, start=1):
-        if split is not None and row[spec.split_field] != split:
+        if split is not None and row[spec.split_field].strip() != split:
             continue
-        label = _label_path([row[c] for c in label_columns], spec.sep, bool(spec.label_fields))
+        levels = _label_levels([row[c] for c in label_columns], spec.sep, bool(spec.label_fields))
+        label = tuple(level for level in levels if level)
         if not label:
             unlabelled.append(f"row {number}")
+        elif len(label) < len(levels):
+            holes.append(f"row {number}: {' | '.join(levels)!r}")
+        if any(mark in level for level in label):
+            bad_names.append(f"row {number}: {' | '.join(label)!r}")
         sample_id = row[spec.id_field] if spec.id_field else str(number)
-        examples.append(VocExample(sample_id, row[spec.text_field], label, number, str(path)))
+        examples.append(VocExample(sample_id, row[spec.text_field].strip(), label, number, str(path)))
     if unlabelled:
         raise UsageError(f"{path}: {len(unlabelled)} row(s) have an empty label: {_list_rows(unlabelled[:_SHOW], len(unlabelled))}.")
+    if bad_names:
+        raise UsageError(f"{path}: {len(bad_names)} row(s) have a label level containing the separator {mark!r} "
+                         f"(key 'sep'): {_list_rows(bad_names[:_SHOW], len(bad_names))}; use another 'sep'.")
+    if holes:
+        _report_holes(holes, path, spec.label_holes)
     _check_unique_ids(examples, path)
     return examples
 
@@ -188,5 +222,8 @@ def load_voc_data(spec: DataSpec) -> VocData:
         check_labels(test, taxonomy, what=f"taxonomy {spec.taxonomy.name}")
         check_labels(train, taxonomy, what=f"taxonomy {spec.taxonomy.name}")
     else:
-        taxonomy = Taxonomy.from_data([ex.path for ex in test + train], sep=spec.sep)
+        try:
+            taxonomy = Taxonomy.from_data([ex.path for ex in test + train], sep=spec.sep)
+        except ValueError as exc:  # read_examples checked the names; this is the last line of defence
+            raise UsageError(f"{spec.data}: the labels do not form a taxonomy ({exc}).") from None
     return VocData(test=test, train=train, taxonomy=taxonomy)

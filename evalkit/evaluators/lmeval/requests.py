@@ -93,19 +93,27 @@ class PairEncoder:
 
         Every doc must have non-empty contexts (see :func:`encodable`)."""
         todo = [d for d in docs if d.tokens is None]
-        pairs = [[_split_space(*inst.args) for inst in d.instances if inst.request_type == "loglikelihood"]
+        pairs = [[split_trailing_space(*inst.args) for inst in d.instances if inst.request_type == "loglikelihood"]
                  for d in todo]
-        self._encode_all({s for doc_pairs in pairs for ctx, cont in doc_pairs for s in (ctx, ctx + cont)})
+        self.encode_strings({s for doc_pairs in pairs for ctx, cont in doc_pairs for s in (ctx, ctx + cont)})
         for d, doc_pairs in zip(todo, pairs):
             d.tokens = [self._request(inst.args, ctx, cont)
                         for inst, (ctx, cont) in zip((i for i in d.instances if i.request_type == "loglikelihood"), doc_pairs)]
 
     def _request(self, args: tuple, context: str, continuation: str):
+        ctx, cont = self.pair(context, continuation)
+        return (tuple(args), ctx, cont)
+
+    def pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """``_encode_pair``'s (context ids, continuation ids) of an already split pair (see ``encode_strings``)."""
         whole = self._cache[context + continuation]
         ctx = self._cache[context]
-        return (tuple(args), ctx, whole[len(ctx):])
+        return ctx, whole[len(ctx):]
 
-    def _encode_all(self, strings: set[str]) -> None:
+    def forget(self) -> None:
+        self._cache.clear()
+
+    def encode_strings(self, strings) -> None:
         """HFLM.tok_encode for every new string, one tokenizer call per special-tokens setting."""
         from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
 
@@ -122,7 +130,7 @@ class PairEncoder:
             self._cache.update(zip(texts, ids))
 
 
-def _split_space(context: str, continuation: str) -> tuple[str, str]:
+def split_trailing_space(context: str, continuation: str) -> tuple[str, str]:
     """``_encode_pair``'s rule: trailing spaces of the context move to the continuation."""
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces > 0:

@@ -1,0 +1,24 @@
+"""Anytime-valid sequential gating: evaluate gated tasks in a random order and stop once the verdict is settled.
+
+``evalkit compare BASE TUNED --tasks mmlu --policy P --sequential`` evaluates each task that has gates on a
+per-sample metric in seeded random chunks and stops it as soon as every gate's confidence sequence lies
+beyond (fail) or inside (pass) its threshold; see ``docs/gating.md``. The parts:
+
+* :func:`compare_sequential`: models in, a gated :class:`~evalkit.comparison.Comparison` out (what the CLI runs);
+* :func:`confidence_sequence`: the bound (Waudby-Smith & Ramdas 2023, predictable plug-in empirical Bernstein);
+* :func:`decide`: a gate's decision from its confidence sequence;
+* :func:`collect_results_sequential`: the evaluation loop over checkpoints, tasks and chunks;
+* :func:`apply_sequential_verdict`: early decisions into the policy's verdict;
+* :func:`simulate_stopping`: error rates and savings on a known population (``bench/sequential``).
+"""
+
+from ._api import compare_sequential
+from ._bound import confidence_sequence
+from ._drive import DEFAULT_CHUNK_SIZE, TaskOutcome, collect_results_sequential, sample_order
+from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, unsupported_reason
+from ._simulate import SimulationResult, simulate_stopping
+from ._verdict import apply_sequential_verdict
+
+__all__ = ["compare_sequential", "confidence_sequence", "decide", "SequentialGate", "GateState", "DEFAULT_ALPHA", "DEFAULT_CHUNK_SIZE",
+           "TaskOutcome", "collect_results_sequential", "sample_order", "unsupported_reason", "apply_sequential_verdict",
+           "simulate_stopping", "SimulationResult"]
