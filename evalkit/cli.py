@@ -54,10 +54,14 @@ def _load_options(kw: dict):
     model_args = parse_pairs(split_commas(kw.pop("model_args")), param="model_args")
     batch = kw.pop("batch_size")
     import os
+    import re
 
     from .errors import register_secret
 
     register_secret(os.environ.get(kw["api_key_env"]))  # redacted from everything printed or written
+    for key, value in model_args.items():  # e.g. --model-args token=hf_...: it would reach results.json
+        if re.search(r"key|token|secret|passw|auth|credential", str(key), re.IGNORECASE):
+            register_secret(str(value))
     return LoadOptions(
         base=kw.pop("base"), config=kw.pop("config"), allow_pickle=kw.pop("allow_pickle"),
         trust_remote_code=kw.pop("trust_remote_code"), batch_size=int(batch) if batch.isdigit() else batch,

@@ -697,3 +697,14 @@ def test_a_damaged_store_row_is_evaluated_again_with_a_warning(tmp_path, damage)
     assert _results_without_volatile(tmp_path / "a" / "results.json") == _results_without_volatile(tmp_path / "b" / "results.json")
     code, _, err = run_cli(argv + [str(tmp_path / "c")])
     assert code == 0 and "damaged" not in err  # repaired
+
+
+def test_a_secret_model_arg_is_redacted_from_outputs(tmp_path):
+    task = make_voc_task(tmp_path, n=2)
+    preds = write_predictions(tmp_path / "p.jsonl", task, n=2)
+    secret = "hf_SecretToken12345"
+    code, out, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(preds), "-t", str(task),
+                              "--model-args", f"token={secret}", "--out", str(tmp_path / "out")])
+    assert code == 0, err
+    written = (tmp_path / "out" / "results.json").read_text()
+    assert secret not in written + out + err and '"token": "***"' in written

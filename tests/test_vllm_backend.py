@@ -85,8 +85,15 @@ def test_vllm_backend_equals_hflm_on_a_chat_model(tmp_path):
             results[backend] = evaluate_checkpoint(Checkpoint.from_string(str(model), options), tasks, store)
     hf, vllm = results["hf"], results["vllm"]
     assert vllm.checkpoint.settings["backend"] == "vllm"
-    outputs = [[s.extra.get("raw_output") for s in r.tasks["voc_gen"].samples] for r in (hf, vllm)]
+    outputs = [[_complete_characters(s.extra.get("raw_output")) for s in r.tasks["voc_gen"].samples] for r in (hf, vllm)]
     assert outputs[0] == outputs[1] and len(set(outputs[0])) > 2
     assert [s.extra["chat_template"] for s in vllm.tasks["voc_gen"].samples] == [True] * 6
     assert [s.prediction for s in hf.tasks["voc_ll"].samples] == [s.prediction for s in vllm.tasks["voc_ll"].samples]
     assert hf.tasks["voc_gen"].metrics == vllm.tasks["voc_gen"].metrics
+
+
+def _complete_characters(text: str | None) -> str | None:
+    """``text`` without a final U+FFFD: where ``max_gen_toks`` cuts a multi-byte character (the tiny byte-level
+    tokenizer's random outputs often do), HF decodes the partial bytes as U+FFFD and vLLM's incremental
+    detokenizer leaves them out; the tokens are the same (found on vLLM 0.32 CPU, see bench/vllm/README.md)."""
+    return text[:-1] if text and text.endswith("\ufffd") else text

@@ -93,7 +93,9 @@ def run(args: argparse.Namespace) -> dict:
         del local
     with _served(args, model, work) as spec:
         for concurrency in args.concurrency:
-            options = LoadOptions(num_concurrent=concurrency, max_retries=2, timeout=600, max_length=1024)
+            # Plain prompts, as sent to the in-process reference: the completions endpoint whatever the served name
+            options = LoadOptions(num_concurrent=concurrency, max_retries=2, timeout=600, max_length=1024,
+                                  endpoint="completions")
             served = Checkpoint.from_string(spec, options).lm
             seconds, outputs = _timed(served, prompts, args.max_gen_toks)
             rows.append(_row(f"served, concurrency {concurrency}", seconds, len(prompts), args.max_gen_toks,

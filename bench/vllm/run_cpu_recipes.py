@@ -330,7 +330,8 @@ def evalkit_eval(spec: str, store: Path, out: Path, extra: list[str], timeout: f
                "--dtype", "float32", "--out", str(out), *extra]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **(env_extra or {}))
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(env_extra or {})
     log("$ " + " ".join(command[1:]))
     started = time.monotonic()
     with open(logfile, "wb") as handle:
