@@ -1,6 +1,6 @@
 """``evalkit demo``: catastrophic forgetting at toy scale, from real training, fully offline.
 
-Three tiny checkpoints are trained on this machine (about 2½ minutes on 2 idle CPU cores, cached
+Three tiny checkpoints are trained on this machine (about 3 minutes on 2 idle CPU cores, cached
 after the first run; see :mod:`evalkit.demo.checkpoints`) and compared by the same pipeline as
 ``evalkit compare`` on the ``demo_voc`` (domain) and ``demo_general`` (general) tasks with the
 ``tasks/policies/demo_policy.yaml`` gate (not in ``tasks/`` itself, where every YAML is a task).
