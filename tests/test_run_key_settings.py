@@ -124,7 +124,7 @@ def test_results_file_with_bad_settings_is_a_usage_error():
     from evalkit.errors import UsageError
 
     checkpoint = {"label": "a", "spec": "models/a", "kind": "hf", "fingerprint": "fp", "settings": "bf16"}
-    with pytest.raises(UsageError, match="not an evalkit results file"):
+    with pytest.raises(UsageError, match=r"checkpoint\.settings: expected an object"):
         EvalResult.from_dict({"schema_version": 1, "checkpoint": checkpoint, "tasks": {}})
 
 
