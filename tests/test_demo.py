@@ -213,7 +213,7 @@ DEMO_SEEDS = [int(s) for s in __import__("os").environ.get("EVALKIT_DEMO_SEEDS",
 def test_full_demo_tells_the_studys_story(tmp_path, store_path, seed, monkeypatch):
     """Base knows the facts; domain-only forgets them significantly; the 75/25 mix keeps them; both learn the domain;
     a later plain `evalkit compare` of the same checkpoints is answered from the store; stdout is the README table."""
-    from evalkit.checkpoints import loaders
+    from evalkit.checkpoints import kinds as loaders
     from evalkit.demo import run_demo
     from evalkit.demo.summary import demo_summary, demo_table
 
