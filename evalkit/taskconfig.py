@@ -1,4 +1,4 @@
-"""Task configuration files: YAML in ``tasks/`` (or any path) -> validated :class:`TaskConfig`.
+"""Task configuration files: YAML in ``evalkit/tasks/`` (or any path) -> validated :class:`TaskConfig`.
 
 A task file names its evaluator and that evaluator's options::
 
@@ -58,11 +58,8 @@ class TaskConfig:
 
 
 def shipped_tasks_dir() -> Path:
-    """Folder of the task files that come with evalkit (the repository's ``tasks/``)."""
-    packaged = Path(__file__).parent / "_shipped_tasks"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parent.parent / "tasks"
+    """Folder of the task files that come with evalkit (``evalkit/tasks/``, package data in wheels)."""
+    return Path(__file__).resolve().parent / "tasks"
 
 
 def shipped_task_names() -> list[str]:

@@ -22,8 +22,8 @@ def test_general_set_is_deterministic_and_matches_the_committed_file():
     assert gs.test_questions() == gs.test_questions()
     assert gs.train_questions(500) == gs.train_questions(500)
     assert gs.train_questions(500) != gs.train_questions(500, sample_seed=1)
-    committed = (REPO / "tasks" / "data" / "demo_general" / "test.jsonl").read_text(encoding="utf-8")
-    assert committed == gs.test_file_text(), "regenerate with: python -m evalkit.demo.general_set > tasks/data/demo_general/test.jsonl"
+    committed = (REPO / "evalkit" / "tasks" / "data" / "demo_general" / "test.jsonl").read_text(encoding="utf-8")
+    assert committed == gs.test_file_text(), "regenerate with: python -m evalkit.demo.general_set > evalkit/tasks/data/demo_general/test.jsonl"
 
 
 def test_general_set_shape_and_balanced_answers():
@@ -47,7 +47,7 @@ def test_test_option_sets_never_appear_in_training():
 def test_lm_eval_task_renders_exactly_the_trained_prompt():
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    manager = TaskManager(include_path=str(REPO / "tasks" / "lm_eval" / "demo_general"), include_defaults=False)
+    manager = TaskManager(include_path=str(REPO / "evalkit" / "tasks" / "lm_eval" / "demo_general"), include_defaults=False)
     task = get_task_dict(["demo_general"], manager)["demo_general"]
     docs = list(task.test_docs())
     assert [task.doc_to_text(d) for d in docs] == [gs.render_question(q) for q in gs.test_questions()]

@@ -484,7 +484,7 @@ def test_demo_policy_fails_domain_only_and_passes_mixed():
 
 
 def test_demo_policy_text_defaults_are_the_shipped_demo_policy():
-    shipped = load_policy(REPO / "tasks" / "policies" / "demo_policy.yaml")
+    shipped = load_policy(REPO / "evalkit" / "tasks" / "policies" / "demo_policy.yaml")
     generated = parse_policy(yaml.safe_load(demo_policy_text()))
     fields = lambda p: [(g.metric, g.operator, g.threshold, g.significance) for g in p.gates]  # noqa: E731
     assert fields(generated) == fields(shipped) and generated.baseline == shipped.baseline

@@ -24,7 +24,7 @@ from evalkit.checkpoints import Checkpoint, LoadOptions
 from evalkit.errors import UsageError
 from tests.helpers.mmlu import write_mmlu
 
-VOC_DATA = Path(__file__).resolve().parents[1] / "tasks" / "data" / "voc_sample"
+VOC_DATA = Path(__file__).resolve().parents[1] / "evalkit" / "tasks" / "data" / "voc_sample"
 MODELS = ("plain", "bos", "base")
 GENERATION_TASKS = ("voc_generate", "ifeval", "mmlu_generative")
 LOGLIKELIHOOD_TASKS = ("voc_constrained", "mmlu")

@@ -16,7 +16,7 @@ from evalkit.errors import EvaluationError, UsageError
 from tests.helpers.flaky_server import FlakyServer, answer_for
 from tests.helpers.transformers_serve import served_or_skip
 
-VOC_DATA = Path(__file__).resolve().parents[1] / "tasks" / "data" / "voc_sample"
+VOC_DATA = Path(__file__).resolve().parents[1] / "evalkit" / "tasks" / "data" / "voc_sample"
 FAST = {"retry_wait": 0.01}  # first backoff 10 ms so retry tests stay fast
 
 

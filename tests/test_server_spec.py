@@ -194,7 +194,7 @@ def test_served_names_that_look_like_paths_write_inside_out(tmp_path, store_path
     from tests.helpers.flaky_server import FlakyServer
 
     monkeypatch.chdir(tmp_path)
-    voc = Path(__file__).resolve().parents[1] / "tasks" / "data" / "voc_sample"
+    voc = Path(__file__).resolve().parents[1] / "evalkit" / "tasks" / "data" / "voc_sample"
     task = tmp_path / "voc_small.yaml"
     task.write_text(json.dumps({"name": "voc_small", "evaluator": "voc", "data": str(voc / "test.csv"),
                                 "taxonomy": str(voc / "taxonomy.txt"), "id_field": "id", "text_field": "text",
@@ -264,7 +264,7 @@ def test_eval_prints_the_endpoint_in_its_settings(tmp_path, store_path, capsys):
     from evalkit.cli import main
     from tests.helpers.flaky_server import FlakyServer
 
-    voc = Path(__file__).resolve().parents[1] / "tasks" / "data" / "voc_sample"
+    voc = Path(__file__).resolve().parents[1] / "evalkit" / "tasks" / "data" / "voc_sample"
     task = tmp_path / "voc_small.yaml"
     task.write_text(json.dumps({"name": "voc_small", "evaluator": "voc", "data": str(voc / "test.csv"),
                                 "taxonomy": str(voc / "taxonomy.txt"), "id_field": "id", "text_field": "text",

@@ -95,7 +95,7 @@ def test_validate_options_types_and_unknown_keys():
 def test_shipped_tasks_are_valid():
     names = shipped_task_names()
     for name in names:
-        config = load_task_file(ROOT / "tasks" / f"{name}.yaml")
+        config = load_task_file(ROOT / "evalkit" / "tasks" / f"{name}.yaml")
         assert config.evaluator in base.evaluator_names(), f"tasks/{name}.yaml names an unknown evaluator"
 
 
@@ -166,3 +166,20 @@ def test_bad_task_file_exit_2(tmp_path):
     result = _evalkit("eval", "whatever", "--tasks", str(bad))
     assert result.returncode == 2
     assert "unknown evaluator 'nosuch'" in result.stderr or "whatever" in result.stderr
+
+
+def test_wheel_ships_every_task_file(tmp_path):
+    """A wheel (what `pip install evalkit` gets) carries evalkit/tasks/ whole as package data."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
+                    "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = tmp_path.glob("evalkit-*.whl")
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("evalkit/tasks/")}
+    folder = ROOT / "evalkit" / "tasks"
+    on_disk = {f"evalkit/tasks/{p.relative_to(folder).as_posix()}" for p in folder.rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
+    assert shipped == on_disk
+    assert "evalkit/tasks/mmlu.yaml" in shipped and "evalkit/tasks/lm_eval/mmlu_letter_template_yaml" in shipped

@@ -16,7 +16,7 @@ import pytest
 from evalkit.checkpoints import Checkpoint, LoadOptions
 from evalkit.errors import UsageError
 
-VOC_DATA = Path(__file__).resolve().parents[1] / "tasks" / "data" / "voc_sample"
+VOC_DATA = Path(__file__).resolve().parents[1] / "evalkit" / "tasks" / "data" / "voc_sample"
 
 
 @pytest.fixture(autouse=True)

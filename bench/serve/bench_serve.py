@@ -35,7 +35,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _prompts(n: int) -> list[str]:
-    with open(ROOT / "tasks" / "data" / "voc_sample" / "test.csv", newline="", encoding="utf-8") as handle:
+    with open(ROOT / "evalkit" / "tasks" / "data" / "voc_sample" / "test.csv", newline="", encoding="utf-8") as handle:
         texts = [row["text"] for row in csv.DictReader(handle)]
     return [f"Comment: {texts[i % len(texts)]}\nLabel:" for i in range(n)]
 

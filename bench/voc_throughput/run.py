@@ -31,7 +31,7 @@ def _evaluator(data: Path, rows: int, mode: str, batch_docs: int):
     from evalkit.evaluators.base import get_evaluator
     from evalkit.taskconfig import load_task_file
 
-    config = load_task_file(ROOT / "tasks" / "voc_cfpb.yaml")
+    config = load_task_file(ROOT / "evalkit" / "tasks" / "voc_cfpb.yaml")
     config.options.update({"data": str(data), "limit": rows, "mode": mode, "batch_docs": batch_docs, "n_resamples": 0})
     evaluator = get_evaluator("voc")(config)
     evaluator.check_ready()

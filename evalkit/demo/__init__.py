@@ -3,7 +3,7 @@
 Three tiny checkpoints are trained on this machine (about 3 minutes on 2 idle CPU cores, cached
 after the first run; see :mod:`evalkit.demo.checkpoints`) and compared by the same pipeline as
 ``evalkit compare`` on the ``demo_voc`` (domain) and ``demo_general`` (general) tasks with the
-``tasks/policies/demo_policy.yaml`` gate (not in ``tasks/`` itself, where every YAML is a task).
+``evalkit/tasks/policies/demo_policy.yaml`` gate (not in ``evalkit/tasks/`` itself, where every YAML is a task).
 Expected outcome: domain-only tuning learns the domain and forgets the general facts (its gate
 fails); the 75/25 mix learns the domain and keeps them (its gate passes).
 """

@@ -1,6 +1,6 @@
 """The demo's domain training data: the VOC sample's train split, rendered by the ``demo_voc`` task.
 
-The ``voc`` evaluator built from ``tasks/demo_voc.yaml`` reads the data and the template, and its own
+The ``voc`` evaluator built from ``evalkit/tasks/demo_voc.yaml`` reads the data and the template, and its own
 :class:`~evalkit.voc.prompting.PromptBuilder` renders the training prompts, so the demo models are
 trained on exactly the prompt the evaluation sends them (one source of truth: the task file).
 """

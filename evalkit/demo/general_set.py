@@ -8,7 +8,7 @@ knows these facts only from the demo's own base training -- which is what lets f
 Each fact has exactly one test question. Its distractor set (and so its option order) is never
 used for that fact in training: a model must have learned the fact, not memorised a letter for a
 particular question. Questions are rendered like MMLU in lm-eval (``Question...\\nA. ...\\nAnswer:``)
-and scored by the log-likelihood of each option's text after ``Answer:`` (``tasks/lm_eval/demo_general``).
+and scored by the log-likelihood of each option's text after ``Answer:`` (``evalkit/tasks/lm_eval/demo_general``).
 
 Everything here is pure Python and deterministic for a given seed (no torch import).
 """
@@ -172,14 +172,14 @@ def question_rows(questions: list[MCQuestion]) -> list[dict]:
 
 
 def test_file_text(seed: int = SEED) -> str:
-    """The committed ``tasks/data/demo_general/test.jsonl`` (one JSON object per line, keys sorted)."""
+    """The committed ``evalkit/tasks/data/demo_general/test.jsonl`` (one JSON object per line, keys sorted)."""
     import json
 
     rows = question_rows(test_questions(seed))
     return "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
 
 
-if __name__ == "__main__":  # python -m evalkit.demo.general_set > tasks/data/demo_general/test.jsonl
+if __name__ == "__main__":  # python -m evalkit.demo.general_set > evalkit/tasks/data/demo_general/test.jsonl
     import sys
 
     sys.stdout.write(test_file_text())

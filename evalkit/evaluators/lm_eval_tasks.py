@@ -9,7 +9,7 @@ data folders for MMLU and IFEval; a letter-answer MMLU variant; breakdowns per s
 instruction type. Loading, the per-kind differences and request scheduling live in
 :mod:`evalkit.evaluators.lmeval`; this class ties them to the evaluator protocol.
 
-Task file keys (see ``tasks/mmlu.yaml``)::
+Task file keys (see ``evalkit/tasks/mmlu.yaml``)::
 
     lm_eval_task: mmlu        # lm-eval task or group name (required)
     lm_eval_config: null      # a custom lm-eval task YAML or folder (relative to the task file)

@@ -210,7 +210,7 @@ def demo_policy_text(domain_task: str = "demo_voc", general_task: str = "demo_ge
                      min_domain_gain: float = 0.2, max_general_drop: float = 0.1, significance: float = 0.05) -> str:
     """Policy YAML of the demo's kind: the tuned checkpoints must learn the domain without forgetting.
 
-    The defaults give the gates of ``tasks/policies/demo_policy.yaml``, the policy ``evalkit demo``
+    The defaults give the gates of ``evalkit/tasks/policies/demo_policy.yaml``, the policy ``evalkit demo``
     ships (a test keeps them equal); other task names and thresholds give the same policy for your own
     domain and general tasks.
 

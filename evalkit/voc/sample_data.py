@@ -7,9 +7,9 @@ Labels follow a Zipf-like long tail, a few leaves sit at depth 3 and some leaf n
 under different parents, so the hierarchical metrics have something to show.
 
 The output depends only on ``seed`` (Python's ``random.Random``), so the committed files in
-``tasks/data/voc_sample/`` can be checked against a fresh generation::
+``evalkit/tasks/data/voc_sample/`` can be checked against a fresh generation::
 
-    python -m evalkit.voc.sample_data tasks/data/voc_sample
+    python -m evalkit.voc.sample_data evalkit/tasks/data/voc_sample
 """
 
 from __future__ import annotations
@@ -278,6 +278,6 @@ def write_sample_data(out_dir: str | Path, seed: int = 0) -> list[Path]:
 
 
 if __name__ == "__main__":  # python -m evalkit.voc.sample_data OUT_DIR
-    target = sys.argv[1] if len(sys.argv) > 1 else "tasks/data/voc_sample"
+    target = sys.argv[1] if len(sys.argv) > 1 else "evalkit/tasks/data/voc_sample"
     for path in write_sample_data(target):
         print(path)
