@@ -429,3 +429,24 @@ def test_grouped_randomization_swaps_whole_clusters_and_stays_valid():
                 else:
                     rejections_plain += 1
     assert rejections_grouped / 100 <= 0.1 < rejections_plain / 100  # ignoring clusters rejects far too often
+
+
+def test_jackknife_intervals_stay_inside_the_metric_range():
+    """An F1 near 1 over a few rare classes: the normal interval would pass 1; the declared range cuts it."""
+    from evalkit.evaluators.voc import VOC_METRIC_SPECS
+    from evalkit.evaluators.base import declared_specs
+    from evalkit.metrics import hierarchical
+
+    y_true = ["A>a"] * 30 + ["B>b"] * 3 + ["C>c"] * 2
+    y_pred = ["A>a"] * 30 + ["B>b"] * 3 + ["C>c", "A>a"]
+    ci = hierarchical.jackknife_ci(y_true, y_pred, metrics=["leaf_macro_f1", "path_accuracy"])
+    for name, (low, high) in ci.items():
+        assert 0.0 <= low <= high <= 1.0, (name, low, high)
+    point = hierarchical.leaf_f1_score(y_true, y_pred, average="macro")
+    unclipped = stats.jackknife_ci(point, [point - 0.05, point + 0.05] * 10)
+    assert unclipped[1] > 1.0  # what the range prevents
+    class E:
+        metric_specs = VOC_METRIC_SPECS
+    specs = declared_specs(E, ["leaf_macro_f1", "level1_macro_f1", "hier_f1", "mean_first_error_depth", "level/f1"])
+    assert specs["leaf_macro_f1"].bounds == specs["level1_macro_f1"].bounds == specs["hier_f1"].bounds == (0.0, 1.0)
+    assert specs["mean_first_error_depth"].bounds is None and specs["level/f1"].bounds is None

@@ -132,7 +132,8 @@ def _raw_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) ->
         value = finite(tr.metrics.get(metric))
         jack = own_jackknife(ctx, task, label).get(metric)
         if value is not None and jack is not None:
-            low, high, _ = jackknife_ci(value, jack, confidence=ctx.confidence)
+            bounds = spec_of(ctx, task, label, metric).bounds
+            low, high, _ = jackknife_ci(value, jack, confidence=ctx.confidence, bounds=bounds)
             if finite(low) is not None:
                 return finite(low), finite(high), "cluster_jackknife" if _is_clustered(ctx, task, label) else "jackknife"
     reported = tr.ci.get(metric)

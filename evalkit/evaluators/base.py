@@ -40,6 +40,7 @@ infers them from the numbers. A declaration lives on the class (``metric_specs``
 from __future__ import annotations
 
 import dataclasses
+import math
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -95,6 +96,10 @@ class MetricSpec:
         Only for breakdown metrics (declared as ``"KIND/METRIC"``): the record field whose value is
         the breakdown key of a record (``"group"``, ``"extra.category"``; for element units a list of
         keys, one per element, e.g. ``"extra.instruction_ids"``).
+    bounds : (float, float), optional
+        The range the metric cannot leave (``(0.0, 1.0)`` for an F1 or a precision). Normal
+        (jackknife) intervals of corpus metrics are cut to it, so an F1 near 1 never gets an upper
+        bound above 1; None for unbounded metrics (a depth, a perplexity).
 
     Examples
     --------
@@ -102,6 +107,8 @@ class MetricSpec:
     True
     >>> MetricSpec().score_field("acc")
     'scores.acc'
+    >>> MetricSpec(level="corpus", bounds=[0, 1]).bounds
+    (0.0, 1.0)
     >>> MetricSpec(level="middle")
     Traceback (most recent call last):
     ...
@@ -114,6 +121,7 @@ class MetricSpec:
     unit: str = "sample"
     cluster: str | None = None
     group_by: str | None = None
+    bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.higher_is_better, bool):
@@ -128,6 +136,8 @@ class MetricSpec:
             value = getattr(self, name)
             if value is not None:
                 _check_field(value, f"MetricSpec {name}")
+        if self.bounds is not None:
+            object.__setattr__(self, "bounds", _check_bounds(self.bounds))
 
     def score_field(self, metric: str) -> str | None:
         """The record field of the per-unit values (None for a corpus metric)."""
@@ -144,6 +154,16 @@ class MetricSpec:
             return data
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in dict(data).items() if k in known})
+
+
+def _check_bounds(bounds: Any) -> tuple[float, float]:
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"MetricSpec bounds must be two finite numbers, low < high; got {bounds!r}.")
+    return low, high
 
 
 def _check_field(path: Any, what: str) -> str:

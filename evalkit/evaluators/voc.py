@@ -45,14 +45,15 @@ MODES = ("generate", "constrained")
 
 #: What each metric is (docs/statistics.md): path accuracy and the invalid rate are per-sample
 #: proportions; F1 scores, hierarchical/LCA scores and the first-error depth are corpus statistics.
+_UNIT = (0.0, 1.0)  # the range of a precision, recall, F1 or accuracy
 VOC_METRIC_SPECS: dict[str, MetricSpec] = {
     "path_accuracy": MetricSpec(level="sample", score="correct"),
     "invalid_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.invalid"),
     "mean_first_error_depth": MetricSpec(level="corpus"),  # deeper first error = right for longer
-    "leaf_*": MetricSpec(level="corpus"),
-    "level*": MetricSpec(level="corpus"),
-    "hier_*": MetricSpec(level="corpus"),
-    "lca_*": MetricSpec(level="corpus"),
+    "leaf_*": MetricSpec(level="corpus", bounds=_UNIT),  # F1, precision, recall: [0, 1]
+    "level[0-9]*": MetricSpec(level="corpus", bounds=_UNIT),  # level1_macro_f1 ... (not the level/ breakdown)
+    "hier_*": MetricSpec(level="corpus", bounds=_UNIT),
+    "lca_*": MetricSpec(level="corpus", bounds=_UNIT),
     "class/recall": MetricSpec(level="sample", score="correct", group_by="group"),  # recall of a true class
     "class/*": MetricSpec(level="corpus"),
     "level/*": MetricSpec(level="corpus"),

@@ -714,7 +714,8 @@ def jackknife_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, confidence=0.95,
         if name not in jack:
             out[name] = [None, None]
             continue
-        low, high, _ = normal_jackknife_ci(float(point[name][0]), jack[name], confidence=confidence)
+        bounds = None if name == "mean_first_error_depth" else (0.0, 1.0)  # the rest are rates and F-scores
+        low, high, _ = normal_jackknife_ci(float(point[name][0]), jack[name], confidence=confidence, bounds=bounds)
         out[name] = [_json_float(low), _json_float(high)]
     return out
 

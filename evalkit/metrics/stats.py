@@ -563,10 +563,15 @@ def jackknife_stderr(jackknife: Any) -> float:
     return float(np.sqrt((n - 1) / n * np.sum((values - values.mean()) ** 2)))
 
 
-def jackknife_ci(estimate: float, jackknife: Any, *, confidence: float = 0.95) -> tuple[float, float, float]:
+def jackknife_ci(estimate: float, jackknife: Any, *, confidence: float = 0.95,
+                 bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
     """Normal interval ``estimate ± z * jackknife_stderr`` (Efron & Stein 1981: the jackknife variance
     errs on the large side, which keeps coverage for corpus metrics over long-tailed classes, where a
     bootstrap underestimates the spread; bench/stats/README.md).
+
+    ``bounds`` (the metric's range, e.g. ``(0, 1)`` for an F1) cuts the interval to values the metric
+    can take: the true value lies in the range, so coverage is unchanged, and an F1 of 0.95 no longer
+    reads ``[0.85, 1.04]``.
 
     Returns
     -------
@@ -576,13 +581,18 @@ def jackknife_ci(estimate: float, jackknife: Any, *, confidence: float = 0.95) -
     --------
     >>> [round(x, 4) for x in jackknife_ci(0.5, [0.49, 0.5, 0.51, 0.5])]
     [0.476, 0.524, 0.0122]
+    >>> [round(x, 4) for x in jackknife_ci(0.99, [0.97, 0.99, 1.0, 1.0], bounds=(0, 1))]  # not 1.0316
+    [0.9484, 1.0, 0.0212]
     """
     confidence = _check_confidence(confidence, "jackknife_ci")
     stderr = jackknife_stderr(jackknife)
     if not (math.isfinite(stderr) and math.isfinite(estimate)):
         return math.nan, math.nan, stderr
     half = _z(confidence) * stderr
-    return float(estimate - half), float(estimate + half), stderr
+    low, high = estimate - half, estimate + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return float(low), float(high), stderr
 
 
 # --------------------------------------------------------------------------- means, clustered or not
