@@ -18,6 +18,7 @@ import pytest
 from evalkit._io import MANIFEST_NAME, OutputFolder, dump_json, parse_yaml, safe_file_name
 from evalkit.errors import UsageError
 from tests.helpers.cli import make_voc_task, run_cli, write_predictions
+from tests.helpers.plugins import install_plugin
 
 
 # ------------------------------------------------------------------ 1. nothing leaves its folder
@@ -454,15 +455,8 @@ def test_malformed_urls_are_usage_errors(url):
 def test_a_broken_plugin_warns_once_and_fails_only_when_requested(tmp_path, monkeypatch, capsys):
     from evalkit.evaluators import base
 
-    (tmp_path / "evalkit_broken_plugin.py").write_text("raise ImportError('no module named torchvision2')\n")
-    dist = tmp_path / "evalkit_broken_plugin-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: evalkit-broken-plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[evalkit.evaluators]\nbroken = evalkit_broken_plugin:Eval\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(base, "_entry_points_loaded", False)
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
-    monkeypatch.setattr(base, "_BROKEN", {})
+    install_plugin(tmp_path, monkeypatch, "evalkit_broken_plugin", "raise ImportError('no module named torchvision2')\n",
+                   "broken = evalkit_broken_plugin:Eval")
     assert base.get_evaluator("voc").name == "voc"
     assert base.get_evaluator("lm_eval").name == "lm_eval"
     err = capsys.readouterr().err

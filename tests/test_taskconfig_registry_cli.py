@@ -13,6 +13,7 @@ import pytest
 
 from evalkit.errors import UsageError
 from evalkit.evaluators import base
+from tests.helpers.plugins import install_plugin
 from evalkit.taskconfig import (TaskConfig, load_task_file, parse_overrides, resolve_tasks, shipped_task_names,
                                 validate_options)
 
@@ -107,16 +108,9 @@ def test_unknown_evaluator_did_you_mean():
 
 
 def test_entry_point_plugin_is_discovered(tmp_path, monkeypatch):
-    (tmp_path / "evalkit_plugin_demo.py").write_text(
-        "class MyEval:\n    name = 'my_eval'\n    version = '1'\n    needs = frozenset()\n"
-    )
-    dist = tmp_path / "evalkit_plugin_demo-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: evalkit-plugin-demo\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[evalkit.evaluators]\nmy_eval = evalkit_plugin_demo:MyEval\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(base, "_entry_points_loaded", False)
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    install_plugin(tmp_path, monkeypatch, "evalkit_plugin_demo",
+                   "class MyEval:\n    name = 'my_eval'\n    version = '1'\n    needs = frozenset()\n",
+                   "my_eval = evalkit_plugin_demo:MyEval")
     assert base.get_evaluator("my_eval").__name__ == "MyEval"
 
 
