@@ -535,3 +535,94 @@ def test_pair_encoder_equals_lm_eval_tokenisation(tiny_model_dir):
         assert d.tokens == [((context, continuation), *lm._encode_pair(context, continuation))]
     lm.tok_encode = lm.tok_encode  # an instance-level override: lm-eval's own path is used
     assert not PairEncoder.supports(lm)
+
+
+# Contexts and continuations that stress the join rule: word/number/punctuation runs, contractions, runs of
+# whitespace and newlines, non-ASCII letters and digits, the BOS text, characters Python counts as spaces
+# but regex engines may not (\x1c, \x85, \xa0).
+_PIECES = ["Answer", ":", " A", "'s", "'ll", "12345", " 7", "\n", "\n\n", "  ", "\t", " > ", "é", "ü", "☃", "٣",
+           "<s>", "\x1c", "\x85", "\xa0", "x", "?!", " ", "\r\n"]
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["no-bos", "bos"])
+def pair_lm(request, tmp_path_factory):
+    from lm_eval.models.huggingface import HFLM
+
+    from evalkit.testing import build_tiny_model
+
+    model = build_tiny_model(tmp_path_factory.mktemp("pair_lm"), bos=request.param)
+    return HFLM(pretrained=str(model), batch_size=1, device="cpu")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(context=st.lists(st.sampled_from(_PIECES), min_size=1, max_size=8).map("".join),
+       continuation=st.lists(st.sampled_from(_PIECES), min_size=1, max_size=4).map("".join))
+def test_joined_ids_equal_full_tokenisation(pair_lm, context, continuation):
+    """Joining a context's ids to its continuation's (no full check: the proof alone) == _encode_pair."""
+    from evalkit.evaluators.lmeval.requests import PairEncoder, split_trailing_space
+
+    encoder = PairEncoder(pair_lm)
+    encoder._to_verify = 0
+    assert encoder.join
+    split = split_trailing_space(context, continuation)
+    encoder.encode_pairs([split])
+    assert encoder.pair(*split) == tuple(pair_lm._encode_pair(context, continuation))
+
+
+def test_contexts_are_tokenised_once_and_joined(pair_lm, monkeypatch):
+    """An MMLU question's four choices cost one long tokenisation; a VOC anchor joins longer contexts."""
+    from evalkit.evaluators.lmeval.requests import PairEncoder
+
+    encoder = PairEncoder(pair_lm)
+    encoder._to_verify = 0
+    calls = []
+    real = type(pair_lm.tokenizer).__call__
+    monkeypatch.setattr(type(pair_lm.tokenizer), "__call__", lambda tok, texts, **kw: calls.append(list(texts)) or real(tok, texts, **kw))
+    question = "Question: what is 2+2?\nA. 3\nB. 4\nAnswer:"
+    encoder.encode_pairs([(question, f" {letter}") for letter in "ABCD"])
+    assert calls == [[question], [" A", " B", " C", " D"]]
+    calls.clear()
+    prompt = "Classify this complaint: my card was charged twice."
+    encoder.encode_pairs([(prompt + " Billing", " > Other"), (prompt + " Billing", "\n")], anchor=prompt)
+    assert calls == [[prompt], ["\n", " > Other", " Billing"]]  # the prompt once, then the short tails in bulk
+    for context, continuation in [(prompt + " Billing", " > Other"), (prompt + " Billing", "\n")]:
+        assert encoder.pair(context, continuation) == tuple(pair_lm._encode_pair(context, continuation))
+
+
+def test_a_join_that_differs_from_full_tokenisation_switches_joining_off(pair_lm, monkeypatch):
+    from evalkit.evaluators.lmeval.requests import PairEncoder
+
+    encoder = PairEncoder(pair_lm)
+    wrong = encoder._encode_tails
+    monkeypatch.setattr(encoder, "_encode_tails", lambda tails: wrong(tails) or encoder._tails.update({t: [0] for t in tails}))
+    pairs = [("Question: 2+2?\nAnswer:", f" {letter}") for letter in "AB"]
+    encoder.encode_pairs(pairs)
+    assert not encoder.join
+    for pair in pairs:
+        assert encoder.pair(*pair) == tuple(pair_lm._encode_pair(*pair))
+
+
+def test_joining_only_for_tokenizers_it_is_proven_for(pair_lm):
+    from tokenizers import normalizers, pre_tokenizers
+
+    from evalkit.evaluators.lmeval.requests import joins_at_whitespace
+
+    tokenizer = pair_lm.tokenizer
+    assert joins_at_whitespace(tokenizer)
+    backend = tokenizer.backend_tokenizer
+    original_pre, original_norm = backend.pre_tokenizer, backend.normalizer
+    try:
+        backend.pre_tokenizer = pre_tokenizers.Metaspace()
+        assert not joins_at_whitespace(tokenizer)
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        assert not joins_at_whitespace(tokenizer)
+        backend.pre_tokenizer = original_pre
+        backend.normalizer = normalizers.NFKC()
+        assert not joins_at_whitespace(tokenizer)
+    finally:
+        backend.pre_tokenizer, backend.normalizer = original_pre, original_norm
+    assert joins_at_whitespace(tokenizer)
