@@ -60,6 +60,8 @@ def resolve(tasks: Any, overrides: Any = None) -> list:
     items = [t if isinstance(t, TaskConfig) else str(t) for t in tasks]
     if len(items) == 1 and isinstance(items[0], str) and "," in items[0]:
         items = items[0]
+    if isinstance(overrides, str):  # one "TASK.KEY=VALUE"
+        overrides = [overrides]
     if overrides is not None and not isinstance(overrides, Mapping):
         overrides = parse_overrides(list(overrides))
     return resolve_tasks(items, dict(overrides or {}))

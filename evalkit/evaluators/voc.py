@@ -156,7 +156,7 @@ class VocEvaluator:
             path = getattr(self._spec, key)
             if path is not None and not path.exists():
                 raise UsageError(f"{self.config.source}: {key} file {path} does not exist; put it there or point the "
-                                 f"task at it with --set {self.config.name}.{key}=PATH.")
+                                 f"task at it with overrides='{self.config.name}.{key}=PATH'.")
         data = load_voc_data(self._spec)
         if self.options.num_fewshot and not data.train:
             raise UsageError(f"{self.config.source}: num_fewshot={self.options.num_fewshot} needs train rows; "
