@@ -7,6 +7,7 @@ commands, so ``evalkit --help`` stays instant.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -213,7 +214,7 @@ def tasks_cmd() -> None:
         mark = "  " if problem is None else "✗ "
         click.echo(f"{mark}{name:<20} [{config.evaluator}] {config.description}")
         if problem:
-            click.echo(f"    data not available here: {problem}")
+            click.echo(f"    data not available here: {flag_words(problem)}")
     if unavailable:
         click.echo(f"✗ = data not available here ({unavailable} task{'s' if unavailable != 1 else ''}).")
     click.echo("Any lm-eval task or group name also works (e.g. hellaswag, arc_challenge, gsm8k).")
@@ -371,7 +372,39 @@ def _main(argv: list[str] | None) -> None:
 #: The flag behind each API parameter a library error may name (EvalkitError.param).
 _FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "overrides": "--set", "rerun": "--rerun",
           "model_args": "--model-args", "policy": "--policy", "results": "SPECS", "dtype": "--dtype",
-          "backend": "--backend", "endpoint": "--endpoint"}
+          "backend": "--backend", "endpoint": "--endpoint", "max_retries": "--max-retries",
+          "chunk_size": "--sequential-chunk"}
+
+
+#: API arguments a library message may name as ``name=VALUE`` (a hint such as "pass config=DIR"), with their flags.
+_OPTION_FLAGS = {"base": "--base", "config": "--config", "allow_pickle": "--allow-pickle",
+                 "trust_remote_code": "--trust-remote-code", "backend": "--backend", "endpoint": "--endpoint",
+                 "model_args": "--model-args", "chat_template": "--chat-template", "api_key_env": "--api-key-env",
+                 "num_concurrent": "--num-concurrent", "max_retries": "--max-retries", "timeout": "--request-timeout",
+                 "dtype": "--dtype", "max_length": "--max-length", "store": "--store", "rerun": "--rerun",
+                 "overrides": "--set", "tasks": "--tasks"}
+_NAMED_OPTION = re.compile(r"\b(" + "|".join(_OPTION_FLAGS) + r")=('[^']*'|\S+?)(?=[\s,;)]|\.?$|\.\s)")
+
+
+def flag_words(message: str) -> str:
+    """A library message in command-line words: ``name=VALUE`` becomes ``--flag VALUE``.
+
+    >>> flag_words("pass allow_pickle=True, or config=DIR; chat_template=False with endpoint='chat'.")
+    'pass --allow-pickle, or --config DIR; --no-chat-template with --endpoint chat.'
+    >>> flag_words("needs the hub: overrides='mmlu.data=PATH' (model_args='tokenizer=DIR')")
+    'needs the hub: --set mmlu.data=PATH (--model-args tokenizer=DIR)'
+    """
+    def flag(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        if value == "True":
+            return _OPTION_FLAGS[name]
+        if value == "False":
+            return "--no-" + _OPTION_FLAGS[name][2:]
+        if value.startswith("'"):
+            value = value[1:-1]
+        return f"{_OPTION_FLAGS[name]} {value}"
+
+    return _NAMED_OPTION.sub(flag, message)
 
 
 def _report(exc: BaseException, code: int, prefix: str = "") -> None:
@@ -380,14 +413,18 @@ def _report(exc: BaseException, code: int, prefix: str = "") -> None:
 
         traceback.print_exception(exc)
     message = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, EvalkitError):
+        message = flag_words(message)
     # Untrusted text in a message (a label, a server's answer) must not drive the terminal.
     message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     param = getattr(exc, "param", None) or ""
     flag = _FLAGS.get(param)
     if flag and message.startswith(param + " "):  # "dtype must be ..." -> "--dtype must be ..."
         message = flag + message[len(param):]
-    elif flag:
+    elif flag and not message.startswith(flag):
         prefix = f"{prefix}{flag}: "
+    if code == 3 and exc.__cause__ is not None and not _State.debug and "--debug" not in message:
+        message += " (--debug for the traceback)"
     click.echo(f"evalkit: error: {prefix}{message}", err=True)
     sys.exit(code)
 

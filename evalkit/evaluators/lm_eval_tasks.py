@@ -16,6 +16,7 @@ Task file keys (see ``evalkit/tasks/mmlu.yaml``)::
     num_fewshot: 0            # null: the task's own default
     data: null                # local data: MMLU folder, IFEval JSONL (null: the hub)
     limit: null               # docs per subtask (int) or fraction (< 1), as lm-eval's --limit
+    sample_seed: null         # with limit: docs drawn with this seed (evaluators.subset); null: the first ones
     batch_docs: 64            # docs per saved batch
     generation: {}            # generation kwargs overrides (generate_until tasks)
     chat_template: null       # true/false; null: applied to generation tasks when the model has one
@@ -58,6 +59,7 @@ class LmEvalOptions:
     num_fewshot: int | None = None
     data: str | None = None
     limit: int | float | None = None
+    sample_seed: int | None = None  # with limit: that many docs per subtask drawn with this seed, not the first ones
     batch_docs: int = 64
     generation: dict | None = None
     chat_template: bool | None = None
@@ -153,7 +155,10 @@ class LmEvalEvaluator:
             from .._io import stable_hash
             from ..general.overrides import GENERATOR_VERSION
 
-            self._hash = stable_hash({"options": dataclasses.asdict(self.options), "kind": self.kind.name,
+            options = dataclasses.asdict(self.options)
+            if options["sample_seed"] is None:  # unset: the key results stored before the option existed were under
+                del options["sample_seed"]
+            self._hash = stable_hash({"options": options, "kind": self.kind.name,
                                       "data": self._content_digest(self._data_path()),
                                       "lm_eval_config": self._content_digest(self._config_path()),
                                       "generator": GENERATOR_VERSION, "evaluator": self.version})
@@ -207,12 +212,13 @@ class LmEvalEvaluator:
     # ------------------------------------------------------------------ samples
     def sample_ids(self) -> list[str]:
         """Ids of the docs this task evaluates, in lm-eval's order (subtasks, then doc index)."""
-        from lm_eval.evaluator_utils import get_sample_size
+        from .lmeval.requests import doc_positions, iter_docs
 
         ids = []
+        limit, seed = self.options.limit, self.options.sample_seed
         for subtask, task in self._load().tasks.items():
-            for doc_id, doc in task.doc_iterator(rank=0, limit=get_sample_size(task, self.options.limit), world_size=1):
-                ids.append(self.kind.sample_id(subtask, doc_id, doc))
+            for _, index, doc in iter_docs(task, limit, doc_positions(task, limit, seed)):
+                ids.append(self.kind.sample_id(subtask, index, doc))
         return ids
 
     def _use_chat_template(self, lm: Any) -> bool:
@@ -235,7 +241,8 @@ class LmEvalEvaluator:
             if built.lm is lm and built.apply_chat == apply_chat:
                 self._built = built
                 return built
-        docs = build_docs(self._load(), self.kind, limit=self.options.limit, lm=lm, apply_chat=apply_chat,
+        docs = build_docs(self._load(), self.kind, limit=self.options.limit, sample_seed=self.options.sample_seed,
+                          lm=lm, apply_chat=apply_chat,
                           system_instruction=self.options.system_instruction)
         encoder = PairEncoder(lm) if PairEncoder.supports(lm) else None
         self._built = _Built(lm, apply_chat, docs, encoder)
@@ -472,6 +479,7 @@ class LmEvalEvaluator:
             "num_fewshot": None if first is None else first.get_config("num_fewshot"),
             "data": str(data) if data is not None else ("hub" if self.options.lm_eval_config is None else None),
             "limit": self.options.limit,
+            "sample_seed": self.options.sample_seed,
             "chat_template": self._chat_applied,
             "system_instruction": self.options.system_instruction,
         }

@@ -88,6 +88,7 @@ class VocOptions:
     parse_cutoff: float = 0.8
     batch_docs: int = 64
     limit: int | None = None
+    sample_seed: int | None = None  # with limit: that many test rows drawn with this seed, not the first ones
     n_resamples: int = 1000
     confidence: float = 0.95
     seed: int = 0
@@ -155,7 +156,7 @@ class VocEvaluator:
             path = getattr(self._spec, key)
             if path is not None and not path.exists():
                 raise UsageError(f"{self.config.source}: {key} file {path} does not exist; put it there or point the "
-                                 f"task at it with --set {self.config.name}.{key}=PATH.")
+                                 f"task at it with overrides='{self.config.name}.{key}=PATH'.")
         data = load_voc_data(self._spec)
         if self.options.num_fewshot and not data.train:
             raise UsageError(f"{self.config.source}: num_fewshot={self.options.num_fewshot} needs train rows; "
@@ -170,8 +171,11 @@ class VocEvaluator:
 
     @cached_property
     def examples(self) -> list["VocExample"]:
-        """The test examples evaluated, in file order (the first ``limit`` when set)."""
-        return self.data.test[: self.options.limit] if self.options.limit else list(self.data.test)
+        """The test examples evaluated, in file order (``limit`` of them when set: see ``evaluators.subset``)."""
+        from .subset import subset_positions
+
+        test = self.data.test
+        return [test[i] for i in subset_positions(len(test), self.options.limit, self.options.sample_seed)]
 
     def config_hash(self) -> str:
         from .._io import stable_hash
@@ -182,6 +186,8 @@ class VocEvaluator:
                  for key, p in (("data", spec.data), ("train_data", spec.train_data), ("taxonomy", spec.taxonomy))}
         # label_holes never changes an outcome (the data loads the same way or not at all): left out.
         options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in ("batch_docs", "label_holes")}
+        if options["sample_seed"] is None:  # unset: the key results stored before the option existed were under
+            del options["sample_seed"]
         # Paths are replaced by content hashes so moving a file does not invalidate stored results.
         for key in ("data", "train_data", "taxonomy", "prompt_template"):
             options.pop(key)
@@ -334,7 +340,7 @@ class VocEvaluator:
             "parse_rules": dict(sorted(Counter(e.get("parse_rule", "?") for e in extras).items())),
             "prompt_template": o.prompt_template or "default", "sep": tax.sep, "n_labels": len(tax.labels),
             "n_leaves": len(tax.leaves), "depth": tax.depth, "n_train": len(self.data.train), "seed": o.seed,
-            "limit": o.limit,
+            "limit": o.limit, "sample_seed": o.sample_seed,
         }
 
     @classmethod

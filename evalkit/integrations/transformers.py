@@ -27,6 +27,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from ..api import DEFAULT_SAMPLE_SEED
 from ..errors import UsageError
 
 __all__ = ["EvalkitCallback"]
@@ -52,8 +53,11 @@ class EvalkitCallback(TrainerCallback):
         Evaluate after every checkpoint save (the evaluated weights are the saved ones), or every
         N optimizer steps.
     limit : int, optional
-        Evaluate only the first ``limit`` samples of each task (per subtask for lm-eval groups such
-        as MMLU), in the task's own fixed order: the same samples at every step, so steps are paired.
+        Evaluate only ``limit`` samples of each task (per subtask for lm-eval groups such as MMLU),
+        drawn at random with ``sample_seed``: the same samples at every step and in every process,
+        so steps are paired.
+    sample_seed : int or None, default 0 (``evalkit.api.DEFAULT_SAMPLE_SEED``, as for :func:`evalkit.evaluate`)
+        The seed of that subset; None takes each task's first ``limit`` samples instead.
     out : path, optional
         Where the comparison and trajectory report go (default: ``OUTPUT_DIR/evalkit``).
     store : path or ResultStore, optional
@@ -75,19 +79,16 @@ class EvalkitCallback(TrainerCallback):
     """
 
     def __init__(self, tasks: Any, *, baseline: Any = None, policy: Any = None, every: str | int = "save",
-                 limit: int | None = None, out: str | os.PathLike | None = None, store: Any = None,
+                 limit: int | None = None, sample_seed: int | None = DEFAULT_SAMPLE_SEED,
+                 out: str | os.PathLike | None = None, store: Any = None,
                  trainer: Any = None, **options: Any):
         from .. import api
         from ..gate import as_policy
 
         if every != "save" and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise UsageError(f"every must be 'save' or a positive number of steps, got {every!r}.", param="every")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise UsageError(f"limit must be a positive integer, got {limit!r}.", param="limit")
-        self.tasks = api.resolve(tasks)  # bad task names fail here, before training starts
-        if limit is not None:
-            for task in self.tasks:
-                task.options["limit"] = limit
+        # bad task names, limits and seeds fail here, before training starts
+        self.tasks = api.with_limit(api.resolve(tasks), limit, sample_seed)
         self.policy = as_policy(policy) if policy is not None else None
         if self.policy is not None:  # a gate on a task or metric never evaluated fails now, not at the first save
             from ..gate._preflight import check_policy_fits_tasks

@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Doc", "build_docs", "order_for_model", "order_for_generation", "chunks", "answer", "PairEncoder"]
+__all__ = ["Doc", "build_docs", "doc_positions", "iter_docs", "order_for_model", "order_for_generation", "chunks",
+           "answer", "PairEncoder"]
 
 
 @dataclass
@@ -35,7 +36,36 @@ class Doc:
     tokens: list | None = field(default=None, repr=False)  # per instance: ((context, continuation), ctx ids, cont ids)
 
 
-def build_docs(loaded, kind, *, limit, lm: Any, apply_chat: bool, system_instruction: str | None) -> list[Doc]:
+def doc_positions(task, limit, sample_seed: int | None) -> list[int] | None:
+    """lm-eval's ``samples=`` for ``limit`` docs drawn with ``sample_seed`` (see ``evaluators.subset``);
+    None when lm-eval's own ``limit`` selects them (all docs, or the first ``limit``)."""
+    from lm_eval.evaluator_utils import get_sample_size
+
+    from ..subset import subset_positions
+
+    size = get_sample_size(task, limit)
+    if size is None or sample_seed is None or size >= len(task.eval_docs):
+        return None
+    return subset_positions(len(task.eval_docs), size, sample_seed)
+
+
+def iter_docs(task, limit, positions: list[int] | None):
+    """``(lm-eval doc id, index in the task's data, doc)`` of the evaluated docs.
+
+    lm-eval numbers docs chosen with ``samples=`` 0, 1, ...; the data index is kept beside it so a
+    doc has the same sample id however it was chosen (and a seeded subset pairs with a full run)."""
+    from lm_eval.evaluator_utils import get_sample_size
+
+    if positions is None:
+        for doc_id, doc in task.doc_iterator(rank=0, limit=get_sample_size(task, limit), world_size=1):
+            yield doc_id, doc_id, doc
+    else:
+        for doc_id, doc in task.doc_iterator(rank=0, samples=positions, world_size=1):
+            yield doc_id, positions[doc_id], doc
+
+
+def build_docs(loaded, kind, *, limit, sample_seed: int | None = None, lm: Any, apply_chat: bool,
+               system_instruction: str | None) -> list[Doc]:
     """Every doc with its Instances, built by lm-eval for all docs (few-shot sampling order kept)."""
     from lm_eval.evaluator_utils import get_sample_size
 
@@ -44,9 +74,10 @@ def build_docs(loaded, kind, *, limit, lm: Any, apply_chat: bool, system_instruc
     docs: list[Doc] = []
     with cached_templates():
         for subtask, task in loaded.tasks.items():
-            task_limit = get_sample_size(task, limit)
+            positions = doc_positions(task, limit, sample_seed)
             task.build_all_requests(
-                limit=task_limit, rank=0, world_size=1, cache_requests=False,
+                limit=get_sample_size(task, limit) if positions is None else None, samples=positions,
+                rank=0, world_size=1, cache_requests=False,
                 system_instruction=system_instruction, apply_chat_template=apply_chat,
                 fewshot_as_multiturn=True,  # simple_evaluate's default
                 chat_template=getattr(lm, "apply_chat_template", None) if apply_chat else None,
@@ -55,9 +86,9 @@ def build_docs(loaded, kind, *, limit, lm: Any, apply_chat: bool, system_instruc
             by_doc: dict[int, list] = {}
             for inst in task.instances:
                 by_doc.setdefault(inst.doc_id, []).append(inst)
-            for doc_id, doc in task.doc_iterator(rank=0, limit=task_limit, world_size=1):
+            for doc_id, index, doc in iter_docs(task, limit, positions):
                 instances = sorted(by_doc.get(doc_id, []), key=lambda i: i.idx)
-                docs.append(Doc(subtask, doc_id, doc, kind.sample_id(subtask, doc_id, doc), instances))
+                docs.append(Doc(subtask, index, doc, kind.sample_id(subtask, index, doc), instances))
     return docs
 
 
