@@ -62,8 +62,11 @@ def test_constrained_predictions_equal_with_and_without_the_prefix_cache(tmp_pat
     assert cached[0].extra["chat_template"] is True
     monkeypatch.setattr(constrained.PrefixScorer, "supports", staticmethod(lambda lm: False))
     counting = _Counting(chat_lm)
-    monkeypatch.setattr(chat_lm, "loglikelihood", counting, raising=False)
-    plain = evaluator.run(chat_lm, done={}, save=lambda batch: None)
+    chat_lm.loglikelihood = counting  # not monkeypatch: its undo would leave the bound method in the instance dict
+    try:
+        plain = evaluator.run(chat_lm, done={}, save=lambda batch: None)
+    finally:
+        del chat_lm.loglikelihood
     assert counting.requests > 12  # the old path really ran: one request per candidate
     assert [r.prediction for r in cached] == [r.prediction for r in plain]
     for a, b in zip(cached, plain):
