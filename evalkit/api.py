@@ -129,7 +129,7 @@ def open_store(store: Any) -> Iterator[Any]:
 def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None = None, store: Any = None,
              rerun: bool = False, overrides: Any = None, limit: int | None = None,
              sample_seed: int | None = DEFAULT_SAMPLE_SEED, note: str | None = None, fingerprint: str | None = None,
-             **options: Any) -> EvalResult:
+             ranks: Any = None, **options: Any) -> EvalResult:
     """Evaluate ``model`` on ``tasks``; results come from the store where it already has them.
 
     Parameters
@@ -164,6 +164,11 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
         Shown beside the checkpoint in reports.
     fingerprint : str, optional
         The store key of a model object that cannot be hashed (an lm-eval ``LM`` without weights).
+    ranks : evalkit.parallel.Ranks, optional
+        This process's place in a multi-process launch (default: read from torchrun's / accelerate's
+        environment variables, and each process evaluates its share of the samples). ``Ranks()``
+        evaluates everything in this process alone, e.g. on the main process of a training job while
+        the others wait (what ``EvalkitCallback`` does).
     **options
         Load options, as the command line's flags: ``batch_size``, ``device``, ``dtype``,
         ``max_length``, ``chat_template``, ``model_args``, ``base``, ``config``, ...
@@ -180,7 +185,7 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
                                options=load_options(**options))
     in_memory = isinstance(checkpoint, InMemoryCheckpoint) and not checkpoint.is_lm
     with open_store(store) as opened, evaluation_mode(checkpoint.model) if in_memory else nullcontext():
-        return evaluate_checkpoint(checkpoint, task_configs, opened, rerun=rerun)
+        return evaluate_checkpoint(checkpoint, task_configs, opened, rerun=rerun, ranks=ranks)
 
 
 def _as_results(items: Iterable[Any]) -> tuple[list[EvalResult], list[EvalResult]]:

@@ -15,6 +15,13 @@ and step; each task's primary metric and its change against the baseline are log
 against the baseline is written to ``out`` with its trajectory report; and when a ``policy`` gate fails
 for the latest step, training stops (``control.should_training_stop``) with the reason logged.
 The baseline (the model when training begins, unless a result or spec is given) is evaluated once.
+
+Under a multi-process launch (``torchrun``, ``accelerate launch``) the main process evaluates, alone and
+without collective operations; its decision to stop is broadcast after each evaluation, so the others
+wait for it there (for the baseline, at the first gradient synchronisation) and every process stops at
+the same step. The wait counts
+against the process group's timeout (``TrainingArguments.ddp_timeout``, 30 minutes by default): raise it
+above the time one evaluation takes.
 """
 
 from __future__ import annotations
@@ -101,6 +108,7 @@ class EvalkitCallback(TrainerCallback):
         self.results: list = []
         self.comparison = None
         self.stop_reason: str | None = None
+        self._steps_done: set[int] = set()  # on every process, so all reach the stop broadcast equally often
 
     # ------------------------------------------------------------------------------ Trainer events
     def on_train_begin(self, args, state, control, **kwargs):
@@ -131,13 +139,14 @@ class EvalkitCallback(TrainerCallback):
     def _evaluate_model(self, model, tokenizer, *, label: str, run: str | None, step: int | None):
         from .. import api
         from ..checkpoints.memory import InMemoryCheckpoint
+        from ..parallel import Ranks
 
         if tokenizer is None:
             raise UsageError("EvalkitCallback needs the tokenizer: pass processing_class=tokenizer to the Trainer.",
                              param="tokenizer")
         checkpoint = InMemoryCheckpoint(model, tokenizer=_tokenizer_of(tokenizer), label=label, run=run, step=step,
                                         options=api.load_options(**self.options))
-        return api.evaluate(checkpoint, self.tasks, store=self.store)
+        return api.evaluate(checkpoint, self.tasks, store=self.store, ranks=Ranks())  # this process alone
 
     def _baseline(self, args, state, kwargs):
         from .. import api
@@ -153,21 +162,26 @@ class EvalkitCallback(TrainerCallback):
         if isinstance(given, (str, os.PathLike)) and str(given).endswith(".json"):
             (result,) = load_results_files([os.fspath(given)])
             return result
-        return api.evaluate(given, self.tasks, store=self.store, label=_BASELINE_LABEL, **self.options)
+        from ..parallel import Ranks
+
+        return api.evaluate(given, self.tasks, store=self.store, label=_BASELINE_LABEL, ranks=Ranks(), **self.options)
 
     def _evaluate_step(self, args, state, control, kwargs) -> None:
-        if not state.is_world_process_zero:
-            return
         step = int(state.global_step)
-        if any(r.checkpoint.step == step for r in self.results[1:]):
+        if step in self._steps_done:
             return  # already evaluated at this step
-        run = self._run_name(args)
-        result = self._evaluate_model(kwargs["model"], kwargs.get("processing_class") or kwargs.get("tokenizer"),
-                                      label=f"{run}.step{step}", run=run, step=step)
-        self.results.append(result)
-        self._compare_and_report(args, result)
-        self._log(state, result)
-        self._maybe_stop(control, result)
+        self._steps_done.add(step)
+        if state.is_world_process_zero:
+            run = self._run_name(args)
+            result = self._evaluate_model(kwargs["model"], kwargs.get("processing_class") or kwargs.get("tokenizer"),
+                                          label=f"{run}.step{step}", run=run, step=step)
+            self.results.append(result)
+            self._compare_and_report(args, result)
+            self._log(state, result)
+            self._check_gates(result)
+        self.stop_reason = _from_main_process(self.stop_reason)
+        if self.stop_reason:
+            control.should_training_stop = True
 
     def _compare_and_report(self, args, result) -> None:
         from .. import api
@@ -199,7 +213,8 @@ class EvalkitCallback(TrainerCallback):
         else:
             state.log_history.append({**metrics, "step": state.global_step})
 
-    def _maybe_stop(self, control, result) -> None:
+    def _check_gates(self, result) -> None:
+        """Set ``stop_reason`` when a gate fails for ``result``'s step."""
         verdict = self.comparison.verdict
         if verdict is None:
             return
@@ -208,7 +223,20 @@ class EvalkitCallback(TrainerCallback):
             self.stop_reason = (f"evalkit gate failed at step {result.checkpoint.step}: "
                                 + "; ".join(f"{c.gate}: {c.message}" for c in failed))
             log.warning("%s; stopping training (report: %s).", self.stop_reason, self.out or "OUTPUT_DIR/evalkit")
-            control.should_training_stop = True
+
+
+def _from_main_process(value: Any) -> Any:
+    """``value`` as the main process has it, on every process of a distributed run (itself otherwise).
+
+    Every process calls this at the same point; the others wait here while the main process evaluates.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    shared = [value]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]
 
 
 def _tokenizer_of(processing_class: Any) -> Any:
