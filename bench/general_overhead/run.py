@@ -97,6 +97,7 @@ def _run_side(side: str, args, limit: int, model: Path) -> dict:
                "--batch-size", str(args.batch_size), "--batch-docs", str(args.batch_docs), "--threads", str(args.threads),
                "--task", args.task, "--max-gen-toks", str(args.max_gen_toks)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+    started_at = time.time()  # wall-clock span: runs overlapping a paused (QUIET) window can be told apart
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
@@ -106,7 +107,8 @@ def _run_side(side: str, args, limit: int, model: Path) -> dict:
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {**out, "wall": round(wall, 3), "cpu": round(cpu, 3), "rest": round(wall - out["model_seconds"], 3),
-            "rest_cpu": round(out["cpu_in_process"] - out["model_cpu"], 3), "load": load}
+            "rest_cpu": round(out["cpu_in_process"] - out["model_cpu"], 3), "load": load,
+            "started_at": round(started_at, 1), "ended_at": round(time.time(), 1)}
 
 
 def processes_mode(args) -> None:
