@@ -190,7 +190,7 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
 
 def _as_results(items: Iterable[Any]) -> tuple[list[EvalResult], list[EvalResult]]:
     """(all results, the ones given as objects): paths are read, lists flattened."""
-    from .compare import load_results_files
+    from ._compare import load_results_files
 
     results: list[EvalResult] = []
     given: list[EvalResult] = []
@@ -233,7 +233,7 @@ def compare(*results: Any, baseline: str | None = None, notes: Mapping[str, str]
     -------
     Comparison
     """
-    from .compare import build_comparison
+    from ._compare import build_comparison
     from .comparison import Comparison
 
     parsed, given = _as_results(results)

@@ -68,7 +68,7 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     """
     from . import api
     from ._pairs import parse_pairs
-    from .compare import load_results_files
+    from ._compare import load_results_files
     from .parallel import current_ranks
 
     note_map = parse_pairs(notes, param="notes", form="LABEL=TEXT")
@@ -137,7 +137,7 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
     """``evalkit report``: from one comparison.json, results.json files, or checkpoint labels in the store."""
     from . import api
     from .comparison import Comparison
-    from .compare import load_results_files, split_label
+    from ._compare import load_results_files, split_label
 
     from ._io import MANIFEST_NAME, OutputFolder
     from .report import REPORT_FILES

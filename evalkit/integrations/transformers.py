@@ -150,7 +150,7 @@ class EvalkitCallback(TrainerCallback):
 
     def _baseline(self, args, state, kwargs):
         from .. import api
-        from ..compare import load_results_files
+        from .._compare import load_results_files
         from ..records import EvalResult
 
         given = self._baseline_input
