@@ -626,3 +626,101 @@ def test_joining_only_for_tokenizers_it_is_proven_for(pair_lm):
     finally:
         backend.pre_tokenizer, backend.normalizer = original_pre, original_norm
     assert joins_at_whitespace(tokenizer)
+
+
+def test_ifeval_generates_in_lm_eval_length_order_with_its_padding(tmp_path, tiny_model_dir):
+    """Generation docs go to the model in lm-eval's global length order: the same padded prompt tokens."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    data = tmp_path / "input_data.jsonl"
+    data.write_text("".join(json.dumps({"key": k, "prompt": "Write about the sea. " * (1 + (7 * k) % 11),
+                                        "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}) + "\n"
+                            for k in range(10)))
+    lm = HFLM(pretrained=str(tiny_model_dir), batch_size=2, device="cpu")
+    counts = {"tokens": 0, "calls": 0}
+    generate = lm._model_generate
+
+    def counted(context, *args, **kwargs):
+        counts["tokens"] += context.numel()
+        counts["calls"] += 1
+        return generate(context, *args, **kwargs)
+
+    lm._model_generate = counted
+    try:
+        evaluator = _evaluator("ifeval", data=str(data), batch_docs=4, generation={"max_gen_toks": 2})
+        records, saved = _run(evaluator, lm)
+        ours = dict(counts)
+        counts.update(tokens=0, calls=0)
+        manager, name = evaluator._task_manager()
+        out = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=manager, gen_kwargs="max_gen_toks=2",
+                                      log_samples=True)
+    finally:
+        del lm._model_generate
+    assert ours == counts and counts["calls"] == 5
+    assert [r.sample_id for b in saved for r in b] != [r.sample_id for r in records]  # not document order
+    theirs = {str(s["doc"]["key"]): s["resps"][0][0] for s in out["samples"][name]}
+    assert {r.sample_id: r.prediction for r in records} == theirs
+
+
+def test_ifeval_length_order_and_resume_score_like_lm_eval_doc_by_doc(shared_data, tmp_path, monkeypatch):
+    """The GPT-4 responses, generated in length order, killed after two chunks and resumed by a new
+    evaluator: every doc is scored from the random state lm-eval scores it from, so every doc's scores equal
+    lm-eval's, including the two whose checker draws a random letter."""
+    import random
+
+    import lm_eval
+    from lm_eval.api.task import ConfigurableTask
+
+    scored_from: dict[str, dict] = {"evalkit": {}, "lm_eval": {}}
+    side = "evalkit"
+    process_results = ConfigurableTask.process_results
+
+    def spy(task, doc, results):
+        if any(results):  # not the empty-response replay
+            scored_from[side][str(doc["key"])] = hash(random.getstate())
+        return process_results(task, doc, results)
+
+    monkeypatch.setattr(ConfigurableTask, "process_results", spy)
+
+    folder = shared_data / "ifeval"
+    responses = {}
+    for line in (folder / "input_response_data_gpt4_20231107_145030.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        responses[row["prompt"]] = row["response"]
+    rows = [json.loads(line) for line in (folder / "input_data.jsonl").read_text().splitlines()]
+    matched = [row for row in rows if row["prompt"] in responses]
+    data = tmp_path / "matched.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in matched))
+    lm = _DictLM({str(row["key"]): responses[row["prompt"]] for row in matched})
+
+    stored: list = []
+
+    def save_then_die(batch):
+        if len(stored) >= 128:
+            raise KeyboardInterrupt("killed after two chunks")
+        stored.extend(batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        _evaluator("ifeval", data=str(data), batch_docs=64).run(lm, done={}, save=save_then_die)
+    assert len(stored) == 128
+    assert [r.sample_id for r in stored] != [str(row["key"]) for row in matched[:128]]  # length order
+    resumed = _evaluator("ifeval", data=str(data), batch_docs=64)
+    records, saved = _run(resumed, lm, done={r.sample_id: r for r in stored})
+    assert sum(len(b) for b in saved) == len(matched) - 128 and len(records) == len(matched)
+
+    lm.by_prompt = {row["prompt"]: responses[row["prompt"]] for row in matched}
+    manager, name = resumed._task_manager()
+    side = "lm_eval"
+    out = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=manager, log_samples=True)
+    assert len(scored_from["lm_eval"]) == len(matched) and scored_from["evalkit"] == scored_from["lm_eval"]
+    names = ["prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"]
+    theirs = {str(s["doc"]["key"]): {m: s[m] for m in names} for s in out["samples"][name]}
+    assert {r.sample_id: {m: r.scores[m] for m in names} for r in records} == theirs
+    letter_random = [str(row["key"]) for row in matched if any(
+        i == "keywords:letter_frequency" and not str(kw.get("letter", "")).isalpha()
+        for i, kw in zip(row["instruction_id_list"], row["kwargs"]))]
+    assert "1129" in letter_random  # the doc whose score depends on the random state is among those compared
+    result = resumed.aggregate(records)
+    for metric in names:
+        assert result.metrics[metric] == out["results"][name][f"{metric},none"]

@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Doc", "build_docs", "doc_positions", "iter_docs", "order_for_model", "chunks", "answer", "PairEncoder"]
+__all__ = ["Doc", "build_docs", "doc_positions", "iter_docs", "order_for_model", "order_for_generation", "chunks",
+           "answer", "PairEncoder"]
 
 
 @dataclass
@@ -302,13 +303,27 @@ def order_for_model(docs: list[Doc], encoder: PairEncoder | None) -> list[Doc]:
     return sorted(docs, key=key)
 
 
+def order_for_generation(docs: list[Doc], encoder: PairEncoder | None) -> list[Doc]:
+    """Generation docs in the order ``HFLM.generate_until`` runs them (its ``Collator`` key: longest prompt
+    in tokens first, ties by the prompt), so each batch pads as little as in lm-eval's single call.
+
+    Without token ids (``encoder`` None) the prompt's character length stands in.
+    """
+    prompts = {id(d): d.instances[0].args[0] if d.instances else "" for d in docs}
+    if encoder is not None:
+        encoder.encode_strings(prompts.values())
+        return sorted(docs, key=lambda d: (-len(encoder.ids(prompts[id(d)])), prompts[id(d)]))
+    return sorted(docs, key=lambda d: (-len(prompts[id(d)]), prompts[id(d)]))
+
+
 def chunks(docs: list[Doc], size: int, encoder: PairEncoder | None):
     """``size`` docs at a time; with token ids, extended until the chunk holds whole model batches.
 
     lm-eval batches one request per group (context + continuation[:-1]; an MMLU question's four letters
     share one), so a chunk ends where its group count is a multiple of the batch size: duplicate questions
-    (one group, two docs) then shift no batch boundary against lm-eval's single global call. At most
-    ``2 * size`` docs, and without token ids or an integer batch size exactly ``size``.
+    (one group, two docs) then shift no batch boundary against lm-eval's single global call; a generation
+    doc is one request. At most ``2 * size`` docs, and without an encoder or an integer batch size exactly
+    ``size``.
     """
     batch = getattr(encoder.lm, "batch_size", None) if encoder is not None else None
     if not isinstance(batch, int) or batch < 1:
@@ -319,7 +334,10 @@ def chunks(docs: list[Doc], size: int, encoder: PairEncoder | None):
     groups: set = set()
     for d in docs:
         chunk.append(d)
-        groups.update(tuple(ctx + cont[:-1]) for _, ctx, cont in d.tokens or ())
+        if d.tokens:
+            groups.update(tuple(ctx + cont[:-1]) for _, ctx, cont in d.tokens)
+        else:  # a generation doc: one request of its own
+            groups.add(id(d))
         if len(chunk) >= 2 * size or (len(chunk) >= size and len(groups) % batch == 0):
             yield chunk
             chunk, groups = [], set()
