@@ -98,6 +98,10 @@ def model_options(func):
         click.option("--backend", type=click.Choice(["hf", "vllm"]), default="hf", show_default=True,
                      help="Engine for local models: lm-eval's HFLM, or its in-process vLLM (needs vllm installed)."),
         click.option("--set", "overrides", multiple=True, metavar="TASK.KEY=VALUE", help="Override a task option, e.g. mmlu.num_fewshot=5."),
+        click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Evaluate N samples of each task (of each MMLU subject), drawn with --sample-seed."),
+        click.option("--sample-seed", type=int, default=0, show_default=True,
+                     help="Seed of the --limit samples: the same ones for every checkpoint and run."),
         click.option("--rerun", is_flag=True, help="Ignore stored results and evaluate again."),
     ]
     for option in reversed(options):
@@ -161,13 +165,14 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) 
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Write DIR/results.json.")
 @model_options
 @click.pass_context
-def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, **kw) -> None:
+def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, limit, sample_seed,
+             **kw) -> None:
     """Evaluate one checkpoint SPEC on --tasks and print its metrics."""
     from . import api
     from ._io import MANIFEST_NAME, OutputFolder, dump_json
     from .parallel import current_ranks
 
-    task_configs = api.resolve(tasks, overrides)
+    task_configs = api.with_limit(api.resolve(tasks, overrides), limit, sample_seed)
     checkpoint = api.as_checkpoint(spec, options=_load_options(kw))
     folder = OutputFolder(out).check("results.json", MANIFEST_NAME) if out else None  # before any model loads
     with _quiet(ctx):
@@ -240,7 +245,7 @@ def tasks_cmd() -> None:
 @model_options
 @click.pass_context
 def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_results, policy, notes, sequential,
-                sequential_seed, sequential_chunk, overrides, rerun, **kw) -> None:
+                sequential_seed, sequential_chunk, overrides, rerun, limit, sample_seed, **kw) -> None:
     """Evaluate checkpoints (reusing stored results), compare them and write a report to --out.
 
     \b
@@ -255,7 +260,8 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
     with _quiet(ctx):
         code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
                                 baseline_results=list(baseline_results), policy=policy, notes=list(notes),
-                                overrides=list(overrides), rerun=rerun, load_options=_load_options(kw),
+                                overrides=list(overrides), limit=limit, sample_seed=sample_seed, rerun=rerun,
+                                load_options=_load_options(kw),
                                 store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
                                 sequential_chunk=sequential_chunk)
     sys.exit(code)

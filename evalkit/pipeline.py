@@ -59,6 +59,7 @@ def _check_compare_outputs(out: Path, specs: list[str], prior: list, policy: boo
 
 def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str | None, baseline_results: list[str],
                      policy: str | None, notes: list[str], overrides: list[str], rerun: bool, load_options,
+                     limit: int | None = None, sample_seed: int | None = 0,
                      store_path: str | None, sequential: bool = False, sequential_seed: int = 0,
                      sequential_chunk: int | None = None) -> int:
     """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed).
@@ -72,7 +73,7 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     from .parallel import current_ranks
 
     note_map = parse_pairs(notes, param="notes", form="LABEL=TEXT")
-    task_configs = api.resolve(tasks, overrides)
+    task_configs = api.with_limit(api.resolve(tasks, overrides), limit, sample_seed)
     policy_obj = _load_policy(policy)
     if policy_obj is not None:  # a gate on a task or metric this run cannot produce fails now, not after evaluating
         from .gate._preflight import check_policy_fits_tasks
