@@ -375,21 +375,17 @@ def _main(argv: list[str] | None) -> None:
     sys.exit(0)
 
 
-#: The flag behind each API parameter a library error may name (EvalkitError.param).
+#: The flag behind each API parameter a library error may name: as the parameter at fault
+#: (EvalkitError.param, put in front of the message) or as ``name=VALUE`` in a hint ("pass config=DIR").
 _FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "overrides": "--set", "rerun": "--rerun",
           "model_args": "--model-args", "policy": "--policy", "results": "SPECS", "dtype": "--dtype",
           "backend": "--backend", "endpoint": "--endpoint", "max_retries": "--max-retries",
-          "chunk_size": "--sequential-chunk"}
-
-
-#: API arguments a library message may name as ``name=VALUE`` (a hint such as "pass config=DIR"), with their flags.
-_OPTION_FLAGS = {"base": "--base", "config": "--config", "allow_pickle": "--allow-pickle",
-                 "trust_remote_code": "--trust-remote-code", "backend": "--backend", "endpoint": "--endpoint",
-                 "model_args": "--model-args", "chat_template": "--chat-template", "api_key_env": "--api-key-env",
-                 "num_concurrent": "--num-concurrent", "max_retries": "--max-retries", "timeout": "--request-timeout",
-                 "dtype": "--dtype", "max_length": "--max-length", "store": "--store", "rerun": "--rerun",
-                 "overrides": "--set", "tasks": "--tasks"}
-_NAMED_OPTION = re.compile(r"\b(" + "|".join(_OPTION_FLAGS) + r")=('[^']*'|\S+?)(?=[\s,;)]|\.?$|\.\s)")
+          "chunk_size": "--sequential-chunk", "base": "--base", "config": "--config", "allow_pickle": "--allow-pickle",
+          "trust_remote_code": "--trust-remote-code", "chat_template": "--chat-template",
+          "api_key_env": "--api-key-env", "num_concurrent": "--num-concurrent", "timeout": "--request-timeout",
+          "max_length": "--max-length", "store": "--store"}
+_NAMED_OPTION = re.compile(r"\b(" + "|".join(name for name, flag in _FLAGS.items() if flag.startswith("--"))
+                           + r")=('[^']*'|\S+?)(?=[\s,;)]|\.?$|\.\s)")
 
 
 def flag_words(message: str) -> str:
@@ -403,12 +399,12 @@ def flag_words(message: str) -> str:
     def flag(match: re.Match) -> str:
         name, value = match.group(1), match.group(2)
         if value == "True":
-            return _OPTION_FLAGS[name]
+            return _FLAGS[name]
         if value == "False":
-            return "--no-" + _OPTION_FLAGS[name][2:]
+            return "--no-" + _FLAGS[name][2:]
         if value.startswith("'"):
             value = value[1:-1]
-        return f"{_OPTION_FLAGS[name]} {value}"
+        return f"{_FLAGS[name]} {value}"
 
     return _NAMED_OPTION.sub(flag, message)
 
@@ -427,7 +423,7 @@ def _report(exc: BaseException, code: int, prefix: str = "") -> None:
     flag = _FLAGS.get(param)
     if flag and message.startswith(param + " "):  # "dtype must be ..." -> "--dtype must be ..."
         message = flag + message[len(param):]
-    elif flag and not message.startswith(flag):
+    elif flag and flag not in message:  # a message naming the flag already (a hint) needs no prefix
         prefix = f"{prefix}{flag}: "
     if code == 3 and exc.__cause__ is not None and not _State.debug and "--debug" not in message:
         message += " (--debug for the traceback)"

@@ -19,9 +19,8 @@ The baseline (the model when training begins, unless a result or spec is given) 
 Under a multi-process launch (``torchrun``, ``accelerate launch``) the main process evaluates, alone and
 without collective operations; its decision to stop is broadcast after each evaluation, so the others
 wait for it there (for the baseline, at the first gradient synchronisation) and every process stops at
-the same step. The wait counts
-against the process group's timeout (``TrainingArguments.ddp_timeout``, 30 minutes by default): raise it
-above the time one evaluation takes.
+the same step. The wait counts against the process group's timeout (``TrainingArguments.ddp_timeout``,
+30 minutes by default): raise it above the time one evaluation takes.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from transformers import TrainerCallback
 
 from ..api import DEFAULT_SAMPLE_SEED
 from ..errors import UsageError
+from ..parallel import Ranks
 from ..progress import quiet_third_party
 
 __all__ = ["EvalkitCallback"]
@@ -143,7 +143,6 @@ class EvalkitCallback(TrainerCallback):
     def _evaluate_model(self, model, tokenizer, *, label: str, run: str | None, step: int | None):
         from .. import api
         from ..checkpoints.memory import InMemoryCheckpoint
-        from ..parallel import Ranks
 
         if tokenizer is None:
             raise UsageError("EvalkitCallback needs the tokenizer: pass processing_class=tokenizer to the Trainer.",
@@ -167,8 +166,6 @@ class EvalkitCallback(TrainerCallback):
         if isinstance(given, (str, os.PathLike)) and str(given).endswith(".json"):
             (result,) = load_results_files([os.fspath(given)])
             return result
-        from ..parallel import Ranks
-
         with quiet_third_party(self.verbose):
             return api.evaluate(given, self.tasks, store=self.store, label=_BASELINE_LABEL, ranks=Ranks(),
                                 **self.options)
