@@ -174,7 +174,7 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
 
     task_configs = api.with_limit(api.resolve(tasks, overrides), limit, sample_seed)
     checkpoint = api.as_checkpoint(spec, options=_load_options(kw))
-    folder = OutputFolder(out).check("results.json", MANIFEST_NAME) if out else None  # before any model loads
+    folder = OutputFolder(out, option="--out").check("results.json", MANIFEST_NAME) if out else None  # before any model loads
     with _quiet(ctx):
         result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes

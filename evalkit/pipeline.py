@@ -54,7 +54,7 @@ def _check_compare_outputs(out: Path, specs: list[str], prior: list, policy: boo
 
     labels = [parse_spec(s, index=i).label for i, s in enumerate(specs)]  # --baseline-results are not rewritten
     names = [*REPORT_FILES, MANIFEST_NAME, *(GATE_OUTPUTS if policy else ())]
-    return OutputFolder(out).check(*names, *(results_file_name(label) for label in labels))
+    return OutputFolder(out, option="--out").check(*names, *(results_file_name(label) for label in labels))
 
 
 def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str | None, baseline_results: list[str],
@@ -143,7 +143,7 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
     from ._io import MANIFEST_NAME, OutputFolder
     from .report import REPORT_FILES
 
-    OutputFolder(out).check(*REPORT_FILES, MANIFEST_NAME)
+    OutputFolder(out, option="--out").check(*REPORT_FILES, MANIFEST_NAME)
     if len(sources) == 1 and Path(sources[0]).is_file():
         data = read_json_object(Path(sources[0]))
         if data.get("kind") == "evalkit.comparison":
