@@ -29,7 +29,7 @@ def test_positions_are_spread_over_the_data():
 
 
 def _voc(**options):
-    from evalkit.evaluators.voc import VocEvaluator
+    from evalkit.voc.evaluator import VocEvaluator
 
     (config,) = resolve(["voc_sample"], {"voc_sample": options})
     return VocEvaluator(config)

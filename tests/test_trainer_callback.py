@@ -33,7 +33,7 @@ def task_configs(tmp_path_factory):
 
 def _first_voc_ids(n):
     from evalkit.api import resolve
-    from evalkit.evaluators.voc import VocEvaluator
+    from evalkit.voc.evaluator import VocEvaluator
 
     return [ex.sample_id for ex in VocEvaluator(resolve(["voc_sample"])[0]).examples[:n]]
 
