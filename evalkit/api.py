@@ -157,9 +157,9 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
     sample_seed : int or None, default 0
         With ``limit``: the seed the samples are drawn with, so two calls (two checkpoints, two
         steps) evaluate the same samples and pair in :func:`compare`; None takes the first ``limit``.
-        Tasks also accept them as options (``overrides={"mmlu": {"limit": 20, "sample_seed": 0}}``,
-        on the command line ``--set mmlu.limit=20 --set mmlu.sample_seed=0``), where a ``limit``
-        without a seed keeps lm-eval's meaning: the first ``limit`` samples.
+        On the command line: ``--limit N --sample-seed S``. Tasks also accept them as options
+        (``overrides={"mmlu": {"limit": 20, "sample_seed": 0}}``), where a ``limit`` without a seed
+        keeps lm-eval's meaning: the first ``limit`` samples.
     note : str, optional
         Shown beside the checkpoint in reports.
     fingerprint : str, optional
@@ -190,7 +190,7 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
 
 def _as_results(items: Iterable[Any]) -> tuple[list[EvalResult], list[EvalResult]]:
     """(all results, the ones given as objects): paths are read, lists flattened."""
-    from .compare import load_results_files
+    from ._compare import load_results_files
 
     results: list[EvalResult] = []
     given: list[EvalResult] = []
@@ -233,7 +233,7 @@ def compare(*results: Any, baseline: str | None = None, notes: Mapping[str, str]
     -------
     Comparison
     """
-    from .compare import build_comparison
+    from ._compare import build_comparison
     from .comparison import Comparison
 
     parsed, given = _as_results(results)

@@ -290,3 +290,20 @@ def _server_settings(**options):
     from evalkit.api import as_checkpoint, load_options
 
     return as_checkpoint("http://127.0.0.1:9/v1#org/m", options=load_options(**options)).settings
+
+
+def test_an_unwritable_output_folder_is_named_in_api_words(two_results, tmp_path, capsys):
+    from evalkit.cli import main
+
+    (tmp_path / "taken").write_text("a file where the report folder should go")
+    with pytest.raises(UsageError, match=r"^output folder .*taken: exists and is not a folder"):
+        evalkit.compare(*two_results).write(tmp_path / "taken")
+    for i, result in enumerate(two_results[:2]):
+        (tmp_path / f"r{i}.json").write_text(json.dumps(result.to_dict()))
+    (tmp_path / "out" / "report.html").mkdir(parents=True)  # a folder where a report file goes
+    with pytest.raises(UsageError, match=r"report.html: cannot write this output .*; check output folder "):
+        evalkit.compare(*two_results).write(tmp_path / "out")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path / "r0.json"), str(tmp_path / "r1.json"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "evalkit: error: --out " in capsys.readouterr().err

@@ -29,7 +29,7 @@ def test_positions_are_spread_over_the_data():
 
 
 def _voc(**options):
-    from evalkit.evaluators.voc import VocEvaluator
+    from evalkit.voc.evaluator import VocEvaluator
 
     (config,) = resolve(["voc_sample"], {"voc_sample": options})
     return VocEvaluator(config)
@@ -113,3 +113,23 @@ def test_evaluate_limit_draws_the_same_samples_for_every_checkpoint(mmlu_dir, hf
                              store=tmp_path / "store.sqlite")
     assert sorted(s.sample_id for s in first.tasks["mmlu"].samples) == sorted(
         f"mmlu_{subject}/{i}" for subject in SUBJECTS for i in range(3))
+
+
+def test_the_cli_limit_is_the_api_limit(mmlu_dir, tiny_model_dir, tmp_path, capsys):
+    """``evalkit eval --limit 3`` draws the same docs as ``evaluate(limit=3)`` (both default to seed 0)."""
+    import json
+
+    import evalkit
+    from evalkit.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(tiny_model_dir), "--tasks", "mmlu", "--set", f"mmlu.data={mmlu_dir}", "--limit", "3",
+              "--batch-size", "4", "--store", str(tmp_path / "cli.sqlite"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    on_cli = json.loads((tmp_path / "out" / "results.json").read_text())["tasks"]["mmlu"]
+    in_api = evalkit.evaluate(str(tiny_model_dir), ["mmlu"], overrides={"mmlu": {"data": str(mmlu_dir)}}, limit=3,
+                              batch_size=4, store=tmp_path / "api.sqlite").tasks["mmlu"]
+    assert [s["sample_id"] for s in on_cli["samples"]] == [s.sample_id for s in in_api.samples]
+    assert sorted(s.sample_id for s in in_api.samples) == sorted(
+        f"mmlu_{subject}/{i}" for subject, answers in SUBJECTS.items() for i in subset_positions(len(answers), 3, 0))
+    assert (on_cli["settings"]["limit"], on_cli["settings"]["sample_seed"]) == (3, 0)

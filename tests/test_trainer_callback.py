@@ -33,7 +33,7 @@ def task_configs(tmp_path_factory):
 
 def _first_voc_ids(n):
     from evalkit.api import resolve
-    from evalkit.evaluators.voc import VocEvaluator
+    from evalkit.voc.evaluator import VocEvaluator
 
     return [ex.sample_id for ex in VocEvaluator(resolve(["voc_sample"])[0]).examples[:n]]
 
@@ -52,7 +52,7 @@ def _train(model_dir, tmp_path, callback, max_steps=4):
     return trainer
 
 
-def test_callback_evaluates_each_save_logs_stores_and_reports(tiny_chat_model_dir, tmp_path, task_configs):
+def test_callback_evaluates_each_save_logs_stores_and_reports(tiny_chat_model_dir, tmp_path, task_configs, capfd):
     from evalkit.integrations.transformers import EvalkitCallback
     from evalkit.store import ResultStore
 
@@ -83,6 +83,10 @@ def test_callback_evaluates_each_save_logs_stores_and_reports(tiny_chat_model_di
     assert 'id="trajectory"' in (tmp_path / "report" / "report.html").read_text()
     assert [p["step"] for p in callback.comparison.trajectory()["runs"][0]["points"]] == [2, 4]
     assert callback.stop_reason is None and trainer.state.global_step == 4
+    # three evaluations, no third-party bars or hints, and the tiny model's prompt fallback said at most once
+    err = capfd.readouterr().err
+    assert "Running generate_until requests" not in err and "Token indices sequence length" not in err
+    assert err.count("falling back to label_options='levels'") <= 1
 
 
 def test_a_failing_gate_stops_training_and_says_why(tiny_chat_model_dir, tmp_path, task_configs):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..compare import load_comparison
+from .._compare import load_comparison
 
 from ._evaluate import Check, Verdict, evaluate_policy
 from ._policy import _STATUS_ORDER, load_policy

@@ -19,9 +19,8 @@ The baseline (the model when training begins, unless a result or spec is given) 
 Under a multi-process launch (``torchrun``, ``accelerate launch``) the main process evaluates, alone and
 without collective operations; its decision to stop is broadcast after each evaluation, so the others
 wait for it there (for the baseline, at the first gradient synchronisation) and every process stops at
-the same step. The wait counts
-against the process group's timeout (``TrainingArguments.ddp_timeout``, 30 minutes by default): raise it
-above the time one evaluation takes.
+the same step. The wait counts against the process group's timeout (``TrainingArguments.ddp_timeout``,
+30 minutes by default): raise it above the time one evaluation takes.
 """
 
 from __future__ import annotations
@@ -36,6 +35,8 @@ from transformers import TrainerCallback
 
 from ..api import DEFAULT_SAMPLE_SEED
 from ..errors import UsageError
+from ..parallel import Ranks
+from ..progress import quiet_third_party
 
 __all__ = ["EvalkitCallback"]
 
@@ -72,6 +73,9 @@ class EvalkitCallback(TrainerCallback):
     trainer : Trainer, optional
         The trainer whose ``log`` reaches TensorBoard/W&B. Found automatically when training starts
         (callback hooks are not given the trainer); pass it if your trainer is wrapped unusually.
+    verbose : bool
+        Let lm-eval, transformers and datasets print their own progress bars and warnings during
+        evaluations (off by default, as on the command line without ``--verbose``).
     **options
         Load options for :func:`evalkit.evaluate` (``batch_size``, ``max_length``, ``chat_template``, ...).
 
@@ -88,7 +92,7 @@ class EvalkitCallback(TrainerCallback):
     def __init__(self, tasks: Any, *, baseline: Any = None, policy: Any = None, every: str | int = "save",
                  limit: int | None = None, sample_seed: int | None = DEFAULT_SAMPLE_SEED,
                  out: str | os.PathLike | None = None, store: Any = None,
-                 trainer: Any = None, **options: Any):
+                 trainer: Any = None, verbose: bool = False, **options: Any):
         from .. import api
         from ..gate import as_policy
 
@@ -101,7 +105,7 @@ class EvalkitCallback(TrainerCallback):
             from ..gate._preflight import check_policy_fits_tasks
 
             check_policy_fits_tasks(self.policy, self.tasks)
-        self.every, self.out, self.store, self.trainer = every, out, store, trainer
+        self.every, self.out, self.store, self.trainer, self.verbose = every, out, store, trainer, verbose
         self.options = options
         api.load_options(**options)  # unknown options fail now too
         self._baseline_input = baseline
@@ -139,18 +143,18 @@ class EvalkitCallback(TrainerCallback):
     def _evaluate_model(self, model, tokenizer, *, label: str, run: str | None, step: int | None):
         from .. import api
         from ..checkpoints.memory import InMemoryCheckpoint
-        from ..parallel import Ranks
 
         if tokenizer is None:
             raise UsageError("EvalkitCallback needs the tokenizer: pass processing_class=tokenizer to the Trainer.",
                              param="tokenizer")
         checkpoint = InMemoryCheckpoint(model, tokenizer=_tokenizer_of(tokenizer), label=label, run=run, step=step,
                                         options=api.load_options(**self.options))
-        return api.evaluate(checkpoint, self.tasks, store=self.store, ranks=Ranks())  # this process alone
+        with quiet_third_party(self.verbose):
+            return api.evaluate(checkpoint, self.tasks, store=self.store, ranks=Ranks())  # this process alone
 
     def _baseline(self, args, state, kwargs):
         from .. import api
-        from ..compare import load_results_files
+        from .._compare import load_results_files
         from ..records import EvalResult
 
         given = self._baseline_input
@@ -162,9 +166,9 @@ class EvalkitCallback(TrainerCallback):
         if isinstance(given, (str, os.PathLike)) and str(given).endswith(".json"):
             (result,) = load_results_files([os.fspath(given)])
             return result
-        from ..parallel import Ranks
-
-        return api.evaluate(given, self.tasks, store=self.store, label=_BASELINE_LABEL, ranks=Ranks(), **self.options)
+        with quiet_third_party(self.verbose):
+            return api.evaluate(given, self.tasks, store=self.store, label=_BASELINE_LABEL, ranks=Ranks(),
+                                **self.options)
 
     def _evaluate_step(self, args, state, control, kwargs) -> None:
         step = int(state.global_step)
