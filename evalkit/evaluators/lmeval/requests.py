@@ -151,6 +151,9 @@ class PairEncoder:
     def pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """``_encode_pair``'s (context ids, continuation ids) of a pair split and encoded by ``encode_pairs``."""
         ctx = self.ids(context)
+        head, tail = self._joined.get(context + continuation, (None, None))
+        if head == context:  # joined to this very context: the continuation's ids are the tail's
+            return ctx, self._tails[tail]
         return ctx, self.ids(context + continuation)[len(ctx):]
 
     def ids(self, string: str) -> list[int]:
