@@ -102,6 +102,7 @@ def test_a_failing_gate_stops_training_and_says_why(tiny_chat_model_dir, tmp_pat
 
 
 def test_bad_arguments_fail_before_training():
+    from evalkit.api import resolve
     from evalkit.errors import UsageError
     from evalkit.integrations.transformers import EvalkitCallback
 
@@ -109,6 +110,10 @@ def test_bad_arguments_fail_before_training():
         EvalkitCallback(["voc_sample"], every=0)
     with pytest.raises(TypeError, match="unknown option"):
         EvalkitCallback(["voc_sample"], batchsize=2)
+    with pytest.raises(UsageError, match="unknown key 'max_gen_tokz'"):
+        EvalkitCallback(resolve(["voc_sample"], {"voc_sample": {"max_gen_tokz": 3}}))
+    with pytest.raises(UsageError, match="limit must be a positive integer"):
+        EvalkitCallback(["voc_sample"], limit=0)
 
 
 def test_works_with_trl_sft_trainer(tiny_chat_model_dir, tmp_path, task_configs):

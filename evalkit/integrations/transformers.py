@@ -37,6 +37,7 @@ from ..api import DEFAULT_SAMPLE_SEED
 from ..errors import UsageError
 from ..parallel import Ranks
 from ..progress import quiet_third_party
+from ..run import build_evaluators
 
 __all__ = ["EvalkitCallback"]
 
@@ -108,6 +109,7 @@ class EvalkitCallback(TrainerCallback):
         self.every, self.out, self.store, self.trainer, self.verbose = every, out, store, trainer, verbose
         self.options = options
         api.load_options(**options)  # unknown options fail now too
+        build_evaluators(self.tasks)  # and bad task options or missing task data, as the CLI checks them
         self._baseline_input = baseline
         self.results: list = []
         self.comparison = None
