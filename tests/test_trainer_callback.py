@@ -136,3 +136,15 @@ def test_works_with_trl_sft_trainer(tiny_chat_model_dir, tmp_path, task_configs)
     trainer.train()
     assert [r.checkpoint.label for r in callback.results] == ["base", "sft-run.step2"]
     assert [e["step"] for e in trainer.state.log_history if "evalkit/mmlu.acc" in e] == [2]
+
+
+def test_a_sharded_model_is_refused_when_training_begins(task_configs):
+    """FSDP / ZeRO-3: the main process does not hold the whole model, so evaluating it alone would deadlock."""
+    from types import SimpleNamespace
+
+    from evalkit.errors import UsageError
+    from evalkit.integrations.transformers import EvalkitCallback
+
+    callback = EvalkitCallback(task_configs)
+    with pytest.raises(UsageError, match="with FSDP or DeepSpeed ZeRO-3 the weights are sharded"):
+        callback.on_train_begin(SimpleNamespace(fsdp="full_shard"), SimpleNamespace(is_world_process_zero=True), None)
