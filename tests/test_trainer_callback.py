@@ -102,6 +102,7 @@ def test_a_failing_gate_stops_training_and_says_why(tiny_chat_model_dir, tmp_pat
 
 
 def test_bad_arguments_fail_before_training():
+    from evalkit.api import resolve
     from evalkit.errors import UsageError
     from evalkit.integrations.transformers import EvalkitCallback
 
@@ -109,6 +110,10 @@ def test_bad_arguments_fail_before_training():
         EvalkitCallback(["voc_sample"], every=0)
     with pytest.raises(TypeError, match="unknown option"):
         EvalkitCallback(["voc_sample"], batchsize=2)
+    with pytest.raises(UsageError, match="unknown key 'max_gen_tokz'"):
+        EvalkitCallback(resolve(["voc_sample"], {"voc_sample": {"max_gen_tokz": 3}}))
+    with pytest.raises(UsageError, match="limit must be a positive integer"):
+        EvalkitCallback(["voc_sample"], limit=0)
 
 
 def test_works_with_trl_sft_trainer(tiny_chat_model_dir, tmp_path, task_configs):
@@ -131,3 +136,15 @@ def test_works_with_trl_sft_trainer(tiny_chat_model_dir, tmp_path, task_configs)
     trainer.train()
     assert [r.checkpoint.label for r in callback.results] == ["base", "sft-run.step2"]
     assert [e["step"] for e in trainer.state.log_history if "evalkit/mmlu.acc" in e] == [2]
+
+
+def test_a_sharded_model_is_refused_when_training_begins(task_configs):
+    """FSDP / ZeRO-3: the main process does not hold the whole model, so evaluating it alone would deadlock."""
+    from types import SimpleNamespace
+
+    from evalkit.errors import UsageError
+    from evalkit.integrations.transformers import EvalkitCallback
+
+    callback = EvalkitCallback(task_configs)
+    with pytest.raises(UsageError, match="with FSDP or DeepSpeed ZeRO-3 the weights are sharded"):
+        callback.on_train_begin(SimpleNamespace(fsdp="full_shard"), SimpleNamespace(is_world_process_zero=True), None)

@@ -37,6 +37,7 @@ from ..api import DEFAULT_SAMPLE_SEED
 from ..errors import UsageError
 from ..parallel import Ranks
 from ..progress import quiet_third_party
+from ..run import build_evaluators
 
 __all__ = ["EvalkitCallback"]
 
@@ -108,6 +109,7 @@ class EvalkitCallback(TrainerCallback):
         self.every, self.out, self.store, self.trainer, self.verbose = every, out, store, trainer, verbose
         self.options = options
         api.load_options(**options)  # unknown options fail now too
+        build_evaluators(self.tasks)  # and bad task options or missing task data, as the CLI checks them
         self._baseline_input = baseline
         self.results: list = []
         self.comparison = None
@@ -116,6 +118,7 @@ class EvalkitCallback(TrainerCallback):
 
     # ------------------------------------------------------------------------------ Trainer events
     def on_train_begin(self, args, state, control, **kwargs):
+        _refuse_sharded_models(args)
         self.trainer = self.trainer or _calling_trainer()
         if self.trainer is None:
             log.warning("evalkit: the Trainer was not found; metrics go to trainer_state.json's log history only. "
@@ -227,6 +230,17 @@ class EvalkitCallback(TrainerCallback):
             self.stop_reason = (f"evalkit gate failed at step {result.checkpoint.step}: "
                                 + "; ".join(f"{c.gate}: {c.message}" for c in failed))
             log.warning("%s; stopping training (report: %s).", self.stop_reason, self.out or "OUTPUT_DIR/evalkit")
+
+
+def _refuse_sharded_models(args) -> None:
+    """The main process evaluates alone: a model sharded across processes is not whole there, and gathering
+    it would need the other processes, which wait at the stop broadcast (a deadlock)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if getattr(args, "fsdp", None) or is_deepspeed_zero3_enabled():
+        raise UsageError("EvalkitCallback evaluates the model on the main process alone, so it needs the whole "
+                         "model there (DDP, one process); with FSDP or DeepSpeed ZeRO-3 the weights are sharded: "
+                         "evaluate the saved checkpoints instead (evalkit compare run/checkpoint-*).")
 
 
 def _from_main_process(value: Any) -> Any:
