@@ -409,6 +409,18 @@ def test_unknown_lm_eval_name_gets_did_you_mean():
 
 # ----------------------------------------------------------------------------- real data
 
+def _gpt4_ifeval(folder: Path, tmp_path: Path) -> tuple[dict, list, Path]:
+    """GPT-4's IFEval responses by prompt, the input rows that have one, and a JSONL file of those rows."""
+    responses = {}
+    for line in (folder / "input_response_data_gpt4_20231107_145030.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        responses[row["prompt"]] = row["response"]
+    rows = [json.loads(line) for line in (folder / "input_data.jsonl").read_text().splitlines()]
+    matched = [row for row in rows if row["prompt"] in responses]
+    data = tmp_path / "matched.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in matched))
+    return responses, matched, data
+
 @pytest.mark.slow
 def test_gpt4_ifeval_responses_reproduce_the_published_strict_scores(shared_data, tmp_path):
     """PROVENANCE.md: 415/540 prompt-level and 695/832 instruction-level strict on the 540 matched prompts.
@@ -418,14 +430,7 @@ def test_gpt4_ifeval_responses_reproduce_the_published_strict_scores(shared_data
     instruction outcome must equal Google's released evaluation output exactly.
     """
     folder = shared_data / "ifeval"
-    responses = {}
-    for line in (folder / "input_response_data_gpt4_20231107_145030.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        responses[row["prompt"]] = row["response"]
-    rows = [json.loads(line) for line in (folder / "input_data.jsonl").read_text().splitlines()]
-    matched = [row for row in rows if row["prompt"] in responses]
-    data = tmp_path / "matched.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in matched))
+    responses, matched, data = _gpt4_ifeval(folder, tmp_path)
     reference = {json.loads(line)["prompt"]: json.loads(line)["follow_instruction_list"]
                  for line in (folder / "gpt4_eval_outputs" / "eval_results_strict.jsonl").read_text().splitlines()}
 
@@ -468,17 +473,19 @@ def test_shared_mmlu_folder_with_a_limit(shared_data, hflm):
 
 # ----------------------------------------------------------------------------- throughput invariants
 
-def _count_model_inputs(lm):
-    """Wrap the HFLM's forward pass to count padded input tokens (instance attribute, removed by the caller)."""
+def _count_model_inputs(lm, method: str = "_model_call"):
+    """Wrap the HFLM's forward pass (or ``_model_generate``) to count padded input tokens (instance
+    attribute, removed by the caller)."""
     counts = {"tokens": 0, "calls": 0}
-    forward = lm._model_call
+    forward = getattr(lm, method)
 
-    def counted(inps, *args, **kwargs):
-        counts["tokens"] += inps.numel()
+    def counted(*args, **kwargs):
+        inputs = args[0] if args else kwargs.get("inps", kwargs.get("context"))  # generate passes context=
+        counts["tokens"] += inputs.numel()
         counts["calls"] += 1
-        return forward(inps, *args, **kwargs)
+        return forward(*args, **kwargs)
 
-    lm._model_call = counted
+    setattr(lm, method, counted)
     return counts
 
 
@@ -638,15 +645,7 @@ def test_ifeval_generates_in_lm_eval_length_order_with_its_padding(tmp_path, tin
                                         "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}) + "\n"
                             for k in range(10)))
     lm = HFLM(pretrained=str(tiny_model_dir), batch_size=2, device="cpu")
-    counts = {"tokens": 0, "calls": 0}
-    generate = lm._model_generate
-
-    def counted(context, *args, **kwargs):
-        counts["tokens"] += context.numel()
-        counts["calls"] += 1
-        return generate(context, *args, **kwargs)
-
-    lm._model_generate = counted
+    counts = _count_model_inputs(lm, "_model_generate")
     try:
         evaluator = _evaluator("ifeval", data=str(data), batch_docs=4, generation={"max_gen_toks": 2})
         records, saved = _run(evaluator, lm)
@@ -683,15 +682,7 @@ def test_ifeval_length_order_and_resume_score_like_lm_eval_doc_by_doc(shared_dat
 
     monkeypatch.setattr(ConfigurableTask, "process_results", spy)
 
-    folder = shared_data / "ifeval"
-    responses = {}
-    for line in (folder / "input_response_data_gpt4_20231107_145030.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        responses[row["prompt"]] = row["response"]
-    rows = [json.loads(line) for line in (folder / "input_data.jsonl").read_text().splitlines()]
-    matched = [row for row in rows if row["prompt"] in responses]
-    data = tmp_path / "matched.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in matched))
+    responses, matched, data = _gpt4_ifeval(shared_data / "ifeval", tmp_path)
     lm = _DictLM({str(row["key"]): responses[row["prompt"]] for row in matched})
 
     stored: list = []
