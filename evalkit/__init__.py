@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "evaluate": "evalkit.api",
+    "compare": "evalkit.api",
     "Comparison": "evalkit.comparison",
     "Verdict": "evalkit.gate",
     "Policy": "evalkit.gate",
@@ -36,19 +37,17 @@ _PUBLIC = {
     "SampleRecord": "evalkit.records",
     "register_evaluator": "evalkit.evaluators.base",
     "get_evaluator": "evalkit.evaluators.base",
-    "build_comparison": "evalkit.compare",
+    "build_comparison": "evalkit._compare",
     "write_reports": "evalkit.report",
     "load_policy": "evalkit.gate",
     "evaluate_policy": "evalkit.gate",
     "EvalkitError": "evalkit.errors",
     "UsageError": "evalkit.errors",
 }
-__all__ = sorted([*_PUBLIC, "compare"]) + ["__version__"]
+__all__ = sorted(_PUBLIC) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "compare":  # the evalkit.compare package is callable: evalkit.compare(a, b) -> Comparison
-        return import_module("evalkit.compare")
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'evalkit' has no attribute {name!r}")

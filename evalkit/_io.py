@@ -306,7 +306,7 @@ class OutputFolder:
     Errors are :class:`~evalkit.errors.UsageError` naming the location (exit code 2).
     """
 
-    def __init__(self, root: str | Path, *, option: str = "--out"):
+    def __init__(self, root: str | Path, *, option: str = "output folder"):  # the CLI passes "--out"
         self.root = Path(root)
         self.option = option
         self._written: list[tuple[str, ...]] = []
@@ -357,8 +357,7 @@ class OutputFolder:
         from .errors import UsageError
 
         where = f"{self.option} {self.root}"
-        if self.root.exists() and not self.root.is_dir():
-            raise UsageError(f"{where}: exists and is not a folder; choose a folder path.")
+        self._check_root()
         for name in names:
             parts = (name,) if isinstance(name, str) else tuple(name)
             path = self.path(*parts)
@@ -394,7 +393,14 @@ class OutputFolder:
                     pass
 
     # -------------------------------------------------------------- the manifest
+    def _check_root(self) -> None:
+        from .errors import UsageError
+
+        if self.root.exists() and not self.root.is_dir():
+            raise UsageError(f"{self.option} {self.root}: exists and is not a folder; choose a folder path.")
+
     def __enter__(self) -> "OutputFolder":
+        self._check_root()  # also when the batch was not checked beforehand (an API caller's write())
         manifest = self.root / MANIFEST_NAME
         try:
             previous = json.loads(manifest.read_text(encoding="utf-8"))

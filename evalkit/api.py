@@ -22,7 +22,11 @@ from typing import Any, Iterator
 from .errors import UsageError, did_you_mean
 from .records import EvalResult
 
-__all__ = ["evaluate", "compare", "as_checkpoint", "load_options", "resolve", "open_store"]
+__all__ = ["evaluate", "compare", "as_checkpoint", "load_options", "resolve", "with_limit", "open_store",
+           "DEFAULT_SAMPLE_SEED"]
+
+#: The seed of the samples ``evaluate(..., limit=N)`` and ``EvalkitCallback(limit=N)`` draw when none is given.
+DEFAULT_SAMPLE_SEED = 0
 
 
 def load_options(**options: Any):
@@ -56,9 +60,27 @@ def resolve(tasks: Any, overrides: Any = None) -> list:
     items = [t if isinstance(t, TaskConfig) else str(t) for t in tasks]
     if len(items) == 1 and isinstance(items[0], str) and "," in items[0]:
         items = items[0]
+    if isinstance(overrides, str):  # one "TASK.KEY=VALUE"
+        overrides = [overrides]
     if overrides is not None and not isinstance(overrides, Mapping):
         overrides = parse_overrides(list(overrides))
     return resolve_tasks(items, dict(overrides or {}))
+
+
+def with_limit(task_configs: list, limit: int | None, sample_seed: int | None = DEFAULT_SAMPLE_SEED) -> list:
+    """Copies of ``task_configs`` that evaluate ``limit`` samples of each task (of each subtask of an lm-eval
+    group such as MMLU): drawn with ``sample_seed`` (the same ones at every call, in every process), or the
+    first ``limit`` when ``sample_seed`` is None. ``limit=None`` leaves the configs as they are.
+    """
+    if limit is None:
+        return task_configs
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise UsageError(f"limit must be a positive integer (samples per task), got {limit!r}.", param="limit")
+    if sample_seed is not None and (isinstance(sample_seed, bool) or not isinstance(sample_seed, int)):
+        raise UsageError(f"sample_seed must be an integer or None (the first samples), got {sample_seed!r}.",
+                         param="sample_seed")
+    return [dataclasses.replace(t, options={**t.options, "limit": limit, "sample_seed": sample_seed})
+            for t in task_configs]
 
 
 def as_checkpoint(model: Any, *, tokenizer: Any = None, label: str | None = None, note: str | None = None,
@@ -105,8 +127,9 @@ def open_store(store: Any) -> Iterator[Any]:
 
 
 def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None = None, store: Any = None,
-             rerun: bool = False, overrides: Any = None, note: str | None = None, fingerprint: str | None = None,
-             **options: Any) -> EvalResult:
+             rerun: bool = False, overrides: Any = None, limit: int | None = None,
+             sample_seed: int | None = DEFAULT_SAMPLE_SEED, note: str | None = None, fingerprint: str | None = None,
+             ranks: Any = None, **options: Any) -> EvalResult:
     """Evaluate ``model`` on ``tasks``; results come from the store where it already has them.
 
     Parameters
@@ -127,11 +150,25 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
     rerun : bool
         Evaluate again even if the store has the results.
     overrides : mapping or list of str, optional
-        Task option overrides, ``{"mmlu": {"limit": 20}}`` or ``["mmlu.limit=20"]``.
+        Task option overrides, ``{"mmlu": {"num_fewshot": 5}}`` or ``["mmlu.num_fewshot=5"]``.
+    limit : int, optional
+        Evaluate only this many samples of each task (of each subtask of a group such as MMLU): a
+        quick look, or the same small subset at every training step.
+    sample_seed : int or None, default 0
+        With ``limit``: the seed the samples are drawn with, so two calls (two checkpoints, two
+        steps) evaluate the same samples and pair in :func:`compare`; None takes the first ``limit``.
+        On the command line: ``--limit N --sample-seed S``. Tasks also accept them as options
+        (``overrides={"mmlu": {"limit": 20, "sample_seed": 0}}``), where a ``limit`` without a seed
+        keeps lm-eval's meaning: the first ``limit`` samples.
     note : str, optional
         Shown beside the checkpoint in reports.
     fingerprint : str, optional
         The store key of a model object that cannot be hashed (an lm-eval ``LM`` without weights).
+    ranks : evalkit.parallel.Ranks, optional
+        This process's place in a multi-process launch (default: read from torchrun's / accelerate's
+        environment variables, and each process evaluates its share of the samples). ``Ranks()``
+        evaluates everything in this process alone, e.g. on the main process of a training job while
+        the others wait (what ``EvalkitCallback`` does).
     **options
         Load options, as the command line's flags: ``batch_size``, ``device``, ``dtype``,
         ``max_length``, ``chat_template``, ``model_args``, ``base``, ``config``, ...
@@ -143,17 +180,17 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
     from .checkpoints.memory import InMemoryCheckpoint, evaluation_mode
     from .run import evaluate_checkpoint
 
-    task_configs = resolve(tasks, overrides)
+    task_configs = with_limit(resolve(tasks, overrides), limit, sample_seed)
     checkpoint = as_checkpoint(model, tokenizer=tokenizer, label=label, note=note, fingerprint=fingerprint,
                                options=load_options(**options))
     in_memory = isinstance(checkpoint, InMemoryCheckpoint) and not checkpoint.is_lm
     with open_store(store) as opened, evaluation_mode(checkpoint.model) if in_memory else nullcontext():
-        return evaluate_checkpoint(checkpoint, task_configs, opened, rerun=rerun)
+        return evaluate_checkpoint(checkpoint, task_configs, opened, rerun=rerun, ranks=ranks)
 
 
 def _as_results(items: Iterable[Any]) -> tuple[list[EvalResult], list[EvalResult]]:
     """(all results, the ones given as objects): paths are read, lists flattened."""
-    from .compare import load_results_files
+    from ._compare import load_results_files
 
     results: list[EvalResult] = []
     given: list[EvalResult] = []
@@ -196,7 +233,7 @@ def compare(*results: Any, baseline: str | None = None, notes: Mapping[str, str]
     -------
     Comparison
     """
-    from .compare import build_comparison
+    from ._compare import build_comparison
     from .comparison import Comparison
 
     parsed, given = _as_results(results)

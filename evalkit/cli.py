@@ -7,6 +7,7 @@ commands, so ``evalkit --help`` stays instant.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -97,6 +98,10 @@ def model_options(func):
         click.option("--backend", type=click.Choice(["hf", "vllm"]), default="hf", show_default=True,
                      help="Engine for local models: lm-eval's HFLM, or its in-process vLLM (needs vllm installed)."),
         click.option("--set", "overrides", multiple=True, metavar="TASK.KEY=VALUE", help="Override a task option, e.g. mmlu.num_fewshot=5."),
+        click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Evaluate N samples of each task (of each MMLU subject), drawn with --sample-seed."),
+        click.option("--sample-seed", type=int, default=0, show_default=True,
+                     help="Seed of the --limit samples: the same ones for every checkpoint and run."),
         click.option("--rerun", is_flag=True, help="Ignore stored results and evaluate again."),
     ]
     for option in reversed(options):
@@ -160,15 +165,16 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) 
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Write DIR/results.json.")
 @model_options
 @click.pass_context
-def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, **kw) -> None:
+def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, limit, sample_seed,
+             **kw) -> None:
     """Evaluate one checkpoint SPEC on --tasks and print its metrics."""
     from . import api
     from ._io import MANIFEST_NAME, OutputFolder, dump_json
     from .parallel import current_ranks
 
-    task_configs = api.resolve(tasks, overrides)
+    task_configs = api.with_limit(api.resolve(tasks, overrides), limit, sample_seed)
     checkpoint = api.as_checkpoint(spec, options=_load_options(kw))
-    folder = OutputFolder(out).check("results.json", MANIFEST_NAME) if out else None  # before any model loads
+    folder = OutputFolder(out, option="--out").check("results.json", MANIFEST_NAME) if out else None  # before any model loads
     with _quiet(ctx):
         result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
@@ -213,7 +219,7 @@ def tasks_cmd() -> None:
         mark = "  " if problem is None else "✗ "
         click.echo(f"{mark}{name:<20} [{config.evaluator}] {config.description}")
         if problem:
-            click.echo(f"    data not available here: {problem}")
+            click.echo(f"    data not available here: {flag_words(problem)}")
     if unavailable:
         click.echo(f"✗ = data not available here ({unavailable} task{'s' if unavailable != 1 else ''}).")
     click.echo("Any lm-eval task or group name also works (e.g. hellaswag, arc_challenge, gsm8k).")
@@ -239,7 +245,7 @@ def tasks_cmd() -> None:
 @model_options
 @click.pass_context
 def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_results, policy, notes, sequential,
-                sequential_seed, sequential_chunk, overrides, rerun, **kw) -> None:
+                sequential_seed, sequential_chunk, overrides, rerun, limit, sample_seed, **kw) -> None:
     """Evaluate checkpoints (reusing stored results), compare them and write a report to --out.
 
     \b
@@ -254,7 +260,8 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
     with _quiet(ctx):
         code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
                                 baseline_results=list(baseline_results), policy=policy, notes=list(notes),
-                                overrides=list(overrides), rerun=rerun, load_options=_load_options(kw),
+                                overrides=list(overrides), limit=limit, sample_seed=sample_seed, rerun=rerun,
+                                load_options=_load_options(kw),
                                 store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
                                 sequential_chunk=sequential_chunk)
     sys.exit(code)
@@ -368,10 +375,38 @@ def _main(argv: list[str] | None) -> None:
     sys.exit(0)
 
 
-#: The flag behind each API parameter a library error may name (EvalkitError.param).
+#: The flag behind each API parameter a library error may name: as the parameter at fault
+#: (EvalkitError.param, put in front of the message) or as ``name=VALUE`` in a hint ("pass config=DIR").
 _FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "overrides": "--set", "rerun": "--rerun",
           "model_args": "--model-args", "policy": "--policy", "results": "SPECS", "dtype": "--dtype",
-          "backend": "--backend", "endpoint": "--endpoint"}
+          "backend": "--backend", "endpoint": "--endpoint", "max_retries": "--max-retries",
+          "chunk_size": "--sequential-chunk", "base": "--base", "config": "--config", "allow_pickle": "--allow-pickle",
+          "trust_remote_code": "--trust-remote-code", "chat_template": "--chat-template",
+          "api_key_env": "--api-key-env", "num_concurrent": "--num-concurrent", "timeout": "--request-timeout",
+          "max_length": "--max-length", "store": "--store"}
+_NAMED_OPTION = re.compile(r"\b(" + "|".join(name for name, flag in _FLAGS.items() if flag.startswith("--"))
+                           + r")=('[^']*'|\S+?)(?=[\s,;)]|\.?$|\.\s)")
+
+
+def flag_words(message: str) -> str:
+    """A library message in command-line words: ``name=VALUE`` becomes ``--flag VALUE``.
+
+    >>> flag_words("pass allow_pickle=True, or config=DIR; chat_template=False with endpoint='chat'.")
+    'pass --allow-pickle, or --config DIR; --no-chat-template with --endpoint chat.'
+    >>> flag_words("needs the hub: overrides='mmlu.data=PATH' (model_args='tokenizer=DIR')")
+    'needs the hub: --set mmlu.data=PATH (--model-args tokenizer=DIR)'
+    """
+    def flag(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        if value == "True":
+            return _FLAGS[name]
+        if value == "False":
+            return "--no-" + _FLAGS[name][2:]
+        if value.startswith("'"):
+            value = value[1:-1]
+        return f"{_FLAGS[name]} {value}"
+
+    return _NAMED_OPTION.sub(flag, message)
 
 
 def _report(exc: BaseException, code: int, prefix: str = "") -> None:
@@ -380,14 +415,18 @@ def _report(exc: BaseException, code: int, prefix: str = "") -> None:
 
         traceback.print_exception(exc)
     message = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, EvalkitError):
+        message = flag_words(message)
     # Untrusted text in a message (a label, a server's answer) must not drive the terminal.
     message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     param = getattr(exc, "param", None) or ""
     flag = _FLAGS.get(param)
     if flag and message.startswith(param + " "):  # "dtype must be ..." -> "--dtype must be ..."
         message = flag + message[len(param):]
-    elif flag:
+    elif flag and flag not in message:  # a message naming the flag already (a hint) needs no prefix
         prefix = f"{prefix}{flag}: "
+    if code == 3 and exc.__cause__ is not None and not _State.debug and "--debug" not in message:
+        message += " (--debug for the traceback)"
     click.echo(f"evalkit: error: {prefix}{message}", err=True)
     sys.exit(code)
 

@@ -156,7 +156,7 @@ class Comparison:
     @classmethod
     def load(cls, path: str | Path) -> "Comparison":
         """Read a ``comparison.json`` written by :meth:`write` or ``evalkit compare``."""
-        from .compare import load_comparison
+        from ._compare import load_comparison
 
         return cls(load_comparison(path))
 

@@ -54,11 +54,12 @@ def _check_compare_outputs(out: Path, specs: list[str], prior: list, policy: boo
 
     labels = [parse_spec(s, index=i).label for i, s in enumerate(specs)]  # --baseline-results are not rewritten
     names = [*REPORT_FILES, MANIFEST_NAME, *(GATE_OUTPUTS if policy else ())]
-    return OutputFolder(out).check(*names, *(results_file_name(label) for label in labels))
+    return OutputFolder(out, option="--out").check(*names, *(results_file_name(label) for label in labels))
 
 
 def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str | None, baseline_results: list[str],
                      policy: str | None, notes: list[str], overrides: list[str], rerun: bool, load_options,
+                     limit: int | None = None, sample_seed: int | None = 0,
                      store_path: str | None, sequential: bool = False, sequential_seed: int = 0,
                      sequential_chunk: int | None = None) -> int:
     """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed).
@@ -68,11 +69,11 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     """
     from . import api
     from ._pairs import parse_pairs
-    from .compare import load_results_files
+    from ._compare import load_results_files
     from .parallel import current_ranks
 
     note_map = parse_pairs(notes, param="notes", form="LABEL=TEXT")
-    task_configs = api.resolve(tasks, overrides)
+    task_configs = api.with_limit(api.resolve(tasks, overrides), limit, sample_seed)
     policy_obj = _load_policy(policy)
     if policy_obj is not None:  # a gate on a task or metric this run cannot produce fails now, not after evaluating
         from .gate._preflight import check_policy_fits_tasks
@@ -137,12 +138,12 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
     """``evalkit report``: from one comparison.json, results.json files, or checkpoint labels in the store."""
     from . import api
     from .comparison import Comparison
-    from .compare import load_results_files, split_label
+    from ._compare import load_results_files, split_label
 
     from ._io import MANIFEST_NAME, OutputFolder
     from .report import REPORT_FILES
 
-    OutputFolder(out).check(*REPORT_FILES, MANIFEST_NAME)
+    OutputFolder(out, option="--out").check(*REPORT_FILES, MANIFEST_NAME)
     if len(sources) == 1 and Path(sources[0]).is_file():
         data = read_json_object(Path(sources[0]))
         if data.get("kind") == "evalkit.comparison":

@@ -10,7 +10,9 @@ rebuilt from either without a model.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,140 @@ from typing import Any
 from .errors import UsageError
 
 __all__ = ["SCHEMA_VERSION", "SampleRecord", "TaskResult", "CheckpointInfo", "EvalResult", "sample_order_key",
-           "in_sample_order"]
+           "in_sample_order", "MetricSpec", "record_value", "LEVELS", "UNITS", "BREAKDOWN_COUNT_FIELDS"]
 
 #: Bump when a field changes meaning; readers refuse newer major versions.
 SCHEMA_VERSION = 1
+
+
+LEVELS = ("sample", "corpus")
+#: Counts stored beside breakdown metrics; they are not metrics and need no declaration.
+BREAKDOWN_COUNT_FIELDS = frozenset({"n", "n_classes", "support"})
+UNITS = ("sample", "element")
+_FIELD_ROOTS = ("sample_id", "correct", "group", "target", "prediction")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What one metric is: the declaration the comparison's statistics follow.
+
+    Parameters
+    ----------
+    higher_is_better : bool, default=True
+        Direction of improvement (an invalid rate or a loss is ``False``).
+    level : {"sample", "corpus"}, default="sample"
+        ``"sample"``: the metric is the mean of the per-unit values of ``score`` over all units
+        (accuracy, exact match, IFEval instruction-level accuracy): it gets Wilson / CLT intervals
+        and paired tests on the per-unit values. ``"corpus"``: anything else (macro F1, a ratio of
+        sums, a lm-eval group mean of subtask means): jackknife intervals and randomization tests
+        through the evaluator's ``resample_metrics`` hook.
+    score : str, optional
+        Only for ``level="sample"``: the record field holding the per-unit values, as
+        ``"correct"``, ``"scores.NAME"`` or ``"extra.NAME"`` (see :func:`record_value`). Default
+        ``"scores.<metric name>"``.
+    unit : {"sample", "element"}, default="sample"
+        What is paired across checkpoints: the sample (by ``sample_id``) or, for list-valued scores
+        (one value per instruction of an IFEval prompt), each element (by ``sample_id`` and position).
+    cluster : str, optional
+        Record field whose equal values make units dependent (``"sample_id"`` for element units:
+        instructions of one prompt; ``"extra.passage_id"`` for questions on one passage). Intervals and
+        tests then use cluster-robust standard errors. A task's ``cluster_field`` option overrides it.
+    group_by : str, optional
+        Only for breakdown metrics (declared as ``"KIND/METRIC"``): the record field whose value is
+        the breakdown key of a record (``"group"``, ``"extra.category"``; for element units a list of
+        keys, one per element, e.g. ``"extra.instruction_ids"``).
+    bounds : (float, float), optional
+        The range the metric cannot leave (``(0.0, 1.0)`` for an F1 or a precision). Normal
+        (jackknife) intervals of corpus metrics are cut to it, so an F1 near 1 never gets an upper
+        bound above 1; None for unbounded metrics (a depth, a perplexity).
+
+    Examples
+    --------
+    >>> MetricSpec(level="corpus", higher_is_better=True).score_field("leaf_macro_f1") is None
+    True
+    >>> MetricSpec().score_field("acc")
+    'scores.acc'
+    >>> MetricSpec(level="corpus", bounds=[0, 1]).bounds
+    (0.0, 1.0)
+    >>> MetricSpec(level="middle")
+    Traceback (most recent call last):
+    ...
+    ValueError: MetricSpec level must be one of ('sample', 'corpus'); got 'middle'.
+    """
+
+    higher_is_better: bool = True
+    level: str = "sample"
+    score: str | None = None
+    unit: str = "sample"
+    cluster: str | None = None
+    group_by: str | None = None
+    bounds: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.higher_is_better, bool):
+            raise ValueError(f"MetricSpec higher_is_better must be True or False; got {self.higher_is_better!r}.")
+        if self.level not in LEVELS:
+            raise ValueError(f"MetricSpec level must be one of {LEVELS}; got {self.level!r}.")
+        if self.unit not in UNITS:
+            raise ValueError(f"MetricSpec unit must be one of {UNITS}; got {self.unit!r}.")
+        if self.level == "corpus" and (self.score is not None or self.unit != "sample"):
+            raise ValueError("MetricSpec: a corpus metric has no per-unit 'score' and its unit is 'sample'.")
+        for name in ("score", "cluster", "group_by"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_field(value, f"MetricSpec {name}")
+        if self.bounds is not None:
+            object.__setattr__(self, "bounds", _check_bounds(self.bounds))
+
+    def score_field(self, metric: str) -> str | None:
+        """The record field of the per-unit values (None for a corpus metric)."""
+        if self.level != "sample":
+            return None
+        return self.score or f"scores.{metric}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MetricSpec":
+        if isinstance(data, MetricSpec):
+            return data
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in dict(data).items() if k in known})
+
+
+def _check_bounds(bounds: Any) -> tuple[float, float]:
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"MetricSpec bounds must be two finite numbers, low < high; got {bounds!r}.")
+    return low, high
+
+
+def _check_field(path: Any, what: str) -> str:
+    if not isinstance(path, str) or not (path in _FIELD_ROOTS or (path.startswith(("scores.", "extra.")) and
+                                                                  len(path.split(".", 1)[1]) > 0)):
+        raise ValueError(f"{what} must be one of {', '.join(_FIELD_ROOTS)} or 'scores.NAME' / 'extra.NAME'; "
+                         f"got {path!r}.")
+    return path
+
+
+def record_value(record: "SampleRecord", path: str) -> Any:
+    """The value of a record field named as in :class:`MetricSpec` (None when absent).
+
+    Examples
+    --------
+    >>> from evalkit.records import SampleRecord
+    >>> r = SampleRecord("q1", correct=True, scores={"acc": 1.0}, extra={"passage": "p7"})
+    >>> record_value(r, "scores.acc"), record_value(r, "extra.passage"), record_value(r, "correct")
+    (1.0, 'p7', True)
+    """
+    if path in _FIELD_ROOTS:
+        return getattr(record, path)
+    root, _, key = _check_field(path, "record field").partition(".")
+    return getattr(record, root).get(key)
 
 
 @dataclass
@@ -125,8 +257,6 @@ class TaskResult:
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["samples"] = [SampleRecord.from_dict(s) for s in data.get("samples", [])]
         if kwargs.get("metric_specs"):
-            from .evaluators.base import MetricSpec  # records must not import the evaluators at module level
-
             kwargs["metric_specs"] = {k: MetricSpec.from_dict(v) for k, v in kwargs["metric_specs"].items()}
         return cls(**kwargs)
 

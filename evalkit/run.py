@@ -148,7 +148,7 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
     except Exception as exc:  # the model or a library failed mid-run: samples so far are kept
         raise EvaluationError(
             f"task {task.name!r} on checkpoint {checkpoint.label!r} failed: {type(exc).__name__}: {exc} "
-            f"(finished samples are stored; rerun to resume, --debug for the traceback)."
+            f"(finished samples are stored; evaluate again to resume)."
         ) from exc
     result.timing = {"answered_from_store": False, "seconds": round(time.perf_counter() - started, 3),
                      "model_load_seconds": round(load_seconds, 3), "resumed_samples": len(done)}

@@ -115,10 +115,10 @@ class ResultStore:
             self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             self._set_up(timeout)
         except sqlite3.DatabaseError as exc:
-            raise UsageError(f"{self.path}: cannot open the result store ({exc}); pass another --store PATH or delete the file.") from None
+            raise UsageError(f"{self.path}: cannot open the result store ({exc}); pass another store=PATH or delete the file.") from None
         except OSError as exc:  # e.g. --store under a regular file, or in a read-only place
             raise UsageError(f"{self.path}: cannot create the result store ({exc.strerror or exc}); "
-                             f"pass another --store PATH.") from None
+                             f"pass another store=PATH.") from None
 
     def _set_up(self, timeout: float) -> None:
         """WAL mode, schema and version check; retried while another process is creating the same file.
@@ -144,7 +144,7 @@ class ResultStore:
         if row is None:
             self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('store_version', ?)", (_STORE_VERSION,))
         elif row[0] != _STORE_VERSION:
-            raise UsageError(f"{self.path}: result store version {row[0]} is not {_STORE_VERSION}; use another --store PATH.")
+            raise UsageError(f"{self.path}: result store version {row[0]} is not {_STORE_VERSION}; use another store=PATH.")
 
     def close(self) -> None:
         self._conn.close()
@@ -268,5 +268,5 @@ class ResultStore:
             result.samples = in_sample_order([_decode(r[0], SampleRecord.from_dict) for r in rows])
         except _DAMAGED as exc:
             raise UsageError(f"{self.path}: stored run {run_key} is damaged ({type(exc).__name__}: {exc}); "
-                             f"evaluate the checkpoint again with --rerun.") from None
+                             f"evaluate the checkpoint again with rerun=True.") from None
         return result

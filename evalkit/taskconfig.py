@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._paths import shipped_tasks_dir
 from .errors import UsageError
 
 __all__ = [
@@ -57,11 +58,6 @@ class TaskConfig:
         return path if path.is_absolute() else (self.base_dir / path)
 
 
-def shipped_tasks_dir() -> Path:
-    """Folder of the task files that come with evalkit (``evalkit/tasks/``, package data in wheels)."""
-    return Path(__file__).resolve().parent / "tasks"
-
-
 def shipped_task_names() -> list[str]:
     folder = shipped_tasks_dir()
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
@@ -83,7 +79,7 @@ def load_task_file(path: str | Path) -> TaskConfig:
     options = {k: v for k, v in data.items() if k not in _COMMON_KEYS}
     cluster_field = data.get("cluster_field")
     if cluster_field is not None:
-        from .evaluators.base import _check_field
+        from .records import _check_field
 
         try:
             _check_field(cluster_field, "key 'cluster_field'")

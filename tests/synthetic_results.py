@@ -214,7 +214,7 @@ def make_results(labels=("base", "tuned", "mix"), *, n_mmlu: int = 120, n_ifeval
 
 
 def main() -> None:
-    from evalkit.compare import build_comparison, write_comparison
+    from evalkit._compare import build_comparison, write_comparison
 
     comparison = build_comparison(make_results(), notes={"tuned": "domain-only fine-tune"}, n_resamples=200)
     write_comparison(comparison, FIXTURE)

@@ -230,3 +230,80 @@ def test_option_errors_name_the_argument_and_the_cli_the_flag(tiny_chat_model_di
     with pytest.raises(SystemExit):
         _report(info.value, info.value.exit_code)
     assert "evalkit: error: --dtype must be one of auto, float32" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make_error, api_words, cli_words", [
+    # a weights file with no config.json beside it (found before any model loads)
+    (lambda d, tmp: evalkit.evaluate(str(_lonely_weights(d, tmp)), ["voc_sample"], store=tmp / "s.sqlite"),
+     "pass config=DIR (a model dir", "evalkit: error: weights file"),
+    (lambda d, tmp: evalkit.evaluate(str(_lonely_weights(d, tmp)), ["voc_sample"], store=tmp / "s.sqlite",
+                                     config=str(tmp)),
+     "config='", "evalkit: error: --config /"),
+    # contradicting server options (refused before the server is asked)
+    (lambda d, tmp: _server_settings(endpoint="chat", model_args="api=completions"),
+     "endpoint='chat' and model_args='api=completions' disagree",
+     "evalkit: error: --endpoint chat and --model-args api=completions disagree"),
+    (lambda d, tmp: _server_settings(endpoint="chat", chat_template=False),
+     "drop chat_template=False, or use endpoint='completions'",
+     "drop --no-chat-template, or use --endpoint completions"),
+    # a result store that cannot be created
+    (lambda d, tmp: evalkit.evaluate(str(d), ["voc_sample"], store=_a_file(tmp) / "s.sqlite"),
+     "pass another store=PATH", "pass another --store PATH"),
+])
+def test_library_errors_speak_the_api_and_the_cli_speaks_flags(tiny_chat_model_dir, tmp_path, capsys,
+                                                              make_error, api_words, cli_words):
+    from evalkit.cli import _report
+
+    with pytest.raises(UsageError) as info:
+        make_error(tiny_chat_model_dir, tmp_path)
+    assert api_words in str(info.value) and " --" not in str(info.value)
+    with pytest.raises(SystemExit) as exit_info:
+        _report(info.value, info.value.exit_code)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert cli_words in err and "=DIR" not in err and "='" not in err
+
+
+def test_weights_file_hint_reaches_the_terminal_as_a_flag(tiny_chat_model_dir, tmp_path, capsys):
+    from evalkit.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(_lonely_weights(tiny_chat_model_dir, tmp_path)), "--tasks", "voc_sample",
+              "--store", str(tmp_path / "s.sqlite")])
+    assert exit_info.value.code == 2
+    assert "no config.json beside it; pass --config DIR (a model dir" in capsys.readouterr().err
+
+
+def _lonely_weights(model_dir, tmp_path):
+    import shutil
+
+    (tmp_path / "w").mkdir(exist_ok=True)
+    return Path(shutil.copy(model_dir / "model.safetensors", tmp_path / "w" / "lonely.safetensors"))
+
+
+def _a_file(tmp_path):
+    (tmp_path / "plain").write_text("x")
+    return tmp_path / "plain"
+
+
+def _server_settings(**options):
+    from evalkit.api import as_checkpoint, load_options
+
+    return as_checkpoint("http://127.0.0.1:9/v1#org/m", options=load_options(**options)).settings
+
+
+def test_an_unwritable_output_folder_is_named_in_api_words(two_results, tmp_path, capsys):
+    from evalkit.cli import main
+
+    (tmp_path / "taken").write_text("a file where the report folder should go")
+    with pytest.raises(UsageError, match=r"^output folder .*taken: exists and is not a folder"):
+        evalkit.compare(*two_results).write(tmp_path / "taken")
+    for i, result in enumerate(two_results[:2]):
+        (tmp_path / f"r{i}.json").write_text(json.dumps(result.to_dict()))
+    (tmp_path / "out" / "report.html").mkdir(parents=True)  # a folder where a report file goes
+    with pytest.raises(UsageError, match=r"report.html: cannot write this output .*; check output folder "):
+        evalkit.compare(*two_results).write(tmp_path / "out")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path / "r0.json"), str(tmp_path / "r1.json"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "evalkit: error: --out " in capsys.readouterr().err

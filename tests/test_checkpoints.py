@@ -197,7 +197,7 @@ def test_pickled_objects_need_allow_pickle(tiny_model_dir, tmp_path, reference_l
     path = tmp_path / "model.pt"
     torch.save({"state_dict": _tiny_state_dict(tiny_model_dir), "hparams": CustomHyperparameters(0.1)}, path)
     options = LoadOptions(batch_size=1, device="cpu", config=str(tiny_model_dir))
-    with pytest.raises(UsageError, match="needs full unpickling.*pass --allow-pickle"):
+    with pytest.raises(UsageError, match="needs full unpickling.*pass allow_pickle=True"):
         Checkpoint.from_string(str(path), options).lm
     options.allow_pickle = True
     assert _ll(Checkpoint.from_string(str(path), options).lm) == pytest.approx(reference_ll, abs=1e-5)
@@ -205,10 +205,10 @@ def test_pickled_objects_need_allow_pickle(tiny_model_dir, tmp_path, reference_l
 
 def test_weights_without_config_or_tokenizer(tiny_model_dir, tmp_path):
     shutil.copy(tiny_model_dir / "model.safetensors", tmp_path / "lonely.safetensors")
-    with pytest.raises(UsageError, match="no config.json beside it; pass --config DIR"):
+    with pytest.raises(UsageError, match="no config.json beside it; pass config=DIR"):
         Checkpoint.from_string(str(tmp_path / "lonely.safetensors"), OPTS).lm
     options = LoadOptions(config=str(tmp_path))
-    with pytest.raises(UsageError, match=r"--config .*: no config.json there"):
+    with pytest.raises(UsageError, match=r"^config='.*': no config.json there"):
         Checkpoint.from_string(str(tmp_path / "lonely.safetensors"), options).fingerprint
 
 
@@ -275,7 +275,7 @@ def test_peft_base_override(lora_adapter, tiny_model_dir, tmp_path, reference_ll
     config = json.loads((moved / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = str(tmp_path / "gone")
     (moved / "adapter_config.json").write_text(json.dumps(config))
-    with pytest.raises(UsageError, match="is neither a model directory nor a hub id; pass --base DIR"):
+    with pytest.raises(UsageError, match="is neither a model directory nor a hub id; pass base=DIR"):
         Checkpoint.from_string(str(moved), OPTS).lm
     options = LoadOptions(batch_size=1, device="cpu", base=str(tiny_model_dir))
     expected = _ll(Checkpoint.from_string(str(lora_adapter), OPTS).lm)

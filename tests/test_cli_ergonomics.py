@@ -79,7 +79,8 @@ def test_compare_help_lists_exit_codes():
 
 
 @pytest.mark.parametrize("metric,expected", [
-    ("demo_domain.acc", "task 'demo_domain' is not among --tasks; the policy can only gate tasks that are evaluated. "
+    ("demo_domain.acc", "task 'demo_domain' is not among the tasks (demo_voc, demo_general); the policy can only gate tasks "
+                        "that are evaluated. "
                         "Did you mean 'demo_voc'?"),
     ("demo_voc.acc", "task 'demo_voc' does not report a metric 'acc'."),
     ("demo_general.accc", "task 'demo_general' does not report a metric 'accc'. Did you mean 'acc'?"),
@@ -144,10 +145,10 @@ def test_offline_mmlu_fails_before_loading_a_model_with_the_set_line(offline, mo
 def test_a_cached_hub_dataset_counts_as_available(offline):
     from evalkit.general.hub import hub_data_problem
 
-    assert "--set mmlu.data=PATH" in hub_data_problem("mmlu", "mmlu")
+    assert "overrides='mmlu.data=PATH'" in hub_data_problem("mmlu", "mmlu")
     (offline / "datasets" / "cais___mmlu").mkdir(parents=True)
     assert hub_data_problem("mmlu", "mmlu") is None
-    assert "--set ifeval.data=PATH" in hub_data_problem("ifeval", "ifeval")
+    assert "overrides='ifeval.data=PATH'" in hub_data_problem("ifeval", "ifeval")
     assert hub_data_problem("hellaswag", "generic") is None
 
 

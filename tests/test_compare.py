@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest, ttest_rel
 
-from evalkit.compare import build_comparison, comparison_from_results_files, load_comparison, write_comparison
-from evalkit.compare._format import diagnose
+from evalkit._compare import build_comparison, comparison_from_results_files, load_comparison, write_comparison
+from evalkit._compare._format import diagnose
 from evalkit.errors import UsageError
 from evalkit.evaluators.base import MetricSpec, register_evaluator
 from evalkit.metrics.stats import mcnemar_test
@@ -447,7 +447,7 @@ def test_comparison_from_results_files(tmp_path, results):
 
 def test_a_comparison_json_serves_as_earlier_results(tmp_path, comparison):
     """--baseline-results accepts a comparison.json: its checkpoints come back with their metrics."""
-    from evalkit.compare import load_results_files
+    from evalkit._compare import load_results_files
 
     path = write_comparison(comparison, tmp_path / "comparison.json")
     results = load_results_files([path])

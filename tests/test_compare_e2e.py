@@ -108,7 +108,7 @@ def test_report_rerenders_from_comparison_results_and_store(setup, first_run):
 
 def test_evaluation_failure_exits_3(setup, tmp_path, monkeypatch, capsys):
     from evalkit.cli import main
-    from evalkit.evaluators.voc import VocEvaluator
+    from evalkit.voc.evaluator import VocEvaluator
 
     def crash(self, lm, *, done, save):
         raise RuntimeError("CUDA error: device-side assert triggered")

@@ -409,6 +409,18 @@ def test_unknown_lm_eval_name_gets_did_you_mean():
 
 # ----------------------------------------------------------------------------- real data
 
+def _gpt4_ifeval(folder: Path, tmp_path: Path) -> tuple[dict, list, Path]:
+    """GPT-4's IFEval responses by prompt, the input rows that have one, and a JSONL file of those rows."""
+    responses = {}
+    for line in (folder / "input_response_data_gpt4_20231107_145030.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        responses[row["prompt"]] = row["response"]
+    rows = [json.loads(line) for line in (folder / "input_data.jsonl").read_text().splitlines()]
+    matched = [row for row in rows if row["prompt"] in responses]
+    data = tmp_path / "matched.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in matched))
+    return responses, matched, data
+
 @pytest.mark.slow
 def test_gpt4_ifeval_responses_reproduce_the_published_strict_scores(shared_data, tmp_path):
     """PROVENANCE.md: 415/540 prompt-level and 695/832 instruction-level strict on the 540 matched prompts.
@@ -418,14 +430,7 @@ def test_gpt4_ifeval_responses_reproduce_the_published_strict_scores(shared_data
     instruction outcome must equal Google's released evaluation output exactly.
     """
     folder = shared_data / "ifeval"
-    responses = {}
-    for line in (folder / "input_response_data_gpt4_20231107_145030.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        responses[row["prompt"]] = row["response"]
-    rows = [json.loads(line) for line in (folder / "input_data.jsonl").read_text().splitlines()]
-    matched = [row for row in rows if row["prompt"] in responses]
-    data = tmp_path / "matched.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in matched))
+    responses, matched, data = _gpt4_ifeval(folder, tmp_path)
     reference = {json.loads(line)["prompt"]: json.loads(line)["follow_instruction_list"]
                  for line in (folder / "gpt4_eval_outputs" / "eval_results_strict.jsonl").read_text().splitlines()}
 
@@ -468,17 +473,19 @@ def test_shared_mmlu_folder_with_a_limit(shared_data, hflm):
 
 # ----------------------------------------------------------------------------- throughput invariants
 
-def _count_model_inputs(lm):
-    """Wrap the HFLM's forward pass to count padded input tokens (instance attribute, removed by the caller)."""
+def _count_model_inputs(lm, method: str = "_model_call"):
+    """Wrap the HFLM's forward pass (or ``_model_generate``) to count padded input tokens (instance
+    attribute, removed by the caller)."""
     counts = {"tokens": 0, "calls": 0}
-    forward = lm._model_call
+    forward = getattr(lm, method)
 
-    def counted(inps, *args, **kwargs):
-        counts["tokens"] += inps.numel()
+    def counted(*args, **kwargs):
+        inputs = args[0] if args else kwargs.get("inps", kwargs.get("context"))  # generate passes context=
+        counts["tokens"] += inputs.numel()
         counts["calls"] += 1
-        return forward(inps, *args, **kwargs)
+        return forward(*args, **kwargs)
 
-    lm._model_call = counted
+    setattr(lm, method, counted)
     return counts
 
 
@@ -535,6 +542,179 @@ def test_pair_encoder_equals_lm_eval_tokenisation(tiny_model_dir):
         assert d.tokens == [((context, continuation), *lm._encode_pair(context, continuation))]
     lm.tok_encode = lm.tok_encode  # an instance-level override: lm-eval's own path is used
     assert not PairEncoder.supports(lm)
+
+
+# Contexts and continuations that stress the join rule: word/number/punctuation runs, contractions, runs of
+# whitespace and newlines, non-ASCII letters and digits, the BOS text, characters Python counts as spaces
+# but regex engines may not (\x1c, \x85, \xa0).
+_PIECES = ["Answer", ":", " A", "'s", "'ll", "12345", " 7", "\n", "\n\n", "  ", "\t", " > ", "é", "ü", "☃", "٣",
+           "<s>", "\x1c", "\x85", "\xa0", "x", "?!", " ", "\r\n"]
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["no-bos", "bos"])
+def pair_lm(request, tmp_path_factory):
+    from lm_eval.models.huggingface import HFLM
+
+    from evalkit.testing import build_tiny_model
+
+    model = build_tiny_model(tmp_path_factory.mktemp("pair_lm"), bos=request.param)
+    return HFLM(pretrained=str(model), batch_size=1, device="cpu")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(context=st.lists(st.sampled_from(_PIECES), min_size=1, max_size=8).map("".join),
+       continuation=st.lists(st.sampled_from(_PIECES), min_size=1, max_size=4).map("".join))
+def test_joined_ids_equal_full_tokenisation(pair_lm, context, continuation):
+    """Joining a context's ids to its continuation's (no full check: the proof alone) == _encode_pair."""
+    from evalkit.evaluators.lmeval.requests import PairEncoder, split_trailing_space
+
+    encoder = PairEncoder(pair_lm)
+    encoder._to_verify = 0
+    assert encoder.join
+    split = split_trailing_space(context, continuation)
+    encoder.encode_pairs([split])
+    assert encoder.pair(*split) == tuple(pair_lm._encode_pair(context, continuation))
+
+
+def test_contexts_are_tokenised_once_and_joined(pair_lm, monkeypatch):
+    """An MMLU question's four choices cost one long tokenisation; a VOC anchor joins longer contexts."""
+    from evalkit.evaluators.lmeval.requests import PairEncoder
+
+    encoder = PairEncoder(pair_lm)
+    encoder._to_verify = 0
+    calls = []
+    real = type(pair_lm.tokenizer).__call__
+    monkeypatch.setattr(type(pair_lm.tokenizer), "__call__", lambda tok, texts, **kw: calls.append(list(texts)) or real(tok, texts, **kw))
+    question = "Question: what is 2+2?\nA. 3\nB. 4\nAnswer:"
+    encoder.encode_pairs([(question, f" {letter}") for letter in "ABCD"])
+    assert calls == [[question], [" A", " B", " C", " D"]]
+    calls.clear()
+    prompt = "Classify this complaint: my card was charged twice."
+    encoder.encode_pairs([(prompt + " Billing", " > Other"), (prompt + " Billing", "\n")], anchor=prompt)
+    assert calls == [[prompt], ["\n", " > Other", " Billing"]]  # the prompt once, then the short tails in bulk
+    for context, continuation in [(prompt + " Billing", " > Other"), (prompt + " Billing", "\n")]:
+        assert encoder.pair(context, continuation) == tuple(pair_lm._encode_pair(context, continuation))
+
+
+def test_a_join_that_differs_from_full_tokenisation_switches_joining_off(pair_lm, monkeypatch):
+    from evalkit.evaluators.lmeval.requests import PairEncoder
+
+    encoder = PairEncoder(pair_lm)
+    wrong = encoder._encode_tails
+    monkeypatch.setattr(encoder, "_encode_tails", lambda tails: wrong(tails) or encoder._tails.update({t: [0] for t in tails}))
+    pairs = [("Question: 2+2?\nAnswer:", f" {letter}") for letter in "AB"]
+    encoder.encode_pairs(pairs)
+    assert not encoder.join
+    for pair in pairs:
+        assert encoder.pair(*pair) == tuple(pair_lm._encode_pair(*pair))
+
+
+def test_joining_only_for_tokenizers_it_is_proven_for(pair_lm):
+    from tokenizers import normalizers, pre_tokenizers
+
+    from evalkit.evaluators.lmeval.requests import joins_at_whitespace
+
+    tokenizer = pair_lm.tokenizer
+    assert joins_at_whitespace(tokenizer)
+    backend = tokenizer.backend_tokenizer
+    original_pre, original_norm = backend.pre_tokenizer, backend.normalizer
+    try:
+        backend.pre_tokenizer = pre_tokenizers.Metaspace()
+        assert not joins_at_whitespace(tokenizer)
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        assert not joins_at_whitespace(tokenizer)
+        backend.pre_tokenizer = original_pre
+        backend.normalizer = normalizers.NFKC()
+        assert not joins_at_whitespace(tokenizer)
+    finally:
+        backend.pre_tokenizer, backend.normalizer = original_pre, original_norm
+    assert joins_at_whitespace(tokenizer)
+
+
+def test_ifeval_generates_in_lm_eval_length_order_with_its_padding(tmp_path, tiny_model_dir):
+    """Generation docs go to the model in lm-eval's global length order: the same padded prompt tokens."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    data = tmp_path / "input_data.jsonl"
+    data.write_text("".join(json.dumps({"key": k, "prompt": "Write about the sea. " * (1 + (7 * k) % 11),
+                                        "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}) + "\n"
+                            for k in range(10)))
+    lm = HFLM(pretrained=str(tiny_model_dir), batch_size=2, device="cpu")
+    counts = _count_model_inputs(lm, "_model_generate")
+    try:
+        evaluator = _evaluator("ifeval", data=str(data), batch_docs=4, generation={"max_gen_toks": 2})
+        records, saved = _run(evaluator, lm)
+        ours = dict(counts)
+        counts.update(tokens=0, calls=0)
+        manager, name = evaluator._task_manager()
+        out = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=manager, gen_kwargs="max_gen_toks=2",
+                                      log_samples=True)
+    finally:
+        del lm._model_generate
+    assert ours == counts and counts["calls"] == 5
+    assert [r.sample_id for b in saved for r in b] != [r.sample_id for r in records]  # not document order
+    theirs = {str(s["doc"]["key"]): s["resps"][0][0] for s in out["samples"][name]}
+    assert {r.sample_id: r.prediction for r in records} == theirs
+
+
+def test_ifeval_length_order_and_resume_score_like_lm_eval_doc_by_doc(shared_data, tmp_path, monkeypatch):
+    """The GPT-4 responses, generated in length order, killed after two chunks and resumed by a new
+    evaluator: every doc is scored from the random state lm-eval scores it from, so every doc's scores equal
+    lm-eval's, including the two whose checker draws a random letter."""
+    import random
+
+    import lm_eval
+    from lm_eval.api.task import ConfigurableTask
+
+    scored_from: dict[str, dict] = {"evalkit": {}, "lm_eval": {}}
+    side = "evalkit"
+    process_results = ConfigurableTask.process_results
+
+    def spy(task, doc, results):
+        if any(results):  # not the empty-response replay
+            scored_from[side][str(doc["key"])] = hash(random.getstate())
+        return process_results(task, doc, results)
+
+    monkeypatch.setattr(ConfigurableTask, "process_results", spy)
+
+    responses, matched, data = _gpt4_ifeval(shared_data / "ifeval", tmp_path)
+    lm = _DictLM({str(row["key"]): responses[row["prompt"]] for row in matched})
+
+    stored: list = []
+
+    def save_then_die(batch):
+        if len(stored) >= 128:
+            raise KeyboardInterrupt("killed after two chunks")
+        stored.extend(batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        _evaluator("ifeval", data=str(data), batch_docs=64).run(lm, done={}, save=save_then_die)
+    assert len(stored) == 128
+    assert [r.sample_id for r in stored] != [str(row["key"]) for row in matched[:128]]  # length order
+    resumed = _evaluator("ifeval", data=str(data), batch_docs=64)
+    records, saved = _run(resumed, lm, done={r.sample_id: r for r in stored})
+    assert sum(len(b) for b in saved) == len(matched) - 128 and len(records) == len(matched)
+
+    lm.by_prompt = {row["prompt"]: responses[row["prompt"]] for row in matched}
+    manager, name = resumed._task_manager()
+    side = "lm_eval"
+    out = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=manager, log_samples=True)
+    assert len(scored_from["lm_eval"]) == len(matched) and scored_from["evalkit"] == scored_from["lm_eval"]
+    names = ["prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"]
+    theirs = {str(s["doc"]["key"]): {m: s[m] for m in names} for s in out["samples"][name]}
+    assert {r.sample_id: {m: r.scores[m] for m in names} for r in records} == theirs
+    letter_random = [str(row["key"]) for row in matched if any(
+        i == "keywords:letter_frequency" and not str(kw.get("letter", "")).isalpha()
+        for i, kw in zip(row["instruction_id_list"], row["kwargs"]))]
+    assert "1129" in letter_random  # the doc whose score depends on the random state is among those compared
+    result = resumed.aggregate(records)
+    for metric in names:
+        assert result.metrics[metric] == out["results"][name][f"{metric},none"]
 
 
 def test_hub_dataset_offline_fails_at_once_and_says_the_hub_is_unreachable(tmp_path, monkeypatch):

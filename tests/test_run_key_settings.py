@@ -106,7 +106,7 @@ def test_checkpoint_info_settings_round_trip_and_old_files_load():
 
 
 def test_comparison_carries_settings_and_old_comparisons_load(tmp_path):
-    from evalkit.compare import build_comparison, load_results_files, write_comparison
+    from evalkit._compare import build_comparison, load_results_files, write_comparison
 
     results = [EvalResult(CheckpointInfo(label, label, "hf", label, settings=settings), {}, {})
                for label, settings in (("a", {}), ("b", {"max_length": 64}))]

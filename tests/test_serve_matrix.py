@@ -141,7 +141,7 @@ def test_served_generation_equals_in_process(model, endpoint, models, tasks, ser
 @pytest.mark.parametrize("task", LOGLIKELIHOOD_TASKS)
 def test_loglikelihood_through_the_chat_endpoint_is_refused_before_loading(task, models, tasks, server, tmp_path):
     with pytest.raises(UsageError, match=rf"task '{task}' needs loglikelihood requests.*chat endpoints return no "
-                                         r"prompt log-probabilities; pass --endpoint completions"):
+                                         r"prompt log-probabilities; pass endpoint='completions'"):
         _evaluate(f"{server}#{models['plain']}", [tasks[task]], tmp_path, endpoint="chat")
 
 
@@ -172,7 +172,7 @@ def test_chat_endpoint_needs_a_template(models, tasks, tmp_path):
     checkpoint = Checkpoint.from_string(f"http://127.0.0.1:9/v1#{models['base']}", LoadOptions(endpoint="chat"))
     with pytest.raises(UsageError, match=r"task 'ifeval' needs generate_until requests.*the chat endpoint applies the "
                                          r"model's chat template, and its tokenizer \(.*base\) has none; use "
-                                         r"--endpoint completions"):
+                                         r"endpoint='completions'"):
         from evalkit.run import evaluate_checkpoint
         from evalkit.store import ResultStore
 

@@ -104,7 +104,7 @@ def test_a_server_that_always_fails_gives_up_in_bounded_time():
     with FlakyServer(always_status=503) as server:
         lm = _lm(server, num_concurrent=2, max_retries=2)
         started = time.monotonic()
-        with pytest.raises(EvaluationError, match=r"failed 3 times in a row \(HTTP 503: .*lower --num-concurrent"):
+        with pytest.raises(EvaluationError, match=r"failed 3 times in a row \(HTTP 503: .*lower num_concurrent=N"):
             lm.generate_until(_requests(50))
     assert server.posts <= 2 * 3 and time.monotonic() - started < 5.0
 
@@ -188,7 +188,7 @@ def _evaluate(server: FlakyServer, task_path: Path, store_file: Path):
 def test_a_served_run_interrupted_by_a_dying_server_resumes_with_only_the_missing_samples(tmp_path):
     task = _voc_task(tmp_path, limit=12, batch_docs=4)
     with FlakyServer(answers=_labels(), down_after=6) as server:
-        with pytest.raises(EvaluationError, match="failed 2 times in a row .*rerun to resume"):
+        with pytest.raises(EvaluationError, match="failed 2 times in a row .*evaluate again to resume"):
             _evaluate(server, task, tmp_path / "store.sqlite")
         answered_before = server.answered
         server.down_after = None  # the server is back

@@ -236,10 +236,10 @@ def test_endpoint_choice(options, local_tokenizer, endpoint, tiny_chat_model_dir
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"endpoint": "chat", "chat_template": False}, "--endpoint chat always applies the model's chat template"),
-    ({"endpoint": "completions", "chat_template": True}, "--chat-template with --endpoint completions needs a local "
-                                                         "tokenizer .*pass --model-args tokenizer=DIR_OR_ID"),
-    ({"endpoint": "chat", "model_args": {"api": "completions"}}, "--endpoint chat and --model-args api=completions "
+    ({"endpoint": "chat", "chat_template": False}, "endpoint='chat' always applies the model's chat template"),
+    ({"endpoint": "completions", "chat_template": True}, "chat_template=True with endpoint='completions' needs a "
+                                                         "local tokenizer .*pass model_args='tokenizer=DIR_OR_ID'"),
+    ({"endpoint": "chat", "model_args": {"api": "completions"}}, "endpoint='chat' and model_args='api=completions' "
                                                                  "disagree"),
     ({"endpoint": "tgi"}, "endpoint must be one of auto, completions, chat"),
 ])
@@ -249,10 +249,10 @@ def test_contradictory_endpoint_options_are_refused(options, message):
 
 
 @pytest.mark.parametrize("options, reason", [
-    ({}, r"log-likelihoods need a local tokenizer .*pass --model-args tokenizer=DIR"),  # auto picked chat
-    ({"endpoint": "completions"}, r"log-likelihoods need a local tokenizer .*pass --model-args tokenizer=DIR"),
+    ({}, r"log-likelihoods need a local tokenizer .*pass model_args='tokenizer=DIR'"),  # auto picked chat
+    ({"endpoint": "completions"}, r"log-likelihoods need a local tokenizer .*pass model_args='tokenizer=DIR'"),
     ({"endpoint": "chat", "model_args": {"tokenizer": "/x"}}, r"chat endpoints return no prompt log-probabilities; "
-                                                               r"pass --endpoint completions"),
+                                                               r"pass endpoint='completions'"),
 ])
 def test_loglikelihood_refusals_name_what_to_pass(options, reason):
     checkpoint = Checkpoint.from_string("http://127.0.0.1:9/v1#org/remote-model", LoadOptions(**options))

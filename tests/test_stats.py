@@ -433,7 +433,7 @@ def test_grouped_randomization_swaps_whole_clusters_and_stays_valid():
 
 def test_jackknife_intervals_stay_inside_the_metric_range():
     """An F1 near 1 over a few rare classes: the normal interval would pass 1; the declared range cuts it."""
-    from evalkit.evaluators.voc import VOC_METRIC_SPECS
+    from evalkit.voc.evaluator import VOC_METRIC_SPECS
     from evalkit.evaluators.base import declared_specs
     from evalkit.metrics import hierarchical
 

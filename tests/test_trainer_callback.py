@@ -31,6 +31,13 @@ def task_configs(tmp_path_factory):
                                             "mmlu": {"data": str(mmlu)}})
 
 
+def _first_voc_ids(n):
+    from evalkit.api import resolve
+    from evalkit.voc.evaluator import VocEvaluator
+
+    return [ex.sample_id for ex in VocEvaluator(resolve(["voc_sample"])[0]).examples[:n]]
+
+
 def _train(model_dir, tmp_path, callback, max_steps=4):
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
@@ -45,7 +52,7 @@ def _train(model_dir, tmp_path, callback, max_steps=4):
     return trainer
 
 
-def test_callback_evaluates_each_save_logs_stores_and_reports(tiny_chat_model_dir, tmp_path, task_configs):
+def test_callback_evaluates_each_save_logs_stores_and_reports(tiny_chat_model_dir, tmp_path, task_configs, capfd):
     from evalkit.integrations.transformers import EvalkitCallback
     from evalkit.store import ResultStore
 
@@ -56,6 +63,11 @@ def test_callback_evaluates_each_save_logs_stores_and_reports(tiny_chat_model_di
     assert [r.checkpoint.label for r in callback.results] == ["base", "run-a.step2", "run-a.step4"]
     assert [r.checkpoint.step for r in callback.results] == [0, 2, 4]
     assert all(t.n_samples in (4, 8) for r in callback.results for t in r.tasks.values())  # mmlu: 4 per subject
+    # limit=4 is a seeded draw (sample_seed=0), the same samples at every step, not each task's first four
+    drawn = [{name: sorted(s.sample_id for s in t.samples) for name, t in r.tasks.items()} for r in callback.results]
+    assert drawn[0] == drawn[1] == drawn[2]
+    assert len(drawn[0]["voc_sample"]) == 4 and drawn[0]["voc_sample"] != sorted(_first_voc_ids(4))
+    assert drawn[0]["mmlu"] == sorted(f"mmlu_{s}/{i}" for s in ("anatomy", "astronomy") for i in (0, 2, 3, 4))
     with ResultStore(store) as opened:
         stored = {(run["checkpoint"]["run"], run["checkpoint"]["step"]) for run in opened.runs()}
     assert {("run-a", 2), ("run-a", 4), ("run-a", 0)} <= stored
@@ -65,9 +77,16 @@ def test_callback_evaluates_each_save_logs_stores_and_reports(tiny_chat_model_di
     comparison = json.loads((tmp_path / "report" / "comparison.json").read_text())
     assert [(c["label"], c["run"], c["step"]) for c in comparison["checkpoints"]] == [
         ("base", "run-a", 0), ("run-a.step2", "run-a", 2), ("run-a.step4", "run-a", 4)]
+    for label in ("run-a.step2", "run-a.step4"):  # every step pairs with the baseline sample by sample
+        assert callback.comparison.metric("mmlu", checkpoint=label)["n_paired"] == 8
+        assert callback.comparison.metric("voc_sample", checkpoint=label)["n_paired"] == 4
     assert 'id="trajectory"' in (tmp_path / "report" / "report.html").read_text()
     assert [p["step"] for p in callback.comparison.trajectory()["runs"][0]["points"]] == [2, 4]
     assert callback.stop_reason is None and trainer.state.global_step == 4
+    # three evaluations, no third-party bars or hints, and the tiny model's prompt fallback said at most once
+    err = capfd.readouterr().err
+    assert "Running generate_until requests" not in err and "Token indices sequence length" not in err
+    assert err.count("falling back to label_options='levels'") <= 1
 
 
 def test_a_failing_gate_stops_training_and_says_why(tiny_chat_model_dir, tmp_path, task_configs):
@@ -83,6 +102,7 @@ def test_a_failing_gate_stops_training_and_says_why(tiny_chat_model_dir, tmp_pat
 
 
 def test_bad_arguments_fail_before_training():
+    from evalkit.api import resolve
     from evalkit.errors import UsageError
     from evalkit.integrations.transformers import EvalkitCallback
 
@@ -90,6 +110,10 @@ def test_bad_arguments_fail_before_training():
         EvalkitCallback(["voc_sample"], every=0)
     with pytest.raises(TypeError, match="unknown option"):
         EvalkitCallback(["voc_sample"], batchsize=2)
+    with pytest.raises(UsageError, match="unknown key 'max_gen_tokz'"):
+        EvalkitCallback(resolve(["voc_sample"], {"voc_sample": {"max_gen_tokz": 3}}))
+    with pytest.raises(UsageError, match="limit must be a positive integer"):
+        EvalkitCallback(["voc_sample"], limit=0)
 
 
 def test_works_with_trl_sft_trainer(tiny_chat_model_dir, tmp_path, task_configs):
@@ -112,3 +136,15 @@ def test_works_with_trl_sft_trainer(tiny_chat_model_dir, tmp_path, task_configs)
     trainer.train()
     assert [r.checkpoint.label for r in callback.results] == ["base", "sft-run.step2"]
     assert [e["step"] for e in trainer.state.log_history if "evalkit/mmlu.acc" in e] == [2]
+
+
+def test_a_sharded_model_is_refused_when_training_begins(task_configs):
+    """FSDP / ZeRO-3: the main process does not hold the whole model, so evaluating it alone would deadlock."""
+    from types import SimpleNamespace
+
+    from evalkit.errors import UsageError
+    from evalkit.integrations.transformers import EvalkitCallback
+
+    callback = EvalkitCallback(task_configs)
+    with pytest.raises(UsageError, match="with FSDP or DeepSpeed ZeRO-3 the weights are sharded"):
+        callback.on_train_begin(SimpleNamespace(fsdp="full_shard"), SimpleNamespace(is_world_process_zero=True), None)

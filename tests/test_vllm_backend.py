@@ -39,14 +39,14 @@ def test_vllm_backend_refuses_files_and_servers(tmp_path, tiny_model_dir):
     predictions.write_text('{"task": "t", "id": "1", "output": "x"}\n')
     weights = next(tiny_model_dir.glob("*.safetensors"))
     for spec in (str(weights),):
-        with pytest.raises(UsageError, match="--backend vllm loads model directories, hub ids and PEFT adapters"):
+        with pytest.raises(UsageError, match="backend='vllm' loads model directories, hub ids and PEFT adapters"):
             Checkpoint.from_string(spec, LoadOptions(backend="vllm")).lm
     assert Checkpoint.from_string(str(predictions), LoadOptions(backend="vllm")).settings == {}
 
 
 @pytest.mark.skipif(find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_vllm_backend_without_vllm_says_what_to_install(tiny_chat_model_dir):
-    with pytest.raises(UsageError, match=r"--backend vllm needs vLLM in this Python environment \(pip install vllm"):
+    with pytest.raises(UsageError, match=r"backend='vllm' needs vLLM in this Python environment \(pip install vllm"):
         Checkpoint.from_string(str(tiny_chat_model_dir), LoadOptions(backend="vllm")).lm
 
 

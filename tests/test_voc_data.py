@@ -217,3 +217,21 @@ def test_fewshot_examples_that_do_not_fit_are_dropped():
     long = VocExample("l", "very long example " * 30, ("Billing",), 2)
     prompt, truncated, used = plan.build("my comment", [short, long])
     assert used == 1 and "box lost" in prompt and "very long" not in prompt and not truncated
+
+
+def test_a_fallback_is_said_once_per_process(caplog, monkeypatch):
+    """The same fallback at every evaluation (each training step, each checkpoint) warns once."""
+    import logging
+
+    import evalkit.voc.prompting as prompting
+
+    monkeypatch.setattr(prompting, "_WARNED", set())
+    builder = PromptBuilder(load_template_text(None, Path(".")), Taxonomy.from_paths(SAMPLE_TAXONOMY))
+    levels_len = len(builder.render("", label_options="levels")) // 4
+    common = dict(label_options="paths", chat_template=None, answer_tokens=10, min_comment_tokens=5, fallback=True)
+    with caplog.at_level(logging.DEBUG, logger="evalkit.voc.prompting"):
+        for _ in range(3):
+            assert plan_prompts(_ShortLM(levels_len + 20), builder, **common).label_options == "levels"
+        plan_prompts(_ShortLM(levels_len + 21), builder, **common)  # another context: another message
+    levels = [r.levelname for r in caplog.records if "falling back to label_options='levels'" in r.getMessage()]
+    assert levels == ["WARNING", "DEBUG", "DEBUG", "WARNING"]

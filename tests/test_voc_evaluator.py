@@ -89,7 +89,7 @@ def test_config_hash_tracks_data_and_template_not_batching(tmp_path):
 
 
 def test_missing_data_file_is_a_clear_error(tmp_path):
-    with pytest.raises(UsageError, match=r"data file .*nope.csv does not exist.*--set voc_t.data=PATH"):
+    with pytest.raises(UsageError, match=r"data file .*nope.csv does not exist.*overrides='voc_t.data=PATH'"):
         _evaluator(_task(tmp_path, data="nope.csv"))
 
 

@@ -62,12 +62,36 @@ def test_constrained_predictions_equal_with_and_without_the_prefix_cache(tmp_pat
     assert cached[0].extra["chat_template"] is True
     monkeypatch.setattr(constrained.PrefixScorer, "supports", staticmethod(lambda lm: False))
     counting = _Counting(chat_lm)
-    monkeypatch.setattr(chat_lm, "loglikelihood", counting, raising=False)
-    plain = evaluator.run(chat_lm, done={}, save=lambda batch: None)
+    chat_lm.loglikelihood = counting  # not monkeypatch: its undo would leave the bound method in the instance dict
+    try:
+        plain = evaluator.run(chat_lm, done={}, save=lambda batch: None)
+    finally:
+        del chat_lm.loglikelihood
     assert counting.requests > 12  # the old path really ran: one request per candidate
     assert [r.prediction for r in cached] == [r.prediction for r in plain]
     for a, b in zip(cached, plain):
         assert a.extra["level_logprobs"] == pytest.approx(b.extra["level_logprobs"], abs=1e-4)
+
+
+def test_prompt_tokenised_once_per_sample_with_equal_predictions(tmp_path, chat_lm, monkeypatch):
+    """Joining candidates' ids to the prompt's changes no id: predictions and log-probs are bit-equal."""
+    from evalkit.evaluators.lmeval import requests
+
+    evaluator = get_evaluator("voc")(_task(tmp_path, n=12))
+    evaluator.check_ready()
+    long_strings = []
+    real = requests.PairEncoder.encode_strings
+    monkeypatch.setattr(requests.PairEncoder, "VERIFY", 0)
+    monkeypatch.setattr(requests.PairEncoder, "encode_strings",
+                        lambda self, strings: long_strings.extend(s for s in strings if "my comment" in s) or real(self, strings))
+    joined = evaluator.run(chat_lm, done={}, save=lambda batch: None)
+    assert len(long_strings) == 12  # one tokenisation of each prompt; the ~10 candidates per sample join it
+    monkeypatch.setattr(requests, "joins_at_whitespace", lambda tokenizer: False)
+    long_strings.clear()
+    full = evaluator.run(chat_lm, done={}, save=lambda batch: None)
+    assert len(long_strings) > 5 * 12  # every candidate's context + continuation in full
+    assert [r.prediction for r in joined] == [r.prediction for r in full]
+    assert [r.extra["level_logprobs"] for r in joined] == [r.extra["level_logprobs"] for r in full]
 
 
 def test_prefix_cache_falls_back_for_what_it_cannot_score(chat_lm):

@@ -15,6 +15,7 @@ is recorded before every run; the table gives per-size medians and the evalkit/l
 CPU, model (forward pass) and non-model time, from the same interleaved runs. ``--limits 0`` is full MMLU.
 
     python bench/general_overhead/run.py --processes --limits 5,20,100,0 --repeats 3 --shots 0 --json out.json
+    python bench/general_overhead/run.py --from-json out.json more.json     # the table of recorded runs
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def _run_side(side: str, args, limit: int, model: Path) -> dict:
                "--batch-size", str(args.batch_size), "--batch-docs", str(args.batch_docs), "--threads", str(args.threads),
                "--task", args.task, "--max-gen-toks", str(args.max_gen_toks)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+    started_at = time.time()  # wall-clock span: runs overlapping a paused (QUIET) window can be told apart
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
@@ -106,7 +108,8 @@ def _run_side(side: str, args, limit: int, model: Path) -> dict:
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {**out, "wall": round(wall, 3), "cpu": round(cpu, 3), "rest": round(wall - out["model_seconds"], 3),
-            "rest_cpu": round(out["cpu_in_process"] - out["model_cpu"], 3), "load": load}
+            "rest_cpu": round(out["cpu_in_process"] - out["model_cpu"], 3), "load": load,
+            "started_at": round(started_at, 1), "ended_at": round(time.time(), 1)}
 
 
 def processes_mode(args) -> None:
@@ -137,10 +140,15 @@ def processes_mode(args) -> None:
                     Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
     print(f"\ntask={args.task} shots={args.shots} max_gen_toks={args.max_gen_toks} batch_size={args.batch_size} batch_docs={args.batch_docs} threads={args.threads} "
           f"nice={args.nice} model hidden={args.hidden} layers={args.layers}")
+    print_table(runs)
+
+
+def print_table(runs: list[dict]) -> None:
+    """Per size: medians, the median of the per-pair ratios (evalkit / lm-eval), padded tokens and load."""
     print("| docs/subject | runs | acc (equal) | lm-eval wall | evalkit wall | wall ratio | CPU ratio | model ratio "
           "| non-model ratio (wall) | non-model CPU (lm-eval / evalkit) | padded tokens (lm-eval / evalkit) | load |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for limit in limits:
+    for limit in dict.fromkeys(r["limit"] for r in runs):
         mine = [r for r in runs if r["limit"] == limit and r["side"] == "evalkit"]
         theirs = [r for r in runs if r["limit"] == limit and r["side"] == "lm_eval"]
         med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
@@ -150,6 +158,16 @@ def processes_mode(args) -> None:
               f"| {ratio('wall'):.2f} | {ratio('cpu'):.2f} | {ratio('model_seconds'):.2f} | {ratio('rest'):.2f} "
               f"| {med(theirs, 'rest_cpu'):.1f} s / {med(mine, 'rest_cpu'):.1f} s ({ratio('rest_cpu'):.2f}) "
               f"| {theirs[0]['padded_tokens']:,} / {mine[0]['padded_tokens']:,} | {min(loads):.1f}-{max(loads):.1f} |")
+
+
+def from_json(paths: list[str]) -> None:
+    """The table of runs recorded with ``--json`` (several files: their runs together, pairs kept)."""
+    import json
+
+    runs = []
+    for path in paths:  # each file holds whole pairs, so the n-th evalkit and lm-eval runs of a size pair up
+        runs.extend(json.loads(Path(path).read_text())["runs"])
+    print_table(runs)
 
 
 def main() -> None:
@@ -169,7 +187,10 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="--processes: also write every run to this JSON file")
     parser.add_argument("--task", choices=["mmlu", "ifeval"], default="mmlu", help="--processes: MMLU or IFEval")
     parser.add_argument("--max-gen-toks", type=int, default=32, help="--processes --task ifeval: generation budget")
+    parser.add_argument("--from-json", nargs="+", default=None, help="print the table of runs recorded with --json")
     args = parser.parse_args()
+    if args.from_json:
+        return from_json(args.from_json)
     if args.processes:
         return processes_mode(args)
     import torch

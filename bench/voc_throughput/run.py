@@ -1,13 +1,20 @@
-"""VOC throughput on CFPB rows: constrained mode with and without the prefix cache, generate mode's parsing
-with the rapidfuzz-bounded matcher against the old difflib-only one; predictions must be equal.
+"""VOC throughput on CFPB rows: constrained mode (prefix cache, prompt tokenised once) against free generation,
+constrained mode's earlier paths, and generate mode's parsing against the old difflib-only parser; predictions
+must be equal.
 
-    PYTHONPATH=. python bench/voc_throughput/run.py --rows 256 --repeats 2
+    PYTHONPATH=. python bench/voc_throughput/run.py --rows 256 --repeats 3
 
 One HFLM (tiny random Llama, ``--batch-size`` 8 as evalkit's default for in-process models on CPU, torch
-``--threads``) is loaded once; each repeat runs, in alternating order, constrained mode with the prefix
-cache (``PrefixScorer``) and without it (every candidate a full ``lm.loglikelihood`` request, the old
-path), then generate mode once, whose raw outputs are parsed by both parsers (timed separately). The load
-average is recorded with every figure. Nothing is printed unless the predictions are equal.
+``--threads``) is loaded once. Each repeat runs, in an order rotated from repeat to repeat (interleaved):
+
+- constrained mode as shipped (``PrefixScorer``: prompt run once with a key/value cache; the prompt tokenised
+  once, candidates' ids joined to it where provably identical, ``PairEncoder.join``);
+- constrained mode with full tokenisation of every candidate (joining off: the path before it);
+- constrained mode without the prefix cache (every candidate a full ``lm.loglikelihood`` request; skipped
+  with ``--no-old-path``);
+- generate mode, whose raw outputs are then parsed by both parsers (timed separately).
+
+The load average is recorded with every figure. Nothing is printed unless the predictions are equal.
 """
 
 from __future__ import annotations
@@ -49,17 +56,24 @@ def _timed_run(evaluator, lm, label: str) -> tuple[float, list]:
     return time.perf_counter() - started, records
 
 
-def constrained(lm, data: Path, args, cached: bool) -> tuple[float, list]:
+VARIANTS = {"constrained": "constrained (shipped)", "full": "constrained, full tokenisation",
+            "old": "constrained, no prefix cache", "generate": "generate (incl. new parsing)"}
+
+
+def constrained(lm, data: Path, args, variant: str) -> tuple[float, list]:
+    """Constrained mode as shipped, with joining off ("full") or without the prefix cache ("old")."""
+    from evalkit.evaluators.lmeval import requests
     from evalkit.voc import constrained as module
 
-    original = module.PrefixScorer.supports
-    if not cached:
+    originals = module.PrefixScorer.supports, requests.joins_at_whitespace
+    if variant == "old":
         module.PrefixScorer.supports = staticmethod(lambda lm: False)
+    if variant == "full":
+        requests.joins_at_whitespace = lambda tokenizer: False
     try:
-        label = "constrained, prefix cache" if cached else "constrained, old path"
-        return _timed_run(_evaluator(data, args.rows, "constrained", args.batch_docs), lm, label)
+        return _timed_run(_evaluator(data, args.rows, "constrained", args.batch_docs), lm, VARIANTS[variant])
     finally:
-        module.PrefixScorer.supports = original
+        module.PrefixScorer.supports, requests.joins_at_whitespace = originals
 
 
 def parse_times(taxonomy, outputs: list[str], cutoff: float) -> tuple[float, float, list]:
@@ -86,6 +100,7 @@ def main() -> None:
     parser.add_argument("--batch-docs", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--chat-template", action="store_true", help="build the tiny model with a chat template")
+    parser.add_argument("--no-old-path", action="store_true", help="skip constrained mode without the prefix cache")
     args = parser.parse_args()
     import logging
 
@@ -101,21 +116,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_model(Path(tmp) / "model", chat_template=args.chat_template)
         lm = HFLM(pretrained=str(model), batch_size=args.batch_size, device="cpu")
-        figures: dict[str, list[float]] = {"constrained, prefix cache": [], "constrained, old path": [],
-                                           "generate (incl. new parsing)": [], "parse, new": [], "parse, old": []}
+        variants = ["constrained", "full", "generate"] + ([] if args.no_old_path else ["old"])
+        figures: dict[str, list[float]] = {VARIANTS[v]: [] for v in variants}
+        figures.update({"parse, new": [], "parse, old": []})
         loads = []
         for repeat in range(args.repeats):
             loads.append(os.getloadavg()[0])
-            order = (True, False) if repeat % 2 == 0 else (False, True)
-            runs = {cached: constrained(lm, data, args, cached) for cached in order}
-            new, old = runs[True][1], runs[False][1]
-            if [r.prediction for r in new] != [r.prediction for r in old]:
-                raise SystemExit("constrained predictions differ with and without the prefix cache")
-            figures["constrained, prefix cache"].append(runs[True][0])
-            figures["constrained, old path"].append(runs[False][0])
-            evaluator = _evaluator(data, args.rows, "generate", args.batch_docs)
-            seconds, records = _timed_run(evaluator, lm, "generate (incl. new parsing)")
-            figures["generate (incl. new parsing)"].append(seconds)
+            order = variants[repeat % len(variants):] + variants[:repeat % len(variants)]
+            runs = {}
+            for variant in order:
+                if variant == "generate":
+                    evaluator = _evaluator(data, args.rows, "generate", args.batch_docs)
+                    runs[variant] = _timed_run(evaluator, lm, VARIANTS[variant])
+                else:
+                    runs[variant] = constrained(lm, data, args, variant)
+                figures[VARIANTS[variant]].append(runs[variant][0])
+            predictions = {v: [r.prediction for r in runs[v][1]] for v in runs if v != "generate"}
+            if any(p != predictions["constrained"] for p in predictions.values()):
+                raise SystemExit(f"constrained predictions differ between variants: {sorted(predictions)}")
+            records = runs["generate"][1]
             fast, slow, parsed = parse_times(evaluator.data.taxonomy, [r.extra["raw_output"] for r in records],
                                              evaluator.options.parse_cutoff)
             if [p.path for p in parsed] != [tuple(r.extra["pred_path"]) if r.extra["pred_path"] else None for r in records]:
@@ -123,8 +142,8 @@ def main() -> None:
             figures["parse, new"].append(fast)
             figures["parse, old"].append(slow)
             loads.append(os.getloadavg()[0])
-            print(f"repeat {repeat}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in figures.items()) + f", load {loads[-1]:.1f}",
-                  flush=True)
+            print(f"repeat {repeat} (order {order}): " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in figures.items())
+                  + f", load {loads[-1]:.1f}", flush=True)
     rules = {}
     for p in parsed:
         rules[p.rule] = rules.get(p.rule, 0) + 1
@@ -134,13 +153,15 @@ def main() -> None:
     for key, values in figures.items():
         cpu = f"{statistics.median(CPU[key]):.2f}" if key in CPU else "-"
         print(f"| {key} | {statistics.median(values):.2f} | {cpu} | {[round(v, 2) for v in values]} |")
-    med = {k: statistics.median(v) for k, v in figures.items()}
-    print(f"constrained: prefix cache / old path = {med['constrained, prefix cache'] / med['constrained, old path']:.2f}; "
-          f"constrained (cache) / generate = {med['constrained, prefix cache'] / med['generate (incl. new parsing)']:.2f}; "
-          f"parsing old / new = {med['parse, old'] / max(med['parse, new'], 1e-9):.1f}x")
+    shipped, full, generate = VARIANTS["constrained"], VARIANTS["full"], VARIANTS["generate"]
+    wall = {k: statistics.median(v) for k, v in figures.items()}
     cpu = {k: statistics.median(v) for k, v in CPU.items()}
-    print(f"CPU: prefix cache / old path = {cpu['constrained, prefix cache'] / cpu['constrained, old path']:.2f}; "
-          f"constrained (cache) / generate = {cpu['constrained, prefix cache'] / cpu['generate (incl. new parsing)']:.2f}")
+    per_repeat = lambda d, a, b: statistics.median(x / y for x, y in zip(d[a], d[b]))  # noqa: E731
+    print(f"constrained / generate: wall {per_repeat(figures, shipped, generate):.2f}, CPU {per_repeat(CPU, shipped, generate):.2f} "
+          f"(median of per-repeat ratios); full tokenisation / shipped: wall {per_repeat(figures, full, shipped):.2f}, "
+          f"CPU {per_repeat(CPU, full, shipped):.2f}; parsing old / new = {wall['parse, old'] / max(wall['parse, new'], 1e-9):.1f}x")
+    if VARIANTS["old"] in CPU:
+        print(f"no prefix cache / shipped: CPU {cpu[VARIANTS['old']] / cpu[shipped]:.2f}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..records import CheckpointInfo
+from .lazy import LazyCheckpoint
 from .options import NON_OUTPUT_MODEL_ARGS, LoadOptions
 from .spec import CheckpointSpec, parse_spec
 
@@ -41,14 +42,15 @@ def format_settings(settings: dict[str, Any]) -> str:
     return ", ".join(items)
 
 
-class Checkpoint:
-    """A parsed spec with its lazily computed fingerprint and lazily loaded ``LM``."""
+class Checkpoint(LazyCheckpoint):
+    """A parsed spec with its lazily computed fingerprint and lazily loaded ``LM``.
+
+    Everything that differs between spec kinds comes from the kind's class (:mod:`.kinds`).
+    """
 
     def __init__(self, spec: CheckpointSpec, options: LoadOptions | None = None):
         self.spec = spec
         self.options = options or LoadOptions()
-        self._fingerprint: str | None = None
-        self._lm: Any = None
 
     @classmethod
     def from_string(cls, text: str, options: LoadOptions | None = None, *, index: int = 0) -> "Checkpoint":
@@ -58,27 +60,22 @@ class Checkpoint:
     def label(self) -> str:
         return self.spec.label
 
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            from .kinds import fingerprint
+    def _compute_fingerprint(self) -> str:
+        from .kinds import fingerprint
 
-            self._fingerprint = fingerprint(self.spec, self.options)
-        return self._fingerprint
+        return fingerprint(self.spec, self.options)
+
+    def _load_lm(self) -> Any:
+        from .kinds import load_lm
+
+        return load_lm(self.spec, self.options)
 
     @property
     def settings(self) -> dict[str, Any]:
-        """:meth:`LoadOptions.output_settings`, plus the backend when it is not HF and for servers the
-        endpoint used (it changes outputs: the chat endpoint applies the server's copy of the chat template,
-        completions the local one)."""
-        settings = self.options.output_settings()
-        if self.options.backend != "hf" and self.spec.kind not in ("server", "predictions"):
-            settings["backend"] = self.options.backend  # another engine: other kernels, other numbers
-        if self.spec.kind == "server":
-            from .server import resolve_endpoint
+        """The load options that change this checkpoint's outputs (see ``CheckpointKind.settings``)."""
+        from .kinds import settings
 
-            settings["endpoint"] = resolve_endpoint(self.spec, self.options)
-        return settings
+        return settings(self.spec, self.options)
 
     @property
     def kind(self) -> str:
@@ -107,15 +104,4 @@ class Checkpoint:
 
         return unsupported_reason(self.spec, self.options, need)
 
-    @property
-    def loaded(self) -> bool:
-        return self._lm is not None
 
-    @property
-    def lm(self) -> Any:
-        """The lm-eval ``LM`` object, loaded on first access and reused afterwards."""
-        if self._lm is None:
-            from .kinds import load_lm
-
-            self._lm = load_lm(self.spec, self.options)
-        return self._lm

@@ -18,7 +18,8 @@ from .spec import CheckpointSpec
 if TYPE_CHECKING:
     from .options import LoadOptions
 
-__all__ = ["CheckpointKind", "kind_of", "fingerprint", "load_lm", "supports", "unsupported_reason", "KIND_CLASSES"]
+__all__ = ["CheckpointKind", "kind_of", "fingerprint", "load_lm", "settings", "supports", "unsupported_reason",
+           "KIND_CLASSES"]
 
 
 class CheckpointKind:
@@ -35,12 +36,22 @@ class CheckpointKind:
     def unsupported_reason(self, spec: CheckpointSpec, options: "LoadOptions", need: str) -> str | None:
         return None  # a model computes log-likelihoods and generates
 
+    def settings(self, spec: CheckpointSpec, options: "LoadOptions") -> dict[str, Any]:
+        """The load options that change this checkpoint's outputs (part of its results' identity)."""
+        return options.output_settings()
+
 
 class _LocalModel(CheckpointKind):
     """A model loaded in process, by lm-eval's ``HFLM`` (or its ``VLLM`` with ``--backend vllm``)."""
 
     def load(self, spec: CheckpointSpec, options: "LoadOptions") -> Any:
         return _loaders.load_local(spec, options, self.load_hf)
+
+    def settings(self, spec, options):
+        settings = super().settings(spec, options)
+        if options.backend != "hf":
+            settings["backend"] = options.backend  # another engine: other kernels, other numbers
+        return settings
 
     def load_hf(self, spec: CheckpointSpec, options: "LoadOptions") -> Any:
         raise NotImplementedError
@@ -112,6 +123,13 @@ class ServerKind(CheckpointKind):
 
         return server_reason(spec, options, need)  # validates --endpoint even for generation
 
+    def settings(self, spec, options):
+        from .server import resolve_endpoint
+
+        # the endpoint changes outputs: the chat endpoint applies the server's copy of the chat template,
+        # completions the local one
+        return {**super().settings(spec, options), "endpoint": resolve_endpoint(spec, options)}
+
 
 class PredictionsKind(CheckpointKind):
     """A predictions file: generations made elsewhere, replayed."""
@@ -156,6 +174,11 @@ def unsupported_reason(spec: CheckpointSpec, options: "LoadOptions", need: str) 
     if need not in _loaders.NEEDS:
         raise ValueError(f"need must be one of {', '.join(_loaders.NEEDS)}, got {need!r}")
     return kind_of(spec).unsupported_reason(spec, options, need)
+
+
+def settings(spec: CheckpointSpec, options: "LoadOptions") -> dict[str, Any]:
+    """The load options that change the checkpoint's outputs, as its kind counts them."""
+    return kind_of(spec).settings(spec, options)
 
 
 def supports(spec: CheckpointSpec, options: "LoadOptions", need: str) -> bool:

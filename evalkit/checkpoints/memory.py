@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 from ..errors import UsageError
 from ..records import CheckpointInfo
+from .lazy import LazyCheckpoint
 
 __all__ = ["InMemoryCheckpoint", "model_fingerprint", "is_lm_eval_lm", "evaluation_mode"]
 
@@ -97,7 +98,7 @@ def evaluation_mode(model: Any) -> Iterator[None]:
             model.train(True)
 
 
-class InMemoryCheckpoint:
+class InMemoryCheckpoint(LazyCheckpoint):
     """A model object evaluated without saving it; built by :func:`evalkit.evaluate` for non-spec models.
 
     Parameters
@@ -130,7 +131,6 @@ class InMemoryCheckpoint:
         self.label = label or type(model).__name__
         self.note, self.run, self.step = note, run, step
         self._fingerprint = fingerprint
-        self._lm: Any = model if self.is_lm else None
 
     @property
     def kind(self) -> str:
@@ -140,16 +140,13 @@ class InMemoryCheckpoint:
     def display(self) -> str:
         return f"<in-memory {type(self.model).__name__}>"
 
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            torch_model = getattr(self.model, "model", None) if self.is_lm else self.model
-            if torch_model is None or not hasattr(torch_model, "state_dict"):
-                raise UsageError(f"cannot fingerprint the lm-eval LM {type(self.model).__name__} (it has no .model "
-                                 f"with weights); pass fingerprint='...', a string that changes whenever its "
-                                 f"answers would, so stored results are not reused for another model.")
-            self._fingerprint = model_fingerprint(torch_model, self.tokenizer)
-        return self._fingerprint
+    def _compute_fingerprint(self) -> str:
+        torch_model = getattr(self.model, "model", None) if self.is_lm else self.model
+        if torch_model is None or not hasattr(torch_model, "state_dict"):
+            raise UsageError(f"cannot fingerprint the lm-eval LM {type(self.model).__name__} (it has no .model "
+                             f"with weights); pass fingerprint='...', a string that changes whenever its "
+                             f"answers would, so stored results are not reused for another model.")
+        return model_fingerprint(torch_model, self.tokenizer)
 
     @property
     def info(self) -> CheckpointInfo:
@@ -161,16 +158,10 @@ class InMemoryCheckpoint:
     def supports(self, need: str) -> bool:
         return True  # a model computes log-likelihoods and generates; an LM object says so by failing
 
-    @property
-    def loaded(self) -> bool:
-        return self._lm is not None
-
-    @property
-    def lm(self) -> Any:
-        if self._lm is None:
-            self._lm = _hflm_over(self.model, self.tokenizer, self.options)
-        self._lm.evalkit_chat_template = self.options.chat_template  # as loaders._with_chat_choice
-        return self._lm
+    def _load_lm(self) -> Any:
+        lm = self.model if self.is_lm else _hflm_over(self.model, self.tokenizer, self.options)
+        lm.evalkit_chat_template = self.options.chat_template  # as loaders._with_chat_choice
+        return lm
 
 
 def _check_transformers_pair(model: Any, tokenizer: Any) -> None:

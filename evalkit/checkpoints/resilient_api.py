@@ -80,11 +80,12 @@ class RetryPolicy:
 
     def __post_init__(self):
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise UsageError(f"--max-retries must be an integer >= 0, got {self.max_retries!r}.")
+            raise UsageError(f"max_retries must be an integer >= 0, got {self.max_retries!r}.", param="max_retries")
         for name, key in (("base_wait", "retry_wait"), ("max_wait", "retry_max_wait")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise UsageError(f"--model-args {key} must be a number of seconds >= 0, got {value!r}.")
+                raise UsageError(f"model_args {key} must be a number of seconds >= 0, got {value!r}.",
+                                 param="model_args")
 
     def wait(self, retry: int, *, retry_after: float | None = None, jitter: float | None = None) -> float:
         """Seconds to sleep before retry number ``retry`` (1-based)."""
@@ -194,8 +195,8 @@ class ResilientAPIMixin:
                 return answers
         raise EvaluationError(
             f"server {self.server_name} failed {policy.max_retries + 1} times in a row ({last}); it may be down or "
-            f"overloaded: check it, lower --num-concurrent or raise --max-retries/--request-timeout "
-            f"(finished samples are stored; rerun to resume).")
+            f"overloaded: check it, lower num_concurrent=N or raise max_retries=N / timeout=SECONDS "
+            f"(finished samples are stored; evaluate again to resume).")
 
     async def _send_once(self, session, messages, ctxlens, *, generate: bool, gen_kwargs: dict | None = None,
                          **kwargs: Any) -> list:
@@ -216,7 +217,7 @@ class ResilientAPIMixin:
                     self._raise_for_status(response.status, await response.text(), response.headers)
                 outputs = await response.json(content_type=None)
         except asyncio.TimeoutError:
-            raise _Transient("timeout", f"no answer within --request-timeout {self.timeout:g} s") from None
+            raise _Transient("timeout", f"no answer within timeout={self.timeout:g} s") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise _Transient("connection", str(exc) or type(exc).__name__) from None
         except ValueError as exc:  # a body that is not JSON (a proxy's error page, a cut-off answer)
@@ -230,12 +231,12 @@ class ResilientAPIMixin:
         endpoint = "/" + str(self.base_url).rstrip("/").rsplit("/v1/", 1)[-1]
         if status in (401, 403):
             raise UsageError(f"server {self.server_name} refused the API key (HTTP {status}) on POST {endpoint}; "
-                             f"set the environment variable named by --api-key-env to a valid key.")
+                             f"set the environment variable named by api_key_env=NAME to a valid key.")
         if status == 404:
             raise UsageError(f"server {self.server_name} answered HTTP 404 to POST {endpoint} "
                              f"({detail or 'no detail'}); "
                              f"check the model name after '#' (GET /v1/models lists them) and that the server has "
-                             f"this endpoint (--model-args api=chat or api=completions).")
+                             f"this endpoint (endpoint='chat' or endpoint='completions').")
         raise UsageError(f"server {self.server_name} rejected a request with HTTP {status} on POST {endpoint}: "
                          f"{detail or 'no detail'}")
 

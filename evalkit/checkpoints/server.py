@@ -86,7 +86,7 @@ def list_models(spec: CheckpointSpec, options: "LoadOptions") -> list[dict[str, 
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
             raise UsageError(f"server {name} refused the API key (HTTP {exc.code}); set the environment variable "
-                             f"{options.api_key_env} to a valid key (or pass --api-key-env NAME).") from None
+                             f"{options.api_key_env} to a valid key (or pass api_key_env=NAME).", param="api_key_env") from None
         raise UsageError(f"server {name} answered HTTP {exc.code} to GET /models; check the URL "
                          f"(it usually ends in /v1).") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -118,9 +118,11 @@ def _explicit_endpoint(options: "LoadOptions") -> str | None:
         raise UsageError(f"endpoint must be one of {', '.join(ENDPOINTS)}, got {options.endpoint!r}.", param="endpoint")
     api = str(options.model_args.get("api", "")).strip().lower()
     if api and api not in ("chat", "completions"):
-        raise UsageError(f"--model-args api must be 'chat' or 'completions' for a server, got {api!r}.")
+        raise UsageError(f"model_args api must be 'chat' or 'completions' for a server, got {api!r}.",
+                         param="model_args")
     if api and flag != "auto" and api != flag:
-        raise UsageError(f"--endpoint {flag} and --model-args api={api} disagree; pass only --endpoint.")
+        raise UsageError(f"endpoint={flag!r} and model_args='api={api}' disagree; pass only the endpoint.",
+                         param="endpoint")
     return api or (None if flag == "auto" else flag)
 
 
@@ -128,11 +130,13 @@ def resolve_endpoint(spec: CheckpointSpec, options: "LoadOptions") -> str:
     """``"completions"`` or ``"chat"`` for a server checkpoint (see the module docstring for ``auto``)."""
     chosen = _explicit_endpoint(options)
     if chosen == "chat" and options.chat_template is False:
-        raise UsageError("--endpoint chat always applies the model's chat template on the server; drop "
-                         "--no-chat-template, or use --endpoint completions to send prompts as plain text.")
+        raise UsageError("endpoint='chat' always applies the model's chat template on the server; drop "
+                         "chat_template=False, or use endpoint='completions' to send prompts as plain text.",
+                         param="endpoint")
     if chosen == "completions" and options.chat_template is True and not _has_local_tokenizer(spec, options):
-        raise UsageError("--chat-template with --endpoint completions needs a local tokenizer to render the template: "
-                         "pass --model-args tokenizer=DIR_OR_ID (the model's tokenizer), or use --endpoint chat.")
+        raise UsageError("chat_template=True with endpoint='completions' needs a local tokenizer to render the "
+                         "template: pass model_args='tokenizer=DIR_OR_ID' (the model's tokenizer), or use "
+                         "endpoint='chat'.", param="chat_template")
     if chosen:
         return chosen
     if options.chat_template is False or _has_local_tokenizer(spec, options):
@@ -168,16 +172,16 @@ def unsupported_reason(spec: CheckpointSpec, options: "LoadOptions", need: str) 
     endpoint = resolve_endpoint(spec, options)
     if endpoint == "chat" and local_chat_template(spec, options) is False:
         return ("the chat endpoint applies the model's chat template, and its tokenizer "
-                f"({_local_tokenizer_name(spec, options)}) has none; use --endpoint completions")
+                f"({_local_tokenizer_name(spec, options)}) has none; use endpoint='completions'")
     if need == "generate_until":
         return None
     if endpoint == "chat" and _explicit_endpoint(options) == "chat":
-        return ("chat endpoints return no prompt log-probabilities; pass --endpoint completions with "
-                "--model-args tokenizer=DIR (a local copy of the model's tokenizer) to a server that returns "
+        return ("chat endpoints return no prompt log-probabilities; pass endpoint='completions' with "
+                "model_args='tokenizer=DIR' (a local copy of the model's tokenizer) to a server that returns "
                 "them (vLLM)")
     if not _has_local_tokenizer(spec, options):
         return ("log-likelihoods need a local tokenizer to find where the continuation starts (and to render the "
-                "chat template); pass --model-args tokenizer=DIR (a local copy of the model's tokenizer)")
+                "chat template); pass model_args='tokenizer=DIR' (a local copy of the model's tokenizer)")
     return None
 
 
@@ -242,9 +246,9 @@ def _refuse_text_prompts_with_bos(args: dict[str, Any]) -> None:
     """
     if str(args.get("add_bos_token", "")).strip().lower() == "true" and \
             str(args.get("tokenized_requests", "")).strip().lower() != "true":
-        raise UsageError("--model-args add_bos_token=true needs tokenized_requests=true: with text prompts the server "
+        raise UsageError("model_args add_bos_token=true needs tokenized_requests=true: with text prompts the server "
                          "already adds the tokenizer's BOS token, and lm-eval would send a second one as text. Drop "
-                         "add_bos_token, or add tokenized_requests=true to send token ids.")
+                         "add_bos_token, or add tokenized_requests=true to send token ids.", param="model_args")
 
 
 def _completions_class():
@@ -259,7 +263,7 @@ def _completions_class():
             # as JSON, which it then sends as `prompt` (HTTP 400 "prompt must be a string"). Render here.
             if self.tokenizer_backend != "huggingface" or self.tokenizer is None:
                 raise UsageError("the completions endpoint needs a local tokenizer to apply the chat template: pass "
-                                 "--model-args tokenizer=DIR_OR_ID, or --endpoint chat to let the server apply it.")
+                                 "model_args='tokenizer=DIR_OR_ID', or endpoint='chat' to let the server apply it.")
             return render_chat_text(self.tokenizer, chat_history, add_generation_prompt=add_generation_prompt,
                                     server_adds_special_tokens=not self.tokenized_requests)
 
@@ -349,7 +353,7 @@ def parse_echo_logprobs(outputs, inputs: list, ctxlens: list[int]) -> list[tuple
             if n_continuation < 1 or len(logprobs) < n_continuation + 1:
                 raise UsageError(f"the server echoed {len(logprobs)} token log-probs for a prompt whose "
                                  f"continuation has {n_continuation} tokens; is it tokenizing with another "
-                                 f"tokenizer than --model-args tokenizer=...?")
+                                 f"tokenizer than the one in model_args='tokenizer=...'?")
             window = slice(len(logprobs) - 1 - n_continuation, len(logprobs) - 1)
             top = choice["logprobs"]["top_logprobs"][window]
             scores = logprobs[window]

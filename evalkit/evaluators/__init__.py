@@ -1,4 +1,8 @@
-"""Evaluators: the protocol, the registry, and the built-in ``lm_eval`` and ``voc`` evaluators."""
+"""Evaluators: the protocol and the one registry.
+
+The built-in evaluators: ``lm_eval`` (:mod:`.lm_eval_tasks`) and ``voc`` (:mod:`evalkit.voc.evaluator`,
+beside the VOC code).
+"""
 
 from .base import (Evaluator, MetricSpec, declared_specs, evaluator_names, get_evaluator, metric_spec,
                    record_value, register_evaluator)

@@ -16,6 +16,7 @@ Task file keys (see ``evalkit/tasks/mmlu.yaml``)::
     num_fewshot: 0            # null: the task's own default
     data: null                # local data: MMLU folder, IFEval JSONL (null: the hub)
     limit: null               # docs per subtask (int) or fraction (< 1), as lm-eval's --limit
+    sample_seed: null         # with limit: docs drawn with this seed (evaluators.subset); null: the first ones
     batch_docs: 64            # docs per saved batch
     generation: {}            # generation kwargs overrides (generate_until tasks)
     chat_template: null       # true/false; null: applied to generation tasks when the model has one
@@ -39,7 +40,7 @@ from ._lm_eval_specs import LM_EVAL_STATIC_SPECS, lm_eval_metric_specs
 from .base import SaveBatch, register_evaluator
 from .lmeval.kinds import TaskKind, instruction_breakdown, kind_for, mean
 from .lmeval.loading import LM_EVAL_SEEDS, LoadedTasks, load_tasks
-from .lmeval.requests import Doc, PairEncoder, answer, build_docs, chunks, order_for_model
+from .lmeval.requests import Doc, PairEncoder, answer, build_docs, chunks, order_for_generation, order_for_model
 
 __all__ = ["LmEvalEvaluator", "LmEvalOptions", "instruction_breakdown"]
 
@@ -58,6 +59,7 @@ class LmEvalOptions:
     num_fewshot: int | None = None
     data: str | None = None
     limit: int | float | None = None
+    sample_seed: int | None = None  # with limit: that many docs per subtask drawn with this seed, not the first ones
     batch_docs: int = 64
     generation: dict | None = None
     chat_template: bool | None = None
@@ -103,6 +105,7 @@ class _Built:
     apply_chat: bool
     docs: list[Doc]
     encoder: PairEncoder | None
+    scoring_states: dict | None = None  # sample id -> (random state before, after) its scoring (see _scoring_states)
 
 
 @register_evaluator
@@ -152,7 +155,10 @@ class LmEvalEvaluator:
             from .._io import stable_hash
             from ..general.overrides import GENERATOR_VERSION
 
-            self._hash = stable_hash({"options": dataclasses.asdict(self.options), "kind": self.kind.name,
+            options = dataclasses.asdict(self.options)
+            if options["sample_seed"] is None:  # unset: the key results stored before the option existed were under
+                del options["sample_seed"]
+            self._hash = stable_hash({"options": options, "kind": self.kind.name,
                                       "data": self._content_digest(self._data_path()),
                                       "lm_eval_config": self._content_digest(self._config_path()),
                                       "generator": GENERATOR_VERSION, "evaluator": self.version})
@@ -194,21 +200,25 @@ class LmEvalEvaluator:
                 from ..general.punkt import ensure_punkt_tab
 
                 ensure_punkt_tab()  # lm-eval's IFEval module would try a download at import otherwise
-            manager, name = self._task_manager()
-            o = self.options
-            self._loaded = load_tasks(manager, name, num_fewshot=o.num_fewshot, generation=o.generation, seed=o.seed,
-                                      error_hint=self.kind.offline_hint, source=self.config.source)
+            self._loaded = self._load_tasks()
         return self._loaded
+
+    def _load_tasks(self) -> LoadedTasks:
+        manager, name = self._task_manager()
+        o = self.options
+        return load_tasks(manager, name, num_fewshot=o.num_fewshot, generation=o.generation, seed=o.seed,
+                          error_hint=self.kind.offline_hint, source=self.config.source)
 
     # ------------------------------------------------------------------ samples
     def sample_ids(self) -> list[str]:
         """Ids of the docs this task evaluates, in lm-eval's order (subtasks, then doc index)."""
-        from lm_eval.evaluator_utils import get_sample_size
+        from .lmeval.requests import doc_positions, iter_docs
 
         ids = []
+        limit, seed = self.options.limit, self.options.sample_seed
         for subtask, task in self._load().tasks.items():
-            for doc_id, doc in task.doc_iterator(rank=0, limit=get_sample_size(task, self.options.limit), world_size=1):
-                ids.append(self.kind.sample_id(subtask, doc_id, doc))
+            for _, index, doc in iter_docs(task, limit, doc_positions(task, limit, seed)):
+                ids.append(self.kind.sample_id(subtask, index, doc))
         return ids
 
     def _use_chat_template(self, lm: Any) -> bool:
@@ -231,7 +241,8 @@ class LmEvalEvaluator:
             if built.lm is lm and built.apply_chat == apply_chat:
                 self._built = built
                 return built
-        docs = build_docs(self._load(), self.kind, limit=self.options.limit, lm=lm, apply_chat=apply_chat,
+        docs = build_docs(self._load(), self.kind, limit=self.options.limit, sample_seed=self.options.sample_seed,
+                          lm=lm, apply_chat=apply_chat,
                           system_instruction=self.options.system_instruction)
         encoder = PairEncoder(lm) if PairEncoder.supports(lm) else None
         self._built = _Built(lm, apply_chat, docs, encoder)
@@ -248,16 +259,22 @@ class LmEvalEvaluator:
         built = self._docs(lm, apply_chat)
         docs = built.docs
         pending = [d for d in docs if d.sample_id not in done]
+        states = None
         if not self._load().generative:
-            # Generation docs keep lm-eval's order: IFEval's scoring draws from ``random`` for a few
-            # instructions, and the same processing order keeps those draws equal to lm-eval's.
             pending = order_for_model(pending, built.encoder)
+        elif self.kind.replayable_scoring:
+            # lm-eval generates in its global length order and scores in document order; IFEval's scoring
+            # draws from ``random``. Each doc is scored from the random state lm-eval scores it from
+            # (replayed once in document order), so the length order changes no score.
+            states = self._scoring_states(built)
+            pending = order_for_generation(pending, built.encoder)
+        # else: other generation tasks keep document order (their scoring might draw from ``random``).
         new: dict[str, SampleRecord] = {}
         with bar(len(docs), f"{self.config.name}", unit="doc", initial=len(docs) - len(pending)) as progress:
             for chunk in chunks(pending, self.options.batch_docs, built.encoder):
                 answer(lm, chunk, self.config.name, built.encoder)
                 self._apply_filters(chunk)
-                records = self._records(chunk)
+                records = self._records(chunk, states)
                 save(records)
                 new.update((r.sample_id, r) for r in records)
                 progress.update(len(chunk))
@@ -278,6 +295,35 @@ class LmEvalEvaluator:
         except ImportError:  # an API-only LM does not need torch
             pass
 
+    def _scoring_states(self, built: _Built) -> dict:
+        """The global ``random`` state before and after each doc's scoring, as lm-eval scores them.
+
+        ``simple_evaluate`` seeds ``random``, loads the tasks (lm-eval's ``Task.task_name`` draws eight
+        random characters on every read, and loading reads it), builds the requests and generates (neither
+        draws from ``random``; greedy generation draws nothing), then calls ``process_results`` doc by doc in
+        document order. The kinds that set ``replayable_scoring`` draw from ``random`` only as a function of
+        the doc (IFEval: ``build_description`` picks random values for instructions without kwargs, never
+        looking at the response). So: seed, load the tasks once more as lm-eval does, and score every doc
+        with empty responses in document order; the state before each doc is the state lm-eval scores it
+        from. ``_records`` checks that the real scoring ends in the replayed state. Computed once per
+        build: killed, resumed and sequential runs all score from the same states, whatever this process
+        loaded or drew before.
+        """
+        import random
+
+        if built.scoring_states is None:
+            random.seed(LM_EVAL_SEEDS[0])
+            self._load_tasks()  # the draws lm-eval's loading makes (the loaded copy is not kept)
+            tasks, states = self._load().tasks, {}
+            for d in built.docs:
+                before = random.getstate()
+                task = tasks[d.subtask]
+                for _ in _filter_keys(task):
+                    task.process_results(d.doc, ["" for _ in d.instances])
+                states[d.sample_id] = (before, random.getstate())
+            built.scoring_states = states
+        return built.scoring_states
+
     def _apply_filters(self, chunk: list[Doc]) -> None:
         tasks = self._load().tasks
         for subtask in dict.fromkeys(d.subtask for d in chunk):
@@ -286,11 +332,22 @@ class LmEvalEvaluator:
                 ensemble.apply(members)
 
     # ------------------------------------------------------------------ per-sample records
-    def _records(self, chunk: list[Doc]) -> list[SampleRecord]:
+    def _records(self, chunk: list[Doc], states: dict | None = None) -> list[SampleRecord]:
+        """The chunk's records; with ``states`` each doc is scored from its replayed ``random`` state."""
+        import random
+
         from .lmeval.loading import cached_templates
 
+        records = []
         with cached_templates():  # doc_to_text / doc_to_choice render Jinja templates per doc
-            return [self._record(d) for d in chunk]
+            for d in chunk:
+                if states is not None:
+                    random.setstate(states[d.sample_id][0])
+                records.append(self._record(d))
+                if states is not None and random.getstate() != states[d.sample_id][1]:
+                    raise RuntimeError(f"{self.config.name}: scoring {d.sample_id} drew from `random` differently "
+                                       "than its replay with an empty response; its score may differ from lm-eval's")
+        return records
 
     def _record(self, d: Doc) -> SampleRecord:
         loaded = self._load()
@@ -422,6 +479,7 @@ class LmEvalEvaluator:
             "num_fewshot": None if first is None else first.get_config("num_fewshot"),
             "data": str(data) if data is not None else ("hub" if self.options.lm_eval_config is None else None),
             "limit": self.options.limit,
+            "sample_seed": self.options.sample_seed,
             "chat_template": self._chat_applied,
             "system_instruction": self.options.system_instruction,
         }
@@ -461,6 +519,11 @@ class LmEvalEvaluator:
             else:
                 out[name] = np.array([float(v) for v in raw])[idx].mean(axis=1)
         return out
+
+
+def _filter_keys(task) -> list[str]:
+    """The filter names lm-eval scores a doc under (one ``process_results`` call each)."""
+    return [ensemble.name for ensemble in getattr(task, "_filters", [])] or ["none"]
 
 
 def _micro_means(records: list[SampleRecord]) -> dict[str, float]:

@@ -128,7 +128,7 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
     status = max((c.status for c in checks), key=_STATUS_ORDER.__getitem__, default="pass")
     verdict = Verdict(status=status, policy=policy.source, baseline=str(baseline), checks=checks)
     if comparison.get("sequential"):  # tasks stopped early are decided by their confidence sequences
-        from ..sequential import apply_sequential_verdict
+        from ..sequential._verdict import apply_sequential_verdict
 
         apply_sequential_verdict(verdict, comparison)
     return verdict

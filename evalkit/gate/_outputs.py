@@ -8,28 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..compare import load_comparison
+from .._compare import load_comparison
 
 from ._evaluate import Check, Verdict, evaluate_policy
-from ._policy import _STATUS_ORDER, load_policy
+from ._policy import _STATUS_ORDER, checkpoint_statuses, load_policy
 # --------------------------------------------------------------------------------------- outputs
 
 _STATUS_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
-
-
-def checkpoint_statuses(checks: list[dict[str, Any]]) -> dict[str, str]:
-    """Each checkpoint's own verdict: the worst status of its checks, in first-seen order.
-
-    >>> checkpoint_statuses([{"checkpoint": "a", "status": "fail"}, {"checkpoint": "b", "status": "pass"},
-    ...                      {"checkpoint": "a", "status": "pass"}, {"checkpoint": "b", "status": "warn"}])
-    {'a': 'fail', 'b': 'warn'}
-    """
-    statuses: dict[str, str] = {}
-    for check in checks:
-        label, status = str(check.get("checkpoint")), str(check.get("status"))
-        if _STATUS_ORDER.get(status, 2) >= _STATUS_ORDER.get(statuses.get(label, "pass"), 0):
-            statuses[label] = status
-    return statuses
 
 
 def _summary_line(verdict: Verdict) -> str:

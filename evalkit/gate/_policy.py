@@ -28,6 +28,21 @@ _SEVERITIES = ("error", "warn")
 _STATUS_ORDER = {"pass": 0, "warn": 1, "fail": 2}
 
 
+def checkpoint_statuses(checks: list[dict[str, Any]]) -> dict[str, str]:
+    """Each checkpoint's own verdict: the worst status of its checks, in first-seen order.
+
+    >>> checkpoint_statuses([{"checkpoint": "a", "status": "fail"}, {"checkpoint": "b", "status": "pass"},
+    ...                      {"checkpoint": "a", "status": "pass"}, {"checkpoint": "b", "status": "warn"}])
+    {'a': 'fail', 'b': 'warn'}
+    """
+    statuses: dict[str, str] = {}
+    for check in checks:
+        label, status = str(check.get("checkpoint")), str(check.get("status"))
+        if _STATUS_ORDER.get(status, 2) >= _STATUS_ORDER.get(statuses.get(label, "pass"), 0):
+            statuses[label] = status
+    return statuses
+
+
 # --------------------------------------------------------------------------------------- policy
 
 

@@ -94,7 +94,7 @@ def hub_data_problem(task_name: str, kind: str) -> str | None:
         return None
     why = "offline (HF_HUB_OFFLINE is set)" if _offline_switch() else "the Hugging Face hub is not reachable from here"
     return (f"task {task_name!r} reads {repo} from the hub, but {why}; use a local copy with "
-            f"--set {task_name}.data=PATH ({local})")
+            f"overrides='{task_name}.data=PATH' ({local})")
 
 
 def task_data_problem(config) -> str | None:
@@ -112,5 +112,5 @@ def task_data_problem(config) -> str | None:
     if config.evaluator == "lm_eval" and options.get("data", "") is None:
         kind = get_evaluator("lm_eval")(config).kind.name
         problem = hub_data_problem(config.name, kind)
-        return f"needs the hub (not reachable here): --set {config.name}.data=PATH" if problem else None
+        return f"needs the hub (not reachable here): overrides='{config.name}.data=PATH'" if problem else None
     return None

@@ -47,7 +47,7 @@ def lm_eval_tasks_dir() -> Path:
 
 
 def _shipped_lm_eval_dir() -> Path:
-    from ..taskconfig import shipped_tasks_dir
+    from .._paths import shipped_tasks_dir
 
     return shipped_tasks_dir() / "lm_eval"
 

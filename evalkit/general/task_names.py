@@ -92,6 +92,6 @@ def check_task_name(name: str, shipped: list[str]) -> None:
     close = difflib.get_close_matches(name, shipped, n=3, cutoff=0.6)
     close += [c for c in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if c not in close][:3 - len(close)]
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise UsageError(f"--tasks: unknown task {name!r}: not a shipped task, a task file or one of lm-eval's "
+    raise UsageError(f"unknown task {name!r}: not a shipped task, a task file or one of lm-eval's "
                      f"{len(known):,} task/group/tag names.{hint} Shipped tasks: {', '.join(shipped)} "
-                     f"(`evalkit tasks` describes them).")
+                     f"(`evalkit tasks` describes them).", param="tasks")

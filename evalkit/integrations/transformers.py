@@ -15,6 +15,12 @@ and step; each task's primary metric and its change against the baseline are log
 against the baseline is written to ``out`` with its trajectory report; and when a ``policy`` gate fails
 for the latest step, training stops (``control.should_training_stop``) with the reason logged.
 The baseline (the model when training begins, unless a result or spec is given) is evaluated once.
+
+Under a multi-process launch (``torchrun``, ``accelerate launch``) the main process evaluates, alone and
+without collective operations; its decision to stop is broadcast after each evaluation, so the others
+wait for it there (for the baseline, at the first gradient synchronisation) and every process stops at
+the same step. The wait counts against the process group's timeout (``TrainingArguments.ddp_timeout``,
+30 minutes by default): raise it above the time one evaluation takes.
 """
 
 from __future__ import annotations
@@ -27,7 +33,11 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from ..api import DEFAULT_SAMPLE_SEED
 from ..errors import UsageError
+from ..parallel import Ranks
+from ..progress import quiet_third_party
+from ..run import build_evaluators
 
 __all__ = ["EvalkitCallback"]
 
@@ -52,8 +62,11 @@ class EvalkitCallback(TrainerCallback):
         Evaluate after every checkpoint save (the evaluated weights are the saved ones), or every
         N optimizer steps.
     limit : int, optional
-        Evaluate only the first ``limit`` samples of each task (per subtask for lm-eval groups such
-        as MMLU), in the task's own fixed order: the same samples at every step, so steps are paired.
+        Evaluate only ``limit`` samples of each task (per subtask for lm-eval groups such as MMLU),
+        drawn at random with ``sample_seed``: the same samples at every step and in every process,
+        so steps are paired.
+    sample_seed : int or None, default 0 (``evalkit.api.DEFAULT_SAMPLE_SEED``, as for :func:`evalkit.evaluate`)
+        The seed of that subset; None takes each task's first ``limit`` samples instead.
     out : path, optional
         Where the comparison and trajectory report go (default: ``OUTPUT_DIR/evalkit``).
     store : path or ResultStore, optional
@@ -61,6 +74,9 @@ class EvalkitCallback(TrainerCallback):
     trainer : Trainer, optional
         The trainer whose ``log`` reaches TensorBoard/W&B. Found automatically when training starts
         (callback hooks are not given the trainer); pass it if your trainer is wrapped unusually.
+    verbose : bool
+        Let lm-eval, transformers and datasets print their own progress bars and warnings during
+        evaluations (off by default, as on the command line without ``--verbose``).
     **options
         Load options for :func:`evalkit.evaluate` (``batch_size``, ``max_length``, ``chat_template``, ...).
 
@@ -75,34 +91,34 @@ class EvalkitCallback(TrainerCallback):
     """
 
     def __init__(self, tasks: Any, *, baseline: Any = None, policy: Any = None, every: str | int = "save",
-                 limit: int | None = None, out: str | os.PathLike | None = None, store: Any = None,
-                 trainer: Any = None, **options: Any):
+                 limit: int | None = None, sample_seed: int | None = DEFAULT_SAMPLE_SEED,
+                 out: str | os.PathLike | None = None, store: Any = None,
+                 trainer: Any = None, verbose: bool = False, **options: Any):
         from .. import api
         from ..gate import as_policy
 
         if every != "save" and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise UsageError(f"every must be 'save' or a positive number of steps, got {every!r}.", param="every")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise UsageError(f"limit must be a positive integer, got {limit!r}.", param="limit")
-        self.tasks = api.resolve(tasks)  # bad task names fail here, before training starts
-        if limit is not None:
-            for task in self.tasks:
-                task.options["limit"] = limit
+        # bad task names, limits and seeds fail here, before training starts
+        self.tasks = api.with_limit(api.resolve(tasks), limit, sample_seed)
         self.policy = as_policy(policy) if policy is not None else None
         if self.policy is not None:  # a gate on a task or metric never evaluated fails now, not at the first save
             from ..gate._preflight import check_policy_fits_tasks
 
             check_policy_fits_tasks(self.policy, self.tasks)
-        self.every, self.out, self.store, self.trainer = every, out, store, trainer
+        self.every, self.out, self.store, self.trainer, self.verbose = every, out, store, trainer, verbose
         self.options = options
         api.load_options(**options)  # unknown options fail now too
+        build_evaluators(self.tasks)  # and bad task options or missing task data, as the CLI checks them
         self._baseline_input = baseline
         self.results: list = []
         self.comparison = None
         self.stop_reason: str | None = None
+        self._steps_done: set[int] = set()  # on every process, so all reach the stop broadcast equally often
 
     # ------------------------------------------------------------------------------ Trainer events
     def on_train_begin(self, args, state, control, **kwargs):
+        _refuse_sharded_models(args)
         self.trainer = self.trainer or _calling_trainer()
         if self.trainer is None:
             log.warning("evalkit: the Trainer was not found; metrics go to trainer_state.json's log history only. "
@@ -136,11 +152,12 @@ class EvalkitCallback(TrainerCallback):
                              param="tokenizer")
         checkpoint = InMemoryCheckpoint(model, tokenizer=_tokenizer_of(tokenizer), label=label, run=run, step=step,
                                         options=api.load_options(**self.options))
-        return api.evaluate(checkpoint, self.tasks, store=self.store)
+        with quiet_third_party(self.verbose):
+            return api.evaluate(checkpoint, self.tasks, store=self.store, ranks=Ranks())  # this process alone
 
     def _baseline(self, args, state, kwargs):
         from .. import api
-        from ..compare import load_results_files
+        from .._compare import load_results_files
         from ..records import EvalResult
 
         given = self._baseline_input
@@ -152,21 +169,26 @@ class EvalkitCallback(TrainerCallback):
         if isinstance(given, (str, os.PathLike)) and str(given).endswith(".json"):
             (result,) = load_results_files([os.fspath(given)])
             return result
-        return api.evaluate(given, self.tasks, store=self.store, label=_BASELINE_LABEL, **self.options)
+        with quiet_third_party(self.verbose):
+            return api.evaluate(given, self.tasks, store=self.store, label=_BASELINE_LABEL, ranks=Ranks(),
+                                **self.options)
 
     def _evaluate_step(self, args, state, control, kwargs) -> None:
-        if not state.is_world_process_zero:
-            return
         step = int(state.global_step)
-        if any(r.checkpoint.step == step for r in self.results[1:]):
+        if step in self._steps_done:
             return  # already evaluated at this step
-        run = self._run_name(args)
-        result = self._evaluate_model(kwargs["model"], kwargs.get("processing_class") or kwargs.get("tokenizer"),
-                                      label=f"{run}.step{step}", run=run, step=step)
-        self.results.append(result)
-        self._compare_and_report(args, result)
-        self._log(state, result)
-        self._maybe_stop(control, result)
+        self._steps_done.add(step)
+        if state.is_world_process_zero:
+            run = self._run_name(args)
+            result = self._evaluate_model(kwargs["model"], kwargs.get("processing_class") or kwargs.get("tokenizer"),
+                                          label=f"{run}.step{step}", run=run, step=step)
+            self.results.append(result)
+            self._compare_and_report(args, result)
+            self._log(state, result)
+            self._check_gates(result)
+        self.stop_reason = _from_main_process(self.stop_reason)
+        if self.stop_reason:
+            control.should_training_stop = True
 
     def _compare_and_report(self, args, result) -> None:
         from .. import api
@@ -198,7 +220,8 @@ class EvalkitCallback(TrainerCallback):
         else:
             state.log_history.append({**metrics, "step": state.global_step})
 
-    def _maybe_stop(self, control, result) -> None:
+    def _check_gates(self, result) -> None:
+        """Set ``stop_reason`` when a gate fails for ``result``'s step."""
         verdict = self.comparison.verdict
         if verdict is None:
             return
@@ -207,7 +230,31 @@ class EvalkitCallback(TrainerCallback):
             self.stop_reason = (f"evalkit gate failed at step {result.checkpoint.step}: "
                                 + "; ".join(f"{c.gate}: {c.message}" for c in failed))
             log.warning("%s; stopping training (report: %s).", self.stop_reason, self.out or "OUTPUT_DIR/evalkit")
-            control.should_training_stop = True
+
+
+def _refuse_sharded_models(args) -> None:
+    """The main process evaluates alone: a model sharded across processes is not whole there, and gathering
+    it would need the other processes, which wait at the stop broadcast (a deadlock)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if getattr(args, "fsdp", None) or is_deepspeed_zero3_enabled():
+        raise UsageError("EvalkitCallback evaluates the model on the main process alone, so it needs the whole "
+                         "model there (DDP, one process); with FSDP or DeepSpeed ZeRO-3 the weights are sharded: "
+                         "evaluate the saved checkpoints instead (evalkit compare run/checkpoint-*).")
+
+
+def _from_main_process(value: Any) -> Any:
+    """``value`` as the main process has it, on every process of a distributed run (itself otherwise).
+
+    Every process calls this at the same point; the others wait here while the main process evaluates.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    shared = [value]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]
 
 
 def _tokenizer_of(processing_class: Any) -> Any:

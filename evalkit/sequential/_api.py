@@ -53,7 +53,7 @@ def compare_sequential(*models: Any, tasks: Any, policy: Any, baseline: str | No
         reasons and the bounds at the stop; ``comparison.write(out)`` writes the report folder.
     """
     from .. import api
-    from ..compare import load_results_files
+    from .._compare import load_results_files
     from ..gate import as_policy
     from ..run import build_evaluators
 
@@ -86,7 +86,7 @@ def compare_sequential(*models: Any, tasks: Any, policy: Any, baseline: str | No
 
 def _attach(data: dict[str, Any], summary: dict[str, Any]) -> None:
     """The sequential outcome into the comparison, with a warning for each task that used part of the data."""
-    from ..compare._common import json_safe
+    from .._compare._common import json_safe
 
     data["sequential"] = json_safe(summary)
     for name, outcome in summary["tasks"].items():

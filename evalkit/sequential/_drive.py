@@ -88,7 +88,7 @@ class _Source:
             return
         if not self.live:
             raise UsageError(f"the results file of {self.label!r} has no record of sample {missing[0]!r} of task "
-                             f"{evaluator.config.name!r}; evaluate that checkpoint instead of --baseline-results.")
+                             f"{evaluator.config.name!r}; evaluate that checkpoint instead of reading its results file.")
         lm = self.checkpoint.lm
         if hasattr(lm, "check_coverage"):
             lm.check_coverage(evaluator.config.name, missing)
@@ -105,7 +105,7 @@ class _Source:
         except Exception as exc:
             raise EvaluationError(
                 f"task {evaluator.config.name!r} on checkpoint {self.label!r} failed: {type(exc).__name__}: {exc} "
-                f"(finished samples are stored; rerun to resume, --debug for the traceback).") from exc
+                f"(finished samples are stored; evaluate again to resume).") from exc
         self.records.update((r.sample_id, r) for r in saved)
         self.evaluated += len(saved)
 
@@ -321,14 +321,15 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
     from ..run import _check_capabilities, evaluate_checkpoint, library_versions, run_keys
 
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise UsageError(f"--sequential-chunk must be an integer >= 1, got {chunk_size!r}.")
+        raise UsageError(f"chunk_size must be an integer >= 1, got {chunk_size!r}.", param="chunk_size")
     prior = list(prior or [])
     labels = [r.checkpoint.label for r in prior] + [c.label for c in checkpoints]
     baseline = baseline or labels[0]  # as build_comparison picks it
     if baseline not in labels:
         from ..errors import did_you_mean
 
-        raise UsageError(f"--baseline {baseline!r} is not one of the checkpoint labels.{did_you_mean(baseline, labels)}")
+        raise UsageError(f"baseline {baseline!r} is not one of the checkpoint labels.{did_you_mean(baseline, labels)}",
+                         param="baseline")
     if policy.baseline is not None and policy.baseline != baseline:  # fail before evaluating, not after
         raise UsageError(f"{policy.source}: 'baseline' is {policy.baseline!r} but the comparison's baseline is "
                          f"{baseline!r}; compare against {policy.baseline!r} (--baseline) or fix the policy.")

@@ -66,8 +66,8 @@ def _decide_early(check, entry: dict[str, Any] | None, outcome: dict[str, Any]) 
     if entry is None or entry.get("status") not in ("pass", "fail"):
         check.status = "fail"
         check.message = (f"task stopped after {used} of {total} samples by a sequential run that did not monitor "
-                         "this gate; it cannot be checked on part of the data (run compare --sequential with this "
-                         "policy, or without --sequential)")
+                         "this gate; it cannot be checked on part of the data (run the sequential comparison with "
+                         "this policy, or a full comparison)")
     else:
         check.status = entry["status"]
         check.observed = entry.get("estimate")

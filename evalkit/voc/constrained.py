@@ -17,7 +17,8 @@ How the candidates are scored:
   model once and keeps its key/value cache; every candidate of every level is then scored from that cache,
   one batched forward pass over the short continuations per level. The token ids are exactly those
   ``HFLM.loglikelihood`` scores (``_encode_pair``: context and context+continuation tokenised, the
-  continuation is the difference), so the walk costs about one prompt pass plus the continuations, instead
+  continuation is the difference; the prompt is tokenised once and each candidate's ids are joined to it
+  where the tokenizer provably cannot merge across the boundary, see ``PairEncoder``), so the walk costs about one prompt pass plus the continuations, instead
   of one full prompt pass per candidate (lm-eval's HF path shares no prefix for multi-token
   continuations). Log-probabilities equal lm-eval's up to floating-point rounding of the different matrix
   shapes (~1e-6); a candidate whose tokens do not extend the cached prompt tokens, or that would be
@@ -120,6 +121,7 @@ class PrefixScorer:
         self.lm = lm
         self._sample: int | None = None
         self._prefix: list[int] = []
+        self._prompt: str | None = None
         self._cache = None
         self._encoder = PairEncoder(lm)  # lm-eval's tokenisation, each string once, in bulk
 
@@ -141,7 +143,7 @@ class PrefixScorer:
             if sample != self._sample:
                 self._prime(sample, pairs[mine[0]][1])
             split = {k: split_trailing_space(*pairs[k][1:]) for k in mine}
-            self._encoder.encode_strings({s for ctx, cont in split.values() for s in (ctx, ctx + cont)})
+            self._encoder.encode_pairs(split.values(), anchor=self._prompt)  # the long prompt is tokenised once
             tails = [t for t in (self._tail(k, *split[k]) for k in mine) if t is not None]
             step = self.lm.batch_size if isinstance(self.lm.batch_size, int) and self.lm.batch_size > 0 else len(tails) or 1
             with torch.no_grad():
@@ -173,9 +175,9 @@ class PrefixScorer:
 
         self._sample = sample
         self._encoder.forget()  # strings of one prompt are not reused by the next
-        context = split_trailing_space(prompt, "")[0]
+        self._prompt = context = split_trailing_space(prompt, "")[0]
         self._encoder.encode_strings({context})
-        tokens = self._encoder.pair(context, "")[0]
+        tokens = self._encoder.ids(context)
         self._prefix = tokens[:-1] if len(tokens) <= self.lm.max_length else []
         self._cache = None
         if self._prefix:

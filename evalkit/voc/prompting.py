@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 DEFAULT_TEMPLATE_PATH = Path(__file__).parent / "templates" / "default_prompt.jinja"
 LABEL_OPTIONS = ("none", "paths", "levels")
 _FALLBACK = {"paths": "levels", "levels": "none"}
+#: Fallback warnings already given in this process. The same model and template fall back the same way
+#: at every evaluation (every checkpoint of a compare, every step of a training run): said once, then
+#: logged at debug level; each result records it anyway (settings["label_options_used"]).
+_WARNED: set[str] = set()
 _TEMPLATE_SUFFIXES = (".jinja", ".jinja2", ".j2", ".txt")
 
 
@@ -228,5 +232,7 @@ def plan_prompts(lm: Any, builder: PromptBuilder, *, label_options: str, chat_te
         if nxt is None or not fallback:
             hint = "lower min_comment_tokens or shorten the template" if nxt is None else "use label_options: levels or none"
             raise UsageError(f"prompt too long for the model: {detail}; {hint}, or use a model with a longer context.")
-        log.warning("VOC prompt: %s; falling back to label_options=%r.", detail, nxt)
+        message = f"VOC prompt: {detail}; falling back to label_options={nxt!r}."
+        log.log(logging.DEBUG if message in _WARNED else logging.WARNING, message)
+        _WARNED.add(message)
         plan.label_options, plan._base_cache = nxt, {}

@@ -35,6 +35,9 @@ class TaskKind:
     request_type: str | None = None  # None: from the loaded tasks' output types
     accepts_data = False  # key 'data' (a local copy) is understood
     has_target = True  # lm-eval's doc_to_target is a meaningful target for records
+    # Generation kinds whose scoring draws from ``random`` only as a function of the doc (never of the
+    # response): they are generated in lm-eval's length order and scored from replayed random states.
+    replayable_scoring = False
 
     def __init__(self, task_name: str, data: Path | None, source: str):
         self.task_name, self.data, self.source = task_name, data, source
@@ -173,6 +176,7 @@ class MmluLetterKind(MmluKind):
     primary = "exact_match"
     request_type = "generate_until"
     variant = "letter"
+    replayable_scoring = True  # regex filters and exact_match draw nothing from ``random``
 
     def sample_id(self, subtask: str, doc_id: int, doc: dict) -> str:
         # the same ids as mmlu, so the letter and log-likelihood formats pair sample by sample
@@ -207,6 +211,10 @@ class IfevalKind(TaskKind):
     request_type = "generate_until"
     accepts_data = True
     has_target = False
+    # lm-eval's ifeval/utils.py draws from ``random`` only in ``build_description`` (instructions without
+    # kwargs pick random values from the instruction id, kwargs and prompt); ``check_following`` reads the
+    # response without it (langdetect keeps its own ``random.Random``). Checked per doc while scoring.
+    replayable_scoring = True
 
     @property
     def uses_ifeval(self) -> bool:

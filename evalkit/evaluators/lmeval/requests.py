@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Doc", "build_docs", "order_for_model", "chunks", "answer", "PairEncoder"]
+__all__ = ["Doc", "build_docs", "doc_positions", "iter_docs", "order_for_model", "order_for_generation", "chunks",
+           "answer", "PairEncoder"]
 
 
 @dataclass
@@ -35,7 +36,36 @@ class Doc:
     tokens: list | None = field(default=None, repr=False)  # per instance: ((context, continuation), ctx ids, cont ids)
 
 
-def build_docs(loaded, kind, *, limit, lm: Any, apply_chat: bool, system_instruction: str | None) -> list[Doc]:
+def doc_positions(task, limit, sample_seed: int | None) -> list[int] | None:
+    """lm-eval's ``samples=`` for ``limit`` docs drawn with ``sample_seed`` (see ``evaluators.subset``);
+    None when lm-eval's own ``limit`` selects them (all docs, or the first ``limit``)."""
+    from lm_eval.evaluator_utils import get_sample_size
+
+    from ..subset import subset_positions
+
+    size = get_sample_size(task, limit)
+    if size is None or sample_seed is None or size >= len(task.eval_docs):
+        return None
+    return subset_positions(len(task.eval_docs), size, sample_seed)
+
+
+def iter_docs(task, limit, positions: list[int] | None):
+    """``(lm-eval doc id, index in the task's data, doc)`` of the evaluated docs.
+
+    lm-eval numbers docs chosen with ``samples=`` 0, 1, ...; the data index is kept beside it so a
+    doc has the same sample id however it was chosen (and a seeded subset pairs with a full run)."""
+    from lm_eval.evaluator_utils import get_sample_size
+
+    if positions is None:
+        for doc_id, doc in task.doc_iterator(rank=0, limit=get_sample_size(task, limit), world_size=1):
+            yield doc_id, doc_id, doc
+    else:
+        for doc_id, doc in task.doc_iterator(rank=0, samples=positions, world_size=1):
+            yield doc_id, positions[doc_id], doc
+
+
+def build_docs(loaded, kind, *, limit, sample_seed: int | None = None, lm: Any, apply_chat: bool,
+               system_instruction: str | None) -> list[Doc]:
     """Every doc with its Instances, built by lm-eval for all docs (few-shot sampling order kept)."""
     from lm_eval.evaluator_utils import get_sample_size
 
@@ -44,9 +74,10 @@ def build_docs(loaded, kind, *, limit, lm: Any, apply_chat: bool, system_instruc
     docs: list[Doc] = []
     with cached_templates():
         for subtask, task in loaded.tasks.items():
-            task_limit = get_sample_size(task, limit)
+            positions = doc_positions(task, limit, sample_seed)
             task.build_all_requests(
-                limit=task_limit, rank=0, world_size=1, cache_requests=False,
+                limit=get_sample_size(task, limit) if positions is None else None, samples=positions,
+                rank=0, world_size=1, cache_requests=False,
                 system_instruction=system_instruction, apply_chat_template=apply_chat,
                 fewshot_as_multiturn=True,  # simple_evaluate's default
                 chat_template=getattr(lm, "apply_chat_template", None) if apply_chat else None,
@@ -55,9 +86,9 @@ def build_docs(loaded, kind, *, limit, lm: Any, apply_chat: bool, system_instruc
             by_doc: dict[int, list] = {}
             for inst in task.instances:
                 by_doc.setdefault(inst.doc_id, []).append(inst)
-            for doc_id, doc in task.doc_iterator(rank=0, limit=task_limit, world_size=1):
+            for doc_id, index, doc in iter_docs(task, limit, positions):
                 instances = sorted(by_doc.get(doc_id, []), key=lambda i: i.idx)
-                docs.append(Doc(subtask, doc_id, doc, kind.sample_id(subtask, doc_id, doc), instances))
+                docs.append(Doc(subtask, index, doc, kind.sample_id(subtask, index, doc), instances))
     return docs
 
 
@@ -67,12 +98,25 @@ class PairEncoder:
 
     ``supports(lm)`` is true only for an unmodified causal HFLM (no instance- or subclass-level override of
     the methods reproduced here), so the ids always equal what ``lm.loglikelihood`` would compute.
+
+    Long contexts are tokenised once: where the tokenizer provably cannot merge tokens across the
+    context/continuation boundary (:func:`joins_at_whitespace`), the ids of ``context + continuation`` are
+    the context's ids followed by the continuation's own ids (tokenised without special tokens), so an MMLU
+    question's four choices or a VOC prompt's ~22 candidates cost one long tokenisation instead of one each.
+    The first joined strings of every encoder are also tokenised in full and compared; on any difference
+    joining is switched off for that encoder and everything is tokenised in full.
     """
+
+    VERIFY = 16  # joined strings checked against full tokenisation per encoder
 
     def __init__(self, lm: Any):
         self.lm = lm
-        self._cache: dict[str, list[int]] = {}
+        self._cache: dict[str, list[int]] = {}   # fully tokenised strings (HFLM.tok_encode)
+        self._tails: dict[str, list[int]] = {}   # continuations tokenised alone, no special tokens
+        self._joined: dict[str, tuple[str, str]] = {}  # string -> (head, tail): ids(head) + tail ids
         self._bos = lm.tokenizer.decode(lm.prefix_token_id)
+        self.join = joins_at_whitespace(lm.tokenizer)
+        self._to_verify = self.VERIFY
 
     @staticmethod
     def supports(lm: Any) -> bool:
@@ -95,7 +139,7 @@ class PairEncoder:
         todo = [d for d in docs if d.tokens is None]
         pairs = [[split_trailing_space(*inst.args) for inst in d.instances if inst.request_type == "loglikelihood"]
                  for d in todo]
-        self.encode_strings({s for doc_pairs in pairs for ctx, cont in doc_pairs for s in (ctx, ctx + cont)})
+        self.encode_pairs([pair for doc_pairs in pairs for pair in doc_pairs])
         for d, doc_pairs in zip(todo, pairs):
             d.tokens = [self._request(inst.args, ctx, cont)
                         for inst, (ctx, cont) in zip((i for i in d.instances if i.request_type == "loglikelihood"), doc_pairs)]
@@ -105,13 +149,68 @@ class PairEncoder:
         return (tuple(args), ctx, cont)
 
     def pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """``_encode_pair``'s (context ids, continuation ids) of an already split pair (see ``encode_strings``)."""
-        whole = self._cache[context + continuation]
-        ctx = self._cache[context]
-        return ctx, whole[len(ctx):]
+        """``_encode_pair``'s (context ids, continuation ids) of a pair split and encoded by ``encode_pairs``."""
+        ctx = self.ids(context)
+        head, tail = self._joined.get(context + continuation, (None, None))
+        if head == context:  # joined to this very context: the continuation's ids are the tail's
+            return ctx, self._tails[tail]
+        return ctx, self.ids(context + continuation)[len(ctx):]
+
+    def ids(self, string: str) -> list[int]:
+        """``HFLM.tok_encode(string)`` of a string encoded by ``encode_pairs``."""
+        if string in self._cache:
+            return self._cache[string]
+        head, tail = self._joined[string]
+        return self.ids(head) + self._tails[tail]
 
     def forget(self) -> None:
+        """Drop the long strings (a VOC prompt is not reused by the next); short continuations stay."""
         self._cache.clear()
+        self._joined.clear()
+
+    def encode_pairs(self, pairs, anchor: str | None = None) -> None:
+        """Tokenise what :meth:`pair` needs for these split (context, continuation) pairs, in bulk.
+
+        ``context + continuation`` joins the context's ids where the boundary is safe; ``anchor`` (a
+        prompt the contexts extend, e.g. a VOC prompt followed by the answer so far) lets the contexts
+        themselves join the anchor's ids.
+        """
+        full: set[str] = set()
+        for context, continuation in pairs:
+            self._plan(context, (anchor,) if anchor else (), full)
+            self._plan(context + continuation, (context, anchor) if anchor else (context,), full)
+        self.encode_strings(full)
+        self._encode_tails({tail for head, tail in self._joined.values() if tail not in self._tails})
+        self._verify()
+
+    def _plan(self, string: str, heads: tuple, full: set[str]) -> None:
+        if string in self._cache or string in self._joined or string in full:
+            return
+        head = next((h for h in heads if self.join and h and _safe_boundary(string, h)), None)
+        if head is None:
+            full.add(string)
+            return
+        self._joined[string] = (head, string[len(head):])
+        self._plan(head, heads[heads.index(head) + 1:], full)
+
+    def _verify(self) -> None:
+        """Check the first joined strings against full tokenisation; on a difference stop joining."""
+        if self._to_verify <= 0 or not self._joined:
+            return
+        sample = sorted(s for s in self._joined if s not in self._cache)[:self._to_verify]
+        composed = {s: self.ids(s) for s in sample}
+        self.encode_strings(sample)
+        self._to_verify -= len(sample)
+        if any(self._cache[s] != ids for s, ids in composed.items()):
+            self.join = False
+            pending = list(self._joined)
+            self._joined.clear()
+            self.encode_strings(pending)
+
+    def _encode_tails(self, tails) -> None:
+        texts = sorted(tails)
+        if texts:
+            self._tails.update(zip(texts, self.lm.tokenizer(texts, add_special_tokens=False)["input_ids"]))
 
     def encode_strings(self, strings) -> None:
         """HFLM.tok_encode for every new string, one tokenizer call per special-tokens setting."""
@@ -128,6 +227,53 @@ class PairEncoder:
         for kwargs, texts in groups.items():
             ids = self.lm.tokenizer(texts, **dict(kwargs))["input_ids"]
             self._cache.update(zip(texts, ids))
+
+
+# Whitespace every regex engine and Python agree on; a continuation starting with one of these after a
+# context ending in a non-space character is a split point of the GPT-2 pre-tokenizer (see below).
+_BOUNDARY_SPACE = frozenset(" \t\n\r")
+
+
+def _safe_boundary(string: str, head: str) -> bool:
+    """``string`` = ``head`` + a tail starting with whitespace, ``head`` ending in a non-space character."""
+    return (len(string) > len(head) and string.startswith(head) and string[len(head)] in _BOUNDARY_SPACE
+            and not head[-1].isspace())
+
+
+def joins_at_whitespace(tokenizer: Any) -> bool:
+    """True when ``tok(a + b) == tok(a) + tok(b, add_special_tokens=False)`` whenever ``a`` ends in a
+    non-space character and ``b`` starts with a space, tab or newline.
+
+    Proven for this shape only (anything else is tokenised in full): a fast tokenizer without normaliser,
+    BPE without dropout, and the byte-level pre-tokenizer with GPT-2's regex
+    (``'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+``) and no
+    prefix space. No alternative of that regex matches a non-space character followed by a space (a
+    space may only *begin* a match), and its only look-ahead follows whitespace, so the pieces of ``a + b``
+    are the pieces of ``a`` followed by those of ``b``; BPE merges only within a piece. Added tokens are
+    matched before pre-tokenisation: none may contain a non-space character followed by whitespace or
+    strip the whitespace after it (``rstrip``) or depend on its neighbours (``single_word``). Special
+    tokens may only be added in front (checked on a probe).
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if not getattr(tokenizer, "is_fast", False) or backend is None:
+        return False
+    try:
+        from tokenizers import models, pre_tokenizers
+    except ImportError:
+        return False
+    pre = backend.pre_tokenizer
+    if (backend.normalizer is not None or not isinstance(pre, pre_tokenizers.ByteLevel) or not pre.use_regex
+            or pre.add_prefix_space or not isinstance(backend.model, models.BPE) or backend.model.dropout):
+        return False
+    for token in getattr(tokenizer, "added_tokens_decoder", {}).values():
+        text = str(token)
+        if getattr(token, "rstrip", False) or getattr(token, "single_word", False) or any(
+                not a.isspace() and b in _BOUNDARY_SPACE for a, b in zip(text, text[1:])):
+            return False
+    probe = "a b"
+    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    special = tokenizer(probe)["input_ids"]
+    return special[len(special) - len(plain):] == plain
 
 
 def split_trailing_space(context: str, continuation: str) -> tuple[str, str]:
@@ -160,13 +306,27 @@ def order_for_model(docs: list[Doc], encoder: PairEncoder | None) -> list[Doc]:
     return sorted(docs, key=key)
 
 
+def order_for_generation(docs: list[Doc], encoder: PairEncoder | None) -> list[Doc]:
+    """Generation docs in the order ``HFLM.generate_until`` runs them (its ``Collator`` key: longest prompt
+    in tokens first, ties by the prompt), so each batch pads as little as in lm-eval's single call.
+
+    Without token ids (``encoder`` None) the prompt's character length stands in.
+    """
+    prompts = {id(d): d.instances[0].args[0] if d.instances else "" for d in docs}
+    if encoder is not None:
+        encoder.encode_strings(prompts.values())
+        return sorted(docs, key=lambda d: (-len(encoder.ids(prompts[id(d)])), prompts[id(d)]))
+    return sorted(docs, key=lambda d: (-len(prompts[id(d)]), prompts[id(d)]))
+
+
 def chunks(docs: list[Doc], size: int, encoder: PairEncoder | None):
     """``size`` docs at a time; with token ids, extended until the chunk holds whole model batches.
 
     lm-eval batches one request per group (context + continuation[:-1]; an MMLU question's four letters
     share one), so a chunk ends where its group count is a multiple of the batch size: duplicate questions
-    (one group, two docs) then shift no batch boundary against lm-eval's single global call. At most
-    ``2 * size`` docs, and without token ids or an integer batch size exactly ``size``.
+    (one group, two docs) then shift no batch boundary against lm-eval's single global call; a generation
+    doc is one request. At most ``2 * size`` docs, and without an encoder or an integer batch size exactly
+    ``size``.
     """
     batch = getattr(encoder.lm, "batch_size", None) if encoder is not None else None
     if not isinstance(batch, int) or batch < 1:
@@ -177,7 +337,10 @@ def chunks(docs: list[Doc], size: int, encoder: PairEncoder | None):
     groups: set = set()
     for d in docs:
         chunk.append(d)
-        groups.update(tuple(ctx + cont[:-1]) for _, ctx, cont in d.tokens or ())
+        if d.tokens:
+            groups.update(tuple(ctx + cont[:-1]) for _, ctx, cont in d.tokens)
+        else:  # a generation doc: one request of its own
+            groups.add(id(d))
         if len(chunk) >= 2 * size or (len(chunk) >= size and len(groups) % batch == 0):
             yield chunk
             chunk, groups = [], set()

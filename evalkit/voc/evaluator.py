@@ -31,13 +31,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, check_choice, validate_options
-from .base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 
 if TYPE_CHECKING:
-    from ..voc.dataset import VocData, VocExample
-    from ..voc.prompting import PromptPlan
+    from .dataset import VocData, VocExample
+    from .prompting import PromptPlan
 
 __all__ = ["VocOptions", "VocEvaluator"]
 
@@ -88,6 +88,7 @@ class VocOptions:
     parse_cutoff: float = 0.8
     batch_docs: int = 64
     limit: int | None = None
+    sample_seed: int | None = None  # with limit: that many test rows drawn with this seed, not the first ones
     n_resamples: int = 1000
     confidence: float = 0.95
     seed: int = 0
@@ -95,7 +96,7 @@ class VocOptions:
 
 
 def _check_options(opts: VocOptions, config: TaskConfig) -> VocOptions:
-    from ..voc.prompting import LABEL_OPTIONS
+    from .prompting import LABEL_OPTIONS
 
     check_choice(opts.mode, MODES, "mode", config)
     check_choice(opts.label_options, LABEL_OPTIONS, "label_options", config)
@@ -138,7 +139,7 @@ class VocEvaluator:
     # ----------------------------------------------------------------------------- inputs
     @cached_property
     def _spec(self):
-        from ..voc.dataset import DataSpec
+        from .dataset import DataSpec
 
         o, path = self.options, self.config.resolve_path
         return DataSpec(data=path(o.data), text_field=o.text_field, id_field=o.id_field, label_field=o.label_field,
@@ -149,13 +150,13 @@ class VocEvaluator:
 
     @cached_property
     def data(self) -> "VocData":
-        from ..voc.dataset import load_voc_data
+        from .dataset import load_voc_data
 
         for key in ("data", "train_data", "taxonomy"):
             path = getattr(self._spec, key)
             if path is not None and not path.exists():
                 raise UsageError(f"{self.config.source}: {key} file {path} does not exist; put it there or point the "
-                                 f"task at it with --set {self.config.name}.{key}=PATH.")
+                                 f"task at it with overrides='{self.config.name}.{key}=PATH'.")
         data = load_voc_data(self._spec)
         if self.options.num_fewshot and not data.train:
             raise UsageError(f"{self.config.source}: num_fewshot={self.options.num_fewshot} needs train rows; "
@@ -164,14 +165,17 @@ class VocEvaluator:
 
     @cached_property
     def template_text(self) -> str:
-        from ..voc.prompting import load_template_text
+        from .prompting import load_template_text
 
         return load_template_text(self.options.prompt_template, self.config.base_dir)
 
     @cached_property
     def examples(self) -> list["VocExample"]:
-        """The test examples evaluated, in file order (the first ``limit`` when set)."""
-        return self.data.test[: self.options.limit] if self.options.limit else list(self.data.test)
+        """The test examples evaluated, in file order (``limit`` of them when set: see ``evaluators.subset``)."""
+        from ..evaluators.subset import subset_positions
+
+        test = self.data.test
+        return [test[i] for i in subset_positions(len(test), self.options.limit, self.options.sample_seed)]
 
     def config_hash(self) -> str:
         from .._io import stable_hash
@@ -182,13 +186,15 @@ class VocEvaluator:
                  for key, p in (("data", spec.data), ("train_data", spec.train_data), ("taxonomy", spec.taxonomy))}
         # label_holes never changes an outcome (the data loads the same way or not at all): left out.
         options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in ("batch_docs", "label_holes")}
+        if options["sample_seed"] is None:  # unset: the key results stored before the option existed were under
+            del options["sample_seed"]
         # Paths are replaced by content hashes so moving a file does not invalidate stored results.
         for key in ("data", "train_data", "taxonomy", "prompt_template"):
             options.pop(key)
         return stable_hash({"options": options, "files": files, "template": self.template_text, "version": self.version})
 
     def check_ready(self) -> None:
-        from ..voc.prompting import PromptBuilder
+        from .prompting import PromptBuilder
 
         PromptBuilder(self.template_text, self.data.taxonomy)  # raises on template syntax errors
         if not self.examples:
@@ -215,7 +221,7 @@ class VocEvaluator:
         return [done[ex.sample_id] if ex.sample_id in done else new[ex.sample_id] for ex in self.examples]
 
     def _plan(self, lm: Any) -> "PromptPlan":
-        from ..voc.prompting import PromptBuilder, plan_prompts
+        from .prompting import PromptBuilder, plan_prompts
 
         o = self.options
         chat = getattr(lm, "evalkit_chat_template", None)  # --chat-template/--no-chat-template, when the loader sets it
@@ -236,7 +242,7 @@ class VocEvaluator:
         return inst
 
     def _run_batch(self, lm: Any, plan: "PromptPlan", batch: list["VocExample"]) -> list[SampleRecord]:
-        from ..voc.prompting import fewshot_examples
+        from .prompting import fewshot_examples
 
         o = self.options
         built = [plan.build(ex.text, fewshot_examples(self.data.train, ex.sample_id, o.num_fewshot, o.seed))
@@ -269,12 +275,12 @@ class VocEvaluator:
 
     @cached_property
     def _parser(self):
-        from ..voc.parsing import OutputParser
+        from .parsing import OutputParser
 
         return OutputParser(self.data.taxonomy, cutoff=self.options.parse_cutoff)
 
     def _constrained(self, lm: Any, batch: list["VocExample"], prompts: list[str]) -> list[tuple]:
-        from ..voc.constrained import constrained_predict
+        from .constrained import constrained_predict
 
         tax = self.data.taxonomy
         results = constrained_predict(
@@ -334,7 +340,7 @@ class VocEvaluator:
             "parse_rules": dict(sorted(Counter(e.get("parse_rule", "?") for e in extras).items())),
             "prompt_template": o.prompt_template or "default", "sep": tax.sep, "n_labels": len(tax.labels),
             "n_leaves": len(tax.leaves), "depth": tax.depth, "n_train": len(self.data.train), "seed": o.seed,
-            "limit": o.limit,
+            "limit": o.limit, "sample_seed": o.sample_seed,
         }
 
     @classmethod
