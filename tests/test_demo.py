@@ -204,7 +204,7 @@ def _metric(comparison: dict, task: str, metric: str, checkpoint: str) -> float:
 
 
 #: Seeds of the end-to-end demo test: 0 (the shipped recipe) by default; EVALKIT_DEMO_SEEDS=0,1,2 checks
-#: that the story does not hang on one seed (about 3 CPU-minutes each; bench/demo/README.md has figures).
+#: that the story does not hang on one seed (about 5.5 CPU-minutes each; bench/demo/README.md has figures).
 DEMO_SEEDS = [int(s) for s in __import__("os").environ.get("EVALKIT_DEMO_SEEDS", "0").split(",") if s.strip()]
 
 
@@ -226,7 +226,7 @@ def test_full_demo_tells_the_studys_story(tmp_path, store_path, seed, monkeypatc
     assert general["base"]["value"] >= 0.9 and general["base"]["n"] >= 300, general["base"]
     assert general["domain_only"]["delta"] <= -0.3 and general["domain_only"]["p_value"] < 0.05, general["domain_only"]
     assert abs(general["mixed_75_25"]["delta"]) <= 0.05 and general["mixed_75_25"]["p_value"] >= 0.05, general
-    assert domain["domain_only"] >= 0.85 and domain["mixed_75_25"] >= 0.9, domain  # seed 0: 0.899 and 0.951
+    assert domain["domain_only"] >= 0.9 and domain["mixed_75_25"] >= 0.9, domain  # the issue's bar; seed 0: 0.92, 0.91
     assert code == 0
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
     if seed == 0:
@@ -291,17 +291,29 @@ def test_readme_shows_the_table_of_the_recorded_demo_run():
 
 
 @pytest.mark.slow
-def test_fine_tunes_side_by_side_give_the_same_weights_as_one_after_the_other(tmp_path, monkeypatch):
-    """Two cores train the two fine-tunes in parallel processes; the weights must not depend on that."""
+def test_parallel_training_gives_the_same_weights_as_one_process(tmp_path, monkeypatch):
+    """Two cores train the base's two batch halves in two processes (gradients summed through shared memory)
+    and the two fine-tunes side by side; the weights must be those of one process doing it all, bit for bit."""
     import os
 
     from safetensors.torch import load_file
 
-    from evalkit.demo import checkpoints
+    from evalkit.demo import checkpoints, exchange
 
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two cores for the parallel path")
+    exchanges = []
+
+    class Counting(exchange.GradientExchange):
+        def sum_gradients(self, parameters, loss):
+            exchanges.append(self.rank)
+            return super().sum_gradients(parameters, loss)
+
+    monkeypatch.setattr(exchange, "GradientExchange", Counting)
     recipe = Recipe(shape=TINY_SHAPE, base=Schedule(steps=4, batch_size=8), tune=Schedule(steps=3, batch_size=8),
                     train_questions=100)
     parallel = checkpoints.ensure_checkpoints(tmp_path / "parallel", recipe=recipe, log=lambda _: None)
+    assert exchanges == [0] * 4  # the base's steps went through the exchange (this process is rank 0)
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     sequential = checkpoints.ensure_checkpoints(tmp_path / "sequential", recipe=recipe, log=lambda _: None)
     for name in ("base", "domain_only", "mixed_75_25"):

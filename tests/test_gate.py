@@ -579,6 +579,15 @@ def test_gate_below_its_minimum_detectable_effect_is_underpowered():
     assert not single_check(make_comparison([row]), "mmlu.acc", min=0.5).underpowered  # bounds are not tests
 
 
+def test_a_detected_violation_is_not_called_underpowered():
+    """A significant drop beyond the threshold fails; saying the test could not detect it would contradict that."""
+    row = metric_row("demo_general", "acc", "tuned", 0.45, 1.0, p_value=6e-40)
+    row.update(mde=0.116, n_paired=320)
+    check = single_check(make_comparison([row]), "demo_general.acc", max_drop=0.1, significance=0.05)
+    assert check.status == "fail" and not check.underpowered and check.mde == 0.116
+    assert "underpowered" not in check.message and "MDE" not in check.message
+
+
 def test_junit_and_verdict_json_carry_the_underpowered_warning(tmp_path):
     row = metric_row("mmlu", "acc", "tuned", 0.59, 0.60, p_value=0.5)
     row.update(mde=0.046, n_paired=861)

@@ -715,3 +715,25 @@ def test_ifeval_length_order_and_resume_score_like_lm_eval_doc_by_doc(shared_dat
     result = resumed.aggregate(records)
     for metric in names:
         assert result.metrics[metric] == out["results"][name][f"{metric},none"]
+
+
+def test_hub_dataset_offline_fails_at_once_and_says_the_hub_is_unreachable(tmp_path, monkeypatch):
+    """Any lm-eval task reading the hub: offline, loading fails in offline mode (no ~25 s of retries)."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    from evalkit.general import hub
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=2.0: False)
+    flags = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
+    (tmp_path / "hubbed.yaml").write_text(
+        "task: hubbed\ndataset_path: evalkit-tests/no-such-dataset\ntest_split: test\n"
+        "output_type: multiple_choice\ndoc_to_text: \"{{q}}\"\ndoc_to_choice: [\"a\", \"b\"]\ndoc_to_target: 0\n")
+    config = TaskConfig(name="hubbed", evaluator="lm_eval", source=str(tmp_path / "task.yaml"), base_dir=tmp_path,
+                        options={"lm_eval_task": "hubbed", "lm_eval_config": "hubbed.yaml"})
+    with pytest.raises(UsageError, match=r"could not load task 'hubbed' \(the Hugging Face hub is not reachable") as error:
+        LmEvalEvaluator(config)._load()
+    assert "offline" in str(error.value).lower()  # datasets ran in offline mode: no retries
+    assert (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE) == flags  # restored

@@ -13,14 +13,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["run_demo", "DEMO_TASKS", "DEMO_NOTES"]
+__all__ = ["run_demo", "DEMO_TASKS", "demo_notes"]
 
 DEMO_TASKS = "demo_voc,demo_general"
-DEMO_NOTES = {
-    "base": "trained from scratch on the embedded general set and unlabelled VOC comments (600 steps)",
-    "domain_only": "base fine-tuned on VOC train only (400 steps)",
-    "mixed_75_25": "base fine-tuned on 75% VOC / 25% general questions (400 steps)",
-}
+
+
+def demo_notes(recipe) -> dict[str, str]:
+    """What each checkpoint is, for the report's notes (steps from ``recipe``, the one trained)."""
+    base, tune = recipe.base.steps, recipe.tune.steps
+    return {"base": f"trained from scratch on the embedded general set and unlabelled VOC comments ({base} steps)",
+            "domain_only": f"base fine-tuned on VOC train only ({tune} steps)",
+            "mixed_75_25": f"base fine-tuned on 75% VOC / 25% general questions ({tune} steps)"}
+
+
 _EXPECTED = {"domain_only": "fail", "mixed_75_25": "pass"}
 
 
@@ -59,7 +64,7 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
         for name, path in paths.items():  # the public API, as a user would call it (docs/python-api.md)
             log(f"evaluating {name} ({path})")
             results.append(evalkit.evaluate(str(path), DEMO_TASKS, label=name, store=store_path, **options))
-    comparison = evalkit.compare(*results, baseline="base", notes=DEMO_NOTES)
+    comparison = evalkit.compare(*results, baseline="base", notes=demo_notes(recipe))
     click.echo(verdict_markdown(comparison.gate(policy)))
     for written in comparison.write(Path(out)):
         click.echo(f"wrote {written}")

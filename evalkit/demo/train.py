@@ -199,12 +199,15 @@ def _split_batch(batch_size: int, sizes: Sequence) -> list[int]:
 
 
 def train(model, sources: Sequence[tuple[dict, float]], schedule: Schedule, *, seed: int = 0,
-          desc: str = "training", position: int | None = None) -> list[float]:
+          desc: str = "training", position: int | None = None, parts: int = 1, exchange=None) -> list[float]:
     """Train ``model`` in place; return the loss of every step.
 
     ``sources`` are ``(encoded examples, weight)`` pairs (see :func:`encode_examples`); each batch
     takes ``batch_size * weight / sum(weights)`` examples from each source, so a 0.75/0.25 pair gives
-    a 75/25 mix in every batch.
+    a 75/25 mix in every batch. ``parts`` cuts every batch into that many micro-batches whose gradients
+    are summed (each loss divided by ``parts``). With an ``exchange`` (:class:`~evalkit.demo.exchange.GradientExchange`)
+    this process computes only micro-batch ``exchange.rank`` and the exchange sums the others' gradients in:
+    ``parts`` processes then train the same weights, bit for bit, as one process doing every part.
     """
     import torch
 
@@ -216,18 +219,31 @@ def train(model, sources: Sequence[tuple[dict, float]], schedule: Schedule, *, s
     optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, schedule))
     sizes = [(len(data["input_ids"]), weight) for data, weight in sources]
+    mine = [exchange.rank] if exchange is not None else range(parts)
     losses: list[float] = []
     model.train()
-    with bar(schedule.steps, desc, unit="step", leave=True, position=position) as progress:
+    if exchange is None or exchange.rank == 0:
+        progress = bar(schedule.steps, desc, unit="step", leave=True, position=position)
+    else:  # one bar per training, the first process's
+        from tqdm.auto import tqdm
+
+        progress = tqdm(disable=True)
+    with progress:
         for picks in _batch_order(sizes, schedule, seed):
-            batch = _collate([{k: v[idx] for k, v in data.items()} for (data, _), idx in zip(sources, picks)])
-            loss = model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            part_losses = []
+            for part in mine:
+                batch = _collate([{k: v[idx[part::parts]] for k, v in data.items()}
+                                  for (data, _), idx in zip(sources, picks)])
+                loss = model(**batch).loss / parts
+                loss.backward()
+                part_losses.append(float(loss.detach()))
+            if exchange is not None:
+                part_losses = exchange.sum_gradients(model.parameters(), part_losses[0])
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            losses.append(float(loss.detach()))
+            losses.append(math.fsum(part_losses) if parts > 1 else part_losses[0])
             progress.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
             progress.update(1)
     model.eval()

@@ -8,7 +8,8 @@ fails a checkpoint that is as good as the baseline with probability at most 0.05
 
 Power: a comparative gate whose threshold is below the row's minimum detectable effect (``mde``:
 the smallest true change a test at the comparison's level detects with power 0.8) is marked
-``underpowered``: its pass means little, because drops of its size are not detectable here.
+``underpowered``: its pass means little, because drops of its size are not detectable here. A gate that
+fails has detected its violation, so power does not qualify it (its ``mde`` is still recorded).
 """
 
 from __future__ import annotations
@@ -254,6 +255,8 @@ def _check_power(check: Check, row: dict) -> None:
             return
         mde = mde / abs(check.baseline_value)
     check.mde = mde
+    if check.status == "fail":  # a violation that was detected needs no power argument
+        return
     if check.threshold >= mde:
         check.message += f"; MDE {_fmt_amount(mde, relative)}"
     else:

@@ -7,12 +7,14 @@ half a minute before failing; evalkit asks once (a 2-second connection attempt, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
 from pathlib import Path
 
-__all__ = ["HUB_DATASETS", "hub_reachable", "hub_dataset_cached", "hub_data_problem", "task_data_problem"]
+__all__ = ["HUB_DATASETS", "hub_reachable", "hub_dataset_cached", "hub_data_problem", "task_data_problem",
+           "offline_unless_reachable"]
 
 #: evalkit's built-in lm-eval task kinds -> (hub dataset, what a local copy looks like).
 HUB_DATASETS = {
@@ -48,6 +50,30 @@ def hub_reachable(timeout: float = 2.0) -> bool:
     worker.start()
     worker.join(timeout)
     return bool(result and result[0])
+
+
+@contextlib.contextmanager
+def offline_unless_reachable():
+    """Within the block, ``datasets`` and ``huggingface_hub`` run offline when the hub is not reachable.
+
+    For any other lm-eval task (``arc_easy``...), whose dataset evalkit does not know in advance: offline,
+    ``datasets`` would retry the hub for ~25 s before failing; in offline mode it uses a local cache at
+    once or fails within a second. Both libraries read these flags when called, so setting them here
+    (and restoring them after) works after import. Nothing changes when the hub answers. Yields whether
+    offline mode was switched on here, so that errors can say the hub was not reachable.
+    """
+    if _offline_switch() or hub_reachable():
+        yield False
+        return
+    import datasets.config
+    import huggingface_hub.constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield True
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
 
 
 def hub_dataset_cached(repo: str) -> bool:

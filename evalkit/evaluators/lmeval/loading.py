@@ -76,12 +76,18 @@ def _full_index(name: str, include_path: str | None, source: str):
 def load_tasks(manager, name: str, *, num_fewshot: int | None, generation: dict | None, seed: int | None,
                error_hint: str, source: str) -> LoadedTasks:
     """Load ``name`` (a task or group) with ``manager`` and configure every leaf task."""
+    from ...general.hub import offline_unless_reachable
+
+    unreachable = False
     try:
-        loaded = manager.load([name])
+        with offline_unless_reachable() as unreachable:
+            loaded = manager.load([name])
     except UsageError:
         raise
     except Exception as exc:
-        raise UsageError(f"{source}: lm-eval could not load task {name!r} ({type(exc).__name__}: {exc}); "
+        why = (" (the Hugging Face hub is not reachable from here, so only datasets already in the local cache "
+               "load)") if unreachable else ""
+        raise UsageError(f"{source}: lm-eval could not load task {name!r}{why} ({type(exc).__name__}: {exc}); "
                          f"{error_hint}.") from exc
     out = LoadedTasks(name=name, tasks=dict(loaded["tasks"]), groups=dict(loaded.get("groups", {})))
     for task_name, task in out.tasks.items():
