@@ -76,7 +76,7 @@ def hflm(tiny_model_dir):
 
 
 def _lm_eval(mmlu_dir, **options):
-    from evalkit.evaluators.lm_eval_tasks import LmEvalEvaluator
+    from evalkit.general.evaluator import LmEvalEvaluator
     from evalkit.taskconfig import TaskConfig
 
     return LmEvalEvaluator(TaskConfig(name="mmlu", evaluator="lm_eval", source="tasks/test.yaml",

@@ -75,7 +75,7 @@ def test_constrained_predictions_equal_with_and_without_the_prefix_cache(tmp_pat
 
 def test_prompt_tokenised_once_per_sample_with_equal_predictions(tmp_path, chat_lm, monkeypatch):
     """Joining candidates' ids to the prompt's changes no id: predictions and log-probs are bit-equal."""
-    from evalkit.evaluators.lmeval import requests
+    from evalkit.general.lmeval import requests
 
     evaluator = get_evaluator("voc")(_task(tmp_path, n=12))
     evaluator.check_ready()

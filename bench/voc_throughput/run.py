@@ -62,7 +62,7 @@ VARIANTS = {"constrained": "constrained (shipped)", "full": "constrained, full t
 
 def constrained(lm, data: Path, args, variant: str) -> tuple[float, list]:
     """Constrained mode as shipped, with joining off ("full") or without the prefix cache ("old")."""
-    from evalkit.evaluators.lmeval import requests
+    from evalkit.general.lmeval import requests
     from evalkit.voc import constrained as module
 
     originals = module.PrefixScorer.supports, requests.joins_at_whitespace

@@ -1,7 +1,7 @@
 """Evaluators: the protocol and the one registry.
 
-The built-in evaluators: ``lm_eval`` (:mod:`.lm_eval_tasks`) and ``voc`` (:mod:`evalkit.voc.evaluator`,
-beside the VOC code).
+The built-in evaluators live beside their domain's code: ``lm_eval`` (:mod:`evalkit.general.evaluator`)
+and ``voc`` (:mod:`evalkit.voc.evaluator`).
 """
 
 from .base import (Evaluator, MetricSpec, declared_specs, evaluator_names, get_evaluator, metric_spec,

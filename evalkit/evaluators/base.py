@@ -150,7 +150,7 @@ class Evaluator(Protocol):
     # randomization, rows into the two checkpoints' records concatenated (docs/statistics.md).
 
 
-_BUILTIN_MODULES = ("evalkit.evaluators.lm_eval_tasks", "evalkit.voc.evaluator")
+_BUILTIN_MODULES = ("evalkit.general.evaluator", "evalkit.voc.evaluator")
 _REGISTRY: dict[str, type] = {}
 _entry_points_loaded = False
 

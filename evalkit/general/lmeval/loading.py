@@ -51,7 +51,7 @@ def index_tasks(name: str, custom: Path | None, source: str):
 
 def _fast_index(name: str):
     """Index only lm-eval's folder(s) whose name starts the task name (hellaswag, arc for arc_easy)."""
-    from ...general.overrides import lm_eval_tasks_dir
+    from ..overrides import lm_eval_tasks_dir
 
     root = lm_eval_tasks_dir()
     candidates = sorted((d for d in root.iterdir() if d.is_dir() and (name == d.name or name.startswith(d.name + "_"))),
@@ -76,7 +76,7 @@ def _full_index(name: str, include_path: str | None, source: str):
 def load_tasks(manager, name: str, *, num_fewshot: int | None, generation: dict | None, seed: int | None,
                error_hint: str, source: str) -> LoadedTasks:
     """Load ``name`` (a task or group) with ``manager`` and configure every leaf task."""
-    from ...general.hub import offline_unless_reachable
+    from ..hub import offline_unless_reachable
 
     unreachable = False
     try:

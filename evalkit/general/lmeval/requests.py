@@ -41,7 +41,7 @@ def doc_positions(task, limit, sample_seed: int | None) -> list[int] | None:
     None when lm-eval's own ``limit`` selects them (all docs, or the first ``limit``)."""
     from lm_eval.evaluator_utils import get_sample_size
 
-    from ..subset import subset_positions
+    from ...evaluators.subset import subset_positions
 
     size = get_sample_size(task, limit)
     if size is None or sample_seed is None or size >= len(task.eval_docs):

@@ -7,7 +7,7 @@ What evalkit adds: documents are sent to the model in chunks of ``batch_docs`` a
 per-sample records are saved before the next starts (a killed run resumes where it stopped); local
 data folders for MMLU and IFEval; a letter-answer MMLU variant; breakdowns per subject, category and
 instruction type. Loading, the per-kind differences and request scheduling live in
-:mod:`evalkit.evaluators.lmeval`; this class ties them to the evaluator protocol.
+:mod:`evalkit.general.lmeval`; this class ties them to the evaluator protocol.
 
 Task file keys (see ``evalkit/tasks/mmlu.yaml``)::
 
@@ -34,13 +34,13 @@ from typing import Any
 
 from .._io import hash_tree
 from ..errors import UsageError
+from ..evaluators.base import SaveBatch, register_evaluator
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, validate_options
-from ._lm_eval_specs import LM_EVAL_STATIC_SPECS, lm_eval_metric_specs
-from .base import SaveBatch, register_evaluator
 from .lmeval.kinds import TaskKind, instruction_breakdown, kind_for, mean
 from .lmeval.loading import LM_EVAL_SEEDS, LoadedTasks, load_tasks
 from .lmeval.requests import Doc, PairEncoder, answer, build_docs, chunks, order_for_generation, order_for_model
+from .lmeval.specs import LM_EVAL_STATIC_SPECS, lm_eval_metric_specs
 
 __all__ = ["LmEvalEvaluator", "LmEvalOptions", "instruction_breakdown"]
 
@@ -153,7 +153,7 @@ class LmEvalEvaluator:
         """Hash of options, data content, custom YAML content and the generated-template version."""
         if self._hash is None:
             from .._io import stable_hash
-            from ..general.overrides import GENERATOR_VERSION
+            from .overrides import GENERATOR_VERSION
 
             options = dataclasses.asdict(self.options)
             if options["sample_seed"] is None:  # unset: the key results stored before the option existed were under
@@ -176,13 +176,13 @@ class LmEvalEvaluator:
                              "(an lm-eval task YAML or folder).")
         self.kind.check_data(self.options.num_fewshot)
         if self.kind.data is None:  # offline, the hub would be retried for half a minute: say at once what to do
-            from ..general.hub import hub_data_problem
+            from .hub import hub_data_problem
 
             problem = hub_data_problem(self.config.name, self.kind.name)
             if problem:
                 raise UsageError(f"{self.config.source}: {problem}.")
         if self.kind.uses_ifeval:
-            from ..general.punkt import ensure_punkt_tab
+            from .punkt import ensure_punkt_tab
 
             ensure_punkt_tab()
         self._task_manager()  # unknown names fail here, with a did-you-mean
@@ -197,7 +197,7 @@ class LmEvalEvaluator:
     def _load(self) -> LoadedTasks:
         if self._loaded is None:
             if self.kind.uses_ifeval:
-                from ..general.punkt import ensure_punkt_tab
+                from .punkt import ensure_punkt_tab
 
                 ensure_punkt_tab()  # lm-eval's IFEval module would try a download at import otherwise
             self._loaded = self._load_tasks()

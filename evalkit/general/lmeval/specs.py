@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import BREAKDOWN_COUNT_FIELDS, MetricSpec, declared_specs
+from ...evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, declared_specs
 
 #: Per-sample means with 0/1 (or bounded) values, instruction-level pools, and the breakdowns the
 #: evaluator writes. Used for results stored before declarations were recorded.

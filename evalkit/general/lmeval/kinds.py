@@ -116,7 +116,7 @@ class MmluKind(TaskKind):
     def check_data(self, num_fewshot: int | None) -> None:
         if self.data is None:
             return
-        from ...general.mmlu_data import scan_mmlu_folder
+        from ..mmlu_data import scan_mmlu_folder
 
         folder = scan_mmlu_folder(self.data, source=f"{self.source}: key 'data'")
         if (num_fewshot or 0) > 0:
@@ -126,7 +126,7 @@ class MmluKind(TaskKind):
                                  f"in {self.data}; missing for {', '.join(missing[:5])}.")
 
     def task_manager(self, custom: Path | None):
-        from ...general import overrides
+        from .. import overrides
         from .loading import task_manager
 
         folder, _ = overrides.mmlu_override_dir(self.data, self.variant, source=f"{self.source}: key 'data'")
@@ -138,12 +138,12 @@ class MmluKind(TaskKind):
 
     @property
     def _prefix(self) -> str:
-        from ...general.overrides import MMLU_VARIANTS
+        from ..overrides import MMLU_VARIANTS
 
         return MMLU_VARIANTS[self.variant][1]
 
     def fill_record(self, record: "SampleRecord", d: "Doc", loaded: "LoadedTasks") -> None:
-        from ...general.overrides import mmlu_subjects
+        from ..overrides import mmlu_subjects
 
         subject = d.subtask[len(self._prefix):]
         record.group = subject
@@ -151,7 +151,7 @@ class MmluKind(TaskKind):
 
     def breakdowns(self, records: list["SampleRecord"], results: dict[str, dict], loaded: "LoadedTasks",
                    flat: FlatMetrics) -> dict[str, dict]:
-        from ...general.overrides import MMLU_CATEGORIES, MMLU_VARIANTS
+        from ..overrides import MMLU_CATEGORIES, MMLU_VARIANTS
 
         top, prefix, metric, _ = MMLU_VARIANTS[self.variant]
         subject, category = {}, {}
@@ -226,7 +226,7 @@ class IfevalKind(TaskKind):
                              "(Google's input_data.jsonl format).")
 
     def task_manager(self, custom: Path | None):
-        from ...general import overrides
+        from .. import overrides
         from .loading import task_manager
 
         folder = (overrides.ifeval_override_dir(self.data) if self.data is not None

@@ -1,0 +1,37 @@
+"""The throughput READMEs' tables are the recorded runs' tables (bench/general_overhead/runs/*.json)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench" / "general_overhead"
+
+
+def _table(*names: str) -> list[str]:
+    spec = importlib.util.spec_from_file_location("general_overhead_run", BENCH / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        module.from_json([str(BENCH / "runs" / name) for name in names])
+    return out.getvalue().strip().splitlines()
+
+
+@pytest.mark.parametrize("runs", [
+    ("mmlu_0shot_limits_5_20_100_full.json", "mmlu_0shot_full_2.json"),
+    ("mmlu_5shot_limits_5_20_100.json", "mmlu_5shot_full_1.json", "mmlu_5shot_full_2.json"),
+], ids=["0-shot", "5-shot"])
+def test_general_overhead_readme_tables_are_the_recorded_runs(runs):
+    readme = (BENCH / "README.md").read_text(encoding="utf-8").splitlines()
+    table = _table(*runs)
+    assert len(table) == 6  # header, rule, --limit 5, 20, 100, full
+    for row in table:
+        assert row in readme, f"bench/general_overhead/README.md is stale; paste `run.py --from-json` output: {row}"
+    for row in table[2:]:  # every size: evalkit's wall at or below lm-eval's (median of the pair ratios)
+        assert float(row.split("|")[6]) <= 1.0
