@@ -174,7 +174,10 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
 
     task_configs = api.with_limit(api.resolve(tasks, overrides), limit, sample_seed)
     checkpoint = api.as_checkpoint(spec, options=_load_options(kw))
-    folder = OutputFolder(out, option="--out").check("results.json", MANIFEST_NAME) if out else None  # before any model loads
+    # before any model loads; under torchrun only rank 0 writes, so only it checks (two ranks probing the same
+    # new folder at once would race: one creates and removes it while the other probes it)
+    checks_out = out and current_ranks().main
+    folder = OutputFolder(out, option="--out").check("results.json", MANIFEST_NAME) if checks_out else None
     with _quiet(ctx):
         result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes

@@ -84,7 +84,8 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
         raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")
     if sequential and policy_obj is None:
         raise UsageError("--sequential stops a task once its gates are decided, so it needs --policy FILE.")
-    _check_compare_outputs(out, list(specs), prior, policy_obj is not None)  # before any model loads
+    if current_ranks().main:  # before any model loads; under torchrun only rank 0 writes, so only it checks
+        _check_compare_outputs(out, list(specs), prior, policy_obj is not None)
     if sequential:
         comparison = _compare_sequential(specs, task_configs, policy_obj, baseline, baseline_results, store_path,
                                          sequential_seed, sequential_chunk, rerun, note_map, load_options)
