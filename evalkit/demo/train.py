@@ -243,7 +243,7 @@ def train(model, sources: Sequence[tuple[dict, float]], schedule: Schedule, *, s
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            losses.append(math.fsum(part_losses) if parts > 1 else part_losses[0])
+            losses.append(math.fsum(part_losses))  # the mean of the parts (each loss was divided by parts)
             progress.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
             progress.update(1)
     model.eval()
