@@ -37,7 +37,7 @@ def test_general_set_shape_and_balanced_answers():
 def test_test_option_sets_never_appear_in_training():
     facts = {f.fact_id: f for f in gs.build_facts()}
     test_sets = {q.fact_id: frozenset(q.options) for q in gs.test_questions()}
-    train = gs.train_questions(3000)
+    train = gs.train_questions(3000, country_weight=3)
     assert {q.fact_id for q in train} == set(test_sets)
     for q in train:
         assert q.options[q.label] == facts[q.fact_id].answer
@@ -58,6 +58,24 @@ def test_lm_eval_task_renders_exactly_the_trained_prompt():
 def test_train_questions_rejects_negative_count():
     with pytest.raises(ValueError, match="count must be >= 0"):
         gs.train_questions(-1)
+
+
+def test_country_facts_are_repeated_by_their_weight_in_questions_and_sentences():
+    from collections import Counter
+
+    def per_relation(fact_ids):
+        return Counter(fact_id.split("-")[0] for fact_id in fact_ids)
+
+    questions = per_relation(q.fact_id for q in gs.train_questions(20 * 480, country_weight=3))
+    assert questions == {"capital": 1200, "language": 1200, "export": 1200, "emblem": 1200, "category": 4800}
+    sentences = gs.fact_statements(country_weight=3)
+    assert len(sentences) == 480 and sentences.count("The capital of Velmora is Quenta.") == 3
+    assert gs.fact_statements() == sorted(set(sentences), key=sentences.index)  # weight 1: each fact once, same order
+    assert gs.train_questions(320 * 3) == gs.train_questions(320 * 3, country_weight=1)
+    with pytest.raises(ValueError, match="country_weight must be >= 1"):
+        gs.train_questions(10, country_weight=0)
+    with pytest.raises(ValueError, match="country_fact_weight must be >= 1"):
+        Recipe(country_fact_weight=0)
 
 
 # ------------------------------------------------------------------------------------ tokenizer
@@ -133,6 +151,53 @@ def test_short_training_decreases_loss_and_is_bit_deterministic(tokenizer):
     assert all((value == state_b[key]).all() for key, value in model_a.state_dict().items())
     losses_c, _ = _short_run(tokenizer, seed=1)
     assert losses_c != losses_a
+
+
+@pytest.mark.parametrize("loss_on", ["completion", "all"])
+def test_labelled_loss_equals_the_models_own_loss_and_gradients(tokenizer, loss_on):
+    """Logits only where there are labels: the same loss and gradients as the full forward, padding included."""
+    import torch
+
+    from evalkit.demo.train import build_model, encode_examples, labelled_loss
+
+    questions = gs.train_questions(6)
+    examples = [Example(gs.render_question(q), " " + q.options[q.label]) for q in questions]
+    examples.append(Example("", "The capital of Velmora is Quenta."))  # shorter: padded in the batch
+    batch = encode_examples(tokenizer, examples, loss_on)
+    assert (batch["attention_mask"] == 0).any()
+    model = build_model(tokenizer, TINY_SHAPE, seed=0)
+    gradients = []
+    for loss_fn in (lambda: model(**batch).loss, lambda: labelled_loss(model, batch)):
+        model.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        gradients.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (full, full_grads), (labelled, labelled_grads) = gradients
+    assert torch.allclose(full, labelled, rtol=1e-6, atol=0)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(full_grads, labelled_grads))
+
+
+def test_micro_batches_by_length_hold_every_row_once_and_add_up_to_the_batch_loss(tokenizer):
+    import torch
+
+    from evalkit.demo.train import _by_length, build_model, encode_examples, labelled_loss
+
+    questions = gs.train_questions(4)
+    examples = [Example(gs.render_question(q), " " + q.options[q.label]) for q in questions]
+    examples += [Example("", s) for s in gs.fact_statements()[:4]]  # short rows
+    batch = encode_examples(tokenizer, examples, "all")
+    parts = _by_length(batch, 2)
+    lengths = [p["attention_mask"].sum(dim=1) for p in parts]
+    assert sum(len(p["input_ids"]) for p in parts) == len(examples)
+    assert lengths[0].max() <= lengths[1].min()  # the short rows together, the long rows together
+    assert all(p["input_ids"].shape[1] == int(length.max()) for p, length in zip(parts, lengths))  # no padding column
+    assert parts[0]["input_ids"].shape[1] < batch["input_ids"].shape[1]
+    model = build_model(tokenizer, TINY_SHAPE, seed=0)
+    tokens = int((batch["labels"][:, 1:] != -100).sum())
+    with torch.no_grad():
+        whole = labelled_loss(model, batch)
+        summed = sum(labelled_loss(model, p, tokens=tokens) for p in parts)
+    assert torch.allclose(whole, summed, rtol=1e-6, atol=0)
 
 
 def test_training_shows_a_bar_with_steps_loss_and_eta(tokenizer, monkeypatch, capsys):

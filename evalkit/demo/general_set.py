@@ -19,8 +19,8 @@ import random
 from dataclasses import dataclass
 from itertools import combinations
 
-__all__ = ["Fact", "MCQuestion", "LETTERS", "SEED", "build_facts", "test_questions", "train_questions",
-           "fact_statements", "render_question", "question_rows", "test_file_text"]
+__all__ = ["Fact", "MCQuestion", "LETTERS", "SEED", "build_facts", "training_facts", "test_questions",
+           "train_questions", "fact_statements", "render_question", "question_rows", "test_file_text"]
 
 LETTERS = ("A", "B", "C", "D")
 #: The seed of the shipped data files; change it and the files must be regenerated.
@@ -139,11 +139,22 @@ def test_questions(seed: int = SEED) -> list[MCQuestion]:
     return [_make_question(f, _test_distractors(f, seed), p, rng) for f, p in zip(facts, positions)]
 
 
-def train_questions(count: int, seed: int = SEED, *, sample_seed: int = 0) -> list[MCQuestion]:
-    """``count`` training questions cycling over the facts, never with a fact's test distractor set."""
+def training_facts(seed: int = SEED, *, country_weight: int = 1) -> list[Fact]:
+    """The facts as training cycles over them: each country fact ``country_weight`` times in a row, each word once.
+
+    A country has four relations (capital, language, export, emblem) that a small model confuses with
+    each other, so its facts need more repetitions than the words' single category to be learnt as surely.
+    """
+    if country_weight < 1:
+        raise ValueError(f"country_weight must be >= 1, got {country_weight}")
+    return [f for f in build_facts(seed) for _ in range(1 if f.relation == "category" else country_weight)]
+
+
+def train_questions(count: int, seed: int = SEED, *, sample_seed: int = 0, country_weight: int = 1) -> list[MCQuestion]:
+    """``count`` training questions cycling over :func:`training_facts`, never with a fact's test distractor set."""
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
-    facts = build_facts(seed)
+    facts = training_facts(seed, country_weight=country_weight)
     allowed = {f.fact_id: [s for s in _distractor_sets(f) if set(s) != set(_test_distractors(f, seed))]
                for f in facts}
     rng = random.Random(f"train-{seed}-{sample_seed}")
@@ -154,9 +165,9 @@ def train_questions(count: int, seed: int = SEED, *, sample_seed: int = 0) -> li
     return questions
 
 
-def fact_statements(seed: int = SEED) -> list[str]:
-    """Plain sentences stating every fact (the "generic text" of the base model's training)."""
-    return [_STATEMENTS[f.relation].format(f.subject, f.answer) for f in build_facts(seed)]
+def fact_statements(seed: int = SEED, *, country_weight: int = 1) -> list[str]:
+    """Plain sentences stating the facts of :func:`training_facts` (the "generic text" of the base's training)."""
+    return [_STATEMENTS[f.relation].format(f.subject, f.answer) for f in training_facts(seed, country_weight=country_weight)]
 
 
 def render_question(question: MCQuestion) -> str:

@@ -1,12 +1,11 @@
-"""Tiny real training for the demo: a word-level tokenizer, a 0.6M-parameter Llama, a CPU training loop.
+"""Tiny real training for the demo: a word-level tokenizer, a 0.75M-parameter Llama, a CPU training loop.
 
 The recipe follows what was measured to show forgetting on a 2-core CPU in about three minutes
-(``shared/DESIGN-NOTES.md``): hidden 128, 2 layers, 4 heads, MLP 512, tied embeddings; AdamW with
-5% warm-up then linear decay to 10% of the peak learning rate (the decay is what makes the
-letter-answer skill appear reliably; a constant rate stayed at chance).
+(``shared/DESIGN-NOTES.md``, ``bench/demo/README.md``): hidden 128, 2 layers, 4 heads, MLP 512, tied
+embeddings; AdamW with 5% warm-up then linear decay to 10% of the peak learning rate.
 
 Examples are ``(prompt, completion)`` pairs. ``loss_on="completion"`` trains only on the completion
-tokens (the answer letter, the label path), ``"all"`` on every token (the base model's generic text).
+tokens (the answer's text, the label path), ``"all"`` on every token (the base model's generic text).
 Runs are bit-deterministic for a given seed and thread count: the data order comes from a seeded
 generator and ``torch.use_deterministic_algorithms`` is on while training.
 """
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["ModelShape", "Schedule", "Example", "TOKEN_PATTERN", "build_tokenizer", "build_model",
-           "encode_examples", "train", "lr_factor", "training_threads", "torch_threads", "save_checkpoint"]
+           "encode_examples", "train", "labelled_loss", "lr_factor", "training_threads", "torch_threads", "save_checkpoint"]
 
 #: Pieces of text the word-level tokenizer knows: a word or one punctuation mark, each with its
 #: leading space, or a newline. Decoding concatenates the pieces, so text round-trips exactly.
@@ -204,8 +203,10 @@ def train(model, sources: Sequence[tuple[dict, float]], schedule: Schedule, *, s
 
     ``sources`` are ``(encoded examples, weight)`` pairs (see :func:`encode_examples`); each batch
     takes ``batch_size * weight / sum(weights)`` examples from each source, so a 0.75/0.25 pair gives
-    a 75/25 mix in every batch. ``parts`` cuts every batch into that many micro-batches whose gradients
-    are summed (each loss divided by ``parts``). With an ``exchange`` (:class:`~evalkit.demo.exchange.GradientExchange`)
+    a 75/25 mix in every batch. ``parts`` cuts every batch into that many micro-batches of similar lengths
+    (less padding to compute) whose gradients are summed; each part's loss is its share of the batch's mean
+    over labelled tokens, so the parts add up to the loss of the whole batch. With an ``exchange``
+    (:class:`~evalkit.demo.exchange.GradientExchange`)
     this process computes only micro-batch ``exchange.rank`` and the exchange sums the others' gradients in:
     ``parts`` processes then train the same weights, bit for bit, as one process doing every part.
     """
@@ -232,10 +233,11 @@ def train(model, sources: Sequence[tuple[dict, float]], schedule: Schedule, *, s
         for picks in _batch_order(sizes, schedule, seed):
             optimizer.zero_grad(set_to_none=True)
             part_losses = []
+            batch = _collate([{k: v[idx] for k, v in data.items()} for (data, _), idx in zip(sources, picks)])
+            tokens = int((batch["labels"][:, 1:] != -100).sum())
+            micro_batches = _by_length(batch, parts)
             for part in mine:
-                batch = _collate([{k: v[idx[part::parts]] for k, v in data.items()}
-                                  for (data, _), idx in zip(sources, picks)])
-                loss = model(**batch).loss / parts
+                loss = labelled_loss(model, micro_batches[part], tokens=tokens)
                 loss.backward()
                 part_losses.append(float(loss.detach()))
             if exchange is not None:
@@ -243,11 +245,54 @@ def train(model, sources: Sequence[tuple[dict, float]], schedule: Schedule, *, s
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            losses.append(math.fsum(part_losses))  # the mean of the parts (each loss was divided by parts)
+            losses.append(math.fsum(part_losses))  # the batch's mean: each part's loss was divided by all its tokens
             progress.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
             progress.update(1)
     model.eval()
     return losses
+
+
+def labelled_loss(model, batch: dict[str, Any], tokens: int | None = None):
+    """The causal LM loss of ``model(**batch).loss``, with output logits computed only where there are labels.
+
+    A fine-tune's loss is on the label path, a quarter of the tokens; projecting every position onto the
+    vocabulary and discarding most of it cost a fifth of each step (bench/demo/README.md). The loss is the
+    mean over the labelled tokens, or with ``tokens`` their sum divided by ``tokens`` (the labelled tokens of
+    the whole batch this micro-batch is part of).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from evalkit.demo.train import build_tokenizer, build_model, encode_examples, labelled_loss
+    >>> tokenizer = build_tokenizer(["Question: why?", " Because."])
+    >>> model = build_model(tokenizer, ModelShape(hidden=16, layers=1, heads=2, mlp=32))
+    >>> batch = encode_examples(tokenizer, [Example("Question: why?", " Because.")])
+    >>> with torch.no_grad():
+    ...     bool(torch.isclose(labelled_loss(model, batch), model(**batch).loss))
+    True
+    """
+    import torch
+
+    hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    targets = batch["labels"][:, 1:]  # position t predicts token t + 1
+    keep = targets != -100
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep])
+    if tokens is None:
+        return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum") / tokens
+
+
+def _by_length(batch: dict[str, Any], parts: int) -> list[dict[str, Any]]:
+    """``batch`` cut into ``parts`` micro-batches of rows sorted by length, each trimmed to its longest row.
+
+    A batch is padded to its longest row; cutting the sorted rows into runs of similar length left 12%
+    instead of 21% of a fine-tune's tokens as padding (bench/demo/README.md).
+    """
+    import torch
+
+    lengths = batch["attention_mask"].sum(dim=1)
+    order = torch.sort(lengths, stable=True).indices
+    return [_collate([{key: value[rows] for key, value in batch.items()}]) for rows in order.tensor_split(parts)]
 
 
 def _collate(parts: list[dict]) -> dict[str, Any]:
