@@ -355,6 +355,22 @@ def test_readme_shows_the_table_of_the_recorded_demo_run():
         "then paste demo_table() between the README's demo-table markers")
 
 
+def test_a_training_worker_exits_when_its_parent_is_gone(tmp_path):
+    """A killed `evalkit demo` cannot clean up its workers; each one notices and stops by itself."""
+    import os
+    import subprocess
+    import sys
+
+    job = tmp_path / "job.pt"
+    os.mkfifo(job)  # opening it blocks until a writer comes: without the watch the worker would wait forever
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    env = {**os.environ, "EVALKIT_DEMO_PARENT": str(gone.pid), "PYTHONPATH": str(REPO)}
+    worker = subprocess.run([sys.executable, "-m", "evalkit.demo._worker", str(job)], env=env, timeout=120,
+                            capture_output=True)
+    assert worker.returncode == 1 and not (tmp_path / "job.pt.json").exists()
+
+
 @pytest.mark.slow
 def test_parallel_training_gives_the_same_weights_as_one_process(tmp_path, monkeypatch):
     """Two cores train the base's two batch halves in two processes (gradients summed through shared memory)

@@ -16,7 +16,28 @@ import sys
 from pathlib import Path
 
 
+def _exit_when_orphaned(parent: int, interval: float = 1.0) -> None:
+    """Stop this worker once its parent is gone (a ``kill`` skips the parent's clean-up of its workers).
+
+    Without it, killing ``evalkit demo`` left its workers training for minutes on cores nobody used.
+    """
+    import os
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="evalkit-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
+    import os
+
+    # the parent's pid as it started us: if it died before this line, getppid() is already another process
+    _exit_when_orphaned(int(os.environ.get("EVALKIT_DEMO_PARENT", os.getppid())))
     import torch
 
     job_path = Path(argv[0])

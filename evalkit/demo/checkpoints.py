@@ -253,7 +253,8 @@ def _workers(jobs: dict[str, dict], folder: Path):
 
     # the workers import this evalkit, even when it is not the installed one (a source checkout)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(evalkit.__file__).resolve().parents[1]),
-                                                                      os.environ.get("PYTHONPATH")]))}
+                                                                      os.environ.get("PYTHONPATH")])),
+           "EVALKIT_DEMO_PARENT": str(os.getpid())}  # a worker exits when this process is gone (_worker.py)
     running = _Running()
     try:
         for index, (name, job) in enumerate(jobs.items()):
