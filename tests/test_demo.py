@@ -269,7 +269,7 @@ def _metric(comparison: dict, task: str, metric: str, checkpoint: str) -> float:
 
 
 #: Seeds of the end-to-end demo test: 0 (the shipped recipe) by default; EVALKIT_DEMO_SEEDS=0,1,2 checks
-#: that the story does not hang on one seed (about 5.5 CPU-minutes each; bench/demo/README.md has figures).
+#: that the story does not hang on one seed (about 5 CPU-minutes each; bench/demo/README.md has figures).
 DEMO_SEEDS = [int(s) for s in __import__("os").environ.get("EVALKIT_DEMO_SEEDS", "0").split(",") if s.strip()]
 
 
@@ -291,7 +291,7 @@ def test_full_demo_tells_the_studys_story(tmp_path, store_path, seed, monkeypatc
     assert general["base"]["value"] >= 0.9 and general["base"]["n"] >= 300, general["base"]
     assert general["domain_only"]["delta"] <= -0.3 and general["domain_only"]["p_value"] < 0.05, general["domain_only"]
     assert abs(general["mixed_75_25"]["delta"]) <= 0.05 and general["mixed_75_25"]["p_value"] >= 0.05, general
-    assert domain["domain_only"] >= 0.9 and domain["mixed_75_25"] >= 0.9, domain  # the bar; seed 0: 0.92, 0.91
+    assert domain["domain_only"] >= 0.9 and domain["mixed_75_25"] >= 0.9, domain  # the bar; seed 0: 0.95, 0.96
     assert code == 0
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
     if seed == 0:
