@@ -29,7 +29,20 @@ def bar(total: int | None, desc: str, unit: str = "sample", *, leave: bool = Fal
         _silence_lm_eval_bars()
     forced = os.environ.get("EVALKIT_PROGRESS")
     disable = (forced == "0") if forced in ("0", "1") else not sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, disable=disable, dynamic_ncols=True, leave=leave, **kwargs)
+    if _terminal_width() == 0:  # a terminal of no size (`script` without one, some CI ttys): tqdm would print nothing
+        kwargs.setdefault("ncols", 100)
+        kwargs.setdefault("nrows", 24)
+    else:
+        kwargs.setdefault("dynamic_ncols", True)
+    return tqdm(total=total, desc=desc, unit=unit, disable=disable, leave=leave, **kwargs)
+
+
+def _terminal_width() -> int | None:
+    """Columns of the terminal on stderr: 0 for a terminal that reports no size, None for no terminal."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # not a terminal, or stderr replaced by an object without fileno
+        return None
 
 
 def _silent_tqdm_class():

@@ -54,3 +54,34 @@ def test_evalkit_bars_show_with_eta_when_forced(monkeypatch, capsys):
             progress.update(1)
     err = capsys.readouterr().err
     assert "demo_general" in err and "3/4" in err and "<00:" in err  # count and ETA
+
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs a POSIX pseudo-terminal")
+def test_bars_show_on_a_terminal_that_reports_no_size():
+    """`script` without a terminal of its own gives a pty of 0 x 0; tqdm then drew nothing at all."""
+    import os
+    import pty
+    import sys
+
+    code = ("import os, sys; assert os.get_terminal_size(2).columns == 0\n"
+            "from evalkit.progress import bar\n"
+            "with bar(4, 'demo_general', unit='doc', mininterval=0, leave=True) as b:\n"
+            "    [b.update(1) for _ in range(4)]\n")
+    pid, fd = pty.fork()  # a new pseudo-terminal: 0 columns, 0 rows
+    if pid == 0:
+        os.environ.pop("EVALKIT_PROGRESS", None)  # the default: bars on for a terminal
+        os.execv(sys.executable, [sys.executable, "-c", code])
+    output = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    text = output.decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "demo_general" in text and "4/4" in text, text
