@@ -92,7 +92,7 @@ def tokenizer(domain):
     from evalkit.demo.checkpoints import _general_examples, _vocabulary_texts
     from evalkit.demo.train import build_tokenizer
 
-    mcq, statements = _general_examples(Recipe(train_questions=400))
+    mcq, statements = _general_examples(Recipe(questions_per_fact=1))
     return build_tokenizer(_vocabulary_texts(mcq, statements, domain))
 
 
@@ -200,6 +200,15 @@ def test_micro_batches_by_length_hold_every_row_once_and_add_up_to_the_batch_los
     assert torch.allclose(whole, summed, rtol=1e-6, atol=0)
 
 
+def test_training_refuses_more_parts_than_rows_in_a_batch(tokenizer):
+    from evalkit.demo.train import build_model, encode_examples, train
+
+    data = encode_examples(tokenizer, [Example("", s) for s in gs.fact_statements()[:8]], "all")
+    model = build_model(tokenizer, TINY_SHAPE, seed=0)
+    with pytest.raises(ValueError, match="parts must be between 1 and the batch size 4, got 5"):
+        train(model, [(data, 1.0)], Schedule(steps=1, batch_size=4), parts=5)
+
+
 def test_training_shows_a_bar_with_steps_loss_and_eta(tokenizer, monkeypatch, capsys):
     monkeypatch.setenv("EVALKIT_PROGRESS", "1")
     _short_run(tokenizer, seed=0)
@@ -237,7 +246,7 @@ def test_checkpoints_are_built_once_then_loaded_from_the_cache(tmp_path, monkeyp
     from evalkit.demo import checkpoints
 
     recipe = Recipe(shape=TINY_SHAPE, base=Schedule(steps=3, batch_size=8), tune=Schedule(steps=2, batch_size=8),
-                    train_questions=100)
+                    questions_per_fact=1)
     paths = checkpoints.ensure_checkpoints(tmp_path, recipe=recipe, log=lambda _: None)
     assert list(paths) == ["base", "domain_only", "mixed_75_25"]
     for path in paths.values():
@@ -392,7 +401,7 @@ def test_parallel_training_gives_the_same_weights_as_one_process(tmp_path, monke
 
     monkeypatch.setattr(exchange, "GradientExchange", Counting)
     recipe = Recipe(shape=TINY_SHAPE, base=Schedule(steps=4, batch_size=8), tune=Schedule(steps=3, batch_size=8),
-                    train_questions=100)
+                    questions_per_fact=1)
     parallel = checkpoints.ensure_checkpoints(tmp_path / "parallel", recipe=recipe, log=lambda _: None)
     assert exchanges == [0] * 4  # the base's steps went through the exchange (this process is rank 0)
     monkeypatch.setattr(os, "cpu_count", lambda: 1)

@@ -59,7 +59,7 @@ class Recipe:
     # them) or "all" (every token, distractors included). With "all", seed 0 under AVX2 kernels instead of
     # AVX-512 stalled at 0.81 general accuracy; with "completion" it was at 1.00 by step 300 of 600.
     base_question_loss: str = "completion"
-    train_questions: int = 9600             # general MCQs generated for training (20 per fact, counting repeats)
+    questions_per_fact: int = 20            # general MCQs generated for training, per fact of training_facts()
     seed: int = 0
     # Each base step's batch in two halves whose gradients are summed: on two cores the halves train in two
     # processes (the base is the one phase nothing runs beside), on one core one after the other; the same
@@ -79,7 +79,7 @@ class Recipe:
                 raise ValueError(f"{name} must be strictly between 0 and 1, got {value}")
         if self.base_question_loss not in ("completion", "all"):
             raise ValueError(f"base_question_loss must be 'completion' or 'all', got {self.base_question_loss!r}")
-        for name in ("country_fact_weight", "base_parts", "tune_parts", "threads"):
+        for name in ("country_fact_weight", "questions_per_fact", "base_parts", "tune_parts", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -108,7 +108,8 @@ def default_cache_dir() -> Path:
 
 def _general_examples(recipe: Recipe) -> tuple[list[Example], list[str]]:
     weight = recipe.country_fact_weight
-    questions = general_set.train_questions(recipe.train_questions, sample_seed=recipe.seed, country_weight=weight)
+    count = recipe.questions_per_fact * len(general_set.training_facts(country_weight=weight))
+    questions = general_set.train_questions(count, sample_seed=recipe.seed, country_weight=weight)
     # The answer is the option's text, as demo_general scores it (the log-likelihood of each option).
     mcq = [Example(general_set.render_question(q), " " + q.options[q.label]) for q in questions]
     return mcq, general_set.fact_statements(country_weight=weight)

@@ -216,6 +216,8 @@ def train(model, sources: Sequence[tuple[dict, float]], schedule: Schedule, *, s
 
     if not sources:
         raise ValueError("sources must name at least one (encoded examples, weight) pair, got none")
+    if not 1 <= parts <= schedule.batch_size:
+        raise ValueError(f"parts must be between 1 and the batch size {schedule.batch_size}, got {parts}")
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, schedule))
