@@ -34,7 +34,7 @@ def test_two_processes_one_evaluation_and_a_shared_stop(tiny_chat_model_dir, tmp
     assert main["global_step"] == other["global_step"] == 2, "both processes stop at the failed step"
     assert main["stop_reason"].startswith("evalkit gate failed at step 2: impossible")
     assert other["stop_reason"] == main["stop_reason"]
-    assert main["logged_steps"] == [2]
+    assert main["logged_steps"] == [0, 2]  # the baseline at step 0, then the save
     with ResultStore(tmp_path / "store.sqlite") as store:
         stored = sorted((run["checkpoint"]["label"], run["task"]) for run in store.runs())
     assert stored == [("base", "mmlu"), ("base", "voc_sample"), ("run.step2", "mmlu"), ("run.step2", "voc_sample")]

@@ -10,11 +10,16 @@ Add it to any ``Trainer`` (TRL's ``SFTTrainer`` is one)::
 
 At each save (or every N steps) the model being trained is evaluated in memory on the tasks (the
 domain and the general axis) through :func:`evalkit.evaluate`; the results are stored keyed by run
-and step; each task's primary metric and its change against the baseline are logged through
-``Trainer.log`` (so they reach TensorBoard, W&B, ... like the loss); the comparison of every step so far
-against the baseline is written to ``out`` with its trajectory report; and when a ``policy`` gate fails
-for the latest step, training stops (``control.should_training_stop``) with the reason logged.
-The baseline (the model when training begins, unless a result or spec is given) is evaluated once.
+and step, and, at a save, under the saved folder's fingerprint too, so that a later
+``evalkit compare base run/checkpoint-*`` evaluates nothing again; the new step is compared with the
+baseline once (that comparison is kept, so a save costs the same at step 10 as at step 1000); each
+task's primary metric, its interval, its change against the baseline and the gate status are logged
+through ``Trainer.log`` under the Trainer's evaluation prefix (``eval/evalkit/...`` in TensorBoard and
+W&B), the baseline at step 0; the comparison of every step so far is written to ``out`` with its
+trajectory report every ``report_every`` evaluations and when training ends; and when a ``policy``
+gate fails for the latest step, training stops (``control.should_training_stop``), the report is
+written at once and says so. The baseline (the model when training begins, unless a result or spec is
+given) is evaluated once.
 
 Under a multi-process launch (``torchrun``, ``accelerate launch``) the main process evaluates, alone and
 without collective operations; its decision to stop is broadcast after each evaluation, so the others
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -69,6 +75,11 @@ class EvalkitCallback(TrainerCallback):
         The seed of that subset; None takes each task's first ``limit`` samples instead.
     out : path, optional
         Where the comparison and trajectory report go (default: ``OUTPUT_DIR/evalkit``).
+    report_every : int, default 10
+        Rewrite the report folder after every ``report_every``-th evaluation (and always when training
+        ends or a gate stops it). Each evaluation's own comparison with the baseline is computed once,
+        whatever this is; the report compares every step so far, so it costs more the longer the run:
+        rewriting it at every save made a save's cost grow with the number of saves before it.
     store : path or ResultStore, optional
         Result store (default: evalkit's default store).
     trainer : Trainer, optional
@@ -84,21 +95,29 @@ class EvalkitCallback(TrainerCallback):
     ----------
     results : list of EvalResult
         The baseline first, then one per evaluated step.
+    step_comparisons : dict of label to Comparison
+        Each evaluated step against the baseline (gated with ``policy``), computed once.
     comparison : Comparison or None
-        The latest comparison of every step against the baseline.
+        Every step so far against the baseline, as last written to ``out`` (after every
+        ``report_every``-th evaluation and at the end of training).
     stop_reason : str or None
         Why training was stopped, when a gate failed.
+    report_dir : Path or None
+        Where the report folder goes (known once training begins).
     """
 
     def __init__(self, tasks: Any, *, baseline: Any = None, policy: Any = None, every: str | int = "save",
                  limit: int | None = None, sample_seed: int | None = DEFAULT_SAMPLE_SEED,
-                 out: str | os.PathLike | None = None, store: Any = None,
+                 out: str | os.PathLike | None = None, report_every: int = 10, store: Any = None,
                  trainer: Any = None, verbose: bool = False, **options: Any):
         from .. import api
         from ..gate import as_policy
 
-        if every != "save" and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        if every != "save" and not _positive_int(every):
             raise UsageError(f"every must be 'save' or a positive number of steps, got {every!r}.", param="every")
+        if not _positive_int(report_every):
+            raise UsageError(f"report_every must be a positive number of evaluations, got {report_every!r}.",
+                             param="report_every")
         # bad task names, limits and seeds fail here, before training starts
         self.tasks = api.with_limit(api.resolve(tasks), limit, sample_seed)
         self.policy = as_policy(policy) if policy is not None else None
@@ -107,19 +126,27 @@ class EvalkitCallback(TrainerCallback):
 
             check_policy_fits_tasks(self.policy, self.tasks)
         self.every, self.out, self.store, self.trainer, self.verbose = every, out, store, trainer, verbose
+        self.report_every = report_every
         self.options = options
         api.load_options(**options)  # unknown options fail now too
-        build_evaluators(self.tasks)  # and bad task options or missing task data, as the CLI checks them
+        self._evaluators = build_evaluators(self.tasks)  # and bad task options or missing task data, as the CLI
         self._baseline_input = baseline
         self.results: list = []
+        self.step_comparisons: dict[str, Any] = {}
         self.comparison = None
         self.stop_reason: str | None = None
+        self.report_dir: Path | None = Path(out) if out is not None else None
+        self._stopped_at: dict[str, Any] | None = None
+        self._state = None  # the Trainer's state (its log history holds the training loss)
+        self._reported = 0  # how many results the report folder holds
         self._steps_done: set[int] = set()  # on every process, so all reach the stop broadcast equally often
 
     # ------------------------------------------------------------------------------ Trainer events
     def on_train_begin(self, args, state, control, **kwargs):
         _refuse_sharded_models(args)
         self.trainer = self.trainer or _calling_trainer()
+        self.report_dir = self.report_dir or Path(args.output_dir) / "evalkit"
+        self._state = state
         if self.trainer is None:
             log.warning("evalkit: the Trainer was not found; metrics go to trainer_state.json's log history only. "
                         "Pass EvalkitCallback(..., trainer=trainer) to log them to TensorBoard/W&B as well.")
@@ -128,6 +155,7 @@ class EvalkitCallback(TrainerCallback):
                         "use every=N steps.")
         if not self.results and state.is_world_process_zero:
             self.results.append(self._baseline(args, state, kwargs))
+            self._log(state, _baseline_metrics(self.results[0]), step=0)
 
     def on_save(self, args, state, control, **kwargs):
         if self.every == "save":
@@ -137,6 +165,11 @@ class EvalkitCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.every != "save" and state.global_step % self.every == 0:
             self._evaluate_step(args, state, control, kwargs)
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and len(self.results) > max(self._reported, 1):
+            self._write_report()
         return control
 
     # ------------------------------------------------------------------------------ the work
@@ -183,53 +216,151 @@ class EvalkitCallback(TrainerCallback):
             result = self._evaluate_model(kwargs["model"], kwargs.get("processing_class") or kwargs.get("tokenizer"),
                                           label=f"{run}.step{step}", run=run, step=step)
             self.results.append(result)
-            self._compare_and_report(args, result)
-            self._log(state, result)
+            self._compare_step(result)
+            self._log(state, self.metrics_for(result.checkpoint.label), step=step)
             self._check_gates(result)
+            self._record_saved_folder(args, state, result)
+            if self.stop_reason or (len(self.results) - 2) % self.report_every == 0:  # the 1st, then every Nth
+                self._write_report()
         self.stop_reason = _from_main_process(self.stop_reason)
         if self.stop_reason:
             control.should_training_stop = True
 
-    def _compare_and_report(self, args, result) -> None:
+    def _compare_step(self, result) -> None:
+        """The new step against the baseline, once: the cost of a save does not grow with the saves before it."""
+        from .. import api
+
+        comparison = api.compare(self.results[0], result, baseline=self.results[0].checkpoint.label)
+        if self.policy is not None:
+            comparison.gate(self.policy)
+        self.step_comparisons[result.checkpoint.label] = comparison
+
+    def _write_report(self) -> None:
+        """Every step so far against the baseline, gated, written to the report folder."""
         from .. import api
 
         self.comparison = api.compare(*self.results, baseline=self.results[0].checkpoint.label)
         if self.policy is not None:
             self.comparison.gate(self.policy)
-        self.comparison.write(Path(self.out) if self.out else Path(args.output_dir) / "evalkit")
+        training = {"loss": _training_loss(self._state)}
+        if self._stopped_at is not None:
+            training["stopped"] = dict(self._stopped_at)
+        self.comparison.data["training"] = training
+        self.comparison.write(self.report_dir)
+        self._reported = len(self.results)
 
     def metrics_for(self, label: str) -> dict[str, float]:
-        """``{"evalkit/TASK.METRIC": value, "evalkit/TASK.METRIC_delta": change}`` of each task's primary metric."""
-        logged: dict[str, float] = {}
-        for task in self.comparison.tasks:
-            try:
-                row = self.comparison.metric(task, checkpoint=label)
-            except KeyError:
-                continue
-            name = f"evalkit/{task}.{row['metric']}"
-            if isinstance(row.get("value"), (int, float)):
-                logged[name] = float(row["value"])
-            if isinstance(row.get("delta"), (int, float)):
-                logged[f"{name}_delta"] = float(row["delta"])
+        """What is logged for the step ``label``, under the Trainer's evaluation prefix (``eval/`` in TensorBoard
+        and W&B): each task's primary metric ``eval_evalkit/TASK.METRIC`` with its interval (``_ci_low``,
+        ``_ci_high``) and its change against the baseline with that change's interval (``_delta``,
+        ``_delta_ci_low``, ``_delta_ci_high``); with a policy, ``eval_evalkit/gate_passed`` (1 or 0) and
+        ``eval_evalkit/gate_failures`` (the number of failed checks)."""
+        comparison = self.step_comparisons.get(label)
+        if comparison is None:
+            return {}
+        logged = _metric_scalars(comparison, label)
+        if comparison.verdict is not None:
+            failures = [c for c in comparison.verdict.failures if c.checkpoint == label]
+            logged[f"{_PREFIX}/gate_passed"] = 0.0 if failures else 1.0
+            logged[f"{_PREFIX}/gate_failures"] = float(len(failures))
         return logged
 
-    def _log(self, state, result) -> None:
-        metrics = self.metrics_for(result.checkpoint.label)
-        if self.trainer is not None:
+    def _log(self, state, metrics: dict[str, float], *, step: int) -> None:
+        if not metrics:
+            return
+        if self.trainer is not None and step == state.global_step:
             self.trainer.log(dict(metrics))
-        else:
-            state.log_history.append({**metrics, "step": state.global_step})
+        else:  # the baseline when no trainer is found, or logged before the Trainer's own step counter moved
+            state.log_history.append({**metrics, "step": step})
 
     def _check_gates(self, result) -> None:
         """Set ``stop_reason`` when a gate fails for ``result``'s step."""
-        verdict = self.comparison.verdict
-        if verdict is None:
-            return
-        failed = [c for c in verdict.failures if c.checkpoint == result.checkpoint.label]
+        label = result.checkpoint.label
+        verdict = self.step_comparisons[label].verdict
+        failed = [c for c in verdict.failures if c.checkpoint == label] if verdict is not None else []
         if failed:
             self.stop_reason = (f"evalkit gate failed at step {result.checkpoint.step}: "
                                 + "; ".join(f"{c.gate}: {c.message}" for c in failed))
-            log.warning("%s; stopping training (report: %s).", self.stop_reason, self.out or "OUTPUT_DIR/evalkit")
+            self._stopped_at = {"checkpoint": label, "step": result.checkpoint.step,
+                                "gates": [c.gate for c in failed], "reason": self.stop_reason}
+            log.warning("%s; stopping training (report: %s).", self.stop_reason, self.report_dir)
+
+    def _record_saved_folder(self, args, state, result) -> None:
+        """At a save, store the step's results under the saved folder's fingerprint too, and write the step's
+        logged metrics into that folder's ``trainer_state.json`` (the Trainer wrote it before this callback
+        ran). Called after the Trainer saved the weights this step evaluated, so they are the same weights:
+        a later ``evalkit compare run/checkpoint-N`` finds its results in the store instead of evaluating."""
+        from ..checkpoints.spec import hf_dir_problems
+
+        folder = Path(args.output_dir) / f"checkpoint-{int(state.global_step)}"
+        if not folder.is_dir() or (hf_dir_problems(folder) and not (folder / "adapter_config.json").is_file()):
+            return  # no save at this step (every=N), or a folder evalkit could not load anyway
+        if (folder / "trainer_state.json").is_file():
+            state.save_to_json(str(folder / "trainer_state.json"))
+        try:
+            _store_under_folder(result, folder, self.tasks, self._evaluators, self.store, self.options)
+        except UsageError as exc:  # the folder is incomplete for evalkit (e.g. no tokenizer saved): compare later
+            log.debug("evalkit: results not stored for %s: %s", folder, exc)
+
+
+_PREFIX = "eval_evalkit"  # the Trainer's integrations map "eval_" to "eval/" (TensorBoard, W&B)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _metric_scalars(comparison: Any, label: str) -> dict[str, float]:
+    """Each task's primary metric of ``label`` in ``comparison``, with its interval, change and the change's interval."""
+    logged: dict[str, float] = {}
+    fields = (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"), ("delta", "_delta"),
+              ("delta_ci_low", "_delta_ci_low"), ("delta_ci_high", "_delta_ci_high"))
+    for task in comparison.tasks:
+        try:
+            row = comparison.metric(task, checkpoint=label)
+        except KeyError:
+            continue
+        name = f"{_PREFIX}/{task}.{row['metric']}"
+        for field, suffix in fields:
+            value = row.get(field)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                logged[name + suffix] = float(value)
+    return logged
+
+
+def _training_loss(state: Any) -> list[list[float]]:
+    """``[[step, loss], ...]`` from the Trainer's log history (the trajectory report draws it beside the metrics)."""
+    history = getattr(state, "log_history", None) or []
+    return [[int(e["step"]), float(e["loss"])] for e in history
+            if isinstance(e.get("loss"), (int, float)) and isinstance(e.get("step"), int) and math.isfinite(e["loss"])]
+
+
+def _baseline_metrics(result: Any) -> dict[str, float]:
+    """The baseline's primary metrics with their intervals, as every comparison shows them: the step-0 point
+    of every logged curve."""
+    from .._compare import build_comparison
+    from ..comparison import Comparison
+
+    return _metric_scalars(Comparison(build_comparison([result])), result.checkpoint.label)
+
+
+def _store_under_folder(result: Any, folder: Path, tasks: list, evaluators: list, store: Any,
+                        options: dict[str, Any]) -> None:
+    """Copy ``result``'s runs to the keys the saved ``folder`` has (its file fingerprint, same tasks and
+    load options), unless the store has them already."""
+    from .. import api
+    from ..checkpoints import Checkpoint
+    from ..run import run_keys
+
+    saved = Checkpoint.from_string(str(folder), api.load_options(**options))
+    with api.open_store(store) as opened:
+        for task, key in zip(tasks, run_keys(saved, tasks, evaluators)):
+            task_result = result.tasks[task.name]
+            if opened.completed_result(key) is not None:
+                continue
+            opened.start_run(key, saved.info.to_dict())
+            opened.add_samples(key, list(task_result.samples))
+            opened.finish_run(key, task_result)
 
 
 def _refuse_sharded_models(args) -> None:

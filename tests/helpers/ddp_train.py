@@ -36,7 +36,7 @@ def main(model_dir: str, mmlu_dir: str, out: str) -> None:
     trainer.train()
     seen = {"world_size": args.world_size, "global_step": trainer.state.global_step,
             "results": [r.checkpoint.label for r in callback.results], "stop_reason": callback.stop_reason,
-            "logged_steps": [e["step"] for e in trainer.state.log_history if "evalkit/mmlu.acc" in e]}
+            "logged_steps": [e["step"] for e in trainer.state.log_history if "eval_evalkit/mmlu.acc" in e]}
     (out_dir / f"rank{os.environ['RANK']}.json").write_text(json.dumps(seen))
 
 
