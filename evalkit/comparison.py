@@ -97,6 +97,13 @@ class Comparison:
 
         return trajectory(self.data)
 
+    def recommendation(self) -> dict[str, Any] | None:
+        """The checkpoint to ship among training saves (``label``, ``run``, ``step``, the ``rule`` that chose it,
+        or ``label`` None with a ``reason``); None when the checkpoints form no training trajectory. The rule:
+        :data:`evalkit.report.trajectory.RECOMMENDATION_RULE`."""
+        context = self.trajectory()
+        return None if context is None else dict(context["recommended"])
+
     def __repr__(self) -> str:
         gated = f", verdict={self.verdict.status!r}" if self.verdict is not None else ""
         return f"<Comparison baseline={self.baseline!r} checkpoints={self.labels} tasks={self.tasks}{gated}>"

@@ -223,3 +223,28 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def make_sweep(runs=("domain_only", "mix75", "mix90"), saves: int = 13, *, n_mmlu: int = 60, n_ifeval: int = 30,
+               n_voc: int = 60) -> list[EvalResult]:
+    """The base and ``saves`` Trainer saves of each run (steps 50, 100, ...): the domain rises along every run
+    and the general axis falls along the first run only, as in a domain-only vs mixed sweep (deterministic)."""
+    ends = {runs[0]: PROFILES["tuned"]}
+    ends.update({run: PROFILES["mix"] for run in runs[1:]})
+    labels, places = ["base"], {}
+    for run in runs:
+        for index in range(1, saves + 1):
+            label = f"{run}.step{50 * index}"
+            fraction = index / saves
+            PROFILES[label] = {key: PROFILES["base"][key] + fraction * (ends[run][key] - PROFILES["base"][key])
+                               for key in PROFILES["base"]}
+            labels.append(label)
+            places[label] = (run, 50 * index)
+    try:
+        results = make_results(tuple(labels), n_mmlu=n_mmlu, n_ifeval=n_ifeval, n_voc=n_voc)
+    finally:
+        for label in labels[1:]:
+            del PROFILES[label]
+    for result in results:
+        result.checkpoint.run, result.checkpoint.step = places.get(result.checkpoint.label, (None, None))
+    return results

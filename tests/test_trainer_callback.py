@@ -71,9 +71,9 @@ def test_callback_evaluates_each_save_logs_stores_and_reports(tiny_chat_model_di
     with ResultStore(store) as opened:
         stored = {(run["checkpoint"]["run"], run["checkpoint"]["step"]) for run in opened.runs()}
     assert {("run-a", 2), ("run-a", 4), ("run-a", 0)} <= stored
-    logged = [entry for entry in trainer.state.log_history if "evalkit/mmlu.acc" in entry]
-    assert [entry["step"] for entry in logged] == [2, 4]
-    assert "evalkit/voc_sample.leaf_macro_f1_delta" in logged[0] and "loss" in trainer.state.log_history[0]
+    logged = [entry for entry in trainer.state.log_history if "eval_evalkit/mmlu.acc" in entry]
+    assert [entry["step"] for entry in logged] == [0, 2, 4]  # the baseline is the step-0 point
+    assert "eval_evalkit/voc_sample.leaf_macro_f1_delta" in logged[1] and "loss" in trainer.state.log_history[1]
     comparison = json.loads((tmp_path / "report" / "comparison.json").read_text())
     assert [(c["label"], c["run"], c["step"]) for c in comparison["checkpoints"]] == [
         ("base", "run-a", 0), ("run-a.step2", "run-a", 2), ("run-a.step4", "run-a", 4)]
@@ -135,7 +135,7 @@ def test_works_with_trl_sft_trainer(tiny_chat_model_dir, tmp_path, task_configs)
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[callback])
     trainer.train()
     assert [r.checkpoint.label for r in callback.results] == ["base", "sft-run.step2"]
-    assert [e["step"] for e in trainer.state.log_history if "evalkit/mmlu.acc" in e] == [2]
+    assert [e["step"] for e in trainer.state.log_history if "eval_evalkit/mmlu.acc" in e] == [0, 2]
 
 
 def test_a_sharded_model_is_refused_when_training_begins(task_configs):
@@ -148,3 +148,105 @@ def test_a_sharded_model_is_refused_when_training_begins(task_configs):
     callback = EvalkitCallback(task_configs)
     with pytest.raises(UsageError, match="with FSDP or DeepSpeed ZeRO-3 the weights are sharded"):
         callback.on_train_begin(SimpleNamespace(fsdp="full_shard"), SimpleNamespace(is_world_process_zero=True), None)
+
+
+# ------------------------------------------------------------------------------ a long run (issue 30)
+
+def _train_long(model_dir, tmp_path, callback, *, max_steps, run="run-long"):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    args = TrainingArguments(output_dir=str(tmp_path / run), max_steps=max_steps, save_steps=1,
+                             per_device_train_batch_size=4, learning_rate=5e-3, logging_steps=1, report_to=[],
+                             disable_tqdm=True, use_cpu=True, save_only_model=True, seed=0)
+    trainer = Trainer(model=model, args=args, train_dataset=_dataset(tokenizer), processing_class=tokenizer,
+                      callbacks=[callback])
+    trainer.train()
+    return trainer
+
+
+def test_each_save_costs_the_same_and_compare_reuses_the_callbacks_results(tiny_chat_model_dir, tmp_path,
+                                                                           task_configs, monkeypatch):
+    """Eleven saves: each compares only its own step with the baseline (one pair, whatever came before); the
+    report is rewritten at the 1st, 6th and 11th save and not again at the end; the logged scalars follow the
+    Trainer's eval prefix with the baseline at step 0; every save's trainer_state.json holds its own
+    evaluation; and a later compare of the saved folders evaluates nothing."""
+    from evalkit import api
+    from evalkit.comparison import Comparison
+    from evalkit.integrations.transformers import EvalkitCallback
+
+    compared, written = [], []
+    real_compare, real_write = api.compare, Comparison.write
+    monkeypatch.setattr(api, "compare", lambda *r, **k: compared.append(len(r)) or real_compare(*r, **k))
+    monkeypatch.setattr(Comparison, "write", lambda self, out: written.append(len(self.labels)) or real_write(self, out))
+    policy = {"gates": [{"metric": "mmlu.acc", "max_drop": 1.0}]}  # never fails: logged, never stops
+    store = tmp_path / "store.sqlite"
+    callback = EvalkitCallback(task_configs, limit=4, policy=policy, report_every=5, out=tmp_path / "report",
+                               store=store, batch_size=4)
+    trainer = _train_long(tiny_chat_model_dir, tmp_path, callback, max_steps=11)
+
+    # one pairwise comparison per save; every step so far only for the report, after the 1st, 6th and 11th
+    assert compared == [2, 2] + [2] * 4 + [2, 7] + [2] * 4 + [2, 12], compared
+    assert written == [2, 7, 12], written  # nothing left to write when training ends
+    assert callback.comparison.labels[-1] == "run-long.step11"
+
+    logged = [e for e in trainer.state.log_history if "eval_evalkit/mmlu.acc" in e]
+    assert [e["step"] for e in logged] == list(range(12))
+    for name in ("eval_evalkit/mmlu.acc_ci_low", "eval_evalkit/mmlu.acc_ci_high", "eval_evalkit/voc_sample.leaf_macro_f1"):
+        assert all(name in e for e in logged), name
+    assert all(e["eval_evalkit/mmlu.acc_ci_low"] <= e["eval_evalkit/mmlu.acc"] <= e["eval_evalkit/mmlu.acc_ci_high"]
+               for e in logged)
+    steps = logged[1:]
+    assert all(e["eval_evalkit/gate_passed"] == 1.0 and e["eval_evalkit/gate_failures"] == 0.0 for e in steps)
+    assert all("eval_evalkit/mmlu.acc_delta" in e and "eval_evalkit/mmlu.acc_delta_ci_low" in e for e in steps)
+    for step in (1, 11):  # each saved trainer_state.json holds the evaluation of its own step
+        state = json.loads((tmp_path / "run-long" / f"checkpoint-{step}" / "trainer_state.json").read_text())
+        assert [e["step"] for e in state["log_history"] if "eval_evalkit/mmlu.acc" in e][-1] == step
+
+    # evalkit compare of the saved folders: answered from the store the callback filled, no model loaded
+    from evalkit.checkpoints import kinds as loaders
+    from tests.helpers.cli import run_cli
+
+    monkeypatch.setattr(loaders, "load_lm", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
+    folders = [str(tmp_path / "run-long" / f"checkpoint-{step}") for step in (1, 6, 11)]
+    overrides = ["--set", "voc_sample.max_gen_toks=8", "--set", "voc_sample.n_resamples=50",
+                 "--set", f"mmlu.data={task_configs[1].options['data']}"]
+    code, out, err = run_cli(["--store", str(store), "compare", *folders, "--tasks", "voc_sample,mmlu",
+                              "--limit", "4", "--batch-size", "4", "--out", str(tmp_path / "again"), *overrides])
+    assert code == 0, err
+    again = json.loads((tmp_path / "again" / "comparison.json").read_text())
+    assert [c["label"] for c in again["checkpoints"]] == ["run-long.step1", "run-long.step6", "run-long.step11"]
+    assert all(t["answered_from_store"] for c in again["checkpoints"] for t in c["timing"].values())
+    for step in (6, 11):
+        label = f"run-long.step{step}"
+        for task, metric in (("mmlu", "acc"), ("voc_sample", "leaf_macro_f1")):
+            mine = callback.comparison.metric(task, metric, checkpoint=label)
+            theirs = next(r for r in again["metrics"] if (r["checkpoint"], r["task"], r["metric"]) == (label, task, metric))
+            assert theirs["value"] == mine["value"]
+
+
+def test_a_gate_stop_is_recorded_in_the_report_with_the_real_path(tiny_chat_model_dir, tmp_path, task_configs,
+                                                                   caplog):
+    from evalkit.integrations.transformers import EvalkitCallback
+
+    policy = {"gates": [{"metric": "mmlu.acc", "min": 1.01, "name": "perfect general knowledge"}]}
+    callback = EvalkitCallback(task_configs, policy=policy, limit=4, store=tmp_path / "store.sqlite", batch_size=4)
+    trainer = _train_long(tiny_chat_model_dir, tmp_path, callback, max_steps=5, run="stopped")
+    report = tmp_path / "stopped" / "evalkit"
+    assert trainer.state.global_step == 1 and callback.report_dir == report
+    assert str(report) in caplog.text and "OUTPUT_DIR" not in caplog.text
+    comparison = json.loads((report / "comparison.json").read_text())
+    assert comparison["training"]["stopped"]["step"] == 1
+    assert comparison["training"]["stopped"]["gates"] == ["perfect general knowledge"]
+    html = (report / "report.html").read_text()
+    assert "Training stopped" in html and "perfect general knowledge" in html
+
+
+def test_report_every_must_be_a_positive_count():
+    from evalkit.errors import UsageError
+    from evalkit.integrations.transformers import EvalkitCallback
+
+    for bad in (0, -1, 1.5, True, "10"):
+        with pytest.raises(UsageError, match="report_every must be a positive number"):
+            EvalkitCallback(["voc_sample"], report_every=bad)

@@ -1,5 +1,5 @@
 """Trajectory and sweep reports: checkpoints ordered by step per run, learning/forgetting charts with
-intervals, the frontier across runs and its Pareto-optimal checkpoints."""
+intervals, the noise-aware frontier across runs, the recommended checkpoint, signal and noise per task."""
 
 from __future__ import annotations
 
@@ -43,20 +43,30 @@ def test_one_run_is_ordered_by_step_with_intervals(results, tmp_path):
     assert context["baseline"]["label"] == "base"
 
 
-def test_sweep_names_the_pareto_optimal_checkpoints_in_both_reports(results, tmp_path):
+def test_sweep_names_the_frontier_beyond_noise_and_a_recommendation_in_both_reports(results, tmp_path):
+    """The frontier counts a checkpoint dominated only when another beats it with non-overlapping intervals
+    on one axis and is not beaten so on the other; the baseline is a candidate."""
     comparison = evalkit.compare(*_placed(results, {"tuned": ("domain_only", 100), "mix": ("mix75", 100)}))
     data = comparison.to_dict()
-    points = {label: _axis_means(data, label) for label in ("tuned", "mix")}
-    expected = [label for label, (d, g) in points.items()
-                if not any(od >= d and og >= g and (od, og) != (d, g) for other, (od, og) in points.items())]
     context = trajectory(data)
+    points = {p["label"]: p for run in context["runs"] for p in run["points"]} | {"base": context["baseline"]}
+
+    def beats(a, b, axis):
+        return a[axis]["low"] > b[axis]["high"]
+
+    expected = [label for label, p in points.items()
+                if not any(other is not p and any(beats(other, p, ax) for ax in ("domain", "general"))
+                           and not any(beats(p, other, ax) for ax in ("domain", "general"))
+                           for other in points.values())]
     assert context["sweep"] and sorted(context["pareto"]) == sorted(expected)
+    assert context["recommended"]["label"] in ("tuned", "mix") and context["recommended"]["rule"]
     comparison.write(tmp_path)
     html = (tmp_path / "report.html").read_text()
     assert 'id="trajectory"' in html and "Learning–forgetting frontier" in html and html.count("<svg") >= 3
+    assert "Recommended" in html
     md = (tmp_path / "report.md").read_text()
-    assert "Learning and forgetting against step" in md and "Pareto-optimal" in md
-    for label in expected:
+    assert "Learning and forgetting against step" in md and f"Recommended: **{context['recommended']['label']}**" in md
+    for label in ("tuned", "mix"):
         assert f"| {label} |" in md
 
 

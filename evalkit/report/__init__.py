@@ -89,8 +89,17 @@ def write_reports(comparison: dict[str, Any], out: str | Path | OutputFolder) ->
     """
     view.check_comparison(comparison)
     texts = {"report.html": render_html(comparison), "report.md": render_markdown(comparison),
-             "comparison.json": comparison_json(comparison), "metrics.csv": metrics_csv(comparison)}
+             "comparison.json": comparison_json(_with_recommendation(comparison)), "metrics.csv": metrics_csv(comparison)}
     if not isinstance(out, OutputFolder):
         with OutputFolder(out) as folder:
             return [folder.write_text(name, text=text) for name, text in texts.items()]
     return [out.write_text(name, text=text) for name, text in texts.items()]
+
+
+def _with_recommendation(comparison: dict[str, Any]) -> dict[str, Any]:
+    """The comparison with its trajectory's recommended checkpoint (``recommendation``: label, run, step and the
+    rule; derived, as the report shows it) when its checkpoints form a training trajectory."""
+    from .trajectory import trajectory
+
+    context = trajectory(comparison)
+    return comparison if context is None else {**comparison, "recommendation": context["recommended"]}

@@ -312,6 +312,30 @@ def checkpoint_verdicts(comparison: dict[str, Any]) -> list[dict[str, Any]]:
     return result
 
 
+def verdict_runs(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """:func:`checkpoint_verdicts` of training saves grouped per run in step order (others as one group
+    with run None, first): with dozens of saves the verdict reads per run, not per save in text order.
+
+    Each group: ``run``, ``verdicts`` (the checkpoint verdicts, each with its ``step``), ``status`` (the worst) and
+    ``first_failing_step`` (None when no save fails).
+    """
+    place = {c["label"]: (c.get("run"), c.get("step")) for c in comparison["checkpoints"]}
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for item in checkpoint_verdicts(comparison):
+        run, step = place.get(item["checkpoint"], (None, None))
+        groups.setdefault(run if step is not None else None, []).append({**item, "step": step})
+    ordered = sorted(groups.items(), key=lambda kv: kv[0] is not None)  # stable: runs in first-seen order
+    result = []
+    for run, items in ordered:
+        items.sort(key=lambda i: (i["step"] is None, i["step"] or 0))
+        failing = [i["step"] for i in items if i["status"] == "fail" and i["step"] is not None]
+        statuses = {i["status"] for i in items}
+        worst = next((s for s in ("fail", "warn", "inconclusive", "pass") if s in statuses), items[0]["status"])
+        result.append({"run": run, "verdicts": items, "status": worst,
+                       "first_failing_step": min(failing) if failing else None})
+    return result
+
+
 def sequential_rows(comparison: dict[str, Any]) -> list[dict[str, str]]:
     """``compare --sequential``: per task (and gate) the samples used, why it stopped, the bounds at the stop, alpha.
 

@@ -188,6 +188,7 @@ def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
         "counts": view.summary_counts(comparison), "checkpoint_verdicts": view.checkpoint_verdicts(comparison),
         "sequential_rows": view.sequential_rows(comparison),
         "verdict_by_checkpoint": {v["checkpoint"]: v["status"] for v in view.checkpoint_verdicts(comparison)},
+        "verdict_runs": view.verdict_runs(comparison),
     }
 
 
