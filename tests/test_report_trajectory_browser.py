@@ -34,7 +34,7 @@ _OVERPRINT_JS = """(() => {
 })()"""
 
 
-def test_a_forty_checkpoint_sweep_reads_trajectory_first_without_overprinted_labels(chromium, tmp_path):
+def test_a_forty_checkpoint_sweep_reads_trajectory_first_without_overprinted_labels(chromium, tmp_path):  # noqa: F811
     from synthetic_results import make_sweep
 
     comparison = evalkit.compare(*make_sweep(), n_resamples=20).to_dict()

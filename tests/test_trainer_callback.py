@@ -171,7 +171,8 @@ def test_each_save_costs_the_same_and_compare_reuses_the_callbacks_results(tiny_
     """Eleven saves: each compares only its own step with the baseline (one pair, whatever came before); the
     report is rewritten at the 1st, 6th and 11th save and not again at the end; the logged scalars follow the
     Trainer's eval prefix with the baseline at step 0; every save's trainer_state.json holds its own
-    evaluation; and a later compare of the saved folders evaluates nothing."""
+    evaluation; and a later compare of the base folder (the callback's baseline spec) and the saved folders
+    evaluates nothing."""
     from evalkit import api
     from evalkit.comparison import Comparison
     from evalkit.integrations.transformers import EvalkitCallback
@@ -182,8 +183,8 @@ def test_each_save_costs_the_same_and_compare_reuses_the_callbacks_results(tiny_
     monkeypatch.setattr(Comparison, "write", lambda self, out: written.append(len(self.labels)) or real_write(self, out))
     policy = {"gates": [{"metric": "mmlu.acc", "max_drop": 1.0}]}  # never fails: logged, never stops
     store = tmp_path / "store.sqlite"
-    callback = EvalkitCallback(task_configs, limit=4, policy=policy, report_every=5, out=tmp_path / "report",
-                               store=store, batch_size=4)
+    callback = EvalkitCallback(task_configs, baseline=str(tiny_chat_model_dir), limit=4, policy=policy,
+                               report_every=5, out=tmp_path / "report", store=store, batch_size=4)
     trainer = _train_long(tiny_chat_model_dir, tmp_path, callback, max_steps=11)
 
     # one pairwise comparison per save; every step so far only for the report, after the 1st, 6th and 11th
@@ -209,14 +210,14 @@ def test_each_save_costs_the_same_and_compare_reuses_the_callbacks_results(tiny_
     from tests.helpers.cli import run_cli
 
     monkeypatch.setattr(loaders, "load_lm", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
-    folders = [str(tmp_path / "run-long" / f"checkpoint-{step}") for step in (1, 6, 11)]
+    folders = [f"base={tiny_chat_model_dir}"] + [str(tmp_path / "run-long" / f"checkpoint-{step}") for step in (1, 6, 11)]
     overrides = ["--set", "voc_sample.max_gen_toks=8", "--set", "voc_sample.n_resamples=50",
                  "--set", f"mmlu.data={task_configs[1].options['data']}"]
     code, out, err = run_cli(["--store", str(store), "compare", *folders, "--tasks", "voc_sample,mmlu",
                               "--limit", "4", "--batch-size", "4", "--out", str(tmp_path / "again"), *overrides])
     assert code == 0, err
     again = json.loads((tmp_path / "again" / "comparison.json").read_text())
-    assert [c["label"] for c in again["checkpoints"]] == ["run-long.step1", "run-long.step6", "run-long.step11"]
+    assert [c["label"] for c in again["checkpoints"]] == ["base", "run-long.step1", "run-long.step6", "run-long.step11"]
     assert all(t["answered_from_store"] for c in again["checkpoints"] for t in c["timing"].values())
     for step in (6, 11):
         label = f"run-long.step{step}"

@@ -150,7 +150,7 @@ def recommend(saves: Sequence[dict[str, Any]], *, higher_domain: bool = True,
 
 # ------------------------------------------------------------------------------------ signal and noise
 
-def signal_and_noise(values: Sequence[float], baseline: float | None) -> dict[str, Any]:
+def signal_and_noise(values: Sequence[float | None], baseline: float | None) -> dict[str, Any]:
     """How far a task moved from the baseline over a run (signal) against how much it moves between
     neighbouring saves (noise).
 
@@ -227,7 +227,8 @@ def _drilldowns(comparison: dict[str, Any], runs: list[dict[str, Any]]) -> list[
 
 def _drill_line(key: str, rows: list[dict[str, Any] | None]) -> dict[str, Any]:
     """One key's cells along a run: change, tone (significant harm / gain) and the first harmed save's index."""
-    cells, first_harm, last_gain = [], None, 0.0
+    cells: list[dict[str, Any] | None] = []
+    first_harm, last_gain = None, 0.0
     for index, row in enumerate(rows):
         if row is None or row.get("delta") is None:
             cells.append(None)
