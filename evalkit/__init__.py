@@ -23,6 +23,7 @@ _PUBLIC = {
     "evaluate": "evalkit.api",
     "compare": "evalkit.api",
     "Comparison": "evalkit.comparison",
+    "read_comparison": "evalkit.comparison",
     "Verdict": "evalkit.gate",
     "Policy": "evalkit.gate",
     "Checkpoint": "evalkit.checkpoints",

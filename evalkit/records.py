@@ -312,6 +312,22 @@ class EvalResult:
         tasks = ", ".join(f"{name} n={task.n_samples}" for name, task in self.tasks.items()) or "no tasks"
         return f"<EvalResult {self.checkpoint.label} ({self.checkpoint.kind}): {tasks}>"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the checkpoint and each task's metrics with their intervals."""
+        from .integrations.notebook import result_html
+
+        return result_html(self)
+
+    def to_pandas(self):
+        """One row per sample of every task: prediction, correctness, confidence where present, breakdown keys.
+
+        Columns (``frame.attrs["evalkit_columns_version"]``): see ``docs/integrations.md`` and
+        :data:`evalkit.integrations.pandas.SAMPLE_COLUMNS`.
+        """
+        from .integrations.pandas import samples_frame
+
+        return samples_frame(self)
+
     def to_dict(self, *, with_samples: bool = True) -> dict[str, Any]:
         return {
             "schema_version": self.schema_version,

@@ -53,3 +53,23 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present on this machine")
     return SHARED_DATA
+
+
+#: A policy with a passing, a warning and a failing gate on the synthetic comparison (tests/synthetic_results.py).
+MIXED_POLICY = {"gates": [{"metric": "voc_sample.path_acc", "min_gain": 0.1},
+                          {"metric": "mmlu.acc", "max_drop": 0.02, "significance": 0.05},
+                          {"metric": "ifeval.prompt_level_strict_acc", "max_drop": 0.05}]}
+
+
+@pytest.fixture(scope="session")
+def gated_comparison_dir(tmp_path_factory) -> Path:
+    """The synthetic three-checkpoint comparison, gated by :data:`MIXED_POLICY`, written as ``evalkit compare
+    --out`` writes it (results/, report, comparison.json, verdict.json)."""
+    import evalkit
+    from synthetic_results import make_results
+
+    comparison = evalkit.compare(*make_results(), n_resamples=200)
+    comparison.gate(MIXED_POLICY)
+    out = tmp_path_factory.mktemp("gated") / "report"
+    comparison.write(out)
+    return out
