@@ -79,7 +79,7 @@ def import_cmd(ctx: click.Context, path: str) -> None:
         counts = import_store(store, path)
         location = store.location
     click.echo(f"imported {path} into {location}: {counts['runs_added']} new run(s), {counts['runs_completed']} "
-               f"completed, {counts['samples_added']} new sample(s) ({counts['runs_in_file']} run(s) in the file)")
+               f"more complete, {counts['samples_added']} new sample(s) ({counts['runs_in_file']} run(s) in the file)")
 
 
 @store_group.command("gc")

@@ -76,7 +76,11 @@ def export_store(store: ResultStore, path: str | Path) -> int:
 
 
 def import_store(store: ResultStore, path: str | Path) -> dict[str, int]:
-    """Add the runs of an export file to ``store``; returns counts of runs added/completed and samples added."""
+    """Add the runs of an export file to ``store``.
+
+    Returns counts: ``runs_in_file``, ``runs_added``, ``runs_completed`` (how many more runs are complete
+    than before: new complete runs and unfinished ones the file completed) and ``samples_added``.
+    """
     entries = _read_export(Path(path))
 
     def work(run) -> dict[str, int]:

@@ -53,7 +53,7 @@ def parse_location(store: str | os.PathLike | None) -> StoreLocation:
     --------
     >>> parse_location("runs/results.sqlite").kind
     'sqlite'
-    >>> parse_location("postgresql://ci:s3cret@db.example:5432/evals").display
+    >>> parse_location("postgresql://ci@db.example:5432/evals?sslmode=require").display
     'postgresql://ci@db.example:5432/evals'
     >>> parse_location("mysql://db/evals")
     Traceback (most recent call last):
