@@ -140,7 +140,7 @@ def _worker(location: str, worker: int) -> None:
     with ResultStore(location) as store:
         for fingerprint in ("shared", f"pair{worker // 2}"):
             evaluate_checkpoint(FakeCheckpoint(label=fingerprint, fingerprint=fingerprint),
-                                [counting_task(n=48, batch=3, sleep=0.01)], store)
+                                [counting_task(n=24, batch=3, sleep=0.005)], store)
 
 
 def _records(location: str) -> dict[str, dict]:
@@ -149,21 +149,21 @@ def _records(location: str) -> dict[str, dict]:
         for run in list_runs(store):
             key = next(k for k in _keys() if k.id == run["run_key"])
             out[key.fingerprint] = {sid: r.to_dict() for sid, r in store.load_samples(key).items()}
-            assert run["status"] == "complete" and run["samples"] == 48
+            assert run["status"] == "complete" and run["samples"] == 24
         return out
 
 
 def _keys() -> list[RunKey]:
     from evalkit.run import run_keys
 
-    return [run_keys(FakeCheckpoint(fingerprint=fp), [counting_task(n=48, batch=3)], [_evaluator()])[0]
+    return [run_keys(FakeCheckpoint(fingerprint=fp), [counting_task(n=24, batch=3)], [_evaluator()])[0]
             for fp in ("shared", "pair0", "pair1", "pair2", "pair3")]
 
 
 def _evaluator():
     from tests.helpers.fake import CountingEvaluator
 
-    return CountingEvaluator(counting_task(n=48, batch=3))
+    return CountingEvaluator(counting_task(n=24, batch=3))
 
 
 @pytest.mark.slow
@@ -186,11 +186,11 @@ def test_eight_writers_with_kills_equal_a_serial_run(postgres_server, tmp_path):
     assert [p.exitcode for p in workers] == [-signal.SIGKILL] * 3 + [0] * 5
     with ResultStore(url) as store:  # the killed workers' runs resume from any machine: here, serially
         for fingerprint in ("shared", "pair0", "pair1"):
-            evaluate_checkpoint(FakeCheckpoint(fingerprint=fingerprint), [counting_task(n=48, batch=3)], store)
+            evaluate_checkpoint(FakeCheckpoint(fingerprint=fingerprint), [counting_task(n=24, batch=3)], store)
     serial = str(tmp_path / "serial.sqlite")
     with ResultStore(serial) as store:
         for fingerprint in ("shared", "pair0", "pair1", "pair2", "pair3"):
-            evaluate_checkpoint(FakeCheckpoint(fingerprint=fingerprint), [counting_task(n=48, batch=3)], store)
+            evaluate_checkpoint(FakeCheckpoint(fingerprint=fingerprint), [counting_task(n=24, batch=3)], store)
     assert _records(url) == _records(serial)
 
 
@@ -279,15 +279,22 @@ def test_gc_drops_runs_no_installed_code_can_reuse(store_location, capsys):
 
 # ---------------------------------------------------------------------------------------- two machines
 
-def _predictions(folder: Path) -> Path:
+_VOC = {"voc_sample": {"n_resamples": 0}}  # no CIs: they are not what is tested here, and cost seconds
+
+
+def _predictions(text: str, folder: Path) -> Path:
+    path = folder / "preds.jsonl"
+    path.write_text(text)
+    return path
+
+
+def _predictions_text() -> str:
     from evalkit import api
     from evalkit.run import build_evaluators
 
-    ids = build_evaluators(api.with_limit(api.resolve(["voc_sample"], None), 8, 0))[0].sample_ids()
-    path = folder / "preds.jsonl"
-    path.write_text("".join(json.dumps({"task": "voc_sample", "id": sid, "output": "Billing" if i % 2 else "x"}) + "\n"
-                            for i, sid in enumerate(ids)))
-    return path
+    ids = build_evaluators(api.with_limit(api.resolve(["voc_sample"], _VOC), 6, 0))[0].sample_ids()
+    return "".join(json.dumps({"task": "voc_sample", "id": sid, "output": "Billing" if i % 2 else "x"}) + "\n"
+                   for i, sid in enumerate(ids))
 
 
 def _stable(result) -> str:
@@ -301,17 +308,19 @@ def _stable(result) -> str:
     return dump_json(data)
 
 
+@pytest.mark.slow
 def test_two_working_directories_share_one_postgresql_store_as_one_sqlite_file(postgres_server, tmp_path, monkeypatch):
     from evalkit import api
 
-    outputs = {}
+    outputs, predictions = {}, _predictions_text()
     for kind, store in [("postgresql", postgres_server.new_database()), ("sqlite", str(tmp_path / "one.sqlite"))]:
         got = []
         for machine in ("a", "b"):  # each "machine" has its own folder and its own copy of the predictions
             folder = tmp_path / machine  # the same folders for both backends: the spec (a path) is in results
             folder.mkdir(exist_ok=True)
             monkeypatch.chdir(folder)
-            got.append(api.evaluate(str(_predictions(folder)), "voc_sample", limit=8, store=store))
+            got.append(api.evaluate(str(_predictions(predictions, folder)), "voc_sample", overrides=_VOC, limit=6,
+                                    store=store))
         assert [r.tasks["voc_sample"].timing["answered_from_store"] for r in got] == [False, True]
         outputs[kind] = [_stable(r) for r in got]
     assert outputs["postgresql"] == outputs["sqlite"]
