@@ -11,6 +11,11 @@ everything else of lm-eval's backends (payloads, parsing, batching, caching) and
 - one code path for every concurrency (lm-eval's async path; ``num_concurrent=1`` is a semaphore of one);
 - retries with exponential backoff and jitter only on 408/425/429/5xx, timeouts and dropped connections,
   honouring ``Retry-After`` (capped); ``max_retries`` is the number of *re*-tries after the first attempt;
+- every 200 reply is checked against the shape its request needs (:mod:`evalkit.checkpoints.answers`): a
+  reply without ``choices``, with ``null`` content or with missing, short or non-finite log-probs is
+  retried like a transient failure, never scored as an empty answer;
+- when retries run out: :class:`~evalkit.errors.ServerError` (exit code 4, the server's fault), one line
+  naming the server, the request kind and the last failure;
 - other 4xx fail at once with a one-line evalkit error (401/403: the API key; 404: the model or endpoint);
 - a progress bar per request wave with ETA and requests/s (:func:`evalkit.progress.bar`), and
   :attr:`ResilientAPIMixin.request_stats` (requests, retries, failures by status, seconds);
@@ -35,7 +40,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import EvaluationError, UsageError
+from ..errors import ServerError, UsageError
+from .answers import MalformedAnswer, echo_logprobs, generated_texts
 
 __all__ = ["RetryPolicy", "RequestStats", "ResilientAPIMixin", "is_retryable_status", "returns_prompt_logprobs",
            "returns_next_token_logprobs", "next_token_payload", "parse_next_token_logprobs", "RETRYABLE_STATUS"]
@@ -130,6 +136,9 @@ class _Transient(Exception):
 class ResilientAPIMixin:
     """Mix in before an lm-eval ``TemplateAPI`` subclass (see the module docstring)."""
 
+    #: Where a generation's text is: ``message.content`` (chat endpoint) or ``text`` (completions).
+    chat_replies = False
+
     def __init__(self, *args: Any, retry_wait: float = 1.0, retry_max_wait: float = 30.0,
                  server_name: str | None = None, timeout: float = 300.0, loglikelihood_scoring: str = "auto",
                  **kwargs: Any) -> None:
@@ -198,9 +207,13 @@ class ResilientAPIMixin:
                 progress.update(len(messages))
                 progress.set_postfix(retries=self.request_stats.retries, refresh=False)
                 return answers
-        raise EvaluationError(
-            f"server {self.server_name} failed {policy.max_retries + 1} times in a row ({last}); it may be down or "
-            f"overloaded: check it, lower num_concurrent=N or raise max_retries=N / timeout=SECONDS "
+        raise self._server_error("generation" if generate else "log-likelihood", str(last), policy.max_retries + 1)
+
+    def _server_error(self, kind: str, last: str, attempts: int) -> ServerError:
+        return ServerError(
+            f"server {self.server_name} failed {attempts} time{'s in a row' if attempts > 1 else ''} on a {kind} "
+            f"request ({last}); the server is at fault, not the input: it may be down, overloaded or not answering "
+            f"in the OpenAI format. Check it, lower num_concurrent=N or raise max_retries=N / timeout=SECONDS "
             f"(finished samples are stored; evaluate again to resume).")
 
     async def _send_once(self, session, messages, ctxlens, *, generate: bool, gen_kwargs: dict | None = None,
@@ -251,22 +264,32 @@ class ResilientAPIMixin:
                          f"{detail or 'no detail'}")
 
     def _parse_answers(self, outputs, messages, ctxlens, generate: bool, stops: list[str]) -> list:
-        from lm_eval.models.api_models import LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER
+        """The reply's answers, checked against the shape the request needs (:mod:`.answers`); never guessed."""
         from lm_eval.models.utils import postprocess_generated_text
 
         try:
-            if generate:
-                answers = self.parse_generations(outputs=outputs)
-            else:
-                answers = self.parse_logprobs(outputs=outputs, tokens=messages, ctxlens=ctxlens)
-        except (KeyError, IndexError, TypeError, AssertionError) as exc:
-            raise _Transient("unexpected answer", f"{type(exc).__name__}: {exc}") from None
-        if generate:
-            answers = [LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER if a is None else postprocess_generated_text(a, stops, None)
-                       for a in answers]
-        if len(answers) != len(messages):
-            raise _Transient("unexpected answer", f"{len(answers)} answers for {len(messages)} prompts")
-        return answers
+            if not generate:
+                return echo_logprobs(outputs, messages, ctxlens)
+            texts = generated_texts(outputs, len(messages), chat=self.chat_replies)
+        except MalformedAnswer as exc:
+            raise _Transient("malformed answer", str(exc)) from None
+        think_end = getattr(self, "think_end_token", None) if self.chat_replies else None
+        return [postprocess_generated_text(text, stops, think_end) for text in texts]
+
+    # lm-eval's own parsers fill a missing answer with None or "" (its chat parser logs a warning and goes
+    # on): any lm-eval code path that still calls them gets the checked parsers instead.
+    def parse_generations(self, outputs, **kwargs) -> list[str]:
+        choices = outputs.get("choices") if isinstance(outputs, dict) else None
+        try:
+            return generated_texts(outputs, len(choices) if isinstance(choices, list) else 1, chat=self.chat_replies)
+        except MalformedAnswer as exc:
+            raise self._server_error("generation", f"malformed answer: {exc}", attempts=1) from None
+
+    def parse_logprobs(self, outputs, tokens=None, ctxlens=None, **kwargs) -> list[tuple[float, bool]]:
+        try:
+            return echo_logprobs(outputs, tokens or [], ctxlens or [])
+        except MalformedAnswer as exc:
+            raise self._server_error("log-likelihood", f"malformed answer: {exc}", attempts=1) from None
 
     def _cache_answers(self, answers: list, cache_keys, generate: bool) -> None:
         method = "generate_until" if generate else "loglikelihood"
