@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evalkit.checkpoints import Checkpoint, LoadOptions
-from evalkit.checkpoints.resilient_api import parse_next_token_logprobs, returns_next_token_logprobs
+from evalkit.checkpoints.answers import MalformedAnswer, next_token_logprobs
+from evalkit.checkpoints.resilient_api import returns_next_token_logprobs
 from evalkit.checkpoints.shared_prefix import walk_choices
-from evalkit.errors import EvaluationError, UsageError
+from evalkit.errors import ServerError, UsageError
 from tests.helpers.logprob_server import ModelServer
 
 FAST = {"retry_wait": 0.01}
@@ -72,8 +73,8 @@ def test_malformed_next_token_answers_are_refused():
                 {"choices": [{"index": 0, "logprobs": {"top_logprobs": [{"token_id:3": float("nan")}]}}]},
                 {"choices": [{"index": 0, "logprobs": {"top_logprobs": [{"token_id:3": 2.0}]}}]},
                 {"choices": [good, good]}, [], "text"):
-        with pytest.raises(ValueError):
-            parse_next_token_logprobs(bad, 1)
+        with pytest.raises(MalformedAnswer):
+            next_token_logprobs(bad, 1)
 
 
 # ------------------------------------------------------------------ through a server
@@ -170,7 +171,8 @@ def test_malformed_next_token_answers_are_retried_then_a_clear_error(tiny_chat_m
         lm = _lm(server, "auto", max_retries=1)
         assert lm.uses_shared_prefix()
         monkeypatch.setattr(server, "_top", lambda row, k, as_ids: {"token_id:1": float("nan")})
-        with pytest.raises(EvaluationError, match="unexpected answer"):
+        with pytest.raises(ServerError, match="malformed answer: choices.0..logprobs.top_logprobs.0..'token_id:1'. is "
+                                              "float nan"):
             lm.loglikelihood(_instances(pairs))
     assert lm.request_stats.retries == 1
 

@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ServerError, UsageError
-from .answers import MalformedAnswer, echo_logprobs, generated_texts
+from .answers import MalformedAnswer, echo_logprobs, generated_texts, next_token_logprobs
 
 __all__ = ["RetryPolicy", "RequestStats", "ResilientAPIMixin", "is_retryable_status", "returns_prompt_logprobs",
-           "returns_next_token_logprobs", "next_token_payload", "parse_next_token_logprobs", "RETRYABLE_STATUS"]
+           "returns_next_token_logprobs", "next_token_payload", "RETRYABLE_STATUS"]
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +244,10 @@ class ResilientAPIMixin:
         except ValueError as exc:  # a body that is not JSON (a proxy's error page, a cut-off answer)
             raise _Transient("invalid JSON", str(exc)[:_DETAIL_CHARS]) from None
         if next_token:
-            return _parse_next_token(outputs, len(messages))
+            try:
+                return next_token_logprobs(outputs, len(messages))
+            except MalformedAnswer as exc:
+                raise _Transient("malformed answer", str(exc)) from None
         return self._parse_answers(outputs, messages, ctxlens, generate, stops)
 
     def _raise_for_status(self, status: int, text: str, headers) -> None:
@@ -403,52 +406,6 @@ def next_token_payload(model: str, prompts: list[list[int]], top_k: int, *, seed
     return payload
 
 
-def _parse_next_token(outputs: Any, n_prompts: int) -> list[dict[int, float]]:
-    """Per prompt, ``{token id: log-prob}`` of the first generated position; a malformed answer is transient."""
-    try:
-        return parse_next_token_logprobs(outputs, n_prompts)
-    except ValueError as exc:
-        raise _Transient("unexpected answer", str(exc)[:_DETAIL_CHARS]) from None
-
-
-def parse_next_token_logprobs(outputs: Any, n_prompts: int) -> list[dict[int, float]]:
-    """``{token id: log-prob}`` per prompt from a :func:`next_token_payload` answer; ValueError if malformed.
-
-    Every choice must be there (indices 0..n-1), with ``logprobs.top_logprobs[0]`` a non-empty mapping of
-    ``"token_id:N"`` to a finite log-probability <= 0.
-
-    Examples
-    --------
-    >>> answer = {"choices": [{"index": 0, "logprobs": {"top_logprobs": [{"token_id:5": -0.1, "token_id:9": -2.5}]}}]}
-    >>> parse_next_token_logprobs(answer, 1)
-    [{5: -0.1, 9: -2.5}]
-    >>> parse_next_token_logprobs({"choices": []}, 1)
-    Traceback (most recent call last):
-    ...
-    ValueError: 0 choices for 1 prompts
-    """
-    from .shared_prefix import finite_logprob, parse_token_id_key
-
-    choices = outputs.get("choices") if isinstance(outputs, dict) else None
-    if not isinstance(choices, list) or len(choices) != n_prompts:
-        raise ValueError(f"{len(choices) if isinstance(choices, list) else 'no'} choices for {n_prompts} prompts")
-    by_index: dict[int, dict[int, float]] = {}
-    for choice in choices:
-        index = choice.get("index") if isinstance(choice, dict) else None
-        logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
-        tops = logprobs.get("top_logprobs") if isinstance(logprobs, dict) else None
-        top = tops[0] if isinstance(tops, list) and tops else None
-        if not isinstance(index, int) or not isinstance(top, dict) or not top:
-            raise ValueError("a choice without an index or without top_logprobs for the generated token")
-        parsed = {parse_token_id_key(key): value for key, value in top.items()}
-        if None in parsed or not all(finite_logprob(v) for v in parsed.values()):
-            raise ValueError("top_logprobs must map 'token_id:N' to finite log-probabilities <= 0")
-        by_index[index] = {token: float(value) for token, value in parsed.items()}
-    if sorted(by_index) != list(range(n_prompts)):
-        raise ValueError(f"choice indices {sorted(by_index)} for {n_prompts} prompts")
-    return [by_index[i] for i in range(n_prompts)]
-
-
 def returns_next_token_logprobs(completions_url: str, model: str, headers: dict[str, str], prompt: list[int],
                                 top_k: int, *, timeout: float = 30.0) -> bool:
     """Whether the server answers a :func:`next_token_payload` request for ``prompt`` with token-id keyed
@@ -465,7 +422,7 @@ def returns_next_token_logprobs(completions_url: str, model: str, headers: dict[
                                      headers={**headers, "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            top = parse_next_token_logprobs(json.loads(response.read()), 1)[0]
+            top = next_token_logprobs(json.loads(response.read()), 1)[0]
     except (urllib.error.URLError, OSError, ValueError):
         return False
     return len(top) >= min(top_k, 2)  # a server ignoring `logprobs=k` would return the generated token only

@@ -19,7 +19,6 @@ left to right), and "greedy" is the same test (the token's value equals the best
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 __all__ = ["continuation_steps", "walk_choices", "parse_token_id_key", "TOP_K", "SCORING_MODES"]
@@ -103,15 +102,3 @@ def parse_token_id_key(key: object) -> int | None:
         return None
     digits = key[len("token_id:"):]
     return int(digits) if digits.isdigit() else None
-
-
-def finite_logprob(value: object) -> bool:
-    """A log-probability a server may return: a finite real number <= 0 (a little float slack above).
-
-    Examples
-    --------
-    >>> [finite_logprob(v) for v in (-1.5, 0.0, float("nan"), float("-inf"), "x", True, 0.5)]
-    [True, True, False, False, False, False, False]
-    """
-    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and value <= 1e-4)
