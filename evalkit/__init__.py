@@ -43,6 +43,8 @@ _PUBLIC = {
     "evaluate_policy": "evalkit.gate",
     "EvalkitError": "evalkit.errors",
     "UsageError": "evalkit.errors",
+    "EvaluationError": "evalkit.errors",
+    "ServerError": "evalkit.errors",
 }
 __all__ = [  # a literal, so linters and type checkers see it; equal to sorted(_PUBLIC) + __version__
     "Checkpoint", "Comparison", "EvalResult", "EvalkitError", "LoadOptions", "Policy", "ResultStore",
