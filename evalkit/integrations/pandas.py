@@ -94,7 +94,7 @@ def comparison_frame(comparison: dict[str, Any], table: str = "metrics"):
     for row in comparison.get(table) or []:
         row = dict(row)
         row["significant"] = is_significant(decision_p(row))
-        row["decision"] = decisions.get((_gate_name(row), row.get("checkpoint")))
+        row["decision"] = decisions.get((_gate_name(row), str(row.get("checkpoint"))))
         rows.append(row)
     extra = sorted({key for row in rows for key in row} - set(documented))
     return _frame(pd, rows, list(documented) + extra)
