@@ -77,8 +77,18 @@ def test_breakdown_frame(comparison):
         comparison.to_pandas("flips")
 
 
+def _with_stored_specs(result):
+    """The result as evaluators write it now: each task's metric declarations stored with it."""
+    from evalkit.evaluators.base import get_evaluator
+
+    tasks = {}
+    for name, task in result.tasks.items():
+        tasks[name] = dataclasses.replace(task, metric_specs=dict(get_evaluator(task.evaluator).metric_specs))
+    return dataclasses.replace(result, tasks=tasks)
+
+
 def test_sample_frame_has_one_row_per_sample_with_breakdown_keys(comparison):
-    result = comparison.results[1]
+    result = _with_stored_specs(comparison.results[1])
     frame = result.to_pandas()
     assert frame.attrs["evalkit_columns_version"] == COLUMNS_VERSION
     assert tuple(frame.columns[:len(SAMPLE_COLUMNS)]) == SAMPLE_COLUMNS
@@ -91,7 +101,12 @@ def test_sample_frame_has_one_row_per_sample_with_breakdown_keys(comparison):
     assert list(mmlu["score.acc"]) == [r.scores["acc"] for r in records]
     assert list(mmlu["breakdown.subject"]) == list(mmlu["group"])  # subject breakdowns group by `group`
     assert list(mmlu["breakdown.category"]) == [r.extra["category"] for r in records]
+    voc = frame[frame["task"] == "voc_sample"]
+    assert list(voc["breakdown.class"]) == list(voc["group"])  # the evaluator's class/recall declaration
     assert (frame["checkpoint"] == "tuned").all() and frame["confidence"].isna().all()
+    bare = comparison.results[1].to_pandas()  # no stored declarations: no breakdown columns, the rest the same
+    assert not [c for c in bare.columns if c.startswith("breakdown.")]
+    assert bare["prediction"].equals(frame["prediction"])
 
 
 def test_sample_frame_carries_confidence_where_records_have_it(comparison):

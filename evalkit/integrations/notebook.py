@@ -28,10 +28,25 @@ def verdict_html(verdict) -> str:
 
 
 def result_html(result) -> str:
-    """One checkpoint's study-table row: each task's primary and other metrics (a comparison of one)."""
-    from .._compare import build_comparison
+    """One checkpoint's row of the study table: each task's headline metrics as evaluated.
+
+    Built from the result's own numbers (no statistics: those come with :func:`evalkit.compare`), and
+    without importing the comparison code, which itself reads results.
+    """
     from ..report.html import render_fragment
 
     tasks = ", ".join(f"{name} (n={task.n_samples})" for name, task in result.tasks.items()) or "no tasks"
     title = f"evalkit result · {result.checkpoint.label} ({result.checkpoint.kind}) · {tasks}"
-    return render_fragment(build_comparison([result]), parts=("study",), title=title)
+    return render_fragment(_comparison_of_one(result), parts=("study",), title=title)
+
+
+def _comparison_of_one(result) -> dict[str, Any]:
+    """The shape of ``comparison.json`` the study table reads, for one result and no baseline to compare with."""
+    label = result.checkpoint.label
+    tasks = [{"name": name, "axis": task.axis, "primary_metric": task.primary_metric} for name, task in
+             result.tasks.items()]
+    metrics = [{"task": name, "metric": metric, "checkpoint": label, "value": value,
+                "higher_is_better": task.higher_is_better.get(metric, True), "is_primary": metric == task.primary_metric}
+               for name, task in result.tasks.items() for metric, value in task.metrics.items()]
+    return {"schema_version": 1, "baseline": label, "tasks": tasks, "metrics": metrics,
+            "checkpoints": [{"label": label, "note": result.checkpoint.note}]}

@@ -1,4 +1,5 @@
-"""pandas tables of evalkit's results: :meth:`EvalResult.to_pandas` and :meth:`Comparison.to_pandas`.
+"""pandas tables of evalkit's results: :meth:`Comparison.to_pandas` (and the column names of
+:meth:`EvalResult.to_pandas`, made in :mod:`evalkit.records`, which sits below this module).
 
 The column names are part of evalkit's interface (``docs/integrations.md``): they change only with
 :data:`COLUMNS_VERSION`, which every table carries in ``frame.attrs["evalkit_columns_version"]``.
@@ -10,17 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..records import EvalResult, record_value
+from ..records import COLUMNS_VERSION, SAMPLE_COLUMNS, columns_frame
 
-__all__ = ["COLUMNS_VERSION", "SAMPLE_COLUMNS", "METRIC_COLUMNS", "BREAKDOWN_COLUMNS", "samples_frame",
-           "comparison_frame"]
+__all__ = ["COLUMNS_VERSION", "SAMPLE_COLUMNS", "METRIC_COLUMNS", "BREAKDOWN_COLUMNS", "comparison_frame"]
 
-#: Bumped when a documented column is renamed, removed or changes meaning.
-COLUMNS_VERSION = 1
-#: ``EvalResult.to_pandas()``: one row per (task, sample); then ``score.NAME`` per per-sample score,
-#: ``breakdown.KIND`` per declared breakdown key (the record field its ``group_by`` names).
-SAMPLE_COLUMNS = ("checkpoint", "task", "axis", "sample_id", "input", "target", "prediction", "correct",
-                  "confidence", "group")
 #: ``Comparison.to_pandas()``: one row per (task, metric, checkpoint), as ``comparison.json["metrics"]``.
 METRIC_COLUMNS = ("task", "metric", "checkpoint", "axis", "is_primary", "higher_is_better", "level", "n",
                   "value", "ci_low", "ci_high", "ci_method", "baseline", "baseline_value", "delta",
@@ -33,47 +27,6 @@ BREAKDOWN_COLUMNS = ("task", "kind", "key", "metric", "checkpoint", "n", "value"
 _TABLES = ("metrics", "breakdowns")
 
 
-def samples_frame(result: EvalResult):
-    """One row per sample of every task of ``result`` (see :data:`SAMPLE_COLUMNS`)."""
-    import pandas as pd
-
-    rows, extra_columns = [], {}
-    for name, task in result.tasks.items():
-        keys = _breakdown_fields(task)
-        for record in task.samples:
-            row = {"checkpoint": result.checkpoint.label, "task": name, "axis": task.axis,
-                   "sample_id": record.sample_id, "input": record.input, "target": record.target,
-                   "prediction": record.prediction, "correct": record.correct,
-                   "confidence": _confidence(record), "group": record.group}
-            row.update({f"score.{key}": value for key, value in record.scores.items()})
-            row.update({f"breakdown.{kind}": record_value(record, field) for kind, field in keys.items()})
-            extra_columns.update(dict.fromkeys(k for k in row if k not in SAMPLE_COLUMNS))
-            rows.append(row)
-    return _frame(pd, rows, list(SAMPLE_COLUMNS) + sorted(extra_columns))
-
-
-def _breakdown_fields(task) -> dict[str, str]:
-    """``{kind: record field}`` of the task's breakdowns whose metrics declare a ``group_by`` field."""
-    from ..evaluators.base import metric_spec
-
-    fields = {}
-    for kind, groups in sorted(task.breakdowns.items()):
-        metrics = sorted({name for values in groups.values() for name in values})
-        specs = (metric_spec(task, f"{kind}/{name}") for name in metrics)
-        group_by = next((spec.group_by for spec in specs if spec is not None and spec.group_by), None)
-        if group_by:
-            fields[kind] = group_by
-    return fields
-
-
-def _confidence(record) -> Any:
-    """A record's confidence where the evaluator gave one (a field of its own, or a score / extra entry)."""
-    value = getattr(record, "confidence", None)
-    if value is None:
-        value = record.scores.get("confidence", record.extra.get("confidence"))
-    return value
-
-
 def comparison_frame(comparison: dict[str, Any], table: str = "metrics"):
     """The comparison's metric (or breakdown) rows with the verdict's decision per row.
 
@@ -82,8 +35,6 @@ def comparison_frame(comparison: dict[str, Any], table: str = "metrics"):
     metric and checkpoint (``pass``, ``warn``, ``fail``, or any status the gate adds), None when no
     gate checks it.
     """
-    import pandas as pd
-
     from ..report._view import decision_p, is_significant
 
     if table not in _TABLES:
@@ -97,7 +48,7 @@ def comparison_frame(comparison: dict[str, Any], table: str = "metrics"):
         row["decision"] = decisions.get((_gate_name(row), str(row.get("checkpoint"))))
         rows.append(row)
     extra = sorted({key for row in rows for key in row} - set(documented))
-    return _frame(pd, rows, list(documented) + extra)
+    return columns_frame(rows, list(documented) + extra)
 
 
 def _gate_name(row: dict[str, Any]) -> str:
@@ -115,9 +66,3 @@ def _decisions(comparison: dict[str, Any]) -> dict[tuple[str, str], str]:
     for check in checks:
         by_row.setdefault((str(check.get("metric")), str(check.get("checkpoint"))), []).append(check)
     return {key: checkpoint_statuses(group)[key[1]] for key, group in by_row.items()}
-
-
-def _frame(pd, rows: list[dict[str, Any]], columns: list[str]):
-    frame = pd.DataFrame(rows, columns=columns)
-    frame.attrs["evalkit_columns_version"] = COLUMNS_VERSION
-    return frame
