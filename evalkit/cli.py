@@ -109,7 +109,8 @@ def model_options(func):
     return func
 
 
-_STORE_HELP = "Result store (SQLite). Default: $EVALKIT_STORE, else results.sqlite in the user cache dir."
+_STORE_HELP = ("Result store: a SQLite file PATH or postgresql://USER@HOST:PORT/DB (password from PGPASSWORD or "
+               "~/.pgpass). Default: $EVALKIT_STORE, else results.sqlite in the user cache dir.")
 _VERBOSE_HELP = "Show the libraries' own progress bars and warnings (lm-eval, transformers, datasets)."
 
 
@@ -125,7 +126,7 @@ def _set_global(ctx: click.Context, param: click.Parameter, value) -> None:
 def global_options(func):
     """The group's options, accepted after the subcommand too (``evalkit eval ... --store PATH``)."""
     options = [
-        click.option("--store", "store", default=None, metavar="PATH", expose_value=False, callback=_set_global,
+        click.option("--store", "store", default=None, metavar="PATH|URL", expose_value=False, callback=_set_global,
                      is_eager=True, help=_STORE_HELP),
         click.option("--debug", is_flag=True, default=None, expose_value=False, callback=_set_global, is_eager=True,
                      help="Show tracebacks for errors."),
@@ -140,7 +141,7 @@ def global_options(func):
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("--verbose", "-v", is_flag=True, help=_VERBOSE_HELP)
-@click.option("--store", "store_path", default=None, envvar="EVALKIT_STORE", metavar="PATH", help=_STORE_HELP)
+@click.option("--store", "store_path", default=None, envvar="EVALKIT_STORE", metavar="PATH|URL", help=_STORE_HELP)
 @click.version_option(package_name="evalkit")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) -> None:
@@ -323,6 +324,15 @@ def demo_cmd(ctx: click.Context, out, cache_dir, retrain) -> None:
         code = run_demo(out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, retrain=retrain,
                         store_path=ctx.obj["store"])
     sys.exit(code)
+
+
+def _add_store_commands() -> None:
+    from .cli_store import store_group
+
+    cli.add_command(store_group)
+
+
+_add_store_commands()
 
 
 class _RedactingStream:
