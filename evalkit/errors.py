@@ -98,8 +98,8 @@ def printable(text: str) -> str:
 
     Examples
     --------
-    >>> printable("tuned\x1b[2J model")
-    'tuned\\x1b[2J model'
+    >>> printable("tuned\\x1b[2J model")
+    'tuned\\\\x1b[2J model'
     """
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
