@@ -49,7 +49,8 @@ def _free_port() -> int:
 class Server:
     """A running server; :meth:`new_database` gives each test an empty database."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable  # PostgreSQL's defaults (fsync on) for benchmarks; off for tests
         self.bin = binaries()
         self.root = Path(tempfile.mkdtemp(prefix="evalkit-pg-"))
         self._as_user: list[str] = []
@@ -71,8 +72,9 @@ class Server:
     def _start(self) -> int:
         for _ in range(5):  # another process may take the port between the probe and the bind
             port = _free_port()
-            options = (f"-h 127.0.0.1 -p {port} -k {self.root} -c fsync=off -c synchronous_commit=off "
-                       f"-c full_page_writes=off -c max_connections=60 -c shared_buffers=16MB")
+            options = f"-h 127.0.0.1 -p {port} -k {self.root} -c max_connections=60"
+            if not self.durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB"
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
                 return port
