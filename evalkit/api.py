@@ -115,8 +115,8 @@ def as_checkpoint(model: Any, *, tokenizer: Any = None, label: str | None = None
 
 @contextmanager
 def open_store(store: Any) -> Iterator[Any]:
-    """A :class:`~evalkit.store.ResultStore` for ``store``: None (the default store), a path, or a store
-    (left open for its owner)."""
+    """A :class:`~evalkit.store.ResultStore` for ``store``: None (the default store), a path, a
+    ``postgresql://`` URL, or a store (left open for its owner)."""
     from .store import ResultStore
 
     if isinstance(store, ResultStore):
@@ -146,7 +146,9 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
     label : str, optional
         The checkpoint's name in results and reports.
     store : str, path or ResultStore, optional
-        Where per-sample records are kept (default: ``$EVALKIT_STORE`` or the user cache).
+        Where per-sample records are kept: a SQLite file path, a ``postgresql://USER@HOST:PORT/DB`` URL
+        (needs ``evalkit[postgres]``) or an open store (default: ``$EVALKIT_STORE``, else a SQLite file in
+        the user cache). See docs/store.md.
     rerun : bool
         Evaluate again even if the store has the results.
     overrides : mapping or list of str, optional
