@@ -7,7 +7,7 @@ import json
 
 import click
 
-from .cli import CONTEXT_SETTINGS, global_options
+from ._options import CONTEXT_SETTINGS, global_options
 
 
 def _printable(text: str) -> str:
@@ -25,7 +25,7 @@ def store_group() -> None:
 
 
 def _open(ctx: click.Context):
-    from .store import ResultStore
+    from ..store import ResultStore
 
     return ResultStore(ctx.obj["store"])
 
@@ -36,7 +36,7 @@ def _open(ctx: click.Context):
 @click.pass_context
 def ls_cmd(ctx: click.Context, as_json: bool) -> None:
     """Runs in the store, newest first: when, checkpoint, task, samples stored, status."""
-    from .store import list_runs
+    from ..store import list_runs
 
     with _open(ctx) as store:
         runs = list_runs(store)
@@ -59,7 +59,7 @@ def ls_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def export_cmd(ctx: click.Context, path: str) -> None:
     """Write every run and its samples to PATH (JSON Lines; the same runs give the same bytes)."""
-    from .store import export_store
+    from ..store import export_store
 
     with _open(ctx) as store:
         count = export_store(store, path)
@@ -73,7 +73,7 @@ def export_cmd(ctx: click.Context, path: str) -> None:
 @click.pass_context
 def import_cmd(ctx: click.Context, path: str) -> None:
     """Add the runs of an export file: what the store has is kept, a complete run replaces an unfinished one."""
-    from .store import import_store
+    from ..store import import_store
 
     with _open(ctx) as store:
         counts = import_store(store, path)
@@ -88,7 +88,7 @@ def import_cmd(ctx: click.Context, path: str) -> None:
 @click.pass_context
 def gc_cmd(ctx: click.Context, dry_run: bool) -> None:
     """Drop runs of lm-eval or evaluator versions other than the installed ones (never reusable here)."""
-    from .store import collect_garbage
+    from ..store import collect_garbage
 
     with _open(ctx) as store:
         dropped = collect_garbage(store, dry_run=dry_run)
