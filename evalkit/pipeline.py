@@ -169,7 +169,7 @@ def _result_from_store(label: str, store_path: str | None):
     with ResultStore(store_path) as store:
         runs = store.runs(label=label)
         if not runs:
-            raise UsageError(f"{label!r} is neither a file nor a checkpoint label with results in the store {store.path}.")
+            raise UsageError(f"{label!r} is neither a file nor a checkpoint label with results in the store {store.location}.")
         newest: dict[str, dict] = {}
         for run in runs:  # newest first
             newest.setdefault(run["task"], run)
