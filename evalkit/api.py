@@ -72,13 +72,12 @@ def with_limit(task_configs: list, limit: int | None, sample_seed: int | None = 
     group such as MMLU): drawn with ``sample_seed`` (the same ones at every call, in every process), or the
     first ``limit`` when ``sample_seed`` is None. ``limit=None`` leaves the configs as they are.
     """
+    from . import _validate
+
+    _validate.seed(sample_seed, param="sample_seed", optional=True)  # wrong even when unused: say so now
     if limit is None:
         return task_configs
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise UsageError(f"limit must be a positive integer (samples per task), got {limit!r}.", param="limit")
-    if sample_seed is not None and (isinstance(sample_seed, bool) or not isinstance(sample_seed, int)):
-        raise UsageError(f"sample_seed must be an integer or None (the first samples), got {sample_seed!r}.",
-                         param="sample_seed")
+    _validate.integer(limit, param="limit", minimum=1, what="a positive integer (samples per task)")
     return [dataclasses.replace(t, options={**t.options, "limit": limit, "sample_seed": sample_seed})
             for t in task_configs]
 
@@ -93,7 +92,11 @@ def as_checkpoint(model: Any, *, tokenizer: Any = None, label: str | None = None
     from .checkpoints import Checkpoint, LoadOptions
     from .checkpoints.memory import InMemoryCheckpoint
 
+    from . import _validate
+
     options = options or LoadOptions()
+    if label is not None:
+        _validate.label(label, param="label")
     if isinstance(model, (Checkpoint, InMemoryCheckpoint)):
         return model
     if isinstance(model, (str, os.PathLike)):
