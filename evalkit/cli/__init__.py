@@ -362,7 +362,8 @@ _FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "over
           "chunk_size": "--sequential-chunk", "base": "--base", "config": "--config", "allow_pickle": "--allow-pickle",
           "trust_remote_code": "--trust-remote-code", "chat_template": "--chat-template",
           "api_key_env": "--api-key-env", "num_concurrent": "--num-concurrent", "timeout": "--request-timeout",
-          "max_length": "--max-length", "store": "--store"}
+          "max_length": "--max-length", "store": "--store", "limit": "--limit", "sample_seed": "--sample-seed",
+          "seed": "--sequential-seed"}
 _NAMED_OPTION = re.compile(r"\b(" + "|".join(name for name, flag in _FLAGS.items() if flag.startswith("--"))
                            + r")=('[^']*'|\S+?)(?=[\s,;)]|\.?$|\.\s)")
 
