@@ -132,7 +132,7 @@ def open_store(store: Any) -> Iterator[Any]:
 def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None = None, store: Any = None,
              rerun: bool = False, overrides: Any = None, limit: int | None = None,
              sample_seed: int | None = DEFAULT_SAMPLE_SEED, note: str | None = None, fingerprint: str | None = None,
-             ranks: Any = None, **options: Any) -> EvalResult:
+             ranks: Any = None, verbose: bool = False, **options: Any) -> EvalResult:
     """Evaluate ``model`` on ``tasks``; results come from the store where it already has them.
 
     Parameters
@@ -174,6 +174,10 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
         environment variables, and each process evaluates its share of the samples). ``Ranks()``
         evaluates everything in this process alone, e.g. on the main process of a training job while
         the others wait (what ``EvalkitCallback`` does).
+    verbose : bool, default False
+        Let transformers, lm-eval, datasets and their progress bars speak (warnings such as "Token
+        indices sequence length is longer than ...", weight-loading bars, lm-eval's hints). By default
+        they are silenced while evaluating; errors still raise.
     **options
         Load options, as the command line's flags: ``batch_size``, ``device``, ``dtype``,
         ``max_length``, ``chat_template``, ``model_args``, ``base``, ``config``, ...
@@ -183,13 +187,15 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
     EvalResult
     """
     from .checkpoints.memory import InMemoryCheckpoint, evaluation_mode
+    from .progress import quiet_third_party
     from .run import evaluate_checkpoint
 
     task_configs = with_limit(resolve(tasks, overrides), limit, sample_seed)
     checkpoint = as_checkpoint(model, tokenizer=tokenizer, label=label, note=note, fingerprint=fingerprint,
                                options=load_options(**options))
     in_memory = isinstance(checkpoint, InMemoryCheckpoint) and not checkpoint.is_lm
-    with open_store(store) as opened, evaluation_mode(checkpoint.model) if in_memory else nullcontext():
+    with open_store(store) as opened, evaluation_mode(checkpoint.model) if in_memory else nullcontext(), \
+            quiet_third_party(verbose):
         return evaluate_checkpoint(checkpoint, task_configs, opened, rerun=rerun, ranks=ranks)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 __all__ = ["EvalkitError", "UsageError", "EvaluationError", "ServerError", "did_you_mean", "register_secret", "redact",
-           "redact_secrets", "warn"]
+           "printable", "redact_secrets", "warn"]
 
 
 class EvalkitError(Exception):
@@ -90,6 +90,18 @@ def redact(text: str) -> str:
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return _CREDENTIAL.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (an escape sequence in a label or a model's
+    output) shown escaped instead of driving the terminal.
+
+    Examples
+    --------
+    >>> printable("tuned\\x1b[2J model")
+    'tuned\\\\x1b[2J model'
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def redact_secrets(data: bytes) -> bytes:

@@ -347,3 +347,12 @@ def test_two_working_directories_share_one_postgresql_store_as_one_sqlite_file(p
     assert outputs["postgresql"] == outputs["sqlite"]
     first, second = (json.loads(text) for text in outputs["postgresql"])
     assert first["tasks"] == second["tasks"], "machine b got machine a's results"
+
+
+def test_a_value_postgresql_cannot_hold_is_a_usage_error(postgres_server):
+    with ResultStore(postgres_server.empty_store()) as store:
+        key = RunKey("fp", "t", "c", "counting", "1", "x")
+        store.start_run(key, {"label": "a"})
+        with pytest.raises(UsageError, match="PostgreSQL cannot store a value .*NUL"):
+            store.add_samples(key, [SampleRecord("a\x00b"), SampleRecord("ok")])
+        assert store.count_samples(key) == 0, "the batch is one transaction: nothing of it is stored"
