@@ -274,7 +274,7 @@ def test_a_damaged_export_changes_nothing(store_location, tmp_path):
             import_store(store, path)
 
 
-def test_gc_drops_runs_no_installed_code_can_reuse(store_location, capsys):
+def test_gc_drops_runs_no_installed_code_can_reuse(store_location, capsys, monkeypatch):
     from evalkit.run import library_versions
 
     lm_eval = library_versions()["lm-eval"]
@@ -296,6 +296,11 @@ def test_gc_drops_runs_no_installed_code_can_reuse(store_location, capsys):
     assert _cli("--store", store_location, "store", "ls", "--json") == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted((r["label"], r["samples"], r["status"]) for r in listed) == [("keep", 1, "running"), ("plugin", 1, "running")]
+    monkeypatch.setenv("EVALKIT_STORE", store_location)  # the same store named by the environment
+    assert _cli("store", "ls") == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].endswith(": 2 runs") and PASSWORD not in table[0]
+    assert sorted(line.split()[2] for line in table[2:]) == ["keep", "plugin"]
 
 
 # ---------------------------------------------------------------------------------------- two machines
