@@ -361,3 +361,19 @@ def test_a_value_postgresql_cannot_hold_is_a_usage_error(postgres_server):
         with pytest.raises(UsageError, match="PostgreSQL cannot store a value .*NUL"):
             store.add_samples(key, [SampleRecord("a\x00b"), SampleRecord("ok")])
         assert store.count_samples(key) == 0, "the batch is one transaction: nothing of it is stored"
+
+
+def test_a_dropped_connection_is_opened_again(postgres_server):
+    """A server restart or a proxy dropping an idle connection (while a model loads) costs no run."""
+    import psycopg
+
+    with ResultStore(postgres_server.empty_store()) as store:
+        key = RunKey("fp", "t", "c", "counting", "1", "x")
+        store.start_run(key, {"label": "a"})
+        for operation in (lambda: store.add_samples(key, [SampleRecord("1")]), lambda: store.count_samples(key)):
+            pid = store._db._conn.info.backend_pid
+            with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            operation()
+            assert store._db._conn.info.backend_pid != pid
+        assert store.count_samples(key) == 1
