@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["EvalkitError", "UsageError", "EvaluationError", "ServerError", "did_you_mean", "register_secret", "redact",
+__all__ = ["EvalkitError", "UsageError", "ParameterTypeError", "EvaluationError", "ServerError", "did_you_mean", "register_secret", "redact",
            "redact_secrets", "warn"]
 
 
@@ -30,6 +30,14 @@ class EvalkitError(Exception):
 
 class UsageError(EvalkitError):
     """Bad input: a spec, file, option or configuration value (exit code 2)."""
+
+
+class ParameterTypeError(UsageError, TypeError):
+    """A Python caller passed an argument of the wrong type, or one the function does not take (exit code 2).
+
+    A :class:`UsageError` naming the parameter (``param``) and also a ``TypeError``, as Python's own
+    "unexpected keyword argument" is, so either ``except`` catches it.
+    """
 
 
 class EvaluationError(EvalkitError):
