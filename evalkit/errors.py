@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["EvalkitError", "UsageError", "ParameterTypeError", "EvaluationError", "ServerError", "did_you_mean", "register_secret", "redact",
-           "redact_secrets", "warn"]
+__all__ = ["EvalkitError", "UsageError", "ParameterTypeError", "EvaluationError", "ServerError", "did_you_mean",
+           "register_secret", "redact", "printable", "redact_secrets", "warn"]
 
 
 class EvalkitError(Exception):
@@ -98,6 +98,18 @@ def redact(text: str) -> str:
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return _CREDENTIAL.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (an escape sequence in a label or a model's
+    output) shown escaped instead of driving the terminal.
+
+    Examples
+    --------
+    >>> printable("tuned\\x1b[2J model")
+    'tuned\\\\x1b[2J model'
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def redact_secrets(data: bytes) -> bytes:

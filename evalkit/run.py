@@ -24,7 +24,8 @@ from .taskconfig import TaskConfig
 if TYPE_CHECKING:
     from .checkpoints import Checkpoint
 
-__all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators", "run_keys"]
+__all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators", "run_keys", "stored_task_names",
+           "evaluation_line"]
 
 
 def library_versions() -> dict[str, str]:
@@ -100,6 +101,29 @@ def run_keys(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list,
     settings = settings_hash(info.settings)  # --dtype, --max-length, ...: same files, other outputs
     return [RunKey(info.fingerprint, task.name, evaluator.config_hash(), evaluator.name, evaluator.version,
                    versions["lm-eval"], settings) for task, evaluator in zip(tasks, evaluators)]
+
+
+def stored_task_names(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list,
+                      store: ResultStore) -> list[str]:
+    """The tasks whose complete results ``store`` already holds for ``checkpoint`` (no model loads for them)."""
+    keys = run_keys(checkpoint, tasks, evaluators)
+    return [task.name for task, key in zip(tasks, keys) if store.completed_result(key) is not None]
+
+
+def evaluation_line(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore, *,
+                    evaluators: list | None = None, rerun: bool = False) -> str:
+    """"evaluating LABEL (kind: where)", or "LABEL (...): answered from the store" when no model will run."""
+    from .checkpoints import format_settings
+
+    settings = format_settings(getattr(checkpoint, "settings", None) or {})  # e.g. a server's endpoint
+    what = f"{checkpoint.label} ({checkpoint.kind}: {checkpoint.display})" + (f" [{settings}]" if settings else "")
+    evaluators = evaluators if evaluators is not None else build_evaluators(tasks)
+    stored = [] if rerun else stored_task_names(checkpoint, tasks, evaluators, store)
+    if len(stored) == len(tasks):
+        return f"{what}: answered from the store (--rerun evaluates again)"
+    if stored:
+        return f"evaluating {what}; {', '.join(stored)} answered from the store"
+    return f"evaluating {what}"
 
 
 def _from_store(result: TaskResult | None) -> TaskResult | None:

@@ -65,7 +65,7 @@ def store_location(request, tmp_path) -> str:
     """A fresh, empty result store of each backend: a SQLite file, or a new database on the session's server."""
     if request.param == "sqlite":
         return str(tmp_path / "s.sqlite")
-    return request.getfixturevalue("postgres_server").new_database()
+    return request.getfixturevalue("postgres_server").empty_store()
 
 
 @pytest.fixture(scope="session")

@@ -63,7 +63,7 @@ def test_sqlite_url_and_plain_paths_are_files(tmp_path):
 
 
 def test_connection_problems_are_one_line_without_the_password(postgres_server, monkeypatch, capsys, tmp_path):
-    good = postgres_server.new_database()
+    good = postgres_server.empty_store()
     database = good.rsplit("/", 1)[1]
     port = postgres_server.port
     monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
@@ -135,12 +135,35 @@ def test_a_store_written_before_the_version_table_held_migrations_opens(tmp_path
 
 # ---------------------------------------------------------------------------------------- many writers
 
-def _worker(location: str, worker: int) -> None:
-    """Evaluate the run every worker shares and one shared by pairs of workers."""
+class _StallingCheckpoint(FakeCheckpoint):
+    """Answers 7 samples (two batches of 3 committed, one in flight), says so in ``marker``, then hangs."""
+
+    def __init__(self, marker: Path, **kwargs):
+        super().__init__(**kwargs)
+        self.marker = marker
+
+    @property
+    def lm(self):
+        lm = super().lm
+        answer = type(lm).answer
+
+        def stalling(sample_id: str) -> bool:
+            if lm.calls == 7:
+                self.marker.touch()
+                time.sleep(3600)  # until SIGKILL
+            return answer(lm, sample_id)
+
+        lm.answer = stalling
+        return lm
+
+
+def _worker(location: str, worker: int, markers: Path) -> None:
+    """Evaluate the run every worker shares and one shared by pairs of workers; workers 0-2 stall to be killed."""
     with ResultStore(location) as store:
         for fingerprint in ("shared", f"pair{worker // 2}"):
-            evaluate_checkpoint(FakeCheckpoint(label=fingerprint, fingerprint=fingerprint),
-                                [counting_task(n=24, batch=3, sleep=0.005)], store)
+            checkpoint = (_StallingCheckpoint(markers / str(worker), label=fingerprint, fingerprint=fingerprint)
+                          if worker < 3 else FakeCheckpoint(label=fingerprint, fingerprint=fingerprint))
+            evaluate_checkpoint(checkpoint, [counting_task(n=24, batch=3, sleep=0.005)], store)
 
 
 def _records(location: str) -> dict[str, dict]:
@@ -168,18 +191,16 @@ def _evaluator():
 
 @pytest.mark.slow
 def test_eight_writers_with_kills_equal_a_serial_run(postgres_server, tmp_path):
-    url = postgres_server.new_database()
+    url = postgres_server.empty_store()
     ResultStore(url).close()  # schema first: the workers race on rows, not on CREATE TABLE
     ctx = multiprocessing.get_context("fork")
-    workers = [ctx.Process(target=_worker, args=(url, w)) for w in range(8)]
+    workers = [ctx.Process(target=_worker, args=(url, w, tmp_path)) for w in range(8)]
     for process in workers:
         process.start()
-    shared = _keys()[0]
-    with ResultStore(url) as store:
-        deadline = time.monotonic() + 120
-        while store.count_samples(shared) < 6 and time.monotonic() < deadline:
-            time.sleep(0.02)
-    for process in workers[:3]:  # killed mid-transaction or between two: nothing half-committed either way
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / str(w)).exists() for w in range(3)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for process in workers[:3]:  # mid-run, a batch in flight: nothing of it may be committed
         os.kill(process.pid, signal.SIGKILL)
     for process in workers:
         process.join(180)
@@ -207,7 +228,7 @@ def _fill(location: str) -> None:
 
 
 def test_export_import_round_trip_between_backends(postgres_server, tmp_path, capsys):
-    sqlite_store, postgres = str(tmp_path / "a.sqlite"), postgres_server.new_database()
+    sqlite_store, postgres = str(tmp_path / "a.sqlite"), postgres_server.empty_store()
     _fill(sqlite_store)
     first, second = tmp_path / "from_sqlite.jsonl", tmp_path / "from_postgres.jsonl"
     assert _cli("--store", sqlite_store, "store", "export", str(first)) == 0
@@ -313,7 +334,7 @@ def test_two_working_directories_share_one_postgresql_store_as_one_sqlite_file(p
     from evalkit import api
 
     outputs, predictions = {}, _predictions_text()
-    for kind, store in [("postgresql", postgres_server.new_database()), ("sqlite", str(tmp_path / "one.sqlite"))]:
+    for kind, store in [("postgresql", postgres_server.empty_store()), ("sqlite", str(tmp_path / "one.sqlite"))]:
         got = []
         for machine in ("a", "b"):  # each "machine" has its own folder and its own copy of the predictions
             folder = tmp_path / machine  # the same folders for both backends: the spec (a path) is in results
@@ -326,3 +347,12 @@ def test_two_working_directories_share_one_postgresql_store_as_one_sqlite_file(p
     assert outputs["postgresql"] == outputs["sqlite"]
     first, second = (json.loads(text) for text in outputs["postgresql"])
     assert first["tasks"] == second["tasks"], "machine b got machine a's results"
+
+
+def test_a_value_postgresql_cannot_hold_is_a_usage_error(postgres_server):
+    with ResultStore(postgres_server.empty_store()) as store:
+        key = RunKey("fp", "t", "c", "counting", "1", "x")
+        store.start_run(key, {"label": "a"})
+        with pytest.raises(UsageError, match="PostgreSQL cannot store a value .*NUL"):
+            store.add_samples(key, [SampleRecord("a\x00b"), SampleRecord("ok")])
+        assert store.count_samples(key) == 0, "the batch is one transaction: nothing of it is stored"

@@ -143,7 +143,9 @@ class ResilientAPIMixin:
                  server_name: str | None = None, timeout: float = 300.0, loglikelihood_scoring: str = "auto",
                  **kwargs: Any) -> None:
         super().__init__(*args, timeout=max(1, int(timeout)), **kwargs)
-        self.loglikelihood_scoring = _scoring_mode(loglikelihood_scoring)
+        from .shared_prefix import scoring_mode
+
+        self.loglikelihood_scoring = scoring_mode(loglikelihood_scoring)
         self._next_token_checked: bool | None = None  # the probe's answer, once asked
         self.timeout = float(timeout)  # lm-eval keeps whole seconds; sub-second timeouts matter in tests
         self.concurrency = max(1, int(self._concurrent))
@@ -312,14 +314,11 @@ class ResilientAPIMixin:
             return []
         if not self.uses_shared_prefix():
             return self._per_option_loglikelihood(requests, **kwargs)
-        from .shared_prefix import walk_choices
+        from .shared_prefix import score_choices
 
-        answers = walk_choices(self._server_sequences(requests), self._ask_next_tokens)
-        missing = [i for i, found in enumerate(answers) if found is None]
-        self.request_stats.rescored_per_option += len(missing)
-        rescored = self._per_option_loglikelihood([requests[i] for i in missing], **kwargs) if missing else []
-        for i, found in zip(missing, rescored):
-            answers[i] = found
+        answers, rescored = score_choices(requests, self._server_sequences(requests), self._ask_next_tokens,
+                                          lambda rest: self._per_option_loglikelihood(rest, **kwargs))
+        self.request_stats.rescored_per_option += rescored
         self._cache_answers(answers, [key for key, _, _ in requests], generate=False)
         return answers
 
@@ -381,16 +380,6 @@ def _stop_strings(gen_kwargs: dict | None, eos: str | None) -> list[str]:
     until = (gen_kwargs or {}).get("until") or []
     stops = [until] if isinstance(until, str) else list(until)
     return stops + ([eos] if eos and eos not in stops else [])
-
-
-def _scoring_mode(value: Any) -> str:
-    from .shared_prefix import SCORING_MODES
-
-    mode = str(value).strip().lower()
-    if mode not in SCORING_MODES:
-        raise UsageError(f"model_args loglikelihood_scoring must be one of {', '.join(SCORING_MODES)}, got {value!r}.",
-                         param="model_args")
-    return mode
 
 
 def next_token_payload(model: str, prompts: list[list[int]], top_k: int, *, seed: int | None = None) -> dict:

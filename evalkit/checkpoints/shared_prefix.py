@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["continuation_steps", "walk_choices", "parse_token_id_key", "TOP_K", "SCORING_MODES"]
+__all__ = ["continuation_steps", "walk_choices", "score_choices", "scoring_mode", "truncated_sequence",
+           "parse_token_id_key", "TOP_K", "SCORING_MODES"]
 
 #: Top log-probabilities asked for per prefix: vLLM's default ``--max-logprobs``.
 TOP_K = 20
@@ -88,6 +89,52 @@ def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask) -> li
             (still.append if depth + 1 < len(steps[i]) else finished.add)(i)
         alive, depth = still, depth + 1
     return [(totals[i], greedy[i]) if i in finished else None for i in range(len(steps))]
+
+
+def score_choices(requests: list, sequences: Sequence[tuple[Sequence[int], int]], ask: Ask,
+                  per_option: Callable[[list], list]) -> tuple[list[tuple[float, bool]], int]:
+    """Answers of lm-eval's ``(cache key, context ids, continuation ids)`` requests by :func:`walk_choices`,
+    the ones it hands back scored by ``per_option`` (lm-eval's own path) on just those requests; and how
+    many were handed back.
+
+    Examples
+    --------
+    >>> requests = ["r0", "r1"]
+    >>> score_choices(requests, [([1, 7], 1), ([1, 8], 1)], lambda prefixes: [{7: -0.5}],
+    ...               lambda rest: [(-4.0, False)] * len(rest))
+    ([(-0.5, True), (-4.0, False)], 1)
+    """
+    answers = walk_choices(sequences, ask)
+    missing = [i for i, found in enumerate(answers) if found is None]
+    rescored = per_option([requests[i] for i in missing]) if missing else []
+    for i, found in zip(missing, rescored):
+        answers[i] = found
+    return answers, len(missing)  # type: ignore[return-value]  # every None was replaced
+
+
+def truncated_sequence(context: Sequence[int], continuation: Sequence[int], max_tokens: int) -> tuple[list[int], int]:
+    """lm-eval's left truncation of ``context + continuation`` to ``max_tokens``, and the continuation length.
+
+    Examples
+    --------
+    >>> truncated_sequence([1, 2, 3, 4], [5, 6], 4)
+    ([3, 4, 5, 6], 2)
+    """
+    whole = list(context) + list(continuation)
+    kept = whole[-max_tokens:]
+    context_kept = len(context) - max(0, len(whole) - max_tokens)
+    return kept, len(kept) - context_kept
+
+
+def scoring_mode(value: object) -> str:
+    """``value`` of ``--model-args loglikelihood_scoring=`` validated (one of :data:`SCORING_MODES`)."""
+    from ..errors import UsageError
+
+    mode = str(value).strip().lower()
+    if mode not in SCORING_MODES:
+        raise UsageError(f"model_args loglikelihood_scoring must be one of {', '.join(SCORING_MODES)}, got {value!r}.",
+                         param="model_args")
+    return mode
 
 
 def parse_token_id_key(key: object) -> int | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import EvalkitError
+from ..errors import EvalkitError, printable
 from ._options import _STORE_HELP, _VERBOSE_HELP, CONTEXT_SETTINGS, _State, global_options
 
 
@@ -145,8 +145,8 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
     # new folder at once would race: one creates and removes it while the other probes it)
     checks_out = out and current_ranks().main
     folder = OutputFolder(out, option="--out").check("results.json", MANIFEST_NAME) if checks_out else None
-    with _quiet(ctx):
-        result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun)
+    result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun,
+                          verbose=bool(ctx.obj.get("verbose")))
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
         return
     _print_result(result)
@@ -227,13 +227,13 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
     """
     from ..pipeline import compare_pipeline
 
-    with _quiet(ctx):
-        code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
-                                baseline_results=list(baseline_results), policy=policy, notes=list(notes),
-                                overrides=list(overrides), limit=limit, sample_seed=sample_seed, rerun=rerun,
-                                load_options=_load_options(kw),
-                                store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
-                                sequential_chunk=sequential_chunk)
+    # the pipeline checks every input before it quiets (and so imports) the heavy libraries
+    code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
+                            baseline_results=list(baseline_results), policy=policy, notes=list(notes),
+                            overrides=list(overrides), limit=limit, sample_seed=sample_seed, rerun=rerun,
+                            load_options=_load_options(kw),
+                            store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
+                            sequential_chunk=sequential_chunk, verbose=bool(ctx.obj.get("verbose")))
     sys.exit(code)
 
 
@@ -398,7 +398,7 @@ def _report(exc: BaseException, code: int, prefix: str = "") -> None:
     if isinstance(exc, EvalkitError):
         message = flag_words(message)
     # Untrusted text in a message (a label, a server's answer) must not drive the terminal.
-    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    message = printable(message)
     param = getattr(exc, "param", None) or ""
     flag = _FLAGS.get(param)
     if flag and message.startswith(param + " "):  # "dtype must be ..." -> "--dtype must be ..."

@@ -34,6 +34,7 @@ def compare_sequential(*models: Any, tasks: Any, policy: Any, baseline: str | No
         ``results.json`` / ``comparison.json`` files (``LABEL=path``) standing for checkpoints that are not
         evaluated; they need per-sample records for their tasks to stop early.
     store : str, path or ResultStore, optional
+        A SQLite file path, a ``postgresql://`` URL or an open store (default: ``$EVALKIT_STORE``).
     seed : int
         Seed of the random sample order (a later run with the same seed continues the same order).
     chunk_size : int

@@ -213,6 +213,7 @@ def _evaluator_version(name: str) -> str | None:
     from ..evaluators.base import get_evaluator
 
     try:
-        return str(get_evaluator(name).version)
+        evaluator: Any = get_evaluator(name)  # a class following the Evaluator protocol: it declares its version
+        return str(evaluator.version)
     except (UsageError, ImportError):
         return None

@@ -48,6 +48,7 @@ class PostgresBackend:
         self.location = display
         self._errors = psycopg.errors
         self._operational = psycopg.OperationalError
+        self._data_error = psycopg.DataError
         try:
             self._conn = psycopg.connect(url, autocommit=True, **_connect_defaults(url, timeout))
             self._conn.execute(f"SET search_path TO {SCHEMA}")
@@ -79,6 +80,9 @@ class PostgresBackend:
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
             except self._operational as exc:
                 raise self._lost(exc) from None
+            except self._data_error as exc:  # e.g. a NUL character, which PostgreSQL text cannot hold
+                raise UsageError(f"{self.location}: PostgreSQL cannot store a value ({_first_line(exc)}); "
+                                 f"a sample id or record from the task's data holds it.") from None
             except self._errors.InsufficientPrivilege as exc:
                 raise UsageError(f"{self.location}: the database user may not write evalkit's tables "
                                  f"({_first_line(exc)}); grant it CREATE on the database or use another store.") from None

@@ -47,9 +47,10 @@ def _free_port() -> int:
 
 
 class Server:
-    """A running server; :meth:`new_database` gives each test an empty database."""
+    """A running server; :meth:`empty_store` gives each test an empty store."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable  # PostgreSQL's defaults (fsync on) for benchmarks; off for tests
         self.bin = binaries()
         self.root = Path(tempfile.mkdtemp(prefix="evalkit-pg-"))
         self._as_user: list[str] = []
@@ -63,6 +64,7 @@ class Server:
         self._run("initdb", "-D", str(self.data), "-U", USER, f"--pwfile={self.root / 'pw'}", "-A", "scram-sha-256",
                   "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions")
         self.port = self._start()
+        self._tests_url: str | None = None
 
     def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*self._as_user, str(self.bin / tool), *args], check=True, capture_output=True,
@@ -71,8 +73,9 @@ class Server:
     def _start(self) -> int:
         for _ in range(5):  # another process may take the port between the probe and the bind
             port = _free_port()
-            options = (f"-h 127.0.0.1 -p {port} -k {self.root} -c fsync=off -c synchronous_commit=off "
-                       f"-c full_page_writes=off -c max_connections=60 -c shared_buffers=16MB")
+            options = f"-h 127.0.0.1 -p {port} -k {self.root} -c max_connections=60"
+            if not self.durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB"
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
                 return port
@@ -85,7 +88,7 @@ class Server:
         return f"postgresql://{USER}{secret}@127.0.0.1:{self.port}/{database}"
 
     def new_database(self) -> str:
-        """An empty database; returns its URL (password included)."""
+        """An empty database of its own (for benchmarks); returns its URL (password included)."""
         import psycopg
 
         name = "t_" + uuid.uuid4().hex[:12]
@@ -93,9 +96,20 @@ class Server:
             conn.execute(f"CREATE DATABASE {name} STRATEGY FILE_COPY")  # a few times faster with fsync off
         return self.url(name)
 
+    def empty_store(self) -> str:
+        """The URL of the tests' database with evalkit's schema dropped: an empty store, in milliseconds
+        (a database per test would copy ~8 MB each)."""
+        import psycopg
+
+        if self._tests_url is None:
+            self._tests_url = self.new_database()
+        with psycopg.connect(self._tests_url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS evalkit CASCADE")
+        return self._tests_url
+
     def stop(self) -> None:
         try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-W", "stop")
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
         except subprocess.SubprocessError:
             pass
         shutil.rmtree(self.root, ignore_errors=True)
