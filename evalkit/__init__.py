@@ -44,6 +44,7 @@ _PUBLIC = {
     "evaluate_policy": "evalkit.gate",
     "EvalkitError": "evalkit.errors",
     "UsageError": "evalkit.errors",
+    "ParameterTypeError": "evalkit.errors",
     "EvaluationError": "evalkit.errors",
     "ServerError": "evalkit.errors",
 }

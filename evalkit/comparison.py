@@ -192,9 +192,10 @@ class Comparison:
         ``results/LABEL.json`` for each result object, ``report.html``, ``report.md``,
         ``comparison.json``, ``metrics.csv``, and after :meth:`gate` ``junit.xml`` and ``verdict.json``.
         """
+        from . import _validate
         from ._io import OutputFolder, dump_json
 
-        with OutputFolder(out_dir) as folder:  # every file through the one write guard; manifest.json last
+        with OutputFolder(_validate.path(out_dir, param="out_dir")) as folder:  # every file through the one write guard; manifest.json last
             written = [folder.write_text(*results_file_name(r.checkpoint.label), text=dump_json(r.to_dict()))
                        for r in self.results]
             written += self.write_report(folder)
@@ -206,9 +207,12 @@ class Comparison:
 
     def write_report(self, out_dir: str | Path) -> list[Path]:
         """Only ``report.html``, ``report.md``, ``comparison.json`` and ``metrics.csv`` (``evalkit report``)."""
+        from . import _validate
         from ._io import OutputFolder
         from .report import write_reports
 
+        if not isinstance(out_dir, OutputFolder):
+            _validate.path(out_dir, param="out_dir")
         return write_reports(self.data, out_dir if isinstance(out_dir, OutputFolder) else Path(out_dir))
 
     # ------------------------------------------------------------------------------ serialising
@@ -223,9 +227,10 @@ class Comparison:
     @classmethod
     def load(cls, path: str | Path) -> "Comparison":
         """Read a ``comparison.json`` written by :meth:`write` or ``evalkit compare``."""
+        from . import _validate
         from ._compare import load_comparison
 
-        return cls(load_comparison(path))
+        return cls(load_comparison(_validate.path(path, param="path")))
 
 
 def read_comparison(path: str | Path) -> Comparison:
