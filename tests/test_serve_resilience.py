@@ -153,7 +153,7 @@ def test_loglikelihood_needs_prompt_logprobs_and_says_so_before_any_request(tiny
         lm = _lm(server, model_args={"tokenizer": str(tiny_model_dir)})
         with pytest.raises(UsageError, match="returned no prompt logprobs to a probe .*serve the model with vLLM"):
             lm.loglikelihood([request] * 5)
-    assert server.posts == 1  # the probe only
+    assert server.posts == 2  # the probes only: next-token log-probabilities (shared-prefix scoring), then echo
     with FlakyServer(prompt_logprobs=True) as vllm_like:
         assert returns_prompt_logprobs(f"{vllm_like.url}/completions", vllm_like.model, {})
 

@@ -152,7 +152,8 @@ def test_a_malformed_loglikelihood_reply_is_retried_then_stops(shape, tiny_model
     malform, what = LOGLIKELIHOOD_SHAPES[shape]
     with FlakyServer(prompt_logprobs=True, echo_tokenizer=echo_tokenizer) as server:
         lm = _lm(server, "completions", tokenizer=str(tiny_model_dir))
-        lm.check_prompt_logprobs()  # the probe sees a healthy server; the evaluation requests do not
+        lm.check_prompt_logprobs()  # the probes see a healthy server; the evaluation requests do not
+        assert not lm.uses_shared_prefix()  # this stub has no next-token log-probs: echo requests only
         server.malform = malform
         with pytest.raises(ServerError, match=rf"failed 3 times in a row on a log-likelihood request "
                                               rf"\(malformed answer: .*{what}"):
@@ -166,6 +167,7 @@ def test_a_malformed_loglikelihood_reply_that_clears_up_scores_as_a_clean_one(ti
         with FlakyServer(prompt_logprobs=True, echo_tokenizer=echo_tokenizer) as server:
             lm = _lm(server, "completions", tokenizer=str(tiny_model_dir))
             lm.check_prompt_logprobs()
+            lm.uses_shared_prefix()
             server.malform, server.malformed_replies = LOGLIKELIHOOD_SHAPES["NaN"][0], malformed_replies
             scores.append(_loglikelihood(lm, n=3))
     assert scores[0] == scores[1] and all(math.isfinite(score) and score < 0 for score, _ in scores[0])

@@ -10,7 +10,10 @@ request needs; nothing is guessed or filled in:
   answered nothing, and a gate would fail a good model for the server's fault;
 - log-likelihood (``/v1/completions`` with ``echo=true``): per prompt ``logprobs.token_logprobs`` covering
   the continuation plus the one generated token, each continuation value a finite number <= 0, and
-  ``top_logprobs`` holding such numbers for the same positions.
+  ``top_logprobs`` holding such numbers for the same positions;
+- next-token log-probabilities (``/v1/completions`` with ``max_tokens=1``, ``logprobs=k``,
+  ``return_tokens_as_token_ids``; see :mod:`evalkit.checkpoints.shared_prefix`): per prompt
+  ``logprobs.top_logprobs[0]`` a non-empty map of ``"token_id:N"`` to such numbers.
 
 A reply that fails raises :class:`MalformedAnswer`, whose message says what was missing in a few words.
 The request loop (:mod:`evalkit.checkpoints.resilient_api`) retries it like a transient failure (a proxy
@@ -25,7 +28,7 @@ from typing import Any
 
 from ..errors import UsageError
 
-__all__ = ["MalformedAnswer", "generated_texts", "echo_logprobs"]
+__all__ = ["MalformedAnswer", "generated_texts", "echo_logprobs", "next_token_logprobs"]
 
 #: Largest log-probability accepted: 0 plus float rounding (a probability is at most 1).
 _MAX_LOGPROB = 1e-3
@@ -84,6 +87,38 @@ def echo_logprobs(reply: Any, inputs: list, ctxlens: list[int]) -> list[tuple[fl
         raise ValueError(f"{len(inputs)} inputs but {len(ctxlens)} context lengths")
     return [_continuation_score(choice, position, len(tokens) - ctxlen)
             for position, (choice, tokens, ctxlen) in enumerate(zip(_choices(reply, len(inputs)), inputs, ctxlens))]
+
+
+def next_token_logprobs(reply: Any, n_prompts: int) -> list[dict[int, float]]:
+    """``{token id: log-prob}`` of the first generated position, per prompt, in prompt order.
+
+    Examples
+    --------
+    >>> reply = {"choices": [{"index": 0, "logprobs": {"top_logprobs": [{"token_id:5": -0.1, "token_id:9": -2.5}]}}]}
+    >>> next_token_logprobs(reply, 1)
+    [{5: -0.1, 9: -2.5}]
+    >>> next_token_logprobs({"choices": [{"index": 0, "logprobs": {"top_logprobs": [{" A": -0.1}]}}]}, 1)
+    Traceback (most recent call last):
+    ...
+    evalkit.checkpoints.answers.MalformedAnswer: choices[0].logprobs.top_logprobs[0] has key ' A', not 'token_id:N' (return_tokens_as_token_ids)
+    """
+    from .shared_prefix import parse_token_id_key
+
+    tops = []
+    for position, choice in enumerate(_choices(reply, n_prompts)):
+        where = f"choices[{position}].logprobs.top_logprobs"
+        logprobs = choice.get("logprobs")
+        entries = logprobs.get("top_logprobs", _MISSING) if isinstance(logprobs, dict) else _MISSING
+        if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict) or not entries[0]:
+            raise MalformedAnswer(f"{where} is {_described(entries)}: no next-token log-probs (logprobs=k) in the reply")
+        top = {}
+        for key, value in entries[0].items():
+            token = parse_token_id_key(key)
+            if token is None:
+                raise MalformedAnswer(f"{where}[0] has key {_shown(key)}, not 'token_id:N' (return_tokens_as_token_ids)")
+            top[token] = _logprob(value, f"{where}[0][{_shown(key)}]")
+        tops.append(top)
+    return tops
 
 
 def _continuation_score(choice: dict, position: int, n_continuation: int) -> tuple[float, bool]:
