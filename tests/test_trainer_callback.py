@@ -183,8 +183,8 @@ def test_each_save_costs_the_same_and_compare_reuses_the_callbacks_results(tiny_
     """Eleven saves: each compares only its own step with the baseline (one pair, whatever came before); the
     report is rewritten at the 1st, 6th and 11th save and not again at the end; the logged scalars follow the
     Trainer's eval prefix with the baseline at step 0; every save's trainer_state.json holds its own
-    evaluation; and a later compare of the base folder (the callback's baseline spec) and the saved folders
-    evaluates nothing."""
+    evaluation; and a later compare of the base folder (the model training started from, unchanged) and the
+    saved folders evaluates nothing."""
     from evalkit import api
     from evalkit.comparison import Comparison
     from evalkit.integrations.transformers import EvalkitCallback
@@ -195,8 +195,8 @@ def test_each_save_costs_the_same_and_compare_reuses_the_callbacks_results(tiny_
     monkeypatch.setattr(Comparison, "write", lambda self, out: written.append(len(self.labels)) or real_write(self, out))
     policy = {"gates": [{"metric": "mmlu.acc", "max_drop": 1.0}]}  # never fails: logged, never stops
     store = tmp_path / "store.sqlite"
-    callback = EvalkitCallback(task_configs, baseline=str(tiny_chat_model_dir), limit=4, policy=policy,
-                               report_every=5, out=tmp_path / "report", store=store, batch_size=4)
+    callback = EvalkitCallback(task_configs, limit=4, policy=policy, report_every=5, out=tmp_path / "report",
+                               store=store, batch_size=4)
     trainer = _train_long(tiny_chat_model_dir, tmp_path, callback, max_steps=11)
 
     # one pairwise comparison per save; every step so far only for the report, after the 1st, 6th and 11th
@@ -228,6 +228,7 @@ def test_each_save_costs_the_same_and_compare_reuses_the_callbacks_results(tiny_
     code, out, err = run_cli(["--store", str(store), "compare", *folders, "--tasks", "voc_sample,mmlu",
                               "--limit", "4", "--batch-size", "4", "--out", str(tmp_path / "again"), *overrides])
     assert code == 0, err
+    assert err.count("answered from the store") == 4, err  # the base and three saves; nothing evaluated
     again = json.loads((tmp_path / "again" / "comparison.json").read_text())
     assert [c["label"] for c in again["checkpoints"]] == ["base", "run-long.step1", "run-long.step6", "run-long.step11"]
     assert all(t["answered_from_store"] for c in again["checkpoints"] for t in c["timing"].values())
@@ -263,3 +264,22 @@ def test_report_every_must_be_a_positive_count():
     for bad in (0, -1, 1.5, True, "10"):
         with pytest.raises(UsageError, match="report_every must be a positive number"):
             EvalkitCallback(["voc_sample"], report_every=bad)
+
+
+def test_a_base_changed_after_loading_is_not_stored_as_its_folder(tiny_chat_model_dir):
+    """Only a model exactly as its folder holds it counts as that folder: a cast or an edited weight does not."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evalkit.integrations.transformers import _unchanged_source_folder
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model_dir)
+    assert _unchanged_source_folder(model, tokenizer) == tiny_chat_model_dir
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    assert _unchanged_source_folder(model, tokenizer) is None
+    assert _unchanged_source_folder(AutoModelForCausalLM.from_pretrained(tiny_chat_model_dir).to(torch.float64),
+                                    tokenizer) is None
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<new>"]})
+    assert _unchanged_source_folder(AutoModelForCausalLM.from_pretrained(tiny_chat_model_dir), tokenizer) is None

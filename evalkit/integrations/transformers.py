@@ -210,8 +210,13 @@ class EvalkitCallback(TrainerCallback):
 
         given = self._baseline_input
         if given is None:
-            return self._evaluate_model(kwargs["model"], self._tokenizer(kwargs),
-                                        label=_BASELINE_LABEL, run=self._run_name(args), step=int(state.global_step))
+            model, tokenizer = kwargs["model"], self._tokenizer(kwargs)
+            result = self._evaluate_model(model, tokenizer, label=_BASELINE_LABEL, run=self._run_name(args),
+                                          step=int(state.global_step))
+            source = _unchanged_source_folder(model, _tokenizer_of(tokenizer))
+            if source is not None:  # the base as loaded: a later `evalkit compare base=FOLDER ...` reuses it too
+                self._store_under(result, source)
+            return result
         if isinstance(given, EvalResult):
             return given
         if isinstance(given, (str, os.PathLike)) and str(given).endswith(".json"):
@@ -312,6 +317,9 @@ class EvalkitCallback(TrainerCallback):
             return  # no save at this step (every=N), or a folder evalkit could not load anyway
         if (folder / "trainer_state.json").is_file():
             state.save_to_json(str(folder / "trainer_state.json"))
+        self._store_under(result, folder)
+
+    def _store_under(self, result, folder: Path) -> None:
         try:
             _store_under_folder(result, folder, self.tasks, self._evaluators, self.store, self.options)
         except UsageError as exc:  # the folder is incomplete for evalkit (e.g. no tokenizer saved): compare later
@@ -357,6 +365,45 @@ def _baseline_metrics(result: Any) -> dict[str, float]:
     from ..comparison import Comparison
 
     return _metric_scalars(Comparison(build_comparison([result])), result.checkpoint.label)
+
+
+def _unchanged_source_folder(model: Any, tokenizer: Any) -> Path | None:
+    """The local folder ``model`` was loaded from, when the model in memory is exactly that folder's: every
+    saved tensor equal (dtype included; tied weights may be unsaved), the config's dtype the weights' dtype
+    (so evalkit's default ``dtype=auto`` loads the same numbers), and the tokenizer's files the folder's.
+    None otherwise (a PEFT wrapper, weights changed or cast after loading, a hub id, no safetensors)."""
+    import torch
+    from safetensors import safe_open
+
+    from ..checkpoints.memory import tokenizer_entries
+
+    folder = Path(str(getattr(model, "name_or_path", "") or ""))
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    state = model.state_dict() if files and hasattr(model, "state_dict") else {}
+    if not state:
+        return None
+    dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+    configured = getattr(getattr(model, "config", None), "dtype", None)
+    if len(dtypes) != 1 or (configured is not None and str(configured).replace("torch.", "")
+                            != str(next(iter(dtypes))).replace("torch.", "")):
+        return None
+    saved: set[str] = set()
+    for path in files:
+        with safe_open(str(path), framework="pt") as handle:
+            for name in handle.keys():
+                mine = state.get(name)
+                stored = handle.get_tensor(name)
+                if mine is None or stored.dtype != mine.dtype or not torch.equal(stored, mine.detach().cpu()):
+                    return None
+                saved.add(name)
+    pointers = {state[name].data_ptr() for name in saved}
+    if any(state[name].data_ptr() not in pointers for name in set(state) - saved):
+        return None
+    from transformers import AutoTokenizer
+
+    # re-saved, as the in-memory fingerprint sees it (a re-save may reorder tokenizer_config.json's keys)
+    same_tokenizer = tokenizer_entries(AutoTokenizer.from_pretrained(folder)) == tokenizer_entries(tokenizer)
+    return folder if same_tokenizer else None
 
 
 def _store_under_folder(result: Any, folder: Path, tasks: list, evaluators: list, store: Any,
