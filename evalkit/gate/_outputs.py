@@ -14,13 +14,21 @@ from ._evaluate import Check, Verdict, evaluate_policy
 from ._policy import _STATUS_ORDER, checkpoint_statuses, load_policy
 # --------------------------------------------------------------------------------------- outputs
 
-_STATUS_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
+_STATUS_MARK = {"pass": "✅", "warn": "⚠️", "inconclusive": "❔", "fail": "❌"}
 
 
 def _summary_line(verdict: Verdict) -> str:
     counts = verdict.counts()
-    return (f"{len(verdict.checks)} checks: {counts['pass']} passed, {counts['warn']} warning"
-            f"{'' if counts['warn'] == 1 else 's'}, {counts['fail']} failed")
+    line = (f"{len(verdict.checks)} checks: {counts['pass']} passed, {counts['warn']} warning"
+            f"{'' if counts['warn'] == 1 else 's'}, {counts['inconclusive']} inconclusive, {counts['fail']} failed")
+    if counts["inconclusive"]:
+        line += f" (on_inconclusive: {verdict.on_inconclusive}, exit code {verdict.exit_code})"
+    return line
+
+
+def _blocks(verdict: Verdict, check: Check) -> bool:
+    """Whether a check turns the build red: a failure, or an inconclusive check under ``on_inconclusive: fail``."""
+    return check.status == "fail" or (check.status == "inconclusive" and verdict.on_inconclusive == "fail")
 
 
 def _md_number(value: float | None, signed: bool = False) -> str:
@@ -44,21 +52,33 @@ def verdict_markdown(verdict: Verdict) -> str:
         "Per checkpoint: " + " · ".join(f"{md_escape(label)} {_STATUS_MARK[status]} {status.upper()}" for label, status
                                         in checkpoint_statuses([c.to_dict() for c in verdict.checks]).items()),
         "",
-        "| | Checkpoint | Gate | Value | Baseline | Delta | p | Result |",
+        "| | Checkpoint | Gate | Value | Baseline | Delta | Bounds | Result |",
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for c in verdict.checks:
-        p_value = "–" if c.p_value is None else f"{c.p_value:.3g}"
         lines.append(f"| {_STATUS_MARK[c.status]} | {md_escape(c.checkpoint)} | {md_escape(c.gate)} | "
                      f"{_md_number(c.value)} | {_md_number(c.baseline_value)} | {_md_number(c.delta, True)} | "
-                     f"{p_value} | {md_escape(c.message)} |")
+                     f"{_bounds_cell(c)} | {md_escape(c.message)} |")
     return "\n".join(lines) + "\n"
+
+
+def _bounds_cell(check: Check) -> str:
+    """The bounds that decided the check, in the units of its threshold (– for a point comparison)."""
+    if check.bound_low is None or check.bound_high is None:
+        return "–"
+    if "relative" in check.operator:
+        return f"[{check.bound_low:+.1%}, {check.bound_high:+.1%}]"
+    signed = check.operator not in ("min", "max")
+    return f"[{_md_number(check.bound_low, signed)}, {_md_number(check.bound_high, signed)}]"
 
 
 def verdict_text(verdict: Verdict) -> str:
     """A short plain-text verdict for the console: failures and warnings first, one line each."""
     ordered = sorted(verdict.checks, key=lambda c: -_STATUS_ORDER[c.status])
     lines = [f"{c.status.upper():<4}  {c.checkpoint}  {c.gate}: {c.message}" for c in ordered]
+    if verdict.inconclusive:
+        lines.append(f"inconclusive checks {'fail' if verdict.on_inconclusive == 'fail' else 'only warn'} "
+                     f"(policy on_inconclusive: {verdict.on_inconclusive})")
     own = checkpoint_statuses([c.to_dict() for c in verdict.checks])
     lines.append(f"gate: {verdict.status.upper()} ({_summary_line(verdict)}); per checkpoint: "
                  + ", ".join(f"{label} {status.upper()}" for label, status in own.items()))
@@ -80,7 +100,8 @@ def _check_details(check: Check) -> str:
     return (f"{check.checkpoint}: {check.gate}: {check.status.upper()}: {check.message}\n"
             f"value={number(check.value)} baseline={number(check.baseline_value)} delta={number(check.delta)} "
             f"observed={number(check.observed)} threshold={number(check.threshold)} p_value={number(check.p_value)} "
-            f"p_value_adjusted={number(check.p_value_adjusted)} mde={number(check.mde)} underpowered={check.underpowered}")
+            f"bound_low={number(check.bound_low)} bound_high={number(check.bound_high)} alpha={number(check.alpha)} "
+            f"mde={number(check.mde)} underpowered={check.underpowered}")
 
 
 def junit_xml(verdict: Verdict) -> bytes:
@@ -92,14 +113,14 @@ def junit_xml(verdict: Verdict) -> bytes:
     """
     import xml.etree.ElementTree as ET
 
-    counts = verdict.counts()
     own = checkpoint_statuses([c.to_dict() for c in verdict.checks])
     root = ET.Element("testsuites", name="evalkit gate", tests=str(len(verdict.checks)),
-                      failures=str(counts["fail"]), errors="0", skipped="0", time="0")
+                      failures=str(sum(_blocks(verdict, c) for c in verdict.checks)), errors="0", skipped="0",
+                      time="0")
     for label in dict.fromkeys(c.checkpoint for c in verdict.checks):
         checks = [c for c in verdict.checks if c.checkpoint == label]
         suite = ET.SubElement(root, "testsuite", name=_xml_text(f"evalkit.gate.{label}"), tests=str(len(checks)),
-                              failures=str(sum(c.status == "fail" for c in checks)), errors="0", skipped="0",
+                              failures=str(sum(_blocks(verdict, c) for c in checks)), errors="0", skipped="0",
                               time="0")
         properties = ET.SubElement(suite, "properties")
         # "status" is this checkpoint's own result; the run's overall one is "verdict_status".
@@ -107,21 +128,22 @@ def junit_xml(verdict: Verdict) -> bytes:
                             ("verdict_status", verdict.status)):
             ET.SubElement(properties, "property", name=name, value=_xml_text(value))
         for check in checks:
-            _junit_case(suite, check)
+            _junit_case(suite, check, _blocks(verdict, check))
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
-def _junit_case(suite, check: Check) -> None:
+def _junit_case(suite, check: Check, blocks: bool) -> None:
     import xml.etree.ElementTree as ET
 
     case = ET.SubElement(suite, "testcase", classname=_xml_text(f"evalkit.gate.{check.checkpoint}"),
                          name=_xml_text(check.gate), time="0")
     details = _xml_text(_check_details(check))
-    if check.status == "fail":
-        failure = ET.SubElement(case, "failure", message=_xml_text(f"{check.message}"), type="evalkit.gate")
+    if blocks:  # an inconclusive check that blocks is a failure CI must show, with its own type
+        kind = "evalkit.gate" if check.status == "fail" else "evalkit.gate.inconclusive"
+        failure = ET.SubElement(case, "failure", message=_xml_text(f"{check.message}"), type=kind)
         failure.text = details
-    prefix = "WARNING: " if check.status == "warn" or check.underpowered else ""  # an underpowered pass decides little
+    prefix = {"warn": "WARNING: ", "inconclusive": "INCONCLUSIVE: "}.get(check.status, "") if not blocks else ""
     ET.SubElement(case, "system-out").text = prefix + details
 
 
@@ -203,16 +225,16 @@ def demo_policy_text(domain_task: str = "demo_voc", general_task: str = "demo_ge
     --------
     >>> from evalkit.gate import parse_policy
     >>> gates = parse_policy(__import__("yaml").safe_load(demo_policy_text())).gates
-    >>> [(g.metric, g.operator, g.threshold) for g in gates]
-    [('demo_voc.leaf_macro_f1', 'min_gain', 0.2), ('demo_general.acc', 'max_drop', 0.1)]
+    >>> [(g.metric, g.operator, g.threshold, g.significance) for g in gates]
+    [('demo_voc.leaf_macro_f1', 'min_gain', 0.2, 0.05), ('demo_general.acc', 'max_drop', 0.1, 0.05)]
     """
     return (
         f"# Demo release policy: learn the domain, keep general knowledge.\n"
         f"baseline: {baseline}\n"
+        f"significance: {significance:g}       # each gate decides on one-sided {1 - significance:.0%} bounds\n"
         f"gates:\n"
         f"  - metric: {domain_task}.{domain_metric}\n"
         f"    min_gain: {min_domain_gain:g}        # the fine-tune must actually teach the domain\n"
         f"  - metric: {general_task}.{general_metric}\n"
-        f"    max_drop: {max_general_drop:g}       # forgetting beyond this fails ...\n"
-        f"    significance: {significance:g}   # ... when significant; otherwise it only warns\n"
+        f"    max_drop: {max_general_drop:g}       # and may forget at most this much\n"
     )

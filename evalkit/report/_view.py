@@ -13,7 +13,7 @@ from ..errors import UsageError
 
 __all__ = [
     "SCHEMA_VERSION", "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
-    "is_significant", "delta_tone", "tuned_labels", "primary_rows", "headline", "study_table",
+    "is_significant", "delta_tone", "fmt_bounds", "tuned_labels", "primary_rows", "headline", "study_table",
     "axis_point", "breakdown_groups", "pivot_breakdown", "notes_by_label", "ci_label", "summary_counts",
     "decision_p", "fmt_row_p", "power_lines",
     "checkpoint_verdicts", "fmt_relative_change", "display_path", "setting_items", "FREQUENCY_ORDER",
@@ -58,6 +58,24 @@ def fmt_p(value: Any) -> str:
     if not _finite(value):
         return "–"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def fmt_bounds(check: dict[str, Any]) -> str:
+    """The one-sided bounds that decided a gate check, in its threshold's units (– for a point comparison).
+
+    >>> fmt_bounds({"operator": "max_drop", "bound_low": 0.004, "bound_high": 0.031})
+    '[+0.004, +0.031]'
+    >>> fmt_bounds({"operator": "min_relative_gain", "bound_low": 0.02, "bound_high": 0.2}), fmt_bounds({})
+    ('[+2.0%, +20.0%]', '–')
+    """
+    low, high = check.get("bound_low"), check.get("bound_high")
+    if not (_finite(low) and _finite(high)):
+        return "–"
+    if "relative" in str(check.get("operator")):
+        return f"[{low:+.1%}, {high:+.1%}]"
+    if check.get("operator") in ("min", "max"):
+        return f"[{fmt_value(low)}, {fmt_value(high)}]"
+    return f"[{fmt_delta(low)}, {fmt_delta(high)}]"
 
 
 def fmt_relative_change(relative: Any) -> str:

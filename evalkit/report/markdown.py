@@ -16,7 +16,7 @@ __all__ = ["render_markdown", "md_escape", "MAX_CHARS"]
 
 #: Hard ceiling for the Markdown text, well under GitHub's 65,536-character comment limit.
 MAX_CHARS = 50_000
-_STATUS_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
+_STATUS_ICON = {"pass": "✅", "warn": "⚠️", "inconclusive": "❔", "fail": "❌"}
 
 
 def md_escape(text: Any) -> str:
@@ -69,14 +69,15 @@ def _verdict_lines(verdict: dict[str, Any], max_rows: int, checkpoint_verdicts: 
          md_escape(v["reason"]) + (f" (and {v['more']} more)" if v["more"] else "")] for v in checkpoint_verdicts]) + [""]
     weak = [c for c in checks if c.get("underpowered")]
     if weak:
-        lines += ["> ⚠️ Underpowered (threshold below the minimum detectable effect, so a pass means little): "
+        lines += ["> ⚠️ No error control and underpowered (a gate without a significance level, its threshold below "
+                  "the change detected with probability 0.8): "
                   + "; ".join(f"{md_escape(c.get('gate'))} — {md_escape(c.get('checkpoint'))} (MDE "
                               f"{view.fmt_value(c.get('mde'))})" for c in weak[:max_rows]), ""]
     if problems:
         rows = [[md_escape(c.get("status")), md_escape(c.get("gate")), md_escape(c.get("checkpoint")),
                  view.fmt_value(c.get("value")), view.fmt_value(c.get("baseline_value")), view.fmt_delta(c.get("delta")),
-                 view.fmt_p(c.get("p_value")), md_escape(c.get("message"))] for c in problems[:max_rows]]
-        lines += _table(["status", "gate", "checkpoint", "value", "baseline", "Δ", "p", "message"], rows)
+                 view.fmt_bounds(c), md_escape(c.get("message"))] for c in problems[:max_rows]]
+        lines += _table(["status", "gate", "checkpoint", "value", "baseline", "Δ", "bounds", "message"], rows)
         if len(problems) > max_rows:
             lines.append(f"\n… and {len(problems) - max_rows} more (see report.html).")
         lines.append("")
