@@ -43,6 +43,8 @@ _PUBLIC = {
     "evaluate_policy": "evalkit.gate",
     "EvalkitError": "evalkit.errors",
     "UsageError": "evalkit.errors",
+    "EvaluationError": "evalkit.errors",
+    "ServerError": "evalkit.errors",
 }
 __all__ = sorted(_PUBLIC) + ["__version__"]
 

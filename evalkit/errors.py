@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["EvalkitError", "UsageError", "EvaluationError", "did_you_mean", "register_secret", "redact",
+__all__ = ["EvalkitError", "UsageError", "EvaluationError", "ServerError", "did_you_mean", "register_secret", "redact",
            "redact_secrets", "warn"]
 
 
@@ -36,6 +36,17 @@ class EvaluationError(EvalkitError):
     """An evaluation started but could not finish (exit code 3)."""
 
     exit_code = 3
+
+
+class ServerError(EvaluationError):
+    """A model server kept failing or answering malformed replies after every retry (exit code 4).
+
+    Neither the user's input (2) nor a bug in evalkit (3): the server is down, overloaded or not
+    OpenAI-compatible in the way the request needs. Finished samples are stored, so fixing the server and
+    evaluating again resumes the run.
+    """
+
+    exit_code = 4
 
 
 def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:

@@ -121,7 +121,16 @@ def _request_stats(lm) -> dict[str, float]:
     stats = getattr(lm, "request_stats", None)
     if stats is None:
         return {}
-    return {"requests": stats.requests, "retries": stats.retries, "request_seconds": stats.seconds}
+    return {"requests": stats.requests, "retries": stats.retries, "request_seconds": stats.seconds,
+            "next_token_requests": stats.next_token_requests, "rescored_per_option": stats.rescored_per_option}
+
+
+def _scoring_setting(lm, evaluator, timing: dict) -> str | None:
+    """How a server scored the task's choices: ``shared_prefix`` or ``per_option`` (None: not a server's
+    log-likelihoods). Shown in the result's settings, not in the run key: both give the same numbers."""
+    if not hasattr(lm, "uses_shared_prefix") or "loglikelihood" not in getattr(evaluator, "needs", ()):
+        return None
+    return "shared_prefix" if timing.get("next_token_requests") else "per_option"
 
 
 def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: ResultStore, key: RunKey,
@@ -153,6 +162,9 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
     result.timing = {"answered_from_store": False, "seconds": round(time.perf_counter() - started, 3),
                      "model_load_seconds": round(load_seconds, 3), "resumed_samples": len(done)}
     result.timing.update({k: round(v - requests_before[k], 3) for k, v in _request_stats(lm).items()})
+    scoring = _scoring_setting(lm, evaluator, result.timing)
+    if scoring:
+        result.settings["loglikelihood_scoring"] = scoring
     store.finish_run(key, result)
     return result
 

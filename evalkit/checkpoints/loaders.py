@@ -75,7 +75,7 @@ def _hflm_kwargs(options: "LoadOptions") -> dict[str, Any]:
 
 #: --model-args keys meant for server checkpoints; in a mixed compare they must not reach HFLM.
 SERVER_ONLY_MODEL_ARGS = frozenset({"retry_wait", "retry_max_wait", "api", "tokenized_requests", "tokenizer_backend",
-                                    "base_url", "num_concurrent", "max_retries", "timeout"})
+                                    "base_url", "num_concurrent", "max_retries", "timeout", "loglikelihood_scoring"})
 
 #: "auto" on CPU: lm-eval's detection probes ever larger batches until memory runs out, which on a
 #: CPU with plenty of RAM costs tens of seconds and finds nothing useful; a fixed batch is as fast.
