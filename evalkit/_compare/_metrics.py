@@ -55,7 +55,7 @@ def metric_rows(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
-_TEST_FIELDS = ("delta_ci_low", "delta_ci_high", "p_value", "p_value_is_bound", "n_resamples", "test", "n_paired",
+_TEST_FIELDS = ("significant", "delta_ci_low", "delta_ci_high", "p_value", "p_value_is_bound", "n_resamples", "test", "n_paired",
                 "mde", "delta_ci_extended", "delta_stderr", "delta_df", "paired_counts")
 
 
@@ -84,7 +84,16 @@ def _metric_row(ctx: Context, task: str, label: str, tr: TaskResult, metric: str
         row.update({k: test[k] for k in _TEST_FIELDS if k in test})
         _contain_delta(ctx, task, label, metric, row)
         _cut_delta_to_range(spec_of(ctx, task, label, metric).bounds, row)
+        row["significant"] = interval_excludes_zero(row["delta_ci_low"], row["delta_ci_high"])
     return row
+
+
+def interval_excludes_zero(low: float | None, high: float | None) -> bool | None:
+    """The row's significance marker, derived from the interval shown beside it (None without one), so a
+    star never sits next to an interval that spans 0 (the p-value of a different test could disagree)."""
+    if low is None or high is None:
+        return None
+    return bool(low > 0 or high < 0)
 
 
 def _cut_delta_to_range(bounds: tuple[float, float] | None, row: dict[str, Any]) -> None:

@@ -52,7 +52,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _change(row: dict[str, Any]) -> str:
     """``0.450 (−0.150 ✱)`` — the delta bold when significant."""
     delta = view.fmt_delta(row.get("delta"))
-    if view.is_significant(row.get("p_value")):
+    if view.marked(row):
         delta = f"**{delta}** ✱"
     return f"{view.fmt_value(row.get('value'))} ({delta})"
 
@@ -87,7 +87,7 @@ def _verdict_lines(verdict: dict[str, Any], max_rows: int, checkpoint_verdicts: 
 def _short(row: dict[str, Any]) -> str:
     """``mmlu acc -0.150 ✱`` (significant deltas bold)."""
     delta = view.fmt_delta(row.get("delta"))
-    delta = f"**{delta}** ✱" if view.is_significant(row.get("p_value")) else delta
+    delta = f"**{delta}** ✱" if view.marked(row) else delta
     return f"{md_escape(row['task'])} {md_escape(row['metric'])} {delta}"
 
 
@@ -100,7 +100,7 @@ def _headline_lines(comparison: dict[str, Any]) -> list[str]:
             parts.append("domain " + ", ".join(_short(r) for r in item["domain"]))
         if item["general"]:
             worse = [r for r in item["general"]
-                     if view.delta_tone(r.get("delta"), r.get("p_value"), r.get("higher_is_better", True)) == "bad"]
+                     if view.row_tone(r) == "bad"]
             parts.append("general " + ", ".join(_short(r) for r in item["general"]) +
                          (f" ({len(worse)} significant regression{'s' if len(worse) != 1 else ''})" if worse else ""))
         lines.append(f"- **{md_escape(item['checkpoint'])}**: " + "; ".join(parts or ["no primary metrics"]))
@@ -141,7 +141,7 @@ def _changes_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
             if r["checkpoint"] != comparison.get("baseline") and (r["task"], r["metric"]) not in shown]
     if not rows:
         return []
-    rows.sort(key=lambda r: (not view.is_significant(r.get("p_value")), -abs(r.get("delta") or 0.0),
+    rows.sort(key=lambda r: (not view.marked(r), -abs(r.get("delta") or 0.0),
                              r["task"], r["metric"], r["checkpoint"]))
     table = [[md_escape(r["task"]), md_escape(r["metric"]), md_escape(r["checkpoint"]), view.fmt_value(r.get("baseline_value")),
               _change(r), view.fmt_row_p(r)] for r in rows[:max_rows]]
@@ -202,7 +202,7 @@ def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     lines += _study_lines(comparison) + trajectory.markdown_lines(comparison, max_rows, md_escape)
     lines += _changes_lines(comparison, max_rows) + _power_lines(comparison, max_rows)
     lines += _flip_lines(comparison, max_rows)
-    lines.append(f"<sub>✱ significant at p &lt; {view.SIGNIFICANCE} (paired test vs the baseline); "
+    lines.append(f"<sub>✱ significant: the delta's {view.ci_label(comparison)} interval excludes 0; "
                  "values are primary metrics with Δ against the baseline. Full report: report.html.</sub>")
     text = "\n".join(lines) + "\n"
     if len(text) > MAX_CHARS:  # a pathological comparison (huge labels): cut at a line, say so
