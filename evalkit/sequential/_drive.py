@@ -148,8 +148,8 @@ def _plan(task, policy, labels: list[str], baseline: str) -> tuple[list[_Planned
             return [], f"gate {gate.index} ({gate.description}): {reason}"
         for label in _targets(gate, labels, baseline):
             # The gate's one-sided level alpha is split between the early looks and the final fixed-sample
-            # look (sequential._verdict.EARLY_SHARE): a two-sided sequence at level alpha spends alpha/2 per
-            # side, leaving alpha/2 per side for the final bounds, so each side errs with probability <= alpha.
+            # look (sequential._verdict.EARLY_SHARE): a two-sided sequence at level 2*EARLY_SHARE*alpha spends
+            # EARLY_SHARE*alpha per side, the final bounds the rest, so each side errs with probability <= alpha.
             level = gate.significance if gate.significance is not None else DEFAULT_ALPHA
             planned.append(_Planned(gate, label, 2 * EARLY_SHARE * level))
     return planned, None

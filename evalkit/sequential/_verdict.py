@@ -18,7 +18,7 @@ __all__ = ["apply_sequential_verdict", "final_share", "EARLY_SHARE"]
 
 #: Share of a gate's one-sided level spent on the early looks (the confidence sequence); the final
 #: fixed-sample look of a task that ran to the end gets the remaining ``1 - EARLY_SHARE``.
-EARLY_SHARE = 0.5
+EARLY_SHARE = 0.2
 
 
 def final_share(comparison: dict[str, Any], metric: str) -> float:
