@@ -668,3 +668,38 @@ def test_cluster_field_makes_corpus_metrics_use_the_delete_a_cluster_jackknife_a
     low, high, _ = jackknife_ci(base["value"], loo)
     assert (base["ci_low"], base["ci_high"]) == pytest.approx((low, high))
     _assert_every_number_inside_its_interval(comparison)
+
+
+# ----------------------------------------------------------------------------------- markers follow intervals (issue 23)
+def test_every_marker_follows_the_interval_beside_it_and_intervals_stay_feasible(comparison):
+    rows = [r for r in comparison["metrics"] if r["checkpoint"] != comparison["baseline"]]
+    checked = 0
+    for row in rows:
+        low, high = row["delta_ci_low"], row["delta_ci_high"]
+        if low is None or high is None:
+            assert row["significant"] is None
+            continue
+        checked += 1
+        assert row["significant"] == (low > 0 or high < 0), row
+        if row["metric"] in ("acc", "leaf_macro_f1", "path_accuracy"):  # declared in [0, 1]
+            assert -row["baseline_value"] - 1e-12 <= low <= high <= 1 - row["baseline_value"] + 1e-12, row
+        assert row["ci_target"] in ("population", "finite_sample_expectation", None)
+    assert checked >= 3
+
+
+def test_a_delta_interval_is_cut_to_what_the_baseline_value_allows():
+    from evalkit._compare._metrics import _cut_delta_to_range
+
+    row = {"baseline_value": 0.007, "delta_ci_low": 0.870, "delta_ci_high": 1.021}  # the demo's leaf_macro_f1
+    _cut_delta_to_range((0.0, 1.0), row)
+    assert row["delta_ci_high"] == pytest.approx(0.993) and row["delta_ci_low"] == 0.870
+
+
+def test_gate_rows_carry_what_their_bounds_need(comparison):
+    row = _row(comparison, "mmlu", "acc", "tuned")
+    n11, n10, n01, n00 = row["paired_counts"]
+    assert n11 + n10 + n01 + n00 == row["n_paired"]
+    assert (n01 - n10) / row["n_paired"] == pytest.approx(row["delta"])
+    assert row["value_counts"][1] == row["n"] and row["value_stderr"] > 0
+    breakdowns = [b for b in comparison["breakdowns"] if b.get("test", "") and b["test"].startswith("mcnemar")]
+    assert breakdowns and all(sum(b["paired_counts"]) == b["n_paired"] for b in breakdowns)

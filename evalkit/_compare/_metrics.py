@@ -71,6 +71,7 @@ def _metric_row(ctx: Context, task: str, label: str, tr: TaskResult, metric: str
         "is_primary": metric == tr.primary_metric, "higher_is_better": higher_is_better(ctx, task, label, metric),
         "level": spec_of(ctx, task, label, metric).level,
         "value": value, "ci_low": ci_low, "ci_high": ci_high, "ci_method": ci_method, "ci_extended": extended,
+        "ci_target": CI_TARGETS.get(ci_method),
         "stderr": finite(tr.stderr.get(metric)), "n": tr.n_samples,
         "baseline": ctx.baseline, "baseline_value": base_value,
         "delta": (value - base_value) if has_delta else None,
@@ -94,6 +95,12 @@ def interval_excludes_zero(low: float | None, high: float | None) -> bool | None
     if low is None or high is None:
         return None
     return bool(low > 0 or high < 0)
+
+
+#: What each interval method covers (docs/statistics.md): the population value, or for jackknife intervals of
+#: corpus metrics the expected score on a test set of this size; None: the evaluator's own, not known.
+CI_TARGETS = {"wilson": "population", "t": "population", "cluster_t": "population",
+              "jackknife": "finite_sample_expectation", "cluster_jackknife": "finite_sample_expectation"}
 
 
 def _cut_delta_to_range(bounds: tuple[float, float] | None, row: dict[str, Any]) -> None:
