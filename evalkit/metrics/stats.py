@@ -14,6 +14,7 @@ Conventions
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from numbers import Integral, Real
@@ -116,7 +117,9 @@ def _as_binary(values: Any, name: str, func: str) -> np.ndarray:
     return array
 
 
+@functools.lru_cache(maxsize=64)
 def _z(confidence: float) -> float:
+    """Two-sided normal quantile; cached, since scipy's ppf costs more than a whole gate decision."""
     from scipy.stats import norm
 
     return float(norm.ppf(0.5 + confidence / 2))
