@@ -11,17 +11,10 @@ from pathlib import Path
 import click
 
 from ._io import read_json_object
+from ._validate import unique_labels
 from .errors import UsageError
 
 __all__ = ["compare_pipeline", "report_pipeline", "gate_pipeline", "collect_results"]
-
-
-def _unique_labels(labels: list[str]) -> None:
-    seen = set()
-    for label in labels:
-        if label in seen:
-            raise UsageError(f"checkpoint label {label!r} is used twice; name them with LABEL=SPEC (e.g. base=path tuned=path).")
-        seen.add(label)
 
 
 def collect_results(specs: list[str], task_configs, store, load_options, *, rerun: bool = False,
@@ -33,7 +26,7 @@ def collect_results(specs: list[str], task_configs, store, load_options, *, reru
 
     checkpoints = [api.as_checkpoint(spec, options=load_options, index=i) for i, spec in enumerate(specs)]
     prior = list(prior or [])
-    _unique_labels([r.checkpoint.label for r in prior] + [c.label for c in checkpoints])
+    unique_labels([r.checkpoint.label for r in prior] + [c.label for c in checkpoints])
     build_evaluators(task_configs)  # prerequisites checked once, before any model loads
     results = prior
     for checkpoint in checkpoints:
@@ -156,7 +149,7 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
         results += load_results_files([item]) if is_file else [_result_from_store(item, store_path)]
     if len(results) < 2:
         raise UsageError("report needs a comparison.json, or at least two results.json files / stored checkpoint labels.")
-    _unique_labels([r.checkpoint.label for r in results])
+    unique_labels([r.checkpoint.label for r in results])
     _echo_written(api.compare(*results, baseline=baseline).write_report(out))
 
 
@@ -169,7 +162,7 @@ def _result_from_store(label: str, store_path: str | None):
     with ResultStore(store_path) as store:
         runs = store.runs(label=label)
         if not runs:
-            raise UsageError(f"{label!r} is neither a file nor a checkpoint label with results in the store {store.path}.")
+            raise UsageError(f"{label!r} is neither a file nor a checkpoint label with results in the store {store.location}.")
         newest: dict[str, dict] = {}
         for run in runs:  # newest first
             newest.setdefault(run["task"], run)

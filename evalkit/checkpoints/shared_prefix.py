@@ -77,7 +77,7 @@ def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask) -> li
     while alive:
         prefixes = list(dict.fromkeys(steps[i][depth][0] for i in alive))
         tops = dict(zip(prefixes, ask(prefixes)))
-        still = []
+        still: list[int] = []
         for i in alive:
             prefix, token = steps[i][depth]
             top = tops[prefix]

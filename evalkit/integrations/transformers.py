@@ -69,7 +69,7 @@ class EvalkitCallback(TrainerCallback):
         The seed of that subset; None takes each task's first ``limit`` samples instead.
     out : path, optional
         Where the comparison and trajectory report go (default: ``OUTPUT_DIR/evalkit``).
-    store : path or ResultStore, optional
+    store : path, postgresql:// URL or ResultStore, optional
         Result store (default: evalkit's default store).
     trainer : Trainer, optional
         The trainer whose ``log`` reaches TensorBoard/W&B. Found automatically when training starts
