@@ -7,7 +7,8 @@ the gate decides at level alpha = 0.05 in fixed mode (one-sided Newcombe bounds 
 sequential mode (confidence sequence after every 100 questions at 20% of alpha per side, then the
 fixed-sample bounds at the remaining 80%).
 
-    python bench/gating/oc.py            # writes bench/gating/oc.json (about 10 min on 2 busy cores)
+    python bench/gating/oc.py            # writes bench/gating/oc.json
+    python bench/gating/oc.py --table    # the README's tables from oc.json
 """
 
 from __future__ import annotations
@@ -66,5 +67,25 @@ def main() -> None:
     (HERE / "oc.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
 
 
+def table(data: dict, sizes=SIZES) -> list[str]:
+    """Markdown rows: per threshold, n and true drop, P(pass) / P(fail) / P(inconclusive) in both modes."""
+    lines = ["| t | n | true drop | fixed: pass / fail / inconclusive | sequential: pass / fail / inconclusive "
+             "| sequential: median share of questions used |",
+             "|---:|---:|---|---|---|---:|"]
+    cells = {(c["threshold"], c["n"], c["multiple"], c["mode"]): c for c in data["cells"]}
+    names = {0.0: "0", 0.5: "½t", 1.0: "**t**", 2.0: "2t"}
+    for threshold in THRESHOLDS:
+        for n in sizes:
+            for multiple in MULTIPLES:
+                fixed, seq = cells[threshold, n, multiple, "fixed"], cells[threshold, n, multiple, "sequential"]
+                rates = [" / ".join(f"{c[k]:.1%}" for k in ("pass", "fail", "inconclusive")) for c in (fixed, seq)]
+                lines.append(f"| {threshold:g} | {n:,} | {names[multiple]} | {rates[0]} | {rates[1]} | "
+                             f"{seq['median_fraction_used']:.1%} |")
+    return lines
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--table"]:
+        print("\n".join(table(json.loads((HERE / "oc.json").read_text(encoding="utf-8")))))
+    else:
+        main()
