@@ -12,7 +12,7 @@ from typing import Any
 
 from .records import EvalResult
 
-__all__ = ["Comparison"]
+__all__ = ["Comparison", "read_comparison"]
 
 
 class Comparison:
@@ -27,19 +27,35 @@ class Comparison:
         The results given as objects (written to ``results/LABEL.json`` by :meth:`write`); results
         read from files are not written again.
     verdict : Verdict or None
-        Set by :meth:`gate`.
+        Set by :meth:`gate`; read from ``data["verdict"]``, where it is stored (once).
     """
 
     def __init__(self, data: dict[str, Any], *, results: list[EvalResult] | None = None, verdict: Any = None):
-        from .report._view import check_comparison
+        from .comparison_format import check_comparison
 
         self.data = check_comparison(data)
         self.results = list(results or [])
-        self.verdict = verdict
-        if verdict is None and data.get("verdict"):
+        self._verdict: tuple[Any, Any] = (None, None)  # (the dict in data["verdict"], its Verdict object)
+        if verdict is not None:
+            self.verdict = verdict
+
+    @property
+    def verdict(self) -> Any:
+        """The :class:`~evalkit.gate.Verdict` stored in ``data["verdict"]``, or None before :meth:`gate`."""
+        stored = self.data.get("verdict")
+        if not stored:
+            return None
+        if self._verdict[0] is not stored:
             from .gate import Verdict
 
-            self.verdict = Verdict.from_dict(data["verdict"])
+            self._verdict = (stored, Verdict.from_dict(stored))
+        return self._verdict[1]
+
+    @verdict.setter
+    def verdict(self, verdict: Any) -> None:
+        stored = verdict.to_dict()
+        self.data["verdict"] = stored
+        self._verdict = (stored, verdict)
 
     # ------------------------------------------------------------------------------ reading
     @property
@@ -101,6 +117,58 @@ class Comparison:
         gated = f", verdict={self.verdict.status!r}" if self.verdict is not None else ""
         return f"<Comparison baseline={self.baseline!r} checkpoints={self.labels} tasks={self.tasks}{gated}>"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the report's verdict, summary cards and study table."""
+        from .integrations.notebook import comparison_html
+
+        return comparison_html(self.data)
+
+    def to_pandas(self, table: str = "metrics"):
+        """The metric rows (``table="breakdowns"``: the breakdown rows) as a ``pandas.DataFrame``.
+
+        One row per task, metric and checkpoint: value and interval, baseline value, delta and its
+        interval, test, p and adjusted p, ``significant`` and the gate's ``decision``; any further field
+        of the rows follows. Columns: ``docs/integrations.md``.
+        """
+        from .integrations.pandas import comparison_frame
+
+        return comparison_frame(self.data, table)
+
+    # ------------------------------------------------------------------------------ experiment trackers
+    def log_to_mlflow(self, run: Any = None, *, report: bool = True) -> str:
+        """Record the comparison in MLflow; return the parent run's id (needs ``evalkit[mlflow]``).
+
+        ``run``: a run id or ``mlflow`` run to log into; None: the active run, else a new one. Each
+        checkpoint gets a nested run with its metrics and their interval bounds; the parent gets the
+        deltas and p-values, the verdict as tags and, with ``report``, the report folder as artifacts.
+        See :mod:`evalkit.integrations.mlflow`.
+        """
+        from .integrations.mlflow import log_comparison
+
+        return log_comparison(self, run=run, report=report)
+
+    def log_to_wandb(self, run: Any = None, *, report: bool = True) -> str:
+        """Record the comparison in Weights & Biases; return the run's id (needs ``evalkit[wandb]``).
+
+        ``run``: a ``wandb`` run to log into; None: the current run, else a new one. Metrics, deltas and
+        p-values go to the run summary, the verdict to tags and summary, the study table as a
+        ``wandb.Table``, the report folder as an artifact. See :mod:`evalkit.integrations.wandb`.
+        """
+        from .integrations.wandb import log_comparison
+
+        return log_comparison(self, run=run, report=report)
+
+    def to_model_card(self, checkpoint_dir: str | Path, label: str | None = None) -> Path:
+        """Write (or update) the ``model-index`` results and the verdict of one checkpoint in
+        ``checkpoint_dir/README.md`` (needs ``evalkit[hub]``); return the card's path.
+
+        ``label`` names the checkpoint when ``checkpoint_dir`` is not the spec of exactly one. See
+        :mod:`evalkit.integrations.hub`; ``evalkit card DIR --from comparison.json`` on the command line.
+        """
+        from .integrations.hub import write_model_card
+
+        return write_model_card(checkpoint_dir, self, label=label)
+
     # ------------------------------------------------------------------------------ gating and writing
     def gate(self, policy: Any):
         """Apply a release policy (a YAML path, a policy mapping or a :class:`~evalkit.gate.Policy`).
@@ -116,7 +184,6 @@ class Comparison:
         from .gate import as_policy, evaluate_policy
 
         self.verdict = evaluate_policy(as_policy(policy), self.data)
-        self.data["verdict"] = self.verdict.to_dict()
         return self.verdict
 
     def write(self, out_dir: str | Path) -> list[Path]:
@@ -125,9 +192,10 @@ class Comparison:
         ``results/LABEL.json`` for each result object, ``report.html``, ``report.md``,
         ``comparison.json``, ``metrics.csv``, and after :meth:`gate` ``junit.xml`` and ``verdict.json``.
         """
+        from . import _validate
         from ._io import OutputFolder, dump_json
 
-        with OutputFolder(out_dir) as folder:  # every file through the one write guard; manifest.json last
+        with OutputFolder(_validate.path(out_dir, param="out_dir")) as folder:  # every file through the one write guard; manifest.json last
             written = [folder.write_text(*results_file_name(r.checkpoint.label), text=dump_json(r.to_dict()))
                        for r in self.results]
             written += self.write_report(folder)
@@ -139,9 +207,12 @@ class Comparison:
 
     def write_report(self, out_dir: str | Path) -> list[Path]:
         """Only ``report.html``, ``report.md``, ``comparison.json`` and ``metrics.csv`` (``evalkit report``)."""
+        from . import _validate
         from ._io import OutputFolder
         from .report import write_reports
 
+        if not isinstance(out_dir, OutputFolder):
+            _validate.path(out_dir, param="out_dir")
         return write_reports(self.data, out_dir if isinstance(out_dir, OutputFolder) else Path(out_dir))
 
     # ------------------------------------------------------------------------------ serialising
@@ -156,9 +227,26 @@ class Comparison:
     @classmethod
     def load(cls, path: str | Path) -> "Comparison":
         """Read a ``comparison.json`` written by :meth:`write` or ``evalkit compare``."""
+        from . import _validate
         from ._compare import load_comparison
 
-        return cls(load_comparison(path))
+        return cls(load_comparison(_validate.path(path, param="path")))
+
+
+def read_comparison(path: str | Path) -> Comparison:
+    """Load a folder written by :meth:`Comparison.write` (or ``evalkit compare --out``) as a :class:`Comparison`.
+
+    ``path`` is the folder or its ``comparison.json``. The verdict comes back when the comparison was
+    gated, and ``results`` holds the ``results/LABEL.json`` files the folder has.
+    """
+    folder = Path(path)
+    file = folder / "comparison.json" if folder.is_dir() else folder
+    comparison = Comparison.load(file)
+    for label in comparison.labels:
+        result_path = file.parent.joinpath(*results_file_name(label))
+        if result_path.is_file():
+            comparison.results.append(EvalResult.load(result_path))
+    return comparison
 
 
 def results_file_name(label: str) -> tuple[str, str]:

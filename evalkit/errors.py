@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["EvalkitError", "UsageError", "EvaluationError", "ServerError", "did_you_mean", "register_secret", "redact",
-           "redact_secrets", "warn"]
+__all__ = ["EvalkitError", "UsageError", "ParameterTypeError", "EvaluationError", "ServerError", "did_you_mean",
+           "register_secret", "redact", "printable", "redact_secrets", "warn"]
 
 
 class EvalkitError(Exception):
@@ -30,6 +30,14 @@ class EvalkitError(Exception):
 
 class UsageError(EvalkitError):
     """Bad input: a spec, file, option or configuration value (exit code 2)."""
+
+
+class ParameterTypeError(UsageError, TypeError):
+    """A Python caller passed an argument of the wrong type, or one the function does not take (exit code 2).
+
+    A :class:`UsageError` naming the parameter (``param``) and also a ``TypeError``, as Python's own
+    "unexpected keyword argument" is, so either ``except`` catches it.
+    """
 
 
 class EvaluationError(EvalkitError):
@@ -90,6 +98,18 @@ def redact(text: str) -> str:
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return _CREDENTIAL.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (an escape sequence in a label or a model's
+    output) shown escaped instead of driving the terminal.
+
+    Examples
+    --------
+    >>> printable("tuned\\x1b[2J model")
+    'tuned\\\\x1b[2J model'
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def redact_secrets(data: bytes) -> bytes:

@@ -9,7 +9,6 @@ records and stored last.
 from __future__ import annotations
 
 import datetime as _dt
-import sys
 import time
 from importlib import metadata
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 from .errors import EvalkitError, EvaluationError, UsageError
 from .evaluators.base import get_evaluator
 from .parallel import Ranks, ShardView, current_ranks, wait_until
+from .progress import note
 from .records import EvalResult, TaskResult, in_sample_order
 from .store import ResultStore, RunKey, settings_hash
 from .taskconfig import TaskConfig
@@ -24,7 +24,8 @@ from .taskconfig import TaskConfig
 if TYPE_CHECKING:
     from .checkpoints import Checkpoint
 
-__all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators", "run_keys"]
+__all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators", "run_keys", "stored_task_names",
+           "evaluation_line"]
 
 
 def library_versions() -> dict[str, str]:
@@ -102,6 +103,29 @@ def run_keys(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list,
                    versions["lm-eval"], settings) for task, evaluator in zip(tasks, evaluators)]
 
 
+def stored_task_names(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list,
+                      store: ResultStore) -> list[str]:
+    """The tasks whose complete results ``store`` already holds for ``checkpoint`` (no model loads for them)."""
+    keys = run_keys(checkpoint, tasks, evaluators)
+    return [task.name for task, key in zip(tasks, keys) if store.completed_result(key) is not None]
+
+
+def evaluation_line(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore, *,
+                    evaluators: list | None = None, rerun: bool = False) -> str:
+    """"evaluating LABEL (kind: where)", or "LABEL (...): answered from the store" when no model will run."""
+    from .checkpoints import format_settings
+
+    settings = format_settings(getattr(checkpoint, "settings", None) or {})  # e.g. a server's endpoint
+    what = f"{checkpoint.label} ({checkpoint.kind}: {checkpoint.display})" + (f" [{settings}]" if settings else "")
+    evaluators = evaluators if evaluators is not None else build_evaluators(tasks)
+    stored = [] if rerun else stored_task_names(checkpoint, tasks, evaluators, store)
+    if len(stored) == len(tasks):
+        return f"{what}: answered from the store (--rerun evaluates again)"
+    if stored:
+        return f"evaluating {what}; {', '.join(stored)} answered from the store"
+    return f"evaluating {what}"
+
+
 def _from_store(result: TaskResult | None) -> TaskResult | None:
     """A stored result says it was answered from the store; the run that evaluated it keeps its timing."""
     if result is not None:
@@ -122,7 +146,8 @@ def _request_stats(lm) -> dict[str, float]:
     if stats is None:
         return {}
     return {"requests": stats.requests, "retries": stats.retries, "request_seconds": stats.seconds,
-            "next_token_requests": stats.next_token_requests, "rescored_per_option": stats.rescored_per_option}
+            "next_token_requests": stats.next_token_requests, "exact_token_requests": stats.exact_token_requests,
+            "rescored_per_option": stats.rescored_per_option}
 
 
 def _scoring_setting(lm, evaluator, timing: dict) -> str | None:
@@ -177,8 +202,8 @@ def _evaluate_records(evaluator, lm, done: dict, store: ResultStore, key: RunKey
     ids = evaluator.sample_ids()
     owned = ranks.owned(ids)
     evaluator.run(lm, done=ShardView(done, owned), save=save)
-    print(f"rank {ranks.rank}/{ranks.world_size}: evaluated {len(owned - done.keys())} of {len(ids)} samples of "
-          f"task {key.task} ({len(owned & done.keys())} of its share were stored already)", file=sys.stderr)
+    note(f"rank {ranks.rank}/{ranks.world_size}: evaluated {len(owned - done.keys())} of {len(ids)} samples of "
+         f"task {key.task} ({len(owned & done.keys())} of its share were stored already)")
     if not ranks.main:
         return None
     stored = wait_until(lambda: _all_stored(store, key, ids),

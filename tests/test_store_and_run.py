@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import subprocess
 import sys
@@ -95,9 +96,13 @@ def _lm_eval_version():
 
 
 def test_resume_after_sigkill(tmp_path, store_location):
+    """Killed on one "machine" (a working directory), resumed on another."""
     store_file, log_file = store_location, tmp_path / "answered.log"
     cmd = [sys.executable, "-m", "tests.helpers.fake", store_file, str(log_file)]
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    machine_a, machine_b = tmp_path / "a", tmp_path / "b"
+    machine_a.mkdir(), machine_b.mkdir()
+    proc = subprocess.Popen(cmd, cwd=machine_a, env=env)
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until a few batches are committed
         if log_file.exists() and len(log_file.read_text().split()) >= 12:
@@ -113,7 +118,7 @@ def test_resume_after_sigkill(tmp_path, store_location):
     # at most the batch in flight (4 samples) was lost
     assert len(set(answered_before) - stored) <= 4
     log_file.unlink()
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, cwd=machine_b, env=env, capture_output=True, text=True, check=True)
     answered_after = log_file.read_text().split()
     assert set(answered_after).isdisjoint(stored), "stored samples must not be evaluated again"
     assert len(answered_after) == 40 - len(stored)

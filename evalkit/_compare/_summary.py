@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..comparison_format import is_significant
 from ._common import Context
-
-SIGNIFICANCE = 0.05
 
 
 def summary_rows(ctx: Context, metric_rows: list[dict[str, Any]], flip_counts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -44,7 +43,7 @@ def _significant(row: dict[str, Any]) -> bool:
     """The row's interval-derived marker; a row without an interval falls back on its p-value."""
     if isinstance(row.get("significant"), bool):
         return row["significant"]
-    return row["p_value"] is not None and row["p_value"] < SIGNIFICANCE
+    return is_significant(row["p_value"])
 
 
 def _mean(values: list[float | None]) -> float | None:

@@ -125,10 +125,12 @@ def _load_vllm(spec: CheckpointSpec, options: "LoadOptions"):
 
     kwargs.update({k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items()
                    if k not in SERVER_ONLY_MODEL_ARGS})
-    from lm_eval.models.vllm_causallms import VLLM
+    # choices scored with generation-style requests that vLLM's prefix cache serves (see vllm_lm.py)
+    kwargs["loglikelihood_scoring"] = options.model_args.get("loglikelihood_scoring", "auto")
+    from .vllm_lm import vllm_class
 
     try:
-        return VLLM(pretrained=pretrained, **kwargs)
+        return vllm_class()(pretrained=pretrained, **kwargs)
     except EvalkitError:
         raise
     except Exception as exc:  # engine start-up failures (memory, unsupported architecture) as one line

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["continuation_steps", "walk_choices", "parse_token_id_key", "TOP_K", "SCORING_MODES"]
+__all__ = ["continuation_steps", "walk_choices", "score_choices", "scoring_mode", "truncated_sequence",
+           "parse_token_id_key", "TOP_K", "SCORING_MODES"]
 
 #: Top log-probabilities asked for per prefix: vLLM's default ``--max-logprobs``.
 TOP_K = 20
@@ -32,6 +33,7 @@ SCORING_MODES = ("auto", "shared_prefix", "per_option")
 
 Prefix = tuple[int, ...]
 Ask = Callable[[list[Prefix]], list[dict[int, float]]]
+AskTokens = Callable[[list[tuple[Prefix, int]]], list[float]]
 
 
 def continuation_steps(ids: Sequence[int], n_continuation: int) -> list[tuple[Prefix, int]]:
@@ -48,13 +50,17 @@ def continuation_steps(ids: Sequence[int], n_continuation: int) -> list[tuple[Pr
     return [(tuple(ids[:position]), int(ids[position])) for position in range(start, len(ids))]
 
 
-def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask) -> list[tuple[float, bool] | None]:
+def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask,
+                 ask_tokens: AskTokens | None = None) -> list[tuple[float, bool] | None]:
     """``(sum of continuation log-probs, is greedy)`` per ``(token ids, continuation length)``, or None.
 
     ``ask(prefixes)`` returns, per prefix, the engine's top next-token log-probabilities by token id. It is
-    called once per trie level with the distinct prefixes still needed (in first-seen order). None marks a
-    sequence whose continuation token fell outside the returned top-k at some level (or that has no
-    context before its continuation): the caller scores those by the per-option path.
+    called once per trie level with the distinct prefixes still needed (in first-seen order). A token
+    outside the returned top-k is asked for by ``ask_tokens((prefix, token) pairs)`` when given (an engine
+    request for exactly that token's log-probability after the prefix, which the prefix cache serves too);
+    it is not the greedy choice there. Without ``ask_tokens``, None marks a sequence whose continuation token
+    fell outside the top-k at some level (or that has no context before its continuation): the caller
+    scores those by the per-option path.
 
     Examples
     --------
@@ -67,6 +73,8 @@ def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask) -> li
     [(-0.5, True), (-1.25, False), None]
     >>> asked  # one request for the shared prefix, one for the next level
     [[(1, 2)], [(1, 2, 8)]]
+    >>> walk_choices([([1, 2, 6], 1)], ask, ask_tokens=lambda pairs: [-3.0 for _ in pairs])
+    [(-3.0, False)]
     """
     steps = [continuation_steps(ids, n) for ids, n in sequences]
     totals: list[float] = [0.0] * len(steps)
@@ -77,17 +85,70 @@ def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask) -> li
     while alive:
         prefixes = list(dict.fromkeys(steps[i][depth][0] for i in alive))
         tops = dict(zip(prefixes, ask(prefixes)))
+        outside = list(dict.fromkeys(steps[i][depth] for i in alive if steps[i][depth][1] not in tops[steps[i][depth][0]]))
+        exact = dict(zip(outside, ask_tokens(outside))) if outside and ask_tokens is not None else {}
         still: list[int] = []
         for i in alive:
             prefix, token = steps[i][depth]
             top = tops[prefix]
-            if token not in top:
+            if token in top:
+                value, best = top[token], top[token] == max(top.values())
+            elif (prefix, token) in exact:
+                value, best = exact[(prefix, token)], False  # below the whole top-k: not the greedy token
+            else:
                 continue  # outside the top-k: the per-option path scores it
-            totals[i] += top[token]  # left to right, as the per-option path sums
-            greedy[i] = greedy[i] and top[token] == max(top.values())
+            totals[i] += value  # left to right, as the per-option path sums
+            greedy[i] = greedy[i] and best
             (still.append if depth + 1 < len(steps[i]) else finished.add)(i)
         alive, depth = still, depth + 1
     return [(totals[i], greedy[i]) if i in finished else None for i in range(len(steps))]
+
+
+def score_choices(requests: list, sequences: Sequence[tuple[Sequence[int], int]], ask: Ask,
+                  per_option: Callable[[list], list],
+                  ask_tokens: AskTokens | None = None) -> tuple[list[tuple[float, bool]], int]:
+    """Answers of lm-eval's ``(cache key, context ids, continuation ids)`` requests by :func:`walk_choices`,
+    the ones it hands back scored by ``per_option`` (lm-eval's own path) on just those requests; and how
+    many were handed back.
+
+    Examples
+    --------
+    >>> requests = ["r0", "r1"]
+    >>> score_choices(requests, [([1, 7], 1), ([1, 8], 1)], lambda prefixes: [{7: -0.5}],
+    ...               lambda rest: [(-4.0, False)] * len(rest))
+    ([(-0.5, True), (-4.0, False)], 1)
+    """
+    answers = walk_choices(sequences, ask, ask_tokens)
+    missing = [i for i, found in enumerate(answers) if found is None]
+    rescored = per_option([requests[i] for i in missing]) if missing else []
+    for i, found in zip(missing, rescored):
+        answers[i] = found
+    return answers, len(missing)  # type: ignore[return-value]  # every None was replaced
+
+
+def truncated_sequence(context: Sequence[int], continuation: Sequence[int], max_tokens: int) -> tuple[list[int], int]:
+    """lm-eval's left truncation of ``context + continuation`` to ``max_tokens``, and the continuation length.
+
+    Examples
+    --------
+    >>> truncated_sequence([1, 2, 3, 4], [5, 6], 4)
+    ([3, 4, 5, 6], 2)
+    """
+    whole = list(context) + list(continuation)
+    kept = whole[-max_tokens:]
+    context_kept = len(context) - max(0, len(whole) - max_tokens)
+    return kept, len(kept) - context_kept
+
+
+def scoring_mode(value: object) -> str:
+    """``value`` of ``--model-args loglikelihood_scoring=`` validated (one of :data:`SCORING_MODES`)."""
+    from ..errors import UsageError
+
+    mode = str(value).strip().lower()
+    if mode not in SCORING_MODES:
+        raise UsageError(f"model_args loglikelihood_scoring must be one of {', '.join(SCORING_MODES)}, got {value!r}.",
+                         param="model_args")
+    return mode
 
 
 def parse_token_id_key(key: object) -> int | None:

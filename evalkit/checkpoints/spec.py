@@ -167,7 +167,33 @@ def _path_or_hub_spec(raw: str, body: str) -> CheckpointSpec:
         repo, _, revision = body.partition("@")
         return CheckpointSpec(label=repo.rsplit("/", 1)[-1], raw=raw, display=body, kind="hub", location=repo,
                               revision=revision or None)
-    raise UsageError(f"checkpoint {body!r}: no such file or directory; {EXPECTED}.")
+    raise UsageError(f"checkpoint {body!r}: no such file or directory; {EXPECTED}.{_similar_paths(body, path)}")
+
+
+def _similar_paths(body: str, path: Path) -> str:
+    """" Did you mean 'models/base'?" from the entries of the folder a misspelt path points into.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "base").mkdir()
+    >>> _similar_paths(str(root / "bsae"), root / "bsae") == f" Did you mean {str(root / 'base')!r}?"
+    True
+    >>> _similar_paths(str(root / "zzzzzz"), root / "zzzzzz")
+    ''
+    """
+    import difflib
+
+    try:
+        siblings = sorted(entry.name for entry in path.parent.iterdir())[:10_000]
+    except OSError:  # no such folder either, or unreadable: nothing to suggest
+        return ""
+    close = difflib.get_close_matches(path.name, siblings, n=3, cutoff=0.6)
+    if not close:
+        return ""
+    head = body[:len(body) - len(path.name)] if body.endswith(path.name) else str(path.parent) + "/"
+    return " Did you mean " + ", ".join(repr(head + name) for name in close) + "?"
 
 
 def _named_path(path: Path) -> Path:

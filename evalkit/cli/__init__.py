@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import EvalkitError
-from ._options import _STORE_HELP, _VERBOSE_HELP, CONTEXT_SETTINGS, _State, global_options
+from ..errors import EvalkitError, printable
+from ._options import _STORE_HELP, _VERBOSE_HELP, CONTEXT_SETTINGS, ConsoleReporter, _State, global_options
 
 
 def _quiet(ctx: click.Context):
@@ -121,8 +121,11 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) 
       http://HOST:PORT/v1#MODEL    OpenAI-compatible server (key from $OPENAI_API_KEY)
       predictions.jsonl            {"task","id","output"} rows, scored by generation tasks
     """
+    from ..progress import use_reporter
+
     _State.debug = debug
     ctx.obj = {"store": store_path, "verbose": verbose, "debug": debug}
+    ctx.with_resource(use_reporter(ConsoleReporter()))  # the library's notes and results, rendered here
 
 
 @cli.command("eval")
@@ -145,8 +148,8 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
     # new folder at once would race: one creates and removes it while the other probes it)
     checks_out = out and current_ranks().main
     folder = OutputFolder(out, option="--out").check("results.json", MANIFEST_NAME) if checks_out else None
-    with _quiet(ctx):
-        result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun)
+    result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun,
+                          verbose=bool(ctx.obj.get("verbose")))
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
         return
     _print_result(result)
@@ -212,10 +215,13 @@ def tasks_cmd() -> None:
 @click.option("--sequential-seed", type=int, default=0, show_default=True, help="Seed of the random sample order.")
 @click.option("--sequential-chunk", type=click.IntRange(1), default=None,
               help="Samples between two looks at the confidence sequences (default 100).")
+@click.option("--log", "trackers", multiple=True, type=click.Choice(["mlflow", "wandb"]),
+              help="Also record the comparison in MLflow or Weights & Biases (repeatable; where it goes follows "
+                   "their settings, e.g. MLFLOW_TRACKING_URI, WANDB_PROJECT; see docs/integrations.md).")
 @model_options
 @click.pass_context
 def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_results, policy, notes, sequential,
-                sequential_seed, sequential_chunk, overrides, rerun, limit, sample_seed, **kw) -> None:
+                sequential_seed, sequential_chunk, trackers, overrides, rerun, limit, sample_seed, **kw) -> None:
     """Evaluate checkpoints (reusing stored results), compare them and write a report to --out.
 
     \b
@@ -225,15 +231,16 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
       2  bad input: options, specs, task files or policy (nothing is evaluated)
       3  an evaluation failed, or a bug in evalkit
     """
-    from ..pipeline import compare_pipeline
+    from .commands import compare_pipeline
 
-    with _quiet(ctx):
-        code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
-                                baseline_results=list(baseline_results), policy=policy, notes=list(notes),
-                                overrides=list(overrides), limit=limit, sample_seed=sample_seed, rerun=rerun,
-                                load_options=_load_options(kw),
-                                store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
-                                sequential_chunk=sequential_chunk)
+    # the pipeline checks every input before it quiets (and so imports) the heavy libraries
+    code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
+                            baseline_results=list(baseline_results), policy=policy, notes=list(notes),
+                            overrides=list(overrides), limit=limit, sample_seed=sample_seed, rerun=rerun,
+                            load_options=_load_options(kw),
+                            store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
+                            sequential_chunk=sequential_chunk, verbose=bool(ctx.obj.get("verbose")),
+                            trackers=list(trackers))
     sys.exit(code)
 
 
@@ -245,7 +252,7 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
 @click.pass_context
 def report_cmd(ctx: click.Context, source, out, baseline) -> None:
     """Re-render a report from a comparison.json, or from results.json files, with no model."""
-    from ..pipeline import report_pipeline
+    from .commands import report_pipeline
 
     report_pipeline(sources=list(source), out=Path(out), baseline=baseline, store_path=ctx.obj["store"])
 
@@ -264,9 +271,33 @@ def gate_cmd(comparison, policy, out) -> None:
       1  a gate failed for at least one checkpoint
       2  bad input: the policy or the comparison
     """
-    from ..pipeline import gate_pipeline
+    from .commands import gate_pipeline
 
     sys.exit(gate_pipeline(comparison=Path(comparison), policy=Path(policy), out=Path(out) if out else None))
+
+
+@cli.command("card")
+@global_options
+@click.argument("checkpoint_dir", type=click.Path(file_okay=False))
+@click.option("--from", "source", required=True, type=click.Path(dir_okay=False),
+              help="The comparison.json (from `evalkit compare --out`) whose results go into the card.")
+@click.option("--label", default=None, help="The checkpoint's label in the comparison (default: the one whose spec "
+                                            "is CHECKPOINT_DIR, else the only non-baseline one).")
+def card_cmd(checkpoint_dir, source, label) -> None:
+    """Write (or update) the model-index results and verdict in CHECKPOINT_DIR/README.md.
+
+    Through huggingface_hub's ModelCard (pip install 'evalkit[hub]'); push the card yourself,
+    e.g. `hf upload ORG/MODEL CHECKPOINT_DIR/README.md README.md`.
+
+    \b
+    Exit codes:
+      0  the card is written
+      2  bad input: the comparison, the folder or the label
+    """
+    from ..comparison import Comparison
+    from ..integrations.hub import write_model_card
+
+    click.echo(f"wrote {write_model_card(checkpoint_dir, Comparison.load(source), label=label)}")
 
 
 @cli.command("demo")
@@ -363,7 +394,8 @@ _FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "over
           "trust_remote_code": "--trust-remote-code", "chat_template": "--chat-template",
           "api_key_env": "--api-key-env", "num_concurrent": "--num-concurrent", "timeout": "--request-timeout",
           "max_length": "--max-length", "store": "--store", "limit": "--limit", "sample_seed": "--sample-seed",
-          "seed": "--sequential-seed"}
+          "seed": "--sequential-seed", "log": "--log",
+          "label": "--label", "checkpoint_dir": "CHECKPOINT_DIR"}
 _NAMED_OPTION = re.compile(r"\b(" + "|".join(name for name, flag in _FLAGS.items() if flag.startswith("--"))
                            + r")=('[^']*'|\S+?)(?=[\s,;)]|\.?$|\.\s)")
 
@@ -398,7 +430,7 @@ def _report(exc: BaseException, code: int, prefix: str = "") -> None:
     if isinstance(exc, EvalkitError):
         message = flag_words(message)
     # Untrusted text in a message (a label, a server's answer) must not drive the terminal.
-    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    message = printable(message)
     param = getattr(exc, "param", None) or ""
     flag = _FLAGS.get(param)
     if flag and message.startswith(param + " "):  # "dtype must be ..." -> "--dtype must be ..."

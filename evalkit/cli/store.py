@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from ._options import CONTEXT_SETTINGS, global_options
+
+T = TypeVar("T")
 
 
 def _printable(text: str) -> str:
@@ -24,10 +28,12 @@ def store_group() -> None:
     """List, move and clean the result store (SQLite file or postgresql:// URL, from --store / $EVALKIT_STORE)."""
 
 
-def _open(ctx: click.Context):
+def _on_store(ctx: click.Context, action: Callable[[Any], T]) -> tuple[T, str]:
+    """``action(store)`` on the store of ``--store`` / $EVALKIT_STORE, and the store's location for messages."""
     from ..store import ResultStore
 
-    return ResultStore(ctx.obj["store"])
+    with ResultStore(ctx.obj["store"]) as store:
+        return action(store), store.location
 
 
 @store_group.command("ls")
@@ -38,9 +44,7 @@ def ls_cmd(ctx: click.Context, as_json: bool) -> None:
     """Runs in the store, newest first: when, checkpoint, task, samples stored, status."""
     from ..store import list_runs
 
-    with _open(ctx) as store:
-        runs = list_runs(store)
-        location = store.location
+    runs, location = _on_store(ctx, list_runs)
     if as_json:
         for run in runs:
             click.echo(json.dumps(run, sort_keys=True))
@@ -61,9 +65,7 @@ def export_cmd(ctx: click.Context, path: str) -> None:
     """Write every run and its samples to PATH (JSON Lines; the same runs give the same bytes)."""
     from ..store import export_store
 
-    with _open(ctx) as store:
-        count = export_store(store, path)
-        location = store.location
+    count, location = _on_store(ctx, lambda store: export_store(store, path))
     click.echo(f"exported {count} run{'s' if count != 1 else ''} from {location} to {path}")
 
 
@@ -75,9 +77,7 @@ def import_cmd(ctx: click.Context, path: str) -> None:
     """Add the runs of an export file: what the store has is kept, a complete run replaces an unfinished one."""
     from ..store import import_store
 
-    with _open(ctx) as store:
-        counts = import_store(store, path)
-        location = store.location
+    counts, location = _on_store(ctx, lambda store: import_store(store, path))
     click.echo(f"imported {path} into {location}: {counts['runs_added']} new run(s), {counts['runs_completed']} "
                f"more complete, {counts['samples_added']} new sample(s) ({counts['runs_in_file']} run(s) in the file)")
 
@@ -90,9 +90,7 @@ def gc_cmd(ctx: click.Context, dry_run: bool) -> None:
     """Drop runs of lm-eval or evaluator versions other than the installed ones (never reusable here)."""
     from ..store import collect_garbage
 
-    with _open(ctx) as store:
-        dropped = collect_garbage(store, dry_run=dry_run)
-        location = store.location
+    dropped, location = _on_store(ctx, lambda store: collect_garbage(store, dry_run=dry_run))
     verb = "would drop" if dry_run else "dropped"
     for run in dropped:
         click.echo(f"{verb} {_printable(run['label'])} / {_printable(run['task'])} ({run['samples']} samples): "

@@ -9,35 +9,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import UsageError
+from ..comparison_format import SIGNIFICANCE, check_comparison, is_significant
 
 __all__ = [
-    "SCHEMA_VERSION", "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
-    "is_significant", "delta_tone", "fmt_bounds", "marked", "row_tone", "tuned_labels", "primary_rows", "headline", "study_table",
+    "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
+    "is_significant", "delta_tone", "fmt_bounds", "marked", "row_tone", "tuned_labels", "primary_rows", "headline",
+    "study_table",
     "axis_point", "breakdown_groups", "pivot_breakdown", "notes_by_label", "ci_label", "summary_counts",
     "decision_p", "fmt_row_p", "power_lines",
     "checkpoint_verdicts", "fmt_relative_change", "display_path", "setting_items", "FREQUENCY_ORDER",
 ]
-
-#: The newest comparison schema this renderer understands.
-SCHEMA_VERSION = 1
-#: p-values below this are marked significant in the reports.
-SIGNIFICANCE = 0.05
-
-
-def check_comparison(comparison: Any) -> dict[str, Any]:
-    """Refuse anything that is not a comparison dict of a schema version we can read."""
-    if not isinstance(comparison, dict):
-        raise UsageError(f"comparison must be a dict (the content of comparison.json), got {type(comparison).__name__}.")
-    version = comparison.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise UsageError(f"comparison schema_version {version!r} is not supported (this evalkit reads <= "
-                         f"{SCHEMA_VERSION}); upgrade evalkit or re-run `evalkit compare`.")
-    for key in ("checkpoints", "tasks", "metrics"):
-        if not isinstance(comparison.get(key), list):
-            raise UsageError(f"comparison field '{key}' must be a list; re-run `evalkit compare` to rebuild it.")
-    return comparison
-
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -78,14 +59,24 @@ def fmt_bounds(check: dict[str, Any]) -> str:
     return f"[{fmt_delta(low)}, {fmt_delta(high)}]"
 
 
-def fmt_relative_change(relative: Any) -> str:
+#: Below this baseline magnitude a relative change is not shown: 0.002 -> 0.33 would read "+16,400%",
+#: a ratio of noise around zero that means nothing (the absolute Δ and its interval say what changed).
+NEAR_ZERO_BASELINE = 0.01
+
+
+def fmt_relative_change(relative: Any, baseline: Any = None) -> str:
     """The schema's ``relative`` (value / baseline) as a signed percent change: ``0.8 -> "-20.0%"``.
 
-    A lower-is-better rate going 0.30 -> 0 reads "-100.0%" (its tone, not its sign, says whether that is good).
+    A lower-is-better rate going 0.30 -> 0 reads "-100.0%" (its tone, not its sign, says whether that is
+    good). With a ``baseline`` nearer zero than :data:`NEAR_ZERO_BASELINE` the ratio is suppressed.
 
     >>> fmt_relative_change(0.8), fmt_relative_change(1.25), fmt_relative_change(None)
     ('-20.0%', '+25.0%', '–')
+    >>> fmt_relative_change(163.4, baseline=0.002)
+    '– (baseline ≈ 0)'
     """
+    if _finite(baseline) and abs(baseline) < NEAR_ZERO_BASELINE:
+        return "– (baseline ≈ 0)"
     return f"{(relative - 1) * 100:+.1f}%" if _finite(relative) else "–"
 
 
@@ -163,10 +154,6 @@ def power_lines(comparison: dict[str, Any]) -> list[str]:
                          f"samples a change of {row['mde']:.3f} is detected with probability 0.8 (two-sided test at "
                          f"α = {alpha:g}; smaller changes less often)")
     return lines
-
-
-def is_significant(p_value: Any) -> bool:
-    return _finite(p_value) and p_value < SIGNIFICANCE
 
 
 def marked(row: dict[str, Any]) -> bool:
