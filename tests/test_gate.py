@@ -629,6 +629,9 @@ def test_point_gate_below_its_minimum_detectable_effect_is_underpowered():
     relative = single_check(make_comparison([row]), "mmlu.acc", max_relative_drop=0.05)  # 0.046 / 0.60 = 7.7 %
     assert relative.underpowered and relative.mde == pytest.approx(0.046 / 0.6)
     assert not single_check(make_comparison([row]), "mmlu.acc", min=0.5).underpowered  # bounds are not tests
+    decisive = metric_row("mmlu", "acc", "tuned", 0.70, 0.60)
+    decisive.update(mde=0.046, n_paired=861)  # a gain of 0.10 against 0.02: noise of 0.046 cannot overturn it
+    assert not single_check(make_comparison([decisive]), "mmlu.acc", min_gain=0.02).underpowered
 
 
 def test_a_decided_gate_is_never_called_underpowered():

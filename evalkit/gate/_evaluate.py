@@ -425,12 +425,14 @@ def _note_mde(check: Check, row: dict) -> None:
 
 
 def _check_power(check: Check, row: dict) -> None:
-    """A point-compared gate whose threshold is below the minimum detectable effect decides little (module doc)."""
+    """A point-compared pass that noise of the size of the minimum detectable effect could overturn decides
+    little: its threshold is below the MDE and the estimate lies within one MDE of it. A decisive pass (far
+    from its threshold) is not flagged; a fail needs no power argument."""
     _note_mde(check, row)
     if check.mde is None or check.status == "fail" or check.operator in ("min", "max"):
         return
     relative = "relative" in check.operator
-    if check.threshold < check.mde:
+    if check.threshold < check.mde and abs(check.observed - check.threshold) < check.mde:
         check.underpowered = True
         check.message += (f"; underpowered: with {row.get('n_paired')} paired samples a change of "
                           f"{_fmt_amount(check.mde, relative)} is detected with probability 0.8 "
