@@ -1,5 +1,5 @@
 """Store locations and the PostgreSQL backend against a real server: URLs, credentials, schema versions,
-many writers with kills, export/import, gc, and two working directories sharing one store."""
+many writers with kills, export/import, gc, sequential resume, and two working directories sharing one store."""
 
 from __future__ import annotations
 
@@ -377,3 +377,39 @@ def test_a_dropped_connection_is_opened_again(postgres_server):
             operation()
             assert store._db._conn.info.backend_pid != pid
         assert store.count_samples(key) == 1
+
+
+# ---------------------------------------------------------------------------------------- sequential resume
+
+def test_sequential_stop_and_resume_through_either_store(store_location, capsys):
+    """A sequential run leaves its stopped runs open in the store; a stricter one resumes from their samples."""
+    from evalkit.evaluators.base import MetricSpec
+    from evalkit.gate import as_policy
+    from evalkit.sequential._drive import collect_results_sequential
+    from tests.helpers.fake import CountingEvaluator
+
+    class Scored(CountingEvaluator):  # the fake's acc declared a per-sample score, which confidence sequences need
+        def aggregate(self, records):
+            result = super().aggregate(records)
+            result.metric_specs = {"acc": MetricSpec(level="sample").to_dict()}
+            return result
+
+    task = counting_task(n=400, batch=20)
+    checkpoints = [FakeCheckpoint(label="base", fingerprint="b"), FakeCheckpoint(label="twin", fingerprint="t")]
+
+    def run(significance: float):
+        policy = as_policy({"gates": [{"metric": "count.acc", "max_drop": 0.05, "significance": significance}]})
+        with ResultStore(store_location) as store:
+            return collect_results_sequential(checkpoints, [task], [Scored(task)], store, policy, chunk_size=40)[1]
+
+    first = run(0.05)["tasks"]["count"]
+    assert first["stopped_early"] and first["samples_used"] < 400
+    with ResultStore(store_location) as store:
+        assert store.runs() == [], "stopped runs stay open"
+        stored = {run["label"]: run["samples"] for run in list_runs(store)}
+    assert stored == {"base": first["samples_used"], "twin": first["samples_used"]}
+    calls = [c.lm.calls for c in checkpoints]
+    second = run(1e-9)["tasks"]["count"]
+    assert second["samples_used"] > first["samples_used"]
+    new_calls = [c.lm.calls - before for c, before in zip(checkpoints, calls)]
+    assert new_calls == [second["samples_used"] - first["samples_used"]] * 2, "stored samples are not evaluated again"
