@@ -276,6 +276,30 @@ def gate_cmd(comparison, policy, out) -> None:
     sys.exit(gate_pipeline(comparison=Path(comparison), policy=Path(policy), out=Path(out) if out else None))
 
 
+@cli.command("card")
+@global_options
+@click.argument("checkpoint_dir", type=click.Path(file_okay=False))
+@click.option("--from", "source", required=True, type=click.Path(dir_okay=False),
+              help="The comparison.json (from `evalkit compare --out`) whose results go into the card.")
+@click.option("--label", default=None, help="The checkpoint's label in the comparison (default: the one whose spec "
+                                            "is CHECKPOINT_DIR, else the only non-baseline one).")
+def card_cmd(checkpoint_dir, source, label) -> None:
+    """Write (or update) the model-index results and verdict in CHECKPOINT_DIR/README.md.
+
+    Through huggingface_hub's ModelCard (pip install 'evalkit[hub]'); push the card yourself,
+    e.g. `hf upload ORG/MODEL CHECKPOINT_DIR/README.md README.md`.
+
+    \b
+    Exit codes:
+      0  the card is written
+      2  bad input: the comparison, the folder or the label
+    """
+    from ..comparison import Comparison
+    from ..integrations.hub import write_model_card
+
+    click.echo(f"wrote {write_model_card(checkpoint_dir, Comparison.load(source), label=label)}")
+
+
 @cli.command("demo")
 @global_options
 @click.option("--out", "-o", type=click.Path(file_okay=False), default="reports/demo", show_default=True,
@@ -370,7 +394,8 @@ _FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "over
           "trust_remote_code": "--trust-remote-code", "chat_template": "--chat-template",
           "api_key_env": "--api-key-env", "num_concurrent": "--num-concurrent", "timeout": "--request-timeout",
           "max_length": "--max-length", "store": "--store", "limit": "--limit", "sample_seed": "--sample-seed",
-          "seed": "--sequential-seed", "log": "--log"}
+          "seed": "--sequential-seed", "log": "--log",
+          "label": "--label", "checkpoint_dir": "CHECKPOINT_DIR"}
 _NAMED_OPTION = re.compile(r"\b(" + "|".join(name for name, flag in _FLAGS.items() if flag.startswith("--"))
                            + r")=('[^']*'|\S+?)(?=[\s,;)]|\.?$|\.\s)")
 
