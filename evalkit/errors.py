@@ -145,7 +145,8 @@ def redact_secrets(data: bytes) -> bytes:
 
 
 def warn(message: str) -> None:
-    """One line on stderr: something was done to the user's input or environment that they should know."""
-    import sys
+    """Something was done to the user's input or environment that they should know: one line through the
+    current reporter (:mod:`evalkit.progress`; on the command line, stderr)."""
+    from .progress import warning
 
-    print(f"evalkit: warning: {' '.join(message.split())}", file=sys.stderr)
+    warning(message)
