@@ -147,18 +147,17 @@ def test_sibling_output_folders_under_one_new_parent_probe_at_once(tmp_path):
     """Each probe creates the missing parent and removes it again: two at once must not trip each other."""
     from evalkit._io import OutputFolder
 
+    def probe(folder: Path, barrier: threading.Barrier, errors: list[str]) -> None:
+        barrier.wait()
+        try:
+            OutputFolder(folder, option="--out").check("report.html")
+        except UsageError as exc:
+            errors.append(str(exc))
+
     for round_ in range(12):
         parent = tmp_path / f"new{round_}" / "runs"
         barrier, errors = threading.Barrier(8), []
-
-        def probe(i: int) -> None:
-            barrier.wait()
-            try:
-                OutputFolder(parent / f"out{i}", option="--out").check("report.html")
-            except UsageError as exc:
-                errors.append(str(exc))
-
-        threads = [threading.Thread(target=probe, args=(i,)) for i in range(8)]
+        threads = [threading.Thread(target=probe, args=(parent / f"out{i}", barrier, errors)) for i in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
