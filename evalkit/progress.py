@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-__all__ = ["Reporter", "bar", "note", "result", "use_reporter", "quiet_third_party", "NOISY_LOGGERS"]
+__all__ = ["Reporter", "bar", "note", "result", "warning", "warning_line", "use_reporter", "quiet_third_party", "NOISY_LOGGERS"]
 
 #: Library loggers lowered to ERROR while quiet (their warnings are hints for their own CLIs).
 NOISY_LOGGERS = ("lm_eval", "transformers", "datasets", "huggingface_hub", "accelerate", "evaluate", "absl")
@@ -37,15 +37,27 @@ class Reporter(Protocol):
     def result(self, text: str) -> None:
         """A command's output (the command line writes it on stdout)."""
 
+    def warning(self, message: str) -> None:
+        """Something was done to the user's input or environment that they should know (one line)."""
+
+
+def warning_line(message: str) -> str:
+    """``evalkit: warning: MESSAGE`` on one line, whatever whitespace ``message`` holds."""
+    return f"evalkit: warning: {' '.join(message.split())}"
+
 
 class _LoggingReporter:
-    """Without a command line: ``INFO`` records of the ``evalkit`` logger (silent unless logging is configured)."""
+    """Without a command line: notes and results are ``INFO`` records of the ``evalkit`` logger (silent
+    unless logging is configured); a warning is still one line on stderr, which a caller must not miss."""
 
     def note(self, message: str) -> None:
         logging.getLogger("evalkit").info(message)
 
     def result(self, text: str) -> None:
         logging.getLogger("evalkit").info(text)
+
+    def warning(self, message: str) -> None:
+        sys.stderr.write(warning_line(message) + "\n")
 
 
 _reporter: Reporter = _LoggingReporter()
@@ -59,6 +71,11 @@ def note(message: str) -> None:
 def result(text: str) -> None:
     """Report a command's output through the current :class:`Reporter`."""
     _reporter.result(text)
+
+
+def warning(message: str) -> None:
+    """Report a warning through the current :class:`Reporter`."""
+    _reporter.warning(message)
 
 
 @contextlib.contextmanager
