@@ -184,3 +184,17 @@ def test_a_symlinked_trainer_save_is_named_after_the_folder_the_user_named(tiny_
     assert parse_spec(str(link)).label == "checkpoint-200"
     assert as_checkpoint(str(link)).label == "myrun.step200"  # not blob-7f3a.step200
     assert Checkpoint.from_string(str(link)).fingerprint == Checkpoint.from_string(str(tiny_model_dir)).fingerprint
+
+
+@pytest.mark.parametrize("argv", [
+    lambda s, t: ["eval", str(s["a"]), "-t", str(s["task"]), "-o", str(t / ("d" * 300))],
+    lambda s, t: ["eval", str(s["a"]), "-t", "x" * 300],
+    lambda s, t: ["eval", str(s["a"]), "-t", str(t / ("y" * 300 + ".yaml"))],
+    lambda s, t: ["report", str(t / ("r" * 300 + ".json")), "-o", str(t / "r")],
+    lambda s, t: ["gate", str(t / "c.json"), "--policy", str(t / ("p" * 300))],
+])
+def test_any_path_too_long_for_the_filesystem_is_exit_2(setup, tmp_path, argv):
+    """Wherever a path the user named is first touched, the filesystem's refusal is input, not a bug."""
+    (tmp_path / "c.json").write_text(setup["comparison"], encoding="utf-8")
+    line = _error_line(*run_cli(["--store", str(tmp_path / "s.sqlite"), *argv(setup, tmp_path)])[::2])
+    assert "cannot use this path (the name is longer than the filesystem allows)" in line

@@ -380,6 +380,11 @@ def _main(argv: list[str] | None) -> None:
     except KeyboardInterrupt:
         click.echo("evalkit: interrupted; finished samples are stored, rerun to resume.", err=True)
         sys.exit(130)
+    except OSError as exc:  # a path the user named that the filesystem refuses is input, not a bug
+        from ..errors import path_name_error
+
+        usage = path_name_error(exc)
+        _report(usage or exc, 2 if usage else 3, prefix="" if usage else f"internal error ({type(exc).__name__}): ")
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         _report(exc, 3, prefix=f"internal error ({type(exc).__name__}): ")
     sys.exit(0)
