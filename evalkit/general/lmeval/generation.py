@@ -57,7 +57,10 @@ def fit_generation_lengths(instances: list, lm: Any, task_name: str) -> Generati
     Returns None when there is nothing to plan (no generation requests, no known context or tokenizer).
     """
     generation = [inst for inst in instances if inst.request_type == "generate_until"]
-    context = getattr(lm, "max_length", None)
+    try:
+        context = getattr(lm, "max_length", None)
+    except Exception:  # an LM whose max_length needs what it does not have (a replay, a wrapper)
+        return None
     if not generation or not isinstance(context, int) or isinstance(context, bool) or context <= 0:
         return None
     lengths = [_prompt_tokens(lm, inst.args[0]) for inst in generation]
