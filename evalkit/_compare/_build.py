@@ -12,6 +12,8 @@ from ._breakdowns import breakdown_rows
 from ._common import Context, json_safe, spec_of
 from ._flips import flip_rows
 from ._format import format_rows
+from ._hierarchy import hierarchy_rows
+from ._routing import routing_rows
 from ._metrics import metric_order, metric_rows
 from ._summary import summary_rows
 
@@ -69,6 +71,7 @@ def build_comparison(results: Sequence[EvalResult], *, baseline: str | None = No
         "metrics": metrics,
         "breakdowns": breakdown_rows(ctx),
         "format_vs_knowledge": format_rows(ctx, metrics),
+        "routing": routing_rows(ctx), "hierarchy_errors": hierarchy_rows(ctx),
         "flips": flips, "flip_counts": flip_counts,
         "summary": summary_rows(ctx, metrics, flip_counts),
         "verdict": None,

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["reliability_curve", "expected_calibration_error", "brier_score", "risk_coverage_curve",
-           "coverage_at_precision", "fold_ids", "ece_rows", "coverage_rows", "STRATEGIES"]
+           "coverage_at_precision", "fold_ids", "ece_rows", "coverage_rows", "accepted_rows", "STRATEGIES"]
 
 STRATEGIES = ("quantile", "uniform")
 _MAX_ENTRIES = 1_000_000  # (rows x samples x bin edges) booleans per chunk
@@ -211,25 +211,25 @@ def fold_ids(sample_ids, n_folds: int = 5) -> np.ndarray:
                        for s in sample_ids], dtype=np.int64)
 
 
-def coverage_rows(correct: np.ndarray, conf: np.ndarray, folds: np.ndarray | None, *,
-                  precision: float) -> tuple[np.ndarray, np.ndarray]:
-    """Cross-fitted (coverage, realised precision) of each row of ``(B, n)`` arrays (see the module docstring).
+def accepted_rows(correct: np.ndarray, conf: np.ndarray, folds: np.ndarray | None, *, precision: float) -> np.ndarray:
+    """Which entries of each row of ``(B, n)`` arrays the cross-fitted rule accepts (same shape, input order).
 
-    ``folds`` (same shape, or None for one in-sample cut) gives each entry's fold. A fold whose other
-    folds never reach ``precision`` accepts nothing. Realised precision is nan where nothing is accepted.
+    ``folds`` (same shape, or None for one in-sample cut) gives each entry's fold; the entries of fold ``k``
+    are accepted when their confidence reaches the lowest cut at which the *other* folds' precision is
+    at least ``precision``. A fold whose other folds never reach it accepts nothing.
     """
     correct = np.atleast_2d(np.asarray(correct, dtype=float))
     conf = np.atleast_2d(np.asarray(conf, dtype=float))
     in_sample = folds is None
     folds = np.zeros(conf.shape, dtype=np.int64) if in_sample else np.atleast_2d(np.asarray(folds))
     rows, n = conf.shape
+    accepted = np.zeros((rows, n), dtype=bool)
     if n == 0:
-        return np.full(rows, np.nan), np.full(rows, np.nan)
+        return accepted
     order = np.argsort(-conf, axis=1, kind="stable")
     conf, correct, folds = (np.take_along_axis(a, order, axis=1) for a in (conf, correct, folds))
     last_of_tie = np.ones((rows, n), dtype=bool)
     last_of_tie[:, :-1] = conf[:, :-1] > conf[:, 1:]  # a cut can only fall between distinct confidences
-    accepted, hits = np.zeros(rows), np.zeros(rows)
     for fold in np.unique(folds):
         chooser = np.ones_like(folds, dtype=bool) if in_sample else folds != fold
         tp, seen = np.cumsum(correct * chooser, axis=1), np.cumsum(chooser, axis=1)
@@ -240,11 +240,24 @@ def coverage_rows(correct: np.ndarray, conf: np.ndarray, folds: np.ndarray | Non
         ok = last_of_tie & (seen > before) & (tp >= precision * seen - 1e-9)
         cut_at = n - 1 - np.argmax(ok[:, ::-1], axis=1)  # the lowest cut that keeps the precision
         cut = np.where(ok.any(axis=1), conf[np.arange(rows), cut_at], np.inf)
-        take = (folds == fold) & (conf >= cut[:, None])
-        accepted += take.sum(axis=1)
-        hits += (take * correct).sum(axis=1)
+        np.put_along_axis(accepted, order, np.take_along_axis(accepted, order, axis=1)
+                          | ((folds == fold) & (conf >= cut[:, None])), axis=1)
+    return accepted
+
+
+def coverage_rows(correct: np.ndarray, conf: np.ndarray, folds: np.ndarray | None, *,
+                  precision: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-fitted (coverage, realised precision) of each row of ``(B, n)`` arrays (:func:`accepted_rows`).
+
+    Realised precision is nan where nothing is accepted.
+    """
+    correct = np.atleast_2d(np.asarray(correct, dtype=float))
+    accepted = accepted_rows(correct, conf, folds, precision=precision)
+    if accepted.shape[1] == 0:
+        return np.full(accepted.shape[0], np.nan), np.full(accepted.shape[0], np.nan)
+    count = accepted.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return accepted / n, np.where(accepted > 0, hits / accepted, np.nan)
+        return count / accepted.shape[1], np.where(count > 0, (accepted * correct).sum(axis=1) / count, np.nan)
 
 
 def coverage_at_precision(y_correct, confidence, *, precision=0.95, folds=None) -> tuple[float, float]:

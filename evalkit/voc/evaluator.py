@@ -53,10 +53,11 @@ VOC_METRIC_SPECS: dict[str, MetricSpec] = {
     "invalid_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.invalid"),
     "mean_first_error_depth": MetricSpec(level="corpus"),  # deeper first error = right for longer
     # calibration and auto-routing (voc/routing.py), where records carry a confidence
-    "*_ece": MetricSpec(level="corpus", higher_is_better=False, bounds=_UNIT),
+    # (a cut or a binning is not smooth in the data: bootstrap intervals, see MetricSpec.interval)
+    "*_ece": MetricSpec(level="corpus", higher_is_better=False, bounds=_UNIT, interval="bootstrap"),
     "*_brier": MetricSpec(level="corpus", higher_is_better=False, bounds=_UNIT),
-    "coverage_at_precision/*": MetricSpec(level="corpus", bounds=_UNIT),
-    "routed_precision/*": MetricSpec(level="corpus", bounds=_UNIT),
+    "coverage_at_precision/*": MetricSpec(level="corpus", bounds=_UNIT, interval="bootstrap"),
+    "routed_precision/*": MetricSpec(level="corpus", bounds=_UNIT, interval="bootstrap"),
     "leaf_*": MetricSpec(level="corpus", bounds=_UNIT),  # F1, precision, recall: [0, 1]
     "level[0-9]*": MetricSpec(level="corpus", bounds=_UNIT),  # level1_macro_f1 ... (not the level/ breakdown)
     "hier_*": MetricSpec(level="corpus", bounds=_UNIT),
