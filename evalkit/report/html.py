@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import _domain as domain
 from . import _view as view
 from . import charts
 from . import trajectory
@@ -188,7 +189,17 @@ def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
         "counts": view.summary_counts(comparison), "checkpoint_verdicts": view.checkpoint_verdicts(comparison),
         "sequential_rows": view.sequential_rows(comparison),
         "verdict_by_checkpoint": {v["checkpoint"]: v["status"] for v in view.checkpoint_verdicts(comparison)},
+        **_domain_context(comparison),
     }
+
+
+def _domain_context(comparison: dict[str, Any]) -> dict[str, Any]:
+    """The routing and hierarchy sections (templates/domain.html.jinja) and the summary cards' routing lines."""
+    routing = domain.routing_sections(comparison)
+    for section in routing:
+        section["reliability_svg"], section["risk_svg"] = _markup(section["reliability_svg"]), _markup(section["risk_svg"])
+    return {"routing_sections": routing, "hierarchy_sections": domain.hierarchy_sections(comparison),
+            "routing_cards": domain.card_lines(comparison)}
 
 
 def _script_json(data: Any):

@@ -125,8 +125,6 @@ def _check_options(opts: VocOptions, config: TaskConfig) -> VocOptions:
             raise UsageError(f"{config.source}: key {key!r} must be an integer >= {low}, got {value!r}.")
     if not 0.0 < opts.parse_cutoff <= 1.0:
         raise UsageError(f"{config.source}: key 'parse_cutoff' must be in (0, 1], got {opts.parse_cutoff!r}.")
-    if not isinstance(opts.score_confidence, bool):
-        raise UsageError(f"{config.source}: key 'score_confidence' must be true or false, got {opts.score_confidence!r}.")
     if (not isinstance(opts.coverage_precisions, list) or not opts.coverage_precisions
             or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 1 for p in opts.coverage_precisions)):
         raise UsageError(f"{config.source}: key 'coverage_precisions' must be a non-empty list of precisions in (0, 1], "
