@@ -71,11 +71,14 @@ def build_comparison(results: Sequence[EvalResult], *, baseline: str | None = No
         "metrics": metrics,
         "breakdowns": breakdown_rows(ctx),
         "format_vs_knowledge": format_rows(ctx, metrics),
-        "routing": routing_rows(ctx), "hierarchy_errors": hierarchy_rows(ctx),
         "flips": flips, "flip_counts": flip_counts,
         "summary": summary_rows(ctx, metrics, flip_counts),
         "verdict": None,
     }
+    # domain diagnostics: only where records carry label paths / confidences (other comparisons stay as they were)
+    for key, rows in (("routing", routing_rows(ctx)), ("hierarchy_errors", hierarchy_rows(ctx))):
+        if rows:
+            comparison[key] = rows
     comparison["warnings"] = list(ctx.warnings)
     return json_safe(comparison)
 
