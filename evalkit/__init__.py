@@ -43,8 +43,15 @@ _PUBLIC = {
     "evaluate_policy": "evalkit.gate",
     "EvalkitError": "evalkit.errors",
     "UsageError": "evalkit.errors",
+    "EvaluationError": "evalkit.errors",
+    "ServerError": "evalkit.errors",
 }
-__all__ = sorted(_PUBLIC) + ["__version__"]
+__all__ = [  # a literal, so linters and type checkers see it; equal to sorted(_PUBLIC) + __version__
+    "Checkpoint", "Comparison", "EvalResult", "EvalkitError", "LoadOptions", "Policy", "ResultStore",
+    "SampleRecord", "TaskConfig", "TaskResult", "UsageError", "Verdict", "build_comparison", "compare",
+    "evaluate", "evaluate_checkpoint", "evaluate_policy", "get_evaluator", "load_policy", "parse_spec",
+    "register_evaluator", "resolve_tasks", "write_reports", "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

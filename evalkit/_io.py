@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 __all__ = ["atomic_write_text", "atomic_write_bytes", "stable_hash", "dump_json", "read_json_object", "cache_dir",
-           "hash_file", "hash_tree", "loads_json", "read_text", "load_yaml", "parse_yaml", "safe_file_name",
+           "hash_file", "hash_tree", "escape_surrogates", "loads_json", "read_text", "load_yaml", "parse_yaml", "safe_file_name",
            "OutputFolder", "MANIFEST_NAME"]
 
 
@@ -66,7 +68,17 @@ def dump_json(obj: Any, *, allow_nan: bool = True) -> str:
     """
     text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str, allow_nan=allow_nan)
     # Surrogates only occur inside JSON strings, where "\\udXXX" is exactly their escape.
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+    return escape_surrogates(text) + "\n"
+
+
+def escape_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate written as ``\\udXXX``: how files, charts and terminals show
+    text that UTF-8 cannot hold (a model output or label cut in the middle of a character).
+
+    >>> escape_surrogates("caf\\udce9 ok")
+    'caf\\\\udce9 ok'
+    """
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def hash_file(path: str | Path, *, chunk: int = 8 * 1024 * 1024) -> str:
@@ -120,13 +132,37 @@ def loads_json(text: str, *, source: str) -> Any:
     from .errors import UsageError
 
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_json_int, parse_float=_json_float)
+    except _OutOfRange as exc:
+        raise UsageError(f"{source}: the number {exc} is outside the range of a float; is the file damaged?") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).") from None
     except RecursionError:
         raise UsageError(f"{source}: JSON nested too deeply to be an evalkit file.") from None
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
         raise UsageError(f"{source}: not valid JSON ({exc}).") from None
+
+
+class _OutOfRange(ValueError):
+    """A JSON number no float holds (``1e400``, a 401-digit integer): it would become ``inf`` or fail in
+    numpy, matplotlib or a statistic far from the file that held it."""
+
+
+_FLOAT_MAX = sys.float_info.max
+
+
+def _json_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > _FLOAT_MAX:
+        raise _OutOfRange(f"{text[:12]}… ({len(text.lstrip('-'))} digits)")
+    return value
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # NaN/Infinity are spelled as words and parsed elsewhere; this is overflow
+        raise _OutOfRange(text[:40])
+    return value
 
 
 def read_json_object(path: str | Path, *, what: str = "file", hint: str = "") -> dict[str, Any]:
@@ -290,6 +326,10 @@ def _check_part(part: str, root: Path) -> str:
     return part
 
 
+#: Attempts of the output probe when sibling runs create and remove the same new parent folder at once.
+_PROBE_TRIES = 8
+
+
 class OutputFolder:
     """The one write guard: every output file evalkit writes goes through an OutputFolder.
 
@@ -371,26 +411,46 @@ class OutputFolder:
         return self
 
     def _probe(self, where: str) -> None:
-        """Create the folder (and any missing parents) and a temporary file in it, then remove what was created."""
+        """Create the folder (and any missing parents) and a temporary file in it, then remove what was created.
+
+        Safe when sibling runs probe under the same new parent at once: a parent another run created is
+        not ours to remove, and one that run removes between our mkdirs is made again (a few tries).
+        """
         from .errors import UsageError
 
+        for attempt in range(_PROBE_TRIES):
+            created: list[Path] = []
+            try:
+                created = self._make_folders()
+                fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".evalkit-probe-")
+                os.close(fd)
+                os.unlink(tmp)
+                return
+            except FileNotFoundError as exc:  # a sibling's probe removed a parent we had just seen
+                if attempt + 1 == _PROBE_TRIES:
+                    raise UsageError(f"{where}: cannot write there ({exc.strerror or exc}); choose a writable "
+                                     f"folder.") from None
+            except OSError as exc:
+                raise UsageError(f"{where}: cannot write there ({exc.strerror or exc}); choose a writable folder.") from None
+            finally:
+                for folder in reversed(created):
+                    try:
+                        folder.rmdir()  # fails, as it should, once a sibling run put its own folder inside
+                    except OSError:
+                        pass
+
+    def _make_folders(self) -> list[Path]:
+        """Make the root and its missing parents; the ones this call made, outermost first."""
         created = []
-        try:
-            for folder in reversed([self.root, *self.root.parents]):
-                if not folder.exists():
-                    folder.mkdir()
-                    created.append(folder)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".evalkit-probe-")
-            os.close(fd)
-            os.unlink(tmp)
-        except OSError as exc:
-            raise UsageError(f"{where}: cannot write there ({exc.strerror or exc}); choose a writable folder.") from None
-        finally:
-            for folder in reversed(created):
-                try:
-                    folder.rmdir()
-                except OSError:
-                    pass
+        for folder in reversed([self.root, *self.root.parents]):
+            if folder.is_dir():
+                continue
+            try:
+                folder.mkdir()
+            except FileExistsError:  # a sibling run made it a moment ago
+                continue
+            created.append(folder)
+        return created
 
     # -------------------------------------------------------------- the manifest
     def _check_root(self) -> None:

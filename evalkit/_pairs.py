@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from pathlib import Path
 
 from .errors import UsageError
 
@@ -50,8 +49,10 @@ def split_labelled(text: str, label_pattern: re.Pattern | None = None) -> tuple[
     >>> split_labelled("http://host/v1?a=b#m", re.compile(r"[A-Za-z0-9_.-]+"))
     (None, 'http://host/v1?a=b#m')
     """
+    from ._validate import path_exists
+
     head, sep, rest = text.partition("=")
-    if not sep or Path(text).expanduser().exists():
+    if not sep or path_exists(text):
         return None, text
     if label_pattern is not None and not label_pattern.fullmatch(head):
         return None, text

@@ -16,9 +16,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._validate import label_problem
 from .errors import UsageError
 
-__all__ = ["STR", "INT", "NUM", "BOOL", "ANY", "Opt", "ListOf", "MapOf", "Obj", "validate", "COMPARISON", "RESULTS"]
+__all__ = ["STR", "INT", "NUM", "BOOL", "ANY", "LABEL", "Opt", "ListOf", "MapOf", "Obj", "validate", "COMPARISON", "RESULTS"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,9 @@ class _Scalar:
     def problem(self, value: Any) -> str | None:
         ok = {"a string": lambda v: isinstance(v, str),
               "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "a finite number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+              "a finite number": _is_finite_number,
+              "a checkpoint label (non-empty, at most 255 characters, no control characters)":
+                  lambda v: label_problem(v) is None,
               "true or false": lambda v: isinstance(v, bool),
               "a number between 0 and 1 (exclusive)": lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
                                                             and 0 < v < 1),
@@ -36,8 +39,19 @@ class _Scalar:
         return None if ok else self.name
 
 
+def _is_finite_number(value: Any) -> bool:
+    """A number a float holds: an int beyond float range (``10**400``) is not, and must not raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 STR, INT, NUM, BOOL, ANY = (_Scalar(n) for n in ("a string", "an integer", "a finite number", "true or false",
                                                  "anything"))
+LABEL = _Scalar("a checkpoint label (non-empty, at most 255 characters, no control characters)")
 
 
 @dataclass(frozen=True)
@@ -164,7 +178,7 @@ _SETTINGS = Obj({}, {"confidence": _Scalar("a number between 0 and 1 (exclusive)
                      "n_resamples": Opt(INT), "random_state": Opt(INT)})
 
 COMPARISON = Obj(
-    {"schema_version": INT, "kind": STR, "checkpoints": ListOf(Obj({"label": STR}, {
+    {"schema_version": INT, "kind": STR, "checkpoints": ListOf(Obj({"label": LABEL}, {
         "spec": Opt(STR), "kind": Opt(STR), "fingerprint": Opt(STR), "note": Opt(STR), "settings": Opt(MapOf(ANY)),
         "versions": Opt(MapOf(ANY)), "timing": Opt(MapOf(ANY)), "created": Opt(STR)})),
      "metrics": ListOf(_METRIC_ROW)},
@@ -196,7 +210,7 @@ _TASK = Obj({"task": STR, "evaluator": STR, "metrics": MapOf(_NUMS), "n_samples"
              "higher_is_better": Opt(MapOf(BOOL)), "stderr": Opt(MapOf(_NUMS)),
              "ci": Opt(MapOf(Opt(ListOf(_NUMS)))), "breakdowns": Opt(MapOf(MapOf(MapOf(_NUMS)))),
              "settings": Opt(MapOf(ANY)), "timing": Opt(MapOf(ANY)), "samples": Opt(ListOf(_SAMPLE))})
-RESULTS = Obj({"schema_version": INT, "checkpoint": Obj({"label": STR, "spec": STR, "kind": STR, "fingerprint": STR},
+RESULTS = Obj({"schema_version": INT, "checkpoint": Obj({"label": LABEL, "spec": STR, "kind": STR, "fingerprint": STR},
                                                         {"note": Opt(STR), "settings": Opt(MapOf(ANY))}),
                "tasks": MapOf(_TASK)},
               {"created": Opt(STR), "versions": Opt(MapOf(ANY))})

@@ -72,13 +72,12 @@ def with_limit(task_configs: list, limit: int | None, sample_seed: int | None = 
     group such as MMLU): drawn with ``sample_seed`` (the same ones at every call, in every process), or the
     first ``limit`` when ``sample_seed`` is None. ``limit=None`` leaves the configs as they are.
     """
+    from . import _validate
+
+    _validate.seed(sample_seed, param="sample_seed", optional=True)  # wrong even when unused: say so now
     if limit is None:
         return task_configs
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise UsageError(f"limit must be a positive integer (samples per task), got {limit!r}.", param="limit")
-    if sample_seed is not None and (isinstance(sample_seed, bool) or not isinstance(sample_seed, int)):
-        raise UsageError(f"sample_seed must be an integer or None (the first samples), got {sample_seed!r}.",
-                         param="sample_seed")
+    _validate.integer(limit, param="limit", minimum=1, what="a positive integer (samples per task)")
     return [dataclasses.replace(t, options={**t.options, "limit": limit, "sample_seed": sample_seed})
             for t in task_configs]
 
@@ -93,7 +92,11 @@ def as_checkpoint(model: Any, *, tokenizer: Any = None, label: str | None = None
     from .checkpoints import Checkpoint, LoadOptions
     from .checkpoints.memory import InMemoryCheckpoint
 
+    from . import _validate
+
     options = options or LoadOptions()
+    if label is not None:
+        _validate.label(label, param="label")
     if isinstance(model, (Checkpoint, InMemoryCheckpoint)):
         return model
     if isinstance(model, (str, os.PathLike)):
@@ -115,8 +118,8 @@ def as_checkpoint(model: Any, *, tokenizer: Any = None, label: str | None = None
 
 @contextmanager
 def open_store(store: Any) -> Iterator[Any]:
-    """A :class:`~evalkit.store.ResultStore` for ``store``: None (the default store), a path, or a store
-    (left open for its owner)."""
+    """A :class:`~evalkit.store.ResultStore` for ``store``: None (the default store), a path, a
+    ``postgresql://`` URL, or a store (left open for its owner)."""
     from .store import ResultStore
 
     if isinstance(store, ResultStore):
@@ -129,7 +132,7 @@ def open_store(store: Any) -> Iterator[Any]:
 def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None = None, store: Any = None,
              rerun: bool = False, overrides: Any = None, limit: int | None = None,
              sample_seed: int | None = DEFAULT_SAMPLE_SEED, note: str | None = None, fingerprint: str | None = None,
-             ranks: Any = None, **options: Any) -> EvalResult:
+             ranks: Any = None, verbose: bool = False, **options: Any) -> EvalResult:
     """Evaluate ``model`` on ``tasks``; results come from the store where it already has them.
 
     Parameters
@@ -146,7 +149,9 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
     label : str, optional
         The checkpoint's name in results and reports.
     store : str, path or ResultStore, optional
-        Where per-sample records are kept (default: ``$EVALKIT_STORE`` or the user cache).
+        Where per-sample records are kept: a SQLite file path, a ``postgresql://USER@HOST:PORT/DB`` URL
+        (needs ``evalkit[postgres]``) or an open store (default: ``$EVALKIT_STORE``, else a SQLite file in
+        the user cache). See docs/store.md.
     rerun : bool
         Evaluate again even if the store has the results.
     overrides : mapping or list of str, optional
@@ -169,6 +174,10 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
         environment variables, and each process evaluates its share of the samples). ``Ranks()``
         evaluates everything in this process alone, e.g. on the main process of a training job while
         the others wait (what ``EvalkitCallback`` does).
+    verbose : bool, default False
+        Let transformers, lm-eval, datasets and their progress bars speak (warnings such as "Token
+        indices sequence length is longer than ...", weight-loading bars, lm-eval's hints). By default
+        they are silenced while evaluating; errors still raise.
     **options
         Load options, as the command line's flags: ``batch_size``, ``device``, ``dtype``,
         ``max_length``, ``chat_template``, ``model_args``, ``base``, ``config``, ...
@@ -178,13 +187,15 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
     EvalResult
     """
     from .checkpoints.memory import InMemoryCheckpoint, evaluation_mode
+    from .progress import quiet_third_party
     from .run import evaluate_checkpoint
 
     task_configs = with_limit(resolve(tasks, overrides), limit, sample_seed)
     checkpoint = as_checkpoint(model, tokenizer=tokenizer, label=label, note=note, fingerprint=fingerprint,
                                options=load_options(**options))
     in_memory = isinstance(checkpoint, InMemoryCheckpoint) and not checkpoint.is_lm
-    with open_store(store) as opened, evaluation_mode(checkpoint.model) if in_memory else nullcontext():
+    with open_store(store) as opened, evaluation_mode(checkpoint.model) if in_memory else nullcontext(), \
+            quiet_third_party(verbose):
         return evaluate_checkpoint(checkpoint, task_configs, opened, rerun=rerun, ranks=ranks)
 
 

@@ -27,19 +27,35 @@ class Comparison:
         The results given as objects (written to ``results/LABEL.json`` by :meth:`write`); results
         read from files are not written again.
     verdict : Verdict or None
-        Set by :meth:`gate`.
+        Set by :meth:`gate`; read from ``data["verdict"]``, where it is stored (once).
     """
 
     def __init__(self, data: dict[str, Any], *, results: list[EvalResult] | None = None, verdict: Any = None):
-        from .report._view import check_comparison
+        from .comparison_format import check_comparison
 
         self.data = check_comparison(data)
         self.results = list(results or [])
-        self.verdict = verdict
-        if verdict is None and data.get("verdict"):
+        self._verdict: tuple[Any, Any] = (None, None)  # (the dict in data["verdict"], its Verdict object)
+        if verdict is not None:
+            self.verdict = verdict
+
+    @property
+    def verdict(self) -> Any:
+        """The :class:`~evalkit.gate.Verdict` stored in ``data["verdict"]``, or None before :meth:`gate`."""
+        stored = self.data.get("verdict")
+        if not stored:
+            return None
+        if self._verdict[0] is not stored:
             from .gate import Verdict
 
-            self.verdict = Verdict.from_dict(data["verdict"])
+            self._verdict = (stored, Verdict.from_dict(stored))
+        return self._verdict[1]
+
+    @verdict.setter
+    def verdict(self, verdict: Any) -> None:
+        stored = verdict.to_dict()
+        self.data["verdict"] = stored
+        self._verdict = (stored, verdict)
 
     # ------------------------------------------------------------------------------ reading
     @property
@@ -116,7 +132,6 @@ class Comparison:
         from .gate import as_policy, evaluate_policy
 
         self.verdict = evaluate_policy(as_policy(policy), self.data)
-        self.data["verdict"] = self.verdict.to_dict()
         return self.verdict
 
     def write(self, out_dir: str | Path) -> list[Path]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["EvalkitError", "UsageError", "EvaluationError", "did_you_mean", "register_secret", "redact",
-           "redact_secrets", "warn"]
+__all__ = ["EvalkitError", "UsageError", "EvaluationError", "ServerError", "did_you_mean", "register_secret", "redact",
+           "printable", "redact_secrets", "warn"]
 
 
 class EvalkitError(Exception):
@@ -36,6 +36,17 @@ class EvaluationError(EvalkitError):
     """An evaluation started but could not finish (exit code 3)."""
 
     exit_code = 3
+
+
+class ServerError(EvaluationError):
+    """A model server kept failing or answering malformed replies after every retry (exit code 4).
+
+    Neither the user's input (2) nor a bug in evalkit (3): the server is down, overloaded or not
+    OpenAI-compatible in the way the request needs. Finished samples are stored, so fixing the server and
+    evaluating again resumes the run.
+    """
+
+    exit_code = 4
 
 
 def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
@@ -79,6 +90,18 @@ def redact(text: str) -> str:
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return _CREDENTIAL.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (an escape sequence in a label or a model's
+    output) shown escaped instead of driving the terminal.
+
+    Examples
+    --------
+    >>> printable("tuned\\x1b[2J model")
+    'tuned\\\\x1b[2J model'
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def redact_secrets(data: bytes) -> bytes:

@@ -11,36 +11,26 @@ from pathlib import Path
 import click
 
 from ._io import read_json_object
+from ._validate import unique_labels
 from .errors import UsageError
 
 __all__ = ["compare_pipeline", "report_pipeline", "gate_pipeline", "collect_results"]
 
 
-def _unique_labels(labels: list[str]) -> None:
-    seen = set()
-    for label in labels:
-        if label in seen:
-            raise UsageError(f"checkpoint label {label!r} is used twice; name them with LABEL=SPEC (e.g. base=path tuned=path).")
-        seen.add(label)
-
-
 def collect_results(specs: list[str], task_configs, store, load_options, *, rerun: bool = False,
-                    prior: list | None = None) -> list:
+                    prior: list | None = None, verbose: bool = False) -> list:
     """Evaluate every spec through the API (answered from the store when possible) after the prior results."""
     from . import api
-    from .checkpoints import format_settings
-    from .run import build_evaluators
+    from .run import build_evaluators, evaluation_line
 
     checkpoints = [api.as_checkpoint(spec, options=load_options, index=i) for i, spec in enumerate(specs)]
     prior = list(prior or [])
-    _unique_labels([r.checkpoint.label for r in prior] + [c.label for c in checkpoints])
-    build_evaluators(task_configs)  # prerequisites checked once, before any model loads
+    unique_labels([r.checkpoint.label for r in prior] + [c.label for c in checkpoints])
+    evaluators = build_evaluators(task_configs)  # prerequisites checked once, before any model loads
     results = prior
     for checkpoint in checkpoints:
-        settings = format_settings(getattr(checkpoint, "settings", None) or {})  # e.g. a server's endpoint
-        click.echo(f"evaluating {checkpoint.label} ({checkpoint.kind}: {checkpoint.display})"
-                   + (f" [{settings}]" if settings else ""), err=True)
-        results.append(api.evaluate(checkpoint, task_configs, store=store, rerun=rerun))
+        click.echo(evaluation_line(checkpoint, task_configs, store, evaluators=evaluators, rerun=rerun), err=True)
+        results.append(api.evaluate(checkpoint, task_configs, store=store, rerun=rerun, verbose=verbose))
     return results
 
 
@@ -61,16 +51,20 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
                      policy: str | None, notes: list[str], overrides: list[str], rerun: bool, load_options,
                      limit: int | None = None, sample_seed: int | None = 0,
                      store_path: str | None, sequential: bool = False, sequential_seed: int = 0,
-                     sequential_chunk: int | None = None) -> int:
+                     sequential_chunk: int | None = None, verbose: bool = False) -> int:
     """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed).
 
     ``sequential=True`` (needs ``policy``) evaluates gated tasks in seeded random chunks and stops each
     once its gates are decided by anytime-valid confidence sequences (:mod:`evalkit.sequential`).
+    Other libraries' bars and warnings are silenced while evaluating unless ``verbose``; every input is
+    checked before (so a usage error never waits for torch or transformers to import).
     """
     from . import api
     from ._pairs import parse_pairs
     from ._compare import load_results_files
+    from .gate import verdict_text
     from .parallel import current_ranks
+    from .progress import quiet_third_party
 
     note_map = parse_pairs(notes, param="notes", form="LABEL=TEXT")
     task_configs = api.with_limit(api.resolve(tasks, overrides), limit, sample_seed)
@@ -87,23 +81,21 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     if current_ranks().main:  # before any model loads; under torchrun only rank 0 writes, so only it checks
         _check_compare_outputs(out, list(specs), prior, policy_obj is not None)
     if sequential:
-        comparison = _compare_sequential(specs, task_configs, policy_obj, baseline, baseline_results, store_path,
-                                         sequential_seed, sequential_chunk, rerun, note_map, load_options)
-        from .gate import verdict_markdown
-
-        click.echo(verdict_markdown(comparison.verdict))
+        with quiet_third_party(verbose):
+            comparison = _compare_sequential(specs, task_configs, policy_obj, baseline, baseline_results, store_path,
+                                             sequential_seed, sequential_chunk, rerun, note_map, load_options)
+        click.echo(verdict_text(comparison.verdict))
         _echo_written(comparison.write(out))
         return comparison.verdict.exit_code
-    with api.open_store(store_path) as store:
-        results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior)
+    with api.open_store(store_path) as store, quiet_third_party(verbose):
+        results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior,
+                                  verbose=verbose)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 compares, writes and gates
         return 0
     # Results read from --baseline-results files are compared but not written again (they are files already).
     comparison = api.compare(*baseline_results, *results[len(prior):], baseline=baseline, notes=note_map)
     if policy_obj is not None:
-        from .gate import verdict_markdown
-
-        click.echo(verdict_markdown(comparison.gate(policy_obj)))
+        click.echo(verdict_text(comparison.gate(policy_obj)))
     _echo_written(comparison.write(out))
     return comparison.verdict.exit_code if comparison.verdict is not None else 0
 
@@ -156,7 +148,7 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
         results += load_results_files([item]) if is_file else [_result_from_store(item, store_path)]
     if len(results) < 2:
         raise UsageError("report needs a comparison.json, or at least two results.json files / stored checkpoint labels.")
-    _unique_labels([r.checkpoint.label for r in results])
+    unique_labels([r.checkpoint.label for r in results])
     _echo_written(api.compare(*results, baseline=baseline).write_report(out))
 
 
@@ -169,7 +161,7 @@ def _result_from_store(label: str, store_path: str | None):
     with ResultStore(store_path) as store:
         runs = store.runs(label=label)
         if not runs:
-            raise UsageError(f"{label!r} is neither a file nor a checkpoint label with results in the store {store.path}.")
+            raise UsageError(f"{label!r} is neither a file nor a checkpoint label with results in the store {store.location}.")
         newest: dict[str, dict] = {}
         for run in runs:  # newest first
             newest.setdefault(run["task"], run)

@@ -24,7 +24,8 @@ from .taskconfig import TaskConfig
 if TYPE_CHECKING:
     from .checkpoints import Checkpoint
 
-__all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators", "run_keys"]
+__all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators", "run_keys", "stored_task_names",
+           "evaluation_line"]
 
 
 def library_versions() -> dict[str, str]:
@@ -102,6 +103,29 @@ def run_keys(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list,
                    versions["lm-eval"], settings) for task, evaluator in zip(tasks, evaluators)]
 
 
+def stored_task_names(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list,
+                      store: ResultStore) -> list[str]:
+    """The tasks whose complete results ``store`` already holds for ``checkpoint`` (no model loads for them)."""
+    keys = run_keys(checkpoint, tasks, evaluators)
+    return [task.name for task, key in zip(tasks, keys) if store.completed_result(key) is not None]
+
+
+def evaluation_line(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore, *,
+                    evaluators: list | None = None, rerun: bool = False) -> str:
+    """"evaluating LABEL (kind: where)", or "LABEL (...): answered from the store" when no model will run."""
+    from .checkpoints import format_settings
+
+    settings = format_settings(getattr(checkpoint, "settings", None) or {})  # e.g. a server's endpoint
+    what = f"{checkpoint.label} ({checkpoint.kind}: {checkpoint.display})" + (f" [{settings}]" if settings else "")
+    evaluators = evaluators if evaluators is not None else build_evaluators(tasks)
+    stored = [] if rerun else stored_task_names(checkpoint, tasks, evaluators, store)
+    if len(stored) == len(tasks):
+        return f"{what}: answered from the store (--rerun evaluates again)"
+    if stored:
+        return f"evaluating {what}; {', '.join(stored)} answered from the store"
+    return f"evaluating {what}"
+
+
 def _from_store(result: TaskResult | None) -> TaskResult | None:
     """A stored result says it was answered from the store; the run that evaluated it keeps its timing."""
     if result is not None:
@@ -121,7 +145,16 @@ def _request_stats(lm) -> dict[str, float]:
     stats = getattr(lm, "request_stats", None)
     if stats is None:
         return {}
-    return {"requests": stats.requests, "retries": stats.retries, "request_seconds": stats.seconds}
+    return {"requests": stats.requests, "retries": stats.retries, "request_seconds": stats.seconds,
+            "next_token_requests": stats.next_token_requests, "rescored_per_option": stats.rescored_per_option}
+
+
+def _scoring_setting(lm, evaluator, timing: dict) -> str | None:
+    """How a server scored the task's choices: ``shared_prefix`` or ``per_option`` (None: not a server's
+    log-likelihoods). Shown in the result's settings, not in the run key: both give the same numbers."""
+    if not hasattr(lm, "uses_shared_prefix") or "loglikelihood" not in getattr(evaluator, "needs", ()):
+        return None
+    return "shared_prefix" if timing.get("next_token_requests") else "per_option"
 
 
 def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: ResultStore, key: RunKey,
@@ -153,6 +186,9 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
     result.timing = {"answered_from_store": False, "seconds": round(time.perf_counter() - started, 3),
                      "model_load_seconds": round(load_seconds, 3), "resumed_samples": len(done)}
     result.timing.update({k: round(v - requests_before[k], 3) for k, v in _request_stats(lm).items()})
+    scoring = _scoring_setting(lm, evaluator, result.timing)
+    if scoring:
+        result.settings["loglikelihood_scoring"] = scoring
     store.finish_run(key, result)
     return result
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny models built offline, an isolated result store, the shared data folder."""
+"""Shared fixtures: tiny models built offline, isolated result stores (SQLite and PostgreSQL), the shared data folder."""
 
 from __future__ import annotations
 
@@ -45,6 +45,27 @@ def store_path(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "store.sqlite"
     monkeypatch.setenv("EVALKIT_STORE", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (skipped only when no server binary or driver exists)."""
+    from tests.helpers.postgres import Server, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    server = Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request, tmp_path) -> str:
+    """A fresh, empty result store of each backend: a SQLite file, or a new database on the session's server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "s.sqlite")
+    return request.getfixturevalue("postgres_server").empty_store()
 
 
 @pytest.fixture(scope="session")

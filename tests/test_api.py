@@ -66,6 +66,21 @@ def test_in_memory_model_equals_the_cli_on_the_saved_directory(setup, tmp_path, 
     assert _records(again) == _records(in_memory)  # answered from the store: same fingerprint
 
 
+_NOISE = ("Token indices sequence length is longer", "Loading weights", "Custom kwargs can be passed")
+
+
+@pytest.mark.slow
+def test_evaluate_is_quiet_unless_verbose(tiny_chat_model_dir, tmp_path, capfd):
+    """transformers' and lm-eval's warnings and bars stay out of an API user's output (the docs promise it)."""
+    small = {"voc_sample": {"limit": 2, "max_gen_toks": 4, "n_resamples": 50}}
+    evalkit.evaluate(str(tiny_chat_model_dir), "voc_sample", overrides=small, store=tmp_path / "s.sqlite", batch_size=2)
+    quiet = capfd.readouterr()
+    assert not [noise for noise in _NOISE if noise in quiet.err + quiet.out], quiet.err
+    evalkit.evaluate(str(tiny_chat_model_dir), "voc_sample", overrides=small, store=tmp_path / "s.sqlite", batch_size=2,
+                     rerun=True, verbose=True)
+    assert "Loading weights" in capfd.readouterr().err  # the noise is real here
+
+
 def test_model_fingerprint_follows_the_weights_and_is_stable(tiny_chat_model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -44,9 +44,7 @@ def test_debug_and_verbose_after_the_subcommand(captured, monkeypatch):
 
     monkeypatch.setattr(cli_module._State, "debug", False)
     seen = []
-    monkeypatch.setattr(evalkit.pipeline, "compare_pipeline", lambda **kw: 0)
-    real_quiet = cli_module._quiet
-    monkeypatch.setattr(cli_module, "_quiet", lambda ctx: seen.append(ctx.obj["verbose"]) or real_quiet(ctx))
+    monkeypatch.setattr(evalkit.pipeline, "compare_pipeline", lambda **kw: seen.append(kw["verbose"]) or 0)
     argv = ["compare", "a", "b", "--tasks", "demo_general", "--out", "o"]
     assert CliRunner().invoke(cli, argv).exit_code == 0
     assert CliRunner().invoke(cli, [*argv, "--verbose", "--debug"]).exit_code == 0

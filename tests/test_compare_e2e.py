@@ -59,7 +59,7 @@ def test_compare_writes_every_output(first_run):
     assert "seed 7" in (first_run / "report.html").read_text()
 
 
-def test_rerun_is_answered_from_the_store_without_loading_a_model(setup, first_run, monkeypatch):
+def test_rerun_is_answered_from_the_store_without_loading_a_model(setup, first_run, monkeypatch, capsys):
     from evalkit.checkpoints import kinds as loaders  # load_lm: the one entry that loads any kind
     from evalkit.cli import main
 
@@ -73,6 +73,8 @@ def test_rerun_is_answered_from_the_store_without_loading_a_model(setup, first_r
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", f"base={setup['base']}", f"tuned={setup['tuned']}", *setup["task_args"], "--out", str(out)])
     assert exit_info.value.code == 0
+    said = capsys.readouterr().err
+    assert "evaluating" not in said and said.count("answered from the store") == 2, said
     first = json.loads((first_run / "comparison.json").read_text())
     again = json.loads((out / "comparison.json").read_text())
     assert first["metrics"] == again["metrics"]
@@ -82,9 +84,12 @@ def test_baseline_results_and_policy_gate_the_new_checkpoint(setup, first_run):
     policy = setup["root"] / "policy.yaml"
     policy.write_text("baseline: base\ngates:\n  - metric: mmlu.acc\n    min: 1.01\n  - metric: voc_sample.invalid_rate\n    max: 1.0\n")
     out = setup["root"] / "ci"
-    result = _evalkit(setup, "compare", f"tuned={setup['tuned']}", *setup["task_args"], "--out", str(out),
+    result = _evalkit(setup, "compare", f"tuned_v2={setup['tuned']}", *setup["task_args"], "--out", str(out),
                       "--baseline-results", str(first_run / "results" / "base.json"), "--policy", str(policy))
     assert result.returncode == 1, result.stderr  # mmlu.acc can never reach 1.01
+    # the terminal gets plain text; Markdown (escapes, entities, tables) is for the step summary and report.md
+    assert "FAIL  tuned_v2  mmlu.acc" in result.stdout, result.stdout
+    assert not any(markup in result.stdout for markup in ("\\_", "&gt;", "&lt;", "|---", "###")), result.stdout
     suite = ET.parse(out / "junit.xml").getroot()
     assert len(suite.findall(".//testcase")) == 2 and len(suite.findall(".//failure")) == 1
     comparison = json.loads((out / "comparison.json").read_text())

@@ -591,11 +591,11 @@ def test_contexts_are_tokenised_once_and_joined(pair_lm, monkeypatch):
     monkeypatch.setattr(type(pair_lm.tokenizer), "__call__", lambda tok, texts, **kw: calls.append(list(texts)) or real(tok, texts, **kw))
     question = "Question: what is 2+2?\nA. 3\nB. 4\nAnswer:"
     encoder.encode_pairs([(question, f" {letter}") for letter in "ABCD"])
-    assert calls == [[question], [" A", " B", " C", " D"]]
+    assert calls == [[question], ["a", "a A", "a B", "a C", "a D"]]  # tails after a stand-in head, in bulk
     calls.clear()
     prompt = "Classify this complaint: my card was charged twice."
     encoder.encode_pairs([(prompt + " Billing", " > Other"), (prompt + " Billing", "\n")], anchor=prompt)
-    assert calls == [[prompt], ["\n", " > Other", " Billing"]]  # the prompt once, then the short tails in bulk
+    assert calls == [[prompt], ["a", "a\n", "a > Other", "a Billing"]]  # the prompt once, then the short tails
     for context, continuation in [(prompt + " Billing", " > Other"), (prompt + " Billing", "\n")]:
         assert encoder.pair(context, continuation) == tuple(pair_lm._encode_pair(context, continuation))
 
@@ -623,7 +623,7 @@ def test_joining_only_for_tokenizers_it_is_proven_for(pair_lm):
     backend = tokenizer.backend_tokenizer
     original_pre, original_norm = backend.pre_tokenizer, backend.normalizer
     try:
-        backend.pre_tokenizer = pre_tokenizers.Metaspace()
+        backend.pre_tokenizer = pre_tokenizers.Whitespace()  # splits "a." into "a" "." : no proof for it
         assert not joins_at_whitespace(tokenizer)
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
         assert not joins_at_whitespace(tokenizer)

@@ -140,7 +140,7 @@ def test_nan_is_refused_and_nothing_is_written(tmp_path):
 def test_newer_schema_is_refused():
     comparison = load()
     comparison["schema_version"] = 2
-    with pytest.raises(UsageError, match="schema_version 2 is not supported"):
+    with pytest.raises(UsageError, match=r"schema_version 2 is newer than this evalkit reads \(1\)"):
         render_html(comparison)
 
 

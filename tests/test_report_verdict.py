@@ -73,3 +73,30 @@ def test_console_and_step_summary_list_each_checkpoint():
     assert verdict_text(verdict).splitlines()[-1].endswith("per checkpoint: domain_only FAIL, mix_75_25 PASS")
     # labels go through the one Markdown escaper (evalkit.report.markdown.md_escape): "_" is escaped
     assert "Per checkpoint: domain\\_only ❌ FAIL · mix\\_75\\_25 ✅ PASS" in verdict_markdown(verdict)
+
+
+def test_console_and_junit_warn_about_the_same_checks():
+    import dataclasses
+
+    _, verdict = _two_candidates()
+    weak = dataclasses.replace(verdict.checks[-1], underpowered=True)  # mix_75_25's pass, decided by little
+    verdict = dataclasses.replace(verdict, checks=[*verdict.checks[:-1], weak])
+    junit_warned = {case.get("classname").rsplit(".", 1)[-1] for case in ET.fromstring(junit_xml(verdict)).iter("testcase")
+                    if case.find("system-out").text.startswith("WARNING:")}
+    console = verdict_text(verdict)
+    console_warned = {line.split()[1] for line in console.splitlines() if line.endswith("[warning]")
+                      or line.startswith("WARN")}
+    assert junit_warned == console_warned == {"mix_75_25"}
+    assert "1 passed (1 underpowered)" in console
+
+
+def test_console_verdict_is_plain_text_and_names_unknown_statuses():
+    import dataclasses
+
+    _, verdict = _two_candidates()
+    odd = dataclasses.replace(verdict.checks[0], checkpoint="a_b\x1b[2J", message="dropped 0.4 (> 0.05 allowed) & p < 0.05",
+                              status="inconclusive")
+    verdict = dataclasses.replace(verdict, checks=[odd, *verdict.checks[1:]])
+    console = verdict_text(verdict)
+    assert "a_b\\x1b[2J" in console and "(> 0.05 allowed) & p < 0.05" in console and "1 inconclusive" in console
+    assert "INCONCLUSIVE" in verdict_markdown(verdict)  # a status added later renders, not a KeyError

@@ -59,7 +59,7 @@ def test_with_limit_copies_and_checks():
     with pytest.raises(UsageError, match="limit must be a positive integer") as info:
         with_limit(tasks, 0)
     assert info.value.param == "limit"
-    with pytest.raises(UsageError, match="sample_seed must be an integer or None"):
+    with pytest.raises(UsageError, match=r"sample_seed must be an integer from 0 to 2\*\*63 - 1 \(or None\)"):
         with_limit(tasks, 3, "zero")
 
 

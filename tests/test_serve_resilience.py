@@ -12,7 +12,7 @@ import pytest
 
 from evalkit.checkpoints import Checkpoint, LoadOptions
 from evalkit.checkpoints.resilient_api import RetryPolicy, is_retryable_status, returns_prompt_logprobs
-from evalkit.errors import EvaluationError, UsageError
+from evalkit.errors import EvaluationError, ServerError, UsageError
 from tests.helpers.flaky_server import FlakyServer, answer_for
 from tests.helpers.transformers_serve import served_or_skip
 
@@ -104,7 +104,7 @@ def test_a_server_that_always_fails_gives_up_in_bounded_time():
     with FlakyServer(always_status=503) as server:
         lm = _lm(server, num_concurrent=2, max_retries=2)
         started = time.monotonic()
-        with pytest.raises(EvaluationError, match=r"failed 3 times in a row \(HTTP 503: .*lower num_concurrent=N"):
+        with pytest.raises(ServerError, match=r"failed 3 times in a row on a generation request \(HTTP 503: .*lower num_concurrent=N"):
             lm.generate_until(_requests(50))
     assert server.posts <= 2 * 3 and time.monotonic() - started < 5.0
 
@@ -153,7 +153,7 @@ def test_loglikelihood_needs_prompt_logprobs_and_says_so_before_any_request(tiny
         lm = _lm(server, model_args={"tokenizer": str(tiny_model_dir)})
         with pytest.raises(UsageError, match="returned no prompt logprobs to a probe .*serve the model with vLLM"):
             lm.loglikelihood([request] * 5)
-    assert server.posts == 1  # the probe only
+    assert server.posts == 2  # the probes only: next-token log-probabilities (shared-prefix scoring), then echo
     with FlakyServer(prompt_logprobs=True) as vllm_like:
         assert returns_prompt_logprobs(f"{vllm_like.url}/completions", vllm_like.model, {})
 
@@ -304,11 +304,12 @@ def _add_bos_post_processor(model_dir: Path) -> None:
 
 
 def test_short_echo_is_a_clear_error():
-    from evalkit.checkpoints.server import parse_echo_logprobs
+    from evalkit.checkpoints.answers import MalformedAnswer, echo_logprobs
 
     answer = {"choices": [{"index": 0, "logprobs": {"token_logprobs": [None, -1.0], "top_logprobs": [None, {}]}}]}
-    with pytest.raises(UsageError, match="echoed 2 token log-probs for a prompt whose continuation has 3 tokens"):
-        parse_echo_logprobs(answer, [[1, 2, 3, 4]], [1])
+    with pytest.raises(MalformedAnswer, match="2 token log-probs and 2 top log-probs for a prompt whose "
+                                              "continuation has 3 tokens .*another tokenizer"):
+        echo_logprobs(answer, [[1, 2, 3, 4]], [1])
 
 
 def test_add_bos_token_with_text_prompts_is_refused(tiny_model_dir):

@@ -1,8 +1,9 @@
-"""The result store and the run loop: cache hits, resume after SIGKILL, concurrent writers."""
+"""The result store and the run loop: cache hits, resume after SIGKILL, concurrent writers (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import subprocess
 import sys
@@ -24,8 +25,8 @@ def _key(task="t", fp="fp"):
     return RunKey(fp, task, "cfg", "counting", "1", "0.4.13")
 
 
-def test_store_roundtrip_and_completion(tmp_path):
-    with ResultStore(tmp_path / "s.sqlite") as store:
+def test_store_roundtrip_and_completion(store_location):
+    with ResultStore(store_location) as store:
         key = _key()
         store.start_run(key, {"label": "a"})
         assert store.completed_result(key) is None
@@ -48,8 +49,8 @@ def test_run_key_depends_on_every_part():
     assert len({base.id, *(v.id for v in variants)}) == 5
 
 
-def test_rerun_is_answered_from_store_without_loading(tmp_path):
-    with ResultStore(tmp_path / "s.sqlite") as store:
+def test_rerun_is_answered_from_store_without_loading(store_location):
+    with ResultStore(store_location) as store:
         first = FakeCheckpoint()
         result = evaluate_checkpoint(first, [counting_task()], store)
         assert first.loads == 1
@@ -66,18 +67,18 @@ def test_rerun_is_answered_from_store_without_loading(tmp_path):
         assert third.loads == 1, "another fingerprint is another run"
 
 
-def test_model_loaded_once_for_all_tasks(tmp_path):
-    with ResultStore(tmp_path / "s.sqlite") as store:
+def test_model_loaded_once_for_all_tasks(store_location):
+    with ResultStore(store_location) as store:
         checkpoint = FakeCheckpoint()
         evaluate_checkpoint(checkpoint, [counting_task(name="a"), counting_task(name="b", n=7)], store)
         assert checkpoint.loads == 1
 
 
-def test_failure_mid_run_keeps_finished_batches(tmp_path):
+def test_failure_mid_run_keeps_finished_batches(store_location):
     class Boom(FakeCheckpoint):
         pass
 
-    with ResultStore(tmp_path / "s.sqlite") as store:
+    with ResultStore(store_location) as store:
         checkpoint = Boom()
         lm = checkpoint.lm
         original = lm.answer
@@ -94,10 +95,14 @@ def _lm_eval_version():
     return version("lm-eval")
 
 
-def test_resume_after_sigkill(tmp_path):
-    store_file, log_file = tmp_path / "s.sqlite", tmp_path / "answered.log"
-    cmd = [sys.executable, "-m", "tests.helpers.fake", str(store_file), str(log_file)]
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+def test_resume_after_sigkill(tmp_path, store_location):
+    """Killed on one "machine" (a working directory), resumed on another."""
+    store_file, log_file = store_location, tmp_path / "answered.log"
+    cmd = [sys.executable, "-m", "tests.helpers.fake", store_file, str(log_file)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    machine_a, machine_b = tmp_path / "a", tmp_path / "b"
+    machine_a.mkdir(), machine_b.mkdir()
+    proc = subprocess.Popen(cmd, cwd=machine_a, env=env)
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until a few batches are committed
         if log_file.exists() and len(log_file.read_text().split()) >= 12:
@@ -113,7 +118,7 @@ def test_resume_after_sigkill(tmp_path):
     # at most the batch in flight (4 samples) was lost
     assert len(set(answered_before) - stored) <= 4
     log_file.unlink()
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, cwd=machine_b, env=env, capture_output=True, text=True, check=True)
     answered_after = log_file.read_text().split()
     assert set(answered_after).isdisjoint(stored), "stored samples must not be evaluated again"
     assert len(answered_after) == 40 - len(stored)
@@ -128,8 +133,8 @@ def _writer(path: str, worker: int) -> None:
             store.add_samples(key, [SampleRecord(f"{batch}-{i}") for i in range(10)])
 
 
-def test_two_processes_share_a_store(tmp_path):
-    path = str(tmp_path / "s.sqlite")
+def test_two_processes_share_a_store(store_location):
+    path = store_location
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(path, w)) for w in range(2)]
     for p in procs:
@@ -179,8 +184,8 @@ def test_data_errors_surface_before_the_model_loads(tmp_path, monkeypatch):
     assert checkpoint.loads == 0
 
 
-def test_rerun_evaluates_every_sample_again(tmp_path):
-    with ResultStore(tmp_path / "s.sqlite") as store:
+def test_rerun_evaluates_every_sample_again(store_location):
+    with ResultStore(store_location) as store:
         evaluate_checkpoint(FakeCheckpoint(), [counting_task()], store)
         again = FakeCheckpoint()
         evaluate_checkpoint(again, [counting_task()], store, rerun=True)

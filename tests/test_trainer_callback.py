@@ -38,16 +38,18 @@ def _first_voc_ids(n):
     return [ex.sample_id for ex in VocEvaluator(resolve(["voc_sample"])[0]).examples[:n]]
 
 
-def _train(model_dir, tmp_path, callback, max_steps=4):
+def _train(model_dir, tmp_path, callback, max_steps=4, processing_class=True):
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if callback.tokenizer == "give":  # the test gives the tokenizer to the callback instead of the Trainer
+        callback.tokenizer = tokenizer
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     args = TrainingArguments(output_dir=str(tmp_path / "run-a"), max_steps=max_steps, save_steps=2,
                              per_device_train_batch_size=4, learning_rate=5e-3, logging_steps=1, report_to=[],
                              disable_tqdm=True, use_cpu=True, save_only_model=True, seed=0)
-    trainer = Trainer(model=model, args=args, train_dataset=_dataset(tokenizer), processing_class=tokenizer,
-                      callbacks=[callback])
+    trainer = Trainer(model=model, args=args, train_dataset=_dataset(tokenizer),
+                      processing_class=tokenizer if processing_class else None, callbacks=[callback])
     trainer.train()
     return trainer
 
@@ -94,8 +96,8 @@ def test_a_failing_gate_stops_training_and_says_why(tiny_chat_model_dir, tmp_pat
 
     policy = {"gates": [{"metric": "mmlu.acc", "min": 1.01, "name": "perfect general knowledge"}]}
     callback = EvalkitCallback(task_configs, policy=policy, limit=4, out=tmp_path / "report",
-                               store=tmp_path / "store.sqlite", batch_size=4)
-    trainer = _train(tiny_chat_model_dir, tmp_path, callback)
+                               store=tmp_path / "store.sqlite", batch_size=4, tokenizer="give")
+    trainer = _train(tiny_chat_model_dir, tmp_path, callback, processing_class=False)  # the callback's tokenizer
     assert trainer.state.global_step == 2, "training must stop at the first save whose gate fails"
     assert callback.stop_reason.startswith("evalkit gate failed at step 2: perfect general knowledge")
     assert json.loads((tmp_path / "report" / "verdict.json").read_text())["status"] == "fail"
@@ -114,6 +116,16 @@ def test_bad_arguments_fail_before_training():
         EvalkitCallback(resolve(["voc_sample"], {"voc_sample": {"max_gen_tokz": 3}}))
     with pytest.raises(UsageError, match="limit must be a positive integer"):
         EvalkitCallback(["voc_sample"], limit=0)
+
+
+def test_a_missing_tokenizer_is_refused_when_training_begins(tiny_chat_model_dir, tmp_path, task_configs):
+    from evalkit.errors import UsageError
+    from evalkit.integrations.transformers import EvalkitCallback
+
+    callback = EvalkitCallback(task_configs, store=tmp_path / "store.sqlite")
+    with pytest.raises(UsageError, match=r"needs the tokenizer: pass EvalkitCallback\(\.\.\., tokenizer=tokenizer\)"):
+        _train(tiny_chat_model_dir, tmp_path, callback, processing_class=False)
+    assert callback.results == []  # nothing evaluated, no step trained
 
 
 def test_works_with_trl_sft_trainer(tiny_chat_model_dir, tmp_path, task_configs):

@@ -97,3 +97,79 @@ def _complete_characters(text: str | None) -> str | None:
     tokenizer's random outputs often do), HF decodes the partial bytes as U+FFFD and vLLM's incremental
     detokenizer leaves them out; the tokens are the same (found on vLLM 0.32 CPU, see bench/vllm/README.md)."""
     return text[:-1] if text and text.endswith("\ufffd") else text
+
+
+class _EngineStandIn:
+    """The surface of lm-eval's ``VLLM`` the shared-prefix mixin uses, answering from a tiny HF model:
+    ``_loglikelihood_tokens`` scores per option from prompt log-probabilities (lm-eval's path, truncation
+    included), ``_model_generate`` returns vLLM-shaped top-``top`` next-token log-probabilities."""
+
+    max_length = 24
+
+    def __init__(self, model_dir, top: int):
+        import torch
+        from lm_eval.api.model import CacheHook
+        from transformers import AutoModelForCausalLM
+
+        self.hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        self.top, self.cache_hook, self.prompts = top, CacheHook(None), []
+
+    def _rows(self, ids):
+        import torch
+
+        with torch.no_grad():
+            return torch.log_softmax(self.hf(torch.tensor([ids])).logits[0].float(), dim=-1)
+
+    def _model_generate(self, requests, generate, sampling_params):
+        from types import SimpleNamespace
+
+        assert generate and sampling_params.max_tokens == 1 and sampling_params.logprobs == 20
+        self.prompts.extend(requests)
+        outputs = []
+        for ids in requests:
+            values, tokens = self._rows(ids)[-1].topk(self.top)
+            first = {t: SimpleNamespace(logprob=v) for t, v in zip(tokens.tolist(), values.tolist())}
+            outputs.append(SimpleNamespace(outputs=[SimpleNamespace(logprobs=[first])]))
+        return outputs
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm=False):
+        answers = []
+        for _, context, continuation in requests:
+            whole = (context + continuation)[-(self.max_length - 1):]
+            rows = self._rows(whole)
+            positions = range(len(whole) - len(continuation), len(whole))
+            answers.append((sum(float(rows[p - 1, whole[p]]) for p in positions),
+                            all(int(rows[p - 1].argmax()) == whole[p] for p in positions)))
+        return answers
+
+
+def test_shared_prefix_vllm_mixin_equals_lm_evals_per_option_path(tiny_chat_model_dir, monkeypatch):
+    import sys
+    import types
+
+    from transformers import AutoTokenizer
+
+    from evalkit.checkpoints.vllm_lm import SharedPrefixVLLMMixin
+
+    fake_vllm = types.ModuleType("vllm")
+    fake_vllm.SamplingParams = lambda **kwargs: types.SimpleNamespace(**kwargs)
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm)  # the stand-in engine needs only SamplingParams
+
+    class StandIn(SharedPrefixVLLMMixin, _EngineStandIn):
+        pass
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model_dir)
+    lm = StandIn(tiny_chat_model_dir, top=3)
+    question = tokenizer("Question: which planet is the largest? Answer:").input_ids
+    greedy = int(lm._rows(question)[-1].argmax())
+    long_question = tokenizer(" ".join(["word"] * 40) + " Answer:").input_ids  # longer than max_length: truncated
+    choices = [[greedy], tokenizer(" A").input_ids, tokenizer(" alpha beta").input_ids, [greedy, greedy]]
+    requests = [((f"q{i}", str(c)), q, c) for i, q in enumerate([question, long_question]) for c in choices]
+    shared = lm._loglikelihood_tokens(requests)
+    lm.loglikelihood_scoring = "per_option"
+    per_option = lm._loglikelihood_tokens(requests)
+    assert [g for _, g in shared] == [g for _, g in per_option]
+    assert [s for s, _ in shared] == pytest.approx([s for s, _ in per_option], abs=1e-4)
+    stats = lm.request_stats
+    assert 0 < stats.rescored_per_option < len(requests) and stats.next_token_requests >= 2
+    assert all(len(prompt) <= lm.max_length - 1 for prompt in lm.prompts)

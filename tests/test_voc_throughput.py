@@ -86,7 +86,7 @@ def test_prompt_tokenised_once_per_sample_with_equal_predictions(tmp_path, chat_
                         lambda self, strings: long_strings.extend(s for s in strings if "my comment" in s) or real(self, strings))
     joined = evaluator.run(chat_lm, done={}, save=lambda batch: None)
     assert len(long_strings) == 12  # one tokenisation of each prompt; the ~10 candidates per sample join it
-    monkeypatch.setattr(requests, "joins_at_whitespace", lambda tokenizer: False)
+    monkeypatch.setattr(requests, "join_boundary", lambda tokenizer: frozenset())
     long_strings.clear()
     full = evaluator.run(chat_lm, done={}, save=lambda batch: None)
     assert len(long_strings) > 5 * 12  # every candidate's context + continuation in full

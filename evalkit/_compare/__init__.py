@@ -8,7 +8,8 @@ returns the plain dictionary. The package is private (``_compare``) so that ``ev
 the function: importing a package named ``evalkit.compare`` would rebind that name to the package.
 """
 
-from ._build import COMPARISON_KIND, COMPARISON_SCHEMA_VERSION, build_comparison
+from ..comparison_format import COMPARISON_KIND, COMPARISON_SCHEMA_VERSION
+from ._build import build_comparison
 from ._files import comparison_from_results_files, load_comparison, load_results_files, split_label, write_comparison
 
 __all__ = ["build_comparison", "load_comparison", "write_comparison", "comparison_from_results_files",

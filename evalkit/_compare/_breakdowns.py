@@ -21,7 +21,7 @@ import numpy as np
 
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, record_value
 from ..metrics.stats import bh_adjust, holm_adjust, mcnemar_test, paired_mean_test
-from ..records import SampleRecord, TaskResult
+from ..records import SampleRecord
 from ._common import Context, aligned, finite, higher_is_better, is_binary, is_number, reproduces, spec_of
 
 #: Counts stored beside breakdown metrics; they are not metrics and get no rows ("n" goes into the row).

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from numbers import Integral
 from typing import Any
 
+from ..comparison_format import COMPARISON_KIND, COMPARISON_SCHEMA_VERSION
 from ..errors import UsageError, did_you_mean
 from ..records import EvalResult
 from ._breakdowns import breakdown_rows
@@ -17,8 +18,6 @@ from ._routing import routing_rows
 from ._metrics import metric_order, metric_rows
 from ._summary import summary_rows
 
-COMPARISON_KIND = "evalkit.comparison"
-COMPARISON_SCHEMA_VERSION = 1
 CONFIDENCE = 0.95
 
 

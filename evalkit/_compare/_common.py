@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluators.base import MetricSpec, metric_spec, record_value
+from ..evaluators.base import MetricSpec, metric_spec
 from ..records import EvalResult, SampleRecord, TaskResult
 
 #: A declared per-sample metric must be reproduced by the mean of its per-sample values to this
@@ -108,16 +108,6 @@ def higher_is_better(ctx: Context, task: str, label: str, metric: str) -> bool:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, (bool, int, float, np.integer, np.floating)) and math.isfinite(float(value))
-
-
-def unit_values(records: list[SampleRecord], field: str) -> np.ndarray | None:
-    """The per-sample values of ``field`` as floats, or None unless every record has a finite scalar."""
-    if not records:
-        return None
-    values = [record_value(r, field) for r in records]
-    if not all(is_number(v) for v in values):
-        return None
-    return np.asarray(values, dtype=float)
 
 
 def is_binary(values: np.ndarray) -> bool:

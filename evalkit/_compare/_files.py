@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from .._io import OutputFolder, dump_json, read_json_object
-from .._schema import COMPARISON, validate
+from ..comparison_format import COMPARISON_KIND, check_comparison
 from ..errors import UsageError
 from ..records import CheckpointInfo, EvalResult, TaskResult
-from ._build import COMPARISON_KIND, COMPARISON_SCHEMA_VERSION, build_comparison
+from ._build import build_comparison
 
 
 def load_comparison(path: str | Path) -> dict[str, Any]:
     """Read a ``comparison.json``; a missing, invalid or too-new file is a one-line :class:`UsageError`."""
     path = Path(path)
     data = read_json_object(path, what="comparison file", hint=" (written by `evalkit compare --out DIR`)")
-    if data.get("kind") != COMPARISON_KIND:
-        found = data.get("kind")
-        raise UsageError(f"{path}: not an evalkit comparison (kind {found!r}, expected {COMPARISON_KIND!r}); "
-                         f"give the comparison.json written by `evalkit compare`.")
-    version = data.get("schema_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise UsageError(f"{path}: 'schema_version' must be a positive integer, got {version!r}.")
-    if version > COMPARISON_SCHEMA_VERSION:
-        raise UsageError(f"{path}: schema_version {version} is newer than this evalkit reads "
-                         f"({COMPARISON_SCHEMA_VERSION}); upgrade evalkit.")
-    return validate(data, COMPARISON, source=str(path), hint="; regenerate it with `evalkit compare`", finite_except=())
+    return check_comparison(data, source=str(path), hint="; regenerate it with `evalkit compare`", file=True)
 
 
 def write_comparison(comparison: dict[str, Any], path: str | Path) -> Path:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..comparison_format import is_significant
 from ._common import Context
-
-SIGNIFICANCE = 0.05
 
 
 def summary_rows(ctx: Context, metric_rows: list[dict[str, Any]], flip_counts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -36,7 +35,7 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
     return {"task": row["task"], "metric": row["metric"], "axis": row["axis"], "value": row["value"],
             "baseline_value": row["baseline_value"], "delta": delta, "relative": row["relative"],
             "p_value": p_value, "test": row["test"], "higher_is_better": row["higher_is_better"],
-            "significant": p_value is not None and p_value < SIGNIFICANCE,
+            "significant": is_significant(p_value),
             "worse": delta is not None and sign * delta < 0, "better": delta is not None and sign * delta > 0}
 
 

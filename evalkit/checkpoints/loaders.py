@@ -75,7 +75,7 @@ def _hflm_kwargs(options: "LoadOptions") -> dict[str, Any]:
 
 #: --model-args keys meant for server checkpoints; in a mixed compare they must not reach HFLM.
 SERVER_ONLY_MODEL_ARGS = frozenset({"retry_wait", "retry_max_wait", "api", "tokenized_requests", "tokenizer_backend",
-                                    "base_url", "num_concurrent", "max_retries", "timeout"})
+                                    "base_url", "num_concurrent", "max_retries", "timeout", "loglikelihood_scoring"})
 
 #: "auto" on CPU: lm-eval's detection probes ever larger batches until memory runs out, which on a
 #: CPU with plenty of RAM costs tens of seconds and finds nothing useful; a fixed batch is as fast.
@@ -125,10 +125,12 @@ def _load_vllm(spec: CheckpointSpec, options: "LoadOptions"):
 
     kwargs.update({k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items()
                    if k not in SERVER_ONLY_MODEL_ARGS})
-    from lm_eval.models.vllm_causallms import VLLM
+    # choices scored with generation-style requests that vLLM's prefix cache serves (see vllm_lm.py)
+    kwargs["loglikelihood_scoring"] = options.model_args.get("loglikelihood_scoring", "auto")
+    from .vllm_lm import vllm_class
 
     try:
-        return VLLM(pretrained=pretrained, **kwargs)
+        return vllm_class()(pretrained=pretrained, **kwargs)
     except EvalkitError:
         raise
     except Exception as exc:  # engine start-up failures (memory, unsupported architecture) as one line

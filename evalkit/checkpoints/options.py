@@ -19,11 +19,14 @@ __all__ = ["LoadOptions", "NON_OUTPUT_MODEL_ARGS"]
 #:   lm-eval batch sizes (or devices) they give float-level differences at most, and rerunning every
 #:   task because a batch size changed would make the store useless on a shared GPU box;
 #: - ``logits_cache`` (HFLM reuses logits of shared prefixes) and ``trust_remote_code`` (a permission:
-#:   the code itself is in the checkpoint, hence in its fingerprint).
+#:   the code itself is in the checkpoint, hence in its fingerprint);
+#: - ``loglikelihood_scoring`` (shared-prefix or per-option scoring of choices on servers and vLLM): both
+#:   score the same tokens after the same prefixes, exactly (choices the shared-prefix walk cannot score
+#:   go per option), so only float-level differences, as with batch sizes (``evalkit.checkpoints.shared_prefix``).
 NON_OUTPUT_MODEL_ARGS = frozenset({
     "num_concurrent", "max_retries", "timeout", "retry_wait", "retry_max_wait", "verify_certificate",
     "ca_cert_path", "auth_token", "header", "batch_size", "max_batch_size", "device", "logits_cache",
-    "trust_remote_code", "parallelize", "device_map_option", "max_memory_per_gpu", "max_cpu_memory", "offload_folder",
+    "trust_remote_code", "loglikelihood_scoring", "parallelize", "device_map_option", "max_memory_per_gpu", "max_cpu_memory", "offload_folder",
 })
 
 

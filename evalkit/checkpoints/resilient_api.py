@@ -11,6 +11,11 @@ everything else of lm-eval's backends (payloads, parsing, batching, caching) and
 - one code path for every concurrency (lm-eval's async path; ``num_concurrent=1`` is a semaphore of one);
 - retries with exponential backoff and jitter only on 408/425/429/5xx, timeouts and dropped connections,
   honouring ``Retry-After`` (capped); ``max_retries`` is the number of *re*-tries after the first attempt;
+- every 200 reply is checked against the shape its request needs (:mod:`evalkit.checkpoints.answers`): a
+  reply without ``choices``, with ``null`` content or with missing, short or non-finite log-probs is
+  retried like a transient failure, never scored as an empty answer;
+- when retries run out: :class:`~evalkit.errors.ServerError` (exit code 4, the server's fault), one line
+  naming the server, the request kind and the last failure;
 - other 4xx fail at once with a one-line evalkit error (401/403: the API key; 404: the model or endpoint);
 - a progress bar per request wave with ETA and requests/s (:func:`evalkit.progress.bar`), and
   :attr:`ResilientAPIMixin.request_stats` (requests, retries, failures by status, seconds);
@@ -35,10 +40,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import EvaluationError, UsageError
+from ..errors import ServerError, UsageError
+from .answers import MalformedAnswer, echo_logprobs, generated_texts, next_token_logprobs
 
 __all__ = ["RetryPolicy", "RequestStats", "ResilientAPIMixin", "is_retryable_status", "returns_prompt_logprobs",
-           "RETRYABLE_STATUS"]
+           "returns_next_token_logprobs", "next_token_payload", "RETRYABLE_STATUS"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +107,8 @@ class RequestStats:
     """What the request loop did: totals over the LM's lifetime, for logs, benchmarks and tests."""
 
     requests: int = 0          # requests answered
+    next_token_requests: int = 0   # shared-prefix prompts (one per distinct prefix; see shared_prefix.py)
+    rescored_per_option: int = 0   # choices outside the top-k, scored by echo requests instead
     attempts: int = 0          # HTTP attempts, including retries
     retries: int = 0
     seconds: float = 0.0       # wall time inside request waves
@@ -128,9 +136,17 @@ class _Transient(Exception):
 class ResilientAPIMixin:
     """Mix in before an lm-eval ``TemplateAPI`` subclass (see the module docstring)."""
 
+    #: Where a generation's text is: ``message.content`` (chat endpoint) or ``text`` (completions).
+    chat_replies = False
+
     def __init__(self, *args: Any, retry_wait: float = 1.0, retry_max_wait: float = 30.0,
-                 server_name: str | None = None, timeout: float = 300.0, **kwargs: Any) -> None:
+                 server_name: str | None = None, timeout: float = 300.0, loglikelihood_scoring: str = "auto",
+                 **kwargs: Any) -> None:
         super().__init__(*args, timeout=max(1, int(timeout)), **kwargs)
+        from .shared_prefix import scoring_mode
+
+        self.loglikelihood_scoring = scoring_mode(loglikelihood_scoring)
+        self._next_token_checked: bool | None = None  # the probe's answer, once asked
         self.timeout = float(timeout)  # lm-eval keeps whole seconds; sub-second timeouts matter in tests
         self.concurrency = max(1, int(self._concurrent))
         self._concurrent = max(2, self.concurrency)  # always lm-eval's async path: one retry loop for all
@@ -193,21 +209,28 @@ class ResilientAPIMixin:
                 progress.update(len(messages))
                 progress.set_postfix(retries=self.request_stats.retries, refresh=False)
                 return answers
-        raise EvaluationError(
-            f"server {self.server_name} failed {policy.max_retries + 1} times in a row ({last}); it may be down or "
-            f"overloaded: check it, lower num_concurrent=N or raise max_retries=N / timeout=SECONDS "
+        raise self._server_error("generation" if generate else "log-likelihood", str(last), policy.max_retries + 1)
+
+    def _server_error(self, kind: str, last: str, attempts: int) -> ServerError:
+        return ServerError(
+            f"server {self.server_name} failed {attempts} time{'s in a row' if attempts > 1 else ''} on a {kind} "
+            f"request ({last}); the server is at fault, not the input: it may be down, overloaded or not answering "
+            f"in the OpenAI format. Check it, lower num_concurrent=N or raise max_retries=N / timeout=SECONDS "
             f"(finished samples are stored; evaluate again to resume).")
 
     async def _send_once(self, session, messages, ctxlens, *, generate: bool, gen_kwargs: dict | None = None,
-                         **kwargs: Any) -> list:
+                         next_token: int | None = None, **kwargs: Any) -> list:
         import aiohttp
 
         gen_kwargs = copy.deepcopy(gen_kwargs)
         # The EOS string is a stop as in-process HFLM; lm-eval warns when asked for it without a tokenizer.
         eos = self.eos_string if generate and (self._eos_string or self.tokenizer is not None) else None
         stops = _stop_strings(gen_kwargs, eos) if generate else []
-        payload = self._create_payload(self.create_message(messages), generate=generate, gen_kwargs=gen_kwargs,
-                                       seed=self._seed, eos=eos, **kwargs)
+        if next_token:
+            payload = next_token_payload(self.model, messages, next_token, seed=self._seed)
+        else:
+            payload = self._create_payload(self.create_message(messages), generate=generate, gen_kwargs=gen_kwargs,
+                                           seed=self._seed, eos=eos, **kwargs)
         if payload.get("stop") == []:  # "no stop strings" by omission: transformers serve fails on an empty list
             del payload["stop"]
         self.request_stats.attempts += 1
@@ -222,6 +245,11 @@ class ResilientAPIMixin:
             raise _Transient("connection", str(exc) or type(exc).__name__) from None
         except ValueError as exc:  # a body that is not JSON (a proxy's error page, a cut-off answer)
             raise _Transient("invalid JSON", str(exc)[:_DETAIL_CHARS]) from None
+        if next_token:
+            try:
+                return next_token_logprobs(outputs, len(messages))
+            except MalformedAnswer as exc:
+                raise _Transient("malformed answer", str(exc)) from None
         return self._parse_answers(outputs, messages, ctxlens, generate, stops)
 
     def _raise_for_status(self, status: int, text: str, headers) -> None:
@@ -241,22 +269,32 @@ class ResilientAPIMixin:
                          f"{detail or 'no detail'}")
 
     def _parse_answers(self, outputs, messages, ctxlens, generate: bool, stops: list[str]) -> list:
-        from lm_eval.models.api_models import LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER
+        """The reply's answers, checked against the shape the request needs (:mod:`.answers`); never guessed."""
         from lm_eval.models.utils import postprocess_generated_text
 
         try:
-            if generate:
-                answers = self.parse_generations(outputs=outputs)
-            else:
-                answers = self.parse_logprobs(outputs=outputs, tokens=messages, ctxlens=ctxlens)
-        except (KeyError, IndexError, TypeError, AssertionError) as exc:
-            raise _Transient("unexpected answer", f"{type(exc).__name__}: {exc}") from None
-        if generate:
-            answers = [LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER if a is None else postprocess_generated_text(a, stops, None)
-                       for a in answers]
-        if len(answers) != len(messages):
-            raise _Transient("unexpected answer", f"{len(answers)} answers for {len(messages)} prompts")
-        return answers
+            if not generate:
+                return echo_logprobs(outputs, messages, ctxlens)
+            texts = generated_texts(outputs, len(messages), chat=self.chat_replies)
+        except MalformedAnswer as exc:
+            raise _Transient("malformed answer", str(exc)) from None
+        think_end = getattr(self, "think_end_token", None) if self.chat_replies else None
+        return [postprocess_generated_text(text, stops, think_end) for text in texts]
+
+    # lm-eval's own parsers fill a missing answer with None or "" (its chat parser logs a warning and goes
+    # on): any lm-eval code path that still calls them gets the checked parsers instead.
+    def parse_generations(self, outputs, **kwargs) -> list[str]:
+        choices = outputs.get("choices") if isinstance(outputs, dict) else None
+        try:
+            return generated_texts(outputs, len(choices) if isinstance(choices, list) else 1, chat=self.chat_replies)
+        except MalformedAnswer as exc:
+            raise self._server_error("generation", f"malformed answer: {exc}", attempts=1) from None
+
+    def parse_logprobs(self, outputs, tokens=None, ctxlens=None, **kwargs) -> list[tuple[float, bool]]:
+        try:
+            return echo_logprobs(outputs, tokens or [], ctxlens or [])
+        except MalformedAnswer as exc:
+            raise self._server_error("log-likelihood", f"malformed answer: {exc}", attempts=1) from None
 
     def _cache_answers(self, answers: list, cache_keys, generate: bool) -> None:
         method = "generate_until" if generate else "loglikelihood"
@@ -264,11 +302,67 @@ class ResilientAPIMixin:
             if key is not None:
                 self.cache_hook.add_partial(method, key, answer)
 
-    # ------------------------------------------------------------------ log-likelihood guard
+    # ------------------------------------------------------------------ log-likelihoods
     def _loglikelihood_tokens(self, requests, **kwargs):
+        """lm-eval's ``(cache key, context ids, continuation ids)`` requests -> ``(log-likelihood, is greedy)``.
+
+        Through the shared-prefix walk (:mod:`evalkit.checkpoints.shared_prefix`) where the server answers
+        it; the choices it cannot score exactly (outside the top-k) and every request when it is off go
+        through lm-eval's per-option ``echo`` requests.
+        """
+        if not requests:
+            return []
+        if not self.uses_shared_prefix():
+            return self._per_option_loglikelihood(requests, **kwargs)
+        from .shared_prefix import score_choices
+
+        answers, rescored = score_choices(requests, self._server_sequences(requests), self._ask_next_tokens,
+                                          lambda rest: self._per_option_loglikelihood(rest, **kwargs))
+        self.request_stats.rescored_per_option += rescored
+        self._cache_answers(answers, [key for key, _, _ in requests], generate=False)
+        return answers
+
+    def _per_option_loglikelihood(self, requests, **kwargs):
         if requests and not self._prompt_logprobs_checked:
             self.check_prompt_logprobs()
         return super()._loglikelihood_tokens(requests, **kwargs)
+
+    def uses_shared_prefix(self) -> bool:
+        """Whether log-likelihoods go through the shared-prefix walk (``loglikelihood_scoring`` and one probe)."""
+        if self.loglikelihood_scoring == "per_option" or self.tokenizer_backend != "huggingface":
+            return False
+        if self._next_token_checked is None:
+            from .shared_prefix import TOP_K
+
+            probe = self.tokenizer("Hello, world. Hello").input_ids if self.tokenizer is not None else []
+            self._next_token_checked = bool(probe) and returns_next_token_logprobs(
+                str(self.base_url), self.model, dict(self.header), probe, TOP_K, timeout=min(self.timeout, 60.0))
+        if not self._next_token_checked and self.loglikelihood_scoring == "shared_prefix":
+            raise UsageError(f"server {self.server_name} did not answer a next-token probe (token-id prompt, "
+                             f"logprobs=20, return_tokens_as_token_ids), which loglikelihood_scoring=shared_prefix "
+                             f"needs (vLLM does); drop that model argument to score per option.", param="model_args")
+        return self._next_token_checked
+
+    def _server_sequences(self, requests) -> list[tuple[list[int], int]]:
+        """Per request: the token ids the server scores on the per-option path, and how many end the continuation.
+
+        lm-eval sends ``context + continuation`` (left-truncated to ``max_length``) as token ids, or decoded to
+        text that the server tokenizes with the tokenizer's defaults (a BOS first for Llama-style tokenizers);
+        the continuation is counted from the end, as :func:`~evalkit.checkpoints.server.parse_echo_logprobs` does.
+        """
+        inputs, ctxlens, _ = self.batch_loglikelihood_requests([requests])
+        ids = inputs if self.tokenized_requests else self.tokenizer(self.decode_batch(inputs)).input_ids
+        return [(list(seq), len(sent) - ctxlen) for seq, sent, ctxlen in zip(ids, inputs, ctxlens)]
+
+    def _ask_next_tokens(self, prefixes: list[tuple[int, ...]]) -> list[dict[int, float]]:
+        """One wave of generation-style requests: the top next-token log-probabilities after each prefix."""
+        from .shared_prefix import TOP_K
+
+        prompts = [list(prefix) for prefix in prefixes]
+        answers = asyncio.run(self.get_batched_requests(prompts, [None] * len(prompts), generate=False,
+                                                        next_token=TOP_K))
+        self.request_stats.next_token_requests += len(prompts)
+        return [top for batch in answers for top in batch]
 
     def check_prompt_logprobs(self) -> None:
         """Raise a UsageError unless the server returns prompt log-probabilities (one probe request)."""
@@ -286,6 +380,41 @@ def _stop_strings(gen_kwargs: dict | None, eos: str | None) -> list[str]:
     until = (gen_kwargs or {}).get("until") or []
     stops = [until] if isinstance(until, str) else list(until)
     return stops + ([eos] if eos and eos not in stops else [])
+
+
+def next_token_payload(model: str, prompts: list[list[int]], top_k: int, *, seed: int | None = None) -> dict:
+    """A completions request for the top-``top_k`` next-token log-probabilities after each token-id prompt.
+
+    Generation-style (``max_tokens=1``, no ``echo``), so engines serve the prompt from their prefix cache;
+    ``return_tokens_as_token_ids`` keys the answer by token id (decoded strings can collide).
+    """
+    payload = {"model": model, "prompt": prompts, "max_tokens": 1, "temperature": 0, "logprobs": top_k,
+               "echo": False, "return_tokens_as_token_ids": True}
+    if seed is not None:
+        payload["seed"] = seed
+    return payload
+
+
+def returns_next_token_logprobs(completions_url: str, model: str, headers: dict[str, str], prompt: list[int],
+                                top_k: int, *, timeout: float = 30.0) -> bool:
+    """Whether the server answers a :func:`next_token_payload` request for ``prompt`` with token-id keyed
+    top-k log-probabilities (vLLM does; ``transformers serve`` takes text prompts only and returns none).
+
+    Errors (unreachable, 4xx/5xx, malformed) count as "no": log-likelihoods then go per option.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    payload = next_token_payload(model, [prompt], top_k)
+    request = urllib.request.Request(completions_url, data=json.dumps(payload).encode(), method="POST",
+                                     headers={**headers, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            top = next_token_logprobs(json.loads(response.read()), 1)[0]
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    return len(top) >= min(top_k, 2)  # a server ignoring `logprobs=k` would return the generated token only
 
 
 def _retry_after(value: str | None) -> float | None:

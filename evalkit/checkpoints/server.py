@@ -40,8 +40,7 @@ if TYPE_CHECKING:
     from .options import LoadOptions
 
 __all__ = ["list_models", "model_entry", "load_server_lm", "endpoint_url", "completions_tokenizer",
-           "parse_echo_logprobs", "resolve_endpoint", "unsupported_reason", "render_chat_text", "ENDPOINTS",
-           "CHECK_TIMEOUT"]
+           "resolve_endpoint", "unsupported_reason", "render_chat_text", "ENDPOINTS", "CHECK_TIMEOUT"]
 
 #: Values of ``--endpoint``; ``auto`` resolves to one of the others (see :func:`resolve_endpoint`).
 ENDPOINTS = ("auto", "completions", "chat")
@@ -267,14 +266,6 @@ def _completions_class():
             return render_chat_text(self.tokenizer, chat_history, add_generation_prompt=add_generation_prompt,
                                     server_adds_special_tokens=not self.tokenized_requests)
 
-        @staticmethod
-        def parse_logprobs(outputs, tokens=None, ctxlens=None, **kwargs):
-            try:
-                return parse_echo_logprobs(outputs, tokens or [], ctxlens or [])
-            except (KeyError, TypeError, IndexError, AttributeError):
-                raise UsageError("the server returned no prompt logprobs for a log-likelihood request; such tasks "
-                                 "need a server that supports echo=True with logprobs (e.g. vLLM).") from None
-
     return CompletionsServerLM
 
 
@@ -327,41 +318,6 @@ def _tokenizer_adds_bos(tokenizer) -> bool:
         tokenizer("x", add_special_tokens=False).input_ids[:1] != [bos_id]
 
 
-def parse_echo_logprobs(outputs, inputs: list, ctxlens: list[int]) -> list[tuple[float, bool]]:
-    """(sum of continuation log-probs, is greedy) per prompt of an ``echo=true, max_tokens=1`` answer.
-
-    The continuation is counted from the *end* of the echoed tokens: the last entry is the one generated
-    token, the ``len(input) - ctxlen`` before it are the continuation. lm-eval 0.4.13 counts from the
-    start (``token_logprobs[ctxlen:-1]``), which is off by one when the server prepends a BOS token to a
-    text prompt (vLLM does for Llama-style tokenizers): it then adds the last context token's log-prob to
-    every choice. Counting from the end needs no assumption about what the server put in front.
-
-    Examples
-    --------
-    >>> answer = {"choices": [{"index": 0, "logprobs": {
-    ...     "token_logprobs": [None, -1.0, -2.0, -0.5, -0.25, -9.0],  # <s> c1 c2 k1 k2 generated
-    ...     "top_logprobs": [None, {"a": -1.0}, {"b": -0.1}, {"c": -0.5}, {"d": -0.25}, {"e": -9.0}]}}]}
-    >>> parse_echo_logprobs(answer, inputs=[[11, 12, 13, 14]], ctxlens=[2])  # sent c1 c2 k1 k2, no <s>
-    [(-0.75, True)]
-    """
-    answers: list[tuple[float, bool]] = []
-    for out in outputs if isinstance(outputs, list) else [outputs]:
-        choices = sorted(out["choices"], key=lambda choice: choice["index"])
-        for choice, tokens, ctxlen in zip(choices, inputs, ctxlens):
-            n_continuation = len(tokens) - ctxlen
-            logprobs = choice["logprobs"]["token_logprobs"]
-            if n_continuation < 1 or len(logprobs) < n_continuation + 1:
-                raise UsageError(f"the server echoed {len(logprobs)} token log-probs for a prompt whose "
-                                 f"continuation has {n_continuation} tokens; is it tokenizing with another "
-                                 f"tokenizer than the one in model_args='tokenizer=...'?")
-            window = slice(len(logprobs) - 1 - n_continuation, len(logprobs) - 1)
-            top = choice["logprobs"]["top_logprobs"][window]
-            scores = logprobs[window]
-            greedy = all(score == max(best.values()) for score, best in zip(scores, top))
-            answers.append((float(sum(scores)), greedy))
-    return answers
-
-
 def _chat_class():
     """lm-eval's chat backend: the server applies the chat template; plain-text prompts become one user message."""
     from lm_eval.models.openai_completions import LocalChatCompletion
@@ -369,6 +325,8 @@ def _chat_class():
     from .resilient_api import ResilientAPIMixin
 
     class ChatServerLM(ResilientAPIMixin, LocalChatCompletion):
+        chat_replies = True
+
         def chat_template(self, chat_template=False):
             # The template lives on the server; evaluators only need to know that one is applied.
             return "(applied by the server)" if chat_template not in (False, None) else None

@@ -7,11 +7,13 @@ bad specs fail in milliseconds, before any task or model work starts.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .._validate import label as check_label
 from ..errors import UsageError
 
 __all__ = ["CheckpointSpec", "parse_spec", "KINDS", "WEIGHT_SUFFIXES", "hf_dir_problems", "read_adapter_base",
@@ -79,7 +81,7 @@ def parse_spec(text: str, *, index: int = 0) -> CheckpointSpec:
             raise UsageError(f"checkpoint {index + 1}: not a valid URL ({exc}); use http://HOST:PORT/v1#MODEL.") from None
     else:
         spec = _path_or_hub_spec(raw, body)
-    final_label = label or spec.label or f"checkpoint{index + 1}"
+    final_label = check_label(label or spec.label or f"checkpoint{index + 1}", param="label")
     return CheckpointSpec(label=final_label, raw=raw, display=spec.display, kind=spec.kind, location=spec.location,
                           model=spec.model, revision=spec.revision)
 
@@ -151,20 +153,58 @@ def _public_url(parts) -> str:
 
 def _path_or_hub_spec(raw: str, body: str) -> CheckpointSpec:
     path = Path(body).expanduser()
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except (OSError, ValueError) as exc:  # a name longer than the filesystem allows, a NUL byte
+        reason = getattr(exc, "strerror", None) or exc
+        raise UsageError(f"checkpoint {body[:80]!r}: not a usable path ({reason}); {EXPECTED}.") from None
+    if is_dir:
         return _dir_spec(raw, body, path)
-    if path.is_file():
+    if is_file:
         return _file_spec(raw, body, path)
     # "org/name" is a hub id unless "org" is a local folder: then it is a mistyped local path.
     if _HUB_ID.fullmatch(body) and not body.startswith((".", "/", "~")) and not path.parent.is_dir():
         repo, _, revision = body.partition("@")
         return CheckpointSpec(label=repo.rsplit("/", 1)[-1], raw=raw, display=body, kind="hub", location=repo,
                               revision=revision or None)
-    raise UsageError(f"checkpoint {body!r}: no such file or directory; {EXPECTED}.")
+    raise UsageError(f"checkpoint {body!r}: no such file or directory; {EXPECTED}.{_similar_paths(body, path)}")
+
+
+def _similar_paths(body: str, path: Path) -> str:
+    """" Did you mean 'models/base'?" from the entries of the folder a misspelt path points into.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "base").mkdir()
+    >>> _similar_paths(str(root / "bsae"), root / "bsae") == f" Did you mean {str(root / 'base')!r}?"
+    True
+    >>> _similar_paths(str(root / "zzzzzz"), root / "zzzzzz")
+    ''
+    """
+    import difflib
+
+    try:
+        siblings = sorted(entry.name for entry in path.parent.iterdir())[:10_000]
+    except OSError:  # no such folder either, or unreadable: nothing to suggest
+        return ""
+    close = difflib.get_close_matches(path.name, siblings, n=3, cutoff=0.6)
+    if not close:
+        return ""
+    head = body[:len(body) - len(path.name)] if body.endswith(path.name) else str(path.parent) + "/"
+    return " Did you mean " + ", ".join(repr(head + name) for name in close) + "?"
+
+
+def _named_path(path: Path) -> Path:
+    """``path`` made absolute as the user named it: ``.``/``..`` removed, symlinks kept (a symlinked
+    ``run/checkpoint-200`` is named after ``run``, not after its target's folder; fingerprints still
+    read the target)."""
+    return Path(os.path.abspath(path))
 
 
 def _dir_spec(raw: str, body: str, path: Path) -> CheckpointSpec:
-    label = path.resolve().name
+    label = _named_path(path).name
     if (path / "adapter_config.json").is_file():
         read_adapter_base(path)  # fail now on a broken adapter_config.json
         return CheckpointSpec(label=label, raw=raw, display=body, kind="peft", location=path)
@@ -225,8 +265,8 @@ def trainer_position(spec: CheckpointSpec) -> tuple[str, int] | None:
     """
     if spec.kind not in ("hf", "peft"):
         return None
-    path = Path(spec.location)
+    path = _named_path(Path(spec.location))
     match = _TRAINER_DIR.fullmatch(path.name)
     if not match:
         return None
-    return path.resolve().parent.name, int(match.group(1))
+    return _named_path(path).parent.name, int(match.group(1))

@@ -42,12 +42,13 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
 
     import evalkit
 
-    from ..gate import verdict_markdown
+    from ..gate import verdict_text
     from .checkpoints import Recipe, ensure_checkpoints
     from .domain import demo_task_path
     from .train import torch_threads
 
     from ..gate import load_policy
+    from ..run import evaluation_line
 
     recipe = recipe or Recipe()
     policy = demo_task_path("policies/demo_policy")
@@ -60,12 +61,14 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
     paths = ensure_checkpoints(cache_dir, retrain=retrain, recipe=recipe, log=log)
     options = dataclasses.asdict(demo_load_options(batch_size))
     results = []
-    with torch_threads(recipe.threads):  # tiny models: extra threads only add synchronisation
+    # tiny models: extra threads only add synchronisation
+    with torch_threads(recipe.threads), evalkit.api.open_store(store_path) as store:
         for name, path in paths.items():  # the public API, as a user would call it (docs/python-api.md)
-            log(f"evaluating {name} ({path})")
-            results.append(evalkit.evaluate(str(path), DEMO_TASKS, label=name, store=store_path, **options))
+            checkpoint = evalkit.api.as_checkpoint(str(path), label=name, options=evalkit.api.load_options(**options))
+            log(evaluation_line(checkpoint, evalkit.api.resolve(DEMO_TASKS), store))
+            results.append(evalkit.evaluate(checkpoint, DEMO_TASKS, store=store))
     comparison = evalkit.compare(*results, baseline="base", notes=demo_notes(recipe))
-    click.echo(verdict_markdown(comparison.gate(policy)))
+    click.echo(verdict_text(comparison.gate(policy)))
     for written in comparison.write(Path(out)):
         click.echo(f"wrote {written}")
     _print_table(Path(out))

@@ -161,10 +161,10 @@ def _policy_family_adjusted(pairs: list[tuple[Gate, dict, str]]) -> dict[tuple[i
 def _metric_index(comparison: dict[str, Any]) -> dict[str, dict[str, dict]]:
     """Gate name -> checkpoint label -> row, for metric rows and breakdown rows."""
     index: dict[str, dict[str, dict]] = {}
-    for section, fields in (("metrics", ("task", "metric", "checkpoint")),
+    for section, required in (("metrics", ("task", "metric", "checkpoint")),
                             ("breakdowns", ("task", "kind", "key", "metric", "checkpoint"))):
         for number, row in enumerate(comparison.get(section) or [], start=1):
-            missing = [key for key in fields if not isinstance(row, dict) or key not in row]
+            missing = [key for key in required if not isinstance(row, dict) or key not in row]
             if missing:
                 raise UsageError(f"comparison: {section} row {number} lacks {', '.join(missing)}; "
                                  "is it a comparison.json written by `evalkit compare`?")

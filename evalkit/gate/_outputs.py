@@ -17,10 +17,30 @@ from ._policy import _STATUS_ORDER, checkpoint_statuses, load_policy
 _STATUS_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
 
 
+def _mark(status: str) -> str:
+    """The status's emoji; a status this module does not know yet (a newer verdict) gets a neutral one."""
+    return _STATUS_MARK.get(status, "❔")
+
+
+def _is_warning(check: Check) -> bool:
+    """What JUnit marks ``WARNING:`` and the console lists as a warning: a warn, or a pass that is underpowered."""
+    return check.status == "warn" or (check.status == "pass" and check.underpowered)
+
+
+_COUNT_WORDS = {"pass": "passed", "warn": "warning", "fail": "failed"}
+
+
 def _summary_line(verdict: Verdict) -> str:
-    counts = verdict.counts()
-    return (f"{len(verdict.checks)} checks: {counts['pass']} passed, {counts['warn']} warning"
-            f"{'' if counts['warn'] == 1 else 's'}, {counts['fail']} failed")
+    counts = dict(verdict.counts())
+    for check in verdict.checks:  # statuses the counts do not know yet are counted too
+        counts.setdefault(check.status, sum(c.status == check.status for c in verdict.checks))
+    weak = sum(c.status == "pass" and c.underpowered for c in verdict.checks)
+    parts = []
+    for status, n in counts.items():
+        word = _COUNT_WORDS.get(status, status)
+        parts.append(f"{n} {word}{'s' if status == 'warn' and n != 1 else ''}"
+                     + (f" ({weak} underpowered)" if status == "pass" and weak else ""))
+    return f"{len(verdict.checks)} checks: " + ", ".join(parts)
 
 
 def _md_number(value: float | None, signed: bool = False) -> str:
@@ -37,11 +57,11 @@ def verdict_markdown(verdict: Verdict) -> str:
     from ..report.markdown import md_escape
 
     lines = [
-        f"### evalkit gate: {_STATUS_MARK[verdict.status]} {verdict.status.upper()}",
+        f"### evalkit gate: {_mark(verdict.status)} {verdict.status.upper()}",
         "",
         f"Policy {md_escape(verdict.policy)}, baseline {md_escape(verdict.baseline)}: {_summary_line(verdict)}.",
         "",
-        "Per checkpoint: " + " · ".join(f"{md_escape(label)} {_STATUS_MARK[status]} {status.upper()}" for label, status
+        "Per checkpoint: " + " · ".join(f"{md_escape(label)} {_mark(status)} {status.upper()}" for label, status
                                         in checkpoint_statuses([c.to_dict() for c in verdict.checks]).items()),
         "",
         "| | Checkpoint | Gate | Value | Baseline | Delta | p | Result |",
@@ -49,20 +69,27 @@ def verdict_markdown(verdict: Verdict) -> str:
     ]
     for c in verdict.checks:
         p_value = "–" if c.p_value is None else f"{c.p_value:.3g}"
-        lines.append(f"| {_STATUS_MARK[c.status]} | {md_escape(c.checkpoint)} | {md_escape(c.gate)} | "
+        lines.append(f"| {_mark(c.status)} | {md_escape(c.checkpoint)} | {md_escape(c.gate)} | "
                      f"{_md_number(c.value)} | {_md_number(c.baseline_value)} | {_md_number(c.delta, True)} | "
                      f"{p_value} | {md_escape(c.message)} |")
     return "\n".join(lines) + "\n"
 
 
 def verdict_text(verdict: Verdict) -> str:
-    """A short plain-text verdict for the console: failures and warnings first, one line each."""
-    ordered = sorted(verdict.checks, key=lambda c: -_STATUS_ORDER[c.status])
-    lines = [f"{c.status.upper():<4}  {c.checkpoint}  {c.gate}: {c.message}" for c in ordered]
+    """A plain-text verdict for the console (no Markdown): failures and warnings first, one line each.
+
+    The warnings are the checks JUnit marks ``WARNING:``, underpowered passes included. Control
+    characters in labels and messages are shown escaped (:func:`evalkit.errors.printable`).
+    """
+    from ..errors import printable
+
+    ordered = sorted(verdict.checks, key=lambda c: (-_STATUS_ORDER.get(c.status, 1), not _is_warning(c)))
+    lines = [f"{c.status.upper():<4}  {c.checkpoint}  {c.gate}: {c.message}"
+             + (" [warning]" if c.status == "pass" and _is_warning(c) else "") for c in ordered]
     own = checkpoint_statuses([c.to_dict() for c in verdict.checks])
     lines.append(f"gate: {verdict.status.upper()} ({_summary_line(verdict)}); per checkpoint: "
                  + ", ".join(f"{label} {status.upper()}" for label, status in own.items()))
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 # XML 1.0 forbids most control characters, and ElementTree does not escape them.
@@ -121,7 +148,7 @@ def _junit_case(suite, check: Check) -> None:
     if check.status == "fail":
         failure = ET.SubElement(case, "failure", message=_xml_text(f"{check.message}"), type="evalkit.gate")
         failure.text = details
-    prefix = "WARNING: " if check.status == "warn" or check.underpowered else ""  # an underpowered pass decides little
+    prefix = "WARNING: " if _is_warning(check) else ""  # an underpowered pass decides little
     ET.SubElement(case, "system-out").text = prefix + details
 
 

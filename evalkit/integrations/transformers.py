@@ -69,8 +69,11 @@ class EvalkitCallback(TrainerCallback):
         The seed of that subset; None takes each task's first ``limit`` samples instead.
     out : path, optional
         Where the comparison and trajectory report go (default: ``OUTPUT_DIR/evalkit``).
-    store : path or ResultStore, optional
+    store : path, postgresql:// URL or ResultStore, optional
         Result store (default: evalkit's default store).
+    tokenizer : tokenizer or processor, optional
+        The model's tokenizer, for a Trainer built without ``processing_class=tokenizer`` (else that
+        one is used). Without either, training is refused when it begins, not at the first evaluation.
     trainer : Trainer, optional
         The trainer whose ``log`` reaches TensorBoard/W&B. Found automatically when training starts
         (callback hooks are not given the trainer); pass it if your trainer is wrapped unusually.
@@ -92,7 +95,7 @@ class EvalkitCallback(TrainerCallback):
 
     def __init__(self, tasks: Any, *, baseline: Any = None, policy: Any = None, every: str | int = "save",
                  limit: int | None = None, sample_seed: int | None = DEFAULT_SAMPLE_SEED,
-                 out: str | os.PathLike | None = None, store: Any = None,
+                 out: str | os.PathLike | None = None, store: Any = None, tokenizer: Any = None,
                  trainer: Any = None, verbose: bool = False, **options: Any):
         from .. import api
         from ..gate import as_policy
@@ -107,6 +110,7 @@ class EvalkitCallback(TrainerCallback):
 
             check_policy_fits_tasks(self.policy, self.tasks)
         self.every, self.out, self.store, self.trainer, self.verbose = every, out, store, trainer, verbose
+        self.tokenizer = tokenizer
         self.options = options
         api.load_options(**options)  # unknown options fail now too
         build_evaluators(self.tasks)  # and bad task options or missing task data, as the CLI checks them
@@ -119,6 +123,9 @@ class EvalkitCallback(TrainerCallback):
     # ------------------------------------------------------------------------------ Trainer events
     def on_train_begin(self, args, state, control, **kwargs):
         _refuse_sharded_models(args)
+        if self._tokenizer(kwargs) is None:  # now, not at the first evaluation after training has started
+            raise UsageError("EvalkitCallback needs the tokenizer: pass EvalkitCallback(..., tokenizer=tokenizer) "
+                             "or Trainer(..., processing_class=tokenizer).", param="tokenizer")
         self.trainer = self.trainer or _calling_trainer()
         if self.trainer is None:
             log.warning("evalkit: the Trainer was not found; metrics go to trainer_state.json's log history only. "
@@ -143,13 +150,14 @@ class EvalkitCallback(TrainerCallback):
     def _run_name(self, args) -> str:
         return Path(str(getattr(args, "run_name", None) or args.output_dir)).name or "run"
 
+    def _tokenizer(self, kwargs):
+        """The tokenizer given to the callback, else the Trainer's ``processing_class`` (``tokenizer`` before 4.46)."""
+        return self.tokenizer or kwargs.get("processing_class") or kwargs.get("tokenizer")
+
     def _evaluate_model(self, model, tokenizer, *, label: str, run: str | None, step: int | None):
         from .. import api
         from ..checkpoints.memory import InMemoryCheckpoint
 
-        if tokenizer is None:
-            raise UsageError("EvalkitCallback needs the tokenizer: pass processing_class=tokenizer to the Trainer.",
-                             param="tokenizer")
         checkpoint = InMemoryCheckpoint(model, tokenizer=_tokenizer_of(tokenizer), label=label, run=run, step=step,
                                         options=api.load_options(**self.options))
         with quiet_third_party(self.verbose):
@@ -162,7 +170,7 @@ class EvalkitCallback(TrainerCallback):
 
         given = self._baseline_input
         if given is None:
-            return self._evaluate_model(kwargs["model"], kwargs.get("processing_class") or kwargs.get("tokenizer"),
+            return self._evaluate_model(kwargs["model"], self._tokenizer(kwargs),
                                         label=_BASELINE_LABEL, run=self._run_name(args), step=int(state.global_step))
         if isinstance(given, EvalResult):
             return given
@@ -180,7 +188,7 @@ class EvalkitCallback(TrainerCallback):
         self._steps_done.add(step)
         if state.is_world_process_zero:
             run = self._run_name(args)
-            result = self._evaluate_model(kwargs["model"], kwargs.get("processing_class") or kwargs.get("tokenizer"),
+            result = self._evaluate_model(kwargs["model"], self._tokenizer(kwargs),
                                           label=f"{run}.step{step}", run=run, step=step)
             self.results.append(result)
             self._compare_and_report(args, result)

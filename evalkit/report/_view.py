@@ -9,35 +9,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import UsageError
+from ..comparison_format import SIGNIFICANCE, check_comparison, is_significant
 
 __all__ = [
-    "SCHEMA_VERSION", "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
+    "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
     "is_significant", "delta_tone", "tuned_labels", "primary_rows", "headline", "study_table",
     "axis_point", "breakdown_groups", "pivot_breakdown", "notes_by_label", "ci_label", "summary_counts",
     "decision_p", "fmt_row_p", "power_lines",
     "checkpoint_verdicts", "fmt_relative_change", "display_path", "setting_items", "FREQUENCY_ORDER",
 ]
-
-#: The newest comparison schema this renderer understands.
-SCHEMA_VERSION = 1
-#: p-values below this are marked significant in the reports.
-SIGNIFICANCE = 0.05
-
-
-def check_comparison(comparison: Any) -> dict[str, Any]:
-    """Refuse anything that is not a comparison dict of a schema version we can read."""
-    if not isinstance(comparison, dict):
-        raise UsageError(f"comparison must be a dict (the content of comparison.json), got {type(comparison).__name__}.")
-    version = comparison.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise UsageError(f"comparison schema_version {version!r} is not supported (this evalkit reads <= "
-                         f"{SCHEMA_VERSION}); upgrade evalkit or re-run `evalkit compare`.")
-    for key in ("checkpoints", "tasks", "metrics"):
-        if not isinstance(comparison.get(key), list):
-            raise UsageError(f"comparison field '{key}' must be a list; re-run `evalkit compare` to rebuild it.")
-    return comparison
-
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -144,10 +124,6 @@ def power_lines(comparison: dict[str, Any]) -> list[str]:
             lines.append(f"{row['task']} {row['metric']} ({row['checkpoint']}): with {row.get('n_paired')} paired "
                          f"samples a change under {row['mde']:.3f} cannot be detected (α = {alpha:g}, power 0.8)")
     return lines
-
-
-def is_significant(p_value: Any) -> bool:
-    return _finite(p_value) and p_value < SIGNIFICANCE
 
 
 def delta_tone(delta: Any, p_value: Any, higher_is_better: bool = True) -> str:

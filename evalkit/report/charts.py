@@ -40,8 +40,11 @@ _TAG = re.compile(r"<[^<>]+>")
 
 
 def plain(text: Any, limit: int = 60) -> str:
-    """Label text safe from matplotlib's mathtext (a ``$`` would start a formula), clipped to ``limit``."""
-    text = str(text)
+    """Label text safe from matplotlib's mathtext (a ``$`` would start a formula) and its font encoder
+    (lone surrogates are escaped as in the files), clipped to ``limit``."""
+    from .._io import escape_surrogates
+
+    text = escape_surrogates(str(text))
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text.replace("$", r"\$")

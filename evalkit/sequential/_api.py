@@ -34,6 +34,7 @@ def compare_sequential(*models: Any, tasks: Any, policy: Any, baseline: str | No
         ``results.json`` / ``comparison.json`` files (``LABEL=path``) standing for checkpoints that are not
         evaluated; they need per-sample records for their tasks to stop early.
     store : str, path or ResultStore, optional
+        A SQLite file path, a ``postgresql://`` URL or an open store (default: ``$EVALKIT_STORE``).
     seed : int
         Seed of the random sample order (a later run with the same seed continues the same order).
     chunk_size : int
@@ -52,13 +53,16 @@ def compare_sequential(*models: Any, tasks: Any, policy: Any, baseline: str | No
         Gated (``comparison.verdict``); ``comparison.data["sequential"]`` holds samples used, stopping
         reasons and the bounds at the stop; ``comparison.write(out)`` writes the report folder.
     """
-    from .. import api
+    from .. import _validate, api
     from .._compare import load_results_files
+    from .._validate import unique_labels
     from ..gate import as_policy
     from ..run import build_evaluators
 
     from ..gate._preflight import check_policy_fits_tasks
 
+    _validate.seed(seed, param="seed")  # numpy's SeedSequence would refuse it mid-run
+    _validate.integer(chunk_size, param="chunk_size", minimum=1, what="a positive integer (samples per look)")
     policy_obj = as_policy(policy)
     task_configs = api.resolve(tasks, overrides)
     check_policy_fits_tasks(policy_obj, task_configs)  # a gate on a task this run lacks fails now
@@ -67,11 +71,7 @@ def compare_sequential(*models: Any, tasks: Any, policy: Any, baseline: str | No
         raise UsageError("compare needs at least two checkpoints (models and/or baseline_results files).")
     options_obj = load_options if load_options is not None else api.load_options(**options)
     checkpoints = [api.as_checkpoint(model, options=options_obj, index=i) for i, model in enumerate(models)]
-    labels = [r.checkpoint.label for r in prior] + [c.label for c in checkpoints]
-    duplicated = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicated:
-        raise UsageError(f"checkpoint label {duplicated[0]!r} is used twice; name them with LABEL=SPEC "
-                         "(e.g. base=path tuned=path).")
+    unique_labels([r.checkpoint.label for r in prior] + [c.label for c in checkpoints])
     evaluators = build_evaluators(task_configs)  # prerequisites checked before any model loads
     with api.open_store(store) as opened:
         results, summary = collect_results_sequential(checkpoints, task_configs, evaluators, opened, policy_obj,

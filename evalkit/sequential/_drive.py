@@ -318,7 +318,7 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
     summary : dict
         ``comparison["sequential"]``: seed, chunk size, bound and a :class:`TaskOutcome` per task.
     """
-    from ..run import _check_capabilities, evaluate_checkpoint, library_versions, run_keys
+    from ..run import _check_capabilities, evaluate_checkpoint, evaluation_line, library_versions, run_keys
 
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise UsageError(f"chunk_size must be an integer >= 1, got {chunk_size!r}.", param="chunk_size")
@@ -360,7 +360,8 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
     for checkpoint in checkpoints:  # the rest as ordinary runs (answered from the store where evaluated already)
         rest = [(t, e) for t, e in zip(task_configs, evaluators) if t.name not in task_results[checkpoint.label]]
         if rest:
-            click.echo(f"evaluating {checkpoint.label} ({checkpoint.kind}: {checkpoint.display})", err=True)
+            click.echo(evaluation_line(checkpoint, [t for t, _ in rest], store, evaluators=[e for _, e in rest]),
+                       err=True)
             full = evaluate_checkpoint(checkpoint, [t for t, _ in rest], store, evaluators=[e for _, e in rest])
             task_results[checkpoint.label].update(full.tasks)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -14,7 +14,10 @@ failures can be compared with one that did not. Failures follow a deterministic 
   ``echo_tokenizer`` (a Hugging Face tokenizer) one per token of the prompt tokenized as vLLM does (text
   prompts with the tokenizer's special tokens, so a BOS first; token-id prompts as sent), each token id
   ``t`` scoring :func:`token_logprob` ``(t)``;
-- ``upstream``: a real server's ``/v1`` URL; answered POSTs are forwarded there (a flaky proxy).
+- ``upstream``: a real server's ``/v1`` URL; answered POSTs are forwarded there (a flaky proxy);
+- ``malform``: a function turning a well-formed reply (a dict) into what is sent instead (any JSON value:
+  no ``choices``, ``null`` content, short or non-finite log-probs), for the first ``malformed_replies``
+  answered POSTs (None: every one); these still answer HTTP 200.
 
 Loopback only, a free port, daemon threads; use as a context manager.
 """
@@ -48,13 +51,16 @@ class FlakyServer:
     def __init__(self, *, model: str = "flaky-model", answers: list[str] | None = None, fail_every: int = 0,
                  fail_status: int = 500, always_status: int | None = None, down_after: int | None = None,
                  hang_every: int = 0, hang_seconds: float = 2.0, retry_after: str | None = None,
-                 prompt_logprobs: bool = False, upstream: str | None = None, echo_tokenizer=None):
+                 prompt_logprobs: bool = False, upstream: str | None = None, echo_tokenizer=None,
+                 malform=None, malformed_replies: int | None = None):
         self.model = model
         self.answers = answers or [" yes", " no", " maybe"]
         self.fail_every, self.fail_status, self.always_status = fail_every, fail_status, always_status
         self.down_after, self.hang_every, self.hang_seconds = down_after, hang_every, hang_seconds
         self.retry_after, self.prompt_logprobs, self.upstream = retry_after, prompt_logprobs, upstream
         self.echo_tokenizer = echo_tokenizer
+        self.malform, self.malformed_replies = malform, malformed_replies
+        self.malformed = 0                # 200 answers sent malformed
         self.posts = 0                    # POST requests received
         self.answered = 0                 # POST requests answered with 200
         self.statuses: Counter = Counter()
@@ -66,7 +72,9 @@ class FlakyServer:
         self._hung_last: set[str] = set()    # bodies whose last attempt hung by the hang_every pattern
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits up to one interval (0.5 s by default, per test).
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
 
     @property
     def url(self) -> str:
@@ -185,10 +193,14 @@ class FlakyServer:
                     server.answered += 1
                     server.prompts.extend([str(body.get("prompt", body.get("messages")))])
                     server.requests.append(body)
+                    if server.malform and (server.malformed_replies is None
+                                           or server.malformed < server.malformed_replies):
+                        server.malformed += 1
+                        answer = server.malform(answer)
                 self._send(200, answer)
 
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
+            def _send(self, status: int, payload) -> None:
+                data = json.dumps(payload).encode()  # NaN / Infinity as Python writes them (vLLM can too)
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")

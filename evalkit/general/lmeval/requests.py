@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Doc", "build_docs", "doc_positions", "iter_docs", "order_for_model", "order_for_generation", "chunks",
-           "answer", "PairEncoder"]
+           "answer", "PairEncoder", "join_boundary", "joins_at_whitespace", "SPLIT_PATTERNS"]
 
 
 @dataclass
@@ -100,8 +100,10 @@ class PairEncoder:
     the methods reproduced here), so the ids always equal what ``lm.loglikelihood`` would compute.
 
     Long contexts are tokenised once: where the tokenizer provably cannot merge tokens across the
-    context/continuation boundary (:func:`joins_at_whitespace`), the ids of ``context + continuation`` are
-    the context's ids followed by the continuation's own ids (tokenised without special tokens), so an MMLU
+    context/continuation boundary (:func:`join_boundary`), the ids of ``context + continuation`` are
+    the context's ids followed by the continuation's own ids (tokenised after a one-letter head, without
+    special tokens, and the head's ids dropped: what a sentencepiece tokenizer prepends to a text's start
+    then stays out of the continuation), so an MMLU
     question's four choices or a VOC prompt's ~22 candidates cost one long tokenisation instead of one each.
     The first joined strings of every encoder are also tokenised in full and compared; on any difference
     joining is switched off for that encoder and everything is tokenised in full.
@@ -112,10 +114,11 @@ class PairEncoder:
     def __init__(self, lm: Any):
         self.lm = lm
         self._cache: dict[str, list[int]] = {}   # fully tokenised strings (HFLM.tok_encode)
-        self._tails: dict[str, list[int]] = {}   # continuations tokenised alone, no special tokens
+        self._tails: dict[str, list[int]] = {}   # continuations' ids after a head (see _encode_tails)
         self._joined: dict[str, tuple[str, str]] = {}  # string -> (head, tail): ids(head) + tail ids
         self._bos = lm.tokenizer.decode(lm.prefix_token_id)
-        self.join = joins_at_whitespace(lm.tokenizer)
+        self.boundary = join_boundary(lm.tokenizer)  # characters a joined tail may start with
+        self.join = bool(self.boundary)
         self._to_verify = self.VERIFY
 
     @staticmethod
@@ -186,7 +189,7 @@ class PairEncoder:
     def _plan(self, string: str, heads: tuple, full: set[str]) -> None:
         if string in self._cache or string in self._joined or string in full:
             return
-        head = next((h for h in heads if self.join and h and _safe_boundary(string, h)), None)
+        head = next((h for h in heads if self.join and h and _safe_boundary(string, h, self.boundary)), None)
         if head is None:
             full.add(string)
             return
@@ -208,9 +211,15 @@ class PairEncoder:
             self.encode_strings(pending)
 
     def _encode_tails(self, tails) -> None:
+        """Each tail's ids as they follow a context: ``tok(HEAD + tail)`` without ``tok(HEAD)``.
+
+        Where :func:`join_boundary` holds, the pieces after any context ending in a non-space character are
+        the tail's, whatever that context is, so a one-letter head stands for every context."""
         texts = sorted(tails)
         if texts:
-            self._tails.update(zip(texts, self.lm.tokenizer(texts, add_special_tokens=False)["input_ids"]))
+            head, *ids = self.lm.tokenizer([_TAIL_HEAD] + [_TAIL_HEAD + text for text in texts],
+                                           add_special_tokens=False)["input_ids"]
+            self._tails.update((text, tail_ids[len(head):]) for text, tail_ids in zip(texts, ids))
 
     def encode_strings(self, strings) -> None:
         """HFLM.tok_encode for every new string, one tokenizer call per special-tokens setting."""
@@ -229,51 +238,110 @@ class PairEncoder:
             self._cache.update(zip(texts, ids))
 
 
-# Whitespace every regex engine and Python agree on; a continuation starting with one of these after a
-# context ending in a non-space character is a split point of the GPT-2 pre-tokenizer (see below).
-_BOUNDARY_SPACE = frozenset(" \t\n\r")
+#: The stand-in context continuations are tokenised after (see ``PairEncoder._encode_tails``).
+_TAIL_HEAD = "a"
+
+#: Pre-tokenizer regexes proven to split ``a + b`` into the pieces of ``a`` followed by those of ``b`` when
+#: ``a`` ends in a non-space character and ``b`` starts with one of the given characters, and the
+#: characters. GPT-2's (also the byte-level pre-tokenizer's built-in one): no alternative matches a
+#: non-space character followed by whitespace (a space may only *begin* a match) and the only look-ahead
+#: follows whitespace. Llama 3's (tiktoken ``cl100k``-style, ``\p{N}{1,3}``) and Qwen 2's (``\p{N}``):
+#: the same, except that ``?[^\s\p{L}\p{N}]+[\r\n]*`` lets punctuation take the newlines after it, so
+#: only a space or a tab may start the tail there.
+SPLIT_PATTERNS = {
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""": frozenset(" \t\n\r"),
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""":
+        frozenset(" \t"),
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""":
+        frozenset(" \t"),
+}
+_GPT2_BOUNDARY = frozenset(" \t\n\r")
+_METASPACE = "\u2581"
 
 
-def _safe_boundary(string: str, head: str) -> bool:
-    """``string`` = ``head`` + a tail starting with whitespace, ``head`` ending in a non-space character."""
-    return (len(string) > len(head) and string.startswith(head) and string[len(head)] in _BOUNDARY_SPACE
-            and not head[-1].isspace())
+def _safe_boundary(string: str, head: str, boundary: frozenset = _GPT2_BOUNDARY) -> bool:
+    """``string`` = ``head`` + a tail starting with a ``boundary`` character, ``head`` ending in a non-space
+    character other than sentencepiece's ``▁``."""
+    return (len(string) > len(head) and string.startswith(head) and string[len(head)] in boundary
+            and not head[-1].isspace() and head[-1] != _METASPACE)
 
 
 def joins_at_whitespace(tokenizer: Any) -> bool:
-    """True when ``tok(a + b) == tok(a) + tok(b, add_special_tokens=False)`` whenever ``a`` ends in a
-    non-space character and ``b`` starts with a space, tab or newline.
+    """Whether :func:`join_boundary` allows joining at all for this tokenizer."""
+    return bool(join_boundary(tokenizer))
 
-    Proven for this shape only (anything else is tokenised in full): a fast tokenizer without normaliser,
-    BPE without dropout, and the byte-level pre-tokenizer with GPT-2's regex
-    (``'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+``) and no
-    prefix space. No alternative of that regex matches a non-space character followed by a space (a
-    space may only *begin* a match), and its only look-ahead follows whitespace, so the pieces of ``a + b``
-    are the pieces of ``a`` followed by those of ``b``; BPE merges only within a piece. Added tokens are
-    matched before pre-tokenisation: none may contain a non-space character followed by whitespace or
-    strip the whitespace after it (``rstrip``) or depend on its neighbours (``single_word``). Special
-    tokens may only be added in front (checked on a probe).
+
+def join_boundary(tokenizer: Any) -> frozenset:
+    """The characters ``b`` may start with so that ``tok(a + b) == tok(a) + tok(HEAD + b)[len(tok(HEAD)):]``
+    (``HEAD`` a letter, the second tokenisation without special tokens) whenever ``a`` ends in a non-space
+    character other than ``▁``; empty when that is not proven for the tokenizer.
+
+    Proven for these shapes only (anything else is tokenised in full); all need a fast tokenizer with a
+    BPE model without dropout, and special tokens added in front only (checked on a probe):
+
+    - **GPT-2-style byte-level BPE**: no normaliser, the byte-level pre-tokenizer with its regex and no
+      prefix space; space, tab, newline or carriage return (:data:`SPLIT_PATTERNS`).
+    - **tiktoken-style byte-level BPE** (Llama 3, Qwen 2): no normaliser or NFC, a ``Split`` by one of the
+      regexes of :data:`SPLIT_PATTERNS` (isolated, not inverted) followed by the byte-level pre-tokenizer
+      without its own regex and no prefix space; a space or a tab. BPE merges only within a piece, so the
+      pieces' ids are the pieces of ``a`` and then those of ``b``. NFC composes a character only with
+      combining characters after it, and a space or tab composes with nothing.
+    - **sentencepiece-style BPE** (Llama 2, Mistral): spaces become ``▁`` (a ``Metaspace`` pre-tokenizer,
+      or a ``Prepend("▁")`` + ``Replace(" ", "▁")`` normaliser, which prepends ``▁`` only at the start of
+      the text) and no token of the vocabulary has ``▁`` after another character (sentencepiece's
+      ``split_by_whitespace``); a space. No merge can then join a character before a ``▁`` to it, and
+      merges that never touch each other give the same tokens in any order.
+
+    Added tokens are matched before all this: none may contain a non-space character followed by a boundary
+    character, strip the whitespace after it (``rstrip``) or depend on its neighbours (``single_word``).
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if not getattr(tokenizer, "is_fast", False) or backend is None:
-        return False
-    try:
-        from tokenizers import models, pre_tokenizers
-    except ImportError:
-        return False
-    pre = backend.pre_tokenizer
-    if (backend.normalizer is not None or not isinstance(pre, pre_tokenizers.ByteLevel) or not pre.use_regex
-            or pre.add_prefix_space or not isinstance(backend.model, models.BPE) or backend.model.dropout):
-        return False
-    for token in getattr(tokenizer, "added_tokens_decoder", {}).values():
-        text = str(token)
-        if getattr(token, "rstrip", False) or getattr(token, "single_word", False) or any(
-                not a.isspace() and b in _BOUNDARY_SPACE for a, b in zip(text, text[1:])):
-            return False
+        return frozenset()
+    import json
+
+    config = json.loads(backend.to_str())
+    model = config.get("model") or {}
+    if model.get("type") != "BPE" or model.get("dropout"):
+        return frozenset()
+    boundary = _shape_boundary(config.get("normalizer"), config.get("pre_tokenizer"), model)
+    if not boundary or not _added_tokens_keep(tokenizer, boundary):
+        return frozenset()
     probe = "a b"
     plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
     special = tokenizer(probe)["input_ids"]
-    return special[len(special) - len(plain):] == plain
+    return boundary if special[len(special) - len(plain):] == plain else frozenset()
+
+
+def _shape_boundary(normalizer: dict | None, pre: dict | None, model: dict) -> frozenset:
+    kind = (pre or {}).get("type")
+    if normalizer is None and kind == "ByteLevel":
+        return _GPT2_BOUNDARY if pre.get("use_regex") and not pre.get("add_prefix_space") else frozenset()
+    if kind == "Sequence" and (normalizer is None or normalizer.get("type") == "NFC"):
+        steps = pre.get("pretokenizers") or []
+        if len(steps) == 2 and steps[0].get("type") == "Split" and steps[1].get("type") == "ByteLevel":
+            split, byte_level = steps
+            pattern = (split.get("pattern") or {}).get("Regex")
+            if (split.get("behavior") == "Isolated" and not split.get("invert") and not byte_level.get("use_regex")
+                    and not byte_level.get("add_prefix_space")):
+                return SPLIT_PATTERNS.get(pattern, frozenset())
+        return frozenset()
+    metaspace = normalizer is None and kind == "Metaspace" and pre.get("replacement") == _METASPACE
+    prepend_replace = pre is None and normalizer == {"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": _METASPACE}, {"type": "Replace", "pattern": {"String": " "}, "content": _METASPACE}]}
+    if (metaspace or prepend_replace) and not any(_METASPACE in token.lstrip(_METASPACE)
+                                                  for token in (model.get("vocab") or {})):
+        return frozenset(" ")
+    return frozenset()
+
+
+def _added_tokens_keep(tokenizer: Any, boundary: frozenset) -> bool:
+    for token in getattr(tokenizer, "added_tokens_decoder", {}).values():
+        text = str(token)
+        if getattr(token, "rstrip", False) or getattr(token, "single_word", False) or any(
+                not a.isspace() and b in boundary for a, b in zip(text, text[1:])):
+            return False
+    return True
 
 
 def split_trailing_space(context: str, continuation: str) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""The result store: an embedded SQLite database of runs and per-sample records.
+"""The result store: runs and per-sample records, in SQLite (one machine) or PostgreSQL (many).
 
 A run is one (checkpoint fingerprint, output-changing load settings, task-config hash, evaluator
 version, lm-eval version) key. Its per-sample records are committed batch by batch, so a run killed
@@ -6,52 +6,55 @@ mid-way (even by SIGKILL) resumes from the samples it finished and loses at most
 When every sample is in, the corpus result is written and the run is complete; a rerun with the same
 key is answered from here without loading the model.
 
-SQLite in WAL mode with a busy timeout lets several evalkit processes share one store; every write
-is one ``BEGIN IMMEDIATE`` transaction.
+:class:`ResultStore` is the one interface; what differs between the databases (connecting, locking,
+placeholders) is in its backend (``_sqlite.py``, ``_postgres.py``), which runs the same SQL. Every
+write is one transaction: several processes, on one machine or many, share a store.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import cache_dir, stable_hash
-from .errors import UsageError, warn
-from .records import SampleRecord, TaskResult, in_sample_order
+from .._io import stable_hash
+from ..errors import UsageError, warn
+from ..records import SampleRecord, TaskResult, in_sample_order
+from ._location import StoreLocation, default_store_path, parse_location
 
-__all__ = ["RunKey", "ResultStore", "default_store_path", "settings_hash"]
+__all__ = ["RunKey", "ResultStore", "default_store_path", "settings_hash", "STORE_VERSION"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_key TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    task TEXT NOT NULL,
-    config_hash TEXT NOT NULL,
-    evaluator TEXT NOT NULL,
-    evaluator_version TEXT NOT NULL,
-    lm_eval_version TEXT NOT NULL,
-    checkpoint TEXT NOT NULL,
-    status TEXT NOT NULL,
-    result TEXT,
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_by_fingerprint ON runs (fingerprint, task);
-CREATE TABLE IF NOT EXISTS samples (
-    run_key TEXT NOT NULL,
-    sample_id TEXT NOT NULL,
-    record TEXT NOT NULL,
-    PRIMARY KEY (run_key, sample_id)
-);
-"""
-_STORE_VERSION = "1"
+#: The schema version this code writes; a store at a newer version is refused, an older one migrated.
+STORE_VERSION = 1
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+#: ``_MIGRATIONS[v]`` takes a store from version v-1 to v ({double}: the backend's 8-byte float type).
+_MIGRATIONS: dict[int, list[str]] = {1: [
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_key TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        task TEXT NOT NULL,
+        config_hash TEXT NOT NULL,
+        evaluator TEXT NOT NULL,
+        evaluator_version TEXT NOT NULL,
+        lm_eval_version TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        status TEXT NOT NULL,
+        result TEXT,
+        created {double} NOT NULL,
+        updated {double} NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS runs_by_fingerprint ON runs (fingerprint, task)",
+    """CREATE TABLE IF NOT EXISTS samples (
+        run_key TEXT NOT NULL,
+        sample_id TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (run_key, sample_id))""",
+]}
+#: The columns of ``runs`` in table order (export and import move them verbatim).
+RUN_COLUMNS = ("run_key", "fingerprint", "task", "config_hash", "evaluator", "evaluator_version", "lm_eval_version",
+               "checkpoint", "status", "result", "created", "updated")
 
 
 #: What a row edited or corrupted outside evalkit raises when decoded.
@@ -63,14 +66,6 @@ def _decode(text: str, build):
     if not isinstance(data, dict):
         raise TypeError(f"expected a JSON object, got {type(data).__name__}")
     return build(data)
-
-
-def default_store_path() -> Path:
-    """``$EVALKIT_STORE`` if set, else ``results.sqlite`` in evalkit's cache folder."""
-    env = os.environ.get("EVALKIT_STORE")
-    if env:
-        return Path(env).expanduser()
-    return cache_dir() / "results.sqlite"
 
 
 @dataclass(frozen=True)
@@ -106,48 +101,41 @@ def settings_hash(settings: dict[str, Any]) -> str:
 
 
 class ResultStore:
-    """Runs and per-sample records in one SQLite file (created on first use)."""
+    """Runs and per-sample records in a SQLite file or a PostgreSQL database (created on first use).
 
-    def __init__(self, path: str | Path | None = None, *, timeout: float = 60.0):
-        self.path = Path(path) if path else default_store_path()
+    ``location`` is a file path, a ``postgresql://USER@HOST:PORT/DB`` URL, or None for
+    ``$EVALKIT_STORE`` (else ``results.sqlite`` in evalkit's cache folder).
+    """
+
+    def __init__(self, location: str | os.PathLike | None = None, *, timeout: float = 60.0):
+        where = parse_location(location)
+        self._db = _open_backend(where, timeout)
+        self.path: Path | None = where.path  # the SQLite file; None for PostgreSQL
+        self.location: str = where.display  # for messages: never holds a password
+        self.kind: str = where.kind
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self._set_up(timeout)
-        except sqlite3.DatabaseError as exc:
-            raise UsageError(f"{self.path}: cannot open the result store ({exc}); pass another store=PATH or delete the file.") from None
-        except OSError as exc:  # e.g. --store under a regular file, or in a read-only place
-            raise UsageError(f"{self.path}: cannot create the result store ({exc.strerror or exc}); "
-                             f"pass another store=PATH.") from None
+            self._db.transaction(self._migrate, schema=True)
+        except BaseException:
+            self._db.close()
+            raise
 
-    def _set_up(self, timeout: float) -> None:
-        """WAL mode, schema and version check; retried while another process is creating the same file.
-
-        Switching a new file to WAL needs an exclusive lock and SQLite answers "database is locked" at
-        once, without its busy timeout, when another process holds it (several ranks starting together).
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-                self._conn.executescript(_SCHEMA)
-                self._check_version()
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def _check_version(self) -> None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key='store_version'").fetchone()
-        if row is None:
-            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('store_version', ?)", (_STORE_VERSION,))
-        elif row[0] != _STORE_VERSION:
-            raise UsageError(f"{self.path}: result store version {row[0]} is not {_STORE_VERSION}; use another store=PATH.")
+    def _migrate(self, run) -> None:
+        """Create the schema or bring it to :data:`STORE_VERSION`; refuse a store written by newer code."""
+        run(_META)
+        rows = run("SELECT value FROM meta WHERE key='store_version'")
+        found = _version_number(rows[0][0], self.location) if rows else 0
+        if found > STORE_VERSION:
+            raise UsageError(f"{self.location}: the result store's schema is version {found}, newer than this evalkit "
+                             f"understands ({STORE_VERSION}); upgrade evalkit or pass another store=PATH.")
+        for version in range(found + 1, STORE_VERSION + 1):
+            for sql in _MIGRATIONS[version]:
+                run(sql.format(double=self._db.double))
+        if found < STORE_VERSION:
+            run("INSERT INTO meta VALUES ('store_version', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(STORE_VERSION),))
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
     def __enter__(self) -> "ResultStore":
         return self
@@ -157,20 +145,13 @@ class ResultStore:
 
     # ------------------------------------------------------------------ writes (each one transaction)
 
-    def _write(self, sql_params: Iterable[tuple[str, tuple | list[tuple]]]) -> None:
+    def _write(self, statements: list[tuple[str, tuple | list[tuple]]]) -> None:
         """One transaction; a list of parameter tuples runs its statement once per tuple (executemany)."""
-        cur = self._conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in sql_params:
-                if isinstance(params, list):
-                    cur.executemany(sql, params)
-                else:
-                    cur.execute(sql, params)
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
+        def work(run) -> None:
+            for sql, params in statements:
+                run(sql, params)
+
+        self._db.transaction(work)
 
     def start_run(self, key: RunKey, checkpoint: dict[str, Any]) -> None:
         """Record that a run began (idempotent: a resumed run keeps its samples)."""
@@ -186,8 +167,10 @@ class ResultStore:
         """Commit one batch of finished samples (one transaction, one bulk insert)."""
         if not records:
             return
-        rows = [(key.id, r.sample_id, json.dumps(r.to_dict(), sort_keys=True, default=str)) for r in records]
-        self._write([("INSERT OR REPLACE INTO samples VALUES (?,?,?)", rows),
+        # Sorted, so concurrent writers of one run lock rows in one order (no deadlock on PostgreSQL).
+        rows = sorted((key.id, r.sample_id, json.dumps(r.to_dict(), sort_keys=True, default=str)) for r in records)
+        self._write([("INSERT INTO samples VALUES (?,?,?) "
+                      "ON CONFLICT(run_key, sample_id) DO UPDATE SET record=excluded.record", rows),
                      ("UPDATE runs SET updated=? WHERE run_key=?", (time.time(), key.id))])
 
     def discard_run(self, key: RunKey) -> None:
@@ -204,11 +187,11 @@ class ResultStore:
 
     def count_samples(self, key: RunKey) -> int:
         """How many samples of the run are stored (without reading them)."""
-        return self._conn.execute("SELECT COUNT(*) FROM samples WHERE run_key=?", (key.id,)).fetchone()[0]
+        return self._db.query("SELECT COUNT(*) FROM samples WHERE run_key=?", (key.id,))[0][0]
 
     def load_samples(self, key: RunKey) -> dict[str, SampleRecord]:
         """The stored records of a run; damaged ones are left out (with a warning), so they are evaluated again."""
-        rows = self._conn.execute("SELECT sample_id, record FROM samples WHERE run_key=?", (key.id,)).fetchall()
+        rows = self._db.query("SELECT sample_id, record FROM samples WHERE run_key=?", (key.id,))
         records, damaged = {}, []
         for sid, rec in rows:
             try:
@@ -216,7 +199,7 @@ class ResultStore:
             except _DAMAGED:
                 damaged.append(sid)
         if damaged:
-            warn(f"{self.path}: {len(damaged)} stored sample(s) of task {key.task} are damaged "
+            warn(f"{self.location}: {len(damaged)} stored sample(s) of task {key.task} are damaged "
                  f"(e.g. {damaged[0]!r}); evaluating them again.")
         return records
 
@@ -226,13 +209,14 @@ class ResultStore:
         A damaged stored result (a row edited or corrupted outside evalkit) is discarded with a
         warning and the task is evaluated again, rather than failing every run that needs it.
         """
-        row = self._conn.execute("SELECT result FROM runs WHERE run_key=? AND status='complete'", (key.id,)).fetchone()
-        if row is None:
+        rows = self._db.query("SELECT result FROM runs WHERE run_key=? AND status='complete'", (key.id,))
+        if not rows:
             return None
+        row = rows[0]
         try:
             result = _decode(row[0], TaskResult.from_dict)
         except _DAMAGED as exc:
-            warn(f"{self.path}: the stored result of task {key.task} is damaged ({type(exc).__name__}); "
+            warn(f"{self.location}: the stored result of task {key.task} is damaged ({type(exc).__name__}); "
                  f"evaluating it again.")
             self.discard_run(key)
             return None
@@ -250,7 +234,7 @@ class ResultStore:
         if fingerprint:
             sql += " AND fingerprint=?"
             params.append(fingerprint)
-        rows = self._conn.execute(sql + " ORDER BY updated DESC", params).fetchall()
+        rows = self._db.query(sql + " ORDER BY updated DESC", params)
         out = []
         for run_key, fp, task, checkpoint, updated in rows:
             info = json.loads(checkpoint)
@@ -259,14 +243,32 @@ class ResultStore:
         return out
 
     def result_by_run_key(self, run_key: str) -> TaskResult | None:
-        row = self._conn.execute("SELECT result FROM runs WHERE run_key=? AND status='complete'", (run_key,)).fetchone()
-        if row is None:
+        found = self._db.query("SELECT result FROM runs WHERE run_key=? AND status='complete'", (run_key,))
+        if not found:
             return None
-        rows = self._conn.execute("SELECT record FROM samples WHERE run_key=?", (run_key,)).fetchall()
+        row = found[0]
+        rows = self._db.query("SELECT record FROM samples WHERE run_key=?", (run_key,))
         try:
             result = _decode(row[0], TaskResult.from_dict)
             result.samples = in_sample_order([_decode(r[0], SampleRecord.from_dict) for r in rows])
         except _DAMAGED as exc:
-            raise UsageError(f"{self.path}: stored run {run_key} is damaged ({type(exc).__name__}: {exc}); "
+            raise UsageError(f"{self.location}: stored run {run_key} is damaged ({type(exc).__name__}: {exc}); "
                              f"evaluate the checkpoint again with rerun=True.") from None
         return result
+
+
+def _open_backend(where: StoreLocation, timeout: float):
+    if where.kind == "postgresql":
+        from ._postgres import PostgresBackend
+
+        return PostgresBackend(where.url or "", where.display, timeout=timeout)
+    from ._sqlite import SQLiteBackend
+
+    return SQLiteBackend(where.path or default_store_path(), timeout=timeout)
+
+
+def _version_number(value: str, location: str) -> int:
+    if not str(value).isdigit():
+        raise UsageError(f"{location}: the result store's schema version {value!r} is not one evalkit knows; "
+                         f"pass another store=PATH.")
+    return int(value)

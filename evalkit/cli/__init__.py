@@ -13,18 +13,13 @@ from pathlib import Path
 
 import click
 
-from .errors import EvalkitError
-
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class _State:
-    debug = False
+from ..errors import EvalkitError, printable
+from ._options import _STORE_HELP, _VERBOSE_HELP, CONTEXT_SETTINGS, _State, global_options
 
 
 def _quiet(ctx: click.Context):
     """Other libraries' bars and hints off while evalkit shows its own, unless ``--verbose``."""
-    from .progress import quiet_third_party
+    from ..progress import quiet_third_party
 
     return quiet_third_party(verbose=bool(ctx.obj.get("verbose")))
 
@@ -48,16 +43,16 @@ def _seconds(ctx, param, value: float) -> float:
 
 
 def _load_options(kw: dict):
-    from .checkpoints import LoadOptions
+    from ..checkpoints import LoadOptions
 
-    from ._pairs import parse_pairs, split_commas
+    from .._pairs import parse_pairs, split_commas
 
     model_args = parse_pairs(split_commas(kw.pop("model_args")), param="model_args")
     batch = kw.pop("batch_size")
     import os
     import re
 
-    from .errors import register_secret
+    from ..errors import register_secret
 
     register_secret(os.environ.get(kw["api_key_env"]))  # redacted from everything printed or written
     for key, value in model_args.items():  # e.g. --model-args token=hf_...: it would reach results.json
@@ -109,38 +104,10 @@ def model_options(func):
     return func
 
 
-_STORE_HELP = "Result store (SQLite). Default: $EVALKIT_STORE, else results.sqlite in the user cache dir."
-_VERBOSE_HELP = "Show the libraries' own progress bars and warnings (lm-eval, transformers, datasets)."
-
-
-def _set_global(ctx: click.Context, param: click.Parameter, value) -> None:
-    """``--store``/``--debug``/``--verbose`` given after the subcommand: same effect as before it."""
-    if value is None or value is False:
-        return
-    ctx.ensure_object(dict)[param.name] = value
-    if param.name == "debug":
-        _State.debug = True
-
-
-def global_options(func):
-    """The group's options, accepted after the subcommand too (``evalkit eval ... --store PATH``)."""
-    options = [
-        click.option("--store", "store", default=None, metavar="PATH", expose_value=False, callback=_set_global,
-                     is_eager=True, help=_STORE_HELP),
-        click.option("--debug", is_flag=True, default=None, expose_value=False, callback=_set_global, is_eager=True,
-                     help="Show tracebacks for errors."),
-        click.option("--verbose", "-v", is_flag=True, default=None, expose_value=False, callback=_set_global,
-                     is_eager=True, help=_VERBOSE_HELP),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("--verbose", "-v", is_flag=True, help=_VERBOSE_HELP)
-@click.option("--store", "store_path", default=None, envvar="EVALKIT_STORE", metavar="PATH", help=_STORE_HELP)
+@click.option("--store", "store_path", default=None, envvar="EVALKIT_STORE", metavar="PATH|URL", help=_STORE_HELP)
 @click.version_option(package_name="evalkit")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) -> None:
@@ -168,9 +135,9 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) 
 def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, limit, sample_seed,
              **kw) -> None:
     """Evaluate one checkpoint SPEC on --tasks and print its metrics."""
-    from . import api
-    from ._io import MANIFEST_NAME, OutputFolder, dump_json
-    from .parallel import current_ranks
+    from .. import api
+    from .._io import MANIFEST_NAME, OutputFolder, dump_json
+    from ..parallel import current_ranks
 
     task_configs = api.with_limit(api.resolve(tasks, overrides), limit, sample_seed)
     checkpoint = api.as_checkpoint(spec, options=_load_options(kw))
@@ -178,8 +145,8 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
     # new folder at once would race: one creates and removes it while the other probes it)
     checks_out = out and current_ranks().main
     folder = OutputFolder(out, option="--out").check("results.json", MANIFEST_NAME) if checks_out else None
-    with _quiet(ctx):
-        result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun)
+    result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun,
+                          verbose=bool(ctx.obj.get("verbose")))
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
         return
     _print_result(result)
@@ -192,7 +159,7 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
 def _print_result(result) -> None:
     click.echo(f"{result.checkpoint.label}  ({result.checkpoint.kind}, fingerprint {result.checkpoint.fingerprint[:12]})")
     if result.checkpoint.settings:
-        from .checkpoints import format_settings
+        from ..checkpoints import format_settings
 
         click.echo(f"  settings: {format_settings(result.checkpoint.settings)}")
     for name, task in result.tasks.items():
@@ -208,10 +175,10 @@ def _print_result(result) -> None:
 @global_options
 def tasks_cmd() -> None:
     """List the task files shipped with evalkit and the registered evaluators."""
-    from .evaluators.base import evaluator_names
-    from .taskconfig import load_task_file, shipped_task_names, shipped_tasks_dir
+    from ..evaluators.base import evaluator_names
+    from ..taskconfig import load_task_file, shipped_task_names, shipped_tasks_dir
 
-    from .general.hub import task_data_problem
+    from ..general.hub import task_data_problem
 
     click.echo(f"Shipped tasks ({shipped_tasks_dir()}):")
     unavailable = 0
@@ -258,15 +225,15 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
       2  bad input: options, specs, task files or policy (nothing is evaluated)
       3  an evaluation failed, or a bug in evalkit
     """
-    from .pipeline import compare_pipeline
+    from ..pipeline import compare_pipeline
 
-    with _quiet(ctx):
-        code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
-                                baseline_results=list(baseline_results), policy=policy, notes=list(notes),
-                                overrides=list(overrides), limit=limit, sample_seed=sample_seed, rerun=rerun,
-                                load_options=_load_options(kw),
-                                store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
-                                sequential_chunk=sequential_chunk)
+    # the pipeline checks every input before it quiets (and so imports) the heavy libraries
+    code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
+                            baseline_results=list(baseline_results), policy=policy, notes=list(notes),
+                            overrides=list(overrides), limit=limit, sample_seed=sample_seed, rerun=rerun,
+                            load_options=_load_options(kw),
+                            store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
+                            sequential_chunk=sequential_chunk, verbose=bool(ctx.obj.get("verbose")))
     sys.exit(code)
 
 
@@ -278,7 +245,7 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
 @click.pass_context
 def report_cmd(ctx: click.Context, source, out, baseline) -> None:
     """Re-render a report from a comparison.json, or from results.json files, with no model."""
-    from .pipeline import report_pipeline
+    from ..pipeline import report_pipeline
 
     report_pipeline(sources=list(source), out=Path(out), baseline=baseline, store_path=ctx.obj["store"])
 
@@ -297,7 +264,7 @@ def gate_cmd(comparison, policy, out) -> None:
       1  a gate failed for at least one checkpoint
       2  bad input: the policy or the comparison
     """
-    from .pipeline import gate_pipeline
+    from ..pipeline import gate_pipeline
 
     sys.exit(gate_pipeline(comparison=Path(comparison), policy=Path(policy), out=Path(out) if out else None))
 
@@ -317,12 +284,21 @@ def demo_cmd(ctx: click.Context, out, cache_dir, retrain) -> None:
       0  the expected outcome: domain_only fails the forgetting gate, mixed_75_25 passes
       1  another outcome (e.g. other library versions trained differently)
     """
-    from .demo import run_demo
+    from ..demo import run_demo
 
     with _quiet(ctx):
         code = run_demo(out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, retrain=retrain,
                         store_path=ctx.obj["store"])
     sys.exit(code)
+
+
+def _add_store_commands() -> None:
+    from .store import store_group
+
+    cli.add_command(store_group)
+
+
+_add_store_commands()
 
 
 class _RedactingStream:
@@ -336,7 +312,7 @@ class _RedactingStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        from .errors import redact
+        from ..errors import redact
 
         text = redact(text)
         try:
@@ -386,7 +362,8 @@ _FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "over
           "chunk_size": "--sequential-chunk", "base": "--base", "config": "--config", "allow_pickle": "--allow-pickle",
           "trust_remote_code": "--trust-remote-code", "chat_template": "--chat-template",
           "api_key_env": "--api-key-env", "num_concurrent": "--num-concurrent", "timeout": "--request-timeout",
-          "max_length": "--max-length", "store": "--store"}
+          "max_length": "--max-length", "store": "--store", "limit": "--limit", "sample_seed": "--sample-seed",
+          "seed": "--sequential-seed"}
 _NAMED_OPTION = re.compile(r"\b(" + "|".join(name for name, flag in _FLAGS.items() if flag.startswith("--"))
                            + r")=('[^']*'|\S+?)(?=[\s,;)]|\.?$|\.\s)")
 
@@ -421,7 +398,7 @@ def _report(exc: BaseException, code: int, prefix: str = "") -> None:
     if isinstance(exc, EvalkitError):
         message = flag_words(message)
     # Untrusted text in a message (a label, a server's answer) must not drive the terminal.
-    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    message = printable(message)
     param = getattr(exc, "param", None) or ""
     flag = _FLAGS.get(param)
     if flag and message.startswith(param + " "):  # "dtype must be ..." -> "--dtype must be ..."

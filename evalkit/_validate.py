@@ -1,0 +1,126 @@
+"""The one check for values from users that reach numpy, matplotlib, the filesystem or lm-eval.
+
+Option values (seeds, limits, counts), checkpoint labels and text probed as paths come from command
+lines, task files, comparison files and Python callers. Checked here, once, each fails as a
+:class:`~evalkit.errors.UsageError` naming the parameter, before any work, instead of as numpy's
+``SeedSequence`` error, an ``OSError: File name too long`` or a chart that cannot draw a label after an
+hour of evaluation. Standard library only: the CLI imports it before anything heavy.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from typing import Any
+
+from .errors import UsageError
+
+__all__ = ["MAX_SEED", "MAX_LABEL_CHARS", "integer", "seed", "label", "label_problem", "unique_labels",
+           "path_exists"]
+
+#: Largest seed accepted: numpy and the store (SQLite INTEGER) both hold it.
+MAX_SEED = 2 ** 63 - 1
+#: Longest checkpoint label: a file name's limit on common filesystems (labels name output files,
+#: after :func:`evalkit._io.safe_file_name`, and appear in every table and chart).
+MAX_LABEL_CHARS = 255
+
+
+def integer(value: Any, *, param: str, minimum: int | None = None, maximum: int | None = None,
+            what: str = "an integer") -> int:
+    """``value`` if it is an integer (not a bool, not 1.5) within [minimum, maximum]; else a UsageError.
+
+    Examples
+    --------
+    >>> integer(3, param="limit", minimum=1)
+    3
+    >>> integer(1.5, param="sample_seed")
+    Traceback (most recent call last):
+    ...
+    evalkit.errors.UsageError: sample_seed must be an integer, got 1.5.
+    """
+    low_ok = minimum is None or (isinstance(value, int) and value >= minimum)
+    high_ok = maximum is None or (isinstance(value, int) and value <= maximum)
+    if isinstance(value, bool) or not isinstance(value, int) or not (low_ok and high_ok):
+        bounds = (f" >= {minimum}" if minimum is not None else "") + \
+            (f"{' and' if minimum is not None else ''} <= {maximum}" if maximum is not None else "")
+        raise UsageError(f"{param} must be {what}{bounds}, got {_shown(value)}.", param=param)
+    return value
+
+
+def seed(value: Any, *, param: str, optional: bool = False) -> int | None:
+    """A random seed: an integer in [0, 2**63 - 1] (None too when ``optional``).
+
+    Examples
+    --------
+    >>> seed(-1, param="seed")
+    Traceback (most recent call last):
+    ...
+    evalkit.errors.UsageError: seed must be an integer from 0 to 2**63 - 1, got -1.
+    """
+    if value is None and optional:
+        return None
+    try:
+        return integer(value, param=param, minimum=0, maximum=MAX_SEED)
+    except UsageError:
+        none = " (or None)" if optional else ""
+        raise UsageError(f"{param} must be an integer from 0 to 2**63 - 1{none}, got {_shown(value)}.",
+                         param=param) from None
+
+
+def label_problem(value: Any) -> str | None:
+    """What is wrong with ``value`` as a checkpoint label, or None: a non-empty string of at most
+    :data:`MAX_LABEL_CHARS` characters without control characters (lone surrogates are kept: results
+    store them losslessly and reports escape them).
+
+    Examples
+    --------
+    >>> [label_problem(x) for x in ("tuned", " ", "a\\nb", "x" * 300, 7)]
+    [None, 'is empty', 'holds a control character (U+000A)', 'is 300 characters long (at most 255)', 'is not a string']
+    """
+    if not isinstance(value, str):
+        return "is not a string"
+    if not value.strip():
+        return "is empty"
+    if len(value) > MAX_LABEL_CHARS:
+        return f"is {len(value)} characters long (at most {MAX_LABEL_CHARS})"
+    control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        return f"holds a control character (U+{ord(control):04X})"
+    return None
+
+
+def label(value: Any, *, param: str = "label", source: str = "") -> str:
+    """``value`` if it is a usable checkpoint label (see :func:`label_problem`), else a UsageError."""
+    problem = label_problem(value)
+    if problem:
+        where = f"{source}: " if source else ""
+        raise UsageError(f"{where}checkpoint label {_shown(value)} {problem}; choose a short printable name "
+                         f"(LABEL=SPEC).", param=param)
+    return value
+
+
+def unique_labels(labels: list[str]) -> None:
+    """A UsageError when two checkpoints share a label (their results would overwrite each other).
+
+    The example labels are no option names: the command line turns ``name=VALUE`` hints into flags.
+    """
+    seen: set[str] = set()
+    for name in labels:
+        if name in seen:
+            raise UsageError(f"checkpoint label {name!r} is used twice; give each checkpoint its own label with "
+                             f"LABEL=SPEC (e.g. old=runs/a new=runs/b).", param="label")
+        seen.add(name)
+
+
+def path_exists(text: Any) -> bool:
+    """Whether ``text`` names an existing file or folder; text that cannot be a path (too long for the
+    filesystem, a NUL byte, not a string) is simply no existing path, never an ``OSError``."""
+    try:
+        return os.path.exists(os.path.expanduser(os.fspath(text)))
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -1,0 +1,59 @@
+"""What ``comparison.json`` is, written once: its kind and schema version, the significance level behind
+its ``significant`` flags and the reports' markers, and the one validator every reader uses.
+
+The builder (``evalkit._compare``), the readers (``load_comparison``, :class:`evalkit.Comparison`), the
+gate and the report writers all take these from here, one floor below them all (schema:
+``docs/comparison-schema.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._schema import COMPARISON, validate
+from .errors import UsageError
+
+__all__ = ["COMPARISON_KIND", "COMPARISON_SCHEMA_VERSION", "SIGNIFICANCE", "check_comparison", "is_significant"]
+
+COMPARISON_KIND = "evalkit.comparison"
+#: The newest schema this evalkit writes and reads.
+COMPARISON_SCHEMA_VERSION = 1
+#: A paired test's p-value below this is "significant": the summary's flags and counts, the reports' ✱ marks.
+SIGNIFICANCE = 0.05
+
+
+def is_significant(p_value: Any) -> bool:
+    """True for a finite p-value below :data:`SIGNIFICANCE`.
+
+    >>> is_significant(0.01), is_significant(0.05), is_significant(None), is_significant(float("nan"))
+    (True, False, False, False)
+    """
+    finite = isinstance(p_value, (int, float)) and not isinstance(p_value, bool) and math.isfinite(p_value)
+    return finite and p_value < SIGNIFICANCE
+
+
+def check_comparison(data: Any, *, source: str = "comparison", hint: str = "", file: bool = False) -> dict[str, Any]:
+    """Return ``data`` if it is a comparison this evalkit reads; else a one-line :class:`UsageError` naming ``source``.
+
+    Checks the kind and the schema version (a dictionary built in Python may leave out the kind). A file (``file=True``) is checked field by field too, NaN and
+    infinity refused; a dictionary built in Python needs its three tables, and is checked for non-finite
+    numbers when it is written (a ``ValueError`` there).
+    """
+    if not isinstance(data, dict):
+        raise UsageError(f"{source} must be a dict (the content of comparison.json), got {type(data).__name__}.")
+    if (file or "kind" in data) and data.get("kind") != COMPARISON_KIND:  # a minimal dict may leave it out
+        raise UsageError(f"{source}: not an evalkit comparison (kind {data.get('kind')!r}, expected "
+                         f"{COMPARISON_KIND!r}); give the comparison.json written by `evalkit compare`.")
+    version = data.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UsageError(f"{source}: 'schema_version' must be a positive integer, got {version!r}.")
+    if version > COMPARISON_SCHEMA_VERSION:
+        raise UsageError(f"{source}: schema_version {version} is newer than this evalkit reads "
+                         f"({COMPARISON_SCHEMA_VERSION}); upgrade evalkit.")
+    if file:
+        return validate(data, COMPARISON, source=source, hint=hint, finite_except=())
+    for key in ("checkpoints", "tasks", "metrics"):
+        if not isinstance(data.get(key), list):
+            raise UsageError(f"{source}: field '{key}' must be a list; re-run `evalkit compare` to rebuild it.")
+    return data
