@@ -23,8 +23,11 @@ def wants_bootstrap(ctx: Context, task: str, label: str, metric: str) -> bool:
 
 
 def _values(ctx: Context, task: str, label: str, records: list[SampleRecord], metric: str) -> np.ndarray | None:
-    evaluator = ctx.task(label, task).evaluator
+    task_result = ctx.task(label, task)
     n = len(records)
+    if task_result is None:
+        return None
+    evaluator = task_result.evaluator
     if n < 2:
         return None
     chunks = lambda: iter_bootstrap_indices(n, n_resamples=ctx.n_resamples, random_state=ctx.random_state)  # noqa: E731
@@ -57,7 +60,7 @@ def bootstrap_delta_ci(ctx: Context, task: str, label: str, metric: str, recs_a:
     if a is None or b is None or a.shape != b.shape:
         return None, None
     low, high = _percentiles(b - a, ctx.confidence)
-    if None in (low, high, observed):
+    if low is None or high is None or observed is None:
         return low, high
     result = contain(observed, low, high)
     return result.low, result.high

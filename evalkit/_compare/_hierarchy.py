@@ -67,14 +67,15 @@ def classify(truth: tuple[str, ...], pred: tuple[str, ...] | None, level: int) -
 
 def _level_errors(records: list[SampleRecord], level: int) -> dict[str, Any] | None:
     """Counts, outcomes and pair tallies of ``level`` over ``records`` (None if a record has no paths)."""
-    paths = [_paths(r) for r in records]
-    if not records or any(p is None for p in paths):
+    found = [_paths(r) for r in records]
+    paths = [p for p in found if p is not None]
+    if not records or len(paths) < len(found):
         return None
     kinds = [classify(truth, pred, level) for truth, pred in paths]
     reached = [len(truth) >= level for truth, _ in paths]
     pairs: dict[str, dict[tuple, list[str]]] = {"sibling": {}, "cross_branch": {}}
     for record, (truth, pred), kind in zip(records, paths, kinds):
-        if kind in pairs:
+        if kind in pairs and pred is not None:  # sibling and cross-branch errors have a predicted path
             pairs[kind].setdefault((truth[:level], pred[:level]), []).append(str(record.sample_id))
     return {"n": sum(reached), "kinds": Counter(k for k in kinds if k), "pairs": pairs,
             "wrong": {str(r.sample_id): k is not None for r, k, reach in zip(records, kinds, reached) if reach}}

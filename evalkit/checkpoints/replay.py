@@ -51,7 +51,7 @@ def read_confidences(path: str | Path) -> dict[tuple[str, str], float]:
     for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if line.strip():
             row = _load_row(path, lineno, line)
-            if "confidence" in row:
+            if isinstance(row, dict) and "confidence" in row:
                 found[(str(row["task"]), str(row["id"]))] = _confidence(path, lineno, row["confidence"])
     return found
 

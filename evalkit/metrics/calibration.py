@@ -59,7 +59,7 @@ def _check_bins(n_bins: Any, strategy: Any, func: str) -> int:
 
 
 def _check_precision(precision: Any, func: str) -> float:
-    if isinstance(precision, bool) or not isinstance(precision, Real) or not 0.0 < precision <= 1.0:
+    if isinstance(precision, bool) or not isinstance(precision, Real) or not 0.0 < float(precision) <= 1.0:
         raise ValueError(f"The 'precision' parameter of {func} must be a number in (0, 1]. Got {precision!r} instead.")
     return float(precision)
 

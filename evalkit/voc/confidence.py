@@ -59,7 +59,8 @@ def continuation_confidences(lm: Any, prompts: Sequence[str], answers: Sequence[
     """
     from .constrained import answer_prefix
 
-    todo = [(i, prompts[i], answer_prefix(prompts[i]) + answers[i]) for i in range(len(prompts)) if answers[i]]
+    todo = [(i, prompt, answer_prefix(prompt) + answer) for i, (prompt, answer) in enumerate(zip(prompts, answers))
+            if answer]
     scores = [float(out[0]) for out in lm.loglikelihood([make_request(i, c, x) for i, c, x in todo])] if todo else []
     out = [{"version": CONFIDENCE_VERSION, "method": "continuation_logprob", "path": 0.0, "logprob": None,
             "length": 0, "per": None} for _ in prompts]

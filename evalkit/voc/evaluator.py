@@ -293,7 +293,7 @@ class VocEvaluator:
         return outcomes
 
     def _generated_confidences(self, lm: Any, batch: list["VocExample"], prompts: list[str], outcomes: list[tuple],
-                               requests: list) -> list[dict | None]:
+                               requests: list) -> list[dict[str, Any] | None]:
         """Confidences of generated predictions: a predictions file's own, else one scoring pass (when possible)."""
         from .confidence import continuation_confidences, scoring_unavailable, stored_confidence
 
@@ -308,9 +308,9 @@ class VocEvaluator:
         tax = self.data.taxonomy
         answers = [tax.format(path) if path else None for path, _ in outcomes]
         try:
-            return continuation_confidences(
+            return [*continuation_confidences(
                 lm, prompts, answers, lambda i, context, continuation: self._request("loglikelihood", batch[i],
-                                                                                     (context, continuation), i))
+                                                                                     (context, continuation), i))]
         except (UsageError, NotImplementedError) as exc:  # served by an endpoint without prompt log-probabilities
             self._unscorable = scoring_unavailable(exc)
             return [None] * len(batch)

@@ -63,22 +63,27 @@ def routing_arrays(records: Sequence[SampleRecord], depth: int) -> dict[str, Any
     None unless every record has a confidence; the level arrays only when every record has level
     probabilities (constrained mode).
     """
-    confidences = [_confidence(r) for r in records]
-    if not records or any(c is None for c in confidences):
+    found = [_confidence(r) for r in records]
+    confidences = [c for c in found if c is not None]
+    if not records or len(confidences) < len(found):
         return None
     truths = [tuple(r.extra.get("target_path") or ()) for r in records]
     preds = [tuple(r.extra.get("pred_path") or ()) for r in records]
     out: dict[str, Any] = {
         "leaf": (np.asarray([t == p for t, p in zip(truths, preds)], dtype=float),
-                 np.clip(np.asarray([c["path"] for c in confidences], dtype=float), 0.0, 1.0)),
+                 _probabilities([c["path"] for c in confidences])),
         "folds": fold_ids([r.sample_id for r in records], N_FOLDS)}
     if all(isinstance(c.get("levels"), list) for c in confidences):
         for k in range(1, depth + 1):
             correct = [t[:k] == p[:k] and bool(p) for t, p in zip(truths, preds)]
             # a predicted path that stops above level k is its own level-k label: its whole probability
             conf = [c["levels"][k - 1] if len(p) >= k else c["path"] for c, p in zip(confidences, preds)]
-            out[f"level{k}"] = (np.asarray(correct, dtype=float), np.clip(np.asarray(conf, dtype=float), 0.0, 1.0))
+            out[f"level{k}"] = (np.asarray(correct, dtype=float), _probabilities(conf))
     return out
+
+
+def _probabilities(values: list) -> np.ndarray:
+    return np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
 
 
 def routing_scores(arrays: dict[str, Any], names: Sequence[str], indices: np.ndarray) -> dict[str, np.ndarray]:
