@@ -243,6 +243,23 @@ def test_comparison_gives_routing_metrics_bootstrap_intervals_and_paired_tests(t
     assert brier["ci_method"] == "jackknife" and brier["delta"] < 0 and brier["p_value"] < 0.01
 
 
+def test_every_domain_breakdown_row_gets_an_interval_and_a_family_adjusted_test(two_checkpoints):
+    rows = [r for r in two_checkpoints.data["breakdowns"] if r["checkpoint"] == "tuned"]
+    assert {(r["kind"], r["metric"]) for r in rows} == {("class", m) for m in ("precision", "recall", "f1")} | {
+        ("level", m) for m in ("macro_f1", "micro_f1")}
+    for row in rows:
+        assert row["p_value"] is not None and row["p_value_adjusted"] >= row["p_value"], row
+        assert row["family_size"] == sum(r["kind"] == row["kind"] and r["metric"] == row["metric"] for r in rows)
+        if row["value"] < 1.0:  # a precision of exactly 1 has no leave-one-out spread: no interval, not [1, 1]
+            assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["ci_low"] < row["ci_high"], row
+            assert row["delta_ci_low"] <= row["delta"] <= row["delta_ci_high"], row
+    recall = [r for r in rows if r["metric"] == "recall"]
+    assert {r["test"] for r in recall} == {"mcnemar_exact"}  # per-sample recall keeps its McNemar test
+    level = {r["key"]: r for r in rows if r["kind"] == "level" and r["metric"] == "macro_f1"}
+    metric = _row(two_checkpoints, "level2_macro_f1")
+    assert (level["2"]["ci_low"], level["2"]["ci_high"]) == pytest.approx((metric["ci_low"], metric["ci_high"]))
+
+
 def test_routing_curves_and_hierarchy_errors_in_the_comparison(two_checkpoints):
     routing = {r["checkpoint"]: r for r in two_checkpoints.data["routing"]}
     assert set(routing) == {"base", "tuned"}

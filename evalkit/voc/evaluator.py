@@ -419,3 +419,13 @@ class VocEvaluator:
                 raise ValueError("calibration and routing metrics need a confidence on every record")
             out.update(routing_scores(arrays, routing, indices))
         return {name: out[name] for name in names}
+
+    @classmethod
+    def resample_breakdown(cls, records: list[SampleRecord], kind: str, metric: str, keys: list[str],
+                           indices: Any) -> np.ndarray:
+        """Per-class and per-level breakdown values on resamples, shape (B, len(keys)): the comparison's
+        intervals and tests for breakdown rows (``metrics.hierarchical.resampled_breakdown``)."""
+        from ..metrics.hierarchical import resampled_breakdown
+
+        y_true, y_pred = cls._paths(records)
+        return resampled_breakdown(y_true, y_pred, kind, metric, keys, indices)
