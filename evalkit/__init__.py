@@ -23,6 +23,7 @@ _PUBLIC = {
     "evaluate": "evalkit.api",
     "compare": "evalkit.api",
     "Comparison": "evalkit.comparison",
+    "read_comparison": "evalkit.comparison",
     "Verdict": "evalkit.gate",
     "Policy": "evalkit.gate",
     "Checkpoint": "evalkit.checkpoints",
@@ -43,6 +44,7 @@ _PUBLIC = {
     "evaluate_policy": "evalkit.gate",
     "EvalkitError": "evalkit.errors",
     "UsageError": "evalkit.errors",
+    "ParameterTypeError": "evalkit.errors",
     "EvaluationError": "evalkit.errors",
     "ServerError": "evalkit.errors",
 }
@@ -50,7 +52,7 @@ __all__ = [  # a literal, so linters and type checkers see it; equal to sorted(_
     "Checkpoint", "Comparison", "EvalResult", "EvalkitError", "LoadOptions", "Policy", "ResultStore",
     "SampleRecord", "TaskConfig", "TaskResult", "UsageError", "Verdict", "build_comparison", "compare",
     "evaluate", "evaluate_checkpoint", "evaluate_policy", "get_evaluator", "load_policy", "parse_spec",
-    "register_evaluator", "resolve_tasks", "write_reports", "__version__",
+    "read_comparison", "register_evaluator", "resolve_tasks", "write_reports", "__version__",
 ]
 
 

@@ -13,16 +13,69 @@ import os
 import unicodedata
 from typing import Any
 
-from .errors import UsageError
+from .errors import ParameterTypeError, UsageError
 
 __all__ = ["MAX_SEED", "MAX_LABEL_CHARS", "integer", "seed", "label", "label_problem", "unique_labels",
-           "path_exists"]
+           "path_exists", "of_type", "path", "flag", "text", "text_mapping"]
 
 #: Largest seed accepted: numpy and the store (SQLite INTEGER) both hold it.
 MAX_SEED = 2 ** 63 - 1
 #: Longest checkpoint label: a file name's limit on common filesystems (labels name output files,
 #: after :func:`evalkit._io.safe_file_name`, and appear in every table and chart).
 MAX_LABEL_CHARS = 255
+
+
+def of_type(value: Any, types: type | tuple[type, ...], *, param: str, what: str) -> Any:
+    """``value`` if it is an instance of ``types`` (a bool is no number here), else a ParameterTypeError.
+
+    >>> of_type(3, str, param="note", what="a string")
+    Traceback (most recent call last):
+    ...
+    evalkit.errors.ParameterTypeError: note must be a string, got int 3.
+    """
+    wants_bool = bool in (types if isinstance(types, tuple) else (types,))
+    if not isinstance(value, types) or (isinstance(value, bool) and not wants_bool):
+        raise ParameterTypeError(f"{param} must be {what}, got {type(value).__name__} {_shown(value)}.", param=param)
+    return value
+
+
+def path(value: Any, *, param: str) -> "os.PathLike | str":
+    """A non-empty path (str or ``os.PathLike``) for ``param``; the value itself."""
+    of_type(value, (str, os.PathLike), param=param, what="a path (str or pathlib.Path)")
+    try:
+        empty = not str(os.fspath(value)).strip()
+    except TypeError:  # an os.PathLike whose __fspath__ returns no str/bytes
+        raise ParameterTypeError(f"{param} must be a path (str or pathlib.Path), got {_shown(value)}.",
+                                 param=param) from None
+    if empty:
+        raise UsageError(f"{param} must be a path, got an empty string.", param=param)
+    return value
+
+
+def flag(value: Any, *, param: str) -> bool:
+    """``value`` if it is True or False (not 1, not "yes")."""
+    return of_type(value, bool, param=param, what="True or False")
+
+
+def text(value: Any, *, param: str, optional: bool = True) -> str | None:
+    """``value`` if it is a string (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    return of_type(value, str, param=param, what="a string" + (" or None" if optional else ""))
+
+
+def text_mapping(value: Any, *, param: str) -> dict[str, str] | None:
+    """``value`` if it is None or a mapping of strings to strings (notes by label)."""
+    from collections.abc import Mapping
+
+    if value is None:
+        return None
+    of_type(value, Mapping, param=param, what="a mapping of label to text")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise ParameterTypeError(f"{param} must map labels (strings) to text (strings), got "
+                                     f"{_shown(key)}: {_shown(item)}.", param=param)
+    return dict(value)
 
 
 def integer(value: Any, *, param: str, minimum: int | None = None, maximum: int | None = None,

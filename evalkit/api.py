@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator
 
-from .errors import UsageError, did_you_mean
+from .errors import ParameterTypeError, UsageError, did_you_mean
 from .records import EvalResult
 
 __all__ = ["evaluate", "compare", "as_checkpoint", "load_options", "resolve", "with_limit", "open_store",
@@ -40,7 +40,11 @@ def load_options(**options: Any):
     allowed = [f.name for f in dataclasses.fields(LoadOptions)]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise TypeError(f"unknown option {unknown[0]!r}.{did_you_mean(unknown[0], allowed)}")
+        raise ParameterTypeError(f"unknown option {unknown[0]!r}.{did_you_mean(unknown[0], allowed)}",
+                                 param=unknown[0])
+    if "model_args" in options and not isinstance(options["model_args"], (str, Mapping)):
+        raise ParameterTypeError(f"model_args must be a mapping or 'KEY=VALUE,...', got "
+                                 f"{type(options['model_args']).__name__}.", param="model_args")
     if isinstance(options.get("model_args"), str):
         options["model_args"] = parse_pairs(split_commas(options["model_args"]), param="model_args")
     return LoadOptions(**options)
@@ -55,8 +59,15 @@ def resolve(tasks: Any, overrides: Any = None) -> list:
     """
     from .taskconfig import TaskConfig, parse_overrides, resolve_tasks
 
-    if isinstance(tasks, (str, os.PathLike, TaskConfig)):
+    one = (str, os.PathLike, TaskConfig)
+    if isinstance(tasks, one):
         tasks = [tasks]
+    if not isinstance(tasks, (list, tuple)) or not tasks or not all(isinstance(t, one) for t in tasks):
+        raise ParameterTypeError(f"tasks must be a task name, a task file path, a TaskConfig or a non-empty list of "
+                                 f"them, got {type(tasks).__name__} {tasks!r:.60}.", param="tasks")
+    if overrides is not None and not isinstance(overrides, (str, Mapping, list, tuple)):
+        raise ParameterTypeError(f"overrides must be a mapping or a list of 'TASK.KEY=VALUE' strings, got "
+                                 f"{type(overrides).__name__}.", param="overrides")
     items = [t if isinstance(t, TaskConfig) else str(t) for t in tasks]
     if len(items) == 1 and isinstance(items[0], str) and "," in items[0]:
         items = items[0]
@@ -125,6 +136,10 @@ def open_store(store: Any) -> Iterator[Any]:
     if isinstance(store, ResultStore):
         yield store
         return
+    if store is not None:  # an int or a list would become a file name ("123") in the working directory
+        from . import _validate
+
+        _validate.path(store, param="store")
     with ResultStore(store) as opened:
         yield opened
 
@@ -186,10 +201,13 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
     -------
     EvalResult
     """
+    from . import _validate
     from .checkpoints.memory import InMemoryCheckpoint, evaluation_mode
     from .progress import quiet_third_party
     from .run import evaluate_checkpoint
 
+    _validate.flag(rerun, param="rerun")
+    _validate.text(note, param="note")
     task_configs = with_limit(resolve(tasks, overrides), limit, sample_seed)
     checkpoint = as_checkpoint(model, tokenizer=tokenizer, label=label, note=note, fingerprint=fingerprint,
                                options=load_options(**options))
@@ -247,8 +265,29 @@ def compare(*results: Any, baseline: str | None = None, notes: Mapping[str, str]
     from ._compare import build_comparison
     from .comparison import Comparison
 
+    _check_compare_arguments(baseline, notes, settings)
     parsed, given = _as_results(results)
     if len(parsed) < 2:
         raise UsageError(f"compare needs at least two checkpoints' results, got {len(parsed)}.", param="results")
     data = build_comparison(parsed, baseline=baseline, notes=notes, **settings)
     return Comparison(data, results=given)
+
+
+#: ``compare(**settings)``: each setting's check (the statistics' own ValueErrors name no API parameter).
+_COMPARE_SETTINGS = {"n_resamples": dict(minimum=1, what="an integer"),
+                     "max_flips": dict(minimum=0, what="an integer")}
+
+
+def _check_compare_arguments(baseline: Any, notes: Any, settings: dict[str, Any]) -> None:
+    from . import _validate
+
+    _validate.text(baseline, param="baseline")
+    _validate.text_mapping(notes, param="notes")
+    for name, value in settings.items():
+        if name == "random_state":
+            _validate.seed(value, param=name)
+        elif name in _COMPARE_SETTINGS:
+            _validate.integer(value, param=name, **_COMPARE_SETTINGS[name])
+        else:
+            known = ["random_state", *_COMPARE_SETTINGS]
+            raise ParameterTypeError(f"unknown setting {name!r}.{did_you_mean(name, known)}", param=name)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .records import EvalResult
 
-__all__ = ["Comparison"]
+__all__ = ["Comparison", "read_comparison"]
 
 
 class Comparison:
@@ -117,6 +117,47 @@ class Comparison:
         gated = f", verdict={self.verdict.status!r}" if self.verdict is not None else ""
         return f"<Comparison baseline={self.baseline!r} checkpoints={self.labels} tasks={self.tasks}{gated}>"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the report's verdict, summary cards and study table."""
+        from .integrations.notebook import comparison_html
+
+        return comparison_html(self.data)
+
+    def to_pandas(self, table: str = "metrics"):
+        """The metric rows (``table="breakdowns"``: the breakdown rows) as a ``pandas.DataFrame``.
+
+        One row per task, metric and checkpoint: value and interval, baseline value, delta and its
+        interval, test, p and adjusted p, ``significant`` and the gate's ``decision``; any further field
+        of the rows follows. Columns: ``docs/integrations.md``.
+        """
+        from .integrations.pandas import comparison_frame
+
+        return comparison_frame(self.data, table)
+
+    # ------------------------------------------------------------------------------ experiment trackers
+    def log_to_mlflow(self, run: Any = None, *, report: bool = True) -> str:
+        """Record the comparison in MLflow; return the parent run's id (needs ``evalkit[mlflow]``).
+
+        ``run``: a run id or ``mlflow`` run to log into; None: the active run, else a new one. Each
+        checkpoint gets a nested run with its metrics and their interval bounds; the parent gets the
+        deltas and p-values, the verdict as tags and, with ``report``, the report folder as artifacts.
+        See :mod:`evalkit.integrations.mlflow`.
+        """
+        from .integrations.mlflow import log_comparison
+
+        return log_comparison(self, run=run, report=report)
+
+    def log_to_wandb(self, run: Any = None, *, report: bool = True) -> str:
+        """Record the comparison in Weights & Biases; return the run's id (needs ``evalkit[wandb]``).
+
+        ``run``: a ``wandb`` run to log into; None: the current run, else a new one. Metrics, deltas and
+        p-values go to the run summary, the verdict to tags and summary, the study table as a
+        ``wandb.Table``, the report folder as an artifact. See :mod:`evalkit.integrations.wandb`.
+        """
+        from .integrations.wandb import log_comparison
+
+        return log_comparison(self, run=run, report=report)
+
     # ------------------------------------------------------------------------------ gating and writing
     def gate(self, policy: Any):
         """Apply a release policy (a YAML path, a policy mapping or a :class:`~evalkit.gate.Policy`).
@@ -140,9 +181,10 @@ class Comparison:
         ``results/LABEL.json`` for each result object, ``report.html``, ``report.md``,
         ``comparison.json``, ``metrics.csv``, and after :meth:`gate` ``junit.xml`` and ``verdict.json``.
         """
+        from . import _validate
         from ._io import OutputFolder, dump_json
 
-        with OutputFolder(out_dir) as folder:  # every file through the one write guard; manifest.json last
+        with OutputFolder(_validate.path(out_dir, param="out_dir")) as folder:  # every file through the one write guard; manifest.json last
             written = [folder.write_text(*results_file_name(r.checkpoint.label), text=dump_json(r.to_dict()))
                        for r in self.results]
             written += self.write_report(folder)
@@ -154,9 +196,12 @@ class Comparison:
 
     def write_report(self, out_dir: str | Path) -> list[Path]:
         """Only ``report.html``, ``report.md``, ``comparison.json`` and ``metrics.csv`` (``evalkit report``)."""
+        from . import _validate
         from ._io import OutputFolder
         from .report import write_reports
 
+        if not isinstance(out_dir, OutputFolder):
+            _validate.path(out_dir, param="out_dir")
         return write_reports(self.data, out_dir if isinstance(out_dir, OutputFolder) else Path(out_dir))
 
     # ------------------------------------------------------------------------------ serialising
@@ -171,9 +216,26 @@ class Comparison:
     @classmethod
     def load(cls, path: str | Path) -> "Comparison":
         """Read a ``comparison.json`` written by :meth:`write` or ``evalkit compare``."""
+        from . import _validate
         from ._compare import load_comparison
 
-        return cls(load_comparison(path))
+        return cls(load_comparison(_validate.path(path, param="path")))
+
+
+def read_comparison(path: str | Path) -> Comparison:
+    """Load a folder written by :meth:`Comparison.write` (or ``evalkit compare --out``) as a :class:`Comparison`.
+
+    ``path`` is the folder or its ``comparison.json``. The verdict comes back when the comparison was
+    gated, and ``results`` holds the ``results/LABEL.json`` files the folder has.
+    """
+    folder = Path(path)
+    file = folder / "comparison.json" if folder.is_dir() else folder
+    comparison = Comparison.load(file)
+    for label in comparison.labels:
+        result_path = file.parent.joinpath(*results_file_name(label))
+        if result_path.is_file():
+            comparison.results.append(EvalResult.load(result_path))
+    return comparison
 
 
 def results_file_name(label: str) -> tuple[str, str]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["EvalkitError", "UsageError", "EvaluationError", "ServerError", "did_you_mean", "register_secret", "redact",
-           "printable", "redact_secrets", "warn"]
+__all__ = ["EvalkitError", "UsageError", "ParameterTypeError", "EvaluationError", "ServerError", "did_you_mean",
+           "register_secret", "redact", "printable", "redact_secrets", "warn"]
 
 
 class EvalkitError(Exception):
@@ -30,6 +30,14 @@ class EvalkitError(Exception):
 
 class UsageError(EvalkitError):
     """Bad input: a spec, file, option or configuration value (exit code 2)."""
+
+
+class ParameterTypeError(UsageError, TypeError):
+    """A Python caller passed an argument of the wrong type, or one the function does not take (exit code 2).
+
+    A :class:`UsageError` naming the parameter (``param``) and also a ``TypeError``, as Python's own
+    "unexpected keyword argument" is, so either ``except`` catches it.
+    """
 
 
 class EvaluationError(EvalkitError):

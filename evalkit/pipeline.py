@@ -51,13 +51,14 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
                      policy: str | None, notes: list[str], overrides: list[str], rerun: bool, load_options,
                      limit: int | None = None, sample_seed: int | None = 0,
                      store_path: str | None, sequential: bool = False, sequential_seed: int = 0,
-                     sequential_chunk: int | None = None, verbose: bool = False) -> int:
+                     sequential_chunk: int | None = None, verbose: bool = False, trackers: list[str] = ()) -> int:
     """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed).
 
     ``sequential=True`` (needs ``policy``) evaluates gated tasks in seeded random chunks and stops each
     once its gates are decided by anytime-valid confidence sequences (:mod:`evalkit.sequential`).
     Other libraries' bars and warnings are silenced while evaluating unless ``verbose``; every input is
     checked before (so a usage error never waits for torch or transformers to import).
+    ``trackers`` (``"mlflow"``, ``"wandb"``) also record the written comparison there.
     """
     from . import api
     from ._pairs import parse_pairs
@@ -73,6 +74,7 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
         from .gate._preflight import check_policy_fits_tasks
 
         check_policy_fits_tasks(policy_obj, task_configs)
+    _check_trackers(trackers)  # a missing extra fails now, not after evaluating
     prior = load_results_files(baseline_results)
     if len(specs) + len(prior) < 2:
         raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")
@@ -86,6 +88,7 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
                                              sequential_seed, sequential_chunk, rerun, note_map, load_options)
         click.echo(verdict_text(comparison.verdict))
         _echo_written(comparison.write(out))
+        _log_to_trackers(comparison, trackers)
         return comparison.verdict.exit_code
     with api.open_store(store_path) as store, quiet_third_party(verbose):
         results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior,
@@ -97,6 +100,7 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     if policy_obj is not None:
         click.echo(verdict_text(comparison.gate(policy_obj)))
     _echo_written(comparison.write(out))
+    _log_to_trackers(comparison, trackers)
     return comparison.verdict.exit_code if comparison.verdict is not None else 0
 
 
@@ -120,6 +124,23 @@ def _load_policy(policy: str | None):
     from .gate import load_policy
 
     return load_policy(Path(policy))
+
+
+#: ``--log`` choices: the library module each needs and the tracker's name.
+TRACKERS = {"mlflow": ("mlflow", "MLflow"), "wandb": ("wandb", "Weights & Biases")}
+
+
+def _check_trackers(trackers) -> None:
+    from .integrations._extras import require
+
+    for name in trackers:
+        require(TRACKERS[name][0], f"logging to {TRACKERS[name][1]}", param="log")
+
+
+def _log_to_trackers(comparison, trackers) -> None:
+    for name in trackers:
+        run_id = comparison.log_to_mlflow() if name == "mlflow" else comparison.log_to_wandb()
+        click.echo(f"logged to {TRACKERS[name][1]} run {run_id}")
 
 
 def _echo_written(paths: list[Path]) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 from .errors import UsageError
 
 __all__ = ["SCHEMA_VERSION", "SampleRecord", "TaskResult", "CheckpointInfo", "EvalResult", "sample_order_key",
-           "in_sample_order", "MetricSpec", "record_value", "LEVELS", "UNITS", "BREAKDOWN_COUNT_FIELDS"]
+           "in_sample_order", "MetricSpec", "record_value", "LEVELS", "UNITS", "BREAKDOWN_COUNT_FIELDS",
+           "COLUMNS_VERSION", "SAMPLE_COLUMNS", "columns_frame"]
 
 #: Bump when a field changes meaning; readers refuse newer major versions.
 SCHEMA_VERSION = 1
@@ -328,6 +329,21 @@ class EvalResult:
         tasks = ", ".join(f"{name} n={task.n_samples}" for name, task in self.tasks.items()) or "no tasks"
         return f"<EvalResult {self.checkpoint.label} ({self.checkpoint.kind}): {tasks}>"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the checkpoint and each task's metrics with their intervals."""
+        from .integrations.notebook import result_html
+
+        return result_html(self)
+
+    def to_pandas(self):
+        """One row per sample of every task: prediction, correctness, confidence where present, breakdown keys.
+
+        Columns (``frame.attrs["evalkit_columns_version"]``): :data:`SAMPLE_COLUMNS`, then ``score.NAME``
+        per per-sample score and ``breakdown.KIND`` per breakdown whose stored declaration names its
+        record field (``group_by``); see ``docs/integrations.md``.
+        """
+        return _samples_frame(self)
+
     def to_dict(self, *, with_samples: bool = True) -> dict[str, Any]:
         return {
             "schema_version": self.schema_version,
@@ -373,3 +389,55 @@ class EvalResult:
         from ._io import read_json_object
 
         return cls.from_dict(read_json_object(path), source=str(path))
+
+
+# ------------------------------------------------------------------------------------ pandas
+
+#: Bumped when a documented column of evalkit's pandas tables is renamed, removed or changes meaning.
+COLUMNS_VERSION = 1
+#: ``EvalResult.to_pandas()``: one row per (task, sample), then ``score.NAME`` and ``breakdown.KIND`` columns.
+SAMPLE_COLUMNS = ("checkpoint", "task", "axis", "sample_id", "input", "target", "prediction", "correct",
+                  "confidence", "group")
+
+
+def columns_frame(rows: list[dict[str, Any]], columns: list[str]):
+    """A ``pandas.DataFrame`` of ``rows`` in ``columns``, tagged with :data:`COLUMNS_VERSION`."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=columns)
+    frame.attrs["evalkit_columns_version"] = COLUMNS_VERSION
+    return frame
+
+
+def _samples_frame(result: EvalResult):
+    rows, extra_columns = [], {}
+    for name, task in result.tasks.items():
+        keys = _breakdown_fields(task)
+        for record in task.samples:
+            row = {"checkpoint": result.checkpoint.label, "task": name, "axis": task.axis,
+                   "sample_id": record.sample_id, "input": record.input, "target": record.target,
+                   "prediction": record.prediction, "correct": record.correct,
+                   "confidence": _confidence(record), "group": record.group}
+            row.update({f"score.{key}": value for key, value in record.scores.items()})
+            row.update({f"breakdown.{kind}": record_value(record, field) for kind, field in keys.items()})
+            extra_columns.update(dict.fromkeys(k for k in row if k not in SAMPLE_COLUMNS))
+            rows.append(row)
+    return columns_frame(rows, list(SAMPLE_COLUMNS) + sorted(extra_columns))
+
+
+def _breakdown_fields(task: TaskResult) -> dict[str, str]:
+    """``{kind: record field}`` of the breakdowns whose stored declaration (``"KIND/METRIC"``) has ``group_by``."""
+    fields: dict[str, str] = {}
+    for name, spec in sorted((task.metric_specs or {}).items()):
+        group_by = MetricSpec.from_dict(spec).group_by
+        if "/" in name and group_by and "*" not in name:
+            fields.setdefault(name.split("/", 1)[0], group_by)
+    return fields
+
+
+def _confidence(record: SampleRecord) -> Any:
+    """A record's confidence where the evaluator gave one (a field of its own, or a score / extra entry)."""
+    value = getattr(record, "confidence", None)
+    if value is None:
+        value = record.scores.get("confidence", record.extra.get("confidence"))
+    return value

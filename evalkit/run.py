@@ -146,7 +146,8 @@ def _request_stats(lm) -> dict[str, float]:
     if stats is None:
         return {}
     return {"requests": stats.requests, "retries": stats.retries, "request_seconds": stats.seconds,
-            "next_token_requests": stats.next_token_requests, "rescored_per_option": stats.rescored_per_option}
+            "next_token_requests": stats.next_token_requests, "exact_token_requests": stats.exact_token_requests,
+            "rescored_per_option": stats.rescored_per_option}
 
 
 def _scoring_setting(lm, evaluator, timing: dict) -> str | None:

@@ -53,9 +53,24 @@ class TaskConfig:
     base_dir: Path = field(default_factory=Path.cwd)
 
     def resolve_path(self, value: str | Path) -> Path:
-        """A path from the task file, relative to the file's folder unless absolute."""
+        """A path from the task file: under the data root for ``$EVALKIT_DATA/...``
+        (:func:`evalkit._paths.data_root`), else relative to the file's folder unless absolute."""
+        text = str(value)
+        for prefix in ("${EVALKIT_DATA}", "$EVALKIT_DATA"):
+            if text.startswith(prefix + "/") or text.startswith(prefix + "\\"):
+                return self._data_root(text) / text[len(prefix) + 1:]
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
+
+    def _data_root(self, value: str) -> Path:
+        from ._paths import data_root
+
+        root = data_root()
+        if root is None:
+            raise UsageError(f"{self.source}: {value} is under the data root, which is not set here; set "
+                             f"EVALKIT_DATA=DIR (the folder holding {value.split('/', 1)[1]}) or point the task "
+                             f"at its file with overrides='{self.name}.data=PATH' (or another path key).")
+        return root
 
 
 def shipped_task_names() -> list[str]:
@@ -118,8 +133,20 @@ def resolve_tasks(items: list[str | TaskConfig] | str,
         if not matching:
             raise UsageError(f"an override names no task named {task_name!r} among the tasks "
                              f"({', '.join(names)}).", param="overrides")
-        matching[0].options.update(values)
+        matching[0].options.update(_paths_from_here(values))
     return configs
+
+
+#: Task options that name files or folders: given as overrides, a relative one is relative to the current
+#: folder (where the user typed it), not to the task file's folder (inside the installed package).
+PATH_KEYS = ("data", "train_data", "taxonomy", "lm_eval_config")
+
+
+def _paths_from_here(values: dict[str, Any]) -> dict[str, Any]:
+    """Override values with relative paths made absolute from the current folder; ``$EVALKIT_DATA/...`` kept."""
+    return {key: str(Path(value).expanduser().absolute())
+            if key in PATH_KEYS and isinstance(value, str) and value and not value.startswith("$") else value
+            for key, value in values.items()}
 
 
 def _resolve_one(item: str | TaskConfig) -> TaskConfig:

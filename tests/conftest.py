@@ -74,3 +74,72 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present on this machine")
     return SHARED_DATA
+
+
+#: A policy with a passing, a warning and a failing gate on the synthetic comparison (tests/synthetic_results.py).
+MIXED_POLICY = {"gates": [{"metric": "voc_sample.path_acc", "min_gain": 0.1},
+                          {"metric": "mmlu.acc", "max_drop": 0.02, "significance": 0.05},
+                          {"metric": "ifeval.prompt_level_strict_acc", "max_drop": 0.05}]}
+
+
+@pytest.fixture(scope="session")
+def gated_comparison_dir(tmp_path_factory) -> Path:
+    """The synthetic three-checkpoint comparison, gated by :data:`MIXED_POLICY`, written as ``evalkit compare
+    --out`` writes it (results/, report, comparison.json, verdict.json)."""
+    import evalkit
+    from synthetic_results import make_results
+
+    comparison = evalkit.compare(*make_results(), n_resamples=200)
+    comparison.gate(MIXED_POLICY)
+    out = tmp_path_factory.mktemp("gated") / "report"
+    comparison.write(out)
+    return out
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now (for a server that cannot bind port 0 and report it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` (SQLite backend, artifacts served from a temporary folder) on 127.0.0.1;
+    one per test session; yields its tracking URI."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("mlflow")
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no background job workers
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+               "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1"]
+    log = open(root / "server.log", "wb")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600  # creating the tables takes seconds on idle cores, minutes on busy ones
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=5):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and the uvicorn worker it started
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()

@@ -496,17 +496,6 @@ def test_example_policy_is_valid():
     assert policy.task_names() == {"voc_sample", "mmlu", "ifeval"}
 
 
-def test_example_workflow_is_plausible():
-    workflow = yaml.safe_load((REPO / "examples" / "github-actions" / "evalkit-gate.yml").read_text())
-    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
-    uses = [step.get("uses", "") for step in steps]
-    assert any(u.startswith("actions/cache@") for u in uses) and any(u.startswith("actions/upload-artifact@") for u in uses)
-    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
-    assert upload["if"] == "always()" and "report/junit.xml" in upload["with"]["path"]
-    commands = "\n".join(step.get("run", "") for step in steps)
-    assert "evalkit compare" in commands and "--policy" in commands and "download.pytorch.org/whl/cpu" in commands
-
-
 def test_malformed_comparison_rows_are_input_errors(comparison):
     comparison["metrics"].append({"task": "mmlu", "value": 0.3})
     with pytest.raises(UsageError, match=r"comparison: metrics row \d+ lacks metric, checkpoint"):

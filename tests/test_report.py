@@ -227,3 +227,12 @@ def test_large_comparison_html_stays_compact():
     assert len(html.encode()) < 2_000_000
     assert html.count("<tr><td class=\"key\">class ") == 441
     assert "and this explorer the first 60 of those (720 of 2400)" in html
+
+
+def test_a_relative_change_from_a_near_zero_baseline_is_not_shown_as_a_percentage():
+    comparison = load()
+    row = next(r for r in comparison["metrics"] if r["checkpoint"] != comparison["baseline"] and r.get("relative"))
+    row.update(baseline_value=0.002, value=0.327, delta=0.325, relative=163.5)
+    html = render_html(comparison)
+    assert "+16,250.0%" not in html and "+16250.0%" not in html
+    assert "– (baseline ≈ 0)" in html

@@ -302,3 +302,40 @@ def test_readable_at_three_widths_nothing_overflows_its_card(loaded_report, tmp_
     target.parent.mkdir(exist_ok=True)
     target.write_bytes(base64.b64decode(shot["data"]))
     loaded_report.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+
+
+_PHONE_JS = """(() => {
+    const inView = el => { const b = el.getBoundingClientRect();
+                           return b.width > 0 && b.left >= -1 && b.right <= window.innerWidth + 1; };
+    const study = Array.from(document.querySelectorAll('table.study tbody td'));
+    const general = study.filter(td => (td.dataset.label || '').startsWith('mmlu acc'));
+    const messages = Array.from(document.querySelectorAll('#verdict table.checks td.message'));
+    const notes = study.filter(td => td.classList.contains('note') && td.textContent.trim());
+    const policy = document.querySelector('#verdict .path');
+    return {
+        generalCells: general.length, generalInView: general.filter(inView).length,
+        messages: messages.length, messagesInView: messages.filter(inView).length,
+        narrowestNote: Math.min(...notes.map(td => td.getBoundingClientRect().width)),
+        policyInView: inView(policy), policyTitle: policy.title,
+    };
+})()"""
+
+
+def test_a_phone_sees_the_forgetting_column_the_verdict_message_and_the_whole_policy_path(loaded_report, tmp_path):
+    """At 390 px: study and verdict tables become one card per row, nothing hides behind a sideways scroll."""
+    loaded_report.call("Emulation.setDeviceMetricsOverride", width=390, height=900, deviceScaleFactor=1, mobile=True)
+    comparison = json.loads(FIXTURE.read_text())
+    long_policy = "configs/release-gates/customer-feedback-router/" + "very-long-folder-name-" * 3 + "policy.yaml"
+    comparison["verdict"]["policy"] = long_policy
+    open_report(loaded_report, comparison, tmp_path)
+    try:
+        seen = loaded_report.evaluate(_PHONE_JS)
+        layout = loaded_report.evaluate(_OVERFLOW_JS)
+    finally:
+        loaded_report.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1,
+                           mobile=False)
+    assert seen["generalCells"] == 3 and seen["generalInView"] == 3, seen  # forgetting, for every checkpoint
+    assert seen["messages"] >= 1 and seen["messagesInView"] == seen["messages"], seen
+    assert seen["narrowestNote"] > 150, seen  # not a word per line
+    assert seen["policyInView"] and seen["policyTitle"] == long_policy, seen
+    assert layout["bad"] == [] and layout["page"] <= layout["viewport"], layout

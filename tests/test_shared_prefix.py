@@ -114,7 +114,8 @@ def test_single_token_choices_cost_one_request_per_question(tiny_chat_model_dir,
         shared_prefill = server.prefilled - prefilled_before
     _assert_equal(per_option, shared)
     assert lm.uses_shared_prefix()
-    assert lm.request_stats.next_token_requests == len(QUESTIONS) and lm.request_stats.rescored_per_option == 0
+    stats = lm.request_stats
+    assert stats.next_token_requests == len(QUESTIONS) and stats.rescored_per_option == stats.exact_token_requests == 0
     assert server.kinds["echo"] == before["echo"]  # no per-option request in the shared mode
     assert shared_prefill <= 0.35 * echo_prefill  # one prefill of each question instead of four
 
@@ -128,13 +129,19 @@ def _likely_choices(server: ModelServer, question: str, n: int) -> list[str]:
     return [text for t, text in zip(top, texts) if tokenizer(question + text).input_ids == ids + [t]]
 
 
-def test_choices_outside_the_top_k_are_rescored_per_option_and_equal(tiny_chat_model_dir):
-    with ModelServer(tiny_chat_model_dir, max_top=3) as server:
+@pytest.mark.parametrize("server_options, exact", [({}, True), ({"renormalized": True}, False), ({"allowed": False}, False)])
+def test_choices_outside_the_top_k_are_asked_for_alone_or_rescored_per_option_and_equal(tiny_chat_model_dir,
+                                                                                        server_options, exact):
+    """Outside the top 3: one request allowing only that token where the server returns its raw log-prob
+    (vLLM); where it renormalises over the allowed token or ignores the whitelist, the token's echo request."""
+    with ModelServer(tiny_chat_model_dir, max_top=3, **server_options) as server:
         pairs = [(q, c) for q in QUESTIONS for c in _likely_choices(server, q, 3) + PHRASES[:2] + LETTERS[:2]]
         per_option, shared, lm, _ = _both_modes(server, pairs)
     _assert_equal(per_option, shared)
-    inside = len(pairs) - 4 * len(QUESTIONS)
-    assert inside > 0 and lm.request_stats.rescored_per_option == len(pairs) - inside
+    outside = 4 * len(QUESTIONS)
+    assert len(pairs) > outside and lm._exact_tokens_checked == exact
+    stats = lm.request_stats
+    assert (stats.rescored_per_option, stats.exact_token_requests > 0) == ((0, True) if exact else (outside, False))
 
 
 def test_multi_token_choices_walk_the_trie_and_equal_the_per_option_path(tiny_chat_model_dir):

@@ -1,5 +1,5 @@
 """Store locations and the PostgreSQL backend against a real server: URLs, credentials, schema versions,
-many writers with kills, export/import, gc, and two working directories sharing one store."""
+many writers with kills, export/import, gc, sequential resume, and two working directories sharing one store."""
 
 from __future__ import annotations
 
@@ -274,7 +274,7 @@ def test_a_damaged_export_changes_nothing(store_location, tmp_path):
             import_store(store, path)
 
 
-def test_gc_drops_runs_no_installed_code_can_reuse(store_location, capsys):
+def test_gc_drops_runs_no_installed_code_can_reuse(store_location, capsys, monkeypatch):
     from evalkit.run import library_versions
 
     lm_eval = library_versions()["lm-eval"]
@@ -296,6 +296,11 @@ def test_gc_drops_runs_no_installed_code_can_reuse(store_location, capsys):
     assert _cli("--store", store_location, "store", "ls", "--json") == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted((r["label"], r["samples"], r["status"]) for r in listed) == [("keep", 1, "running"), ("plugin", 1, "running")]
+    monkeypatch.setenv("EVALKIT_STORE", store_location)  # the same store named by the environment
+    assert _cli("store", "ls") == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].endswith(": 2 runs") and PASSWORD not in table[0]
+    assert sorted(line.split()[2] for line in table[2:]) == ["keep", "plugin"]
 
 
 # ---------------------------------------------------------------------------------------- two machines
@@ -356,3 +361,55 @@ def test_a_value_postgresql_cannot_hold_is_a_usage_error(postgres_server):
         with pytest.raises(UsageError, match="PostgreSQL cannot store a value .*NUL"):
             store.add_samples(key, [SampleRecord("a\x00b"), SampleRecord("ok")])
         assert store.count_samples(key) == 0, "the batch is one transaction: nothing of it is stored"
+
+
+def test_a_dropped_connection_is_opened_again(postgres_server):
+    """A server restart or a proxy dropping an idle connection (while a model loads) costs no run."""
+    import psycopg
+
+    with ResultStore(postgres_server.empty_store()) as store:
+        key = RunKey("fp", "t", "c", "counting", "1", "x")
+        store.start_run(key, {"label": "a"})
+        for operation in (lambda: store.add_samples(key, [SampleRecord("1")]), lambda: store.count_samples(key)):
+            pid = store._db._conn.info.backend_pid
+            with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            operation()
+            assert store._db._conn.info.backend_pid != pid
+        assert store.count_samples(key) == 1
+
+
+# ---------------------------------------------------------------------------------------- sequential resume
+
+def test_sequential_stop_and_resume_through_either_store(store_location, capsys):
+    """A sequential run leaves its stopped runs open in the store; a stricter one resumes from their samples."""
+    from evalkit.evaluators.base import MetricSpec
+    from evalkit.gate import as_policy
+    from evalkit.sequential._drive import collect_results_sequential
+    from tests.helpers.fake import CountingEvaluator
+
+    class Scored(CountingEvaluator):  # the fake's acc declared a per-sample score, which confidence sequences need
+        def aggregate(self, records):
+            result = super().aggregate(records)
+            result.metric_specs = {"acc": MetricSpec(level="sample").to_dict()}
+            return result
+
+    task = counting_task(n=400, batch=20)
+    checkpoints = [FakeCheckpoint(label="base", fingerprint="b"), FakeCheckpoint(label="twin", fingerprint="t")]
+
+    def run(significance: float):
+        policy = as_policy({"gates": [{"metric": "count.acc", "max_drop": 0.05, "significance": significance}]})
+        with ResultStore(store_location) as store:
+            return collect_results_sequential(checkpoints, [task], [Scored(task)], store, policy, chunk_size=40)[1]
+
+    first = run(0.05)["tasks"]["count"]
+    assert first["stopped_early"] and first["samples_used"] < 400
+    with ResultStore(store_location) as store:
+        assert store.runs() == [], "stopped runs stay open"
+        stored = {run["label"]: run["samples"] for run in list_runs(store)}
+    assert stored == {"base": first["samples_used"], "twin": first["samples_used"]}
+    calls = [c.lm.calls for c in checkpoints]
+    second = run(1e-9)["tasks"]["count"]
+    assert second["samples_used"] > first["samples_used"]
+    new_calls = [c.lm.calls - before for c, before in zip(checkpoints, calls)]
+    assert new_calls == [second["samples_used"] - first["samples_used"]] * 2, "stored samples are not evaluated again"

@@ -177,3 +177,36 @@ def test_wheel_ships_every_task_file(tmp_path):
                if p.is_file() and "__pycache__" not in p.parts}
     assert shipped == on_disk
     assert "evalkit/tasks/mmlu.yaml" in shipped and "evalkit/tasks/lm_eval/mmlu_letter_template_yaml" in shipped
+
+
+def _pretend_checkout(tmp_path, monkeypatch, *, shared: bool):
+    """evalkit running from ``tmp_path/repo`` (a checkout), with or without ``tmp_path/shared/data`` beside it."""
+    import evalkit._paths
+
+    (tmp_path / "repo" / "evalkit").mkdir(parents=True)
+    (tmp_path / "repo" / "pyproject.toml").write_text("")
+    if shared:
+        (tmp_path / "shared" / "data").mkdir(parents=True)
+    monkeypatch.setattr(evalkit._paths, "__file__", str(tmp_path / "repo" / "evalkit" / "_paths.py"))
+    monkeypatch.delenv("EVALKIT_DATA", raising=False)
+
+
+def test_shipped_voc_cfpb_reads_under_the_data_root(tmp_path, monkeypatch):
+    cfpb = resolve_tasks(["voc_cfpb"])[0]
+    _pretend_checkout(tmp_path, monkeypatch, shared=True)  # a checkout beside ../shared/data finds it by default
+    assert cfpb.resolve_path(cfpb.options["data"]) == tmp_path / "shared" / "data" / "voc/cfpb/cfpb_narratives_4level.csv"
+    monkeypatch.setenv("EVALKIT_DATA", str(tmp_path / "elsewhere"))  # the variable wins (a wheel install needs it)
+    assert cfpb.resolve_path(cfpb.options["data"]) == tmp_path / "elsewhere" / "voc/cfpb/cfpb_narratives_4level.csv"
+
+
+def test_no_data_root_is_one_line_naming_the_variable_and_the_override(tmp_path, monkeypatch):
+    cfpb = resolve_tasks(["voc_cfpb"])[0]
+    _pretend_checkout(tmp_path, monkeypatch, shared=False)
+    with pytest.raises(UsageError, match=r"set EVALKIT_DATA=DIR .*overrides='voc_cfpb\.data=PATH'"):
+        cfpb.resolve_path(cfpb.options["data"])
+
+
+def test_a_relative_override_path_is_relative_to_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (cfpb,) = resolve_tasks(["voc_cfpb"], {"voc_cfpb": {"data": "mine/complaints.csv"}})
+    assert cfpb.resolve_path(cfpb.options["data"]) == tmp_path / "mine" / "complaints.csv"

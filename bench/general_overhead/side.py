@@ -32,15 +32,30 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 class ForwardClock:
     """Times and counts ``HFLM._model_call`` and ``_model_generate`` for every HFLM (class-level patch)."""
 
-    def __init__(self):
+    def __init__(self, keep_inputs: bool = False):
         from lm_eval.models.huggingface import HFLM
 
         self.seconds, self.cpu, self.tokens, self.calls = 0.0, 0.0, 0, 0
+        self.kept: list = []  # (lm, original _model_call, padded input tensor) with keep_inputs
+        self.keep_inputs = keep_inputs
         for name in ("_model_call", "_model_generate"):
-            setattr(HFLM, name, self._timed(getattr(HFLM, name)))
+            setattr(HFLM, name, self._timed(getattr(HFLM, name), name))
 
-    def _timed(self, method):
+    def pure_forward(self) -> tuple[float, float]:
+        """Wall and CPU seconds of the kept ``_model_call`` batches run again in a bare loop: the model's own
+        time for exactly the batches the run sent (same padded tensors, same order)."""
+        import torch
+
+        started, cpu = time.perf_counter(), time.process_time()
+        with torch.no_grad():
+            for lm, method, inputs in self.kept:
+                method(lm, inputs)
+        return time.perf_counter() - started, time.process_time() - cpu
+
+    def _timed(self, method, name):
         def timed(lm, *args, **kwargs):
+            if self.keep_inputs and name == "_model_call" and args and not kwargs:
+                self.kept.append((lm, method, args[0]))
             started, cpu = time.perf_counter(), time.process_time()
             try:
                 return method(lm, *args, **kwargs)
@@ -138,6 +153,8 @@ def main() -> None:
     parser.add_argument("--task", choices=["mmlu", "ifeval"], default="mmlu",
                         help="ifeval: --data is Google's input_data.jsonl; no chat template (the tiny model has none)")
     parser.add_argument("--max-gen-toks", type=int, default=32, help="ifeval: generation budget of both sides")
+    parser.add_argument("--pure-forward", action="store_true",
+                        help="after the run, time the same padded batches in a bare forward loop (log-likelihood tasks)")
     args = parser.parse_args()
     started = time.perf_counter()
     import logging
@@ -146,13 +163,15 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     logging.disable(logging.WARNING)
-    clock = ForwardClock()
+    clock = ForwardClock(keep_inputs=args.pure_forward)
     with tempfile.TemporaryDirectory() as tmp:
         acc = run_evalkit(args, Path(tmp) / "store.sqlite") if args.side == "evalkit" else run_lm_eval(args)
-    print(json.dumps({"side": args.side, "acc": acc, "model_seconds": round(clock.seconds, 3),
-                      "model_cpu": round(clock.cpu, 3), "cpu_in_process": round(time.process_time(), 3),
+    run_wall, run_cpu = time.perf_counter() - started, time.process_time()
+    pure = clock.pure_forward() if args.pure_forward else (None, None)
+    print(json.dumps({"side": args.side, "pure_forward_seconds": pure[0], "pure_forward_cpu": pure[1], "acc": acc, "model_seconds": round(clock.seconds, 3),
+                      "model_cpu": round(clock.cpu, 3), "cpu_in_process": round(run_cpu, 3),
                       "padded_tokens": clock.tokens,
-                      "forward_calls": clock.calls, "wall_in_process": round(time.perf_counter() - started, 3)}))
+                      "forward_calls": clock.calls, "wall_in_process": round(run_wall, 3)}))
     sys.stdout.flush()
 
 

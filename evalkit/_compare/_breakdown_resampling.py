@@ -35,9 +35,8 @@ def _run(hook, records: list[SampleRecord], kind: str, metric: str, keys: list[s
     return np.concatenate([np.asarray(hook(records, kind, metric, keys, idx), dtype=float) for idx in chunks])
 
 
-def _jackknife(hook, records, kind, metric, keys) -> np.ndarray | None:
-    if len(records) < 3:
-        return None
+def _jackknife(hook, records, kind, metric, keys) -> np.ndarray:
+    """Leave-one-out values (n, len(keys)); callers make sure there are at least 3 records."""
     return _run(hook, records, kind, metric, keys, jackknife_indices(len(records)))
 
 
@@ -52,7 +51,7 @@ def corpus_breakdown_stats(ctx: Context, task: str, label: str, kind: str, metri
     try:
         return _stats(ctx, task, label, kind, metric, values, base_values, hook)
     except Exception as exc:  # a plug-in hook must not sink the comparison
-        ctx.warn(f"{task}: resample_breakdown of evaluator {tr.evaluator!r} failed for {kind}/{metric} on {label!r} "
+        ctx.warn(f"{task}: resample_breakdown of evaluator {getattr(tr, 'evaluator', '?')!r} failed for {kind}/{metric} on {label!r} "
                  f"({type(exc).__name__}: {exc}); those rows have no interval or test.")
         return {}
 

@@ -44,7 +44,8 @@ from ..errors import ServerError, UsageError
 from .answers import MalformedAnswer, echo_logprobs, generated_texts, next_token_logprobs
 
 __all__ = ["RetryPolicy", "RequestStats", "ResilientAPIMixin", "is_retryable_status", "returns_prompt_logprobs",
-           "returns_next_token_logprobs", "next_token_payload", "RETRYABLE_STATUS"]
+           "returns_next_token_logprobs", "next_token_payload", "exact_token_payload", "probe_next_token_logprobs", "returns_exact_token_logprobs",
+           "RETRYABLE_STATUS"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class RequestStats:
 
     requests: int = 0          # requests answered
     next_token_requests: int = 0   # shared-prefix prompts (one per distinct prefix; see shared_prefix.py)
+    exact_token_requests: int = 0  # a choice's token outside the top-k, asked for alone (allowed_token_ids)
     rescored_per_option: int = 0   # choices outside the top-k, scored by echo requests instead
     attempts: int = 0          # HTTP attempts, including retries
     retries: int = 0
@@ -147,6 +149,7 @@ class ResilientAPIMixin:
 
         self.loglikelihood_scoring = scoring_mode(loglikelihood_scoring)
         self._next_token_checked: bool | None = None  # the probe's answer, once asked
+        self._exact_tokens_checked = False  # allowed_token_ids answered with raw log-probs (second probe)
         self.timeout = float(timeout)  # lm-eval keeps whole seconds; sub-second timeouts matter in tests
         self.concurrency = max(1, int(self._concurrent))
         self._concurrent = max(2, self.concurrency)  # always lm-eval's async path: one retry loop for all
@@ -165,8 +168,8 @@ class ResilientAPIMixin:
         from ..progress import bar
 
         ctxlens = ctxlens or [None] * len(requests)
-        batches = list(zip(chunks(requests, n=self._batch_size), chunks(cache_keys, n=self._batch_size),
-                           chunks(ctxlens, n=self._batch_size)))
+        size = 1 if kwargs.get("exact_token") else self._batch_size  # one allowed token per request
+        batches = list(zip(chunks(requests, n=size), chunks(cache_keys, n=size), chunks(ctxlens, n=size)))
         started = time.perf_counter()
         semaphore = asyncio.Semaphore(self.concurrency)
         connector = TCPConnector(limit=self.concurrency, ssl=self.verify_certificate)
@@ -219,14 +222,17 @@ class ResilientAPIMixin:
             f"(finished samples are stored; evaluate again to resume).")
 
     async def _send_once(self, session, messages, ctxlens, *, generate: bool, gen_kwargs: dict | None = None,
-                         next_token: int | None = None, **kwargs: Any) -> list:
+                         next_token: int | None = None, exact_token: bool = False, **kwargs: Any) -> list:
         import aiohttp
 
         gen_kwargs = copy.deepcopy(gen_kwargs)
         # The EOS string is a stop as in-process HFLM; lm-eval warns when asked for it without a tokenizer.
         eos = self.eos_string if generate and (self._eos_string or self.tokenizer is not None) else None
         stops = _stop_strings(gen_kwargs, eos) if generate else []
-        if next_token:
+        if exact_token:
+            (prefix, token), = messages
+            payload = exact_token_payload(self.model, list(prefix), token, seed=self._seed)
+        elif next_token:
             payload = next_token_payload(self.model, messages, next_token, seed=self._seed)
         else:
             payload = self._create_payload(self.create_message(messages), generate=generate, gen_kwargs=gen_kwargs,
@@ -245,9 +251,10 @@ class ResilientAPIMixin:
             raise _Transient("connection", str(exc) or type(exc).__name__) from None
         except ValueError as exc:  # a body that is not JSON (a proxy's error page, a cut-off answer)
             raise _Transient("invalid JSON", str(exc)[:_DETAIL_CHARS]) from None
-        if next_token:
+        if next_token or exact_token:
             try:
-                return next_token_logprobs(outputs, len(messages))
+                tops = next_token_logprobs(outputs, len(messages))
+                return [exact_value(tops[0], messages[0][1])] if exact_token else tops
             except MalformedAnswer as exc:
                 raise _Transient("malformed answer", str(exc)) from None
         return self._parse_answers(outputs, messages, ctxlens, generate, stops)
@@ -317,7 +324,8 @@ class ResilientAPIMixin:
         from .shared_prefix import score_choices
 
         answers, rescored = score_choices(requests, self._server_sequences(requests), self._ask_next_tokens,
-                                          lambda rest: self._per_option_loglikelihood(rest, **kwargs))
+                                          lambda rest: self._per_option_loglikelihood(rest, **kwargs),
+                                          self._ask_exact_tokens if self._exact_tokens_checked else None)
         self.request_stats.rescored_per_option += rescored
         self._cache_answers(answers, [key for key, _, _ in requests], generate=False)
         return answers
@@ -335,8 +343,11 @@ class ResilientAPIMixin:
             from .shared_prefix import TOP_K
 
             probe = self.tokenizer("Hello, world. Hello").input_ids if self.tokenizer is not None else []
-            self._next_token_checked = bool(probe) and returns_next_token_logprobs(
-                str(self.base_url), self.model, dict(self.header), probe, TOP_K, timeout=min(self.timeout, 60.0))
+            found = probe_next_token_logprobs(str(self.base_url), self.model, dict(self.header), probe, TOP_K,
+                                              timeout=min(self.timeout, 60.0)) if probe else {}
+            self._next_token_checked = bool(found)
+            self._exact_tokens_checked = bool(found) and returns_exact_token_logprobs(
+                str(self.base_url), self.model, dict(self.header), probe, found, timeout=min(self.timeout, 60.0))
         if not self._next_token_checked and self.loglikelihood_scoring == "shared_prefix":
             raise UsageError(f"server {self.server_name} did not answer a next-token probe (token-id prompt, "
                              f"logprobs=20, return_tokens_as_token_ids), which loglikelihood_scoring=shared_prefix "
@@ -363,6 +374,12 @@ class ResilientAPIMixin:
                                                         next_token=TOP_K))
         self.request_stats.next_token_requests += len(prompts)
         return [top for batch in answers for top in batch]
+
+    def _ask_exact_tokens(self, pairs: list[tuple[tuple[int, ...], int]]) -> list[float]:
+        """One wave of requests for the log-probability of one token after a prefix (``allowed_token_ids``)."""
+        answers = asyncio.run(self.get_batched_requests(pairs, [None] * len(pairs), generate=False, exact_token=True))
+        self.request_stats.exact_token_requests += len(pairs)
+        return [value for batch in answers for value in batch]
 
     def check_prompt_logprobs(self) -> None:
         """Raise a UsageError unless the server returns prompt log-probabilities (one probe request)."""
@@ -395,26 +412,70 @@ def next_token_payload(model: str, prompts: list[list[int]], top_k: int, *, seed
     return payload
 
 
-def returns_next_token_logprobs(completions_url: str, model: str, headers: dict[str, str], prompt: list[int],
-                                top_k: int, *, timeout: float = 30.0) -> bool:
-    """Whether the server answers a :func:`next_token_payload` request for ``prompt`` with token-id keyed
-    top-k log-probabilities (vLLM does; ``transformers serve`` takes text prompts only and returns none).
+def exact_token_payload(model: str, prefix: list[int], token: int, *, seed: int | None = None) -> dict:
+    """A completions request whose answer holds ``token``'s log-probability after ``prefix``.
 
-    Errors (unreachable, 4xx/5xx, malformed) count as "no": log-likelihoods then go per option.
+    ``allowed_token_ids=[token]`` makes it the generated token, whose log-probability the answer always
+    carries; vLLM computes it from the raw logits, before the whitelist (its default ``logprobs_mode``),
+    which :func:`returns_exact_token_logprobs` checks once per server.
     """
+    return {**next_token_payload(model, [prefix], 1, seed=seed), "allowed_token_ids": [int(token)]}
+
+
+def exact_value(top: dict[int, float], token: int) -> float:
+    """``token``'s log-probability in an :func:`exact_token_payload` answer (MalformedAnswer if absent)."""
+    if token not in top:
+        raise MalformedAnswer(f"the answer to a request allowing only token {token} holds no log-prob for it")
+    return top[token]
+
+
+def _post_json(completions_url: str, headers: dict[str, str], payload: dict, timeout: float) -> Any:
+    """``POST`` a probe; the parsed JSON answer, or None on any error (a probe that fails means "no")."""
     import json
     import urllib.error
     import urllib.request
 
-    payload = next_token_payload(model, [prompt], top_k)
     request = urllib.request.Request(completions_url, data=json.dumps(payload).encode(), method="POST",
                                      headers={**headers, "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            top = next_token_logprobs(json.loads(response.read()), 1)[0]
+            return json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def probe_next_token_logprobs(completions_url: str, model: str, headers: dict[str, str], prompt: list[int],
+                              top_k: int, *, timeout: float = 30.0) -> dict[int, float]:
+    """The top-k next-token log-probabilities the server returns for ``prompt``, or ``{}`` if it does not
+    answer a :func:`next_token_payload` request so (vLLM does; ``transformers serve`` takes text prompts only
+    and returns none). Errors (unreachable, 4xx/5xx, malformed) count as "no": log-likelihoods then go per option.
+    """
+    answer = _post_json(completions_url, headers, next_token_payload(model, [prompt], top_k), timeout)
+    try:
+        top = next_token_logprobs(answer, 1)[0]
+    except MalformedAnswer:
+        return {}
+    return top if len(top) >= min(top_k, 2) else {}  # a server ignoring `logprobs=k` returns one token
+
+
+def returns_next_token_logprobs(completions_url: str, model: str, headers: dict[str, str], prompt: list[int],
+                                top_k: int, *, timeout: float = 30.0) -> bool:
+    """Whether :func:`probe_next_token_logprobs` finds top-k next-token log-probabilities keyed by token id."""
+    return bool(probe_next_token_logprobs(completions_url, model, headers, prompt, top_k, timeout=timeout))
+
+
+def returns_exact_token_logprobs(completions_url: str, model: str, headers: dict[str, str], prompt: list[int],
+                                 top: dict[int, float], *, timeout: float = 30.0) -> bool:
+    """Whether an :func:`exact_token_payload` request returns the same log-probability as the top-k answer
+    ``top`` for its least likely token: raw log-probabilities, not ones renormalised over the allowed token
+    (which would be 0). Without it, tokens outside the top-k are scored by their echo request."""
+    token, value = min(top.items(), key=lambda item: (item[1], item[0]))
+    answer = _post_json(completions_url, headers, exact_token_payload(model, prompt, token), timeout)
+    try:
+        found = exact_value(next_token_logprobs(answer, 1)[0], token)
+    except MalformedAnswer:
         return False
-    return len(top) >= min(top_k, 2)  # a server ignoring `logprobs=k` would return the generated token only
+    return abs(found - value) <= 1e-4 and value < -1e-3
 
 
 def _retry_after(value: str | None) -> float | None:

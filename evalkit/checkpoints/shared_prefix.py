@@ -33,6 +33,7 @@ SCORING_MODES = ("auto", "shared_prefix", "per_option")
 
 Prefix = tuple[int, ...]
 Ask = Callable[[list[Prefix]], list[dict[int, float]]]
+AskTokens = Callable[[list[tuple[Prefix, int]]], list[float]]
 
 
 def continuation_steps(ids: Sequence[int], n_continuation: int) -> list[tuple[Prefix, int]]:
@@ -49,13 +50,17 @@ def continuation_steps(ids: Sequence[int], n_continuation: int) -> list[tuple[Pr
     return [(tuple(ids[:position]), int(ids[position])) for position in range(start, len(ids))]
 
 
-def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask) -> list[tuple[float, bool] | None]:
+def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask,
+                 ask_tokens: AskTokens | None = None) -> list[tuple[float, bool] | None]:
     """``(sum of continuation log-probs, is greedy)`` per ``(token ids, continuation length)``, or None.
 
     ``ask(prefixes)`` returns, per prefix, the engine's top next-token log-probabilities by token id. It is
-    called once per trie level with the distinct prefixes still needed (in first-seen order). None marks a
-    sequence whose continuation token fell outside the returned top-k at some level (or that has no
-    context before its continuation): the caller scores those by the per-option path.
+    called once per trie level with the distinct prefixes still needed (in first-seen order). A token
+    outside the returned top-k is asked for by ``ask_tokens((prefix, token) pairs)`` when given (an engine
+    request for exactly that token's log-probability after the prefix, which the prefix cache serves too);
+    it is not the greedy choice there. Without ``ask_tokens``, None marks a sequence whose continuation token
+    fell outside the top-k at some level (or that has no context before its continuation): the caller
+    scores those by the per-option path.
 
     Examples
     --------
@@ -68,6 +73,8 @@ def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask) -> li
     [(-0.5, True), (-1.25, False), None]
     >>> asked  # one request for the shared prefix, one for the next level
     [[(1, 2)], [(1, 2, 8)]]
+    >>> walk_choices([([1, 2, 6], 1)], ask, ask_tokens=lambda pairs: [-3.0 for _ in pairs])
+    [(-3.0, False)]
     """
     steps = [continuation_steps(ids, n) for ids, n in sequences]
     totals: list[float] = [0.0] * len(steps)
@@ -78,21 +85,28 @@ def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask) -> li
     while alive:
         prefixes = list(dict.fromkeys(steps[i][depth][0] for i in alive))
         tops = dict(zip(prefixes, ask(prefixes)))
+        outside = list(dict.fromkeys(steps[i][depth] for i in alive if steps[i][depth][1] not in tops[steps[i][depth][0]]))
+        exact = dict(zip(outside, ask_tokens(outside))) if outside and ask_tokens is not None else {}
         still: list[int] = []
         for i in alive:
             prefix, token = steps[i][depth]
             top = tops[prefix]
-            if token not in top:
+            if token in top:
+                value, best = top[token], top[token] == max(top.values())
+            elif (prefix, token) in exact:
+                value, best = exact[(prefix, token)], False  # below the whole top-k: not the greedy token
+            else:
                 continue  # outside the top-k: the per-option path scores it
-            totals[i] += top[token]  # left to right, as the per-option path sums
-            greedy[i] = greedy[i] and top[token] == max(top.values())
+            totals[i] += value  # left to right, as the per-option path sums
+            greedy[i] = greedy[i] and best
             (still.append if depth + 1 < len(steps[i]) else finished.add)(i)
         alive, depth = still, depth + 1
     return [(totals[i], greedy[i]) if i in finished else None for i in range(len(steps))]
 
 
 def score_choices(requests: list, sequences: Sequence[tuple[Sequence[int], int]], ask: Ask,
-                  per_option: Callable[[list], list]) -> tuple[list[tuple[float, bool]], int]:
+                  per_option: Callable[[list], list],
+                  ask_tokens: AskTokens | None = None) -> tuple[list[tuple[float, bool]], int]:
     """Answers of lm-eval's ``(cache key, context ids, continuation ids)`` requests by :func:`walk_choices`,
     the ones it hands back scored by ``per_option`` (lm-eval's own path) on just those requests; and how
     many were handed back.
@@ -104,7 +118,7 @@ def score_choices(requests: list, sequences: Sequence[tuple[Sequence[int], int]]
     ...               lambda rest: [(-4.0, False)] * len(rest))
     ([(-0.5, True), (-4.0, False)], 1)
     """
-    answers = walk_choices(sequences, ask)
+    answers = walk_choices(sequences, ask, ask_tokens)
     missing = [i for i, found in enumerate(answers) if found is None]
     rescored = per_option([requests[i] for i in missing]) if missing else []
     for i, found in zip(missing, rescored):

@@ -212,10 +212,13 @@ def tasks_cmd() -> None:
 @click.option("--sequential-seed", type=int, default=0, show_default=True, help="Seed of the random sample order.")
 @click.option("--sequential-chunk", type=click.IntRange(1), default=None,
               help="Samples between two looks at the confidence sequences (default 100).")
+@click.option("--log", "trackers", multiple=True, type=click.Choice(["mlflow", "wandb"]),
+              help="Also record the comparison in MLflow or Weights & Biases (repeatable; where it goes follows "
+                   "their settings, e.g. MLFLOW_TRACKING_URI, WANDB_PROJECT; see docs/integrations.md).")
 @model_options
 @click.pass_context
 def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_results, policy, notes, sequential,
-                sequential_seed, sequential_chunk, overrides, rerun, limit, sample_seed, **kw) -> None:
+                sequential_seed, sequential_chunk, trackers, overrides, rerun, limit, sample_seed, **kw) -> None:
     """Evaluate checkpoints (reusing stored results), compare them and write a report to --out.
 
     \b
@@ -233,7 +236,8 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
                             overrides=list(overrides), limit=limit, sample_seed=sample_seed, rerun=rerun,
                             load_options=_load_options(kw),
                             store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
-                            sequential_chunk=sequential_chunk, verbose=bool(ctx.obj.get("verbose")))
+                            sequential_chunk=sequential_chunk, verbose=bool(ctx.obj.get("verbose")),
+                            trackers=list(trackers))
     sys.exit(code)
 
 
@@ -363,7 +367,7 @@ _FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "over
           "trust_remote_code": "--trust-remote-code", "chat_template": "--chat-template",
           "api_key_env": "--api-key-env", "num_concurrent": "--num-concurrent", "timeout": "--request-timeout",
           "max_length": "--max-length", "store": "--store", "limit": "--limit", "sample_seed": "--sample-seed",
-          "seed": "--sequential-seed"}
+          "seed": "--sequential-seed", "log": "--log"}
 _NAMED_OPTION = re.compile(r"\b(" + "|".join(name for name, flag in _FLAGS.items() if flag.startswith("--"))
                            + r")=('[^']*'|\S+?)(?=[\s,;)]|\.?$|\.\s)")
 

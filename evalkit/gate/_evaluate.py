@@ -95,6 +95,12 @@ class Verdict:
             raise UsageError(f"not an evalkit verdict ({type(exc).__name__}: {exc}); write it with Comparison.gate "
                              f"or `evalkit gate`.") from None
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the report's verdict section."""
+        from ..integrations.notebook import verdict_html
+
+        return verdict_html(self)
+
     @property
     def passed(self) -> bool:
         """True when no gate failed (warnings allowed)."""

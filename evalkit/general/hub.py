@@ -104,9 +104,15 @@ def task_data_problem(config) -> str | None:
     """
     from ..evaluators.base import get_evaluator
 
+    from ..errors import UsageError
+    from ..taskconfig import PATH_KEYS
+
     options = config.options
-    missing = [key for key in ("data", "train_data", "taxonomy", "lm_eval_config")
-               if isinstance(options.get(key), str) and not config.resolve_path(options[key]).exists()]
+    try:
+        missing = [key for key in PATH_KEYS
+                   if isinstance(options.get(key), str) and not config.resolve_path(options[key]).exists()]
+    except UsageError as exc:  # a $EVALKIT_DATA path with no data root here
+        return str(exc).split(": ", 1)[-1]
     if missing:
         return f"{missing[0]} not found: {config.resolve_path(options[missing[0]])}"
     if config.evaluator == "lm_eval" and options.get("data", "") is None:

@@ -97,9 +97,15 @@ class EvalkitCallback(TrainerCallback):
                  limit: int | None = None, sample_seed: int | None = DEFAULT_SAMPLE_SEED,
                  out: str | os.PathLike | None = None, store: Any = None, tokenizer: Any = None,
                  trainer: Any = None, verbose: bool = False, **options: Any):
-        from .. import api
+        from .. import _validate, api
         from ..gate import as_policy
+        from ..store import ResultStore
 
+        _validate.flag(verbose, param="verbose")
+        if out is not None:
+            _validate.path(out, param="out")
+        if store is not None and not isinstance(store, ResultStore):
+            _validate.path(store, param="store")
         if every != "save" and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise UsageError(f"every must be 'save' or a positive number of steps, got {every!r}.", param="every")
         # bad task names, limits and seeds fail here, before training starts

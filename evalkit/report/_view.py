@@ -40,14 +40,24 @@ def fmt_p(value: Any) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def fmt_relative_change(relative: Any) -> str:
+#: Below this baseline magnitude a relative change is not shown: 0.002 -> 0.33 would read "+16,400%",
+#: a ratio of noise around zero that means nothing (the absolute Δ and its interval say what changed).
+NEAR_ZERO_BASELINE = 0.01
+
+
+def fmt_relative_change(relative: Any, baseline: Any = None) -> str:
     """The schema's ``relative`` (value / baseline) as a signed percent change: ``0.8 -> "-20.0%"``.
 
-    A lower-is-better rate going 0.30 -> 0 reads "-100.0%" (its tone, not its sign, says whether that is good).
+    A lower-is-better rate going 0.30 -> 0 reads "-100.0%" (its tone, not its sign, says whether that is
+    good). With a ``baseline`` nearer zero than :data:`NEAR_ZERO_BASELINE` the ratio is suppressed.
 
     >>> fmt_relative_change(0.8), fmt_relative_change(1.25), fmt_relative_change(None)
     ('-20.0%', '+25.0%', '–')
+    >>> fmt_relative_change(163.4, baseline=0.002)
+    '– (baseline ≈ 0)'
     """
+    if _finite(baseline) and abs(baseline) < NEAR_ZERO_BASELINE:
+        return "– (baseline ≈ 0)"
     return f"{(relative - 1) * 100:+.1f}%" if _finite(relative) else "–"
 
 

@@ -10,6 +10,7 @@ escapes text) is inserted as markup.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from . import _domain as domain
@@ -17,7 +18,7 @@ from . import _view as view
 from . import charts
 from . import trajectory
 
-__all__ = ["render_html", "flips_payload", "json_for_script"]
+__all__ = ["render_html", "render_fragment", "scope_css", "flips_payload", "json_for_script"]
 
 #: Characters kept per flip field in the explorer: enough to read, small enough for a compact page.
 FLIP_TEXT_LIMIT = {"input": 500, "target": 200, "baseline_prediction": 200, "prediction": 200}
@@ -168,13 +169,24 @@ def _verdict(comparison: dict[str, Any]) -> dict[str, Any] | None:
             "underpowered": [c for c in checks if c.get("underpowered")]}
 
 
-def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
-    """Everything the template shows, computed once (also handy for tests)."""
-    flips = flips_payload(comparison)
+def summary_context(comparison: dict[str, Any]) -> dict[str, Any]:
+    """What the verdict, summary and study-table sections show (the report and the notebook view)."""
     return {
         "c": comparison, "baseline": comparison.get("baseline"), "tuned": view.tuned_labels(comparison),
         "notes": view.notes_by_label(comparison), "verdict": _verdict(comparison),
         "headline": view.headline(comparison), "study": view.study_table(comparison),
+        "ci": view.ci_label(comparison), "counts": view.summary_counts(comparison),
+        "checkpoint_verdicts": view.checkpoint_verdicts(comparison),
+        "verdict_by_checkpoint": {v["checkpoint"]: v["status"] for v in view.checkpoint_verdicts(comparison)},
+        "routing_cards": domain.card_lines(comparison),
+    }
+
+
+def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
+    """Everything the template shows, computed once (also handy for tests)."""
+    flips = flips_payload(comparison)
+    return {
+        **summary_context(comparison),
         "learning_forgetting": _learning_forgetting(comparison), "metric_rows": _metric_rows(comparison),
         "trajectory": trajectory.report_context(comparison),
         "breakdown_sections": _breakdown_sections(comparison),
@@ -185,21 +197,17 @@ def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
         "max_flips": (comparison.get("settings") or {}).get("max_flips"),
         "warnings": [str(w) for w in comparison.get("warnings") or []],
         "power_lines": view.power_lines(comparison),
-        "settings": comparison.get("settings") or {}, "ci": view.ci_label(comparison),
-        "counts": view.summary_counts(comparison), "checkpoint_verdicts": view.checkpoint_verdicts(comparison),
-        "sequential_rows": view.sequential_rows(comparison),
-        "verdict_by_checkpoint": {v["checkpoint"]: v["status"] for v in view.checkpoint_verdicts(comparison)},
+        "settings": comparison.get("settings") or {}, "sequential_rows": view.sequential_rows(comparison),
         **_domain_context(comparison),
     }
 
 
 def _domain_context(comparison: dict[str, Any]) -> dict[str, Any]:
-    """The routing and hierarchy sections (templates/domain.html.jinja) and the summary cards' routing lines."""
+    """The routing and hierarchy sections (templates/domain.html.jinja)."""
     routing = domain.routing_sections(comparison)
     for section in routing:
         section["reliability_svg"], section["risk_svg"] = _markup(section["reliability_svg"]), _markup(section["risk_svg"])
-    return {"routing_sections": routing, "hierarchy_sections": domain.hierarchy_sections(comparison),
-            "routing_cards": domain.card_lines(comparison)}
+    return {"routing_sections": routing, "hierarchy_sections": domain.hierarchy_sections(comparison)}
 
 
 def _script_json(data: Any):
@@ -215,3 +223,68 @@ def render_html(comparison: dict[str, Any]) -> str:
     """
     view.check_comparison(comparison)
     return _environment().get_template("report.html.jinja").render(**build_context(comparison))
+
+
+#: The report's sections a fragment can show, in display order.
+FRAGMENT_PARTS = ("verdict", "summary", "study")
+_SCOPE = ".evalkit-nb"
+_PAGE_SELECTORS = (":root", "html", "body")
+_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_RULE_HEAD = re.compile(r"\s*([^{}]+?)\s*\{")
+
+
+def render_fragment(comparison: dict[str, Any], parts: tuple[str, ...] = FRAGMENT_PARTS, title: str = "") -> str:
+    """Some of the report's sections as one ``<div>`` for a page that is not ours (a Jupyter output).
+
+    The report's own templates and style sheet, the style scoped to the ``div`` (:func:`scope_css`),
+    so it neither restyles the notebook nor takes the notebook theme's colours: it sets its own text
+    and background colours and reads the same in light and dark themes. Deterministic like
+    :func:`render_html`.
+    """
+    view.check_comparison(comparison)
+    unknown = [part for part in parts if part not in FRAGMENT_PARTS]
+    if unknown:
+        raise ValueError(f"parts must be among {', '.join(FRAGMENT_PARTS)}; got {unknown[0]!r}.")
+    env = _environment()
+    css = scope_css(env.get_template("style.css.jinja").render(), _SCOPE)
+    from markupsafe import Markup
+
+    return env.get_template("fragment.html.jinja").render(
+        **summary_context(comparison), alpha=view.SIGNIFICANCE, parts=parts, title=title, css=Markup(css))
+
+
+def scope_css(css: str, scope: str) -> str:
+    r"""Every rule of ``css`` limited to elements inside ``scope``; page-wide rules (``:root``, ``body``)
+    apply to the ``scope`` element itself.
+
+    >>> scope_css(":root { --a:1; } body, td { color:red; } @media (max-width:9px) { th { x:y; } }", ".s")
+    '.s { --a:1; }\n.s, .s td { color:red; }\n@media (max-width:9px) {\n.s th { x:y; }\n}'
+    """
+    css, rules, position = _COMMENT.sub("", css), [], 0
+    while (head := _RULE_HEAD.match(css, position)) is not None:
+        end = _block_end(css, head.end())
+        body = css[head.end():end].strip()
+        if head.group(1).startswith("@"):
+            rules.append(f"{head.group(1)} {{\n{scope_css(body, scope)}\n}}")
+        else:
+            rules.append(f"{_scope_selectors(head.group(1), scope)} {{ {body} }}")
+        position = end + 1
+    return "\n".join(rules)
+
+
+def _block_end(css: str, start: int) -> int:
+    """Index of the ``}`` closing the block whose body starts at ``start``."""
+    depth = 1
+    for index in range(start, len(css)):
+        depth += {"{": 1, "}": -1}.get(css[index], 0)
+        if depth == 0:
+            return index
+    raise ValueError("unbalanced braces in the style sheet")
+
+
+def _scope_selectors(selectors: str, scope: str) -> str:
+    scoped = []
+    for selector in (part.strip() for part in selectors.split(",")):
+        first, _, rest = selector.partition(" ")
+        scoped.append(scope + (" " + rest if rest else "") if first in _PAGE_SELECTORS else f"{scope} {selector}")
+    return ", ".join(scoped)

@@ -49,16 +49,26 @@ class PostgresBackend:
         self._errors = psycopg.errors
         self._operational = psycopg.OperationalError
         self._data_error = psycopg.DataError
+        self._connect = lambda: _connect(psycopg, url, display, timeout)
+        self._conn = self._connect()
+
+    def _reconnected(self, exc: Exception) -> None:
+        """A new connection after ``exc`` broke the old one (a server restart, an idle connection dropped by a
+        proxy while a model loaded); the operation is then run again, which is safe as every write is an upsert
+        or a delete. Raises the lost-connection error when the old one is not broken or no new one can be had.
+        """
+        if not self._conn.broken and not self._conn.closed:
+            raise self._lost(exc) from None
         try:
-            self._conn = psycopg.connect(url, autocommit=True, **_connect_defaults(url, timeout))
-            self._conn.execute(f"SET search_path TO {SCHEMA}")
-        except psycopg.Error as exc:
-            raise UsageError(f"{display}: cannot connect to the result store ({_first_line(exc)}); check the URL, "
-                             f"the server and the credentials (PGPASSWORD or ~/.pgpass).") from None
-        except ValueError as exc:  # libpq refused the URL itself (an unknown option, a bad port)
-            raise UsageError(f"{display}: not a valid PostgreSQL URL ({_first_line(exc)}).") from None
+            self._conn = self._connect()
+        except UsageError:
+            raise self._lost(exc) from None
 
     def query(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        try:
+            return self._conn.execute(_placeholders(sql), params).fetchall()
+        except self._operational as exc:
+            self._reconnected(exc)
         try:
             return self._conn.execute(_placeholders(sql), params).fetchall()
         except self._operational as exc:
@@ -67,6 +77,7 @@ class PostgresBackend:
     def transaction(self, work: Callable[[Run], T], *, schema: bool = False) -> T:
         """``work(run)`` inside one transaction, retried when PostgreSQL aborted it for a deadlock or conflict."""
         retryable = (self._errors.DeadlockDetected, self._errors.SerializationFailure, self._errors.UniqueViolation)
+        reconnected = False
         for attempt in range(_RETRIES):
             try:
                 with self._conn.transaction(), self._conn.cursor() as cur:
@@ -79,7 +90,10 @@ class PostgresBackend:
                     raise
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
             except self._operational as exc:
-                raise self._lost(exc) from None
+                if reconnected:
+                    raise self._lost(exc) from None
+                self._reconnected(exc)
+                reconnected = True
             except self._data_error as exc:  # e.g. a NUL character, which PostgreSQL text cannot hold
                 raise UsageError(f"{self.location}: PostgreSQL cannot store a value ({_first_line(exc)}); "
                                  f"a sample id or record from the task's data holds it.") from None
@@ -97,6 +111,19 @@ class PostgresBackend:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _connect(psycopg: Any, url: str, display: str, timeout: float) -> Any:
+    """An autocommit connection with evalkit's schema first on the search path."""
+    try:
+        conn = psycopg.connect(url, autocommit=True, **_connect_defaults(url, timeout))
+        conn.execute(f"SET search_path TO {SCHEMA}")
+        return conn
+    except psycopg.Error as exc:
+        raise UsageError(f"{display}: cannot connect to the result store ({_first_line(exc)}); check the URL, "
+                         f"the server and the credentials (PGPASSWORD or ~/.pgpass).") from None
+    except ValueError as exc:  # libpq refused the URL itself (an unknown option, a bad port)
+        raise UsageError(f"{display}: not a valid PostgreSQL URL ({_first_line(exc)}).") from None
 
 
 def _create_schema(cur: Any) -> None:

@@ -78,6 +78,7 @@ class FakeCheckpoint:
     """Duck-types evalkit.checkpoints.Checkpoint for the run loop."""
 
     kind = "fake"
+    display = "fake://model"
 
     def __init__(self, label="fake", fingerprint="f" * 16, log_path=None):
         self.label = label

@@ -7,7 +7,9 @@ generation-style request (``max_tokens=1``, no echo) returns the top ``logprobs`
 log-probabilities of the first generated position, keyed ``"token_id:N"`` with
 ``return_tokens_as_token_ids``. ``max_top`` caps k (a server that returns fewer alternatives, so choices
 fall outside the top-k), ``whole_vocabulary=True`` returns every token's (no choice is ever outside);
-``token_ids=False`` ignores ``return_tokens_as_token_ids``.
+``token_ids=False`` ignores ``return_tokens_as_token_ids``. ``allowed_token_ids`` restricts the generated
+token and, as vLLM, the answer holds its raw log-probability (``renormalized=True``: the log-probability
+after the whitelist, 0, as a server computing processed log-probs would; ``allowed=False`` ignores it).
 
 It keeps vLLM's prefill accounting: ``prefilled`` counts prompt tokens computed, where a request that
 asks for prompt log-probabilities (``echo``) never uses the prefix cache and any other request reuses the
@@ -28,7 +30,7 @@ class ModelServer(FlakyServer):
     """See the module docstring; use as a context manager, ``url`` is ``http://127.0.0.1:PORT/v1``."""
 
     def __init__(self, model_dir, *, max_top: int | None = None, whole_vocabulary: bool = False,
-                 token_ids: bool = True, **kwargs):
+                 token_ids: bool = True, allowed: bool = True, renormalized: bool = False, **kwargs):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -36,6 +38,7 @@ class ModelServer(FlakyServer):
         super().__init__(model=str(model_dir), prompt_logprobs=True, echo_tokenizer=tokenizer, **kwargs)
         self.lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         self.max_top, self.whole_vocabulary, self.token_ids = max_top, whole_vocabulary, token_ids
+        self.allowed, self.renormalized = allowed, renormalized
         self.kinds: Counter = Counter()  # "echo" / "next_token" prompts answered
         self.prefilled = 0
         self._cached: set[tuple[int, ...]] = set()
@@ -65,7 +68,8 @@ class ModelServer(FlakyServer):
         k = int(body.get("logprobs") or 0)
         k = min(k, self.max_top) if self.max_top else k
         rows = self._log_softmax(ids)
-        generated = int(rows[-1].argmax())
+        allowed = body.get("allowed_token_ids") if self.allowed else None
+        generated = max(allowed, key=lambda t: float(rows[-1, t])) if allowed else int(rows[-1].argmax())
         choice = {"index": index, "text": self.echo_tokenizer.decode([generated]), "finish_reason": "length"}
         echo = bool(body.get("echo"))
         self._prefill(ids, use_cache=not echo)
@@ -83,5 +87,8 @@ class ModelServer(FlakyServer):
         else:
             as_ids = self.token_ids and bool(body.get("return_tokens_as_token_ids"))
             k = rows.shape[-1] if self.whole_vocabulary else k
-            choice["logprobs"] = {"top_logprobs": [self._top(rows[-1], k, as_ids)]}
+            top = self._top(rows[-1], k, as_ids)
+            key = f"token_id:{generated}" if as_ids else self.echo_tokenizer.decode([generated])
+            top[key] = 0.0 if allowed and self.renormalized else float(rows[-1, generated])  # the generated token
+            choice["logprobs"] = {"top_logprobs": [top]}
         return choice
