@@ -298,3 +298,33 @@ def test_gate_and_report_read_coverage_at_precision(two_checkpoints, tmp_path):
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)" in html  # ... and stays inert
     markdown = render_markdown(two_checkpoints.data)
     assert "can route" in markdown and "<img src=x" not in markdown
+
+
+# ----------------------------------------------------------------------------- the CFPB complaints
+@pytest.mark.slow
+@pytest.mark.shared_data
+@pytest.mark.parametrize("mode", ["constrained", "generate"])
+def test_cfpb_confidence_and_routing_on_a_chat_model(mode, shared_data, tiny_chat_model_dir):
+    """The real 441-path, 4-level CFPB taxonomy: confidences, routing metrics and the hierarchy rows."""
+    from lm_eval.models.huggingface import HFLM
+
+    from evalkit.taskconfig import load_task_file, shipped_tasks_dir
+
+    config = load_task_file(shipped_tasks_dir() / "voc_cfpb.yaml")
+    config.options.update(data=str(shared_data / "voc" / "cfpb" / "cfpb_narratives_4level.csv"), mode=mode,
+                          limit=3, sample_seed=0, label_options="none", min_comment_tokens=32, max_gen_toks=8,
+                          n_resamples=0)
+    evaluator = _evaluator(config)
+    hflm = HFLM(pretrained=str(tiny_chat_model_dir), device="cpu", batch_size=8, max_length=1024)
+    tax = evaluator.data.taxonomy
+    # generate: make the tiny model's outputs parse (a label per comment), scored by the model itself
+    outputs = {sid: tax.format(tax.labels[i * 37 % len(tax.labels)]) for i, sid in enumerate(evaluator.sample_ids())}
+    lm = hflm if mode == "constrained" else LabelsThenScore(hflm, outputs)
+    records = evaluator.run(lm, done={}, save=lambda batch: None)
+    methods = {r.extra["confidence"]["method"] for r in records}
+    assert methods == {"path_probability" if mode == "constrained" else "continuation_logprob"}
+    assert all(0 < r.extra["confidence"]["path"] <= 1 for r in records)
+    result = evaluator.aggregate(records)
+    assert {"leaf_ece", "leaf_brier", "coverage_at_precision/0.95"} <= set(result.metrics)
+    assert ("level4_ece" in result.metrics) is (mode == "constrained")
+    _assert_hook_reproduces(evaluator, records, result)
