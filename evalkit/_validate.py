@@ -16,7 +16,7 @@ from typing import Any
 from .errors import ParameterTypeError, UsageError
 
 __all__ = ["MAX_SEED", "MAX_LABEL_CHARS", "integer", "seed", "label", "label_problem", "unique_labels",
-           "path_exists", "of_type", "path", "flag", "text", "text_mapping"]
+           "path_exists", "path_is_dir", "of_type", "path", "flag", "text", "text_mapping"]
 
 #: Largest seed accepted: numpy and the store (SQLite INTEGER) both hold it.
 MAX_SEED = 2 ** 63 - 1
@@ -170,6 +170,14 @@ def path_exists(text: Any) -> bool:
     filesystem, a NUL byte, not a string) is simply no existing path, never an ``OSError``."""
     try:
         return os.path.exists(os.path.expanduser(os.fspath(text)))
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def path_is_dir(text: Any) -> bool:
+    """Whether ``text`` names an existing folder; like :func:`path_exists`, never an ``OSError``."""
+    try:
+        return os.path.isdir(os.path.expanduser(os.fspath(text)))
     except (OSError, TypeError, ValueError):
         return False
 

@@ -158,6 +158,17 @@ class Comparison:
 
         return log_comparison(self, run=run, report=report)
 
+    def to_model_card(self, checkpoint_dir: str | Path, label: str | None = None) -> Path:
+        """Write (or update) the ``model-index`` results and the verdict of one checkpoint in
+        ``checkpoint_dir/README.md`` (needs ``evalkit[hub]``); return the card's path.
+
+        ``label`` names the checkpoint when ``checkpoint_dir`` is not the spec of exactly one. See
+        :mod:`evalkit.integrations.hub`; ``evalkit card DIR --from comparison.json`` on the command line.
+        """
+        from .integrations.hub import write_model_card
+
+        return write_model_card(checkpoint_dir, self, label=label)
+
     # ------------------------------------------------------------------------------ gating and writing
     def gate(self, policy: Any):
         """Apply a release policy (a YAML path, a policy mapping or a :class:`~evalkit.gate.Policy`).

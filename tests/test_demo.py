@@ -318,7 +318,7 @@ def test_full_demo_tells_the_studys_story(tmp_path, store_path, seed, monkeypatc
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
     # the demo's stored runs answer a plain compare of the same checkpoints: no model is loaded
     monkeypatch.setattr(loaders, "load_lm", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
-    from evalkit.pipeline import compare_pipeline
+    from evalkit.cli.commands import compare_pipeline
     from evalkit.checkpoints import LoadOptions
 
     specs = [f"{c['label']}={c['spec'].split('=', 1)[-1]}" for c in comparison["checkpoints"]]

@@ -290,7 +290,7 @@ def setting(tmp_path_factory):
 
 def _compare(setting, specs, out, *, policy=None, store="store.sqlite", sequential=True, chunk=20) -> int:
     from evalkit.checkpoints import LoadOptions
-    from evalkit.pipeline import compare_pipeline
+    from evalkit.cli.commands import compare_pipeline
 
     return compare_pipeline(specs=specs, tasks="mmlu", out=out, baseline=None, baseline_results=[],
                             policy=str(policy or setting["policy"]), notes=[],
@@ -371,7 +371,7 @@ def test_resume_after_a_sequential_stop(setting):
 
 def test_sequential_needs_a_policy(tmp_path):
     from evalkit.checkpoints import LoadOptions
-    from evalkit.pipeline import compare_pipeline
+    from evalkit.cli.commands import compare_pipeline
 
     with pytest.raises(UsageError, match="needs --policy"):
         compare_pipeline(specs=["a", "b"], tasks="mmlu", out=tmp_path, baseline=None, baseline_results=[], policy=None,

@@ -22,11 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
 import numpy as np
 
 from ..errors import EvalkitError, EvaluationError, UsageError
 from ..parallel import ShardView
+from ..progress import note
 from ..records import EvalResult, SampleRecord, TaskResult
 from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, spec_reason, unsupported_reason
 
@@ -250,7 +250,7 @@ def _drive_task(task, evaluator, planned, sources, baseline, store, *, seed, chu
                 break
             progress.set_postfix_str(_bounds_text(gates, states), refresh=False)
             if progress.disable and _is_log_point(len(used), chunk_size):
-                click.echo(f"{task.name}: {len(used)}/{len(order)} samples, {_bounds_text(gates, states)}", err=True)
+                note(f"{task.name}: {len(used)}/{len(order)} samples, {_bounds_text(gates, states)}")
             if all(s.status != "undecided" for s in states.values()):
                 break
     if isinstance(states, str):
@@ -360,8 +360,7 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
     for checkpoint in checkpoints:  # the rest as ordinary runs (answered from the store where evaluated already)
         rest = [(t, e) for t, e in zip(task_configs, evaluators) if t.name not in task_results[checkpoint.label]]
         if rest:
-            click.echo(evaluation_line(checkpoint, [t for t, _ in rest], store, evaluators=[e for _, e in rest]),
-                       err=True)
+            note(evaluation_line(checkpoint, [t for t, _ in rest], store, evaluators=[e for _, e in rest]))
             full = evaluate_checkpoint(checkpoint, [t for t, _ in rest], store, evaluators=[e for _, e in rest])
             task_results[checkpoint.label].update(full.tasks)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -395,11 +394,11 @@ def _partial_result(evaluator, source: _Source, outcome: TaskOutcome, seed: int,
 
 def _echo_outcome(outcome: TaskOutcome) -> None:
     if not outcome.sequential:
-        click.echo(f"{outcome.task}: evaluated in full ({outcome.reason}).", err=True)
+        note(f"{outcome.task}: evaluated in full ({outcome.reason}).")
         return
     head = (f"{outcome.task}: stopped after {outcome.samples_used} of {outcome.samples_total} samples"
             if outcome.stopped_early else f"{outcome.task}: all {outcome.samples_total} samples evaluated")
     gates = "; ".join(f"{g['checkpoint']} {g['gate']}: {g['status']}, {g['quantity']} in "
                       f"[{g['cs_low']:.3f}, {g['cs_high']:.3f}] (anytime-valid, alpha {g['alpha']:g})" for g in outcome.gates)
-    click.echo(f"{head} ({outcome.reason}): {gates}", err=True)
+    note(f"{head} ({outcome.reason}): {gates}")
     sys.stderr.flush()
