@@ -335,7 +335,7 @@ class EvalResult:
 
         return result_html(self)
 
-    def to_pandas(self):
+    def to_pandas(self) -> Any:
         """One row per sample of every task: prediction, correctness, confidence where present, breakdown keys.
 
         Columns (``frame.attrs["evalkit_columns_version"]``): :data:`SAMPLE_COLUMNS`, then ``score.NAME``
@@ -400,7 +400,7 @@ SAMPLE_COLUMNS = ("checkpoint", "task", "axis", "sample_id", "input", "target", 
                   "confidence", "group")
 
 
-def columns_frame(rows: list[dict[str, Any]], columns: list[str]):
+def columns_frame(rows: list[dict[str, Any]], columns: list[str]) -> Any:
     """A ``pandas.DataFrame`` of ``rows`` in ``columns``, tagged with :data:`COLUMNS_VERSION`."""
     import pandas as pd
 
@@ -409,7 +409,7 @@ def columns_frame(rows: list[dict[str, Any]], columns: list[str]):
     return frame
 
 
-def _samples_frame(result: EvalResult):
+def _samples_frame(result: EvalResult) -> Any:
     rows, extra_columns = [], {}
     for name, task in result.tasks.items():
         keys = _breakdown_fields(task)
