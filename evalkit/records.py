@@ -440,4 +440,6 @@ def _confidence(record: SampleRecord) -> Any:
     value = getattr(record, "confidence", None)
     if value is None:
         value = record.scores.get("confidence", record.extra.get("confidence"))
+    if isinstance(value, dict):  # the voc evaluator's versioned object (voc/confidence.py): the path's probability
+        value = value.get("path")
     return value
