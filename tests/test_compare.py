@@ -250,7 +250,11 @@ def test_real_voc_hook_and_report(results):
     row = _row(comparison, "voc", "leaf_macro_f1", "tuned")
     assert row["test"] == "approximate_randomization" and row["p_value"] < 0.05 and row["ci_method"] == "jackknife"
     classes = [r for r in comparison["breakdowns"] if r["kind"] == "class" and r["checkpoint"] == "tuned"]
-    assert {r["metric"] for r in classes if r["test"]} == {"recall"}
+    # every class row is tested (issue 27): recall by McNemar on the class's samples, precision and F1 by
+    # approximate randomization through the evaluator's resample_breakdown hook
+    assert {r["test"] for r in classes if r["metric"] == "recall"} <= {"mcnemar_exact", "mcnemar_chi2"}
+    assert {r["test"] for r in classes if r["metric"] != "recall"} == {"approximate_randomization"}
+    assert all(r["test"] for r in classes) and {r["metric"] for r in classes} == {"recall", "precision", "f1"}
     assert "n_classes" not in {r["metric"] for r in comparison["breakdowns"]}
 
 

@@ -83,14 +83,39 @@ def _task_rows(ctx: Context, task: str, label: str) -> list[dict[str, Any]]:
     rows = []
     for kind in sorted(tr.breakdowns):
         tests: dict[str, dict] = {}
+        resampled: dict[str, dict] = {}
         for key in sorted(tr.breakdowns[kind]):
             stats = tr.breakdowns[kind][key]
             base_stats = (base_tr.breakdowns.get(kind, {}).get(key) if base_tr is not None else None) or {}
             for metric in sorted(m for m in stats if m not in COUNT_FIELDS):
                 if metric not in tests:
                     tests[metric] = _group_tests(ctx, task, label, kind, metric)
-                rows.append(_row(ctx, task, label, kind, key, metric, stats, base_stats, tests[metric].get(str(key))))
+                    resampled[metric] = _resampled(ctx, task, label, kind, metric)
+                row = _row(ctx, task, label, kind, key, metric, stats, base_stats, tests[metric].get(str(key)))
+                _add_resampled(row, resampled[metric].get(str(key)))
+                rows.append(row)
     return rows
+
+
+def _resampled(ctx: Context, task: str, label: str, kind: str, metric: str) -> dict[str, dict]:
+    """Jackknife intervals and randomization tests of a corpus breakdown (_breakdown_resampling.py)."""
+    from ._breakdown_resampling import corpus_breakdown_stats
+
+    def values_of(who: str) -> dict[str, float | None]:
+        result = ctx.task(who, task)
+        rows = (result.breakdowns.get(kind, {}) if result is not None else {})
+        return {str(key): finite(stats.get(metric)) for key, stats in rows.items()}
+
+    return corpus_breakdown_stats(ctx, task, label, kind, metric, values_of(label), values_of(ctx.baseline))
+
+
+def _add_resampled(row: dict[str, Any], stats: dict | None) -> None:
+    """Interval fields on rows that have them; a McNemar p-value already on the row (per-class recall) stays."""
+    if not stats:
+        return
+    row.update({k: stats.get(k) for k in ("ci_low", "ci_high", "ci_method", "delta_ci_low", "delta_ci_high")})
+    if row["p_value"] is None and stats.get("p_value") is not None and row["delta"] is not None:
+        row.update(p_value=stats["p_value"], test=stats["test"], n_paired=stats["n_paired"])
 
 
 def _row(ctx, task, label, kind, key, metric, stats, base_stats, test) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.stats import norm
 
 from ..evaluators.base import record_value
 from ..metrics.stats import (contain, jackknife_ci, jackknife_stderr, mcnemar_test, mean_ci,
@@ -31,6 +32,7 @@ from ..metrics.stats import (contain, jackknife_ci, jackknife_stderr, mcnemar_te
                              paired_proportion_difference_ci, paired_proportion_stderr, proportion_ci)
 from ..records import TaskResult
 from ._common import Context, aligned, finite, higher_is_better, resample_hook, spec_of
+from ._bootstrap import bootstrap_delta_ci, bootstrap_value_ci, wants_bootstrap
 from ._resampling import jackknife_values, randomization
 from ._units import sample_units, units_of
 
@@ -162,7 +164,11 @@ def _raw_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) ->
         if units.binary:  # a clustered proportion stays a proportion
             low, high = max(low, 0.0), min(high, 1.0)
         return finite(low), finite(high), "cluster_t" if units.clusters is not None else "t"
-    if _is_resampled(ctx, task, label, metric):
+    if _is_resampled(ctx, task, label, metric) and wants_bootstrap(ctx, task, label, metric):
+        low, high = bootstrap_value_ci(ctx, task, label, metric)
+        if low is not None:
+            return low, high, "bootstrap_percentile"
+    elif _is_resampled(ctx, task, label, metric):
         value = finite(tr.metrics.get(metric))
         jack = own_jackknife(ctx, task, label).get(metric)
         if value is not None and jack is not None:
@@ -333,11 +339,11 @@ def _corpus_tests(ctx: Context, task: str, label: str, names: list[str], recs_a,
     tests = {}
     for name in names:
         if name in jack_a and name in jack_b:
-            tests[name] = _corpus_test(ctx, task, name, recs_a, recs_b, jack_b[name] - jack_a[name], clusters)
+            tests[name] = _corpus_test(ctx, task, label, name, recs_a, recs_b, jack_b[name] - jack_a[name], clusters)
     return tests
 
 
-def _corpus_test(ctx: Context, task: str, name: str, recs_a, recs_b, jack_delta: np.ndarray,
+def _corpus_test(ctx: Context, task: str, label: str, name: str, recs_a, recs_b, jack_delta: np.ndarray,
                  clusters: list[str] | None) -> dict[str, Any]:
     """Jackknife interval of the paired delta and the approximate randomization p-value, on the aligned records."""
     evaluator = ctx.task(ctx.baseline, task).evaluator
@@ -346,8 +352,12 @@ def _corpus_test(ctx: Context, task: str, name: str, recs_a, recs_b, jack_delta:
     if observed is None:
         return out
     low, high, stderr = jackknife_ci(observed, jack_delta, confidence=ctx.confidence)
-    out.update(delta_ci_low=finite(low), delta_ci_high=finite(high), delta_stderr=finite(stderr), delta_df=None,
-               mde=finite(minimum_detectable_effect(stderr, alpha=1 - ctx.confidence)))
+    if wants_bootstrap(ctx, task, label, name):  # a cut-based statistic: paired bootstrap (_bootstrap.py)
+        low, high = bootstrap_delta_ci(ctx, task, label, name, recs_a, recs_b, observed)
+        stderr = (high - low) / (2 * float(norm.ppf(0.5 + ctx.confidence / 2))) if None not in (low, high) else None
+    out.update(delta_ci_low=finite(low), delta_ci_high=finite(high), delta_df=None,
+               delta_stderr=finite(stderr) if stderr is not None else None,
+               mde=finite(minimum_detectable_effect(stderr, alpha=1 - ctx.confidence)) if stderr is not None else None)
     result = randomization(ctx, task, evaluator, recs_a, recs_b, name, observed, clusters)
     if result is not None:
         out.update(p_value=result.p_value, p_value_is_bound=result.is_bound, n_resamples=result.n_resamples,

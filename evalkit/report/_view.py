@@ -220,7 +220,7 @@ def headline(comparison: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 #: Shown beside a domain task's primary metric in the study table, when the task reports them.
-DOMAIN_STUDY_METRICS = ("leaf_macro_precision", "leaf_macro_recall", "leaf_macro_f1")
+DOMAIN_STUDY_METRICS = ("leaf_macro_precision", "leaf_macro_recall", "leaf_macro_f1", "coverage_at_precision/0.95")
 
 
 def _study_columns(comparison: dict[str, Any]) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _domain as domain
 from . import _view as view
 from . import trajectory
 
@@ -199,7 +200,8 @@ def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
         lines += _verdict_lines(comparison["verdict"], max_rows, view.checkpoint_verdicts(comparison))
     lines += _sequential_lines(comparison)
     lines += _headline_lines(comparison) + _warning_lines(comparison, max_rows)
-    lines += _study_lines(comparison) + trajectory.markdown_lines(comparison, max_rows, md_escape)
+    lines += _study_lines(comparison) + domain.markdown_lines(comparison, max_rows, md_escape)
+    lines += trajectory.markdown_lines(comparison, max_rows, md_escape)
     lines += _changes_lines(comparison, max_rows) + _power_lines(comparison, max_rows)
     lines += _flip_lines(comparison, max_rows)
     lines.append(f"<sub>✱ significant: the delta's {view.ci_label(comparison)} interval excludes 0; "
