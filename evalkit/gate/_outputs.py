@@ -51,9 +51,9 @@ def _md_number(value: float | None, signed: bool = False) -> str:
 def verdict_markdown(verdict: Verdict) -> str:
     """The verdict as a Markdown section (GitHub step summary, report.md, console).
 
-    Every untrusted string goes through :func:`evalkit.report.markdown.md_escape`, the one escaper.
+    Every untrusted string goes through :func:`evalkit.markdown_text.md_escape`, the one escaper.
     """
-    from ..report.markdown import md_escape
+    from ..markdown_text import md_escape
 
     lines = [
         f"### evalkit gate: {_mark(verdict.status)} {verdict.status.upper()}",
