@@ -89,7 +89,7 @@ def use_reporter(reporter: Reporter) -> Iterator[Reporter]:
         _reporter = previous
 
 
-def bar(total: int | None, desc: str, unit: str = "sample", *, leave: bool = False, **kwargs: Any):
+def bar(total: int | None, desc: str, unit: str = "sample", *, leave: bool = False, **kwargs: Any) -> Any:
     """A tqdm bar; ``EVALKIT_PROGRESS=1`` forces it on, ``=0`` off (default: on for a terminal)."""
     from tqdm.auto import tqdm
 
@@ -113,7 +113,7 @@ def _terminal_width() -> int | None:
         return None
 
 
-def _silent_tqdm_class():
+def _silent_tqdm_class() -> tuple[Any, Any]:
     from tqdm import tqdm
 
     class SilentTqdm(tqdm):
@@ -141,7 +141,7 @@ def _silence_lm_eval_bars() -> None:
     original, silent = _SILENT
     for name, module in list(sys.modules.items()):
         if name.startswith("lm_eval") and getattr(module, "tqdm", None) is original:
-            module.tqdm = silent
+            setattr(module, "tqdm", silent)  # noqa: B010 - a module attribute mypy cannot see
             _patched.append(module)
 
 
@@ -149,7 +149,7 @@ _SILENT: tuple[Any, Any] = (None, None)
 
 
 @contextlib.contextmanager
-def quiet_third_party(verbose: bool = False):
+def quiet_third_party(verbose: bool = False) -> Iterator[None]:
     """Silence other libraries' bars and warnings inside the block, unless ``verbose``; restore after.
 
     Errors still surface (loggers stay at ERROR), and evalkit's own bars are unaffected.
@@ -182,7 +182,7 @@ def quiet_third_party(verbose: bool = False):
 
 
 @contextlib.contextmanager
-def _quiet_datasets_bars():
+def _quiet_datasets_bars() -> Iterator[None]:
     import datasets
     import huggingface_hub.utils as hub
 

@@ -18,7 +18,8 @@ import evalkit
 
 pytestmark = pytest.mark.slow
 
-IFEVAL_ROWS = [{"key": 1, "prompt": "Describe a refund in lowercase letters only.",
+# A long prompt (about 850 tokens) leaves a short answer, so the capped generation stays quick.
+IFEVAL_ROWS = [{"key": 1, "prompt": "Describe a refund in lowercase letters only. " + "The parcel came late again. " * 48,
                 "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}]}]
 
 
@@ -73,7 +74,7 @@ def test_ifeval_default_generation_length_is_capped_with_a_note(model, ifeval_da
         result = _evaluate(spec, "ifeval", tmp_path, overrides={"ifeval": {"data": ifeval_data}})  # 1280 new tokens
     cap = result.tasks["ifeval"].settings["max_gen_toks_capped"]
     assert cap["requested"] == 1280 and cap["context"] == (1024 if path == "in-process" else 1023)
-    assert cap["used"] + cap["longest_prompt"] <= cap["context"] and cap["used"] > 900
+    assert cap["used"] + cap["longest_prompt"] <= cap["context"] and 0 < cap["used"] < 400
     notes = [r.getMessage() for r in caplog.records if "max_gen_toks 1280 does not fit" in r.getMessage()]
     assert len(notes) <= 1 and (notes or path == "served")  # one line (said once per process)
     assert result.tasks["ifeval"].n_samples == 1
