@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +189,9 @@ def _append_step_summary(verdict: Verdict) -> None:
         with open(summary, "a", encoding="utf-8") as handle:  # appended: other steps write there too
             handle.write("\n" + verdict_markdown(verdict))
     except OSError as exc:  # a summary we cannot write must not change the gate's outcome
-        print(f"evalkit: warning: cannot append to GITHUB_STEP_SUMMARY ({summary}): {exc}", file=sys.stderr)
+        from ..errors import warn
+
+        warn(f"cannot append to GITHUB_STEP_SUMMARY ({summary}): {exc}")
 
 
 # ------------------------------------------------------------------------------------ the command
