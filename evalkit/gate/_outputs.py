@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +59,9 @@ def _md_number(value: float | None, signed: bool = False) -> str:
 def verdict_markdown(verdict: Verdict) -> str:
     """The verdict as a Markdown section (GitHub step summary, report.md, console).
 
-    Every untrusted string goes through :func:`evalkit.report.markdown.md_escape`, the one escaper.
+    Every untrusted string goes through :func:`evalkit.markdown_text.md_escape`, the one escaper.
     """
-    from ..report.markdown import md_escape
+    from ..markdown_text import md_escape
 
     lines = [
         f"### evalkit gate: {_mark(verdict.status)} {verdict.status.upper()}",
@@ -217,7 +216,9 @@ def _append_step_summary(verdict: Verdict) -> None:
         with open(summary, "a", encoding="utf-8") as handle:  # appended: other steps write there too
             handle.write("\n" + verdict_markdown(verdict))
     except OSError as exc:  # a summary we cannot write must not change the gate's outcome
-        print(f"evalkit: warning: cannot append to GITHUB_STEP_SUMMARY ({summary}): {exc}", file=sys.stderr)
+        from ..errors import warn
+
+        warn(f"cannot append to GITHUB_STEP_SUMMARY ({summary}): {exc}")
 
 
 # ------------------------------------------------------------------------------------ the command

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..markdown_text import md_escape
 from . import _domain as domain
 from . import _view as view
 from . import trajectory
@@ -18,31 +19,6 @@ __all__ = ["render_markdown", "md_escape", "MAX_CHARS"]
 #: Hard ceiling for the Markdown text, well under GitHub's 65,536-character comment limit.
 MAX_CHARS = 50_000
 _STATUS_ICON = {"pass": "✅", "warn": "⚠️", "inconclusive": "❔", "fail": "❌"}
-
-
-def md_escape(text: Any) -> str:
-    """The one Markdown escaper: ``text`` made inert in report.md, the gate verdict and step summary.
-
-    Untrusted text (labels, task and metric names, messages) may appear in a table cell, a list item
-    or a heading; after escaping it renders as the same characters and nothing else: no HTML, no
-    links or images (also no bare-URL autolinks), no emphasis, code, math or strikethrough, no
-    pipes that would split a table cell, no newlines that would end a row, no @-mentions.
-
-    >>> md_escape("a|b <script> [x](y) @team")
-    'a\\\\|b &lt;script&gt; \\\\[x\\\\](y) @\\u200bteam'
-    >>> md_escape("![i](https://e.vil/x.png)")
-    '\\\\!\\\\[i\\\\](https:\\u200b//e.vil/x.png)'
-    """
-    if text is None:
-        return ""
-    out = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    out = out.replace("\\", "\\\\")  # first, so the escapes added below stay single
-    for char in "|[]`*_~$#!":
-        out = out.replace(char, "\\" + char)
-    out = out.replace("@", "@\u200b")  # no notifications from a label
-    # GitHub links bare URLs and www. names by itself; a zero-width space keeps them plain text.
-    out = out.replace("://", ":\u200b//").replace("www.", "www\u200b.")
-    return " ".join(out.split())  # newlines would end the table row
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
