@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .records import EvalResult
+
+if TYPE_CHECKING:
+    from ._io import OutputFolder
+    from .gate import Verdict
 
 __all__ = ["Comparison", "read_comparison"]
 
@@ -130,7 +134,7 @@ class Comparison:
 
         return comparison_html(self.data)
 
-    def to_pandas(self, table: str = "metrics"):
+    def to_pandas(self, table: str = "metrics") -> Any:
         """The metric rows (``table="breakdowns"``: the breakdown rows) as a ``pandas.DataFrame``.
 
         One row per task, metric and checkpoint: value and interval, baseline value, delta and its
@@ -177,7 +181,7 @@ class Comparison:
         return write_model_card(checkpoint_dir, self, label=label)
 
     # ------------------------------------------------------------------------------ gating and writing
-    def gate(self, policy: Any):
+    def gate(self, policy: Any) -> Verdict:
         """Apply a release policy (a YAML path, a policy mapping or a :class:`~evalkit.gate.Policy`).
 
         The verdict is kept on the comparison (``self.verdict`` and ``data["verdict"]``), so
@@ -212,7 +216,7 @@ class Comparison:
                 written += write_gate_outputs(self.verdict, folder)
         return written
 
-    def write_report(self, out_dir: str | Path) -> list[Path]:
+    def write_report(self, out_dir: str | Path | OutputFolder) -> list[Path]:
         """Only ``report.html``, ``report.md``, ``comparison.json`` and ``metrics.csv`` (``evalkit report``)."""
         from . import _validate
         from ._io import OutputFolder

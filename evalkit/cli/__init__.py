@@ -147,7 +147,7 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
     # before any model loads; under torchrun only rank 0 writes, so only it checks (two ranks probing the same
     # new folder at once would race: one creates and removes it while the other probes it)
     checks_out = out and current_ranks().main
-    folder = OutputFolder(out, option="--out").check("results.json", MANIFEST_NAME) if checks_out else None
+    folder = OutputFolder(out, option="--out").check("results.json", MANIFEST_NAME) if out and checks_out else None
     result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun,
                           verbose=bool(ctx.obj.get("verbose")))
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
@@ -380,6 +380,11 @@ def _main(argv: list[str] | None) -> None:
     except KeyboardInterrupt:
         click.echo("evalkit: interrupted; finished samples are stored, rerun to resume.", err=True)
         sys.exit(130)
+    except OSError as exc:  # a path the user named that the filesystem refuses is input, not a bug
+        from ..errors import path_name_error
+
+        usage = path_name_error(exc)
+        _report(usage or exc, 2 if usage else 3, prefix="" if usage else f"internal error ({type(exc).__name__}): ")
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         _report(exc, 3, prefix=f"internal error ({type(exc).__name__}): ")
     sys.exit(0)

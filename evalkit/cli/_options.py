@@ -20,6 +20,11 @@ class ConsoleReporter:
     def result(self, text: str) -> None:
         click.echo(text)
 
+    def warning(self, message: str) -> None:
+        from ..progress import warning_line
+
+        click.echo(warning_line(message), err=True)
+
 
 _STORE_HELP = ("Result store: a SQLite file PATH or postgresql://USER@HOST:PORT/DB (password from PGPASSWORD or "
                "~/.pgpass). Default: $EVALKIT_STORE, else results.sqlite in the user cache dir.")

@@ -144,7 +144,7 @@ class EvalkitCallback(TrainerCallback):
         self._baseline_input = baseline
         self.results: list = []
         self.step_comparisons: dict[str, Any] = {}
-        self.comparison = None
+        self.comparison: Any = None  # the latest Comparison, once a save was evaluated
         self.stop_reason: str | None = None
         self.report_dir: Path | None = Path(out) if out is not None else None
         self._stopped_at: dict[str, Any] | None = None
