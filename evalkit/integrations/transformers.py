@@ -262,7 +262,7 @@ class EvalkitCallback(TrainerCallback):
         self.comparison = api.compare(*self.results, baseline=self.results[0].checkpoint.label)
         if self.policy is not None:
             self.comparison.gate(self.policy)
-        training = {"loss": _training_loss(self._state)}
+        training: dict[str, Any] = {"loss": _training_loss(self._state)}
         if self._stopped_at is not None:
             training["stopped"] = dict(self._stopped_at)
         self.comparison.data["training"] = training
