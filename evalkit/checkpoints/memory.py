@@ -57,7 +57,7 @@ def _config_text(model: Any) -> str:
     return json.dumps(data, sort_keys=True, default=_json_default)
 
 
-def tokenizer_entries(tokenizer: Any) -> list[tuple[str, str]]:
+def _tokenizer_entries(tokenizer: Any) -> list[tuple[str, str]]:
     """(file name, sha256) of the tokenizer as ``save_pretrained`` writes it (vocab, chat template, ...)."""
     from .._io import hash_file
     from .fingerprint import model_files
@@ -80,7 +80,7 @@ def model_fingerprint(model: Any, tokenizer: Any = None) -> str:
         digest.update(flat.view(__import__("torch").uint8).numpy().tobytes())
     digest.update(b"\0config\0" + _config_text(model).encode())
     if tokenizer is not None:
-        for name, value in tokenizer_entries(tokenizer):
+        for name, value in _tokenizer_entries(tokenizer):
             digest.update(f"\0tokenizer/{name}\0{value}".encode())
     return digest.hexdigest()
 

@@ -31,6 +31,7 @@ the same step. The wait counts against the process group's timeout (``TrainingAr
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 import os
@@ -211,9 +212,10 @@ class EvalkitCallback(TrainerCallback):
         given = self._baseline_input
         if given is None:
             model, tokenizer = kwargs["model"], self._tokenizer(kwargs)
+            # checked before evaluating: lm-eval may adjust the tokenizer it is handed (padding side, pad token)
+            source = _unchanged_source_folder(model, _tokenizer_of(tokenizer))
             result = self._evaluate_model(model, tokenizer, label=_BASELINE_LABEL, run=self._run_name(args),
                                           step=int(state.global_step))
-            source = _unchanged_source_folder(model, _tokenizer_of(tokenizer))
             if source is not None:  # the base as loaded: a later `evalkit compare base=FOLDER ...` reuses it too
                 self._store_under(result, source)
             return result
@@ -375,8 +377,6 @@ def _unchanged_source_folder(model: Any, tokenizer: Any) -> Path | None:
     import torch
     from safetensors import safe_open
 
-    from ..checkpoints.memory import tokenizer_entries
-
     folder = Path(str(getattr(model, "name_or_path", "") or ""))
     files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
     state = model.state_dict() if files and hasattr(model, "state_dict") else {}
@@ -401,9 +401,26 @@ def _unchanged_source_folder(model: Any, tokenizer: Any) -> Path | None:
         return None
     from transformers import AutoTokenizer
 
-    # re-saved, as the in-memory fingerprint sees it (a re-save may reorder tokenizer_config.json's keys)
-    same_tokenizer = tokenizer_entries(AutoTokenizer.from_pretrained(folder)) == tokenizer_entries(tokenizer)
+    same_tokenizer = _tokenizer_identity(AutoTokenizer.from_pretrained(folder)) == _tokenizer_identity(tokenizer)
     return folder if same_tokenizer else None
+
+
+def _tokenizer_identity(tokenizer: Any) -> dict[str, Any]:
+    """The tokenizer's files as ``save_pretrained`` writes them (a re-save may reorder tokenizer_config.json's
+    keys, so both sides are re-saved), less tokenizer.json's truncation and padding state: calling the
+    tokenizer with ``truncation=``/``padding=`` (tokenising a training set) rewrites them, and every later
+    call sets its own."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="evalkit-tokenizer-") as folder:
+        tokenizer.save_pretrained(folder)
+        files = {path.name: path.read_bytes() for path in sorted(Path(folder).iterdir()) if path.is_file()}
+    if "tokenizer.json" in files:
+        data = json.loads(files["tokenizer.json"])
+        for key in ("truncation", "padding"):
+            data.pop(key, None)
+        files["tokenizer.json"] = json.dumps(data, sort_keys=True).encode()
+    return files
 
 
 def _store_under_folder(result: Any, folder: Path, tasks: list, evaluators: list, store: Any,
