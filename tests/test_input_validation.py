@@ -198,3 +198,11 @@ def test_any_path_too_long_for_the_filesystem_is_exit_2(setup, tmp_path, argv):
     (tmp_path / "c.json").write_text(setup["comparison"], encoding="utf-8")
     line = _error_line(*run_cli(["--store", str(tmp_path / "s.sqlite"), *argv(setup, tmp_path)])[::2])
     assert "cannot use this path (the name is longer than the filesystem allows)" in line
+
+
+@pytest.mark.parametrize("override", ["tiny.seed=-1", "tiny.sample_seed=-2", f"tiny.seed={2 ** 64}"])
+def test_seeds_in_task_files_are_checked_like_seed_options(setup, tmp_path, override):
+    """numpy refuses a negative seed only once a bootstrap or a few-shot draw needs it: refuse it up front."""
+    line = _error_line(*run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(setup["a"]), "-t",
+                                 str(setup["task"]), "--set", override])[::2])
+    assert "must be an integer from 0 to 2**63 - 1" in line

@@ -134,14 +134,12 @@ def test_served_generation_equals_in_process(model, endpoint, models, tasks, ser
     reference = in_process[model]
     for task in GENERATION_TASKS:
         assert _outputs(served.tasks[task]) == _outputs(reference.tasks[task]), (model, endpoint, task)
-        assert served.tasks[task].metrics == _without_routing(reference.tasks[task].metrics), (model, endpoint, task)
-    # VOC generate's confidence pass: in-process it scores the parsed path; `transformers serve` returns no
-    # prompt log-probabilities, so the served run keeps its outputs and metrics and says why it has no confidence
-    voc_served, voc_reference = served.tasks["voc_generate"], reference.tasks["voc_generate"]
+        assert _without_routing(served.tasks[task].metrics) == _without_routing(reference.tasks[task].metrics), (model, endpoint, task)
+    # VOC generate's confidence pass: in-process it scores every parsed path (unparsed outputs get 0 unscored);
+    # `transformers serve` returns no prompt log-probabilities, so served confidences exist only where nothing
+    # had to be scored (test_served_voc_generate_without_prompt_logprobs_keeps_outputs_and_says_why)
+    voc_reference = reference.tasks["voc_generate"]
     assert {s.extra["confidence"]["method"] for s in voc_reference.samples} == {"continuation_logprob"}
-    assert "leaf_ece" in voc_reference.metrics and "leaf_ece" not in voc_served.metrics
-    assert not any("confidence" in s.extra for s in voc_served.samples)
-    assert voc_served.settings["confidence"] == ["none"] and voc_served.settings["confidence_unavailable"]
     templated = model != "base"
     assert served.tasks["ifeval"].settings["chat_template"] is templated
     assert reference.tasks["ifeval"].settings["chat_template"] is templated
@@ -168,6 +166,33 @@ def test_loglikelihood_through_transformers_serve_is_refused_after_one_probe(tas
         with pytest.raises(UsageError, match="returned no prompt logprobs to a probe .*serve the model with vLLM"):
             _evaluate(f"{proxy.url}#{models['bos']}", [tasks[task]], tmp_path, endpoint="completions")
     assert proxy.posts == 1  # the probe; no evaluation request
+
+
+@pytest.mark.slow
+def test_served_voc_generate_without_prompt_logprobs_keeps_outputs_and_says_why(models, tasks, server, tmp_path):
+    """Outputs that parse (fixed label lines) must be scored; `transformers serve` cannot: the run completes
+    with its outputs and metrics, without confidences, and its settings say why."""
+    from evalkit.evaluators.base import get_evaluator
+
+    checkpoint = Checkpoint.from_string(f"{server}#{models['plain']}", LoadOptions(endpoint="completions", max_length=1024))
+    served = checkpoint.lm
+    evaluator = get_evaluator("voc")(tasks["voc_generate"])
+    evaluator.check_ready()
+    label = evaluator.data.taxonomy.format(evaluator.examples[0].path)
+
+    class ParsedOutputs:  # generation answered with a label; log-likelihoods go to the server
+        def __getattr__(self, name):
+            return getattr(served, name)
+
+        def generate_until(self, requests, disable_tqdm=False):
+            return [label for _ in requests]
+
+    records = evaluator.run(ParsedOutputs(), done={}, save=lambda batch: None)
+    assert all(r.prediction == label for r in records)
+    assert not any("confidence" in r.extra for r in records)
+    result = evaluator.aggregate(records)
+    assert "leaf_ece" not in result.metrics and result.metrics["path_accuracy"] is not None
+    assert "returned no prompt logprobs" in result.settings["confidence_unavailable"]
 
 
 @pytest.mark.slow

@@ -102,7 +102,7 @@ def _randomization(ctx, hook, both: list[SampleRecord], kind, metric, keys, obse
     """Two-sided approximate randomization p-value of every key, from one seeded stream of swaps."""
     n = len(both) // 2
     rng = np.random.default_rng(ctx.random_state)
-    rows = max(1, 2_000_000 // max(n * max(len(keys), 1), 1))
+    rows = max(1, 2_000_000 // max(n, len(keys), 1))  # bounds the (rows, n) swaps and (rows, keys) values
     base = np.arange(n)
     extreme, done = np.zeros(len(keys)), 0
     tolerance = 1e-12 * np.maximum(1.0, np.abs(observed))

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import hash_tree
+from .._validate import task_seeds
 from ..errors import UsageError
 from ..evaluators.base import SaveBatch, register_evaluator
 from ..records import SampleRecord, TaskResult
@@ -76,6 +77,7 @@ def _check_options(options: LmEvalOptions, config: TaskConfig) -> None:
         raise UsageError(f"{src}: key 'num_fewshot' must be an integer >= 0 or null; got {options.num_fewshot!r}.")
     if options.batch_docs < 1:
         raise UsageError(f"{src}: key 'batch_docs' must be an integer >= 1; got {options.batch_docs!r}.")
+    task_seeds(options, ("seed", "sample_seed"), source=src)
     if options.limit is not None and (options.limit <= 0 or (isinstance(options.limit, float) and options.limit >= 1
                                                              and not options.limit.is_integer())):
         raise UsageError(f"{src}: key 'limit' must be a positive integer (docs per subtask) or a fraction "

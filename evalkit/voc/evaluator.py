@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._validate import task_seeds
 from ..errors import UsageError
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 from ..records import SampleRecord, TaskResult
@@ -123,6 +124,7 @@ def _check_options(opts: VocOptions, config: TaskConfig) -> VocOptions:
         value = getattr(opts, key)
         if value is not None and value < low:
             raise UsageError(f"{config.source}: key {key!r} must be an integer >= {low}, got {value!r}.")
+    task_seeds(opts, ("seed", "sample_seed"), source=config.source)
     if not 0.0 < opts.parse_cutoff <= 1.0:
         raise UsageError(f"{config.source}: key 'parse_cutoff' must be in (0, 1], got {opts.parse_cutoff!r}.")
     if (not isinstance(opts.coverage_precisions, list) or not opts.coverage_precisions
