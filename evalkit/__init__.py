@@ -48,11 +48,16 @@ _PUBLIC = {
     "EvaluationError": "evalkit.errors",
     "ServerError": "evalkit.errors",
 }
-__all__ = [  # a literal, so linters and type checkers see it; equal to sorted(_PUBLIC) + __version__
-    "Checkpoint", "Comparison", "EvalResult", "EvalkitError", "LoadOptions", "Policy", "ResultStore",
-    "SampleRecord", "TaskConfig", "TaskResult", "UsageError", "Verdict", "build_comparison", "compare",
-    "evaluate", "evaluate_checkpoint", "evaluate_policy", "get_evaluator", "load_policy", "parse_spec",
-    "read_comparison", "register_evaluator", "resolve_tasks", "write_reports", "__version__",
+#: The object API: what a user of evalkit needs (a literal, so linters and type checkers see it). The
+#: lower-level functions also in ``_PUBLIC`` stay importable from here for existing code, but live in
+#: their packages: ``evalkit.checkpoints.parse_spec``, ``evalkit.taskconfig.resolve_tasks``,
+#: ``evalkit.run.evaluate_checkpoint``, ``evalkit.evaluators.base.register_evaluator`` / ``get_evaluator``,
+#: ``evalkit.gate.load_policy`` / ``evaluate_policy``, ``evalkit.report.write_reports`` and
+#: ``build_comparison`` (the dict-level comparison).
+__all__ = [
+    "evaluate", "compare", "read_comparison", "Comparison", "Verdict", "Policy", "Checkpoint", "LoadOptions",
+    "TaskConfig", "ResultStore", "EvalResult", "TaskResult", "SampleRecord",
+    "EvalkitError", "UsageError", "ParameterTypeError", "EvaluationError", "ServerError", "__version__",
 ]
 
 

@@ -346,7 +346,7 @@ class OutputFolder:
     Errors are :class:`~evalkit.errors.UsageError` naming the location (exit code 2).
     """
 
-    def __init__(self, root: str | Path, *, option: str = "output folder"):  # the CLI passes "--out"
+    def __init__(self, root: str | os.PathLike[str], *, option: str = "output folder"):  # the CLI passes "--out"
         self.root = Path(root)
         self.option = option
         self._written: list[tuple[str, ...]] = []

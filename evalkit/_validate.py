@@ -16,7 +16,7 @@ from typing import Any
 from .errors import ParameterTypeError, UsageError
 
 __all__ = ["MAX_SEED", "MAX_LABEL_CHARS", "integer", "seed", "label", "label_problem", "unique_labels",
-           "path_exists", "of_type", "path", "flag", "text", "text_mapping"]
+           "path_exists", "path_is_dir", "task_seeds", "of_type", "path", "flag", "text", "text_mapping"]
 
 #: Largest seed accepted: numpy and the store (SQLite INTEGER) both hold it.
 MAX_SEED = 2 ** 63 - 1
@@ -120,6 +120,15 @@ def seed(value: Any, *, param: str, optional: bool = False) -> int | None:
                          param=param) from None
 
 
+def task_seeds(options: Any, names: tuple[str, ...], *, source: str) -> None:
+    """The seed keys of a task file (already integers or null by the file's schema) within [0, 2**63 - 1]:
+    numpy refuses a negative seed, but only once a bootstrap or a few-shot draw needs it."""
+    for name in names:
+        value = getattr(options, name, None)
+        if value is not None and not 0 <= value <= MAX_SEED:
+            raise UsageError(f"{source}: key {name!r} must be an integer from 0 to 2**63 - 1, got {value!r}.")
+
+
 def label_problem(value: Any) -> str | None:
     """What is wrong with ``value`` as a checkpoint label, or None: a non-empty string of at most
     :data:`MAX_LABEL_CHARS` characters without control characters (lone surrogates are kept: results
@@ -170,6 +179,14 @@ def path_exists(text: Any) -> bool:
     filesystem, a NUL byte, not a string) is simply no existing path, never an ``OSError``."""
     try:
         return os.path.exists(os.path.expanduser(os.fspath(text)))
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def path_is_dir(text: Any) -> bool:
+    """Whether ``text`` names an existing folder; like :func:`path_exists`, never an ``OSError``."""
+    try:
+        return os.path.isdir(os.path.expanduser(os.fspath(text)))
     except (OSError, TypeError, ValueError):
         return False
 

@@ -17,10 +17,14 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import ParameterTypeError, UsageError, did_you_mean
 from .records import EvalResult
+
+if TYPE_CHECKING:
+    from .checkpoints import LoadOptions
+    from .comparison import Comparison
 
 __all__ = ["evaluate", "compare", "as_checkpoint", "load_options", "resolve", "with_limit", "open_store",
            "DEFAULT_SAMPLE_SEED"]
@@ -29,7 +33,7 @@ __all__ = ["evaluate", "compare", "as_checkpoint", "load_options", "resolve", "w
 DEFAULT_SAMPLE_SEED = 0
 
 
-def load_options(**options: Any):
+def load_options(**options: Any) -> LoadOptions:
     """:class:`~evalkit.checkpoints.LoadOptions` from keyword arguments, refusing unknown names.
 
     ``model_args`` may be a mapping or a ``"KEY=VALUE,KEY=VALUE"`` string.
@@ -68,7 +72,7 @@ def resolve(tasks: Any, overrides: Any = None) -> list:
     if overrides is not None and not isinstance(overrides, (str, Mapping, list, tuple)):
         raise ParameterTypeError(f"overrides must be a mapping or a list of 'TASK.KEY=VALUE' strings, got "
                                  f"{type(overrides).__name__}.", param="overrides")
-    items = [t if isinstance(t, TaskConfig) else str(t) for t in tasks]
+    items: list[TaskConfig | str] | str = [t if isinstance(t, TaskConfig) else str(t) for t in tasks]
     if len(items) == 1 and isinstance(items[0], str) and "," in items[0]:
         items = items[0]
     if isinstance(overrides, str):  # one "TASK.KEY=VALUE"
@@ -94,7 +98,7 @@ def with_limit(task_configs: list, limit: int | None, sample_seed: int | None = 
 
 
 def as_checkpoint(model: Any, *, tokenizer: Any = None, label: str | None = None, note: str | None = None,
-                  fingerprint: str | None = None, options: Any = None, index: int = 0):
+                  fingerprint: str | None = None, options: Any = None, index: int = 0) -> Any:
     """A checkpoint object for ``model``: a spec string or path, a model object, or a checkpoint already.
 
     An unlabelled Trainer save folder ``RUN/checkpoint-STEP`` is labelled ``RUN.stepSTEP``, so the
@@ -243,7 +247,7 @@ def _as_results(items: Iterable[Any]) -> tuple[list[EvalResult], list[EvalResult
 
 
 def compare(*results: Any, baseline: str | None = None, notes: Mapping[str, str] | None = None,
-            **settings: Any):
+            **settings: Any) -> Comparison:
     """Compare checkpoints' results against a baseline: paired deltas, intervals, tests, breakdowns, flips.
 
     Parameters
@@ -274,7 +278,7 @@ def compare(*results: Any, baseline: str | None = None, notes: Mapping[str, str]
 
 
 #: ``compare(**settings)``: each setting's check (the statistics' own ValueErrors name no API parameter).
-_COMPARE_SETTINGS = {"n_resamples": dict(minimum=1, what="an integer"),
+_COMPARE_SETTINGS: dict[str, dict[str, Any]] = {"n_resamples": dict(minimum=1, what="an integer"),
                      "max_flips": dict(minimum=0, what="an integer")}
 
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .records import EvalResult
+
+if TYPE_CHECKING:
+    from ._io import OutputFolder
+    from .gate import Verdict
 
 __all__ = ["Comparison", "read_comparison"]
 
@@ -123,7 +127,7 @@ class Comparison:
 
         return comparison_html(self.data)
 
-    def to_pandas(self, table: str = "metrics"):
+    def to_pandas(self, table: str = "metrics") -> Any:
         """The metric rows (``table="breakdowns"``: the breakdown rows) as a ``pandas.DataFrame``.
 
         One row per task, metric and checkpoint: value and interval, baseline value, delta and its
@@ -158,8 +162,19 @@ class Comparison:
 
         return log_comparison(self, run=run, report=report)
 
+    def to_model_card(self, checkpoint_dir: str | Path, label: str | None = None) -> Path:
+        """Write (or update) the ``model-index`` results and the verdict of one checkpoint in
+        ``checkpoint_dir/README.md`` (needs ``evalkit[hub]``); return the card's path.
+
+        ``label`` names the checkpoint when ``checkpoint_dir`` is not the spec of exactly one. See
+        :mod:`evalkit.integrations.hub`; ``evalkit card DIR --from comparison.json`` on the command line.
+        """
+        from .integrations.hub import write_model_card
+
+        return write_model_card(checkpoint_dir, self, label=label)
+
     # ------------------------------------------------------------------------------ gating and writing
-    def gate(self, policy: Any):
+    def gate(self, policy: Any) -> Verdict:
         """Apply a release policy (a YAML path, a policy mapping or a :class:`~evalkit.gate.Policy`).
 
         The verdict is kept on the comparison (``self.verdict`` and ``data["verdict"]``), so
@@ -194,7 +209,7 @@ class Comparison:
                 written += write_gate_outputs(self.verdict, folder)
         return written
 
-    def write_report(self, out_dir: str | Path) -> list[Path]:
+    def write_report(self, out_dir: str | Path | OutputFolder) -> list[Path]:
         """Only ``report.html``, ``report.md``, ``comparison.json`` and ``metrics.csv`` (``evalkit report``)."""
         from . import _validate
         from ._io import OutputFolder

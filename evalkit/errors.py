@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 __all__ = ["EvalkitError", "UsageError", "ParameterTypeError", "EvaluationError", "ServerError", "did_you_mean",
-           "register_secret", "redact", "printable", "redact_secrets", "warn"]
+           "path_name_error", "register_secret", "redact", "printable", "redact_secrets", "warn"]
 
 
 class EvalkitError(Exception):
@@ -55,6 +55,30 @@ class ServerError(EvaluationError):
     """
 
     exit_code = 4
+
+
+
+
+def path_name_error(exc: BaseException) -> UsageError | None:
+    """A one-line UsageError for an ``OSError`` whose cause is a path name the user gave (too long for the
+    filesystem, a symlink loop), wherever in evalkit it was first touched; None for any other error.
+
+    >>> error = path_name_error(OSError(36, "File name too long", "runs/" + "x" * 300))
+    >>> str(error).split(": ", 1)[1], len(str(error)) < 160
+    ('cannot use this path (the name is longer than the filesystem allows); choose a shorter path.', True)
+    >>> path_name_error(FileNotFoundError(2, "No such file", "x")) is None
+    True
+    """
+    import errno as errnos
+
+    # errnos by which the filesystem refuses a *name*, never evalkit's own files or a full disk
+    codes = {errnos.ENAMETOOLONG: "the name is longer than the filesystem allows",
+             errnos.ELOOP: "too many levels of symbolic links"}
+    if not isinstance(exc, OSError) or exc.errno not in codes:
+        return None
+    name = str(exc.filename or "a path")
+    shown = name if len(name) <= 64 else name[:63] + "…"
+    return UsageError(f"{shown}: cannot use this path ({codes[exc.errno]}); choose a shorter path.")
 
 
 def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
@@ -121,7 +145,8 @@ def redact_secrets(data: bytes) -> bytes:
 
 
 def warn(message: str) -> None:
-    """One line on stderr: something was done to the user's input or environment that they should know."""
-    import sys
+    """Something was done to the user's input or environment that they should know: one line through the
+    current reporter (:mod:`evalkit.progress`; on the command line, stderr)."""
+    from .progress import warning
 
-    print(f"evalkit: warning: {' '.join(message.split())}", file=sys.stderr)
+    warning(message)

@@ -1,4 +1,10 @@
-"""Progress bars with ETA on stderr (tqdm), and quiet third-party libraries while evalkit shows its own.
+"""How the library reports to a person: progress lines and results through a :class:`Reporter`, progress
+bars with ETA on stderr (tqdm), and quiet third-party libraries while evalkit shows its own.
+
+The library never prints: it calls :func:`note` (a progress line: "evaluating base ...") and
+:func:`result` (a command's output: a verdict, "wrote PATH"). The command line renders them on stderr
+and stdout (``evalkit.cli`` installs its reporter with :func:`use_reporter`); a Python caller gets them
+as ``INFO`` records of the ``evalkit`` logger, or installs a reporter of its own.
 
 evalkit shows one bar per training phase and one per task. The libraries underneath have bars and
 hints of their own (lm-eval's per-request-batch bars, its "Custom kwargs can be passed" hint,
@@ -12,16 +18,78 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
-__all__ = ["bar", "quiet_third_party", "NOISY_LOGGERS"]
+__all__ = ["Reporter", "bar", "note", "result", "warning", "warning_line", "use_reporter", "quiet_third_party", "NOISY_LOGGERS"]
 
 #: Library loggers lowered to ERROR while quiet (their warnings are hints for their own CLIs).
 NOISY_LOGGERS = ("lm_eval", "transformers", "datasets", "huggingface_hub", "accelerate", "evaluate", "absl")
 _quiet = False
 
 
-def bar(total: int | None, desc: str, unit: str = "sample", *, leave: bool = False, **kwargs: Any):
+class Reporter(Protocol):
+    """Where the library's words go: progress lines for the person watching, and a command's results."""
+
+    def note(self, message: str) -> None:
+        """A progress line (the command line writes it on stderr)."""
+
+    def result(self, text: str) -> None:
+        """A command's output (the command line writes it on stdout)."""
+
+    def warning(self, message: str) -> None:
+        """Something was done to the user's input or environment that they should know (one line)."""
+
+
+def warning_line(message: str) -> str:
+    """``evalkit: warning: MESSAGE`` on one line, whatever whitespace ``message`` holds."""
+    return f"evalkit: warning: {' '.join(message.split())}"
+
+
+class _LoggingReporter:
+    """Without a command line: notes and results are ``INFO`` records of the ``evalkit`` logger (silent
+    unless logging is configured); a warning is still one line on stderr, which a caller must not miss."""
+
+    def note(self, message: str) -> None:
+        logging.getLogger("evalkit").info(message)
+
+    def result(self, text: str) -> None:
+        logging.getLogger("evalkit").info(text)
+
+    def warning(self, message: str) -> None:
+        sys.stderr.write(warning_line(message) + "\n")
+
+
+_reporter: Reporter = _LoggingReporter()
+
+
+def note(message: str) -> None:
+    """Report a progress line through the current :class:`Reporter`."""
+    _reporter.note(message)
+
+
+def result(text: str) -> None:
+    """Report a command's output through the current :class:`Reporter`."""
+    _reporter.result(text)
+
+
+def warning(message: str) -> None:
+    """Report a warning through the current :class:`Reporter`."""
+    _reporter.warning(message)
+
+
+@contextlib.contextmanager
+def use_reporter(reporter: Reporter) -> Iterator[Reporter]:
+    """Send :func:`note` and :func:`result` to ``reporter`` inside the block."""
+    global _reporter
+    previous, _reporter = _reporter, reporter
+    try:
+        yield reporter
+    finally:
+        _reporter = previous
+
+
+def bar(total: int | None, desc: str, unit: str = "sample", *, leave: bool = False, **kwargs: Any) -> Any:
     """A tqdm bar; ``EVALKIT_PROGRESS=1`` forces it on, ``=0`` off (default: on for a terminal)."""
     from tqdm.auto import tqdm
 
@@ -45,7 +113,7 @@ def _terminal_width() -> int | None:
         return None
 
 
-def _silent_tqdm_class():
+def _silent_tqdm_class() -> tuple[Any, Any]:
     from tqdm import tqdm
 
     class SilentTqdm(tqdm):
@@ -73,7 +141,7 @@ def _silence_lm_eval_bars() -> None:
     original, silent = _SILENT
     for name, module in list(sys.modules.items()):
         if name.startswith("lm_eval") and getattr(module, "tqdm", None) is original:
-            module.tqdm = silent
+            setattr(module, "tqdm", silent)  # noqa: B010 - a module attribute mypy cannot see
             _patched.append(module)
 
 
@@ -81,7 +149,7 @@ _SILENT: tuple[Any, Any] = (None, None)
 
 
 @contextlib.contextmanager
-def quiet_third_party(verbose: bool = False):
+def quiet_third_party(verbose: bool = False) -> Iterator[None]:
     """Silence other libraries' bars and warnings inside the block, unless ``verbose``; restore after.
 
     Errors still surface (loggers stay at ERROR), and evalkit's own bars are unaffected.
@@ -114,7 +182,7 @@ def quiet_third_party(verbose: bool = False):
 
 
 @contextlib.contextmanager
-def _quiet_datasets_bars():
+def _quiet_datasets_bars() -> Iterator[None]:
     import datasets
     import huggingface_hub.utils as hub
 

@@ -9,7 +9,6 @@ records and stored last.
 from __future__ import annotations
 
 import datetime as _dt
-import sys
 import time
 from importlib import metadata
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 from .errors import EvalkitError, EvaluationError, UsageError
 from .evaluators.base import get_evaluator
 from .parallel import Ranks, ShardView, current_ranks, wait_until
+from .progress import note
 from .records import EvalResult, TaskResult, in_sample_order
 from .store import ResultStore, RunKey, settings_hash
 from .taskconfig import TaskConfig
@@ -202,8 +202,8 @@ def _evaluate_records(evaluator, lm, done: dict, store: ResultStore, key: RunKey
     ids = evaluator.sample_ids()
     owned = ranks.owned(ids)
     evaluator.run(lm, done=ShardView(done, owned), save=save)
-    print(f"rank {ranks.rank}/{ranks.world_size}: evaluated {len(owned - done.keys())} of {len(ids)} samples of "
-          f"task {key.task} ({len(owned & done.keys())} of its share were stored already)", file=sys.stderr)
+    note(f"rank {ranks.rank}/{ranks.world_size}: evaluated {len(owned - done.keys())} of {len(ids)} samples of "
+         f"task {key.task} ({len(owned & done.keys())} of its share were stored already)")
     if not ranks.main:
         return None
     stored = wait_until(lambda: _all_stored(store, key, ids),

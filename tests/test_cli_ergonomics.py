@@ -12,10 +12,10 @@ from evalkit.cli import cli
 @pytest.fixture
 def captured(monkeypatch):
     """Run `evalkit report` with the pipeline replaced by a recorder of its keyword arguments."""
-    import evalkit.pipeline
+    import evalkit.cli.commands
 
     calls = []
-    monkeypatch.setattr(evalkit.pipeline, "report_pipeline", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(evalkit.cli.commands, "report_pipeline", lambda **kw: calls.append(kw))
     monkeypatch.delenv("EVALKIT_STORE", raising=False)
     return calls
 
@@ -40,11 +40,11 @@ def test_store_after_the_subcommand_overrides_the_environment(captured, monkeypa
 
 
 def test_debug_and_verbose_after_the_subcommand(captured, monkeypatch):
-    import evalkit.pipeline
+    import evalkit.cli.commands
 
     monkeypatch.setattr(cli_module._State, "debug", False)
     seen = []
-    monkeypatch.setattr(evalkit.pipeline, "compare_pipeline", lambda **kw: seen.append(kw["verbose"]) or 0)
+    monkeypatch.setattr(evalkit.cli.commands, "compare_pipeline", lambda **kw: seen.append(kw["verbose"]) or 0)
     argv = ["compare", "a", "b", "--tasks", "demo_general", "--out", "o"]
     assert CliRunner().invoke(cli, argv).exit_code == 0
     assert CliRunner().invoke(cli, [*argv, "--verbose", "--debug"]).exit_code == 0
@@ -84,13 +84,13 @@ def test_compare_help_lists_exit_codes():
     ("demo_general.accc", "task 'demo_general' does not report a metric 'accc'. Did you mean 'acc'?"),
 ])
 def test_compare_policy_names_a_bad_gate_before_evaluating_anything(tmp_path, monkeypatch, capsys, metric, expected):
-    import evalkit.pipeline
+    import evalkit.cli.commands
     from evalkit.cli import main
 
     def must_not_evaluate(*args, **kwargs):
         raise AssertionError("evaluated although the policy cannot be applied")
 
-    monkeypatch.setattr(evalkit.pipeline, "collect_results", must_not_evaluate)
+    monkeypatch.setattr(evalkit.cli.commands, "collect_results", must_not_evaluate)
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"gates:\n  - metric: {metric}\n    max_drop: 0.1\n")
     with pytest.raises(SystemExit) as exit_info:

@@ -30,8 +30,9 @@ FUZZ = settings(max_examples=int(os.environ.get("EVALKIT_FUZZ_EXAMPLES", "15")),
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-                    st.sampled_from([float("nan"), float("inf"), -1.0, 0, 1e308, 10**30]),
-                    st.text(max_size=12), st.sampled_from(["", "../../x", "=cmd()", "a > b", "<b>x</b>", "x\ud800"]))
+                    st.sampled_from([float("nan"), float("inf"), -1.0, 0, 1e308, 10**30, 10**400, -(10**400), 1.5]),
+                    st.text(max_size=12), st.sampled_from(["", "../../x", "=cmd()", "a > b", "<b>x</b>", "x\ud800",
+                                                           "L" * 300, "a\x1b[2Jb", " "]))
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(st.text(max_size=6), inner, max_size=3)),
                       max_leaves=6)
@@ -167,3 +168,14 @@ def test_fuzz_predictions_file(valid, scratch, lines):
     code, _, err = run_cli(["--store", str(scratch / "s.sqlite"), "eval", str(path), "-t", str(valid["task"])])
     _assert_clean(code, err)
 
+
+
+@FUZZ
+@given(label=st.one_of(st.text(max_size=12), st.sampled_from(["L" * 300, "", " ", "a\x1b[2Jb", "x\ud800", "../x"])),
+       seed=st.one_of(st.integers(-5, 5), st.sampled_from([-(2 ** 63), 2 ** 63 - 1, 2 ** 63, 2 ** 70])),
+       limit=st.one_of(st.integers(-2, 8), st.sampled_from([2 ** 63])))
+def test_fuzz_labels_seeds_and_limits_on_the_command_line(valid, scratch, label, seed, limit):
+    code, _, err = run_cli(["--store", str(scratch / "s.sqlite"), "eval", f"{label}={valid['preds']}", "-t",
+                            str(valid["task"]), "--limit", str(limit), "--sample-seed", str(seed),
+                            "--out", str(scratch / "out")])
+    _assert_clean(code, err)

@@ -147,18 +147,17 @@ def test_sibling_output_folders_under_one_new_parent_probe_at_once(tmp_path):
     """Each probe creates the missing parent and removes it again: two at once must not trip each other."""
     from evalkit._io import OutputFolder
 
+    def probe(folder: Path, barrier: threading.Barrier, errors: list[str]) -> None:
+        barrier.wait()
+        try:
+            OutputFolder(folder, option="--out").check("report.html")
+        except UsageError as exc:
+            errors.append(str(exc))
+
     for round_ in range(12):
         parent = tmp_path / f"new{round_}" / "runs"
         barrier, errors = threading.Barrier(8), []
-
-        def probe(i: int) -> None:
-            barrier.wait()
-            try:
-                OutputFolder(parent / f"out{i}", option="--out").check("report.html")
-            except UsageError as exc:
-                errors.append(str(exc))
-
-        threads = [threading.Thread(target=probe, args=(i,)) for i in range(8)]
+        threads = [threading.Thread(target=probe, args=(parent / f"out{i}", barrier, errors)) for i in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -185,3 +184,25 @@ def test_a_symlinked_trainer_save_is_named_after_the_folder_the_user_named(tiny_
     assert parse_spec(str(link)).label == "checkpoint-200"
     assert as_checkpoint(str(link)).label == "myrun.step200"  # not blob-7f3a.step200
     assert Checkpoint.from_string(str(link)).fingerprint == Checkpoint.from_string(str(tiny_model_dir)).fingerprint
+
+
+@pytest.mark.parametrize("argv", [
+    lambda s, t: ["eval", str(s["a"]), "-t", str(s["task"]), "-o", str(t / ("d" * 300))],
+    lambda s, t: ["eval", str(s["a"]), "-t", "x" * 300],
+    lambda s, t: ["eval", str(s["a"]), "-t", str(t / ("y" * 300 + ".yaml"))],
+    lambda s, t: ["report", str(t / ("r" * 300 + ".json")), "-o", str(t / "r")],
+    lambda s, t: ["gate", str(t / "c.json"), "--policy", str(t / ("p" * 300))],
+])
+def test_any_path_too_long_for_the_filesystem_is_exit_2(setup, tmp_path, argv):
+    """Wherever a path the user named is first touched, the filesystem's refusal is input, not a bug."""
+    (tmp_path / "c.json").write_text(setup["comparison"], encoding="utf-8")
+    line = _error_line(*run_cli(["--store", str(tmp_path / "s.sqlite"), *argv(setup, tmp_path)])[::2])
+    assert "cannot use this path (the name is longer than the filesystem allows)" in line
+
+
+@pytest.mark.parametrize("override", ["tiny.seed=-1", "tiny.sample_seed=-2", f"tiny.seed={2 ** 64}"])
+def test_seeds_in_task_files_are_checked_like_seed_options(setup, tmp_path, override):
+    """numpy refuses a negative seed only once a bootstrap or a few-shot draw needs it: refuse it up front."""
+    line = _error_line(*run_cli(["--store", str(tmp_path / "s.sqlite"), "eval", str(setup["a"]), "-t",
+                                 str(setup["task"]), "--set", override])[::2])
+    assert "must be an integer from 0 to 2**63 - 1" in line

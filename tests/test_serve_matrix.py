@@ -108,6 +108,13 @@ def in_process(models, tasks, tmp_path_factory) -> dict:
     return results
 
 
+def _without_routing(metrics: dict) -> dict:
+    """Metrics without the calibration / routing ones, which need log-probabilities (voc/routing.py)."""
+    from evalkit.voc.routing import is_routing_metric
+
+    return {name: value for name, value in metrics.items() if not is_routing_metric(name)}
+
+
 def _outputs(task_result) -> list[dict]:
     """What must be equal per sample: outputs, predictions, scores (settings such as token counting may differ)."""
     return [{"id": r.sample_id, "prediction": r.prediction, "target": r.target, "correct": r.correct,
@@ -127,7 +134,12 @@ def test_served_generation_equals_in_process(model, endpoint, models, tasks, ser
     reference = in_process[model]
     for task in GENERATION_TASKS:
         assert _outputs(served.tasks[task]) == _outputs(reference.tasks[task]), (model, endpoint, task)
-        assert served.tasks[task].metrics == reference.tasks[task].metrics, (model, endpoint, task)
+        assert _without_routing(served.tasks[task].metrics) == _without_routing(reference.tasks[task].metrics), (model, endpoint, task)
+    # VOC generate's confidence pass: in-process it scores every parsed path (unparsed outputs get 0 unscored);
+    # `transformers serve` returns no prompt log-probabilities, so served confidences exist only where nothing
+    # had to be scored (test_served_voc_generate_without_prompt_logprobs_keeps_outputs_and_says_why)
+    voc_reference = reference.tasks["voc_generate"]
+    assert {s.extra["confidence"]["method"] for s in voc_reference.samples} == {"continuation_logprob"}
     templated = model != "base"
     assert served.tasks["ifeval"].settings["chat_template"] is templated
     assert reference.tasks["ifeval"].settings["chat_template"] is templated
@@ -154,6 +166,33 @@ def test_loglikelihood_through_transformers_serve_is_refused_after_one_probe(tas
         with pytest.raises(UsageError, match="returned no prompt logprobs to a probe .*serve the model with vLLM"):
             _evaluate(f"{proxy.url}#{models['bos']}", [tasks[task]], tmp_path, endpoint="completions")
     assert proxy.posts == 1  # the probe; no evaluation request
+
+
+@pytest.mark.slow
+def test_served_voc_generate_without_prompt_logprobs_keeps_outputs_and_says_why(models, tasks, server, tmp_path):
+    """Outputs that parse (fixed label lines) must be scored; `transformers serve` cannot: the run completes
+    with its outputs and metrics, without confidences, and its settings say why."""
+    from evalkit.evaluators.base import get_evaluator
+
+    checkpoint = Checkpoint.from_string(f"{server}#{models['plain']}", LoadOptions(endpoint="completions", max_length=1024))
+    served = checkpoint.lm
+    evaluator = get_evaluator("voc")(tasks["voc_generate"])
+    evaluator.check_ready()
+    label = evaluator.data.taxonomy.format(evaluator.examples[0].path)
+
+    class ParsedOutputs:  # generation answered with a label; log-likelihoods go to the server
+        def __getattr__(self, name):
+            return getattr(served, name)
+
+        def generate_until(self, requests, disable_tqdm=False):
+            return [label for _ in requests]
+
+    records = evaluator.run(ParsedOutputs(), done={}, save=lambda batch: None)
+    assert all(r.prediction == label for r in records)
+    assert not any("confidence" in r.extra for r in records)
+    result = evaluator.aggregate(records)
+    assert "leaf_ece" not in result.metrics and result.metrics["path_accuracy"] is not None
+    assert "returned no prompt logprobs" in result.settings["confidence_unavailable"]
 
 
 @pytest.mark.slow

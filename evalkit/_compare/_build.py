@@ -13,6 +13,8 @@ from ._breakdowns import breakdown_rows
 from ._common import Context, json_safe, spec_of
 from ._flips import flip_rows
 from ._format import format_rows
+from ._hierarchy import hierarchy_rows
+from ._routing import routing_rows
 from ._metrics import metric_order, metric_rows
 from ._summary import summary_rows
 
@@ -72,6 +74,10 @@ def build_comparison(results: Sequence[EvalResult], *, baseline: str | None = No
         "summary": summary_rows(ctx, metrics, flip_counts),
         "verdict": None,
     }
+    # domain diagnostics: only where records carry label paths / confidences (other comparisons stay as they were)
+    for key, rows in (("routing", routing_rows(ctx)), ("hierarchy_errors", hierarchy_rows(ctx))):
+        if rows:
+            comparison[key] = rows
     comparison["warnings"] = list(ctx.warnings)
     return json_safe(comparison)
 

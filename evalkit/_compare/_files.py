@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from ..records import CheckpointInfo, EvalResult, TaskResult
 from ._build import build_comparison
 
 
-def load_comparison(path: str | Path) -> dict[str, Any]:
+def load_comparison(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a ``comparison.json``; a missing, invalid or too-new file is a one-line :class:`UsageError`."""
     path = Path(path)
     data = read_json_object(path, what="comparison file", hint=" (written by `evalkit compare --out DIR`)")

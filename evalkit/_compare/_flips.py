@@ -11,7 +11,8 @@ DIRECTIONS = ("right_to_wrong", "wrong_to_right")
 
 def flip_rows(ctx: Context, max_flips: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(flips, flip_counts)``: at most ``max_flips`` flips per task, checkpoint and direction, by sample_id."""
-    flips, counts = [], []
+    flips: list[dict[str, Any]] = []
+    counts: list[dict[str, Any]] = []
     for task in ctx.tasks:
         if ctx.task(ctx.baseline, task) is None:
             continue
@@ -27,7 +28,7 @@ def flip_rows(ctx: Context, max_flips: int) -> tuple[list[dict[str, Any]], list[
 
 
 def _flips_of(recs_a, recs_b) -> dict[str, list]:
-    found = {d: [] for d in DIRECTIONS}
+    found: dict[str, list] = {d: [] for d in DIRECTIONS}
     for a, b in zip(recs_a, recs_b):  # already in sample_id order
         if a.correct is None or b.correct is None or bool(a.correct) == bool(b.correct):
             continue

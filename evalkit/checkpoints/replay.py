@@ -3,18 +3,21 @@
 The file format is described in ``docs/predictions-format.md``: JSONL, one
 ``{"task": NAME, "id": SAMPLE_ID, "output": TEXT}`` object per line. Outputs are returned verbatim
 (no stop-sequence truncation): they are what the model said, and the task's own filters apply.
+A row may carry ``"confidence"`` (a probability in [0, 1] that the output is right), which the ``voc``
+evaluator stores as the prediction's confidence.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from lm_eval.api.model import LM
 
 from ..errors import UsageError
 
-__all__ = ["ReplayLM", "read_predictions"]
+__all__ = ["ReplayLM", "read_predictions", "read_confidences"]
 
 _REQUIRED = ("task", "id", "output")
 
@@ -41,13 +44,36 @@ def read_predictions(path: str | Path) -> dict[tuple[str, str], str]:
     return outputs
 
 
-def _parse_row(path: Path, lineno: int, line: str) -> tuple[str, str, str]:
+def read_confidences(path: str | Path) -> dict[tuple[str, str], float]:
+    """Map ``(task, str(id))`` to the row's ``confidence`` where a row has one (rows already validated)."""
+    path = Path(path)
+    found: dict[tuple[str, str], float] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if line.strip():
+            row = _load_row(path, lineno, line)
+            if isinstance(row, dict) and "confidence" in row:
+                found[(str(row["task"]), str(row["id"]))] = _confidence(path, lineno, row["confidence"])
+    return found
+
+
+def _confidence(path: Path, lineno: int, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+        raise UsageError(f"{path}:{lineno}: 'confidence' must be a number in [0, 1] (the probability that the output "
+                         f"is right), got {value!r}; fix or drop it.")
+    return float(value)
+
+
+def _load_row(path: Path, lineno: int, line: str) -> object:
     try:
-        row = json.loads(line)
+        return json.loads(line)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
     except (RecursionError, ValueError) as exc:  # nested too deeply, an integer too long to convert
         raise UsageError(f"{path}:{lineno}: not a predictions row ({type(exc).__name__}: {exc}).") from None
+
+
+def _parse_row(path: Path, lineno: int, line: str) -> tuple[str, str, str]:
+    row = _load_row(path, lineno, line)
     if not isinstance(row, dict):
         raise UsageError(f"{path}:{lineno}: expected a JSON object with keys task, id, output; "
                          f"got {type(row).__name__}.")
@@ -61,6 +87,8 @@ def _parse_row(path: Path, lineno: int, line: str) -> tuple[str, str, str]:
         raise UsageError(f"{path}:{lineno}: 'id' must be a string or integer, got {sample_id!r}.")
     if not isinstance(output, str):
         raise UsageError(f"{path}:{lineno}: 'output' must be a string, got {type(output).__name__}.")
+    if "confidence" in row:
+        _confidence(path, lineno, row["confidence"])
     return task, str(sample_id), output
 
 
@@ -75,6 +103,11 @@ class ReplayLM(LM):
         super().__init__()
         self.path = Path(path)
         self.outputs = read_predictions(self.path)
+        self.confidences = read_confidences(self.path)
+
+    def confidence_for(self, request) -> float | None:
+        """The row's ``confidence`` for this request's (task, sample id), None when the row has none."""
+        return self.confidences.get(self._key(request))
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         keys = [self._key(request) for request in requests]

@@ -166,6 +166,40 @@ def local_chat_template(spec: CheckpointSpec, options: "LoadOptions") -> bool | 
     return bool(config.get("chat_template")) if isinstance(config, dict) else None
 
 
+def local_context_length(spec: CheckpointSpec, options: "LoadOptions") -> int | None:
+    """The context length of a served model whose folder is local (the served name, or model_args
+    tokenizer=DIR), read as lm-eval's in-process ``HFLM`` reads it; None without such a folder.
+
+    Without it lm-eval's API models assume 2048 tokens, so a 1,024-token model behind a server that
+    reports no length (``transformers serve``) got prompts planned for twice its context.
+    """
+    from types import SimpleNamespace
+
+    from lm_eval.models.utils import resolve_max_length
+
+    name = _local_tokenizer_name(spec, options)
+    folder = Path(name).expanduser() if name else None
+    if folder is None or not folder.is_dir():
+        return None
+    config = _json_object(folder / "config.json")
+    tokenizer = _json_object(folder / "tokenizer_config.json")
+    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else None
+    try:  # untrusted files: a length that is not a number is no length
+        found = resolve_max_length(SimpleNamespace(**(text_config or config)),
+                                   SimpleNamespace(model_max_length=tokenizer.get("model_max_length")), default=0)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return found if 0 < found < 1 << 40 else None
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def unsupported_reason(spec: CheckpointSpec, options: "LoadOptions", need: str) -> str | None:
     """Why this server checkpoint cannot answer requests of type ``need``, with what to pass; None if it can."""
     endpoint = resolve_endpoint(spec, options)
@@ -201,6 +235,8 @@ def load_server_lm(spec: CheckpointSpec, options: "LoadOptions"):
         common["max_length"] = options.max_length
     elif isinstance(entry.get("max_model_len"), int) and entry["max_model_len"] > 1:  # vLLM reports it
         common["max_length"] = entry["max_model_len"]
+    elif local_context_length(spec, options):  # transformers serve does not: the local config says, as in-process
+        common["max_length"] = local_context_length(spec, options)
     if isinstance(options.batch_size, int):
         common["batch_size"] = options.batch_size
     if endpoint == "chat":

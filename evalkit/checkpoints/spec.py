@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._validate import label as check_label
+from .._validate import path_is_dir
 from ..errors import UsageError
 
 __all__ = ["CheckpointSpec", "parse_spec", "KINDS", "WEIGHT_SUFFIXES", "hf_dir_problems", "read_adapter_base",
@@ -163,7 +164,7 @@ def _path_or_hub_spec(raw: str, body: str) -> CheckpointSpec:
     if is_file:
         return _file_spec(raw, body, path)
     # "org/name" is a hub id unless "org" is a local folder: then it is a mistyped local path.
-    if _HUB_ID.fullmatch(body) and not body.startswith((".", "/", "~")) and not path.parent.is_dir():
+    if _HUB_ID.fullmatch(body) and not body.startswith((".", "/", "~")) and not path_is_dir(path.parent):
         repo, _, revision = body.partition("@")
         return CheckpointSpec(label=repo.rsplit("/", 1)[-1], raw=raw, display=body, kind="hub", location=repo,
                               revision=revision or None)
@@ -187,7 +188,7 @@ def _similar_paths(body: str, path: Path) -> str:
 
     try:
         siblings = sorted(entry.name for entry in path.parent.iterdir())[:10_000]
-    except OSError:  # no such folder either, or unreadable: nothing to suggest
+    except (OSError, ValueError):  # no such folder either, unreadable, or no path (a lone surrogate): nothing to suggest
         return ""
     close = difflib.get_close_matches(path.name, siblings, n=3, cutoff=0.6)
     if not close:

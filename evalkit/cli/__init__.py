@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from ..errors import EvalkitError, printable
-from ._options import _STORE_HELP, _VERBOSE_HELP, CONTEXT_SETTINGS, _State, global_options
+from ._options import _STORE_HELP, _VERBOSE_HELP, CONTEXT_SETTINGS, ConsoleReporter, _State, global_options
 
 
 def _quiet(ctx: click.Context):
@@ -121,8 +121,11 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) 
       http://HOST:PORT/v1#MODEL    OpenAI-compatible server (key from $OPENAI_API_KEY)
       predictions.jsonl            {"task","id","output"} rows, scored by generation tasks
     """
+    from ..progress import use_reporter
+
     _State.debug = debug
     ctx.obj = {"store": store_path, "verbose": verbose, "debug": debug}
+    ctx.with_resource(use_reporter(ConsoleReporter()))  # the library's notes and results, rendered here
 
 
 @cli.command("eval")
@@ -144,7 +147,7 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
     # before any model loads; under torchrun only rank 0 writes, so only it checks (two ranks probing the same
     # new folder at once would race: one creates and removes it while the other probes it)
     checks_out = out and current_ranks().main
-    folder = OutputFolder(out, option="--out").check("results.json", MANIFEST_NAME) if checks_out else None
+    folder = OutputFolder(out, option="--out").check("results.json", MANIFEST_NAME) if out and checks_out else None
     result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun,
                           verbose=bool(ctx.obj.get("verbose")))
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
@@ -228,7 +231,7 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
       2  bad input: options, specs, task files or policy (nothing is evaluated)
       3  an evaluation failed, or a bug in evalkit
     """
-    from ..pipeline import compare_pipeline
+    from .commands import compare_pipeline
 
     # the pipeline checks every input before it quiets (and so imports) the heavy libraries
     code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
@@ -249,7 +252,7 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
 @click.pass_context
 def report_cmd(ctx: click.Context, source, out, baseline) -> None:
     """Re-render a report from a comparison.json, or from results.json files, with no model."""
-    from ..pipeline import report_pipeline
+    from .commands import report_pipeline
 
     report_pipeline(sources=list(source), out=Path(out), baseline=baseline, store_path=ctx.obj["store"])
 
@@ -268,9 +271,33 @@ def gate_cmd(comparison, policy, out) -> None:
       1  a gate failed for at least one checkpoint
       2  bad input: the policy or the comparison
     """
-    from ..pipeline import gate_pipeline
+    from .commands import gate_pipeline
 
     sys.exit(gate_pipeline(comparison=Path(comparison), policy=Path(policy), out=Path(out) if out else None))
+
+
+@cli.command("card")
+@global_options
+@click.argument("checkpoint_dir", type=click.Path(file_okay=False))
+@click.option("--from", "source", required=True, type=click.Path(dir_okay=False),
+              help="The comparison.json (from `evalkit compare --out`) whose results go into the card.")
+@click.option("--label", default=None, help="The checkpoint's label in the comparison (default: the one whose spec "
+                                            "is CHECKPOINT_DIR, else the only non-baseline one).")
+def card_cmd(checkpoint_dir, source, label) -> None:
+    """Write (or update) the model-index results and verdict in CHECKPOINT_DIR/README.md.
+
+    Through huggingface_hub's ModelCard (pip install 'evalkit[hub]'); push the card yourself,
+    e.g. `hf upload ORG/MODEL CHECKPOINT_DIR/README.md README.md`.
+
+    \b
+    Exit codes:
+      0  the card is written
+      2  bad input: the comparison, the folder or the label
+    """
+    from ..comparison import Comparison
+    from ..integrations.hub import write_model_card
+
+    click.echo(f"wrote {write_model_card(checkpoint_dir, Comparison.load(source), label=label)}")
 
 
 @cli.command("demo")
@@ -353,6 +380,11 @@ def _main(argv: list[str] | None) -> None:
     except KeyboardInterrupt:
         click.echo("evalkit: interrupted; finished samples are stored, rerun to resume.", err=True)
         sys.exit(130)
+    except OSError as exc:  # a path the user named that the filesystem refuses is input, not a bug
+        from ..errors import path_name_error
+
+        usage = path_name_error(exc)
+        _report(usage or exc, 2 if usage else 3, prefix="" if usage else f"internal error ({type(exc).__name__}): ")
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         _report(exc, 3, prefix=f"internal error ({type(exc).__name__}): ")
     sys.exit(0)
@@ -367,7 +399,8 @@ _FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "over
           "trust_remote_code": "--trust-remote-code", "chat_template": "--chat-template",
           "api_key_env": "--api-key-env", "num_concurrent": "--num-concurrent", "timeout": "--request-timeout",
           "max_length": "--max-length", "store": "--store", "limit": "--limit", "sample_seed": "--sample-seed",
-          "seed": "--sequential-seed", "log": "--log"}
+          "seed": "--sequential-seed", "log": "--log",
+          "label": "--label", "checkpoint_dir": "CHECKPOINT_DIR"}
 _NAMED_OPTION = re.compile(r"\b(" + "|".join(name for name, flag in _FLAGS.items() if flag.startswith("--"))
                            + r")=('[^']*'|\S+?)(?=[\s,;)]|\.?$|\.\s)")
 

@@ -11,6 +11,21 @@ class _State:
     debug = False
 
 
+class ConsoleReporter:
+    """The library's :class:`~evalkit.progress.Reporter` on the command line: notes on stderr, results on stdout."""
+
+    def note(self, message: str) -> None:
+        click.echo(message, err=True)
+
+    def result(self, text: str) -> None:
+        click.echo(text)
+
+    def warning(self, message: str) -> None:
+        from ..progress import warning_line
+
+        click.echo(warning_line(message), err=True)
+
+
 _STORE_HELP = ("Result store: a SQLite file PATH or postgresql://USER@HOST:PORT/DB (password from PGPASSWORD or "
                "~/.pgpass). Default: $EVALKIT_STORE, else results.sqlite in the user cache dir.")
 _VERBOSE_HELP = "Show the libraries' own progress bars and warnings (lm-eval, transformers, datasets)."

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..progress import note, result
+
 __all__ = ["run_demo", "DEMO_TASKS", "demo_notes"]
 
 DEMO_TASKS = "demo_voc,demo_general"
@@ -38,9 +40,9 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
     """
     import dataclasses
 
-    import click
-
     import evalkit
+
+    from .. import api
 
     from ..gate import verdict_text
     from .checkpoints import Recipe, ensure_checkpoints
@@ -57,32 +59,30 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
 
     # a broken install fails now, not after minutes of training
     check_policy_fits_tasks(load_policy(policy), resolve_tasks(DEMO_TASKS))
-    log = lambda message: click.echo(message, err=True)  # noqa: E731 - stdout is the report summary
+    log = note  # progress on stderr; stdout is the report summary
     paths = ensure_checkpoints(cache_dir, retrain=retrain, recipe=recipe, log=log)
     options = dataclasses.asdict(demo_load_options(batch_size))
     results = []
     # tiny models: extra threads only add synchronisation
-    with torch_threads(recipe.threads), evalkit.api.open_store(store_path) as store:
+    with torch_threads(recipe.threads), api.open_store(store_path) as store:
         for name, path in paths.items():  # the public API, as a user would call it (docs/python-api.md)
-            checkpoint = evalkit.api.as_checkpoint(str(path), label=name, options=evalkit.api.load_options(**options))
-            log(evaluation_line(checkpoint, evalkit.api.resolve(DEMO_TASKS), store))
+            checkpoint = api.as_checkpoint(str(path), label=name, options=api.load_options(**options))
+            log(evaluation_line(checkpoint, api.resolve(DEMO_TASKS), store))
             results.append(evalkit.evaluate(checkpoint, DEMO_TASKS, store=store))
     comparison = evalkit.compare(*results, baseline="base", notes=demo_notes(recipe))
-    click.echo(verdict_text(comparison.gate(policy)))
+    result(verdict_text(comparison.gate(policy)))
     for written in comparison.write(Path(out)):
-        click.echo(f"wrote {written}")
+        result(f"wrote {written}")
     _print_table(Path(out))
     return _expected_outcome(Path(out), log)
 
 
 def _print_table(out: Path) -> None:
     """The demo's result in one table on stdout: the same table as the README's quick start."""
-    import click
-
     from .summary import demo_summary, demo_table
 
     comparison = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
-    click.echo("\n" + demo_table(demo_summary(comparison)))
+    result("\n" + demo_table(demo_summary(comparison)))
 
 
 def demo_load_options(batch_size: int = 32):

@@ -25,7 +25,7 @@ from ._outputs import (GATE_OUTPUTS, checkpoint_statuses, demo_policy_text, gate
 from ._policy import OPERATORS, Gate, Policy, as_policy, load_policy, parse_policy
 
 # ``str(verdict)`` is the console text; it is defined with the other outputs, which import Verdict.
-Verdict.__str__ = verdict_text  # type: ignore[method-assign]
+Verdict.__str__ = verdict_text  # type: ignore[assignment]
 
 __all__ = [
     "Gate",

@@ -33,12 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from .._io import hash_tree
+from .._validate import task_seeds
 from ..errors import UsageError
 from ..evaluators.base import SaveBatch, register_evaluator
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, validate_options
 from .lmeval.kinds import TaskKind, instruction_breakdown, kind_for, mean
 from .lmeval.loading import LM_EVAL_SEEDS, LoadedTasks, load_tasks
+from .lmeval.generation import GenerationFit, fit_generation_lengths
 from .lmeval.requests import Doc, PairEncoder, answer, build_docs, chunks, order_for_generation, order_for_model
 from .lmeval.specs import LM_EVAL_STATIC_SPECS, lm_eval_metric_specs
 
@@ -75,6 +77,7 @@ def _check_options(options: LmEvalOptions, config: TaskConfig) -> None:
         raise UsageError(f"{src}: key 'num_fewshot' must be an integer >= 0 or null; got {options.num_fewshot!r}.")
     if options.batch_docs < 1:
         raise UsageError(f"{src}: key 'batch_docs' must be an integer >= 1; got {options.batch_docs!r}.")
+    task_seeds(options, ("seed", "sample_seed"), source=src)
     if options.limit is not None and (options.limit <= 0 or (isinstance(options.limit, float) and options.limit >= 1
                                                              and not options.limit.is_integer())):
         raise UsageError(f"{src}: key 'limit' must be a positive integer (docs per subtask) or a fraction "
@@ -134,6 +137,7 @@ class LmEvalEvaluator:
         self._built: _Built | None = None  # the last one used
         self._builds: list[_Built] = []  # one per LM and chat setting
         self._chat_applied: bool | None = None
+        self._generation_fit: GenerationFit | None = None  # the last run's max_gen_toks plan
 
     # ------------------------------------------------------------------ identity and checks
     @property
@@ -258,6 +262,7 @@ class LmEvalEvaluator:
         self._chat_applied = apply_chat
         built = self._docs(lm, apply_chat)
         docs = built.docs
+        self._generation_fit = fit_generation_lengths([i for d in docs for i in d.instances], lm, self.config.name)
         pending = [d for d in docs if d.sample_id not in done]
         states = None
         if not self._load().generative:
@@ -487,6 +492,10 @@ class LmEvalEvaluator:
             settings["lm_eval_config"] = str(self._config_path())
         if first is not None and first.OUTPUT_TYPE == "generate_until":
             settings["generation_kwargs"] = _jsonable(first.get_config("generation_kwargs"))
+        fit = self._generation_fit
+        if fit is not None and fit.capped:  # the model's context, not the task, set the answers' length
+            settings["max_gen_toks_capped"] = {"requested": fit.requested, "used": fit.max_gen_toks,
+                                               "context": fit.context, "longest_prompt": fit.longest_prompt}
         settings.update(self.kind.settings(records, self._load()))
         return settings
 

@@ -122,7 +122,7 @@ class EvalkitCallback(TrainerCallback):
         build_evaluators(self.tasks)  # and bad task options or missing task data, as the CLI checks them
         self._baseline_input = baseline
         self.results: list = []
-        self.comparison = None
+        self.comparison: Any = None  # the latest Comparison, once a save was evaluated
         self.stop_reason: str | None = None
         self._steps_done: set[int] = set()  # on every process, so all reach the stop broadcast equally often
 

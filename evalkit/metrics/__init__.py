@@ -1,4 +1,5 @@
-"""Metrics: hierarchical classification metrics (:mod:`.hierarchical`) and paired statistics (:mod:`.stats`).
+"""Metrics: hierarchical classification metrics (:mod:`.hierarchical`), calibration and selective prediction
+(:mod:`.calibration`) and paired statistics (:mod:`.stats`).
 
 The hierarchical metrics are re-exported here; import statistics from :mod:`evalkit.metrics.stats`.
 """

@@ -58,6 +58,7 @@ __all__ = [
     "per_class_table",
     "metric_names",
     "resampled_scores",
+    "resampled_breakdown",
     "bootstrap_ci",
     "jackknife_ci",
     "hierarchical_report",
@@ -647,6 +648,58 @@ def resampled_scores(y_true, y_pred, metrics, indices, *, taxonomy=None, sep=DEF
     rows = max(1, _MAX_INDEX_ENTRIES // max(indices.shape[1], 1))
     parts = [stats.scores(indices[s : s + rows]) for s in range(0, indices.shape[0], rows)]
     return {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0) for name in names}
+
+
+BREAKDOWN_KINDS = {"class": ("precision", "recall", "f1"), "level": ("macro_f1", "micro_f1")}
+
+
+def resampled_breakdown(y_true, y_pred, kind, metric, keys, indices, *, taxonomy=None, sep=DEFAULT_SEP) -> np.ndarray:
+    """Values of one breakdown metric for each of ``keys`` on each resample: an array of shape (B, len(keys)).
+
+    ``kind="class"``: ``keys`` are class paths (``"A > x"``), ``metric`` precision, recall or F1 of that
+    class as :func:`per_class_table` computes it (0.0 when undefined in a resample, as there); a key that
+    is not a node of the data scores 0.0. ``kind="level"``: ``keys`` are levels (``"1"``, ``"2"``) and
+    ``metric`` ``macro_f1`` or ``micro_f1`` (:func:`resampled_scores`' ``level{k}_*``).
+
+    Examples
+    --------
+    >>> resampled_breakdown(["A", "B", "B"], ["A", "B", "A"], "class", "f1", ["A", "B"],
+    ...                     np.array([[0, 1, 2], [1, 1, 1]])).round(3).tolist()
+    [[0.667, 0.667], [0.0, 1.0]]
+    """
+    func = "resampled_breakdown"
+    if kind not in BREAKDOWN_KINDS or metric not in BREAKDOWN_KINDS[kind]:
+        raise ValueError(f"The 'kind' and 'metric' parameters of {func} must be one of {BREAKDOWN_KINDS}. "
+                         f"Got {kind!r}, {metric!r} instead.")
+    enc = encode(y_true, y_pred, func, taxonomy=taxonomy, sep=sep)
+    indices = _check_indices(indices, len(enc.true), func)
+    keys = [str(k) for k in keys]
+    if kind == "level":
+        names = [f"level{k}_{metric}" for k in keys]
+        scores = resampled_scores(enc.true, enc.pred, list(dict.fromkeys(names)), indices, taxonomy=enc.taxonomy)
+        return np.column_stack([scores[name] for name in names]) if names else np.zeros((len(indices), 0))
+    ids = enc.taxonomy.encode(keys)
+    rows = max(1, _MAX_INDEX_ENTRIES // max(indices.shape[1], len(keys), 1))
+    parts = [_class_scores(enc.true[part], enc.pred[part], ids, metric) for part in
+             (indices[s:s + rows] for s in range(0, indices.shape[0], rows))]
+    return np.concatenate(parts) if parts else np.zeros((0, len(keys)))
+
+
+def _class_scores(true: np.ndarray, pred: np.ndarray, ids: np.ndarray, metric: str) -> np.ndarray:
+    """Per-class precision / recall / F1 (zero division 0) of node ``ids`` on each row of (B, n) node ids."""
+    lookup = np.full(int(max(true.max(initial=0), pred.max(initial=0), ids.max(initial=0))) + 2, len(ids), dtype=np.int64)
+    known = ids >= 0
+    lookup[ids[known]] = np.flatnonzero(known)
+    width = len(ids) + 1  # column len(ids): every class not asked for
+    offsets = (np.arange(true.shape[0], dtype=np.int64) * width)[:, None]
+    t, p = lookup[true] + offsets, np.where(pred >= 0, lookup[np.maximum(pred, 0)], len(ids)) + offsets
+    size = true.shape[0] * width
+    tp = np.bincount(t[true == pred], minlength=size).reshape(-1, width)[:, :-1]
+    tc = np.bincount(t.ravel(), minlength=size).reshape(-1, width)[:, :-1]
+    pc = np.bincount(p[pred >= 0], minlength=size).reshape(-1, width)[:, :-1]
+    num, den = (tp, pc) if metric == "precision" else (tp, tc) if metric == "recall" else (2 * tp, tc + pc)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
 
 
 def bootstrap_ci(y_true, y_pred, *, metrics=DEFAULT_CI_METRICS, n_resamples=1000, confidence=0.95, random_state=0,

@@ -13,7 +13,8 @@ import io
 import re
 from typing import Any, Sequence
 
-__all__ = ["figure_to_svg", "learning_forgetting_chart", "delta_bars_chart", "grouped_bars_chart"]
+__all__ = ["figure_to_svg", "learning_forgetting_chart", "delta_bars_chart", "grouped_bars_chart", "reliability_chart",
+           "risk_coverage_chart"]
 
 #: Colours (colour-blind friendly, Okabe-Ito based).
 GOOD, BAD, NEUTRAL = "#009E73", "#D55E00", "#9AA4AE"
@@ -154,4 +155,46 @@ def grouped_bars_chart(categories: Sequence[str], series: dict[str, Sequence[flo
         axes.set_ylabel(plain(y_label))
         axes.set_title(plain(title), loc="left")
         axes.legend(frameon=False, fontsize=8, ncols=min(count, 4), loc="upper center", bbox_to_anchor=(0.5, -0.12))
+        return figure_to_svg(figure, chart_id)
+
+
+def reliability_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, title: str,
+                      chart_id: str = "rel") -> str:
+    """Reliability diagram: accuracy against mean confidence per equal-mass bin, one line per checkpoint.
+
+    Points on the diagonal are calibrated; below it the model is overconfident.
+    """
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        figure, axes = _new_figure(4.6, 4.0)
+        axes.plot([0, 1], [0, 1], color=NEUTRAL, linestyle="--", linewidth=0.9, zorder=1)
+        for index, (name, (confidence, accuracy)) in enumerate(series.items()):
+            axes.plot(confidence, accuracy, marker="o", markersize=4, linewidth=1.4, label=plain(name, 30),
+                      color=SERIES[index % len(SERIES)], zorder=2)
+        axes.set_xlim(0, 1), axes.set_ylim(0, 1)
+        axes.set_xlabel("mean confidence (equal-mass bins)")
+        axes.set_ylabel("leaf accuracy")
+        axes.set_title(plain(title), loc="left")
+        axes.legend(frameon=False, fontsize=8, loc="upper left")
+        return figure_to_svg(figure, chart_id)
+
+
+def risk_coverage_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], targets: Sequence[float], *,
+                        title: str, chart_id: str = "rc") -> str:
+    """Leaf precision of the comments accepted above each confidence cut against their share (coverage)."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        figure, axes = _new_figure(4.6, 4.0)
+        for target in targets:
+            axes.axhline(target, color=NEUTRAL, linestyle=":", linewidth=0.9, zorder=1)
+        for index, (name, (coverage, precision)) in enumerate(series.items()):
+            axes.step(coverage, precision, where="post", linewidth=1.4, label=plain(name, 30),
+                      color=SERIES[index % len(SERIES)], zorder=2)
+        axes.set_xlim(0, 1), axes.set_ylim(0, 1.02)
+        axes.set_xlabel("coverage (share routed automatically)")
+        axes.set_ylabel("leaf precision of the routed comments")
+        axes.set_title(plain(title), loc="left")
+        axes.legend(frameon=False, fontsize=8, loc="lower left")
         return figure_to_svg(figure, chart_id)

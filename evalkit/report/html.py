@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any
 
+from . import _domain as domain
 from . import _view as view
 from . import charts
 from . import trajectory
@@ -40,7 +41,8 @@ def _environment():
     env.filters.update(value=view.fmt_value, delta=view.fmt_delta, pvalue=view.fmt_p, row_p=view.fmt_row_p,
                        relchange=view.fmt_relative_change, display_path=view.display_path,
                        setting_items=view.setting_items)
-    env.globals.update(tone=view.delta_tone, significant=view.is_significant, kind_title=_KIND_TITLES.get,
+    env.globals.update(tone=view.delta_tone, significant=view.is_significant, bounds=view.fmt_bounds,
+                       marked=view.marked, row_tone=view.row_tone, kind_title=_KIND_TITLES.get,
                        alpha=view.SIGNIFICANCE, decision_p=view.decision_p)
     return env
 
@@ -177,6 +179,7 @@ def summary_context(comparison: dict[str, Any]) -> dict[str, Any]:
         "ci": view.ci_label(comparison), "counts": view.summary_counts(comparison),
         "checkpoint_verdicts": view.checkpoint_verdicts(comparison),
         "verdict_by_checkpoint": {v["checkpoint"]: v["status"] for v in view.checkpoint_verdicts(comparison)},
+        "routing_cards": domain.card_lines(comparison),
     }
 
 
@@ -196,7 +199,16 @@ def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
         "warnings": [str(w) for w in comparison.get("warnings") or []],
         "power_lines": view.power_lines(comparison),
         "settings": comparison.get("settings") or {}, "sequential_rows": view.sequential_rows(comparison),
+        **_domain_context(comparison),
     }
+
+
+def _domain_context(comparison: dict[str, Any]) -> dict[str, Any]:
+    """The routing and hierarchy sections (templates/domain.html.jinja)."""
+    routing = domain.routing_sections(comparison)
+    for section in routing:
+        section["reliability_svg"], section["risk_svg"] = _markup(section["reliability_svg"]), _markup(section["risk_svg"])
+    return {"routing_sections": routing, "hierarchy_sections": domain.hierarchy_sections(comparison)}
 
 
 def _script_json(data: Any):

@@ -22,12 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
 import numpy as np
 
 from ..errors import EvalkitError, EvaluationError, UsageError
 from ..parallel import ShardView
+from ..progress import note
 from ..records import EvalResult, SampleRecord, TaskResult
+from ._verdict import EARLY_SHARE
 from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, spec_reason, unsupported_reason
 
 __all__ = ["collect_results_sequential", "TaskOutcome", "DEFAULT_CHUNK_SIZE", "sample_order"]
@@ -141,17 +142,16 @@ def _plan(task, policy, labels: list[str], baseline: str) -> tuple[list[_Planned
     if not gates:
         return [], "no gate on this task"
     planned = []
-    family = _family_sizes(policy, labels, baseline)
     for gate in gates:
         reason = unsupported_reason(gate)
         if reason:
             return [], f"gate {gate.index} ({gate.description}): {reason}"
         for label in _targets(gate, labels, baseline):
-            # Gates with a significance level form one family per checkpoint (Holm in the fixed-sample
-            # rule); sequentially each gets its level split evenly (Bonferroni), so the chance that any
-            # early verdict in the family is wrong stays within the level.
-            alpha = gate.significance / family[label] if gate.significance is not None else DEFAULT_ALPHA
-            planned.append(_Planned(gate, label, alpha))
+            # The gate's one-sided level alpha is split between the early looks and the final fixed-sample
+            # look (sequential._verdict.EARLY_SHARE): a two-sided sequence at level 2*EARLY_SHARE*alpha spends
+            # EARLY_SHARE*alpha per side, the final bounds the rest, so each side errs with probability <= alpha.
+            level = gate.significance if gate.significance is not None else DEFAULT_ALPHA
+            planned.append(_Planned(gate, label, 2 * EARLY_SHARE * level))
     return planned, None
 
 
@@ -159,16 +159,6 @@ def _targets(gate, labels: list[str], baseline: str) -> list[str]:
     if gate.checkpoints:
         return [label for label in labels if label in gate.checkpoints]
     return [label for label in labels if label != baseline]
-
-
-def _family_sizes(policy, labels: list[str], baseline: str) -> dict[str, int]:
-    """Per checkpoint, how many of the policy's gates carry a significance level (at least 1)."""
-    sizes = dict.fromkeys(labels, 0)
-    for gate in policy.gates:
-        if gate.significance is not None:
-            for label in _targets(gate, labels, baseline):
-                sizes[label] += 1
-    return {label: max(size, 1) for label, size in sizes.items()}
 
 
 def _resolve(planned: list[_Planned], task: str, evaluator, records: list[SampleRecord]) -> list[SequentialGate] | str:
@@ -250,7 +240,7 @@ def _drive_task(task, evaluator, planned, sources, baseline, store, *, seed, chu
                 break
             progress.set_postfix_str(_bounds_text(gates, states), refresh=False)
             if progress.disable and _is_log_point(len(used), chunk_size):
-                click.echo(f"{task.name}: {len(used)}/{len(order)} samples, {_bounds_text(gates, states)}", err=True)
+                note(f"{task.name}: {len(used)}/{len(order)} samples, {_bounds_text(gates, states)}")
             if all(s.status != "undecided" for s in states.values()):
                 break
     if isinstance(states, str):
@@ -360,8 +350,7 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
     for checkpoint in checkpoints:  # the rest as ordinary runs (answered from the store where evaluated already)
         rest = [(t, e) for t, e in zip(task_configs, evaluators) if t.name not in task_results[checkpoint.label]]
         if rest:
-            click.echo(evaluation_line(checkpoint, [t for t, _ in rest], store, evaluators=[e for _, e in rest]),
-                       err=True)
+            note(evaluation_line(checkpoint, [t for t, _ in rest], store, evaluators=[e for _, e in rest]))
             full = evaluate_checkpoint(checkpoint, [t for t, _ in rest], store, evaluators=[e for _, e in rest])
             task_results[checkpoint.label].update(full.tasks)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -395,11 +384,11 @@ def _partial_result(evaluator, source: _Source, outcome: TaskOutcome, seed: int,
 
 def _echo_outcome(outcome: TaskOutcome) -> None:
     if not outcome.sequential:
-        click.echo(f"{outcome.task}: evaluated in full ({outcome.reason}).", err=True)
+        note(f"{outcome.task}: evaluated in full ({outcome.reason}).")
         return
     head = (f"{outcome.task}: stopped after {outcome.samples_used} of {outcome.samples_total} samples"
             if outcome.stopped_early else f"{outcome.task}: all {outcome.samples_total} samples evaluated")
     gates = "; ".join(f"{g['checkpoint']} {g['gate']}: {g['status']}, {g['quantity']} in "
                       f"[{g['cs_low']:.3f}, {g['cs_high']:.3f}] (anytime-valid, alpha {g['alpha']:g})" for g in outcome.gates)
-    click.echo(f"{head} ({outcome.reason}): {gates}", err=True)
+    note(f"{head} ({outcome.reason}): {gates}")
     sys.stderr.flush()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -49,11 +50,21 @@ STOP = "\n"
 
 @dataclass
 class ConstrainedResult:
-    """The chosen path and, per level, the chosen option's log-probability and its margin over the runner-up."""
+    """The chosen path and, per level, the chosen option's log-probability, its margin over the runner-up and
+    its probability normalised over the level's options."""
 
     path: tuple[str, ...]
     logprobs: list[float] = field(default_factory=list)
     margins: list[float | None] = field(default_factory=list)  # None: the level had one option
+    #: the chosen option's probability normalised over the level's valid options (softmax of the scores),
+    #: and its lead over the runner-up's (1.0 when the level had one option)
+    probabilities: list[float] = field(default_factory=list)
+    probability_margins: list[float] = field(default_factory=list)
+
+    @property
+    def confidence(self) -> float:
+        """The path's probability: the product of the normalised level probabilities down the path."""
+        return math.prod(self.probabilities)
 
 
 def answer_prefix(prompt: str) -> str:
@@ -214,24 +225,36 @@ class PrefixScorer:
 
 def _choose(results: list[ConstrainedResult], owners: list, scores: list[float], taxonomy: "Taxonomy") -> list[int]:
     """Apply the best option per sample; return the samples that must go one level deeper."""
-    best: dict[int, list] = {}
+    options: dict[int, list] = {}
     for (i, option), score in zip(owners, scores):
-        entry = best.setdefault(i, [None, float("-inf"), float("-inf"), False])  # option, best, second, seen
-        if not entry[3] or score > entry[1]:
-            entry[2] = entry[1] if entry[3] else entry[2]
-            entry[0], entry[1], entry[3] = option, score, True
-        elif score > entry[2]:
-            entry[2] = score
+        options.setdefault(i, []).append((option, score))
     deeper = []
-    for i, (option, top, second, _) in sorted(best.items()):
+    for i, scored in sorted(options.items()):
+        # max() keeps the first of equal scores: ties go to the first option in sorted order
+        option, top = max(scored, key=lambda pair: pair[1])
+        rest = sorted((s for o, s in scored if o is not option), reverse=True)
+        probability, runner_up = _normalised(top, [s for _, s in scored], rest[0] if rest else None)
         results[i].logprobs.append(top)
-        results[i].margins.append(top - second if second != float("-inf") else None)
+        results[i].margins.append(top - rest[0] if rest else None)
+        results[i].probabilities.append(probability)
+        results[i].probability_margins.append(probability - runner_up)
         if option is None:
             continue
         results[i].path = option
         if taxonomy.children(option):
             deeper.append(i)
     return deeper
+
+
+def _normalised(top: float, scores: list[float], second: float | None) -> tuple[float, float]:
+    """Probabilities of the chosen option and the runner-up, normalised over the level's valid options."""
+    finite = [s for s in scores if math.isfinite(s)]
+    if not finite or not math.isfinite(top):
+        return 1.0 / len(scores), (1.0 / len(scores) if second is not None else 0.0)  # nothing told them apart
+    peak = max(finite)
+    total = math.fsum(math.exp(s - peak) for s in finite)
+    runner_up = math.exp(second - peak) / total if second is not None and math.isfinite(second) else 0.0
+    return math.exp(top - peak) / total, runner_up
 
 
 def _full_attention_only(config: Any) -> bool:

@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from .._validate import task_seeds
 from ..errors import UsageError
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 from ..records import SampleRecord, TaskResult
@@ -50,6 +53,12 @@ VOC_METRIC_SPECS: dict[str, MetricSpec] = {
     "path_accuracy": MetricSpec(level="sample", score="correct"),
     "invalid_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.invalid"),
     "mean_first_error_depth": MetricSpec(level="corpus"),  # deeper first error = right for longer
+    # calibration and auto-routing (voc/routing.py), where records carry a confidence
+    # (a cut or a binning is not smooth in the data: bootstrap intervals, see MetricSpec.interval)
+    "*_ece": MetricSpec(level="corpus", higher_is_better=False, bounds=_UNIT, interval="bootstrap"),
+    "*_brier": MetricSpec(level="corpus", higher_is_better=False, bounds=_UNIT),
+    "coverage_at_precision/*": MetricSpec(level="corpus", bounds=_UNIT, interval="bootstrap"),
+    "routed_precision/*": MetricSpec(level="corpus", bounds=_UNIT, interval="bootstrap"),
     "leaf_*": MetricSpec(level="corpus", bounds=_UNIT),  # F1, precision, recall: [0, 1]
     "level[0-9]*": MetricSpec(level="corpus", bounds=_UNIT),  # level1_macro_f1 ... (not the level/ breakdown)
     "hier_*": MetricSpec(level="corpus", bounds=_UNIT),
@@ -93,6 +102,8 @@ class VocOptions:
     confidence: float = 0.95
     seed: int = 0
     label_holes: str = "skip"  # an empty level inside a label path: skip it (with a warning) or refuse the row
+    score_confidence: bool = True  # generate mode: one log-likelihood pass scores the parsed path (voc/confidence.py)
+    coverage_precisions: list = dataclasses.field(default_factory=lambda: [0.9, 0.95])  # coverage_at_precision/P
 
 
 def _check_options(opts: VocOptions, config: TaskConfig) -> VocOptions:
@@ -113,8 +124,13 @@ def _check_options(opts: VocOptions, config: TaskConfig) -> VocOptions:
         value = getattr(opts, key)
         if value is not None and value < low:
             raise UsageError(f"{config.source}: key {key!r} must be an integer >= {low}, got {value!r}.")
+    task_seeds(opts, ("seed", "sample_seed"), source=config.source)
     if not 0.0 < opts.parse_cutoff <= 1.0:
         raise UsageError(f"{config.source}: key 'parse_cutoff' must be in (0, 1], got {opts.parse_cutoff!r}.")
+    if (not isinstance(opts.coverage_precisions, list) or not opts.coverage_precisions
+            or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 1 for p in opts.coverage_precisions)):
+        raise UsageError(f"{config.source}: key 'coverage_precisions' must be a non-empty list of precisions in (0, 1], "
+                         f"e.g. [0.9, 0.95]; got {opts.coverage_precisions!r}.")
     if not 0.0 < opts.confidence < 1.0:
         raise UsageError(f"{config.source}: key 'confidence' must be in (0, 1), got {opts.confidence!r}.")
     if not opts.sep.strip():
@@ -127,7 +143,8 @@ class VocEvaluator:
     """Hierarchical classification of customer comments, by generation or constrained decoding."""
 
     name = "voc"
-    version = "1"
+    # 2: records carry extra["confidence"] (voc/confidence.py); version-1 records stay as they were stored
+    version = "2"
     metric_specs = VOC_METRIC_SPECS
     needs = frozenset({"generate_until"})  # class default; instances answer by their mode
 
@@ -135,6 +152,7 @@ class VocEvaluator:
         self.config = config
         self.options = _check_options(validate_options(config.options, VocOptions, config), config)
         self.needs = frozenset({"loglikelihood" if self.options.mode == "constrained" else "generate_until"})
+        self._unscorable: str | None = None  # why generate mode's confidence pass could not run on this model
 
     # ----------------------------------------------------------------------------- inputs
     @cached_property
@@ -271,7 +289,33 @@ class VocEvaluator:
         for raw in outputs:
             parsed = parser.parse(raw)
             outcomes.append((parsed.path, {"raw_output": raw, "parse_rule": parsed.rule, "invalid": parsed.invalid}))
+        for (_, extra), confidence in zip(outcomes, self._generated_confidences(lm, batch, prompts, outcomes, requests)):
+            if confidence is not None:
+                extra["confidence"] = confidence
         return outcomes
+
+    def _generated_confidences(self, lm: Any, batch: list["VocExample"], prompts: list[str], outcomes: list[tuple],
+                               requests: list) -> list[dict[str, Any] | None]:
+        """Confidences of generated predictions: a predictions file's own, else one scoring pass (when possible)."""
+        from .confidence import continuation_confidences, scoring_unavailable, stored_confidence
+
+        given = getattr(lm, "confidence_for", None)
+        if callable(given):
+            values = [given(request) for request in requests]
+            return [stored_confidence(v) if v is not None else None for v in values]
+        if not callable(getattr(lm, "loglikelihood", None)):
+            self._unscorable = "the model answers no log-likelihood requests"
+        if not self.options.score_confidence or self._unscorable is not None:
+            return [None] * len(batch)
+        tax = self.data.taxonomy
+        answers = [tax.format(path) if path else None for path, _ in outcomes]
+        try:
+            return [*continuation_confidences(
+                lm, prompts, answers, lambda i, context, continuation: self._request("loglikelihood", batch[i],
+                                                                                     (context, continuation), i))]
+        except (UsageError, NotImplementedError) as exc:  # served by an endpoint without prompt log-probabilities
+            self._unscorable = scoring_unavailable(exc)
+            return [None] * len(batch)
 
     @cached_property
     def _parser(self):
@@ -280,13 +324,15 @@ class VocEvaluator:
         return OutputParser(self.data.taxonomy, cutoff=self.options.parse_cutoff)
 
     def _constrained(self, lm: Any, batch: list["VocExample"], prompts: list[str]) -> list[tuple]:
+        from .confidence import constrained_confidence
         from .constrained import constrained_predict
 
         tax = self.data.taxonomy
         results = constrained_predict(
             lm, prompts, tax, lambda i, context, continuation: self._request("loglikelihood", batch[i], (context, continuation), i))
         return [(r.path, {"raw_output": tax.format(r.path), "parse_rule": "constrained", "invalid": False,
-                          "level_logprobs": r.logprobs, "level_margins": r.margins}) for r in results]
+                          "level_logprobs": r.logprobs, "level_margins": r.margins,
+                          "confidence": constrained_confidence(r)}) for r in results]
 
     def _record(self, example: "VocExample", path: tuple[str, ...] | None, extra: dict) -> SampleRecord:
         tax = self.data.taxonomy
@@ -313,6 +359,7 @@ class VocEvaluator:
         report = hierarchical_report(y_true, y_pred, taxonomy=self.data.taxonomy, train_counts=self.data.train_counts() or None,
                                      n_resamples=o.n_resamples, confidence=o.confidence, random_state=o.seed)
         metrics = dict(report["metrics"])  # None where undefined (e.g. mean_first_error_depth with no errors)
+        metrics.update(self._routing_metrics(records))
         breakdowns = report.get("breakdowns", {})
         names = [*metrics, *(f"{kind}/{m}" for kind, rows in breakdowns.items()
                              for m in sorted({m for stats in rows.values() for m in stats} - BREAKDOWN_COUNT_FIELDS))]
@@ -324,6 +371,18 @@ class VocEvaluator:
             ci=report.get("ci", {}),
             breakdowns=breakdowns, settings=self._settings(records), samples=list(records),
         )
+
+    def _routing_metrics(self, records: list[SampleRecord]) -> dict[str, float | None]:
+        """Calibration and coverage metrics (voc/routing.py); none unless every record has a confidence."""
+        from .routing import routing_arrays, routing_metric_names, routing_scores
+
+        depth = self.data.taxonomy.depth
+        arrays = routing_arrays(records, depth)
+        if arrays is None:
+            return {}
+        names = routing_metric_names(depth, self.options.coverage_precisions, levels="level1" in arrays)
+        values = routing_scores(arrays, names, np.arange(len(records))[None, :])
+        return {name: (float(v[0]) if np.isfinite(v[0]) else None) for name, v in values.items()}
 
     def _settings(self, records: list[SampleRecord]) -> dict[str, Any]:
         o, tax = self.options, self.data.taxonomy
@@ -341,12 +400,34 @@ class VocEvaluator:
             "prompt_template": o.prompt_template or "default", "sep": tax.sep, "n_labels": len(tax.labels),
             "n_leaves": len(tax.leaves), "depth": tax.depth, "n_train": len(self.data.train), "seed": o.seed,
             "limit": o.limit, "sample_seed": o.sample_seed,
+            "confidence": sorted({(e.get("confidence") or {}).get("method", "none") for e in extras}),
+            **({"confidence_unavailable": self._unscorable} if self._unscorable else {}),
         }
 
     @classmethod
     def resample_metrics(cls, records: list[SampleRecord], names: list[str], indices: Any) -> dict[str, Any]:
         """Corpus metrics on resamples (rows of ``indices``), for the comparison's intervals and tests."""
         from ..metrics.hierarchical import resampled_scores
+        from .routing import is_routing_metric, routing_arrays, routing_scores
+
+        routing = [n for n in names if is_routing_metric(n)]
+        hierarchical = [n for n in names if not is_routing_metric(n)]
+        y_true, y_pred = cls._paths(records)
+        out = resampled_scores(y_true, y_pred, hierarchical, indices) if hierarchical else {}
+        if routing:
+            depth = max([len(t) for t in y_true] + [int(n[5:].split("_")[0]) for n in routing if n.startswith("level")])
+            arrays = routing_arrays(records, depth)
+            if arrays is None:
+                raise ValueError("calibration and routing metrics need a confidence on every record")
+            out.update(routing_scores(arrays, routing, indices))
+        return {name: out[name] for name in names}
+
+    @classmethod
+    def resample_breakdown(cls, records: list[SampleRecord], kind: str, metric: str, keys: list[str],
+                           indices: Any) -> np.ndarray:
+        """Per-class and per-level breakdown values on resamples, shape (B, len(keys)): the comparison's
+        intervals and tests for breakdown rows (``metrics.hierarchical.resampled_breakdown``)."""
+        from ..metrics.hierarchical import resampled_breakdown
 
         y_true, y_pred = cls._paths(records)
-        return resampled_scores(y_true, y_pred, names, indices)
+        return resampled_breakdown(y_true, y_pred, kind, metric, keys, indices)

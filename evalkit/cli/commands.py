@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from ._io import read_json_object
-from ._validate import unique_labels
-from .errors import UsageError
+from .._io import read_json_object
+from .._validate import unique_labels
+from ..errors import UsageError
 
 __all__ = ["compare_pipeline", "report_pipeline", "gate_pipeline", "collect_results"]
 
@@ -20,8 +20,8 @@ __all__ = ["compare_pipeline", "report_pipeline", "gate_pipeline", "collect_resu
 def collect_results(specs: list[str], task_configs, store, load_options, *, rerun: bool = False,
                     prior: list | None = None, verbose: bool = False) -> list:
     """Evaluate every spec through the API (answered from the store when possible) after the prior results."""
-    from . import api
-    from .run import build_evaluators, evaluation_line
+    from .. import api
+    from ..run import build_evaluators, evaluation_line
 
     checkpoints = [api.as_checkpoint(spec, options=load_options, index=i) for i, spec in enumerate(specs)]
     prior = list(prior or [])
@@ -36,11 +36,11 @@ def collect_results(specs: list[str], task_configs, store, load_options, *, reru
 
 def _check_compare_outputs(out: Path, specs: list[str], prior: list, policy: bool):
     """The output folder, checked before any model loads: writable, no output name taken by a folder."""
-    from ._io import MANIFEST_NAME, OutputFolder
-    from .checkpoints.spec import parse_spec
-    from .comparison import results_file_name
-    from .gate import GATE_OUTPUTS
-    from .report import REPORT_FILES
+    from .._io import MANIFEST_NAME, OutputFolder
+    from ..checkpoints.spec import parse_spec
+    from ..comparison import results_file_name
+    from ..gate import GATE_OUTPUTS
+    from ..report import REPORT_FILES
 
     labels = [parse_spec(s, index=i).label for i, s in enumerate(specs)]  # --baseline-results are not rewritten
     names = [*REPORT_FILES, MANIFEST_NAME, *(GATE_OUTPUTS if policy else ())]
@@ -60,18 +60,18 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     checked before (so a usage error never waits for torch or transformers to import).
     ``trackers`` (``"mlflow"``, ``"wandb"``) also record the written comparison there.
     """
-    from . import api
-    from ._pairs import parse_pairs
-    from ._compare import load_results_files
-    from .gate import verdict_text
-    from .parallel import current_ranks
-    from .progress import quiet_third_party
+    from .. import api
+    from .._pairs import parse_pairs
+    from .._compare import load_results_files
+    from ..gate import verdict_text
+    from ..parallel import current_ranks
+    from ..progress import quiet_third_party
 
     note_map = parse_pairs(notes, param="notes", form="LABEL=TEXT")
     task_configs = api.with_limit(api.resolve(tasks, overrides), limit, sample_seed)
     policy_obj = _load_policy(policy)
     if policy_obj is not None:  # a gate on a task or metric this run cannot produce fails now, not after evaluating
-        from .gate._preflight import check_policy_fits_tasks
+        from ..gate._preflight import check_policy_fits_tasks
 
         check_policy_fits_tasks(policy_obj, task_configs)
     _check_trackers(trackers)  # a missing extra fails now, not after evaluating
@@ -107,8 +107,8 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
 def _compare_sequential(specs, task_configs, policy_obj, baseline, baseline_results, store_path, seed, chunk_size,
                         rerun, notes, load_options):
     """``--sequential``: one process drives every checkpoint chunk by chunk (no torchrun/accelerate ranks)."""
-    from .parallel import current_ranks
-    from .sequential import DEFAULT_CHUNK_SIZE, compare_sequential
+    from ..parallel import current_ranks
+    from ..sequential import DEFAULT_CHUNK_SIZE, compare_sequential
 
     if current_ranks().parallel:
         raise UsageError("--sequential decides after every chunk in one process; run it without torchrun/accelerate.")
@@ -121,7 +121,7 @@ def _compare_sequential(specs, task_configs, policy_obj, baseline, baseline_resu
 def _load_policy(policy: str | None):
     if policy is None:
         return None
-    from .gate import load_policy
+    from ..gate import load_policy
 
     return load_policy(Path(policy))
 
@@ -131,7 +131,7 @@ TRACKERS = {"mlflow": ("mlflow", "MLflow"), "wandb": ("wandb", "Weights & Biases
 
 
 def _check_trackers(trackers) -> None:
-    from .integrations._extras import require
+    from ..integrations._extras import require
 
     for name in trackers:
         require(TRACKERS[name][0], f"logging to {TRACKERS[name][1]}", param="log")
@@ -150,12 +150,12 @@ def _echo_written(paths: list[Path]) -> None:
 
 def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, store_path: str | None = None) -> None:
     """``evalkit report``: from one comparison.json, results.json files, or checkpoint labels in the store."""
-    from . import api
-    from .comparison import Comparison
-    from ._compare import load_results_files, split_label
+    from .. import api
+    from ..comparison import Comparison
+    from .._compare import load_results_files, split_label
 
-    from ._io import MANIFEST_NAME, OutputFolder
-    from .report import REPORT_FILES
+    from .._io import MANIFEST_NAME, OutputFolder
+    from ..report import REPORT_FILES
 
     OutputFolder(out, option="--out").check(*REPORT_FILES, MANIFEST_NAME)
     if len(sources) == 1 and Path(sources[0]).is_file():
@@ -175,9 +175,9 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
 
 def _result_from_store(label: str, store_path: str | None):
     """The newest complete run of every task stored for checkpoint ``label``."""
-    from .records import CheckpointInfo, EvalResult
-    from .run import library_versions
-    from .store import ResultStore
+    from ..records import CheckpointInfo, EvalResult
+    from ..run import library_versions
+    from ..store import ResultStore
 
     with ResultStore(store_path) as store:
         runs = store.runs(label=label)
@@ -193,6 +193,6 @@ def _result_from_store(label: str, store_path: str | None):
 
 def gate_pipeline(*, comparison: Path, policy: Path, out: Path | None) -> int:
     """``evalkit gate``: apply a policy to a comparison.json, write junit.xml and the verdict."""
-    from .gate import gate_main
+    from ..gate import gate_main
 
     return gate_main(comparison, policy, out)
