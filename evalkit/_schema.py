@@ -156,21 +156,24 @@ def validate(data: Any, schema: Any, *, source: str, hint: str = "", finite_exce
 
 _NUMS = Opt(NUM)
 _ROW_NUMBERS = ("value", "ci_low", "ci_high", "stderr", "baseline_value", "delta", "delta_ci_low", "delta_ci_high",
-                "relative", "p_value", "p_value_adjusted", "q_value", "mde", "n_resamples", "family_size")
+                "relative", "p_value", "p_value_adjusted", "q_value", "mde", "n_resamples", "family_size",
+                "delta_stderr", "value_stderr", "delta_df", "value_df")
 _ROW_FLAGS = {k: Opt(BOOL) for k in ("ci_extended", "delta_ci_extended", "p_value_is_bound", "underpowered")}
 _METRIC_ROW = Obj({"task": STR, "metric": STR, "checkpoint": STR},
                   {**{k: _NUMS for k in _ROW_NUMBERS}, "n": _NUMS, "n_paired": _NUMS, "axis": Opt(STR),
                    "is_primary": Opt(BOOL), "higher_is_better": Opt(BOOL), "baseline": Opt(STR), "test": Opt(STR),
-                   "ci_method": Opt(STR), "level": Opt(STR), **_ROW_FLAGS})
+                   "ci_method": Opt(STR), "ci_target": Opt(STR), "level": Opt(STR), "paired_counts": Opt(ListOf(INT)),
+                   "value_counts": Opt(ListOf(INT)), "significant": Opt(BOOL), **_ROW_FLAGS})
 _BREAKDOWN_ROW = Obj({"task": STR, "kind": STR, "key": STR, "metric": STR, "checkpoint": STR},
                      {**{k: _NUMS for k in _ROW_NUMBERS}, "n": _NUMS, "n_paired": _NUMS, "baseline": Opt(STR),
-                      "test": Opt(STR), "higher_is_better": Opt(BOOL), **_ROW_FLAGS})
+                      "test": Opt(STR), "higher_is_better": Opt(BOOL), "paired_counts": Opt(ListOf(INT)),
+                      **_ROW_FLAGS})
 _SUMMARY_ROW = Obj({"task": STR, "metric": STR},
                    {**{k: _NUMS for k in _ROW_NUMBERS}, "axis": Opt(STR), "test": Opt(STR),
                     "higher_is_better": Opt(BOOL), "significant": Opt(BOOL), "worse": Opt(BOOL), "better": Opt(BOOL)})
 _CHECK = Obj({"status": STR, "checkpoint": STR, "gate": STR},
              {**{k: _NUMS for k in ("value", "baseline_value", "delta", "p_value", "observed", "threshold",
-                                    "p_value_adjusted", "mde", "significance")},
+                                    "p_value_adjusted", "mde", "significance", "bound_low", "bound_high", "alpha")},
               "message": Opt(STR), "metric": Opt(STR), "operator": Opt(STR), "severity": Opt(STR),
               "underpowered": Opt(BOOL), "higher_is_better": Opt(BOOL)})
 #: The comparison's statistical settings; ``confidence`` is a probability (the report derives alpha from it).
@@ -199,7 +202,8 @@ COMPARISON = Obj(
          "mean_domain_delta": _NUMS, "mean_general_retention": _NUMS, "significant_regressions": Opt(INT),
          "significant_improvements": Opt(INT), "right_to_wrong": Opt(INT), "wrong_to_right": Opt(INT)}))),
      "warnings": Opt(ListOf(STR)), "settings": Opt(_SETTINGS),
-     "verdict": Opt(Obj({"status": STR, "checks": ListOf(_CHECK)}, {"policy": Opt(STR), "baseline": Opt(STR)}))})
+     "verdict": Opt(Obj({"status": STR, "checks": ListOf(_CHECK)}, {"policy": Opt(STR), "baseline": Opt(STR),
+                                                                     "on_inconclusive": Opt(STR)}))})
 
 # ---------------------------------------------------------------------------- results.json
 

@@ -76,9 +76,10 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-#: A policy with a passing, a warning and a failing gate on the synthetic comparison (tests/synthetic_results.py).
+#: A policy with a passing, a warning and a failing gate on the synthetic comparison (tests/synthetic_results.py);
+#: the warning is an inconclusive check of a severity-warn gate (its bounds straddle 0.02).
 MIXED_POLICY = {"gates": [{"metric": "voc_sample.path_acc", "min_gain": 0.1},
-                          {"metric": "mmlu.acc", "max_drop": 0.02, "significance": 0.05},
+                          {"metric": "mmlu.acc", "max_drop": 0.02, "significance": 0.05, "severity": "warn"},
                           {"metric": "ifeval.prompt_level_strict_acc", "max_drop": 0.05}]}
 
 

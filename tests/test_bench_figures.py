@@ -35,3 +35,28 @@ def test_general_overhead_readme_tables_are_the_recorded_runs(runs):
         assert row in readme, f"bench/general_overhead/README.md is stale; paste `run.py --from-json` output: {row}"
     for row in table[2:]:  # every size: evalkit's wall at or below lm-eval's (median of the pair ratios)
         assert float(row.split("|")[6]) <= 1.0
+
+
+def test_gating_operating_characteristic_readme_is_the_recorded_run_and_meets_the_targets():
+    """bench/gating: the README's table is oc.json's, and the recorded run meets issue 23's targets."""
+    import json
+
+    gating = REPO / "bench" / "gating"
+    if not (gating / "oc.json").exists():
+        pytest.skip("bench/gating/oc.json not recorded yet")
+    spec = importlib.util.spec_from_file_location("gating_oc", gating / "oc.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = json.loads((gating / "oc.json").read_text(encoding="utf-8"))
+    readme = (gating / "README.md").read_text(encoding="utf-8").splitlines()
+    for row in module.table(data):
+        assert row in readme, f"bench/gating/README.md is stale; paste `oc.py --table` output: {row}"
+    alpha, runs = data["settings"]["alpha"], data["settings"]["runs"]
+    slack = 2 * (alpha * (1 - alpha) / runs) ** 0.5  # Monte Carlo error of a rate near alpha
+    for cell in data["cells"]:
+        if cell["multiple"] == 1.0:
+            assert cell["pass"] <= alpha + slack and cell["fail"] <= alpha + slack, cell
+        if cell["multiple"] == 2.0:
+            assert cell["pass"] <= alpha, cell
+    assert data["seed_case"]["fixed_pass"] >= 0.95 and data["seed_case"]["sequential_pass"] >= 0.95
+    assert data["collapse"]["fail"] == 1.0 and data["collapse"]["max_fraction_used"] <= 0.02

@@ -590,16 +590,19 @@ def test_report_shows_adjusted_p_values_power_and_underpowered_gates(results, tm
     from evalkit.report import render_html, render_markdown
 
     comparison = build_comparison(results, n_resamples=B)
-    policy = parse_policy({"baseline": "base", "gates": [{"metric": "mmlu.acc", "max_drop": 0.01, "significance": 0.05}]},
-                          source="policy.yaml")
+    policy = parse_policy({"baseline": "base", "gates": [{"metric": "mmlu.acc", "max_drop": 0.01}]},
+                          source="policy.yaml")  # no level: a point comparison, which power can qualify
     comparison["verdict"] = evaluate_policy(policy, comparison).to_dict()
     mmlu = _row(comparison, "mmlu", "acc", "tuned")
     assert mmlu["mde"] > 0.01  # 120 questions cannot resolve a 0.01 drop
-    assert all(c["underpowered"] for c in comparison["verdict"]["checks"])
+    assert all(c["underpowered"] or c["status"] == "fail" for c in comparison["verdict"]["checks"])
     markdown = render_markdown(comparison)
-    assert "Underpowered" in markdown and f"with 120 paired samples a change under {mmlu['mde']:.3f}" in markdown
+    assert f"with 120 paired samples a change of {mmlu['mde']:.3f} is detected with probability 0.8" in markdown
     html = render_html(comparison)
-    assert "p (Holm)" in html and ">MDE<" in html and "Underpowered" in html
+    assert "p (Holm)" in html and ">MDE<" in html
+    leveled = parse_policy({"baseline": "base", "gates": [{"metric": "mmlu.acc", "max_drop": 0.01, "significance": 0.05}]})
+    checks = evaluate_policy(leveled, comparison).checks  # the bounds decide: never "underpowered"
+    assert not any(c.underpowered for c in checks) and all(c.bound_low is not None for c in checks)
     from evalkit.report import _view as view
 
     assert view.fmt_row_p({"p_value": 1 / 201, "p_value_is_bound": True}) == "<0.005"  # honest resolution
@@ -669,3 +672,38 @@ def test_cluster_field_makes_corpus_metrics_use_the_delete_a_cluster_jackknife_a
     low, high, _ = jackknife_ci(base["value"], loo)
     assert (base["ci_low"], base["ci_high"]) == pytest.approx((low, high))
     _assert_every_number_inside_its_interval(comparison)
+
+
+# ----------------------------------------------------------------------------------- markers follow intervals (issue 23)
+def test_every_marker_follows_the_interval_beside_it_and_intervals_stay_feasible(comparison):
+    rows = [r for r in comparison["metrics"] if r["checkpoint"] != comparison["baseline"]]
+    checked = 0
+    for row in rows:
+        low, high = row["delta_ci_low"], row["delta_ci_high"]
+        if low is None or high is None:
+            assert row["significant"] is None
+            continue
+        checked += 1
+        assert row["significant"] == (low > 0 or high < 0), row
+        if row["metric"] in ("acc", "leaf_macro_f1", "path_accuracy"):  # declared in [0, 1]
+            assert -row["baseline_value"] - 1e-12 <= low <= high <= 1 - row["baseline_value"] + 1e-12, row
+        assert row["ci_target"] in ("population", "finite_sample_expectation", None)
+    assert checked >= 3
+
+
+def test_a_delta_interval_is_cut_to_what_the_baseline_value_allows():
+    from evalkit._compare._metrics import _cut_delta_to_range
+
+    row = {"baseline_value": 0.007, "delta_ci_low": 0.870, "delta_ci_high": 1.021}  # the demo's leaf_macro_f1
+    _cut_delta_to_range((0.0, 1.0), row)
+    assert row["delta_ci_high"] == pytest.approx(0.993) and row["delta_ci_low"] == 0.870
+
+
+def test_gate_rows_carry_what_their_bounds_need(comparison):
+    row = _row(comparison, "mmlu", "acc", "tuned")
+    n11, n10, n01, n00 = row["paired_counts"]
+    assert n11 + n10 + n01 + n00 == row["n_paired"]
+    assert (n01 - n10) / row["n_paired"] == pytest.approx(row["delta"])
+    assert row["value_counts"][1] == row["n"] and row["value_stderr"] > 0
+    breakdowns = [b for b in comparison["breakdowns"] if b.get("test", "") and b["test"].startswith("mcnemar")]
+    assert breakdowns and all(sum(b["paired_counts"]) == b["n_paired"] for b in breakdowns)

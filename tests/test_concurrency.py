@@ -40,8 +40,10 @@ def _stored_rows(store_file: Path) -> dict[str, int]:
     return {json.loads(checkpoint)["label"]: count for checkpoint, count in rows}
 
 
-def _evaluate_and_exit(argv: list[str], err_file: str) -> None:
-    """A forked process: ``evalkit ARGV`` (evalkit already imported, so no per-process import cost)."""
+def _evaluate_and_exit(argv: list[str], err_file: str, start) -> None:
+    """A forked process: ``evalkit ARGV`` (evalkit already imported, so no per-process import cost), started
+    together with its siblings so their output checks meet under the parent that none has created yet."""
+    start.wait()
     code, _, err = run_cli(argv)
     Path(err_file).write_text(err, encoding="utf-8")
     os._exit(code)
@@ -73,9 +75,10 @@ def test_eight_processes_share_one_store_and_a_new_output_parent_with_one_killed
         code, _, err = run_cli(["--store", str(tmp_path / "serial" / f"{label}.sqlite"), "eval", spec, "-t", str(task),
                                 "-o", str(tmp_path / "serial" / label)])
         assert code == 0, err
+    start = fork.Barrier(N - 1)
     runs = [fork.Process(target=_evaluate_and_exit, args=(["--store", str(store), "eval", spec, "-t", str(task), "-o",
                                                            str(parent / spec.partition("=")[0])],
-                                                          str(tmp_path / f"{spec.partition('=')[0]}.err")))
+                                                          str(tmp_path / f"{spec.partition('=')[0]}.err"), start))
             for spec in specs]
     victim = fork.Process(target=_slow_evaluation, args=(str(store), str(log)))
     for proc in [victim, *runs]:

@@ -312,6 +312,13 @@ def test_full_demo_tells_the_studys_story(tmp_path, store_path, seed, monkeypatc
     assert general["domain_only"]["delta"] <= -0.3 and general["domain_only"]["p_value"] < 0.05, general["domain_only"]
     assert general["mixed_75_25"]["delta"] >= -0.05, general["mixed_75_25"]  # within the policy's 0.1 margin
     assert _gate_status(comparison, "domain_only") == "fail" and _gate_status(comparison, "mixed_75_25") == "pass"
+    # issue 23: no delta interval past what the baseline value allows, no marker whose interval spans 0
+    for row in comparison["metrics"]:
+        if row["checkpoint"] != "base" and row["delta_ci_low"] is not None and row["metric"] in ("acc", "leaf_macro_f1"):
+            assert -row["baseline_value"] - 1e-9 <= row["delta_ci_low"] <= row["delta_ci_high"] \
+                <= 1 - row["baseline_value"] + 1e-9, row
+        if row.get("significant"):
+            assert row["delta_ci_low"] > 0 or row["delta_ci_high"] < 0, row
     # both fine-tunes learn the domain (the base is near 0; runs so far: 0.92-0.96)
     assert domain["base"] < 0.2 and domain["domain_only"] >= 0.85 and domain["mixed_75_25"] >= 0.85, domain
     assert code == 0

@@ -14,7 +14,7 @@ from test_import_cycles import _cycles, _imported, _modules
 #: Bottom to top. A package is ``evalkit.X`` (the top-level module or subpackage X).
 FLOORS = [
     ["errors", "_paths", "_pairs", "_io", "_schema", "_validate", "progress", "parallel", "testing"],
-    ["comparison_format", "metrics", "taxonomy"],
+    ["comparison_format", "markdown_text", "metrics", "taxonomy"],
     ["records"],
     ["store", "evaluators"],
     ["checkpoints", "taskconfig"],
@@ -36,7 +36,6 @@ KNOWN_BACK_EDGES = {
     ("records", "integrations"),        # EvalResult's notebook display
     ("taskconfig", "general"),          # task names of lm-eval live beside the general axis
     ("gate", "sequential"),             # the sequential verdict rule
-    ("gate", "report"),                 # the verdict's Markdown
     ("gate", "integrations"),
     ("sequential", "api"),              # sequential compare stands above the API, not a mode of it
     ("comparison", "integrations"),     # Comparison.to_pandas / log_to_mlflow / notebook display

@@ -21,10 +21,14 @@ def _fixture() -> dict:
 def _two_candidates():
     """domain_only drops significantly (fail), mix_75_25 holds (pass): the demo's shape."""
     rows = []
-    for label, value, p in (("base", 0.95, None), ("domain_only", 0.55, 1e-9), ("mix_75_25", 0.94, 0.7)):
+    # 320 questions, 304 right for the base; (lost, gained) questions against it, as the 2x2 table the gate bounds
+    for label, (lost, gained), p in (("base", (0, 0), None), ("domain_only", (130, 2), 1e-9),
+                                     ("mix_75_25", (6, 3), 0.7)):
+        value = (304 - lost + gained) / 320
         rows.append({"task": "gen", "metric": "acc", "checkpoint": label, "higher_is_better": True, "value": value,
                      "baseline_value": 0.95, "baseline": "base", "delta": value - 0.95, "p_value": p, "relative": None,
-                     "is_primary": True, "axis": "general"})
+                     "is_primary": True, "axis": "general",
+                     "paired_counts": [304 - lost, lost, gained, 16 - gained] if label != "base" else None})
     comparison = {"schema_version": 1, "kind": "evalkit.comparison", "baseline": "base",
                   "checkpoints": [{"label": label} for label in ("base", "domain_only", "mix_75_25")],
                   "tasks": [{"name": "gen", "axis": "general", "primary_metric": "acc"}],

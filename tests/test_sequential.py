@@ -424,7 +424,7 @@ def test_a_policy_baseline_other_than_the_comparison_baseline_fails_before_evalu
         collect_results_sequential([Stub()], [], [], None, policy)
 
 
-def test_significance_gates_share_their_level_per_checkpoint():
+def test_each_gate_spends_a_stated_share_of_its_level_on_the_early_looks():
     from evalkit.sequential._drive import _plan
 
     class Task:
@@ -434,7 +434,9 @@ def test_significance_gates_share_their_level_per_checkpoint():
                                      {"metric": "ifeval.prompt_level_strict_acc", "max_drop": 0.05, "significance": 0.05},
                                      {"metric": "mmlu.acc", "min": 0.3}]})
     planned, reason = _plan(Task(), policy, ["base", "tuned"], "base")
-    assert reason is None and [(p.checkpoint, p.alpha) for p in planned] == [("tuned", 0.025), ("tuned", 0.05)]
+    # The sequence is two-sided at 2 * EARLY_SHARE of the gate's level (EARLY_SHARE of it per side), the final
+    # fixed-sample look gets the rest per side; a gate without a level stops early at DEFAULT_ALPHA's share.
+    assert reason is None and [(p.checkpoint, p.alpha) for p in planned] == [("tuned", pytest.approx(0.02))] * 2
 
 
 def test_a_stopped_relative_gate_states_its_linear_form():

@@ -207,7 +207,7 @@ _choice = st.fixed_dictionaries({}, optional={"index": st.integers(-1, 3) | _jso
 _reply = st.fixed_dictionaries({}, optional={"choices": st.lists(_choice, max_size=3) | _json, "error": _json}) | _json
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reply=_reply, n=st.integers(1, 3), chat=st.booleans())
 def test_any_generation_reply_gives_n_strings_or_malformed_answer(reply, n, chat):
     try:
@@ -218,7 +218,7 @@ def test_any_generation_reply_gives_n_strings_or_malformed_answer(reply, n, chat
     assert len(texts) == n and all(isinstance(text, str) for text in texts)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reply=_reply, n=st.integers(1, 3), continuation=st.integers(1, 3))
 def test_any_loglikelihood_reply_gives_finite_scores_or_malformed_answer(reply, n, continuation):
     inputs, ctxlens = [[1] * (continuation + 1)] * n, [1] * n

@@ -450,3 +450,33 @@ def test_jackknife_intervals_stay_inside_the_metric_range():
     specs = declared_specs(E, ["leaf_macro_f1", "level1_macro_f1", "hier_f1", "mean_first_error_depth", "level/f1"])
     assert specs["leaf_macro_f1"].bounds == specs["level1_macro_f1"].bounds == specs["hier_f1"].bounds == (0.0, 1.0)
     assert specs["mean_first_error_depth"].bounds is None and specs["level/f1"].bounds is None
+
+
+def test_mcnemar_p_value_is_never_zero_below_the_float_range():
+    """statsmodels' mcnemar returns exactly 0.0 on 4,000 vs 100 discordant pairs; evalkit returns a bound."""
+    from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
+
+    from evalkit.metrics.stats import P_VALUE_FLOOR, mcnemar_test
+
+    a = [1] * 4000 + [0] * 100 + [1] * 50
+    b = [0] * 4000 + [1] * 100 + [1] * 50
+    reference = sm_mcnemar([[50, 4000], [100, 0]], exact=False, correction=True).pvalue
+    result = mcnemar_test(a, b)
+    assert reference == 0.0 and result.p_value == P_VALUE_FLOOR > 0 and result.is_bound
+    moderate = mcnemar_test([1] * 60 + [0] * 40, [1] * 45 + [0] * 15 + [1] * 10 + [0] * 30)
+    assert not moderate.is_bound
+    assert moderate.p_value == pytest.approx(sm_mcnemar([[45, 15], [10, 30]], exact=False, correction=True).pvalue)
+
+
+def test_paired_bounds_err_at_most_alpha_on_one_side():
+    """The lower end of the gate's paired bounds exceeds the true difference at most about alpha of the time
+    (seeded 4,000 tables at n = 300 and a 0.05 difference, where uncorrected Newcombe erred 5.7 %)."""
+    import numpy as np
+
+    from evalkit.metrics.stats import paired_proportion_bounds
+
+    rng = np.random.default_rng(5)
+    n, true_delta = 300, -0.05  # p10 = 0.075, p01 = 0.025
+    tables = rng.multinomial(n, [0.675, 0.075, 0.025, 0.225], size=4000)
+    misses_low = sum(paired_proportion_bounds(*map(int, t), alpha=0.05)[0] > true_delta for t in tables)
+    assert misses_low / 4000 <= 0.05 + 2 * (0.05 * 0.95 / 4000) ** 0.5

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, record_value
-from ..metrics.stats import bh_adjust, holm_adjust, mcnemar_test, paired_mean_test
+from ..metrics.stats import bh_adjust, holm_adjust, mcnemar_test, paired_counts, paired_mean_test
 from ..records import SampleRecord
 from ._common import Context, aligned, finite, higher_is_better, is_binary, is_number, reproduces, spec_of
 
@@ -127,7 +127,10 @@ def _row(ctx, task, label, kind, key, metric, stats, base_stats, test) -> dict[s
            "baseline": ctx.baseline, "baseline_value": base_value,
            "delta": (value - base_value) if has_delta else None, "p_value": None, "test": None, "n_paired": None}
     if test is not None and label != ctx.baseline and test["matches"](value, base_value):
-        row.update(p_value=test["p_value"], test=test["test"], n_paired=test["n_paired"])
+        row.update(p_value=test["p_value"], test=test["test"], n_paired=test["n_paired"],
+                   p_value_is_bound=test.get("p_value_is_bound", False))
+        # what a gate's one-sided bounds on this row need (docs/gating.md), as on metric rows
+        row.update({k: test[k] for k in ("paired_counts", "delta_stderr", "delta_df") if k in test})
     return row
 
 
@@ -163,13 +166,16 @@ def _group_test(va: np.ndarray, vb: np.ndarray, ids: list, cluster_of: dict | No
     """McNemar for independent 0/1 outcomes; else the (cluster-robust) paired t test."""
     if cluster_of is None and is_binary(va) and is_binary(vb):
         result = mcnemar_test(va, vb)
-        return {"p_value": result.p_value, "test": f"mcnemar_{result.method}"}
+        return {"p_value": result.p_value, "test": f"mcnemar_{result.method}", "p_value_is_bound": result.is_bound,
+                "paired_counts": list(paired_counts(va, vb))}
     clusters = None
     if cluster_of is not None:  # element ids are (sample_id, position): the sample's cluster
         clusters = [str(cluster_of.get(i[0] if isinstance(i, tuple) else i)) for i in ids]
-    p_value = finite(paired_mean_test(va, vb, clusters=clusters).p_value)  # None with a single cluster
+    result = paired_mean_test(va, vb, clusters=clusters)
+    p_value = finite(result.p_value)  # None with a single cluster
     name = "cluster_paired_t" if clusters is not None else "paired_t"
-    return {"p_value": p_value, "test": name if p_value is not None else None}
+    return {"p_value": p_value, "test": name if p_value is not None else None,
+            "delta_stderr": finite(result.stderr), "delta_df": int(result.df) if result.df >= 1 else None}
 
 
 def _matcher(outcomes_a: np.ndarray, outcomes_b: np.ndarray):

@@ -27,9 +27,9 @@ import numpy as np
 from scipy.stats import norm
 
 from ..evaluators.base import record_value
-from ..metrics.stats import (contain, jackknife_ci, mcnemar_test, mean_ci, minimum_detectable_effect, normal_ci,
-                             paired_mean_test, paired_proportion_difference_ci, paired_proportion_stderr,
-                             proportion_ci)
+from ..metrics.stats import (contain, jackknife_ci, jackknife_stderr, mcnemar_test, mean_ci,
+                             minimum_detectable_effect, normal_ci, paired_counts, paired_mean_test,
+                             paired_proportion_difference_ci, paired_proportion_stderr, proportion_ci)
 from ..records import TaskResult
 from ._common import Context, aligned, finite, higher_is_better, resample_hook, spec_of
 from ._bootstrap import bootstrap_delta_ci, bootstrap_value_ci, wants_bootstrap
@@ -57,8 +57,8 @@ def metric_rows(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
-_TEST_FIELDS = ("delta_ci_low", "delta_ci_high", "p_value", "p_value_is_bound", "n_resamples", "test", "n_paired",
-                "mde", "delta_ci_extended")
+_TEST_FIELDS = ("significant", "delta_ci_low", "delta_ci_high", "p_value", "p_value_is_bound", "n_resamples", "test", "n_paired",
+                "mde", "delta_ci_extended", "delta_stderr", "delta_df", "paired_counts")
 
 
 def _metric_row(ctx: Context, task: str, label: str, tr: TaskResult, metric: str, test: dict | None) -> dict[str, Any]:
@@ -73,10 +73,12 @@ def _metric_row(ctx: Context, task: str, label: str, tr: TaskResult, metric: str
         "is_primary": metric == tr.primary_metric, "higher_is_better": higher_is_better(ctx, task, label, metric),
         "level": spec_of(ctx, task, label, metric).level,
         "value": value, "ci_low": ci_low, "ci_high": ci_high, "ci_method": ci_method, "ci_extended": extended,
+        "ci_target": CI_TARGETS.get(ci_method),
         "stderr": finite(tr.stderr.get(metric)), "n": tr.n_samples,
         "baseline": ctx.baseline, "baseline_value": base_value,
         "delta": (value - base_value) if has_delta else None,
         "relative": (value / base_value) if has_delta and base_value != 0 else None,
+        **value_spread(ctx, task, label, tr, metric),
         **dict.fromkeys(_TEST_FIELDS), "n_paired": _n_paired(ctx, task, label),
     }
     if is_baseline:
@@ -84,7 +86,39 @@ def _metric_row(ctx: Context, task: str, label: str, tr: TaskResult, metric: str
     elif test:
         row.update({k: test[k] for k in _TEST_FIELDS if k in test})
         _contain_delta(ctx, task, label, metric, row)
+        _cut_delta_to_range(spec_of(ctx, task, label, metric).bounds, row)
+        row["significant"] = interval_excludes_zero(row["delta_ci_low"], row["delta_ci_high"])
     return row
+
+
+def interval_excludes_zero(low: float | None, high: float | None) -> bool | None:
+    """The row's significance marker, derived from the interval shown beside it (None without one), so a
+    star never sits next to an interval that spans 0 (the p-value of a different test could disagree)."""
+    if low is None or high is None:
+        return None
+    return bool(low > 0 or high < 0)
+
+
+#: What each interval method covers (docs/statistics.md): the population value, or for jackknife intervals of
+#: corpus metrics the expected score on a test set of this size; None: the evaluator's own, not known.
+CI_TARGETS = {"wilson": "population", "t": "population", "cluster_t": "population",
+              "jackknife": "finite_sample_expectation", "cluster_jackknife": "finite_sample_expectation"}
+
+
+def _cut_delta_to_range(bounds: tuple[float, float] | None, row: dict[str, Any]) -> None:
+    """Cut the delta interval to the changes the metric's range allows from the baseline's value.
+
+    A metric in [0, 1] that starts from 0.007 cannot gain more than 0.993, so an interval reading
+    [+0.870, +1.021] claims the impossible; the true delta lies in the feasible range, so cutting
+    keeps coverage."""
+    base, low, high = row["baseline_value"], row["delta_ci_low"], row["delta_ci_high"]
+    if bounds is None or base is None:
+        return
+    least, most = bounds[0] - base, bounds[1] - base
+    if low is not None:
+        row["delta_ci_low"] = min(max(low, least), most)
+    if high is not None:
+        row["delta_ci_high"] = max(min(high, most), least)
 
 
 def _contain_delta(ctx: Context, task: str, label: str, metric: str, row: dict[str, Any]) -> None:
@@ -150,6 +184,29 @@ def _raw_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) ->
         low, high = normal_ci(value, stderr, confidence=ctx.confidence)
         return low, high, "stderr"
     return None, None, None
+
+
+def value_spread(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) -> dict[str, Any]:
+    """What a gate's one-sided bound on the value needs (``min``/``max``; ``docs/gating.md``).
+
+    ``value_counts`` ``[successes, n]`` for an independent 0/1 proportion (Wilson bounds), else the
+    standard error ``value_stderr`` with its t degrees of freedom ``value_df`` (None: normal), from the
+    same units or jackknife as the value's interval.
+    """
+    out: dict[str, Any] = {"value_stderr": None, "value_df": None, "value_counts": None}
+    units = sample_units(ctx, task, label, metric)
+    if units is not None:
+        if units.clusters is None and units.binary:
+            out["value_counts"] = [int(units.values.sum()), int(units.values.size)]
+        result = mean_ci(units.values, clusters=units.clusters, confidence=ctx.confidence)
+        out.update(value_stderr=finite(result.stderr), value_df=int(result.df) if result.df >= 1 else None)
+        return out
+    jack = own_jackknife(ctx, task, label).get(metric)
+    if jack is not None:
+        out["value_stderr"] = finite(jackknife_stderr(jack))
+    else:
+        out["value_stderr"] = finite(tr.stderr.get(metric))
+    return out
 
 
 def _is_resampled(ctx: Context, task: str, label: str, metric: str) -> bool:
@@ -250,12 +307,17 @@ def _unit_test(ctx: Context, task: str, label: str, metric: str, recs_a, recs_b)
     if clusters is None and units_a.binary and units_b.binary:
         result = mcnemar_test(va, vb)
         _, low, high = paired_proportion_difference_ci(va, vb, confidence=ctx.confidence, method="newcombe")
+        counts = paired_counts(va, vb)
+        n, delta = len(va), (counts[2] - counts[1]) / len(va)
+        wald_stderr = (max(counts[1] + counts[2] - n * delta**2, 0.0)) ** 0.5 / n
         return {"p_value": result.p_value, "test": f"mcnemar_{result.method}", "delta_ci_low": low,
-                "delta_ci_high": high, "p_value_is_bound": False,
+                "delta_ci_high": high, "p_value_is_bound": result.is_bound, "paired_counts": list(counts),
+                "delta_stderr": wald_stderr, "delta_df": None,
                 "mde": finite(minimum_detectable_effect(paired_proportion_stderr(va, vb), alpha=1 - ctx.confidence))}
     result = paired_mean_test(va, vb, clusters=clusters, confidence=ctx.confidence)
     return {"p_value": finite(result.p_value), "test": "cluster_paired_t" if clusters is not None else "paired_t",
             "delta_ci_low": finite(result.low), "delta_ci_high": finite(result.high), "p_value_is_bound": False,
+            "delta_stderr": finite(result.stderr), "delta_df": int(result.df) if result.df >= 1 else None,
             "mde": finite(minimum_detectable_effect(result.stderr, alpha=1 - ctx.confidence))}
 
 
@@ -293,7 +355,8 @@ def _corpus_test(ctx: Context, task: str, label: str, name: str, recs_a, recs_b,
     if wants_bootstrap(ctx, task, label, name):  # a cut-based statistic: paired bootstrap (_bootstrap.py)
         low, high = bootstrap_delta_ci(ctx, task, label, name, recs_a, recs_b, observed)
         stderr = (high - low) / (2 * float(norm.ppf(0.5 + ctx.confidence / 2))) if None not in (low, high) else None
-    out.update(delta_ci_low=finite(low), delta_ci_high=finite(high),
+    out.update(delta_ci_low=finite(low), delta_ci_high=finite(high), delta_df=None,
+               delta_stderr=finite(stderr) if stderr is not None else None,
                mde=finite(minimum_detectable_effect(stderr, alpha=1 - ctx.confidence)) if stderr is not None else None)
     result = randomization(ctx, task, evaluator, recs_a, recs_b, name, observed, clusters)
     if result is not None:

@@ -13,7 +13,7 @@ from ._evaluate import Check, Verdict, evaluate_policy
 from ._policy import _STATUS_ORDER, checkpoint_statuses, load_policy
 # --------------------------------------------------------------------------------------- outputs
 
-_STATUS_MARK = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
+_STATUS_MARK = {"pass": "✅", "warn": "⚠️", "inconclusive": "❔", "fail": "❌"}
 
 
 def _mark(status: str) -> str:
@@ -26,7 +26,7 @@ def _is_warning(check: Check) -> bool:
     return check.status == "warn" or (check.status == "pass" and check.underpowered)
 
 
-_COUNT_WORDS = {"pass": "passed", "warn": "warning", "fail": "failed"}
+_COUNT_WORDS = {"pass": "passed", "warn": "warning", "inconclusive": "inconclusive", "fail": "failed"}
 
 
 def _summary_line(verdict: Verdict) -> str:
@@ -39,7 +39,15 @@ def _summary_line(verdict: Verdict) -> str:
         word = _COUNT_WORDS.get(status, status)
         parts.append(f"{n} {word}{'s' if status == 'warn' and n != 1 else ''}"
                      + (f" ({weak} underpowered)" if status == "pass" and weak else ""))
-    return f"{len(verdict.checks)} checks: " + ", ".join(parts)
+    line = f"{len(verdict.checks)} checks: " + ", ".join(parts)
+    if counts.get("inconclusive"):
+        line += f" (on_inconclusive: {verdict.on_inconclusive}, exit code {verdict.exit_code})"
+    return line
+
+
+def _blocks(verdict: Verdict, check: Check) -> bool:
+    """Whether a check turns the build red: a failure, or an inconclusive check under ``on_inconclusive: fail``."""
+    return check.status == "fail" or (check.status == "inconclusive" and verdict.on_inconclusive == "fail")
 
 
 def _md_number(value: float | None, signed: bool = False) -> str:
@@ -51,9 +59,9 @@ def _md_number(value: float | None, signed: bool = False) -> str:
 def verdict_markdown(verdict: Verdict) -> str:
     """The verdict as a Markdown section (GitHub step summary, report.md, console).
 
-    Every untrusted string goes through :func:`evalkit.report.markdown.md_escape`, the one escaper.
+    Every untrusted string goes through :func:`evalkit.markdown_text.md_escape`, the one escaper.
     """
-    from ..report.markdown import md_escape
+    from ..markdown_text import md_escape
 
     lines = [
         f"### evalkit gate: {_mark(verdict.status)} {verdict.status.upper()}",
@@ -63,15 +71,24 @@ def verdict_markdown(verdict: Verdict) -> str:
         "Per checkpoint: " + " · ".join(f"{md_escape(label)} {_mark(status)} {status.upper()}" for label, status
                                         in checkpoint_statuses([c.to_dict() for c in verdict.checks]).items()),
         "",
-        "| | Checkpoint | Gate | Value | Baseline | Delta | p | Result |",
+        "| | Checkpoint | Gate | Value | Baseline | Delta | Bounds | Result |",
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for c in verdict.checks:
-        p_value = "–" if c.p_value is None else f"{c.p_value:.3g}"
         lines.append(f"| {_mark(c.status)} | {md_escape(c.checkpoint)} | {md_escape(c.gate)} | "
                      f"{_md_number(c.value)} | {_md_number(c.baseline_value)} | {_md_number(c.delta, True)} | "
-                     f"{p_value} | {md_escape(c.message)} |")
+                     f"{_bounds_cell(c)} | {md_escape(c.message)} |")
     return "\n".join(lines) + "\n"
+
+
+def _bounds_cell(check: Check) -> str:
+    """The bounds that decided the check, in the units of its threshold (– for a point comparison)."""
+    if check.bound_low is None or check.bound_high is None:
+        return "–"
+    if "relative" in check.operator:
+        return f"[{check.bound_low:+.1%}, {check.bound_high:+.1%}]"
+    signed = check.operator not in ("min", "max")
+    return f"[{_md_number(check.bound_low, signed)}, {_md_number(check.bound_high, signed)}]"
 
 
 def verdict_text(verdict: Verdict) -> str:
@@ -85,6 +102,9 @@ def verdict_text(verdict: Verdict) -> str:
     ordered = sorted(verdict.checks, key=lambda c: (-_STATUS_ORDER.get(c.status, 1), not _is_warning(c)))
     lines = [f"{c.status.upper():<4}  {c.checkpoint}  {c.gate}: {c.message}"
              + (" [warning]" if c.status == "pass" and _is_warning(c) else "") for c in ordered]
+    if verdict.inconclusive:
+        lines.append(f"inconclusive checks {'fail' if verdict.on_inconclusive == 'fail' else 'only warn'} "
+                     f"(policy on_inconclusive: {verdict.on_inconclusive})")
     own = checkpoint_statuses([c.to_dict() for c in verdict.checks])
     lines.append(f"gate: {verdict.status.upper()} ({_summary_line(verdict)}); per checkpoint: "
                  + ", ".join(f"{label} {status.upper()}" for label, status in own.items()))
@@ -106,7 +126,8 @@ def _check_details(check: Check) -> str:
     return (f"{check.checkpoint}: {check.gate}: {check.status.upper()}: {check.message}\n"
             f"value={number(check.value)} baseline={number(check.baseline_value)} delta={number(check.delta)} "
             f"observed={number(check.observed)} threshold={number(check.threshold)} p_value={number(check.p_value)} "
-            f"p_value_adjusted={number(check.p_value_adjusted)} mde={number(check.mde)} underpowered={check.underpowered}")
+            f"bound_low={number(check.bound_low)} bound_high={number(check.bound_high)} alpha={number(check.alpha)} "
+            f"mde={number(check.mde)} underpowered={check.underpowered}")
 
 
 def junit_xml(verdict: Verdict) -> bytes:
@@ -118,14 +139,14 @@ def junit_xml(verdict: Verdict) -> bytes:
     """
     import xml.etree.ElementTree as ET
 
-    counts = verdict.counts()
     own = checkpoint_statuses([c.to_dict() for c in verdict.checks])
     root = ET.Element("testsuites", name="evalkit gate", tests=str(len(verdict.checks)),
-                      failures=str(counts["fail"]), errors="0", skipped="0", time="0")
+                      failures=str(sum(_blocks(verdict, c) for c in verdict.checks)), errors="0", skipped="0",
+                      time="0")
     for label in dict.fromkeys(c.checkpoint for c in verdict.checks):
         checks = [c for c in verdict.checks if c.checkpoint == label]
         suite = ET.SubElement(root, "testsuite", name=_xml_text(f"evalkit.gate.{label}"), tests=str(len(checks)),
-                              failures=str(sum(c.status == "fail" for c in checks)), errors="0", skipped="0",
+                              failures=str(sum(_blocks(verdict, c) for c in checks)), errors="0", skipped="0",
                               time="0")
         properties = ET.SubElement(suite, "properties")
         # "status" is this checkpoint's own result; the run's overall one is "verdict_status".
@@ -133,21 +154,27 @@ def junit_xml(verdict: Verdict) -> bytes:
                             ("verdict_status", verdict.status)):
             ET.SubElement(properties, "property", name=name, value=_xml_text(value))
         for check in checks:
-            _junit_case(suite, check)
+            _junit_case(suite, check, _blocks(verdict, check))
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
-def _junit_case(suite, check: Check) -> None:
+def _junit_case(suite, check: Check, blocks: bool) -> None:
     import xml.etree.ElementTree as ET
 
     case = ET.SubElement(suite, "testcase", classname=_xml_text(f"evalkit.gate.{check.checkpoint}"),
                          name=_xml_text(check.gate), time="0")
     details = _xml_text(_check_details(check))
-    if check.status == "fail":
-        failure = ET.SubElement(case, "failure", message=_xml_text(f"{check.message}"), type="evalkit.gate")
+    if blocks:  # an inconclusive check that blocks is a failure CI must show, with its own type
+        kind = "evalkit.gate" if check.status == "fail" else "evalkit.gate.inconclusive"
+        failure = ET.SubElement(case, "failure", message=_xml_text(f"{check.message}"), type=kind)
         failure.text = details
-    prefix = "WARNING: " if _is_warning(check) else ""  # an underpowered pass decides little
+    if blocks:
+        prefix = ""
+    elif check.status == "inconclusive":  # under on_inconclusive: warn, it passes the build and says so
+        prefix = "INCONCLUSIVE: "
+    else:
+        prefix = "WARNING: " if _is_warning(check) else ""  # an underpowered pass (no level) decides little
     ET.SubElement(case, "system-out").text = prefix + details
 
 
@@ -231,16 +258,16 @@ def demo_policy_text(domain_task: str = "demo_voc", general_task: str = "demo_ge
     --------
     >>> from evalkit.gate import parse_policy
     >>> gates = parse_policy(__import__("yaml").safe_load(demo_policy_text())).gates
-    >>> [(g.metric, g.operator, g.threshold) for g in gates]
-    [('demo_voc.leaf_macro_f1', 'min_gain', 0.2), ('demo_general.acc', 'max_drop', 0.1)]
+    >>> [(g.metric, g.operator, g.threshold, g.significance) for g in gates]
+    [('demo_voc.leaf_macro_f1', 'min_gain', 0.2, 0.05), ('demo_general.acc', 'max_drop', 0.1, 0.05)]
     """
     return (
         f"# Demo release policy: learn the domain, keep general knowledge.\n"
         f"baseline: {baseline}\n"
+        f"significance: {significance:g}       # each gate decides on one-sided {1 - significance:.0%} bounds\n"
         f"gates:\n"
         f"  - metric: {domain_task}.{domain_metric}\n"
         f"    min_gain: {min_domain_gain:g}        # the fine-tune must actually teach the domain\n"
         f"  - metric: {general_task}.{general_metric}\n"
-        f"    max_drop: {max_general_drop:g}       # forgetting beyond this fails ...\n"
-        f"    significance: {significance:g}   # ... when significant; otherwise it only warns\n"
+        f"    max_drop: {max_general_drop:g}       # and may forget at most this much\n"
     )

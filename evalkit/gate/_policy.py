@@ -23,9 +23,12 @@ OPERATORS = {
 _COMPARATIVE = ("min_gain", "max_drop", "min_relative_gain", "max_relative_drop")
 _DROP_OPERATORS = ("max_drop", "max_relative_drop")
 _GATE_KEYS = ("metric", *OPERATORS, "significance", "severity", "checkpoints", "higher_is_better", "name")
-_POLICY_KEYS = ("baseline", "gates")
+_POLICY_KEYS = ("baseline", "gates", "significance", "on_inconclusive")
 _SEVERITIES = ("error", "warn")
-_STATUS_ORDER = {"pass": 0, "warn": 1, "fail": 2}
+#: What an inconclusive check does to the exit code (``on_inconclusive``); the first is the default.
+ON_INCONCLUSIVE = ("fail", "warn")
+#: Statuses from best to worst; a verdict's status is the worst of its checks.
+_STATUS_ORDER = {"pass": 0, "warn": 1, "inconclusive": 2, "fail": 3}
 
 
 def checkpoint_statuses(checks: list[dict[str, Any]]) -> dict[str, str]:
@@ -38,7 +41,7 @@ def checkpoint_statuses(checks: list[dict[str, Any]]) -> dict[str, str]:
     statuses: dict[str, str] = {}
     for check in checks:
         label, status = str(check.get("checkpoint")), str(check.get("status"))
-        if _STATUS_ORDER.get(status, 2) >= _STATUS_ORDER.get(statuses.get(label, "pass"), 0):
+        if _STATUS_ORDER.get(status, 3) >= _STATUS_ORDER.get(statuses.get(label, "pass"), 0):
             statuses[label] = status
     return statuses
 
@@ -73,11 +76,18 @@ class Gate:
 
 @dataclass(frozen=True)
 class Policy:
-    """A validated policy file."""
+    """A validated policy file.
+
+    ``significance`` is the policy-wide level (each gate without its own takes it); ``on_inconclusive``
+    says whether a check whose bounds straddle its threshold fails the run (``"fail"``, the default) or
+    only warns (``"warn"``).
+    """
 
     gates: tuple[Gate, ...]
     baseline: str | None = None
     source: str = "<policy>"
+    significance: float | None = None
+    on_inconclusive: str = "fail"
 
     def task_names(self) -> set[str]:
         """Tasks the gates refer to (the part of each metric name before the first dot)."""
@@ -124,11 +134,16 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
     gates = data.get("gates")
     if not isinstance(gates, list) or not gates:
         raise UsageError(f"{source}: 'gates' must be a non-empty list of gates, got {gates!r}.")
-    parsed = tuple(_parse_gate(item, index, source) for index, item in enumerate(gates, start=1))
-    return Policy(gates=parsed, baseline=baseline, source=source)
+    level = _level(data, source) if "significance" in data else None
+    on_inconclusive = data.get("on_inconclusive", ON_INCONCLUSIVE[0])
+    if on_inconclusive not in ON_INCONCLUSIVE:
+        raise UsageError(f"{source}: 'on_inconclusive' must be one of {', '.join(ON_INCONCLUSIVE)}, "
+                         f"got {on_inconclusive!r}.")
+    parsed = tuple(_parse_gate(item, index, source, level) for index, item in enumerate(gates, start=1))
+    return Policy(gates=parsed, baseline=baseline, source=source, significance=level, on_inconclusive=on_inconclusive)
 
 
-def _parse_gate(item: Any, index: int, source: str) -> Gate:
+def _parse_gate(item: Any, index: int, source: str, default_level: float | None = None) -> Gate:
     where = f"{source}: gate {index}"
     if not isinstance(item, dict):
         raise UsageError(f"{where}: a gate must be a mapping like {{metric: mmlu.acc, max_drop: 0.02}}, got {item!r}.")
@@ -145,7 +160,7 @@ def _parse_gate(item: Any, index: int, source: str) -> Gate:
         raise UsageError(f"{where}: '{operator}' must be >= 0 (an allowed loss), got {threshold}; "
                          "to require an improvement use min_gain or min_relative_gain.")
     return Gate(index=index, metric=metric, operator=operator, threshold=threshold,
-                significance=_significance(item, operator, where), severity=_severity(item, where),
+                significance=_level(item, where) if "significance" in item else default_level, severity=_severity(item, where),
                 checkpoints=_checkpoint_labels(item, where), higher_is_better=_direction(item, where),
                 name=_gate_name(item, where))
 
@@ -173,15 +188,12 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
-def _significance(item: dict, operator: str, where: str) -> float | None:
-    if "significance" not in item:
-        return None
-    if operator not in _DROP_OPERATORS:
-        raise UsageError(f"{where}: 'significance' applies only to {' and '.join(_DROP_OPERATORS)} "
-                         f"(a drop beyond the threshold fails only if significant), not to '{operator}'.")
+def _level(item: dict, where: str) -> float:
+    """A gate's (or the policy's) ``significance``: the one-sided error level of each of its decisions."""
     value = _number(item["significance"], f"{where}: 'significance'")
-    if not 0 < value < 1:
-        raise UsageError(f"{where}: 'significance' must be between 0 and 1 (exclusive), e.g. 0.05, got {value}.")
+    if not 0 < value < 0.5:
+        raise UsageError(f"{where}: 'significance' must be between 0 and 0.5 (exclusive; it is a one-sided "
+                         f"error level), e.g. 0.05, got {value}.")
     return value
 
 

@@ -30,12 +30,13 @@ _TABLES = ("metrics", "breakdowns")
 def comparison_frame(comparison: dict[str, Any], table: str = "metrics"):
     """The comparison's metric (or breakdown) rows with the verdict's decision per row.
 
-    ``significant`` marks rows whose deciding p-value (Holm-adjusted when the row has one) is below
-    0.05, as the report's markers do; ``decision`` is the worst gate status of the checks on the row's
+    ``significant`` is the report's marker: the comparison's own (the delta interval excludes 0; null
+    without an interval), else, for comparisons written before it existed, the deciding p-value
+    (Holm-adjusted when the row has one) below 0.05; ``decision`` is the worst gate status of the checks on the row's
     metric and checkpoint (``pass``, ``warn``, ``fail``, or any status the gate adds), None when no
     gate checks it.
     """
-    from ..report._view import decision_p, is_significant
+    from ..report._view import marked
 
     if table not in _TABLES:
         raise ValueError(f"table must be one of {', '.join(_TABLES)}; got {table!r}.")
@@ -44,7 +45,8 @@ def comparison_frame(comparison: dict[str, Any], table: str = "metrics"):
     rows = []
     for row in comparison.get(table) or []:
         row = dict(row)
-        row["significant"] = is_significant(decision_p(row))
+        if "significant" not in row:  # older comparisons: the report's fallback on the p-value
+            row["significant"] = marked(row)
         row["decision"] = decisions.get((_gate_name(row), str(row.get("checkpoint"))))
         rows.append(row)
     extra = sorted({key for row in rows for key in row} - set(documented))

@@ -13,7 +13,8 @@ from ..comparison_format import SIGNIFICANCE, check_comparison, is_significant
 
 __all__ = [
     "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
-    "is_significant", "delta_tone", "tuned_labels", "primary_rows", "headline", "study_table",
+    "is_significant", "delta_tone", "fmt_bounds", "marked", "row_tone", "tuned_labels", "primary_rows", "headline",
+    "study_table",
     "axis_point", "breakdown_groups", "pivot_breakdown", "notes_by_label", "ci_label", "summary_counts",
     "decision_p", "fmt_row_p", "power_lines",
     "checkpoint_verdicts", "fmt_relative_change", "display_path", "setting_items", "FREQUENCY_ORDER",
@@ -38,6 +39,24 @@ def fmt_p(value: Any) -> str:
     if not _finite(value):
         return "–"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def fmt_bounds(check: dict[str, Any]) -> str:
+    """The one-sided bounds that decided a gate check, in its threshold's units (– for a point comparison).
+
+    >>> fmt_bounds({"operator": "max_drop", "bound_low": 0.004, "bound_high": 0.031})
+    '[+0.004, +0.031]'
+    >>> fmt_bounds({"operator": "min_relative_gain", "bound_low": 0.02, "bound_high": 0.2}), fmt_bounds({})
+    ('[+2.0%, +20.0%]', '–')
+    """
+    low, high = check.get("bound_low"), check.get("bound_high")
+    if not (_finite(low) and _finite(high)):
+        return "–"
+    if "relative" in str(check.get("operator")):
+        return f"[{low:+.1%}, {high:+.1%}]"
+    if check.get("operator") in ("min", "max"):
+        return f"[{fmt_value(low)}, {fmt_value(high)}]"
+    return f"[{fmt_delta(low)}, {fmt_delta(high)}]"
 
 
 #: Below this baseline magnitude a relative change is not shown: 0.002 -> 0.33 would read "+16,400%",
@@ -126,14 +145,32 @@ def fmt_row_p(row: dict[str, Any]) -> str:
 
 
 def power_lines(comparison: dict[str, Any]) -> list[str]:
-    """Per non-baseline primary metric: "with N paired samples a change under MDE cannot be detected"."""
+    """Per non-baseline primary metric: "with N paired samples a change of MDE is detected with probability 0.8"."""
     alpha = 1 - (comparison.get("settings") or {}).get("confidence", 0.95)
     lines = []
     for row in comparison.get("metrics") or []:
         if row.get("is_primary") and row["checkpoint"] != comparison.get("baseline") and _finite(row.get("mde")):
             lines.append(f"{row['task']} {row['metric']} ({row['checkpoint']}): with {row.get('n_paired')} paired "
-                         f"samples a change under {row['mde']:.3f} cannot be detected (α = {alpha:g}, power 0.8)")
+                         f"samples a change of {row['mde']:.3f} is detected with probability 0.8 (two-sided test at "
+                         f"α = {alpha:g}; smaller changes less often)")
     return lines
+
+
+def marked(row: dict[str, Any]) -> bool:
+    """Whether a row's change is marked significant: its delta interval excludes 0 (the comparison's
+    ``significant``, derived from the interval shown beside it); rows without one use their p-value.
+
+    >>> marked({"significant": False, "p_value": 0.0001}), marked({"p_value": 0.01})
+    (False, True)
+    """
+    flag = row.get("significant")
+    return flag if isinstance(flag, bool) else is_significant(decision_p(row))
+
+
+def row_tone(row: dict[str, Any]) -> str:
+    """:func:`delta_tone` of a row, by its :func:`marked` marker."""
+    hib = row.get("higher_is_better")
+    return delta_tone(row.get("delta"), 0.0 if marked(row) else None, True if hib is None else bool(hib))
 
 
 def delta_tone(delta: Any, p_value: Any, higher_is_better: bool = True) -> str:

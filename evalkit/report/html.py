@@ -41,7 +41,8 @@ def _environment():
     env.filters.update(value=view.fmt_value, delta=view.fmt_delta, pvalue=view.fmt_p, row_p=view.fmt_row_p,
                        relchange=view.fmt_relative_change, display_path=view.display_path,
                        setting_items=view.setting_items)
-    env.globals.update(tone=view.delta_tone, significant=view.is_significant, kind_title=_KIND_TITLES.get,
+    env.globals.update(tone=view.delta_tone, significant=view.is_significant, bounds=view.fmt_bounds,
+                       marked=view.marked, row_tone=view.row_tone, kind_title=_KIND_TITLES.get,
                        alpha=view.SIGNIFICANCE, decision_p=view.decision_p)
     return env
 

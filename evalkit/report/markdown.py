@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..markdown_text import md_escape
 from . import _domain as domain
 from . import _view as view
 from . import trajectory
@@ -17,32 +18,7 @@ __all__ = ["render_markdown", "md_escape", "MAX_CHARS"]
 
 #: Hard ceiling for the Markdown text, well under GitHub's 65,536-character comment limit.
 MAX_CHARS = 50_000
-_STATUS_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
-
-
-def md_escape(text: Any) -> str:
-    """The one Markdown escaper: ``text`` made inert in report.md, the gate verdict and step summary.
-
-    Untrusted text (labels, task and metric names, messages) may appear in a table cell, a list item
-    or a heading; after escaping it renders as the same characters and nothing else: no HTML, no
-    links or images (also no bare-URL autolinks), no emphasis, code, math or strikethrough, no
-    pipes that would split a table cell, no newlines that would end a row, no @-mentions.
-
-    >>> md_escape("a|b <script> [x](y) @team")
-    'a\\\\|b &lt;script&gt; \\\\[x\\\\](y) @\\u200bteam'
-    >>> md_escape("![i](https://e.vil/x.png)")
-    '\\\\!\\\\[i\\\\](https:\\u200b//e.vil/x.png)'
-    """
-    if text is None:
-        return ""
-    out = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    out = out.replace("\\", "\\\\")  # first, so the escapes added below stay single
-    for char in "|[]`*_~$#!":
-        out = out.replace(char, "\\" + char)
-    out = out.replace("@", "@\u200b")  # no notifications from a label
-    # GitHub links bare URLs and www. names by itself; a zero-width space keeps them plain text.
-    out = out.replace("://", ":\u200b//").replace("www.", "www\u200b.")
-    return " ".join(out.split())  # newlines would end the table row
+_STATUS_ICON = {"pass": "✅", "warn": "⚠️", "inconclusive": "❔", "fail": "❌"}
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -53,7 +29,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _change(row: dict[str, Any]) -> str:
     """``0.450 (−0.150 ✱)`` — the delta bold when significant."""
     delta = view.fmt_delta(row.get("delta"))
-    if view.is_significant(row.get("p_value")):
+    if view.marked(row):
         delta = f"**{delta}** ✱"
     return f"{view.fmt_value(row.get('value'))} ({delta})"
 
@@ -70,14 +46,15 @@ def _verdict_lines(verdict: dict[str, Any], max_rows: int, checkpoint_verdicts: 
          md_escape(v["reason"]) + (f" (and {v['more']} more)" if v["more"] else "")] for v in checkpoint_verdicts]) + [""]
     weak = [c for c in checks if c.get("underpowered")]
     if weak:
-        lines += ["> ⚠️ Underpowered (threshold below the minimum detectable effect, so a pass means little): "
+        lines += ["> ⚠️ No error control and underpowered (a gate without a significance level, its threshold below "
+                  "the change detected with probability 0.8): "
                   + "; ".join(f"{md_escape(c.get('gate'))} — {md_escape(c.get('checkpoint'))} (MDE "
                               f"{view.fmt_value(c.get('mde'))})" for c in weak[:max_rows]), ""]
     if problems:
         rows = [[md_escape(c.get("status")), md_escape(c.get("gate")), md_escape(c.get("checkpoint")),
                  view.fmt_value(c.get("value")), view.fmt_value(c.get("baseline_value")), view.fmt_delta(c.get("delta")),
-                 view.fmt_p(c.get("p_value")), md_escape(c.get("message"))] for c in problems[:max_rows]]
-        lines += _table(["status", "gate", "checkpoint", "value", "baseline", "Δ", "p", "message"], rows)
+                 view.fmt_bounds(c), md_escape(c.get("message"))] for c in problems[:max_rows]]
+        lines += _table(["status", "gate", "checkpoint", "value", "baseline", "Δ", "bounds", "message"], rows)
         if len(problems) > max_rows:
             lines.append(f"\n… and {len(problems) - max_rows} more (see report.html).")
         lines.append("")
@@ -87,7 +64,7 @@ def _verdict_lines(verdict: dict[str, Any], max_rows: int, checkpoint_verdicts: 
 def _short(row: dict[str, Any]) -> str:
     """``mmlu acc -0.150 ✱`` (significant deltas bold)."""
     delta = view.fmt_delta(row.get("delta"))
-    delta = f"**{delta}** ✱" if view.is_significant(row.get("p_value")) else delta
+    delta = f"**{delta}** ✱" if view.marked(row) else delta
     return f"{md_escape(row['task'])} {md_escape(row['metric'])} {delta}"
 
 
@@ -100,7 +77,7 @@ def _headline_lines(comparison: dict[str, Any]) -> list[str]:
             parts.append("domain " + ", ".join(_short(r) for r in item["domain"]))
         if item["general"]:
             worse = [r for r in item["general"]
-                     if view.delta_tone(r.get("delta"), r.get("p_value"), r.get("higher_is_better", True)) == "bad"]
+                     if view.row_tone(r) == "bad"]
             parts.append("general " + ", ".join(_short(r) for r in item["general"]) +
                          (f" ({len(worse)} significant regression{'s' if len(worse) != 1 else ''})" if worse else ""))
         lines.append(f"- **{md_escape(item['checkpoint'])}**: " + "; ".join(parts or ["no primary metrics"]))
@@ -141,7 +118,7 @@ def _changes_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
             if r["checkpoint"] != comparison.get("baseline") and (r["task"], r["metric"]) not in shown]
     if not rows:
         return []
-    rows.sort(key=lambda r: (not view.is_significant(r.get("p_value")), -abs(r.get("delta") or 0.0),
+    rows.sort(key=lambda r: (not view.marked(r), -abs(r.get("delta") or 0.0),
                              r["task"], r["metric"], r["checkpoint"]))
     table = [[md_escape(r["task"]), md_escape(r["metric"]), md_escape(r["checkpoint"]), view.fmt_value(r.get("baseline_value")),
               _change(r), view.fmt_row_p(r)] for r in rows[:max_rows]]
@@ -203,7 +180,7 @@ def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     lines += trajectory.markdown_lines(comparison, max_rows, md_escape)
     lines += _changes_lines(comparison, max_rows) + _power_lines(comparison, max_rows)
     lines += _flip_lines(comparison, max_rows)
-    lines.append(f"<sub>✱ significant at p &lt; {view.SIGNIFICANCE} (paired test vs the baseline); "
+    lines.append(f"<sub>✱ significant: the delta's {view.ci_label(comparison)} interval excludes 0; "
                  "values are primary metrics with Δ against the baseline. Full report: report.html.</sub>")
     text = "\n".join(lines) + "\n"
     if len(text) > MAX_CHARS:  # a pathological comparison (huge labels): cut at a line, say so

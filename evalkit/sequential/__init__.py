@@ -9,16 +9,17 @@ beyond (fail) or inside (pass) its threshold; see ``docs/gating.md``. The parts:
 * :func:`decide`: a gate's decision from its confidence sequence;
 * :func:`collect_results_sequential`: the evaluation loop over checkpoints, tasks and chunks;
 * :func:`apply_sequential_verdict`: early decisions into the policy's verdict;
-* :func:`simulate_stopping`: error rates and savings on a known population (``bench/sequential``).
+* :func:`simulate_stopping`: error rates and savings on a known population (``bench/sequential``);
+* :func:`operating_characteristic`: P(pass / fail / inconclusive) of a gate in either mode (``bench/gating``).
 """
 
 from ._api import compare_sequential
 from ._bound import confidence_sequence
 from ._drive import DEFAULT_CHUNK_SIZE, TaskOutcome, collect_results_sequential, sample_order
 from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, unsupported_reason
-from ._simulate import SimulationResult, simulate_stopping
+from ._simulate import OperatingCharacteristic, SimulationResult, operating_characteristic, simulate_stopping
 from ._verdict import apply_sequential_verdict
 
 __all__ = ["compare_sequential", "confidence_sequence", "decide", "SequentialGate", "GateState", "DEFAULT_ALPHA", "DEFAULT_CHUNK_SIZE",
            "TaskOutcome", "collect_results_sequential", "sample_order", "unsupported_reason", "apply_sequential_verdict",
-           "simulate_stopping", "SimulationResult"]
+           "simulate_stopping", "SimulationResult", "operating_characteristic", "OperatingCharacteristic"]

@@ -28,6 +28,7 @@ from ..errors import EvalkitError, EvaluationError, UsageError
 from ..parallel import ShardView
 from ..progress import note
 from ..records import EvalResult, SampleRecord, TaskResult
+from ._verdict import EARLY_SHARE
 from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, spec_reason, unsupported_reason
 
 __all__ = ["collect_results_sequential", "TaskOutcome", "DEFAULT_CHUNK_SIZE", "sample_order"]
@@ -141,17 +142,16 @@ def _plan(task, policy, labels: list[str], baseline: str) -> tuple[list[_Planned
     if not gates:
         return [], "no gate on this task"
     planned = []
-    family = _family_sizes(policy, labels, baseline)
     for gate in gates:
         reason = unsupported_reason(gate)
         if reason:
             return [], f"gate {gate.index} ({gate.description}): {reason}"
         for label in _targets(gate, labels, baseline):
-            # Gates with a significance level form one family per checkpoint (Holm in the fixed-sample
-            # rule); sequentially each gets its level split evenly (Bonferroni), so the chance that any
-            # early verdict in the family is wrong stays within the level.
-            alpha = gate.significance / family[label] if gate.significance is not None else DEFAULT_ALPHA
-            planned.append(_Planned(gate, label, alpha))
+            # The gate's one-sided level alpha is split between the early looks and the final fixed-sample
+            # look (sequential._verdict.EARLY_SHARE): a two-sided sequence at level 2*EARLY_SHARE*alpha spends
+            # EARLY_SHARE*alpha per side, the final bounds the rest, so each side errs with probability <= alpha.
+            level = gate.significance if gate.significance is not None else DEFAULT_ALPHA
+            planned.append(_Planned(gate, label, 2 * EARLY_SHARE * level))
     return planned, None
 
 
@@ -159,16 +159,6 @@ def _targets(gate, labels: list[str], baseline: str) -> list[str]:
     if gate.checkpoints:
         return [label for label in labels if label in gate.checkpoints]
     return [label for label in labels if label != baseline]
-
-
-def _family_sizes(policy, labels: list[str], baseline: str) -> dict[str, int]:
-    """Per checkpoint, how many of the policy's gates carry a significance level (at least 1)."""
-    sizes = dict.fromkeys(labels, 0)
-    for gate in policy.gates:
-        if gate.significance is not None:
-            for label in _targets(gate, labels, baseline):
-                sizes[label] += 1
-    return {label: max(size, 1) for label, size in sizes.items()}
 
 
 def _resolve(planned: list[_Planned], task: str, evaluator, records: list[SampleRecord]) -> list[SequentialGate] | str:

@@ -136,7 +136,8 @@ def decide(gate: SequentialGate, observations: np.ndarray, population: int) -> G
     observations : ndarray of shape (n,)
         From :meth:`SequentialGate.observations`, in the seeded random order.
     population : int
-        Number of samples of the task: the sequence bounds their mean (sampling without replacement).
+        Number of samples of the task (for the record: the sequence bounds the mean of the population the
+        samples are drawn from, not of these samples, so it does not narrow as the task runs out).
 
     Returns
     -------
@@ -154,8 +155,10 @@ def decide(gate: SequentialGate, observations: np.ndarray, population: int) -> G
     """
     low, high = (None, None)
     if observations.size:
-        lows, highs = confidence_sequence(observations, alpha=gate.alpha, lower=gate.range[0], upper=gate.range[1],
-                                          population=population)
+        # One frame for both modes: the samples are draws from the population of such items (i.i.d.),
+        # so the sequence bounds the population mean, as the fixed-sample bounds do; ``population`` only
+        # states how many samples the task has.
+        lows, highs = confidence_sequence(observations, alpha=gate.alpha, lower=gate.range[0], upper=gate.range[1])
         low, high = float(lows[-1]), float(highs[-1])
     estimate = float(observations.mean()) if observations.size else None
     return GateState(status=_status(gate, low, high), low=low, high=high, estimate=estimate, n=int(observations.size))

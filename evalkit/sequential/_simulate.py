@@ -15,7 +15,7 @@ import numpy as np
 from ._bound import confidence_sequence
 from ._gates import DEFAULT_ALPHA, SequentialGate, _status
 
-__all__ = ["simulate_stopping", "SimulationResult"]
+__all__ = ["simulate_stopping", "SimulationResult", "operating_characteristic", "OperatingCharacteristic"]
 
 
 @dataclass
@@ -84,7 +84,7 @@ def simulate_stopping(observations, *, operator: str, threshold: float, alpha: f
     decisions, used = [], []
     for _ in range(n_runs):
         lows, highs = confidence_sequence(rng.permutation(population), alpha=alpha, lower=gate.range[0],
-                                          upper=gate.range[1], population=n)
+                                          upper=gate.range[1])
         decision, at = "undecided", n
         for look in looks:
             status = _status(gate, float(lows[look]), float(highs[look]))
@@ -94,3 +94,77 @@ def simulate_stopping(observations, *, operator: str, threshold: float, alpha: f
         decisions.append(decision)
         used.append(at)
     return SimulationResult(np.asarray(decisions), np.asarray(used), n)
+
+
+@dataclass
+class OperatingCharacteristic:
+    """Outcome rates of a gate over seeded simulated comparisons (:func:`operating_characteristic`)."""
+
+    decisions: np.ndarray  # "pass", "fail" or "inconclusive" per run
+    samples_used: np.ndarray
+    n: int
+
+    def rate(self, decision: str) -> float:
+        return float(np.mean(self.decisions == decision))
+
+    @property
+    def median_fraction(self) -> float:
+        return float(np.median(self.samples_used) / self.n)
+
+
+def operating_characteristic(*, baseline_accuracy: float, drop: float, discordance: float, n: int,
+                             threshold: float, alpha: float = DEFAULT_ALPHA, sequential: bool = False,
+                             chunk_size: int = 100, n_runs: int = 1000,
+                             random_state: int = 0) -> OperatingCharacteristic:
+    """P(pass), P(fail), P(inconclusive) of a ``max_drop: threshold`` gate at level ``alpha`` on paired 0/1 scores.
+
+    Each run draws ``n`` questions from a population in which the tuned checkpoint is right on a question
+    the baseline got wrong with probability ``(discordance - drop) / 2`` and the reverse with
+    ``(discordance + drop) / 2`` (so the population drop is ``drop`` and a share ``discordance`` of the
+    questions is answered differently), and decides with evalkit's own rule: the fixed-sample gate on the
+    2x2 table, or (``sequential=True``) the confidence sequence after every ``chunk_size`` questions at
+    the early looks' share of ``alpha`` and, when the questions run out undecided, the fixed-sample gate
+    at the share left.
+
+    Examples
+    --------
+    >>> oc = operating_characteristic(baseline_accuracy=0.75, drop=0.04, discordance=0.1, n=1000,
+    ...                               threshold=0.02, n_runs=200)
+    >>> oc.rate("pass") <= 0.05
+    True
+    """
+    from ..gate import Gate
+    from ..gate._evaluate import _check
+    from ._verdict import EARLY_SHARE
+
+    if not 0 <= abs(drop) <= discordance <= 1 or not 0 <= baseline_accuracy <= 1:
+        raise ValueError("operating_characteristic needs 0 <= |drop| <= discordance <= 1 and a baseline accuracy in [0, 1].")
+    gate = Gate(index=1, metric="task.acc", operator="max_drop", threshold=float(threshold), significance=alpha)
+    lost, gained = (discordance + drop) / 2, (discordance - drop) / 2
+    both = max(baseline_accuracy - lost, 0.0)
+    cells = np.array([both, lost, gained, max(1.0 - both - lost - gained, 0.0)])  # n11, n10, n01, n00
+    cells /= cells.sum()
+    rng = np.random.default_rng(random_state)
+    seq_gate = SequentialGate(gate, "task", "acc", "tuned", True, 2 * EARLY_SHARE * alpha)
+    looks = np.minimum(np.arange(chunk_size, n + chunk_size, chunk_size), n) - 1
+    decisions, used = [], []
+    for _ in range(n_runs):
+        kinds = rng.choice(4, size=n, p=cells)
+        decision, at = None, n
+        if sequential:
+            drops = np.select([kinds == 1, kinds == 2], [1.0, -1.0], 0.0)
+            lows, highs = confidence_sequence(drops, alpha=seq_gate.alpha, lower=-1.0, upper=1.0)
+            for look in looks[:-1]:
+                status = _status(seq_gate, float(lows[look]), float(highs[look]))
+                if status != "undecided":
+                    decision, at = status, look + 1
+                    break
+        if decision is None:
+            counts = [int(c) for c in np.bincount(kinds, minlength=4)]
+            base, tuned = (counts[0] + counts[1]) / n, (counts[0] + counts[2]) / n
+            row = {"value": tuned, "baseline_value": base, "delta": tuned - base, "paired_counts": counts}
+            share = 1 - EARLY_SHARE if sequential else 1.0
+            decision = _check(gate, row, "tuned", True, None, share).status
+        decisions.append(decision)
+        used.append(at)
+    return OperatingCharacteristic(np.asarray(decisions), np.asarray(used), n)

@@ -4,16 +4,31 @@ The fixed-sample rule on the few hundred samples a stopped task used would be th
 sequence exists to avoid, so for a task that stopped early each check takes the sequence's decision.
 A gate the sequential run did not monitor (``evalkit gate`` with another policy on the same
 comparison.json) cannot be checked on a random part of the data and fails with a message saying so.
-Tasks that ran to the end keep the ordinary fixed-sample check (the sequence's bounds are attached).
+Tasks that ran to the end keep the ordinary fixed-sample check (the sequence's bounds are attached), at
+the level left for the final look: the early looks spent :data:`EARLY_SHARE` of each gate's level per
+side, so the final fixed-sample bounds use the rest and the whole procedure errs at the threshold, on
+each side, with probability at most the level (a union bound over the two stages).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["apply_sequential_verdict"]
+__all__ = ["apply_sequential_verdict", "final_share", "EARLY_SHARE"]
 
-_STATUS_ORDER = {"pass": 0, "warn": 1, "fail": 2}
+#: Share of a gate's one-sided level spent on the early looks (the confidence sequence); the final
+#: fixed-sample look of a task that ran to the end gets the remaining ``1 - EARLY_SHARE``.
+EARLY_SHARE = 0.2
+
+
+def final_share(comparison: dict[str, Any], metric: str) -> float:
+    """The share of a gate's level its fixed-sample bounds may use: ``1 - EARLY_SHARE`` when a sequential
+    run monitored the gate's task and reached its end, else 1 (no early looks were taken)."""
+    tasks = (comparison.get("sequential") or {}).get("tasks") or {}
+    outcome = tasks.get(metric.split(".", 1)[0])
+    if outcome and outcome.get("sequential") and not outcome.get("stopped_early"):
+        return 1.0 - EARLY_SHARE
+    return 1.0
 
 
 def apply_sequential_verdict(verdict, comparison: dict[str, Any]):
@@ -42,7 +57,9 @@ def apply_sequential_verdict(verdict, comparison: dict[str, Any]):
             check.sequential = _summary(entry, outcome)
         if outcome.get("stopped_early"):
             _decide_early(check, entry, outcome)
-    verdict.status = max((c.status for c in verdict.checks), key=_STATUS_ORDER.__getitem__, default="pass")
+    from ..gate._evaluate import worst_status
+
+    verdict.status = worst_status(verdict.checks)
     return verdict
 
 
@@ -72,11 +89,13 @@ def _decide_early(check, entry: dict[str, Any] | None, outcome: dict[str, Any]) 
         check.status = entry["status"]
         check.observed = entry.get("estimate")
         check.underpowered = False  # decided by the bound itself: a power concern of the partial data does not apply
+        check.bound_low, check.bound_high = entry.get("cs_low"), entry.get("cs_high")
+        check.alpha = entry.get("alpha")
         relation = _relation(entry)
         limit = entry.get("decision_threshold", check.threshold)
         check.message = (f"sequential: {entry['quantity']} in [{entry['cs_low']:.3f}, {entry['cs_high']:.3f}] "
                          f"{relation} {limit:g} after {used} of {total} samples "
-                         f"(anytime-valid, alpha {entry['alpha']:g})")
+                         f"(anytime-valid, {entry['alpha'] / 2:g} per side)")
     if check.status == "fail" and check.severity == "warn":
         check.status = "warn"
         check.message += " [severity: warn]"
