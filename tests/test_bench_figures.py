@@ -60,3 +60,17 @@ def test_gating_operating_characteristic_readme_is_the_recorded_run_and_meets_th
             assert cell["pass"] <= alpha, cell
     assert data["seed_case"]["fixed_pass"] >= 0.95 and data["seed_case"]["sequential_pass"] >= 0.95
     assert data["collapse"]["fail"] == 1.0 and data["collapse"]["max_fraction_used"] <= 0.02
+
+
+def test_pure_forward_figure_is_the_recorded_run():
+    import json
+
+    run = json.loads((BENCH / "runs" / "evalkit_pure_forward_full_0shot.json").read_text(encoding="utf-8"))
+    readme = (BENCH / "README.md").read_text(encoding="utf-8")
+    cells = [f"| {run['wall_in_process']:.1f} | {run['cpu_in_process']:.1f} |",
+             f"| {run['model_seconds']:.1f} | {run['model_cpu']:.1f} |",
+             f"| {run['pure_forward_seconds']:.1f} | {run['pure_forward_cpu']:.1f} |",
+             f"| **{run['wall_in_process'] / run['pure_forward_seconds']:.2f}** | "
+             f"**{run['cpu_in_process'] / run['pure_forward_cpu']:.2f}** |"]
+    for cell in cells:
+        assert cell in readme, f"bench/general_overhead/README.md is stale: {cell}"

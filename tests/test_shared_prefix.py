@@ -131,9 +131,13 @@ def _likely_choices(server: ModelServer, question: str, n: int) -> list[str]:
 
 @pytest.mark.parametrize("server_options, exact", [({}, True), ({"renormalized": True}, False), ({"allowed": False}, False)])
 def test_choices_outside_the_top_k_are_asked_for_alone_or_rescored_per_option_and_equal(tiny_chat_model_dir,
-                                                                                        server_options, exact):
+                                                                                        server_options, exact,
+                                                                                        monkeypatch):
     """Outside the top 3: one request allowing only that token where the server returns its raw log-prob
     (vLLM); where it renormalises over the allowed token or ignores the whitelist, the token's echo request."""
+    from evalkit.checkpoints import shared_prefix
+
+    monkeypatch.setattr(shared_prefix, "WALK_MAX_TOKENS", 64)
     with ModelServer(tiny_chat_model_dir, max_top=3, **server_options) as server:
         pairs = [(q, c) for q in QUESTIONS for c in _likely_choices(server, q, 3) + PHRASES[:2] + LETTERS[:2]]
         per_option, shared, lm, _ = _both_modes(server, pairs)
@@ -144,7 +148,10 @@ def test_choices_outside_the_top_k_are_asked_for_alone_or_rescored_per_option_an
     assert (stats.rescored_per_option, stats.exact_token_requests > 0) == ((0, True) if exact else (outside, False))
 
 
-def test_multi_token_choices_walk_the_trie_and_equal_the_per_option_path(tiny_chat_model_dir):
+def test_multi_token_choices_walk_the_trie_and_equal_the_per_option_path(tiny_chat_model_dir, monkeypatch):
+    from evalkit.checkpoints import shared_prefix
+
+    monkeypatch.setattr(shared_prefix, "WALK_MAX_TOKENS", 64)  # walked here; by default they go per option
     pairs = [(q, phrase) for q in QUESTIONS for phrase in PHRASES]
     with ModelServer(tiny_chat_model_dir, whole_vocabulary=True) as server:
         per_option, shared, lm, (before, prefilled_before) = _both_modes(server, pairs)

@@ -154,6 +154,9 @@ def test_shared_prefix_vllm_mixin_equals_lm_evals_per_option_path(tiny_chat_mode
     fake_vllm = types.ModuleType("vllm")
     fake_vllm.SamplingParams = lambda **kwargs: types.SimpleNamespace(**kwargs)
     monkeypatch.setitem(sys.modules, "vllm", fake_vllm)  # the stand-in engine needs only SamplingParams
+    from evalkit.checkpoints import shared_prefix
+
+    monkeypatch.setattr(shared_prefix, "WALK_MAX_TOKENS", 64)  # walk the multi-token choices too
 
     class StandIn(SharedPrefixVLLMMixin, _EngineStandIn):
         pass

@@ -49,7 +49,8 @@ def _percentiles(values: np.ndarray | None, confidence: float) -> tuple[float | 
 def bootstrap_value_ci(ctx: Context, task: str, label: str, metric: str) -> tuple[float | None, float | None]:
     """Percentile interval of ``label``'s ``metric`` over all its records (None, None when undefined)."""
     records = list(ctx.records(label, task).values())
-    return _percentiles(_values(ctx, task, label, records, metric), ctx.confidence)
+    return ctx.cached(("bootstrap_value_ci", task, label, metric),
+                      lambda: _percentiles(_values(ctx, task, label, records, metric), ctx.confidence))
 
 
 def bootstrap_delta_ci(ctx: Context, task: str, label: str, metric: str, recs_a: list[SampleRecord],

@@ -89,17 +89,20 @@ def _paired(ctx, task, label, kind, metric, keys, hook) -> dict[str, dict]:
     everything = [np.arange(n)[None, :]]
     observed = _run(hook, recs_b, kind, metric, keys, everything)[0] - _run(hook, recs_a, kind, metric, keys, everything)[0]
     jack = _jackknife(hook, recs_b, kind, metric, keys) - _jackknife(hook, recs_a, kind, metric, keys)
-    p_values = _randomization(ctx, hook, recs_a + recs_b, kind, metric, keys, observed)
+    p_values, is_bound = _randomization(ctx, hook, recs_a + recs_b, kind, metric, keys, observed)
     out = {}
     for j, key in enumerate(keys):
-        low, high, _ = jackknife_ci(float(observed[j]), jack[:, j], confidence=ctx.confidence)
-        out[key] = {"delta_ci_low": finite(low), "delta_ci_high": finite(high), "p_value": float(p_values[j]),
+        low, high, stderr = jackknife_ci(float(observed[j]), jack[:, j], confidence=ctx.confidence)
+        out[key] = {"delta_ci_low": finite(low), "delta_ci_high": finite(high), "delta_stderr": finite(stderr),
+                    "p_value": float(p_values[j]), "p_value_is_bound": bool(is_bound[j]),
                     "test": "approximate_randomization", "n_paired": n}
     return out
 
 
-def _randomization(ctx, hook, both: list[SampleRecord], kind, metric, keys, observed: np.ndarray) -> np.ndarray:
-    """Two-sided approximate randomization p-value of every key, from one seeded stream of swaps."""
+def _randomization(ctx, hook, both: list[SampleRecord], kind, metric, keys,
+                   observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided approximate randomization p-value of every key, from one seeded stream of swaps, and whether
+    it is only a bound (no resample as extreme: p = 1 / (R + 1))."""
     n = len(both) // 2
     rng = np.random.default_rng(ctx.random_state)
     rows = max(1, 2_000_000 // max(n, len(keys), 1))  # bounds the (rows, n) swaps and (rows, keys) values
@@ -112,4 +115,4 @@ def _randomization(ctx, hook, both: list[SampleRecord], kind, metric, keys, obse
         delta = hook(both, kind, metric, keys, base + n * ~swap) - hook(both, kind, metric, keys, base + n * swap)
         extreme += (np.abs(delta) >= np.abs(observed) - tolerance).sum(axis=0)
         done += k
-    return (extreme + 1) / (done + 1)
+    return (extreme + 1) / (done + 1), extreme == 0

@@ -115,7 +115,7 @@ def _add_resampled(row: dict[str, Any], stats: dict | None) -> None:
         return
     row.update({k: stats.get(k) for k in ("ci_low", "ci_high", "ci_method", "delta_ci_low", "delta_ci_high")})
     if row["p_value"] is None and stats.get("p_value") is not None and row["delta"] is not None:
-        row.update(p_value=stats["p_value"], test=stats["test"], n_paired=stats["n_paired"])
+        row.update({k: stats[k] for k in ("p_value", "p_value_is_bound", "test", "n_paired", "delta_stderr")})
 
 
 def _row(ctx, task, label, kind, key, metric, stats, base_stats, test) -> dict[str, Any]:

@@ -201,6 +201,11 @@ def value_spread(ctx: Context, task: str, label: str, tr: TaskResult, metric: st
         result = mean_ci(units.values, clusters=units.clusters, confidence=ctx.confidence)
         out.update(value_stderr=finite(result.stderr), value_df=int(result.df) if result.df >= 1 else None)
         return out
+    if wants_bootstrap(ctx, task, label, metric):  # the spread of the bootstrap interval the row shows
+        low, high = bootstrap_value_ci(ctx, task, label, metric)
+        if low is not None and high is not None:
+            out["value_stderr"] = (high - low) / (2 * float(norm.ppf(0.5 + ctx.confidence / 2)))
+        return out
     jack = own_jackknife(ctx, task, label).get(metric)
     if jack is not None:
         out["value_stderr"] = finite(jackknife_stderr(jack))

@@ -27,6 +27,13 @@ __all__ = ["continuation_steps", "walk_choices", "score_choices", "scoring_mode"
 #: Top log-probabilities asked for per prefix: vLLM's default ``--max-logprobs``.
 TOP_K = 20
 
+#: Longest continuation (in tokens) scored by the walk; longer ones go per option. Each trie level is a
+#: request that recomputes the prompt's last, partial cache block, so a long multi-token choice costs more
+#: walked than in one echo request: constrained VOC (labels of 10-30 tokens with the tiny model's 512-token
+#: vocabulary) took 3.4x the wall and 2.8x the prefilled tokens walked on vLLM (bench/served_mc). Single-token
+#: choices (MMLU's letters) are where one request per question replaces one per option.
+WALK_MAX_TOKENS = 1
+
 #: Values of ``--model-args loglikelihood_scoring=``: ``auto`` uses the shared-prefix walk where the engine
 #: can answer it (next-token top-k log-probabilities keyed by token id), ``per_option`` is lm-eval's path.
 SCORING_MODES = ("auto", "shared_prefix", "per_option")
@@ -107,9 +114,9 @@ def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask,
 def score_choices(requests: list, sequences: Sequence[tuple[Sequence[int], int]], ask: Ask,
                   per_option: Callable[[list], list],
                   ask_tokens: AskTokens | None = None) -> tuple[list[tuple[float, bool]], int]:
-    """Answers of lm-eval's ``(cache key, context ids, continuation ids)`` requests by :func:`walk_choices`,
-    the ones it hands back scored by ``per_option`` (lm-eval's own path) on just those requests; and how
-    many were handed back.
+    """Answers of lm-eval's ``(cache key, context ids, continuation ids)`` requests by :func:`walk_choices`
+    (continuations of at most :data:`WALK_MAX_TOKENS` tokens), the others and the ones it hands back scored
+    by ``per_option`` (lm-eval's own path) on just those requests; and how many went per option.
 
     Examples
     --------
@@ -117,8 +124,14 @@ def score_choices(requests: list, sequences: Sequence[tuple[Sequence[int], int]]
     >>> score_choices(requests, [([1, 7], 1), ([1, 8], 1)], lambda prefixes: [{7: -0.5}],
     ...               lambda rest: [(-4.0, False)] * len(rest))
     ([(-0.5, True), (-4.0, False)], 1)
+    >>> score_choices(requests, [([1, 7], 1), ([1, 8, 9], 2)], lambda prefixes: [{7: -0.5}],
+    ...               lambda rest: [(-4.0, False)] * len(rest))  # longer than WALK_MAX_TOKENS: per option
+    ([(-0.5, True), (-4.0, False)], 1)
     """
-    answers = walk_choices(sequences, ask, ask_tokens)
+    walked = [i for i, (_, n) in enumerate(sequences) if n <= WALK_MAX_TOKENS]
+    answers: list[tuple[float, bool] | None] = [None] * len(sequences)
+    for i, found in zip(walked, walk_choices([sequences[i] for i in walked], ask, ask_tokens)):
+        answers[i] = found
     missing = [i for i, found in enumerate(answers) if found is None]
     rescored = per_option([requests[i] for i in missing]) if missing else []
     for i, found in zip(missing, rescored):

@@ -42,6 +42,8 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
 
     import evalkit
 
+    from .. import api
+
     from ..gate import verdict_text
     from .checkpoints import Recipe, ensure_checkpoints
     from .domain import demo_task_path
@@ -62,10 +64,10 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
     options = dataclasses.asdict(demo_load_options(batch_size))
     results = []
     # tiny models: extra threads only add synchronisation
-    with torch_threads(recipe.threads), evalkit.api.open_store(store_path) as store:
+    with torch_threads(recipe.threads), api.open_store(store_path) as store:
         for name, path in paths.items():  # the public API, as a user would call it (docs/python-api.md)
-            checkpoint = evalkit.api.as_checkpoint(str(path), label=name, options=evalkit.api.load_options(**options))
-            log(evaluation_line(checkpoint, evalkit.api.resolve(DEMO_TASKS), store))
+            checkpoint = api.as_checkpoint(str(path), label=name, options=api.load_options(**options))
+            log(evaluation_line(checkpoint, api.resolve(DEMO_TASKS), store))
             results.append(evalkit.evaluate(checkpoint, DEMO_TASKS, store=store))
     comparison = evalkit.compare(*results, baseline="base", notes=demo_notes(recipe))
     result(verdict_text(comparison.gate(policy)))

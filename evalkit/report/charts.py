@@ -172,12 +172,8 @@ def reliability_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]]
         for index, (name, (confidence, accuracy)) in enumerate(series.items()):
             axes.plot(confidence, accuracy, marker="o", markersize=4, linewidth=1.4, label=plain(name, 30),
                       color=SERIES[index % len(SERIES)], zorder=2)
-        axes.set_xlim(0, 1), axes.set_ylim(0, 1)
-        axes.set_xlabel("mean confidence (equal-mass bins)")
-        axes.set_ylabel("leaf accuracy")
-        axes.set_title(plain(title), loc="left")
-        axes.legend(frameon=False, fontsize=8, loc="upper left")
-        return figure_to_svg(figure, chart_id)
+        return _unit_square_svg(figure, axes, "mean confidence (equal-mass bins)", "leaf accuracy", title,
+                                "upper left", chart_id)
 
 
 def risk_coverage_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], targets: Sequence[float], *,
@@ -192,9 +188,15 @@ def risk_coverage_chart(series: dict[str, tuple[Sequence[float], Sequence[float]
         for index, (name, (coverage, precision)) in enumerate(series.items()):
             axes.step(coverage, precision, where="post", linewidth=1.4, label=plain(name, 30),
                       color=SERIES[index % len(SERIES)], zorder=2)
-        axes.set_xlim(0, 1), axes.set_ylim(0, 1.02)
-        axes.set_xlabel("coverage (share routed automatically)")
-        axes.set_ylabel("leaf precision of the routed comments")
-        axes.set_title(plain(title), loc="left")
-        axes.legend(frameon=False, fontsize=8, loc="lower left")
-        return figure_to_svg(figure, chart_id)
+        return _unit_square_svg(figure, axes, "coverage (share routed automatically)",
+                                "leaf precision of the routed comments", title, "lower left", chart_id)
+
+
+def _unit_square_svg(figure, axes, x_label: str, y_label: str, title: str, legend: str, chart_id: str) -> str:
+    """Axes over [0, 1] x [0, 1] (a little headroom for a precision of 1), labelled, with a legend."""
+    axes.set_xlim(0, 1), axes.set_ylim(0, 1.02)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    axes.set_title(plain(title), loc="left")
+    axes.legend(frameon=False, fontsize=8, loc=legend)
+    return figure_to_svg(figure, chart_id)
