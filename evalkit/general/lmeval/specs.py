@@ -14,14 +14,16 @@ from typing import Any
 
 from ...evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, declared_specs
 
+_UNIT = (0.0, 1.0)  # a proportion: declared, so delta intervals are cut to what the baseline allows
+
 #: Per-sample means with 0/1 (or bounded) values, instruction-level pools, and the breakdowns the
 #: evaluator writes. Used for results stored before declarations were recorded.
 LM_EVAL_STATIC_SPECS: dict[str, MetricSpec] = {
-    "inst_level_*": MetricSpec(level="sample", unit="element", cluster="sample_id"),
-    "prompt_level_*": MetricSpec(level="sample"),
-    "acc": MetricSpec(level="sample"),
-    "acc_norm": MetricSpec(level="sample"),
-    "exact_match*": MetricSpec(level="sample"),
+    "inst_level_*": MetricSpec(level="sample", unit="element", cluster="sample_id", bounds=_UNIT),
+    "prompt_level_*": MetricSpec(level="sample", bounds=_UNIT),
+    "acc": MetricSpec(level="sample", bounds=_UNIT),
+    "acc_norm": MetricSpec(level="sample", bounds=_UNIT),
+    "exact_match*": MetricSpec(level="sample", bounds=_UNIT),
     "parse_failure_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.parse_failed"),
     "subject/parse_failure_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.parse_failed",
                                              group_by="group"),
@@ -82,11 +84,14 @@ def _top_spec(tasks, groups, score_names, flat: str, direction: bool, micro_mean
     kinds = _kinds(tasks, score_names, flat)
     metrics = {metric for names in score_names.values() for (metric, _f), name in names.items() if name == flat}
     pooled = micro_means or len(tasks) == 1 or all(_weighted_by_size(groups, m) for m in metrics)
+    static = declared_specs(_Static, [flat]).get(flat)
+    bounds = static.bounds if static is not None else None  # a proportion (acc, exact_match, ...) stays in [0, 1]
     if kinds == {"mean"} and pooled:
-        return MetricSpec(higher_is_better=direction, level="sample")
+        return MetricSpec(higher_is_better=direction, level="sample", bounds=bounds)
     if kinds == {"element"} and pooled:
-        return MetricSpec(higher_is_better=direction, level="sample", unit="element", cluster="sample_id")
-    return MetricSpec(higher_is_better=direction, level="corpus")
+        return MetricSpec(higher_is_better=direction, level="sample", unit="element", cluster="sample_id",
+                          bounds=bounds)
+    return MetricSpec(higher_is_better=direction, level="corpus", bounds=bounds)
 
 
 def _breakdown_spec(tasks, score_names, kind: str, name: str, top: MetricSpec | None) -> MetricSpec:
