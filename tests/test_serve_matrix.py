@@ -165,7 +165,8 @@ def test_loglikelihood_through_transformers_serve_is_refused_after_one_probe(tas
     with FlakyServer(upstream=server, model=str(models["bos"])) as proxy:  # counts what reaches the server
         with pytest.raises(UsageError, match="returned no prompt logprobs to a probe .*serve the model with vLLM"):
             _evaluate(f"{proxy.url}#{models['bos']}", [tasks[task]], tmp_path, endpoint="completions")
-    assert proxy.posts == 1  # the probe; no evaluation request
+    # the two probes (next-token top-k for shared-prefix scoring, then echoed prompt log-probs); no evaluation
+    assert proxy.posts == 2 and all(r.get("max_tokens") in (0, 1) for r in proxy.requests), proxy.requests
 
 
 @pytest.mark.slow

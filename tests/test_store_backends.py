@@ -397,8 +397,8 @@ def test_sequential_stop_and_resume_through_either_store(store_location, capsys)
     task = counting_task(n=400, batch=20)
     checkpoints = [FakeCheckpoint(label="base", fingerprint="b"), FakeCheckpoint(label="twin", fingerprint="t")]
 
-    def run(significance: float):
-        policy = as_policy({"gates": [{"metric": "count.acc", "max_drop": 0.05, "significance": significance}]})
+    def run(significance: float):  # a 0.25 margin: identical twins are shown within it early (at 0.05 they need > 400)
+        policy = as_policy({"gates": [{"metric": "count.acc", "max_drop": 0.25, "significance": significance}]})
         with ResultStore(store_location) as store:
             return collect_results_sequential(checkpoints, [task], [Scored(task)], store, policy, chunk_size=40)[1]
 

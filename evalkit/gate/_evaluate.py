@@ -94,6 +94,10 @@ class Verdict:
     def counts(self) -> dict[str, int]:
         return {status: sum(c.status == status for c in self.checks) for status in _STATUS_ORDER}
 
+    def refresh_status(self) -> None:
+        """Recompute ``status`` from the checks, after some were decided anew (a sequential run's early stops)."""
+        self.status = worst_status(self.checks)
+
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "policy": self.policy, "baseline": self.baseline,
                 "on_inconclusive": self.on_inconclusive, "checks": [check.to_dict() for check in self.checks]}

@@ -57,9 +57,7 @@ def apply_sequential_verdict(verdict, comparison: dict[str, Any]):
             check.sequential = _summary(entry, outcome)
         if outcome.get("stopped_early"):
             _decide_early(check, entry, outcome)
-    from ..gate._evaluate import worst_status
-
-    verdict.status = worst_status(verdict.checks)
+    verdict.refresh_status()  # the Verdict's own rule (no import of the gate package, which imports this one)
     return verdict
 
 

@@ -69,5 +69,13 @@ def _parse(path: Path) -> list:
 
 
 def run_file(wandb_dir: Path, run_id: str) -> Path:
-    (found,) = Path(wandb_dir).glob(f"wandb/offline-run-*-{run_id}/run-{run_id}.wandb")
-    return found
+    """The offline run file of ``run_id``: under ``wandb_dir``, or under the folder wandb's process-wide setup
+    chose (wandb reads WANDB_DIR once per process, so a test module that ran earlier may have fixed it)."""
+    import wandb
+
+    roots = [Path(wandb_dir) / "wandb", Path(wandb.setup().settings.wandb_dir)]
+    for root in roots:
+        found = sorted(root.glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+        if found:
+            return found[0]
+    raise AssertionError(f"no offline run file for run {run_id} under {', '.join(map(str, roots))}")
