@@ -289,6 +289,7 @@ def test_voc_breakdown_rows_all_get_intervals_and_family_adjusted_tests():
     for row in tuned:
         assert row["p_value"] is not None and row["p_value_adjusted"] >= row["p_value"], row
         assert row["delta_ci_low"] <= row["delta"] <= row["delta_ci_high"], row
+        assert -row["baseline_value"] <= row["delta_ci_low"] and row["delta_ci_high"] <= 1 - row["baseline_value"], row
     bands = {r["key"]: r for r in tuned if r["kind"] == "frequency"}
     assert set(bands) == {"head", "torso", "tail"} and {r["test"] for r in bands.values()} == {"approximate_randomization"}
     raw = [bands[k]["p_value"] for k in ("head", "torso", "tail")]

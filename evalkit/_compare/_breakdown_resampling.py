@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics.stats import jackknife_ci, jackknife_indices
+from ..metrics.stats import cut_to_range, jackknife_ci, jackknife_indices
 from ..records import SampleRecord
 from ._common import Context, aligned, finite, spec_of
 
@@ -83,6 +83,9 @@ def _stats(ctx, task, label, kind, metric, values, base_values, hook) -> dict[st
     if label != ctx.baseline and ctx.task(ctx.baseline, task) is not None:
         paired = [k for k in keys if base_values.get(k) is not None]
         for key, stats in _paired(ctx, task, label, kind, metric, paired, hook).items():
+            # a change from the baseline's value stays within the metric's range, as on metric rows
+            stats["delta_ci_low"], stats["delta_ci_high"] = cut_to_range(
+                stats["delta_ci_low"], stats["delta_ci_high"], bounds, baseline=base_values[key])
             out[key].update(stats)
     return out
 
