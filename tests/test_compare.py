@@ -685,7 +685,8 @@ def test_every_marker_follows_the_interval_beside_it_and_intervals_stay_feasible
             continue
         checked += 1
         assert row["significant"] == (low > 0 or high < 0), row
-        if row["metric"] in ("acc", "leaf_macro_f1", "path_accuracy"):  # declared in [0, 1]
+        if row["metric"] in ("acc", "leaf_macro_f1"):  # declared in [0, 1]
+            assert row["metric_bounds"] == [0.0, 1.0]  # what the gate cuts its bounds to
             assert -row["baseline_value"] - 1e-12 <= low <= high <= 1 - row["baseline_value"] + 1e-12, row
         assert row["ci_target"] in ("population", "finite_sample_expectation", None)
     assert checked >= 3

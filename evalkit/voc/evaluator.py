@@ -50,8 +50,8 @@ MODES = ("generate", "constrained")
 #: proportions; F1 scores, hierarchical/LCA scores and the first-error depth are corpus statistics.
 _UNIT = (0.0, 1.0)  # the range of a precision, recall, F1 or accuracy
 VOC_METRIC_SPECS: dict[str, MetricSpec] = {
-    "path_accuracy": MetricSpec(level="sample", score="correct"),
-    "invalid_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.invalid"),
+    "path_accuracy": MetricSpec(level="sample", score="correct", bounds=_UNIT),
+    "invalid_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.invalid", bounds=_UNIT),
     "mean_first_error_depth": MetricSpec(level="corpus"),  # deeper first error = right for longer
     # calibration and auto-routing (voc/routing.py), where records carry a confidence
     # (a cut or a binning is not smooth in the data: bootstrap intervals, see MetricSpec.interval)
