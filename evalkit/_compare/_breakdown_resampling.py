@@ -26,9 +26,9 @@ TOLERANCE = 1e-6
 
 
 def breakdown_hook(evaluator: str):
-    from ..evaluators.base import _registered_class
+    from ..evaluators import EVALUATORS
 
-    cls = _registered_class(evaluator)
+    cls = EVALUATORS.find(evaluator)
     return getattr(cls, "resample_breakdown", None) if cls is not None else None
 
 
