@@ -22,6 +22,7 @@ Task file keys (see ``evalkit/tasks/mmlu.yaml``)::
     chat_template: null       # true/false; null: applied to generation tasks when the model has one
     system_instruction: null
     seed: 1234                # lm-eval's few-shot sampler seed
+    variant_of: null          # a generative task: the log-likelihood task it restates (format vs knowledge)
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ class LmEvalOptions:
     chat_template: bool | None = None
     system_instruction: str | None = None
     seed: int | None = None
+    # This task asks the same questions as another task of the run, answered by writing (generate_until):
+    # the comparison then tells format forgetting from knowledge forgetting (_compare/_format.py).
+    variant_of: str | None = None
 
 
 def check_options(options: LmEvalOptions, config: TaskConfig) -> None:
@@ -48,6 +51,9 @@ def check_options(options: LmEvalOptions, config: TaskConfig) -> None:
     if options.batch_docs < 1:
         raise UsageError(f"{src}: key 'batch_docs' must be an integer >= 1; got {options.batch_docs!r}.")
     task_seeds(options, ("seed", "sample_seed"), source=src)
+    if options.variant_of is not None and not options.variant_of.strip():  # the type is checked already
+        raise UsageError(f"{src}: key 'variant_of' must name the log-likelihood task this task restates "
+                         f"(e.g. mmlu); got {options.variant_of!r}.")
     if options.limit is not None and (options.limit <= 0 or (isinstance(options.limit, float) and options.limit >= 1
                                                              and not options.limit.is_integer())):
         raise UsageError(f"{src}: key 'limit' must be a positive integer (docs per subtask) or a fraction "
@@ -75,8 +81,9 @@ class TaskSettings:
             from ..overrides import GENERATOR_VERSION
 
             options = dataclasses.asdict(self.options)
-            if options["sample_seed"] is None:  # unset: the key results stored before the option existed were under
-                del options["sample_seed"]
+            for name in ("sample_seed", "variant_of"):  # unset: the key results stored before the option existed were under
+                if options[name] is None:
+                    del options[name]
             self._hash = stable_hash({"options": options, "kind": kind.name,
                                       "data": _content_digest(self.data_path()),
                                       "lm_eval_config": _content_digest(self.config_path()),
@@ -105,6 +112,8 @@ class TaskSettings:
             settings["max_gen_toks_capped"] = {"requested": fit.requested, "used": fit.max_gen_toks,
                                                "context": fit.context, "longest_prompt": fit.longest_prompt}
         settings.update(kind.settings(records, loaded))
+        if self.options.variant_of is not None:
+            settings["variant_of"] = self.options.variant_of
         return settings
 
 
