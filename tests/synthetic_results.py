@@ -52,7 +52,7 @@ class SyntheticVocEvaluator:
     metric_specs = {
         "path_acc": MetricSpec(level="sample", score="correct"),
         "invalid_rate": MetricSpec(higher_is_better=False, level="sample"),
-        "leaf_macro_f1": MetricSpec(level="corpus"),
+        "leaf_macro_f1": MetricSpec(level="corpus", bounds=(0.0, 1.0)),
         "class/recall": MetricSpec(level="sample", score="correct", group_by="group"),
         "frequency/*": MetricSpec(level="corpus"),
     }
@@ -73,7 +73,7 @@ class SyntheticGeneralEvaluator:
     version = "1"
     needs = frozenset({"loglikelihood", "generate_until"})
     metric_specs = {
-        "acc": MetricSpec(level="sample"),
+        "acc": MetricSpec(level="sample", bounds=(0.0, 1.0)),
         "exact_match": MetricSpec(level="sample"),
         "parse_failure_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.parse_failed"),
         "prompt_level_strict_acc": MetricSpec(level="sample"),

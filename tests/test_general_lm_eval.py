@@ -358,10 +358,29 @@ def test_instruction_breakdown_counts_each_instruction():
     ({"lm_eval_task": "mmlu", "limit": -1}, r"key 'limit' must be a positive integer"),
     ({"lm_eval_task": "hellaswag", "data": "x"}, r"key 'data' is supported for lm_eval_task mmlu"),
     ({}, r"key 'lm_eval_task' is required"),
+    ({"lm_eval_task": "mmlu", "variant_of": " "}, r"key 'variant_of' must name the log-likelihood task"),
 ])
 def test_bad_options_name_file_key_and_allowed_values(options, message):
     with pytest.raises(UsageError, match=message):
         LmEvalEvaluator(TaskConfig(name="t", evaluator="lm_eval", options=options, source="tasks/test.yaml"))
+
+
+def test_variant_of_keeps_stored_keys_and_changes_only_its_own(monkeypatch):
+    """A task file's variant_of pairs a generative task with its log-likelihood one (format vs knowledge); unset,
+    it is not hashed, so the config hash is the one results were stored under before the key existed."""
+    import evalkit._io
+
+    hashed = []
+    real = evalkit._io.stable_hash
+    monkeypatch.setattr(evalkit._io, "stable_hash", lambda value: hashed.append(value) or real(value))
+
+    def evaluator(**extra):
+        return LmEvalEvaluator(TaskConfig(name="t", evaluator="lm_eval", options={"lm_eval_task": "hellaswag", **extra},
+                                          source="tasks/test.yaml"))
+
+    plain = evaluator().config_hash()
+    assert "variant_of" not in hashed[-1]["options"] and "seed" in hashed[-1]["options"]
+    assert evaluator(variant_of="mmlu").config_hash() != plain and hashed[-1]["options"]["variant_of"] == "mmlu"
 
 
 def test_missing_data_paths_fail_in_check_ready(tmp_path):

@@ -205,7 +205,8 @@ def _gate_states(gates: list[SequentialGate], sources: dict[str, _Source], used:
         if values is None or (gate.paired and base is None):
             return (f"gate {gate.gate.index} ({gate.gate.description}): the per-sample scores {gate.score} are not "
                     "all numbers in [0, 1], which the confidence sequence needs; decided on the full data")
-        states[number] = decide(gate, gate.observations(values, base), total)
+        states[number] = decide(gate, gate.observations(values, base), total,
+                                baseline_mean=float(base.mean()) if base is not None and base.size else None)
     return states
 
 
