@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...tokenization import PairEncoder
+from .scored_logits import scored_logits_only
 
 __all__ = ["Doc", "build_docs", "doc_positions", "iter_docs", "order_for_model", "order_for_generation", "chunks",
            "answer"]
@@ -173,7 +174,8 @@ def answer(lm: Any, chunk: list[Doc], task_name: str, encoder: PairEncoder | Non
         cloned = [inst for inst in instances if inst.request_type == reqtype for _ in range(inst.repeats)]
         if reqtype == "loglikelihood" and encoder is not None and all(d.tokens is not None for d in chunk):
             tokens = [t for d in chunk for t, inst in zip(d.tokens, _ll(d)) for _ in range(inst.repeats)]
-            resps = encoder.lm._loglikelihood_tokens(tokens, disable_tqdm=True)
+            with scored_logits_only(encoder.lm, max((len(cont) for _, _, cont in tokens), default=0)):
+                resps = encoder.lm._loglikelihood_tokens(tokens, disable_tqdm=True)
         else:
             resps = getattr(lm, reqtype)(cloned)
         if len(resps) != len(cloned):
