@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import UsageError, did_you_mean
 
 from ..metrics.stats import cut_to_range, one_sided_bounds, paired_proportion_bounds, proportion_bounds
-from ._policy import _COMPARATIVE, _STATUS_ORDER, ON_INCONCLUSIVE, Gate, Policy
+from .policy import _COMPARATIVE, _STATUS_ORDER, ON_INCONCLUSIVE, Gate, Policy
 from .sequential_verdict import apply_sequential_verdict, final_share
 # ------------------------------------------------------------------------------------ evaluation
 

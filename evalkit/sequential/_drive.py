@@ -309,7 +309,7 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
     summary : dict
         ``comparison["sequential"]``: seed, chunk size, bound and a :class:`TaskOutcome` per task.
     """
-    from ..run import _check_capabilities, evaluate_checkpoint, evaluation_line, library_versions, run_keys
+    from ..run import check_capabilities, evaluate_checkpoint, evaluation_line, library_versions, run_keys
 
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise UsageError(f"chunk_size must be an integer >= 1, got {chunk_size!r}.", param="chunk_size")
@@ -336,7 +336,7 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
         planned, reason = _plan(task, policy, labels, baseline)
         if reason is None:
             for checkpoint in checkpoints:
-                _check_capabilities(checkpoint, task, evaluator)
+                check_capabilities(checkpoint, task, evaluator)
             sources = _sources(task, evaluator, checkpoints, [keys[c.label][index] for c in checkpoints], prior, store)
             started = time.perf_counter()
             outcome = _drive_task(task, evaluator, planned, sources, baseline, store, seed=seed, chunk_size=chunk_size)
