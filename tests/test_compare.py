@@ -745,3 +745,41 @@ def test_gate_rows_carry_what_their_bounds_need(comparison):
     assert row["value_counts"][1] == row["n"] and row["value_stderr"] > 0
     breakdowns = [b for b in comparison["breakdowns"] if b.get("test", "") and b["test"].startswith("mcnemar")]
     assert breakdowns and all(sum(b["paired_counts"]) == b["n_paired"] for b in breakdowns)
+
+
+# ----------------------------------------------------------------------------------- declarations, not data (issue 23)
+def _with_spec(results, task, metric, spec):
+    changed = copy.deepcopy(results[:2])
+    for result in changed:
+        result.tasks[task].metric_specs = {**(result.tasks[task].metric_specs or {}), metric: spec}
+    return changed
+
+
+def test_interval_and_test_follow_the_declaration_not_the_values(results):
+    """mmlu's acc values are 0/1 either way: declared binary it is a proportion (Wilson, McNemar); declared a
+    plain sample mean it is compared as one (t interval, paired t test), whatever the values happen to be."""
+    declared = build_comparison(results[:2], n_resamples=B)
+    row = _row(declared, "mmlu", "acc", "tuned")
+    assert (row["ci_method"], row["test"][:7], row["paired_counts"] is not None) == ("wilson", "mcnemar", True)
+    plain = build_comparison(_with_spec(results, "mmlu", "acc", MetricSpec(level="sample", bounds=(0, 1))),
+                             n_resamples=B)
+    row = _row(plain, "mmlu", "acc", "tuned")
+    assert (row["ci_method"], row["test"], row["paired_counts"], row["value_counts"]) == ("t", "paired_t", None, None)
+    base, tuned = _correct(results[0], "mmlu"), _correct(results[1], "mmlu")
+    ids = sorted(base)
+    expected = ttest_rel([float(tuned[i]) for i in ids], [float(base[i]) for i in ids])
+    assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+    breakdowns = [r for r in declared["breakdowns"] if r["kind"] == "subject" and r["test"]]
+    assert breakdowns and all(r["test"].startswith("mcnemar") for r in breakdowns)
+
+
+def test_a_binary_declaration_the_values_break_is_reported_and_compared_as_a_mean(results):
+    changed = _with_spec(results, "mmlu", "acc", MetricSpec(level="sample", score="extra.confidence", binary=True))
+    for result in changed:
+        for record in result.tasks["mmlu"].samples:
+            record.extra["confidence"] = 0.25 + 0.5 * float(record.correct)
+        result.tasks["mmlu"].metrics["acc"] = float(np.mean([r.extra["confidence"] for r in result.tasks["mmlu"].samples]))
+    comparison = build_comparison(changed, n_resamples=B)
+    row = _row(comparison, "mmlu", "acc", "tuned")
+    assert (row["ci_method"], row["test"]) == ("t", "paired_t")
+    assert any("declared binary" in w and "'acc'" in w for w in comparison["warnings"])

@@ -84,7 +84,7 @@ def test_mmlu_equals_simple_evaluate(mmlu_dir, hflm, shots):
     assert set(result.breakdowns["category"]) == {"stem", "humanities"}
     assert result.settings["num_fewshot"] == shots and result.settings["subjects"] == sorted(SUBJECTS)
     # declared from lm-eval's configs: mean aggregation, groups weighted by size -> a per-sample mean
-    assert result.metric_specs["acc"] == MetricSpec(higher_is_better=True, level="sample", bounds=(0.0, 1.0))
+    assert result.metric_specs["acc"] == MetricSpec(higher_is_better=True, level="sample", bounds=(0.0, 1.0), binary=True)
     assert result.metric_specs["subject/acc"].group_by == "group"
     assert result.metric_specs["category/acc"].group_by == "extra.category"
     # the tiny random model does not score every subject alike, so equality is not trivially 0.25 everywhere

@@ -156,9 +156,8 @@ def _raw_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) ->
             low, high = proportion_ci(int(units.values.sum()), units.values.size, confidence=ctx.confidence)
             return finite(low), finite(high), "wilson"
         result = mean_ci(units.values, clusters=units.clusters, confidence=ctx.confidence)
-        low, high = result.low, result.high
-        if units.binary:  # a clustered proportion stays a proportion
-            low, high = max(low, 0.0), min(high, 1.0)
+        # a bounded mean (a clustered proportion, a score in [0, 1]) stays in its declared range
+        low, high = cut_to_range(result.low, result.high, spec_of(ctx, task, label, metric).bounds)
         return finite(low), finite(high), "cluster_t" if units.clusters is not None else "t"
     if _is_resampled(ctx, task, label, metric) and wants_bootstrap(ctx, task, label, metric):
         low, high = bootstrap_value_ci(ctx, task, label, metric)
