@@ -122,7 +122,7 @@ def _changes_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
                              r["task"], r["metric"], r["checkpoint"]))
     table = [[md_escape(r["task"]), md_escape(r["metric"]), md_escape(r["checkpoint"]), view.fmt_value(r.get("baseline_value")),
               _change(r), view.fmt_row_p(r)] for r in rows[:max_rows]]
-    lines = ["<details><summary>Other metrics</summary>", ""]
+    lines = ["<details><summary>Other metrics (exploratory: outside the primary family, never marked ✱)</summary>", ""]
     lines += _table(["task", "metric", "checkpoint", "baseline", "value (Δ)", "p"], table)
     if len(rows) > max_rows:
         lines.append(f"\n… {len(rows) - max_rows} more rows in report.html.")
