@@ -817,7 +817,7 @@ def _null_results(seed: int, n_voc: int = 150, n_mmlu: int = 120) -> list[EvalRe
     difficulty = {"voc": shared.random(n_voc), "mmlu": shared.random(n_mmlu)}
     results = []
     for k, label in enumerate(("base", "twin")):
-        rng = np.random.default_rng([seed, k])
+        rng = np.random.default_rng([seed, k, 1])  # [seed, 0] would repeat default_rng(seed): trailing zeros
         profile = synthetic.PROFILES["base"]
         tasks = {"voc_sample": synthetic._voc(profile, rng, difficulty["voc"]),
                  "mmlu": synthetic._mmlu(profile, rng, difficulty["mmlu"], False)}
@@ -838,3 +838,17 @@ def test_null_comparisons_star_a_top_level_row_in_at_most_five_percent_of_runs()
                           for r in rows)
     assert starred / runs <= 0.05 + 2 * (0.05 * 0.95 / runs) ** 0.5  # 5 % plus two Monte Carlo SEs
     assert unadjusted > starred  # the family is what keeps it down
+
+
+def test_reports_say_what_a_corpus_interval_covers_and_which_rows_are_exploratory(comparison):
+    from evalkit.report import render_html, render_markdown
+
+    jackknifed = [r for r in comparison["metrics"] if r["ci_target"] == "finite_sample_expectation"]
+    assert {r["metric"] for r in jackknifed} >= {"leaf_macro_f1"}
+    html = render_html(comparison)
+    assert html.count(">test set</sup>") >= len([r for r in jackknifed if r["ci_low"] is not None])
+    assert ">exploratory</span>" in html
+    markdown = render_markdown(comparison)
+    assert "leaf\\_macro\\_f1 (corpus metrics, jackknife) cover the expected score on a test set of this size, " \
+           "not the population value" in markdown
+    assert "Other metrics (exploratory" in markdown
