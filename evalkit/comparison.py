@@ -90,7 +90,7 @@ class Comparison:
 
     def summary(self) -> str:
         """One line per task and checkpoint: the primary metric, its change against the baseline and p."""
-        from .report._view import fmt_delta, fmt_value
+        from .report import fmt_delta, fmt_value
 
         lines = [f"baseline {self.baseline}; {len(self.labels)} checkpoints, {len(self.tasks)} tasks"]
         for task in self.data["tasks"]:

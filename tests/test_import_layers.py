@@ -34,7 +34,6 @@ FLOORS = [
 #: (from, to) package arrows that run back up today (issue 25 lists them; each fix deletes its line).
 KNOWN_BACK_EDGES = {
     ("records", "integrations"),        # EvalResult's notebook display
-    ("gate", "sequential"),             # the sequential verdict rule
     ("gate", "integrations"),
     ("sequential", "api"),              # sequential compare stands above the API, not a mode of it
     ("comparison", "integrations"),     # Comparison.to_pandas / log_to_mlflow / notebook display

@@ -54,7 +54,7 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
 
     recipe = recipe or Recipe()
     policy = demo_task_path("policies/demo_policy")
-    from ..gate._preflight import check_policy_fits_tasks
+    from ..gate.preflight import check_policy_fits_tasks
     from ..taskconfig import resolve_tasks
 
     # a broken install fails now, not after minutes of training

@@ -25,7 +25,8 @@ from typing import Any
 from ..errors import UsageError, did_you_mean
 
 from ..metrics.stats import cut_to_range, one_sided_bounds, paired_proportion_bounds, proportion_bounds
-from ._policy import _COMPARATIVE, _STATUS_ORDER, ON_INCONCLUSIVE, Gate, Policy
+from .policy import _COMPARATIVE, _STATUS_ORDER, ON_INCONCLUSIVE, Gate, Policy
+from .sequential_verdict import apply_sequential_verdict, final_share
 # ------------------------------------------------------------------------------------ evaluation
 
 
@@ -151,15 +152,11 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
     targets = [(gate, _rows_for(gate, index, policy.source)) for gate in policy.gates]
     pairs = [(gate, rows, label) for gate, rows in targets
              for label in _target_checkpoints(gate, labels, baseline, policy.source)]
-    from ..sequential._verdict import final_share
-
     checks = [_check(gate, rows.get(label), label, _higher_is_better(gate, rows, comparison),
                      rows.get(str(baseline)), final_share(comparison, gate.metric)) for gate, rows, label in pairs]
     verdict = Verdict(status=worst_status(checks), policy=policy.source, baseline=str(baseline), checks=checks,
                       on_inconclusive=policy.on_inconclusive)
     if comparison.get("sequential"):  # tasks stopped early are decided by their confidence sequences
-        from ..sequential._verdict import apply_sequential_verdict
-
         apply_sequential_verdict(verdict, comparison)
     return verdict
 

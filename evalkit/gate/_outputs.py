@@ -10,7 +10,7 @@ from typing import Any
 from .._compare import load_comparison
 
 from ._evaluate import Check, Verdict, evaluate_policy
-from ._policy import _STATUS_ORDER, checkpoint_statuses, load_policy
+from .policy import _STATUS_ORDER, checkpoint_statuses, load_policy
 # --------------------------------------------------------------------------------------- outputs
 
 _STATUS_MARK = {"pass": "✅", "warn": "⚠️", "inconclusive": "❔", "fail": "❌"}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ._extras import require
+from .extras import require
 
 __all__ = ["write_model_card", "card_results", "checkpoint_label", "TASK_TYPE"]
 

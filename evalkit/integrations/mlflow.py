@@ -23,7 +23,7 @@ import tempfile
 import time
 from typing import Any
 
-from ._extras import require
+from .extras import require
 from ._tracking import checkpoint_metrics, comparison_metrics
 
 __all__ = ["log_comparison", "ARTIFACT_PATH"]

@@ -10,6 +10,8 @@ from typing import Any
 
 from ..errors import UsageError, did_you_mean
 
+__all__ = ["OPERATORS", "ON_INCONCLUSIVE", "Gate", "Policy", "load_policy", "as_policy", "parse_policy",
+           "checkpoint_statuses"]
 
 #: Operator -> what its threshold means (used in error messages and docs).
 OPERATORS = {
