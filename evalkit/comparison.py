@@ -130,7 +130,7 @@ class Comparison:
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the report's verdict, summary cards and study table."""
-        from .integrations.notebook import comparison_html
+        from .report.notebook import comparison_html
 
         return comparison_html(self.data)
 

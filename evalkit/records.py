@@ -344,7 +344,7 @@ class EvalResult:
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the checkpoint and each task's metrics with their intervals."""
-        from .integrations.notebook import result_html
+        from .report.notebook import result_html
 
         return result_html(self)
 

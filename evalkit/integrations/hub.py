@@ -68,7 +68,7 @@ def card_results(comparison: dict[str, Any], label: str) -> list:
 
 
 def _verdict_entry(comparison: dict[str, Any], label: str) -> dict[str, Any]:
-    from ..gate import checkpoint_statuses
+    from ..comparison_format import checkpoint_statuses
 
     verdict = comparison.get("verdict") or {}
     statuses = checkpoint_statuses(verdict.get("checks") or [])

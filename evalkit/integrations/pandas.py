@@ -61,7 +61,7 @@ def _gate_name(row: dict[str, Any]) -> str:
 
 
 def _decisions(comparison: dict[str, Any]) -> dict[tuple[str, str], str]:
-    from ..gate.policy import checkpoint_statuses
+    from ..comparison_format import checkpoint_statuses
 
     checks = [c for c in ((comparison.get("verdict") or {}).get("checks") or []) if isinstance(c, dict)]
     by_row: dict[tuple[str, str], list[dict[str, Any]]] = {}

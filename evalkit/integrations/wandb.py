@@ -31,7 +31,7 @@ STUDY_KEY = "evalkit/study"
 
 def summary_values(comparison: dict[str, Any]) -> dict[str, Any]:
     """Everything the run summary gets: each checkpoint's metric fields and the verdict."""
-    from ..gate import checkpoint_statuses
+    from ..comparison_format import checkpoint_statuses
 
     values: dict[str, Any] = {}
     for checkpoint in comparison["checkpoints"]:
