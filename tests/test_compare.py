@@ -739,7 +739,10 @@ def test_every_marker_follows_the_interval_beside_it_and_intervals_stay_feasible
             assert row["significant"] is None
             continue
         checked += 1
-        assert row["significant"] == (low > 0 or high < 0), row
+        if row["is_primary"]:  # a marker needs the interval to exclude 0 (and Holm across the primary family)
+            assert not row["significant"] or (low > 0 or high < 0), row
+        else:
+            assert row["family"] == "exploratory" and row["significant"] is None, row
         if row["metric"] in ("acc", "leaf_macro_f1"):  # declared in [0, 1]
             assert row["metric_bounds"] == [0.0, 1.0]  # what the gate cuts its bounds to
             assert -row["baseline_value"] - 1e-12 <= low <= high <= 1 - row["baseline_value"] + 1e-12, row
@@ -763,3 +766,107 @@ def test_gate_rows_carry_what_their_bounds_need(comparison):
     assert row["value_counts"][1] == row["n"] and row["value_stderr"] > 0
     breakdowns = [b for b in comparison["breakdowns"] if b.get("test", "") and b["test"].startswith("mcnemar")]
     assert breakdowns and all(sum(b["paired_counts"]) == b["n_paired"] for b in breakdowns)
+
+
+# ----------------------------------------------------------------------------------- declarations, not data (issue 23)
+def _with_spec(results, task, metric, spec):
+    changed = copy.deepcopy(results[:2])
+    for result in changed:
+        result.tasks[task].metric_specs = {**(result.tasks[task].metric_specs or {}), metric: spec}
+    return changed
+
+
+def test_interval_and_test_follow_the_declaration_not_the_values(results):
+    """mmlu's acc values are 0/1 either way: declared binary it is a proportion (Wilson, McNemar); declared a
+    plain sample mean it is compared as one (t interval, paired t test), whatever the values happen to be."""
+    declared = build_comparison(results[:2], n_resamples=B)
+    row = _row(declared, "mmlu", "acc", "tuned")
+    assert (row["ci_method"], row["test"][:7], row["paired_counts"] is not None) == ("wilson", "mcnemar", True)
+    plain = build_comparison(_with_spec(results, "mmlu", "acc", MetricSpec(level="sample", bounds=(0, 1))),
+                             n_resamples=B)
+    row = _row(plain, "mmlu", "acc", "tuned")
+    assert (row["ci_method"], row["test"], row["paired_counts"], row["value_counts"]) == ("t", "paired_t", None, None)
+    base, tuned = _correct(results[0], "mmlu"), _correct(results[1], "mmlu")
+    ids = sorted(base)
+    expected = ttest_rel([float(tuned[i]) for i in ids], [float(base[i]) for i in ids])
+    assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+    breakdowns = [r for r in declared["breakdowns"] if r["kind"] == "subject" and r["test"]]
+    assert breakdowns and all(r["test"].startswith("mcnemar") for r in breakdowns)
+
+
+def test_a_binary_declaration_the_values_break_is_reported_and_compared_as_a_mean(results):
+    changed = _with_spec(results, "mmlu", "acc", MetricSpec(level="sample", score="extra.confidence", binary=True))
+    for result in changed:
+        for record in result.tasks["mmlu"].samples:
+            record.extra["confidence"] = 0.25 + 0.5 * float(record.correct)
+        result.tasks["mmlu"].metrics["acc"] = float(np.mean([r.extra["confidence"] for r in result.tasks["mmlu"].samples]))
+    comparison = build_comparison(changed, n_resamples=B)
+    row = _row(comparison, "mmlu", "acc", "tuned")
+    assert (row["ci_method"], row["test"]) == ("t", "paired_t")
+    assert any("declared binary" in w and "'acc'" in w for w in comparison["warnings"])
+
+
+
+# ----------------------------------------------------------------------------------- multiplicity (issue 23, item 5)
+def test_primary_rows_form_one_holm_family_per_checkpoint_as_statsmodels_computes_it(comparison):
+    from statsmodels.stats.multitest import multipletests
+
+    for label in ("tuned", "mix"):
+        rows = [r for r in comparison["metrics"] if r["checkpoint"] == label]
+        family = [r for r in rows if r["family"] == "primary" and r["p_value"] is not None]
+        assert len(family) == 4 and all(r["is_primary"] and r["family_size"] == 4 for r in family)
+        reference = multipletests([r["p_value"] for r in family], method="holm")[1]
+        assert [r["p_value_adjusted"] for r in family] == pytest.approx(list(reference), rel=1e-12)
+        for row in family:
+            excludes = row["delta_ci_low"] > 0 or row["delta_ci_high"] < 0
+            assert row["significant"] == (excludes and row["p_value_adjusted"] < 0.05)
+        assert all(r["family"] == "exploratory" and r["p_value_adjusted"] is None for r in rows if not r["is_primary"])
+    summary = {s["checkpoint"]: s for s in comparison["summary"]}
+    for label, entry in summary.items():
+        marked = [r for r in comparison["metrics"] if r["checkpoint"] == label and r["significant"]]
+        assert entry["significant_regressions"] + entry["significant_improvements"] == len(marked)
+
+
+def _null_results(seed: int, n_voc: int = 150, n_mmlu: int = 120) -> list[EvalResult]:
+    """Two equally good checkpoints (same profile, independent noise) on a VOC task and a general task."""
+    import synthetic_results as synthetic
+
+    shared = np.random.default_rng(seed)
+    difficulty = {"voc": shared.random(n_voc), "mmlu": shared.random(n_mmlu)}
+    results = []
+    for k, label in enumerate(("base", "twin")):
+        rng = np.random.default_rng([seed, k, 1])  # [seed, 0] would repeat default_rng(seed): trailing zeros
+        profile = synthetic.PROFILES["base"]
+        tasks = {"voc_sample": synthetic._voc(profile, rng, difficulty["voc"]),
+                 "mmlu": synthetic._mmlu(profile, rng, difficulty["mmlu"], False)}
+        info = synthetic.CheckpointInfo(label=label, spec=f"models/{label}", kind="hf", fingerprint=f"fp-{label}")
+        results.append(EvalResult(checkpoint=info, versions={"evalkit": "0.1.0"}, tasks=tasks,
+                                  created="2026-11-24T10:00:00+00:00"))
+    return results
+
+
+@pytest.mark.slow
+def test_null_comparisons_star_a_top_level_row_in_at_most_five_percent_of_runs():
+    """Seeded simulation: without the family, some top-level row's interval excludes 0 far more often."""
+    runs, starred, unadjusted = 120, 0, 0
+    for seed in range(runs):
+        rows = [r for r in build_comparison(_null_results(seed), n_resamples=100)["metrics"] if r["checkpoint"] == "twin"]
+        starred += any(r["significant"] for r in rows)
+        unadjusted += any(r["delta_ci_low"] is not None and (r["delta_ci_low"] > 0 or r["delta_ci_high"] < 0)
+                          for r in rows)
+    assert starred / runs <= 0.05 + 2 * (0.05 * 0.95 / runs) ** 0.5  # 5 % plus two Monte Carlo SEs
+    assert unadjusted > starred  # the family is what keeps it down
+
+
+def test_reports_say_what_a_corpus_interval_covers_and_which_rows_are_exploratory(comparison):
+    from evalkit.report import render_html, render_markdown
+
+    jackknifed = [r for r in comparison["metrics"] if r["ci_target"] == "finite_sample_expectation"]
+    assert {r["metric"] for r in jackknifed} >= {"leaf_macro_f1"}
+    html = render_html(comparison)
+    assert html.count(">test set</sup>") >= len([r for r in jackknifed if r["ci_low"] is not None])
+    assert ">exploratory</span>" in html
+    markdown = render_markdown(comparison)
+    assert "leaf\\_macro\\_f1 (corpus metrics, jackknife) cover the expected score on a test set of this size, " \
+           "not the population value" in markdown
+    assert "Other metrics (exploratory" in markdown

@@ -84,7 +84,7 @@ def test_mmlu_equals_simple_evaluate(mmlu_dir, hflm, shots):
     assert set(result.breakdowns["category"]) == {"stem", "humanities"}
     assert result.settings["num_fewshot"] == shots and result.settings["subjects"] == sorted(SUBJECTS)
     # declared from lm-eval's configs: mean aggregation, groups weighted by size -> a per-sample mean
-    assert result.metric_specs["acc"] == MetricSpec(higher_is_better=True, level="sample", bounds=(0.0, 1.0))
+    assert result.metric_specs["acc"] == MetricSpec(higher_is_better=True, level="sample", bounds=(0.0, 1.0), binary=True)
     assert result.metric_specs["subject/acc"].group_by == "group"
     assert result.metric_specs["category/acc"].group_by == "extra.category"
     # the tiny random model does not score every subject alike, so equality is not trivially 0.25 everywhere
@@ -549,7 +549,8 @@ def test_pair_encoder_equals_lm_eval_tokenisation(tiny_model_dir):
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from evalkit.general.lmeval.requests import Doc, PairEncoder
+    from evalkit.general.lmeval.requests import Doc
+    from evalkit.tokenization import PairEncoder
 
     lm = HFLM(pretrained=str(tiny_model_dir), batch_size=1, device="cpu")
     assert PairEncoder.supports(lm)
@@ -589,7 +590,7 @@ from hypothesis import strategies as st  # noqa: E402
        continuation=st.lists(st.sampled_from(_PIECES), min_size=1, max_size=4).map("".join))
 def test_joined_ids_equal_full_tokenisation(pair_lm, context, continuation):
     """Joining a context's ids to its continuation's (no full check: the proof alone) == _encode_pair."""
-    from evalkit.general.lmeval.requests import PairEncoder, split_trailing_space
+    from evalkit.tokenization import PairEncoder, split_trailing_space
 
     encoder = PairEncoder(pair_lm)
     encoder._to_verify = 0
@@ -601,7 +602,7 @@ def test_joined_ids_equal_full_tokenisation(pair_lm, context, continuation):
 
 def test_contexts_are_tokenised_once_and_joined(pair_lm, monkeypatch):
     """An MMLU question's four choices cost one long tokenisation; a VOC anchor joins longer contexts."""
-    from evalkit.general.lmeval.requests import PairEncoder
+    from evalkit.tokenization import PairEncoder
 
     encoder = PairEncoder(pair_lm)
     encoder._to_verify = 0
@@ -620,7 +621,7 @@ def test_contexts_are_tokenised_once_and_joined(pair_lm, monkeypatch):
 
 
 def test_a_join_that_differs_from_full_tokenisation_switches_joining_off(pair_lm, monkeypatch):
-    from evalkit.general.lmeval.requests import PairEncoder
+    from evalkit.tokenization import PairEncoder
 
     encoder = PairEncoder(pair_lm)
     wrong = encoder._encode_tails
@@ -635,7 +636,7 @@ def test_a_join_that_differs_from_full_tokenisation_switches_joining_off(pair_lm
 def test_joining_only_for_tokenizers_it_is_proven_for(pair_lm):
     from tokenizers import normalizers, pre_tokenizers
 
-    from evalkit.general.lmeval.requests import joins_at_whitespace
+    from evalkit.tokenization import joins_at_whitespace
 
     tokenizer = pair_lm.tokenizer
     assert joins_at_whitespace(tokenizer)

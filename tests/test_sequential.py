@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalkit.sequential._verdict import EARLY_SHARE
+from evalkit.gate.sequential_verdict import EARLY_SHARE
 
 from evalkit.errors import UsageError
 from evalkit.gate import Gate, parse_policy

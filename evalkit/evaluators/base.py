@@ -25,20 +25,25 @@ infers them from the numbers. A declaration lives on the class (``metric_specs``
         version = "1"
         needs = frozenset({"generate_until"})
         metric_specs = {
-            # mean of SampleRecord.scores["exact"] (0/1 per sample): Wilson CI, McNemar test
-            "exact": MetricSpec(higher_is_better=True, level="sample", score="scores.exact"),
+            # mean of SampleRecord.scores["exact"] (0/1 per sample, declared binary): Wilson CI, McNemar test
+            "exact": MetricSpec(higher_is_better=True, level="sample", score="scores.exact", binary=True,
+                                bounds=(0, 1)),
             # mean of a per-answer 0/1 list: each element is a unit, clustered by the sample
-            "step_acc": MetricSpec(level="sample", score="scores.step_ok", unit="element", cluster="sample_id"),
+            "step_acc": MetricSpec(level="sample", score="scores.step_ok", unit="element", cluster="sample_id",
+                                   binary=True, bounds=(0, 1)),
+            # mean of a per-sample score that is not 0/1 (a similarity): t interval, paired t test
+            "similarity": MetricSpec(level="sample", score="scores.similarity", bounds=(0, 1)),
             # a corpus statistic: jackknife CI and randomization test through resample_metrics()
             "macro_f1": MetricSpec(level="corpus"),
             # a breakdown metric ("KIND/METRIC"): per-class recall is the mean of `correct` per `group`
-            "class/recall": MetricSpec(level="sample", score="correct", group_by="group"),
+            "class/recall": MetricSpec(level="sample", score="correct", group_by="group", binary=True),
         }
         ...
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -90,10 +95,16 @@ def metric_spec(task_result: "TaskResult", metric: str) -> MetricSpec | None:
     None when neither the result nor its evaluator (looked up in the registry) declares it.
     """
     stored = (task_result.metric_specs or {}).get(metric)
-    if stored is not None:
-        return MetricSpec.from_dict(stored)
     cls = EVALUATORS.find(task_result.evaluator)
-    return declared_specs(cls, [metric]).get(metric) if cls is not None else None
+    declared = declared_specs(cls, [metric]).get(metric) if cls is not None else None
+    if stored is None:
+        return declared
+    spec = MetricSpec.from_dict(stored)
+    if isinstance(stored, Mapping) and "binary" not in stored and declared is not None and declared.binary \
+            and spec.level == "sample":
+        # stored before declarations said "binary": the class's declaration of the same metric says it
+        spec = dataclasses.replace(spec, binary=True)
+    return spec
 
 
 @runtime_checkable

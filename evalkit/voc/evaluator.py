@@ -50,8 +50,9 @@ MODES = ("generate", "constrained")
 #: proportions; F1 scores, hierarchical/LCA scores and the first-error depth are corpus statistics.
 _UNIT = (0.0, 1.0)  # the range of a precision, recall, F1 or accuracy
 VOC_METRIC_SPECS: dict[str, MetricSpec] = {
-    "path_accuracy": MetricSpec(level="sample", score="correct", bounds=_UNIT),
-    "invalid_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.invalid", bounds=_UNIT),
+    "path_accuracy": MetricSpec(level="sample", score="correct", bounds=_UNIT, binary=True),
+    "invalid_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.invalid", bounds=_UNIT,
+                               binary=True),
     "mean_first_error_depth": MetricSpec(level="corpus"),  # deeper first error = right for longer
     # calibration and auto-routing (voc/routing.py), where records carry a confidence
     # (a cut or a binning is not smooth in the data: bootstrap intervals, see MetricSpec.interval)
@@ -63,7 +64,7 @@ VOC_METRIC_SPECS: dict[str, MetricSpec] = {
     "level[0-9]*": MetricSpec(level="corpus", bounds=_UNIT),  # level1_macro_f1 ... (not the level/ breakdown)
     "hier_*": MetricSpec(level="corpus", bounds=_UNIT),
     "lca_*": MetricSpec(level="corpus", bounds=_UNIT),
-    "class/recall": MetricSpec(level="sample", score="correct", group_by="group"),  # recall of a true class
+    "class/recall": MetricSpec(level="sample", score="correct", group_by="group", binary=True),  # of a true class
     "class/*": MetricSpec(level="corpus"),
     "level/*": MetricSpec(level="corpus"),
     "frequency/*": MetricSpec(level="corpus"),

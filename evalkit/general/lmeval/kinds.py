@@ -227,11 +227,12 @@ class IfevalKind(TaskKind):
                              "(Google's input_data.jsonl format).")
 
     def task_manager(self, custom: Path | None):
+        from ...lm_eval_tasks import lm_eval_tasks_dir
         from .. import overrides
         from .loading import task_manager
 
         folder = (overrides.ifeval_override_dir(self.data) if self.data is not None
-                  else overrides.lm_eval_tasks_dir() / "ifeval")
+                  else lm_eval_tasks_dir() / "ifeval")
         return task_manager(folder)
 
     @property
