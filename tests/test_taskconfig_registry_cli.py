@@ -162,23 +162,6 @@ def test_bad_task_file_exit_2(tmp_path):
     assert "unknown evaluator 'nosuch'" in result.stderr or "whatever" in result.stderr
 
 
-def test_wheel_ships_every_task_file(tmp_path):
-    """A wheel (what `pip install evalkit` gets) carries evalkit/tasks/ whole as package data."""
-    import subprocess
-    import sys
-    import zipfile
-
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
-                    "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path)
-    (wheel,) = tmp_path.glob("evalkit-*.whl")
-    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("evalkit/tasks/")}
-    folder = ROOT / "evalkit" / "tasks"
-    on_disk = {f"evalkit/tasks/{p.relative_to(folder).as_posix()}" for p in folder.rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts}
-    assert shipped == on_disk
-    assert "evalkit/tasks/mmlu.yaml" in shipped and "evalkit/tasks/lm_eval/mmlu_letter_template_yaml" in shipped
-
-
 def _pretend_checkout(tmp_path, monkeypatch, *, shared: bool):
     """evalkit running from ``tmp_path/repo`` (a checkout), with or without ``tmp_path/shared/data`` beside it."""
     import evalkit._paths
