@@ -18,7 +18,7 @@ from .._validate import path_is_dir
 from ..errors import UsageError
 
 __all__ = ["CheckpointSpec", "parse_spec", "KINDS", "WEIGHT_SUFFIXES", "hf_dir_problems", "read_adapter_base",
-           "server_label", "trainer_position"]
+           "server_label", "trainer_position", "split_spec_label"]
 
 KINDS = ("hf", "hub", "peft", "weights", "server", "predictions")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -28,6 +28,7 @@ _LABEL = re.compile(r"[A-Za-z0-9_.-]+")
 _TRAINER_DIR = re.compile(r"checkpoint-(\d+)")  # what transformers.Trainer names its saves
 _UNSAFE_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _LABEL_MAX_CHARS = 96
+_PLUGIN_SPEC = re.compile(r"([a-z][a-z0-9_]*):(?!//)(.+)")  # NAME:LOCATION, not a URL's scheme://
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+(@[A-Za-z0-9_./-]+)?")
 # Query parameters that may carry a secret; they are never shown in outputs.
 _SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|auth|sig", re.IGNORECASE)
@@ -72,10 +73,13 @@ def parse_spec(text: str, *, index: int = 0) -> CheckpointSpec:
     if not isinstance(text, str) or not text.strip():
         raise UsageError(f"checkpoint {index + 1}: empty spec; {EXPECTED}.")
     raw = text.strip()
-    label, body = _split_label(raw)
+    label, body = split_spec_label(raw)
     if not body:
         raise UsageError(f"checkpoint {raw!r}: nothing after '{label}='; {EXPECTED}.")
-    if re.match(r"https?://", body, re.IGNORECASE):
+    plugin = _plugin_spec(raw, body)
+    if plugin is not None:
+        spec = plugin
+    elif re.match(r"https?://", body, re.IGNORECASE):
         try:
             spec = _server_spec(raw, body)
         except ValueError as exc:  # urllib: "Invalid IPv6 URL", a port that is not a number, ...
@@ -87,7 +91,20 @@ def parse_spec(text: str, *, index: int = 0) -> CheckpointSpec:
                           model=spec.model, revision=spec.revision)
 
 
-def _split_label(raw: str) -> tuple[str | None, str]:
+def _plugin_spec(raw: str, body: str) -> CheckpointSpec | None:
+    """``NAME:LOCATION`` for a checkpoint kind a plug-in registered as NAME (not an existing path)."""
+    match = _PLUGIN_SPEC.fullmatch(body)
+    if match is None or match.group(1) in KINDS or Path(body).expanduser().exists():
+        return None
+    from .registry import CHECKPOINT_KINDS
+
+    if CHECKPOINT_KINDS.find(match.group(1)) is None:
+        return None
+    location = match.group(2)
+    return CheckpointSpec(label=server_label(Path(location).name or location), raw=raw, display=body, kind=match.group(1), location=location)
+
+
+def split_spec_label(raw: str) -> tuple[str | None, str]:
     """Split off ``LABEL=`` unless the whole text is an existing path or the prefix is not a label."""
     from .._pairs import split_labelled
 

@@ -71,7 +71,7 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
     task_configs = api.with_limit(api.resolve(tasks, overrides), limit, sample_seed)
     policy_obj = _load_policy(policy)
     if policy_obj is not None:  # a gate on a task or metric this run cannot produce fails now, not after evaluating
-        from ..gate._preflight import check_policy_fits_tasks
+        from ..gate.preflight import check_policy_fits_tasks
 
         check_policy_fits_tasks(policy_obj, task_configs)
     _check_trackers(trackers)  # a missing extra fails now, not after evaluating
@@ -131,7 +131,7 @@ TRACKERS = {"mlflow": ("mlflow", "MLflow"), "wandb": ("wandb", "Weights & Biases
 
 
 def _check_trackers(trackers) -> None:
-    from ..integrations._extras import require
+    from ..integrations.extras import require
 
     for name in trackers:
         require(TRACKERS[name][0], f"logging to {TRACKERS[name][1]}", param="log")

@@ -54,7 +54,7 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
 
     recipe = recipe or Recipe()
     policy = demo_task_path("policies/demo_policy")
-    from ..gate._preflight import check_policy_fits_tasks
+    from ..gate.preflight import check_policy_fits_tasks
     from ..taskconfig import resolve_tasks
 
     # a broken install fails now, not after minutes of training
@@ -110,7 +110,7 @@ def _expected_outcome(out: Path, log) -> int:
 
 def gate_statuses(comparison_path: Path) -> dict[str, str]:
     """Each checkpoint's own gate status from a ``comparison.json`` with a verdict."""
-    from ..gate import checkpoint_statuses
+    from ..comparison_format import checkpoint_statuses
 
     verdict = json.loads(comparison_path.read_text(encoding="utf-8")).get("verdict") or {}
     return checkpoint_statuses(verdict.get("checks") or [])

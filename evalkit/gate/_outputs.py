@@ -9,8 +9,9 @@ from typing import Any
 
 from .._compare import load_comparison
 
+from ..comparison_format import STATUS_ORDER, checkpoint_statuses
 from ._evaluate import Check, Verdict, evaluate_policy
-from ._policy import _STATUS_ORDER, checkpoint_statuses, load_policy
+from .policy import load_policy
 # --------------------------------------------------------------------------------------- outputs
 
 _STATUS_MARK = {"pass": "✅", "warn": "⚠️", "inconclusive": "❔", "fail": "❌"}
@@ -34,11 +35,12 @@ def _summary_line(verdict: Verdict) -> str:
     for check in verdict.checks:  # statuses the counts do not know yet are counted too
         counts.setdefault(check.status, sum(c.status == check.status for c in verdict.checks))
     weak = sum(c.status == "pass" and c.underpowered for c in verdict.checks)
+    counts["warn"] = sum(_is_warning(c) for c in verdict.checks)  # the checks JUnit marks WARNING:, no more
     parts = []
     for status, n in counts.items():
         word = _COUNT_WORDS.get(status, status)
         parts.append(f"{n} {word}{'s' if status == 'warn' and n != 1 else ''}"
-                     + (f" ({weak} underpowered)" if status == "pass" and weak else ""))
+                     + (f" ({weak} underpowered, each a warning)" if status == "pass" and weak else ""))
     line = f"{len(verdict.checks)} checks: " + ", ".join(parts)
     if counts.get("inconclusive"):
         line += f" (on_inconclusive: {verdict.on_inconclusive}, exit code {verdict.exit_code})"
@@ -99,7 +101,7 @@ def verdict_text(verdict: Verdict) -> str:
     """
     from ..errors import printable
 
-    ordered = sorted(verdict.checks, key=lambda c: (-_STATUS_ORDER.get(c.status, 1), not _is_warning(c)))
+    ordered = sorted(verdict.checks, key=lambda c: (-STATUS_ORDER.get(c.status, 1), not _is_warning(c)))
     lines = [f"{c.status.upper():<4}  {c.checkpoint}  {c.gate}: {c.message}"
              + (" [warning]" if c.status == "pass" and _is_warning(c) else "") for c in ordered]
     if verdict.inconclusive:

@@ -133,7 +133,7 @@ class EvalkitCallback(TrainerCallback):
         self.tasks = api.with_limit(api.resolve(tasks), limit, sample_seed)
         self.policy = as_policy(policy) if policy is not None else None
         if self.policy is not None:  # a gate on a task or metric never evaluated fails now, not at the first save
-            from ..gate._preflight import check_policy_fits_tasks
+            from ..gate.preflight import check_policy_fits_tasks
 
             check_policy_fits_tasks(self.policy, self.tasks)
         self.every, self.out, self.store, self.trainer, self.verbose = every, out, store, trainer, verbose

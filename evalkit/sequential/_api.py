@@ -59,7 +59,7 @@ def compare_sequential(*models: Any, tasks: Any, policy: Any, baseline: str | No
     from ..gate import as_policy
     from ..run import build_evaluators
 
-    from ..gate._preflight import check_policy_fits_tasks
+    from ..gate.preflight import check_policy_fits_tasks
 
     _validate.seed(seed, param="seed")  # numpy's SeedSequence would refuse it mid-run
     _validate.integer(chunk_size, param="chunk_size", minimum=1, what="a positive integer (samples per look)")
@@ -86,7 +86,7 @@ def compare_sequential(*models: Any, tasks: Any, policy: Any, baseline: str | No
 
 def _attach(data: dict[str, Any], summary: dict[str, Any]) -> None:
     """The sequential outcome into the comparison, with a warning for each task that used part of the data."""
-    from .._compare._common import json_safe
+    from .._compare import json_safe
 
     data["sequential"] = json_safe(summary)
     for name, outcome in summary["tasks"].items():

@@ -28,7 +28,7 @@ from ..errors import EvalkitError, EvaluationError, UsageError
 from ..parallel import ShardView
 from ..progress import note
 from ..records import EvalResult, SampleRecord, TaskResult
-from ._verdict import EARLY_SHARE
+from ..gate.sequential_verdict import EARLY_SHARE
 from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, spec_reason, unsupported_reason
 
 __all__ = ["collect_results_sequential", "TaskOutcome", "DEFAULT_CHUNK_SIZE", "sample_order"]
@@ -148,7 +148,7 @@ def _plan(task, policy, labels: list[str], baseline: str) -> tuple[list[_Planned
             return [], f"gate {gate.index} ({gate.description}): {reason}"
         for label in _targets(gate, labels, baseline):
             # The gate's one-sided level alpha is split between the early looks and the final fixed-sample
-            # look (sequential._verdict.EARLY_SHARE): a two-sided sequence at level 2*EARLY_SHARE*alpha spends
+            # look (gate.sequential_verdict.EARLY_SHARE): a two-sided sequence at level 2*EARLY_SHARE*alpha spends
             # EARLY_SHARE*alpha per side, the final bounds the rest, so each side errs with probability <= alpha.
             level = gate.significance if gate.significance is not None else DEFAULT_ALPHA
             planned.append(_Planned(gate, label, 2 * EARLY_SHARE * level))
@@ -205,7 +205,8 @@ def _gate_states(gates: list[SequentialGate], sources: dict[str, _Source], used:
         if values is None or (gate.paired and base is None):
             return (f"gate {gate.gate.index} ({gate.gate.description}): the per-sample scores {gate.score} are not "
                     "all numbers in [0, 1], which the confidence sequence needs; decided on the full data")
-        states[number] = decide(gate, gate.observations(values, base), total)
+        states[number] = decide(gate, gate.observations(values, base), total,
+                                baseline_mean=float(base.mean()) if base is not None and base.size else None)
     return states
 
 
@@ -308,7 +309,7 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
     summary : dict
         ``comparison["sequential"]``: seed, chunk size, bound and a :class:`TaskOutcome` per task.
     """
-    from ..run import _check_capabilities, evaluate_checkpoint, evaluation_line, library_versions, run_keys
+    from ..run import check_capabilities, evaluate_checkpoint, evaluation_line, library_versions, run_keys
 
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise UsageError(f"chunk_size must be an integer >= 1, got {chunk_size!r}.", param="chunk_size")
@@ -335,7 +336,7 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
         planned, reason = _plan(task, policy, labels, baseline)
         if reason is None:
             for checkpoint in checkpoints:
-                _check_capabilities(checkpoint, task, evaluator)
+                check_capabilities(checkpoint, task, evaluator)
             sources = _sources(task, evaluator, checkpoints, [keys[c.label][index] for c in checkpoints], prior, store)
             started = time.perf_counter()
             outcome = _drive_task(task, evaluator, planned, sources, baseline, store, seed=seed, chunk_size=chunk_size)
