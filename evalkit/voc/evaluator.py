@@ -71,6 +71,19 @@ VOC_METRIC_SPECS: dict[str, MetricSpec] = {
 }
 
 
+def identical_metrics(depth: int) -> dict[str, str]:
+    """Alias -> representative: the metrics equal by construction when every true and predicted path is a
+    valid leaf at the taxonomy's full ``depth`` (:meth:`VocEvaluator._identities` says when that holds).
+
+    >>> identical_metrics(2)["hier_f1"], identical_metrics(2)["level2_micro_f1"]
+    ('hier_precision', 'path_accuracy')
+    """
+    return {"hier_recall": "hier_precision", "hier_f1": "hier_precision",
+            "lca_recall": "lca_precision", "lca_f1": "lca_precision",
+            "leaf_micro_f1": "path_accuracy", f"level{depth}_micro_f1": "path_accuracy",
+            f"level{depth}_macro_f1": "leaf_macro_f1"}
+
+
 @dataclass
 class VocOptions:
     """The ``voc`` evaluator's task-file keys (see the module docstring)."""
@@ -365,13 +378,38 @@ class VocEvaluator:
         names = [*metrics, *(f"{kind}/{m}" for kind, rows in breakdowns.items()
                              for m in sorted({m for stats in rows.values() for m in stats} - BREAKDOWN_COUNT_FIELDS))]
         specs = declared_specs(type(self), names)
+        same_as = self._identities(y_true, metrics)
         return TaskResult(
             task=self.config.name, evaluator=self.name, evaluator_version=self.version, config_hash=self.config_hash(),
             metrics=metrics, n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
             higher_is_better={k: specs[k].higher_is_better for k in metrics}, metric_specs=specs,
             ci=report.get("ci", {}),
-            breakdowns=breakdowns, settings=self._settings(records), samples=list(records),
+            breakdowns=breakdowns, settings=self._settings(records), samples=list(records), same_as=same_as,
         )
+
+    def _identities(self, y_true: list[tuple[str, ...]], metrics: dict[str, Any]) -> dict[str, str]:
+        """The metrics equal to another by construction in this run (``TaskResult.same_as``), checked against the values.
+
+        Declared from the mode and the taxonomy, not from the numbers: constrained mode only walks valid paths
+        and stops at a label, so when every label (every leaf, no labelled inner node) and every true path has
+        the taxonomy's full depth, every predicted
+        and true ancestor set has that size and the precision and recall denominators of the hierarchical and
+        LCA scores are equal; and every prediction being one valid class makes micro F1 path accuracy. Generate
+        mode may answer an invalid or partial path, which breaks both. A declared identity the values then
+        contradict is a bug in this reasoning: it fails loudly (exit 3) rather than hide a row.
+        """
+        tax = self.data.taxonomy
+        full = tax.depth
+        if (self.options.mode != "constrained" or any(len(p) != full for p in tax.labels)
+                or any(len(p) != full for p in y_true)):
+            return {}
+        same_as = {alias: rep for alias, rep in identical_metrics(full).items() if alias in metrics and rep in metrics}
+        for alias, rep in same_as.items():
+            a, r = metrics[alias], metrics[rep]
+            if (a is None) != (r is None) or (a is not None and abs(a - r) > 1e-9):
+                raise AssertionError(f"evalkit bug: voc declared {alias!r} identical to {rep!r} in constrained mode, "
+                                     f"but they are {a!r} and {r!r}; please report it.")
+        return same_as
 
     def _routing_metrics(self, records: list[SampleRecord]) -> dict[str, float | None]:
         """Calibration and coverage metrics (voc/routing.py); none unless every record has a confidence."""
