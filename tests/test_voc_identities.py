@@ -171,7 +171,7 @@ def test_generate_mode_keeps_the_separate_rows(tmp_path):
 
 def test_a_declaration_the_values_contradict_fails_loudly(tmp_path, monkeypatch):
     """If the declaration would lie, aggregate raises (an unexpected exception: exit 3, a bug) rather than hide a row."""
-    import evalkit.voc.evaluator as voc
+    import evalkit.voc.aggregation as voc
 
     monkeypatch.setattr(voc, "identical_metrics", lambda depth: {"invalid_rate": "path_accuracy"})
     evaluator = get_evaluator("voc")(_task(tmp_path, mode="constrained"))

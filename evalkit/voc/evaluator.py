@@ -24,7 +24,6 @@ Corpus metrics come from :func:`evalkit.metrics.hierarchical.hierarchical_report
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -37,6 +36,8 @@ from ..errors import UsageError
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, check_choice, validate_options
+from .aggregation import (declared_identities, record_paths, recorded_settings, resample_breakdown, resample_metrics,
+                          routing_metrics)
 
 if TYPE_CHECKING:
     from .dataset import VocData, VocExample
@@ -69,19 +70,6 @@ VOC_METRIC_SPECS: dict[str, MetricSpec] = {
     "level/*": MetricSpec(level="corpus"),
     "frequency/*": MetricSpec(level="corpus"),
 }
-
-
-def identical_metrics(depth: int) -> dict[str, str]:
-    """Alias -> representative: the metrics equal by construction when every true and predicted path is a
-    valid leaf at the taxonomy's full ``depth`` (:meth:`VocEvaluator._identities` says when that holds).
-
-    >>> identical_metrics(2)["hier_f1"], identical_metrics(2)["level2_micro_f1"]
-    ('hier_precision', 'path_accuracy')
-    """
-    return {"hier_recall": "hier_precision", "hier_f1": "hier_precision",
-            "lca_recall": "lca_precision", "lca_f1": "lca_precision",
-            "leaf_micro_f1": "path_accuracy", f"level{depth}_micro_f1": "path_accuracy",
-            f"level{depth}_macro_f1": "leaf_macro_f1"}
 
 
 @dataclass
@@ -359,132 +347,36 @@ class VocEvaluator:
         )
 
     # ----------------------------------------------------------------------------- metrics
-    @staticmethod
-    def _paths(records: list[SampleRecord]) -> tuple[list[tuple[str, ...]], list[tuple[str, ...] | None]]:
-        y_true = [tuple(r.extra["target_path"]) for r in records]
-        y_pred = [tuple(r.extra["pred_path"]) if r.extra.get("pred_path") else None for r in records]
-        return y_true, y_pred
-
     def aggregate(self, records: list[SampleRecord]) -> TaskResult:
         from ..metrics.hierarchical import hierarchical_report
 
         o = self.options
-        y_true, y_pred = self._paths(records)
+        y_true, y_pred = record_paths(records)
         report = hierarchical_report(y_true, y_pred, taxonomy=self.data.taxonomy, train_counts=self.data.train_counts() or None,
                                      n_resamples=o.n_resamples, confidence=o.confidence, random_state=o.seed)
         metrics = dict(report["metrics"])  # None where undefined (e.g. mean_first_error_depth with no errors)
-        metrics.update(self._routing_metrics(records))
+        metrics.update(routing_metrics(records, self.data.taxonomy.depth, o.coverage_precisions))
         breakdowns = report.get("breakdowns", {})
         names = [*metrics, *(f"{kind}/{m}" for kind, rows in breakdowns.items()
                              for m in sorted({m for stats in rows.values() for m in stats} - BREAKDOWN_COUNT_FIELDS))]
         specs = declared_specs(type(self), names)
-        same_as = self._identities(y_true, metrics)
+        same_as = declared_identities(o.mode, self.data.taxonomy, y_true, metrics)
         return TaskResult(
             task=self.config.name, evaluator=self.name, evaluator_version=self.version, config_hash=self.config_hash(),
             metrics=metrics, n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
             higher_is_better={k: specs[k].higher_is_better for k in metrics}, metric_specs=specs,
             ci=report.get("ci", {}),
-            breakdowns=breakdowns, settings=self._settings(records), samples=list(records), same_as=same_as,
+            breakdowns=breakdowns, settings=recorded_settings(records, o, self.data, self._unscorable),
+            samples=list(records), same_as=same_as,
         )
-
-    def _identities(self, y_true: list[tuple[str, ...]], metrics: dict[str, Any]) -> dict[str, str]:
-        """The metrics equal to another by construction in this run (``TaskResult.same_as``), checked against the values.
-
-        Declared from the mode and the taxonomy, not from the numbers: constrained mode only walks valid paths
-        and stops at a label, so when every label (every leaf, no labelled inner node) and every true path has
-        the taxonomy's full depth, every predicted
-        and true ancestor set has that size and the precision and recall denominators of the hierarchical and
-        LCA scores are equal; and every prediction being one valid class makes micro F1 path accuracy. Generate
-        mode may answer an invalid or partial path, which breaks both. A declared identity the values then
-        contradict is a bug in this reasoning: it fails loudly (exit 3) rather than hide a row.
-        """
-        tax = self.data.taxonomy
-        full = tax.depth
-        if (self.options.mode != "constrained" or any(len(p) != full for p in tax.labels)
-                or any(len(p) != full for p in y_true)):
-            return {}
-        same_as = {alias: rep for alias, rep in identical_metrics(full).items() if alias in metrics and rep in metrics}
-        for alias, rep in same_as.items():
-            a, r = metrics[alias], metrics[rep]
-            if (a is None) != (r is None) or (a is not None and abs(a - r) > 1e-9):
-                raise AssertionError(f"evalkit bug: voc declared {alias!r} identical to {rep!r} in constrained mode, "
-                                     f"but they are {a!r} and {r!r}; please report it.")
-        return same_as
-
-    def _routing_metrics(self, records: list[SampleRecord]) -> dict[str, float | None]:
-        """Calibration and coverage metrics (voc/routing.py); none unless every record has a confidence."""
-        from .routing import routing_arrays, routing_metric_names, routing_scores
-
-        depth = self.data.taxonomy.depth
-        arrays = routing_arrays(records, depth)
-        if arrays is None:
-            return {}
-        names = routing_metric_names(depth, self.options.coverage_precisions, levels="level1" in arrays)
-        values = routing_scores(arrays, names, np.arange(len(records))[None, :])
-        return {name: (float(v[0]) if np.isfinite(v[0]) else None) for name, v in values.items()}
-
-    def _settings(self, records: list[SampleRecord]) -> dict[str, Any]:
-        o, tax = self.options, self.data.taxonomy
-        extras = [r.extra for r in records]
-        return {
-            "mode": o.mode, "n_samples": len(records), "num_fewshot": o.num_fewshot,
-            "label_options": o.label_options,
-            "label_options_used": sorted({e.get("label_options") for e in extras if e.get("label_options")}),
-            "chat_template": sorted({bool(e.get("chat_template")) for e in extras}),
-            "tokens_counted_by": sorted({e.get("tokens_counted_by") for e in extras if e.get("tokens_counted_by")}),
-            "n_invalid": sum(bool(e.get("invalid")) for e in extras),
-            "n_truncated": sum(bool(e.get("truncated")) for e in extras),
-            "n_fewshot_reduced": sum(e.get("num_fewshot_used", o.num_fewshot) < o.num_fewshot for e in extras),
-            "parse_rules": dict(sorted(Counter(e.get("parse_rule", "?") for e in extras).items())),
-            "prompt_template": o.prompt_template or "default", "sep": tax.sep, "n_labels": len(tax.labels),
-            "n_leaves": len(tax.leaves), "depth": tax.depth, "n_train": len(self.data.train), "seed": o.seed,
-            "limit": o.limit, "sample_seed": o.sample_seed,
-            "confidence": sorted({(e.get("confidence") or {}).get("method", "none") for e in extras}),
-            **({"confidence_unavailable": self._unscorable} if self._unscorable else {}),
-            **self._frequency_bands(records),
-        }
-
-    def _frequency_bands(self, records: list[SampleRecord]) -> dict[str, Any]:
-        """The classes of each head / torso / tail band, which the comparison's resamples of a band average
-        over (``resample_breakdown``); nothing without training data (no frequency breakdown then)."""
-        from ..metrics.hierarchical import frequency_bands
-
-        train_counts = self.data.train_counts()
-        if not train_counts or not records:
-            return {}
-        y_true, _ = self._paths(records)
-        return {"frequency_bands": frequency_bands(y_true, train_counts, taxonomy=self.data.taxonomy)}
 
     @classmethod
     def resample_metrics(cls, records: list[SampleRecord], names: list[str], indices: Any) -> dict[str, Any]:
         """Corpus metrics on resamples (rows of ``indices``), for the comparison's intervals and tests."""
-        from ..metrics.hierarchical import resampled_scores
-        from .routing import is_routing_metric, routing_arrays, routing_scores
-
-        routing = [n for n in names if is_routing_metric(n)]
-        hierarchical = [n for n in names if not is_routing_metric(n)]
-        y_true, y_pred = cls._paths(records)
-        out = resampled_scores(y_true, y_pred, hierarchical, indices) if hierarchical else {}
-        if routing:
-            depth = max([len(t) for t in y_true] + [int(n[5:].split("_")[0]) for n in routing if n.startswith("level")])
-            arrays = routing_arrays(records, depth)
-            if arrays is None:
-                raise ValueError("calibration and routing metrics need a confidence on every record")
-            out.update(routing_scores(arrays, routing, indices))
-        return {name: out[name] for name in names}
+        return resample_metrics(records, names, indices)
 
     @classmethod
     def resample_breakdown(cls, records: list[SampleRecord], kind: str, metric: str, keys: list[str],
                            indices: Any, settings: dict[str, Any]) -> np.ndarray:
-        """Per-class, per-level and per-frequency-band breakdown values on resamples, shape (B, len(keys)): the
-        comparison's intervals and tests for breakdown rows (``metrics.hierarchical.resampled_breakdown``).
-
-        The bands' classes come from the task's ``settings["frequency_bands"]``; results stored before they
-        were recorded get nan (the comparison then leaves those rows without an interval, as before)."""
-        from ..metrics.hierarchical import resampled_breakdown
-
-        bands = settings.get("frequency_bands")
-        if kind == "frequency" and not isinstance(bands, dict):
-            return np.full((len(indices), len(keys)), np.nan)
-        y_true, y_pred = cls._paths(records)
-        return resampled_breakdown(y_true, y_pred, kind, metric, keys, indices, bands=bands)
+        """Breakdown values on resamples, shape (B, len(keys)) (see :func:`.aggregation.resample_breakdown`)."""
+        return resample_breakdown(records, kind, metric, keys, indices, settings)
