@@ -36,8 +36,9 @@ from ..errors import UsageError
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, check_choice, validate_options
+from .aggregation import (declared_identities, record_paths, recorded_settings, resample_breakdown, resample_metrics,
+                          routing_metrics)
 from .answering import Answerer
-from .aggregation import record_paths, recorded_settings, resample_breakdown, resample_metrics, routing_metrics
 
 if TYPE_CHECKING:
     from .dataset import VocData, VocExample
@@ -298,13 +299,14 @@ class VocEvaluator:
         names = [*metrics, *(f"{kind}/{m}" for kind, rows in breakdowns.items()
                              for m in sorted({m for stats in rows.values() for m in stats} - BREAKDOWN_COUNT_FIELDS))]
         specs = declared_specs(type(self), names)
+        same_as = declared_identities(o.mode, self.data.taxonomy, y_true, metrics)
         return TaskResult(
             task=self.config.name, evaluator=self.name, evaluator_version=self.version, config_hash=self.config_hash(),
             metrics=metrics, n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
             higher_is_better={k: specs[k].higher_is_better for k in metrics}, metric_specs=specs,
             ci=report.get("ci", {}),
             breakdowns=breakdowns, settings=recorded_settings(records, o, self.data, self._unscorable()),
-            samples=list(records),
+            samples=list(records), same_as=same_as,
         )
 
     @classmethod
