@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -385,6 +386,23 @@ def test_format_vs_knowledge(comparison):
     assert rows["tuned"]["diagnosis"] == "format" and rows["mix"]["diagnosis"] == "none"
     assert rows["tuned"]["parse_failure_rate"] > rows["tuned"]["baseline_parse_failure_rate"]
     assert rows["tuned"]["loglik_task"] == "mmlu" and rows["tuned"]["generative_task"] == "mmlu_generative"
+
+
+def test_format_vs_knowledge_on_the_bench_records():
+    """Real training (bench/format_vs_knowledge, records saved by its --fixture): a VOC fine-tune that rehearses
+    the facts as plain text keeps them but loses the answer format; the demo's domain_only loses the facts and,
+    writing label paths, the format too."""
+    from evalkit.records import EvalResult
+
+    folder = Path(__file__).parent / "fixtures" / "format_vs_knowledge"
+    results = [EvalResult.from_dict(json.loads((folder / f"{name}.json").read_text()))
+               for name in ("base", "domain_only", "voc_fact_text")]
+    rows = {r["checkpoint"]: r for r in build_comparison(results, baseline="base", n_resamples=B)["format_vs_knowledge"]}
+    assert rows["voc_fact_text"]["diagnosis"] == "format" and rows["domain_only"]["diagnosis"] == "both"
+    kept = rows["voc_fact_text"]
+    assert kept["loglik_p_value"] >= 0.05 and kept["parse_failure_delta"] >= 0.05
+    assert kept["loglik_delta"] - kept["generative_delta"] >= 0.10
+    assert rows["domain_only"]["loglik_p_value"] < 0.05 and rows["domain_only"]["loglik_task"] == "demo_general"
 
 
 @pytest.mark.parametrize("ll_delta,ll_p,gen_delta,parse_delta,expected", [

@@ -24,7 +24,6 @@ Corpus metrics come from :func:`evalkit.metrics.hierarchical.hierarchical_report
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -37,6 +36,8 @@ from ..errors import UsageError
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, check_choice, validate_options
+from .aggregation import (declared_identities, record_paths, recorded_settings, resample_breakdown, resample_metrics,
+                          routing_metrics)
 
 if TYPE_CHECKING:
     from .dataset import VocData, VocExample
@@ -346,107 +347,36 @@ class VocEvaluator:
         )
 
     # ----------------------------------------------------------------------------- metrics
-    @staticmethod
-    def _paths(records: list[SampleRecord]) -> tuple[list[tuple[str, ...]], list[tuple[str, ...] | None]]:
-        y_true = [tuple(r.extra["target_path"]) for r in records]
-        y_pred = [tuple(r.extra["pred_path"]) if r.extra.get("pred_path") else None for r in records]
-        return y_true, y_pred
-
     def aggregate(self, records: list[SampleRecord]) -> TaskResult:
         from ..metrics.hierarchical import hierarchical_report
 
         o = self.options
-        y_true, y_pred = self._paths(records)
+        y_true, y_pred = record_paths(records)
         report = hierarchical_report(y_true, y_pred, taxonomy=self.data.taxonomy, train_counts=self.data.train_counts() or None,
                                      n_resamples=o.n_resamples, confidence=o.confidence, random_state=o.seed)
         metrics = dict(report["metrics"])  # None where undefined (e.g. mean_first_error_depth with no errors)
-        metrics.update(self._routing_metrics(records))
+        metrics.update(routing_metrics(records, self.data.taxonomy.depth, o.coverage_precisions))
         breakdowns = report.get("breakdowns", {})
         names = [*metrics, *(f"{kind}/{m}" for kind, rows in breakdowns.items()
                              for m in sorted({m for stats in rows.values() for m in stats} - BREAKDOWN_COUNT_FIELDS))]
         specs = declared_specs(type(self), names)
+        same_as = declared_identities(o.mode, self.data.taxonomy, y_true, metrics)
         return TaskResult(
             task=self.config.name, evaluator=self.name, evaluator_version=self.version, config_hash=self.config_hash(),
             metrics=metrics, n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
             higher_is_better={k: specs[k].higher_is_better for k in metrics}, metric_specs=specs,
             ci=report.get("ci", {}),
-            breakdowns=breakdowns, settings=self._settings(records), samples=list(records),
+            breakdowns=breakdowns, settings=recorded_settings(records, o, self.data, self._unscorable),
+            samples=list(records), same_as=same_as,
         )
-
-    def _routing_metrics(self, records: list[SampleRecord]) -> dict[str, float | None]:
-        """Calibration and coverage metrics (voc/routing.py); none unless every record has a confidence."""
-        from .routing import routing_arrays, routing_metric_names, routing_scores
-
-        depth = self.data.taxonomy.depth
-        arrays = routing_arrays(records, depth)
-        if arrays is None:
-            return {}
-        names = routing_metric_names(depth, self.options.coverage_precisions, levels="level1" in arrays)
-        values = routing_scores(arrays, names, np.arange(len(records))[None, :])
-        return {name: (float(v[0]) if np.isfinite(v[0]) else None) for name, v in values.items()}
-
-    def _settings(self, records: list[SampleRecord]) -> dict[str, Any]:
-        o, tax = self.options, self.data.taxonomy
-        extras = [r.extra for r in records]
-        return {
-            "mode": o.mode, "n_samples": len(records), "num_fewshot": o.num_fewshot,
-            "label_options": o.label_options,
-            "label_options_used": sorted({e.get("label_options") for e in extras if e.get("label_options")}),
-            "chat_template": sorted({bool(e.get("chat_template")) for e in extras}),
-            "tokens_counted_by": sorted({e.get("tokens_counted_by") for e in extras if e.get("tokens_counted_by")}),
-            "n_invalid": sum(bool(e.get("invalid")) for e in extras),
-            "n_truncated": sum(bool(e.get("truncated")) for e in extras),
-            "n_fewshot_reduced": sum(e.get("num_fewshot_used", o.num_fewshot) < o.num_fewshot for e in extras),
-            "parse_rules": dict(sorted(Counter(e.get("parse_rule", "?") for e in extras).items())),
-            "prompt_template": o.prompt_template or "default", "sep": tax.sep, "n_labels": len(tax.labels),
-            "n_leaves": len(tax.leaves), "depth": tax.depth, "n_train": len(self.data.train), "seed": o.seed,
-            "limit": o.limit, "sample_seed": o.sample_seed,
-            "confidence": sorted({(e.get("confidence") or {}).get("method", "none") for e in extras}),
-            **({"confidence_unavailable": self._unscorable} if self._unscorable else {}),
-            **self._frequency_bands(records),
-        }
-
-    def _frequency_bands(self, records: list[SampleRecord]) -> dict[str, Any]:
-        """The classes of each head / torso / tail band, which the comparison's resamples of a band average
-        over (``resample_breakdown``); nothing without training data (no frequency breakdown then)."""
-        from ..metrics.hierarchical import frequency_bands
-
-        train_counts = self.data.train_counts()
-        if not train_counts or not records:
-            return {}
-        y_true, _ = self._paths(records)
-        return {"frequency_bands": frequency_bands(y_true, train_counts, taxonomy=self.data.taxonomy)}
 
     @classmethod
     def resample_metrics(cls, records: list[SampleRecord], names: list[str], indices: Any) -> dict[str, Any]:
         """Corpus metrics on resamples (rows of ``indices``), for the comparison's intervals and tests."""
-        from ..metrics.hierarchical import resampled_scores
-        from .routing import is_routing_metric, routing_arrays, routing_scores
-
-        routing = [n for n in names if is_routing_metric(n)]
-        hierarchical = [n for n in names if not is_routing_metric(n)]
-        y_true, y_pred = cls._paths(records)
-        out = resampled_scores(y_true, y_pred, hierarchical, indices) if hierarchical else {}
-        if routing:
-            depth = max([len(t) for t in y_true] + [int(n[5:].split("_")[0]) for n in routing if n.startswith("level")])
-            arrays = routing_arrays(records, depth)
-            if arrays is None:
-                raise ValueError("calibration and routing metrics need a confidence on every record")
-            out.update(routing_scores(arrays, routing, indices))
-        return {name: out[name] for name in names}
+        return resample_metrics(records, names, indices)
 
     @classmethod
     def resample_breakdown(cls, records: list[SampleRecord], kind: str, metric: str, keys: list[str],
                            indices: Any, settings: dict[str, Any]) -> np.ndarray:
-        """Per-class, per-level and per-frequency-band breakdown values on resamples, shape (B, len(keys)): the
-        comparison's intervals and tests for breakdown rows (``metrics.hierarchical.resampled_breakdown``).
-
-        The bands' classes come from the task's ``settings["frequency_bands"]``; results stored before they
-        were recorded get nan (the comparison then leaves those rows without an interval, as before)."""
-        from ..metrics.hierarchical import resampled_breakdown
-
-        bands = settings.get("frequency_bands")
-        if kind == "frequency" and not isinstance(bands, dict):
-            return np.full((len(indices), len(keys)), np.nan)
-        y_true, y_pred = cls._paths(records)
-        return resampled_breakdown(y_true, y_pred, kind, metric, keys, indices, bands=bands)
+        """Breakdown values on resamples, shape (B, len(keys)) (see :func:`.aggregation.resample_breakdown`)."""
+        return resample_breakdown(records, kind, metric, keys, indices, settings)
