@@ -69,7 +69,9 @@ class MetricSpec:
         gets a Wilson interval, McNemar's test and Newcombe's paired interval (independent units), where
         other sample metrics get t intervals and the paired t test. The choice follows this declaration,
         never the values: a metric whose values merely happen to be 0/1 is compared as a mean, and a
-        declared-binary metric whose values are not 0/1 is compared as a mean with a warning.
+        declared-binary metric whose values are not 0/1 is compared as a mean with a warning. None
+        (what :meth:`from_dict` reads from a stored sample spec written before the field existed):
+        not stated; :func:`~evalkit.evaluators.metric_spec` takes it from the evaluator class's declaration.
     bounds : (float, float), optional
         The range the metric cannot leave (``(0.0, 1.0)`` for an F1 or a precision). Normal
         (jackknife) intervals of corpus metrics are cut to it, so an F1 near 1 never gets an upper
@@ -103,7 +105,7 @@ class MetricSpec:
     group_by: str | None = None
     bounds: tuple[float, float] | None = None
     interval: str | None = None
-    binary: bool = False
+    binary: bool | None = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.higher_is_better, bool):
@@ -122,7 +124,9 @@ class MetricSpec:
             object.__setattr__(self, "bounds", _check_bounds(self.bounds))
         if self.interval not in INTERVALS:
             raise ValueError(f"MetricSpec interval must be one of {INTERVALS}; got {self.interval!r}.")
-        if not isinstance(self.binary, bool):
+        if self.binary is None and self.level != "sample":  # a corpus metric has no per-unit values: never 0/1
+            object.__setattr__(self, "binary", False)
+        if not isinstance(self.binary, bool) and self.binary is not None:
             raise ValueError(f"MetricSpec binary must be True or False; got {self.binary!r}.")
         if self.binary and self.level != "sample":
             raise ValueError("MetricSpec: 'binary' says a sample metric's per-unit values are 0/1; a corpus metric has none.")
@@ -139,7 +143,7 @@ class MetricSpec:
         data = dataclasses.asdict(self)
         if data["interval"] is None:  # the default: declarations written before the field existed stay as they were
             del data["interval"]
-        if self.level != "sample":  # only sample metrics say it; a stored sample spec without it predates it
+        if self.level != "sample" or self.binary is None:  # only sample metrics say it; None: a stored spec predating it
             del data["binary"]
         return data
 
@@ -148,7 +152,8 @@ class MetricSpec:
         if isinstance(data, MetricSpec):
             return data
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in dict(data).items() if k in known})
+        # a spec stored before 'binary' existed did not state it: None (unknown), not the default False
+        return cls(**{"binary": None, **{k: v for k, v in dict(data).items() if k in known}})
 
 
 class _NotPlainJson(Exception):

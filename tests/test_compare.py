@@ -814,6 +814,54 @@ def test_a_binary_declaration_the_values_break_is_reported_and_compared_as_a_mea
 
 
 
+def _stored_voc_results(results, binary_key):
+    """results.json text of base and tuned whose voc_sample specs are stored as the new code writes them, with the
+    "binary" key of each sample spec deleted (binary_key="delete", a file written before the field) or set."""
+    texts = []
+    for result in copy.deepcopy(results[:2]):
+        task = result.tasks["voc_sample"]
+        task.metric_specs = dict(SyntheticVocEvaluator.metric_specs)
+        data = result.to_dict()
+        for spec in data["tasks"]["voc_sample"]["metric_specs"].values():
+            if binary_key == "delete":
+                spec.pop("binary", None)
+            elif spec["level"] == "sample":
+                spec["binary"] = binary_key
+        texts.append(json.dumps(data))
+    return texts
+
+
+def _voc_rows(comparison):
+    keys = ("ci_method", "ci_low", "ci_high", "test", "p_value", "delta_ci_low", "delta_ci_high")
+    metrics = {r["metric"]: tuple(r.get(k) for k in keys) for r in comparison["metrics"]
+               if r["task"] == "voc_sample" and r["checkpoint"] == "tuned"}
+    breakdowns = {(r["kind"], r["key"], r["metric"], r["checkpoint"]): tuple(r.get(k) for k in ("test", *keys[:5]))
+                  for r in comparison["breakdowns"] if r["task"] == "voc_sample"}
+    return metrics, breakdowns
+
+
+def test_results_stored_before_binary_existed_take_it_from_the_evaluator_declaration(results):
+    """A stored spec without "binary" is unknown and the class's declaration fills it (Wilson, McNemar, as for a
+    new results.json); a stored "binary": false stays false (t interval, paired t test); new JSON is unchanged."""
+    new, old, not_binary = (_stored_voc_results(results, key) for key in (True, "delete", False))
+    assert '"binary": true' in new[0] and '"binary"' not in old[0]
+    loaded = {name: [EvalResult.from_dict(json.loads(text)) for text in texts]
+              for name, texts in (("new", new), ("old", old), ("false", not_binary))}
+    assert json.dumps(loaded["new"][0].to_dict()) == new[0]  # byte-identical round trip of what the new code writes
+    assert json.dumps(loaded["old"][0].to_dict()) == old[0]  # an old file rewritten stays as it was
+    rows = {name: _voc_rows(build_comparison(pair, n_resamples=B)) for name, pair in loaded.items()}
+    assert rows["old"] == rows["new"]
+    metrics, breakdowns = rows["new"]
+    assert metrics["path_acc"][0] == "wilson" and metrics["path_acc"][3].startswith("mcnemar")
+    assert any(test and test.startswith("mcnemar") for test, *_ in breakdowns.values())
+    class_rows = [row for key, row in breakdowns.items() if key[0] == "class"]
+    assert class_rows and all(row[1] == "wilson" for row in class_rows)
+    metrics, breakdowns = rows["false"]
+    assert (metrics["path_acc"][0], metrics["path_acc"][3]) == ("t", "paired_t")
+    assert not any(test and test.startswith("mcnemar") for test, *_ in breakdowns.values())
+    assert not any(row[1] == "wilson" for key, row in breakdowns.items() if key[0] == "class")
+
+
 # ----------------------------------------------------------------------------------- multiplicity (issue 23, item 5)
 def test_primary_rows_form_one_holm_family_per_checkpoint_as_statsmodels_computes_it(comparison):
     from statsmodels.stats.multitest import multipletests

@@ -228,6 +228,9 @@ def test_letter_variant_reports_parse_failures(mmlu_dir):
     assert result.metrics["parse_failure_rate"] == pytest.approx(2 / 6)
     assert result.higher_is_better["parse_failure_rate"] is False
     assert result.metric_specs["parse_failure_rate"].score_field("parse_failure_rate") == "extra.parse_failed"
+    # a proportion like acc: Wilson / McNemar, and its delta interval is cut to what [0, 1] allows
+    assert (result.metric_specs["parse_failure_rate"].binary, result.metric_specs["parse_failure_rate"].bounds) == \
+        (True, (0.0, 1.0))
     assert result.metric_specs["exact_match"].level == "sample"
     assert result.settings["variant_of"] == "mmlu" and result.primary_metric == "exact_match"
     assert result.breakdowns["subject"]["astronomy"]["parse_failure_rate"] == 0.5

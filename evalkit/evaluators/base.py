@@ -97,14 +97,11 @@ def metric_spec(task_result: "TaskResult", metric: str) -> MetricSpec | None:
     stored = (task_result.metric_specs or {}).get(metric)
     cls = EVALUATORS.find(task_result.evaluator)
     declared = declared_specs(cls, [metric]).get(metric) if cls is not None else None
-    if stored is None:
-        return declared
-    spec = MetricSpec.from_dict(stored)
-    if isinstance(stored, Mapping) and "binary" not in stored and declared is not None and declared.binary \
-            and spec.level == "sample":
-        # stored before declarations said "binary": the class's declaration of the same metric says it
-        spec = dataclasses.replace(spec, binary=True)
-    return spec
+    spec = declared if stored is None else MetricSpec.from_dict(stored)
+    if spec is None or spec.binary is not None:
+        return spec
+    # stored before declarations said "binary" (None: not stated): the class's declaration of the metric says it
+    return dataclasses.replace(spec, binary=declared is not None and bool(declared.binary))
 
 
 @runtime_checkable
