@@ -84,13 +84,13 @@ def test_compare_help_lists_exit_codes():
     ("demo_general.accc", "task 'demo_general' does not report a metric 'accc'. Did you mean 'acc'?"),
 ])
 def test_compare_policy_names_a_bad_gate_before_evaluating_anything(tmp_path, monkeypatch, capsys, metric, expected):
-    import evalkit.cli.commands
+    import evalkit.compare_run
     from evalkit.cli import main
 
     def must_not_evaluate(*args, **kwargs):
         raise AssertionError("evaluated although the policy cannot be applied")
 
-    monkeypatch.setattr(evalkit.cli.commands, "collect_results", must_not_evaluate)
+    monkeypatch.setattr(evalkit.compare_run, "evaluate_one", must_not_evaluate)
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"gates:\n  - metric: {metric}\n    max_drop: 0.1\n")
     with pytest.raises(SystemExit) as exit_info:

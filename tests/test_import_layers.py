@@ -26,6 +26,7 @@ FLOORS = [
     ["report"],
     ["comparison"],
     ["api"],
+    ["compare_run"],
     ["integrations", "demo"],
     ["cli"],
     ["__main__"],
@@ -37,7 +38,6 @@ KNOWN_BACK_EDGES = {
     ("taskconfig", "general"),          # task names of lm-eval live beside the general axis
     ("gate", "sequential"),             # the sequential verdict rule
     ("gate", "integrations"),
-    ("sequential", "api"),              # sequential compare stands above the API, not a mode of it
     ("comparison", "integrations"),     # Comparison.to_pandas / log_to_mlflow / notebook display
 }
 

@@ -49,7 +49,7 @@ def build_comparison(results: Sequence[EvalResult], *, baseline: str | None = No
     _check_int(n_resamples, "n_resamples", 1)
     _check_int(max_flips, "max_flips", 0)
     by_label = _by_label(results)
-    base = _pick_baseline(list(by_label), baseline)
+    base = pick_baseline(list(by_label), baseline)
     unknown = sorted(set(notes or {}) - set(by_label))
     if unknown:
         raise UsageError(f"a note is given for {', '.join(map(repr, unknown))}, which is not a checkpoint label."
@@ -103,7 +103,8 @@ def _by_label(results: Sequence[EvalResult]) -> dict[str, EvalResult]:
     return by_label
 
 
-def _pick_baseline(labels: list[str], baseline: str | None) -> str:
+def pick_baseline(labels: list[str], baseline: str | None) -> str:
+    """``baseline`` if it is one of ``labels``, the first label when None, else a UsageError."""
     if baseline is None:
         return labels[0]
     if baseline not in labels:

@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import UsageError, did_you_mean
 
 from ..metrics.stats import one_sided_bounds, paired_proportion_bounds, proportion_bounds
-from ._policy import _COMPARATIVE, _STATUS_ORDER, ON_INCONCLUSIVE, Gate, Policy
+from ._policy import _COMPARATIVE, _STATUS_ORDER, ON_INCONCLUSIVE, Gate, Policy, check_policy_baseline
 # ------------------------------------------------------------------------------------ evaluation
 
 
@@ -143,9 +143,7 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
     to hold.
     """
     baseline = comparison.get("baseline")
-    if policy.baseline is not None and policy.baseline != baseline:
-        raise UsageError(f"{policy.source}: 'baseline' is {policy.baseline!r} but the comparison's baseline is "
-                         f"{baseline!r}; compare against {policy.baseline!r} (--baseline) or fix the policy.")
+    check_policy_baseline(policy, baseline)
     labels = [str(c.get("label")) for c in comparison.get("checkpoints", [])]
     index = _metric_index(comparison)
     targets = [(gate, _rows_for(gate, index, policy.source)) for gate in policy.gates]

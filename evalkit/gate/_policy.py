@@ -120,6 +120,13 @@ def as_policy(policy: Any) -> Policy:
                      param="policy")
 
 
+def check_policy_baseline(policy: Policy, baseline: Any) -> None:
+    """A UsageError unless ``policy`` names no baseline or names ``baseline`` (the comparison's)."""
+    if policy.baseline is not None and policy.baseline != baseline:
+        raise UsageError(f"{policy.source}: 'baseline' is {policy.baseline!r} but the comparison's baseline is "
+                         f"{baseline!r}; compare against {policy.baseline!r} (--baseline) or fix the policy.")
+
+
 def parse_policy(data: Any, source: str = "<policy>") -> Policy:
     """Validate an already-parsed policy mapping (see :func:`load_policy`)."""
     if not isinstance(data, dict):
