@@ -22,7 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError, did_you_mean
+from .errors import UsageError, did_you_mean, arg
 from .progress import note
 from .records import EvalResult
 from .sequential import DEFAULT_CHUNK_SIZE
@@ -95,8 +95,8 @@ def prepare(models: Sequence[Any], tasks: TaskPlan, *, baseline_results: Sequenc
         _check_sequential(sequential, tasks.policy)
     prior = load_results_files(list(baseline_results))
     if len(models) + len(prior) < 2:
-        raise UsageError("compare needs at least two checkpoints (models and/or baseline_results files).",
-                         param="results")
+        raise UsageError(f"compare needs at least two checkpoints ({arg('models')} and/or {arg('baseline_results')} "
+                         "files).", param="models")
     options = load_options if load_options is not None else api.load_options()
     checkpoints = [api.as_checkpoint(model, options=options, index=i) for i, model in enumerate(models)]
     labels = [r.checkpoint.label for r in prior] + [c.label for c in checkpoints]
@@ -138,12 +138,14 @@ def _check_sequential(sequential: Sequential, policy: Any) -> None:
     from .parallel import current_ranks
 
     if policy is None:
-        raise UsageError("--sequential stops a task once its gates are decided, so it needs --policy FILE.")
+        raise UsageError(f"{arg('sequential', True)} stops a task once its gates are decided, so it needs "
+                         f"{arg('policy', 'FILE')}.", param="policy")
     _validate.seed(sequential.seed, param="seed")  # numpy's SeedSequence would refuse it mid-run
     _validate.integer(sequential.chunk_size, param="chunk_size", minimum=1,
                       what="a positive integer (samples per look)")
     if current_ranks().parallel:
-        raise UsageError("--sequential decides after every chunk in one process; run it without torchrun/accelerate.")
+        raise UsageError(f"{arg('sequential', True)} decides after every chunk in one process; run it without "
+                         "torchrun/accelerate.")
 
 
 # ----------------------------------------------------------------------------------- evaluation

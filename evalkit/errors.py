@@ -8,24 +8,61 @@ and exits with :attr:`EvalkitError.exit_code`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 __all__ = ["EvalkitError", "UsageError", "ParameterTypeError", "EvaluationError", "ServerError", "did_you_mean",
-           "path_name_error", "register_secret", "redact", "printable", "redact_secrets", "warn"]
+           "arg", "render_args", "python_words", "path_name_error", "register_secret", "redact", "printable", "redact_secrets", "warn"]
+
+
+#: Around a parameter named in a message (:func:`arg`): private-use characters no user text carries.
+_OPEN, _SEP, _CLOSE = "\ue000", "\ue001", "\ue002"
+
+
+def arg(name: str, value: object = None) -> str:
+    """A parameter named inside a message: ``name=value`` (or ``name``) to a Python caller, its flag on
+    the command line, which renders it through its one parameter -> flag table (:func:`render_args`).
+
+    >>> python_words(f"pass {arg('config', 'DIR')} or {arg('allow_pickle', True)}; see {arg('tasks')}.")
+    'pass config=DIR or allow_pickle=True; see tasks.'
+    """
+    inside = name if value is None else f"{name}{_SEP}{value}"
+    return f"{_OPEN}{inside}{_CLOSE}"
+
+
+def render_args(text: str, word: Callable[[str, str | None], str]) -> str:
+    """``text`` with each :func:`arg` replaced by ``word(name, value)`` (value None when none was given)."""
+    head, *marked = text.split(_OPEN)
+    parts = [head]
+    for part in marked:
+        inside, _, rest = part.partition(_CLOSE)
+        name, sep, value = inside.partition(_SEP)
+        parts.append(word(name, value if sep else None) + rest)
+    return "".join(parts)
+
+
+def python_words(text: str) -> str:
+    """``text`` with each :func:`arg` as the Python API names it: ``name=value`` or ``name``."""
+    return render_args(text, lambda name, value: name if value is None else f"{name}={value}")
 
 
 class EvalkitError(Exception):
     """Base class: a problem with the user's input or environment (exit code 2).
 
     ``param`` names the argument at fault in the Python API's words (``"notes"``, ``"baseline"``,
-    ``"tasks"``); the message itself speaks no command-line vocabulary, and the CLI prefixes the
-    matching flag (``--note``) when it prints the error.
+    ``"tasks"``); other parameters a message mentions (a hint: "pass config=DIR") are marked with
+    :func:`arg`. The message itself speaks no command-line vocabulary: ``str(error)`` shows Python
+    names, and the CLI renders :attr:`marked` with its flags and prefixes the flag of ``param``.
     """
 
     exit_code = 2
 
     def __init__(self, *args: object, param: str | None = None):
+        marked = args[0] if args and isinstance(args[0], str) else None
+        if marked is not None and _OPEN in marked:
+            args = (python_words(marked), *args[1:])
         super().__init__(*args)
         self.param = param
+        self.marked = marked if marked is not None else str(self)
 
 
 class UsageError(EvalkitError):

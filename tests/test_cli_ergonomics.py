@@ -179,3 +179,60 @@ def test_the_name_scan_knows_lm_evals_names_and_defers_what_it_misses():
     assert len(names) > 14000 and {"mmlu", "hellaswag", "arc_easy", "ifeval", "gsm8k"} <= names
     for valid in ("hellaswag", "arc_challenge", "afrixnli_tasks"):  # the last is built by a template
         check_task_name(valid, [])
+
+
+# ------------------------------------------------------------------------------ one convention: parameters, flags
+
+def test_a_library_error_names_parameters_and_the_command_line_names_their_flags(capsys):
+    from evalkit.errors import UsageError, arg
+
+    error = UsageError(f"folder x: no tokenizer files; pass another {arg('config', 'DIR')} or "
+                       f"{arg('allow_pickle', True)} with {arg('chat_template', False)}.", param="config")
+    assert str(error) == "folder x: no tokenizer files; pass another config=DIR or allow_pickle=True with " \
+                         "chat_template=False."
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module._report(error, error.exit_code)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("evalkit: error: folder x: no tokenizer files; pass another --config DIR "
+                                       "or --allow-pickle with --no-chat-template.\n")
+
+
+def test_every_marked_parameter_has_a_flag():
+    """A parameter a library message marks (errors.arg) and the CLI cannot name would reach the terminal
+    in Python words: every marked name in evalkit/ is in the CLI's one table."""
+    import ast
+    from pathlib import Path
+
+    from evalkit.cli._flags import FLAGS
+
+    root = Path(cli_module.__file__).resolve().parents[1]
+    marked = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "arg"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                marked.add(node.args[0].value)
+    assert len(marked) > 10 and sorted(marked - FLAGS.keys()) == []
+
+
+def test_library_messages_speak_no_flags():
+    """Outside evalkit/cli, no string that becomes an error or a progress line spells a flag ("--name"); a
+    whole command in backticks (`evalkit eval --out`, the command that writes a file) is a name, not a flag."""
+    import ast
+    import re
+    from pathlib import Path
+
+    root = Path(cli_module.__file__).resolve().parents[1]
+    flag = re.compile(r"(^|[\s(])--[a-z][a-z-]+")
+    spoken = []
+    for path in root.rglob("*.py"):
+        if "cli" in path.relative_to(root).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in {
+                    "UsageError", "EvaluationError", "ServerError", "ParameterTypeError", "EvalkitError", "note",
+                    "warn", "warning", "result"}:
+                texts = [n.value for a in node.args for n in ast.walk(a)
+                         if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+                spoken += [f"{path.name}:{node.lineno}: {t}" for t in texts if flag.search(re.sub("`[^`]*`", "", t))]
+    assert spoken == []

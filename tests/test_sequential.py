@@ -380,7 +380,7 @@ def test_sequential_needs_a_policy(tmp_path):
     from evalkit.checkpoints import LoadOptions
     from evalkit.cli.commands import compare_pipeline
 
-    with pytest.raises(UsageError, match="needs --policy"):
+    with pytest.raises(UsageError, match="needs policy=FILE"):
         compare_pipeline(specs=["a", "b"], tasks="mmlu", out=tmp_path, baseline=None, baseline_results=[], policy=None,
                          notes=[], overrides=[], rerun=False, load_options=LoadOptions(), store_path=None,
                          sequential=True)

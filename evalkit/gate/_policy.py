@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError, did_you_mean
+from ..errors import UsageError, did_you_mean, arg
 
 
 #: Operator -> what its threshold means (used in error messages and docs).
@@ -124,7 +124,7 @@ def check_policy_baseline(policy: Policy, baseline: Any) -> None:
     """A UsageError unless ``policy`` names no baseline or names ``baseline`` (the comparison's)."""
     if policy.baseline is not None and policy.baseline != baseline:
         raise UsageError(f"{policy.source}: 'baseline' is {policy.baseline!r} but the comparison's baseline is "
-                         f"{baseline!r}; compare against {policy.baseline!r} (--baseline) or fix the policy.")
+                         f"{baseline!r}; compare against {policy.baseline!r} ({arg('baseline')}) or fix the policy.")
 
 
 def parse_policy(data: Any, source: str = "<policy>") -> Policy:
