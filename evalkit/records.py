@@ -64,6 +64,12 @@ class MetricSpec:
         Only for breakdown metrics (declared as ``"KIND/METRIC"``): the record field whose value is
         the breakdown key of a record (``"group"``, ``"extra.category"``; for element units a list of
         keys, one per element, e.g. ``"extra.instruction_ids"``).
+    binary : bool, default=False
+        Only for ``level="sample"``: each unit's value is 0 or 1, so the metric is a proportion. It then
+        gets a Wilson interval, McNemar's test and Newcombe's paired interval (independent units), where
+        other sample metrics get t intervals and the paired t test. The choice follows this declaration,
+        never the values: a metric whose values merely happen to be 0/1 is compared as a mean, and a
+        declared-binary metric whose values are not 0/1 is compared as a mean with a warning.
     bounds : (float, float), optional
         The range the metric cannot leave (``(0.0, 1.0)`` for an F1 or a precision). Normal
         (jackknife) intervals of corpus metrics are cut to it, so an F1 near 1 never gets an upper
@@ -97,6 +103,7 @@ class MetricSpec:
     group_by: str | None = None
     bounds: tuple[float, float] | None = None
     interval: str | None = None
+    binary: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.higher_is_better, bool):
@@ -115,6 +122,10 @@ class MetricSpec:
             object.__setattr__(self, "bounds", _check_bounds(self.bounds))
         if self.interval not in INTERVALS:
             raise ValueError(f"MetricSpec interval must be one of {INTERVALS}; got {self.interval!r}.")
+        if not isinstance(self.binary, bool):
+            raise ValueError(f"MetricSpec binary must be True or False; got {self.binary!r}.")
+        if self.binary and self.level != "sample":
+            raise ValueError("MetricSpec: 'binary' says a sample metric's per-unit values are 0/1; a corpus metric has none.")
         if self.interval is not None and self.level != "corpus":
             raise ValueError("MetricSpec: 'interval' chooses how a corpus metric is resampled; a sample metric has none.")
 
@@ -128,6 +139,8 @@ class MetricSpec:
         data = dataclasses.asdict(self)
         if data["interval"] is None:  # the default: declarations written before the field existed stay as they were
             del data["interval"]
+        if self.level != "sample":  # only sample metrics say it; a stored sample spec without it predates it
+            del data["binary"]
         return data
 
     @classmethod

@@ -159,7 +159,7 @@ def _resolve_one(item: str | TaskConfig) -> TaskConfig:
         return load_task_file(shipped)
     # Anything else is taken as an lm-eval task or group name; a misspelt one fails here in about a second
     # (the lm_eval evaluator checks the rest when it loads the task).
-    from .general.task_names import check_task_name
+    from .lm_eval_tasks import check_task_name
 
     check_task_name(item, shipped_task_names())
     return TaskConfig(name=item, evaluator="lm_eval", options={"lm_eval_task": item}, source=f"lm-eval task {item!r}")

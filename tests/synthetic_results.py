@@ -50,10 +50,10 @@ class SyntheticVocEvaluator:
     version = "1"
     needs = frozenset({"generate_until"})
     metric_specs = {
-        "path_acc": MetricSpec(level="sample", score="correct"),
-        "invalid_rate": MetricSpec(higher_is_better=False, level="sample"),
-        "leaf_macro_f1": MetricSpec(level="corpus"),
-        "class/recall": MetricSpec(level="sample", score="correct", group_by="group"),
+        "path_acc": MetricSpec(level="sample", score="correct", binary=True),
+        "invalid_rate": MetricSpec(higher_is_better=False, level="sample", binary=True),
+        "leaf_macro_f1": MetricSpec(level="corpus", bounds=(0.0, 1.0)),
+        "class/recall": MetricSpec(level="sample", score="correct", group_by="group", binary=True),
         "frequency/*": MetricSpec(level="corpus"),
     }
 
@@ -73,15 +73,16 @@ class SyntheticGeneralEvaluator:
     version = "1"
     needs = frozenset({"loglikelihood", "generate_until"})
     metric_specs = {
-        "acc": MetricSpec(level="sample"),
-        "exact_match": MetricSpec(level="sample"),
-        "parse_failure_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.parse_failed"),
-        "prompt_level_strict_acc": MetricSpec(level="sample"),
-        "inst_level_strict_acc": MetricSpec(level="sample", unit="element", cluster="sample_id"),
-        "subject/acc": MetricSpec(level="sample", score="correct", group_by="group"),
-        "category/acc": MetricSpec(level="sample", score="correct", group_by="extra.category"),
+        "acc": MetricSpec(level="sample", bounds=(0.0, 1.0), binary=True),
+        "exact_match": MetricSpec(level="sample", binary=True),
+        "parse_failure_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.parse_failed", binary=True),
+        "prompt_level_strict_acc": MetricSpec(level="sample", binary=True),
+        "inst_level_strict_acc": MetricSpec(level="sample", unit="element", cluster="sample_id", binary=True,
+                                              bounds=(0.0, 1.0)),
+        "subject/acc": MetricSpec(level="sample", score="correct", group_by="group", binary=True),
+        "category/acc": MetricSpec(level="sample", score="correct", group_by="extra.category", binary=True),
         "instruction/acc": MetricSpec(level="sample", score="scores.inst_level_strict_acc", unit="element",
-                                      group_by="extra.instruction_ids"),
+                                      group_by="extra.instruction_ids", binary=True),
     }
 
     @classmethod

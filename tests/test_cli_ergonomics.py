@@ -173,7 +173,7 @@ def test_a_misspelt_task_gets_did_you_mean_from_shipped_and_lm_eval_names_withou
 
 
 def test_the_name_scan_knows_lm_evals_names_and_defers_what_it_misses():
-    from evalkit.general.task_names import check_task_name, lm_eval_task_names
+    from evalkit.lm_eval_tasks import check_task_name, lm_eval_task_names
 
     names = set(lm_eval_task_names())
     assert len(names) > 14000 and {"mmlu", "hellaswag", "arc_easy", "ifeval", "gsm8k"} <= names

@@ -268,8 +268,44 @@ def test_all_invalid_baseline_still_gets_a_paired_test():
     assert row["test"] == "approximate_randomization" and row["p_value"] < 0.05
 
 
-def _voc_checkpoint(label, true, pred):
-    from evalkit.metrics.hierarchical import hierarchical_report
+def test_voc_breakdown_rows_all_get_intervals_and_family_adjusted_tests():
+    """Per level, per frequency band and per class (issue 27): each tuned row has a jackknife interval, a paired
+    test and a Holm / BH adjustment within its family; a band's interval is its jackknife by hand."""
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    from evalkit.metrics.hierarchical import frequency_breakdown
+    from evalkit.metrics.stats import jackknife_ci
+
+    leaves = [("Billing", "Fees", "Late"), ("Billing", "Fees", "Overdraft"), ("Card", "Fraud", "Unknown"), ("Card", "Lost", "Stolen")]
+    train = {leaves[0]: 300, leaves[1]: 60, leaves[2]: 60, leaves[3]: 5}  # head, torso, torso, tail
+    rng = np.random.default_rng(5)
+    true = [leaves[i] for i in rng.choice(4, 80, p=[0.4, 0.25, 0.25, 0.1])]
+    base_pred = [t if rng.random() < 0.5 else leaves[0] for t in true]
+    tuned_pred = [t if rng.random() < 0.9 else leaves[1] for t in true]
+    comparison = build_comparison([_voc_checkpoint("base", true, base_pred, train),
+                                   _voc_checkpoint("tuned", true, tuned_pred, train)], n_resamples=B)
+    assert comparison["warnings"] == []
+    tuned = [r for r in comparison["breakdowns"] if r["checkpoint"] == "tuned"]
+    assert {r["kind"] for r in tuned} == {"class", "level", "frequency"}
+    for row in tuned:
+        assert row["p_value"] is not None and row["p_value_adjusted"] >= row["p_value"], row
+        assert row["delta_ci_low"] <= row["delta"] <= row["delta_ci_high"], row
+        assert -row["baseline_value"] <= row["delta_ci_low"] and row["delta_ci_high"] <= 1 - row["baseline_value"], row
+    bands = {r["key"]: r for r in tuned if r["kind"] == "frequency"}
+    assert set(bands) == {"head", "torso", "tail"} and {r["test"] for r in bands.values()} == {"approximate_randomization"}
+    raw = [bands[k]["p_value"] for k in ("head", "torso", "tail")]
+    assert [bands[k]["p_value_adjusted"] for k in ("head", "torso", "tail")] == pytest.approx(
+        list(multitest.multipletests(raw, method="holm")[1]))
+    assert [bands[k]["q_value"] for k in ("head", "torso", "tail")] == pytest.approx(
+        list(multitest.multipletests(raw, method="fdr_bh")[1]))
+    loo = [frequency_breakdown(true[:i] + true[i + 1:], tuned_pred[:i] + tuned_pred[i + 1:], train)["torso"]["macro_f1"]
+           for i in range(len(true))]
+    low, high, _ = jackknife_ci(bands["torso"]["value"], loo, bounds=(0.0, 1.0))
+    assert (bands["torso"]["ci_low"], bands["torso"]["ci_high"]) == pytest.approx((low, high))
+    assert bands["head"]["delta"] > 0 and bands["head"]["p_value"] < 0.05  # base predicts the head leaf for everything
+
+
+def _voc_checkpoint(label, true, pred, train_counts=None):
+    from evalkit.metrics.hierarchical import frequency_bands, hierarchical_report
     from evalkit.records import CheckpointInfo, SampleRecord, TaskResult
 
     def text(path):
@@ -279,10 +315,11 @@ def _voc_checkpoint(label, true, pred):
                             scores={"path_correct": float(p == t)}, group=text(t),
                             extra={"target_path": list(t), "pred_path": list(p) if p else None, "invalid": p is None})
                for i, (t, p) in enumerate(zip(true, pred))]
-    report = hierarchical_report(true, pred, n_resamples=0)
+    report = hierarchical_report(true, pred, n_resamples=0, train_counts=train_counts)
+    settings = {"frequency_bands": frequency_bands(true, train_counts)} if train_counts else {}
     task = TaskResult(task="voc", evaluator="voc", evaluator_version="1", config_hash="h", metrics=report["metrics"],
                       n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
-                      breakdowns=report["breakdowns"], samples=records)
+                      breakdowns=report["breakdowns"], samples=records, settings=settings)
     return EvalResult(CheckpointInfo(label, label, "hf", label), {}, {"voc": task})
 
 
@@ -685,7 +722,8 @@ def test_every_marker_follows_the_interval_beside_it_and_intervals_stay_feasible
             continue
         checked += 1
         assert row["significant"] == (low > 0 or high < 0), row
-        if row["metric"] in ("acc", "leaf_macro_f1", "path_accuracy"):  # declared in [0, 1]
+        if row["metric"] in ("acc", "leaf_macro_f1"):  # declared in [0, 1]
+            assert row["metric_bounds"] == [0.0, 1.0]  # what the gate cuts its bounds to
             assert -row["baseline_value"] - 1e-12 <= low <= high <= 1 - row["baseline_value"] + 1e-12, row
         assert row["ci_target"] in ("population", "finite_sample_expectation", None)
     assert checked >= 3
@@ -707,3 +745,41 @@ def test_gate_rows_carry_what_their_bounds_need(comparison):
     assert row["value_counts"][1] == row["n"] and row["value_stderr"] > 0
     breakdowns = [b for b in comparison["breakdowns"] if b.get("test", "") and b["test"].startswith("mcnemar")]
     assert breakdowns and all(sum(b["paired_counts"]) == b["n_paired"] for b in breakdowns)
+
+
+# ----------------------------------------------------------------------------------- declarations, not data (issue 23)
+def _with_spec(results, task, metric, spec):
+    changed = copy.deepcopy(results[:2])
+    for result in changed:
+        result.tasks[task].metric_specs = {**(result.tasks[task].metric_specs or {}), metric: spec}
+    return changed
+
+
+def test_interval_and_test_follow_the_declaration_not_the_values(results):
+    """mmlu's acc values are 0/1 either way: declared binary it is a proportion (Wilson, McNemar); declared a
+    plain sample mean it is compared as one (t interval, paired t test), whatever the values happen to be."""
+    declared = build_comparison(results[:2], n_resamples=B)
+    row = _row(declared, "mmlu", "acc", "tuned")
+    assert (row["ci_method"], row["test"][:7], row["paired_counts"] is not None) == ("wilson", "mcnemar", True)
+    plain = build_comparison(_with_spec(results, "mmlu", "acc", MetricSpec(level="sample", bounds=(0, 1))),
+                             n_resamples=B)
+    row = _row(plain, "mmlu", "acc", "tuned")
+    assert (row["ci_method"], row["test"], row["paired_counts"], row["value_counts"]) == ("t", "paired_t", None, None)
+    base, tuned = _correct(results[0], "mmlu"), _correct(results[1], "mmlu")
+    ids = sorted(base)
+    expected = ttest_rel([float(tuned[i]) for i in ids], [float(base[i]) for i in ids])
+    assert row["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+    breakdowns = [r for r in declared["breakdowns"] if r["kind"] == "subject" and r["test"]]
+    assert breakdowns and all(r["test"].startswith("mcnemar") for r in breakdowns)
+
+
+def test_a_binary_declaration_the_values_break_is_reported_and_compared_as_a_mean(results):
+    changed = _with_spec(results, "mmlu", "acc", MetricSpec(level="sample", score="extra.confidence", binary=True))
+    for result in changed:
+        for record in result.tasks["mmlu"].samples:
+            record.extra["confidence"] = 0.25 + 0.5 * float(record.correct)
+        result.tasks["mmlu"].metrics["acc"] = float(np.mean([r.extra["confidence"] for r in result.tasks["mmlu"].samples]))
+    comparison = build_comparison(changed, n_resamples=B)
+    row = _row(comparison, "mmlu", "acc", "tuned")
+    assert (row["ci_method"], row["test"]) == ("t", "paired_t")
+    assert any("declared binary" in w and "'acc'" in w for w in comparison["warnings"])

@@ -647,3 +647,36 @@ def test_junit_of_a_decisive_pass_has_no_warning(tmp_path):
     assert case.find("failure") is None and not case.find("system-out").text.startswith("WARNING")
     check = json.loads(verdict_path.read_text())["checks"][0]
     assert check["underpowered"] is False and check["status"] == "pass" and check["bound_high"] < 0.02
+
+
+# ------------------------------------------------------------------ bounds cut to the metric's range (issue 23)
+def test_gate_bounds_of_the_demo_gain_stay_within_what_the_baseline_allows():
+    """The demo's leaf_macro_f1 gained from 0.008: the gate's upper bound read 1.004, a gain no F1 can make."""
+    row = metric_row("demo_voc", "leaf_macro_f1", "tuned", 0.94, 0.008)
+    row.update(delta_stderr=0.04, metric_bounds=[0.0, 1.0])
+    check = single_check(make_comparison([row]), "demo_voc.leaf_macro_f1", min_gain=0.2, significance=0.05)
+    assert check.status == "pass" and check.bound_high == pytest.approx(0.992)
+    assert check.bound_low == pytest.approx(0.932 - 1.6449 * 0.04, abs=1e-4)  # the deciding bound is unchanged
+    assert "+0.992]" in check.message
+    del row["metric_bounds"]  # a row written without the declaration keeps its normal bounds
+    uncut = single_check(make_comparison([row]), "demo_voc.leaf_macro_f1", min_gain=0.2, significance=0.05)
+    assert uncut.bound_high > 0.99
+
+
+@pytest.mark.parametrize("operator, higher_is_better, value, base", [
+    ("max_drop", True, 0.015, 0.02), ("min_gain", False, 0.01, 0.02), ("max_relative_drop", True, 0.015, 0.02),
+    ("min_relative_gain", True, 0.97, 0.9), ("max", True, 0.99, 0.98), ("min", False, 0.01, 0.02)])
+def test_every_operator_cuts_its_bounds_to_the_feasible_range(operator, higher_is_better, value, base):
+    row = metric_row("t", "m", "tuned", value, base, higher_is_better=higher_is_better)
+    row.update(delta_stderr=0.05, value_stderr=0.05, metric_bounds=[0.0, 1.0])
+    base_row = {**row, "checkpoint": "base", "value": base, "delta": 0.0}
+    comparison = make_comparison([row, base_row])
+    check = single_check(comparison, "t.m", **{operator: 0.5}, significance=0.05)
+    # the observed quantity of any value in [0, 1] against this baseline
+    s = 1.0 if higher_is_better else -1.0
+    reachable = {"max_drop": (-s * (1 - base), s * base), "min_gain": (s * (0 - base), s * (1 - base)),
+                 "max_relative_drop": ((base - 1) / base, base / base), "min_relative_gain": (-1.0, (1 - base) / base),
+                 "max": (0.0, 1.0), "min": (0.0, 1.0)}[operator]
+    least, most = sorted(reachable)
+    assert least - 1e-12 <= check.bound_low <= check.observed <= check.bound_high <= most + 1e-12, check
+    assert check.bound_low == pytest.approx(least) or check.bound_high == pytest.approx(most)  # something was cut

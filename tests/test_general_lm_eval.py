@@ -84,7 +84,7 @@ def test_mmlu_equals_simple_evaluate(mmlu_dir, hflm, shots):
     assert set(result.breakdowns["category"]) == {"stem", "humanities"}
     assert result.settings["num_fewshot"] == shots and result.settings["subjects"] == sorted(SUBJECTS)
     # declared from lm-eval's configs: mean aggregation, groups weighted by size -> a per-sample mean
-    assert result.metric_specs["acc"] == MetricSpec(higher_is_better=True, level="sample", bounds=(0.0, 1.0))
+    assert result.metric_specs["acc"] == MetricSpec(higher_is_better=True, level="sample", bounds=(0.0, 1.0), binary=True)
     assert result.metric_specs["subject/acc"].group_by == "group"
     assert result.metric_specs["category/acc"].group_by == "extra.category"
     # the tiny random model does not score every subject alike, so equality is not trivially 0.25 everywhere
@@ -358,10 +358,29 @@ def test_instruction_breakdown_counts_each_instruction():
     ({"lm_eval_task": "mmlu", "limit": -1}, r"key 'limit' must be a positive integer"),
     ({"lm_eval_task": "hellaswag", "data": "x"}, r"key 'data' is supported for lm_eval_task mmlu"),
     ({}, r"key 'lm_eval_task' is required"),
+    ({"lm_eval_task": "mmlu", "variant_of": " "}, r"key 'variant_of' must name the log-likelihood task"),
 ])
 def test_bad_options_name_file_key_and_allowed_values(options, message):
     with pytest.raises(UsageError, match=message):
         LmEvalEvaluator(TaskConfig(name="t", evaluator="lm_eval", options=options, source="tasks/test.yaml"))
+
+
+def test_variant_of_keeps_stored_keys_and_changes_only_its_own(monkeypatch):
+    """A task file's variant_of pairs a generative task with its log-likelihood one (format vs knowledge); unset,
+    it is not hashed, so the config hash is the one results were stored under before the key existed."""
+    import evalkit._io
+
+    hashed = []
+    real = evalkit._io.stable_hash
+    monkeypatch.setattr(evalkit._io, "stable_hash", lambda value: hashed.append(value) or real(value))
+
+    def evaluator(**extra):
+        return LmEvalEvaluator(TaskConfig(name="t", evaluator="lm_eval", options={"lm_eval_task": "hellaswag", **extra},
+                                          source="tasks/test.yaml"))
+
+    plain = evaluator().config_hash()
+    assert "variant_of" not in hashed[-1]["options"] and "seed" in hashed[-1]["options"]
+    assert evaluator(variant_of="mmlu").config_hash() != plain and hashed[-1]["options"]["variant_of"] == "mmlu"
 
 
 def test_missing_data_paths_fail_in_check_ready(tmp_path):
@@ -530,7 +549,8 @@ def test_pair_encoder_equals_lm_eval_tokenisation(tiny_model_dir):
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from evalkit.general.lmeval.requests import Doc, PairEncoder
+    from evalkit.general.lmeval.requests import Doc
+    from evalkit.tokenization import PairEncoder
 
     lm = HFLM(pretrained=str(tiny_model_dir), batch_size=1, device="cpu")
     assert PairEncoder.supports(lm)
@@ -570,7 +590,7 @@ from hypothesis import strategies as st  # noqa: E402
        continuation=st.lists(st.sampled_from(_PIECES), min_size=1, max_size=4).map("".join))
 def test_joined_ids_equal_full_tokenisation(pair_lm, context, continuation):
     """Joining a context's ids to its continuation's (no full check: the proof alone) == _encode_pair."""
-    from evalkit.general.lmeval.requests import PairEncoder, split_trailing_space
+    from evalkit.tokenization import PairEncoder, split_trailing_space
 
     encoder = PairEncoder(pair_lm)
     encoder._to_verify = 0
@@ -582,7 +602,7 @@ def test_joined_ids_equal_full_tokenisation(pair_lm, context, continuation):
 
 def test_contexts_are_tokenised_once_and_joined(pair_lm, monkeypatch):
     """An MMLU question's four choices cost one long tokenisation; a VOC anchor joins longer contexts."""
-    from evalkit.general.lmeval.requests import PairEncoder
+    from evalkit.tokenization import PairEncoder
 
     encoder = PairEncoder(pair_lm)
     encoder._to_verify = 0
@@ -601,7 +621,7 @@ def test_contexts_are_tokenised_once_and_joined(pair_lm, monkeypatch):
 
 
 def test_a_join_that_differs_from_full_tokenisation_switches_joining_off(pair_lm, monkeypatch):
-    from evalkit.general.lmeval.requests import PairEncoder
+    from evalkit.tokenization import PairEncoder
 
     encoder = PairEncoder(pair_lm)
     wrong = encoder._encode_tails
@@ -616,7 +636,7 @@ def test_a_join_that_differs_from_full_tokenisation_switches_joining_off(pair_lm
 def test_joining_only_for_tokenizers_it_is_proven_for(pair_lm):
     from tokenizers import normalizers, pre_tokenizers
 
-    from evalkit.general.lmeval.requests import joins_at_whitespace
+    from evalkit.tokenization import joins_at_whitespace
 
     tokenizer = pair_lm.tokenizer
     assert joins_at_whitespace(tokenizer)

@@ -211,6 +211,24 @@ def test_frequency_breakdown_buckets():
     assert hm.frequency_breakdown(["A"], ["A"], {})["head"] == {"macro_f1": None, "n": 0, "n_classes": 0}
 
 
+def test_frequency_bands_resample_as_frequency_breakdown_averages():
+    """A band's macro F1 on a resample averages its classes present in that resample's truth (issue 27)."""
+    y_true = ["H"] * 4 + ["M"] * 2 + ["T", "U"]
+    y_pred = ["H"] * 4 + ["H", "M"] + ["T", None]
+    bands = hm.frequency_bands(y_true, {"H": 500, "M": 50, "T": 3})
+    assert bands == {"head": ["H"], "torso": ["M"], "tail": ["T", "U"]}
+    keys = ["head", "torso", "tail"]
+    everything, without_u, without_t_u = np.arange(8), np.array([0, 1, 2, 3, 4, 5, 6, 6]), np.array([0, 1, 2, 3, 4, 5, 0, 1])
+    values = hm.resampled_breakdown(y_true, y_pred, "frequency", "macro_f1", keys,
+                                    np.stack([everything, without_u, without_t_u]), bands=bands)
+    full = hm.frequency_breakdown(y_true, y_pred, {"H": 500, "M": 50, "T": 3})
+    assert values[0].tolist() == pytest.approx([full[k]["macro_f1"] for k in keys])  # 8/9, 2/3, (1 + 0) / 2
+    assert values[1, 2] == 1.0  # U absent: the tail is T alone, predicted right twice
+    assert math.isnan(values[2, 2])  # no tail class in the truth: undefined, as frequency_breakdown's None
+    with pytest.raises(ValueError, match="'bands' parameter of resampled_breakdown"):
+        hm.resampled_breakdown(y_true, y_pred, "frequency", "macro_f1", keys, everything[None, :], bands={"head": []})
+
+
 def test_fast_path_with_node_ids_matches_strings():
     rng = np.random.default_rng(3)
     y_true = random_paths(rng, 200)

@@ -57,6 +57,18 @@ def test_head_torso_tail_in_that_order():
     assert positions == sorted(positions)
 
 
+def test_breakdown_deltas_show_their_paired_interval():
+    """A breakdown row with a paired interval (issue 27: bands, levels, classes) shows it beside its delta."""
+    comparison = _fixture()
+    row = next(b for b in comparison["breakdowns"] if b["kind"] == "frequency" and b["checkpoint"] != comparison["baseline"])
+    row.update(delta=-0.2, delta_ci_low=-0.31, delta_ci_high=-0.09)
+    block = render_html(comparison)
+    block = block[block.index('class="block kind-frequency"'):]
+    block = block[:block.index("</table>")]
+    assert '-0.200 <span class="ci">[-0.310, -0.090]</span>' in block
+    assert block.count('class="ci"') == 1  # rows without an interval show none
+
+
 def test_empty_predictions_are_explained_and_the_flips_footer_says_what_is_kept():
     comparison = _fixture()
     comparison["settings"] = {"max_flips": 200, "confidence": 0.95}

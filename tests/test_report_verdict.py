@@ -91,7 +91,11 @@ def test_console_and_junit_warn_about_the_same_checks():
     console_warned = {line.split()[1] for line in console.splitlines() if line.endswith("[warning]")
                       or line.startswith("WARN")}
     assert junit_warned == console_warned == {"mix_75_25"}
-    assert "1 passed (1 underpowered)" in console
+    assert "1 passed (1 underpowered, each a warning)" in console
+    warned = int(re.search(r"(\d+) warnings?\b", console).group(1))  # the summary's count, as JUnit's
+    assert warned == len(junit_warned) == 1
+    plain = verdict_text(_two_candidates()[1])  # no underpowered pass, no warning anywhere
+    assert re.search(r"\b0 warnings\b", plain) and b"WARNING" not in junit_xml(_two_candidates()[1])
 
 
 def test_console_verdict_is_plain_text_and_names_unknown_statuses():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalkit.sequential._verdict import EARLY_SHARE
+from evalkit.gate.sequential_verdict import EARLY_SHARE
 
 from evalkit.errors import UsageError
 from evalkit.gate import Gate, parse_policy
@@ -453,3 +453,18 @@ def test_a_stopped_relative_gate_states_its_linear_form():
     policy = parse_policy({"gates": [{"metric": "mmlu.acc", "max_relative_drop": 0.1}]})
     check = evaluate_policy(policy, comparison).checks[0]
     assert check.status == "fail" and "drop - 0.1*baseline in [0.020, 0.300] entirely above 0 after" in check.message
+
+
+def test_sequence_bounds_are_cut_to_what_the_baseline_mean_allows():
+    """As the fixed-sample gate's (issue 23): a gain from a baseline at 0.01 cannot exceed 0.99."""
+    gain = _gate("min_gain", 0.2)
+    base = np.zeros(60)
+    base[:3] = 1.0  # the baseline's mean is 0.05
+    tuned = np.ones(60)
+    state = decide(gain, gain.observations(tuned, base), 1000, baseline_mean=float(base.mean()))
+    uncut = decide(gain, gain.observations(tuned, base), 1000)
+    assert uncut.high > 0.95 and state.high == pytest.approx(0.95) and state.low == uncut.low
+    drop = _gate("max_relative_drop", 0.1)
+    state = decide(drop, drop.observations(tuned, base), 1000, baseline_mean=0.05)
+    least, most = sorted(drop.observations(np.array([0.0, 1.0]), np.array([0.05, 0.05])))
+    assert least - 1e-12 <= state.low <= state.high <= most + 1e-12

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evalkit.general.lmeval.requests import SPLIT_PATTERNS, _TAIL_HEAD, join_boundary
+from evalkit.tokenization import SPLIT_PATTERNS, _TAIL_HEAD, join_boundary
 
 _GPT2, LLAMA3, QWEN2 = SPLIT_PATTERNS
 CORPUS = ["The quick brown fox jumps over the lazy dog's back, 1234 times.\n", "Question: what is 2+2?\nAnswer: B",

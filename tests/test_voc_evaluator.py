@@ -118,6 +118,9 @@ def test_generate_parses_counts_invalid_and_tags_requests(tmp_path):
     assert result.settings["n_invalid"] == 1 and result.settings["mode"] == "generate"
     assert result.higher_is_better["invalid_rate"] is False and result.higher_is_better["leaf_macro_f1"] is True
     assert {"level", "class", "frequency"} <= set(result.breakdowns)
+    bands = result.settings["frequency_bands"]  # what the comparison's resamples of a band average over
+    assert sorted(c for band in bands.values() for c in band) == sorted(set(LABELS[:7]))
+    assert {k: len(v) for k, v in bands.items()} == {k: v["n_classes"] for k, v in result.breakdowns["frequency"].items()}
     json.dumps(result.to_dict())  # records and result stay JSON-serialisable
 
 

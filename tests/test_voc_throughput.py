@@ -75,18 +75,18 @@ def test_constrained_predictions_equal_with_and_without_the_prefix_cache(tmp_pat
 
 def test_prompt_tokenised_once_per_sample_with_equal_predictions(tmp_path, chat_lm, monkeypatch):
     """Joining candidates' ids to the prompt's changes no id: predictions and log-probs are bit-equal."""
-    from evalkit.general.lmeval import requests
+    from evalkit import tokenization
 
     evaluator = get_evaluator("voc")(_task(tmp_path, n=12))
     evaluator.check_ready()
     long_strings = []
-    real = requests.PairEncoder.encode_strings
-    monkeypatch.setattr(requests.PairEncoder, "VERIFY", 0)
-    monkeypatch.setattr(requests.PairEncoder, "encode_strings",
+    real = tokenization.PairEncoder.encode_strings
+    monkeypatch.setattr(tokenization.PairEncoder, "VERIFY", 0)
+    monkeypatch.setattr(tokenization.PairEncoder, "encode_strings",
                         lambda self, strings: long_strings.extend(s for s in strings if "my comment" in s) or real(self, strings))
     joined = evaluator.run(chat_lm, done={}, save=lambda batch: None)
     assert len(long_strings) == 12  # one tokenisation of each prompt; the ~10 candidates per sample join it
-    monkeypatch.setattr(requests, "join_boundary", lambda tokenizer: frozenset())
+    monkeypatch.setattr(tokenization, "join_boundary", lambda tokenizer: frozenset())
     long_strings.clear()
     full = evaluator.run(chat_lm, done={}, save=lambda batch: None)
     assert len(long_strings) > 5 * 12  # every candidate's context + continuation in full

@@ -36,6 +36,7 @@ class ForwardClock:
         from lm_eval.models.huggingface import HFLM
 
         self.seconds, self.cpu, self.tokens, self.calls = 0.0, 0.0, 0, 0
+        self.cpu_at_first_call: float | None = None  # process CPU before the first forward: the fixed costs
         self.kept: list = []  # (lm, original _model_call, padded input tensor) with keep_inputs
         self.keep_inputs = keep_inputs
         for name in ("_model_call", "_model_generate"):
@@ -54,6 +55,8 @@ class ForwardClock:
 
     def _timed(self, method, name):
         def timed(lm, *args, **kwargs):
+            if self.cpu_at_first_call is None:
+                self.cpu_at_first_call = time.process_time()
             if self.keep_inputs and name == "_model_call" and args and not kwargs:
                 self.kept.append((lm, method, args[0]))
             started, cpu = time.perf_counter(), time.process_time()
@@ -170,7 +173,7 @@ def main() -> None:
     pure = clock.pure_forward() if args.pure_forward else (None, None)
     print(json.dumps({"side": args.side, "pure_forward_seconds": pure[0], "pure_forward_cpu": pure[1], "acc": acc, "model_seconds": round(clock.seconds, 3),
                       "model_cpu": round(clock.cpu, 3), "cpu_in_process": round(run_cpu, 3),
-                      "padded_tokens": clock.tokens,
+                      "padded_tokens": clock.tokens, "cpu_before_first_forward": clock.cpu_at_first_call,
                       "forward_calls": clock.calls, "wall_in_process": round(run_wall, 3)}))
     sys.stdout.flush()
 

@@ -16,7 +16,9 @@ Settings (one "world" per seed, then ``reps`` test sets drawn from it):
   never, the macro F1 of a test set is not an estimate of the population macro F1 over all classes
   (it is far lower: classes seen once as a false positive score 0); the estimand is the expected
   macro F1 *on a test set of this size* from this distribution, E[T_n], computed here by Monte Carlo
-  over ``truth_reps`` fresh test sets. Methods compared: percentile bootstrap, BCa (evalkit's
+  over ``truth_reps`` fresh test sets. The population macro F1 (all classes, infinite data) is
+  computed exactly from the world and the jackknife interval's coverage of it is reported beside
+  (what a reader who mistakes one estimand for the other would get). Methods compared: percentile bootstrap, BCa (evalkit's
   ``bca_interval``), and the normal intervals with bootstrap and with jackknife standard errors.
 
 Every figure is printed with its Monte Carlo standard error and the machine load (``uptime``).
@@ -47,6 +49,15 @@ class ZipfWorld:
         self.prior /= self.prior.sum()
         self.acc_a = rng.uniform(0.4, 0.95, k)
         self.acc_b = np.clip(self.acc_a + rng.normal(0.03, 0.05, k), 0.05, 0.99)
+
+    def population_macro_f1(self, accuracy: np.ndarray) -> float:
+        """Macro F1 over all ``k`` classes on the whole population (exact, from the world's parameters).
+
+        Errors are drawn from the prior without the true class, so P(pred = j) = pi_j acc_j +
+        sum over k != j of pi_k (1 - acc_k) pi_j / (1 - pi_k)."""
+        wrong_mass = self.prior * (1 - accuracy) / (1 - self.prior)
+        predicted = self.prior * accuracy + self.prior * (wrong_mass.sum() - wrong_mass)
+        return float(np.mean(2 * self.prior * accuracy / (self.prior + predicted)))
 
     def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """True classes and the predictions of checkpoints A and B (errors share a latent difficulty)."""
@@ -117,7 +128,13 @@ def macro_f1_coverage(k: int, n: int, reps: int, seed: int, n_resamples: int, tr
         truth_a.append(fa)
         truth_d.append(fb - fa)
     target = {"value": float(np.mean(truth_a)), "delta": float(np.mean(truth_d))}
+    population = {"value": world.population_macro_f1(world.acc_a),
+                  "delta": world.population_macro_f1(world.acc_b) - world.population_macro_f1(world.acc_a)}
+    print(f"macro F1 over {k} classes: test-set expectation E[T_n] {target['value']:.4f} (delta {target['delta']:+.4f}), "
+          f"population {population['value']:.4f} (delta {population['delta']:+.4f}); true SD of T_n "
+          f"{np.std(truth_a, ddof=1):.4f} (delta {np.std(truth_d, ddof=1):.4f})")
     hits: dict[str, int] = {}
+    jack_se: dict[str, list[float]] = {"value": [], "delta": []}
     for _ in range(reps):
         true, a, b = world.draw(n, rng)
         idx = rng.integers(0, n, (n_resamples, n))
@@ -127,9 +144,16 @@ def macro_f1_coverage(k: int, n: int, reps: int, seed: int, n_resamples: int, tr
         jack_a, jack_b = macro_f1(true, a, jack_idx, k), macro_f1(true, b, jack_idx, k)
         for what, estimate, boot, jack in (("value", fa, boot_a, jack_a),
                                            ("delta", fb - fa, boot_b - boot_a, jack_b - jack_a)):
-            for method, (low, high) in _intervals(estimate, boot, jack).items():
+            intervals = _intervals(estimate, boot, jack)
+            for method, (low, high) in intervals.items():
                 key = f"macro F1 {what}: {method}"
                 hits[key] = hits.get(key, 0) + (low <= target[what] <= high)
+            low, high = intervals["normal, jackknife SE"]  # evalkit's interval against the population value
+            key = f"macro F1 {what}: jackknife vs POPULATION"
+            hits[key] = hits.get(key, 0) + (low <= population[what] <= high)
+            jack_se[what].append((high - low) / (2 * Z))
+    for what, truth in (("value", truth_a), ("delta", truth_d)):
+        print(f"mean jackknife SE of the {what} / true SD of T_n: {np.mean(jack_se[what]) / np.std(truth, ddof=1):.3f}")
     return {key: count / reps for key, count in hits.items()}
 
 

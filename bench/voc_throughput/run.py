@@ -62,18 +62,18 @@ VARIANTS = {"constrained": "constrained (shipped)", "full": "constrained, full t
 
 def constrained(lm, data: Path, args, variant: str) -> tuple[float, list]:
     """Constrained mode as shipped, with joining off ("full") or without the prefix cache ("old")."""
-    from evalkit.general.lmeval import requests
+    from evalkit import tokenization
     from evalkit.voc import constrained as module
 
-    originals = module.PrefixScorer.supports, requests.joins_at_whitespace
+    originals = module.PrefixScorer.supports, tokenization.joins_at_whitespace
     if variant == "old":
         module.PrefixScorer.supports = staticmethod(lambda lm: False)
     if variant == "full":
-        requests.joins_at_whitespace = lambda tokenizer: False
+        tokenization.joins_at_whitespace = lambda tokenizer: False
     try:
         return _timed_run(_evaluator(data, args.rows, "constrained", args.batch_docs), lm, VARIANTS[variant])
     finally:
-        module.PrefixScorer.supports, requests.joins_at_whitespace = originals
+        module.PrefixScorer.supports, tokenization.joins_at_whitespace = originals
 
 
 def parse_times(taxonomy, outputs: list[str], cutoff: float) -> tuple[float, float, list]:

@@ -1,5 +1,6 @@
-"""Intervals and paired tests for corpus breakdown rows (per-class F1, per-level macro F1) through the
-evaluator's optional ``resample_breakdown(records, kind, metric, keys, indices) -> (B, len(keys))`` hook.
+"""Intervals and paired tests for corpus breakdown rows (per-class F1, per-level macro F1, head / torso / tail
+macro F1) through the evaluator's optional ``resample_breakdown(records, kind, metric, keys, indices, settings)
+-> (B, len(keys))`` hook (``settings``: the checkpoint's task settings, e.g. which classes a band holds).
 
 For one task, checkpoint, kind and metric, every key is handled at once: the jackknife of each key's value
 (normal interval with leave-one-out standard errors, cut to the metric's bounds, as for corpus metrics),
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics.stats import jackknife_ci, jackknife_indices
+from ..metrics.stats import cut_to_range, jackknife_ci, jackknife_indices
 from ..records import SampleRecord
 from ._common import Context, aligned, finite, spec_of
 
@@ -25,10 +26,15 @@ TOLERANCE = 1e-6
 
 
 def breakdown_hook(evaluator: str):
-    from ..evaluators.base import _registered_class
+    from ..evaluators import EVALUATORS
 
-    cls = _registered_class(evaluator)
+    cls = EVALUATORS.find(evaluator)
     return getattr(cls, "resample_breakdown", None) if cls is not None else None
+
+
+def _bind(hook, settings: dict[str, Any]):
+    """``hook`` with the task settings it reads bound: ``(records, kind, metric, keys, indices)``."""
+    return lambda records, kind, metric, keys, indices: hook(records, kind, metric, keys, indices, settings)
 
 
 def _run(hook, records: list[SampleRecord], kind: str, metric: str, keys: list[str], chunks) -> np.ndarray:
@@ -46,10 +52,10 @@ def corpus_breakdown_stats(ctx: Context, task: str, label: str, kind: str, metri
     ``p_value``, ``test``, ``n_paired``. {} without a hook or when the hook fails."""
     tr = ctx.task(label, task)
     hook = breakdown_hook(tr.evaluator) if tr is not None else None
-    if hook is None:
+    if tr is None or hook is None:
         return {}
-    try:
-        return _stats(ctx, task, label, kind, metric, values, base_values, hook)
+    try:  # the checkpoint's settings: a band's classes come from the data, the same for both checkpoints
+        return _stats(ctx, task, label, kind, metric, values, base_values, _bind(hook, dict(tr.settings)))
     except Exception as exc:  # a plug-in hook must not sink the comparison
         ctx.warn(f"{task}: resample_breakdown of evaluator {getattr(tr, 'evaluator', '?')!r} failed for {kind}/{metric} on {label!r} "
                  f"({type(exc).__name__}: {exc}); those rows have no interval or test.")
@@ -77,6 +83,9 @@ def _stats(ctx, task, label, kind, metric, values, base_values, hook) -> dict[st
     if label != ctx.baseline and ctx.task(ctx.baseline, task) is not None:
         paired = [k for k in keys if base_values.get(k) is not None]
         for key, stats in _paired(ctx, task, label, kind, metric, paired, hook).items():
+            # a change from the baseline's value stays within the metric's range, as on metric rows
+            stats["delta_ci_low"], stats["delta_ci_high"] = cut_to_range(
+                stats["delta_ci_low"], stats["delta_ci_high"], bounds, baseline=base_values[key])
             out[key].update(stats)
     return out
 

@@ -148,6 +148,7 @@ def _group_tests(ctx: Context, task: str, label: str, kind: str, metric: str) ->
     full_a = group_outcomes(list(ctx.records(ctx.baseline, task).values()), spec, metric)
     full_b = group_outcomes(list(ctx.records(label, task).values()), spec, metric)
     paired_a, paired_b = group_outcomes(recs_a, spec, metric), group_outcomes(recs_b, spec, metric)
+    binary = spec.binary and _all_zero_one(ctx, task, name, (full_a, full_b))
     tests = {}
     for key in sorted(set(paired_a) & set(paired_b)):
         common = sorted((pid for pid in paired_a[key] if pid in paired_b[key]), key=str)
@@ -157,14 +158,24 @@ def _group_tests(ctx: Context, task: str, label: str, kind: str, metric: str) ->
             continue
         mean_a = np.asarray(list(full_a.get(key, {}).values()), dtype=float)
         mean_b = np.asarray(list(full_b.get(key, {}).values()), dtype=float)
-        tests[key] = {**_group_test(va, vb, common, cluster_of), "n_paired": len(common),
+        tests[key] = {**_group_test(va, vb, common, cluster_of, binary), "n_paired": len(common),
                       "matches": _matcher(mean_a, mean_b)}
     return tests
 
 
-def _group_test(va: np.ndarray, vb: np.ndarray, ids: list, cluster_of: dict | None) -> dict[str, Any]:
-    """McNemar for independent 0/1 outcomes; else the (cluster-robust) paired t test."""
-    if cluster_of is None and is_binary(va) and is_binary(vb):
+def _all_zero_one(ctx: Context, task: str, name: str, outcomes: tuple[Outcomes, ...]) -> bool:
+    """Whether a metric declared binary has 0/1 outcomes (else it is tested as a mean, with a warning)."""
+    values = np.asarray([v for groups in outcomes for group in groups.values() for v in group.values()], dtype=float)
+    if is_binary(values):
+        return True
+    ctx.warn(f"{task}: breakdown metric {name!r} is declared binary (0/1 per unit) but its values are not all 0 or "
+             "1; its groups are tested as means (paired t test).")
+    return False
+
+
+def _group_test(va: np.ndarray, vb: np.ndarray, ids: list, cluster_of: dict | None, binary: bool) -> dict[str, Any]:
+    """McNemar for independent outcomes declared 0/1 (MetricSpec.binary); else the (cluster-robust) paired t test."""
+    if cluster_of is None and binary:
         result = mcnemar_test(va, vb)
         return {"p_value": result.p_value, "test": f"mcnemar_{result.method}", "p_value_is_bound": result.is_bound,
                 "paired_counts": list(paired_counts(va, vb))}

@@ -163,7 +163,7 @@ def truncate(value: Any, limit: int = MAX_TEXT_CHARS) -> Any:
 
 def resample_hook(evaluator: str):
     """The evaluator class's optional ``resample_metrics`` classmethod, or None."""
-    from ..evaluators.base import _registered_class
+    from ..evaluators import EVALUATORS
 
-    cls = _registered_class(evaluator)
+    cls = EVALUATORS.find(evaluator)
     return getattr(cls, "resample_metrics", None) if cls is not None else None

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.stats import norm
 
 from ..evaluators.base import record_value
-from ..metrics.stats import (contain, jackknife_ci, jackknife_stderr, mcnemar_test, mean_ci,
+from ..metrics.stats import (contain, cut_to_range, jackknife_ci, jackknife_stderr, mcnemar_test, mean_ci,
                              minimum_detectable_effect, normal_ci, paired_counts, paired_mean_test,
                              paired_proportion_difference_ci, paired_proportion_stderr, proportion_ci)
 from ..records import TaskResult
@@ -71,7 +71,7 @@ def _metric_row(ctx: Context, task: str, label: str, tr: TaskResult, metric: str
     row = {
         "task": task, "metric": metric, "checkpoint": label, "axis": tr.axis,
         "is_primary": metric == tr.primary_metric, "higher_is_better": higher_is_better(ctx, task, label, metric),
-        "level": spec_of(ctx, task, label, metric).level,
+        "level": spec_of(ctx, task, label, metric).level, "metric_bounds": _declared_bounds(ctx, task, label, metric),
         "value": value, "ci_low": ci_low, "ci_high": ci_high, "ci_method": ci_method, "ci_extended": extended,
         "ci_target": CI_TARGETS.get(ci_method),
         "stderr": finite(tr.stderr.get(metric)), "n": tr.n_samples,
@@ -91,6 +91,12 @@ def _metric_row(ctx: Context, task: str, label: str, tr: TaskResult, metric: str
     return row
 
 
+def _declared_bounds(ctx: Context, task: str, label: str, metric: str) -> list[float] | None:
+    """The metric's declared range (MetricSpec.bounds), which the gate's bounds are cut to as the row's intervals are."""
+    bounds = spec_of(ctx, task, label, metric).bounds
+    return [float(bounds[0]), float(bounds[1])] if bounds is not None else None
+
+
 def interval_excludes_zero(low: float | None, high: float | None) -> bool | None:
     """The row's significance marker, derived from the interval shown beside it (None without one), so a
     star never sits next to an interval that spans 0 (the p-value of a different test could disagree)."""
@@ -106,19 +112,9 @@ CI_TARGETS = {"wilson": "population", "t": "population", "cluster_t": "populatio
 
 
 def _cut_delta_to_range(bounds: tuple[float, float] | None, row: dict[str, Any]) -> None:
-    """Cut the delta interval to the changes the metric's range allows from the baseline's value.
-
-    A metric in [0, 1] that starts from 0.007 cannot gain more than 0.993, so an interval reading
-    [+0.870, +1.021] claims the impossible; the true delta lies in the feasible range, so cutting
-    keeps coverage."""
-    base, low, high = row["baseline_value"], row["delta_ci_low"], row["delta_ci_high"]
-    if bounds is None or base is None:
-        return
-    least, most = bounds[0] - base, bounds[1] - base
-    if low is not None:
-        row["delta_ci_low"] = min(max(low, least), most)
-    if high is not None:
-        row["delta_ci_high"] = max(min(high, most), least)
+    """Cut the delta interval to the changes the metric's range allows from the baseline's value (cut_to_range)."""
+    row["delta_ci_low"], row["delta_ci_high"] = cut_to_range(row["delta_ci_low"], row["delta_ci_high"], bounds,
+                                                             baseline=row["baseline_value"])
 
 
 def _contain_delta(ctx: Context, task: str, label: str, metric: str, row: dict[str, Any]) -> None:
@@ -160,9 +156,8 @@ def _raw_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) ->
             low, high = proportion_ci(int(units.values.sum()), units.values.size, confidence=ctx.confidence)
             return finite(low), finite(high), "wilson"
         result = mean_ci(units.values, clusters=units.clusters, confidence=ctx.confidence)
-        low, high = result.low, result.high
-        if units.binary:  # a clustered proportion stays a proportion
-            low, high = max(low, 0.0), min(high, 1.0)
+        # a bounded mean (a clustered proportion, a score in [0, 1]) stays in its declared range
+        low, high = cut_to_range(result.low, result.high, spec_of(ctx, task, label, metric).bounds)
         return finite(low), finite(high), "cluster_t" if units.clusters is not None else "t"
     if _is_resampled(ctx, task, label, metric) and wants_bootstrap(ctx, task, label, metric):
         low, high = bootstrap_value_ci(ctx, task, label, metric)

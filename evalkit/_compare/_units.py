@@ -25,10 +25,7 @@ class Units:
     values: np.ndarray
     ids: list[Any]  # pairing id per unit: sample_id, or (sample_id, position)
     clusters: list[str] | None  # cluster label per unit, None when units are independent
-
-    @property
-    def binary(self) -> bool:
-        return is_binary(self.values)
+    binary: bool = False  # declared 0/1 (MetricSpec.binary) and its values are: Wilson / McNemar
 
     def paired_with(self, other: "Units") -> tuple[np.ndarray, np.ndarray, list[str] | None]:
         """Values of self and other on the units both have (in self's order), and self's cluster labels."""
@@ -72,7 +69,21 @@ def units_of(ctx: Context, task: str, label: str, metric: str, records: list[Sam
         ctx.warn(f"{task}: some records of {label!r} have no {cluster!r} (the cluster field of {metric!r}); "
                  "each of them is its own cluster.")
         clusters = [c if c is not None else f"\x00{uid}" for c, uid in zip(clusters, ids)]
-    return Units(np.asarray(values, dtype=float), ids, clusters if cluster is not None else None)
+    array = np.asarray(values, dtype=float)
+    return Units(array, ids, clusters if cluster is not None else None,
+                 binary=_declared_binary(ctx, task, label, metric, spec, array))
+
+
+def _declared_binary(ctx: Context, task: str, label: str, metric: str, spec, values: np.ndarray) -> bool:
+    """The declaration decides (``MetricSpec.binary``); values that break it are reported, and the metric is
+    then compared as a mean (a proportion's interval and test would be wrong for them)."""
+    if not spec.binary:
+        return False
+    if is_binary(values):
+        return True
+    ctx.warn(f"{task}: {metric!r} is declared binary (0/1 per unit) but {label!r}'s values are not all 0 or 1; "
+             "it is compared as a mean (t interval, paired t test).")
+    return False
 
 
 def _cluster_label(record: SampleRecord, field: str | None) -> str | None:

@@ -7,7 +7,9 @@ Spec kinds (see :func:`parse_spec`):
 - ``weights``: one ``.safetensors``/``.bin``/``.pt``/``.pth``/``.ckpt`` file applied to a sibling
   ``config.json`` (or ``--config DIR``);
 - ``server``: an OpenAI-compatible server ``http(s)://HOST[:PORT]/v1#MODEL``;
-- ``predictions``: a JSONL file of ``{"task", "id", "output"}`` rows, replayed for generation tasks.
+- ``predictions``: a JSONL file of ``{"task", "id", "output"}`` rows, replayed for generation tasks;
+- ``NAME:LOCATION``: a kind a plug-in registers in the ``evalkit.checkpoint_kinds`` entry-point group
+  (:data:`~evalkit.checkpoints.registry.CHECKPOINT_KINDS`).
 
 The model is loaded at most once per checkpoint, on first use of :attr:`Checkpoint.lm`, and shared by
 every evaluator; a run answered entirely from the result store never loads it.

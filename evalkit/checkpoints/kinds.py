@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import fingerprint as _files
 from . import loaders as _loaders
+from .registry import CHECKPOINT_KINDS
 from .spec import CheckpointSpec
 
 if TYPE_CHECKING:
     from .options import LoadOptions
 
 __all__ = ["CheckpointKind", "kind_of", "fingerprint", "load_lm", "settings", "supports", "unsupported_reason",
-           "KIND_CLASSES"]
+           "CHECKPOINT_KINDS"]
 
 
 class CheckpointKind:
@@ -148,13 +149,13 @@ class PredictionsKind(CheckpointKind):
         return None if need == "generate_until" else "a predictions file holds generations only"
 
 
-KIND_CLASSES: dict[str, type[CheckpointKind]] = {cls.name: cls for cls in
-                                                 (HfKind, HubKind, PeftKind, WeightsKind, ServerKind, PredictionsKind)}
+for _builtin in (HfKind, HubKind, PeftKind, WeightsKind, ServerKind, PredictionsKind):
+    CHECKPOINT_KINDS.register(_builtin)
 
 
 def kind_of(spec: CheckpointSpec) -> CheckpointKind:
-    """The kind object of ``spec`` (one of :data:`~evalkit.checkpoints.spec.KINDS`)."""
-    return KIND_CLASSES[spec.kind]()
+    """The kind object of ``spec`` (one of :data:`~evalkit.checkpoints.spec.KINDS` or a plug-in kind)."""
+    return CHECKPOINT_KINDS.get(spec.kind)()
 
 
 def fingerprint(spec: CheckpointSpec, options: "LoadOptions | None" = None) -> str:

@@ -28,6 +28,7 @@ _LABEL = re.compile(r"[A-Za-z0-9_.-]+")
 _TRAINER_DIR = re.compile(r"checkpoint-(\d+)")  # what transformers.Trainer names its saves
 _UNSAFE_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _LABEL_MAX_CHARS = 96
+_PLUGIN_SPEC = re.compile(r"([a-z][a-z0-9_]*):(?!//)(.+)")  # NAME:LOCATION, not a URL's scheme://
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+(@[A-Za-z0-9_./-]+)?")
 # Query parameters that may carry a secret; they are never shown in outputs.
 _SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|auth|sig", re.IGNORECASE)
@@ -75,7 +76,10 @@ def parse_spec(text: str, *, index: int = 0) -> CheckpointSpec:
     label, body = _split_label(raw)
     if not body:
         raise UsageError(f"checkpoint {raw!r}: nothing after '{label}='; {EXPECTED}.")
-    if re.match(r"https?://", body, re.IGNORECASE):
+    plugin = _plugin_spec(raw, body)
+    if plugin is not None:
+        spec = plugin
+    elif re.match(r"https?://", body, re.IGNORECASE):
         try:
             spec = _server_spec(raw, body)
         except ValueError as exc:  # urllib: "Invalid IPv6 URL", a port that is not a number, ...
@@ -85,6 +89,19 @@ def parse_spec(text: str, *, index: int = 0) -> CheckpointSpec:
     final_label = check_label(label or spec.label or f"checkpoint{index + 1}", param="label")
     return CheckpointSpec(label=final_label, raw=raw, display=spec.display, kind=spec.kind, location=spec.location,
                           model=spec.model, revision=spec.revision)
+
+
+def _plugin_spec(raw: str, body: str) -> CheckpointSpec | None:
+    """``NAME:LOCATION`` for a checkpoint kind a plug-in registered as NAME (not an existing path)."""
+    match = _PLUGIN_SPEC.fullmatch(body)
+    if match is None or match.group(1) in KINDS or Path(body).expanduser().exists():
+        return None
+    from .registry import CHECKPOINT_KINDS
+
+    if CHECKPOINT_KINDS.find(match.group(1)) is None:
+        return None
+    location = match.group(2)
+    return CheckpointSpec(label=server_label(Path(location).name or location), raw=raw, display=body, kind=match.group(1), location=location)
 
 
 def _split_label(raw: str) -> tuple[str | None, str]:

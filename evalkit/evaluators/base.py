@@ -25,30 +25,35 @@ infers them from the numbers. A declaration lives on the class (``metric_specs``
         version = "1"
         needs = frozenset({"generate_until"})
         metric_specs = {
-            # mean of SampleRecord.scores["exact"] (0/1 per sample): Wilson CI, McNemar test
-            "exact": MetricSpec(higher_is_better=True, level="sample", score="scores.exact"),
+            # mean of SampleRecord.scores["exact"] (0/1 per sample, declared binary): Wilson CI, McNemar test
+            "exact": MetricSpec(higher_is_better=True, level="sample", score="scores.exact", binary=True,
+                                bounds=(0, 1)),
             # mean of a per-answer 0/1 list: each element is a unit, clustered by the sample
-            "step_acc": MetricSpec(level="sample", score="scores.step_ok", unit="element", cluster="sample_id"),
+            "step_acc": MetricSpec(level="sample", score="scores.step_ok", unit="element", cluster="sample_id",
+                                   binary=True, bounds=(0, 1)),
+            # mean of a per-sample score that is not 0/1 (a similarity): t interval, paired t test
+            "similarity": MetricSpec(level="sample", score="scores.similarity", bounds=(0, 1)),
             # a corpus statistic: jackknife CI and randomization test through resample_metrics()
             "macro_f1": MetricSpec(level="corpus"),
             # a breakdown metric ("KIND/METRIC"): per-class recall is the mean of `correct` per `group`
-            "class/recall": MetricSpec(level="sample", score="correct", group_by="group"),
+            "class/recall": MetricSpec(level="sample", score="correct", group_by="group", binary=True),
         }
         ...
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from ..errors import UsageError, did_you_mean, warn
 # MetricSpec travels with stored results (TaskResult.metric_specs), so it lives beside them in records;
 # it is re-exported here, where evaluators declare their metrics.
+from ..registry import Registry
 from ..records import BREAKDOWN_COUNT_FIELDS, LEVELS, UNITS, MetricSpec, SampleRecord, TaskResult, record_value
 
-__all__ = ["Evaluator", "register_evaluator", "get_evaluator", "evaluator_names", "SaveBatch", "MetricSpec",
+__all__ = ["Evaluator", "EVALUATORS", "register_evaluator", "get_evaluator", "evaluator_names", "SaveBatch", "MetricSpec",
            "LEVELS", "UNITS", "BREAKDOWN_COUNT_FIELDS", "metric_spec", "declared_specs", "record_value"]
 
 ENTRY_POINT_GROUP = "evalkit.evaluators"
@@ -90,18 +95,16 @@ def metric_spec(task_result: "TaskResult", metric: str) -> MetricSpec | None:
     None when neither the result nor its evaluator (looked up in the registry) declares it.
     """
     stored = (task_result.metric_specs or {}).get(metric)
-    if stored is not None:
-        return MetricSpec.from_dict(stored)
-    cls = _registered_class(task_result.evaluator)
-    return declared_specs(cls, [metric]).get(metric) if cls is not None else None
-
-
-def _registered_class(evaluator: str) -> type | None:
-    try:
-        return get_evaluator(evaluator)
-    except (UsageError, ImportError):
-        # Built-in modules may be missing in a partial install; a class registered directly still counts.
-        return _REGISTRY.get(evaluator)
+    cls = EVALUATORS.find(task_result.evaluator)
+    declared = declared_specs(cls, [metric]).get(metric) if cls is not None else None
+    if stored is None:
+        return declared
+    spec = MetricSpec.from_dict(stored)
+    if isinstance(stored, Mapping) and "binary" not in stored and declared is not None and declared.binary \
+            and spec.level == "sample":
+        # stored before declarations said "binary": the class's declaration of the same metric says it
+        spec = dataclasses.replace(spec, binary=True)
+    return spec
 
 
 @runtime_checkable
@@ -150,69 +153,20 @@ class Evaluator(Protocol):
     # randomization, rows into the two checkpoints' records concatenated (docs/statistics.md).
 
 
-_BUILTIN_MODULES = ("evalkit.general.evaluator", "evalkit.voc.evaluator")
-_REGISTRY: dict[str, type] = {}
-_entry_points_loaded = False
+#: The evaluators: built-ins register when their modules are imported, plug-ins through entry points.
+EVALUATORS: Registry[type] = Registry("evaluator", entry_point_group=ENTRY_POINT_GROUP,
+                                      builtins=("evalkit.general.evaluator", "evalkit.voc.evaluator"))
 
 
 def register_evaluator(cls: type) -> type:
     """Class decorator: add an evaluator under its ``name``."""
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{cls.__qualname__} needs a non-empty class attribute 'name' to be registered")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ValueError(f"an evaluator named {name!r} is already registered ({_REGISTRY[name].__qualname__})")
-    _REGISTRY[name] = cls
-    return cls
-
-
-def _load_builtins() -> None:
-    # Importing these modules runs their @register_evaluator decorators. They import nothing heavy
-    # at module level, so listing evaluators stays fast.
-    import importlib
-
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-
-
-#: Plug-ins that failed to load: entry-point name -> the one-line reason (asked for, they are an error).
-_BROKEN: dict[str, str] = {}
-
-
-def _load_entry_points() -> None:
-    """Register third-party evaluators; a broken plug-in warns once and disables only itself."""
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:  # a built-in or an earlier plug-in of that name wins
-            continue
-        try:
-            cls = ep.load()
-            if getattr(cls, "name", None) != ep.name:
-                raise TypeError(f"it is registered as {ep.name!r} but its class says "
-                                f"name={getattr(cls, 'name', None)!r}; make them equal")
-            register_evaluator(cls)
-        except Exception as exc:  # noqa: BLE001 - whatever a plug-in raises must not break other evaluators
-            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-            _BROKEN[ep.name] = f"evaluator plug-in {ep.name!r} ({ep.value}) failed to load: {reason}"
-            warn(f"{_BROKEN[ep.name]}; other evaluators are unaffected.")
+    return EVALUATORS.register(cls)
 
 
 def evaluator_names() -> list[str]:
-    _load_builtins()
-    _load_entry_points()
-    return sorted(_REGISTRY)
+    return EVALUATORS.names()
 
 
 def get_evaluator(name: str) -> type:
     """Return the evaluator class registered as ``name``; unknown names get a did-you-mean error."""
-    names = evaluator_names()
-    if name in _BROKEN:
-        raise UsageError(f"{_BROKEN[name]}; fix or uninstall the plug-in.")
-    if name not in _REGISTRY:
-        raise UsageError(f"unknown evaluator {name!r}.{did_you_mean(name, names)}")
-    return _REGISTRY[name]
+    return EVALUATORS.get(name)

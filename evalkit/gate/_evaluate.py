@@ -24,8 +24,9 @@ from typing import Any
 
 from ..errors import UsageError, did_you_mean
 
-from ..metrics.stats import one_sided_bounds, paired_proportion_bounds, proportion_bounds
+from ..metrics.stats import cut_to_range, one_sided_bounds, paired_proportion_bounds, proportion_bounds
 from ._policy import _COMPARATIVE, _STATUS_ORDER, ON_INCONCLUSIVE, Gate, Policy, check_policy_baseline
+from .sequential_verdict import apply_sequential_verdict, final_share
 # ------------------------------------------------------------------------------------ evaluation
 
 
@@ -149,15 +150,11 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
     targets = [(gate, _rows_for(gate, index, policy.source)) for gate in policy.gates]
     pairs = [(gate, rows, label) for gate, rows in targets
              for label in _target_checkpoints(gate, labels, baseline, policy.source)]
-    from ..sequential._verdict import final_share
-
     checks = [_check(gate, rows.get(label), label, _higher_is_better(gate, rows, comparison),
                      rows.get(str(baseline)), final_share(comparison, gate.metric)) for gate, rows, label in pairs]
     verdict = Verdict(status=worst_status(checks), policy=policy.source, baseline=str(baseline), checks=checks,
                       on_inconclusive=policy.on_inconclusive)
     if comparison.get("sequential"):  # tasks stopped early are decided by their confidence sequences
-        from ..sequential._verdict import apply_sequential_verdict
-
         apply_sequential_verdict(verdict, comparison)
     return verdict
 
@@ -351,6 +348,32 @@ def _relation_text(check: Check, ok: bool) -> str:
 
 
 def _bounds(check: Check, row: dict, baseline_row: dict | None, alpha: float) -> tuple[float | None, float | None]:
+    """One-sided ``1 - alpha`` bounds of ``observed``, cut to what the metric's declared range allows."""
+    low, high = _raw_bounds(check, row, baseline_row, alpha)
+    return _cut_to_metric_range(check, low, high, row.get("metric_bounds"))
+
+
+def _cut_to_metric_range(check: Check, low: float | None, high: float | None,
+                         metric_bounds: Any) -> tuple[float | None, float | None]:
+    """Cut the bounds of ``observed`` as the report cuts its delta intervals (``cut_to_range``).
+
+    ``observed`` is ``scale * (value - start)``: start 0 for ``min``/``max``, the baseline value for the
+    others; scale -1 for a drop (and for a gain when lower is better), 1/|baseline| for relative forms."""
+    if low is None or high is None or not (isinstance(metric_bounds, list) and len(metric_bounds) == 2):
+        return low, high
+    if check.operator in ("min", "max"):
+        return cut_to_range(low, high, (metric_bounds[0], metric_bounds[1]))
+    scale = (1.0 if check.higher_is_better else -1.0) * (1.0 if check.operator.startswith("min") else -1.0)
+    if "relative" in check.operator:
+        if not check.baseline_value:
+            return low, high
+        scale /= abs(check.baseline_value)
+    cut_low, cut_high = cut_to_range(min(low / scale, high / scale), max(low / scale, high / scale), (metric_bounds[0], metric_bounds[1]),
+                                     baseline=check.baseline_value)
+    return min(cut_low * scale, cut_high * scale), max(cut_low * scale, cut_high * scale)
+
+
+def _raw_bounds(check: Check, row: dict, baseline_row: dict | None, alpha: float) -> tuple[float | None, float | None]:
     """One-sided ``1 - alpha`` bounds of ``observed`` from the row's declared statistics (None: none given)."""
     if check.operator in ("min", "max"):
         return _value_bounds(row, alpha)

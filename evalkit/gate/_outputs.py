@@ -34,11 +34,12 @@ def _summary_line(verdict: Verdict) -> str:
     for check in verdict.checks:  # statuses the counts do not know yet are counted too
         counts.setdefault(check.status, sum(c.status == check.status for c in verdict.checks))
     weak = sum(c.status == "pass" and c.underpowered for c in verdict.checks)
+    counts["warn"] = sum(_is_warning(c) for c in verdict.checks)  # the checks JUnit marks WARNING:, no more
     parts = []
     for status, n in counts.items():
         word = _COUNT_WORDS.get(status, status)
         parts.append(f"{n} {word}{'s' if status == 'warn' and n != 1 else ''}"
-                     + (f" ({weak} underpowered)" if status == "pass" and weak else ""))
+                     + (f" ({weak} underpowered, each a warning)" if status == "pass" and weak else ""))
     line = f"{len(verdict.checks)} checks: " + ", ".join(parts)
     if counts.get("inconclusive"):
         line += f" (on_inconclusive: {verdict.on_inconclusive}, exit code {verdict.exit_code})"

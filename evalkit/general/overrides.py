@@ -17,9 +17,10 @@ import json
 from pathlib import Path
 
 from .._io import atomic_write_text, hash_file, stable_hash
+from ..lm_eval_tasks import lm_eval_tasks_dir
 
 __all__ = [
-    "lm_eval_tasks_dir", "mmlu_subjects", "mmlu_override_dir", "ifeval_override_dir",
+    "mmlu_subjects", "mmlu_override_dir", "ifeval_override_dir",
     "MMLU_CATEGORIES", "MMLU_VARIANTS", "GENERATOR_VERSION",
 ]
 
@@ -32,18 +33,6 @@ MMLU_VARIANTS = {
     "loglikelihood": ("mmlu", "mmlu_", "acc", "none"),
     "letter": ("mmlu_letter", "mmlu_letter_", "exact_match", "letter"),
 }
-
-
-def lm_eval_tasks_dir() -> Path:
-    """The installed ``lm_eval/tasks`` folder (found without importing lm_eval)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("lm_eval")
-    if spec is None or not spec.submodule_search_locations:
-        from ..errors import UsageError
-
-        raise UsageError("lm-eval is not installed; `pip install lm-eval` (evalkit needs lm-eval 0.4.13).")
-    return Path(list(spec.submodule_search_locations)[0]) / "tasks"
 
 
 def _shipped_lm_eval_dir() -> Path:

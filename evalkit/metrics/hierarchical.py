@@ -63,6 +63,7 @@ __all__ = [
     "jackknife_ci",
     "hierarchical_report",
     "DEFAULT_FREQUENCY_BINS",
+    "frequency_bands",
     "DEFAULT_CI_METRICS",
 ]
 
@@ -498,14 +499,12 @@ def frequency_breakdown(y_true, y_pred, train_counts, *, bins=DEFAULT_FREQUENCY_
     ({'macro_f1': 0.8, 'n': 2, 'n_classes': 1}, 0.0, 1)
     """
     func = "frequency_breakdown"
-    tail_below, head_above = _check_bins(bins, func)
     enc = encode(y_true, y_pred, func, taxonomy=taxonomy, sep=sep)
-    counts = _train_count_array(train_counts, enc.taxonomy, func)
     classes, _, _, f1, support = _per_class_f1(enc)
     in_truth = support > 0
-    bucket_of = np.where(counts[classes] > head_above, 0, np.where(counts[classes] >= tail_below, 1, 2))
+    bucket_of = _band_codes(classes, train_counts, bins, enc.taxonomy, func)
     out = {}
-    for code, name in enumerate(("head", "torso", "tail")):
+    for code, name in enumerate(FREQUENCY_BANDS):
         members = in_truth & (bucket_of == code)
         out[name] = {
             "macro_f1": float(f1[members].mean()) if members.any() else None,
@@ -513,6 +512,37 @@ def frequency_breakdown(y_true, y_pred, train_counts, *, bins=DEFAULT_FREQUENCY_
             "n_classes": int(members.sum()),
         }
     return out
+
+
+FREQUENCY_BANDS = ("head", "torso", "tail")
+
+
+def _band_codes(classes: np.ndarray, train_counts: Any, bins: Any, taxonomy: Taxonomy, func: str) -> np.ndarray:
+    """0 (head), 1 (torso) or 2 (tail) for each node id of ``classes``, from their training counts."""
+    tail_below, head_above = _check_bins(bins, func)
+    counts = _train_count_array(train_counts, taxonomy, func)[classes]
+    return np.where(counts > head_above, 0, np.where(counts >= tail_below, 1, 2))
+
+
+def frequency_bands(y_true, train_counts, *, bins=DEFAULT_FREQUENCY_BINS, taxonomy=None,
+                    sep=DEFAULT_SEP) -> dict[str, list[str]]:
+    """The classes of ``y_true`` in each band of :func:`frequency_breakdown`: ``{"head": [paths], ...}``.
+
+    What a resample of the band's macro F1 averages over (:func:`resampled_breakdown`, ``kind="frequency"``);
+    paths are ``sep``-joined and sorted.
+
+    Examples
+    --------
+    >>> frequency_bands(["A", "A", "B", "C"], {"A": 500, "B": 50})
+    {'head': ['A'], 'torso': ['B'], 'tail': ['C']}
+    """
+    func = "frequency_bands"
+    enc = encode(y_true, y_true, func, taxonomy=taxonomy, sep=sep)
+    classes = np.unique(enc.true)
+    codes = _band_codes(classes, train_counts, bins, enc.taxonomy, func)
+    tax = enc.taxonomy
+    return {name: sorted(tax.format(tax.nodes[c]) for c in classes[codes == code].tolist())
+            for code, name in enumerate(FREQUENCY_BANDS)}
 
 
 # ================================================================================ resampling
@@ -650,22 +680,30 @@ def resampled_scores(y_true, y_pred, metrics, indices, *, taxonomy=None, sep=DEF
     return {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0) for name in names}
 
 
-BREAKDOWN_KINDS = {"class": ("precision", "recall", "f1"), "level": ("macro_f1", "micro_f1")}
+BREAKDOWN_KINDS = {"class": ("precision", "recall", "f1"), "level": ("macro_f1", "micro_f1"),
+                   "frequency": ("macro_f1",)}
 
 
-def resampled_breakdown(y_true, y_pred, kind, metric, keys, indices, *, taxonomy=None, sep=DEFAULT_SEP) -> np.ndarray:
+def resampled_breakdown(y_true, y_pred, kind, metric, keys, indices, *, bands=None, taxonomy=None,
+                        sep=DEFAULT_SEP) -> np.ndarray:
     """Values of one breakdown metric for each of ``keys`` on each resample: an array of shape (B, len(keys)).
 
     ``kind="class"``: ``keys`` are class paths (``"A > x"``), ``metric`` precision, recall or F1 of that
     class as :func:`per_class_table` computes it (0.0 when undefined in a resample, as there); a key that
     is not a node of the data scores 0.0. ``kind="level"``: ``keys`` are levels (``"1"``, ``"2"``) and
     ``metric`` ``macro_f1`` or ``micro_f1`` (:func:`resampled_scores`' ``level{k}_*``).
+    ``kind="frequency"``: ``keys`` are bands (``"head"``, ``"torso"``, ``"tail"``), ``metric`` ``macro_f1``,
+    ``bands`` the classes of each band (:func:`frequency_bands`); as :func:`frequency_breakdown`, a band
+    averages the F1 of its classes that occur in the resample's truth (nan when none does).
 
     Examples
     --------
     >>> resampled_breakdown(["A", "B", "B"], ["A", "B", "A"], "class", "f1", ["A", "B"],
     ...                     np.array([[0, 1, 2], [1, 1, 1]])).round(3).tolist()
     [[0.667, 0.667], [0.0, 1.0]]
+    >>> resampled_breakdown(["A", "B", "B"], ["A", "B", "A"], "frequency", "macro_f1", ["head"],
+    ...                     np.array([[0, 1, 2], [1, 1, 1]]), bands={"head": ["A", "B"]}).round(3).tolist()
+    [[0.667], [1.0]]
     """
     func = "resampled_breakdown"
     if kind not in BREAKDOWN_KINDS or metric not in BREAKDOWN_KINDS[kind]:
@@ -678,15 +716,45 @@ def resampled_breakdown(y_true, y_pred, kind, metric, keys, indices, *, taxonomy
         names = [f"level{k}_{metric}" for k in keys]
         scores = resampled_scores(enc.true, enc.pred, list(dict.fromkeys(names)), indices, taxonomy=enc.taxonomy)
         return np.column_stack([scores[name] for name in names]) if names else np.zeros((len(indices), 0))
-    ids = enc.taxonomy.encode(keys)
-    rows = max(1, _MAX_INDEX_ENTRIES // max(indices.shape[1], len(keys), 1))
+    if kind == "frequency":
+        return _band_scores(enc, keys, indices, _check_bands(bands, keys, func))
+    return _class_metric(enc, enc.taxonomy.encode(keys), indices, metric)
+
+
+def _check_bands(bands: Any, keys: list[str], func: str) -> dict[str, list[str]]:
+    ok = isinstance(bands, Mapping) and all(isinstance(bands.get(k), (list, tuple)) for k in keys)
+    if not ok:
+        raise ValueError(f"The 'bands' parameter of {func} must map every key ({', '.join(keys)}) to a list of "
+                         f"class paths (frequency_bands). Got {type(bands).__name__} instead.")
+    return {k: [str(c) for c in bands[k]] for k in keys}
+
+
+def _class_metric(enc: Encoded, ids: np.ndarray, indices: np.ndarray, metric: str) -> np.ndarray:
+    """(B, len(ids)) values of ``metric`` (precision, recall, f1 or support) per class, in chunks of resamples."""
+    rows = max(1, _MAX_INDEX_ENTRIES // max(indices.shape[1], len(ids), 1))
     parts = [_class_scores(enc.true[part], enc.pred[part], ids, metric) for part in
              (indices[s:s + rows] for s in range(0, indices.shape[0], rows))]
-    return np.concatenate(parts) if parts else np.zeros((0, len(keys)))
+    return np.concatenate(parts) if parts else np.zeros((0, len(ids)))
+
+
+def _band_scores(enc: Encoded, keys: list[str], indices: np.ndarray, bands: dict[str, list[str]]) -> np.ndarray:
+    """Mean F1 of each band's classes present in each resample's truth; nan for a band with none present."""
+    members = sorted({c for k in keys for c in bands[k]})
+    ids = enc.taxonomy.encode(members)
+    f1 = _class_metric(enc, ids, indices, "f1")
+    present = _class_metric(enc, ids, indices, "support") > 0
+    column = {c: j for j, c in enumerate(members)}
+    out = np.full((len(indices), len(keys)), np.nan)
+    for i, key in enumerate(keys):
+        cols = [column[c] for c in bands[key]]
+        count = present[:, cols].sum(axis=1)
+        total = np.where(present[:, cols], f1[:, cols], 0.0).sum(axis=1)
+        out[:, i] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return out
 
 
 def _class_scores(true: np.ndarray, pred: np.ndarray, ids: np.ndarray, metric: str) -> np.ndarray:
-    """Per-class precision / recall / F1 (zero division 0) of node ``ids`` on each row of (B, n) node ids."""
+    """Per-class precision / recall / F1 (zero division 0) or support of node ``ids`` on each row of (B, n) node ids."""
     lookup = np.full(int(max(true.max(initial=0), pred.max(initial=0), ids.max(initial=0))) + 2, len(ids), dtype=np.int64)
     known = ids >= 0
     lookup[ids[known]] = np.flatnonzero(known)
@@ -697,6 +765,8 @@ def _class_scores(true: np.ndarray, pred: np.ndarray, ids: np.ndarray, metric: s
     tp = np.bincount(t[true == pred], minlength=size).reshape(-1, width)[:, :-1]
     tc = np.bincount(t.ravel(), minlength=size).reshape(-1, width)[:, :-1]
     pc = np.bincount(p[pred >= 0], minlength=size).reshape(-1, width)[:, :-1]
+    if metric == "support":
+        return tc.astype(float)
     num, den = (tp, pc) if metric == "precision" else (tp, tc) if metric == "recall" else (2 * tp, tc + pc)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)

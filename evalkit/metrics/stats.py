@@ -18,7 +18,7 @@ import functools
 import math
 from collections.abc import Callable, Iterator
 from numbers import Integral, Real
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
@@ -35,6 +35,7 @@ __all__ = [
     "paired_proportion_difference_ci",
     "IntervalResult",
     "contain",
+    "cut_to_range",
     "jackknife_indices",
     "bca_interval",
     "jackknife_stderr",
@@ -325,6 +326,41 @@ def _check_alpha(alpha: Any, func: str) -> float:
     return float(alpha)
 
 
+@overload
+def cut_to_range(low: float, high: float, bounds: tuple[float, float] | None, *,
+                 baseline: float | None = 0.0) -> tuple[float, float]: ...
+
+
+@overload
+def cut_to_range(low: float | None, high: float | None, bounds: tuple[float, float] | None, *,
+                 baseline: float | None = 0.0) -> tuple[float | None, float | None]: ...
+
+
+def cut_to_range(low, high, bounds, *, baseline=0.0):
+    """Cut an interval of ``value - baseline`` to the changes a value in ``bounds`` allows.
+
+    The one place intervals and bounds are cut to a metric's range (its ``MetricSpec.bounds``): with
+    ``baseline=0`` an interval of the value itself, else of its change from ``baseline``. A metric in
+    [0, 1] that starts from 0.008 cannot gain more than 0.992, so ``[+0.87, +1.004]`` reads
+    ``[+0.87, +0.992]``; the true value lies in the range, so cutting keeps coverage. None (an end, the
+    bounds or the baseline) leaves that part as it is.
+
+    Examples
+    --------
+    >>> cut_to_range(0.87, 1.004, (0.0, 1.0), baseline=0.008)
+    (0.87, 0.992)
+    >>> cut_to_range(-0.02, 1.03, (0.0, 1.0))
+    (0.0, 1.0)
+    >>> cut_to_range(0.1, None, None)
+    (0.1, None)
+    """
+    if bounds is None or baseline is None:
+        return low, high
+    least, most = bounds[0] - baseline, bounds[1] - baseline
+    return (None if low is None else float(min(max(low, least), most)),
+            None if high is None else float(max(min(high, most), least)))
+
+
 def one_sided_bounds(estimate: float, stderr: float, *, alpha: float = 0.05, df: int | None = None,
                      bounds: tuple[float, float] | None = None) -> tuple[float, float]:
     """Lower and upper one-sided ``1 - alpha`` confidence bounds ``estimate -+ q * stderr``.
@@ -352,9 +388,7 @@ def one_sided_bounds(estimate: float, stderr: float, *, alpha: float = 0.05, df:
         from scipy.stats import t
 
         q = float(t.ppf(1 - alpha, df)) if df >= 1 else math.inf
-    low, high = estimate - q * stderr, estimate + q * stderr
-    if bounds is not None:
-        low, high = min(max(low, bounds[0]), bounds[1]), max(min(high, bounds[1]), bounds[0])
+    low, high = cut_to_range(estimate - q * stderr, estimate + q * stderr, bounds)
     return float(low), float(high)
 
 
@@ -727,9 +761,7 @@ def jackknife_ci(estimate: float, jackknife: Any, *, confidence: float = 0.95,
     if not (math.isfinite(stderr) and math.isfinite(estimate)):
         return math.nan, math.nan, stderr
     half = _z(confidence) * stderr
-    low, high = estimate - half, estimate + half
-    if bounds is not None:
-        low, high = max(low, bounds[0]), min(high, bounds[1])
+    low, high = cut_to_range(estimate - half, estimate + half, bounds)
     return float(low), float(high), stderr
 
 

@@ -9,7 +9,7 @@ beyond (fail) or inside (pass) its threshold; see ``docs/gating.md``. The parts:
 * :func:`drive_sequential`: the evaluation loop over checkpoints, tasks and chunks, the sequential mode of
   the one compare path (:mod:`evalkit.compare_run`, whose :func:`~evalkit.compare_run.compare_sequential` is
   models in, a gated :class:`~evalkit.comparison.Comparison` out);
-* :func:`apply_sequential_verdict`: early decisions into the policy's verdict;
+* :func:`apply_sequential_verdict`: early decisions into the policy's verdict (the gate's rule, re-exported);
 * :func:`simulate_stopping`: error rates and savings on a known population (``bench/sequential``);
 * :func:`operating_characteristic`: P(pass / fail / inconclusive) of a gate in either mode (``bench/gating``).
 """
@@ -18,7 +18,7 @@ from ._bound import confidence_sequence
 from ._drive import DEFAULT_CHUNK_SIZE, TaskOutcome, drive_sequential, sample_order
 from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, unsupported_reason
 from ._simulate import OperatingCharacteristic, SimulationResult, operating_characteristic, simulate_stopping
-from ._verdict import apply_sequential_verdict
+from ..gate.sequential_verdict import apply_sequential_verdict
 
 __all__ = ["confidence_sequence", "decide", "SequentialGate", "GateState", "DEFAULT_ALPHA", "DEFAULT_CHUNK_SIZE",
            "TaskOutcome", "drive_sequential", "sample_order", "unsupported_reason", "apply_sequential_verdict",

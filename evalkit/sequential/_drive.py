@@ -26,8 +26,8 @@ import numpy as np
 from ..errors import EvalkitError, EvaluationError, UsageError
 from ..parallel import ShardView
 from ..progress import note
+from ..gate.sequential_verdict import EARLY_SHARE
 from ..records import SampleRecord, TaskResult
-from ._verdict import EARLY_SHARE
 from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, spec_reason, unsupported_reason
 
 __all__ = ["drive_sequential", "TaskOutcome", "DEFAULT_CHUNK_SIZE", "sample_order"]
@@ -147,7 +147,7 @@ def _plan(task, policy, labels: list[str], baseline: str) -> tuple[list[_Planned
             return [], f"gate {gate.index} ({gate.description}): {reason}"
         for label in _targets(gate, labels, baseline):
             # The gate's one-sided level alpha is split between the early looks and the final fixed-sample
-            # look (sequential._verdict.EARLY_SHARE): a two-sided sequence at level 2*EARLY_SHARE*alpha spends
+            # look (gate.sequential_verdict.EARLY_SHARE): a two-sided sequence at level 2*EARLY_SHARE*alpha spends
             # EARLY_SHARE*alpha per side, the final bounds the rest, so each side errs with probability <= alpha.
             level = gate.significance if gate.significance is not None else DEFAULT_ALPHA
             planned.append(_Planned(gate, label, 2 * EARLY_SHARE * level))
@@ -204,7 +204,8 @@ def _gate_states(gates: list[SequentialGate], sources: dict[str, _Source], used:
         if values is None or (gate.paired and base is None):
             return (f"gate {gate.gate.index} ({gate.gate.description}): the per-sample scores {gate.score} are not "
                     "all numbers in [0, 1], which the confidence sequence needs; decided on the full data")
-        states[number] = decide(gate, gate.observations(values, base), total)
+        states[number] = decide(gate, gate.observations(values, base), total,
+                                baseline_mean=float(base.mean()) if base is not None and base.size else None)
     return states
 
 

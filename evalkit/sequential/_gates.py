@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..metrics.stats import cut_to_range
 from ._bound import confidence_sequence
 
 __all__ = ["SequentialGate", "GateState", "DEFAULT_ALPHA", "unsupported_reason", "spec_reason", "decide"]
@@ -87,6 +88,15 @@ class SequentialGate:
         change = -gain if self.operator in ("max_drop", "max_relative_drop") else gain
         return change - self.threshold * baseline_values if self.operator in _RELATIVE else change
 
+    def feasible(self, baseline_mean: float | None) -> tuple[float, float]:
+        """The quantity's range once the baseline's mean is known: the checkpoint's mean anywhere in [0, 1].
+
+        The fixed-sample gate cuts its bounds the same way (the report's delta intervals too: ``cut_to_range``)."""
+        if not self.paired or baseline_mean is None:
+            return self.range
+        ends = self.observations(np.array([0.0, 1.0]), np.array([baseline_mean, baseline_mean]))
+        return float(ends.min()), float(ends.max())
+
     @property
     def range(self) -> tuple[float, float]:
         """Bounds of one observation: from the corners of (baseline, value) in [0, 1]^2."""
@@ -127,7 +137,8 @@ def spec_reason(spec, metric: str) -> str | None:
     return None
 
 
-def decide(gate: SequentialGate, observations: np.ndarray, population: int) -> GateState:
+def decide(gate: SequentialGate, observations: np.ndarray, population: int,
+           baseline_mean: float | None = None) -> GateState:
     """The gate's state after ``observations`` (its per-sample quantity, in sampling order).
 
     Parameters
@@ -138,6 +149,9 @@ def decide(gate: SequentialGate, observations: np.ndarray, population: int) -> G
     population : int
         Number of samples of the task (for the record: the sequence bounds the mean of the population the
         samples are drawn from, not of these samples, so it does not narrow as the task runs out).
+    baseline_mean : float, optional
+        The baseline's mean score on the same samples (paired gates): the bounds are cut to the changes it
+        allows (a gain from 0.008 cannot exceed 0.992), as the fixed-sample gate's are.
 
     Returns
     -------
@@ -159,7 +173,7 @@ def decide(gate: SequentialGate, observations: np.ndarray, population: int) -> G
         # so the sequence bounds the population mean, as the fixed-sample bounds do; ``population`` only
         # states how many samples the task has.
         lows, highs = confidence_sequence(observations, alpha=gate.alpha, lower=gate.range[0], upper=gate.range[1])
-        low, high = float(lows[-1]), float(highs[-1])
+        low, high = cut_to_range(float(lows[-1]), float(highs[-1]), gate.feasible(baseline_mean))
     estimate = float(observations.mean()) if observations.size else None
     return GateState(status=_status(gate, low, high), low=low, high=high, estimate=estimate, n=int(observations.size))
 

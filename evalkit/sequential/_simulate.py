@@ -135,7 +135,7 @@ def operating_characteristic(*, baseline_accuracy: float, drop: float, discordan
     """
     from ..gate import Gate
     from ..gate._evaluate import _check
-    from ._verdict import EARLY_SHARE
+    from ..gate.sequential_verdict import EARLY_SHARE
 
     if not 0 <= abs(drop) <= discordance <= 1 or not 0 <= baseline_accuracy <= 1:
         raise ValueError("operating_characteristic needs 0 <= |drop| <= discordance <= 1 and a baseline accuracy in [0, 1].")

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..general.lmeval.requests import split_trailing_space
+from ..tokenization import split_trailing_space
 
 if TYPE_CHECKING:
     from ..taxonomy import Taxonomy
@@ -127,7 +127,7 @@ class PrefixScorer:
     """
 
     def __init__(self, lm: Any):
-        from ..general.lmeval.requests import PairEncoder
+        from ..tokenization import PairEncoder
 
         self.lm = lm
         self._sample: int | None = None
@@ -139,7 +139,7 @@ class PrefixScorer:
     @staticmethod
     def supports(lm: Any) -> bool:
         """An unmodified causal ``HFLM`` (the token ids reproduced here are then the ones it would score)."""
-        from ..general.lmeval.requests import PairEncoder
+        from ..tokenization import PairEncoder
 
         return (PairEncoder.supports(lm) and "_model_call" not in vars(lm) and hasattr(lm, "model")
                 and _full_attention_only(getattr(lm.model, "config", None)))

@@ -50,8 +50,9 @@ MODES = ("generate", "constrained")
 #: proportions; F1 scores, hierarchical/LCA scores and the first-error depth are corpus statistics.
 _UNIT = (0.0, 1.0)  # the range of a precision, recall, F1 or accuracy
 VOC_METRIC_SPECS: dict[str, MetricSpec] = {
-    "path_accuracy": MetricSpec(level="sample", score="correct"),
-    "invalid_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.invalid"),
+    "path_accuracy": MetricSpec(level="sample", score="correct", bounds=_UNIT, binary=True),
+    "invalid_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.invalid", bounds=_UNIT,
+                               binary=True),
     "mean_first_error_depth": MetricSpec(level="corpus"),  # deeper first error = right for longer
     # calibration and auto-routing (voc/routing.py), where records carry a confidence
     # (a cut or a binning is not smooth in the data: bootstrap intervals, see MetricSpec.interval)
@@ -63,7 +64,7 @@ VOC_METRIC_SPECS: dict[str, MetricSpec] = {
     "level[0-9]*": MetricSpec(level="corpus", bounds=_UNIT),  # level1_macro_f1 ... (not the level/ breakdown)
     "hier_*": MetricSpec(level="corpus", bounds=_UNIT),
     "lca_*": MetricSpec(level="corpus", bounds=_UNIT),
-    "class/recall": MetricSpec(level="sample", score="correct", group_by="group"),  # recall of a true class
+    "class/recall": MetricSpec(level="sample", score="correct", group_by="group", binary=True),  # of a true class
     "class/*": MetricSpec(level="corpus"),
     "level/*": MetricSpec(level="corpus"),
     "frequency/*": MetricSpec(level="corpus"),
@@ -402,7 +403,19 @@ class VocEvaluator:
             "limit": o.limit, "sample_seed": o.sample_seed,
             "confidence": sorted({(e.get("confidence") or {}).get("method", "none") for e in extras}),
             **({"confidence_unavailable": self._unscorable} if self._unscorable else {}),
+            **self._frequency_bands(records),
         }
+
+    def _frequency_bands(self, records: list[SampleRecord]) -> dict[str, Any]:
+        """The classes of each head / torso / tail band, which the comparison's resamples of a band average
+        over (``resample_breakdown``); nothing without training data (no frequency breakdown then)."""
+        from ..metrics.hierarchical import frequency_bands
+
+        train_counts = self.data.train_counts()
+        if not train_counts or not records:
+            return {}
+        y_true, _ = self._paths(records)
+        return {"frequency_bands": frequency_bands(y_true, train_counts, taxonomy=self.data.taxonomy)}
 
     @classmethod
     def resample_metrics(cls, records: list[SampleRecord], names: list[str], indices: Any) -> dict[str, Any]:
@@ -424,10 +437,16 @@ class VocEvaluator:
 
     @classmethod
     def resample_breakdown(cls, records: list[SampleRecord], kind: str, metric: str, keys: list[str],
-                           indices: Any) -> np.ndarray:
-        """Per-class and per-level breakdown values on resamples, shape (B, len(keys)): the comparison's
-        intervals and tests for breakdown rows (``metrics.hierarchical.resampled_breakdown``)."""
+                           indices: Any, settings: dict[str, Any]) -> np.ndarray:
+        """Per-class, per-level and per-frequency-band breakdown values on resamples, shape (B, len(keys)): the
+        comparison's intervals and tests for breakdown rows (``metrics.hierarchical.resampled_breakdown``).
+
+        The bands' classes come from the task's ``settings["frequency_bands"]``; results stored before they
+        were recorded get nan (the comparison then leaves those rows without an interval, as before)."""
         from ..metrics.hierarchical import resampled_breakdown
 
+        bands = settings.get("frequency_bands")
+        if kind == "frequency" and not isinstance(bands, dict):
+            return np.full((len(indices), len(keys)), np.nan)
         y_true, y_pred = cls._paths(records)
-        return resampled_breakdown(y_true, y_pred, kind, metric, keys, indices)
+        return resampled_breakdown(y_true, y_pred, kind, metric, keys, indices, bands=bands)

@@ -7,5 +7,8 @@
   (data folders, sample ids, record fields, breakdowns, settings);
 - :mod:`.requests`: the docs with their lm-eval ``Instance`` objects, built once, sent to the model in a
   global length order with tokenisation done once per distinct string;
+- :mod:`.scoring`: answered docs -> per-sample records (filters, ``process_results``, the ``random`` replay);
+- :mod:`.aggregation`: lm-eval's task and group aggregation over records, the bootstrap resampling hook;
+- :mod:`.settings`: the task file options, the store key (``config_hash``) and the recorded settings;
 - :mod:`.specs`: the metric declarations, read from lm-eval's own task and group configs.
 """

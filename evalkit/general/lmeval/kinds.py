@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...errors import UsageError
+from ...registry import Registry
 
 if TYPE_CHECKING:
     from ...records import SampleRecord
     from .loading import LoadedTasks
     from .requests import Doc
 
-__all__ = ["TaskKind", "GenericKind", "MmluKind", "MmluLetterKind", "IfevalKind", "kind_for"]
+__all__ = ["TaskKind", "GenericKind", "MmluKind", "MmluLetterKind", "IfevalKind", "TASK_KINDS", "kind_for"]
 
 #: flat metrics of one lm-eval results entry: (metrics, stderr)
 FlatMetrics = Callable[[dict], "tuple[dict[str, float], dict[str, float]]"]
@@ -226,11 +227,12 @@ class IfevalKind(TaskKind):
                              "(Google's input_data.jsonl format).")
 
     def task_manager(self, custom: Path | None):
+        from ...lm_eval_tasks import lm_eval_tasks_dir
         from .. import overrides
         from .loading import task_manager
 
         folder = (overrides.ifeval_override_dir(self.data) if self.data is not None
-                  else overrides.lm_eval_tasks_dir() / "ifeval")
+                  else lm_eval_tasks_dir() / "ifeval")
         return task_manager(folder)
 
     @property
@@ -251,12 +253,16 @@ class IfevalKind(TaskKind):
         return {"instruction": instruction_breakdown(records)}
 
 
-_KINDS = {kind.name: kind for kind in (MmluKind, MmluLetterKind, IfevalKind)}
+#: The lm-eval tasks evalkit knows more about than lm-eval says (data folders, ids, breakdowns); any
+#: other task is a GenericKind.
+TASK_KINDS: Registry[type[TaskKind]] = Registry("lm-eval task kind")
+for _kind in (MmluKind, MmluLetterKind, IfevalKind):
+    TASK_KINDS.register(_kind)
 
 
 def kind_for(task_name: str, custom_config: bool, data: Path | None, source: str) -> TaskKind:
     """The strategy for ``lm_eval_task`` (a custom ``lm_eval_config`` is always a generic task)."""
-    cls = GenericKind if custom_config else _KINDS.get(task_name, GenericKind)
+    cls = GenericKind if custom_config else (TASK_KINDS.find(task_name) or GenericKind)
     return cls(task_name, data, source)
 
 

@@ -51,7 +51,7 @@ def index_tasks(name: str, custom: Path | None, source: str):
 
 def _fast_index(name: str):
     """Index only lm-eval's folder(s) whose name starts the task name (hellaswag, arc for arc_easy)."""
-    from ..overrides import lm_eval_tasks_dir
+    from ...lm_eval_tasks import lm_eval_tasks_dir
 
     root = lm_eval_tasks_dir()
     candidates = sorted((d for d in root.iterdir() if d.is_dir() and (name == d.name or name.startswith(d.name + "_"))),

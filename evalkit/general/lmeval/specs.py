@@ -19,20 +19,20 @@ _UNIT = (0.0, 1.0)  # a proportion: declared, so delta intervals are cut to what
 #: Per-sample means with 0/1 (or bounded) values, instruction-level pools, and the breakdowns the
 #: evaluator writes. Used for results stored before declarations were recorded.
 LM_EVAL_STATIC_SPECS: dict[str, MetricSpec] = {
-    "inst_level_*": MetricSpec(level="sample", unit="element", cluster="sample_id", bounds=_UNIT),
-    "prompt_level_*": MetricSpec(level="sample", bounds=_UNIT),
-    "acc": MetricSpec(level="sample", bounds=_UNIT),
-    "acc_norm": MetricSpec(level="sample", bounds=_UNIT),
-    "exact_match*": MetricSpec(level="sample", bounds=_UNIT),
-    "parse_failure_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.parse_failed"),
+    "inst_level_*": MetricSpec(level="sample", unit="element", cluster="sample_id", bounds=_UNIT, binary=True),
+    "prompt_level_*": MetricSpec(level="sample", bounds=_UNIT, binary=True),
+    "acc": MetricSpec(level="sample", bounds=_UNIT, binary=True),
+    "acc_norm": MetricSpec(level="sample", bounds=_UNIT, binary=True),
+    "exact_match*": MetricSpec(level="sample", bounds=_UNIT, binary=True),
+    "parse_failure_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.parse_failed", binary=True),
     "subject/parse_failure_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.parse_failed",
-                                             group_by="group"),
-    "subject/*": MetricSpec(level="sample", score="correct", group_by="group"),
-    "category/*": MetricSpec(level="sample", score="correct", group_by="extra.category"),
+                                             group_by="group", binary=True),
+    "subject/*": MetricSpec(level="sample", score="correct", group_by="group", binary=True),
+    "category/*": MetricSpec(level="sample", score="correct", group_by="extra.category", binary=True),
     "instruction/acc": MetricSpec(level="sample", score="scores.inst_level_strict_acc", unit="element",
-                                  group_by="extra.instruction_ids"),
+                                  group_by="extra.instruction_ids", binary=True),
     "instruction/loose_acc": MetricSpec(level="sample", score="scores.inst_level_loose_acc", unit="element",
-                                        group_by="extra.instruction_ids"),
+                                        group_by="extra.instruction_ids", binary=True),
 }
 
 
@@ -86,11 +86,12 @@ def _top_spec(tasks, groups, score_names, flat: str, direction: bool, micro_mean
     pooled = micro_means or len(tasks) == 1 or all(_weighted_by_size(groups, m) for m in metrics)
     static = declared_specs(_Static, [flat]).get(flat)
     bounds = static.bounds if static is not None else None  # a proportion (acc, exact_match, ...) stays in [0, 1]
+    binary = static is not None and static.binary  # 0/1 per sample: Wilson / McNemar (declared, not observed)
     if kinds == {"mean"} and pooled:
-        return MetricSpec(higher_is_better=direction, level="sample", bounds=bounds)
+        return MetricSpec(higher_is_better=direction, level="sample", bounds=bounds, binary=binary)
     if kinds == {"element"} and pooled:
         return MetricSpec(higher_is_better=direction, level="sample", unit="element", cluster="sample_id",
-                          bounds=bounds)
+                          bounds=bounds, binary=binary)
     return MetricSpec(higher_is_better=direction, level="corpus", bounds=bounds)
 
 
@@ -100,7 +101,8 @@ def _breakdown_spec(tasks, score_names, kind: str, name: str, top: MetricSpec | 
         return static
     direction = top.higher_is_better if top is not None else True
     if kind == "subtask" and _kinds(tasks, score_names, name) == {"mean"}:  # a subtask's value is its own mean
-        return MetricSpec(higher_is_better=direction, level="sample", score=f"scores.{name}", group_by="group")
+        return MetricSpec(higher_is_better=direction, level="sample", score=f"scores.{name}", group_by="group",
+                          binary=top is not None and top.binary)
     return MetricSpec(higher_is_better=direction, level="corpus")
 
 

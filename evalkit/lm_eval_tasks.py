@@ -1,4 +1,6 @@
-"""lm-eval's task, group and tag names in about a second, for did-you-mean on a misspelt ``--tasks`` name.
+"""Where lm-eval's task YAMLs are, and their task, group and tag names in about a second, for did-you-mean
+on a misspelt ``--tasks`` name. A shared low-level piece: task resolution (:mod:`evalkit.taskconfig`) and
+the general axis (:mod:`evalkit.general`) both read it, without importing lm-eval.
 
 lm-eval's ``TaskManager`` parses its ~14,000 YAML files to index the names (20 s or more on a busy
 machine). A misspelt name needs only the names: this module reads each file's ``task:``, ``group:``
@@ -13,16 +15,22 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["lm_eval_task_names", "check_task_name"]
+__all__ = ["lm_eval_tasks_dir", "lm_eval_task_names", "check_task_name"]
 
 _KEY = re.compile(r"""^["']?(task|group|tag)["']?\s*:[ \t]*(.*)$""", re.M)
 _ITEM = re.compile(r"""^\s*-\s+["']?([^"'\s#]+)["']?\s*$""")
 
 
-def _tasks_root() -> Path:
-    from .overrides import lm_eval_tasks_dir
+def lm_eval_tasks_dir() -> Path:
+    """The installed ``lm_eval/tasks`` folder (found without importing lm_eval)."""
+    import importlib.util
 
-    return lm_eval_tasks_dir()
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        from .errors import UsageError
+
+        raise UsageError("lm-eval is not installed; `pip install lm-eval` (evalkit needs lm-eval 0.4.13).")
+    return Path(list(spec.submodule_search_locations)[0]) / "tasks"
 
 
 def _names_in(text: str) -> set[str]:
@@ -56,7 +64,7 @@ def lm_eval_task_names() -> list[str]:
     import json
     from importlib import metadata
 
-    from .._io import atomic_write_text, cache_dir
+    from ._io import atomic_write_text, cache_dir
 
     cache = cache_dir() / f"lm-eval-task-names-{metadata.version('lm-eval')}.json"
     try:
@@ -65,7 +73,7 @@ def lm_eval_task_names() -> list[str]:
             return names  # anything else is a damaged cache: scanned and written again below
     except (OSError, ValueError):
         pass
-    names = _scan(_tasks_root())
+    names = _scan(lm_eval_tasks_dir())
     try:
         atomic_write_text(cache, json.dumps(names))
     except OSError:  # a read-only cache only costs the scan next time
@@ -81,12 +89,12 @@ def check_task_name(name: str, shipped: list[str]) -> None:
     """
     import difflib
 
-    from ..errors import UsageError
+    from .errors import UsageError
 
     known = lm_eval_task_names()
     if name in known:
         return
-    root = _tasks_root()
+    root = lm_eval_tasks_dir()
     if any(name == d.name or name.startswith(d.name + "_") for d in root.iterdir() if d.is_dir()):
         return
     close = difflib.get_close_matches(name, shipped, n=3, cutoff=0.6)

@@ -1,5 +1,8 @@
 """Early decisions into the verdict: a stopped task's gates are decided by their confidence sequences.
 
+The gate's rule for comparisons made by ``compare --sequential`` (:mod:`evalkit.sequential`, which runs
+above the gate and reads :data:`EARLY_SHARE` from here).
+
 The fixed-sample rule on the few hundred samples a stopped task used would be the "peeking" the
 sequence exists to avoid, so for a task that stopped early each check takes the sequence's decision.
 A gate the sequential run did not monitor (``evalkit gate`` with another policy on the same
@@ -57,7 +60,7 @@ def apply_sequential_verdict(verdict, comparison: dict[str, Any]):
             check.sequential = _summary(entry, outcome)
         if outcome.get("stopped_early"):
             _decide_early(check, entry, outcome)
-    verdict.refresh_status()  # the Verdict's own rule (no import of the gate package, which imports this one)
+    verdict.refresh_status()  # the Verdict's own rule
     return verdict
 
 

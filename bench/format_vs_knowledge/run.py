@@ -1,0 +1,124 @@
+"""Format vs knowledge forgetting, shown on real training (issue 27, item 5).
+
+The demo's base (``evalkit demo``'s checkpoints: trained from scratch on the invented general facts and
+unlabelled VOC comments) and its ``domain_only`` fine-tune (600 steps on VOC labels, which forgets the
+facts) are joined by ``domain_brief``: the same VOC-only fine-tune, but brief (``--steps``, default 30,
+at ``--lr``). All three are evaluated on ``demo_general`` (log-likelihood of each option's text: what the
+model knows) and ``demo_general_generative`` (this folder's task: the same questions, the answer
+written; ``variant_of: demo_general``), and compared with ``base`` as the baseline. The comparison's
+``format_vs_knowledge`` table should read ``format`` for ``domain_brief`` (it writes label paths after
+"Answer:" but still ranks the right option first) and ``knowledge`` for ``domain_only``.
+
+    nice -n 10 python bench/format_vs_knowledge/run.py --out /tmp/fvk
+
+writes ``OUT/comparison.json`` (and the report), ``OUT/results/*.json`` and ``OUT/summary.json``, and
+prints the table. ``--fixture DIR`` also saves the records the test
+``tests/test_compare.py::test_format_vs_knowledge_on_the_bench_records`` compares (ids and scores only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GENERATIVE_TASK = HERE / "demo_general_generative.yaml"
+
+
+def brief_fine_tune(base: Path, out: Path, steps: int, lr: float, seed: int) -> dict:
+    """``base`` fine-tuned on the demo's VOC train pairs only (loss on the label path), saved to ``out``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evalkit.demo.checkpoints import load_domain_data
+    from evalkit.demo.train import Schedule, encode_examples, save_checkpoint, train, training_threads
+
+    with training_threads(1):
+        model = AutoModelForCausalLM.from_pretrained(base)
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        voc = encode_examples(tokenizer, load_domain_data().train, "completion")
+        started = time.perf_counter()
+        losses = train(model, [(voc, 1.0)], Schedule(steps=steps, batch_size=64, lr=lr), seed=seed, parts=2)
+        seconds = time.perf_counter() - started
+        save_checkpoint(model, tokenizer, out)
+    return {"steps": steps, "lr": lr, "seed": seed, "seconds": round(seconds, 1),
+            "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4)}
+
+
+def evaluate_all(paths: dict[str, Path], store_path: Path) -> list:
+    import evalkit
+    from evalkit import api
+    from evalkit.demo import demo_load_options
+    from evalkit.demo.train import torch_threads
+
+    import dataclasses
+
+    tasks = f"demo_general,{GENERATIVE_TASK}"
+    options = api.load_options(**dataclasses.asdict(demo_load_options()))
+    results = []
+    with torch_threads(1), api.open_store(store_path) as store:
+        for label, path in paths.items():
+            checkpoint = api.as_checkpoint(str(path), label=label, options=options)
+            results.append(evalkit.evaluate(checkpoint, tasks, store=store))
+    return results
+
+
+def save_fixture(results: list, folder: Path) -> None:
+    """The records the test compares, cut to what the comparison reads (ids, correct, scores)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for result in results:
+        data = result.to_dict()
+        for task in data["tasks"].values():
+            task["samples"] = [{"sample_id": r["sample_id"], "correct": r["correct"], "scores": r["scores"],
+                                "extra": {k: v for k, v in (r.get("extra") or {}).items() if k == "parse_failed"}}
+                               for r in task["samples"]]
+        (folder / f"{result.checkpoint.label}.json").write_text(json.dumps(data, sort_keys=True) + "\n",
+                                                               encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cache-dir", type=Path, default=None, help="demo checkpoint cache (evalkit demo --cache-dir)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fixture", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import evalkit
+    from evalkit.demo.checkpoints import ensure_checkpoints
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    demo = ensure_checkpoints(args.cache_dir, log=lambda line: print(line, file=sys.stderr))
+    brief = args.out / f"domain_brief-{args.steps}-{args.lr:g}-{args.seed}"
+    training = (json.loads((brief / "training.json").read_text()) if (brief / "training.json").is_file()
+                else None)
+    if training is None:
+        training = brief_fine_tune(demo["base"], brief, args.steps, args.lr, args.seed)
+        (brief / "training.json").write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
+    paths = {"base": demo["base"], "domain_only": demo["domain_only"], "domain_brief": brief}
+    results = evaluate_all(paths, args.out / "store.sqlite")
+    comparison = evalkit.compare(*results, baseline="base")
+    comparison.write(args.out)
+    if args.fixture is not None:
+        save_fixture(results, args.fixture)
+    rows = json.loads((args.out / "comparison.json").read_text(encoding="utf-8"))["format_vs_knowledge"]
+    summary = {"training": training, "seconds_total": round(time.perf_counter() - started, 1),
+               "load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
+               "format_vs_knowledge": rows}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for row in rows:
+        print(f"{row['checkpoint']:>13}: log-likelihood acc {row['baseline_loglik_acc']:.3f} -> {row['loglik_acc']:.3f} "
+              f"(p {row['loglik_p_value']:.2g}); written acc {row['baseline_generative_acc']:.3f} -> "
+              f"{row['generative_acc']:.3f}; parse failures {row['baseline_parse_failure_rate']:.3f} -> "
+              f"{row['parse_failure_rate']:.3f}: {row['diagnosis']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
