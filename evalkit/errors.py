@@ -8,41 +8,11 @@ and exits with :attr:`EvalkitError.exit_code`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+
+from .parameter_words import arg, python_words, render_args  # re-exported: errors mark parameters with arg
 
 __all__ = ["EvalkitError", "UsageError", "ParameterTypeError", "EvaluationError", "ServerError", "did_you_mean",
            "arg", "render_args", "python_words", "path_name_error", "register_secret", "redact", "printable", "redact_secrets", "warn"]
-
-
-#: Around a parameter named in a message (:func:`arg`): private-use characters no user text carries.
-_OPEN, _SEP, _CLOSE = "\ue000", "\ue001", "\ue002"
-
-
-def arg(name: str, value: object = None) -> str:
-    """A parameter named inside a message: ``name=value`` (or ``name``) to a Python caller, its flag on
-    the command line, which renders it through its one parameter -> flag table (:func:`render_args`).
-
-    >>> python_words(f"pass {arg('config', 'DIR')} or {arg('allow_pickle', True)}; see {arg('tasks')}.")
-    'pass config=DIR or allow_pickle=True; see tasks.'
-    """
-    inside = name if value is None else f"{name}{_SEP}{value}"
-    return f"{_OPEN}{inside}{_CLOSE}"
-
-
-def render_args(text: str, word: Callable[[str, str | None], str]) -> str:
-    """``text`` with each :func:`arg` replaced by ``word(name, value)`` (value None when none was given)."""
-    head, *marked = text.split(_OPEN)
-    parts = [head]
-    for part in marked:
-        inside, _, rest = part.partition(_CLOSE)
-        name, sep, value = inside.partition(_SEP)
-        parts.append(word(name, value if sep else None) + rest)
-    return "".join(parts)
-
-
-def python_words(text: str) -> str:
-    """``text`` with each :func:`arg` as the Python API names it: ``name=value`` or ``name``."""
-    return render_args(text, lambda name, value: name if value is None else f"{name}={value}")
 
 
 class EvalkitError(Exception):
@@ -58,7 +28,7 @@ class EvalkitError(Exception):
 
     def __init__(self, *args: object, param: str | None = None):
         marked = args[0] if args and isinstance(args[0], str) else None
-        if marked is not None and _OPEN in marked:
+        if marked is not None and python_words(marked) != marked:
             args = (python_words(marked), *args[1:])
         super().__init__(*args)
         self.param = param

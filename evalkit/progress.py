@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from .errors import python_words
+from .parameter_words import python_words
 
 __all__ = ["Reporter", "bar", "note", "result", "warning", "warning_line", "use_reporter", "quiet_third_party", "NOISY_LOGGERS"]
 

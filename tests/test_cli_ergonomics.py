@@ -141,12 +141,13 @@ def test_offline_mmlu_fails_before_loading_a_model_with_the_set_line(offline, mo
 
 
 def test_a_cached_hub_dataset_counts_as_available(offline):
+    from evalkit.errors import python_words
     from evalkit.general.hub import hub_data_problem
 
-    assert "overrides='mmlu.data=PATH'" in hub_data_problem("mmlu", "mmlu")
+    assert "overrides='mmlu.data=PATH'" in python_words(hub_data_problem("mmlu", "mmlu"))
     (offline / "datasets" / "cais___mmlu").mkdir(parents=True)
     assert hub_data_problem("mmlu", "mmlu") is None
-    assert "overrides='ifeval.data=PATH'" in hub_data_problem("ifeval", "ifeval")
+    assert "overrides='ifeval.data=PATH'" in python_words(hub_data_problem("ifeval", "ifeval"))
     assert hub_data_problem("hellaswag", "generic") is None
 
 

@@ -13,7 +13,7 @@ from test_import_cycles import _cycles, _imported, _modules
 
 #: Bottom to top. A package is ``evalkit.X`` (the top-level module or subpackage X).
 FLOORS = [
-    ["errors", "registry", "lm_eval_tasks", "tokenization", "_paths", "_pairs", "_io", "_schema", "_validate", "progress", "parallel", "testing"],
+    ["parameter_words", "errors", "registry", "lm_eval_tasks", "tokenization", "_paths", "_pairs", "_io", "_schema", "_validate", "progress", "parallel", "testing"],
     ["comparison_format", "markdown_text", "metrics", "taxonomy"],
     ["records"],
     ["store", "evaluators"],
