@@ -115,11 +115,11 @@ def as_checkpoint(model: Any, *, tokenizer: Any = None, label: str | None = None
     if isinstance(model, (Checkpoint, InMemoryCheckpoint)):
         return model
     if isinstance(model, (str, os.PathLike)):
-        from .checkpoints.spec import _split_label, trainer_position
+        from .checkpoints.spec import split_spec_label, trainer_position
 
         checkpoint = Checkpoint.from_string(os.fspath(model), options, index=index)
         position = trainer_position(checkpoint.spec)
-        if label is None and position and _split_label(checkpoint.spec.raw)[0] is None:
+        if label is None and position and split_spec_label(checkpoint.spec.raw)[0] is None:
             label = f"{position[0]}.step{position[1]}"
         if label is not None or note is not None:
             checkpoint.spec = dataclasses.replace(checkpoint.spec, label=label or checkpoint.spec.label,

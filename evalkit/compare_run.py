@@ -75,7 +75,7 @@ def prepare_tasks(tasks: Any, *, policy: Any = None, overrides: Any = None, limi
     The evaluators are built by :func:`with_evaluators` (after the cheaper checks of :func:`prepare`)."""
     from . import api
     from .gate import as_policy
-    from .gate._preflight import check_policy_fits_tasks
+    from .gate.preflight import check_policy_fits_tasks
 
     task_configs = api.with_limit(api.resolve(tasks, overrides), limit, sample_seed)
     policy_obj = as_policy(policy) if policy is not None else None
@@ -231,7 +231,7 @@ def conclude(prior: list[EvalResult], evaluated: list[EvalResult], *, baseline: 
 
 def _attach(data: dict[str, Any], summary: dict[str, Any]) -> None:
     """The sequential outcome into the comparison, with a warning for each task that used part of the data."""
-    from ._compare._common import json_safe
+    from ._compare import json_safe
 
     data["sequential"] = json_safe(summary)
     for name, outcome in summary["tasks"].items():

@@ -90,7 +90,7 @@ class Comparison:
 
     def summary(self) -> str:
         """One line per task and checkpoint: the primary metric, its change against the baseline and p."""
-        from .report._view import fmt_delta, fmt_value
+        from .report import fmt_delta, fmt_value
 
         lines = [f"baseline {self.baseline}; {len(self.labels)} checkpoints, {len(self.tasks)} tasks"]
         for task in self.data["tasks"]:
@@ -130,7 +130,7 @@ class Comparison:
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the report's verdict, summary cards and study table."""
-        from .integrations.notebook import comparison_html
+        from .report.notebook import comparison_html
 
         return comparison_html(self.data)
 

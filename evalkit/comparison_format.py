@@ -1,5 +1,6 @@
 """What ``comparison.json`` is, written once: its kind and schema version, the significance level behind
-its ``significant`` flags and the reports' markers, and the one validator every reader uses.
+its ``significant`` flags and the reports' markers, the one validator every reader uses, and the order of
+its verdict's statuses (each checkpoint's own status, read by the gate, the report and the integrations).
 
 The builder (``evalkit._compare``), the readers (``load_comparison``, :class:`evalkit.Comparison`), the
 gate and the report writers all take these from here, one floor below them all (schema:
@@ -15,7 +16,7 @@ from ._schema import COMPARISON, validate
 from .errors import UsageError
 
 __all__ = ["COMPARISON_KIND", "COMPARISON_SCHEMA_VERSION", "SIGNIFICANCE", "check_comparison", "is_significant",
-           "decision_p", "row_significant"]
+           "decision_p", "row_significant", "STATUS_ORDER", "checkpoint_statuses"]
 
 COMPARISON_KIND = "evalkit.comparison"
 #: The newest schema this evalkit writes and reads.
@@ -79,3 +80,24 @@ def check_comparison(data: Any, *, source: str = "comparison", hint: str = "", f
         if not isinstance(data.get(key), list):
             raise UsageError(f"{source}: field '{key}' must be a list; re-run `evalkit compare` to rebuild it.")
     return data
+
+
+# ------------------------------------------------------------------------------ verdict statuses
+
+#: Statuses from best to worst; a verdict's status is the worst of its checks.
+STATUS_ORDER = {"pass": 0, "warn": 1, "inconclusive": 2, "fail": 3}
+
+
+def checkpoint_statuses(checks: list[dict[str, Any]]) -> dict[str, str]:
+    """Each checkpoint's own verdict: the worst status of its checks, in first-seen order.
+
+    >>> checkpoint_statuses([{"checkpoint": "a", "status": "fail"}, {"checkpoint": "b", "status": "pass"},
+    ...                      {"checkpoint": "a", "status": "pass"}, {"checkpoint": "b", "status": "warn"}])
+    {'a': 'fail', 'b': 'warn'}
+    """
+    statuses: dict[str, str] = {}
+    for check in checks:
+        label, status = str(check.get("checkpoint")), str(check.get("status"))
+        if STATUS_ORDER.get(status, 3) >= STATUS_ORDER.get(statuses.get(label, "pass"), 0):
+            statuses[label] = status
+    return statuses

@@ -21,7 +21,7 @@ from .errors import UsageError
 
 __all__ = ["SCHEMA_VERSION", "SampleRecord", "TaskResult", "CheckpointInfo", "EvalResult", "sample_order_key",
            "in_sample_order", "MetricSpec", "record_value", "LEVELS", "UNITS", "BREAKDOWN_COUNT_FIELDS",
-           "COLUMNS_VERSION", "SAMPLE_COLUMNS", "columns_frame"]
+           "COLUMNS_VERSION", "SAMPLE_COLUMNS", "columns_frame", "check_field"]
 
 #: Bump when a field changes meaning; readers refuse newer major versions.
 SCHEMA_VERSION = 1
@@ -117,7 +117,7 @@ class MetricSpec:
         for name in ("score", "cluster", "group_by"):
             value = getattr(self, name)
             if value is not None:
-                _check_field(value, f"MetricSpec {name}")
+                check_field(value, f"MetricSpec {name}")
         if self.bounds is not None:
             object.__setattr__(self, "bounds", _check_bounds(self.bounds))
         if self.interval not in INTERVALS:
@@ -161,7 +161,7 @@ def _check_bounds(bounds: Any) -> tuple[float, float]:
     return low, high
 
 
-def _check_field(path: Any, what: str) -> str:
+def check_field(path: Any, what: str) -> str:
     if not isinstance(path, str) or not (path in _FIELD_ROOTS or (path.startswith(("scores.", "extra.")) and
                                                                   len(path.split(".", 1)[1]) > 0)):
         raise ValueError(f"{what} must be one of {', '.join(_FIELD_ROOTS)} or 'scores.NAME' / 'extra.NAME'; "
@@ -181,7 +181,7 @@ def record_value(record: "SampleRecord", path: str) -> Any:
     """
     if path in _FIELD_ROOTS:
         return getattr(record, path)
-    root, _, key = _check_field(path, "record field").partition(".")
+    root, _, key = check_field(path, "record field").partition(".")
     return getattr(record, root).get(key)
 
 
@@ -344,7 +344,7 @@ class EvalResult:
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the checkpoint and each task's metrics with their intervals."""
-        from .integrations.notebook import result_html
+        from .report.notebook import result_html
 
         return result_html(self)
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .checkpoints import Checkpoint
 
 __all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators", "run_keys", "stored_task_names",
-           "evaluation_line"]
+           "evaluation_line", "check_capabilities"]
 
 
 def library_versions() -> dict[str, str]:
@@ -47,7 +47,7 @@ def build_evaluators(tasks: list[TaskConfig]) -> list:
     return evaluators
 
 
-def _check_capabilities(checkpoint: Checkpoint, task: TaskConfig, evaluator) -> None:
+def check_capabilities(checkpoint: Checkpoint, task: TaskConfig, evaluator) -> None:
     for need in sorted(evaluator.needs):
         reason = _unsupported_reason(checkpoint, need)
         if reason:
@@ -82,7 +82,7 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
         results[task.name] = _from_store(store.completed_result(key))
     pending = [(t, e, k) for t, e, k in zip(tasks, evaluators, keys) if results[t.name] is None]
     for task, evaluator, _ in pending:  # data problems surface before a (possibly huge) model loads
-        _check_capabilities(checkpoint, task, evaluator)
+        check_capabilities(checkpoint, task, evaluator)
         evaluator.sample_ids()
     for task, evaluator, key in pending:
         results[task.name] = _run_task(checkpoint, task, evaluator, store, key, ranks)

@@ -94,10 +94,10 @@ def load_task_file(path: str | Path) -> TaskConfig:
     options = {k: v for k, v in data.items() if k not in _COMMON_KEYS}
     cluster_field = data.get("cluster_field")
     if cluster_field is not None:
-        from .records import _check_field
+        from .records import check_field
 
         try:
-            _check_field(cluster_field, "key 'cluster_field'")
+            check_field(cluster_field, "key 'cluster_field'")
         except ValueError as exc:
             raise UsageError(f"{path}: {exc}") from None
     return TaskConfig(

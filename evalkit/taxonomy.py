@@ -29,7 +29,7 @@ import numpy as np
 
 from evalkit.errors import UsageError  # absolute: works when pytest imports this file for doctests
 
-__all__ = ["Taxonomy", "load_taxonomy", "DEFAULT_SEP"]
+__all__ = ["Taxonomy", "load_taxonomy", "DEFAULT_SEP", "as_path", "is_missing"]
 
 DEFAULT_SEP = " > "
 _PATH_COLUMNS = ("path", "label")
@@ -126,7 +126,7 @@ class Taxonomy:
         labels = []
         for position, item in enumerate(paths):
             try:
-                labels.append(_as_path(item, sep))
+                labels.append(as_path(item, sep))
             except ValueError as exc:
                 raise ValueError(f"path at position {position}: {exc}") from None
         return cls(labels, sep=sep)
@@ -140,7 +140,7 @@ class Taxonomy:
         >>> len(Taxonomy.from_data(["A > B", None, "", "A > C", "A > B"]))
         2
         """
-        return cls.from_paths((item for item in labels if not _is_missing(item)), sep=sep)
+        return cls.from_paths((item for item in labels if not is_missing(item)), sep=sep)
 
     # ----------------------------------------------------------------------------- queries
     def __len__(self) -> int:
@@ -176,7 +176,7 @@ class Taxonomy:
 
     def children(self, prefix: Sequence[str] | str = ()) -> list[tuple[str, ...]]:
         """The children of ``prefix`` as full paths, sorted; ``()`` gives the top level. KeyError if unknown."""
-        key = () if prefix in ((), "") else _as_path(prefix, self.sep)
+        key = () if prefix in ((), "") else as_path(prefix, self.sep)
         if key not in self._children:
             raise KeyError(f"{self.format(key)!r} is not a node of the taxonomy")
         return list(self._children[key])
@@ -250,7 +250,7 @@ def _check_sep(sep: object) -> str:
     return sep
 
 
-def _is_missing(item: object) -> bool:
+def is_missing(item: object) -> bool:
     if item is None:
         return True
     if isinstance(item, float) and item != item:  # NaN from pandas
@@ -271,7 +271,7 @@ def _hashable(value: object) -> object:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _as_path(item: Sequence[str] | str, sep: str) -> tuple[str, ...]:
+def as_path(item: Sequence[str] | str, sep: str) -> tuple[str, ...]:
     """A validated path tuple from a tuple/list of names or a ``sep``-joined string (ValueError if bad)."""
     if isinstance(item, str):
         names = tuple(part.strip() for part in item.split(sep.strip()))
@@ -336,7 +336,7 @@ def _read_lines(path: Path, sep: str, columns: Sequence[str] | None) -> list[tup
     first_seen: dict[tuple[str, ...], int] = {}
     for line_no, text in _iter_path_rows(path, sep, columns):
         try:
-            parsed = _as_path(tuple(n.strip() for n in text), sep) if isinstance(text, tuple) else _as_path(text, sep)
+            parsed = as_path(tuple(n.strip() for n in text), sep) if isinstance(text, tuple) else as_path(text, sep)
         except ValueError as exc:
             raise UsageError(f"{path} line {line_no}: {exc}; fix or remove that line.") from None
         if parsed in first_seen:

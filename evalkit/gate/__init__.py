@@ -22,7 +22,7 @@ from ._evaluate import Check, Verdict, evaluate_policy
 from ._outputs import (GATE_OUTPUTS, checkpoint_statuses, demo_policy_text, gate_files, junit_xml, load_comparison,
                        verdict_markdown,
                        verdict_text, write_gate_outputs, write_junit)
-from ._policy import OPERATORS, Gate, Policy, as_policy, check_policy_baseline, load_policy, parse_policy
+from .policy import OPERATORS, Gate, Policy, as_policy, check_policy_baseline, load_policy, parse_policy
 
 # ``str(verdict)`` is the console text; it is defined with the other outputs, which import Verdict.
 Verdict.__str__ = verdict_text  # type: ignore[assignment]

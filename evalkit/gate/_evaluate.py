@@ -25,7 +25,8 @@ from typing import Any
 from ..errors import UsageError, did_you_mean
 
 from ..metrics.stats import cut_to_range, one_sided_bounds, paired_proportion_bounds, proportion_bounds
-from ._policy import _COMPARATIVE, _STATUS_ORDER, ON_INCONCLUSIVE, Gate, Policy, check_policy_baseline
+from ..comparison_format import STATUS_ORDER
+from .policy import _COMPARATIVE, ON_INCONCLUSIVE, Gate, Policy, check_policy_baseline
 from .sequential_verdict import apply_sequential_verdict, final_share
 # ------------------------------------------------------------------------------------ evaluation
 
@@ -93,7 +94,7 @@ class Verdict:
         return 1 if self.status in blocking else 0
 
     def counts(self) -> dict[str, int]:
-        return {status: sum(c.status == status for c in self.checks) for status in _STATUS_ORDER}
+        return {status: sum(c.status == status for c in self.checks) for status in STATUS_ORDER}
 
     def refresh_status(self) -> None:
         """Recompute ``status`` from the checks, after some were decided anew (a sequential run's early stops)."""
@@ -116,7 +117,7 @@ class Verdict:
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the report's verdict section."""
-        from ..integrations.notebook import verdict_html
+        from ..report.notebook import verdict_html
 
         return verdict_html(self)
 
@@ -161,7 +162,7 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
 
 def worst_status(checks: list[Check]) -> str:
     """The verdict's status: the worst of its checks' (pass < warn < inconclusive < fail)."""
-    return max((c.status for c in checks), key=_STATUS_ORDER.__getitem__, default="pass")
+    return max((c.status for c in checks), key=STATUS_ORDER.__getitem__, default="pass")
 
 
 def _row_p_value(row: dict | None) -> float | None:

@@ -9,8 +9,9 @@ from typing import Any
 
 from .._compare import load_comparison
 
+from ..comparison_format import STATUS_ORDER, checkpoint_statuses
 from ._evaluate import Check, Verdict, evaluate_policy
-from ._policy import _STATUS_ORDER, checkpoint_statuses, load_policy
+from .policy import load_policy
 # --------------------------------------------------------------------------------------- outputs
 
 _STATUS_MARK = {"pass": "✅", "warn": "⚠️", "inconclusive": "❔", "fail": "❌"}
@@ -100,7 +101,7 @@ def verdict_text(verdict: Verdict) -> str:
     """
     from ..errors import printable
 
-    ordered = sorted(verdict.checks, key=lambda c: (-_STATUS_ORDER.get(c.status, 1), not _is_warning(c)))
+    ordered = sorted(verdict.checks, key=lambda c: (-STATUS_ORDER.get(c.status, 1), not _is_warning(c)))
     lines = [f"{c.status.upper():<4}  {c.checkpoint}  {c.gate}: {c.message}"
              + (" [warning]" if c.status == "pass" and _is_warning(c) else "") for c in ordered]
     if verdict.inconclusive:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, arg
-from ._extras import require
+from .extras import require
 
 __all__ = ["write_model_card", "card_results", "checkpoint_label", "TASK_TYPE"]
 
@@ -68,7 +68,7 @@ def card_results(comparison: dict[str, Any], label: str) -> list:
 
 
 def _verdict_entry(comparison: dict[str, Any], label: str) -> dict[str, Any]:
-    from ..gate import checkpoint_statuses
+    from ..comparison_format import checkpoint_statuses
 
     verdict = comparison.get("verdict") or {}
     statuses = checkpoint_statuses(verdict.get("checks") or [])

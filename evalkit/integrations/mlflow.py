@@ -23,7 +23,7 @@ import tempfile
 import time
 from typing import Any
 
-from ._extras import require
+from .extras import require
 from ._tracking import checkpoint_metrics, comparison_metrics
 
 __all__ = ["log_comparison", "ARTIFACT_PATH"]
@@ -92,7 +92,7 @@ def _log_parent(client, run_id: str, comparison, report: bool) -> None:
 
 
 def _log_checkpoint(client, experiment: str, parent_id: str, data: dict[str, Any], checkpoint: dict[str, Any]):
-    from ..gate import checkpoint_statuses
+    from ..comparison_format import checkpoint_statuses
 
     label = checkpoint["label"]
     statuses = checkpoint_statuses([c for c in (data.get("verdict") or {}).get("checks") or []])

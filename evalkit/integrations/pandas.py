@@ -36,7 +36,7 @@ def comparison_frame(comparison: dict[str, Any], table: str = "metrics"):
     metric and checkpoint (``pass``, ``warn``, ``fail``, or any status the gate adds), None when no
     gate checks it.
     """
-    from ..report._view import marked
+    from ..report import marked
 
     if table not in _TABLES:
         raise ValueError(f"table must be one of {', '.join(_TABLES)}; got {table!r}.")
@@ -61,7 +61,7 @@ def _gate_name(row: dict[str, Any]) -> str:
 
 
 def _decisions(comparison: dict[str, Any]) -> dict[tuple[str, str], str]:
-    from ..gate._policy import checkpoint_statuses
+    from ..comparison_format import checkpoint_statuses
 
     checks = [c for c in ((comparison.get("verdict") or {}).get("checks") or []) if isinstance(c, dict)]
     by_row: dict[tuple[str, str], list[dict[str, Any]]] = {}

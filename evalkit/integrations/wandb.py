@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ._extras import require
+from .extras import require
 from ._tracking import checkpoint_metrics
 
 __all__ = ["log_comparison", "summary_values", "study_rows", "ARTIFACT_TYPE", "STUDY_KEY"]
@@ -31,7 +31,7 @@ STUDY_KEY = "evalkit/study"
 
 def summary_values(comparison: dict[str, Any]) -> dict[str, Any]:
     """Everything the run summary gets: each checkpoint's metric fields and the verdict."""
-    from ..gate import checkpoint_statuses
+    from ..comparison_format import checkpoint_statuses
 
     values: dict[str, Any] = {}
     for checkpoint in comparison["checkpoints"]:
@@ -47,7 +47,7 @@ def summary_values(comparison: dict[str, Any]) -> dict[str, Any]:
 
 def study_rows(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """The report's study table as columns and rows: checkpoint, note, then value, delta and p per column."""
-    from ..report._view import study_table
+    from ..report import study_table
 
     study = study_table(comparison)
     columns = ["checkpoint", "note"]

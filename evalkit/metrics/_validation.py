@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.taxonomy import DEFAULT_SEP, Taxonomy, _as_path, _is_missing
+from evalkit.taxonomy import DEFAULT_SEP, Taxonomy, as_path, is_missing
 
 AVERAGE_OPTIONS = ("macro", "micro", "weighted", None)
 
@@ -122,18 +122,18 @@ def _build_taxonomy(y_true: Any, y_pred: Any, labels: Any, sep: str, func: str) 
     paths = []
     for item in _distinct(y_true):
         try:
-            paths.append(_as_path(item, sep))
+            paths.append(as_path(item, sep))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{func}: y_true contains an invalid label {item!r}: {exc}.") from None
     for item in _distinct(y_pred):
-        if not _is_missing(item):
+        if not is_missing(item):
             try:
-                paths.append(_as_path(item, sep))
+                paths.append(as_path(item, sep))
             except (ValueError, TypeError):
                 pass  # a malformed prediction is an invalid prediction, not an error
     for item in [] if labels is None else labels:
         try:
-            paths.append(_as_path(_key(item), sep))
+            paths.append(as_path(_key(item), sep))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{func}: 'labels' contains an invalid label {item!r}: {exc}.") from None
     return Taxonomy(paths, sep=sep)

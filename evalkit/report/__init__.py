@@ -16,10 +16,13 @@ from typing import Any
 
 from .._io import OutputFolder, dump_json
 from . import _view as view
+from ._view import fmt_delta, fmt_value, marked, study_table
 from .html import render_html
 from .markdown import render_markdown
 
-__all__ = ["write_reports", "render_html", "render_markdown", "comparison_json", "metrics_csv"]
+__all__ = ["write_reports", "render_html", "render_markdown", "comparison_json", "metrics_csv",
+           # what the object API and the integrations show the way the report does
+           "fmt_value", "fmt_delta", "marked", "study_table"]
 
 #: Column order of metrics.csv: the schema's row keys first, any extra keys after in first-seen order.
 METRIC_COLUMNS = ["task", "metric", "checkpoint", "axis", "is_primary", "higher_is_better", "value", "ci_low",

@@ -314,7 +314,7 @@ def checkpoint_verdicts(comparison: dict[str, Any]) -> list[dict[str, Any]]:
 
     ``reason`` is the first failing (else warning) check's gate and message, or a count of passes.
     """
-    from ..gate._policy import checkpoint_statuses  # not the gate package: its outputs use this module
+    from ..comparison_format import checkpoint_statuses
 
     checks = [c for c in ((comparison.get("verdict") or {}).get("checks") or []) if isinstance(c, dict)]
     statuses = checkpoint_statuses(checks)

@@ -310,7 +310,7 @@ def drive_sequential(checkpoints: list, task_configs: list, evaluators: list, st
     summary : dict
         ``comparison["sequential"]``: seed, chunk size, bound and a :class:`TaskOutcome` per task.
     """
-    from ..run import _check_capabilities, library_versions, run_keys
+    from ..run import check_capabilities, library_versions, run_keys
 
     prior = list(prior or [])
     labels = [r.checkpoint.label for r in prior] + [c.label for c in checkpoints]
@@ -326,7 +326,7 @@ def drive_sequential(checkpoints: list, task_configs: list, evaluators: list, st
         planned, reason = _plan(task, policy, labels, baseline)
         if reason is None:
             for checkpoint in checkpoints:
-                _check_capabilities(checkpoint, task, evaluator)
+                check_capabilities(checkpoint, task, evaluator)
             sources = _sources(task, evaluator, checkpoints, [keys[c.label][index] for c in checkpoints], prior, store)
             started = time.perf_counter()
             outcome = _drive_task(task, evaluator, planned, sources, baseline, store, seed=seed, chunk_size=chunk_size)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import UsageError, did_you_mean, arg
 
+__all__ = ["OPERATORS", "ON_INCONCLUSIVE", "Gate", "Policy", "load_policy", "as_policy", "parse_policy"]
 
 #: Operator -> what its threshold means (used in error messages and docs).
 OPERATORS = {
@@ -27,25 +28,6 @@ _POLICY_KEYS = ("baseline", "gates", "significance", "on_inconclusive")
 _SEVERITIES = ("error", "warn")
 #: What an inconclusive check does to the exit code (``on_inconclusive``); the first is the default.
 ON_INCONCLUSIVE = ("fail", "warn")
-#: Statuses from best to worst; a verdict's status is the worst of its checks.
-_STATUS_ORDER = {"pass": 0, "warn": 1, "inconclusive": 2, "fail": 3}
-
-
-def checkpoint_statuses(checks: list[dict[str, Any]]) -> dict[str, str]:
-    """Each checkpoint's own verdict: the worst status of its checks, in first-seen order.
-
-    >>> checkpoint_statuses([{"checkpoint": "a", "status": "fail"}, {"checkpoint": "b", "status": "pass"},
-    ...                      {"checkpoint": "a", "status": "pass"}, {"checkpoint": "b", "status": "warn"}])
-    {'a': 'fail', 'b': 'warn'}
-    """
-    statuses: dict[str, str] = {}
-    for check in checks:
-        label, status = str(check.get("checkpoint")), str(check.get("status"))
-        if _STATUS_ORDER.get(status, 3) >= _STATUS_ORDER.get(statuses.get(label, "pass"), 0):
-            statuses[label] = status
-    return statuses
-
-
 # --------------------------------------------------------------------------------------- policy
 
 

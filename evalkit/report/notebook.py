@@ -12,7 +12,7 @@ __all__ = ["comparison_html", "verdict_html", "result_html"]
 
 def comparison_html(comparison: dict[str, Any]) -> str:
     """The verdict (once gated), one summary card per checkpoint, and the study table."""
-    from ..report.html import render_fragment
+    from .html import render_fragment
 
     title = f"evalkit comparison · baseline {comparison.get('baseline')}"
     return render_fragment(comparison, title=title)
@@ -20,7 +20,7 @@ def comparison_html(comparison: dict[str, Any]) -> str:
 
 def verdict_html(verdict) -> str:
     """The report's verdict section for a verdict alone (checkpoints in the order the checks name them)."""
-    from ..report.html import render_fragment
+    from .html import render_fragment
 
     shell = {"schema_version": 1, "checkpoints": [], "tasks": [], "metrics": [], "baseline": verdict.baseline,
              "verdict": verdict.to_dict()}
@@ -33,7 +33,7 @@ def result_html(result) -> str:
     Built from the result's own numbers (no statistics: those come with :func:`evalkit.compare`), and
     without importing the comparison code, which itself reads results.
     """
-    from ..report.html import render_fragment
+    from .html import render_fragment
 
     tasks = ", ".join(f"{name} (n={task.n_samples})" for name, task in result.tasks.items()) or "no tasks"
     title = f"evalkit result · {result.checkpoint.label} ({result.checkpoint.kind}) · {tasks}"
