@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 
 from .._io import read_json_object
-from .._validate import unique_labels
 from ..errors import UsageError
 
 __all__ = ["compare_pipeline", "report_pipeline", "gate_pipeline"]
@@ -114,7 +113,6 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
         results += load_results_files([item]) if is_file else [_result_from_store(item, store_path)]
     if len(results) < 2:
         raise UsageError("report needs a comparison.json, or at least two results.json files / stored checkpoint labels.")
-    unique_labels([r.checkpoint.label for r in results])
     _echo_written(api.compare(*results, baseline=baseline).write_report(out))
 
 
