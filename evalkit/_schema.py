@@ -162,7 +162,7 @@ _ROW_FLAGS = {k: Opt(BOOL) for k in ("ci_extended", "delta_ci_extended", "p_valu
 _METRIC_ROW = Obj({"task": STR, "metric": STR, "checkpoint": STR},
                   {**{k: _NUMS for k in _ROW_NUMBERS}, "n": _NUMS, "n_paired": _NUMS, "axis": Opt(STR),
                    "is_primary": Opt(BOOL), "higher_is_better": Opt(BOOL), "baseline": Opt(STR), "test": Opt(STR),
-                   "ci_method": Opt(STR), "ci_target": Opt(STR), "level": Opt(STR), "metric_bounds": Opt(ListOf(NUM)),
+                   "ci_method": Opt(STR), "ci_target": Opt(STR), "level": Opt(STR), "metric_bounds": Opt(ListOf(NUM)), "family": Opt(STR),
                    "paired_counts": Opt(ListOf(INT)),
                    "value_counts": Opt(ListOf(INT)), "significant": Opt(BOOL), **_ROW_FLAGS})
 _BREAKDOWN_ROW = Obj({"task": STR, "kind": STR, "key": STR, "metric": STR, "checkpoint": STR},

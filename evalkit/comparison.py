@@ -141,7 +141,7 @@ class Comparison:
         interval, test, p and adjusted p, ``significant`` and the gate's ``decision``; any further field
         of the rows follows. Columns: ``docs/integrations.md``.
         """
-        from .integrations.pandas import comparison_frame
+        from .exports.pandas import comparison_frame
 
         return comparison_frame(self.data, table)
 
@@ -152,9 +152,9 @@ class Comparison:
         ``run``: a run id or ``mlflow`` run to log into; None: the active run, else a new one. Each
         checkpoint gets a nested run with its metrics and their interval bounds; the parent gets the
         deltas and p-values, the verdict as tags and, with ``report``, the report folder as artifacts.
-        See :mod:`evalkit.integrations.mlflow`.
+        See :mod:`evalkit.exports.mlflow`.
         """
-        from .integrations.mlflow import log_comparison
+        from .exports.mlflow import log_comparison
 
         return log_comparison(self, run=run, report=report)
 
@@ -163,9 +163,9 @@ class Comparison:
 
         ``run``: a ``wandb`` run to log into; None: the current run, else a new one. Metrics, deltas and
         p-values go to the run summary, the verdict to tags and summary, the study table as a
-        ``wandb.Table``, the report folder as an artifact. See :mod:`evalkit.integrations.wandb`.
+        ``wandb.Table``, the report folder as an artifact. See :mod:`evalkit.exports.wandb`.
         """
-        from .integrations.wandb import log_comparison
+        from .exports.wandb import log_comparison
 
         return log_comparison(self, run=run, report=report)
 
@@ -174,9 +174,9 @@ class Comparison:
         ``checkpoint_dir/README.md`` (needs ``evalkit[hub]``); return the card's path.
 
         ``label`` names the checkpoint when ``checkpoint_dir`` is not the spec of exactly one. See
-        :mod:`evalkit.integrations.hub`; ``evalkit card DIR --from comparison.json`` on the command line.
+        :mod:`evalkit.exports.hub`; ``evalkit card DIR --from comparison.json`` on the command line.
         """
-        from .integrations.hub import write_model_card
+        from .exports.hub import write_model_card
 
         return write_model_card(checkpoint_dir, self, label=label)
 

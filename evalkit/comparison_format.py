@@ -44,14 +44,18 @@ def decision_p(row: dict[str, Any]) -> Any:
 
 def row_significant(row: dict[str, Any]) -> bool:
     """Whether a row's change is significant: the comparison's ``significant`` flag (its delta interval
-    excludes 0); a row without one (no interval, a breakdown row, an older comparison) by :func:`decision_p`.
-    The summary's counts, the reports' markers and the tables read this, never a threshold of their own.
+    excludes 0); a row without one (no interval, a breakdown row, an older comparison) by :func:`decision_p`;
+    an exploratory row (outside the primary family, ``evalkit._compare._family``) never. The summary's counts,
+    the reports' markers and the tables read this, never a threshold of their own.
 
     >>> row_significant({"significant": False, "p_value": 0.0001}), row_significant({"p_value": 0.01})
     (False, True)
-    >>> row_significant({"p_value": 0.01, "p_value_adjusted": 0.2})
-    False
+    >>> row_significant({"p_value": 0.01, "p_value_adjusted": 0.2}), row_significant({"family": "exploratory",
+    ...                                                                                "p_value": 0.0001})
+    (False, False)
     """
+    if row.get("family") == "exploratory":  # outside the primary family: shown, never marked
+        return False
     flag = row.get("significant")
     return flag if isinstance(flag, bool) else is_significant(decision_p(row))
 

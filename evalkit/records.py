@@ -151,6 +151,25 @@ class MetricSpec:
         return cls(**{k: v for k, v in dict(data).items() if k in known})
 
 
+class _NotPlainJson(Exception):
+    """A value :func:`_json_copy` leaves to ``dataclasses.asdict``."""
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+def _json_copy(value: Any) -> Any:
+    """A copy of a plain JSON value (exact types only: a numpy float or a tuple raises :class:`_NotPlainJson`)."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict:
+        return {_json_copy(k): _json_copy(v) for k, v in value.items()}
+    if kind is list:
+        return [_json_copy(v) for v in value]
+    raise _NotPlainJson
+
+
 def _check_bounds(bounds: Any) -> tuple[float, float]:
     try:
         low, high = (float(b) for b in bounds)
@@ -206,7 +225,16 @@ class SampleRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """``dataclasses.asdict(self)``, without its per-value ``deepcopy`` where every value is plain JSON
+        (str, int, float, bool, None, dict, list: asdict's copy of those is the same), which records nearly
+        always are; anything else takes ``asdict`` itself. Called twice per sample (store, results)."""
+        try:
+            return {"sample_id": self.sample_id, "target": _json_copy(self.target),
+                    "prediction": _json_copy(self.prediction), "correct": _json_copy(self.correct),
+                    "scores": _json_copy(self.scores), "group": _json_copy(self.group),
+                    "input": _json_copy(self.input), "extra": _json_copy(self.extra)}
+        except _NotPlainJson:
+            return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SampleRecord":

@@ -22,6 +22,25 @@ _SCRATCH = tempfile.mkdtemp(prefix="evalkit-tests-")
 os.environ.setdefault("EVALKIT_STORE", os.path.join(_SCRATCH, "store.sqlite"))
 os.environ.setdefault("EVALKIT_CACHE_DIR", os.path.join(_SCRATCH, "cache"))
 
+# Under pytest-xdist (addopts: -n 2) each worker gets its share of the cores for torch's threads, set before torch
+# is imported so the servers and CLI runs a test starts inherit it: two workers with two threads each on two cores
+# spin-wait on each other. Thread counts change no result a test checks (same inputs, same outputs; in-process and
+# served runs inherit the same setting).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _THREADS = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, _THREADS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules holding slow tests run first (stable order otherwise): with two workers taking whole modules, the
+    long ones then overlap each other instead of one of them running alone at the end."""
+    def module(item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    slow_modules = {module(item) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: module(item) not in slow_modules)
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:

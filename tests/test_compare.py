@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -387,6 +388,23 @@ def test_format_vs_knowledge(comparison):
     assert rows["tuned"]["loglik_task"] == "mmlu" and rows["tuned"]["generative_task"] == "mmlu_generative"
 
 
+def test_format_vs_knowledge_on_the_bench_records():
+    """Real training (bench/format_vs_knowledge, records saved by its --fixture): a VOC fine-tune that rehearses
+    the facts as plain text keeps them but loses the answer format; the demo's domain_only loses the facts and,
+    writing label paths, the format too."""
+    from evalkit.records import EvalResult
+
+    folder = Path(__file__).parent / "fixtures" / "format_vs_knowledge"
+    results = [EvalResult.from_dict(json.loads((folder / f"{name}.json").read_text()))
+               for name in ("base", "domain_only", "voc_fact_text")]
+    rows = {r["checkpoint"]: r for r in build_comparison(results, baseline="base", n_resamples=B)["format_vs_knowledge"]}
+    assert rows["voc_fact_text"]["diagnosis"] == "format" and rows["domain_only"]["diagnosis"] == "both"
+    kept = rows["voc_fact_text"]
+    assert kept["loglik_p_value"] >= 0.05 and kept["parse_failure_delta"] >= 0.05
+    assert kept["loglik_delta"] - kept["generative_delta"] >= 0.10
+    assert rows["domain_only"]["loglik_p_value"] < 0.05 and rows["domain_only"]["loglik_task"] == "demo_general"
+
+
 @pytest.mark.parametrize("ll_delta,ll_p,gen_delta,parse_delta,expected", [
     (-0.02, 0.5, -0.40, 0.60, "format"),
     (-0.20, 0.001, -0.22, 0.00, "knowledge"),
@@ -721,7 +739,10 @@ def test_every_marker_follows_the_interval_beside_it_and_intervals_stay_feasible
             assert row["significant"] is None
             continue
         checked += 1
-        assert row["significant"] == (low > 0 or high < 0), row
+        if row["is_primary"]:  # a marker needs the interval to exclude 0 (and Holm across the primary family)
+            assert not row["significant"] or (low > 0 or high < 0), row
+        else:
+            assert row["family"] == "exploratory" and row["significant"] is None, row
         if row["metric"] in ("acc", "leaf_macro_f1"):  # declared in [0, 1]
             assert row["metric_bounds"] == [0.0, 1.0]  # what the gate cuts its bounds to
             assert -row["baseline_value"] - 1e-12 <= low <= high <= 1 - row["baseline_value"] + 1e-12, row
@@ -783,3 +804,69 @@ def test_a_binary_declaration_the_values_break_is_reported_and_compared_as_a_mea
     row = _row(comparison, "mmlu", "acc", "tuned")
     assert (row["ci_method"], row["test"]) == ("t", "paired_t")
     assert any("declared binary" in w and "'acc'" in w for w in comparison["warnings"])
+
+
+
+# ----------------------------------------------------------------------------------- multiplicity (issue 23, item 5)
+def test_primary_rows_form_one_holm_family_per_checkpoint_as_statsmodels_computes_it(comparison):
+    from statsmodels.stats.multitest import multipletests
+
+    for label in ("tuned", "mix"):
+        rows = [r for r in comparison["metrics"] if r["checkpoint"] == label]
+        family = [r for r in rows if r["family"] == "primary" and r["p_value"] is not None]
+        assert len(family) == 4 and all(r["is_primary"] and r["family_size"] == 4 for r in family)
+        reference = multipletests([r["p_value"] for r in family], method="holm")[1]
+        assert [r["p_value_adjusted"] for r in family] == pytest.approx(list(reference), rel=1e-12)
+        for row in family:
+            excludes = row["delta_ci_low"] > 0 or row["delta_ci_high"] < 0
+            assert row["significant"] == (excludes and row["p_value_adjusted"] < 0.05)
+        assert all(r["family"] == "exploratory" and r["p_value_adjusted"] is None for r in rows if not r["is_primary"])
+    summary = {s["checkpoint"]: s for s in comparison["summary"]}
+    for label, entry in summary.items():
+        marked = [r for r in comparison["metrics"] if r["checkpoint"] == label and r["significant"]]
+        assert entry["significant_regressions"] + entry["significant_improvements"] == len(marked)
+
+
+def _null_results(seed: int, n_voc: int = 150, n_mmlu: int = 120) -> list[EvalResult]:
+    """Two equally good checkpoints (same profile, independent noise) on a VOC task and a general task."""
+    import synthetic_results as synthetic
+
+    shared = np.random.default_rng(seed)
+    difficulty = {"voc": shared.random(n_voc), "mmlu": shared.random(n_mmlu)}
+    results = []
+    for k, label in enumerate(("base", "twin")):
+        rng = np.random.default_rng([seed, k, 1])  # [seed, 0] would repeat default_rng(seed): trailing zeros
+        profile = synthetic.PROFILES["base"]
+        tasks = {"voc_sample": synthetic._voc(profile, rng, difficulty["voc"]),
+                 "mmlu": synthetic._mmlu(profile, rng, difficulty["mmlu"], False)}
+        info = synthetic.CheckpointInfo(label=label, spec=f"models/{label}", kind="hf", fingerprint=f"fp-{label}")
+        results.append(EvalResult(checkpoint=info, versions={"evalkit": "0.1.0"}, tasks=tasks,
+                                  created="2026-11-24T10:00:00+00:00"))
+    return results
+
+
+@pytest.mark.slow
+def test_null_comparisons_star_a_top_level_row_in_at_most_five_percent_of_runs():
+    """Seeded simulation: without the family, some top-level row's interval excludes 0 far more often."""
+    runs, starred, unadjusted = 120, 0, 0
+    for seed in range(runs):
+        rows = [r for r in build_comparison(_null_results(seed), n_resamples=100)["metrics"] if r["checkpoint"] == "twin"]
+        starred += any(r["significant"] for r in rows)
+        unadjusted += any(r["delta_ci_low"] is not None and (r["delta_ci_low"] > 0 or r["delta_ci_high"] < 0)
+                          for r in rows)
+    assert starred / runs <= 0.05 + 2 * (0.05 * 0.95 / runs) ** 0.5  # 5 % plus two Monte Carlo SEs
+    assert unadjusted > starred  # the family is what keeps it down
+
+
+def test_reports_say_what_a_corpus_interval_covers_and_which_rows_are_exploratory(comparison):
+    from evalkit.report import render_html, render_markdown
+
+    jackknifed = [r for r in comparison["metrics"] if r["ci_target"] == "finite_sample_expectation"]
+    assert {r["metric"] for r in jackknifed} >= {"leaf_macro_f1"}
+    html = render_html(comparison)
+    assert html.count(">test set</sup>") >= len([r for r in jackknifed if r["ci_low"] is not None])
+    assert ">exploratory</span>" in html
+    markdown = render_markdown(comparison)
+    assert "leaf\\_macro\\_f1 (corpus metrics, jackknife) cover the expected score on a test set of this size, " \
+           "not the population value" in markdown
+    assert "Other metrics (exploratory" in markdown

@@ -129,11 +129,48 @@ def test_the_action_installs_evalkit_not_the_users_project_and_uploads_the_repor
     assert "HF_HUB_OFFLINE" not in (ROOT / "action.yml").read_text()
 
 
+def _install(tmp_path: Path, action_path: Path, package: str = "") -> tuple[subprocess.CompletedProcess, list[str]]:
+    """The action's install step with a `python` that records its arguments instead of running pip."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    calls = tmp_path / "calls.txt"
+    python = bin_dir / "python"
+    python.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    python.chmod(python.stat().st_mode | stat.S_IEXEC)
+    step = _step("Install evalkit")
+    context = {"inputs.torch": "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu",
+               "inputs.package": package}
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "GITHUB_ACTION_PATH": str(action_path)}
+    env.update({key: _substitute(str(value), context) for key, value in step["env"].items()})
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], env=env,
+                          capture_output=True, text=True, timeout=60)
+    return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_the_action_installs_its_own_evalkit_folder_or_the_package_it_is_given(tmp_path):
+    done, calls = _install(tmp_path / "checkout", ROOT)  # used as an evalkit checkout (submodule, own repository)
+    assert done.returncode == 0, done.stderr
+    assert calls[-1] == f"-m pip install {ROOT}" and "whl/cpu" in calls[-2]
+    wheel = "tools/evalkit-0.1.0-py3-none-any.whl"
+    alone = tmp_path / "alone"  # action.yml copied alone into the user's repository
+    alone.mkdir()
+    (alone / "action.yml").write_text((ROOT / "action.yml").read_text())
+    done, calls = _install(tmp_path / "with_package", alone, package=wheel)
+    assert done.returncode == 0 and calls[-1] == f"-m pip install {wheel}", done.stderr
+    done, calls = _install(tmp_path / "without_package", alone)  # nothing to install: one line, before pip runs
+    assert done.returncode == 2 and calls == [], done.stdout
+    assert done.stdout.startswith("::error::") and len(done.stdout.splitlines()) == 1 and "package" in done.stdout
+
+
 def test_the_example_workflow_uses_the_action_with_a_policy_of_its_own_repository():
-    workflow = yaml.safe_load((ROOT / "examples" / "github-actions" / "evalkit-gate.yml").read_text())
+    text = (ROOT / "examples" / "github-actions" / "evalkit-gate.yml").read_text()
+    workflow = yaml.safe_load(text)
     steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
     gate = next(step for step in steps if "checkpoints" in step.get("with", {}))
-    assert gate["uses"].endswith("/evalkit@v0.1.0")
+    # no address that does not exist: the action is the user's own copy of evalkit, checked out with the repository
+    assert gate["uses"] == "./tools/evalkit" and "OWNER" not in text
+    checkout = next(step for step in steps if step.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["submodules"] is True
     assert not gate["with"]["policy"].startswith("examples/")  # the user's repository has no examples/ folder
     assert "pull-requests" in workflow["permissions"]
     envs = [workflow.get("env", {}), *(job.get("env", {}) for job in workflow["jobs"].values())]

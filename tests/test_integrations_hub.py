@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import evalkit
-from evalkit.integrations.hub import card_results
+from evalkit.exports.hub import card_results
 from tests.helpers.cli import run_cli
 
 hub = pytest.importorskip("huggingface_hub")

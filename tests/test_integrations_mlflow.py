@@ -8,7 +8,7 @@ import json
 import pytest
 
 import evalkit
-from evalkit.integrations._tracking import checkpoint_metrics, comparison_metrics
+from evalkit.exports._tracking import checkpoint_metrics, comparison_metrics
 from tests.helpers.cli import LABELS, make_voc_task, run_cli, write_predictions
 
 mlflow = pytest.importorskip("mlflow")

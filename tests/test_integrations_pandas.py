@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import evalkit
-from evalkit.integrations.pandas import BREAKDOWN_COLUMNS, COLUMNS_VERSION, METRIC_COLUMNS, SAMPLE_COLUMNS
+from evalkit.exports.pandas import BREAKDOWN_COLUMNS, COLUMNS_VERSION, METRIC_COLUMNS, SAMPLE_COLUMNS
 
 
 @pytest.fixture(scope="module")

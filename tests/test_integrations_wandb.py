@@ -10,7 +10,7 @@ import json
 import pytest
 
 import evalkit
-from evalkit.integrations.wandb import ARTIFACT_TYPE, STUDY_KEY, study_rows, summary_values
+from evalkit.exports.wandb import ARTIFACT_TYPE, STUDY_KEY, study_rows, summary_values
 from tests.helpers.wandb_offline import records, run_file
 
 wandb = pytest.importorskip("wandb")

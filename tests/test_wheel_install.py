@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -46,20 +47,33 @@ def _cfpb_like_data(root: Path) -> list[str]:
     return [cid for cid, *_, split in rows if split == "test"]
 
 
+def _assert_ships_every_task_file(wheel: Path) -> None:
+    """A wheel (what `pip install evalkit` gets) carries evalkit/tasks/ whole as package data."""
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("evalkit/tasks/")}
+    folder = ROOT / "evalkit" / "tasks"
+    on_disk = {f"evalkit/tasks/{p.relative_to(folder).as_posix()}" for p in folder.rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
+    assert shipped == on_disk
+    assert "evalkit/tasks/mmlu.yaml" in shipped and "evalkit/tasks/lm_eval/mmlu_letter_template_yaml" in shipped
+
+
 def test_wheel_lists_tasks_and_runs_a_shipped_task_on_data_under_evalkit_data(tmp_path):
     wheel = _build_wheel(tmp_path)
+    _assert_ships_every_task_file(wheel)  # one wheel build for both checks (a build is ~10 s of CPU)
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
     python = env_dir / ("Scripts" if os.name == "nt" else "bin") / "python"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EVALKIT_DATA")}
+    env.update(EVALKIT_STORE=str(tmp_path / "store.sqlite"), EVALKIT_PROGRESS="0")
+    # away from the checkout: pip counts an evalkit.egg-info on its path (the checkout's, from an editable
+    # install) as evalkit already installed, and leaves the venv without the wheel
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
-                   capture_output=True, timeout=600)
+                   capture_output=True, timeout=600, cwd=tmp_path, env=env)
     data = tmp_path / "data"
     test_ids = _cfpb_like_data(data)
     preds = tmp_path / "preds.jsonl"
     preds.write_text("".join(json.dumps({"task": "voc_cfpb", "id": cid, "output": "Mortgage > FHA mortgage > "
                                          "Trouble during payment process > Escrow"}) + "\n" for cid in test_ids))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EVALKIT_DATA")}
-    env.update(EVALKIT_STORE=str(tmp_path / "store.sqlite"), EVALKIT_PROGRESS="0")
     evalkit = [str(python), "-m", "evalkit"]
     where = subprocess.run([str(python), "-c", "import evalkit; print(evalkit.__file__)"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, check=True)

@@ -1,19 +1,21 @@
 """Format vs knowledge forgetting, shown on real training (issue 27, item 5).
 
-The demo's base (``evalkit demo``'s checkpoints: trained from scratch on the invented general facts and
-unlabelled VOC comments) and its ``domain_only`` fine-tune (600 steps on VOC labels, which forgets the
-facts) are joined by ``domain_brief``: the same VOC-only fine-tune, but brief (``--steps``, default 30,
-at ``--lr``). All three are evaluated on ``demo_general`` (log-likelihood of each option's text: what the
-model knows) and ``demo_general_generative`` (this folder's task: the same questions, the answer
-written; ``variant_of: demo_general``), and compared with ``base`` as the baseline. The comparison's
-``format_vs_knowledge`` table should read ``format`` for ``domain_brief`` (it writes label paths after
-"Answer:" but still ranks the right option first) and ``knowledge`` for ``domain_only``.
+Three checkpoints: the demo's ``base`` (``evalkit demo``'s recipe: trained from scratch on the invented
+general facts, as questions answered by the option's text and as plain sentences, and on unlabelled VOC
+comments), its ``domain_only`` fine-tune (600 steps on VOC labels alone, which forgets the facts) and
+``voc_fact_text``: a VOC fine-tune (``--steps`` 100 at ``--lr`` 5e-4) whose batches also hold the demo's
+fact sentences as plain text (``--fact-share`` 0.25) but never a question or an answer. All three are
+evaluated on ``demo_general`` (log-likelihood of each option's text: what the model knows) and
+``demo_general_generative`` (this folder's task: the same questions, the answer written; ``variant_of:
+demo_general``) and compared with ``base`` as the baseline. The comparison's ``format_vs_knowledge`` table
+reads ``format`` for ``voc_fact_text`` (it still ranks the right option first but no longer stops after
+it: "Quenta and billing and billing >") and ``knowledge`` for ``domain_only``.
 
-    nice -n 10 python bench/format_vs_knowledge/run.py --out /tmp/fvk
+    nice -n 10 python bench/format_vs_knowledge/run.py --out /tmp/fvk [--fixture tests/fixtures/format_vs_knowledge]
 
-writes ``OUT/comparison.json`` (and the report), ``OUT/results/*.json`` and ``OUT/summary.json``, and
-prints the table. ``--fixture DIR`` also saves the records the test
-``tests/test_compare.py::test_format_vs_knowledge_on_the_bench_records`` compares (ids and scores only).
+writes ``OUT/comparison.json`` (and the report), ``OUT/summary.json`` (training, seconds, load, the table)
+and prints the table; ``--fixture DIR`` also saves the records (ids and scores only) that
+``tests/test_compare.py::test_format_vs_knowledge_on_the_bench_records`` compares.
 """
 
 from __future__ import annotations
@@ -29,22 +31,27 @@ HERE = Path(__file__).resolve().parent
 GENERATIVE_TASK = HERE / "demo_general_generative.yaml"
 
 
-def brief_fine_tune(base: Path, out: Path, steps: int, lr: float, seed: int) -> dict:
-    """``base`` fine-tuned on the demo's VOC train pairs only (loss on the label path), saved to ``out``."""
+def fine_tune(base: Path, out: Path, steps: int, lr: float, seed: int, fact_share: float) -> dict:
+    """``base`` fine-tuned on the demo's VOC train pairs (loss on the label path) and, as ``fact_share`` of each
+    batch, the demo's fact sentences as plain text (loss on every token; no question, no answer), saved to ``out``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from evalkit.demo.checkpoints import load_domain_data
-    from evalkit.demo.train import Schedule, encode_examples, save_checkpoint, train, training_threads
+    from evalkit.demo import general_set
+    from evalkit.demo.checkpoints import Recipe, load_domain_data
+    from evalkit.demo.train import Example, Schedule, encode_examples, save_checkpoint, train, training_threads
 
     with training_threads(1):
         model = AutoModelForCausalLM.from_pretrained(base)
         tokenizer = AutoTokenizer.from_pretrained(base)
-        voc = encode_examples(tokenizer, load_domain_data().train, "completion")
+        sources = [(encode_examples(tokenizer, load_domain_data().train, "completion"), 1.0 - fact_share)]
+        if fact_share > 0:
+            facts = general_set.fact_statements(country_weight=Recipe().country_fact_weight)
+            sources.append((encode_examples(tokenizer, [Example("", t) for t in facts], "all"), fact_share))
         started = time.perf_counter()
-        losses = train(model, [(voc, 1.0)], Schedule(steps=steps, batch_size=64, lr=lr), seed=seed, parts=2)
+        losses = train(model, sources, Schedule(steps=steps, batch_size=64, lr=lr), seed=seed, parts=2)
         seconds = time.perf_counter() - started
         save_checkpoint(model, tokenizer, out)
-    return {"steps": steps, "lr": lr, "seed": seed, "seconds": round(seconds, 1),
+    return {"steps": steps, "lr": lr, "seed": seed, "fact_share": fact_share, "seconds": round(seconds, 1),
             "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4)}
 
 
@@ -71,7 +78,9 @@ def save_fixture(results: list, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for result in results:
         data = result.to_dict()
+        data["checkpoint"]["spec"] = result.checkpoint.label  # not this machine's folders
         for task in data["tasks"].values():
+            task["settings"] = {k: v for k, v in task["settings"].items() if k == "variant_of"}
             task["samples"] = [{"sample_id": r["sample_id"], "correct": r["correct"], "scores": r["scores"],
                                 "extra": {k: v for k, v in (r.get("extra") or {}).items() if k == "parse_failed"}}
                                for r in task["samples"]]
@@ -83,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cache-dir", type=Path, default=None, help="demo checkpoint cache (evalkit demo --cache-dir)")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--fact-share", type=float, default=0.25, help="share of plain fact sentences per batch")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fixture", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -95,13 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     demo = ensure_checkpoints(args.cache_dir, log=lambda line: print(line, file=sys.stderr))
-    brief = args.out / f"domain_brief-{args.steps}-{args.lr:g}-{args.seed}"
+    brief = args.out / f"voc_fact_text-{args.steps}-{args.lr:g}-{args.fact_share:g}-{args.seed}"
     training = (json.loads((brief / "training.json").read_text()) if (brief / "training.json").is_file()
                 else None)
     if training is None:
-        training = brief_fine_tune(demo["base"], brief, args.steps, args.lr, args.seed)
+        training = fine_tune(demo["base"], brief, args.steps, args.lr, args.seed, args.fact_share)
         (brief / "training.json").write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
-    paths = {"base": demo["base"], "domain_only": demo["domain_only"], "domain_brief": brief}
+    paths = {"base": demo["base"], "domain_only": demo["domain_only"], "voc_fact_text": brief}
     results = evaluate_all(paths, args.out / "store.sqlite")
     comparison = evalkit.compare(*results, baseline="base")
     comparison.write(args.out)

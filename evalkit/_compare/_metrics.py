@@ -32,6 +32,7 @@ from ..metrics.stats import (contain, cut_to_range, jackknife_ci, jackknife_stde
                              paired_proportion_difference_ci, paired_proportion_stderr, proportion_ci)
 from ..records import TaskResult
 from ._common import Context, aligned, finite, higher_is_better, resample_hook, spec_of
+from ._family import adjust_primary_family
 from ._bootstrap import bootstrap_delta_ci, bootstrap_value_ci, wants_bootstrap
 from ._resampling import jackknife_values, randomization
 from ._units import sample_units, units_of
@@ -54,6 +55,7 @@ def metric_rows(ctx: Context) -> list[dict[str, Any]]:
             tests = paired_tests(ctx, task, label)
             for metric in metric_order(task_result):
                 rows.append(_metric_row(ctx, task, label, task_result, metric, tests.get(metric)))
+    adjust_primary_family(rows, ctx.baseline, alpha=1 - ctx.confidence)
     return rows
 
 
@@ -98,8 +100,8 @@ def _declared_bounds(ctx: Context, task: str, label: str, metric: str) -> list[f
 
 
 def interval_excludes_zero(low: float | None, high: float | None) -> bool | None:
-    """The row's significance marker, derived from the interval shown beside it (None without one), so a
-    star never sits next to an interval that spans 0 (the p-value of a different test could disagree)."""
+    """Whether the delta interval shown excludes 0 (None without one): the marker's first condition, so a
+    star never sits next to an interval that spans 0; the family's Holm adjustment (``_family``) is the second."""
     if low is None or high is None:
         return None
     return bool(low > 0 or high < 0)

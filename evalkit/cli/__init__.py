@@ -301,7 +301,7 @@ def card_cmd(checkpoint_dir, source, label) -> None:
       2  bad input: the comparison, the folder or the label
     """
     from ..comparison import Comparison
-    from ..integrations.hub import write_model_card
+    from ..exports.hub import write_model_card
 
     click.echo(f"wrote {write_model_card(checkpoint_dir, Comparison.load(source), label=label)}")
 

@@ -75,7 +75,7 @@ TRACKERS = {"mlflow": ("mlflow", "MLflow"), "wandb": ("wandb", "Weights & Biases
 
 
 def _check_trackers(trackers) -> None:
-    from ..integrations.extras import require
+    from ..exports.extras import require
 
     for name in trackers:
         require(TRACKERS[name][0], f"logging to {TRACKERS[name][1]}", param="log")

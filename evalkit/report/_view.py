@@ -156,8 +156,13 @@ def marked(row: dict[str, Any]) -> bool:
     """Whether a row's change is marked significant: its delta interval excludes 0 (the comparison's
     ``significant``, derived from the interval shown beside it); rows without one use their p-value.
 
+    Exploratory rows (``family: "exploratory"``, outside the primary family of ``evalkit._compare._family``)
+    are never marked.
+
     >>> marked({"significant": False, "p_value": 0.0001}), marked({"p_value": 0.01})
     (False, True)
+    >>> marked({"family": "exploratory", "p_value": 0.0001})
+    False
     """
     return row_significant(row)
 

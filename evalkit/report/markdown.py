@@ -108,7 +108,10 @@ def _study_lines(comparison: dict[str, Any]) -> list[str]:
         cells = [_study_cell(cell, row["is_baseline"]) for cell in row["cells"]]
         name = md_escape(row["checkpoint"]) + (" (baseline)" if row["is_baseline"] else "")
         rows.append([name, md_escape(row["note"])] + cells)
-    return [f"### Summary vs {md_escape(comparison.get('baseline'))}", ""] + _table(header, rows) + [""]
+    columns = {(c["task"], c["metric"]) for c in study["columns"]}
+    shown = [r for r in comparison["metrics"] if (r["task"], r["metric"]) in columns]
+    return [f"### Summary vs {md_escape(comparison.get('baseline'))}", ""] + _table(header, rows) \
+        + _target_note(shown) + [""]
 
 
 def _changes_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
@@ -122,11 +125,21 @@ def _changes_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
                              r["task"], r["metric"], r["checkpoint"]))
     table = [[md_escape(r["task"]), md_escape(r["metric"]), md_escape(r["checkpoint"]), view.fmt_value(r.get("baseline_value")),
               _change(r), view.fmt_row_p(r)] for r in rows[:max_rows]]
-    lines = ["<details><summary>Other metrics</summary>", ""]
+    lines = ["<details><summary>Other metrics (exploratory: outside the primary family, never marked ✱)</summary>", ""]
     lines += _table(["task", "metric", "checkpoint", "baseline", "value (Δ)", "p"], table)
+    lines += _target_note(rows[:max_rows])
     if len(rows) > max_rows:
         lines.append(f"\n… {len(rows) - max_rows} more rows in report.html.")
     return lines + ["", "</details>", ""]
+
+
+def _target_note(rows: list[dict[str, Any]]) -> list[str]:
+    """Say what the intervals behind these rows cover when some are corpus metrics' (ci_target in comparison.json)."""
+    names = sorted({md_escape(r["metric"]) for r in rows if r.get("ci_target") == "finite_sample_expectation"})
+    if not names:
+        return []
+    return ["", f"Intervals and tests of {', '.join(names)} (corpus metrics, jackknife) cover the expected score on a "
+                "test set of this size, not the population value (`ci_target` in comparison.json)."]
 
 
 def _power_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:

@@ -77,7 +77,7 @@ class TaskSettings:
     def config_hash(self, kind: TaskKind, version: str) -> str:
         """Hash of options, data content, custom YAML content and the generated-template version."""
         if self._hash is None:
-            from ..._io import stable_hash
+            from ..._io import stable_hash  # looked up at call time: tests count what is hashed
             from ..overrides import GENERATOR_VERSION
 
             options = dataclasses.asdict(self.options)
