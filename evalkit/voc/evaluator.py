@@ -24,7 +24,6 @@ Corpus metrics come from :func:`evalkit.metrics.hierarchical.hierarchical_report
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -37,6 +36,9 @@ from ..errors import UsageError, arg
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, check_choice, validate_options
+from .aggregation import (declared_identities, record_paths, recorded_settings, resample_breakdown, resample_metrics,
+                          routing_metrics)
+from .answering import Answerer
 
 if TYPE_CHECKING:
     from .dataset import VocData, VocExample
@@ -153,7 +155,6 @@ class VocEvaluator:
         self.config = config
         self.options = _check_options(validate_options(config.options, VocOptions, config), config)
         self.needs = frozenset({"loglikelihood" if self.options.mode == "constrained" else "generate_until"})
-        self._unscorable: str | None = None  # why generate mode's confidence pass could not run on this model
 
     # ----------------------------------------------------------------------------- inputs
     @cached_property
@@ -251,15 +252,6 @@ class VocEvaluator:
                             chat_template=o.chat_template if chat is None else chat, answer_tokens=answer,
                             min_comment_tokens=o.min_comment_tokens, fallback=o.label_options_fallback)
 
-    def _request(self, kind: str, example: "VocExample", arguments: tuple, idx: int):
-        from lm_eval.api.instance import Instance
-
-        inst = Instance(request_type=kind, doc={"id": example.sample_id, "text": example.text},
-                        arguments=arguments, idx=idx)
-        inst.task_name = self.config.name
-        inst.evalkit_sample_id = example.sample_id
-        return inst
-
     def _run_batch(self, lm: Any, plan: "PromptPlan", batch: list["VocExample"]) -> list[SampleRecord]:
         from .prompting import fewshot_examples
 
@@ -269,71 +261,15 @@ class VocEvaluator:
         prompts = [prompt for prompt, _, _ in built]
         common = {"label_options": plan.label_options, "chat_template": plan.chat, "tokens_counted_by": plan.counter.method}
         if o.mode == "generate":
-            outcomes = self._generate(lm, batch, prompts, chat=plan.chat)
+            outcomes = self._answerer.generate(lm, batch, prompts, chat=plan.chat)
         else:
-            outcomes = self._constrained(lm, batch, prompts)
+            outcomes = self._answerer.constrained(lm, batch, prompts)
         return [self._record(ex, path, {**extra, **common, "truncated": truncated, "num_fewshot_used": shots})
                 for ex, (path, extra), (_, truncated, shots) in zip(batch, outcomes, built)]
 
-    def _generate(self, lm: Any, batch: list["VocExample"], prompts: list[str], *, chat: bool) -> list[tuple]:
-        o = self.options
-        # Completion prompts end at "Label:", so the answer is the rest of the line. Chat models may open
-        # with a blank line or a <think> block, so there only EOS (and max_gen_toks) stops the answer and
-        # the parser takes the first non-empty line after the reasoning.
-        until = list(o.until) if o.until is not None else ([] if chat else ["\n"])
-        kwargs = {"until": until, "max_gen_toks": o.max_gen_toks, "do_sample": False, "temperature": 0.0}
-        requests = [self._request("generate_until", ex, (prompt, dict(kwargs)), i)
-                    for i, (ex, prompt) in enumerate(zip(batch, prompts))]
-        outputs = lm.generate_until(requests)
-        parser = self._parser
-        outcomes = []
-        for raw in outputs:
-            parsed = parser.parse(raw)
-            outcomes.append((parsed.path, {"raw_output": raw, "parse_rule": parsed.rule, "invalid": parsed.invalid}))
-        for (_, extra), confidence in zip(outcomes, self._generated_confidences(lm, batch, prompts, outcomes, requests)):
-            if confidence is not None:
-                extra["confidence"] = confidence
-        return outcomes
-
-    def _generated_confidences(self, lm: Any, batch: list["VocExample"], prompts: list[str], outcomes: list[tuple],
-                               requests: list) -> list[dict[str, Any] | None]:
-        """Confidences of generated predictions: a predictions file's own, else one scoring pass (when possible)."""
-        from .confidence import continuation_confidences, scoring_unavailable, stored_confidence
-
-        given = getattr(lm, "confidence_for", None)
-        if callable(given):
-            values = [given(request) for request in requests]
-            return [stored_confidence(v) if v is not None else None for v in values]
-        if not callable(getattr(lm, "loglikelihood", None)):
-            self._unscorable = "the model answers no log-likelihood requests"
-        if not self.options.score_confidence or self._unscorable is not None:
-            return [None] * len(batch)
-        tax = self.data.taxonomy
-        answers = [tax.format(path) if path else None for path, _ in outcomes]
-        try:
-            return [*continuation_confidences(
-                lm, prompts, answers, lambda i, context, continuation: self._request("loglikelihood", batch[i],
-                                                                                     (context, continuation), i))]
-        except (UsageError, NotImplementedError) as exc:  # served by an endpoint without prompt log-probabilities
-            self._unscorable = scoring_unavailable(exc)
-            return [None] * len(batch)
-
     @cached_property
-    def _parser(self):
-        from .parsing import OutputParser
-
-        return OutputParser(self.data.taxonomy, cutoff=self.options.parse_cutoff)
-
-    def _constrained(self, lm: Any, batch: list["VocExample"], prompts: list[str]) -> list[tuple]:
-        from .confidence import constrained_confidence
-        from .constrained import constrained_predict
-
-        tax = self.data.taxonomy
-        results = constrained_predict(
-            lm, prompts, tax, lambda i, context, continuation: self._request("loglikelihood", batch[i], (context, continuation), i))
-        return [(r.path, {"raw_output": tax.format(r.path), "parse_rule": "constrained", "invalid": False,
-                          "level_logprobs": r.logprobs, "level_margins": r.margins,
-                          "confidence": constrained_confidence(r)}) for r in results]
+    def _answerer(self) -> Answerer:
+        return Answerer(self.config.name, self.options, self.data.taxonomy)
 
     def _record(self, example: "VocExample", path: tuple[str, ...] | None, extra: dict) -> SampleRecord:
         tax = self.data.taxonomy
@@ -345,108 +281,41 @@ class VocEvaluator:
             extra={**extra, "target_path": list(example.path), "pred_path": list(path) if path else None},
         )
 
-    # ----------------------------------------------------------------------------- metrics
-    @staticmethod
-    def _paths(records: list[SampleRecord]) -> tuple[list[tuple[str, ...]], list[tuple[str, ...] | None]]:
-        y_true = [tuple(r.extra["target_path"]) for r in records]
-        y_pred = [tuple(r.extra["pred_path"]) if r.extra.get("pred_path") else None for r in records]
-        return y_true, y_pred
+    def _unscorable(self) -> str | None:
+        """Why generate mode's confidence pass could not run on this model (None: it ran, or no run yet)."""
+        return self._answerer.unscorable if "_answerer" in self.__dict__ else None
 
+    # ----------------------------------------------------------------------------- metrics
     def aggregate(self, records: list[SampleRecord]) -> TaskResult:
         from ..metrics.hierarchical import hierarchical_report
 
         o = self.options
-        y_true, y_pred = self._paths(records)
+        y_true, y_pred = record_paths(records)
         report = hierarchical_report(y_true, y_pred, taxonomy=self.data.taxonomy, train_counts=self.data.train_counts() or None,
                                      n_resamples=o.n_resamples, confidence=o.confidence, random_state=o.seed)
         metrics = dict(report["metrics"])  # None where undefined (e.g. mean_first_error_depth with no errors)
-        metrics.update(self._routing_metrics(records))
+        metrics.update(routing_metrics(records, self.data.taxonomy.depth, o.coverage_precisions))
         breakdowns = report.get("breakdowns", {})
         names = [*metrics, *(f"{kind}/{m}" for kind, rows in breakdowns.items()
                              for m in sorted({m for stats in rows.values() for m in stats} - BREAKDOWN_COUNT_FIELDS))]
         specs = declared_specs(type(self), names)
+        same_as = declared_identities(o.mode, self.data.taxonomy, y_true, metrics)
         return TaskResult(
             task=self.config.name, evaluator=self.name, evaluator_version=self.version, config_hash=self.config_hash(),
             metrics=metrics, n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
             higher_is_better={k: specs[k].higher_is_better for k in metrics}, metric_specs=specs,
             ci=report.get("ci", {}),
-            breakdowns=breakdowns, settings=self._settings(records), samples=list(records),
+            breakdowns=breakdowns, settings=recorded_settings(records, o, self.data, self._unscorable()),
+            samples=list(records), same_as=same_as,
         )
-
-    def _routing_metrics(self, records: list[SampleRecord]) -> dict[str, float | None]:
-        """Calibration and coverage metrics (voc/routing.py); none unless every record has a confidence."""
-        from .routing import routing_arrays, routing_metric_names, routing_scores
-
-        depth = self.data.taxonomy.depth
-        arrays = routing_arrays(records, depth)
-        if arrays is None:
-            return {}
-        names = routing_metric_names(depth, self.options.coverage_precisions, levels="level1" in arrays)
-        values = routing_scores(arrays, names, np.arange(len(records))[None, :])
-        return {name: (float(v[0]) if np.isfinite(v[0]) else None) for name, v in values.items()}
-
-    def _settings(self, records: list[SampleRecord]) -> dict[str, Any]:
-        o, tax = self.options, self.data.taxonomy
-        extras = [r.extra for r in records]
-        return {
-            "mode": o.mode, "n_samples": len(records), "num_fewshot": o.num_fewshot,
-            "label_options": o.label_options,
-            "label_options_used": sorted({e.get("label_options") for e in extras if e.get("label_options")}),
-            "chat_template": sorted({bool(e.get("chat_template")) for e in extras}),
-            "tokens_counted_by": sorted({e.get("tokens_counted_by") for e in extras if e.get("tokens_counted_by")}),
-            "n_invalid": sum(bool(e.get("invalid")) for e in extras),
-            "n_truncated": sum(bool(e.get("truncated")) for e in extras),
-            "n_fewshot_reduced": sum(e.get("num_fewshot_used", o.num_fewshot) < o.num_fewshot for e in extras),
-            "parse_rules": dict(sorted(Counter(e.get("parse_rule", "?") for e in extras).items())),
-            "prompt_template": o.prompt_template or "default", "sep": tax.sep, "n_labels": len(tax.labels),
-            "n_leaves": len(tax.leaves), "depth": tax.depth, "n_train": len(self.data.train), "seed": o.seed,
-            "limit": o.limit, "sample_seed": o.sample_seed,
-            "confidence": sorted({(e.get("confidence") or {}).get("method", "none") for e in extras}),
-            **({"confidence_unavailable": self._unscorable} if self._unscorable else {}),
-            **self._frequency_bands(records),
-        }
-
-    def _frequency_bands(self, records: list[SampleRecord]) -> dict[str, Any]:
-        """The classes of each head / torso / tail band, which the comparison's resamples of a band average
-        over (``resample_breakdown``); nothing without training data (no frequency breakdown then)."""
-        from ..metrics.hierarchical import frequency_bands
-
-        train_counts = self.data.train_counts()
-        if not train_counts or not records:
-            return {}
-        y_true, _ = self._paths(records)
-        return {"frequency_bands": frequency_bands(y_true, train_counts, taxonomy=self.data.taxonomy)}
 
     @classmethod
     def resample_metrics(cls, records: list[SampleRecord], names: list[str], indices: Any) -> dict[str, Any]:
         """Corpus metrics on resamples (rows of ``indices``), for the comparison's intervals and tests."""
-        from ..metrics.hierarchical import resampled_scores
-        from .routing import is_routing_metric, routing_arrays, routing_scores
-
-        routing = [n for n in names if is_routing_metric(n)]
-        hierarchical = [n for n in names if not is_routing_metric(n)]
-        y_true, y_pred = cls._paths(records)
-        out = resampled_scores(y_true, y_pred, hierarchical, indices) if hierarchical else {}
-        if routing:
-            depth = max([len(t) for t in y_true] + [int(n[5:].split("_")[0]) for n in routing if n.startswith("level")])
-            arrays = routing_arrays(records, depth)
-            if arrays is None:
-                raise ValueError("calibration and routing metrics need a confidence on every record")
-            out.update(routing_scores(arrays, routing, indices))
-        return {name: out[name] for name in names}
+        return resample_metrics(records, names, indices)
 
     @classmethod
     def resample_breakdown(cls, records: list[SampleRecord], kind: str, metric: str, keys: list[str],
                            indices: Any, settings: dict[str, Any]) -> np.ndarray:
-        """Per-class, per-level and per-frequency-band breakdown values on resamples, shape (B, len(keys)): the
-        comparison's intervals and tests for breakdown rows (``metrics.hierarchical.resampled_breakdown``).
-
-        The bands' classes come from the task's ``settings["frequency_bands"]``; results stored before they
-        were recorded get nan (the comparison then leaves those rows without an interval, as before)."""
-        from ..metrics.hierarchical import resampled_breakdown
-
-        bands = settings.get("frequency_bands")
-        if kind == "frequency" and not isinstance(bands, dict):
-            return np.full((len(indices), len(keys)), np.nan)
-        y_true, y_pred = cls._paths(records)
-        return resampled_breakdown(y_true, y_pred, kind, metric, keys, indices, bands=bands)
+        """Breakdown values on resamples, shape (B, len(keys)) (see :func:`.aggregation.resample_breakdown`)."""
+        return resample_breakdown(records, kind, metric, keys, indices, settings)
