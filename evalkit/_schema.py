@@ -164,6 +164,7 @@ _METRIC_ROW = Obj({"task": STR, "metric": STR, "checkpoint": STR},
                    "is_primary": Opt(BOOL), "higher_is_better": Opt(BOOL), "baseline": Opt(STR), "test": Opt(STR),
                    "ci_method": Opt(STR), "ci_target": Opt(STR), "level": Opt(STR), "metric_bounds": Opt(ListOf(NUM)), "family": Opt(STR),
                    "paired_counts": Opt(ListOf(INT)),
+                   "alias_of": Opt(STR), "aliases": Opt(ListOf(STR)),
                    "value_counts": Opt(ListOf(INT)), "significant": Opt(BOOL), **_ROW_FLAGS})
 _BREAKDOWN_ROW = Obj({"task": STR, "kind": STR, "key": STR, "metric": STR, "checkpoint": STR},
                      {**{k: _NUMS for k in _ROW_NUMBERS}, "n": _NUMS, "n_paired": _NUMS, "baseline": Opt(STR),
@@ -214,7 +215,8 @@ _TASK = Obj({"task": STR, "evaluator": STR, "metrics": MapOf(_NUMS), "n_samples"
             {"evaluator_version": Opt(STR), "config_hash": Opt(STR), "axis": Opt(STR), "primary_metric": Opt(STR),
              "higher_is_better": Opt(MapOf(BOOL)), "stderr": Opt(MapOf(_NUMS)),
              "ci": Opt(MapOf(Opt(ListOf(_NUMS)))), "breakdowns": Opt(MapOf(MapOf(MapOf(_NUMS)))),
-             "settings": Opt(MapOf(ANY)), "timing": Opt(MapOf(ANY)), "samples": Opt(ListOf(_SAMPLE))})
+             "settings": Opt(MapOf(ANY)), "timing": Opt(MapOf(ANY)), "samples": Opt(ListOf(_SAMPLE)),
+             "same_as": Opt(MapOf(STR))})
 RESULTS = Obj({"schema_version": INT, "checkpoint": Obj({"label": LABEL, "spec": STR, "kind": STR, "fingerprint": STR},
                                                         {"note": Opt(STR), "settings": Opt(MapOf(ANY))}),
                "tasks": MapOf(_TASK)},

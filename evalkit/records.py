@@ -284,6 +284,10 @@ class TaskResult:
     result came from the result store.
     ``metric_specs`` holds the evaluator's run-time metric declarations
     (:class:`~evalkit.evaluators.MetricSpec`, by metric name or ``"KIND/METRIC"``).
+    ``same_as`` maps a metric that equals another by construction in this run to that one (its
+    representative: ``{"hier_f1": "hier_precision"}``); the comparison tests the representative once and
+    shows the alias as a note on its row. The evaluator declares it from what it knows (mode, taxonomy),
+    never from the values.
     """
 
     task: str
@@ -302,6 +306,7 @@ class TaskResult:
     timing: dict[str, float] = field(default_factory=dict)
     samples: list[SampleRecord] = field(default_factory=list)
     metric_specs: dict[str, Any] = field(default_factory=dict)
+    same_as: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self, *, with_samples: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(dataclasses.replace(self, samples=[], metric_specs={}))

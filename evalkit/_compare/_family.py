@@ -8,7 +8,9 @@ to one family per checkpoint: the primary metric each task's evaluator declares
 ``evalkit.metrics.stats.holm_adjust``, equal to statsmodels' ``multipletests(method="holm")``). A
 primary row is marked when its Holm-adjusted p-value is below alpha *and* its delta interval excludes 0,
 so no marker sits beside an interval that spans 0. Every other row is exploratory (``family:
-"exploratory"``): its interval and raw p-value are shown, with no marker.
+"exploratory"``): its interval and raw p-value are shown, with no marker. A metric identical to another by
+construction (``TaskResult.same_as``) is tested once, as its representative: its own row (``family: "alias"``,
+``alias_of``) repeats the representative's numbers with no marker and joins no family.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ def adjust_primary_family(rows: list[dict[str, Any]], baseline: str, alpha: floa
     """Set ``family``, ``p_value_adjusted``, ``family_size`` and the marker ``significant`` of metric rows (in place)."""
     families: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
+        if row.get("alias_of"):  # its representative's row carries the test and the marker
+            row.update(family="alias", p_value_adjusted=None, family_size=None, significant=None)
+            continue
         row.update(family="primary" if row["is_primary"] else "exploratory", p_value_adjusted=None, family_size=None)
         if row["checkpoint"] == baseline:
             continue

@@ -79,7 +79,8 @@ def _results_from_comparison(data: dict[str, Any], path: Path) -> list:
                     primary_metric=task.get("primary_metric"),
                     ci={r["metric"]: [r["ci_low"], r["ci_high"]] for r in rows
                         if r["task"] == name and r.get("ci_low") is not None},
-                    settings=task.get("settings", {}))
+                    settings=task.get("settings", {}),
+                    same_as={r["metric"]: r["alias_of"] for r in rows if r["task"] == name and r.get("alias_of")})
         info = CheckpointInfo.from_dict(cp)  # tolerates files written before settings/run/step existed
         results.append(EvalResult(checkpoint=info, versions=cp.get("versions", {}), tasks=task_results,
                                   created=data.get("created", "")))

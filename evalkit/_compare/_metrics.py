@@ -45,18 +45,47 @@ def metric_order(task_result: TaskResult) -> list[str]:
     return ([primary] if primary in task_result.metrics else []) + rest
 
 
+def task_aliases(ctx: Context, task: str) -> dict[str, str]:
+    """Alias -> representative of the metrics identical by construction (``TaskResult.same_as``) on every
+    checkpoint of ``task``: only then is the alias's delta the representative's too."""
+
+    def compute():
+        declared = [tr.same_as for tr in (ctx.task(label, task) for label in ctx.labels) if tr is not None]
+        common = dict(declared[0]) if declared else {}
+        return {a: r for a, r in common.items() if all(d.get(a) == r for d in declared)}
+
+    return ctx.cached(("task_aliases", task), compute)
+
+
+def tested_metrics(ctx: Context, task: str, task_result: TaskResult) -> list[str]:
+    """:func:`metric_order` without the aliases: each identity is computed and tested once."""
+    aliases = task_aliases(ctx, task)
+    return [m for m in metric_order(task_result) if m not in aliases]
+
+
 def metric_rows(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for task in ctx.tasks:
+        aliases = task_aliases(ctx, task)
         for label in ctx.labels:
             task_result = ctx.task(label, task)
             if task_result is None:
                 continue
             tests = paired_tests(ctx, task, label)
-            for metric in metric_order(task_result):
-                rows.append(_metric_row(ctx, task, label, task_result, metric, tests.get(metric)))
+            own = {metric: _metric_row(ctx, task, label, task_result, metric, tests.get(metric))
+                   for metric in tested_metrics(ctx, task, task_result)}
+            rows += [own[m] if m in own else _alias_row(own[aliases[m]], m) for m in metric_order(task_result)
+                     if m in own or aliases.get(m) in own]
     adjust_primary_family(rows, ctx.baseline, alpha=1 - ctx.confidence)
     return rows
+
+
+def _alias_row(representative: dict[str, Any], metric: str) -> dict[str, Any]:
+    """An alias's row: the representative's numbers (the same by construction), ``alias_of`` naming it, no test
+    or marker of its own; the representative lists its ``aliases``, which the reports show as a note."""
+    representative.setdefault("aliases", []).append(metric)
+    return {**representative, "metric": metric, "alias_of": representative["metric"], "aliases": None,
+            "is_primary": False}
 
 
 _TEST_FIELDS = ("significant", "delta_ci_low", "delta_ci_high", "p_value", "p_value_is_bound", "n_resamples", "test", "n_paired",
@@ -218,7 +247,7 @@ def _is_resampled(ctx: Context, task: str, label: str, metric: str) -> bool:
 
 def corpus_metrics(ctx: Context, task: str, label: str) -> list[str]:
     tr = ctx.task(label, task)
-    return [m for m in metric_order(tr) if _is_resampled(ctx, task, label, m)]
+    return [m for m in tested_metrics(ctx, task, tr) if _is_resampled(ctx, task, label, m)]
 
 
 def own_jackknife(ctx: Context, task: str, label: str) -> dict[str, np.ndarray]:
@@ -287,7 +316,7 @@ def paired_tests(ctx: Context, task: str, label: str) -> dict[str, dict[str, Any
     if label == ctx.baseline or base_tr is None:
         return {}
     recs_a, recs_b = aligned(ctx, task, label)
-    common = [m for m in metric_order(tr) if m in base_tr.metrics]
+    common = [m for m in tested_metrics(ctx, task, tr) if m in base_tr.metrics]
     if not recs_a:
         return {m: {"n_paired": 0} for m in common}
     tests, corpus = {}, []

@@ -188,7 +188,16 @@ def _metric_index(comparison: dict[str, Any]) -> dict[str, dict[str, dict]]:
             name = (f"{row['task']}.{row['metric']}" if section == "metrics"
                     else f"{row['task']}.{row['kind']}/{row['key']}/{row['metric']}")
             index.setdefault(name, {})[str(row["checkpoint"])] = row
+    _resolve_aliases(index, comparison.get("metrics") or [])
     return index
+
+
+def _resolve_aliases(index: dict[str, dict[str, dict]], rows: list[dict]) -> None:
+    """A gate on an alias (``alias_of``: identical to another metric by construction) decides on its representative's row."""
+    for row in rows:
+        representative = index.get(f"{row['task']}.{row.get('alias_of')}", {}).get(str(row["checkpoint"]))
+        if isinstance(row.get("alias_of"), str) and representative is not None:
+            index[f"{row['task']}.{row['metric']}"][str(row["checkpoint"])] = representative
 
 
 def _rows_for(gate: Gate, index: dict[str, dict[str, dict]], source: str) -> dict[str, dict]:
@@ -266,6 +275,8 @@ def _check(gate: Gate, row: dict | None, label: str, higher_is_better: bool, bas
         check.bound_low, check.bound_high = _bounds(check, row, baseline_row, check.alpha)
         _decide_by_bounds(check)
         _note_mde(check, row)
+    if row.get("aliases") and not gate.metric.endswith(f".{row['metric']}"):  # the gate named an alias
+        check.message += f" (decided on {row['metric']}, identical by construction)"
     return _apply_severity(check)
 
 

@@ -154,7 +154,7 @@ def _chosen_groups(comparison: dict[str, Any]) -> list[tuple[str, str, str]]:
 def _metric_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
     task_order = {t["name"]: i for i, t in enumerate(comparison["tasks"])}
     checkpoint_order = {c["label"]: i for i, c in enumerate(comparison["checkpoints"])}
-    rows = [r for r in comparison["metrics"] if r["checkpoint"] != comparison.get("baseline")]
+    rows = [r for r in comparison["metrics"] if r["checkpoint"] != comparison.get("baseline") and not r.get("alias_of")]
     return sorted(rows, key=lambda r: (task_order.get(r["task"], 99), not r.get("is_primary"), r["metric"],
                                        checkpoint_order.get(r["checkpoint"], 99)))
 

@@ -118,12 +118,13 @@ def _changes_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
     """Non-primary metric rows, significant and largest changes first, capped at ``max_rows``."""
     shown = {(c["task"], c["metric"]) for c in view.study_table(comparison)["columns"]}
     rows = [r for r in comparison["metrics"]
-            if r["checkpoint"] != comparison.get("baseline") and (r["task"], r["metric"]) not in shown]
+            if r["checkpoint"] != comparison.get("baseline") and (r["task"], r["metric"]) not in shown
+            and not r.get("alias_of")]  # shown as a note on its representative's row
     if not rows:
         return []
     rows.sort(key=lambda r: (not view.marked(r), -abs(r.get("delta") or 0.0),
                              r["task"], r["metric"], r["checkpoint"]))
-    table = [[md_escape(r["task"]), md_escape(r["metric"]), md_escape(r["checkpoint"]), view.fmt_value(r.get("baseline_value")),
+    table = [[md_escape(r["task"]), _metric_name(r), md_escape(r["checkpoint"]), view.fmt_value(r.get("baseline_value")),
               _change(r), view.fmt_row_p(r)] for r in rows[:max_rows]]
     lines = ["<details><summary>Other metrics (exploratory: outside the primary family, never marked ✱)</summary>", ""]
     lines += _table(["task", "metric", "checkpoint", "baseline", "value (Δ)", "p"], table)
@@ -131,6 +132,12 @@ def _changes_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
     if len(rows) > max_rows:
         lines.append(f"\n… {len(rows) - max_rows} more rows in report.html.")
     return lines + ["", "</details>", ""]
+
+
+def _metric_name(row: dict[str, Any]) -> str:
+    """The metric's name, with the metrics identical to it by construction (``aliases``) as a note."""
+    aliases = row.get("aliases")
+    return md_escape(row["metric"]) + (f" (= {md_escape(', '.join(aliases))})" if aliases else "")
 
 
 def _target_note(rows: list[dict[str, Any]]) -> list[str]:

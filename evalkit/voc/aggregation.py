@@ -11,9 +11,10 @@ import numpy as np
 from ..records import SampleRecord
 
 if TYPE_CHECKING:
+    from ..taxonomy import Taxonomy
     from .dataset import VocData
 
-__all__ = ["record_paths", "routing_metrics", "recorded_settings", "frequency_bands", "resample_metrics",
+__all__ = ["record_paths", "identical_metrics", "declared_identities", "routing_metrics", "recorded_settings", "frequency_bands", "resample_metrics",
            "resample_breakdown"]
 
 
@@ -22,6 +23,43 @@ def record_paths(records: list[SampleRecord]) -> tuple[list[tuple[str, ...]], li
     y_true = [tuple(r.extra["target_path"]) for r in records]
     y_pred = [tuple(r.extra["pred_path"]) if r.extra.get("pred_path") else None for r in records]
     return y_true, y_pred
+
+
+def identical_metrics(depth: int) -> dict[str, str]:
+    """Alias -> representative: the metrics equal by construction when every true and predicted path is a
+    valid label at the taxonomy's full ``depth`` (:func:`declared_identities` says when that holds).
+
+    >>> identical_metrics(2)["hier_f1"], identical_metrics(2)["level2_micro_f1"]
+    ('hier_precision', 'path_accuracy')
+    """
+    return {"hier_recall": "hier_precision", "hier_f1": "hier_precision",
+            "lca_recall": "lca_precision", "lca_f1": "lca_precision",
+            "leaf_micro_f1": "path_accuracy", f"level{depth}_micro_f1": "path_accuracy",
+            f"level{depth}_macro_f1": "leaf_macro_f1"}
+
+
+def declared_identities(mode: str, taxonomy: "Taxonomy", y_true: list[tuple[str, ...]],
+                        metrics: dict[str, Any]) -> dict[str, str]:
+    """The metrics equal to another by construction in this run (``TaskResult.same_as``), checked against the values.
+
+    Declared from the mode and the taxonomy, not from the numbers: constrained mode only walks valid paths
+    and stops at a label, so when every label (every leaf, no labelled inner node) and every true path has
+    the taxonomy's full depth, every predicted and true ancestor set has that size and the precision and
+    recall denominators of the hierarchical and LCA scores are equal; and every prediction being one valid
+    class makes micro F1 path accuracy. Generate mode may answer an invalid or partial path, which breaks
+    both. A declared identity the values then contradict is a bug in this reasoning: it fails loudly (an
+    unexpected exception, exit 3) rather than hide a row.
+    """
+    full = taxonomy.depth
+    if mode != "constrained" or any(len(p) != full for p in taxonomy.labels) or any(len(p) != full for p in y_true):
+        return {}
+    same_as = {alias: rep for alias, rep in identical_metrics(full).items() if alias in metrics and rep in metrics}
+    for alias, rep in same_as.items():
+        a, r = metrics[alias], metrics[rep]
+        if (a is None) != (r is None) or (a is not None and abs(a - r) > 1e-9):
+            raise AssertionError(f"evalkit bug: voc declared {alias!r} identical to {rep!r} in constrained mode, "
+                                 f"but they are {a!r} and {r!r}; please report it.")
+    return same_as
 
 
 def routing_metrics(records: list[SampleRecord], depth: int, coverage_precisions: Any) -> dict[str, float | None]:

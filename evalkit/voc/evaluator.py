@@ -36,7 +36,9 @@ from ..errors import UsageError
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, check_choice, validate_options
-from .aggregation import record_paths, recorded_settings, resample_breakdown, resample_metrics, routing_metrics
+from .aggregation import (declared_identities, record_paths, recorded_settings, resample_breakdown, resample_metrics,
+                          routing_metrics)
+from .answering import Answerer
 
 if TYPE_CHECKING:
     from .dataset import VocData, VocExample
@@ -153,7 +155,6 @@ class VocEvaluator:
         self.config = config
         self.options = _check_options(validate_options(config.options, VocOptions, config), config)
         self.needs = frozenset({"loglikelihood" if self.options.mode == "constrained" else "generate_until"})
-        self._unscorable: str | None = None  # why generate mode's confidence pass could not run on this model
 
     # ----------------------------------------------------------------------------- inputs
     @cached_property
@@ -251,15 +252,6 @@ class VocEvaluator:
                             chat_template=o.chat_template if chat is None else chat, answer_tokens=answer,
                             min_comment_tokens=o.min_comment_tokens, fallback=o.label_options_fallback)
 
-    def _request(self, kind: str, example: "VocExample", arguments: tuple, idx: int):
-        from lm_eval.api.instance import Instance
-
-        inst = Instance(request_type=kind, doc={"id": example.sample_id, "text": example.text},
-                        arguments=arguments, idx=idx)
-        inst.task_name = self.config.name
-        inst.evalkit_sample_id = example.sample_id
-        return inst
-
     def _run_batch(self, lm: Any, plan: "PromptPlan", batch: list["VocExample"]) -> list[SampleRecord]:
         from .prompting import fewshot_examples
 
@@ -269,71 +261,15 @@ class VocEvaluator:
         prompts = [prompt for prompt, _, _ in built]
         common = {"label_options": plan.label_options, "chat_template": plan.chat, "tokens_counted_by": plan.counter.method}
         if o.mode == "generate":
-            outcomes = self._generate(lm, batch, prompts, chat=plan.chat)
+            outcomes = self._answerer.generate(lm, batch, prompts, chat=plan.chat)
         else:
-            outcomes = self._constrained(lm, batch, prompts)
+            outcomes = self._answerer.constrained(lm, batch, prompts)
         return [self._record(ex, path, {**extra, **common, "truncated": truncated, "num_fewshot_used": shots})
                 for ex, (path, extra), (_, truncated, shots) in zip(batch, outcomes, built)]
 
-    def _generate(self, lm: Any, batch: list["VocExample"], prompts: list[str], *, chat: bool) -> list[tuple]:
-        o = self.options
-        # Completion prompts end at "Label:", so the answer is the rest of the line. Chat models may open
-        # with a blank line or a <think> block, so there only EOS (and max_gen_toks) stops the answer and
-        # the parser takes the first non-empty line after the reasoning.
-        until = list(o.until) if o.until is not None else ([] if chat else ["\n"])
-        kwargs = {"until": until, "max_gen_toks": o.max_gen_toks, "do_sample": False, "temperature": 0.0}
-        requests = [self._request("generate_until", ex, (prompt, dict(kwargs)), i)
-                    for i, (ex, prompt) in enumerate(zip(batch, prompts))]
-        outputs = lm.generate_until(requests)
-        parser = self._parser
-        outcomes = []
-        for raw in outputs:
-            parsed = parser.parse(raw)
-            outcomes.append((parsed.path, {"raw_output": raw, "parse_rule": parsed.rule, "invalid": parsed.invalid}))
-        for (_, extra), confidence in zip(outcomes, self._generated_confidences(lm, batch, prompts, outcomes, requests)):
-            if confidence is not None:
-                extra["confidence"] = confidence
-        return outcomes
-
-    def _generated_confidences(self, lm: Any, batch: list["VocExample"], prompts: list[str], outcomes: list[tuple],
-                               requests: list) -> list[dict[str, Any] | None]:
-        """Confidences of generated predictions: a predictions file's own, else one scoring pass (when possible)."""
-        from .confidence import continuation_confidences, scoring_unavailable, stored_confidence
-
-        given = getattr(lm, "confidence_for", None)
-        if callable(given):
-            values = [given(request) for request in requests]
-            return [stored_confidence(v) if v is not None else None for v in values]
-        if not callable(getattr(lm, "loglikelihood", None)):
-            self._unscorable = "the model answers no log-likelihood requests"
-        if not self.options.score_confidence or self._unscorable is not None:
-            return [None] * len(batch)
-        tax = self.data.taxonomy
-        answers = [tax.format(path) if path else None for path, _ in outcomes]
-        try:
-            return [*continuation_confidences(
-                lm, prompts, answers, lambda i, context, continuation: self._request("loglikelihood", batch[i],
-                                                                                     (context, continuation), i))]
-        except (UsageError, NotImplementedError) as exc:  # served by an endpoint without prompt log-probabilities
-            self._unscorable = scoring_unavailable(exc)
-            return [None] * len(batch)
-
     @cached_property
-    def _parser(self):
-        from .parsing import OutputParser
-
-        return OutputParser(self.data.taxonomy, cutoff=self.options.parse_cutoff)
-
-    def _constrained(self, lm: Any, batch: list["VocExample"], prompts: list[str]) -> list[tuple]:
-        from .confidence import constrained_confidence
-        from .constrained import constrained_predict
-
-        tax = self.data.taxonomy
-        results = constrained_predict(
-            lm, prompts, tax, lambda i, context, continuation: self._request("loglikelihood", batch[i], (context, continuation), i))
-        return [(r.path, {"raw_output": tax.format(r.path), "parse_rule": "constrained", "invalid": False,
-                          "level_logprobs": r.logprobs, "level_margins": r.margins,
-                          "confidence": constrained_confidence(r)}) for r in results]
+    def _answerer(self) -> Answerer:
+        return Answerer(self.config.name, self.options, self.data.taxonomy)
 
     def _record(self, example: "VocExample", path: tuple[str, ...] | None, extra: dict) -> SampleRecord:
         tax = self.data.taxonomy
@@ -344,6 +280,10 @@ class VocEvaluator:
             input=example.text,
             extra={**extra, "target_path": list(example.path), "pred_path": list(path) if path else None},
         )
+
+    def _unscorable(self) -> str | None:
+        """Why generate mode's confidence pass could not run on this model (None: it ran, or no run yet)."""
+        return self._answerer.unscorable if "_answerer" in self.__dict__ else None
 
     # ----------------------------------------------------------------------------- metrics
     def aggregate(self, records: list[SampleRecord]) -> TaskResult:
@@ -359,13 +299,14 @@ class VocEvaluator:
         names = [*metrics, *(f"{kind}/{m}" for kind, rows in breakdowns.items()
                              for m in sorted({m for stats in rows.values() for m in stats} - BREAKDOWN_COUNT_FIELDS))]
         specs = declared_specs(type(self), names)
+        same_as = declared_identities(o.mode, self.data.taxonomy, y_true, metrics)
         return TaskResult(
             task=self.config.name, evaluator=self.name, evaluator_version=self.version, config_hash=self.config_hash(),
             metrics=metrics, n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
             higher_is_better={k: specs[k].higher_is_better for k in metrics}, metric_specs=specs,
             ci=report.get("ci", {}),
-            breakdowns=breakdowns, settings=recorded_settings(records, o, self.data, self._unscorable),
-            samples=list(records),
+            breakdowns=breakdowns, settings=recorded_settings(records, o, self.data, self._unscorable()),
+            samples=list(records), same_as=same_as,
         )
 
     @classmethod
