@@ -103,9 +103,10 @@ def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> 
 # ------------------------------------------------------------------------------------ secrets
 
 _SECRETS: set[str] = set()
-#: Credentials in text a server echoed back (its error body may repeat the request headers).
+#: Credentials in text a server echoed back (its error body may repeat the request headers). A scheme word
+#: joined by a hyphen is prose, not a header ("the model's 1024-token context" kept its last word as ***).
 _CREDENTIAL = re.compile(
-    r"(?i)(\b(?:bearer|basic|token)\s+|\b(?:authorization|x-api-key|api[-_]?key|access[-_]?token)\b[\"']?\s*[:=]\s*[\"']?"
+    r"(?i)((?<![\w-])(?:bearer|basic|token)\s+|\b(?:authorization|x-api-key|api[-_]?key|access[-_]?token)\b[\"']?\s*[:=]\s*[\"']?"
     r"(?:(?:bearer|basic|token)\s+)?)([^\s\"',;&}]+)")
 REDACTED = "***"
 
@@ -125,6 +126,8 @@ def redact(text: str) -> str:
     'HTTP 500: {"headers": {"Authorization": "Bearer ***"}}'
     >>> redact("api_key=sk-abc123&x=1")
     'api_key=***&x=1'
+    >>> redact("the model's 1024-token context")
+    "the model's 1024-token context"
     """
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, REDACTED)

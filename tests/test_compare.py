@@ -16,7 +16,7 @@ from evalkit._compare import build_comparison, comparison_from_results_files, lo
 from evalkit._compare._format import diagnose
 from evalkit.errors import UsageError
 from evalkit.evaluators.base import MetricSpec, register_evaluator
-from evalkit.metrics.stats import mcnemar_test
+from evalkit.metrics.stats import mcnemar_test, paired_proportion_difference_ci
 from evalkit.records import EvalResult
 from synthetic_results import FIXTURE, SyntheticVocEvaluator, make_results
 
@@ -289,6 +289,7 @@ def test_voc_breakdown_rows_all_get_intervals_and_family_adjusted_tests():
     assert {r["kind"] for r in tuned} == {"class", "level", "frequency"}
     for row in tuned:
         assert row["p_value"] is not None and row["p_value_adjusted"] >= row["p_value"], row
+        assert row["kind"] != "class" or row["metric"] != "recall" or row["ci_method"] == "wilson", row  # also at 0 and 1
         assert row["delta_ci_low"] <= row["delta"] <= row["delta_ci_high"], row
         assert -row["baseline_value"] <= row["delta_ci_low"] and row["delta_ci_high"] <= 1 - row["baseline_value"], row
     bands = {r["key"]: r for r in tuned if r["kind"] == "frequency"}
@@ -334,6 +335,12 @@ def test_breakdown_group_mcnemar(results, comparison):
     expected = mcnemar_test([base[i] for i in members], [tuned[i] for i in members])
     assert row["p_value"] == pytest.approx(expected.p_value) and row["n_paired"] == len(members)
     assert row["delta"] == pytest.approx(np.mean([tuned[i] for i in members]) - np.mean([base[i] for i in members]))
+    # a subject's accuracy is a proportion: Wilson interval of its value, Newcombe's paired one of its delta (issue 27)
+    proportion = pytest.importorskip("statsmodels.stats.proportion")
+    wilson = proportion.proportion_confint(sum(tuned[i] for i in members), len(members), method="wilson")
+    assert (row["ci_low"], row["ci_high"], row["ci_method"]) == (pytest.approx(wilson[0]), pytest.approx(wilson[1]), "wilson")
+    _, low, high = paired_proportion_difference_ci([base[i] for i in members], [tuned[i] for i in members])
+    assert (row["delta_ci_low"], row["delta_ci_high"]) == pytest.approx((low, high))
 
 
 def test_instruction_breakdown_pairs_instruction_outcomes(results, comparison):

@@ -4,8 +4,10 @@ A breakdown metric is declared by its evaluator as ``"KIND/METRIC"`` (:class:`~e
 When it is a per-sample mean (``level="sample"``) with a ``group_by`` field, its groups are sets of
 units (samples, or instruction elements keyed by ``(sample_id, position)``) and a McNemar test on the
 group's paired 0/1 outcomes is attached to every row whose value those outcomes reproduce on both
-checkpoints (accuracy per subject, recall per class). Corpus breakdown metrics (per-class F1, per-level
-macro F1) get null.
+checkpoints (accuracy per subject, recall per class), with the Wilson interval of the row's value and
+Newcombe's paired interval of its delta, as on metric rows. Corpus breakdown metrics (per-class F1,
+per-level and per-band macro F1) get theirs from the evaluator's ``resample_breakdown`` hook
+(_breakdown_resampling.py).
 
 The rows of one task, checkpoint, kind and metric (the 57 MMLU subjects' accuracy) are one family of
 tests: besides the raw ``p_value`` each row carries ``p_value_adjusted`` (Holm 1979: family-wise error
@@ -20,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, record_value
-from ..metrics.stats import bh_adjust, holm_adjust, mcnemar_test, paired_counts, paired_mean_test
+from ..metrics.stats import (bh_adjust, cut_to_range, holm_adjust, mcnemar_test, paired_counts, paired_mean_test,
+                             paired_proportion_difference_ci, proportion_ci)
 from ..records import SampleRecord
 from ._common import Context, aligned, finite, higher_is_better, is_binary, is_number, reproduces, spec_of
 
@@ -84,6 +87,7 @@ def _task_rows(ctx: Context, task: str, label: str) -> list[dict[str, Any]]:
     for kind in sorted(tr.breakdowns):
         tests: dict[str, dict] = {}
         resampled: dict[str, dict] = {}
+        intervals: dict[str, dict] = {}
         for key in sorted(tr.breakdowns[kind]):
             stats = tr.breakdowns[kind][key]
             base_stats = (base_tr.breakdowns.get(kind, {}).get(key) if base_tr is not None else None) or {}
@@ -91,7 +95,9 @@ def _task_rows(ctx: Context, task: str, label: str) -> list[dict[str, Any]]:
                 if metric not in tests:
                     tests[metric] = _group_tests(ctx, task, label, kind, metric)
                     resampled[metric] = _resampled(ctx, task, label, kind, metric)
+                    intervals[metric] = _group_intervals(ctx, task, label, kind, metric)
                 row = _row(ctx, task, label, kind, key, metric, stats, base_stats, tests[metric].get(str(key)))
+                _add_wilson(row, intervals[metric].get(str(key)))
                 _add_resampled(row, resampled[metric].get(str(key)))
                 rows.append(row)
     return rows
@@ -109,11 +115,36 @@ def _resampled(ctx: Context, task: str, label: str, kind: str, metric: str) -> d
     return corpus_breakdown_stats(ctx, task, label, kind, metric, values_of(label), values_of(ctx.baseline))
 
 
+def _group_intervals(ctx: Context, task: str, label: str, kind: str, metric: str) -> dict[str, dict[str, Any]]:
+    """Wilson intervals of ``label``'s groups whose outcomes are independent 0/1 (subject accuracy, class recall)."""
+    name = f"{kind}/{metric}"
+    spec = spec_of(ctx, task, label, name)
+    result = ctx.task(label, task)
+    if not spec.binary or spec.level != "sample" or spec.group_by is None or (result.settings.get("cluster_field") or spec.cluster):
+        return {}
+    out = {}
+    for key, outcomes in group_outcomes(list(ctx.records(label, task).values()), spec, metric).items():
+        values = np.asarray(list(outcomes.values()), dtype=float)
+        if values.size and is_binary(values):
+            low, high = proportion_ci(int(values.sum()), values.size, confidence=ctx.confidence)
+            out[key] = {"values": values, "ci_low": finite(low), "ci_high": finite(high), "ci_method": "wilson"}
+    return out
+
+
+def _add_wilson(row: dict[str, Any], interval: dict | None) -> None:
+    """The group's Wilson interval, where its outcomes reproduce the row's value (per-class recall at 0 or 1 too)."""
+    if interval is not None and reproduces(interval["values"], row["value"]):
+        row.update({k: interval[k] for k in ("ci_low", "ci_high", "ci_method")})
+
+
 def _add_resampled(row: dict[str, Any], stats: dict | None) -> None:
-    """Interval fields on rows that have them; a McNemar p-value already on the row (per-class recall) stays."""
+    """Interval fields on rows that have none yet; a McNemar p-value and the Wilson / Newcombe intervals of a
+    group proportion (per-class recall) stay."""
     if not stats:
         return
-    row.update({k: stats.get(k) for k in ("ci_low", "ci_high", "ci_method", "delta_ci_low", "delta_ci_high")})
+    for keys in (("ci_low", "ci_high", "ci_method"), ("delta_ci_low", "delta_ci_high")):
+        if row.get(keys[0]) is None:
+            row.update({k: stats.get(k) for k in keys})
     if row["p_value"] is None and stats.get("p_value") is not None and row["delta"] is not None:
         row.update({k: stats[k] for k in ("p_value", "p_value_is_bound", "test", "n_paired", "delta_stderr")})
 
@@ -131,6 +162,9 @@ def _row(ctx, task, label, kind, key, metric, stats, base_stats, test) -> dict[s
                    p_value_is_bound=test.get("p_value_is_bound", False))
         # what a gate's one-sided bounds on this row need (docs/gating.md), as on metric rows
         row.update({k: test[k] for k in ("paired_counts", "delta_stderr", "delta_df") if k in test})
+        if "delta_ci_low" in test:  # a proportion's change stays within what the baseline's value allows
+            row["delta_ci_low"], row["delta_ci_high"] = cut_to_range(test["delta_ci_low"], test["delta_ci_high"],
+                                                                     (0.0, 1.0), baseline=base_value)
     return row
 
 
@@ -158,7 +192,7 @@ def _group_tests(ctx: Context, task: str, label: str, kind: str, metric: str) ->
             continue
         mean_a = np.asarray(list(full_a.get(key, {}).values()), dtype=float)
         mean_b = np.asarray(list(full_b.get(key, {}).values()), dtype=float)
-        tests[key] = {**_group_test(va, vb, common, cluster_of, binary), "n_paired": len(common),
+        tests[key] = {**_group_test(va, vb, common, cluster_of, binary, ctx.confidence), "n_paired": len(common),
                       "matches": _matcher(mean_a, mean_b)}
     return tests
 
@@ -173,12 +207,14 @@ def _all_zero_one(ctx: Context, task: str, name: str, outcomes: tuple[Outcomes, 
     return False
 
 
-def _group_test(va: np.ndarray, vb: np.ndarray, ids: list, cluster_of: dict | None, binary: bool) -> dict[str, Any]:
+def _group_test(va: np.ndarray, vb: np.ndarray, ids: list, cluster_of: dict | None, binary: bool,
+                confidence: float) -> dict[str, Any]:
     """McNemar for independent outcomes declared 0/1 (MetricSpec.binary); else the (cluster-robust) paired t test."""
     if cluster_of is None and binary:
         result = mcnemar_test(va, vb)
+        _, low, high = paired_proportion_difference_ci(va, vb, confidence=confidence, method="newcombe")  # as metric rows
         return {"p_value": result.p_value, "test": f"mcnemar_{result.method}", "p_value_is_bound": result.is_bound,
-                "paired_counts": list(paired_counts(va, vb))}
+                "paired_counts": list(paired_counts(va, vb)), "delta_ci_low": finite(low), "delta_ci_high": finite(high)}
     clusters = None
     if cluster_of is not None:  # element ids are (sample_id, position): the sample's cluster
         clusters = [str(cluster_of.get(i[0] if isinstance(i, tuple) else i)) for i in ids]
