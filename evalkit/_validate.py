@@ -164,7 +164,8 @@ def label(value: Any, *, param: str = "label", source: str = "") -> str:
 def unique_labels(labels: list[str]) -> None:
     """A UsageError when two checkpoints share a label (their results would overwrite each other).
 
-    The example labels are no option names: the command line turns ``name=VALUE`` hints into flags.
+    The one label rule: ``evalkit compare`` checks it before evaluating (:mod:`evalkit.compare_run`),
+    :func:`evalkit.compare` / ``build_comparison`` for results given directly.
     """
     seen: set[str] = set()
     for name in labels:

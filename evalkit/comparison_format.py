@@ -16,7 +16,7 @@ from ._schema import COMPARISON, validate
 from .errors import UsageError
 
 __all__ = ["COMPARISON_KIND", "COMPARISON_SCHEMA_VERSION", "SIGNIFICANCE", "check_comparison", "is_significant",
-           "STATUS_ORDER", "checkpoint_statuses"]
+           "decision_p", "row_significant", "STATUS_ORDER", "checkpoint_statuses"]
 
 COMPARISON_KIND = "evalkit.comparison"
 #: The newest schema this evalkit writes and reads.
@@ -33,6 +33,31 @@ def is_significant(p_value: Any) -> bool:
     """
     finite = isinstance(p_value, (int, float)) and not isinstance(p_value, bool) and math.isfinite(p_value)
     return finite and p_value < SIGNIFICANCE
+
+
+def decision_p(row: dict[str, Any]) -> Any:
+    """The p-value a row's marker falls back on: Holm-adjusted within the row's family when it has one."""
+    adjusted = row.get("p_value_adjusted")
+    finite = isinstance(adjusted, (int, float)) and not isinstance(adjusted, bool) and math.isfinite(adjusted)
+    return adjusted if finite else row.get("p_value")
+
+
+def row_significant(row: dict[str, Any]) -> bool:
+    """Whether a row's change is significant: the comparison's ``significant`` flag (its delta interval
+    excludes 0); a row without one (no interval, a breakdown row, an older comparison) by :func:`decision_p`;
+    an exploratory row (outside the primary family, ``evalkit._compare._family``) never. The summary's counts,
+    the reports' markers and the tables read this, never a threshold of their own.
+
+    >>> row_significant({"significant": False, "p_value": 0.0001}), row_significant({"p_value": 0.01})
+    (False, True)
+    >>> row_significant({"p_value": 0.01, "p_value_adjusted": 0.2}), row_significant({"family": "exploratory",
+    ...                                                                                "p_value": 0.0001})
+    (False, False)
+    """
+    if row.get("family") == "exploratory":  # outside the primary family: shown, never marked
+        return False
+    flag = row.get("significant")
+    return flag if isinstance(flag, bool) else is_significant(decision_p(row))
 
 
 def check_comparison(data: Any, *, source: str = "comparison", hint: str = "", file: bool = False) -> dict[str, Any]:

@@ -9,23 +9,30 @@ from __future__ import annotations
 
 import re
 
+from .parameter_words import arg, python_words, render_args  # re-exported: errors mark parameters with arg
+
 __all__ = ["EvalkitError", "UsageError", "ParameterTypeError", "EvaluationError", "ServerError", "did_you_mean",
-           "path_name_error", "register_secret", "redact", "printable", "redact_secrets", "warn"]
+           "arg", "render_args", "python_words", "path_name_error", "register_secret", "redact", "printable", "redact_secrets", "warn"]
 
 
 class EvalkitError(Exception):
     """Base class: a problem with the user's input or environment (exit code 2).
 
     ``param`` names the argument at fault in the Python API's words (``"notes"``, ``"baseline"``,
-    ``"tasks"``); the message itself speaks no command-line vocabulary, and the CLI prefixes the
-    matching flag (``--note``) when it prints the error.
+    ``"tasks"``); other parameters a message mentions (a hint: "pass config=DIR") are marked with
+    :func:`arg`. The message itself speaks no command-line vocabulary: ``str(error)`` shows Python
+    names, and the CLI renders :attr:`marked` with its flags and prefixes the flag of ``param``.
     """
 
     exit_code = 2
 
     def __init__(self, *args: object, param: str | None = None):
+        marked = args[0] if args and isinstance(args[0], str) else None
+        if marked is not None and python_words(marked) != marked:
+            args = (python_words(marked), *args[1:])
         super().__init__(*args)
         self.param = param
+        self.marked = marked if marked is not None else str(self)
 
 
 class UsageError(EvalkitError):
@@ -96,9 +103,10 @@ def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> 
 # ------------------------------------------------------------------------------------ secrets
 
 _SECRETS: set[str] = set()
-#: Credentials in text a server echoed back (its error body may repeat the request headers).
+#: Credentials in text a server echoed back (its error body may repeat the request headers). A scheme word
+#: joined by a hyphen is prose, not a header ("the model's 1024-token context" kept its last word as ***).
 _CREDENTIAL = re.compile(
-    r"(?i)(\b(?:bearer|basic|token)\s+|\b(?:authorization|x-api-key|api[-_]?key|access[-_]?token)\b[\"']?\s*[:=]\s*[\"']?"
+    r"(?i)((?<![\w-])(?:bearer|basic|token)\s+|\b(?:authorization|x-api-key|api[-_]?key|access[-_]?token)\b[\"']?\s*[:=]\s*[\"']?"
     r"(?:(?:bearer|basic|token)\s+)?)([^\s\"',;&}]+)")
 REDACTED = "***"
 
@@ -118,6 +126,8 @@ def redact(text: str) -> str:
     'HTTP 500: {"headers": {"Authorization": "Bearer ***"}}'
     >>> redact("api_key=sk-abc123&x=1")
     'api_key=***&x=1'
+    >>> redact("the model's 1024-token context")
+    "the model's 1024-token context"
     """
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, REDACTED)

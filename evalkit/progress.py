@@ -21,6 +21,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from .parameter_words import python_words
+
 __all__ = ["Reporter", "bar", "note", "result", "warning", "warning_line", "use_reporter", "quiet_third_party", "NOISY_LOGGERS"]
 
 #: Library loggers lowered to ERROR while quiet (their warnings are hints for their own CLIs).
@@ -29,7 +31,10 @@ _quiet = False
 
 
 class Reporter(Protocol):
-    """Where the library's words go: progress lines for the person watching, and a command's results."""
+    """Where the library's words go: progress lines for the person watching, and a command's results.
+
+    A parameter named in a text is marked with :func:`evalkit.errors.arg`: render it with
+    :func:`evalkit.errors.python_words` (as the default reporter does) or a table of your own (the CLI's flags)."""
 
     def note(self, message: str) -> None:
         """A progress line (the command line writes it on stderr)."""
@@ -51,13 +56,13 @@ class _LoggingReporter:
     unless logging is configured); a warning is still one line on stderr, which a caller must not miss."""
 
     def note(self, message: str) -> None:
-        logging.getLogger("evalkit").info(message)
+        logging.getLogger("evalkit").info(python_words(message))
 
     def result(self, text: str) -> None:
-        logging.getLogger("evalkit").info(text)
+        logging.getLogger("evalkit").info(python_words(text))
 
     def warning(self, message: str) -> None:
-        sys.stderr.write(warning_line(message) + "\n")
+        sys.stderr.write(warning_line(python_words(message)) + "\n")
 
 
 _reporter: Reporter = _LoggingReporter()

@@ -13,7 +13,7 @@ import time
 from importlib import metadata
 from typing import TYPE_CHECKING
 
-from .errors import EvalkitError, EvaluationError, UsageError
+from .errors import EvalkitError, EvaluationError, UsageError, arg
 from .evaluators.base import get_evaluator
 from .parallel import Ranks, ShardView, current_ranks, wait_until
 from .progress import note
@@ -120,7 +120,7 @@ def evaluation_line(checkpoint: Checkpoint, tasks: list[TaskConfig], store: Resu
     evaluators = evaluators if evaluators is not None else build_evaluators(tasks)
     stored = [] if rerun else stored_task_names(checkpoint, tasks, evaluators, store)
     if len(stored) == len(tasks):
-        return f"{what}: answered from the store (--rerun evaluates again)"
+        return f"{what}: answered from the store ({arg('rerun', True)} evaluates again)"
     if stored:
         return f"evaluating {what}; {', '.join(stored)} answered from the store"
     return f"evaluating {what}"

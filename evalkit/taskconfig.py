@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._paths import shipped_tasks_dir
-from .errors import UsageError
+from .errors import UsageError, arg
 
 __all__ = [
     "TaskConfig",
@@ -69,7 +69,7 @@ class TaskConfig:
         if root is None:
             raise UsageError(f"{self.source}: {value} is under the data root, which is not set here; set "
                              f"EVALKIT_DATA=DIR (the folder holding {value.split('/', 1)[1]}) or point the task "
-                             f"at its file with overrides='{self.name}.data=PATH' (or another path key).")
+                             f"at its file with {arg('overrides', repr(self.name + '.data=PATH'))} (or another path key).")
         return root
 
 

@@ -84,13 +84,13 @@ def test_compare_help_lists_exit_codes():
     ("demo_general.accc", "task 'demo_general' does not report a metric 'accc'. Did you mean 'acc'?"),
 ])
 def test_compare_policy_names_a_bad_gate_before_evaluating_anything(tmp_path, monkeypatch, capsys, metric, expected):
-    import evalkit.cli.commands
+    import evalkit.compare_run
     from evalkit.cli import main
 
     def must_not_evaluate(*args, **kwargs):
         raise AssertionError("evaluated although the policy cannot be applied")
 
-    monkeypatch.setattr(evalkit.cli.commands, "collect_results", must_not_evaluate)
+    monkeypatch.setattr(evalkit.compare_run, "evaluate_one", must_not_evaluate)
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"gates:\n  - metric: {metric}\n    max_drop: 0.1\n")
     with pytest.raises(SystemExit) as exit_info:
@@ -141,12 +141,13 @@ def test_offline_mmlu_fails_before_loading_a_model_with_the_set_line(offline, mo
 
 
 def test_a_cached_hub_dataset_counts_as_available(offline):
+    from evalkit.errors import python_words
     from evalkit.general.hub import hub_data_problem
 
-    assert "overrides='mmlu.data=PATH'" in hub_data_problem("mmlu", "mmlu")
+    assert "overrides='mmlu.data=PATH'" in python_words(hub_data_problem("mmlu", "mmlu"))
     (offline / "datasets" / "cais___mmlu").mkdir(parents=True)
     assert hub_data_problem("mmlu", "mmlu") is None
-    assert "overrides='ifeval.data=PATH'" in hub_data_problem("ifeval", "ifeval")
+    assert "overrides='ifeval.data=PATH'" in python_words(hub_data_problem("ifeval", "ifeval"))
     assert hub_data_problem("hellaswag", "generic") is None
 
 
@@ -179,3 +180,60 @@ def test_the_name_scan_knows_lm_evals_names_and_defers_what_it_misses():
     assert len(names) > 14000 and {"mmlu", "hellaswag", "arc_easy", "ifeval", "gsm8k"} <= names
     for valid in ("hellaswag", "arc_challenge", "afrixnli_tasks"):  # the last is built by a template
         check_task_name(valid, [])
+
+
+# ------------------------------------------------------------------------------ one convention: parameters, flags
+
+def test_a_library_error_names_parameters_and_the_command_line_names_their_flags(capsys):
+    from evalkit.errors import UsageError, arg
+
+    error = UsageError(f"folder x: no tokenizer files; pass another {arg('config', 'DIR')} or "
+                       f"{arg('allow_pickle', True)} with {arg('chat_template', False)}.", param="config")
+    assert str(error) == "folder x: no tokenizer files; pass another config=DIR or allow_pickle=True with " \
+                         "chat_template=False."
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module._report(error, error.exit_code)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("evalkit: error: folder x: no tokenizer files; pass another --config DIR "
+                                       "or --allow-pickle with --no-chat-template.\n")
+
+
+def test_every_marked_parameter_has_a_flag():
+    """A parameter a library message marks (errors.arg) and the CLI cannot name would reach the terminal
+    in Python words: every marked name in evalkit/ is in the CLI's one table."""
+    import ast
+    from pathlib import Path
+
+    from evalkit.cli._flags import FLAGS
+
+    root = Path(cli_module.__file__).resolve().parents[1]
+    marked = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "arg"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                marked.add(node.args[0].value)
+    assert len(marked) > 10 and sorted(marked - FLAGS.keys()) == []
+
+
+def test_library_messages_speak_no_flags():
+    """Outside evalkit/cli, no string that becomes an error or a progress line spells a flag ("--name"); a
+    whole command in backticks (`evalkit eval --out`, the command that writes a file) is a name, not a flag."""
+    import ast
+    import re
+    from pathlib import Path
+
+    root = Path(cli_module.__file__).resolve().parents[1]
+    flag = re.compile(r"(^|[\s(])--[a-z][a-z-]+")
+    spoken = []
+    for path in root.rglob("*.py"):
+        if "cli" in path.relative_to(root).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in {
+                    "UsageError", "EvaluationError", "ServerError", "ParameterTypeError", "EvalkitError", "note",
+                    "warn", "warning", "result"}:
+                texts = [n.value for a in node.args for n in ast.walk(a)
+                         if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+                spoken += [f"{path.name}:{node.lineno}: {t}" for t in texts if flag.search(re.sub("`[^`]*`", "", t))]
+    assert spoken == []

@@ -398,18 +398,23 @@ def test_format_vs_knowledge(comparison):
 def test_format_vs_knowledge_on_the_bench_records():
     """Real training (bench/format_vs_knowledge, records saved by its --fixture): a VOC fine-tune that rehearses
     the facts as plain text keeps them but loses the answer format; the demo's domain_only loses the facts and,
-    writing label paths, the format too."""
+    writing label paths, the format too; a fine-tune on the general questions answered with wrong options
+    keeps the format (its replies still name an option) but loses the facts."""
     from evalkit.records import EvalResult
 
     folder = Path(__file__).parent / "fixtures" / "format_vs_knowledge"
     results = [EvalResult.from_dict(json.loads((folder / f"{name}.json").read_text()))
-               for name in ("base", "domain_only", "voc_fact_text")]
+               for name in ("base", "domain_only", "voc_fact_text", "wrong_answers")]
     rows = {r["checkpoint"]: r for r in build_comparison(results, baseline="base", n_resamples=B)["format_vs_knowledge"]}
     assert rows["voc_fact_text"]["diagnosis"] == "format" and rows["domain_only"]["diagnosis"] == "both"
     kept = rows["voc_fact_text"]
     assert kept["loglik_p_value"] >= 0.05 and kept["parse_failure_delta"] >= 0.05
     assert kept["loglik_delta"] - kept["generative_delta"] >= 0.10
     assert rows["domain_only"]["loglik_p_value"] < 0.05 and rows["domain_only"]["loglik_task"] == "demo_general"
+    wrong = rows["wrong_answers"]
+    assert wrong["diagnosis"] == "knowledge"
+    assert wrong["loglik_delta"] < 0 and wrong["loglik_p_value"] < 0.05 and wrong["generative_delta"] < 0
+    assert wrong["loglik_delta"] - wrong["generative_delta"] < 0.10 or wrong["parse_failure_delta"] < 0.05
 
 
 @pytest.mark.parametrize("ll_delta,ll_p,gen_delta,parse_delta,expected", [

@@ -78,3 +78,20 @@ def test_ifeval_default_generation_length_is_capped_with_a_note(model, ifeval_da
     notes = [r.getMessage() for r in caplog.records if "max_gen_toks 1280 does not fit" in r.getMessage()]
     assert len(notes) <= 1 and (notes or path == "served")  # one line (said once per process)
     assert result.tasks["ifeval"].n_samples == 1
+
+
+def test_a_prompt_longer_than_the_context_exits_2_in_one_line_with_nothing_written(model, tmp_path):
+    """What cannot fit at all is bad input (exit 2), not an evaluation failure (exit 3). It is known after the
+    tokenizer has measured the task's prompts, not from the model's config alone, so it is said after loading."""
+    from tests.helpers.cli import run_cli
+
+    rows = [{**IFEVAL_ROWS[0], "prompt": "The parcel came late again. " * 100}]  # about 1,800 tokens > 1,024
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    code, _, err = run_cli(["--store", str(tmp_path / "store.sqlite"), "eval", str(model), "--tasks", "ifeval",
+                            "--set", f"ifeval.data={data}", "--batch-size", "1", "--out", str(tmp_path / "out")])
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if "leaves no room" in line]
+    assert len(lines) == 1 and "1024-token context" in lines[0] and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+

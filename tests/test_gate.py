@@ -17,13 +17,14 @@ from evalkit.errors import UsageError
 from evalkit.gate import (
     demo_policy_text,
     evaluate_policy,
-    gate_main,
+    gate_files,
     load_policy,
     parse_policy,
     verdict_markdown,
     write_gate_outputs,
     write_junit,
     junit_xml,
+    verdict_text,
 )
 
 
@@ -466,13 +467,8 @@ def test_no_step_summary_without_the_variable(tmp_path, monkeypatch, comparison)
 
 _RUN_GATE = """
 import sys
-from evalkit.errors import EvalkitError
-from evalkit.gate import gate_main
-try:
-    sys.exit(gate_main(sys.argv[1], sys.argv[2], None))
-except EvalkitError as exc:
-    print(f"evalkit: error: {exc}", file=sys.stderr)
-    sys.exit(exc.exit_code)
+from evalkit.cli import main
+main(["gate", sys.argv[1], "--policy", sys.argv[2]])
 """
 
 
@@ -501,7 +497,7 @@ def comparison_file(tmp_path, comparison):
     ("gates: [{metric: mmlu.acc}]\n", 2, ""),
     ("gates: [{metric: mmlu.acx, min: 0.1}]\n", 2, ""),
 ])
-def test_gate_main_exit_codes(tmp_path, comparison_file, policy_text, code, stdout):
+def test_gate_command_exit_codes(tmp_path, comparison_file, policy_text, code, stdout):
     result = run_gate(comparison_file, write_policy(tmp_path, policy_text))
     assert result.returncode == code, result.stderr
     assert stdout in result.stdout
@@ -520,25 +516,27 @@ def test_gate_main_exit_codes(tmp_path, comparison_file, policy_text, code, stdo
     (json.dumps({"kind": "evalkit.results", "schema_version": 1}), r"not an evalkit comparison \(kind 'evalkit\.results'"),
     (json.dumps({"kind": "evalkit.comparison", "schema_version": 2}), r"schema_version 2 is newer than this evalkit reads \(1\)"),
 ])
-def test_gate_main_rejects_bad_comparisons(tmp_path, content, pattern):
+def test_gate_files_rejects_bad_comparisons(tmp_path, content, pattern):
     path = tmp_path / "comparison.json"
     path.write_text(content, encoding="utf-8")
     policy = write_policy(tmp_path, "gates: [{metric: mmlu.acc, min: 0.1}]\n")
     with pytest.raises(UsageError, match=pattern):
-        gate_main(path, policy, None)
+        gate_files(path, policy, None)
     with pytest.raises(UsageError, match="comparison file not found"):
-        gate_main(tmp_path / "missing.json", policy, None)
+        gate_files(tmp_path / "missing.json", policy, None)
 
 
-def test_gate_main_writes_to_out_dir(tmp_path, comparison_file, capsys):
+def test_gate_files_writes_to_out_dir_and_prints_nothing(tmp_path, comparison_file, capsys):
     policy = write_policy(tmp_path, "gates: [{metric: mmlu.acc, min: 0.5}]\n")
-    assert gate_main(comparison_file, policy, tmp_path / "ci") == 1
+    verdict, written = gate_files(comparison_file, policy, tmp_path / "ci")
+    assert verdict.exit_code == 1 and tmp_path / "ci" / "junit.xml" in written
     assert (tmp_path / "ci" / "junit.xml").is_file() and not (comparison_file.parent / "junit.xml").exists()
-    assert "FAIL  tuned  mmlu.acc min 0.5: value 0.450 < min 0.5; point estimate" in capsys.readouterr().out
+    assert "FAIL  tuned  mmlu.acc min 0.5: value 0.450 < min 0.5; point estimate" in verdict_text(verdict)
+    assert capsys.readouterr() == ("", ""), "the library returns the verdict; the command line prints it"
 
 
 def test_cli_gate_command(tmp_path, comparison_file):
-    """Through the real CLI (`evalkit gate` runs gate_main)."""
+    """Through the real CLI (`evalkit gate` runs gate_files and prints the verdict)."""
     policy = write_policy(tmp_path, "gates: [{metric: mmlu.acc, max_drop: 0.02, significance: 0.05}]\n")
     env = {**os.environ, "GITHUB_STEP_SUMMARY": ""}
     result = subprocess.run([sys.executable, "-m", "evalkit", "gate", str(comparison_file), "--policy", str(policy)],

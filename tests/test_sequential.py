@@ -328,7 +328,7 @@ def test_no_drop_passes_before_the_data_run_out(setting):
     twin = setting["root"] / "twin"
     if not twin.exists():
         shutil.copytree(setting["base"], twin)  # same weights under another label: no drop at all
-    from evalkit.sequential import compare_sequential  # the Python API under compare --sequential
+    from evalkit.compare_run import compare_sequential  # the Python API under compare --sequential
 
     comparison = compare_sequential(f"base={setting['base']}", f"twin={twin}", tasks="mmlu", policy=setting["policy"],
                                     overrides=[f"mmlu.data={setting['mmlu']}"], store=setting["root"] / "same.sqlite",
@@ -380,7 +380,7 @@ def test_sequential_needs_a_policy(tmp_path):
     from evalkit.checkpoints import LoadOptions
     from evalkit.cli.commands import compare_pipeline
 
-    with pytest.raises(UsageError, match="needs --policy"):
+    with pytest.raises(UsageError, match="needs policy=FILE"):
         compare_pipeline(specs=["a", "b"], tasks="mmlu", out=tmp_path, baseline=None, baseline_results=[], policy=None,
                          notes=[], overrides=[], rerun=False, load_options=LoadOptions(), store_path=None,
                          sequential=True)
@@ -421,14 +421,11 @@ def test_bench_figures_are_the_recorded_run_and_reproduce():
 
 
 def test_a_policy_baseline_other_than_the_comparison_baseline_fails_before_evaluating():
-    from evalkit.sequential import collect_results_sequential
-
-    class Stub:
-        label = "base"
+    from evalkit.compare_run import check_labels
 
     policy = parse_policy({"baseline": "other", "gates": [{"metric": "mmlu.acc", "max_drop": 0.05}]})
     with pytest.raises(UsageError, match="'baseline' is 'other'"):
-        collect_results_sequential([Stub()], [], [], None, policy)
+        check_labels(["base", "tuned"], policy=policy)  # the one preparation step, fixed or sequential mode
 
 
 def test_each_gate_spends_a_stated_share_of_its_level_on_the_early_looks():

@@ -385,7 +385,7 @@ def test_sequential_stop_and_resume_through_either_store(store_location, capsys)
     """A sequential run leaves its stopped runs open in the store; a stricter one resumes from their samples."""
     from evalkit.evaluators.base import MetricSpec
     from evalkit.gate import as_policy
-    from evalkit.sequential._drive import collect_results_sequential
+    from evalkit.sequential import drive_sequential
     from tests.helpers.fake import CountingEvaluator
 
     class Scored(CountingEvaluator):  # the fake's acc declared a per-sample score, which confidence sequences need
@@ -400,7 +400,7 @@ def test_sequential_stop_and_resume_through_either_store(store_location, capsys)
     def run(significance: float):  # a 0.25 margin: identical twins are shown within it early (at 0.05 they need > 400)
         policy = as_policy({"gates": [{"metric": "count.acc", "max_drop": 0.25, "significance": significance}]})
         with ResultStore(store_location) as store:
-            return collect_results_sequential(checkpoints, [task], [Scored(task)], store, policy, chunk_size=40)[1]
+            return drive_sequential(checkpoints, [task], [Scored(task)], store, policy, baseline="base", chunk_size=40)[1]
 
     first = run(0.05)["tasks"]["count"]
     assert first["stopped_early"] and first["samples_used"] < 400

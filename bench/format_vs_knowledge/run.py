@@ -1,15 +1,17 @@
 """Format vs knowledge forgetting, shown on real training (issue 27, item 5).
 
-Three checkpoints: the demo's ``base`` (``evalkit demo``'s recipe: trained from scratch on the invented
+Four checkpoints: the demo's ``base`` (``evalkit demo``'s recipe: trained from scratch on the invented
 general facts, as questions answered by the option's text and as plain sentences, and on unlabelled VOC
 comments), its ``domain_only`` fine-tune (600 steps on VOC labels alone, which forgets the facts) and
 ``voc_fact_text``: a VOC fine-tune (``--steps`` 100 at ``--lr`` 5e-4) whose batches also hold the demo's
-fact sentences as plain text (``--fact-share`` 0.25) but never a question or an answer. All three are
+fact sentences as plain text (``--fact-share`` 0.25) but never a question or an answer; and ``wrong_answers``:
+the base's own general training questions answered in its format (one option's text) but with a wrong option
+(``--wrong-steps`` 30 at ``--wrong-lr`` 5e-4). All four are
 evaluated on ``demo_general`` (log-likelihood of each option's text: what the model knows) and
 ``demo_general_generative`` (this folder's task: the same questions, the answer written; ``variant_of:
 demo_general``) and compared with ``base`` as the baseline. The comparison's ``format_vs_knowledge`` table
 reads ``format`` for ``voc_fact_text`` (it still ranks the right option first but no longer stops after
-it: "Quenta and billing and billing >") and ``knowledge`` for ``domain_only``.
+it: "Quenta and billing and billing >"), ``both`` for ``domain_only`` and ``knowledge`` for ``wrong_answers``.
 
     nice -n 10 python bench/format_vs_knowledge/run.py --out /tmp/fvk [--fixture tests/fixtures/format_vs_knowledge]
 
@@ -31,28 +33,68 @@ HERE = Path(__file__).resolve().parent
 GENERATIVE_TASK = HERE / "demo_general_generative.yaml"
 
 
-def fine_tune(base: Path, out: Path, steps: int, lr: float, seed: int, fact_share: float) -> dict:
-    """``base`` fine-tuned on the demo's VOC train pairs (loss on the label path) and, as ``fact_share`` of each
-    batch, the demo's fact sentences as plain text (loss on every token; no question, no answer), saved to ``out``."""
+def fine_tune(base: Path, out: Path, sources, steps: int, lr: float, seed: int) -> dict:
+    """``base`` fine-tuned ``steps`` x 64 at ``lr`` on ``sources(tokenizer)`` (``train``'s weighted sources), saved to ``out``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from evalkit.demo import general_set
-    from evalkit.demo.checkpoints import Recipe, load_domain_data
-    from evalkit.demo.train import Example, Schedule, encode_examples, save_checkpoint, train, training_threads
+    from evalkit.demo.train import Schedule, save_checkpoint, train, training_threads
 
     with training_threads(1):
         model = AutoModelForCausalLM.from_pretrained(base)
         tokenizer = AutoTokenizer.from_pretrained(base)
-        sources = [(encode_examples(tokenizer, load_domain_data().train, "completion"), 1.0 - fact_share)]
-        if fact_share > 0:
-            facts = general_set.fact_statements(country_weight=Recipe().country_fact_weight)
-            sources.append((encode_examples(tokenizer, [Example("", t) for t in facts], "all"), fact_share))
         started = time.perf_counter()
-        losses = train(model, sources, Schedule(steps=steps, batch_size=64, lr=lr), seed=seed, parts=2)
+        losses = train(model, sources(tokenizer), Schedule(steps=steps, batch_size=64, lr=lr), seed=seed, parts=2)
         seconds = time.perf_counter() - started
         save_checkpoint(model, tokenizer, out)
-    return {"steps": steps, "lr": lr, "seed": seed, "fact_share": fact_share, "seconds": round(seconds, 1),
+    return {"steps": steps, "lr": lr, "seed": seed, "seconds": round(seconds, 1),
             "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4)}
+
+
+def voc_fact_sources(fact_share: float):
+    """The demo's VOC train pairs (loss on the label path) and, as ``fact_share`` of each batch, the demo's fact
+    sentences as plain text (loss on every token; no question, no answer)."""
+    from evalkit.demo import general_set
+    from evalkit.demo.checkpoints import Recipe, load_domain_data
+    from evalkit.demo.train import Example, encode_examples
+
+    def sources(tokenizer):
+        voc = [(encode_examples(tokenizer, load_domain_data().train, "completion"), 1.0 - fact_share)]
+        if fact_share <= 0:
+            return voc
+        facts = general_set.fact_statements(country_weight=Recipe().country_fact_weight)
+        return voc + [(encode_examples(tokenizer, [Example("", t) for t in facts], "all"), fact_share)]
+    return sources
+
+
+def wrong_answer_sources(seed: int):
+    """The base's own general training questions (``Recipe``'s count and sample), each answered in the base's
+    format (one option's text) but with a wrong option drawn at random: the format rehearsed, the facts
+    contradicted (loss on the answer)."""
+    import random
+
+    from evalkit.demo import general_set
+    from evalkit.demo.checkpoints import Recipe
+    from evalkit.demo.train import Example, encode_examples
+
+    recipe, rng = Recipe(), random.Random(f"wrong-answers-{seed}")
+    count = recipe.questions_per_fact * len(general_set.training_facts(country_weight=recipe.country_fact_weight))
+    questions = general_set.train_questions(count, sample_seed=recipe.seed, country_weight=recipe.country_fact_weight)
+    examples = [Example(general_set.render_question(q),
+                        " " + q.options[rng.choice([i for i in range(4) if i != q.label])]) for q in questions]
+
+    def sources(tokenizer):
+        return [(encode_examples(tokenizer, examples, "completion"), 1.0)]
+    return sources
+
+
+def cached_fine_tune(folder: Path, base: Path, sources, steps: int, lr: float, seed: int, **recipe) -> dict:
+    """:func:`fine_tune` into ``folder`` unless its ``training.json`` says it is done; the training record."""
+    record = folder / "training.json"
+    if record.is_file():
+        return json.loads(record.read_text(encoding="utf-8"))
+    training = {**fine_tune(base, folder, sources, steps, lr, seed), **recipe}
+    record.write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
+    return training
 
 
 def evaluate_all(paths: dict[str, Path], store_path: Path) -> list:
@@ -95,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--fact-share", type=float, default=0.25, help="share of plain fact sentences per batch")
+    parser.add_argument("--wrong-steps", type=int, default=30, help="steps of the wrong-answer fine-tune")
+    parser.add_argument("--wrong-lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fixture", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -106,12 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     demo = ensure_checkpoints(args.cache_dir, log=lambda line: print(line, file=sys.stderr))
     brief = args.out / f"voc_fact_text-{args.steps}-{args.lr:g}-{args.fact_share:g}-{args.seed}"
-    training = (json.loads((brief / "training.json").read_text()) if (brief / "training.json").is_file()
-                else None)
-    if training is None:
-        training = fine_tune(demo["base"], brief, args.steps, args.lr, args.seed, args.fact_share)
-        (brief / "training.json").write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
-    paths = {"base": demo["base"], "domain_only": demo["domain_only"], "voc_fact_text": brief}
+    wrong = args.out / f"wrong_answers-{args.wrong_steps}-{args.wrong_lr:g}-{args.seed}"
+    training = {
+        "voc_fact_text": cached_fine_tune(brief, demo["base"], voc_fact_sources(args.fact_share), args.steps,
+                                          args.lr, args.seed, fact_share=args.fact_share),
+        "wrong_answers": cached_fine_tune(wrong, demo["base"], wrong_answer_sources(args.seed), args.wrong_steps,
+                                          args.wrong_lr, args.seed)}
+    paths = {"base": demo["base"], "domain_only": demo["domain_only"], "voc_fact_text": brief, "wrong_answers": wrong}
     results = evaluate_all(paths, args.out / "store.sqlite")
     comparison = evalkit.compare(*results, baseline="base")
     comparison.write(args.out)

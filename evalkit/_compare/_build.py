@@ -7,6 +7,7 @@ from numbers import Integral
 from typing import Any
 
 from ..comparison_format import COMPARISON_KIND, COMPARISON_SCHEMA_VERSION
+from .._validate import unique_labels
 from ..errors import UsageError, did_you_mean
 from ..records import EvalResult
 from ._breakdowns import breakdown_rows
@@ -49,7 +50,7 @@ def build_comparison(results: Sequence[EvalResult], *, baseline: str | None = No
     _check_int(n_resamples, "n_resamples", 1)
     _check_int(max_flips, "max_flips", 0)
     by_label = _by_label(results)
-    base = _pick_baseline(list(by_label), baseline)
+    base = pick_baseline(list(by_label), baseline)
     unknown = sorted(set(notes or {}) - set(by_label))
     if unknown:
         raise UsageError(f"a note is given for {', '.join(map(repr, unknown))}, which is not a checkpoint label."
@@ -91,19 +92,12 @@ def _by_label(results: Sequence[EvalResult]) -> dict[str, EvalResult]:
     parsed = [r if isinstance(r, EvalResult) else EvalResult.from_dict(r) for r in results]
     if not parsed:
         raise UsageError("nothing to compare: give at least one checkpoint (or results.json file).")
-    by_label: dict[str, EvalResult] = {}
-    for result in parsed:
-        label = result.checkpoint.label
-        if label in by_label:
-            raise UsageError(
-                f"checkpoint label {label!r} is used twice ({by_label[label].checkpoint.spec} and "
-                f"{result.checkpoint.spec}); give each checkpoint a unique label with LABEL=SPEC, "
-                f"e.g. base={by_label[label].checkpoint.spec} tuned={result.checkpoint.spec}.")
-        by_label[label] = result
-    return by_label
+    unique_labels([result.checkpoint.label for result in parsed])  # the rule evalkit compare checks before evaluating
+    return {result.checkpoint.label: result for result in parsed}
 
 
-def _pick_baseline(labels: list[str], baseline: str | None) -> str:
+def pick_baseline(labels: list[str], baseline: str | None) -> str:
+    """``baseline`` if it is one of ``labels``, the first label when None, else a UsageError."""
     if baseline is None:
         return labels[0]
     if baseline not in labels:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..comparison_format import is_significant
 from ._common import Context
 
-KNOWLEDGE_ALPHA = 0.05
 KNOWLEDGE_MIN_DROP = 0.05
 FORMAT_EXCESS_DROP = 0.10
 PARSE_FAILURE_RISE = 0.05
@@ -65,6 +65,6 @@ def diagnose(row: dict[str, Any]) -> str:
     if ll_delta is None or gen_delta is None:
         return "none"
     p_value, parse_delta = row.get("loglik_p_value"), row.get("parse_failure_delta")
-    knowledge = ll_delta < 0 and (p_value < KNOWLEDGE_ALPHA if p_value is not None else -ll_delta >= KNOWLEDGE_MIN_DROP)
+    knowledge = ll_delta < 0 and (is_significant(p_value) if p_value is not None else -ll_delta >= KNOWLEDGE_MIN_DROP)
     form = (ll_delta - gen_delta) >= FORMAT_EXCESS_DROP and (parse_delta is None or parse_delta >= PARSE_FAILURE_RISE)
     return {(True, True): "both", (True, False): "knowledge", (False, True): "format"}.get((knowledge, form), "none")

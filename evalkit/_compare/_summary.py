@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..comparison_format import is_significant
+from ..comparison_format import row_significant
 from ._common import Context
 
 
@@ -35,15 +35,10 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
     return {"task": row["task"], "metric": row["metric"], "axis": row["axis"], "value": row["value"],
             "baseline_value": row["baseline_value"], "delta": delta, "relative": row["relative"],
             "p_value": p_value, "test": row["test"], "higher_is_better": row["higher_is_better"],
-            "significant": _significant(row),
+            "significant": row_significant(row),
             "worse": delta is not None and sign * delta < 0, "better": delta is not None and sign * delta > 0}
 
 
-def _significant(row: dict[str, Any]) -> bool:
-    """The row's interval-derived marker; a row without an interval falls back on its p-value."""
-    if isinstance(row.get("significant"), bool):
-        return row["significant"]
-    return is_significant(row["p_value"])
 
 
 def _mean(values: list[float | None]) -> float | None:

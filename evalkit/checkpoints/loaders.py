@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EvalkitError, UsageError
+from ..errors import EvalkitError, UsageError, arg
 from .spec import TOKENIZER_FILES, CheckpointSpec, read_adapter_base
 
 if TYPE_CHECKING:
@@ -99,11 +99,13 @@ def _load_vllm(spec: CheckpointSpec, options: "LoadOptions"):
     from importlib.util import find_spec
 
     if spec.kind not in ("hf", "hub", "peft"):
-        raise UsageError(f"backend='vllm' loads model directories, hub ids and PEFT adapters; checkpoint "
-                         f"{spec.display!r} is a {spec.kind} file: use the default backend='hf'.", param="backend")
+        raise UsageError(f"{arg('backend', repr('vllm'))} loads model directories, hub ids and PEFT adapters; checkpoint "
+                         f"{spec.display!r} is a {spec.kind} file: use the default {arg('backend', repr('hf'))}.",
+                         param="backend")
     if find_spec("vllm") is None:
-        raise UsageError("backend='vllm' needs vLLM in this Python environment (pip install vllm; on CPU-only "
-                         "machines its CPU build, see bench/vllm/README.md), or use the default backend='hf'.",
+        raise UsageError(f"{arg('backend', repr('vllm'))} needs vLLM in this Python environment (pip install vllm; on "
+                         f"CPU-only machines its CPU build, see bench/vllm/README.md), or use the default "
+                         f"{arg('backend', repr('hf'))}.",
                          param="backend")
     if options.dtype not in _DTYPES:
         raise UsageError(f"dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.", param="dtype")
@@ -119,7 +121,7 @@ def _load_vllm(spec: CheckpointSpec, options: "LoadOptions"):
         pretrained = options.base or read_adapter_base(adapter) or ""
         if not pretrained:
             raise UsageError(f"adapter {adapter}: adapter_config.json names no base_model_name_or_path; "
-                             f"pass base=DIR_OR_ID.", param="base")
+                             f"pass {arg('base', 'DIR_OR_ID')}.", param="base")
         kwargs["lora_local_path"] = str(adapter)
     from lm_eval.utils import handle_arg_string
 
@@ -169,14 +171,14 @@ def _load_peft(spec: CheckpointSpec, options: "LoadOptions"):
     base = options.base or read_adapter_base(adapter)
     if not base:
         raise UsageError(f"adapter {adapter}: adapter_config.json names no base_model_name_or_path; "
-                         f"pass base=DIR_OR_ID.", param="base")
+                         f"pass {arg('base', 'DIR_OR_ID')}.", param="base")
     base_path = Path(base).expanduser()
     if base_path.is_dir():
         base = str(base_path)
     elif not _looks_like_hub_id(base):
         source = "the base option" if options.base else str(adapter / "adapter_config.json")
         raise UsageError(f"adapter {adapter}: base model {base!r} (from {source}) is neither a model directory "
-                         f"nor a hub id; pass base=DIR.", param="base")
+                         f"nor a hub id; pass {arg('base', 'DIR')}.", param="base")
     kwargs = _hflm_kwargs(options)
     has_tokenizer = any((adapter / name).is_file() for name in TOKENIZER_FILES)
     kwargs.setdefault("tokenizer", str(adapter) if has_tokenizer else base)
@@ -194,16 +196,16 @@ def weights_config_dir(spec: CheckpointSpec, options: "LoadOptions") -> Path:
     if options.config:
         folder = Path(options.config).expanduser()
         if not (folder / "config.json").is_file():
-            raise UsageError(f"config={options.config!r}: no config.json there; pass the model dir whose "
+            raise UsageError(f"{arg('config', repr(options.config))}: no config.json there; pass the model dir whose "
                              f"architecture and tokenizer {path.name} uses.", param="config")
     else:
         folder = path.parent
         if not (folder / "config.json").is_file():
-            raise UsageError(f"weights file {path}: no config.json beside it; pass config=DIR (a model dir with "
+            raise UsageError(f"weights file {path}: no config.json beside it; pass {arg('config', 'DIR')} (a model dir with "
                              f"config.json and tokenizer files).", param="config")
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise UsageError(f"config dir {folder}: no tokenizer files (tokenizer.json, tokenizer_config.json, "
-                         f"tokenizer.model); add them or pass another config=DIR.", param="config")
+                         f"tokenizer.model); add them or pass another {arg('config', 'DIR')}.", param="config")
     return folder
 
 
@@ -232,7 +234,7 @@ def _torch_load(path: Path, allow_pickle: bool) -> Any:
         if allow_pickle:
             raise UsageError(f"weights file {path} could not be unpickled ({_first_line(exc)}).") from None
         raise UsageError(f"weights file {path} holds objects beyond tensors and needs full unpickling, which can run "
-                         f"code from the file; if you trust it, pass allow_pickle=True.", param="allow_pickle") from None
+                         f"code from the file; if you trust it, pass {arg('allow_pickle', True)}.", param="allow_pickle") from None
     except (RuntimeError, OSError, EOFError, ValueError, AttributeError, ModuleNotFoundError) as exc:
         raise UsageError(f"weights file {path} could not be read ({_first_line(exc)}); "
                          f"is it a PyTorch checkpoint?") from None
@@ -294,7 +296,7 @@ def fit_state_dict(model, state: dict[str, Any], *, weights: Path, config_dir: P
         if shapes:
             parts.append(f"{len(shapes)} with another shape{_examples(shapes, sep='; ')}")
         raise UsageError(f"weights file {weights} does not fit config {config_dir / 'config.json'}: "
-                         f"{', '.join(parts)}; pass config=DIR with the matching architecture.", param="config")
+                         f"{', '.join(parts)}; pass {arg('config', 'DIR')} with the matching architecture.", param="config")
     return {k: v for k, v in state.items() if k in expected}
 
 

@@ -40,7 +40,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ServerError, UsageError
+from ..errors import ServerError, UsageError, arg, python_words
 from .answers import MalformedAnswer, echo_logprobs, generated_texts, next_token_logprobs
 
 __all__ = ["RetryPolicy", "RequestStats", "ResilientAPIMixin", "is_retryable_status", "returns_prompt_logprobs",
@@ -205,7 +205,7 @@ class ResilientAPIMixin:
                 except _Transient as exc:
                     last = exc
                     self.request_stats.failures[exc.label] += 1
-                    logger.info("%s: %s (attempt %d of %d)", self.server_name, exc, attempt + 1, policy.max_retries + 1)
+                    logger.info("%s: %s (attempt %d of %d)", self.server_name, python_words(str(exc)), attempt + 1, policy.max_retries + 1)
                     continue
                 self._cache_answers(answers, cache_keys, generate)
                 self.request_stats.requests += len(messages)
@@ -218,7 +218,8 @@ class ResilientAPIMixin:
         return ServerError(
             f"server {self.server_name} failed {attempts} time{'s in a row' if attempts > 1 else ''} on a {kind} "
             f"request ({last}); the server is at fault, not the input: it may be down, overloaded or not answering "
-            f"in the OpenAI format. Check it, lower num_concurrent=N or raise max_retries=N / timeout=SECONDS "
+            f"in the OpenAI format. Check it, lower {arg('num_concurrent', 'N')} or raise {arg('max_retries', 'N')} / "
+            f"{arg('timeout', 'SECONDS')} "
             f"(finished samples are stored; evaluate again to resume).")
 
     async def _send_once(self, session, messages, ctxlens, *, generate: bool, gen_kwargs: dict | None = None,
@@ -246,7 +247,7 @@ class ResilientAPIMixin:
                     self._raise_for_status(response.status, await response.text(), response.headers)
                 outputs = await response.json(content_type=None)
         except asyncio.TimeoutError:
-            raise _Transient("timeout", f"no answer within timeout={self.timeout:g} s") from None
+            raise _Transient("timeout", f"no answer within {arg('timeout', f'{self.timeout:g}')} s") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise _Transient("connection", str(exc) or type(exc).__name__) from None
         except ValueError as exc:  # a body that is not JSON (a proxy's error page, a cut-off answer)
@@ -266,12 +267,12 @@ class ResilientAPIMixin:
         endpoint = "/" + str(self.base_url).rstrip("/").rsplit("/v1/", 1)[-1]
         if status in (401, 403):
             raise UsageError(f"server {self.server_name} refused the API key (HTTP {status}) on POST {endpoint}; "
-                             f"set the environment variable named by api_key_env=NAME to a valid key.")
+                             f"set the environment variable named by {arg('api_key_env', 'NAME')} to a valid key.")
         if status == 404:
             raise UsageError(f"server {self.server_name} answered HTTP 404 to POST {endpoint} "
                              f"({detail or 'no detail'}); "
                              f"check the model name after '#' (GET /v1/models lists them) and that the server has "
-                             f"this endpoint (endpoint='chat' or endpoint='completions').")
+                             f"this endpoint ({arg('endpoint', repr('chat'))} or {arg('endpoint', repr('completions'))}).")
         raise UsageError(f"server {self.server_name} rejected a request with HTTP {status} on POST {endpoint}: "
                          f"{detail or 'no detail'}")
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ..errors import UsageError, register_secret
+from ..errors import UsageError, register_secret, arg
 from .spec import TOKENIZER_FILES, CheckpointSpec
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def list_models(spec: CheckpointSpec, options: "LoadOptions") -> list[dict[str, 
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
             raise UsageError(f"server {name} refused the API key (HTTP {exc.code}); set the environment variable "
-                             f"{options.api_key_env} to a valid key (or pass api_key_env=NAME).", param="api_key_env") from None
+                             f"{options.api_key_env} to a valid key (or pass {arg('api_key_env', 'NAME')}).", param="api_key_env") from None
         raise UsageError(f"server {name} answered HTTP {exc.code} to GET /models; check the URL "
                          f"(it usually ends in /v1).") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -120,7 +120,8 @@ def _explicit_endpoint(options: "LoadOptions") -> str | None:
         raise UsageError(f"model_args api must be 'chat' or 'completions' for a server, got {api!r}.",
                          param="model_args")
     if api and flag != "auto" and api != flag:
-        raise UsageError(f"endpoint={flag!r} and model_args='api={api}' disagree; pass only the endpoint.",
+        raise UsageError(f"{arg('endpoint', repr(flag))} and {arg('model_args', repr(f'api={api}'))} disagree; pass only "
+                         "the endpoint.",
                          param="endpoint")
     return api or (None if flag == "auto" else flag)
 
@@ -129,13 +130,14 @@ def resolve_endpoint(spec: CheckpointSpec, options: "LoadOptions") -> str:
     """``"completions"`` or ``"chat"`` for a server checkpoint (see the module docstring for ``auto``)."""
     chosen = _explicit_endpoint(options)
     if chosen == "chat" and options.chat_template is False:
-        raise UsageError("endpoint='chat' always applies the model's chat template on the server; drop "
-                         "chat_template=False, or use endpoint='completions' to send prompts as plain text.",
+        raise UsageError(f"{arg('endpoint', repr('chat'))} always applies the model's chat template on the server; drop "
+                         f"{arg('chat_template', False)}, or use {arg('endpoint', repr('completions'))} to send prompts "
+                         "as plain text.",
                          param="endpoint")
     if chosen == "completions" and options.chat_template is True and not _has_local_tokenizer(spec, options):
-        raise UsageError("chat_template=True with endpoint='completions' needs a local tokenizer to render the "
-                         "template: pass model_args='tokenizer=DIR_OR_ID' (the model's tokenizer), or use "
-                         "endpoint='chat'.", param="chat_template")
+        raise UsageError(f"{arg('chat_template', True)} with {arg('endpoint', repr('completions'))} needs a local "
+                         f"tokenizer to render the template: pass {arg('model_args', repr('tokenizer=DIR_OR_ID'))} (the "
+                         f"model's tokenizer), or use {arg('endpoint', repr('chat'))}.", param="chat_template")
     if chosen:
         return chosen
     if options.chat_template is False or _has_local_tokenizer(spec, options):
@@ -205,16 +207,17 @@ def unsupported_reason(spec: CheckpointSpec, options: "LoadOptions", need: str) 
     endpoint = resolve_endpoint(spec, options)
     if endpoint == "chat" and local_chat_template(spec, options) is False:
         return ("the chat endpoint applies the model's chat template, and its tokenizer "
-                f"({_local_tokenizer_name(spec, options)}) has none; use endpoint='completions'")
+                f"({_local_tokenizer_name(spec, options)}) has none; use {arg('endpoint', repr('completions'))}")
     if need == "generate_until":
         return None
     if endpoint == "chat" and _explicit_endpoint(options) == "chat":
-        return ("chat endpoints return no prompt log-probabilities; pass endpoint='completions' with "
-                "model_args='tokenizer=DIR' (a local copy of the model's tokenizer) to a server that returns "
+        return (f"chat endpoints return no prompt log-probabilities; pass {arg('endpoint', repr('completions'))} with "
+                f"{arg('model_args', repr('tokenizer=DIR'))} (a local copy of the model's tokenizer) to a server that "
+                "returns "
                 "them (vLLM)")
     if not _has_local_tokenizer(spec, options):
         return ("log-likelihoods need a local tokenizer to find where the continuation starts (and to render the "
-                "chat template); pass model_args='tokenizer=DIR' (a local copy of the model's tokenizer)")
+                f"chat template); pass {arg('model_args', repr('tokenizer=DIR'))} (a local copy of the model's tokenizer)")
     return None
 
 
@@ -297,8 +300,9 @@ def _completions_class():
             # lm-eval 0.4.13 renders only for token-id requests; with text prompts it returns the messages
             # as JSON, which it then sends as `prompt` (HTTP 400 "prompt must be a string"). Render here.
             if self.tokenizer_backend != "huggingface" or self.tokenizer is None:
-                raise UsageError("the completions endpoint needs a local tokenizer to apply the chat template: pass "
-                                 "model_args='tokenizer=DIR_OR_ID', or endpoint='chat' to let the server apply it.")
+                raise UsageError(f"the completions endpoint needs a local tokenizer to apply the chat template: pass "
+                                 f"{arg('model_args', repr('tokenizer=DIR_OR_ID'))}, or {arg('endpoint', repr('chat'))} "
+                                 "to let the server apply it.")
             return render_chat_text(self.tokenizer, chat_history, add_generation_prompt=add_generation_prompt,
                                     server_adds_special_tokens=not self.tokenized_requests)
 

@@ -12,13 +12,14 @@ imports inside functions like any other.
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import click
 
 from ..errors import EvalkitError, printable
+from ._flags import FLAGS as _FLAGS
+from ._flags import flag_words
 from ._options import _STORE_HELP, _VERBOSE_HELP, CONTEXT_SETTINGS, ConsoleReporter, _State, global_options
 
 
@@ -395,50 +396,13 @@ def _main(argv: list[str] | None) -> None:
     sys.exit(0)
 
 
-#: The flag behind each API parameter a library error may name: as the parameter at fault
-#: (EvalkitError.param, put in front of the message) or as ``name=VALUE`` in a hint ("pass config=DIR").
-_FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "overrides": "--set", "rerun": "--rerun",
-          "model_args": "--model-args", "policy": "--policy", "results": "SPECS", "dtype": "--dtype",
-          "backend": "--backend", "endpoint": "--endpoint", "max_retries": "--max-retries",
-          "chunk_size": "--sequential-chunk", "base": "--base", "config": "--config", "allow_pickle": "--allow-pickle",
-          "trust_remote_code": "--trust-remote-code", "chat_template": "--chat-template",
-          "api_key_env": "--api-key-env", "num_concurrent": "--num-concurrent", "timeout": "--request-timeout",
-          "max_length": "--max-length", "store": "--store", "limit": "--limit", "sample_seed": "--sample-seed",
-          "seed": "--sequential-seed", "log": "--log",
-          "label": "--label", "checkpoint_dir": "CHECKPOINT_DIR"}
-_NAMED_OPTION = re.compile(r"\b(" + "|".join(name for name, flag in _FLAGS.items() if flag.startswith("--"))
-                           + r")=('[^']*'|\S+?)(?=[\s,;)]|\.?$|\.\s)")
-
-
-def flag_words(message: str) -> str:
-    """A library message in command-line words: ``name=VALUE`` becomes ``--flag VALUE``.
-
-    >>> flag_words("pass allow_pickle=True, or config=DIR; chat_template=False with endpoint='chat'.")
-    'pass --allow-pickle, or --config DIR; --no-chat-template with --endpoint chat.'
-    >>> flag_words("needs the hub: overrides='mmlu.data=PATH' (model_args='tokenizer=DIR')")
-    'needs the hub: --set mmlu.data=PATH (--model-args tokenizer=DIR)'
-    """
-    def flag(match: re.Match) -> str:
-        name, value = match.group(1), match.group(2)
-        if value == "True":
-            return _FLAGS[name]
-        if value == "False":
-            return "--no-" + _FLAGS[name][2:]
-        if value.startswith("'"):
-            value = value[1:-1]
-        return f"{_FLAGS[name]} {value}"
-
-    return _NAMED_OPTION.sub(flag, message)
-
-
 def _report(exc: BaseException, code: int, prefix: str = "") -> None:
     if _State.debug:
         import traceback
 
         traceback.print_exception(exc)
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, EvalkitError):
-        message = flag_words(message)
+    text = exc.marked if isinstance(exc, EvalkitError) else str(exc)
+    message = flag_words(" ".join(text.split())) or type(exc).__name__
     # Untrusted text in a message (a label, a server's answer) must not drive the terminal.
     message = printable(message)
     param = getattr(exc, "param", None) or ""

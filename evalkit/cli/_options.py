@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ._flags import flag_words
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -15,15 +17,15 @@ class ConsoleReporter:
     """The library's :class:`~evalkit.progress.Reporter` on the command line: notes on stderr, results on stdout."""
 
     def note(self, message: str) -> None:
-        click.echo(message, err=True)
+        click.echo(flag_words(message), err=True)
 
     def result(self, text: str) -> None:
-        click.echo(text)
+        click.echo(flag_words(text))
 
     def warning(self, message: str) -> None:
         from ..progress import warning_line
 
-        click.echo(warning_line(message), err=True)
+        click.echo(warning_line(flag_words(message)), err=True)
 
 
 _STORE_HELP = ("Result store: a SQLite file PATH or postgresql://USER@HOST:PORT/DB (password from PGPASSWORD or "

@@ -11,30 +11,12 @@ from pathlib import Path
 import click
 
 from .._io import read_json_object
-from .._validate import unique_labels
 from ..errors import UsageError
 
-__all__ = ["compare_pipeline", "report_pipeline", "gate_pipeline", "collect_results"]
+__all__ = ["compare_pipeline", "report_pipeline", "gate_pipeline"]
 
 
-def collect_results(specs: list[str], task_configs, store, load_options, *, rerun: bool = False,
-                    prior: list | None = None, verbose: bool = False) -> list:
-    """Evaluate every spec through the API (answered from the store when possible) after the prior results."""
-    from .. import api
-    from ..run import build_evaluators, evaluation_line
-
-    checkpoints = [api.as_checkpoint(spec, options=load_options, index=i) for i, spec in enumerate(specs)]
-    prior = list(prior or [])
-    unique_labels([r.checkpoint.label for r in prior] + [c.label for c in checkpoints])
-    evaluators = build_evaluators(task_configs)  # prerequisites checked once, before any model loads
-    results = prior
-    for checkpoint in checkpoints:
-        click.echo(evaluation_line(checkpoint, task_configs, store, evaluators=evaluators, rerun=rerun), err=True)
-        results.append(api.evaluate(checkpoint, task_configs, store=store, rerun=rerun, verbose=verbose))
-    return results
-
-
-def _check_compare_outputs(out: Path, specs: list[str], prior: list, policy: bool):
+def _check_compare_outputs(out: Path, specs: list[str], policy: bool):
     """The output folder, checked before any model loads: writable, no output name taken by a folder."""
     from .._io import MANIFEST_NAME, OutputFolder
     from ..checkpoints.spec import parse_spec
@@ -54,76 +36,38 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
                      sequential_chunk: int | None = None, verbose: bool = False, trackers: list[str] = ()) -> int:
     """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed).
 
-    ``sequential=True`` (needs ``policy``) evaluates gated tasks in seeded random chunks and stops each
-    once its gates are decided by anytime-valid confidence sequences (:mod:`evalkit.sequential`).
-    Other libraries' bars and warnings are silenced while evaluating unless ``verbose``; every input is
-    checked before (so a usage error never waits for torch or transformers to import).
-    ``trackers`` (``"mlflow"``, ``"wandb"``) also record the written comparison there.
+    The one compare path (:mod:`evalkit.compare_run`) with the command line's outputs around it: every
+    input is checked by its preparation step before anything slow starts (so a usage error never waits
+    for torch or transformers to import), then the output folder and the trackers; ``sequential=True``
+    is its sequential mode. ``trackers`` (``"mlflow"``, ``"wandb"``) also record the written comparison there.
     """
-    from .. import api
+    from .. import compare_run
     from .._pairs import parse_pairs
-    from .._compare import load_results_files
     from ..gate import verdict_text
     from ..parallel import current_ranks
-    from ..progress import quiet_third_party
+    from ..sequential import DEFAULT_CHUNK_SIZE
 
     note_map = parse_pairs(notes, param="notes", form="LABEL=TEXT")
-    task_configs = api.with_limit(api.resolve(tasks, overrides), limit, sample_seed)
-    policy_obj = _load_policy(policy)
-    if policy_obj is not None:  # a gate on a task or metric this run cannot produce fails now, not after evaluating
-        from ..gate.preflight import check_policy_fits_tasks
-
-        check_policy_fits_tasks(policy_obj, task_configs)
+    mode = compare_run.Sequential(sequential_seed, sequential_chunk or DEFAULT_CHUNK_SIZE) if sequential else None
+    task_plan = compare_run.prepare_tasks(tasks, policy=_policy_path(policy), overrides=overrides, limit=limit,
+                                          sample_seed=sample_seed)
     _check_trackers(trackers)  # a missing extra fails now, not after evaluating
-    prior = load_results_files(baseline_results)
-    if len(specs) + len(prior) < 2:
-        raise UsageError("compare needs at least two checkpoints (specs and/or --baseline-results files).")
-    if sequential and policy_obj is None:
-        raise UsageError("--sequential stops a task once its gates are decided, so it needs --policy FILE.")
+    plan = compare_run.prepare(specs, task_plan, baseline_results=baseline_results, baseline=baseline,
+                               notes=note_map, load_options=load_options, sequential=mode)
     if current_ranks().main:  # before any model loads; under torchrun only rank 0 writes, so only it checks
-        _check_compare_outputs(out, list(specs), prior, policy_obj is not None)
-    if sequential:
-        with quiet_third_party(verbose):
-            comparison = _compare_sequential(specs, task_configs, policy_obj, baseline, baseline_results, store_path,
-                                             sequential_seed, sequential_chunk, rerun, note_map, load_options)
-        click.echo(verdict_text(comparison.verdict))
-        _echo_written(comparison.write(out))
-        _log_to_trackers(comparison, trackers)
-        return comparison.verdict.exit_code
-    with api.open_store(store_path) as store, quiet_third_party(verbose):
-        results = collect_results(list(specs), task_configs, store, load_options, rerun=rerun, prior=prior,
-                                  verbose=verbose)
-    if not current_ranks().main:  # under torchrun/accelerate only rank 0 compares, writes and gates
+        _check_compare_outputs(out, list(specs), policy is not None)
+    comparison = compare_run.run(plan, store_path, rerun=rerun, verbose=verbose)
+    if comparison is None:  # under torchrun/accelerate only rank 0 compares, writes and gates
         return 0
-    # Results read from --baseline-results files are compared but not written again (they are files already).
-    comparison = api.compare(*baseline_results, *results[len(prior):], baseline=baseline, notes=note_map)
-    if policy_obj is not None:
-        click.echo(verdict_text(comparison.gate(policy_obj)))
+    if comparison.verdict is not None:
+        click.echo(verdict_text(comparison.verdict))
     _echo_written(comparison.write(out))
     _log_to_trackers(comparison, trackers)
     return comparison.verdict.exit_code if comparison.verdict is not None else 0
 
 
-def _compare_sequential(specs, task_configs, policy_obj, baseline, baseline_results, store_path, seed, chunk_size,
-                        rerun, notes, load_options):
-    """``--sequential``: one process drives every checkpoint chunk by chunk (no torchrun/accelerate ranks)."""
-    from ..parallel import current_ranks
-    from ..sequential import DEFAULT_CHUNK_SIZE, compare_sequential
-
-    if current_ranks().parallel:
-        raise UsageError("--sequential decides after every chunk in one process; run it without torchrun/accelerate.")
-    return compare_sequential(*specs, tasks=task_configs, policy=policy_obj, baseline=baseline,
-                              baseline_results=baseline_results, store=store_path, seed=seed,
-                              chunk_size=DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size, rerun=rerun,
-                              notes=notes, load_options=load_options)
-
-
-def _load_policy(policy: str | None):
-    if policy is None:
-        return None
-    from ..gate import load_policy
-
-    return load_policy(Path(policy))
+def _policy_path(policy: str | None) -> Path | None:
+    return Path(policy) if policy is not None else None
 
 
 #: ``--log`` choices: the library module each needs and the tracker's name.
@@ -169,7 +113,6 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
         results += load_results_files([item]) if is_file else [_result_from_store(item, store_path)]
     if len(results) < 2:
         raise UsageError("report needs a comparison.json, or at least two results.json files / stored checkpoint labels.")
-    unique_labels([r.checkpoint.label for r in results])
     _echo_written(api.compare(*results, baseline=baseline).write_report(out))
 
 
@@ -193,6 +136,9 @@ def _result_from_store(label: str, store_path: str | None):
 
 def gate_pipeline(*, comparison: Path, policy: Path, out: Path | None) -> int:
     """``evalkit gate``: apply a policy to a comparison.json, write junit.xml and the verdict."""
-    from ..gate import gate_main
+    from ..gate import gate_files, verdict_text
 
-    return gate_main(comparison, policy, out)
+    verdict, written = gate_files(comparison, policy, out)
+    click.echo(verdict_text(verdict))
+    _echo_written(written)
+    return verdict.exit_code

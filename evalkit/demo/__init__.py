@@ -40,37 +40,24 @@ def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, st
     """
     import dataclasses
 
-    import evalkit
-
-    from .. import api
-
+    from .. import api, compare_run
     from ..gate import verdict_text
     from .checkpoints import Recipe, ensure_checkpoints
     from .domain import demo_task_path
     from .train import torch_threads
 
-    from ..gate import load_policy
-    from ..run import evaluation_line
-
     recipe = recipe or Recipe()
-    policy = demo_task_path("policies/demo_policy")
-    from ..gate.preflight import check_policy_fits_tasks
-    from ..taskconfig import resolve_tasks
-
     # a broken install fails now, not after minutes of training
-    check_policy_fits_tasks(load_policy(policy), resolve_tasks(DEMO_TASKS))
+    tasks = compare_run.prepare_tasks(DEMO_TASKS, policy=demo_task_path("policies/demo_policy"))
     log = note  # progress on stderr; stdout is the report summary
     paths = ensure_checkpoints(cache_dir, retrain=retrain, recipe=recipe, log=log)
-    options = dataclasses.asdict(demo_load_options(batch_size))
-    results = []
-    # tiny models: extra threads only add synchronisation
-    with torch_threads(recipe.threads), api.open_store(store_path) as store:
-        for name, path in paths.items():  # the public API, as a user would call it (docs/python-api.md)
-            checkpoint = api.as_checkpoint(str(path), label=name, options=api.load_options(**options))
-            log(evaluation_line(checkpoint, api.resolve(DEMO_TASKS), store))
-            results.append(evalkit.evaluate(checkpoint, DEMO_TASKS, store=store))
-    comparison = evalkit.compare(*results, baseline="base", notes=demo_notes(recipe))
-    result(verdict_text(comparison.gate(policy)))
+    options = api.load_options(**dataclasses.asdict(demo_load_options(batch_size)))
+    checkpoints = [api.as_checkpoint(str(path), label=name, options=options) for name, path in paths.items()]
+    plan = compare_run.prepare(checkpoints, tasks, baseline="base", notes=demo_notes(recipe))
+    with torch_threads(recipe.threads):  # tiny models: extra threads only add synchronisation
+        comparison = compare_run.run(plan, store_path)
+    assert comparison is not None and comparison.verdict is not None  # one process, with a policy
+    result(verdict_text(comparison.verdict))
     for written in comparison.write(Path(out)):
         result(f"wrote {written}")
     _print_table(Path(out))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, arg
 from .extras import require
 
 __all__ = ["write_model_card", "card_results", "checkpoint_label", "TASK_TYPE"]
@@ -42,7 +42,7 @@ def checkpoint_label(comparison: dict[str, Any], checkpoint_dir: str | Path, lab
     if len(tuned) == 1:
         return tuned[0]
     raise UsageError(f"{checkpoint_dir} is not the spec of one checkpoint of the comparison; name it with "
-                     f"label=NAME (one of {', '.join(labels)}).", param="label")
+                     f"{arg('label', 'NAME')} (one of {', '.join(labels)}).", param="label")
 
 
 def _spec_path(spec: Any) -> Path | None:

@@ -19,10 +19,10 @@ rise is a drop. ``min``/``max`` are plain bounds on the value. Missing or undefi
 
 
 from ._evaluate import Check, Verdict, evaluate_policy
-from ._outputs import (GATE_OUTPUTS, checkpoint_statuses, demo_policy_text, gate_main, junit_xml, load_comparison,
+from ._outputs import (GATE_OUTPUTS, checkpoint_statuses, demo_policy_text, gate_files, junit_xml, load_comparison,
                        verdict_markdown,
                        verdict_text, write_gate_outputs, write_junit)
-from .policy import OPERATORS, Gate, Policy, as_policy, load_policy, parse_policy
+from .policy import OPERATORS, Gate, Policy, as_policy, check_policy_baseline, load_policy, parse_policy
 
 # ``str(verdict)`` is the console text; it is defined with the other outputs, which import Verdict.
 Verdict.__str__ = verdict_text  # type: ignore[assignment]
@@ -36,12 +36,13 @@ __all__ = [
     "load_policy",
     "parse_policy",
     "as_policy",
+    "check_policy_baseline",
     "evaluate_policy",
     "verdict_markdown",
     "write_junit",
     "write_gate_outputs",
     "load_comparison",
-    "gate_main",
+    "gate_files",
     "demo_policy_text",
     "checkpoint_statuses",
     "junit_xml",

@@ -26,7 +26,7 @@ from ..errors import UsageError, did_you_mean
 
 from ..metrics.stats import cut_to_range, one_sided_bounds, paired_proportion_bounds, proportion_bounds
 from ..comparison_format import STATUS_ORDER
-from .policy import _COMPARATIVE, ON_INCONCLUSIVE, Gate, Policy
+from .policy import _COMPARATIVE, ON_INCONCLUSIVE, Gate, Policy, check_policy_baseline
 from .sequential_verdict import apply_sequential_verdict, final_share
 # ------------------------------------------------------------------------------------ evaluation
 
@@ -145,9 +145,7 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
     to hold.
     """
     baseline = comparison.get("baseline")
-    if policy.baseline is not None and policy.baseline != baseline:
-        raise UsageError(f"{policy.source}: 'baseline' is {policy.baseline!r} but the comparison's baseline is "
-                         f"{baseline!r}; compare against {policy.baseline!r} (--baseline) or fix the policy.")
+    check_policy_baseline(policy, baseline)
     labels = [str(c.get("label")) for c in comparison.get("checkpoints", [])]
     index = _metric_index(comparison)
     targets = [(gate, _rows_for(gate, index, policy.source)) for gate in policy.gates]

@@ -226,11 +226,13 @@ def _append_step_summary(verdict: Verdict) -> None:
 # ------------------------------------------------------------------------------------ the command
 
 
-def gate_main(comparison_path: str | Path, policy_path: str | Path, out_dir: str | Path | None = None) -> int:
-    """The ``evalkit gate`` command: load, evaluate, write outputs, print the verdict; return the exit code.
+def gate_files(comparison_path: str | Path, policy_path: str | Path,
+               out_dir: str | Path | None = None) -> tuple[Verdict, list[Path]]:
+    """Apply the policy file to the comparison file and write the gate's outputs: the verdict and the files.
 
-    Outputs go to ``out_dir`` (default: the comparison's folder). Raises :class:`UsageError` on bad
-    input, which the CLI turns into exit code 2.
+    What ``evalkit gate`` runs (the command prints the verdict and the paths and exits with
+    ``verdict.exit_code``). Outputs go to ``out_dir`` (default: the comparison's folder). Raises
+    :class:`UsageError` on bad input, which the CLI turns into exit code 2.
     """
     from .._io import OutputFolder
 
@@ -239,12 +241,7 @@ def gate_main(comparison_path: str | Path, policy_path: str | Path, out_dir: str
     folder = OutputFolder(Path(out_dir) if out_dir is not None else Path(comparison_path).parent)
     folder.check(*GATE_OUTPUTS)
     verdict = evaluate_policy(policy, comparison)
-    written = write_gate_outputs(verdict, folder.root)
-    print(verdict_text(verdict))
-    for path in written:
-        print(f"wrote {path}")
-    return verdict.exit_code
-
+    return verdict, write_gate_outputs(verdict, folder.root)
 
 
 def demo_policy_text(domain_task: str = "demo_voc", general_task: str = "demo_general", *,

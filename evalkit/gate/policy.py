@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError, did_you_mean
+from ..errors import UsageError, did_you_mean, arg
 
 __all__ = ["OPERATORS", "ON_INCONCLUSIVE", "Gate", "Policy", "load_policy", "as_policy", "parse_policy"]
 
@@ -100,6 +100,13 @@ def as_policy(policy: Any) -> Policy:
         return load_policy(policy)
     raise UsageError(f"policy must be a YAML file path, a mapping or a Policy, got {type(policy).__name__}.",
                      param="policy")
+
+
+def check_policy_baseline(policy: Policy, baseline: Any) -> None:
+    """A UsageError unless ``policy`` names no baseline or names ``baseline`` (the comparison's)."""
+    if policy.baseline is not None and policy.baseline != baseline:
+        raise UsageError(f"{policy.source}: 'baseline' is {policy.baseline!r} but the comparison's baseline is "
+                         f"{baseline!r}; compare against {policy.baseline!r} ({arg('baseline')}) or fix the policy.")
 
 
 def parse_policy(data: Any, source: str = "<policy>") -> Policy:

@@ -13,6 +13,8 @@ import os
 import threading
 from pathlib import Path
 
+from ..errors import arg
+
 __all__ = ["HUB_DATASETS", "hub_reachable", "hub_dataset_cached", "hub_data_problem", "task_data_problem",
            "offline_unless_reachable"]
 
@@ -94,7 +96,7 @@ def hub_data_problem(task_name: str, kind: str) -> str | None:
         return None
     why = "offline (HF_HUB_OFFLINE is set)" if _offline_switch() else "the Hugging Face hub is not reachable from here"
     return (f"task {task_name!r} reads {repo} from the hub, but {why}; use a local copy with "
-            f"overrides='{task_name}.data=PATH' ({local})")
+            f"{arg('overrides', repr(task_name + '.data=PATH'))} ({local})")
 
 
 def task_data_problem(config) -> str | None:
@@ -112,11 +114,11 @@ def task_data_problem(config) -> str | None:
         missing = [key for key in PATH_KEYS
                    if isinstance(options.get(key), str) and not config.resolve_path(options[key]).exists()]
     except UsageError as exc:  # a $EVALKIT_DATA path with no data root here
-        return str(exc).split(": ", 1)[-1]
+        return exc.marked.split(": ", 1)[-1]  # its parameters still marked for the command line
     if missing:
         return f"{missing[0]} not found: {config.resolve_path(options[missing[0]])}"
     if config.evaluator == "lm_eval" and options.get("data", "") is None:
         kind = get_evaluator("lm_eval")(config).kind.name
         problem = hub_data_problem(config.name, kind)
-        return f"needs the hub (not reachable here): overrides='{config.name}.data=PATH'" if problem else None
+        return f"needs the hub (not reachable here): {arg('overrides', repr(config.name + '.data=PATH'))}" if problem else None
     return None

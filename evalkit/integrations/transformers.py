@@ -44,7 +44,6 @@ from ..api import DEFAULT_SAMPLE_SEED
 from ..errors import UsageError
 from ..parallel import Ranks
 from ..progress import quiet_third_party
-from ..run import build_evaluators
 
 __all__ = ["EvalkitCallback"]
 
@@ -115,8 +114,7 @@ class EvalkitCallback(TrainerCallback):
                  out: str | os.PathLike | None = None, report_every: int = 10, store: Any = None,
                  tokenizer: Any = None,
                  trainer: Any = None, verbose: bool = False, **options: Any):
-        from .. import _validate, api
-        from ..gate import as_policy
+        from .. import _validate, api, compare_run
         from ..store import ResultStore
 
         _validate.flag(verbose, param="verbose")
@@ -129,19 +127,15 @@ class EvalkitCallback(TrainerCallback):
         if not _positive_int(report_every):
             raise UsageError(f"report_every must be a positive number of evaluations, got {report_every!r}.",
                              param="report_every")
-        # bad task names, limits and seeds fail here, before training starts
-        self.tasks = api.with_limit(api.resolve(tasks), limit, sample_seed)
-        self.policy = as_policy(policy) if policy is not None else None
-        if self.policy is not None:  # a gate on a task or metric never evaluated fails now, not at the first save
-            from ..gate.preflight import check_policy_fits_tasks
-
-            check_policy_fits_tasks(self.policy, self.tasks)
+        # bad task names, limits, seeds and a policy that does not fit the tasks fail here, before training starts
+        plan = compare_run.prepare_tasks(tasks, policy=policy, limit=limit, sample_seed=sample_seed)
+        self.tasks, self.policy = plan.task_configs, plan.policy
         self.every, self.out, self.store, self.trainer, self.verbose = every, out, store, trainer, verbose
         self.report_every = report_every
         self.tokenizer = tokenizer
         self.options = options
         api.load_options(**options)  # unknown options fail now too
-        self._evaluators = build_evaluators(self.tasks)  # and bad task options or missing task data, as the CLI
+        self._evaluators = compare_run.with_evaluators(plan).evaluators  # and bad task options or missing task data
         self._baseline_input = baseline
         self.results: list = []
         self.step_comparisons: dict[str, Any] = {}
@@ -250,20 +244,16 @@ class EvalkitCallback(TrainerCallback):
 
     def _compare_step(self, result) -> None:
         """The new step against the baseline, once: the cost of a save does not grow with the saves before it."""
-        from .. import api
+        from ..compare_run import conclude
 
-        comparison = api.compare(self.results[0], result, baseline=self.results[0].checkpoint.label)
-        if self.policy is not None:
-            comparison.gate(self.policy)
-        self.step_comparisons[result.checkpoint.label] = comparison
+        self.step_comparisons[result.checkpoint.label] = conclude(
+            [], [self.results[0], result], baseline=self.results[0].checkpoint.label, policy=self.policy)
 
     def _write_report(self) -> None:
         """Every step so far against the baseline, gated, written to the report folder."""
-        from .. import api
+        from ..compare_run import conclude
 
-        self.comparison = api.compare(*self.results, baseline=self.results[0].checkpoint.label)
-        if self.policy is not None:
-            self.comparison.gate(self.policy)
+        self.comparison = conclude([], self.results, baseline=self.results[0].checkpoint.label, policy=self.policy)
         training: dict[str, Any] = {"loss": _training_loss(self._state)}
         if self._stopped_at is not None:
             training["stopped"] = dict(self._stopped_at)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..comparison_format import SIGNIFICANCE, check_comparison, is_significant
+from ..comparison_format import SIGNIFICANCE, check_comparison, decision_p, is_significant, row_significant
 
 __all__ = [
     "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
@@ -130,10 +130,6 @@ def setting_items(settings: Any) -> list[tuple[str, str]]:
     return items
 
 
-def decision_p(row: dict[str, Any]) -> Any:
-    """The p-value a marker is based on: Holm-adjusted within the row's family when it has one."""
-    adjusted = row.get("p_value_adjusted")
-    return adjusted if _finite(adjusted) else row.get("p_value")
 
 
 def fmt_row_p(row: dict[str, Any]) -> str:
@@ -168,10 +164,7 @@ def marked(row: dict[str, Any]) -> bool:
     >>> marked({"family": "exploratory", "p_value": 0.0001})
     False
     """
-    if row.get("family") == "exploratory":  # outside the primary family: shown, never marked
-        return False
-    flag = row.get("significant")
-    return flag if isinstance(flag, bool) else is_significant(decision_p(row))
+    return row_significant(row)
 
 
 def row_tone(row: dict[str, Any]) -> str:

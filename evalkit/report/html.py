@@ -120,7 +120,7 @@ def _breakdown_block(comparison: dict[str, Any], task: str, kind: str, metric: s
             have = [r for r in rows if r["by_checkpoint"].get(label, {}).get("delta") is not None]
             svg = charts.delta_bars_chart(
                 [r["key"] for r in have], [r["by_checkpoint"][label]["delta"] for r in have],
-                [view.is_significant(view.decision_p(r["by_checkpoint"][label])) for r in have],
+                [view.marked(r["by_checkpoint"][label]) for r in have],
                 title=f"{label}: {metric} Δ vs {comparison.get('baseline')}", chart_id=f"b{index}-{number}")
             block["charts"].append(_markup(svg))
     elif kind == "level":

@@ -204,7 +204,7 @@ DRILLDOWN_ROWS = 15
 def _drilldowns(comparison: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per tested breakdown (MMLU subjects, VOC classes, IFEval instructions) and run: each key's change
     against the baseline at every save, keys ordered by the first save at which the change is a significant
-    harm (family-adjusted p < 0.05), then by the last save's change — which facts are forgotten first."""
+    harm (family-adjusted p below the comparison's significance level), then by the last save's change — which facts are forgotten first."""
     by_group: dict[tuple[str, str, str], dict[tuple[str, str], dict[str, Any]]] = {}
     for row in comparison.get("breakdowns") or []:
         if row.get("p_value_adjusted") is not None or row.get("checkpoint") == comparison.get("baseline"):
@@ -234,7 +234,7 @@ def _drill_line(key: str, rows: list[dict[str, Any] | None]) -> dict[str, Any]:
             cells.append(None)
             continue
         gain = row["delta"] if row.get("higher_is_better", True) is not False else -row["delta"]
-        significant = row.get("p_value_adjusted") is not None and row["p_value_adjusted"] < 0.05
+        significant = view.is_significant(row.get("p_value_adjusted"))  # the family-adjusted p: harm, not noise
         tone = ("bad" if gain < 0 else "good") if significant and gain != 0 else "none"
         if tone == "bad" and first_harm is None:
             first_harm = index

@@ -4,22 +4,22 @@
 per-sample metric in seeded random chunks and stops it as soon as every gate's confidence sequence lies
 beyond (fail) or inside (pass) its threshold; see ``docs/gating.md``. The parts:
 
-* :func:`compare_sequential`: models in, a gated :class:`~evalkit.comparison.Comparison` out (what the CLI runs);
 * :func:`confidence_sequence`: the bound (Waudby-Smith & Ramdas 2023, predictable plug-in empirical Bernstein);
 * :func:`decide`: a gate's decision from its confidence sequence;
-* :func:`collect_results_sequential`: the evaluation loop over checkpoints, tasks and chunks;
+* :func:`drive_sequential`: the evaluation loop over checkpoints, tasks and chunks, the sequential mode of
+  the one compare path (:mod:`evalkit.compare_run`, whose :func:`~evalkit.compare_run.compare_sequential` is
+  models in, a gated :class:`~evalkit.comparison.Comparison` out);
 * :func:`apply_sequential_verdict`: early decisions into the policy's verdict (the gate's rule, re-exported);
 * :func:`simulate_stopping`: error rates and savings on a known population (``bench/sequential``);
 * :func:`operating_characteristic`: P(pass / fail / inconclusive) of a gate in either mode (``bench/gating``).
 """
 
-from ._api import compare_sequential
 from ._bound import confidence_sequence
-from ._drive import DEFAULT_CHUNK_SIZE, TaskOutcome, collect_results_sequential, sample_order
+from ._drive import DEFAULT_CHUNK_SIZE, TaskOutcome, drive_sequential, sample_order
 from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, unsupported_reason
 from ._simulate import OperatingCharacteristic, SimulationResult, operating_characteristic, simulate_stopping
 from ..gate.sequential_verdict import apply_sequential_verdict
 
-__all__ = ["compare_sequential", "confidence_sequence", "decide", "SequentialGate", "GateState", "DEFAULT_ALPHA", "DEFAULT_CHUNK_SIZE",
-           "TaskOutcome", "collect_results_sequential", "sample_order", "unsupported_reason", "apply_sequential_verdict",
+__all__ = ["confidence_sequence", "decide", "SequentialGate", "GateState", "DEFAULT_ALPHA", "DEFAULT_CHUNK_SIZE",
+           "TaskOutcome", "drive_sequential", "sample_order", "unsupported_reason", "apply_sequential_verdict",
            "simulate_stopping", "SimulationResult", "operating_characteristic", "OperatingCharacteristic"]

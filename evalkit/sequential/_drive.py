@@ -14,7 +14,6 @@ later sequential run replays the same order and pays only for the samples beyond
 
 from __future__ import annotations
 
-import datetime as _dt
 import sys
 import time
 import zlib
@@ -27,11 +26,11 @@ import numpy as np
 from ..errors import EvalkitError, EvaluationError, UsageError
 from ..parallel import ShardView
 from ..progress import note
-from ..records import EvalResult, SampleRecord, TaskResult
 from ..gate.sequential_verdict import EARLY_SHARE
+from ..records import SampleRecord, TaskResult
 from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, spec_reason, unsupported_reason
 
-__all__ = ["collect_results_sequential", "TaskOutcome", "DEFAULT_CHUNK_SIZE", "sample_order"]
+__all__ = ["drive_sequential", "TaskOutcome", "DEFAULT_CHUNK_SIZE", "sample_order"]
 
 #: Samples per chunk: small enough to stop soon after the verdict settles, large enough for full batches.
 DEFAULT_CHUNK_SIZE = 100
@@ -277,11 +276,13 @@ def _gate_entry(gate: SequentialGate, state: GateState) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- entry point
-def collect_results_sequential(checkpoints: list, task_configs: list, evaluators: list, store, policy, *,
-                               baseline: str | None = None, prior: list | None = None, seed: int = 0,
-                               chunk_size: int = DEFAULT_CHUNK_SIZE, rerun: bool = False
-                               ) -> tuple[list[EvalResult], dict[str, Any]]:
-    """Evaluate ``checkpoints`` on ``task_configs``, stopping gated tasks once ``policy``'s gates are decided.
+def drive_sequential(checkpoints: list, task_configs: list, evaluators: list, store, policy, *, baseline: str,
+                     prior: list | None = None, seed: int = 0, chunk_size: int = DEFAULT_CHUNK_SIZE, rerun: bool = False
+                     ) -> tuple[dict[str, dict[str, TaskResult]], dict[str, Any]]:
+    """Evaluate the gated tasks of ``task_configs`` chunk by chunk, stopping each once ``policy``'s gates are decided.
+
+    The sequential mode of :func:`evalkit.compare_run.run`, which checked the inputs (labels, baseline, policy,
+    seed, chunk size) and evaluates every task not stopped here as an ordinary run.
 
     Parameters
     ----------
@@ -291,8 +292,8 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
     store : ResultStore
     policy : Policy
         The gates; tasks without a gate, or with a gate that needs the full data, run in full.
-    baseline : str, optional
-        The baseline label (default: the first checkpoint); must equal the policy's ``baseline`` if it has one.
+    baseline : str
+        The baseline label.
     prior : list of EvalResult, optional
         Checkpoints given as results files (with per-sample records); they are never evaluated.
     seed : int
@@ -304,26 +305,15 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
 
     Returns
     -------
-    results : list of EvalResult
-        ``prior`` then ``checkpoints``; a stopped task holds the records of the samples used.
+    stopped : dict of label to dict of task name to TaskResult
+        Per checkpoint (``prior`` and ``checkpoints``), the tasks stopped early, over the samples used.
     summary : dict
         ``comparison["sequential"]``: seed, chunk size, bound and a :class:`TaskOutcome` per task.
     """
-    from ..run import check_capabilities, evaluate_checkpoint, evaluation_line, library_versions, run_keys
+    from ..run import check_capabilities, library_versions, run_keys
 
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise UsageError(f"chunk_size must be an integer >= 1, got {chunk_size!r}.", param="chunk_size")
     prior = list(prior or [])
     labels = [r.checkpoint.label for r in prior] + [c.label for c in checkpoints]
-    baseline = baseline or labels[0]  # as build_comparison picks it
-    if baseline not in labels:
-        from ..errors import did_you_mean
-
-        raise UsageError(f"baseline {baseline!r} is not one of the checkpoint labels.{did_you_mean(baseline, labels)}",
-                         param="baseline")
-    if policy.baseline is not None and policy.baseline != baseline:  # fail before evaluating, not after
-        raise UsageError(f"{policy.source}: 'baseline' is {policy.baseline!r} but the comparison's baseline is "
-                         f"{baseline!r}; compare against {policy.baseline!r} (--baseline) or fix the policy.")
     versions = library_versions()
     keys = {c.label: run_keys(c, task_configs, evaluators, versions) for c in checkpoints}
     if rerun:
@@ -331,7 +321,7 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
             for key in keys[checkpoint.label]:
                 store.discard_run(key)
     outcomes: dict[str, TaskOutcome] = {}
-    task_results: dict[str, dict[str, TaskResult]] = {label: {} for label in labels}  # stopped tasks only
+    stopped: dict[str, dict[str, TaskResult]] = {label: {} for label in labels}
     for index, (task, evaluator) in enumerate(zip(task_configs, evaluators)):
         planned, reason = _plan(task, policy, labels, baseline)
         if reason is None:
@@ -342,34 +332,15 @@ def collect_results_sequential(checkpoints: list, task_configs: list, evaluators
             outcome = _drive_task(task, evaluator, planned, sources, baseline, store, seed=seed, chunk_size=chunk_size)
             if outcome.stopped_early:
                 seconds = time.perf_counter() - started
-                for label in task_results:
-                    task_results[label][task.name] = _partial_result(evaluator, sources[label], outcome, seed, seconds)
+                for label in stopped:
+                    stopped[label][task.name] = _partial_result(evaluator, sources[label], outcome, seed, seconds)
         else:
             outcome = TaskOutcome(task.name, False, reason)
         outcomes[task.name] = outcome
         _echo_outcome(outcome)
-    for checkpoint in checkpoints:  # the rest as ordinary runs (answered from the store where evaluated already)
-        rest = [(t, e) for t, e in zip(task_configs, evaluators) if t.name not in task_results[checkpoint.label]]
-        if rest:
-            note(evaluation_line(checkpoint, [t for t, _ in rest], store, evaluators=[e for _, e in rest]))
-            full = evaluate_checkpoint(checkpoint, [t for t, _ in rest], store, evaluators=[e for _, e in rest])
-            task_results[checkpoint.label].update(full.tasks)
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    results = [_with_stopped_tasks(result, task_results[result.checkpoint.label]) for result in prior]
-    for checkpoint in checkpoints:
-        tasks = {t.name: task_results[checkpoint.label][t.name] for t in task_configs}
-        results.append(EvalResult(checkpoint=checkpoint.info, versions=versions, tasks=tasks, created=now))
     summary = {"seed": seed, "chunk_size": chunk_size, "bound": BOUND_NAME, "baseline": baseline,
                "tasks": {name: o.to_dict() for name, o in outcomes.items()}}
-    return results, summary
-
-
-def _with_stopped_tasks(result: EvalResult, stopped: dict[str, TaskResult]) -> EvalResult:
-    """A results-file checkpoint with its stopped tasks cut to the samples used, like every other checkpoint."""
-    if not stopped:
-        return result
-    return EvalResult(checkpoint=result.checkpoint, versions=result.versions, tasks={**result.tasks, **stopped},
-                      created=result.created, schema_version=result.schema_version)
+    return stopped, summary
 
 
 def _partial_result(evaluator, source: _Source, outcome: TaskOutcome, seed: int, seconds: float) -> TaskResult:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import UsageError
+from ..errors import UsageError, arg
 
 T = TypeVar("T")
 Run = Callable[..., list]
@@ -33,10 +33,11 @@ class SQLiteBackend:
             self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
             self._retry_while_locked(self._enable_wal)
         except sqlite3.DatabaseError as exc:
-            raise UsageError(f"{path}: cannot open the result store ({exc}); pass another store=PATH or delete the file.") from None
+            raise UsageError(f"{path}: cannot open the result store ({exc}); pass another {arg('store', 'PATH')} or delete "
+                             "the file.") from None
         except OSError as exc:  # e.g. --store under a regular file, or in a read-only place
             raise UsageError(f"{path}: cannot create the result store ({exc.strerror or exc}); "
-                             f"pass another store=PATH.") from None
+                             f"pass another {arg('store', 'PATH')}.") from None
 
     def _enable_wal(self) -> None:
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -78,7 +79,8 @@ class SQLiteBackend:
         except sqlite3.DatabaseError as exc:
             if not schema:
                 raise
-            raise UsageError(f"{self.path}: cannot open the result store ({exc}); pass another store=PATH or delete the file.") from None
+            raise UsageError(f"{self.path}: cannot open the result store ({exc}); pass another {arg('store', 'PATH')} or "
+                             "delete the file.") from None
 
     def compact(self) -> None:
         """Give the space of deleted rows back to the file system."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import stable_hash
-from ..errors import UsageError, warn
+from ..errors import UsageError, warn, arg
 from ..records import SampleRecord, TaskResult, in_sample_order
 from ._location import StoreLocation, default_store_path, parse_location
 
@@ -126,7 +126,7 @@ class ResultStore:
         found = _version_number(rows[0][0], self.location) if rows else 0
         if found > STORE_VERSION:
             raise UsageError(f"{self.location}: the result store's schema is version {found}, newer than this evalkit "
-                             f"understands ({STORE_VERSION}); upgrade evalkit or pass another store=PATH.")
+                             f"understands ({STORE_VERSION}); upgrade evalkit or pass another {arg('store', 'PATH')}.")
         for version in range(found + 1, STORE_VERSION + 1):
             for sql in _MIGRATIONS[version]:
                 run(sql.format(double=self._db.double))
@@ -253,7 +253,7 @@ class ResultStore:
             result.samples = in_sample_order([_decode(r[0], SampleRecord.from_dict) for r in rows])
         except _DAMAGED as exc:
             raise UsageError(f"{self.location}: stored run {run_key} is damaged ({type(exc).__name__}: {exc}); "
-                             f"evaluate the checkpoint again with rerun=True.") from None
+                             f"evaluate the checkpoint again with {arg('rerun', True)}.") from None
         return result
 
 
@@ -270,5 +270,5 @@ def _open_backend(where: StoreLocation, timeout: float):
 def _version_number(value: str, location: str) -> int:
     if not str(value).isdigit():
         raise UsageError(f"{location}: the result store's schema version {value!r} is not one evalkit knows; "
-                         f"pass another store=PATH.")
+                         f"pass another {arg('store', 'PATH')}.")
     return int(value)

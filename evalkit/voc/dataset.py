@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..errors import UsageError, arg
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,7 +99,7 @@ def read_table(path: str | Path, *, key: str = "data") -> "pd.DataFrame":
                          f"use one of {', '.join(sorted(_READERS))}.")
     if not path.is_file():
         raise UsageError(f"{path}: data file not found (key '{key}'); create it or point '{key}' at it, "
-                         f"e.g. overrides='TASK.{key}=PATH'.")
+                         f"e.g. {arg('overrides', repr(f'TASK.{key}=PATH'))}.")
     try:
         if kind in ("csv", "tsv"):
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, sep="\t" if kind == "tsv" else ",")

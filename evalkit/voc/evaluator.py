@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._validate import task_seeds
-from ..errors import UsageError
+from ..errors import UsageError, arg
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, check_choice, validate_options
@@ -176,7 +176,7 @@ class VocEvaluator:
             path = getattr(self._spec, key)
             if path is not None and not path.exists():
                 raise UsageError(f"{self.config.source}: {key} file {path} does not exist; put it there or point the "
-                                 f"task at it with overrides='{self.config.name}.{key}=PATH'.")
+                                 f"task at it with {arg('overrides', repr(f'{self.config.name}.{key}=PATH'))}.")
         data = load_voc_data(self._spec)
         if self.options.num_fewshot and not data.train:
             raise UsageError(f"{self.config.source}: num_fewshot={self.options.num_fewshot} needs train rows; "

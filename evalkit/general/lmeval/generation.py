@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import UsageError
+from ...errors import UsageError, arg
 
 __all__ = ["GenerationFit", "fit_generation_lengths"]
 
@@ -72,7 +72,7 @@ def fit_generation_lengths(instances: list, lm: Any, task_name: str) -> Generati
     if room < 1:
         raise UsageError(f"task {task_name!r}: its longest prompt has {longest} tokens, which leaves no room for an "
                          f"answer in the model's {context}-token context; use a model with a longer context, fewer "
-                         f"few-shot examples, or max_length=N if the model takes more than it says.")
+                         f"few-shot examples, or {arg('max_length', 'N')} if the model takes more than it says.")
     fit = GenerationFit(requested, min(requested, room), context, longest)
     if fit.capped:
         for inst in generation:
