@@ -55,9 +55,25 @@ _PUBLIC = {
 #: ``evalkit.gate.load_policy`` / ``evaluate_policy``, ``evalkit.report.write_reports`` and
 #: ``build_comparison`` (the dict-level comparison).
 __all__ = [
-    "evaluate", "compare", "read_comparison", "Comparison", "Verdict", "Policy", "Checkpoint", "LoadOptions",
-    "TaskConfig", "ResultStore", "EvalResult", "TaskResult", "SampleRecord",
-    "EvalkitError", "UsageError", "ParameterTypeError", "EvaluationError", "ServerError", "__version__",
+    "evaluate",
+    "compare",
+    "read_comparison",
+    "Comparison",
+    "Verdict",
+    "Policy",
+    "Checkpoint",
+    "LoadOptions",
+    "TaskConfig",
+    "ResultStore",
+    "EvalResult",
+    "TaskResult",
+    "SampleRecord",
+    "EvalkitError",
+    "UsageError",
+    "ParameterTypeError",
+    "EvaluationError",
+    "ServerError",
+    "__version__",
 ]
 
 

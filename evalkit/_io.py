@@ -23,9 +23,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_text", "atomic_write_bytes", "stable_hash", "dump_json", "read_json_object", "cache_dir",
-           "hash_file", "hash_tree", "escape_surrogates", "loads_json", "read_text", "load_yaml", "parse_yaml", "safe_file_name",
-           "OutputFolder", "MANIFEST_NAME"]
+__all__ = [
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "stable_hash",
+    "dump_json",
+    "read_json_object",
+    "cache_dir",
+    "hash_file",
+    "hash_tree",
+    "escape_surrogates",
+    "loads_json",
+    "read_text",
+    "load_yaml",
+    "parse_yaml",
+    "safe_file_name",
+    "OutputFolder",
+    "MANIFEST_NAME",
+]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -223,8 +238,10 @@ def parse_yaml(text: str, *, source: str) -> Any:
     except RecursionError:
         raise UsageError(f"{source}: YAML nested too deeply.") from None
     if _node_count(data, MAX_YAML_NODES) > MAX_YAML_NODES:
-        raise UsageError(f"{source}: YAML expands to more than {MAX_YAML_NODES:,} values through aliases; "
-                         f"write the values out instead of nesting aliases.")
+        raise UsageError(
+            f"{source}: YAML expands to more than {MAX_YAML_NODES:,} values through aliases; "
+            f"write the values out instead of nesting aliases."
+        )
     return data
 
 
@@ -248,8 +265,9 @@ def _strict_loader(source: str) -> type:
             except TypeError:  # an unhashable key: SafeLoader reports it below
                 continue
             if first is not None:
-                raise UsageError(f"{source} line {line}: duplicate key {key!r} (first on line {first}); "
-                                 f"remove one of them.")
+                raise UsageError(
+                    f"{source} line {line}: duplicate key {key!r} (first on line {first}); remove one of them."
+                )
             seen[key] = line
         return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -319,10 +337,18 @@ def safe_file_name(name: str, suffix: str = "") -> str:
 def _check_part(part: str, root: Path) -> str:
     from .errors import UsageError
 
-    if (not isinstance(part, str) or part in ("", ".", "..") or "/" in part or "\\" in part
-            or any(ord(c) < 32 for c in part) or os.path.isabs(part)):
-        raise UsageError(f"refusing to write {part!r} into {root}: not a plain file name "
-                         f"(a name from data or a label must not leave its folder).")
+    if (
+        not isinstance(part, str)
+        or part in ("", ".", "..")
+        or "/" in part
+        or "\\" in part
+        or any(ord(c) < 32 for c in part)
+        or os.path.isabs(part)
+    ):
+        raise UsageError(
+            f"refusing to write {part!r} into {root}: not a plain file name "
+            f"(a name from data or a label must not leave its folder)."
+        )
     return part
 
 
@@ -368,8 +394,10 @@ class OutputFolder:
         target = self.root.joinpath(*(_check_part(p, self.root) for p in parts))
         root = self.root.resolve()
         if not target.parent.resolve().is_relative_to(root):
-            raise UsageError(f"refusing to write {target}: it resolves outside {self.option} {self.root} "
-                             f"(a symbolic link?); remove the link or choose another folder.")
+            raise UsageError(
+                f"refusing to write {target}: it resolves outside {self.option} {self.root} "
+                f"(a symbolic link?); remove the link or choose another folder."
+            )
         return target
 
     def write_text(self, *parts: str, text: str) -> Path:
@@ -383,8 +411,9 @@ class OutputFolder:
         try:
             atomic_write_bytes(path, redact_secrets(data))
         except OSError as exc:
-            raise UsageError(f"{path}: cannot write this output ({exc.strerror or exc}); "
-                             f"check {self.option} {self.root}.") from None
+            raise UsageError(
+                f"{path}: cannot write this output ({exc.strerror or exc}); check {self.option} {self.root}."
+            ) from None
         self._written.append(tuple(parts))
         return path
 
@@ -403,8 +432,9 @@ class OutputFolder:
             path = self.path(*parts)
             for folder in [self.root.joinpath(*parts[:k]) for k in range(1, len(parts))]:
                 if folder.exists() and not folder.is_dir():
-                    raise UsageError(f"{where}: {folder} is a file, but outputs go into a folder of that name; "
-                                     f"move it away.")
+                    raise UsageError(
+                        f"{where}: {folder} is a file, but outputs go into a folder of that name; move it away."
+                    )
             if path.is_dir():
                 raise UsageError(f"{where}: {path} is a folder, but evalkit writes a file there; move it away.")
         self._probe(where)
@@ -428,10 +458,13 @@ class OutputFolder:
                 return
             except FileNotFoundError as exc:  # a sibling's probe removed a parent we had just seen
                 if attempt + 1 == _PROBE_TRIES:
-                    raise UsageError(f"{where}: cannot write there ({exc.strerror or exc}); choose a writable "
-                                     f"folder.") from None
+                    raise UsageError(
+                        f"{where}: cannot write there ({exc.strerror or exc}); choose a writable folder."
+                    ) from None
             except OSError as exc:
-                raise UsageError(f"{where}: cannot write there ({exc.strerror or exc}); choose a writable folder.") from None
+                raise UsageError(
+                    f"{where}: cannot write there ({exc.strerror or exc}); choose a writable folder."
+                ) from None
             finally:
                 for folder in reversed(created):
                     try:
@@ -484,9 +517,13 @@ class OutputFolder:
             path = self.root.joinpath(*parts)
             if path.is_file() and parts != (MANIFEST_NAME,):
                 files["/".join(parts)] = hash_file(path)
-        manifest = {"kind": "evalkit.outputs", "complete": True, "files": dict(sorted(files.items())),
-                    "note": "Written last: a folder without this file, or with outputs it does not list, "
-                            "was interrupted while writing."}
+        manifest = {
+            "kind": "evalkit.outputs",
+            "complete": True,
+            "files": dict(sorted(files.items())),
+            "note": "Written last: a folder without this file, or with outputs it does not list, "
+            "was interrupted while writing.",
+        }
         return self.write_text(MANIFEST_NAME, text=dump_json(manifest))
 
 
@@ -504,6 +541,8 @@ def cache_dir() -> Path:
     except OSError as exc:
         from .errors import UsageError
 
-        raise UsageError(f"{path}: cannot create evalkit's cache folder ({exc.strerror or exc}); "
-                         f"set EVALKIT_CACHE_DIR to a writable folder.") from None
+        raise UsageError(
+            f"{path}: cannot create evalkit's cache folder ({exc.strerror or exc}); "
+            f"set EVALKIT_CACHE_DIR to a writable folder."
+        ) from None
     return path

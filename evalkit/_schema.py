@@ -19,7 +19,21 @@ from typing import Any
 from ._validate import label_problem
 from .errors import UsageError
 
-__all__ = ["STR", "INT", "NUM", "BOOL", "ANY", "LABEL", "Opt", "ListOf", "MapOf", "Obj", "validate", "COMPARISON", "RESULTS"]
+__all__ = [
+    "STR",
+    "INT",
+    "NUM",
+    "BOOL",
+    "ANY",
+    "LABEL",
+    "Opt",
+    "ListOf",
+    "MapOf",
+    "Obj",
+    "validate",
+    "COMPARISON",
+    "RESULTS",
+]
 
 
 @dataclass(frozen=True)
@@ -27,15 +41,19 @@ class _Scalar:
     name: str
 
     def problem(self, value: Any) -> str | None:
-        ok = {"a string": lambda v: isinstance(v, str),
-              "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "a finite number": _is_finite_number,
-              "a checkpoint label (non-empty, at most 255 characters, no control characters)":
-                  lambda v: label_problem(v) is None,
-              "true or false": lambda v: isinstance(v, bool),
-              "a number between 0 and 1 (exclusive)": lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                            and 0 < v < 1),
-              "anything": lambda v: True}[self.name](value)
+        ok = {
+            "a string": lambda v: isinstance(v, str),
+            "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "a finite number": _is_finite_number,
+            "a checkpoint label (non-empty, at most 255 characters, no control characters)": lambda v: (
+                label_problem(v) is None
+            ),
+            "true or false": lambda v: isinstance(v, bool),
+            "a number between 0 and 1 (exclusive)": lambda v: (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1
+            ),
+            "anything": lambda v: True,
+        }[self.name](value)
         return None if ok else self.name
 
 
@@ -49,8 +67,9 @@ def _is_finite_number(value: Any) -> bool:
         return False
 
 
-STR, INT, NUM, BOOL, ANY = (_Scalar(n) for n in ("a string", "an integer", "a finite number", "true or false",
-                                                 "anything"))
+STR, INT, NUM, BOOL, ANY = (
+    _Scalar(n) for n in ("a string", "an integer", "a finite number", "true or false", "anything")
+)
 LABEL = _Scalar("a checkpoint label (non-empty, at most 255 characters, no control characters)")
 
 
@@ -135,15 +154,19 @@ def _non_finite(tree: Any, where: str, skip: tuple[str, ...]) -> str | None:
     return None
 
 
-def validate(data: Any, schema: Any, *, source: str, hint: str = "", finite_except: tuple[str, ...] | None = None) -> Any:
+def validate(
+    data: Any, schema: Any, *, source: str, hint: str = "", finite_except: tuple[str, ...] | None = None
+) -> Any:
     """Return ``data`` if it matches ``schema``; else raise a UsageError naming ``source`` and the bad path.
 
     With ``finite_except`` every number outside the keys named there must be finite too (NaN and
     infinity in a free-form field would otherwise reach an output that refuses them).
     """
     if finite_except is not None and (where := _non_finite(data, "", finite_except)):
-        raise UsageError(f"{source}: {where.lstrip('.') or 'top level'}: NaN or infinity, where the file "
-                         f"format has a finite number or null{hint}.")
+        raise UsageError(
+            f"{source}: {where.lstrip('.') or 'top level'}: NaN or infinity, where the file "
+            f"format has a finite number or null{hint}."
+        )
     problem = _check(data, schema, "")
     if problem:
         where, _, what = problem.partition(": ")
@@ -155,69 +178,233 @@ def validate(data: Any, schema: Any, *, source: str, hint: str = "", finite_exce
 # ------------------------------------------------------------------------- comparison.json
 
 _NUMS = Opt(NUM)
-_ROW_NUMBERS = ("value", "ci_low", "ci_high", "stderr", "baseline_value", "delta", "delta_ci_low", "delta_ci_high",
-                "relative", "p_value", "p_value_adjusted", "q_value", "mde", "n_resamples", "family_size",
-                "delta_stderr", "value_stderr", "delta_df", "value_df")
+_ROW_NUMBERS = (
+    "value",
+    "ci_low",
+    "ci_high",
+    "stderr",
+    "baseline_value",
+    "delta",
+    "delta_ci_low",
+    "delta_ci_high",
+    "relative",
+    "p_value",
+    "p_value_adjusted",
+    "q_value",
+    "mde",
+    "n_resamples",
+    "family_size",
+    "delta_stderr",
+    "value_stderr",
+    "delta_df",
+    "value_df",
+)
 _ROW_FLAGS = {k: Opt(BOOL) for k in ("ci_extended", "delta_ci_extended", "p_value_is_bound", "underpowered")}
-_METRIC_ROW = Obj({"task": STR, "metric": STR, "checkpoint": STR},
-                  {**{k: _NUMS for k in _ROW_NUMBERS}, "n": _NUMS, "n_paired": _NUMS, "axis": Opt(STR),
-                   "is_primary": Opt(BOOL), "higher_is_better": Opt(BOOL), "baseline": Opt(STR), "test": Opt(STR),
-                   "ci_method": Opt(STR), "ci_target": Opt(STR), "level": Opt(STR), "metric_bounds": Opt(ListOf(NUM)), "family": Opt(STR),
-                   "paired_counts": Opt(ListOf(INT)),
-                   "alias_of": Opt(STR), "aliases": Opt(ListOf(STR)),
-                   "value_counts": Opt(ListOf(INT)), "significant": Opt(BOOL), **_ROW_FLAGS})
-_BREAKDOWN_ROW = Obj({"task": STR, "kind": STR, "key": STR, "metric": STR, "checkpoint": STR},
-                     {**{k: _NUMS for k in _ROW_NUMBERS}, "n": _NUMS, "n_paired": _NUMS, "baseline": Opt(STR),
-                      "test": Opt(STR), "higher_is_better": Opt(BOOL), "paired_counts": Opt(ListOf(INT)),
-                      **_ROW_FLAGS})
-_SUMMARY_ROW = Obj({"task": STR, "metric": STR},
-                   {**{k: _NUMS for k in _ROW_NUMBERS}, "axis": Opt(STR), "test": Opt(STR),
-                    "higher_is_better": Opt(BOOL), "significant": Opt(BOOL), "worse": Opt(BOOL), "better": Opt(BOOL)})
-_CHECK = Obj({"status": STR, "checkpoint": STR, "gate": STR},
-             {**{k: _NUMS for k in ("value", "baseline_value", "delta", "p_value", "observed", "threshold",
-                                    "p_value_adjusted", "mde", "significance", "bound_low", "bound_high", "alpha")},
-              "message": Opt(STR), "metric": Opt(STR), "operator": Opt(STR), "severity": Opt(STR),
-              "underpowered": Opt(BOOL), "higher_is_better": Opt(BOOL)})
+_METRIC_ROW = Obj(
+    {"task": STR, "metric": STR, "checkpoint": STR},
+    {
+        **{k: _NUMS for k in _ROW_NUMBERS},
+        "n": _NUMS,
+        "n_paired": _NUMS,
+        "axis": Opt(STR),
+        "is_primary": Opt(BOOL),
+        "higher_is_better": Opt(BOOL),
+        "baseline": Opt(STR),
+        "test": Opt(STR),
+        "ci_method": Opt(STR),
+        "ci_target": Opt(STR),
+        "level": Opt(STR),
+        "metric_bounds": Opt(ListOf(NUM)),
+        "family": Opt(STR),
+        "paired_counts": Opt(ListOf(INT)),
+        "alias_of": Opt(STR),
+        "aliases": Opt(ListOf(STR)),
+        "value_counts": Opt(ListOf(INT)),
+        "significant": Opt(BOOL),
+        **_ROW_FLAGS,
+    },
+)
+_BREAKDOWN_ROW = Obj(
+    {"task": STR, "kind": STR, "key": STR, "metric": STR, "checkpoint": STR},
+    {
+        **{k: _NUMS for k in _ROW_NUMBERS},
+        "n": _NUMS,
+        "n_paired": _NUMS,
+        "baseline": Opt(STR),
+        "test": Opt(STR),
+        "higher_is_better": Opt(BOOL),
+        "paired_counts": Opt(ListOf(INT)),
+        **_ROW_FLAGS,
+    },
+)
+_SUMMARY_ROW = Obj(
+    {"task": STR, "metric": STR},
+    {
+        **{k: _NUMS for k in _ROW_NUMBERS},
+        "axis": Opt(STR),
+        "test": Opt(STR),
+        "higher_is_better": Opt(BOOL),
+        "significant": Opt(BOOL),
+        "worse": Opt(BOOL),
+        "better": Opt(BOOL),
+    },
+)
+_CHECK = Obj(
+    {"status": STR, "checkpoint": STR, "gate": STR},
+    {
+        **{
+            k: _NUMS
+            for k in (
+                "value",
+                "baseline_value",
+                "delta",
+                "p_value",
+                "observed",
+                "threshold",
+                "p_value_adjusted",
+                "mde",
+                "significance",
+                "bound_low",
+                "bound_high",
+                "alpha",
+            )
+        },
+        "message": Opt(STR),
+        "metric": Opt(STR),
+        "operator": Opt(STR),
+        "severity": Opt(STR),
+        "underpowered": Opt(BOOL),
+        "higher_is_better": Opt(BOOL),
+    },
+)
 #: The comparison's statistical settings; ``confidence`` is a probability (the report derives alpha from it).
-_SETTINGS = Obj({}, {"confidence": _Scalar("a number between 0 and 1 (exclusive)"), "max_flips": Opt(INT),
-                     "n_resamples": Opt(INT), "random_state": Opt(INT)})
+_SETTINGS = Obj(
+    {},
+    {
+        "confidence": _Scalar("a number between 0 and 1 (exclusive)"),
+        "max_flips": Opt(INT),
+        "n_resamples": Opt(INT),
+        "random_state": Opt(INT),
+    },
+)
 
 COMPARISON = Obj(
-    {"schema_version": INT, "kind": STR, "checkpoints": ListOf(Obj({"label": LABEL}, {
-        "spec": Opt(STR), "kind": Opt(STR), "fingerprint": Opt(STR), "note": Opt(STR), "settings": Opt(MapOf(ANY)),
-        "versions": Opt(MapOf(ANY)), "timing": Opt(MapOf(ANY)), "created": Opt(STR)})),
-     "metrics": ListOf(_METRIC_ROW)},
-    {"baseline": Opt(STR), "created": Opt(STR), "evalkit_version": Opt(STR),
-     "tasks": Opt(ListOf(Obj({"name": STR}, {
-         "axis": Opt(STR), "primary_metric": Opt(STR), "evaluator": Opt(STR), "config_hash": Opt(STR),
-         "settings": Opt(MapOf(ANY)), "n_samples": Opt(MapOf(_NUMS)), "checkpoints": Opt(ListOf(STR)),
-         "metrics": Opt(ListOf(STR)), "higher_is_better": Opt(MapOf(Opt(BOOL)))}))),
-     "breakdowns": Opt(ListOf(_BREAKDOWN_ROW)),
-     "format_vs_knowledge": Opt(ListOf(Obj({"checkpoint": STR, "loglik_task": STR, "generative_task": STR},
-                                           {"diagnosis": Opt(STR)}))),
-     "flips": Opt(ListOf(Obj({"task": STR, "checkpoint": STR, "direction": STR},
-                             {"sample_id": Opt(ANY), "group": Opt(ANY)}))),
-     "flip_counts": Opt(ListOf(Obj({"task": STR, "checkpoint": STR},
-                                   {"right_to_wrong": Opt(INT), "wrong_to_right": Opt(INT), "n_paired": Opt(INT)}))),
-     "summary": Opt(ListOf(Obj({"checkpoint": STR}, {
-         "domain": Opt(ListOf(_SUMMARY_ROW)), "general": Opt(ListOf(_SUMMARY_ROW)),
-         "mean_domain_delta": _NUMS, "mean_general_retention": _NUMS, "significant_regressions": Opt(INT),
-         "significant_improvements": Opt(INT), "right_to_wrong": Opt(INT), "wrong_to_right": Opt(INT)}))),
-     "warnings": Opt(ListOf(STR)), "settings": Opt(_SETTINGS),
-     "verdict": Opt(Obj({"status": STR, "checks": ListOf(_CHECK)}, {"policy": Opt(STR), "baseline": Opt(STR),
-                                                                     "on_inconclusive": Opt(STR)}))})
+    {
+        "schema_version": INT,
+        "kind": STR,
+        "checkpoints": ListOf(
+            Obj(
+                {"label": LABEL},
+                {
+                    "spec": Opt(STR),
+                    "kind": Opt(STR),
+                    "fingerprint": Opt(STR),
+                    "note": Opt(STR),
+                    "settings": Opt(MapOf(ANY)),
+                    "versions": Opt(MapOf(ANY)),
+                    "timing": Opt(MapOf(ANY)),
+                    "created": Opt(STR),
+                },
+            )
+        ),
+        "metrics": ListOf(_METRIC_ROW),
+    },
+    {
+        "baseline": Opt(STR),
+        "created": Opt(STR),
+        "evalkit_version": Opt(STR),
+        "tasks": Opt(
+            ListOf(
+                Obj(
+                    {"name": STR},
+                    {
+                        "axis": Opt(STR),
+                        "primary_metric": Opt(STR),
+                        "evaluator": Opt(STR),
+                        "config_hash": Opt(STR),
+                        "settings": Opt(MapOf(ANY)),
+                        "n_samples": Opt(MapOf(_NUMS)),
+                        "checkpoints": Opt(ListOf(STR)),
+                        "metrics": Opt(ListOf(STR)),
+                        "higher_is_better": Opt(MapOf(Opt(BOOL))),
+                    },
+                )
+            )
+        ),
+        "breakdowns": Opt(ListOf(_BREAKDOWN_ROW)),
+        "format_vs_knowledge": Opt(
+            ListOf(Obj({"checkpoint": STR, "loglik_task": STR, "generative_task": STR}, {"diagnosis": Opt(STR)}))
+        ),
+        "flips": Opt(
+            ListOf(Obj({"task": STR, "checkpoint": STR, "direction": STR}, {"sample_id": Opt(ANY), "group": Opt(ANY)}))
+        ),
+        "flip_counts": Opt(
+            ListOf(
+                Obj(
+                    {"task": STR, "checkpoint": STR},
+                    {"right_to_wrong": Opt(INT), "wrong_to_right": Opt(INT), "n_paired": Opt(INT)},
+                )
+            )
+        ),
+        "summary": Opt(
+            ListOf(
+                Obj(
+                    {"checkpoint": STR},
+                    {
+                        "domain": Opt(ListOf(_SUMMARY_ROW)),
+                        "general": Opt(ListOf(_SUMMARY_ROW)),
+                        "mean_domain_delta": _NUMS,
+                        "mean_general_retention": _NUMS,
+                        "significant_regressions": Opt(INT),
+                        "significant_improvements": Opt(INT),
+                        "right_to_wrong": Opt(INT),
+                        "wrong_to_right": Opt(INT),
+                    },
+                )
+            )
+        ),
+        "warnings": Opt(ListOf(STR)),
+        "settings": Opt(_SETTINGS),
+        "verdict": Opt(
+            Obj(
+                {"status": STR, "checks": ListOf(_CHECK)},
+                {"policy": Opt(STR), "baseline": Opt(STR), "on_inconclusive": Opt(STR)},
+            )
+        ),
+    },
+)
 
 # ---------------------------------------------------------------------------- results.json
 
-_SAMPLE = Obj({"sample_id": STR}, {"correct": Opt(BOOL), "scores": Opt(MapOf(ANY)), "group": Opt(STR),
-                                   "input": Opt(STR), "extra": Opt(MapOf(ANY))})
-_TASK = Obj({"task": STR, "evaluator": STR, "metrics": MapOf(_NUMS), "n_samples": INT},
-            {"evaluator_version": Opt(STR), "config_hash": Opt(STR), "axis": Opt(STR), "primary_metric": Opt(STR),
-             "higher_is_better": Opt(MapOf(BOOL)), "stderr": Opt(MapOf(_NUMS)),
-             "ci": Opt(MapOf(Opt(ListOf(_NUMS)))), "breakdowns": Opt(MapOf(MapOf(MapOf(_NUMS)))),
-             "settings": Opt(MapOf(ANY)), "timing": Opt(MapOf(ANY)), "samples": Opt(ListOf(_SAMPLE)),
-             "same_as": Opt(MapOf(STR))})
-RESULTS = Obj({"schema_version": INT, "checkpoint": Obj({"label": LABEL, "spec": STR, "kind": STR, "fingerprint": STR},
-                                                        {"note": Opt(STR), "settings": Opt(MapOf(ANY))}),
-               "tasks": MapOf(_TASK)},
-              {"created": Opt(STR), "versions": Opt(MapOf(ANY))})
+_SAMPLE = Obj(
+    {"sample_id": STR},
+    {"correct": Opt(BOOL), "scores": Opt(MapOf(ANY)), "group": Opt(STR), "input": Opt(STR), "extra": Opt(MapOf(ANY))},
+)
+_TASK = Obj(
+    {"task": STR, "evaluator": STR, "metrics": MapOf(_NUMS), "n_samples": INT},
+    {
+        "evaluator_version": Opt(STR),
+        "config_hash": Opt(STR),
+        "axis": Opt(STR),
+        "primary_metric": Opt(STR),
+        "higher_is_better": Opt(MapOf(BOOL)),
+        "stderr": Opt(MapOf(_NUMS)),
+        "ci": Opt(MapOf(Opt(ListOf(_NUMS)))),
+        "breakdowns": Opt(MapOf(MapOf(MapOf(_NUMS)))),
+        "settings": Opt(MapOf(ANY)),
+        "timing": Opt(MapOf(ANY)),
+        "samples": Opt(ListOf(_SAMPLE)),
+        "same_as": Opt(MapOf(STR)),
+    },
+)
+RESULTS = Obj(
+    {
+        "schema_version": INT,
+        "checkpoint": Obj(
+            {"label": LABEL, "spec": STR, "kind": STR, "fingerprint": STR},
+            {"note": Opt(STR), "settings": Opt(MapOf(ANY))},
+        ),
+        "tasks": MapOf(_TASK),
+    },
+    {"created": Opt(STR), "versions": Opt(MapOf(ANY))},
+)

@@ -15,11 +15,26 @@ from typing import Any
 
 from .errors import ParameterTypeError, UsageError
 
-__all__ = ["MAX_SEED", "MAX_LABEL_CHARS", "integer", "seed", "label", "label_problem", "unique_labels",
-           "path_exists", "path_is_dir", "task_seeds", "of_type", "path", "flag", "text", "text_mapping"]
+__all__ = [
+    "MAX_SEED",
+    "MAX_LABEL_CHARS",
+    "integer",
+    "seed",
+    "label",
+    "label_problem",
+    "unique_labels",
+    "path_exists",
+    "path_is_dir",
+    "task_seeds",
+    "of_type",
+    "path",
+    "flag",
+    "text",
+    "text_mapping",
+]
 
 #: Largest seed accepted: numpy and the store (SQLite INTEGER) both hold it.
-MAX_SEED = 2 ** 63 - 1
+MAX_SEED = 2**63 - 1
 #: Longest checkpoint label: a file name's limit on common filesystems (labels name output files,
 #: after :func:`evalkit._io.safe_file_name`, and appear in every table and chart).
 MAX_LABEL_CHARS = 255
@@ -45,8 +60,9 @@ def path(value: Any, *, param: str) -> "os.PathLike | str":
     try:
         empty = not str(os.fspath(value)).strip()
     except TypeError:  # an os.PathLike whose __fspath__ returns no str/bytes
-        raise ParameterTypeError(f"{param} must be a path (str or pathlib.Path), got {_shown(value)}.",
-                                 param=param) from None
+        raise ParameterTypeError(
+            f"{param} must be a path (str or pathlib.Path), got {_shown(value)}.", param=param
+        ) from None
     if empty:
         raise UsageError(f"{param} must be a path, got an empty string.", param=param)
     return value
@@ -73,13 +89,15 @@ def text_mapping(value: Any, *, param: str) -> dict[str, str] | None:
     of_type(value, Mapping, param=param, what="a mapping of label to text")
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str):
-            raise ParameterTypeError(f"{param} must map labels (strings) to text (strings), got "
-                                     f"{_shown(key)}: {_shown(item)}.", param=param)
+            raise ParameterTypeError(
+                f"{param} must map labels (strings) to text (strings), got {_shown(key)}: {_shown(item)}.", param=param
+            )
     return dict(value)
 
 
-def integer(value: Any, *, param: str, minimum: int | None = None, maximum: int | None = None,
-            what: str = "an integer") -> int:
+def integer(
+    value: Any, *, param: str, minimum: int | None = None, maximum: int | None = None, what: str = "an integer"
+) -> int:
     """``value`` if it is an integer (not a bool, not 1.5) within [minimum, maximum]; else a UsageError.
 
     Examples
@@ -94,8 +112,9 @@ def integer(value: Any, *, param: str, minimum: int | None = None, maximum: int 
     low_ok = minimum is None or (isinstance(value, int) and value >= minimum)
     high_ok = maximum is None or (isinstance(value, int) and value <= maximum)
     if isinstance(value, bool) or not isinstance(value, int) or not (low_ok and high_ok):
-        bounds = (f" >= {minimum}" if minimum is not None else "") + \
-            (f"{' and' if minimum is not None else ''} <= {maximum}" if maximum is not None else "")
+        bounds = (f" >= {minimum}" if minimum is not None else "") + (
+            f"{' and' if minimum is not None else ''} <= {maximum}" if maximum is not None else ""
+        )
         raise UsageError(f"{param} must be {what}{bounds}, got {_shown(value)}.", param=param)
     return value
 
@@ -116,8 +135,9 @@ def seed(value: Any, *, param: str, optional: bool = False) -> int | None:
         return integer(value, param=param, minimum=0, maximum=MAX_SEED)
     except UsageError:
         none = " (or None)" if optional else ""
-        raise UsageError(f"{param} must be an integer from 0 to 2**63 - 1{none}, got {_shown(value)}.",
-                         param=param) from None
+        raise UsageError(
+            f"{param} must be an integer from 0 to 2**63 - 1{none}, got {_shown(value)}.", param=param
+        ) from None
 
 
 def task_seeds(options: Any, names: tuple[str, ...], *, source: str) -> None:
@@ -156,8 +176,10 @@ def label(value: Any, *, param: str = "label", source: str = "") -> str:
     problem = label_problem(value)
     if problem:
         where = f"{source}: " if source else ""
-        raise UsageError(f"{where}checkpoint label {_shown(value)} {problem}; choose a short printable name "
-                         f"(LABEL=SPEC).", param=param)
+        raise UsageError(
+            f"{where}checkpoint label {_shown(value)} {problem}; choose a short printable name (LABEL=SPEC).",
+            param=param,
+        )
     return value
 
 
@@ -170,8 +192,11 @@ def unique_labels(labels: list[str]) -> None:
     seen: set[str] = set()
     for name in labels:
         if name in seen:
-            raise UsageError(f"checkpoint label {name!r} is used twice; give each checkpoint its own label with "
-                             f"LABEL=SPEC (e.g. old=runs/a new=runs/b).", param="label")
+            raise UsageError(
+                f"checkpoint label {name!r} is used twice; give each checkpoint its own label with "
+                f"LABEL=SPEC (e.g. old=runs/a new=runs/b).",
+                param="label",
+            )
         seen.add(name)
 
 
@@ -194,4 +219,4 @@ def path_is_dir(text: Any) -> bool:
 
 def _shown(value: Any, limit: int = 60) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

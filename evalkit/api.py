@@ -26,8 +26,16 @@ if TYPE_CHECKING:
     from .checkpoints import LoadOptions
     from .comparison import Comparison
 
-__all__ = ["evaluate", "compare", "as_checkpoint", "load_options", "resolve", "with_limit", "open_store",
-           "DEFAULT_SAMPLE_SEED"]
+__all__ = [
+    "evaluate",
+    "compare",
+    "as_checkpoint",
+    "load_options",
+    "resolve",
+    "with_limit",
+    "open_store",
+    "DEFAULT_SAMPLE_SEED",
+]
 
 #: The seed of the samples ``evaluate(..., limit=N)`` and ``EvalkitCallback(limit=N)`` draw when none is given.
 DEFAULT_SAMPLE_SEED = 0
@@ -44,11 +52,12 @@ def load_options(**options: Any) -> LoadOptions:
     allowed = [f.name for f in dataclasses.fields(LoadOptions)]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ParameterTypeError(f"unknown option {unknown[0]!r}.{did_you_mean(unknown[0], allowed)}",
-                                 param=unknown[0])
+        raise ParameterTypeError(f"unknown option {unknown[0]!r}.{did_you_mean(unknown[0], allowed)}", param=unknown[0])
     if "model_args" in options and not isinstance(options["model_args"], (str, Mapping)):
-        raise ParameterTypeError(f"model_args must be a mapping or 'KEY=VALUE,...', got "
-                                 f"{type(options['model_args']).__name__}.", param="model_args")
+        raise ParameterTypeError(
+            f"model_args must be a mapping or 'KEY=VALUE,...', got {type(options['model_args']).__name__}.",
+            param="model_args",
+        )
     if isinstance(options.get("model_args"), str):
         options["model_args"] = parse_pairs(split_commas(options["model_args"]), param="model_args")
     return LoadOptions(**options)
@@ -67,11 +76,16 @@ def resolve(tasks: Any, overrides: Any = None) -> list:
     if isinstance(tasks, one):
         tasks = [tasks]
     if not isinstance(tasks, (list, tuple)) or not tasks or not all(isinstance(t, one) for t in tasks):
-        raise ParameterTypeError(f"tasks must be a task name, a task file path, a TaskConfig or a non-empty list of "
-                                 f"them, got {type(tasks).__name__} {tasks!r:.60}.", param="tasks")
+        raise ParameterTypeError(
+            f"tasks must be a task name, a task file path, a TaskConfig or a non-empty list of "
+            f"them, got {type(tasks).__name__} {tasks!r:.60}.",
+            param="tasks",
+        )
     if overrides is not None and not isinstance(overrides, (str, Mapping, list, tuple)):
-        raise ParameterTypeError(f"overrides must be a mapping or a list of 'TASK.KEY=VALUE' strings, got "
-                                 f"{type(overrides).__name__}.", param="overrides")
+        raise ParameterTypeError(
+            f"overrides must be a mapping or a list of 'TASK.KEY=VALUE' strings, got {type(overrides).__name__}.",
+            param="overrides",
+        )
     items: list[TaskConfig | str] | str = [t if isinstance(t, TaskConfig) else str(t) for t in tasks]
     if len(items) == 1 and isinstance(items[0], str) and "," in items[0]:
         items = items[0]
@@ -93,12 +107,21 @@ def with_limit(task_configs: list, limit: int | None, sample_seed: int | None = 
     if limit is None:
         return task_configs
     _validate.integer(limit, param="limit", minimum=1, what="a positive integer (samples per task)")
-    return [dataclasses.replace(t, options={**t.options, "limit": limit, "sample_seed": sample_seed})
-            for t in task_configs]
+    return [
+        dataclasses.replace(t, options={**t.options, "limit": limit, "sample_seed": sample_seed}) for t in task_configs
+    ]
 
 
-def as_checkpoint(model: Any, *, tokenizer: Any = None, label: str | None = None, note: str | None = None,
-                  fingerprint: str | None = None, options: Any = None, index: int = 0) -> Any:
+def as_checkpoint(
+    model: Any,
+    *,
+    tokenizer: Any = None,
+    label: str | None = None,
+    note: str | None = None,
+    fingerprint: str | None = None,
+    options: Any = None,
+    index: int = 0,
+) -> Any:
     """A checkpoint object for ``model``: a spec string or path, a model object, or a checkpoint already.
 
     An unlabelled Trainer save folder ``RUN/checkpoint-STEP`` is labelled ``RUN.stepSTEP``, so the
@@ -122,13 +145,19 @@ def as_checkpoint(model: Any, *, tokenizer: Any = None, label: str | None = None
         if label is None and position and split_spec_label(checkpoint.spec.raw)[0] is None:
             label = f"{position[0]}.step{position[1]}"
         if label is not None or note is not None:
-            checkpoint.spec = dataclasses.replace(checkpoint.spec, label=label or checkpoint.spec.label,
-                                                  note=note if note is not None else checkpoint.spec.note)
+            checkpoint.spec = dataclasses.replace(
+                checkpoint.spec,
+                label=label or checkpoint.spec.label,
+                note=note if note is not None else checkpoint.spec.note,
+            )
         if fingerprint is not None:
-            raise TypeError("fingerprint= applies to in-memory models; a checkpoint spec is fingerprinted from its files.")
+            raise TypeError(
+                "fingerprint= applies to in-memory models; a checkpoint spec is fingerprinted from its files."
+            )
         return checkpoint
-    return InMemoryCheckpoint(model, tokenizer=tokenizer, label=label, note=note, options=options,
-                              fingerprint=fingerprint)
+    return InMemoryCheckpoint(
+        model, tokenizer=tokenizer, label=label, note=note, options=options, fingerprint=fingerprint
+    )
 
 
 @contextmanager
@@ -148,10 +177,23 @@ def open_store(store: Any) -> Iterator[Any]:
         yield opened
 
 
-def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None = None, store: Any = None,
-             rerun: bool = False, overrides: Any = None, limit: int | None = None,
-             sample_seed: int | None = DEFAULT_SAMPLE_SEED, note: str | None = None, fingerprint: str | None = None,
-             ranks: Any = None, verbose: bool = False, **options: Any) -> EvalResult:
+def evaluate(
+    model: Any,
+    tasks: Any,
+    *,
+    tokenizer: Any = None,
+    label: str | None = None,
+    store: Any = None,
+    rerun: bool = False,
+    overrides: Any = None,
+    limit: int | None = None,
+    sample_seed: int | None = DEFAULT_SAMPLE_SEED,
+    note: str | None = None,
+    fingerprint: str | None = None,
+    ranks: Any = None,
+    verbose: bool = False,
+    **options: Any,
+) -> EvalResult:
     """Evaluate ``model`` on ``tasks``; results come from the store where it already has them.
 
     Parameters
@@ -213,11 +255,15 @@ def evaluate(model: Any, tasks: Any, *, tokenizer: Any = None, label: str | None
     _validate.flag(rerun, param="rerun")
     _validate.text(note, param="note")
     task_configs = with_limit(resolve(tasks, overrides), limit, sample_seed)
-    checkpoint = as_checkpoint(model, tokenizer=tokenizer, label=label, note=note, fingerprint=fingerprint,
-                               options=load_options(**options))
+    checkpoint = as_checkpoint(
+        model, tokenizer=tokenizer, label=label, note=note, fingerprint=fingerprint, options=load_options(**options)
+    )
     in_memory = isinstance(checkpoint, InMemoryCheckpoint) and not checkpoint.is_lm
-    with open_store(store) as opened, evaluation_mode(checkpoint.model) if in_memory else nullcontext(), \
-            quiet_third_party(verbose):
+    with (
+        open_store(store) as opened,
+        evaluation_mode(checkpoint.model) if in_memory else nullcontext(),
+        quiet_third_party(verbose),
+    ):
         return evaluate_checkpoint(checkpoint, task_configs, opened, rerun=rerun, ranks=ranks)
 
 
@@ -241,13 +287,17 @@ def _as_results(items: Iterable[Any]) -> tuple[list[EvalResult], list[EvalResult
         elif isinstance(item, (str, os.PathLike)):
             results += load_results_files([os.fspath(item)])
         else:
-            raise UsageError(f"cannot compare a {type(item).__name__}: give EvalResult objects, their dicts, or "
-                             f"results.json / comparison.json paths.", param="results")
+            raise UsageError(
+                f"cannot compare a {type(item).__name__}: give EvalResult objects, their dicts, or "
+                f"results.json / comparison.json paths.",
+                param="results",
+            )
     return results, given
 
 
-def compare(*results: Any, baseline: str | None = None, notes: Mapping[str, str] | None = None,
-            **settings: Any) -> Comparison:
+def compare(
+    *results: Any, baseline: str | None = None, notes: Mapping[str, str] | None = None, **settings: Any
+) -> Comparison:
     """Compare checkpoints' results against a baseline: paired deltas, intervals, tests, breakdowns, flips.
 
     Parameters
@@ -278,8 +328,10 @@ def compare(*results: Any, baseline: str | None = None, notes: Mapping[str, str]
 
 
 #: ``compare(**settings)``: each setting's check (the statistics' own ValueErrors name no API parameter).
-_COMPARE_SETTINGS: dict[str, dict[str, Any]] = {"n_resamples": dict(minimum=1, what="an integer"),
-                     "max_flips": dict(minimum=0, what="an integer")}
+_COMPARE_SETTINGS: dict[str, dict[str, Any]] = {
+    "n_resamples": dict(minimum=1, what="an integer"),
+    "max_flips": dict(minimum=0, what="an integer"),
+}
 
 
 def _check_compare_arguments(baseline: Any, notes: Any, settings: dict[str, Any]) -> None:

@@ -30,8 +30,20 @@ from .sequential import DEFAULT_CHUNK_SIZE
 if TYPE_CHECKING:
     from .comparison import Comparison
 
-__all__ = ["TaskPlan", "ComparePlan", "Sequential", "prepare_tasks", "prepare", "with_evaluators", "check_labels", "evaluate_one", "run", "conclude",
-           "compare_checkpoints", "compare_sequential"]
+__all__ = [
+    "TaskPlan",
+    "ComparePlan",
+    "Sequential",
+    "prepare_tasks",
+    "prepare",
+    "with_evaluators",
+    "check_labels",
+    "evaluate_one",
+    "run",
+    "conclude",
+    "compare_checkpoints",
+    "compare_sequential",
+]
 
 
 @dataclass(frozen=True)
@@ -68,8 +80,9 @@ class ComparePlan:
 
 
 # ----------------------------------------------------------------------------------- preparation
-def prepare_tasks(tasks: Any, *, policy: Any = None, overrides: Any = None, limit: int | None = None,
-                  sample_seed: int | None = 0) -> TaskPlan:
+def prepare_tasks(
+    tasks: Any, *, policy: Any = None, overrides: Any = None, limit: int | None = None, sample_seed: int | None = 0
+) -> TaskPlan:
     """Resolve ``tasks`` (with ``overrides`` and ``limit``), load ``policy`` and check it fits the tasks.
 
     The evaluators are built by :func:`with_evaluators` (after the cheaper checks of :func:`prepare`)."""
@@ -84,9 +97,16 @@ def prepare_tasks(tasks: Any, *, policy: Any = None, overrides: Any = None, limi
     return TaskPlan(task_configs, [], policy_obj)
 
 
-def prepare(models: Sequence[Any], tasks: TaskPlan, *, baseline_results: Sequence[Any] = (),
-            baseline: str | None = None, notes: Mapping[str, str] | None = None, load_options: Any = None,
-            sequential: Sequential | None = None) -> ComparePlan:
+def prepare(
+    models: Sequence[Any],
+    tasks: TaskPlan,
+    *,
+    baseline_results: Sequence[Any] = (),
+    baseline: str | None = None,
+    notes: Mapping[str, str] | None = None,
+    load_options: Any = None,
+    sequential: Sequential | None = None,
+) -> ComparePlan:
     """Check every rule of a comparison before anything slow starts; see the module docstring."""
     from . import api
     from ._compare import load_results_files
@@ -95,8 +115,10 @@ def prepare(models: Sequence[Any], tasks: TaskPlan, *, baseline_results: Sequenc
         _check_sequential(sequential, tasks.policy)
     prior = load_results_files(list(baseline_results))
     if len(models) + len(prior) < 2:
-        raise UsageError(f"compare needs at least two checkpoints ({arg('models')} and/or {arg('baseline_results')} "
-                         "files).", param="models")
+        raise UsageError(
+            f"compare needs at least two checkpoints ({arg('models')} and/or {arg('baseline_results')} files).",
+            param="models",
+        )
     options = load_options if load_options is not None else api.load_options()
     checkpoints = [api.as_checkpoint(model, options=options, index=i) for i, model in enumerate(models)]
     labels = [r.checkpoint.label for r in prior] + [c.label for c in checkpoints]
@@ -114,8 +136,9 @@ def with_evaluators(tasks: TaskPlan) -> TaskPlan:
     return tasks
 
 
-def check_labels(labels: list[str], *, baseline: str | None = None, notes: Mapping[str, str] | None = None,
-                 policy: Any = None) -> str:
+def check_labels(
+    labels: list[str], *, baseline: str | None = None, notes: Mapping[str, str] | None = None, policy: Any = None
+) -> str:
     """The baseline label (``baseline``, default the first) after the label rules: labels unique, the
     baseline one of them and the policy's if it names one, every note for a checkpoint."""
     from ._compare import pick_baseline
@@ -128,8 +151,11 @@ def check_labels(labels: list[str], *, baseline: str | None = None, notes: Mappi
         check_policy_baseline(policy, chosen)
     unknown = sorted(set(notes or {}) - set(labels))
     if unknown:
-        raise UsageError(f"a note is given for {', '.join(map(repr, unknown))}, which is not a checkpoint label."
-                         f"{did_you_mean(unknown[0], labels)}", param="notes")
+        raise UsageError(
+            f"a note is given for {', '.join(map(repr, unknown))}, which is not a checkpoint label."
+            f"{did_you_mean(unknown[0], labels)}",
+            param="notes",
+        )
     return chosen
 
 
@@ -138,14 +164,18 @@ def _check_sequential(sequential: Sequential, policy: Any) -> None:
     from .parallel import current_ranks
 
     if policy is None:
-        raise UsageError(f"{arg('sequential', True)} stops a task once its gates are decided, so it needs "
-                         f"{arg('policy', 'FILE')}.", param="policy")
+        raise UsageError(
+            f"{arg('sequential', True)} stops a task once its gates are decided, so it needs {arg('policy', 'FILE')}.",
+            param="policy",
+        )
     _validate.seed(sequential.seed, param="seed")  # numpy's SeedSequence would refuse it mid-run
-    _validate.integer(sequential.chunk_size, param="chunk_size", minimum=1,
-                      what="a positive integer (samples per look)")
+    _validate.integer(
+        sequential.chunk_size, param="chunk_size", minimum=1, what="a positive integer (samples per look)"
+    )
     if current_ranks().parallel:
-        raise UsageError(f"{arg('sequential', True)} decides after every chunk in one process; run it without "
-                         "torchrun/accelerate.")
+        raise UsageError(
+            f"{arg('sequential', True)} decides after every chunk in one process; run it without torchrun/accelerate."
+        )
 
 
 # ----------------------------------------------------------------------------------- evaluation
@@ -164,8 +194,9 @@ def run(plan: ComparePlan, store: Any = None, *, rerun: bool = False, verbose: b
             prior, evaluated, summary = _run_sequential(plan, opened, rerun=rerun)
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 compares, writes and gates
         return None
-    return conclude(prior, evaluated, baseline=plan.baseline, notes=plan.notes, policy=plan.tasks.policy,
-                    sequential=summary)
+    return conclude(
+        prior, evaluated, baseline=plan.baseline, notes=plan.notes, policy=plan.tasks.policy, sequential=summary
+    )
 
 
 def evaluate_one(checkpoint: Any, tasks: TaskPlan, store: Any, *, rerun: bool = False) -> EvalResult:
@@ -179,16 +210,26 @@ def evaluate_one(checkpoint: Any, tasks: TaskPlan, store: Any, *, rerun: bool = 
         return evaluate_checkpoint(checkpoint, tasks.task_configs, store, evaluators=tasks.evaluators, rerun=rerun)
 
 
-def _run_sequential(plan: ComparePlan, store: Any, *, rerun: bool
-                    ) -> tuple[list[EvalResult], list[EvalResult], dict[str, Any]]:
+def _run_sequential(
+    plan: ComparePlan, store: Any, *, rerun: bool
+) -> tuple[list[EvalResult], list[EvalResult], dict[str, Any]]:
     """Gated tasks chunk by chunk until decided, the other tasks as in fixed mode (one result per checkpoint)."""
     from .run import library_versions
     from .sequential import drive_sequential
 
     assert plan.sequential is not None
-    stopped, summary = drive_sequential(plan.checkpoints, plan.tasks.task_configs, plan.tasks.evaluators, store,
-                                        plan.tasks.policy, baseline=plan.baseline, prior=plan.prior,
-                                        seed=plan.sequential.seed, chunk_size=plan.sequential.chunk_size, rerun=rerun)
+    stopped, summary = drive_sequential(
+        plan.checkpoints,
+        plan.tasks.task_configs,
+        plan.tasks.evaluators,
+        store,
+        plan.tasks.policy,
+        baseline=plan.baseline,
+        prior=plan.prior,
+        seed=plan.sequential.seed,
+        chunk_size=plan.sequential.chunk_size,
+        rerun=rerun,
+    )
     versions = library_versions()
     evaluated = []
     for checkpoint in plan.checkpoints:  # the rest as ordinary runs (their stored runs were discarded on rerun)
@@ -208,14 +249,25 @@ def _with_stopped_tasks(result: EvalResult, stopped: dict[str, Any]) -> EvalResu
     """A results-file checkpoint with its stopped tasks cut to the samples used, like every other checkpoint."""
     if not stopped:
         return result
-    return EvalResult(checkpoint=result.checkpoint, versions=result.versions, tasks={**result.tasks, **stopped},
-                      created=result.created, schema_version=result.schema_version)
+    return EvalResult(
+        checkpoint=result.checkpoint,
+        versions=result.versions,
+        tasks={**result.tasks, **stopped},
+        created=result.created,
+        schema_version=result.schema_version,
+    )
 
 
 # ----------------------------------------------------------------------------------- comparison and verdict
-def conclude(prior: list[EvalResult], evaluated: list[EvalResult], *, baseline: str | None,
-             notes: Mapping[str, str] | None = None, policy: Any = None,
-             sequential: dict[str, Any] | None = None) -> Comparison:
+def conclude(
+    prior: list[EvalResult],
+    evaluated: list[EvalResult],
+    *,
+    baseline: str | None,
+    notes: Mapping[str, str] | None = None,
+    policy: Any = None,
+    sequential: dict[str, Any] | None = None,
+) -> Comparison:
     """The comparison of ``prior`` then ``evaluated`` (only these are written as results files), with the
     sequential outcome if any, gated by ``policy`` if given."""
     from . import api
@@ -239,15 +291,28 @@ def _attach(data: dict[str, Any], summary: dict[str, Any]) -> None:
             data["warnings"].append(
                 f"task {name!r} stopped after {outcome['samples_used']} of {outcome['samples_total']} samples "
                 "(--sequential): its metrics are over that uniformly random subset; its gates were decided by "
-                "anytime-valid confidence sequences.")
+                "anytime-valid confidence sequences."
+            )
 
 
 # ----------------------------------------------------------------------------------- the Python entry points
-def compare_checkpoints(*models: Any, tasks: Any, policy: Any = None, baseline: str | None = None,
-                        baseline_results: Sequence[str] = (), store: Any = None, sequential: Sequential | None = None,
-                        rerun: bool = False, overrides: Any = None, limit: int | None = None, sample_seed: int | None = 0,
-                        notes: Mapping[str, str] | None = None, load_options: Any = None, verbose: bool = False,
-                        **options: Any) -> Comparison:
+def compare_checkpoints(
+    *models: Any,
+    tasks: Any,
+    policy: Any = None,
+    baseline: str | None = None,
+    baseline_results: Sequence[str] = (),
+    store: Any = None,
+    sequential: Sequential | None = None,
+    rerun: bool = False,
+    overrides: Any = None,
+    limit: int | None = None,
+    sample_seed: int | None = 0,
+    notes: Mapping[str, str] | None = None,
+    load_options: Any = None,
+    verbose: bool = False,
+    **options: Any,
+) -> Comparison:
     """Evaluate and compare ``models`` (what ``evalkit compare`` runs); gated when ``policy`` is given.
 
     ``sequential=Sequential(seed, chunk_size)`` (needs ``policy``) stops each gated task once its gates are
@@ -257,18 +322,36 @@ def compare_checkpoints(*models: Any, tasks: Any, policy: Any = None, baseline: 
 
     task_plan = prepare_tasks(tasks, policy=policy, overrides=overrides, limit=limit, sample_seed=sample_seed)
     options_obj = load_options if load_options is not None else api.load_options(**options)
-    plan = prepare(models, task_plan, baseline_results=baseline_results, baseline=baseline, notes=notes,
-                   load_options=options_obj, sequential=sequential)
+    plan = prepare(
+        models,
+        task_plan,
+        baseline_results=baseline_results,
+        baseline=baseline,
+        notes=notes,
+        load_options=options_obj,
+        sequential=sequential,
+    )
     comparison = run(plan, store, rerun=rerun, verbose=verbose)
     if comparison is None:
         raise UsageError("compare_checkpoints runs in one process; under torchrun only rank 0 compares.")
     return comparison
 
 
-def compare_sequential(*models: Any, tasks: Any, policy: Any, baseline: str | None = None,
-                       baseline_results: Sequence[str] = (), store: Any = None, seed: int = 0,
-                       chunk_size: int = DEFAULT_CHUNK_SIZE, rerun: bool = False, overrides: Any = None,
-                       notes: Mapping[str, str] | None = None, load_options: Any = None, **options: Any) -> Comparison:
+def compare_sequential(
+    *models: Any,
+    tasks: Any,
+    policy: Any,
+    baseline: str | None = None,
+    baseline_results: Sequence[str] = (),
+    store: Any = None,
+    seed: int = 0,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    rerun: bool = False,
+    overrides: Any = None,
+    notes: Mapping[str, str] | None = None,
+    load_options: Any = None,
+    **options: Any,
+) -> Comparison:
     """Evaluate and compare ``models``, stopping each gated task once ``policy``'s gates are decided.
 
     What ``evalkit compare ... --policy P --sequential`` runs (see ``docs/gating.md``): each task with gates
@@ -307,7 +390,18 @@ def compare_sequential(*models: Any, tasks: Any, policy: Any, baseline: str | No
         Gated (``comparison.verdict``); ``comparison.data["sequential"]`` holds samples used, stopping
         reasons and the bounds at the stop; ``comparison.write(out)`` writes the report folder.
     """
-    return compare_checkpoints(*models, tasks=tasks, policy=policy, baseline=baseline,
-                               baseline_results=baseline_results, store=store,
-                               sequential=Sequential(seed, chunk_size), rerun=rerun, overrides=overrides, limit=None,
-                               notes=notes, load_options=load_options, **options)
+    return compare_checkpoints(
+        *models,
+        tasks=tasks,
+        policy=policy,
+        baseline=baseline,
+        baseline_results=baseline_results,
+        store=store,
+        sequential=Sequential(seed, chunk_size),
+        rerun=rerun,
+        overrides=overrides,
+        limit=None,
+        notes=notes,
+        load_options=load_options,
+        **options,
+    )

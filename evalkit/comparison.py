@@ -99,12 +99,18 @@ class Comparison:
                     row = self.metric(task["name"], checkpoint=label)
                 except KeyError:
                     continue
-                change = "" if label == self.baseline else (
-                    f"  {fmt_delta(row.get('delta'))} [{fmt_delta(row.get('delta_ci_low'))}, "
-                    f"{fmt_delta(row.get('delta_ci_high'))}]"
-                    + (f"  p={row['p_value']:.3g}" if isinstance(row.get("p_value"), float) else ""))
-                lines.append(f"  {task['name']}.{row['metric']} ({task['axis']})  {label}: "
-                             f"{fmt_value(row.get('value'))}{change}")
+                change = (
+                    ""
+                    if label == self.baseline
+                    else (
+                        f"  {fmt_delta(row.get('delta'))} [{fmt_delta(row.get('delta_ci_low'))}, "
+                        f"{fmt_delta(row.get('delta_ci_high'))}]"
+                        + (f"  p={row['p_value']:.3g}" if isinstance(row.get("p_value"), float) else "")
+                    )
+                )
+                lines.append(
+                    f"  {task['name']}.{row['metric']} ({task['axis']})  {label}: {fmt_value(row.get('value'))}{change}"
+                )
         if self.verdict is not None:
             lines.append(f"gate: {self.verdict.status.upper()}")
         return "\n".join(lines)
@@ -206,9 +212,13 @@ class Comparison:
         from . import _validate
         from ._io import OutputFolder, dump_json
 
-        with OutputFolder(_validate.path(out_dir, param="out_dir")) as folder:  # every file through the one write guard; manifest.json last
-            written = [folder.write_text(*results_file_name(r.checkpoint.label), text=dump_json(r.to_dict()))
-                       for r in self.results]
+        with OutputFolder(
+            _validate.path(out_dir, param="out_dir")
+        ) as folder:  # every file through the one write guard; manifest.json last
+            written = [
+                folder.write_text(*results_file_name(r.checkpoint.label), text=dump_json(r.to_dict()))
+                for r in self.results
+            ]
             written += self.write_report(folder)
             if self.verdict is not None:
                 from .gate import write_gate_outputs

@@ -15,8 +15,17 @@ from typing import Any
 from ._schema import COMPARISON, validate
 from .errors import UsageError
 
-__all__ = ["COMPARISON_KIND", "COMPARISON_SCHEMA_VERSION", "SIGNIFICANCE", "check_comparison", "is_significant",
-           "decision_p", "row_significant", "STATUS_ORDER", "checkpoint_statuses"]
+__all__ = [
+    "COMPARISON_KIND",
+    "COMPARISON_SCHEMA_VERSION",
+    "SIGNIFICANCE",
+    "check_comparison",
+    "is_significant",
+    "decision_p",
+    "row_significant",
+    "STATUS_ORDER",
+    "checkpoint_statuses",
+]
 
 COMPARISON_KIND = "evalkit.comparison"
 #: The newest schema this evalkit writes and reads.
@@ -70,14 +79,18 @@ def check_comparison(data: Any, *, source: str = "comparison", hint: str = "", f
     if not isinstance(data, dict):
         raise UsageError(f"{source} must be a dict (the content of comparison.json), got {type(data).__name__}.")
     if (file or "kind" in data) and data.get("kind") != COMPARISON_KIND:  # a minimal dict may leave it out
-        raise UsageError(f"{source}: not an evalkit comparison (kind {data.get('kind')!r}, expected "
-                         f"{COMPARISON_KIND!r}); give the comparison.json written by `evalkit compare`.")
+        raise UsageError(
+            f"{source}: not an evalkit comparison (kind {data.get('kind')!r}, expected "
+            f"{COMPARISON_KIND!r}); give the comparison.json written by `evalkit compare`."
+        )
     version = data.get("schema_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise UsageError(f"{source}: 'schema_version' must be a positive integer, got {version!r}.")
     if version > COMPARISON_SCHEMA_VERSION:
-        raise UsageError(f"{source}: schema_version {version} is newer than this evalkit reads "
-                         f"({COMPARISON_SCHEMA_VERSION}); upgrade evalkit.")
+        raise UsageError(
+            f"{source}: schema_version {version} is newer than this evalkit reads "
+            f"({COMPARISON_SCHEMA_VERSION}); upgrade evalkit."
+        )
     if file:
         return validate(data, COMPARISON, source=source, hint=hint, finite_except=())
     for key in ("checkpoints", "tasks", "metrics"):

@@ -11,8 +11,23 @@ import re
 
 from .parameter_words import arg, python_words, render_args  # re-exported: errors mark parameters with arg
 
-__all__ = ["EvalkitError", "UsageError", "ParameterTypeError", "EvaluationError", "ServerError", "did_you_mean",
-           "arg", "render_args", "python_words", "path_name_error", "register_secret", "redact", "printable", "redact_secrets", "warn"]
+__all__ = [
+    "EvalkitError",
+    "UsageError",
+    "ParameterTypeError",
+    "EvaluationError",
+    "ServerError",
+    "did_you_mean",
+    "arg",
+    "render_args",
+    "python_words",
+    "path_name_error",
+    "register_secret",
+    "redact",
+    "printable",
+    "redact_secrets",
+    "warn",
+]
 
 
 class EvalkitError(Exception):
@@ -64,8 +79,6 @@ class ServerError(EvaluationError):
     exit_code = 4
 
 
-
-
 def path_name_error(exc: BaseException) -> UsageError | None:
     """A one-line UsageError for an ``OSError`` whose cause is a path name the user gave (too long for the
     filesystem, a symlink loop), wherever in evalkit it was first touched; None for any other error.
@@ -79,8 +92,10 @@ def path_name_error(exc: BaseException) -> UsageError | None:
     import errno as errnos
 
     # errnos by which the filesystem refuses a *name*, never evalkit's own files or a full disk
-    codes = {errnos.ENAMETOOLONG: "the name is longer than the filesystem allows",
-             errnos.ELOOP: "too many levels of symbolic links"}
+    codes = {
+        errnos.ENAMETOOLONG: "the name is longer than the filesystem allows",
+        errnos.ELOOP: "too many levels of symbolic links",
+    }
     if not isinstance(exc, OSError) or exc.errno not in codes:
         return None
     name = str(exc.filename or "a path")
@@ -107,7 +122,8 @@ _SECRETS: set[str] = set()
 #: joined by a hyphen is prose, not a header ("the model's 1024-token context" kept its last word as ***).
 _CREDENTIAL = re.compile(
     r"(?i)((?<![\w-])(?:bearer|basic|token)\s+|\b(?:authorization|x-api-key|api[-_]?key|access[-_]?token)\b[\"']?\s*[:=]\s*[\"']?"
-    r"(?:(?:bearer|basic|token)\s+)?)([^\s\"',;&}]+)")
+    r"(?:(?:bearer|basic|token)\s+)?)([^\s\"',;&}]+)"
+)
 REDACTED = "***"
 
 

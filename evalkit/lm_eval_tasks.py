@@ -42,7 +42,7 @@ def _names_in(text: str) -> set[str]:
         elif value and not value.startswith(("!", "{")):
             names.add(value)
         elif not value and match.group(1) == "tag":  # a YAML list of tags on the following lines
-            for line in text[match.end():].splitlines()[1:]:
+            for line in text[match.end() :].splitlines()[1:]:
                 item = _ITEM.match(line)
                 if not item:
                     break
@@ -98,8 +98,11 @@ def check_task_name(name: str, shipped: list[str]) -> None:
     if any(name == d.name or name.startswith(d.name + "_") for d in root.iterdir() if d.is_dir()):
         return
     close = difflib.get_close_matches(name, shipped, n=3, cutoff=0.6)
-    close += [c for c in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if c not in close][:3 - len(close)]
+    close += [c for c in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if c not in close][: 3 - len(close)]
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise UsageError(f"unknown task {name!r}: not a shipped task, a task file or one of lm-eval's "
-                     f"{len(known):,} task/group/tag names.{hint} Shipped tasks: {', '.join(shipped)} "
-                     f"(`evalkit tasks` describes them).", param="tasks")
+    raise UsageError(
+        f"unknown task {name!r}: not a shipped task, a task file or one of lm-eval's "
+        f"{len(known):,} task/group/tag names.{hint} Shipped tasks: {', '.join(shipped)} "
+        f"(`evalkit tasks` describes them).",
+        param="tasks",
+    )

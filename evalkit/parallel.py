@@ -52,8 +52,11 @@ class Ranks:
         """Read the variables torchrun and accelerate set; a single process when they are absent."""
         env = os.environ if environ is None else environ
         values = {}
-        for field, name, default in (("rank", "RANK", 0), ("world_size", "WORLD_SIZE", 1),
-                                     ("local_rank", "LOCAL_RANK", 0)):
+        for field, name, default in (
+            ("rank", "RANK", 0),
+            ("world_size", "WORLD_SIZE", 1),
+            ("local_rank", "LOCAL_RANK", 0),
+        ):
             raw = env.get(name, "") or str(default)
             try:
                 values[field] = int(raw)
@@ -61,8 +64,10 @@ class Ranks:
                 raise UsageError(f"environment variable {name} must be an integer, got {raw!r}.") from None
         ranks = cls(**values)
         if ranks.world_size < 1 or not 0 <= ranks.rank < ranks.world_size:
-            raise UsageError(f"RANK must be in [0, WORLD_SIZE) with WORLD_SIZE >= 1, got RANK={ranks.rank} "
-                             f"WORLD_SIZE={ranks.world_size}.")
+            raise UsageError(
+                f"RANK must be in [0, WORLD_SIZE) with WORLD_SIZE >= 1, got RANK={ranks.rank} "
+                f"WORLD_SIZE={ranks.world_size}."
+            )
         return ranks
 
     @property
@@ -75,7 +80,7 @@ class Ranks:
 
     def owned(self, sample_ids: list[str]) -> set[str]:
         """The samples this rank evaluates: every ``world_size``-th, starting at ``rank`` (balanced, stable)."""
-        return set(sample_ids[self.rank::self.world_size])
+        return set(sample_ids[self.rank :: self.world_size])
 
 
 def current_ranks() -> Ranks:
@@ -117,8 +122,13 @@ class ShardView(Mapping):
         return len(self._stored)
 
 
-def wait_until(ready: Callable[[], T | None], describe: Callable[[], str], *, timeout: float | None = None,
-               poll: float = POLL_SECONDS) -> T:
+def wait_until(
+    ready: Callable[[], T | None],
+    describe: Callable[[], str],
+    *,
+    timeout: float | None = None,
+    poll: float = POLL_SECONDS,
+) -> T:
     """Poll ``ready()`` until it returns something other than None; ``describe()`` says what is awaited.
 
     A rank that fails ends the whole launch (torchrun and accelerate stop the other processes), so the

@@ -23,7 +23,17 @@ from typing import Any, Protocol
 
 from .parameter_words import python_words
 
-__all__ = ["Reporter", "bar", "note", "result", "warning", "warning_line", "use_reporter", "quiet_third_party", "NOISY_LOGGERS"]
+__all__ = [
+    "Reporter",
+    "bar",
+    "note",
+    "result",
+    "warning",
+    "warning_line",
+    "use_reporter",
+    "quiet_third_party",
+    "NOISY_LOGGERS",
+]
 
 #: Library loggers lowered to ERROR while quiet (their warnings are hints for their own CLIs).
 NOISY_LOGGERS = ("lm_eval", "transformers", "datasets", "huggingface_hub", "accelerate", "evaluate", "absl")

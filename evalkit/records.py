@@ -19,9 +19,24 @@ from typing import Any
 
 from .errors import UsageError
 
-__all__ = ["SCHEMA_VERSION", "SampleRecord", "TaskResult", "CheckpointInfo", "EvalResult", "sample_order_key",
-           "in_sample_order", "MetricSpec", "record_value", "LEVELS", "UNITS", "BREAKDOWN_COUNT_FIELDS",
-           "COLUMNS_VERSION", "SAMPLE_COLUMNS", "columns_frame", "check_field"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "SampleRecord",
+    "TaskResult",
+    "CheckpointInfo",
+    "EvalResult",
+    "sample_order_key",
+    "in_sample_order",
+    "MetricSpec",
+    "record_value",
+    "LEVELS",
+    "UNITS",
+    "BREAKDOWN_COUNT_FIELDS",
+    "COLUMNS_VERSION",
+    "SAMPLE_COLUMNS",
+    "columns_frame",
+    "check_field",
+]
 
 #: Bump when a field changes meaning; readers refuse newer major versions.
 SCHEMA_VERSION = 1
@@ -129,9 +144,13 @@ class MetricSpec:
         if not isinstance(self.binary, bool) and self.binary is not None:
             raise ValueError(f"MetricSpec binary must be True or False; got {self.binary!r}.")
         if self.binary and self.level != "sample":
-            raise ValueError("MetricSpec: 'binary' says a sample metric's per-unit values are 0/1; a corpus metric has none.")
+            raise ValueError(
+                "MetricSpec: 'binary' says a sample metric's per-unit values are 0/1; a corpus metric has none."
+            )
         if self.interval is not None and self.level != "corpus":
-            raise ValueError("MetricSpec: 'interval' chooses how a corpus metric is resampled; a sample metric has none.")
+            raise ValueError(
+                "MetricSpec: 'interval' chooses how a corpus metric is resampled; a sample metric has none."
+            )
 
     def score_field(self, metric: str) -> str | None:
         """The record field of the per-unit values (None for a corpus metric)."""
@@ -143,7 +162,9 @@ class MetricSpec:
         data = dataclasses.asdict(self)
         if data["interval"] is None:  # the default: declarations written before the field existed stay as they were
             del data["interval"]
-        if self.level != "sample" or self.binary is None:  # only sample metrics say it; None: a stored spec predating it
+        if (
+            self.level != "sample" or self.binary is None
+        ):  # only sample metrics say it; None: a stored spec predating it
             del data["binary"]
         return data
 
@@ -186,10 +207,12 @@ def _check_bounds(bounds: Any) -> tuple[float, float]:
 
 
 def check_field(path: Any, what: str) -> str:
-    if not isinstance(path, str) or not (path in _FIELD_ROOTS or (path.startswith(("scores.", "extra.")) and
-                                                                  len(path.split(".", 1)[1]) > 0)):
-        raise ValueError(f"{what} must be one of {', '.join(_FIELD_ROOTS)} or 'scores.NAME' / 'extra.NAME'; "
-                         f"got {path!r}.")
+    if not isinstance(path, str) or not (
+        path in _FIELD_ROOTS or (path.startswith(("scores.", "extra.")) and len(path.split(".", 1)[1]) > 0)
+    ):
+        raise ValueError(
+            f"{what} must be one of {', '.join(_FIELD_ROOTS)} or 'scores.NAME' / 'extra.NAME'; got {path!r}."
+        )
     return path
 
 
@@ -234,17 +257,27 @@ class SampleRecord:
         (str, int, float, bool, None, dict, list: asdict's copy of those is the same), which records nearly
         always are; anything else takes ``asdict`` itself. Called twice per sample (store, results)."""
         try:
-            return {"sample_id": self.sample_id, "target": _json_copy(self.target),
-                    "prediction": _json_copy(self.prediction), "correct": _json_copy(self.correct),
-                    "scores": _json_copy(self.scores), "group": _json_copy(self.group),
-                    "input": _json_copy(self.input), "extra": _json_copy(self.extra)}
+            return {
+                "sample_id": self.sample_id,
+                "target": _json_copy(self.target),
+                "prediction": _json_copy(self.prediction),
+                "correct": _json_copy(self.correct),
+                "scores": _json_copy(self.scores),
+                "group": _json_copy(self.group),
+                "input": _json_copy(self.input),
+                "extra": _json_copy(self.extra),
+            }
         except _NotPlainJson:
             return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SampleRecord":
-        return cls(**{f.name: data.get(f.name, f.default if f.default is not dataclasses.MISSING else {})
-                      for f in dataclasses.fields(cls)})
+        return cls(
+            **{
+                f.name: data.get(f.name, f.default if f.default is not dataclasses.MISSING else {})
+                for f in dataclasses.fields(cls)
+            }
+        )
 
 
 _DIGITS = re.compile(r"([0-9]+)")
@@ -265,8 +298,9 @@ def sample_order_key(sample_id: object) -> tuple:
     parts = _DIGITS.split(str(sample_id))
     # Text and digit runs alternate (text first), so each position compares like with like; digit runs
     # compare by value without int() (ids may hold more digits than Python converts).
-    return tuple(part if i % 2 == 0 else (len(part.lstrip("0")), part.lstrip("0"), part)
-                 for i, part in enumerate(parts))
+    return tuple(
+        part if i % 2 == 0 else (len(part.lstrip("0")), part.lstrip("0"), part) for i, part in enumerate(parts)
+    )
 
 
 def in_sample_order(records: "list[SampleRecord]") -> "list[SampleRecord]":
@@ -416,14 +450,21 @@ class EvalResult:
 
         # Per-sample detail and timing stay as evalkit wrote them; the rest reaches comparison.json, where
         # NaN has no place.
-        validate(data, RESULTS, source=source, hint="; regenerate it with `evalkit eval --out`",
-                 finite_except=("samples", "timing"))
+        validate(
+            data,
+            RESULTS,
+            source=source,
+            hint="; regenerate it with `evalkit eval --out`",
+            finite_except=("samples", "timing"),
+        )
         for name, task in data["tasks"].items():  # samples are paired by id: a repeated id would pair twice
             ids = [s["sample_id"] for s in task.get("samples") or []]
             if len(ids) != len(set(ids)):
                 repeated = sorted({i for i in ids if ids.count(i) > 1}, key=sample_order_key)
-                raise UsageError(f"{source}: tasks.{name}.samples: sample id(s) {', '.join(map(repr, repeated[:5]))} "
-                                 f"appear more than once; regenerate it with `evalkit eval --out`.")
+                raise UsageError(
+                    f"{source}: tasks.{name}.samples: sample id(s) {', '.join(map(repr, repeated[:5]))} "
+                    f"appear more than once; regenerate it with `evalkit eval --out`."
+                )
         try:
             return cls(
                 checkpoint=CheckpointInfo.from_dict(data["checkpoint"]),
@@ -433,7 +474,9 @@ class EvalResult:
                 schema_version=version,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # e.g. a metric declaration MetricSpec refuses
-            raise UsageError(f"{source}: not an evalkit results file ({exc}); regenerate it with `evalkit eval --out`.") from None
+            raise UsageError(
+                f"{source}: not an evalkit results file ({exc}); regenerate it with `evalkit eval --out`."
+            ) from None
 
     @classmethod
     def load(cls, path: str | Path) -> "EvalResult":
@@ -447,8 +490,18 @@ class EvalResult:
 #: Bumped when a documented column of evalkit's pandas tables is renamed, removed or changes meaning.
 COLUMNS_VERSION = 1
 #: ``EvalResult.to_pandas()``: one row per (task, sample), then ``score.NAME`` and ``breakdown.KIND`` columns.
-SAMPLE_COLUMNS = ("checkpoint", "task", "axis", "sample_id", "input", "target", "prediction", "correct",
-                  "confidence", "group")
+SAMPLE_COLUMNS = (
+    "checkpoint",
+    "task",
+    "axis",
+    "sample_id",
+    "input",
+    "target",
+    "prediction",
+    "correct",
+    "confidence",
+    "group",
+)
 
 
 def columns_frame(rows: list[dict[str, Any]], columns: list[str]) -> Any:
@@ -465,10 +518,18 @@ def _samples_frame(result: EvalResult) -> Any:
     for name, task in result.tasks.items():
         keys = _breakdown_fields(task)
         for record in task.samples:
-            row = {"checkpoint": result.checkpoint.label, "task": name, "axis": task.axis,
-                   "sample_id": record.sample_id, "input": record.input, "target": record.target,
-                   "prediction": record.prediction, "correct": record.correct,
-                   "confidence": _confidence(record), "group": record.group}
+            row = {
+                "checkpoint": result.checkpoint.label,
+                "task": name,
+                "axis": task.axis,
+                "sample_id": record.sample_id,
+                "input": record.input,
+                "target": record.target,
+                "prediction": record.prediction,
+                "correct": record.correct,
+                "confidence": _confidence(record),
+                "group": record.group,
+            }
             row.update({f"score.{key}": value for key, value in record.scores.items()})
             row.update({f"breakdown.{kind}": record_value(record, field) for kind, field in keys.items()})
             extra_columns.update(dict.fromkeys(k for k in row if k not in SAMPLE_COLUMNS))

@@ -46,8 +46,14 @@ class Registry(Generic[T]):
     (its ``name`` attribute by default), which a plug-in's entry-point name must equal.
     """
 
-    def __init__(self, what: str, *, entry_point_group: str | None = None, builtins: tuple[str, ...] = (),
-                 name_of: Callable[[Any], Any] = _name_attribute):
+    def __init__(
+        self,
+        what: str,
+        *,
+        entry_point_group: str | None = None,
+        builtins: tuple[str, ...] = (),
+        name_of: Callable[[Any], Any] = _name_attribute,
+    ):
         self.what = what
         self.entry_point_group = entry_point_group
         self._builtin_modules = builtins
@@ -113,8 +119,10 @@ class Registry(Generic[T]):
             try:
                 entry = ep.load()
                 if self._name_of(entry) != ep.name:
-                    raise TypeError(f"it is registered as {ep.name!r} but its class says "
-                                    f"name={self._name_of(entry)!r}; make them equal")
+                    raise TypeError(
+                        f"it is registered as {ep.name!r} but its class says "
+                        f"name={self._name_of(entry)!r}; make them equal"
+                    )
                 self.register(entry)
             except Exception as exc:  # noqa: BLE001 - whatever a plug-in raises must not break the others
                 reason = " ".join(f"{type(exc).__name__}: {exc}".split())

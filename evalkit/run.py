@@ -24,8 +24,15 @@ from .taskconfig import TaskConfig
 if TYPE_CHECKING:
     from .checkpoints import Checkpoint
 
-__all__ = ["evaluate_checkpoint", "library_versions", "build_evaluators", "run_keys", "stored_task_names",
-           "evaluation_line", "check_capabilities"]
+__all__ = [
+    "evaluate_checkpoint",
+    "library_versions",
+    "build_evaluators",
+    "run_keys",
+    "stored_task_names",
+    "evaluation_line",
+    "check_capabilities",
+]
 
 
 def library_versions() -> dict[str, str]:
@@ -51,8 +58,10 @@ def check_capabilities(checkpoint: Checkpoint, task: TaskConfig, evaluator) -> N
     for need in sorted(evaluator.needs):
         reason = _unsupported_reason(checkpoint, need)
         if reason:
-            raise UsageError(f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
-                             f"({checkpoint.kind}) cannot answer: {reason}; or leave the task out.")
+            raise UsageError(
+                f"task {task.name!r} needs {need} requests, which checkpoint {checkpoint.label!r} "
+                f"({checkpoint.kind}) cannot answer: {reason}; or leave the task out."
+            )
 
 
 def _unsupported_reason(checkpoint, need: str) -> str | None:
@@ -62,9 +71,15 @@ def _unsupported_reason(checkpoint, need: str) -> str | None:
     return None if checkpoint.supports(need) else "use a generation-only task or another checkpoint kind"
 
 
-def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore,
-                        *, evaluators: list | None = None, rerun: bool = False,
-                        ranks: Ranks | None = None) -> EvalResult:
+def evaluate_checkpoint(
+    checkpoint: Checkpoint,
+    tasks: list[TaskConfig],
+    store: ResultStore,
+    *,
+    evaluators: list | None = None,
+    rerun: bool = False,
+    ranks: Ranks | None = None,
+) -> EvalResult:
     """Results of ``checkpoint`` on ``tasks``, from the store where possible.
 
     Under a multi-process launch each rank evaluates its share of every pending task (evalkit.parallel).
@@ -93,26 +108,44 @@ def evaluate_checkpoint(checkpoint: Checkpoint, tasks: list[TaskConfig], store: 
     return EvalResult(checkpoint=info, versions=versions, tasks=results, created=now)
 
 
-def run_keys(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list,
-             versions: dict[str, str] | None = None) -> list[RunKey]:
+def run_keys(
+    checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list, versions: dict[str, str] | None = None
+) -> list[RunKey]:
     """The store's key of each task's run on ``checkpoint`` (what makes two runs interchangeable)."""
     versions = versions or library_versions()
     info = checkpoint.info
     settings = settings_hash(info.settings)  # --dtype, --max-length, ...: same files, other outputs
-    return [RunKey(info.fingerprint, task.name, evaluator.config_hash(), evaluator.name, evaluator.version,
-                   versions["lm-eval"], settings) for task, evaluator in zip(tasks, evaluators)]
+    return [
+        RunKey(
+            info.fingerprint,
+            task.name,
+            evaluator.config_hash(),
+            evaluator.name,
+            evaluator.version,
+            versions["lm-eval"],
+            settings,
+        )
+        for task, evaluator in zip(tasks, evaluators)
+    ]
 
 
-def stored_task_names(checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list,
-                      store: ResultStore) -> list[str]:
+def stored_task_names(
+    checkpoint: Checkpoint, tasks: list[TaskConfig], evaluators: list, store: ResultStore
+) -> list[str]:
     """The tasks whose complete results ``store`` already holds for ``checkpoint`` (no model loads for them)."""
     keys = run_keys(checkpoint, tasks, evaluators)
     return [task.name for task, key in zip(tasks, keys) if store.completed_result(key) is not None]
 
 
-def evaluation_line(checkpoint: Checkpoint, tasks: list[TaskConfig], store: ResultStore, *,
-                    evaluators: list | None = None, rerun: bool = False) -> str:
-    """"evaluating LABEL (kind: where)", or "LABEL (...): answered from the store" when no model will run."""
+def evaluation_line(
+    checkpoint: Checkpoint,
+    tasks: list[TaskConfig],
+    store: ResultStore,
+    *,
+    evaluators: list | None = None,
+    rerun: bool = False,
+) -> str:
+    """ "evaluating LABEL (kind: where)", or "LABEL (...): answered from the store" when no model will run."""
     from .checkpoints import format_settings
 
     settings = format_settings(getattr(checkpoint, "settings", None) or {})  # e.g. a server's endpoint
@@ -136,8 +169,11 @@ def _from_store(result: TaskResult | None) -> TaskResult | None:
 def _refuse_parallel_rerun(ranks: Ranks, rerun: bool) -> None:
     # Ranks start at different moments: one rank's discard could delete samples another already stored.
     if rerun and ranks.parallel:
-        raise UsageError("rerun cannot be used with several processes (WORLD_SIZE > 1): one rank could discard "
-                         "samples another already stored; use a new store file instead.", param="rerun")
+        raise UsageError(
+            "rerun cannot be used with several processes (WORLD_SIZE > 1): one rank could discard "
+            "samples another already stored; use a new store file instead.",
+            param="rerun",
+        )
 
 
 def _request_stats(lm) -> dict[str, float]:
@@ -145,9 +181,14 @@ def _request_stats(lm) -> dict[str, float]:
     stats = getattr(lm, "request_stats", None)
     if stats is None:
         return {}
-    return {"requests": stats.requests, "retries": stats.retries, "request_seconds": stats.seconds,
-            "next_token_requests": stats.next_token_requests, "exact_token_requests": stats.exact_token_requests,
-            "rescored_per_option": stats.rescored_per_option}
+    return {
+        "requests": stats.requests,
+        "retries": stats.retries,
+        "request_seconds": stats.seconds,
+        "next_token_requests": stats.next_token_requests,
+        "exact_token_requests": stats.exact_token_requests,
+        "rescored_per_option": stats.rescored_per_option,
+    }
 
 
 def _scoring_setting(lm, evaluator, timing: dict) -> str | None:
@@ -158,8 +199,9 @@ def _scoring_setting(lm, evaluator, timing: dict) -> str | None:
     return "shared_prefix" if timing.get("next_token_requests") else "per_option"
 
 
-def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: ResultStore, key: RunKey,
-              ranks: Ranks) -> TaskResult:
+def _run_task(
+    checkpoint: Checkpoint, task: TaskConfig, evaluator, store: ResultStore, key: RunKey, ranks: Ranks
+) -> TaskResult:
     store.start_run(key, checkpoint.info.to_dict())
     done = store.load_samples(key)
     started = time.perf_counter()
@@ -184,8 +226,12 @@ def _run_task(checkpoint: Checkpoint, task: TaskConfig, evaluator, store: Result
             f"task {task.name!r} on checkpoint {checkpoint.label!r} failed: {type(exc).__name__}: {exc} "
             f"(finished samples are stored; evaluate again to resume)."
         ) from exc
-    result.timing = {"answered_from_store": False, "seconds": round(time.perf_counter() - started, 3),
-                     "model_load_seconds": round(load_seconds, 3), "resumed_samples": len(done)}
+    result.timing = {
+        "answered_from_store": False,
+        "seconds": round(time.perf_counter() - started, 3),
+        "model_load_seconds": round(load_seconds, 3),
+        "resumed_samples": len(done),
+    }
     result.timing.update({k: round(v - requests_before[k], 3) for k, v in _request_stats(lm).items()})
     scoring = _scoring_setting(lm, evaluator, result.timing)
     if scoring:
@@ -202,12 +248,16 @@ def _evaluate_records(evaluator, lm, done: dict, store: ResultStore, key: RunKey
     ids = evaluator.sample_ids()
     owned = ranks.owned(ids)
     evaluator.run(lm, done=ShardView(done, owned), save=save)
-    note(f"rank {ranks.rank}/{ranks.world_size}: evaluated {len(owned - done.keys())} of {len(ids)} samples of "
-         f"task {key.task} ({len(owned & done.keys())} of its share were stored already)")
+    note(
+        f"rank {ranks.rank}/{ranks.world_size}: evaluated {len(owned - done.keys())} of {len(ids)} samples of "
+        f"task {key.task} ({len(owned & done.keys())} of its share were stored already)"
+    )
     if not ranks.main:
         return None
-    stored = wait_until(lambda: _all_stored(store, key, ids),
-                        lambda: f"{store.count_samples(key)}/{len(ids)} samples of task {key.task} stored")
+    stored = wait_until(
+        lambda: _all_stored(store, key, ids),
+        lambda: f"{store.count_samples(key)}/{len(ids)} samples of task {key.task} stored",
+    )
     return [stored[sample_id] for sample_id in ids]
 
 

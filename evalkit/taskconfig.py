@@ -58,7 +58,7 @@ class TaskConfig:
         text = str(value)
         for prefix in ("${EVALKIT_DATA}", "$EVALKIT_DATA"):
             if text.startswith(prefix + "/") or text.startswith(prefix + "\\"):
-                return self._data_root(text) / text[len(prefix) + 1:]
+                return self._data_root(text) / text[len(prefix) + 1 :]
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
 
@@ -67,9 +67,11 @@ class TaskConfig:
 
         root = data_root()
         if root is None:
-            raise UsageError(f"{self.source}: {value} is under the data root, which is not set here; set "
-                             f"EVALKIT_DATA=DIR (the folder holding {value.split('/', 1)[1]}) or point the task "
-                             f"at its file with {arg('overrides', repr(self.name + '.data=PATH'))} (or another path key).")
+            raise UsageError(
+                f"{self.source}: {value} is under the data root, which is not set here; set "
+                f"EVALKIT_DATA=DIR (the folder holding {value.split('/', 1)[1]}) or point the task "
+                f"at its file with {arg('overrides', repr(self.name + '.data=PATH'))} (or another path key)."
+            )
         return root
 
 
@@ -90,7 +92,9 @@ def load_task_file(path: str | Path) -> TaskConfig:
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise UsageError(f"{path}: key '{key}' is required and must be a non-empty string.")
     if "." in data["name"]:
-        raise UsageError(f"{path}: key 'name' must not contain '.', got {data['name']!r} (metrics are named TASK.METRIC).")
+        raise UsageError(
+            f"{path}: key 'name' must not contain '.', got {data['name']!r} (metrics are named TASK.METRIC)."
+        )
     options = {k: v for k, v in data.items() if k not in _COMMON_KEYS}
     cluster_field = data.get("cluster_field")
     if cluster_field is not None:
@@ -115,8 +119,9 @@ def _looks_like_path(item: str) -> bool:
     return item.endswith((".yaml", ".yml")) or "/" in item or "\\" in item
 
 
-def resolve_tasks(items: list[str | TaskConfig] | str,
-                  overrides: dict[str, dict[str, Any]] | None = None) -> list[TaskConfig]:
+def resolve_tasks(
+    items: list[str | TaskConfig] | str, overrides: dict[str, dict[str, Any]] | None = None
+) -> list[TaskConfig]:
     """Turn task items (names, paths or TaskConfig objects, copied) into task configs, applying overrides."""
     if isinstance(items, str):
         items = [part.strip() for part in items.split(",") if part.strip()]
@@ -126,13 +131,16 @@ def resolve_tasks(items: list[str | TaskConfig] | str,
     names = [c.name for c in configs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise UsageError(f"task name(s) {', '.join(duplicates)} given twice; each task runs once per checkpoint.",
-                         param="tasks")
+        raise UsageError(
+            f"task name(s) {', '.join(duplicates)} given twice; each task runs once per checkpoint.", param="tasks"
+        )
     for task_name, values in (overrides or {}).items():
         matching = [c for c in configs if c.name == task_name]
         if not matching:
-            raise UsageError(f"an override names no task named {task_name!r} among the tasks "
-                             f"({', '.join(names)}).", param="overrides")
+            raise UsageError(
+                f"an override names no task named {task_name!r} among the tasks ({', '.join(names)}).",
+                param="overrides",
+            )
         matching[0].options.update(_paths_from_here(values))
     return configs
 
@@ -144,9 +152,12 @@ PATH_KEYS = ("data", "train_data", "taxonomy", "lm_eval_config")
 
 def _paths_from_here(values: dict[str, Any]) -> dict[str, Any]:
     """Override values with relative paths made absolute from the current folder; ``$EVALKIT_DATA/...`` kept."""
-    return {key: str(Path(value).expanduser().absolute())
-            if key in PATH_KEYS and isinstance(value, str) and value and not value.startswith("$") else value
-            for key, value in values.items()}
+    return {
+        key: str(Path(value).expanduser().absolute())
+        if key in PATH_KEYS and isinstance(value, str) and value and not value.startswith("$")
+        else value
+        for key, value in values.items()
+    }
 
 
 def _resolve_one(item: str | TaskConfig) -> TaskConfig:
@@ -186,6 +197,7 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, dict[str, A
 
 
 # ----------------------------------------------------------------------------- option validation
+
 
 def validate_options(options: dict[str, Any], schema: type, config: TaskConfig) -> Any:
     """Build the evaluator's options dataclass ``schema`` from ``options``, with clear errors.
@@ -245,8 +257,15 @@ def _allowed_types(hint: Any) -> tuple | None:
 
 
 def _type_name(t: Any) -> str:
-    return {type(None): "null", str: "a string", int: "an integer", float: "a number", bool: "true/false",
-            list: "a list", dict: "a mapping"}.get(t, getattr(t, "__name__", str(t)))
+    return {
+        type(None): "null",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true/false",
+        list: "a list",
+        dict: "a mapping",
+    }.get(t, getattr(t, "__name__", str(t)))
 
 
 def check_choice(value: Any, allowed: tuple | list, key: str, config: TaskConfig) -> Any:

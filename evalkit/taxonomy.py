@@ -378,7 +378,9 @@ def _csv_rows(reader: Any, path: Path, columns: Sequence[str] | None) -> Iterato
             if is_header:
                 continue
         if len(row) <= max(select):
-            raise UsageError(f"{path} line {line_no}: row has {len(row)} column(s), expected at least {max(select) + 1}.")
+            raise UsageError(
+                f"{path} line {line_no}: row has {len(row)} column(s), expected at least {max(select) + 1}."
+            )
         if len(select) == 1:
             yield line_no, row[select[0]]
         else:
@@ -472,7 +474,9 @@ def _json_pairs(path: Path):
         keys = [k for k, _ in pairs]
         duplicates = sorted({k for k in keys if keys.count(k) > 1})
         if duplicates:
-            raise UsageError(f"{path}: duplicate key(s) {duplicates} in one object (key path: {keys}); remove one of them.")
+            raise UsageError(
+                f"{path}: duplicate key(s) {duplicates} in one object (key path: {keys}); remove one of them."
+            )
         return dict(pairs)
 
     return hook

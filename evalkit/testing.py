@@ -17,9 +17,14 @@ __all__ = ["build_tiny_model", "TINY_CORPUS"]
 TINY_CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
     "Question: What is the capital of France? Answer: A. Paris B. Rome C. Berlin D. Madrid",
-    "Answer: A", "Answer: B", "Answer: C", "Answer: D",
+    "Answer: A",
+    "Answer: B",
+    "Answer: C",
+    "Answer: D",
     "Product quality > Damaged item > Arrived broken > Screen cracked",
-    "Delivery > Late delivery > Courier delay", "Customer service > Rude agent", "Returns and refunds > Refund not received",
+    "Delivery > Late delivery > Courier delay",
+    "Customer service > Rude agent",
+    "Returns and refunds > Refund not received",
     "Write a short essay about the history of computing without using any commas.",
     "Label: the package arrived late and the box was damaged, I want a refund.",
     "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 .,;:!?'\"()[]{}<>-_/\\|@#$%^&*+=~`",
@@ -31,9 +36,19 @@ _CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_model(path: str | Path, *, arch: str = "llama", seed: int = 0, hidden: int = 32, layers: int = 2,
-                     vocab_size: int = 512, chat_template: bool = False, max_positions: int = 1024,
-                     bos: bool = False, init_range: float = 0.02) -> Path:
+def build_tiny_model(
+    path: str | Path,
+    *,
+    arch: str = "llama",
+    seed: int = 0,
+    hidden: int = 32,
+    layers: int = 2,
+    vocab_size: int = 512,
+    chat_template: bool = False,
+    max_positions: int = 1024,
+    bos: bool = False,
+    init_range: float = 0.02,
+) -> Path:
     """Save a tiny random-weight causal LM with a trained BPE tokenizer to ``path`` and return it.
 
     ``bos``: the tokenizer prepends ``<s>`` to every text (and a chat template starts with ``{{ bos_token }}``);
@@ -48,27 +63,46 @@ def build_tiny_model(path: str | Path, *, arch: str = "llama", seed: int = 0, hi
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(TINY_CORPUS * 4, trainer=trainer)
     if bos:
         bos_id = tok.token_to_id("<s>")
-        tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
-                                                           special_tokens=[("<s>", bos_id)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   model_max_length=max_positions)
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos_id)]
+        )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", model_max_length=max_positions
+    )
     if chat_template:
         fast.chat_template = ("{{ bos_token }}" if bos else "") + _CHAT_TEMPLATE
     fast.save_pretrained(path)
-    common = dict(vocab_size=len(fast), bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
-                  pad_token_id=fast.pad_token_id)
+    common = dict(
+        vocab_size=len(fast),
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+    )
     if arch == "llama":
-        config = LlamaConfig(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
-                             num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=max_positions,
-                             tie_word_embeddings=True, initializer_range=init_range, **common)
+        config = LlamaConfig(
+            hidden_size=hidden,
+            intermediate_size=hidden * 2,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=max_positions,
+            tie_word_embeddings=True,
+            initializer_range=init_range,
+            **common,
+        )
     elif arch == "gpt2":
-        config = GPT2Config(n_embd=hidden, n_layer=layers, n_head=4, n_positions=max_positions,
-                            initializer_range=init_range, **common)
+        config = GPT2Config(
+            n_embd=hidden, n_layer=layers, n_head=4, n_positions=max_positions, initializer_range=init_range, **common
+        )
     else:
         raise ValueError(f"arch must be 'llama' or 'gpt2', got {arch!r}")
     torch.manual_seed(seed)

@@ -34,8 +34,8 @@ class PairEncoder:
 
     def __init__(self, lm: Any):
         self.lm = lm
-        self._cache: dict[str, list[int]] = {}   # fully tokenised strings (HFLM.tok_encode)
-        self._tails: dict[str, list[int]] = {}   # continuations' ids after a head (see _encode_tails)
+        self._cache: dict[str, list[int]] = {}  # fully tokenised strings (HFLM.tok_encode)
+        self._tails: dict[str, list[int]] = {}  # continuations' ids after a head (see _encode_tails)
         self._joined: dict[str, tuple[str, str]] = {}  # string -> (head, tail): ids(head) + tail ids
         self._bos = lm.tokenizer.decode(lm.prefix_token_id)
         self.boundary = join_boundary(lm.tokenizer)  # characters a joined tail may start with
@@ -50,11 +50,17 @@ class PairEncoder:
         except ImportError:
             return False
         cls = type(lm)
-        return (isinstance(lm, HFLM) and getattr(lm, "backend", None) == "causal"
-                and not getattr(lm, "enable_thinking", False)
-                and not any(name in vars(lm) for name in ("loglikelihood", "tok_encode", "_encode_pair", "_loglikelihood_tokens"))
-                and cls.loglikelihood is HFLM.loglikelihood and cls.tok_encode is HFLM.tok_encode
-                and cls._encode_pair is TemplateLM._encode_pair)
+        return (
+            isinstance(lm, HFLM)
+            and getattr(lm, "backend", None) == "causal"
+            and not getattr(lm, "enable_thinking", False)
+            and not any(
+                name in vars(lm) for name in ("loglikelihood", "tok_encode", "_encode_pair", "_loglikelihood_tokens")
+            )
+            and cls.loglikelihood is HFLM.loglikelihood
+            and cls.tok_encode is HFLM.tok_encode
+            and cls._encode_pair is TemplateLM._encode_pair
+        )
 
     def encode(self, docs: list[Any]) -> None:
         """Set ``doc.tokens`` for the log-likelihood requests of ``docs`` (strings tokenised in bulk).
@@ -62,12 +68,16 @@ class PairEncoder:
         ``docs`` are :class:`evalkit.general.lmeval.requests.Doc` objects (lm-eval ``instances``, ``tokens``
         set here); every doc must have non-empty contexts (see :func:`~evalkit.general.lmeval.requests.encodable`)."""
         todo = [d for d in docs if d.tokens is None]
-        pairs = [[split_trailing_space(*inst.args) for inst in d.instances if inst.request_type == "loglikelihood"]
-                 for d in todo]
+        pairs = [
+            [split_trailing_space(*inst.args) for inst in d.instances if inst.request_type == "loglikelihood"]
+            for d in todo
+        ]
         self.encode_pairs([pair for doc_pairs in pairs for pair in doc_pairs])
         for d, doc_pairs in zip(todo, pairs):
-            d.tokens = [self._request(inst.args, ctx, cont)
-                        for inst, (ctx, cont) in zip((i for i in d.instances if i.request_type == "loglikelihood"), doc_pairs)]
+            d.tokens = [
+                self._request(inst.args, ctx, cont)
+                for inst, (ctx, cont) in zip((i for i in d.instances if i.request_type == "loglikelihood"), doc_pairs)
+            ]
 
     def _request(self, args: tuple, context: str, continuation: str):
         ctx, cont = self.pair(context, continuation)
@@ -79,7 +89,7 @@ class PairEncoder:
         head, tail = self._joined.get(context + continuation, (None, None))
         if head == context:  # joined to this very context: the continuation's ids are the tail's
             return ctx, self._tails[tail]
-        return ctx, self.ids(context + continuation)[len(ctx):]
+        return ctx, self.ids(context + continuation)[len(ctx) :]
 
     def ids(self, string: str) -> list[int]:
         """``HFLM.tok_encode(string)`` of a string encoded by ``encode_pairs``."""
@@ -115,14 +125,14 @@ class PairEncoder:
         if head is None:
             full.add(string)
             return
-        self._joined[string] = (head, string[len(head):])
-        self._plan(head, heads[heads.index(head) + 1:], full)
+        self._joined[string] = (head, string[len(head) :])
+        self._plan(head, heads[heads.index(head) + 1 :], full)
 
     def _verify(self) -> None:
         """Check the first joined strings against full tokenisation; on a difference stop joining."""
         if self._to_verify <= 0 or not self._joined:
             return
-        sample = sorted(s for s in self._joined if s not in self._cache)[:self._to_verify]
+        sample = sorted(s for s in self._joined if s not in self._cache)[: self._to_verify]
         composed = {s: self.ids(s) for s in sample}
         self.encode_strings(sample)
         self._to_verify -= len(sample)
@@ -139,9 +149,10 @@ class PairEncoder:
         the tail's, whatever that context is, so a one-letter head stands for every context."""
         texts = sorted(tails)
         if texts:
-            head, *ids = self.lm.tokenizer([_TAIL_HEAD] + [_TAIL_HEAD + text for text in texts],
-                                           add_special_tokens=False)["input_ids"]
-            self._tails.update((text, tail_ids[len(head):]) for text, tail_ids in zip(texts, ids))
+            head, *ids = self.lm.tokenizer(
+                [_TAIL_HEAD] + [_TAIL_HEAD + text for text in texts], add_special_tokens=False
+            )["input_ids"]
+            self._tails.update((text, tail_ids[len(head) :]) for text, tail_ids in zip(texts, ids))
 
     def encode_strings(self, strings) -> None:
         """HFLM.tok_encode for every new string, one tokenizer call per special-tokens setting."""
@@ -172,10 +183,12 @@ _TAIL_HEAD = "a"
 #: only a space or a tab may start the tail there.
 SPLIT_PATTERNS = {
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""": frozenset(" \t\n\r"),
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""":
-        frozenset(" \t"),
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""":
-        frozenset(" \t"),
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""": frozenset(
+        " \t"
+    ),
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""": frozenset(
+        " \t"
+    ),
 }
 _GPT2_BOUNDARY = frozenset(" \t\n\r")
 _METASPACE = "\u2581"
@@ -184,8 +197,13 @@ _METASPACE = "\u2581"
 def _safe_boundary(string: str, head: str, boundary: frozenset = _GPT2_BOUNDARY) -> bool:
     """``string`` = ``head`` + a tail starting with a ``boundary`` character, ``head`` ending in a non-space
     character other than sentencepiece's ``▁``."""
-    return (len(string) > len(head) and string.startswith(head) and string[len(head)] in boundary
-            and not head[-1].isspace() and head[-1] != _METASPACE)
+    return (
+        len(string) > len(head)
+        and string.startswith(head)
+        and string[len(head)] in boundary
+        and not head[-1].isspace()
+        and head[-1] != _METASPACE
+    )
 
 
 def joins_at_whitespace(tokenizer: Any) -> bool:
@@ -232,7 +250,7 @@ def join_boundary(tokenizer: Any) -> frozenset:
     probe = "a b"
     plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
     special = tokenizer(probe)["input_ids"]
-    return boundary if special[len(special) - len(plain):] == plain else frozenset()
+    return boundary if special[len(special) - len(plain) :] == plain else frozenset()
 
 
 def _shape_boundary(normalizer: dict | None, pre: dict | None, model: dict) -> frozenset:
@@ -244,15 +262,25 @@ def _shape_boundary(normalizer: dict | None, pre: dict | None, model: dict) -> f
         if len(steps) == 2 and steps[0].get("type") == "Split" and steps[1].get("type") == "ByteLevel":
             split, byte_level = steps
             pattern = (split.get("pattern") or {}).get("Regex")
-            if (split.get("behavior") == "Isolated" and not split.get("invert") and not byte_level.get("use_regex")
-                    and not byte_level.get("add_prefix_space")):
+            if (
+                split.get("behavior") == "Isolated"
+                and not split.get("invert")
+                and not byte_level.get("use_regex")
+                and not byte_level.get("add_prefix_space")
+            ):
                 return SPLIT_PATTERNS.get(pattern, frozenset())
         return frozenset()
     metaspace = normalizer is None and kind == "Metaspace" and pre.get("replacement") == _METASPACE
-    prepend_replace = pre is None and normalizer == {"type": "Sequence", "normalizers": [
-        {"type": "Prepend", "prepend": _METASPACE}, {"type": "Replace", "pattern": {"String": " "}, "content": _METASPACE}]}
-    if (metaspace or prepend_replace) and not any(_METASPACE in token.lstrip(_METASPACE)
-                                                  for token in (model.get("vocab") or {})):
+    prepend_replace = pre is None and normalizer == {
+        "type": "Sequence",
+        "normalizers": [
+            {"type": "Prepend", "prepend": _METASPACE},
+            {"type": "Replace", "pattern": {"String": " "}, "content": _METASPACE},
+        ],
+    }
+    if (metaspace or prepend_replace) and not any(
+        _METASPACE in token.lstrip(_METASPACE) for token in (model.get("vocab") or {})
+    ):
         return frozenset(" ")
     return frozenset()
 
@@ -260,8 +288,11 @@ def _shape_boundary(normalizer: dict | None, pre: dict | None, model: dict) -> f
 def _added_tokens_keep(tokenizer: Any, boundary: frozenset) -> bool:
     for token in getattr(tokenizer, "added_tokens_decoder", {}).values():
         text = str(token)
-        if getattr(token, "rstrip", False) or getattr(token, "single_word", False) or any(
-                not a.isspace() and b in boundary for a, b in zip(text, text[1:])):
+        if (
+            getattr(token, "rstrip", False)
+            or getattr(token, "single_word", False)
+            or any(not a.isspace() and b in boundary for a, b in zip(text, text[1:]))
+        ):
             return False
     return True
 

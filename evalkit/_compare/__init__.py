@@ -13,7 +13,15 @@ from ._build import build_comparison, pick_baseline
 from ._common import json_safe
 from ._files import comparison_from_results_files, load_comparison, load_results_files, split_label, write_comparison
 
-__all__ = ["build_comparison", "load_comparison", "write_comparison", "comparison_from_results_files",
-           "load_results_files", "split_label", "json_safe", "pick_baseline",
-           "COMPARISON_KIND", "COMPARISON_SCHEMA_VERSION"]
-
+__all__ = [
+    "build_comparison",
+    "load_comparison",
+    "write_comparison",
+    "comparison_from_results_files",
+    "load_results_files",
+    "split_label",
+    "json_safe",
+    "pick_baseline",
+    "COMPARISON_KIND",
+    "COMPARISON_SCHEMA_VERSION",
+]

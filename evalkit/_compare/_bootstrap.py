@@ -31,7 +31,9 @@ def _values(ctx: Context, task: str, label: str, records: list[SampleRecord], me
     if n < 2:
         return None
     chunks = lambda: iter_bootstrap_indices(n, n_resamples=ctx.n_resamples, random_state=ctx.random_state)  # noqa: E731
-    values = run_hook(ctx, task, label, evaluator, records, [metric], chunks, ctx.n_resamples, what="bootstrap").get(metric)
+    values = run_hook(ctx, task, label, evaluator, records, [metric], chunks, ctx.n_resamples, what="bootstrap").get(
+        metric
+    )
     return None if values is None else np.asarray(values, dtype=float)
 
 
@@ -49,12 +51,21 @@ def _percentiles(values: np.ndarray | None, confidence: float) -> tuple[float | 
 def bootstrap_value_ci(ctx: Context, task: str, label: str, metric: str) -> tuple[float | None, float | None]:
     """Percentile interval of ``label``'s ``metric`` over all its records (None, None when undefined)."""
     records = list(ctx.records(label, task).values())
-    return ctx.cached(("bootstrap_value_ci", task, label, metric),
-                      lambda: _percentiles(_values(ctx, task, label, records, metric), ctx.confidence))
+    return ctx.cached(
+        ("bootstrap_value_ci", task, label, metric),
+        lambda: _percentiles(_values(ctx, task, label, records, metric), ctx.confidence),
+    )
 
 
-def bootstrap_delta_ci(ctx: Context, task: str, label: str, metric: str, recs_a: list[SampleRecord],
-                       recs_b: list[SampleRecord], observed: float | None) -> tuple[float | None, float | None]:
+def bootstrap_delta_ci(
+    ctx: Context,
+    task: str,
+    label: str,
+    metric: str,
+    recs_a: list[SampleRecord],
+    recs_b: list[SampleRecord],
+    observed: float | None,
+) -> tuple[float | None, float | None]:
     """Paired percentile interval of ``metric``(label) - ``metric``(baseline) on the aligned records."""
     a = _values(ctx, task, ctx.baseline, recs_a, metric)
     b = _values(ctx, task, label, recs_b, metric)

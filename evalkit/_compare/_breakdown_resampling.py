@@ -46,8 +46,15 @@ def _jackknife(hook, records, kind, metric, keys) -> np.ndarray:
     return _run(hook, records, kind, metric, keys, jackknife_indices(len(records)))
 
 
-def corpus_breakdown_stats(ctx: Context, task: str, label: str, kind: str, metric: str,
-                           values: dict[str, float | None], base_values: dict[str, float | None]) -> dict[str, dict]:
+def corpus_breakdown_stats(
+    ctx: Context,
+    task: str,
+    label: str,
+    kind: str,
+    metric: str,
+    values: dict[str, float | None],
+    base_values: dict[str, float | None],
+) -> dict[str, dict]:
     """Per key: ``ci_low``/``ci_high``/``ci_method`` and, against the baseline, ``delta_ci_low``/``delta_ci_high``,
     ``p_value``, ``test``, ``n_paired``. {} without a hook or when the hook fails."""
     tr = ctx.task(label, task)
@@ -57,8 +64,10 @@ def corpus_breakdown_stats(ctx: Context, task: str, label: str, kind: str, metri
     try:  # the checkpoint's settings: a band's classes come from the data, the same for both checkpoints
         return _stats(ctx, task, label, kind, metric, values, base_values, _bind(hook, dict(tr.settings)))
     except Exception as exc:  # a plug-in hook must not sink the comparison
-        ctx.warn(f"{task}: resample_breakdown of evaluator {getattr(tr, 'evaluator', '?')!r} failed for {kind}/{metric} on {label!r} "
-                 f"({type(exc).__name__}: {exc}); those rows have no interval or test.")
+        ctx.warn(
+            f"{task}: resample_breakdown of evaluator {getattr(tr, 'evaluator', '?')!r} failed for {kind}/{metric} on {label!r} "
+            f"({type(exc).__name__}: {exc}); those rows have no interval or test."
+        )
         return {}
 
 
@@ -78,14 +87,18 @@ def _stats(ctx, task, label, kind, metric, values, base_values, hook) -> dict[st
         low, high, stderr = jackknife_ci(values[key], jack[:, j], confidence=ctx.confidence, bounds=bounds)
         # every leave-one-out value equal (a precision of 1 on few predictions): no spread to build on
         usable = finite(stderr) is not None and stderr > 0
-        out[key] = {"ci_low": finite(low) if usable else None, "ci_high": finite(high) if usable else None,
-                    "ci_method": "jackknife" if usable else None}
+        out[key] = {
+            "ci_low": finite(low) if usable else None,
+            "ci_high": finite(high) if usable else None,
+            "ci_method": "jackknife" if usable else None,
+        }
     if label != ctx.baseline and ctx.task(ctx.baseline, task) is not None:
         paired = [k for k in keys if base_values.get(k) is not None]
         for key, stats in _paired(ctx, task, label, kind, metric, paired, hook).items():
             # a change from the baseline's value stays within the metric's range, as on metric rows
             stats["delta_ci_low"], stats["delta_ci_high"] = cut_to_range(
-                stats["delta_ci_low"], stats["delta_ci_high"], bounds, baseline=base_values[key])
+                stats["delta_ci_low"], stats["delta_ci_high"], bounds, baseline=base_values[key]
+            )
             out[key].update(stats)
     return out
 
@@ -96,20 +109,29 @@ def _paired(ctx, task, label, kind, metric, keys, hook) -> dict[str, dict]:
     if not keys or n < 3:
         return {}
     everything = [np.arange(n)[None, :]]
-    observed = _run(hook, recs_b, kind, metric, keys, everything)[0] - _run(hook, recs_a, kind, metric, keys, everything)[0]
+    observed = (
+        _run(hook, recs_b, kind, metric, keys, everything)[0] - _run(hook, recs_a, kind, metric, keys, everything)[0]
+    )
     jack = _jackknife(hook, recs_b, kind, metric, keys) - _jackknife(hook, recs_a, kind, metric, keys)
     p_values, is_bound = _randomization(ctx, hook, recs_a + recs_b, kind, metric, keys, observed)
     out = {}
     for j, key in enumerate(keys):
         low, high, stderr = jackknife_ci(float(observed[j]), jack[:, j], confidence=ctx.confidence)
-        out[key] = {"delta_ci_low": finite(low), "delta_ci_high": finite(high), "delta_stderr": finite(stderr),
-                    "p_value": float(p_values[j]), "p_value_is_bound": bool(is_bound[j]),
-                    "test": "approximate_randomization", "n_paired": n}
+        out[key] = {
+            "delta_ci_low": finite(low),
+            "delta_ci_high": finite(high),
+            "delta_stderr": finite(stderr),
+            "p_value": float(p_values[j]),
+            "p_value_is_bound": bool(is_bound[j]),
+            "test": "approximate_randomization",
+            "n_paired": n,
+        }
     return out
 
 
-def _randomization(ctx, hook, both: list[SampleRecord], kind, metric, keys,
-                   observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _randomization(
+    ctx, hook, both: list[SampleRecord], kind, metric, keys, observed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided approximate randomization p-value of every key, from one seeded stream of swaps, and whether
     it is only a bound (no resample as extreme: p = 1 / (R + 1))."""
     n = len(both) // 2

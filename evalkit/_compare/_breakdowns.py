@@ -22,8 +22,16 @@ from typing import Any
 import numpy as np
 
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, record_value
-from ..metrics.stats import (bh_adjust, cut_to_range, holm_adjust, mcnemar_test, paired_counts, paired_mean_test,
-                             paired_proportion_difference_ci, proportion_ci)
+from ..metrics.stats import (
+    bh_adjust,
+    cut_to_range,
+    holm_adjust,
+    mcnemar_test,
+    paired_counts,
+    paired_mean_test,
+    paired_proportion_difference_ci,
+    proportion_ci,
+)
 from ..records import SampleRecord
 from ._common import Context, aligned, finite, higher_is_better, is_binary, is_number, reproduces, spec_of
 
@@ -61,8 +69,17 @@ def breakdown_rows(ctx: Context) -> list[dict[str, Any]]:
                 rows.extend(_task_rows(ctx, task, label))
     task_pos = {t: i for i, t in enumerate(ctx.tasks)}
     label_pos = {c: i for i, c in enumerate(ctx.labels)}
-    rows.sort(key=lambda r: (task_pos[r["task"]], r["kind"], r["metric"], label_pos[r["checkpoint"]],
-                             r["delta"] is None, r["delta"] if r["delta"] is not None else 0.0, r["key"]))
+    rows.sort(
+        key=lambda r: (
+            task_pos[r["task"]],
+            r["kind"],
+            r["metric"],
+            label_pos[r["checkpoint"]],
+            r["delta"] is None,
+            r["delta"] if r["delta"] is not None else 0.0,
+            r["key"],
+        )
+    )
     adjust_families(rows)
     return rows
 
@@ -109,7 +126,7 @@ def _resampled(ctx: Context, task: str, label: str, kind: str, metric: str) -> d
 
     def values_of(who: str) -> dict[str, float | None]:
         result = ctx.task(who, task)
-        rows = (result.breakdowns.get(kind, {}) if result is not None else {})
+        rows = result.breakdowns.get(kind, {}) if result is not None else {}
         return {str(key): finite(stats.get(metric)) for key, stats in rows.items()}
 
     return corpus_breakdown_stats(ctx, task, label, kind, metric, values_of(label), values_of(ctx.baseline))
@@ -120,7 +137,12 @@ def _group_intervals(ctx: Context, task: str, label: str, kind: str, metric: str
     name = f"{kind}/{metric}"
     spec = spec_of(ctx, task, label, name)
     result = ctx.task(label, task)
-    if not spec.binary or spec.level != "sample" or spec.group_by is None or (result.settings.get("cluster_field") or spec.cluster):
+    if (
+        not spec.binary
+        or spec.level != "sample"
+        or spec.group_by is None
+        or (result.settings.get("cluster_field") or spec.cluster)
+    ):
         return {}
     out = {}
     for key, outcomes in group_outcomes(list(ctx.records(label, task).values()), spec, metric).items():
@@ -152,19 +174,35 @@ def _add_resampled(row: dict[str, Any], stats: dict | None) -> None:
 def _row(ctx, task, label, kind, key, metric, stats, base_stats, test) -> dict[str, Any]:
     value, base_value = finite(stats.get(metric)), finite(base_stats.get(metric))
     has_delta = value is not None and base_value is not None
-    row = {"task": task, "kind": kind, "key": str(key), "metric": metric, "checkpoint": label,
-           "higher_is_better": higher_is_better(ctx, task, label, f"{kind}/{metric}"), "value": value,
-           "n": int(stats["n"]) if is_number(stats.get("n")) else None,
-           "baseline": ctx.baseline, "baseline_value": base_value,
-           "delta": (value - base_value) if has_delta else None, "p_value": None, "test": None, "n_paired": None}
+    row = {
+        "task": task,
+        "kind": kind,
+        "key": str(key),
+        "metric": metric,
+        "checkpoint": label,
+        "higher_is_better": higher_is_better(ctx, task, label, f"{kind}/{metric}"),
+        "value": value,
+        "n": int(stats["n"]) if is_number(stats.get("n")) else None,
+        "baseline": ctx.baseline,
+        "baseline_value": base_value,
+        "delta": (value - base_value) if has_delta else None,
+        "p_value": None,
+        "test": None,
+        "n_paired": None,
+    }
     if test is not None and label != ctx.baseline and test["matches"](value, base_value):
-        row.update(p_value=test["p_value"], test=test["test"], n_paired=test["n_paired"],
-                   p_value_is_bound=test.get("p_value_is_bound", False))
+        row.update(
+            p_value=test["p_value"],
+            test=test["test"],
+            n_paired=test["n_paired"],
+            p_value_is_bound=test.get("p_value_is_bound", False),
+        )
         # what a gate's one-sided bounds on this row need (docs/gating.md), as on metric rows
         row.update({k: test[k] for k in ("paired_counts", "delta_stderr", "delta_df") if k in test})
         if "delta_ci_low" in test:  # a proportion's change stays within what the baseline's value allows
-            row["delta_ci_low"], row["delta_ci_high"] = cut_to_range(test["delta_ci_low"], test["delta_ci_high"],
-                                                                     (0.0, 1.0), baseline=base_value)
+            row["delta_ci_low"], row["delta_ci_high"] = cut_to_range(
+                test["delta_ci_low"], test["delta_ci_high"], (0.0, 1.0), baseline=base_value
+            )
     return row
 
 
@@ -192,8 +230,11 @@ def _group_tests(ctx: Context, task: str, label: str, kind: str, metric: str) ->
             continue
         mean_a = np.asarray(list(full_a.get(key, {}).values()), dtype=float)
         mean_b = np.asarray(list(full_b.get(key, {}).values()), dtype=float)
-        tests[key] = {**_group_test(va, vb, common, cluster_of, binary, ctx.confidence), "n_paired": len(common),
-                      "matches": _matcher(mean_a, mean_b)}
+        tests[key] = {
+            **_group_test(va, vb, common, cluster_of, binary, ctx.confidence),
+            "n_paired": len(common),
+            "matches": _matcher(mean_a, mean_b),
+        }
     return tests
 
 
@@ -202,27 +243,42 @@ def _all_zero_one(ctx: Context, task: str, name: str, outcomes: tuple[Outcomes, 
     values = np.asarray([v for groups in outcomes for group in groups.values() for v in group.values()], dtype=float)
     if is_binary(values):
         return True
-    ctx.warn(f"{task}: breakdown metric {name!r} is declared binary (0/1 per unit) but its values are not all 0 or "
-             "1; its groups are tested as means (paired t test).")
+    ctx.warn(
+        f"{task}: breakdown metric {name!r} is declared binary (0/1 per unit) but its values are not all 0 or "
+        "1; its groups are tested as means (paired t test)."
+    )
     return False
 
 
-def _group_test(va: np.ndarray, vb: np.ndarray, ids: list, cluster_of: dict | None, binary: bool,
-                confidence: float) -> dict[str, Any]:
+def _group_test(
+    va: np.ndarray, vb: np.ndarray, ids: list, cluster_of: dict | None, binary: bool, confidence: float
+) -> dict[str, Any]:
     """McNemar for independent outcomes declared 0/1 (MetricSpec.binary); else the (cluster-robust) paired t test."""
     if cluster_of is None and binary:
         result = mcnemar_test(va, vb)
-        _, low, high = paired_proportion_difference_ci(va, vb, confidence=confidence, method="newcombe")  # as metric rows
-        return {"p_value": result.p_value, "test": f"mcnemar_{result.method}", "p_value_is_bound": result.is_bound,
-                "paired_counts": list(paired_counts(va, vb)), "delta_ci_low": finite(low), "delta_ci_high": finite(high)}
+        _, low, high = paired_proportion_difference_ci(
+            va, vb, confidence=confidence, method="newcombe"
+        )  # as metric rows
+        return {
+            "p_value": result.p_value,
+            "test": f"mcnemar_{result.method}",
+            "p_value_is_bound": result.is_bound,
+            "paired_counts": list(paired_counts(va, vb)),
+            "delta_ci_low": finite(low),
+            "delta_ci_high": finite(high),
+        }
     clusters = None
     if cluster_of is not None:  # element ids are (sample_id, position): the sample's cluster
         clusters = [str(cluster_of.get(i[0] if isinstance(i, tuple) else i)) for i in ids]
     result = paired_mean_test(va, vb, clusters=clusters)
     p_value = finite(result.p_value)  # None with a single cluster
     name = "cluster_paired_t" if clusters is not None else "paired_t"
-    return {"p_value": p_value, "test": name if p_value is not None else None,
-            "delta_stderr": finite(result.stderr), "delta_df": int(result.df) if result.df >= 1 else None}
+    return {
+        "p_value": p_value,
+        "test": name if p_value is not None else None,
+        "delta_stderr": finite(result.stderr),
+        "delta_df": int(result.df) if result.df >= 1 else None,
+    }
 
 
 def _matcher(outcomes_a: np.ndarray, outcomes_b: np.ndarray):

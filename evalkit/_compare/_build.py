@@ -22,9 +22,15 @@ from ._summary import summary_rows
 CONFIDENCE = 0.95
 
 
-def build_comparison(results: Sequence[EvalResult], *, baseline: str | None = None,
-                     notes: Mapping[str, str] | None = None, n_resamples: int = 1000, random_state: int = 0,
-                     max_flips: int = 200) -> dict[str, Any]:
+def build_comparison(
+    results: Sequence[EvalResult],
+    *,
+    baseline: str | None = None,
+    notes: Mapping[str, str] | None = None,
+    n_resamples: int = 1000,
+    random_state: int = 0,
+    max_flips: int = 200,
+) -> dict[str, Any]:
     """Compare checkpoints against a baseline: metric and breakdown deltas, paired tests, flips.
 
     Parameters
@@ -53,25 +59,41 @@ def build_comparison(results: Sequence[EvalResult], *, baseline: str | None = No
     base = pick_baseline(list(by_label), baseline)
     unknown = sorted(set(notes or {}) - set(by_label))
     if unknown:
-        raise UsageError(f"a note is given for {', '.join(map(repr, unknown))}, which is not a checkpoint label."
-                         f"{did_you_mean(unknown[0], list(by_label))}", param="notes")
-    ctx = Context(results=by_label, baseline=base, tasks=[], n_resamples=int(n_resamples),
-                  random_state=random_state, confidence=CONFIDENCE)
+        raise UsageError(
+            f"a note is given for {', '.join(map(repr, unknown))}, which is not a checkpoint label."
+            f"{did_you_mean(unknown[0], list(by_label))}",
+            param="notes",
+        )
+    ctx = Context(
+        results=by_label,
+        baseline=base,
+        tasks=[],
+        n_resamples=int(n_resamples),
+        random_state=random_state,
+        confidence=CONFIDENCE,
+    )
     ctx.tasks = _task_names(ctx)
     metrics = metric_rows(ctx)
     flips, flip_counts = flip_rows(ctx, int(max_flips))
     comparison = {
-        "schema_version": COMPARISON_SCHEMA_VERSION, "kind": COMPARISON_KIND,
+        "schema_version": COMPARISON_SCHEMA_VERSION,
+        "kind": COMPARISON_KIND,
         "created": max((r.created or "" for r in by_label.values()), default=""),
-        "evalkit_version": _evalkit_version(), "baseline": base,
-        "settings": {"n_resamples": int(n_resamples), "random_state": random_state, "confidence": CONFIDENCE,
-                     "max_flips": int(max_flips)},
+        "evalkit_version": _evalkit_version(),
+        "baseline": base,
+        "settings": {
+            "n_resamples": int(n_resamples),
+            "random_state": random_state,
+            "confidence": CONFIDENCE,
+            "max_flips": int(max_flips),
+        },
         "checkpoints": [_checkpoint_entry(ctx, label, notes or {}) for label in ctx.labels],
         "tasks": [_task_entry(ctx, task) for task in ctx.tasks],
         "metrics": metrics,
         "breakdowns": breakdown_rows(ctx),
         "format_vs_knowledge": format_rows(ctx, metrics),
-        "flips": flips, "flip_counts": flip_counts,
+        "flips": flips,
+        "flip_counts": flip_counts,
         "summary": summary_rows(ctx, metrics, flip_counts),
         "verdict": None,
     }
@@ -85,7 +107,9 @@ def build_comparison(results: Sequence[EvalResult], *, baseline: str | None = No
 
 def _check_int(value: Any, name: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"The '{name}' parameter of build_comparison must be an int >= {minimum}. Got {value!r} instead.")
+        raise ValueError(
+            f"The '{name}' parameter of build_comparison must be an int >= {minimum}. Got {value!r} instead."
+        )
 
 
 def _by_label(results: Sequence[EvalResult]) -> dict[str, EvalResult]:
@@ -101,8 +125,10 @@ def pick_baseline(labels: list[str], baseline: str | None) -> str:
     if baseline is None:
         return labels[0]
     if baseline not in labels:
-        raise UsageError(f"baseline {baseline!r} is not one of the checkpoint labels.{did_you_mean(baseline, labels)}",
-                         param="baseline")
+        raise UsageError(
+            f"baseline {baseline!r} is not one of the checkpoint labels.{did_you_mean(baseline, labels)}",
+            param="baseline",
+        )
     return baseline
 
 
@@ -121,11 +147,19 @@ def _task_names(ctx: Context) -> list[str]:
 def _checkpoint_entry(ctx: Context, label: str, notes: Mapping[str, str]) -> dict[str, Any]:
     result = ctx.results[label]
     info = result.checkpoint
-    return {"label": label, "spec": info.spec, "kind": info.kind, "fingerprint": info.fingerprint,
-            "settings": dict(info.settings),  # load options that change outputs ({} for defaults)
-            "note": notes.get(label, info.note), "created": result.created, "versions": dict(result.versions),
-            "run": info.run, "step": info.step,  # place in a training run (trajectory reports), null otherwise
-            "timing": {name: dict(tr.timing) for name, tr in result.tasks.items()}}
+    return {
+        "label": label,
+        "spec": info.spec,
+        "kind": info.kind,
+        "fingerprint": info.fingerprint,
+        "settings": dict(info.settings),  # load options that change outputs ({} for defaults)
+        "note": notes.get(label, info.note),
+        "created": result.created,
+        "versions": dict(result.versions),
+        "run": info.run,
+        "step": info.step,  # place in a training run (trajectory reports), null otherwise
+        "timing": {name: dict(tr.timing) for name, tr in result.tasks.items()},
+    }
 
 
 def _task_entry(ctx: Context, task: str) -> dict[str, Any]:
@@ -134,14 +168,24 @@ def _task_entry(ctx: Context, task: str) -> dict[str, Any]:
     ref = ctx.task(ref_label, task)
     hashes = {ctx.task(label, task).config_hash for label in present}
     if len(hashes) > 1:
-        ctx.warn(f"task {task!r} was run with different configurations ({', '.join(sorted(hashes))}) "
-                 f"across checkpoints; its deltas may compare different setups.")
-    return {"name": task, "axis": ref.axis, "primary_metric": ref.primary_metric, "evaluator": ref.evaluator,
-            "evaluator_version": ref.evaluator_version, "config_hash": ref.config_hash, "settings": dict(ref.settings),
-            "checkpoints": present, "n_samples": {label: ctx.task(label, task).n_samples for label in present},
-            "metrics": metric_order(ref),
-            "higher_is_better": {m: spec_of(ctx, task, ref_label, m).higher_is_better for m in metric_order(ref)},
-            "metric_specs": {m: spec_of(ctx, task, ref_label, m).to_dict() for m in metric_order(ref)}}
+        ctx.warn(
+            f"task {task!r} was run with different configurations ({', '.join(sorted(hashes))}) "
+            f"across checkpoints; its deltas may compare different setups."
+        )
+    return {
+        "name": task,
+        "axis": ref.axis,
+        "primary_metric": ref.primary_metric,
+        "evaluator": ref.evaluator,
+        "evaluator_version": ref.evaluator_version,
+        "config_hash": ref.config_hash,
+        "settings": dict(ref.settings),
+        "checkpoints": present,
+        "n_samples": {label: ctx.task(label, task).n_samples for label in present},
+        "metrics": metric_order(ref),
+        "higher_is_better": {m: spec_of(ctx, task, ref_label, m).higher_is_better for m in metric_order(ref)},
+        "metric_specs": {m: spec_of(ctx, task, ref_label, m).to_dict() for m in metric_order(ref)},
+    }
 
 
 def _evalkit_version() -> str:

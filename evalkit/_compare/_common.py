@@ -74,8 +74,10 @@ def aligned(ctx: Context, task: str, label: str) -> tuple[list[SampleRecord], li
         base, cand = ctx.records(ctx.baseline, task), ctx.records(label, task)
         common = [sid for sid in base if sid in cand]
         if len(common) < max(len(base), len(cand)):
-            ctx.warn(f"{task}: {label!r} and baseline {ctx.baseline!r} share {len(common)} of "
-                     f"{len(base)}/{len(cand)} samples; paired tests use the shared ones only.")
+            ctx.warn(
+                f"{task}: {label!r} and baseline {ctx.baseline!r} share {len(common)} of "
+                f"{len(base)}/{len(cand)} samples; paired tests use the shared ones only."
+            )
         return [base[s] for s in common], [cand[s] for s in common]
 
     return ctx.cached(("aligned", task, label), compute)
@@ -94,9 +96,11 @@ def spec_of(ctx: Context, task: str, label: str, metric: str) -> MetricSpec:
         if spec is None:
             direction = tr.higher_is_better.get(metric.rsplit("/", 1)[-1])
             spec = MetricSpec(higher_is_better=True if direction is None else bool(direction), level="corpus")
-            ctx.warn(f"{task}: evaluator {tr.evaluator!r} does not declare metric {metric!r}; it is compared as a "
-                     f"corpus metric{'' if direction is not None else ' with higher values better'} "
-                     "(declare it: docs/statistics.md).")
+            ctx.warn(
+                f"{task}: evaluator {tr.evaluator!r} does not declare metric {metric!r}; it is compared as a "
+                f"corpus metric{'' if direction is not None else ' with higher values better'} "
+                "(declare it: docs/statistics.md)."
+            )
         return spec
 
     return ctx.cached(("spec", task, label, metric), compute)
@@ -116,8 +120,12 @@ def is_binary(values: np.ndarray) -> bool:
 
 def reproduces(values: np.ndarray | None, reported: Any) -> bool:
     """Whether the mean of ``values`` is the reported metric (a check of the declaration, not a guess)."""
-    return (values is not None and values.size > 0 and is_number(reported)
-            and abs(values.mean() - float(reported)) <= MEAN_TOLERANCE)
+    return (
+        values is not None
+        and values.size > 0
+        and is_number(reported)
+        and abs(values.mean() - float(reported)) <= MEAN_TOLERANCE
+    )
 
 
 def finite(value: Any) -> float | None:

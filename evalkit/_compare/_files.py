@@ -44,17 +44,24 @@ def load_results_files(items: list[str | Path]) -> list[EvalResult]:
     for item in items:
         label, path = split_label(str(item))
         data = read_json_object(path)
-        found = (_results_from_comparison(load_comparison(path), path) if data.get("kind") == COMPARISON_KIND
-                 else [EvalResult.from_dict(data, source=str(path))])
+        found = (
+            _results_from_comparison(load_comparison(path), path)
+            if data.get("kind") == COMPARISON_KIND
+            else [EvalResult.from_dict(data, source=str(path))]
+        )
         if label is not None:
             if len(found) != 1:
-                raise UsageError(f"{path}: holds {len(found)} checkpoints; LABEL= only applies to a single results.json.")
+                raise UsageError(
+                    f"{path}: holds {len(found)} checkpoints; LABEL= only applies to a single results.json."
+                )
             found[0].checkpoint.label = label
         results += found
     return results
 
 
-def comparison_from_results_files(paths: list[str | Path], baseline: str | None = None, **options: Any) -> dict[str, Any]:
+def comparison_from_results_files(
+    paths: list[str | Path], baseline: str | None = None, **options: Any
+) -> dict[str, Any]:
     """Build a comparison from ``results.json`` files (``LABEL=path`` relabels a checkpoint).
 
     ``options`` are passed to :func:`build_comparison` (notes, n_resamples, random_state, max_flips).
@@ -73,19 +80,28 @@ def _results_from_comparison(data: dict[str, Any], path: Path) -> list:
             metrics = {r["metric"]: r["value"] for r in rows if r["task"] == name and r.get("value") is not None}
             if metrics:
                 task_results[name] = TaskResult(
-                    task=name, evaluator=task.get("evaluator", "unknown"), evaluator_version="",
-                    config_hash=task.get("config_hash", ""), metrics=metrics,
-                    n_samples=int(task.get("n_samples", {}).get(cp["label"], 0)), axis=task.get("axis", "general"),
+                    task=name,
+                    evaluator=task.get("evaluator", "unknown"),
+                    evaluator_version="",
+                    config_hash=task.get("config_hash", ""),
+                    metrics=metrics,
+                    n_samples=int(task.get("n_samples", {}).get(cp["label"], 0)),
+                    axis=task.get("axis", "general"),
                     primary_metric=task.get("primary_metric"),
-                    ci={r["metric"]: [r["ci_low"], r["ci_high"]] for r in rows
-                        if r["task"] == name and r.get("ci_low") is not None},
+                    ci={
+                        r["metric"]: [r["ci_low"], r["ci_high"]]
+                        for r in rows
+                        if r["task"] == name and r.get("ci_low") is not None
+                    },
                     settings=task.get("settings", {}),
-                    same_as={r["metric"]: r["alias_of"] for r in rows if r["task"] == name and r.get("alias_of")})
+                    same_as={r["metric"]: r["alias_of"] for r in rows if r["task"] == name and r.get("alias_of")},
+                )
         info = CheckpointInfo.from_dict(cp)  # tolerates files written before settings/run/step existed
-        results.append(EvalResult(checkpoint=info, versions=cp.get("versions", {}), tasks=task_results,
-                                  created=data.get("created", "")))
+        results.append(
+            EvalResult(
+                checkpoint=info, versions=cp.get("versions", {}), tasks=task_results, created=data.get("created", "")
+            )
+        )
     if not results:
         raise UsageError(f"{path}: comparison has no checkpoints.")
     return results
-
-

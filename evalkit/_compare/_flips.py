@@ -20,8 +20,14 @@ def flip_rows(ctx: Context, max_flips: int) -> tuple[list[dict[str, Any]], list[
             if label == ctx.baseline or ctx.task(label, task) is None:
                 continue
             by_direction = _flips_of(*aligned(ctx, task, label))
-            counts.append({"task": task, "checkpoint": label, "n_paired": len(aligned(ctx, task, label)[0]),
-                           **{d: len(by_direction[d]) for d in DIRECTIONS}})
+            counts.append(
+                {
+                    "task": task,
+                    "checkpoint": label,
+                    "n_paired": len(aligned(ctx, task, label)[0]),
+                    **{d: len(by_direction[d]) for d in DIRECTIONS},
+                }
+            )
             for direction in DIRECTIONS:
                 flips.extend(_flip(task, label, direction, a, b) for a, b in by_direction[direction][:max_flips])
     return flips, counts
@@ -37,8 +43,14 @@ def _flips_of(recs_a, recs_b) -> dict[str, list]:
 
 
 def _flip(task: str, label: str, direction: str, a, b) -> dict[str, Any]:
-    return {"task": task, "checkpoint": label, "direction": direction, "sample_id": str(a.sample_id),
-            "group": b.group if b.group is not None else a.group,
-            "input": truncate(b.input if b.input is not None else a.input),
-            "target": truncate(a.target), "baseline_prediction": truncate(a.prediction),
-            "prediction": truncate(b.prediction)}
+    return {
+        "task": task,
+        "checkpoint": label,
+        "direction": direction,
+        "sample_id": str(a.sample_id),
+        "group": b.group if b.group is not None else a.group,
+        "input": truncate(b.input if b.input is not None else a.input),
+        "target": truncate(a.target),
+        "baseline_prediction": truncate(a.prediction),
+        "prediction": truncate(b.prediction),
+    }

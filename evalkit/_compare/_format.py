@@ -37,14 +37,22 @@ def format_rows(ctx: Context, metric_rows: list[dict[str, Any]]) -> list[dict[st
             ll = lookup.get((loglik_task, loglik_tr.primary_metric or "acc", label), {})
             gen = lookup.get((gen_task, gen_tr.primary_metric or "acc", label), {})
             parse = lookup.get((gen_task, "parse_failure_rate", label), {})
-            row = {"checkpoint": label, "loglik_task": loglik_task, "generative_task": gen_task,
-                   "loglik_acc": ll.get("value"), "generative_acc": gen.get("value"),
-                   "parse_failure_rate": parse.get("value"),
-                   "baseline_loglik_acc": ll.get("baseline_value"), "baseline_generative_acc": gen.get("baseline_value"),
-                   "baseline_parse_failure_rate": parse.get("baseline_value"),
-                   "loglik_delta": ll.get("delta"), "generative_delta": gen.get("delta"),
-                   "parse_failure_delta": parse.get("delta"),
-                   "loglik_p_value": ll.get("p_value"), "generative_p_value": gen.get("p_value")}
+            row = {
+                "checkpoint": label,
+                "loglik_task": loglik_task,
+                "generative_task": gen_task,
+                "loglik_acc": ll.get("value"),
+                "generative_acc": gen.get("value"),
+                "parse_failure_rate": parse.get("value"),
+                "baseline_loglik_acc": ll.get("baseline_value"),
+                "baseline_generative_acc": gen.get("baseline_value"),
+                "baseline_parse_failure_rate": parse.get("baseline_value"),
+                "loglik_delta": ll.get("delta"),
+                "generative_delta": gen.get("delta"),
+                "parse_failure_delta": parse.get("delta"),
+                "loglik_p_value": ll.get("p_value"),
+                "generative_p_value": gen.get("p_value"),
+            }
             row["diagnosis"] = diagnose(row)
             rows.append(row)
     return rows

@@ -60,7 +60,7 @@ def classify(truth: tuple[str, ...], pred: tuple[str, ...] | None, level: int) -
         return "invalid"
     if pred[:level] == truth[:level]:
         return None
-    if pred[:level - 1] != truth[:level - 1]:
+    if pred[: level - 1] != truth[: level - 1]:
         return "cross_branch"
     return "sibling" if len(pred) >= level else "stopped_above"
 
@@ -77,8 +77,12 @@ def _level_errors(records: list[SampleRecord], level: int) -> dict[str, Any] | N
     for record, (truth, pred), kind in zip(records, paths, kinds):
         if kind in pairs and pred is not None:  # sibling and cross-branch errors have a predicted path
             pairs[kind].setdefault((truth[:level], pred[:level]), []).append(str(record.sample_id))
-    return {"n": sum(reached), "kinds": Counter(k for k in kinds if k), "pairs": pairs,
-            "wrong": {str(r.sample_id): k is not None for r, k, reach in zip(records, kinds, reached) if reach}}
+    return {
+        "n": sum(reached),
+        "kinds": Counter(k for k in kinds if k),
+        "pairs": pairs,
+        "wrong": {str(r.sample_id): k is not None for r, k, reach in zip(records, kinds, reached) if reach},
+    }
 
 
 def hierarchy_rows(ctx: Context) -> list[dict[str, Any]]:
@@ -97,8 +101,13 @@ def hierarchy_rows(ctx: Context) -> list[dict[str, Any]]:
 
 
 def _depth(ctx: Context, task: str) -> int:
-    depths = [len(p[0]) for label in ctx.labels if ctx.task(label, task) is not None
-              for p in map(_paths, ctx.records(label, task).values()) if p is not None]
+    depths = [
+        len(p[0])
+        for label in ctx.labels
+        if ctx.task(label, task) is not None
+        for p in map(_paths, ctx.records(label, task).values())
+        if p is not None
+    ]
     return max(depths, default=0)
 
 
@@ -110,16 +119,35 @@ def _row(ctx: Context, task: str, label: str, level: int) -> dict[str, Any] | No
     base = _level_errors(list(ctx.records(ctx.baseline, task).values()), level) if has_base else None
     errors = sum(mine["kinds"].values())
     low, high = (finite(x) for x in proportion_ci(errors, mine["n"], confidence=ctx.confidence))
-    row = {"task": task, "checkpoint": label, "level": level, "n": mine["n"], "errors": errors,
-           "error_rate": errors / mine["n"], "ci_low": low, "ci_high": high,
-           **{kind: mine["kinds"].get(kind, 0) for kind in KINDS},
-           "parent_right_share": _share(mine), "baseline": ctx.baseline,
-           "baseline_error_rate": None, "baseline_parent_right_share": None, "delta": None,
-           "p_value": None, "test": None, "n_paired": None, "p_value_adjusted": None, "family_size": None}
+    row = {
+        "task": task,
+        "checkpoint": label,
+        "level": level,
+        "n": mine["n"],
+        "errors": errors,
+        "error_rate": errors / mine["n"],
+        "ci_low": low,
+        "ci_high": high,
+        **{kind: mine["kinds"].get(kind, 0) for kind in KINDS},
+        "parent_right_share": _share(mine),
+        "baseline": ctx.baseline,
+        "baseline_error_rate": None,
+        "baseline_parent_right_share": None,
+        "delta": None,
+        "p_value": None,
+        "test": None,
+        "n_paired": None,
+        "p_value_adjusted": None,
+        "family_size": None,
+    }
     if base is not None and base["n"]:
         base_errors = sum(base["kinds"].values())
-        row.update(baseline_error_rate=base_errors / base["n"], baseline_parent_right_share=_share(base),
-                   delta=errors / mine["n"] - base_errors / base["n"], **_test(ctx, task, label, mine, base))
+        row.update(
+            baseline_error_rate=base_errors / base["n"],
+            baseline_parent_right_share=_share(base),
+            delta=errors / mine["n"] - base_errors / base["n"],
+            **_test(ctx, task, label, mine, base),
+        )
     row["sibling_pairs"] = _pairs(mine["pairs"]["sibling"], base["pairs"]["sibling"] if base else None)
     row["cross_branch_pairs"] = _pairs(mine["pairs"]["cross_branch"], base["pairs"]["cross_branch"] if base else None)
     return row
@@ -146,6 +174,13 @@ def _test(ctx: Context, task: str, label: str, mine: dict, base: dict) -> dict[s
 def _pairs(mine: dict[tuple, list[str]], base: dict[tuple, list[str]] | None) -> list[dict[str, Any]]:
     """The most frequent pairs (ties: by the true node, then the predicted one), with baseline counts."""
     ranked = sorted(mine.items(), key=lambda item: (-len(item[1]), item[0]))[:MAX_PAIRS]
-    return [{"true": " > ".join(truth), "predicted": " > ".join(pred), "count": len(ids),
-             "baseline_count": len(base.get((truth, pred), [])) if base is not None else None,
-             "examples": sorted(ids, key=natural_key)[:MAX_EXAMPLES]} for (truth, pred), ids in ranked]
+    return [
+        {
+            "true": " > ".join(truth),
+            "predicted": " > ".join(pred),
+            "count": len(ids),
+            "baseline_count": len(base.get((truth, pred), [])) if base is not None else None,
+            "examples": sorted(ids, key=natural_key)[:MAX_EXAMPLES],
+        }
+        for (truth, pred), ids in ranked
+    ]

@@ -27,9 +27,21 @@ import numpy as np
 from scipy.stats import norm
 
 from ..evaluators.base import record_value
-from ..metrics.stats import (contain, cut_to_range, jackknife_ci, jackknife_stderr, mcnemar_test, mean_ci,
-                             minimum_detectable_effect, normal_ci, paired_counts, paired_mean_test,
-                             paired_proportion_difference_ci, paired_proportion_stderr, proportion_ci)
+from ..metrics.stats import (
+    contain,
+    cut_to_range,
+    jackknife_ci,
+    jackknife_stderr,
+    mcnemar_test,
+    mean_ci,
+    minimum_detectable_effect,
+    normal_ci,
+    paired_counts,
+    paired_mean_test,
+    paired_proportion_difference_ci,
+    paired_proportion_stderr,
+    proportion_ci,
+)
 from ..records import TaskResult
 from ._common import Context, aligned, finite, higher_is_better, resample_hook, spec_of
 from ._family import adjust_primary_family
@@ -72,10 +84,15 @@ def metric_rows(ctx: Context) -> list[dict[str, Any]]:
             if task_result is None:
                 continue
             tests = paired_tests(ctx, task, label)
-            own = {metric: _metric_row(ctx, task, label, task_result, metric, tests.get(metric))
-                   for metric in tested_metrics(ctx, task, task_result)}
-            rows += [own[m] if m in own else _alias_row(own[aliases[m]], m) for m in metric_order(task_result)
-                     if m in own or aliases.get(m) in own]
+            own = {
+                metric: _metric_row(ctx, task, label, task_result, metric, tests.get(metric))
+                for metric in tested_metrics(ctx, task, task_result)
+            }
+            rows += [
+                own[m] if m in own else _alias_row(own[aliases[m]], m)
+                for m in metric_order(task_result)
+                if m in own or aliases.get(m) in own
+            ]
     adjust_primary_family(rows, ctx.baseline, alpha=1 - ctx.confidence)
     return rows
 
@@ -84,12 +101,30 @@ def _alias_row(representative: dict[str, Any], metric: str) -> dict[str, Any]:
     """An alias's row: the representative's numbers (the same by construction), ``alias_of`` naming it, no test
     or marker of its own; the representative lists its ``aliases``, which the reports show as a note."""
     representative.setdefault("aliases", []).append(metric)
-    return {**representative, "metric": metric, "alias_of": representative["metric"], "aliases": None,
-            "is_primary": False}
+    return {
+        **representative,
+        "metric": metric,
+        "alias_of": representative["metric"],
+        "aliases": None,
+        "is_primary": False,
+    }
 
 
-_TEST_FIELDS = ("significant", "delta_ci_low", "delta_ci_high", "p_value", "p_value_is_bound", "n_resamples", "test", "n_paired",
-                "mde", "delta_ci_extended", "delta_stderr", "delta_df", "paired_counts")
+_TEST_FIELDS = (
+    "significant",
+    "delta_ci_low",
+    "delta_ci_high",
+    "p_value",
+    "p_value_is_bound",
+    "n_resamples",
+    "test",
+    "n_paired",
+    "mde",
+    "delta_ci_extended",
+    "delta_stderr",
+    "delta_df",
+    "paired_counts",
+)
 
 
 def _metric_row(ctx: Context, task: str, label: str, tr: TaskResult, metric: str, test: dict | None) -> dict[str, Any]:
@@ -100,17 +135,29 @@ def _metric_row(ctx: Context, task: str, label: str, tr: TaskResult, metric: str
     is_baseline = label == ctx.baseline
     has_delta = value is not None and base_value is not None
     row = {
-        "task": task, "metric": metric, "checkpoint": label, "axis": tr.axis,
-        "is_primary": metric == tr.primary_metric, "higher_is_better": higher_is_better(ctx, task, label, metric),
-        "level": spec_of(ctx, task, label, metric).level, "metric_bounds": _declared_bounds(ctx, task, label, metric),
-        "value": value, "ci_low": ci_low, "ci_high": ci_high, "ci_method": ci_method, "ci_extended": extended,
+        "task": task,
+        "metric": metric,
+        "checkpoint": label,
+        "axis": tr.axis,
+        "is_primary": metric == tr.primary_metric,
+        "higher_is_better": higher_is_better(ctx, task, label, metric),
+        "level": spec_of(ctx, task, label, metric).level,
+        "metric_bounds": _declared_bounds(ctx, task, label, metric),
+        "value": value,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "ci_method": ci_method,
+        "ci_extended": extended,
         "ci_target": CI_TARGETS.get(ci_method),
-        "stderr": finite(tr.stderr.get(metric)), "n": tr.n_samples,
-        "baseline": ctx.baseline, "baseline_value": base_value,
+        "stderr": finite(tr.stderr.get(metric)),
+        "n": tr.n_samples,
+        "baseline": ctx.baseline,
+        "baseline_value": base_value,
         "delta": (value - base_value) if has_delta else None,
         "relative": (value / base_value) if has_delta and base_value != 0 else None,
         **value_spread(ctx, task, label, tr, metric),
-        **dict.fromkeys(_TEST_FIELDS), "n_paired": _n_paired(ctx, task, label),
+        **dict.fromkeys(_TEST_FIELDS),
+        "n_paired": _n_paired(ctx, task, label),
     }
     if is_baseline:
         row["delta"] = 0.0 if value is not None else None
@@ -138,14 +185,20 @@ def interval_excludes_zero(low: float | None, high: float | None) -> bool | None
 
 #: What each interval method covers (docs/statistics.md): the population value, or for jackknife intervals of
 #: corpus metrics the expected score on a test set of this size; None: the evaluator's own, not known.
-CI_TARGETS = {"wilson": "population", "t": "population", "cluster_t": "population",
-              "jackknife": "finite_sample_expectation", "cluster_jackknife": "finite_sample_expectation"}
+CI_TARGETS = {
+    "wilson": "population",
+    "t": "population",
+    "cluster_t": "population",
+    "jackknife": "finite_sample_expectation",
+    "cluster_jackknife": "finite_sample_expectation",
+}
 
 
 def _cut_delta_to_range(bounds: tuple[float, float] | None, row: dict[str, Any]) -> None:
     """Cut the delta interval to the changes the metric's range allows from the baseline's value (cut_to_range)."""
-    row["delta_ci_low"], row["delta_ci_high"] = cut_to_range(row["delta_ci_low"], row["delta_ci_high"], bounds,
-                                                             baseline=row["baseline_value"])
+    row["delta_ci_low"], row["delta_ci_high"] = cut_to_range(
+        row["delta_ci_low"], row["delta_ci_high"], bounds, baseline=row["baseline_value"]
+    )
 
 
 def _contain_delta(ctx: Context, task: str, label: str, metric: str, row: dict[str, Any]) -> None:
@@ -156,8 +209,10 @@ def _contain_delta(ctx: Context, task: str, label: str, metric: str, row: dict[s
     result = contain(delta, low, high)
     if result.extended:
         row.update(delta_ci_low=result.low, delta_ci_high=result.high, delta_ci_extended=True)
-        ctx.warn(f"{task}: the {row['test'] or 'delta'} interval of {metric!r} for {label!r} did not contain the "
-                 "delta; it was widened to it.")
+        ctx.warn(
+            f"{task}: the {row['test'] or 'delta'} interval of {metric!r} for {label!r} did not contain the "
+            "delta; it was widened to it."
+        )
 
 
 def _n_paired(ctx: Context, task: str, label: str) -> int:
@@ -175,8 +230,10 @@ def value_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) -
         return low, high, method, False
     result = contain(value, low, high)
     if result.extended:
-        ctx.warn(f"{task}: the {method} interval of {metric!r} for {label!r} did not contain its value; it was "
-                 "widened to it.")
+        ctx.warn(
+            f"{task}: the {method} interval of {metric!r} for {label!r} did not contain its value; it was "
+            "widened to it."
+        )
     return result.low, result.high, method, result.extended
 
 
@@ -201,7 +258,11 @@ def _raw_ci(ctx: Context, task: str, label: str, tr: TaskResult, metric: str) ->
             bounds = spec_of(ctx, task, label, metric).bounds
             low, high, _ = jackknife_ci(value, jack, confidence=ctx.confidence, bounds=bounds)
             if finite(low) is not None:
-                return finite(low), finite(high), "cluster_jackknife" if _is_clustered(ctx, task, label) else "jackknife"
+                return (
+                    finite(low),
+                    finite(high),
+                    "cluster_jackknife" if _is_clustered(ctx, task, label) else "jackknife",
+                )
     reported = tr.ci.get(metric)
     if isinstance(reported, (list, tuple)) and len(reported) == 2 and None not in reported:
         return finite(reported[0]), finite(reported[1]), "reported"
@@ -256,8 +317,15 @@ def own_jackknife(ctx: Context, task: str, label: str) -> dict[str, np.ndarray]:
     def compute():
         tr = ctx.task(label, task)
         records = list(ctx.records(label, task).values())
-        return jackknife_values(ctx, task, label, tr.evaluator, records, _hook_reproduces(ctx, task, label),
-                                _task_clusters(ctx, task, label, records))
+        return jackknife_values(
+            ctx,
+            task,
+            label,
+            tr.evaluator,
+            records,
+            _hook_reproduces(ctx, task, label),
+            _task_clusters(ctx, task, label, records),
+        )
 
     return ctx.cached(("own_jackknife", task, label), compute)
 
@@ -304,8 +372,10 @@ def _check_hook(ctx: Context, task: str, label: str) -> list[str]:
         if reported is None or value is None or abs(value - reported) <= 1e-6 * max(1.0, abs(reported)):
             kept.append(name)
         else:
-            ctx.warn(f"{task}: resample_metrics of evaluator {tr.evaluator!r} gives {value:.6g} for {name!r} on "
-                     f"{label!r}'s records, not the reported {reported:.6g}; it gets no interval or test from it.")
+            ctx.warn(
+                f"{task}: resample_metrics of evaluator {tr.evaluator!r} gives {value:.6g} for {name!r} on "
+                f"{label!r}'s records, not the reported {reported:.6g}; it gets no interval or test from it."
+            )
     return kept
 
 
@@ -321,7 +391,10 @@ def paired_tests(ctx: Context, task: str, label: str) -> dict[str, dict[str, Any
         return {m: {"n_paired": 0} for m in common}
     tests, corpus = {}, []
     for metric in common:
-        if sample_units(ctx, task, ctx.baseline, metric) is not None and sample_units(ctx, task, label, metric) is not None:
+        if (
+            sample_units(ctx, task, ctx.baseline, metric) is not None
+            and sample_units(ctx, task, label, metric) is not None
+        ):
             tests[metric] = _unit_test(ctx, task, label, metric, recs_a, recs_b)
         else:
             corpus.append(metric)
@@ -341,15 +414,28 @@ def _unit_test(ctx: Context, task: str, label: str, metric: str, recs_a, recs_b)
         counts = paired_counts(va, vb)
         n, delta = len(va), (counts[2] - counts[1]) / len(va)
         wald_stderr = (max(counts[1] + counts[2] - n * delta**2, 0.0)) ** 0.5 / n
-        return {"p_value": result.p_value, "test": f"mcnemar_{result.method}", "delta_ci_low": low,
-                "delta_ci_high": high, "p_value_is_bound": result.is_bound, "paired_counts": list(counts),
-                "delta_stderr": wald_stderr, "delta_df": None,
-                "mde": finite(minimum_detectable_effect(paired_proportion_stderr(va, vb), alpha=1 - ctx.confidence))}
+        return {
+            "p_value": result.p_value,
+            "test": f"mcnemar_{result.method}",
+            "delta_ci_low": low,
+            "delta_ci_high": high,
+            "p_value_is_bound": result.is_bound,
+            "paired_counts": list(counts),
+            "delta_stderr": wald_stderr,
+            "delta_df": None,
+            "mde": finite(minimum_detectable_effect(paired_proportion_stderr(va, vb), alpha=1 - ctx.confidence)),
+        }
     result = paired_mean_test(va, vb, clusters=clusters, confidence=ctx.confidence)
-    return {"p_value": finite(result.p_value), "test": "cluster_paired_t" if clusters is not None else "paired_t",
-            "delta_ci_low": finite(result.low), "delta_ci_high": finite(result.high), "p_value_is_bound": False,
-            "delta_stderr": finite(result.stderr), "delta_df": int(result.df) if result.df >= 1 else None,
-            "mde": finite(minimum_detectable_effect(result.stderr, alpha=1 - ctx.confidence))}
+    return {
+        "p_value": finite(result.p_value),
+        "test": "cluster_paired_t" if clusters is not None else "paired_t",
+        "delta_ci_low": finite(result.low),
+        "delta_ci_high": finite(result.high),
+        "p_value_is_bound": False,
+        "delta_stderr": finite(result.stderr),
+        "delta_df": int(result.df) if result.df >= 1 else None,
+        "mde": finite(minimum_detectable_effect(result.stderr, alpha=1 - ctx.confidence)),
+    }
 
 
 def _corpus_tests(ctx: Context, task: str, label: str, names: list[str], recs_a, recs_b) -> dict[str, dict[str, Any]]:
@@ -374,8 +460,9 @@ def _corpus_tests(ctx: Context, task: str, label: str, names: list[str], recs_a,
     return tests
 
 
-def _corpus_test(ctx: Context, task: str, label: str, name: str, recs_a, recs_b, jack_delta: np.ndarray,
-                 clusters: list[str] | None) -> dict[str, Any]:
+def _corpus_test(
+    ctx: Context, task: str, label: str, name: str, recs_a, recs_b, jack_delta: np.ndarray, clusters: list[str] | None
+) -> dict[str, Any]:
     """Jackknife interval of the paired delta and the approximate randomization p-value, on the aligned records."""
     evaluator = ctx.task(ctx.baseline, task).evaluator
     observed = _observed_delta(evaluator, recs_a, recs_b, name)
@@ -386,13 +473,21 @@ def _corpus_test(ctx: Context, task: str, label: str, name: str, recs_a, recs_b,
     if wants_bootstrap(ctx, task, label, name):  # a cut-based statistic: paired bootstrap (_bootstrap.py)
         low, high = bootstrap_delta_ci(ctx, task, label, name, recs_a, recs_b, observed)
         stderr = (high - low) / (2 * float(norm.ppf(0.5 + ctx.confidence / 2))) if None not in (low, high) else None
-    out.update(delta_ci_low=finite(low), delta_ci_high=finite(high), delta_df=None,
-               delta_stderr=finite(stderr) if stderr is not None else None,
-               mde=finite(minimum_detectable_effect(stderr, alpha=1 - ctx.confidence)) if stderr is not None else None)
+    out.update(
+        delta_ci_low=finite(low),
+        delta_ci_high=finite(high),
+        delta_df=None,
+        delta_stderr=finite(stderr) if stderr is not None else None,
+        mde=finite(minimum_detectable_effect(stderr, alpha=1 - ctx.confidence)) if stderr is not None else None,
+    )
     result = randomization(ctx, task, evaluator, recs_a, recs_b, name, observed, clusters)
     if result is not None:
-        out.update(p_value=result.p_value, p_value_is_bound=result.is_bound, n_resamples=result.n_resamples,
-                   test="cluster_approximate_randomization" if clusters else "approximate_randomization")
+        out.update(
+            p_value=result.p_value,
+            p_value_is_bound=result.is_bound,
+            n_resamples=result.n_resamples,
+            test="cluster_approximate_randomization" if clusters else "approximate_randomization",
+        )
     return out
 
 

@@ -20,8 +20,17 @@ from ._common import Context, resample_hook
 RANDOMIZATION_CAP_FACTOR = 10
 
 
-def run_hook(ctx: Context, task: str, label: str, evaluator: str, records: list[SampleRecord], names: list[str],
-             chunks: Callable[[], Iterable[np.ndarray]], total: int, what: str) -> dict[str, np.ndarray]:
+def run_hook(
+    ctx: Context,
+    task: str,
+    label: str,
+    evaluator: str,
+    records: list[SampleRecord],
+    names: list[str],
+    chunks: Callable[[], Iterable[np.ndarray]],
+    total: int,
+    what: str,
+) -> dict[str, np.ndarray]:
     """The hook's values of ``names`` on each row of the index arrays ``chunks()`` yields.
 
     {} without a hook or when it fails (with a warning); names the hook rejects are left out.
@@ -31,8 +40,10 @@ def run_hook(ctx: Context, task: str, label: str, evaluator: str, records: list[
         return {}
     names, rejected, error = _supported_names(hook, records, names)
     if rejected:
-        ctx.warn(f"{task}: resample_metrics of evaluator {evaluator!r} cannot resample {', '.join(rejected)} "
-                 f"on {label!r} ({error}); those metrics have no interval from resampling and no p-value.")
+        ctx.warn(
+            f"{task}: resample_metrics of evaluator {evaluator!r} cannot resample {', '.join(rejected)} "
+            f"on {label!r} ({error}); those metrics have no interval from resampling and no p-value."
+        )
     parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
     from ..progress import bar
 
@@ -42,12 +53,15 @@ def run_hook(ctx: Context, task: str, label: str, evaluator: str, records: list[
                 values = hook(records, list(names), indices)
                 for name in names:
                     got = values.get(name) if isinstance(values, dict) else None
-                    parts[name].append(np.full(len(indices), np.nan) if got is None
-                                       else np.asarray(got, dtype=float).reshape(-1))
+                    parts[name].append(
+                        np.full(len(indices), np.nan) if got is None else np.asarray(got, dtype=float).reshape(-1)
+                    )
                 progress.update(len(indices))
     except Exception as exc:  # a broken plug-in hook must not sink the whole comparison
-        ctx.warn(f"{task}: resample_metrics of evaluator {evaluator!r} failed on {label!r} "
-                 f"({type(exc).__name__}: {exc}); its corpus metrics have no interval from resampling and no p-value.")
+        ctx.warn(
+            f"{task}: resample_metrics of evaluator {evaluator!r} failed on {label!r} "
+            f"({type(exc).__name__}: {exc}); its corpus metrics have no interval from resampling and no p-value."
+        )
         return {}
     joined = {name: np.concatenate(values) if values else np.zeros(0) for name, values in parts.items()}
     return {name: values for name, values in joined.items() if np.isfinite(values).any()}
@@ -71,20 +85,45 @@ def _supported_names(hook, records: list[SampleRecord], names: list[str]) -> tup
     return supported, rejected, error
 
 
-def jackknife_values(ctx: Context, task: str, label: str, evaluator: str, records: list[SampleRecord],
-                     names: list[str], clusters: list[str] | None = None) -> dict[str, np.ndarray]:
+def jackknife_values(
+    ctx: Context,
+    task: str,
+    label: str,
+    evaluator: str,
+    records: list[SampleRecord],
+    names: list[str],
+    clusters: list[str] | None = None,
+) -> dict[str, np.ndarray]:
     """Leave-one-out values of ``names``; with ``clusters`` (a label per record), leave-one-cluster-out
     values in sorted cluster order (the delete-a-group jackknife). {} below 3 records or 2 clusters."""
     if len(records) < 3:
         return {}
     if clusters is None:
-        return run_hook(ctx, task, label, evaluator, records, names, lambda: jackknife_indices(len(records)),
-                        len(records), what="jackknife")
+        return run_hook(
+            ctx,
+            task,
+            label,
+            evaluator,
+            records,
+            names,
+            lambda: jackknife_indices(len(records)),
+            len(records),
+            what="jackknife",
+        )
     groups = sorted(set(clusters))
     if len(groups) < 2:
         return {}
-    per_group = run_hook(ctx, task, label, evaluator, records, names, lambda: _leave_cluster_out(clusters, groups),
-                         len(groups), what="cluster jackknife")
+    per_group = run_hook(
+        ctx,
+        task,
+        label,
+        evaluator,
+        records,
+        names,
+        lambda: _leave_cluster_out(clusters, groups),
+        len(groups),
+        what="cluster jackknife",
+    )
     return per_group
 
 
@@ -100,8 +139,16 @@ def cluster_ids(clusters: list[str] | None) -> np.ndarray | None:
     return None if clusters is None else np.unique(np.asarray(clusters, dtype=str), return_inverse=True)[1].ravel()
 
 
-def randomization(ctx: Context, task: str, evaluator: str, recs_a: list[SampleRecord], recs_b: list[SampleRecord],
-                  name: str, observed: float, clusters: list[str] | None = None) -> RandomizationResult | None:
+def randomization(
+    ctx: Context,
+    task: str,
+    evaluator: str,
+    recs_a: list[SampleRecord],
+    recs_b: list[SampleRecord],
+    name: str,
+    observed: float,
+    clusters: list[str] | None = None,
+) -> RandomizationResult | None:
     """Approximate randomization test of ``name`` between aligned records (None when the hook cannot score it)."""
     hook = resample_hook(evaluator)
     n = len(recs_a)
@@ -118,11 +165,19 @@ def randomization(ctx: Context, task: str, evaluator: str, recs_a: list[SampleRe
         return np.asarray(values_b, dtype=float) - np.asarray(values_a, dtype=float)
 
     try:
-        return randomization_test(deltas, n, observed, n_resamples=ctx.n_resamples,
-                                  max_resamples=RANDOMIZATION_CAP_FACTOR * ctx.n_resamples,
-                                  alpha=1 - ctx.confidence, random_state=ctx.random_state,
-                                  groups=cluster_ids(clusters))
+        return randomization_test(
+            deltas,
+            n,
+            observed,
+            n_resamples=ctx.n_resamples,
+            max_resamples=RANDOMIZATION_CAP_FACTOR * ctx.n_resamples,
+            alpha=1 - ctx.confidence,
+            random_state=ctx.random_state,
+            groups=cluster_ids(clusters),
+        )
     except Exception as exc:  # a plug-in hook that cannot score mixed records: no test rather than no comparison
-        ctx.warn(f"{task}: approximate randomization of {name!r} failed in resample_metrics of {evaluator!r} "
-                 f"({type(exc).__name__}: {exc}); it has no p-value.")
+        ctx.warn(
+            f"{task}: approximate randomization of {name!r} failed in resample_metrics of {evaluator!r} "
+            f"({type(exc).__name__}: {exc}); it has no p-value."
+        )
         return None

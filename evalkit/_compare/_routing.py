@@ -48,9 +48,16 @@ def routing_rows(ctx: Context) -> list[dict[str, Any]]:
             accuracy, mean_conf, counts = reliability_curve(correct, conf, n_bins=N_BINS)
             coverage, precision, cuts = _thin(*risk_coverage_curve(correct, conf))
             methods = sorted({str(r.extra["confidence"].get("method")) for r in records})
-            rows.append({"task": task, "checkpoint": label, "n": len(records), "confidence_method": methods,
-                         "reliability": {"confidence": mean_conf, "accuracy": accuracy, "count": counts},
-                         "risk_coverage": {"coverage": coverage, "precision": precision, "cut": cuts}})
+            rows.append(
+                {
+                    "task": task,
+                    "checkpoint": label,
+                    "n": len(records),
+                    "confidence_method": methods,
+                    "reliability": {"confidence": mean_conf, "accuracy": accuracy, "count": counts},
+                    "risk_coverage": {"coverage": coverage, "precision": precision, "cut": cuts},
+                }
+            )
     return rows
 
 

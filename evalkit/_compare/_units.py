@@ -66,12 +66,18 @@ def units_of(ctx: Context, task: str, label: str, metric: str, records: list[Sam
             ids.append(sid if position is None else (sid, position))
             clusters.append(_cluster_label(record, cluster))
     if cluster is not None and any(c is None for c in clusters):
-        ctx.warn(f"{task}: some records of {label!r} have no {cluster!r} (the cluster field of {metric!r}); "
-                 "each of them is its own cluster.")
+        ctx.warn(
+            f"{task}: some records of {label!r} have no {cluster!r} (the cluster field of {metric!r}); "
+            "each of them is its own cluster."
+        )
         clusters = [c if c is not None else f"\x00{uid}" for c, uid in zip(clusters, ids)]
     array = np.asarray(values, dtype=float)
-    return Units(array, ids, clusters if cluster is not None else None,
-                 binary=_declared_binary(ctx, task, label, metric, spec, array))
+    return Units(
+        array,
+        ids,
+        clusters if cluster is not None else None,
+        binary=_declared_binary(ctx, task, label, metric, spec, array),
+    )
 
 
 def _declared_binary(ctx: Context, task: str, label: str, metric: str, spec, values: np.ndarray) -> bool:
@@ -81,8 +87,10 @@ def _declared_binary(ctx: Context, task: str, label: str, metric: str, spec, val
         return False
     if is_binary(values):
         return True
-    ctx.warn(f"{task}: {metric!r} is declared binary (0/1 per unit) but {label!r}'s values are not all 0 or 1; "
-             "it is compared as a mean (t interval, paired t test).")
+    ctx.warn(
+        f"{task}: {metric!r} is declared binary (0/1 per unit) but {label!r}'s values are not all 0 or 1; "
+        "it is compared as a mean (t interval, paired t test)."
+    )
     return False
 
 
@@ -109,9 +117,11 @@ def sample_units(ctx: Context, task: str, label: str, metric: str) -> Units | No
         if units is not None and reproduces(units.values, ctx.task(label, task).metrics.get(metric)):
             return units
         if records:
-            ctx.warn(f"{task}: {metric!r} is declared the mean of {spec.score_field(metric)} but {label!r}'s records "
-                     f"{'do not reproduce its value' if units is not None else 'lack that field'}; it is compared "
-                     "as a corpus metric.")
+            ctx.warn(
+                f"{task}: {metric!r} is declared the mean of {spec.score_field(metric)} but {label!r}'s records "
+                f"{'do not reproduce its value' if units is not None else 'lack that field'}; it is compared "
+                "as a corpus metric."
+            )
         return None
 
     return ctx.cached(("sample_units", task, label, metric), compute)

@@ -92,9 +92,18 @@ class Checkpoint(LazyCheckpoint):
         from .spec import trainer_position
 
         run, step = trainer_position(self.spec) or (None, None)
-        return CheckpointInfo.from_dict({"label": self.spec.label, "spec": self.spec.display, "kind": self.spec.kind,
-                                         "fingerprint": self.fingerprint, "note": self.spec.note,
-                                         "settings": self.settings, "run": run, "step": step})
+        return CheckpointInfo.from_dict(
+            {
+                "label": self.spec.label,
+                "spec": self.spec.display,
+                "kind": self.spec.kind,
+                "fingerprint": self.fingerprint,
+                "note": self.spec.note,
+                "settings": self.settings,
+                "run": run,
+                "step": step,
+            }
+        )
 
     def supports(self, need: str) -> bool:
         """Whether this checkpoint can answer lm-eval requests of type ``need`` ("loglikelihood", ...)."""
@@ -105,5 +114,3 @@ class Checkpoint(LazyCheckpoint):
         from .kinds import unsupported_reason
 
         return unsupported_reason(self.spec, self.options, need)
-
-

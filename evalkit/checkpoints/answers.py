@@ -85,8 +85,10 @@ def echo_logprobs(reply: Any, inputs: list, ctxlens: list[int]) -> list[tuple[fl
     """
     if len(inputs) != len(ctxlens):
         raise ValueError(f"{len(inputs)} inputs but {len(ctxlens)} context lengths")
-    return [_continuation_score(choice, position, len(tokens) - ctxlen)
-            for position, (choice, tokens, ctxlen) in enumerate(zip(_choices(reply, len(inputs)), inputs, ctxlens))]
+    return [
+        _continuation_score(choice, position, len(tokens) - ctxlen)
+        for position, (choice, tokens, ctxlen) in enumerate(zip(_choices(reply, len(inputs)), inputs, ctxlens))
+    ]
 
 
 def next_token_logprobs(reply: Any, n_prompts: int) -> list[dict[int, float]]:
@@ -110,12 +112,16 @@ def next_token_logprobs(reply: Any, n_prompts: int) -> list[dict[int, float]]:
         logprobs = choice.get("logprobs")
         entries = logprobs.get("top_logprobs", _MISSING) if isinstance(logprobs, dict) else _MISSING
         if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict) or not entries[0]:
-            raise MalformedAnswer(f"{where} is {_described(entries)}: no next-token log-probs (logprobs=k) in the reply")
+            raise MalformedAnswer(
+                f"{where} is {_described(entries)}: no next-token log-probs (logprobs=k) in the reply"
+            )
         top = {}
         for key, value in entries[0].items():
             token = parse_token_id_key(key)
             if token is None:
-                raise MalformedAnswer(f"{where}[0] has key {_shown(key)}, not 'token_id:N' (return_tokens_as_token_ids)")
+                raise MalformedAnswer(
+                    f"{where}[0] has key {_shown(key)}, not 'token_id:N' (return_tokens_as_token_ids)"
+                )
             top[token] = _logprob(value, f"{where}[0][{_shown(key)}]")
         tops.append(top)
     return tops
@@ -136,7 +142,8 @@ def _continuation_score(choice: dict, position: int, n_continuation: int) -> tup
         raise MalformedAnswer(
             f"{where} has {len(values)} token log-probs and {len(top)} top log-probs for a prompt whose "
             f"continuation has {n_continuation} tokens plus the generated one (is the server tokenizing with "
-            f"another tokenizer than model_args='tokenizer=...'?)")
+            f"another tokenizer than model_args='tokenizer=...'?)"
+        )
     window = range(len(values) - 1 - n_continuation, len(values) - 1)
     scores = [_logprob(values[i], f"{where}.token_logprobs[{i}]") for i in window]
     best = [_best_logprob(top[i], f"{where}.top_logprobs[{i}]") for i in window]
@@ -151,8 +158,12 @@ def _best_logprob(entry: Any, where: str) -> float:
 
 def _logprob(value: Any, where: str) -> float:
     """``value`` as a log-probability: a finite number <= 0 (JSON ``NaN``/``Infinity`` parse as floats)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value > _MAX_LOGPROB:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value > _MAX_LOGPROB
+    ):
         raise MalformedAnswer(f"{where} is {_described(value)}, not a finite log-probability <= 0")
     return float(value)
 
@@ -174,8 +185,9 @@ def _choices(reply: Any, n_prompts: int) -> list[dict]:
             raise MalformedAnswer(f"choices[{position}] is {_described(choice)}, not an object")
         index = choice.get("index", position if n_prompts == 1 else None)  # one choice may omit its index
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_prompts or index in by_index:
-            raise MalformedAnswer(f"choices[{position}].index is {_described(index)}: each of 0..{n_prompts - 1} "
-                                  f"must appear once")
+            raise MalformedAnswer(
+                f"choices[{position}].index is {_described(index)}: each of 0..{n_prompts - 1} must appear once"
+            )
         by_index[index] = choice
     return [by_index[i] for i in range(n_prompts)]
 

@@ -54,14 +54,17 @@ class _HashCache:
     """
 
     FILE = "file-hashes-v2.sqlite"
-    _SCHEMA = ("CREATE TABLE IF NOT EXISTS file_hashes (path TEXT, size INTEGER, mtime_ns INTEGER, inode INTEGER, "
-               "ctime_ns INTEGER, sha256 TEXT NOT NULL, PRIMARY KEY (path, size, mtime_ns, inode, ctime_ns))")
+    _SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS file_hashes (path TEXT, size INTEGER, mtime_ns INTEGER, inode INTEGER, "
+        "ctime_ns INTEGER, sha256 TEXT NOT NULL, PRIMARY KEY (path, size, mtime_ns, inode, ctime_ns))"
+    )
     _disabled = False
 
     @classmethod
     def lookup(cls, key: tuple) -> str | None:
-        row = cls._run("SELECT sha256 FROM file_hashes WHERE path=? AND size=? AND mtime_ns=? AND inode=? "
-                       "AND ctime_ns=?", key)
+        row = cls._run(
+            "SELECT sha256 FROM file_hashes WHERE path=? AND size=? AND mtime_ns=? AND inode=? AND ctime_ns=?", key
+        )
         return row[0] if row else None
 
     @classmethod
@@ -108,8 +111,12 @@ class _HashCache:
         if not path.exists():
             return False
         _warn(f"{path}: file-hash cache is broken ({exc}); recreating it.")
-        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"),
-                     path.with_name(path.name + "-journal")):
+        for name in (
+            path,
+            path.with_name(path.name + "-wal"),
+            path.with_name(path.name + "-shm"),
+            path.with_name(path.name + "-journal"),
+        ):
             try:
                 name.unlink(missing_ok=True)
             except OSError:

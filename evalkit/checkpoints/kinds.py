@@ -19,8 +19,16 @@ from .spec import CheckpointSpec
 if TYPE_CHECKING:
     from .options import LoadOptions
 
-__all__ = ["CheckpointKind", "kind_of", "fingerprint", "load_lm", "settings", "supports", "unsupported_reason",
-           "CHECKPOINT_KINDS"]
+__all__ = [
+    "CheckpointKind",
+    "kind_of",
+    "fingerprint",
+    "load_lm",
+    "settings",
+    "supports",
+    "unsupported_reason",
+    "CHECKPOINT_KINDS",
+]
 
 
 class CheckpointKind:

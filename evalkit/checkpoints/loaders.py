@@ -56,26 +56,48 @@ def _hflm_kwargs(options: "LoadOptions") -> dict[str, Any]:
     from lm_eval.utils import handle_arg_string
 
     if options.dtype not in _DTYPES:
-        raise UsageError(f"dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.", param="dtype")
+        raise UsageError(
+            f"dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.", param="dtype"
+        )
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda":  # one GPU per process under torchrun / accelerate launch (evalkit.parallel)
         from ..parallel import current_ranks
 
         ranks = current_ranks()
         device = f"cuda:{ranks.local_rank}" if ranks.parallel else device
-    kwargs: dict[str, Any] = dict(batch_size=_batch_size(options.batch_size, device), dtype=options.dtype or "auto",
-                                  device=device,
-                                  trust_remote_code=options.trust_remote_code)
+    kwargs: dict[str, Any] = dict(
+        batch_size=_batch_size(options.batch_size, device),
+        dtype=options.dtype or "auto",
+        device=device,
+        trust_remote_code=options.trust_remote_code,
+    )
     if options.max_length:
         kwargs["max_length"] = options.max_length
-    kwargs.update({k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items()
-                   if k not in SERVER_ONLY_MODEL_ARGS})
+    kwargs.update(
+        {
+            k: handle_arg_string(v) if isinstance(v, str) else v
+            for k, v in options.model_args.items()
+            if k not in SERVER_ONLY_MODEL_ARGS
+        }
+    )
     return kwargs
 
 
 #: --model-args keys meant for server checkpoints; in a mixed compare they must not reach HFLM.
-SERVER_ONLY_MODEL_ARGS = frozenset({"retry_wait", "retry_max_wait", "api", "tokenized_requests", "tokenizer_backend",
-                                    "base_url", "num_concurrent", "max_retries", "timeout", "loglikelihood_scoring"})
+SERVER_ONLY_MODEL_ARGS = frozenset(
+    {
+        "retry_wait",
+        "retry_max_wait",
+        "api",
+        "tokenized_requests",
+        "tokenizer_backend",
+        "base_url",
+        "num_concurrent",
+        "max_retries",
+        "timeout",
+        "loglikelihood_scoring",
+    }
+)
 
 #: "auto" on CPU: lm-eval's detection probes ever larger batches until memory runs out, which on a
 #: CPU with plenty of RAM costs tens of seconds and finds nothing useful; a fixed batch is as fast.
@@ -99,18 +121,25 @@ def _load_vllm(spec: CheckpointSpec, options: "LoadOptions"):
     from importlib.util import find_spec
 
     if spec.kind not in ("hf", "hub", "peft"):
-        raise UsageError(f"{arg('backend', repr('vllm'))} loads model directories, hub ids and PEFT adapters; checkpoint "
-                         f"{spec.display!r} is a {spec.kind} file: use the default {arg('backend', repr('hf'))}.",
-                         param="backend")
+        raise UsageError(
+            f"{arg('backend', repr('vllm'))} loads model directories, hub ids and PEFT adapters; checkpoint "
+            f"{spec.display!r} is a {spec.kind} file: use the default {arg('backend', repr('hf'))}.",
+            param="backend",
+        )
     if find_spec("vllm") is None:
-        raise UsageError(f"{arg('backend', repr('vllm'))} needs vLLM in this Python environment (pip install vllm; on "
-                         f"CPU-only machines its CPU build, see bench/vllm/README.md), or use the default "
-                         f"{arg('backend', repr('hf'))}.",
-                         param="backend")
+        raise UsageError(
+            f"{arg('backend', repr('vllm'))} needs vLLM in this Python environment (pip install vllm; on "
+            f"CPU-only machines its CPU build, see bench/vllm/README.md), or use the default "
+            f"{arg('backend', repr('hf'))}.",
+            param="backend",
+        )
     if options.dtype not in _DTYPES:
-        raise UsageError(f"dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.", param="dtype")
-    kwargs: dict[str, Any] = dict(dtype=options.dtype or "auto", trust_remote_code=options.trust_remote_code,
-                                  batch_size=options.batch_size)
+        raise UsageError(
+            f"dtype must be one of {', '.join(d for d in _DTYPES if d)}, got {options.dtype!r}.", param="dtype"
+        )
+    kwargs: dict[str, Any] = dict(
+        dtype=options.dtype or "auto", trust_remote_code=options.trust_remote_code, batch_size=options.batch_size
+    )
     if options.max_length:
         kwargs["max_length"] = options.max_length
     if spec.kind == "hub":
@@ -120,13 +149,21 @@ def _load_vllm(spec: CheckpointSpec, options: "LoadOptions"):
         adapter = Path(spec.location)
         pretrained = options.base or read_adapter_base(adapter) or ""
         if not pretrained:
-            raise UsageError(f"adapter {adapter}: adapter_config.json names no base_model_name_or_path; "
-                             f"pass {arg('base', 'DIR_OR_ID')}.", param="base")
+            raise UsageError(
+                f"adapter {adapter}: adapter_config.json names no base_model_name_or_path; "
+                f"pass {arg('base', 'DIR_OR_ID')}.",
+                param="base",
+            )
         kwargs["lora_local_path"] = str(adapter)
     from lm_eval.utils import handle_arg_string
 
-    kwargs.update({k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items()
-                   if k not in SERVER_ONLY_MODEL_ARGS})
+    kwargs.update(
+        {
+            k: handle_arg_string(v) if isinstance(v, str) else v
+            for k, v in options.model_args.items()
+            if k not in SERVER_ONLY_MODEL_ARGS
+        }
+    )
     # choices scored with generation-style requests that vLLM's prefix cache serves (see vllm_lm.py)
     kwargs["loglikelihood_scoring"] = options.model_args.get("loglikelihood_scoring", "auto")
     from .vllm_lm import vllm_class
@@ -136,8 +173,9 @@ def _load_vllm(spec: CheckpointSpec, options: "LoadOptions"):
     except EvalkitError:
         raise
     except Exception as exc:  # engine start-up failures (memory, unsupported architecture) as one line
-        raise UsageError(f"checkpoint {spec.display!r} could not be loaded with vLLM: "
-                         f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        raise UsageError(
+            f"checkpoint {spec.display!r} could not be loaded with vLLM: {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
 
 
 def _hflm(spec: CheckpointSpec, **kwargs):
@@ -150,10 +188,17 @@ def _hflm(spec: CheckpointSpec, **kwargs):
         raise
     except Exception as exc:  # missing/corrupt files, unknown architectures, hub access: all one-line errors
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-        hint = (" (offline: HF_HUB_OFFLINE is set, so hub ids only work when already in the local cache; "
-                "download the model and pass its directory)") if offline and spec.kind in ("hub", "peft") else ""
-        raise UsageError(f"checkpoint {spec.display!r} could not be loaded{hint}: "
-                         f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        hint = (
+            (
+                " (offline: HF_HUB_OFFLINE is set, so hub ids only work when already in the local cache; "
+                "download the model and pass its directory)"
+            )
+            if offline and spec.kind in ("hub", "peft")
+            else ""
+        )
+        raise UsageError(
+            f"checkpoint {spec.display!r} could not be loaded{hint}: {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
 
 
 def _load_hf(spec: CheckpointSpec, options: "LoadOptions"):
@@ -170,15 +215,21 @@ def _load_peft(spec: CheckpointSpec, options: "LoadOptions"):
     adapter = Path(spec.location)
     base = options.base or read_adapter_base(adapter)
     if not base:
-        raise UsageError(f"adapter {adapter}: adapter_config.json names no base_model_name_or_path; "
-                         f"pass {arg('base', 'DIR_OR_ID')}.", param="base")
+        raise UsageError(
+            f"adapter {adapter}: adapter_config.json names no base_model_name_or_path; "
+            f"pass {arg('base', 'DIR_OR_ID')}.",
+            param="base",
+        )
     base_path = Path(base).expanduser()
     if base_path.is_dir():
         base = str(base_path)
     elif not _looks_like_hub_id(base):
         source = "the base option" if options.base else str(adapter / "adapter_config.json")
-        raise UsageError(f"adapter {adapter}: base model {base!r} (from {source}) is neither a model directory "
-                         f"nor a hub id; pass {arg('base', 'DIR')}.", param="base")
+        raise UsageError(
+            f"adapter {adapter}: base model {base!r} (from {source}) is neither a model directory "
+            f"nor a hub id; pass {arg('base', 'DIR')}.",
+            param="base",
+        )
     kwargs = _hflm_kwargs(options)
     has_tokenizer = any((adapter / name).is_file() for name in TOKENIZER_FILES)
     kwargs.setdefault("tokenizer", str(adapter) if has_tokenizer else base)
@@ -196,16 +247,25 @@ def weights_config_dir(spec: CheckpointSpec, options: "LoadOptions") -> Path:
     if options.config:
         folder = Path(options.config).expanduser()
         if not (folder / "config.json").is_file():
-            raise UsageError(f"{arg('config', repr(options.config))}: no config.json there; pass the model dir whose "
-                             f"architecture and tokenizer {path.name} uses.", param="config")
+            raise UsageError(
+                f"{arg('config', repr(options.config))}: no config.json there; pass the model dir whose "
+                f"architecture and tokenizer {path.name} uses.",
+                param="config",
+            )
     else:
         folder = path.parent
         if not (folder / "config.json").is_file():
-            raise UsageError(f"weights file {path}: no config.json beside it; pass {arg('config', 'DIR')} (a model dir with "
-                             f"config.json and tokenizer files).", param="config")
+            raise UsageError(
+                f"weights file {path}: no config.json beside it; pass {arg('config', 'DIR')} (a model dir with "
+                f"config.json and tokenizer files).",
+                param="config",
+            )
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise UsageError(f"config dir {folder}: no tokenizer files (tokenizer.json, tokenizer_config.json, "
-                         f"tokenizer.model); add them or pass another {arg('config', 'DIR')}.", param="config")
+        raise UsageError(
+            f"config dir {folder}: no tokenizer files (tokenizer.json, tokenizer_config.json, "
+            f"tokenizer.model); add them or pass another {arg('config', 'DIR')}.",
+            param="config",
+        )
     return folder
 
 
@@ -218,8 +278,10 @@ def read_state_dict(path: Path, *, allow_pickle: bool = False) -> dict[str, Any]
         try:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types for truncated/garbled files
-            raise UsageError(f"weights file {path} is not a readable safetensors file ({_first_line(exc)}); "
-                             f"re-save or re-download it.") from None
+            raise UsageError(
+                f"weights file {path} is not a readable safetensors file ({_first_line(exc)}); "
+                f"re-save or re-download it."
+            ) from None
     return _unwrap(_torch_load(path, allow_pickle), path)
 
 
@@ -233,11 +295,15 @@ def _torch_load(path: Path, allow_pickle: bool) -> Any:
     except pickle.UnpicklingError as exc:
         if allow_pickle:
             raise UsageError(f"weights file {path} could not be unpickled ({_first_line(exc)}).") from None
-        raise UsageError(f"weights file {path} holds objects beyond tensors and needs full unpickling, which can run "
-                         f"code from the file; if you trust it, pass {arg('allow_pickle', True)}.", param="allow_pickle") from None
+        raise UsageError(
+            f"weights file {path} holds objects beyond tensors and needs full unpickling, which can run "
+            f"code from the file; if you trust it, pass {arg('allow_pickle', True)}.",
+            param="allow_pickle",
+        ) from None
     except (RuntimeError, OSError, EOFError, ValueError, AttributeError, ModuleNotFoundError) as exc:
-        raise UsageError(f"weights file {path} could not be read ({_first_line(exc)}); "
-                         f"is it a PyTorch checkpoint?") from None
+        raise UsageError(
+            f"weights file {path} could not be read ({_first_line(exc)}); is it a PyTorch checkpoint?"
+        ) from None
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, Any]:
@@ -264,8 +330,9 @@ def _first_line(exc: BaseException) -> str:
 
 def _align_prefix(state: dict[str, Any], model_keys: set[str]) -> dict[str, Any]:
     """Strip (or add) the key prefix that makes ``state`` match ``model_keys`` best (e.g. Lightning's ``model.``)."""
+
     def renamed(strip: str, add: str) -> dict[str, Any]:
-        return {add + (k[len(strip):] if strip and k.startswith(strip) else k): v for k, v in state.items()}
+        return {add + (k[len(strip) :] if strip and k.startswith(strip) else k): v for k, v in state.items()}
 
     candidates = {("", "")}
     for key in list(state)[:1000]:
@@ -289,14 +356,23 @@ def fit_state_dict(model, state: dict[str, Any], *, weights: Path, config_dir: P
         ignore_missing.append(r"^lm_head\.weight$")  # tied to the input embeddings, often not saved
     missing = _unmatched(expected.keys() - state.keys(), ignore_missing)
     unexpected = _unmatched(state.keys() - expected.keys(), ignore_unexpected)
-    shapes = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-                    for k in state.keys() & expected.keys() if state[k].shape != expected[k].shape)
+    shapes = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in state.keys() & expected.keys()
+        if state[k].shape != expected[k].shape
+    )
     if missing or unexpected or shapes:
-        parts = [f"{len(missing)} missing keys{_examples(missing)}", f"{len(unexpected)} unexpected{_examples(unexpected)}"]
+        parts = [
+            f"{len(missing)} missing keys{_examples(missing)}",
+            f"{len(unexpected)} unexpected{_examples(unexpected)}",
+        ]
         if shapes:
             parts.append(f"{len(shapes)} with another shape{_examples(shapes, sep='; ')}")
-        raise UsageError(f"weights file {weights} does not fit config {config_dir / 'config.json'}: "
-                         f"{', '.join(parts)}; pass {arg('config', 'DIR')} with the matching architecture.", param="config")
+        raise UsageError(
+            f"weights file {weights} does not fit config {config_dir / 'config.json'}: "
+            f"{', '.join(parts)}; pass {arg('config', 'DIR')} with the matching architecture.",
+            param="config",
+        )
     return {k: v for k, v in state.items() if k in expected}
 
 

@@ -117,9 +117,18 @@ class InMemoryCheckpoint(LazyCheckpoint):
         Where the model is in a training run (set by the Trainer callback).
     """
 
-    def __init__(self, model: Any, *, tokenizer: Any = None, label: str | None = None, note: str | None = None,
-                 options: Any = None, fingerprint: str | None = None, run: str | None = None,
-                 step: int | None = None):
+    def __init__(
+        self,
+        model: Any,
+        *,
+        tokenizer: Any = None,
+        label: str | None = None,
+        note: str | None = None,
+        options: Any = None,
+        fingerprint: str | None = None,
+        run: str | None = None,
+        step: int | None = None,
+    ):
         from .options import LoadOptions
 
         self.model = model
@@ -143,17 +152,27 @@ class InMemoryCheckpoint(LazyCheckpoint):
     def _compute_fingerprint(self) -> str:
         torch_model = getattr(self.model, "model", None) if self.is_lm else self.model
         if torch_model is None or not hasattr(torch_model, "state_dict"):
-            raise UsageError(f"cannot fingerprint the lm-eval LM {type(self.model).__name__} (it has no .model "
-                             f"with weights); pass fingerprint='...', a string that changes whenever its "
-                             f"answers would, so stored results are not reused for another model.")
+            raise UsageError(
+                f"cannot fingerprint the lm-eval LM {type(self.model).__name__} (it has no .model "
+                f"with weights); pass fingerprint='...', a string that changes whenever its "
+                f"answers would, so stored results are not reused for another model."
+            )
         return model_fingerprint(torch_model, self.tokenizer)
 
     @property
     def info(self) -> CheckpointInfo:
-        return CheckpointInfo.from_dict({"label": self.label, "spec": self.display, "kind": self.kind,
-                                         "fingerprint": self.fingerprint, "note": self.note,
-                                         "settings": self.options.output_settings(), "run": self.run,
-                                         "step": self.step})
+        return CheckpointInfo.from_dict(
+            {
+                "label": self.label,
+                "spec": self.display,
+                "kind": self.kind,
+                "fingerprint": self.fingerprint,
+                "note": self.note,
+                "settings": self.options.output_settings(),
+                "run": self.run,
+                "step": self.step,
+            }
+        )
 
     def supports(self, need: str) -> bool:
         return True  # a model computes log-likelihoods and generates; an LM object says so by failing
@@ -168,14 +187,19 @@ def _check_transformers_pair(model: Any, tokenizer: Any) -> None:
     from transformers import PreTrainedTokenizerBase
 
     if not hasattr(model, "state_dict") or not hasattr(model, "config"):
-        raise UsageError(f"cannot evaluate a {type(model).__name__}: give a checkpoint spec (path, URL), a "
-                         f"transformers or PEFT model with its tokenizer, or an lm-eval LM.")
+        raise UsageError(
+            f"cannot evaluate a {type(model).__name__}: give a checkpoint spec (path, URL), a "
+            f"transformers or PEFT model with its tokenizer, or an lm-eval LM."
+        )
     if tokenizer is None:
-        raise UsageError(f"an in-memory {type(model).__name__} needs its tokenizer: evaluate(model, tasks, "
-                         f"tokenizer=tokenizer).")
+        raise UsageError(
+            f"an in-memory {type(model).__name__} needs its tokenizer: evaluate(model, tasks, tokenizer=tokenizer)."
+        )
     if not isinstance(tokenizer, PreTrainedTokenizerBase):
-        raise UsageError(f"tokenizer must be a transformers tokenizer, got {type(tokenizer).__name__} "
-                         f"(for a processor, pass processor.tokenizer).")
+        raise UsageError(
+            f"tokenizer must be a transformers tokenizer, got {type(tokenizer).__name__} "
+            f"(for a processor, pass processor.tokenizer)."
+        )
 
 
 def _hflm_over(model: Any, tokenizer: Any, options: Any):

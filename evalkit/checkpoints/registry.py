@@ -12,5 +12,6 @@ __all__ = ["CHECKPOINT_KINDS", "ENTRY_POINT_GROUP"]
 ENTRY_POINT_GROUP = "evalkit.checkpoint_kinds"
 
 #: Built-in kinds register when :mod:`.kinds` is imported; plug-ins are read at the first lookup.
-CHECKPOINT_KINDS: Registry[type] = Registry("checkpoint kind", entry_point_group=ENTRY_POINT_GROUP,
-                                            builtins=("evalkit.checkpoints.kinds",))
+CHECKPOINT_KINDS: Registry[type] = Registry(
+    "checkpoint kind", entry_point_group=ENTRY_POINT_GROUP, builtins=("evalkit.checkpoints.kinds",)
+)

@@ -35,12 +35,16 @@ def read_predictions(path: str | Path) -> dict[tuple[str, str], str]:
             continue
         task, sample_id, output = _parse_row(path, lineno, line)
         if (task, sample_id) in outputs:
-            raise UsageError(f"{path}:{lineno}: duplicate output for task {task!r} sample id {sample_id!r}; "
-                             f"keep one row per (task, id).")
+            raise UsageError(
+                f"{path}:{lineno}: duplicate output for task {task!r} sample id {sample_id!r}; "
+                f"keep one row per (task, id)."
+            )
         outputs[(task, sample_id)] = output
     if not outputs:
-        raise UsageError(f"predictions file {path} has no rows; expected one JSON object per line "
-                         f'like {{"task": "ifeval", "id": "1000", "output": "..."}}.')
+        raise UsageError(
+            f"predictions file {path} has no rows; expected one JSON object per line "
+            f'like {{"task": "ifeval", "id": "1000", "output": "..."}}.'
+        )
     return outputs
 
 
@@ -57,9 +61,16 @@ def read_confidences(path: str | Path) -> dict[tuple[str, str], float]:
 
 
 def _confidence(path: Path, lineno: int, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
-        raise UsageError(f"{path}:{lineno}: 'confidence' must be a number in [0, 1] (the probability that the output "
-                         f"is right), got {value!r}; fix or drop it.")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 <= value <= 1
+    ):
+        raise UsageError(
+            f"{path}:{lineno}: 'confidence' must be a number in [0, 1] (the probability that the output "
+            f"is right), got {value!r}; fix or drop it."
+        )
     return float(value)
 
 
@@ -75,8 +86,9 @@ def _load_row(path: Path, lineno: int, line: str) -> object:
 def _parse_row(path: Path, lineno: int, line: str) -> tuple[str, str, str]:
     row = _load_row(path, lineno, line)
     if not isinstance(row, dict):
-        raise UsageError(f"{path}:{lineno}: expected a JSON object with keys task, id, output; "
-                         f"got {type(row).__name__}.")
+        raise UsageError(
+            f"{path}:{lineno}: expected a JSON object with keys task, id, output; got {type(row).__name__}."
+        )
     missing = [key for key in _REQUIRED if key not in row]
     if missing:
         raise UsageError(f"{path}:{lineno}: missing key(s) {', '.join(missing)}; every row needs task, id and output.")
@@ -123,22 +135,28 @@ class ReplayLM(LM):
         if missing:
             task, sample_id = missing[0]
             examples = ", ".join(repr(s) for _, s in missing[:5])
-            raise UsageError(f"predictions file {self.path} has no output for task {task!r} sample id {sample_id!r} "
-                             f"({len(missing)} of {len(keys)} missing, e.g. {examples}); add rows for them.")
+            raise UsageError(
+                f"predictions file {self.path} has no output for task {task!r} sample id {sample_id!r} "
+                f"({len(missing)} of {len(keys)} missing, e.g. {examples}); add rows for them."
+            )
 
     @staticmethod
     def _key(request) -> tuple[str, str]:
         task = getattr(request, "task_name", None)
         sample_id = getattr(request, "evalkit_sample_id", None)
         if not task or sample_id is None:
-            raise ValueError("ReplayLM needs requests with task_name and evalkit_sample_id set by an evalkit "
-                             f"evaluator; got task_name={task!r}, evalkit_sample_id={sample_id!r}")
+            raise ValueError(
+                "ReplayLM needs requests with task_name and evalkit_sample_id set by an evalkit "
+                f"evaluator; got task_name={task!r}, evalkit_sample_id={sample_id!r}"
+            )
         return str(task), str(sample_id)
 
     def _refuse(self, requests) -> list:
         task = getattr(requests[0], "task_name", None) if requests else None
-        raise UsageError(f"task {task!r} needs log-likelihoods, which predictions file {self.path} cannot provide; "
-                         f"use a generation task or evaluate the model itself.")
+        raise UsageError(
+            f"task {task!r} needs log-likelihoods, which predictions file {self.path} cannot provide; "
+            f"use a generation task or evaluate the model itself."
+        )
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         return self._refuse(requests)

@@ -43,9 +43,19 @@ from typing import Any
 from ..errors import ServerError, UsageError, arg, python_words
 from .answers import MalformedAnswer, echo_logprobs, generated_texts, next_token_logprobs
 
-__all__ = ["RetryPolicy", "RequestStats", "ResilientAPIMixin", "is_retryable_status", "returns_prompt_logprobs",
-           "returns_next_token_logprobs", "next_token_payload", "exact_token_payload", "probe_next_token_logprobs", "returns_exact_token_logprobs",
-           "RETRYABLE_STATUS"]
+__all__ = [
+    "RetryPolicy",
+    "RequestStats",
+    "ResilientAPIMixin",
+    "is_retryable_status",
+    "returns_prompt_logprobs",
+    "returns_next_token_logprobs",
+    "next_token_payload",
+    "exact_token_payload",
+    "probe_next_token_logprobs",
+    "returns_exact_token_logprobs",
+    "RETRYABLE_STATUS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +101,9 @@ class RetryPolicy:
         for name, key in (("base_wait", "retry_wait"), ("max_wait", "retry_max_wait")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise UsageError(f"model_args {key} must be a number of seconds >= 0, got {value!r}.",
-                                 param="model_args")
+                raise UsageError(
+                    f"model_args {key} must be a number of seconds >= 0, got {value!r}.", param="model_args"
+                )
 
     def wait(self, retry: int, *, retry_after: float | None = None, jitter: float | None = None) -> float:
         """Seconds to sleep before retry number ``retry`` (1-based)."""
@@ -107,13 +118,13 @@ class RetryPolicy:
 class RequestStats:
     """What the request loop did: totals over the LM's lifetime, for logs, benchmarks and tests."""
 
-    requests: int = 0          # requests answered
-    next_token_requests: int = 0   # shared-prefix prompts (one per distinct prefix; see shared_prefix.py)
+    requests: int = 0  # requests answered
+    next_token_requests: int = 0  # shared-prefix prompts (one per distinct prefix; see shared_prefix.py)
     exact_token_requests: int = 0  # a choice's token outside the top-k, asked for alone (allowed_token_ids)
-    rescored_per_option: int = 0   # choices outside the top-k, scored by echo requests instead
-    attempts: int = 0          # HTTP attempts, including retries
+    rescored_per_option: int = 0  # choices outside the top-k, scored by echo requests instead
+    attempts: int = 0  # HTTP attempts, including retries
     retries: int = 0
-    seconds: float = 0.0       # wall time inside request waves
+    seconds: float = 0.0  # wall time inside request waves
     failures: Counter = field(default_factory=Counter)  # "HTTP 503", "timeout", "connection" -> count
 
     @property
@@ -122,8 +133,10 @@ class RequestStats:
 
     def summary(self) -> str:
         failed = ", ".join(f"{k}: {v}" for k, v in sorted(self.failures.items())) or "none"
-        return (f"{self.requests} requests in {self.seconds:.1f} s ({self.requests_per_second:.2f} req/s), "
-                f"{self.retries} retries (failures: {failed})")
+        return (
+            f"{self.requests} requests in {self.seconds:.1f} s ({self.requests_per_second:.2f} req/s), "
+            f"{self.retries} retries (failures: {failed})"
+        )
 
 
 class _Transient(Exception):
@@ -141,9 +154,16 @@ class ResilientAPIMixin:
     #: Where a generation's text is: ``message.content`` (chat endpoint) or ``text`` (completions).
     chat_replies = False
 
-    def __init__(self, *args: Any, retry_wait: float = 1.0, retry_max_wait: float = 30.0,
-                 server_name: str | None = None, timeout: float = 300.0, loglikelihood_scoring: str = "auto",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        retry_wait: float = 1.0,
+        retry_max_wait: float = 30.0,
+        server_name: str | None = None,
+        timeout: float = 300.0,
+        loglikelihood_scoring: str = "auto",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, timeout=max(1, int(timeout)), **kwargs)
         from .shared_prefix import scoring_mode
 
@@ -159,8 +179,9 @@ class ResilientAPIMixin:
         self._prompt_logprobs_checked = False
 
     # ------------------------------------------------------------------ the request wave
-    async def get_batched_requests(self, requests: list, cache_keys: list, *, generate: bool = True,
-                                   ctxlens: list | None = None, **kwargs: Any) -> list:
+    async def get_batched_requests(
+        self, requests: list, cache_keys: list, *, generate: bool = True, ctxlens: list | None = None, **kwargs: Any
+    ) -> list:
         """Send ``requests`` in batches of ``batch_size``, ``concurrency`` at a time; answers in order."""
         from aiohttp import ClientSession, ClientTimeout, TCPConnector
         from lm_eval.models.utils import chunks
@@ -175,9 +196,14 @@ class ResilientAPIMixin:
         connector = TCPConnector(limit=self.concurrency, ssl=self.verify_certificate)
         with bar(len(requests), f"{self.server_name} requests", unit="req") as progress:
             async with ClientSession(connector=connector, timeout=ClientTimeout(total=self.timeout)) as session:
-                tasks = [asyncio.create_task(self._send_with_retries(session, semaphore, batch, keys, lens, progress,
-                                                                     generate=generate, **kwargs))
-                         for batch, keys, lens in batches]
+                tasks = [
+                    asyncio.create_task(
+                        self._send_with_retries(
+                            session, semaphore, batch, keys, lens, progress, generate=generate, **kwargs
+                        )
+                    )
+                    for batch, keys, lens in batches
+                ]
                 try:
                     answers = await asyncio.gather(*tasks)
                 except BaseException:
@@ -190,8 +216,9 @@ class ResilientAPIMixin:
         logger.info("%s: %s", self.server_name, self.request_stats.summary())
         return answers
 
-    async def _send_with_retries(self, session, semaphore, messages, cache_keys, ctxlens, progress, *,
-                                 generate: bool, **kwargs: Any) -> list:
+    async def _send_with_retries(
+        self, session, semaphore, messages, cache_keys, ctxlens, progress, *, generate: bool, **kwargs: Any
+    ) -> list:
         policy, last = self.retry_policy, None
         # A retrying request keeps its slot while it waits: a struggling server gets no new requests meanwhile,
         # and a server that always fails sees at most concurrency * (max_retries + 1) attempts.
@@ -205,7 +232,13 @@ class ResilientAPIMixin:
                 except _Transient as exc:
                     last = exc
                     self.request_stats.failures[exc.label] += 1
-                    logger.info("%s: %s (attempt %d of %d)", self.server_name, python_words(str(exc)), attempt + 1, policy.max_retries + 1)
+                    logger.info(
+                        "%s: %s (attempt %d of %d)",
+                        self.server_name,
+                        python_words(str(exc)),
+                        attempt + 1,
+                        policy.max_retries + 1,
+                    )
                     continue
                 self._cache_answers(answers, cache_keys, generate)
                 self.request_stats.requests += len(messages)
@@ -220,10 +253,21 @@ class ResilientAPIMixin:
             f"request ({last}); the server is at fault, not the input: it may be down, overloaded or not answering "
             f"in the OpenAI format. Check it, lower {arg('num_concurrent', 'N')} or raise {arg('max_retries', 'N')} / "
             f"{arg('timeout', 'SECONDS')} "
-            f"(finished samples are stored; evaluate again to resume).")
+            f"(finished samples are stored; evaluate again to resume)."
+        )
 
-    async def _send_once(self, session, messages, ctxlens, *, generate: bool, gen_kwargs: dict | None = None,
-                         next_token: int | None = None, exact_token: bool = False, **kwargs: Any) -> list:
+    async def _send_once(
+        self,
+        session,
+        messages,
+        ctxlens,
+        *,
+        generate: bool,
+        gen_kwargs: dict | None = None,
+        next_token: int | None = None,
+        exact_token: bool = False,
+        **kwargs: Any,
+    ) -> list:
         import aiohttp
 
         gen_kwargs = copy.deepcopy(gen_kwargs)
@@ -231,13 +275,19 @@ class ResilientAPIMixin:
         eos = self.eos_string if generate and (self._eos_string or self.tokenizer is not None) else None
         stops = _stop_strings(gen_kwargs, eos) if generate else []
         if exact_token:
-            (prefix, token), = messages
+            ((prefix, token),) = messages
             payload = exact_token_payload(self.model, list(prefix), token, seed=self._seed)
         elif next_token:
             payload = next_token_payload(self.model, messages, next_token, seed=self._seed)
         else:
-            payload = self._create_payload(self.create_message(messages), generate=generate, gen_kwargs=gen_kwargs,
-                                           seed=self._seed, eos=eos, **kwargs)
+            payload = self._create_payload(
+                self.create_message(messages),
+                generate=generate,
+                gen_kwargs=gen_kwargs,
+                seed=self._seed,
+                eos=eos,
+                **kwargs,
+            )
         if payload.get("stop") == []:  # "no stop strings" by omission: transformers serve fails on an empty list
             del payload["stop"]
         self.request_stats.attempts += 1
@@ -266,15 +316,21 @@ class ResilientAPIMixin:
             raise _Transient(f"HTTP {status}", detail, _retry_after(headers.get("Retry-After")))
         endpoint = "/" + str(self.base_url).rstrip("/").rsplit("/v1/", 1)[-1]
         if status in (401, 403):
-            raise UsageError(f"server {self.server_name} refused the API key (HTTP {status}) on POST {endpoint}; "
-                             f"set the environment variable named by {arg('api_key_env', 'NAME')} to a valid key.")
+            raise UsageError(
+                f"server {self.server_name} refused the API key (HTTP {status}) on POST {endpoint}; "
+                f"set the environment variable named by {arg('api_key_env', 'NAME')} to a valid key."
+            )
         if status == 404:
-            raise UsageError(f"server {self.server_name} answered HTTP 404 to POST {endpoint} "
-                             f"({detail or 'no detail'}); "
-                             f"check the model name after '#' (GET /v1/models lists them) and that the server has "
-                             f"this endpoint ({arg('endpoint', repr('chat'))} or {arg('endpoint', repr('completions'))}).")
-        raise UsageError(f"server {self.server_name} rejected a request with HTTP {status} on POST {endpoint}: "
-                         f"{detail or 'no detail'}")
+            raise UsageError(
+                f"server {self.server_name} answered HTTP 404 to POST {endpoint} "
+                f"({detail or 'no detail'}); "
+                f"check the model name after '#' (GET /v1/models lists them) and that the server has "
+                f"this endpoint ({arg('endpoint', repr('chat'))} or {arg('endpoint', repr('completions'))})."
+            )
+        raise UsageError(
+            f"server {self.server_name} rejected a request with HTTP {status} on POST {endpoint}: "
+            f"{detail or 'no detail'}"
+        )
 
     def _parse_answers(self, outputs, messages, ctxlens, generate: bool, stops: list[str]) -> list:
         """The reply's answers, checked against the shape the request needs (:mod:`.answers`); never guessed."""
@@ -324,9 +380,13 @@ class ResilientAPIMixin:
             return self._per_option_loglikelihood(requests, **kwargs)
         from .shared_prefix import score_choices
 
-        answers, rescored = score_choices(requests, self._server_sequences(requests), self._ask_next_tokens,
-                                          lambda rest: self._per_option_loglikelihood(rest, **kwargs),
-                                          self._ask_exact_tokens if self._exact_tokens_checked else None)
+        answers, rescored = score_choices(
+            requests,
+            self._server_sequences(requests),
+            self._ask_next_tokens,
+            lambda rest: self._per_option_loglikelihood(rest, **kwargs),
+            self._ask_exact_tokens if self._exact_tokens_checked else None,
+        )
         self.request_stats.rescored_per_option += rescored
         self._cache_answers(answers, [key for key, _, _ in requests], generate=False)
         return answers
@@ -344,15 +404,24 @@ class ResilientAPIMixin:
             from .shared_prefix import TOP_K
 
             probe = self.tokenizer("Hello, world. Hello").input_ids if self.tokenizer is not None else []
-            found = probe_next_token_logprobs(str(self.base_url), self.model, dict(self.header), probe, TOP_K,
-                                              timeout=min(self.timeout, 60.0)) if probe else {}
+            found = (
+                probe_next_token_logprobs(
+                    str(self.base_url), self.model, dict(self.header), probe, TOP_K, timeout=min(self.timeout, 60.0)
+                )
+                if probe
+                else {}
+            )
             self._next_token_checked = bool(found)
             self._exact_tokens_checked = bool(found) and returns_exact_token_logprobs(
-                str(self.base_url), self.model, dict(self.header), probe, found, timeout=min(self.timeout, 60.0))
+                str(self.base_url), self.model, dict(self.header), probe, found, timeout=min(self.timeout, 60.0)
+            )
         if not self._next_token_checked and self.loglikelihood_scoring == "shared_prefix":
-            raise UsageError(f"server {self.server_name} did not answer a next-token probe (token-id prompt, "
-                             f"logprobs=20, return_tokens_as_token_ids), which loglikelihood_scoring=shared_prefix "
-                             f"needs (vLLM does); drop that model argument to score per option.", param="model_args")
+            raise UsageError(
+                f"server {self.server_name} did not answer a next-token probe (token-id prompt, "
+                f"logprobs=20, return_tokens_as_token_ids), which loglikelihood_scoring=shared_prefix "
+                f"needs (vLLM does); drop that model argument to score per option.",
+                param="model_args",
+            )
         return self._next_token_checked
 
     def _server_sequences(self, requests) -> list[tuple[list[int], int]]:
@@ -371,8 +440,9 @@ class ResilientAPIMixin:
         from .shared_prefix import TOP_K
 
         prompts = [list(prefix) for prefix in prefixes]
-        answers = asyncio.run(self.get_batched_requests(prompts, [None] * len(prompts), generate=False,
-                                                        next_token=TOP_K))
+        answers = asyncio.run(
+            self.get_batched_requests(prompts, [None] * len(prompts), generate=False, next_token=TOP_K)
+        )
         self.request_stats.next_token_requests += len(prompts)
         return [top for batch in answers for top in batch]
 
@@ -389,7 +459,8 @@ class ResilientAPIMixin:
             raise UsageError(
                 f"server {self.server_name} returned no prompt logprobs to a probe (completions with echo=true and "
                 f"logprobs), which log-likelihood tasks need; serve the model with vLLM, which does, or evaluate "
-                f"generation tasks only.")
+                f"generation tasks only."
+            )
         self._prompt_logprobs_checked = True
 
 
@@ -406,8 +477,15 @@ def next_token_payload(model: str, prompts: list[list[int]], top_k: int, *, seed
     Generation-style (``max_tokens=1``, no ``echo``), so engines serve the prompt from their prefix cache;
     ``return_tokens_as_token_ids`` keys the answer by token id (decoded strings can collide).
     """
-    payload = {"model": model, "prompt": prompts, "max_tokens": 1, "temperature": 0, "logprobs": top_k,
-               "echo": False, "return_tokens_as_token_ids": True}
+    payload = {
+        "model": model,
+        "prompt": prompts,
+        "max_tokens": 1,
+        "temperature": 0,
+        "logprobs": top_k,
+        "echo": False,
+        "return_tokens_as_token_ids": True,
+    }
     if seed is not None:
         payload["seed"] = seed
     return payload
@@ -436,8 +514,12 @@ def _post_json(completions_url: str, headers: dict[str, str], payload: dict, tim
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(completions_url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={**headers, "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        completions_url,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={**headers, "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
@@ -445,8 +527,9 @@ def _post_json(completions_url: str, headers: dict[str, str], payload: dict, tim
         return None
 
 
-def probe_next_token_logprobs(completions_url: str, model: str, headers: dict[str, str], prompt: list[int],
-                              top_k: int, *, timeout: float = 30.0) -> dict[int, float]:
+def probe_next_token_logprobs(
+    completions_url: str, model: str, headers: dict[str, str], prompt: list[int], top_k: int, *, timeout: float = 30.0
+) -> dict[int, float]:
     """The top-k next-token log-probabilities the server returns for ``prompt``, or ``{}`` if it does not
     answer a :func:`next_token_payload` request so (vLLM does; ``transformers serve`` takes text prompts only
     and returns none). Errors (unreachable, 4xx/5xx, malformed) count as "no": log-likelihoods then go per option.
@@ -459,14 +542,22 @@ def probe_next_token_logprobs(completions_url: str, model: str, headers: dict[st
     return top if len(top) >= min(top_k, 2) else {}  # a server ignoring `logprobs=k` returns one token
 
 
-def returns_next_token_logprobs(completions_url: str, model: str, headers: dict[str, str], prompt: list[int],
-                                top_k: int, *, timeout: float = 30.0) -> bool:
+def returns_next_token_logprobs(
+    completions_url: str, model: str, headers: dict[str, str], prompt: list[int], top_k: int, *, timeout: float = 30.0
+) -> bool:
     """Whether :func:`probe_next_token_logprobs` finds top-k next-token log-probabilities keyed by token id."""
     return bool(probe_next_token_logprobs(completions_url, model, headers, prompt, top_k, timeout=timeout))
 
 
-def returns_exact_token_logprobs(completions_url: str, model: str, headers: dict[str, str], prompt: list[int],
-                                 top: dict[int, float], *, timeout: float = 30.0) -> bool:
+def returns_exact_token_logprobs(
+    completions_url: str,
+    model: str,
+    headers: dict[str, str],
+    prompt: list[int],
+    top: dict[int, float],
+    *,
+    timeout: float = 30.0,
+) -> bool:
     """Whether an :func:`exact_token_payload` request returns the same log-probability as the top-k answer
     ``top`` for its least likely token: raw log-probabilities, not ones renormalised over the allowed token
     (which would be 0). Without it, tokens outside the top-k are scored by their echo request."""
@@ -486,8 +577,9 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def returns_prompt_logprobs(completions_url: str, model: str, headers: dict[str, str], *,
-                            timeout: float = 30.0) -> bool:
+def returns_prompt_logprobs(
+    completions_url: str, model: str, headers: dict[str, str], *, timeout: float = 30.0
+) -> bool:
     """Whether ``POST completions_url`` with ``echo=true, logprobs=1`` returns log-probabilities of the prompt.
 
     vLLM does; ``transformers serve`` ignores ``echo``/``logprobs`` (and chat endpoints have neither).
@@ -497,10 +589,20 @@ def returns_prompt_logprobs(completions_url: str, model: str, headers: dict[str,
     import urllib.error
     import urllib.request
 
-    payload = {"model": model, "prompt": "Hello, world. Hello", "max_tokens": 1, "temperature": 0,
-               "logprobs": 1, "echo": True}
-    request = urllib.request.Request(completions_url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={**headers, "Content-Type": "application/json"})
+    payload = {
+        "model": model,
+        "prompt": "Hello, world. Hello",
+        "max_tokens": 1,
+        "temperature": 0,
+        "logprobs": 1,
+        "echo": True,
+    }
+    request = urllib.request.Request(
+        completions_url,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={**headers, "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = json.loads(response.read())

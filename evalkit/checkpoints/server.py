@@ -39,8 +39,18 @@ from .spec import TOKENIZER_FILES, CheckpointSpec
 if TYPE_CHECKING:
     from .options import LoadOptions
 
-__all__ = ["list_models", "model_entry", "load_server_lm", "endpoint_url", "completions_tokenizer",
-           "resolve_endpoint", "unsupported_reason", "render_chat_text", "ENDPOINTS", "CHECK_TIMEOUT"]
+__all__ = [
+    "list_models",
+    "model_entry",
+    "load_server_lm",
+    "endpoint_url",
+    "completions_tokenizer",
+    "resolve_endpoint",
+    "unsupported_reason",
+    "render_chat_text",
+    "ENDPOINTS",
+    "CHECK_TIMEOUT",
+]
 
 #: Values of ``--endpoint``; ``auto`` resolves to one of the others (see :func:`resolve_endpoint`).
 ENDPOINTS = ("auto", "completions", "chat")
@@ -84,10 +94,14 @@ def list_models(spec: CheckpointSpec, options: "LoadOptions") -> list[dict[str, 
             body = response.read()
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
-            raise UsageError(f"server {name} refused the API key (HTTP {exc.code}); set the environment variable "
-                             f"{options.api_key_env} to a valid key (or pass {arg('api_key_env', 'NAME')}).", param="api_key_env") from None
-        raise UsageError(f"server {name} answered HTTP {exc.code} to GET /models; check the URL "
-                         f"(it usually ends in /v1).") from None
+            raise UsageError(
+                f"server {name} refused the API key (HTTP {exc.code}); set the environment variable "
+                f"{options.api_key_env} to a valid key (or pass {arg('api_key_env', 'NAME')}).",
+                param="api_key_env",
+            ) from None
+        raise UsageError(
+            f"server {name} answered HTTP {exc.code} to GET /models; check the URL (it usually ends in /v1)."
+        ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise UsageError(f"server {name} is unreachable ({reason}); start it or check the URL.") from None
@@ -95,8 +109,10 @@ def list_models(spec: CheckpointSpec, options: "LoadOptions") -> list[dict[str, 
         data = json.loads(body)
         return [entry for entry in data["data"] if isinstance(entry, dict)]
     except (ValueError, KeyError, TypeError):
-        raise UsageError(f"server {name}: GET /models did not return an OpenAI-style model list; "
-                         f"is this an OpenAI-compatible server (URL ending in /v1)?") from None
+        raise UsageError(
+            f"server {name}: GET /models did not return an OpenAI-style model list; "
+            f"is this an OpenAI-compatible server (URL ending in /v1)?"
+        ) from None
 
 
 def model_entry(spec: CheckpointSpec, options: "LoadOptions") -> dict[str, Any]:
@@ -106,8 +122,10 @@ def model_entry(spec: CheckpointSpec, options: "LoadOptions") -> dict[str, Any]:
         if entry.get("id") == spec.model:
             return entry
     served = ", ".join(sorted(str(e.get("id")) for e in entries)) or "(none)"
-    raise UsageError(f"server {_server_name(spec)} does not serve model {spec.model!r}; it serves: {served}. "
-                     f"Put one of these after '#'.")
+    raise UsageError(
+        f"server {_server_name(spec)} does not serve model {spec.model!r}; it serves: {served}. "
+        f"Put one of these after '#'."
+    )
 
 
 def _explicit_endpoint(options: "LoadOptions") -> str | None:
@@ -117,12 +135,15 @@ def _explicit_endpoint(options: "LoadOptions") -> str | None:
         raise UsageError(f"endpoint must be one of {', '.join(ENDPOINTS)}, got {options.endpoint!r}.", param="endpoint")
     api = str(options.model_args.get("api", "")).strip().lower()
     if api and api not in ("chat", "completions"):
-        raise UsageError(f"model_args api must be 'chat' or 'completions' for a server, got {api!r}.",
-                         param="model_args")
+        raise UsageError(
+            f"model_args api must be 'chat' or 'completions' for a server, got {api!r}.", param="model_args"
+        )
     if api and flag != "auto" and api != flag:
-        raise UsageError(f"{arg('endpoint', repr(flag))} and {arg('model_args', repr(f'api={api}'))} disagree; pass only "
-                         "the endpoint.",
-                         param="endpoint")
+        raise UsageError(
+            f"{arg('endpoint', repr(flag))} and {arg('model_args', repr(f'api={api}'))} disagree; pass only "
+            "the endpoint.",
+            param="endpoint",
+        )
     return api or (None if flag == "auto" else flag)
 
 
@@ -130,14 +151,19 @@ def resolve_endpoint(spec: CheckpointSpec, options: "LoadOptions") -> str:
     """``"completions"`` or ``"chat"`` for a server checkpoint (see the module docstring for ``auto``)."""
     chosen = _explicit_endpoint(options)
     if chosen == "chat" and options.chat_template is False:
-        raise UsageError(f"{arg('endpoint', repr('chat'))} always applies the model's chat template on the server; drop "
-                         f"{arg('chat_template', False)}, or use {arg('endpoint', repr('completions'))} to send prompts "
-                         "as plain text.",
-                         param="endpoint")
+        raise UsageError(
+            f"{arg('endpoint', repr('chat'))} always applies the model's chat template on the server; drop "
+            f"{arg('chat_template', False)}, or use {arg('endpoint', repr('completions'))} to send prompts "
+            "as plain text.",
+            param="endpoint",
+        )
     if chosen == "completions" and options.chat_template is True and not _has_local_tokenizer(spec, options):
-        raise UsageError(f"{arg('chat_template', True)} with {arg('endpoint', repr('completions'))} needs a local "
-                         f"tokenizer to render the template: pass {arg('model_args', repr('tokenizer=DIR_OR_ID'))} (the "
-                         f"model's tokenizer), or use {arg('endpoint', repr('chat'))}.", param="chat_template")
+        raise UsageError(
+            f"{arg('chat_template', True)} with {arg('endpoint', repr('completions'))} needs a local "
+            f"tokenizer to render the template: pass {arg('model_args', repr('tokenizer=DIR_OR_ID'))} (the "
+            f"model's tokenizer), or use {arg('endpoint', repr('chat'))}.",
+            param="chat_template",
+        )
     if chosen:
         return chosen
     if options.chat_template is False or _has_local_tokenizer(spec, options):
@@ -150,7 +176,9 @@ def _has_local_tokenizer(spec: CheckpointSpec, options: "LoadOptions") -> bool:
 
 
 def _local_tokenizer_name(spec: CheckpointSpec, options: "LoadOptions") -> str | None:
-    return str(options.model_args.get("tokenizer") or completions_tokenizer(spec, options).get("tokenizer") or "") or None
+    return (
+        str(options.model_args.get("tokenizer") or completions_tokenizer(spec, options).get("tokenizer") or "") or None
+    )
 
 
 def local_chat_template(spec: CheckpointSpec, options: "LoadOptions") -> bool | None:
@@ -187,8 +215,11 @@ def local_context_length(spec: CheckpointSpec, options: "LoadOptions") -> int | 
     tokenizer = _json_object(folder / "tokenizer_config.json")
     text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else None
     try:  # untrusted files: a length that is not a number is no length
-        found = resolve_max_length(SimpleNamespace(**(text_config or config)),
-                                   SimpleNamespace(model_max_length=tokenizer.get("model_max_length")), default=0)
+        found = resolve_max_length(
+            SimpleNamespace(**(text_config or config)),
+            SimpleNamespace(model_max_length=tokenizer.get("model_max_length")),
+            default=0,
+        )
     except (TypeError, ValueError, OverflowError):
         return None
     return found if 0 < found < 1 << 40 else None
@@ -206,18 +237,24 @@ def unsupported_reason(spec: CheckpointSpec, options: "LoadOptions", need: str) 
     """Why this server checkpoint cannot answer requests of type ``need``, with what to pass; None if it can."""
     endpoint = resolve_endpoint(spec, options)
     if endpoint == "chat" and local_chat_template(spec, options) is False:
-        return ("the chat endpoint applies the model's chat template, and its tokenizer "
-                f"({_local_tokenizer_name(spec, options)}) has none; use {arg('endpoint', repr('completions'))}")
+        return (
+            "the chat endpoint applies the model's chat template, and its tokenizer "
+            f"({_local_tokenizer_name(spec, options)}) has none; use {arg('endpoint', repr('completions'))}"
+        )
     if need == "generate_until":
         return None
     if endpoint == "chat" and _explicit_endpoint(options) == "chat":
-        return (f"chat endpoints return no prompt log-probabilities; pass {arg('endpoint', repr('completions'))} with "
-                f"{arg('model_args', repr('tokenizer=DIR'))} (a local copy of the model's tokenizer) to a server that "
-                "returns "
-                "them (vLLM)")
+        return (
+            f"chat endpoints return no prompt log-probabilities; pass {arg('endpoint', repr('completions'))} with "
+            f"{arg('model_args', repr('tokenizer=DIR'))} (a local copy of the model's tokenizer) to a server that "
+            "returns "
+            "them (vLLM)"
+        )
     if not _has_local_tokenizer(spec, options):
-        return ("log-likelihoods need a local tokenizer to find where the continuation starts (and to render the "
-                f"chat template); pass {arg('model_args', repr('tokenizer=DIR'))} (a local copy of the model's tokenizer)")
+        return (
+            "log-likelihoods need a local tokenizer to find where the continuation starts (and to render the "
+            f"chat template); pass {arg('model_args', repr('tokenizer=DIR'))} (a local copy of the model's tokenizer)"
+        )
     return None
 
 
@@ -232,8 +269,14 @@ def load_server_lm(spec: CheckpointSpec, options: "LoadOptions"):
     endpoint = resolve_endpoint(spec, options)
     entry = model_entry(spec, options)
     extra = {k: handle_arg_string(v) if isinstance(v, str) else v for k, v in options.model_args.items() if k != "api"}
-    common = dict(model=spec.model, num_concurrent=options.num_concurrent, max_retries=options.max_retries,
-                  timeout=options.timeout, header=_headers(spec, options), server_name=_server_name(spec))
+    common = dict(
+        model=spec.model,
+        num_concurrent=options.num_concurrent,
+        max_retries=options.max_retries,
+        timeout=options.timeout,
+        header=_headers(spec, options),
+        server_name=_server_name(spec),
+    )
     if options.max_length:
         common["max_length"] = options.max_length
     elif isinstance(entry.get("max_model_len"), int) and entry["max_model_len"] > 1:  # vLLM reports it
@@ -243,8 +286,9 @@ def load_server_lm(spec: CheckpointSpec, options: "LoadOptions"):
     if isinstance(options.batch_size, int):
         common["batch_size"] = options.batch_size
     if endpoint == "chat":
-        lm = _chat_class()(base_url=endpoint_url(spec, "chat/completions"),
-                           **{"tokenizer_backend": None, **common, **extra})
+        lm = _chat_class()(
+            base_url=endpoint_url(spec, "chat/completions"), **{"tokenizer_backend": None, **common, **extra}
+        )
         lm.evalkit_chat_template = True
         return lm
     tokenizer_args = completions_tokenizer(spec, options)
@@ -282,11 +326,16 @@ def _refuse_text_prompts_with_bos(args: dict[str, Any]) -> None:
     server, tokenizing with the tokenizer's defaults as in-process ``HFLM`` does, adds another BOS
     (measured with vLLM: bench/vllm/README.md). Text prompts already get the tokenizer's BOS from the server.
     """
-    if str(args.get("add_bos_token", "")).strip().lower() == "true" and \
-            str(args.get("tokenized_requests", "")).strip().lower() != "true":
-        raise UsageError("model_args add_bos_token=true needs tokenized_requests=true: with text prompts the server "
-                         "already adds the tokenizer's BOS token, and lm-eval would send a second one as text. Drop "
-                         "add_bos_token, or add tokenized_requests=true to send token ids.", param="model_args")
+    if (
+        str(args.get("add_bos_token", "")).strip().lower() == "true"
+        and str(args.get("tokenized_requests", "")).strip().lower() != "true"
+    ):
+        raise UsageError(
+            "model_args add_bos_token=true needs tokenized_requests=true: with text prompts the server "
+            "already adds the tokenizer's BOS token, and lm-eval would send a second one as text. Drop "
+            "add_bos_token, or add tokenized_requests=true to send token ids.",
+            param="model_args",
+        )
 
 
 def _completions_class():
@@ -300,17 +349,24 @@ def _completions_class():
             # lm-eval 0.4.13 renders only for token-id requests; with text prompts it returns the messages
             # as JSON, which it then sends as `prompt` (HTTP 400 "prompt must be a string"). Render here.
             if self.tokenizer_backend != "huggingface" or self.tokenizer is None:
-                raise UsageError(f"the completions endpoint needs a local tokenizer to apply the chat template: pass "
-                                 f"{arg('model_args', repr('tokenizer=DIR_OR_ID'))}, or {arg('endpoint', repr('chat'))} "
-                                 "to let the server apply it.")
-            return render_chat_text(self.tokenizer, chat_history, add_generation_prompt=add_generation_prompt,
-                                    server_adds_special_tokens=not self.tokenized_requests)
+                raise UsageError(
+                    f"the completions endpoint needs a local tokenizer to apply the chat template: pass "
+                    f"{arg('model_args', repr('tokenizer=DIR_OR_ID'))}, or {arg('endpoint', repr('chat'))} "
+                    "to let the server apply it."
+                )
+            return render_chat_text(
+                self.tokenizer,
+                chat_history,
+                add_generation_prompt=add_generation_prompt,
+                server_adds_special_tokens=not self.tokenized_requests,
+            )
 
     return CompletionsServerLM
 
 
-def render_chat_text(tokenizer, chat_history: list[dict], *, add_generation_prompt: bool = True,
-                     server_adds_special_tokens: bool = True) -> str:
+def render_chat_text(
+    tokenizer, chat_history: list[dict], *, add_generation_prompt: bool = True, server_adds_special_tokens: bool = True
+) -> str:
     """The chat template rendered to text as in-process ``HFLM`` renders it, ready to send as a text prompt.
 
     In-process, ``HFLM`` tokenizes a rendered prompt that starts with the BOS token *without* special tokens
@@ -336,15 +392,16 @@ def render_chat_text(tokenizer, chat_history: list[dict], *, add_generation_prom
     """
     import jinja2
 
-    kwargs = dict(tokenize=False, add_generation_prompt=add_generation_prompt,
-                  continue_final_message=not add_generation_prompt)
+    kwargs = dict(
+        tokenize=False, add_generation_prompt=add_generation_prompt, continue_final_message=not add_generation_prompt
+    )
     try:
         text = tokenizer.apply_chat_template(chat_history, **kwargs)
     except jinja2.exceptions.TemplateError:  # as HFLM: templates without a system role get the chat without it
         text = tokenizer.apply_chat_template([m for m in chat_history if m.get("role") != "system"], **kwargs)
     bos = getattr(tokenizer, "bos_token", None)
     if server_adds_special_tokens and bos and text.startswith(bos) and _tokenizer_adds_bos(tokenizer):
-        text = text[len(bos):]
+        text = text[len(bos) :]
     return text
 
 
@@ -354,8 +411,11 @@ def _tokenizer_adds_bos(tokenizer) -> bool:
     if bos_id is None:
         return False
     with_special = tokenizer("x").input_ids
-    return bool(with_special) and with_special[0] == bos_id and \
-        tokenizer("x", add_special_tokens=False).input_ids[:1] != [bos_id]
+    return (
+        bool(with_special)
+        and with_special[0] == bos_id
+        and tokenizer("x", add_special_tokens=False).input_ids[:1] != [bos_id]
+    )
 
 
 def _chat_class():

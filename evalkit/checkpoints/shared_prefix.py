@@ -21,8 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["continuation_steps", "walk_choices", "score_choices", "scoring_mode", "truncated_sequence",
-           "parse_token_id_key", "TOP_K", "SCORING_MODES"]
+__all__ = [
+    "continuation_steps",
+    "walk_choices",
+    "score_choices",
+    "scoring_mode",
+    "truncated_sequence",
+    "parse_token_id_key",
+    "TOP_K",
+    "SCORING_MODES",
+]
 
 #: Top log-probabilities asked for per prefix: vLLM's default ``--max-logprobs``.
 TOP_K = 20
@@ -57,8 +65,9 @@ def continuation_steps(ids: Sequence[int], n_continuation: int) -> list[tuple[Pr
     return [(tuple(ids[:position]), int(ids[position])) for position in range(start, len(ids))]
 
 
-def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask,
-                 ask_tokens: AskTokens | None = None) -> list[tuple[float, bool] | None]:
+def walk_choices(
+    sequences: Sequence[tuple[Sequence[int], int]], ask: Ask, ask_tokens: AskTokens | None = None
+) -> list[tuple[float, bool] | None]:
     """``(sum of continuation log-probs, is greedy)`` per ``(token ids, continuation length)``, or None.
 
     ``ask(prefixes)`` returns, per prefix, the engine's top next-token log-probabilities by token id. It is
@@ -92,7 +101,9 @@ def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask,
     while alive:
         prefixes = list(dict.fromkeys(steps[i][depth][0] for i in alive))
         tops = dict(zip(prefixes, ask(prefixes)))
-        outside = list(dict.fromkeys(steps[i][depth] for i in alive if steps[i][depth][1] not in tops[steps[i][depth][0]]))
+        outside = list(
+            dict.fromkeys(steps[i][depth] for i in alive if steps[i][depth][1] not in tops[steps[i][depth][0]])
+        )
         exact = dict(zip(outside, ask_tokens(outside))) if outside and ask_tokens is not None else {}
         still: list[int] = []
         for i in alive:
@@ -111,9 +122,13 @@ def walk_choices(sequences: Sequence[tuple[Sequence[int], int]], ask: Ask,
     return [(totals[i], greedy[i]) if i in finished else None for i in range(len(steps))]
 
 
-def score_choices(requests: list, sequences: Sequence[tuple[Sequence[int], int]], ask: Ask,
-                  per_option: Callable[[list], list],
-                  ask_tokens: AskTokens | None = None) -> tuple[list[tuple[float, bool]], int]:
+def score_choices(
+    requests: list,
+    sequences: Sequence[tuple[Sequence[int], int]],
+    ask: Ask,
+    per_option: Callable[[list], list],
+    ask_tokens: AskTokens | None = None,
+) -> tuple[list[tuple[float, bool]], int]:
     """Answers of lm-eval's ``(cache key, context ids, continuation ids)`` requests by :func:`walk_choices`
     (continuations of at most :data:`WALK_MAX_TOKENS` tokens), the others and the ones it hands back scored
     by ``per_option`` (lm-eval's own path) on just those requests; and how many went per option.
@@ -159,8 +174,10 @@ def scoring_mode(value: object) -> str:
 
     mode = str(value).strip().lower()
     if mode not in SCORING_MODES:
-        raise UsageError(f"model_args loglikelihood_scoring must be one of {', '.join(SCORING_MODES)}, got {value!r}.",
-                         param="model_args")
+        raise UsageError(
+            f"model_args loglikelihood_scoring must be one of {', '.join(SCORING_MODES)}, got {value!r}.",
+            param="model_args",
+        )
     return mode
 
 
@@ -174,5 +191,5 @@ def parse_token_id_key(key: object) -> int | None:
     """
     if not isinstance(key, str) or not key.startswith("token_id:"):
         return None
-    digits = key[len("token_id:"):]
+    digits = key[len("token_id:") :]
     return int(digits) if digits.isdigit() else None

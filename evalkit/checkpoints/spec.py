@@ -17,8 +17,17 @@ from .._validate import label as check_label
 from .._validate import path_is_dir
 from ..errors import UsageError
 
-__all__ = ["CheckpointSpec", "parse_spec", "KINDS", "WEIGHT_SUFFIXES", "hf_dir_problems", "read_adapter_base",
-           "server_label", "trainer_position", "split_spec_label"]
+__all__ = [
+    "CheckpointSpec",
+    "parse_spec",
+    "KINDS",
+    "WEIGHT_SUFFIXES",
+    "hf_dir_problems",
+    "read_adapter_base",
+    "server_label",
+    "trainer_position",
+    "split_spec_label",
+]
 
 KINDS = ("hf", "hub", "peft", "weights", "server", "predictions")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -33,9 +42,19 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+(@[A-Za-z0-9_./
 # Query parameters that may carry a secret; they are never shown in outputs.
 _SECRET_PARAM = re.compile(r"key|token|secret|password|passwd|auth|sig", re.IGNORECASE)
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model",
-                   "vocab.txt", "merges.txt", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja",
-                   "chat_template.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "spiece.model",
+    "vocab.txt",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 
 
 @dataclass(frozen=True)
@@ -83,12 +102,21 @@ def parse_spec(text: str, *, index: int = 0) -> CheckpointSpec:
         try:
             spec = _server_spec(raw, body)
         except ValueError as exc:  # urllib: "Invalid IPv6 URL", a port that is not a number, ...
-            raise UsageError(f"checkpoint {index + 1}: not a valid URL ({exc}); use http://HOST:PORT/v1#MODEL.") from None
+            raise UsageError(
+                f"checkpoint {index + 1}: not a valid URL ({exc}); use http://HOST:PORT/v1#MODEL."
+            ) from None
     else:
         spec = _path_or_hub_spec(raw, body)
     final_label = check_label(label or spec.label or f"checkpoint{index + 1}", param="label")
-    return CheckpointSpec(label=final_label, raw=raw, display=spec.display, kind=spec.kind, location=spec.location,
-                          model=spec.model, revision=spec.revision)
+    return CheckpointSpec(
+        label=final_label,
+        raw=raw,
+        display=spec.display,
+        kind=spec.kind,
+        location=spec.location,
+        model=spec.model,
+        revision=spec.revision,
+    )
 
 
 def _plugin_spec(raw: str, body: str) -> CheckpointSpec | None:
@@ -101,7 +129,13 @@ def _plugin_spec(raw: str, body: str) -> CheckpointSpec | None:
     if CHECKPOINT_KINDS.find(match.group(1)) is None:
         return None
     location = match.group(2)
-    return CheckpointSpec(label=server_label(Path(location).name or location), raw=raw, display=body, kind=match.group(1), location=location)
+    return CheckpointSpec(
+        label=server_label(Path(location).name or location),
+        raw=raw,
+        display=body,
+        kind=match.group(1),
+        location=location,
+    )
 
 
 def split_spec_label(raw: str) -> tuple[str | None, str]:
@@ -116,15 +150,19 @@ def _server_spec(raw: str, body: str) -> CheckpointSpec:
     url, _, model = body.partition("#")
     parts = urlsplit(url)
     if not model.strip():
-        raise UsageError(f"checkpoint {_public_url(parts)!r}: a server spec needs the model name after '#', "
-                         f"as in http://HOST:PORT/v1#MODEL (the name the server lists at /v1/models).")
+        raise UsageError(
+            f"checkpoint {_public_url(parts)!r}: a server spec needs the model name after '#', "
+            f"as in http://HOST:PORT/v1#MODEL (the name the server lists at /v1/models)."
+        )
     if not parts.hostname:
         raise UsageError(f"checkpoint {_public_url(parts)!r}: no host in the URL; use http://HOST:PORT/v1#MODEL.")
     path = re.sub(r"/(chat/)?completions/?$", "", parts.path).rstrip("/") or "/v1"
     base = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
     public = _public_url(parts._replace(path=path))
     model = model.strip()
-    return CheckpointSpec(label=server_label(model), raw=raw, display=f"{public}#{model}", kind="server", location=base, model=model)
+    return CheckpointSpec(
+        label=server_label(model), raw=raw, display=f"{public}#{model}", kind="server", location=base, model=model
+    )
 
 
 def server_label(model: str) -> str:
@@ -153,7 +191,7 @@ def server_label(model: str) -> str:
     label = re.sub(r"\.{2,}", ".", label).lstrip(".-") or "server"
     if len(label) > _LABEL_MAX_CHARS:
         digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:8]
-        label = label[-(_LABEL_MAX_CHARS - 10):].lstrip(".-") + "--" + digest
+        label = label[-(_LABEL_MAX_CHARS - 10) :].lstrip(".-") + "--" + digest
     return label
 
 
@@ -183,13 +221,14 @@ def _path_or_hub_spec(raw: str, body: str) -> CheckpointSpec:
     # "org/name" is a hub id unless "org" is a local folder: then it is a mistyped local path.
     if _HUB_ID.fullmatch(body) and not body.startswith((".", "/", "~")) and not path_is_dir(path.parent):
         repo, _, revision = body.partition("@")
-        return CheckpointSpec(label=repo.rsplit("/", 1)[-1], raw=raw, display=body, kind="hub", location=repo,
-                              revision=revision or None)
+        return CheckpointSpec(
+            label=repo.rsplit("/", 1)[-1], raw=raw, display=body, kind="hub", location=repo, revision=revision or None
+        )
     raise UsageError(f"checkpoint {body!r}: no such file or directory; {EXPECTED}.{_similar_paths(body, path)}")
 
 
 def _similar_paths(body: str, path: Path) -> str:
-    """" Did you mean 'models/base'?" from the entries of the folder a misspelt path points into.
+    """ " Did you mean 'models/base'?" from the entries of the folder a misspelt path points into.
 
     Examples
     --------
@@ -205,12 +244,15 @@ def _similar_paths(body: str, path: Path) -> str:
 
     try:
         siblings = sorted(entry.name for entry in path.parent.iterdir())[:10_000]
-    except (OSError, ValueError):  # no such folder either, unreadable, or no path (a lone surrogate): nothing to suggest
+    except (
+        OSError,
+        ValueError,
+    ):  # no such folder either, unreadable, or no path (a lone surrogate): nothing to suggest
         return ""
     close = difflib.get_close_matches(path.name, siblings, n=3, cutoff=0.6)
     if not close:
         return ""
-    head = body[:len(body) - len(path.name)] if body.endswith(path.name) else str(path.parent) + "/"
+    head = body[: len(body) - len(path.name)] if body.endswith(path.name) else str(path.parent) + "/"
     return " Did you mean " + ", ".join(repr(head + name) for name in close) + "?"
 
 
@@ -231,8 +273,10 @@ def _dir_spec(raw: str, body: str, path: Path) -> CheckpointSpec:
         if problems:
             raise UsageError(f"checkpoint {body!r}: model directory has config.json but {' and '.join(problems)}.")
         return CheckpointSpec(label=label, raw=raw, display=body, kind="hf", location=path)
-    raise UsageError(f"checkpoint {body!r}: directory has neither config.json (a model) nor adapter_config.json "
-                     f"(a PEFT adapter); {EXPECTED}.")
+    raise UsageError(
+        f"checkpoint {body!r}: directory has neither config.json (a model) nor adapter_config.json "
+        f"(a PEFT adapter); {EXPECTED}."
+    )
 
 
 def _file_spec(raw: str, body: str, path: Path) -> CheckpointSpec:
@@ -242,8 +286,10 @@ def _file_spec(raw: str, body: str, path: Path) -> CheckpointSpec:
     elif suffix == ".jsonl":
         kind = "predictions"
     else:
-        raise UsageError(f"checkpoint {body!r}: unsupported file type {suffix or '(none)'!r}; "
-                         f"weights files end in {', '.join(WEIGHT_SUFFIXES)} and predictions files in .jsonl.")
+        raise UsageError(
+            f"checkpoint {body!r}: unsupported file type {suffix or '(none)'!r}; "
+            f"weights files end in {', '.join(WEIGHT_SUFFIXES)} and predictions files in .jsonl."
+        )
     return CheckpointSpec(label=path.stem, raw=raw, display=body, kind=kind, location=path)
 
 

@@ -41,9 +41,13 @@ class SharedPrefixVLLMMixin:
             return per_option(requests, disable_tqdm=disable_tqdm)
         max_tokens = self.max_length - 1  # type: ignore[attr-defined]  # as lm-eval: one token for generation
         sequences = [truncated_sequence(context, continuation, max_tokens) for _, context, continuation in requests]
-        answers, rescored = score_choices(requests, sequences, self._ask_next_tokens,
-                                          lambda rest: per_option(rest, disable_tqdm=True),
-                                          self._ask_exact_tokens if self._exact_tokens_work(sequences) else None)
+        answers, rescored = score_choices(
+            requests,
+            sequences,
+            self._ask_next_tokens,
+            lambda rest: per_option(rest, disable_tqdm=True),
+            self._ask_exact_tokens if self._exact_tokens_work(sequences) else None,
+        )
         self.request_stats.rescored_per_option += rescored
         for (key, _, _), found in zip(requests, answers):
             if key is not None:
@@ -54,20 +58,23 @@ class SharedPrefixVLLMMixin:
         from vllm import SamplingParams
 
         params = SamplingParams(temperature=0, max_tokens=1, logprobs=TOP_K, detokenize=False)
-        outputs = self._model_generate([list(p) for p in prefixes], generate=True,  # type: ignore[attr-defined]
-                                       sampling_params=params)
+        outputs = self._model_generate(  # type: ignore[attr-defined]
+            [list(p) for p in prefixes], generate=True, sampling_params=params
+        )
         self.request_stats.next_token_requests += len(prefixes)
         return [next_token_tops(output) for output in outputs]
-
 
     def _ask_exact_tokens(self, pairs: list[tuple[tuple[int, ...], int]]) -> list[float]:
         """Each token's log-probability after its prefix: one request allowing only that token."""
         from vllm import SamplingParams
 
-        params = [SamplingParams(temperature=0, max_tokens=1, logprobs=1, detokenize=False,
-                                 allowed_token_ids=[int(token)]) for _, token in pairs]
-        outputs = self._model_generate([list(prefix) for prefix, _ in pairs], generate=True,  # type: ignore[attr-defined]
-                                       sampling_params=params)
+        params = [
+            SamplingParams(temperature=0, max_tokens=1, logprobs=1, detokenize=False, allowed_token_ids=[int(token)])
+            for _, token in pairs
+        ]
+        outputs = self._model_generate(  # type: ignore[attr-defined]
+            [list(prefix) for prefix, _ in pairs], generate=True, sampling_params=params
+        )
         self.request_stats.exact_token_requests += len(pairs)
         return [exact_value(next_token_tops(output), token) for output, (_, token) in zip(outputs, pairs)]
 

@@ -65,11 +65,21 @@ def _load_options(kw: dict):
         if re.search(r"key|token|secret|passw|auth|credential", str(key), re.IGNORECASE):
             register_secret(str(value))
     return LoadOptions(
-        base=kw.pop("base"), config=kw.pop("config"), allow_pickle=kw.pop("allow_pickle"),
-        trust_remote_code=kw.pop("trust_remote_code"), batch_size=int(batch) if batch.isdigit() else batch,
-        device=kw.pop("device"), dtype=kw.pop("dtype"), max_length=kw.pop("max_length"), model_args=model_args,
-        num_concurrent=kw.pop("num_concurrent"), max_retries=kw.pop("max_retries"), timeout=kw.pop("request_timeout"),
-        api_key_env=kw.pop("api_key_env"), chat_template=kw.pop("chat_template"), endpoint=kw.pop("endpoint"),
+        base=kw.pop("base"),
+        config=kw.pop("config"),
+        allow_pickle=kw.pop("allow_pickle"),
+        trust_remote_code=kw.pop("trust_remote_code"),
+        batch_size=int(batch) if batch.isdigit() else batch,
+        device=kw.pop("device"),
+        dtype=kw.pop("dtype"),
+        max_length=kw.pop("max_length"),
+        model_args=model_args,
+        num_concurrent=kw.pop("num_concurrent"),
+        max_retries=kw.pop("max_retries"),
+        timeout=kw.pop("request_timeout"),
+        api_key_env=kw.pop("api_key_env"),
+        chat_template=kw.pop("chat_template"),
+        endpoint=kw.pop("endpoint"),
         backend=kw.pop("backend"),
     )
 
@@ -79,30 +89,96 @@ def model_options(func):
     options = [
         click.option("--base", help="Base model (dir or hub id) for a PEFT adapter; overrides adapter_config.json."),
         click.option("--config", help="Model dir whose config.json and tokenizer a single weights file is applied to."),
-        click.option("--allow-pickle", is_flag=True, help="Allow full unpickling of .bin/.pt/.ckpt files (runs code from the file!)."),
-        click.option("--trust-remote-code", is_flag=True, help="Allow model code from the checkpoint (off by default)."),
-        click.option("--batch-size", default="auto", show_default=True, callback=_batch_size,
-                     help="Batch size: an integer, 'auto' or 'auto:N'."),
+        click.option(
+            "--allow-pickle",
+            is_flag=True,
+            help="Allow full unpickling of .bin/.pt/.ckpt files (runs code from the file!).",
+        ),
+        click.option(
+            "--trust-remote-code", is_flag=True, help="Allow model code from the checkpoint (off by default)."
+        ),
+        click.option(
+            "--batch-size",
+            default="auto",
+            show_default=True,
+            callback=_batch_size,
+            help="Batch size: an integer, 'auto' or 'auto:N'.",
+        ),
         click.option("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)."),
         click.option("--dtype", default=None, help="Model dtype: auto, float32, bfloat16, float16."),
-        click.option("--max-length", type=click.IntRange(min=1), default=None, help="Maximum context length in tokens."),
+        click.option(
+            "--max-length", type=click.IntRange(min=1), default=None, help="Maximum context length in tokens."
+        ),
         click.option("--model-args", default=None, help="Extra lm-eval model arguments, KEY=VALUE,..."),
-        click.option("--num-concurrent", type=click.IntRange(1, 1024), default=8, show_default=True, help="Concurrent requests to a server."),
-        click.option("--max-retries", type=click.IntRange(0, 100), default=5, show_default=True, help="Retries on 429/5xx/timeouts."),
-        click.option("--request-timeout", type=float, default=300.0, show_default=True, callback=_seconds,
-                     help="Seconds per server request (> 0)."),
-        click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Environment variable holding the server's API key."),
-        click.option("--chat-template/--no-chat-template", default=None, help="Apply the model's chat template (default: when it has one)."),
-        click.option("--endpoint", type=click.Choice(["auto", "completions", "chat"]), default="auto", show_default=True,
-                     help="Server endpoint. auto: /v1/completions with a local tokenizer (the chat template is rendered "
-                          "locally) or --no-chat-template, else /v1/chat/completions (the server applies it)."),
-        click.option("--backend", type=click.Choice(["hf", "vllm"]), default="hf", show_default=True,
-                     help="Engine for local models: lm-eval's HFLM, or its in-process vLLM (needs vllm installed)."),
-        click.option("--set", "overrides", multiple=True, metavar="TASK.KEY=VALUE", help="Override a task option, e.g. mmlu.num_fewshot=5."),
-        click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
-                     help="Evaluate N samples of each task (of each MMLU subject), drawn with --sample-seed."),
-        click.option("--sample-seed", type=int, default=0, show_default=True,
-                     help="Seed of the --limit samples: the same ones for every checkpoint and run."),
+        click.option(
+            "--num-concurrent",
+            type=click.IntRange(1, 1024),
+            default=8,
+            show_default=True,
+            help="Concurrent requests to a server.",
+        ),
+        click.option(
+            "--max-retries",
+            type=click.IntRange(0, 100),
+            default=5,
+            show_default=True,
+            help="Retries on 429/5xx/timeouts.",
+        ),
+        click.option(
+            "--request-timeout",
+            type=float,
+            default=300.0,
+            show_default=True,
+            callback=_seconds,
+            help="Seconds per server request (> 0).",
+        ),
+        click.option(
+            "--api-key-env",
+            default="OPENAI_API_KEY",
+            show_default=True,
+            help="Environment variable holding the server's API key.",
+        ),
+        click.option(
+            "--chat-template/--no-chat-template",
+            default=None,
+            help="Apply the model's chat template (default: when it has one).",
+        ),
+        click.option(
+            "--endpoint",
+            type=click.Choice(["auto", "completions", "chat"]),
+            default="auto",
+            show_default=True,
+            help="Server endpoint. auto: /v1/completions with a local tokenizer (the chat template is rendered "
+            "locally) or --no-chat-template, else /v1/chat/completions (the server applies it).",
+        ),
+        click.option(
+            "--backend",
+            type=click.Choice(["hf", "vllm"]),
+            default="hf",
+            show_default=True,
+            help="Engine for local models: lm-eval's HFLM, or its in-process vLLM (needs vllm installed).",
+        ),
+        click.option(
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="TASK.KEY=VALUE",
+            help="Override a task option, e.g. mmlu.num_fewshot=5.",
+        ),
+        click.option(
+            "--limit",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="N",
+            help="Evaluate N samples of each task (of each MMLU subject), drawn with --sample-seed.",
+        ),
+        click.option(
+            "--sample-seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Seed of the --limit samples: the same ones for every checkpoint and run.",
+        ),
         click.option("--rerun", is_flag=True, help="Ignore stored results and evaluate again."),
     ]
     for option in reversed(options):
@@ -141,8 +217,9 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, store_path: str | None) 
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Write DIR/results.json.")
 @model_options
 @click.pass_context
-def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, limit, sample_seed,
-             **kw) -> None:
+def eval_cmd(
+    ctx: click.Context, spec: str, tasks: str, out: str | None, overrides, rerun: bool, limit, sample_seed, **kw
+) -> None:
     """Evaluate one checkpoint SPEC on --tasks and print its metrics."""
     from .. import api
     from .._io import MANIFEST_NAME, OutputFolder, dump_json
@@ -154,8 +231,9 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
     # new folder at once would race: one creates and removes it while the other probes it)
     checks_out = out and current_ranks().main
     folder = OutputFolder(out, option="--out").check("results.json", MANIFEST_NAME) if out and checks_out else None
-    result = api.evaluate(checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun,
-                          verbose=bool(ctx.obj.get("verbose")))
+    result = api.evaluate(
+        checkpoint, task_configs, store=ctx.obj["store"], rerun=rerun, verbose=bool(ctx.obj.get("verbose"))
+    )
     if not current_ranks().main:  # under torchrun/accelerate only rank 0 prints and writes
         return
     _print_result(result)
@@ -166,18 +244,27 @@ def eval_cmd(ctx: click.Context, spec: str, tasks: str, out: str | None, overrid
 
 
 def _print_result(result) -> None:
-    click.echo(f"{result.checkpoint.label}  ({result.checkpoint.kind}, fingerprint {result.checkpoint.fingerprint[:12]})")
+    click.echo(
+        f"{result.checkpoint.label}  ({result.checkpoint.kind}, fingerprint {result.checkpoint.fingerprint[:12]})"
+    )
     if result.checkpoint.settings:
         from ..checkpoints import format_settings
 
         click.echo(f"  settings: {format_settings(result.checkpoint.settings)}")
     for name, task in result.tasks.items():
         stored = task.timing.get("answered_from_store")
-        click.echo(f"  {name}  n={task.n_samples}" + ("  (answered from the result store; --rerun evaluates again)" if stored else ""))
+        click.echo(
+            f"  {name}  n={task.n_samples}"
+            + ("  (answered from the result store; --rerun evaluates again)" if stored else "")
+        )
         for metric, value in task.metrics.items():
             stderr = task.stderr.get(metric)
             extra = f" ± {stderr:.4f}" if isinstance(stderr, float) else ""
-            click.echo(f"    {metric:<32} {value:.4f}{extra}" if isinstance(value, (int, float)) else f"    {metric:<32} {value}")
+            click.echo(
+                f"    {metric:<32} {value:.4f}{extra}"
+                if isinstance(value, (int, float))
+                else f"    {metric:<32} {value}"
+            )
 
 
 @cli.command("tasks")
@@ -211,23 +298,58 @@ def tasks_cmd() -> None:
 @click.option("--tasks", "-t", required=True, help="Comma-separated task names or task YAML paths.")
 @click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="Output folder for the report.")
 @click.option("--baseline", default=None, help="Label of the baseline checkpoint (default: the first).")
-@click.option("--baseline-results", multiple=True, type=click.Path(dir_okay=False),
-              help="Take a checkpoint's results from an earlier results.json / comparison.json instead of evaluating it.")
+@click.option(
+    "--baseline-results",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Take a checkpoint's results from an earlier results.json / comparison.json instead of evaluating it.",
+)
 @click.option("--policy", type=click.Path(dir_okay=False), default=None, help="Gate policy YAML; sets the exit code.")
-@click.option("--note", "notes", multiple=True, metavar="LABEL=TEXT", help="A note shown beside a checkpoint in the report.")
-@click.option("--sequential", is_flag=True,
-              help="Evaluate gated tasks in random chunks and stop each once --policy's gates are decided "
-                   "(anytime-valid confidence sequences; see docs/gating.md).")
+@click.option(
+    "--note", "notes", multiple=True, metavar="LABEL=TEXT", help="A note shown beside a checkpoint in the report."
+)
+@click.option(
+    "--sequential",
+    is_flag=True,
+    help="Evaluate gated tasks in random chunks and stop each once --policy's gates are decided "
+    "(anytime-valid confidence sequences; see docs/gating.md).",
+)
 @click.option("--sequential-seed", type=int, default=0, show_default=True, help="Seed of the random sample order.")
-@click.option("--sequential-chunk", type=click.IntRange(1), default=None,
-              help="Samples between two looks at the confidence sequences (default 100).")
-@click.option("--log", "trackers", multiple=True, type=click.Choice(["mlflow", "wandb"]),
-              help="Also record the comparison in MLflow or Weights & Biases (repeatable; where it goes follows "
-                   "their settings, e.g. MLFLOW_TRACKING_URI, WANDB_PROJECT; see docs/integrations.md).")
+@click.option(
+    "--sequential-chunk",
+    type=click.IntRange(1),
+    default=None,
+    help="Samples between two looks at the confidence sequences (default 100).",
+)
+@click.option(
+    "--log",
+    "trackers",
+    multiple=True,
+    type=click.Choice(["mlflow", "wandb"]),
+    help="Also record the comparison in MLflow or Weights & Biases (repeatable; where it goes follows "
+    "their settings, e.g. MLFLOW_TRACKING_URI, WANDB_PROJECT; see docs/integrations.md).",
+)
 @model_options
 @click.pass_context
-def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_results, policy, notes, sequential,
-                sequential_seed, sequential_chunk, trackers, overrides, rerun, limit, sample_seed, **kw) -> None:
+def compare_cmd(
+    ctx: click.Context,
+    specs,
+    tasks,
+    out,
+    baseline,
+    baseline_results,
+    policy,
+    notes,
+    sequential,
+    sequential_seed,
+    sequential_chunk,
+    trackers,
+    overrides,
+    rerun,
+    limit,
+    sample_seed,
+    **kw,
+) -> None:
     """Evaluate checkpoints (reusing stored results), compare them and write a report to --out.
 
     \b
@@ -240,13 +362,26 @@ def compare_cmd(ctx: click.Context, specs, tasks, out, baseline, baseline_result
     from .commands import compare_pipeline
 
     # the pipeline checks every input before it quiets (and so imports) the heavy libraries
-    code = compare_pipeline(specs=list(specs), tasks=tasks, out=Path(out), baseline=baseline,
-                            baseline_results=list(baseline_results), policy=policy, notes=list(notes),
-                            overrides=list(overrides), limit=limit, sample_seed=sample_seed, rerun=rerun,
-                            load_options=_load_options(kw),
-                            store_path=ctx.obj["store"], sequential=sequential, sequential_seed=sequential_seed,
-                            sequential_chunk=sequential_chunk, verbose=bool(ctx.obj.get("verbose")),
-                            trackers=list(trackers))
+    code = compare_pipeline(
+        specs=list(specs),
+        tasks=tasks,
+        out=Path(out),
+        baseline=baseline,
+        baseline_results=list(baseline_results),
+        policy=policy,
+        notes=list(notes),
+        overrides=list(overrides),
+        limit=limit,
+        sample_seed=sample_seed,
+        rerun=rerun,
+        load_options=_load_options(kw),
+        store_path=ctx.obj["store"],
+        sequential=sequential,
+        sequential_seed=sequential_seed,
+        sequential_chunk=sequential_chunk,
+        verbose=bool(ctx.obj.get("verbose")),
+        trackers=list(trackers),
+    )
     sys.exit(code)
 
 
@@ -267,7 +402,13 @@ def report_cmd(ctx: click.Context, source, out, baseline) -> None:
 @global_options
 @click.argument("comparison", type=click.Path(dir_okay=False))
 @click.option("--policy", required=True, type=click.Path(dir_okay=False), help="Gate policy YAML.")
-@click.option("--out", "-o", type=click.Path(file_okay=False), default=None, help="Where junit.xml and the verdict go (default: beside COMPARISON).")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where junit.xml and the verdict go (default: beside COMPARISON).",
+)
 def gate_cmd(comparison, policy, out) -> None:
     """Apply a gate policy to a comparison.json; write junit.xml and verdict.json.
 
@@ -285,10 +426,19 @@ def gate_cmd(comparison, policy, out) -> None:
 @cli.command("card")
 @global_options
 @click.argument("checkpoint_dir", type=click.Path(file_okay=False))
-@click.option("--from", "source", required=True, type=click.Path(dir_okay=False),
-              help="The comparison.json (from `evalkit compare --out`) whose results go into the card.")
-@click.option("--label", default=None, help="The checkpoint's label in the comparison (default: the one whose spec "
-                                            "is CHECKPOINT_DIR, else the only non-baseline one).")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The comparison.json (from `evalkit compare --out`) whose results go into the card.",
+)
+@click.option(
+    "--label",
+    default=None,
+    help="The checkpoint's label in the comparison (default: the one whose spec "
+    "is CHECKPOINT_DIR, else the only non-baseline one).",
+)
 def card_cmd(checkpoint_dir, source, label) -> None:
     """Write (or update) the model-index results and verdict in CHECKPOINT_DIR/README.md.
 
@@ -308,9 +458,17 @@ def card_cmd(checkpoint_dir, source, label) -> None:
 
 @cli.command("demo")
 @global_options
-@click.option("--out", "-o", type=click.Path(file_okay=False), default="reports/demo", show_default=True,
-              help="Output folder for the report (report.html, report.md, comparison.json, metrics.csv, junit.xml).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Where trained demo checkpoints are cached.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False),
+    default="reports/demo",
+    show_default=True,
+    help="Output folder for the report (report.html, report.md, comparison.json, metrics.csv, junit.xml).",
+)
+@click.option(
+    "--cache-dir", type=click.Path(file_okay=False), default=None, help="Where trained demo checkpoints are cached."
+)
 @click.option("--retrain", is_flag=True, help="Train the demo checkpoints again even if cached.")
 @click.pass_context
 def demo_cmd(ctx: click.Context, out, cache_dir, retrain) -> None:
@@ -324,8 +482,12 @@ def demo_cmd(ctx: click.Context, out, cache_dir, retrain) -> None:
     from ..demo import run_demo
 
     with _quiet(ctx):
-        code = run_demo(out=Path(out), cache_dir=Path(cache_dir) if cache_dir else None, retrain=retrain,
-                        store_path=ctx.obj["store"])
+        code = run_demo(
+            out=Path(out),
+            cache_dir=Path(cache_dir) if cache_dir else None,
+            retrain=retrain,
+            store_path=ctx.obj["store"],
+        )
     sys.exit(code)
 
 
@@ -408,7 +570,7 @@ def _report(exc: BaseException, code: int, prefix: str = "") -> None:
     param = getattr(exc, "param", None) or ""
     flag = _FLAGS.get(param)
     if flag and message.startswith(param + " "):  # "dtype must be ..." -> "--dtype must be ..."
-        message = flag + message[len(param):]
+        message = flag + message[len(param) :]
     elif flag and flag not in message:  # a message naming the flag already (a hint) needs no prefix
         prefix = f"{prefix}{flag}: "
     if code == 3 and exc.__cause__ is not None and not _State.debug and "--debug" not in message:

@@ -12,16 +12,40 @@ from ..errors import render_args
 __all__ = ["FLAGS", "flag_words"]
 
 #: The flag (or argument) behind each API parameter a library message may name.
-FLAGS = {"notes": "--note", "baseline": "--baseline", "tasks": "--tasks", "overrides": "--set", "rerun": "--rerun",
-         "model_args": "--model-args", "policy": "--policy", "results": "SPECS", "models": "specs",
-         "baseline_results": "--baseline-results", "sequential": "--sequential", "dtype": "--dtype",
-         "backend": "--backend", "endpoint": "--endpoint", "max_retries": "--max-retries",
-         "chunk_size": "--sequential-chunk", "base": "--base", "config": "--config", "allow_pickle": "--allow-pickle",
-         "trust_remote_code": "--trust-remote-code", "chat_template": "--chat-template",
-         "api_key_env": "--api-key-env", "num_concurrent": "--num-concurrent", "timeout": "--request-timeout",
-         "max_length": "--max-length", "store": "--store", "limit": "--limit", "sample_seed": "--sample-seed",
-         "seed": "--sequential-seed", "log": "--log",
-         "label": "--label", "checkpoint_dir": "CHECKPOINT_DIR"}
+FLAGS = {
+    "notes": "--note",
+    "baseline": "--baseline",
+    "tasks": "--tasks",
+    "overrides": "--set",
+    "rerun": "--rerun",
+    "model_args": "--model-args",
+    "policy": "--policy",
+    "results": "SPECS",
+    "models": "specs",
+    "baseline_results": "--baseline-results",
+    "sequential": "--sequential",
+    "dtype": "--dtype",
+    "backend": "--backend",
+    "endpoint": "--endpoint",
+    "max_retries": "--max-retries",
+    "chunk_size": "--sequential-chunk",
+    "base": "--base",
+    "config": "--config",
+    "allow_pickle": "--allow-pickle",
+    "trust_remote_code": "--trust-remote-code",
+    "chat_template": "--chat-template",
+    "api_key_env": "--api-key-env",
+    "num_concurrent": "--num-concurrent",
+    "timeout": "--request-timeout",
+    "max_length": "--max-length",
+    "store": "--store",
+    "limit": "--limit",
+    "sample_seed": "--sample-seed",
+    "seed": "--sequential-seed",
+    "log": "--log",
+    "label": "--label",
+    "checkpoint_dir": "CHECKPOINT_DIR",
+}
 
 
 def _flag(name: str, value: str | None) -> str:

@@ -28,8 +28,10 @@ class ConsoleReporter:
         click.echo(warning_line(flag_words(message)), err=True)
 
 
-_STORE_HELP = ("Result store: a SQLite file PATH or postgresql://USER@HOST:PORT/DB (password from PGPASSWORD or "
-               "~/.pgpass). Default: $EVALKIT_STORE, else results.sqlite in the user cache dir.")
+_STORE_HELP = (
+    "Result store: a SQLite file PATH or postgresql://USER@HOST:PORT/DB (password from PGPASSWORD or "
+    "~/.pgpass). Default: $EVALKIT_STORE, else results.sqlite in the user cache dir."
+)
 _VERBOSE_HELP = "Show the libraries' own progress bars and warnings (lm-eval, transformers, datasets)."
 
 
@@ -45,12 +47,35 @@ def _set_global(ctx: click.Context, param: click.Parameter, value) -> None:
 def global_options(func):
     """The group's options, accepted after the subcommand too (``evalkit eval ... --store PATH``)."""
     options = [
-        click.option("--store", "store", default=None, metavar="PATH|URL", expose_value=False, callback=_set_global,
-                     is_eager=True, help=_STORE_HELP),
-        click.option("--debug", is_flag=True, default=None, expose_value=False, callback=_set_global, is_eager=True,
-                     help="Show tracebacks for errors."),
-        click.option("--verbose", "-v", is_flag=True, default=None, expose_value=False, callback=_set_global,
-                     is_eager=True, help=_VERBOSE_HELP),
+        click.option(
+            "--store",
+            "store",
+            default=None,
+            metavar="PATH|URL",
+            expose_value=False,
+            callback=_set_global,
+            is_eager=True,
+            help=_STORE_HELP,
+        ),
+        click.option(
+            "--debug",
+            is_flag=True,
+            default=None,
+            expose_value=False,
+            callback=_set_global,
+            is_eager=True,
+            help="Show tracebacks for errors.",
+        ),
+        click.option(
+            "--verbose",
+            "-v",
+            is_flag=True,
+            default=None,
+            expose_value=False,
+            callback=_set_global,
+            is_eager=True,
+            help=_VERBOSE_HELP,
+        ),
     ]
     for option in reversed(options):
         func = option(func)

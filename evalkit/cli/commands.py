@@ -29,11 +29,27 @@ def _check_compare_outputs(out: Path, specs: list[str], policy: bool):
     return OutputFolder(out, option="--out").check(*names, *(results_file_name(label) for label in labels))
 
 
-def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str | None, baseline_results: list[str],
-                     policy: str | None, notes: list[str], overrides: list[str], rerun: bool, load_options,
-                     limit: int | None = None, sample_seed: int | None = 0,
-                     store_path: str | None, sequential: bool = False, sequential_seed: int = 0,
-                     sequential_chunk: int | None = None, verbose: bool = False, trackers: list[str] = ()) -> int:
+def compare_pipeline(
+    *,
+    specs: list[str],
+    tasks: str,
+    out: Path,
+    baseline: str | None,
+    baseline_results: list[str],
+    policy: str | None,
+    notes: list[str],
+    overrides: list[str],
+    rerun: bool,
+    load_options,
+    limit: int | None = None,
+    sample_seed: int | None = 0,
+    store_path: str | None,
+    sequential: bool = False,
+    sequential_seed: int = 0,
+    sequential_chunk: int | None = None,
+    verbose: bool = False,
+    trackers: list[str] = (),
+) -> int:
     """``evalkit compare``: returns the exit code (0 pass, 1 a gate failed).
 
     The one compare path (:mod:`evalkit.compare_run`) with the command line's outputs around it: every
@@ -49,11 +65,19 @@ def compare_pipeline(*, specs: list[str], tasks: str, out: Path, baseline: str |
 
     note_map = parse_pairs(notes, param="notes", form="LABEL=TEXT")
     mode = compare_run.Sequential(sequential_seed, sequential_chunk or DEFAULT_CHUNK_SIZE) if sequential else None
-    task_plan = compare_run.prepare_tasks(tasks, policy=_policy_path(policy), overrides=overrides, limit=limit,
-                                          sample_seed=sample_seed)
+    task_plan = compare_run.prepare_tasks(
+        tasks, policy=_policy_path(policy), overrides=overrides, limit=limit, sample_seed=sample_seed
+    )
     _check_trackers(trackers)  # a missing extra fails now, not after evaluating
-    plan = compare_run.prepare(specs, task_plan, baseline_results=baseline_results, baseline=baseline,
-                               notes=note_map, load_options=load_options, sequential=mode)
+    plan = compare_run.prepare(
+        specs,
+        task_plan,
+        baseline_results=baseline_results,
+        baseline=baseline,
+        notes=note_map,
+        load_options=load_options,
+        sequential=mode,
+    )
     if current_ranks().main:  # before any model loads; under torchrun only rank 0 writes, so only it checks
         _check_compare_outputs(out, list(specs), policy is not None)
     comparison = compare_run.run(plan, store_path, rerun=rerun, verbose=verbose)
@@ -112,7 +136,9 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
         is_file = split_label(item)[1].is_file()
         results += load_results_files([item]) if is_file else [_result_from_store(item, store_path)]
     if len(results) < 2:
-        raise UsageError("report needs a comparison.json, or at least two results.json files / stored checkpoint labels.")
+        raise UsageError(
+            "report needs a comparison.json, or at least two results.json files / stored checkpoint labels."
+        )
     _echo_written(api.compare(*results, baseline=baseline).write_report(out))
 
 
@@ -125,7 +151,9 @@ def _result_from_store(label: str, store_path: str | None):
     with ResultStore(store_path) as store:
         runs = store.runs(label=label)
         if not runs:
-            raise UsageError(f"{label!r} is neither a file nor a checkpoint label with results in the store {store.location}.")
+            raise UsageError(
+                f"{label!r} is neither a file nor a checkpoint label with results in the store {store.location}."
+            )
         newest: dict[str, dict] = {}
         for run in runs:  # newest first
             newest.setdefault(run["task"], run)

@@ -53,8 +53,10 @@ def ls_cmd(ctx: click.Context, as_json: bool) -> None:
     if runs:
         click.echo(f"{'updated (UTC)':<17} {'checkpoint':<24} {'task':<28} {'samples':>8}  {'status':<8} fingerprint")
     for run in runs:
-        click.echo(f"{_when(run['updated']):<17} {_printable(run['label']):<24} {_printable(run['task']):<28} "
-                   f"{run['samples']:>8}  {run['status']:<8} {run['fingerprint'][:12]}")
+        click.echo(
+            f"{_when(run['updated']):<17} {_printable(run['label']):<24} {_printable(run['task']):<28} "
+            f"{run['samples']:>8}  {run['status']:<8} {run['fingerprint'][:12]}"
+        )
 
 
 @store_group.command("export")
@@ -78,8 +80,10 @@ def import_cmd(ctx: click.Context, path: str) -> None:
     from ..store import import_store
 
     counts, location = _on_store(ctx, lambda store: import_store(store, path))
-    click.echo(f"imported {path} into {location}: {counts['runs_added']} new run(s), {counts['runs_completed']} "
-               f"more complete, {counts['samples_added']} new sample(s) ({counts['runs_in_file']} run(s) in the file)")
+    click.echo(
+        f"imported {path} into {location}: {counts['runs_added']} new run(s), {counts['runs_completed']} "
+        f"more complete, {counts['samples_added']} new sample(s) ({counts['runs_in_file']} run(s) in the file)"
+    )
 
 
 @store_group.command("gc")
@@ -93,6 +97,7 @@ def gc_cmd(ctx: click.Context, dry_run: bool) -> None:
     dropped, location = _on_store(ctx, lambda store: collect_garbage(store, dry_run=dry_run))
     verb = "would drop" if dry_run else "dropped"
     for run in dropped:
-        click.echo(f"{verb} {_printable(run['label'])} / {_printable(run['task'])} ({run['samples']} samples): "
-                   f"{run['reason']}")
+        click.echo(
+            f"{verb} {_printable(run['label'])} / {_printable(run['task'])} ({run['samples']} samples): {run['reason']}"
+        )
     click.echo(f"{location}: {verb} {len(dropped)} run{'s' if len(dropped) != 1 else ''}")

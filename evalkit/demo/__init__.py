@@ -23,16 +23,25 @@ DEMO_TASKS = "demo_voc,demo_general"
 def demo_notes(recipe) -> dict[str, str]:
     """What each checkpoint is, for the report's notes (steps from ``recipe``, the one trained)."""
     base, tune = recipe.base.steps, recipe.tune.steps
-    return {"base": f"trained from scratch on the embedded general set and unlabelled VOC comments ({base} steps)",
-            "domain_only": f"base fine-tuned on VOC train only ({tune} steps)",
-            "mixed_75_25": f"base fine-tuned on 75% VOC / 25% general questions ({tune} steps)"}
+    return {
+        "base": f"trained from scratch on the embedded general set and unlabelled VOC comments ({base} steps)",
+        "domain_only": f"base fine-tuned on VOC train only ({tune} steps)",
+        "mixed_75_25": f"base fine-tuned on 75% VOC / 25% general questions ({tune} steps)",
+    }
 
 
 _EXPECTED = {"domain_only": "fail", "mixed_75_25": "pass"}
 
 
-def run_demo(out: Path, cache_dir: Path | None = None, retrain: bool = False, store_path=None, *,
-             recipe=None, batch_size: int = 32) -> int:
+def run_demo(
+    out: Path,
+    cache_dir: Path | None = None,
+    retrain: bool = False,
+    store_path=None,
+    *,
+    recipe=None,
+    batch_size: int = 32,
+) -> int:
     """Build or load the demo checkpoints, compare them, write the report to ``out``; return the exit code.
 
     Returns 0 when the gate shows the expected outcome (domain_only fails on forgetting, the mix
@@ -90,8 +99,10 @@ def _expected_outcome(out: Path, log) -> int:
     if wrong:
         log(f"demo: unexpected gate outcome {wrong} (expected {_EXPECTED}); see {out / 'report.md'}")
         return 1
-    log("demo: as expected, domain_only fails the forgetting gate and mixed_75_25 passes "
-        f"(report: {out / 'report.html'})")
+    log(
+        "demo: as expected, domain_only fails the forgetting gate and mixed_75_25 passes "
+        f"(report: {out / 'report.html'})"
+    )
     return 0
 
 

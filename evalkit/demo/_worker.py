@@ -68,8 +68,9 @@ def _train_base_part(job: dict) -> dict:
     with quiet_third_party(), training_threads(job["threads"]):
         model = AutoModelForCausalLM.from_pretrained(job["init"])
         exchange = GradientExchange(job["folder"], job["rank"], job["world"], job["size"])
-        losses = train(model, job["sources"], Schedule(**job["schedule"]), seed=job["seed"], parts=job["world"],
-                       exchange=exchange)
+        losses = train(
+            model, job["sources"], Schedule(**job["schedule"]), seed=job["seed"], parts=job["world"], exchange=exchange
+        )
     return {"steps": len(losses)}
 
 

@@ -29,8 +29,17 @@ from . import general_set
 from .domain import DomainData, voc_domain_data
 from .train import Example, ModelShape, Schedule
 
-__all__ = ["Recipe", "CODE_VERSION", "CHECKPOINT_NAMES", "DomainData", "load_domain_data", "recipe_key",
-           "default_cache_dir", "build_checkpoints", "ensure_checkpoints"]
+__all__ = [
+    "Recipe",
+    "CODE_VERSION",
+    "CHECKPOINT_NAMES",
+    "DomainData",
+    "load_domain_data",
+    "recipe_key",
+    "default_cache_dir",
+    "build_checkpoints",
+    "ensure_checkpoints",
+]
 
 #: Bump when training code changes in a way that changes the weights (invalidates every cache entry).
 CODE_VERSION = 4
@@ -49,7 +58,7 @@ class Recipe:
     # (bench/demo/README.md has the sweep)
     tune: Schedule = Schedule(steps=600, batch_size=64, lr=2.5e-3)
     mix_domain_fraction: float = 0.75
-    base_statement_fraction: float = 0.2    # share of plain fact sentences in the base's batches
+    base_statement_fraction: float = 0.2  # share of plain fact sentences in the base's batches
     base_domain_text_fraction: float = 0.1  # share of unlabelled VOC comments (generic text) in them
     # Country facts come 3 times as often as category words in the questions and sentences: with equal
     # repetition, seed 1's base missed 6 of the 80 country facts (median answer margin 1.6 nats against 7 for
@@ -59,7 +68,7 @@ class Recipe:
     # them) or "all" (every token, distractors included). With "all", seed 0 under AVX2 kernels instead of
     # AVX-512 stalled at 0.81 general accuracy; with "completion" it was at 1.00 by step 300 of 600.
     base_question_loss: str = "completion"
-    questions_per_fact: int = 20            # general MCQs generated for training, per fact of training_facts()
+    questions_per_fact: int = 20  # general MCQs generated for training, per fact of training_facts()
     seed: int = 0
     # Each base step's batch in two halves whose gradients are summed: on two cores the halves train in two
     # processes (the base is the one phase nothing runs beside), on one core one after the other; the same
@@ -95,8 +104,16 @@ def recipe_key(recipe: Recipe, domain: DomainData) -> str:
 
     versions = {d: metadata.version(d) for d in ("torch", "transformers", "tokenizers")}
     general = stable_hash([general_set.test_file_text(), general_set.fact_statements()])
-    return stable_hash({"recipe": asdict(recipe), "code_version": CODE_VERSION, "domain": domain.fingerprint,
-                        "general_seed": general_set.SEED, "general": general, "versions": versions})
+    return stable_hash(
+        {
+            "recipe": asdict(recipe),
+            "code_version": CODE_VERSION,
+            "domain": domain.fingerprint,
+            "general_seed": general_set.SEED,
+            "general": general,
+            "versions": versions,
+        }
+    )
 
 
 def default_cache_dir() -> Path:
@@ -137,29 +154,60 @@ def build_checkpoints(out_dir: Path, recipe: Recipe = Recipe(), domain: DomainDa
         comments = encode_examples(tokenizer, [Example("", t) for t in domain.train_texts], "all")
         base = build_model(tokenizer, recipe.shape, seed=recipe.seed)
         text_share = recipe.base_statement_fraction + recipe.base_domain_text_fraction
-        base_sources = [(base_questions, 1 - text_share), (sentences, recipe.base_statement_fraction),
-                        (comments, recipe.base_domain_text_fraction)]
+        base_sources = [
+            (base_questions, 1 - text_share),
+            (sentences, recipe.base_statement_fraction),
+            (comments, recipe.base_domain_text_fraction),
+        ]
         summary["phases"]["base"] = _train_base(base, tokenizer, base_sources, recipe, out_dir / "base")
     # The fine-tunes only read the base: on two cores they train side by side, one process each
     # (one thread each, as every phase), which gives the same weights as one after the other.
-    jobs = [("domain_only", [(voc, 1.0)], recipe.tune, recipe.seed + 1),
-            ("mixed_75_25", [(voc, recipe.mix_domain_fraction), (general_answers, 1 - recipe.mix_domain_fraction)],
-             recipe.tune, recipe.seed + 2)]
+    jobs = [
+        ("domain_only", [(voc, 1.0)], recipe.tune, recipe.seed + 1),
+        (
+            "mixed_75_25",
+            [(voc, recipe.mix_domain_fraction), (general_answers, 1 - recipe.mix_domain_fraction)],
+            recipe.tune,
+            recipe.seed + 2,
+        ),
+    ]
     summary["phases"].update(_fine_tune_all(jobs, out_dir, recipe.threads, recipe.tune_parts))
     return summary
 
 
-def _train_and_save(model, tokenizer, sources, schedule, seed: int, path: Path, name: str,
-                    position: int | None = None, parts: int = 1, exchange=None) -> dict[str, Any]:
+def _train_and_save(
+    model,
+    tokenizer,
+    sources,
+    schedule,
+    seed: int,
+    path: Path,
+    name: str,
+    position: int | None = None,
+    parts: int = 1,
+    exchange=None,
+) -> dict[str, Any]:
     from .train import save_checkpoint, train
 
     started = time.perf_counter()
-    losses = train(model, sources, schedule, seed=seed, desc=f"demo: training {name}", position=position,
-                   parts=parts, exchange=exchange)
+    losses = train(
+        model,
+        sources,
+        schedule,
+        seed=seed,
+        desc=f"demo: training {name}",
+        position=position,
+        parts=parts,
+        exchange=exchange,
+    )
     if exchange is None or exchange.rank == 0:  # every process holds the same weights
         save_checkpoint(model, tokenizer, path)
-    return {"seconds": round(time.perf_counter() - started, 2), "steps": schedule.steps,
-            "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4)}
+    return {
+        "seconds": round(time.perf_counter() - started, 2),
+        "steps": schedule.steps,
+        "first_loss": round(losses[0], 4),
+        "last_loss": round(losses[-1], 4),
+    }
 
 
 def _train_base(model, tokenizer, sources, recipe: Recipe, path: Path) -> dict[str, Any]:
@@ -185,20 +233,30 @@ def _train_base_parts(model, tokenizer, sources, recipe: Recipe, path: Path, fol
     parts = recipe.base_parts
     size = sum(p.numel() for p in model.parameters())
     model.save_pretrained(folder / "init")  # the other processes start from these weights
-    job = {"kind": "base_part", "sources": [(dict(data), weight) for data, weight in sources],
-           "schedule": asdict(recipe.base), "seed": recipe.seed, "init": str(folder / "init"),
-           "folder": str(folder), "world": parts, "size": size, "threads": recipe.threads}
+    job = {
+        "kind": "base_part",
+        "sources": [(dict(data), weight) for data, weight in sources],
+        "schedule": asdict(recipe.base),
+        "seed": recipe.seed,
+        "init": str(folder / "init"),
+        "folder": str(folder),
+        "world": parts,
+        "size": size,
+        "threads": recipe.threads,
+    }
     workers = {f"base (part {rank + 1} of {parts})": {**job, "rank": rank} for rank in range(1, parts)}
     with _workers(workers, folder) as running:
         exchange = GradientExchange(folder, 0, parts, size)
-        result = _train_and_save(model, tokenizer, sources, recipe.base, recipe.seed, path, "base",
-                                 parts=parts, exchange=exchange)
+        result = _train_and_save(
+            model, tokenizer, sources, recipe.base, recipe.seed, path, "base", parts=parts, exchange=exchange
+        )
         running.wait()
     return result
 
 
-def _fine_tune(name: str, sources, schedule, seed: int, out_dir: Path, threads: int,
-               position: int | None = None, parts: int = 1) -> dict[str, Any]:
+def _fine_tune(
+    name: str, sources, schedule, seed: int, out_dir: Path, threads: int, position: int | None = None, parts: int = 1
+) -> dict[str, Any]:
     """Fine-tune a copy of ``out_dir/base`` (as saved: float32 safetensors) into ``out_dir/name``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -216,12 +274,24 @@ def _fine_tune_all(jobs: list[tuple], out_dir: Path, threads: int, parts: int = 
     import os
 
     if len(jobs) < 2 or (os.cpu_count() or 1) < 2:
-        return {name: _fine_tune(name, sources, schedule, seed, out_dir, threads, parts=parts)
-                for name, sources, schedule, seed in jobs}
-    work = {name: {"kind": "fine_tune", "name": name, "sources": [(dict(data), weight) for data, weight in sources],
-                   "schedule": asdict(schedule), "seed": seed, "out_dir": str(out_dir), "threads": threads,
-                   "position": position, "parts": parts}
-            for position, (name, sources, schedule, seed) in enumerate(jobs)}
+        return {
+            name: _fine_tune(name, sources, schedule, seed, out_dir, threads, parts=parts)
+            for name, sources, schedule, seed in jobs
+        }
+    work = {
+        name: {
+            "kind": "fine_tune",
+            "name": name,
+            "sources": [(dict(data), weight) for data, weight in sources],
+            "schedule": asdict(schedule),
+            "seed": seed,
+            "out_dir": str(out_dir),
+            "threads": threads,
+            "position": position,
+            "parts": parts,
+        }
+        for position, (name, sources, schedule, seed) in enumerate(jobs)
+    }
     with _workers(work, out_dir) as running:
         return running.wait()
 
@@ -253,16 +323,22 @@ def _workers(jobs: dict[str, dict], folder: Path):
     import evalkit
 
     # the workers import this evalkit, even when it is not the installed one (a source checkout)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(evalkit.__file__).resolve().parents[1]),
-                                                                      os.environ.get("PYTHONPATH")])),
-           "EVALKIT_DEMO_PARENT": str(os.getpid())}  # a worker exits when this process is gone (_worker.py)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(evalkit.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+        ),
+        "EVALKIT_DEMO_PARENT": str(os.getpid()),
+    }  # a worker exits when this process is gone (_worker.py)
     running = _Running()
     try:
         for index, (name, job) in enumerate(jobs.items()):
             path = Path(folder) / f".job-{index}.pt"
             torch.save(job, path)
-            running.processes[name] = (subprocess.Popen([sys.executable, "-m", "evalkit.demo._worker", str(path)],
-                                                        env=env), path)
+            running.processes[name] = (
+                subprocess.Popen([sys.executable, "-m", "evalkit.demo._worker", str(path)], env=env),
+                path,
+            )
         yield running
     finally:
         for process, path in running.processes.values():
@@ -277,8 +353,9 @@ def _complete(folder: Path) -> bool:
     return (folder / _DONE).is_file() and all((folder / n / "config.json").is_file() for n in CHECKPOINT_NAMES)
 
 
-def ensure_checkpoints(cache_dir: Path | None = None, *, retrain: bool = False, recipe: Recipe = Recipe(),
-                       log=print) -> dict[str, Path]:
+def ensure_checkpoints(
+    cache_dir: Path | None = None, *, retrain: bool = False, recipe: Recipe = Recipe(), log=print
+) -> dict[str, Path]:
     """Paths of the three checkpoints, trained now unless a complete cache entry for ``recipe`` exists.
 
     Training writes into a temporary sibling folder that is renamed into place only when all three
@@ -302,4 +379,3 @@ def ensure_checkpoints(cache_dir: Path | None = None, *, retrain: bool = False, 
     else:
         log(f"demo: using cached checkpoints in {folder}")
     return {name: folder / name for name in CHECKPOINT_NAMES}
-

@@ -49,13 +49,20 @@ def voc_domain_data(task_file: Path | None = None) -> DomainData:
     config = load_task_file(task_file or demo_task_path(DEMO_VOC_TASK))
     evaluator = get_evaluator(config.evaluator)(config)
     if evaluator.options.num_fewshot or evaluator.options.label_options != "none":
-        raise ValueError(f"{config.source}: the demo trains zero-shot prompts without a label list; "
-                         f"set num_fewshot: 0 and label_options: none")
+        raise ValueError(
+            f"{config.source}: the demo trains zero-shot prompts without a label list; "
+            f"set num_fewshot: 0 and label_options: none"
+        )
     data, render = evaluator.data, PromptBuilder(evaluator.template_text, evaluator.data.taxonomy).render
     fmt = data.taxonomy.format
     train = [Example(render(ex.text), " " + fmt(ex.path)) for ex in data.train]
     tests = [render(ex.text) for ex in data.test]
     labels = [fmt(p) for p in data.taxonomy.labels]
     fingerprint = stable_hash({"train": [(e.prompt, e.completion) for e in train], "test": tests})
-    return DomainData(train=train, test_prompts=tests, train_texts=[ex.text for ex in data.train],
-                      fingerprint=fingerprint, extra_texts=labels)
+    return DomainData(
+        train=train,
+        test_prompts=tests,
+        train_texts=[ex.text for ex in data.train],
+        fingerprint=fingerprint,
+        extra_texts=labels,
+    )

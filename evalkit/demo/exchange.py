@@ -56,7 +56,7 @@ class GradientExchange:
         offset = 0
         for p in params:
             n = p.numel()
-            mine[offset:offset + n].copy_(p.grad.reshape(-1) if p.grad is not None else torch.zeros(n))
+            mine[offset : offset + n].copy_(p.grad.reshape(-1) if p.grad is not None else torch.zeros(n))
             offset += n
         mine[offset] = loss
         self._barrier()
@@ -68,7 +68,7 @@ class GradientExchange:
             n = p.numel()
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            p.grad.copy_(total[offset:offset + n].view_as(p.grad))
+            p.grad.copy_(total[offset : offset + n].view_as(p.grad))
             offset += n
         return [float(slot[r, offset]) for r in range(self.world)]
 

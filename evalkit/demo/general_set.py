@@ -19,28 +19,117 @@ import random
 from dataclasses import dataclass
 from itertools import combinations
 
-__all__ = ["Fact", "MCQuestion", "LETTERS", "SEED", "build_facts", "training_facts", "test_questions",
-           "train_questions", "fact_statements", "render_question", "question_rows", "test_file_text"]
+__all__ = [
+    "Fact",
+    "MCQuestion",
+    "LETTERS",
+    "SEED",
+    "build_facts",
+    "training_facts",
+    "test_questions",
+    "train_questions",
+    "fact_statements",
+    "render_question",
+    "question_rows",
+    "test_file_text",
+]
 
 LETTERS = ("A", "B", "C", "D")
 #: The seed of the shipped data files; change it and the files must be regenerated.
 SEED = 1234
 
-_COUNTRIES = ("Velmora", "Quastria", "Dornavi", "Pelunia", "Zarkhan", "Miretta", "Olvaris", "Tresk",
-              "Brunelle", "Kasmoor", "Ithravel", "Nuvesta", "Gorlund", "Sablette", "Yorvane", "Hestoria",
-              "Lumbrek", "Cadrion", "Fenmarsh", "Wystral")
-_CAPITALS = ("Quenta", "Barrowick", "Silvane", "Osterby", "Mirakesh", "Tolvain", "Druneth", "Palomere",
-             "Ketterin", "Vashti", "Ambrose", "Lirrow", "Cazmere", "Undelby", "Feyhold", "Rostavel",
-             "Jembra", "Nolwick", "Harrowgate", "Ezmira")
-_LANGUAGES = ("Velmish", "Quastic", "Dornish", "Pelunese", "Zarkhi", "Mirettan", "Olvarin", "Treskan",
-              "Brunic", "Kasmic", "Ithran", "Nuvestan", "Gorlic", "Sablish", "Yorvic", "Hestorian",
-              "Lumbric", "Cadric", "Fennish", "Wystric")
+_COUNTRIES = (
+    "Velmora",
+    "Quastria",
+    "Dornavi",
+    "Pelunia",
+    "Zarkhan",
+    "Miretta",
+    "Olvaris",
+    "Tresk",
+    "Brunelle",
+    "Kasmoor",
+    "Ithravel",
+    "Nuvesta",
+    "Gorlund",
+    "Sablette",
+    "Yorvane",
+    "Hestoria",
+    "Lumbrek",
+    "Cadrion",
+    "Fenmarsh",
+    "Wystral",
+)
+_CAPITALS = (
+    "Quenta",
+    "Barrowick",
+    "Silvane",
+    "Osterby",
+    "Mirakesh",
+    "Tolvain",
+    "Druneth",
+    "Palomere",
+    "Ketterin",
+    "Vashti",
+    "Ambrose",
+    "Lirrow",
+    "Cazmere",
+    "Undelby",
+    "Feyhold",
+    "Rostavel",
+    "Jembra",
+    "Nolwick",
+    "Harrowgate",
+    "Ezmira",
+)
+_LANGUAGES = (
+    "Velmish",
+    "Quastic",
+    "Dornish",
+    "Pelunese",
+    "Zarkhi",
+    "Mirettan",
+    "Olvarin",
+    "Treskan",
+    "Brunic",
+    "Kasmic",
+    "Ithran",
+    "Nuvestan",
+    "Gorlic",
+    "Sablish",
+    "Yorvic",
+    "Hestorian",
+    "Lumbric",
+    "Cadric",
+    "Fennish",
+    "Wystric",
+)
 # Small answer pools of everyday words: more facts without many more tokens to learn.
 _EXPORTS = ("tea", "copper", "wool", "rice", "salt", "timber", "silk", "coffee")
 _EMBLEMS = ("owl", "bear", "fox", "eagle", "horse", "wolf", "lion", "crane")
 _CATEGORIES = ("fruit", "tool", "bird", "dance", "fabric")
-_SYLLABLES = ("bo", "ka", "zi", "lum", "tre", "vo", "nix", "par", "qui", "dal", "mo", "ster", "fen", "gu",
-              "ral", "to", "wim", "sha", "bel", "cor")
+_SYLLABLES = (
+    "bo",
+    "ka",
+    "zi",
+    "lum",
+    "tre",
+    "vo",
+    "nix",
+    "par",
+    "qui",
+    "dal",
+    "mo",
+    "ster",
+    "fen",
+    "gu",
+    "ral",
+    "to",
+    "wim",
+    "sha",
+    "bel",
+    "cor",
+)
 #: How many made-up words have a category fact (the rest of the facts are about the countries).
 CATEGORY_WORDS = 240
 
@@ -50,7 +139,7 @@ class Fact:
     """One fact: ``subject`` has ``answer`` for ``relation``; ``pool`` are all possible answers."""
 
     fact_id: str
-    relation: str          # "capital" | "language" | "export" | "emblem" | "category"
+    relation: str  # "capital" | "language" | "export" | "emblem" | "category"
     subject: str
     answer: str
     pool: tuple[str, ...]  # every value the relation can take (answer included)
@@ -94,19 +183,31 @@ def build_facts(seed: int = SEED) -> list[Fact]:
     facts += [Fact(f"language-{i:02d}", "language", c, _LANGUAGES[i], _LANGUAGES) for i, c in enumerate(_COUNTRIES)]
     for relation, pool in (("export", _EXPORTS), ("emblem", _EMBLEMS)):
         answers = _spread(pool, len(_COUNTRIES), rng)
-        facts += [Fact(f"{relation}-{i:02d}", relation, c, a, pool) for i, (c, a) in enumerate(zip(_COUNTRIES, answers))]
+        facts += [
+            Fact(f"{relation}-{i:02d}", relation, c, a, pool) for i, (c, a) in enumerate(zip(_COUNTRIES, answers))
+        ]
     words = _made_up_words(CATEGORY_WORDS, seed)
     categories = _spread(_CATEGORIES, CATEGORY_WORDS, rng)
-    facts += [Fact(f"category-{i:03d}", "category", w, a, _CATEGORIES) for i, (w, a) in enumerate(zip(words, categories))]
+    facts += [
+        Fact(f"category-{i:03d}", "category", w, a, _CATEGORIES) for i, (w, a) in enumerate(zip(words, categories))
+    ]
     return facts
 
 
-_QUESTIONS = {"capital": "What is the capital of {}?", "language": "Which language is spoken in {}?",
-              "export": "What is the main export of {}?", "emblem": "Which animal is the emblem of {}?",
-              "category": "What kind of thing is a {}?"}
-_STATEMENTS = {"capital": "The capital of {} is {}.", "language": "People in {} speak {}.",
-               "export": "The main export of {} is {}.", "emblem": "The emblem of {} is the {}.",
-               "category": "A {} is a kind of {}."}
+_QUESTIONS = {
+    "capital": "What is the capital of {}?",
+    "language": "Which language is spoken in {}?",
+    "export": "What is the main export of {}?",
+    "emblem": "Which animal is the emblem of {}?",
+    "category": "What kind of thing is a {}?",
+}
+_STATEMENTS = {
+    "capital": "The capital of {} is {}.",
+    "language": "People in {} speak {}.",
+    "export": "The main export of {} is {}.",
+    "emblem": "The emblem of {} is the {}.",
+    "category": "A {} is a kind of {}.",
+}
 
 
 def _question_text(fact: Fact) -> str:
@@ -155,8 +256,7 @@ def train_questions(count: int, seed: int = SEED, *, sample_seed: int = 0, count
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     facts = training_facts(seed, country_weight=country_weight)
-    allowed = {f.fact_id: [s for s in _distractor_sets(f) if set(s) != set(_test_distractors(f, seed))]
-               for f in facts}
+    allowed = {f.fact_id: [s for s in _distractor_sets(f) if set(s) != set(_test_distractors(f, seed))] for f in facts}
     rng = random.Random(f"train-{seed}-{sample_seed}")
     questions = []
     for i in range(count):
@@ -167,7 +267,9 @@ def train_questions(count: int, seed: int = SEED, *, sample_seed: int = 0, count
 
 def fact_statements(seed: int = SEED, *, country_weight: int = 1) -> list[str]:
     """Plain sentences stating the facts of :func:`training_facts` (the "generic text" of the base's training)."""
-    return [_STATEMENTS[f.relation].format(f.subject, f.answer) for f in training_facts(seed, country_weight=country_weight)]
+    return [
+        _STATEMENTS[f.relation].format(f.subject, f.answer) for f in training_facts(seed, country_weight=country_weight)
+    ]
 
 
 def render_question(question: MCQuestion) -> str:
@@ -178,8 +280,16 @@ def render_question(question: MCQuestion) -> str:
 
 def question_rows(questions: list[MCQuestion]) -> list[dict]:
     """Rows of the data files: ``id``, ``relation``, ``question``, ``A``-``D``, ``answer`` (0-3)."""
-    return [{"id": q.fact_id, "relation": q.fact_id.split("-")[0], "question": q.question,
-             **dict(zip(LETTERS, q.options)), "answer": q.label} for q in questions]
+    return [
+        {
+            "id": q.fact_id,
+            "relation": q.fact_id.split("-")[0],
+            "question": q.question,
+            **dict(zip(LETTERS, q.options)),
+            "answer": q.label,
+        }
+        for q in questions
+    ]
 
 
 def test_file_text(seed: int = SEED) -> str:

@@ -40,15 +40,19 @@ def demo_summary(comparison: dict[str, Any]) -> dict[str, Any]:
         general, domain = _row(comparison, *_GENERAL, label), _row(comparison, *_DOMAIN, label)
         failing = [c for c in checks if c.get("checkpoint") == label and c.get("status") != "pass"]
         p_value = general.get("p_value")
-        rows.append({
-            "checkpoint": label, "general_acc": _rounded(general.get("value")), "n_general": general.get("n"),
-            "general_ci": [_rounded(general.get("ci_low")), _rounded(general.get("ci_high"))],
-            "general_delta": _rounded(general.get("delta")),
-            "general_p": float(f"{p_value:.3g}") if isinstance(p_value, float) else p_value,
-            "domain_f1": _rounded(domain.get("value")),
-            "gate": "baseline" if label == comparison.get("baseline") else statuses.get(label, "–"),
-            "gate_reason": failing[0].get("message") if failing else None,
-        })
+        rows.append(
+            {
+                "checkpoint": label,
+                "general_acc": _rounded(general.get("value")),
+                "n_general": general.get("n"),
+                "general_ci": [_rounded(general.get("ci_low")), _rounded(general.get("ci_high"))],
+                "general_delta": _rounded(general.get("delta")),
+                "general_p": float(f"{p_value:.3g}") if isinstance(p_value, float) else p_value,
+                "domain_f1": _rounded(domain.get("value")),
+                "gate": "baseline" if label == comparison.get("baseline") else statuses.get(label, "–"),
+                "gate_reason": failing[0].get("message") if failing else None,
+            }
+        )
     return {"baseline": comparison.get("baseline"), "checkpoints": rows}
 
 
@@ -79,9 +83,11 @@ def demo_table(summary: dict[str, Any]) -> str:
     """The Markdown table ``evalkit demo`` prints and the README shows."""
     rows = summary["checkpoints"]
     n = next((r["n_general"] for r in rows if r.get("n_general")), None)
-    lines = [f"| checkpoint | general accuracy, 95% CI (`demo_general`{f', {n} questions' if n else ''}) "
-             "| domain leaf macro F1 (`demo_voc`) | gate |",
-             "|---|---|---:|---|"]
+    lines = [
+        f"| checkpoint | general accuracy, 95% CI (`demo_general`{f', {n} questions' if n else ''}) "
+        "| domain leaf macro F1 (`demo_voc`) | gate |",
+        "|---|---|---:|---|",
+    ]
     for row in rows:
         domain = f"{row['domain_f1']:.2f}" if isinstance(row["domain_f1"], (int, float)) else "–"
         lines.append(f"| {row['checkpoint']} | {_general_cell(row)} | {domain} | {_gate_cell(row)} |")
@@ -91,7 +97,7 @@ def demo_table(summary: dict[str, Any]) -> str:
 def readme_table(readme_text: str) -> str:
     """The table between the README's demo-table markers."""
     start = readme_text.index(README_START) + len(README_START)
-    return readme_text[start:readme_text.index(README_END, start)].strip("\n") + "\n"
+    return readme_text[start : readme_text.index(README_END, start)].strip("\n") + "\n"
 
 
 if __name__ == "__main__":  # python -m evalkit.demo.summary reports/demo/comparison.json > bench/demo/summary.json

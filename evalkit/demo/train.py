@@ -19,8 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelShape", "Schedule", "Example", "TOKEN_PATTERN", "build_tokenizer", "build_model",
-           "encode_examples", "train", "labelled_loss", "lr_factor", "training_threads", "torch_threads", "save_checkpoint"]
+__all__ = [
+    "ModelShape",
+    "Schedule",
+    "Example",
+    "TOKEN_PATTERN",
+    "build_tokenizer",
+    "build_model",
+    "encode_examples",
+    "train",
+    "labelled_loss",
+    "lr_factor",
+    "training_threads",
+    "torch_threads",
+    "save_checkpoint",
+]
 
 #: Pieces of text the word-level tokenizer knows: a word or one punctuation mark, each with its
 #: leading space, or a newline. Decoding concatenates the pieces, so text round-trips exactly.
@@ -99,9 +112,15 @@ def build_tokenizer(texts: Iterable[str], model_max_length: int = 256):
     tok.train_from_iterator(sorted(set(texts)), trainer=trainer)
     bos = tok.token_to_id("<s>")
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", model_max_length=model_max_length,
-                                   clean_up_tokenization_spaces=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
+    )
 
 
 def build_model(tokenizer, shape: ModelShape = ModelShape(), seed: int = 0):
@@ -109,11 +128,19 @@ def build_model(tokenizer, shape: ModelShape = ModelShape(), seed: int = 0):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=shape.hidden, intermediate_size=shape.mlp,
-                         num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
-                         num_key_value_heads=shape.heads, max_position_embeddings=shape.max_positions,
-                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden,
+        intermediate_size=shape.mlp,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.heads,
+        max_position_embeddings=shape.max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -133,7 +160,7 @@ def encode_examples(tokenizer, examples: Sequence[Example], loss_on: str = "comp
     for example in examples:
         prompt_ids = tokenizer(example.prompt)["input_ids"]
         full_ids = tokenizer(example.prompt + example.completion)["input_ids"] + [tokenizer.eos_token_id]
-        if full_ids[:len(prompt_ids)] != prompt_ids:  # a piece spanning the boundary: cannot happen with TOKEN_PATTERN
+        if full_ids[: len(prompt_ids)] != prompt_ids:  # a piece spanning the boundary: cannot happen with TOKEN_PATTERN
             raise ValueError(f"prompt and completion tokenise across their boundary: {example.prompt!r}")
         start = 1 if loss_on == "all" else len(prompt_ids)
         rows.append(full_ids)
@@ -197,8 +224,17 @@ def _split_batch(batch_size: int, sizes: Sequence) -> list[int]:
     return counts
 
 
-def train(model, sources: Sequence[tuple[dict, float]], schedule: Schedule, *, seed: int = 0,
-          desc: str = "training", position: int | None = None, parts: int = 1, exchange=None) -> list[float]:
+def train(
+    model,
+    sources: Sequence[tuple[dict, float]],
+    schedule: Schedule,
+    *,
+    seed: int = 0,
+    desc: str = "training",
+    position: int | None = None,
+    parts: int = 1,
+    exchange=None,
+) -> list[float]:
     """Train ``model`` in place; return the loss of every step.
 
     ``sources`` are ``(encoded examples, weight)`` pairs (see :func:`encode_examples`); each batch

@@ -53,8 +53,21 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from ..registry import Registry
 from ..records import BREAKDOWN_COUNT_FIELDS, LEVELS, UNITS, MetricSpec, SampleRecord, TaskResult, record_value
 
-__all__ = ["Evaluator", "EVALUATORS", "register_evaluator", "get_evaluator", "evaluator_names", "SaveBatch", "MetricSpec",
-           "LEVELS", "UNITS", "BREAKDOWN_COUNT_FIELDS", "metric_spec", "declared_specs", "record_value"]
+__all__ = [
+    "Evaluator",
+    "EVALUATORS",
+    "register_evaluator",
+    "get_evaluator",
+    "evaluator_names",
+    "SaveBatch",
+    "MetricSpec",
+    "LEVELS",
+    "UNITS",
+    "BREAKDOWN_COUNT_FIELDS",
+    "metric_spec",
+    "declared_specs",
+    "record_value",
+]
 
 ENTRY_POINT_GROUP = "evalkit.evaluators"
 
@@ -151,8 +164,9 @@ class Evaluator(Protocol):
 
 
 #: The evaluators: built-ins register when their modules are imported, plug-ins through entry points.
-EVALUATORS: Registry[type] = Registry("evaluator", entry_point_group=ENTRY_POINT_GROUP,
-                                      builtins=("evalkit.general.evaluator", "evalkit.voc.evaluator"))
+EVALUATORS: Registry[type] = Registry(
+    "evaluator", entry_point_group=ENTRY_POINT_GROUP, builtins=("evalkit.general.evaluator", "evalkit.voc.evaluator")
+)
 
 
 def register_evaluator(cls: type) -> type:

@@ -25,8 +25,11 @@ def metric_key(*parts: str) -> str:
 
 def _numbers(row: dict[str, Any]) -> dict[str, float]:
     """The row's numeric fields (not flags), in name order."""
-    return {key: value for key, value in sorted(row.items())
-            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return {
+        key: value
+        for key, value in sorted(row.items())
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 def checkpoint_metrics(comparison: dict[str, Any], label: str) -> dict[str, float]:
@@ -35,8 +38,9 @@ def checkpoint_metrics(comparison: dict[str, Any], label: str) -> dict[str, floa
     for row in comparison["metrics"]:
         if row["checkpoint"] == label:
             name = f"{row['task']}.{row['metric']}"
-            metrics.update({metric_key(name, "" if field == "value" else field): value
-                            for field, value in _numbers(row).items()})
+            metrics.update(
+                {metric_key(name, "" if field == "value" else field): value for field, value in _numbers(row).items()}
+            )
     return metrics
 
 
@@ -47,6 +51,11 @@ def comparison_metrics(comparison: dict[str, Any]) -> dict[str, float]:
         if row["checkpoint"] == comparison.get("baseline"):
             continue
         prefix = f"{row['checkpoint']}/{row['task']}.{row['metric']}"
-        metrics.update({metric_key(prefix, field): value for field, value in _numbers(row).items()
-                        if field.startswith(COMPARATIVE_FIELDS)})
+        metrics.update(
+            {
+                metric_key(prefix, field): value
+                for field, value in _numbers(row).items()
+                if field.startswith(COMPARATIVE_FIELDS)
+            }
+        )
     return metrics

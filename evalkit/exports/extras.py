@@ -30,5 +30,4 @@ def require(module: str, purpose: str, *, param: str | None = None) -> ModuleTyp
         if exc.name is not None and not (exc.name == module or module.startswith(exc.name + ".")):
             raise  # the library is there but broken: its own error says more
         extra = EXTRAS.get(module, re.split(r"\W", module)[0])
-        raise UsageError(f"{purpose} needs the {module} package: pip install 'evalkit[{extra}]'",
-                         param=param) from None
+        raise UsageError(f"{purpose} needs the {module} package: pip install 'evalkit[{extra}]'", param=param) from None

@@ -22,7 +22,17 @@ __all__ = ["write_model_card", "card_results", "checkpoint_label", "TASK_TYPE"]
 
 #: evalkit evaluates language models: every task is text generation on the hub's task list.
 TASK_TYPE = "text-generation"
-_DETAIL_FIELDS = ("ci_low", "ci_high", "baseline_value", "delta", "delta_ci_low", "delta_ci_high", "p_value", "test", "n")
+_DETAIL_FIELDS = (
+    "ci_low",
+    "ci_high",
+    "baseline_value",
+    "delta",
+    "delta_ci_low",
+    "delta_ci_high",
+    "p_value",
+    "test",
+    "n",
+)
 
 
 def checkpoint_label(comparison: dict[str, Any], checkpoint_dir: str | Path, label: str | None = None) -> str:
@@ -31,8 +41,9 @@ def checkpoint_label(comparison: dict[str, Any], checkpoint_dir: str | Path, lab
     labels = [c["label"] for c in comparison["checkpoints"]]
     if label is not None:
         if label not in labels:
-            raise UsageError(f"label {label!r} is not a checkpoint of the comparison; it has {', '.join(labels)}.",
-                             param="label")
+            raise UsageError(
+                f"label {label!r} is not a checkpoint of the comparison; it has {', '.join(labels)}.", param="label"
+            )
         return label
     folder = Path(checkpoint_dir).resolve()
     matching = [c["label"] for c in comparison["checkpoints"] if _spec_path(c.get("spec")) == folder]
@@ -41,8 +52,11 @@ def checkpoint_label(comparison: dict[str, Any], checkpoint_dir: str | Path, lab
         return matching[0]
     if len(tuned) == 1:
         return tuned[0]
-    raise UsageError(f"{checkpoint_dir} is not the spec of one checkpoint of the comparison; name it with "
-                     f"{arg('label', 'NAME')} (one of {', '.join(labels)}).", param="label")
+    raise UsageError(
+        f"{checkpoint_dir} is not the spec of one checkpoint of the comparison; name it with "
+        f"{arg('label', 'NAME')} (one of {', '.join(labels)}).",
+        param="label",
+    )
 
 
 def _spec_path(spec: Any) -> Path | None:
@@ -60,10 +74,19 @@ def card_results(comparison: dict[str, Any], label: str) -> list:
         if row["checkpoint"] != label or row.get("value") is None:
             continue
         split = settings.get(row["task"], {}).get("split")
-        results.append(hub.EvalResult(task_type=TASK_TYPE, task_name=row["task"], dataset_type=row["task"],
-                                      dataset_name=row["task"], dataset_split=split if isinstance(split, str) else None,
-                                      metric_type=row["metric"], metric_name=row["metric"],
-                                      metric_value=row["value"], verified=False))
+        results.append(
+            hub.EvalResult(
+                task_type=TASK_TYPE,
+                task_name=row["task"],
+                dataset_type=row["task"],
+                dataset_name=row["task"],
+                dataset_split=split if isinstance(split, str) else None,
+                metric_type=row["metric"],
+                metric_name=row["metric"],
+                metric_value=row["value"],
+                verified=False,
+            )
+        )
     return results
 
 
@@ -72,11 +95,19 @@ def _verdict_entry(comparison: dict[str, Any], label: str) -> dict[str, Any]:
 
     verdict = comparison.get("verdict") or {}
     statuses = checkpoint_statuses(verdict.get("checks") or [])
-    details = {f"{row['task']}.{row['metric']}": {key: row.get(key) for key in _DETAIL_FIELDS if row.get(key) is not None}
-               for row in comparison["metrics"] if row["checkpoint"] == label}
-    return {"checkpoint": label, "baseline": comparison.get("baseline"), "verdict": statuses.get(label),
-            "policy": verdict.get("policy"), "confidence": (comparison.get("settings") or {}).get("confidence"),
-            "metrics": details}
+    details = {
+        f"{row['task']}.{row['metric']}": {key: row.get(key) for key in _DETAIL_FIELDS if row.get(key) is not None}
+        for row in comparison["metrics"]
+        if row["checkpoint"] == label
+    }
+    return {
+        "checkpoint": label,
+        "baseline": comparison.get("baseline"),
+        "verdict": statuses.get(label),
+        "policy": verdict.get("policy"),
+        "confidence": (comparison.get("settings") or {}).get("confidence"),
+        "metrics": details,
+    }
 
 
 def write_model_card(checkpoint_dir: str | Path, comparison, label: str | None = None) -> Path:
@@ -90,8 +121,10 @@ def write_model_card(checkpoint_dir: str | Path, comparison, label: str | None =
     hub = require("huggingface_hub", "writing a model card", param=None)
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder; give the checkpoint folder whose README.md gets the results.",
-                         param="checkpoint_dir")
+        raise UsageError(
+            f"{folder} is not a folder; give the checkpoint folder whose README.md gets the results.",
+            param="checkpoint_dir",
+        )
     data = comparison.data
     label = checkpoint_label(data, folder, label)
     path = folder / "README.md"

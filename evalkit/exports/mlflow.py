@@ -80,8 +80,11 @@ def _parent_run(mlflow, run: Any, comparison) -> tuple[str, bool]:
 
 def _log_parent(client, run_id: str, comparison, report: bool) -> None:
     data = comparison.data
-    tags = {"evalkit.kind": "comparison", "evalkit.baseline": str(data.get("baseline")),
-            "evalkit.checkpoints": ", ".join(comparison.labels)}
+    tags = {
+        "evalkit.kind": "comparison",
+        "evalkit.baseline": str(data.get("baseline")),
+        "evalkit.checkpoints": ", ".join(comparison.labels),
+    }
     if comparison.verdict is not None:
         tags.update({"evalkit.verdict": comparison.verdict.status, "evalkit.policy": str(comparison.verdict.policy)})
     _log(client, run_id, comparison_metrics(data), tags=tags, step=0)
@@ -96,24 +99,42 @@ def _log_checkpoint(client, experiment: str, parent_id: str, data: dict[str, Any
 
     label = checkpoint["label"]
     statuses = checkpoint_statuses([c for c in (data.get("verdict") or {}).get("checks") or []])
-    tags = {"mlflow.parentRunId": parent_id, "evalkit.checkpoint": label,
-            "evalkit.baseline": "true" if label == data.get("baseline") else "false"}
+    tags = {
+        "mlflow.parentRunId": parent_id,
+        "evalkit.checkpoint": label,
+        "evalkit.baseline": "true" if label == data.get("baseline") else "false",
+    }
     if label in statuses:
         tags["evalkit.verdict"] = statuses[label]
     nested = client.create_run(experiment, run_name=label, tags=tags).info.run_id
     params = {key: checkpoint.get(key) for key in ("spec", "kind", "fingerprint", "run", "step")}
-    _log(client, nested, checkpoint_metrics(data, label), params={k: v for k, v in params.items() if v is not None},
-         step=checkpoint.get("step") or 0)
+    _log(
+        client,
+        nested,
+        checkpoint_metrics(data, label),
+        params={k: v for k, v in params.items() if v is not None},
+        step=checkpoint.get("step") or 0,
+    )
     client.set_terminated(nested)
 
 
-def _log(client, run_id: str, metrics: dict[str, float], *, tags: dict[str, str] | None = None,
-         params: dict[str, Any] | None = None, step: int = 0) -> None:
+def _log(
+    client,
+    run_id: str,
+    metrics: dict[str, float],
+    *,
+    tags: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    step: int = 0,
+) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
     entries = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in (params or {}).items()],
-                     tags=[RunTag(k, v) for k, v in (tags or {}).items()])
+    client.log_batch(
+        run_id,
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+    )
     for start in range(0, len(entries), _BATCH):
-        client.log_batch(run_id, metrics=entries[start:start + _BATCH])
+        client.log_batch(run_id, metrics=entries[start : start + _BATCH])

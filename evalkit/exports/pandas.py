@@ -16,14 +16,51 @@ from ..records import COLUMNS_VERSION, SAMPLE_COLUMNS, columns_frame
 __all__ = ["COLUMNS_VERSION", "SAMPLE_COLUMNS", "METRIC_COLUMNS", "BREAKDOWN_COLUMNS", "comparison_frame"]
 
 #: ``Comparison.to_pandas()``: one row per (task, metric, checkpoint), as ``comparison.json["metrics"]``.
-METRIC_COLUMNS = ("task", "metric", "checkpoint", "axis", "is_primary", "higher_is_better", "level", "n",
-                  "value", "ci_low", "ci_high", "ci_method", "baseline", "baseline_value", "delta",
-                  "delta_ci_low", "delta_ci_high", "relative", "test", "p_value", "p_value_adjusted",
-                  "significant", "decision")
+METRIC_COLUMNS = (
+    "task",
+    "metric",
+    "checkpoint",
+    "axis",
+    "is_primary",
+    "higher_is_better",
+    "level",
+    "n",
+    "value",
+    "ci_low",
+    "ci_high",
+    "ci_method",
+    "baseline",
+    "baseline_value",
+    "delta",
+    "delta_ci_low",
+    "delta_ci_high",
+    "relative",
+    "test",
+    "p_value",
+    "p_value_adjusted",
+    "significant",
+    "decision",
+)
 #: ``Comparison.to_pandas("breakdowns")``: one row per breakdown key, as ``comparison.json["breakdowns"]``.
-BREAKDOWN_COLUMNS = ("task", "kind", "key", "metric", "checkpoint", "n", "value", "baseline", "baseline_value",
-                     "delta", "test", "p_value", "p_value_adjusted", "q_value", "family_size", "significant",
-                     "decision")
+BREAKDOWN_COLUMNS = (
+    "task",
+    "kind",
+    "key",
+    "metric",
+    "checkpoint",
+    "n",
+    "value",
+    "baseline",
+    "baseline_value",
+    "delta",
+    "test",
+    "p_value",
+    "p_value_adjusted",
+    "q_value",
+    "family_size",
+    "significant",
+    "decision",
+)
 _TABLES = ("metrics", "breakdowns")
 
 

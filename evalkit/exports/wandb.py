@@ -40,8 +40,12 @@ def summary_values(comparison: dict[str, Any]) -> dict[str, Any]:
     verdict = comparison.get("verdict")
     if verdict:
         values["evalkit/verdict"] = verdict["status"]
-        values.update({f"evalkit/verdict/{label}": status
-                       for label, status in checkpoint_statuses(verdict.get("checks") or []).items()})
+        values.update(
+            {
+                f"evalkit/verdict/{label}": status
+                for label, status in checkpoint_statuses(verdict.get("checks") or []).items()
+            }
+        )
     return values
 
 
@@ -58,7 +62,9 @@ def study_rows(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     for row in study["rows"]:
         values = [row["checkpoint"], row["note"]]
         for cell in row["cells"]:
-            values += [None, None, None] if cell is None else [cell.get("value"), cell.get("delta"), cell.get("p_value")]
+            values += (
+                [None, None, None] if cell is None else [cell.get("value"), cell.get("delta"), cell.get("p_value")]
+            )
         rows.append(values)
     return columns, rows
 
@@ -72,8 +78,11 @@ def log_comparison(comparison, run: Any = None, *, report: bool = True) -> str:
     wandb = require("wandb", "logging to Weights & Biases", param="log")
     started = run is None and wandb.run is None
     if started:
-        run = wandb.init(job_type="evalkit-compare", name=f"evalkit {' vs '.join(comparison.labels)}",
-                         settings=wandb.Settings(silent=True, console="off"))
+        run = wandb.init(
+            job_type="evalkit-compare",
+            name=f"evalkit {' vs '.join(comparison.labels)}",
+            settings=wandb.Settings(silent=True, console="off"),
+        )
     elif run is None:
         run = wandb.run
     try:
@@ -87,17 +96,25 @@ def log_comparison(comparison, run: Any = None, *, report: bool = True) -> str:
 def _log(wandb, run, comparison, report: bool) -> None:
     data = comparison.data
     verdict = comparison.verdict
-    run.config.update({"evalkit": {"baseline": data.get("baseline"), "checkpoints": comparison.labels,
-                                   "policy": verdict.policy if verdict is not None else None}},
-                      allow_val_change=True)
+    run.config.update(
+        {
+            "evalkit": {
+                "baseline": data.get("baseline"),
+                "checkpoints": comparison.labels,
+                "policy": verdict.policy if verdict is not None else None,
+            }
+        },
+        allow_val_change=True,
+    )
     if verdict is not None:
         run.tags = tuple(run.tags or ()) + (f"evalkit:{verdict.status}",)
     run.summary.update(summary_values(data))
     columns, rows = study_rows(data)
     run.log({STUDY_KEY: wandb.Table(columns=columns, data=rows)})
     if report:
-        artifact = wandb.Artifact("evalkit-report", type=ARTIFACT_TYPE,
-                                  description=f"evalkit report: {', '.join(comparison.labels)}")
+        artifact = wandb.Artifact(
+            "evalkit-report", type=ARTIFACT_TYPE, description=f"evalkit report: {', '.join(comparison.labels)}"
+        )
         with tempfile.TemporaryDirectory(prefix="evalkit-wandb-") as folder:
             comparison.write(folder)
             for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):  # add_dir would print

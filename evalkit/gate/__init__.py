@@ -17,11 +17,19 @@ rise is a drop. ``min``/``max`` are plain bounds on the value. Missing or undefi
 (a gate that cannot be checked must not pass silently). See ``docs/gating.md``.
 """
 
-
 from ._evaluate import Check, Verdict, evaluate_policy
-from ._outputs import (GATE_OUTPUTS, checkpoint_statuses, demo_policy_text, gate_files, junit_xml, load_comparison,
-                       verdict_markdown,
-                       verdict_text, write_gate_outputs, write_junit)
+from ._outputs import (
+    GATE_OUTPUTS,
+    checkpoint_statuses,
+    demo_policy_text,
+    gate_files,
+    junit_xml,
+    load_comparison,
+    verdict_markdown,
+    verdict_text,
+    write_gate_outputs,
+    write_junit,
+)
 from .policy import OPERATORS, Gate, Policy, as_policy, check_policy_baseline, load_policy, parse_policy
 
 # ``str(verdict)`` is the console text; it is defined with the other outputs, which import Verdict.

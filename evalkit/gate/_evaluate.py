@@ -101,19 +101,30 @@ class Verdict:
         self.status = worst_status(self.checks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "policy": self.policy, "baseline": self.baseline,
-                "on_inconclusive": self.on_inconclusive, "checks": [check.to_dict() for check in self.checks]}
+        return {
+            "status": self.status,
+            "policy": self.policy,
+            "baseline": self.baseline,
+            "on_inconclusive": self.on_inconclusive,
+            "checks": [check.to_dict() for check in self.checks],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Verdict":
         """Read :meth:`to_dict` output (``verdict.json``, a comparison's ``verdict``)."""
         try:
-            return cls(status=data["status"], policy=data["policy"], baseline=data["baseline"],
-                       checks=[Check.from_dict(check) for check in data.get("checks", [])],
-                       on_inconclusive=data.get("on_inconclusive", ON_INCONCLUSIVE[0]))
+            return cls(
+                status=data["status"],
+                policy=data["policy"],
+                baseline=data["baseline"],
+                checks=[Check.from_dict(check) for check in data.get("checks", [])],
+                on_inconclusive=data.get("on_inconclusive", ON_INCONCLUSIVE[0]),
+            )
         except (KeyError, TypeError, AttributeError) as exc:
-            raise UsageError(f"not an evalkit verdict ({type(exc).__name__}: {exc}); write it with Comparison.gate "
-                             f"or `evalkit gate`.") from None
+            raise UsageError(
+                f"not an evalkit verdict ({type(exc).__name__}: {exc}); write it with Comparison.gate "
+                f"or `evalkit gate`."
+            ) from None
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the report's verdict section."""
@@ -136,6 +147,7 @@ class Verdict:
         """The checks whose bounds straddle their threshold, in policy order."""
         return [check for check in self.checks if check.status == "inconclusive"]
 
+
 def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
     """Apply every gate of ``policy`` to every checkpoint it targets in ``comparison``.
 
@@ -149,12 +161,29 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
     labels = [str(c.get("label")) for c in comparison.get("checkpoints", [])]
     index = _metric_index(comparison)
     targets = [(gate, _rows_for(gate, index, policy.source)) for gate in policy.gates]
-    pairs = [(gate, rows, label) for gate, rows in targets
-             for label in _target_checkpoints(gate, labels, baseline, policy.source)]
-    checks = [_check(gate, rows.get(label), label, _higher_is_better(gate, rows, comparison),
-                     rows.get(str(baseline)), final_share(comparison, gate.metric)) for gate, rows, label in pairs]
-    verdict = Verdict(status=worst_status(checks), policy=policy.source, baseline=str(baseline), checks=checks,
-                      on_inconclusive=policy.on_inconclusive)
+    pairs = [
+        (gate, rows, label)
+        for gate, rows in targets
+        for label in _target_checkpoints(gate, labels, baseline, policy.source)
+    ]
+    checks = [
+        _check(
+            gate,
+            rows.get(label),
+            label,
+            _higher_is_better(gate, rows, comparison),
+            rows.get(str(baseline)),
+            final_share(comparison, gate.metric),
+        )
+        for gate, rows, label in pairs
+    ]
+    verdict = Verdict(
+        status=worst_status(checks),
+        policy=policy.source,
+        baseline=str(baseline),
+        checks=checks,
+        on_inconclusive=policy.on_inconclusive,
+    )
     if comparison.get("sequential"):  # tasks stopped early are decided by their confidence sequences
         apply_sequential_verdict(verdict, comparison)
     return verdict
@@ -176,15 +205,22 @@ def _row_p_value(row: dict | None) -> float | None:
 def _metric_index(comparison: dict[str, Any]) -> dict[str, dict[str, dict]]:
     """Gate name -> checkpoint label -> row, for metric rows and breakdown rows."""
     index: dict[str, dict[str, dict]] = {}
-    for section, required in (("metrics", ("task", "metric", "checkpoint")),
-                            ("breakdowns", ("task", "kind", "key", "metric", "checkpoint"))):
+    for section, required in (
+        ("metrics", ("task", "metric", "checkpoint")),
+        ("breakdowns", ("task", "kind", "key", "metric", "checkpoint")),
+    ):
         for number, row in enumerate(comparison.get(section) or [], start=1):
             missing = [key for key in required if not isinstance(row, dict) or key not in row]
             if missing:
-                raise UsageError(f"comparison: {section} row {number} lacks {', '.join(missing)}; "
-                                 "is it a comparison.json written by `evalkit compare`?")
-            name = (f"{row['task']}.{row['metric']}" if section == "metrics"
-                    else f"{row['task']}.{row['kind']}/{row['key']}/{row['metric']}")
+                raise UsageError(
+                    f"comparison: {section} row {number} lacks {', '.join(missing)}; "
+                    "is it a comparison.json written by `evalkit compare`?"
+                )
+            name = (
+                f"{row['task']}.{row['metric']}"
+                if section == "metrics"
+                else f"{row['task']}.{row['kind']}/{row['key']}/{row['metric']}"
+            )
             index.setdefault(name, {})[str(row["checkpoint"])] = row
     _resolve_aliases(index, comparison.get("metrics") or [])
     return index
@@ -208,8 +244,10 @@ def _rows_for(gate: Gate, index: dict[str, dict[str, dict]], source: str) -> dic
     hint = "" if task in tasks else f" The comparison's tasks are: {', '.join(tasks) or '(none)'}."
     if not is_breakdown:
         hint += " Breakdown rows are named TASK.KIND/KEY/METRIC, e.g. mmlu.subject/anatomy/acc."
-    raise UsageError(f"{source}: gate {gate.index}: unknown metric {gate.metric!r} in the comparison."
-                     f"{did_you_mean(gate.metric, choices or list(index))}{hint}")
+    raise UsageError(
+        f"{source}: gate {gate.index}: unknown metric {gate.metric!r} in the comparison."
+        f"{did_you_mean(gate.metric, choices or list(index))}{hint}"
+    )
 
 
 def _target_checkpoints(gate: Gate, labels: list[str], baseline: Any, source: str) -> list[str]:
@@ -223,8 +261,10 @@ def _target_checkpoints(gate: Gate, labels: list[str], baseline: Any, source: st
         if label not in labels:
             raise UsageError(f"{where}: unknown checkpoint {label!r} in 'checkpoints'.{did_you_mean(label, labels)}")
         if label == baseline and gate.operator in _COMPARATIVE:
-            raise UsageError(f"{where}: '{gate.operator}' compares with the baseline, so it cannot apply to the "
-                             f"baseline {label!r} itself; use min or max to bound the baseline's value.")
+            raise UsageError(
+                f"{where}: '{gate.operator}' compares with the baseline, so it cannot apply to the "
+                f"baseline {label!r} itself; use min or max to bound the baseline's value."
+            )
     return [label for label in labels if label in gate.checkpoints]
 
 
@@ -249,11 +289,22 @@ _EPSILON = 1e-9
 _AT_MOST = ("max_drop", "max_relative_drop", "max")
 
 
-def _check(gate: Gate, row: dict | None, label: str, higher_is_better: bool, baseline_row: dict | None,
-           share: float = 1.0) -> Check:
-    check = Check(gate=gate.description, metric=gate.metric, checkpoint=label, status="fail",
-                  severity=gate.severity, operator=gate.operator, threshold=gate.threshold, message="",
-                  significance=gate.significance, higher_is_better=higher_is_better, gate_index=gate.index)
+def _check(
+    gate: Gate, row: dict | None, label: str, higher_is_better: bool, baseline_row: dict | None, share: float = 1.0
+) -> Check:
+    check = Check(
+        gate=gate.description,
+        metric=gate.metric,
+        checkpoint=label,
+        status="fail",
+        severity=gate.severity,
+        operator=gate.operator,
+        threshold=gate.threshold,
+        message="",
+        significance=gate.significance,
+        higher_is_better=higher_is_better,
+        gate_index=gate.index,
+    )
     if row is None:
         check.message = f"no {gate.metric} row for checkpoint {label!r} in the comparison"
         return _apply_severity(check)
@@ -300,20 +351,26 @@ def _decide_by_point(check: Check) -> None:
     ok = check.observed <= check.threshold + _EPSILON if at_most else check.observed >= check.threshold - _EPSILON
     check.status = "pass" if ok else "fail"
     relation = _relation_text(check, ok)
-    decided = f"{_observed_text(check)} {relation}" if check.operator in ("min", "max") \
+    decided = (
+        f"{_observed_text(check)} {relation}"
+        if check.operator in ("min", "max")
         else f"{_observed_text(check)} ({relation})"
+    )
     check.message = f"{decided}; point estimate, no error control (the gate has no significance level)"
 
 
 def _decide_by_bounds(check: Check) -> None:
     """The decision rule of the module docstring on the bounds of ``observed``."""
     low, high, t = check.bound_low, check.bound_high, check.threshold
-    confidence = f"{1 - check.alpha:.0%}" if round(100 * (1 - check.alpha), 6).is_integer() \
-        else f"{1 - check.alpha:.1%}"
+    confidence = (
+        f"{1 - check.alpha:.0%}" if round(100 * (1 - check.alpha), 6).is_integer() else f"{1 - check.alpha:.1%}"
+    )
     if low is None or high is None:
         check.status = "inconclusive"
-        check.message = f"{_observed_text(check)}; the comparison has no interval for this row, so the gate " \
-                        "cannot be decided at its level"
+        check.message = (
+            f"{_observed_text(check)}; the comparison has no interval for this row, so the gate "
+            "cannot be decided at its level"
+        )
         return
     if check.operator in _AT_MOST:
         status = "pass" if high <= t + _EPSILON else "fail" if low > t + _EPSILON else "inconclusive"
@@ -322,23 +379,39 @@ def _decide_by_bounds(check: Check) -> None:
     check.status = status
     name, limit = _quantity_name(check), _fmt_amount(t, "relative" in check.operator)
     relative = "relative" in check.operator
-    span = f"{name} in [{_fmt_amount(low, relative, signed=True)}, {_fmt_amount(high, relative, signed=True)}] " \
-           f"(one-sided {confidence} bounds)"
+    span = (
+        f"{name} in [{_fmt_amount(low, relative, signed=True)}, {_fmt_amount(high, relative, signed=True)}] "
+        f"(one-sided {confidence} bounds)"
+    )
     if status == "inconclusive":
-        check.message = (f"{_observed_text(check)}; {span}: straddles the {_limit_word(check)} {limit}, "
-                         "cannot tell (more samples would)")
+        check.message = (
+            f"{_observed_text(check)}; {span}: straddles the {_limit_word(check)} {limit}, "
+            "cannot tell (more samples would)"
+        )
     else:
         check.message = f"{_observed_text(check)}; {span}: {_relation_text(check, status == 'pass')}"
 
 
 def _quantity_name(check: Check) -> str:
-    return {"min": "value", "max": "value", "min_gain": "gain", "max_drop": "drop",
-            "min_relative_gain": "relative gain", "max_relative_drop": "relative drop"}[check.operator]
+    return {
+        "min": "value",
+        "max": "value",
+        "min_gain": "gain",
+        "max_drop": "drop",
+        "min_relative_gain": "relative gain",
+        "max_relative_drop": "relative drop",
+    }[check.operator]
 
 
 def _limit_word(check: Check) -> str:
-    return {"min": "minimum", "max": "maximum", "min_gain": "required gain", "max_drop": "allowed drop",
-            "min_relative_gain": "required gain", "max_relative_drop": "allowed drop"}[check.operator]
+    return {
+        "min": "minimum",
+        "max": "maximum",
+        "min_gain": "required gain",
+        "max_drop": "allowed drop",
+        "min_relative_gain": "required gain",
+        "max_relative_drop": "allowed drop",
+    }[check.operator]
 
 
 def _observed_text(check: Check) -> str:
@@ -365,8 +438,9 @@ def _bounds(check: Check, row: dict, baseline_row: dict | None, alpha: float) ->
     return _cut_to_metric_range(check, low, high, row.get("metric_bounds"))
 
 
-def _cut_to_metric_range(check: Check, low: float | None, high: float | None,
-                         metric_bounds: Any) -> tuple[float | None, float | None]:
+def _cut_to_metric_range(
+    check: Check, low: float | None, high: float | None, metric_bounds: Any
+) -> tuple[float | None, float | None]:
     """Cut the bounds of ``observed`` as the report cuts its delta intervals (``cut_to_range``).
 
     ``observed`` is ``scale * (value - start)``: start 0 for ``min``/``max``, the baseline value for the
@@ -380,8 +454,12 @@ def _cut_to_metric_range(check: Check, low: float | None, high: float | None,
         if not check.baseline_value:
             return low, high
         scale /= abs(check.baseline_value)
-    cut_low, cut_high = cut_to_range(min(low / scale, high / scale), max(low / scale, high / scale), (metric_bounds[0], metric_bounds[1]),
-                                     baseline=check.baseline_value)
+    cut_low, cut_high = cut_to_range(
+        min(low / scale, high / scale),
+        max(low / scale, high / scale),
+        (metric_bounds[0], metric_bounds[1]),
+        baseline=check.baseline_value,
+    )
     return min(cut_low * scale, cut_high * scale), max(cut_low * scale, cut_high * scale)
 
 
@@ -414,14 +492,18 @@ def _delta_bounds(row: dict, alpha: float) -> tuple[float | None, float | None]:
     return _normal_bounds(_float(row.get("delta")), _float(row.get("delta_stderr")), row.get("delta_df"), alpha)
 
 
-def _normal_bounds(estimate: float | None, stderr: float | None, df: Any, alpha: float) -> tuple[float | None, float | None]:
+def _normal_bounds(
+    estimate: float | None, stderr: float | None, df: Any, alpha: float
+) -> tuple[float | None, float | None]:
     if estimate is None or stderr is None:
         return None, None
     low, high = one_sided_bounds(estimate, stderr, alpha=alpha, df=df if isinstance(df, int) and df >= 1 else None)
     return (low, high) if math.isfinite(low) and math.isfinite(high) else (None, None)
 
 
-def _relative_bounds(check: Check, row: dict, baseline_row: dict | None, alpha: float) -> tuple[float | None, float | None]:
+def _relative_bounds(
+    check: Check, row: dict, baseline_row: dict | None, alpha: float
+) -> tuple[float | None, float | None]:
     """Bounds of the relative gain or drop, from the paired quantity ``s*B - (s + g*sign(A))*A``.
 
     A relative gain of at least g means ``s*(B - A) - g*|A| >= 0`` (s = +1 when higher is better, -1
@@ -471,9 +553,11 @@ def _check_power(check: Check, row: dict) -> None:
     relative = "relative" in check.operator
     if check.threshold < check.mde and abs(check.observed - check.threshold) < check.mde:
         check.underpowered = True
-        check.message += (f"; underpowered: with {row.get('n_paired')} paired samples a change of "
-                          f"{_fmt_amount(check.mde, relative)} is detected with probability 0.8 "
-                          f"(threshold {_fmt_amount(check.threshold, relative)})")
+        check.message += (
+            f"; underpowered: with {row.get('n_paired')} paired samples a change of "
+            f"{_fmt_amount(check.mde, relative)} is detected with probability 0.8 "
+            f"(threshold {_fmt_amount(check.threshold, relative)})"
+        )
 
 
 def _relative_gain(check: Check) -> float:
@@ -518,5 +602,3 @@ def _json_number(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-

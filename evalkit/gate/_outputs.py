@@ -39,8 +39,10 @@ def _summary_line(verdict: Verdict) -> str:
     parts = []
     for status, n in counts.items():
         word = _COUNT_WORDS.get(status, status)
-        parts.append(f"{n} {word}{'s' if status == 'warn' and n != 1 else ''}"
-                     + (f" ({weak} underpowered, each a warning)" if status == "pass" and weak else ""))
+        parts.append(
+            f"{n} {word}{'s' if status == 'warn' and n != 1 else ''}"
+            + (f" ({weak} underpowered, each a warning)" if status == "pass" and weak else "")
+        )
     line = f"{len(verdict.checks)} checks: " + ", ".join(parts)
     if counts.get("inconclusive"):
         line += f" (on_inconclusive: {verdict.on_inconclusive}, exit code {verdict.exit_code})"
@@ -70,16 +72,21 @@ def verdict_markdown(verdict: Verdict) -> str:
         "",
         f"Policy {md_escape(verdict.policy)}, baseline {md_escape(verdict.baseline)}: {_summary_line(verdict)}.",
         "",
-        "Per checkpoint: " + " · ".join(f"{md_escape(label)} {_mark(status)} {status.upper()}" for label, status
-                                        in checkpoint_statuses([c.to_dict() for c in verdict.checks]).items()),
+        "Per checkpoint: "
+        + " · ".join(
+            f"{md_escape(label)} {_mark(status)} {status.upper()}"
+            for label, status in checkpoint_statuses([c.to_dict() for c in verdict.checks]).items()
+        ),
         "",
         "| | Checkpoint | Gate | Value | Baseline | Delta | Bounds | Result |",
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for c in verdict.checks:
-        lines.append(f"| {_mark(c.status)} | {md_escape(c.checkpoint)} | {md_escape(c.gate)} | "
-                     f"{_md_number(c.value)} | {_md_number(c.baseline_value)} | {_md_number(c.delta, True)} | "
-                     f"{_bounds_cell(c)} | {md_escape(c.message)} |")
+        lines.append(
+            f"| {_mark(c.status)} | {md_escape(c.checkpoint)} | {md_escape(c.gate)} | "
+            f"{_md_number(c.value)} | {_md_number(c.baseline_value)} | {_md_number(c.delta, True)} | "
+            f"{_bounds_cell(c)} | {md_escape(c.message)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -102,14 +109,21 @@ def verdict_text(verdict: Verdict) -> str:
     from ..errors import printable
 
     ordered = sorted(verdict.checks, key=lambda c: (-STATUS_ORDER.get(c.status, 1), not _is_warning(c)))
-    lines = [f"{c.status.upper():<4}  {c.checkpoint}  {c.gate}: {c.message}"
-             + (" [warning]" if c.status == "pass" and _is_warning(c) else "") for c in ordered]
+    lines = [
+        f"{c.status.upper():<4}  {c.checkpoint}  {c.gate}: {c.message}"
+        + (" [warning]" if c.status == "pass" and _is_warning(c) else "")
+        for c in ordered
+    ]
     if verdict.inconclusive:
-        lines.append(f"inconclusive checks {'fail' if verdict.on_inconclusive == 'fail' else 'only warn'} "
-                     f"(policy on_inconclusive: {verdict.on_inconclusive})")
+        lines.append(
+            f"inconclusive checks {'fail' if verdict.on_inconclusive == 'fail' else 'only warn'} "
+            f"(policy on_inconclusive: {verdict.on_inconclusive})"
+        )
     own = checkpoint_statuses([c.to_dict() for c in verdict.checks])
-    lines.append(f"gate: {verdict.status.upper()} ({_summary_line(verdict)}); per checkpoint: "
-                 + ", ".join(f"{label} {status.upper()}" for label, status in own.items()))
+    lines.append(
+        f"gate: {verdict.status.upper()} ({_summary_line(verdict)}); per checkpoint: "
+        + ", ".join(f"{label} {status.upper()}" for label, status in own.items())
+    )
     return "\n".join(printable(line) for line in lines)
 
 
@@ -125,11 +139,13 @@ def _check_details(check: Check) -> str:
     def number(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.6g}"
 
-    return (f"{check.checkpoint}: {check.gate}: {check.status.upper()}: {check.message}\n"
-            f"value={number(check.value)} baseline={number(check.baseline_value)} delta={number(check.delta)} "
-            f"observed={number(check.observed)} threshold={number(check.threshold)} p_value={number(check.p_value)} "
-            f"bound_low={number(check.bound_low)} bound_high={number(check.bound_high)} alpha={number(check.alpha)} "
-            f"mde={number(check.mde)} underpowered={check.underpowered}")
+    return (
+        f"{check.checkpoint}: {check.gate}: {check.status.upper()}: {check.message}\n"
+        f"value={number(check.value)} baseline={number(check.baseline_value)} delta={number(check.delta)} "
+        f"observed={number(check.observed)} threshold={number(check.threshold)} p_value={number(check.p_value)} "
+        f"bound_low={number(check.bound_low)} bound_high={number(check.bound_high)} alpha={number(check.alpha)} "
+        f"mde={number(check.mde)} underpowered={check.underpowered}"
+    )
 
 
 def junit_xml(verdict: Verdict) -> bytes:
@@ -142,18 +158,35 @@ def junit_xml(verdict: Verdict) -> bytes:
     import xml.etree.ElementTree as ET
 
     own = checkpoint_statuses([c.to_dict() for c in verdict.checks])
-    root = ET.Element("testsuites", name="evalkit gate", tests=str(len(verdict.checks)),
-                      failures=str(sum(_blocks(verdict, c) for c in verdict.checks)), errors="0", skipped="0",
-                      time="0")
+    root = ET.Element(
+        "testsuites",
+        name="evalkit gate",
+        tests=str(len(verdict.checks)),
+        failures=str(sum(_blocks(verdict, c) for c in verdict.checks)),
+        errors="0",
+        skipped="0",
+        time="0",
+    )
     for label in dict.fromkeys(c.checkpoint for c in verdict.checks):
         checks = [c for c in verdict.checks if c.checkpoint == label]
-        suite = ET.SubElement(root, "testsuite", name=_xml_text(f"evalkit.gate.{label}"), tests=str(len(checks)),
-                              failures=str(sum(_blocks(verdict, c) for c in checks)), errors="0", skipped="0",
-                              time="0")
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=_xml_text(f"evalkit.gate.{label}"),
+            tests=str(len(checks)),
+            failures=str(sum(_blocks(verdict, c) for c in checks)),
+            errors="0",
+            skipped="0",
+            time="0",
+        )
         properties = ET.SubElement(suite, "properties")
         # "status" is this checkpoint's own result; the run's overall one is "verdict_status".
-        for name, value in (("policy", verdict.policy), ("baseline", verdict.baseline), ("status", own[label]),
-                            ("verdict_status", verdict.status)):
+        for name, value in (
+            ("policy", verdict.policy),
+            ("baseline", verdict.baseline),
+            ("status", own[label]),
+            ("verdict_status", verdict.status),
+        ):
             ET.SubElement(properties, "property", name=name, value=_xml_text(value))
         for check in checks:
             _junit_case(suite, check, _blocks(verdict, check))
@@ -164,8 +197,9 @@ def junit_xml(verdict: Verdict) -> bytes:
 def _junit_case(suite, check: Check, blocks: bool) -> None:
     import xml.etree.ElementTree as ET
 
-    case = ET.SubElement(suite, "testcase", classname=_xml_text(f"evalkit.gate.{check.checkpoint}"),
-                         name=_xml_text(check.gate), time="0")
+    case = ET.SubElement(
+        suite, "testcase", classname=_xml_text(f"evalkit.gate.{check.checkpoint}"), name=_xml_text(check.gate), time="0"
+    )
     details = _xml_text(_check_details(check))
     if blocks:  # an inconclusive check that blocks is a failure CI must show, with its own type
         kind = "evalkit.gate" if check.status == "fail" else "evalkit.gate.inconclusive"
@@ -204,8 +238,10 @@ def write_gate_outputs(verdict: Verdict, out_dir) -> list[Path]:
     if not isinstance(out_dir, OutputFolder):
         with OutputFolder(out_dir) as folder:
             return write_gate_outputs(verdict, folder)
-    written = [out_dir.write_bytes("junit.xml", data=junit_xml(verdict)),
-               out_dir.write_text("verdict.json", text=dump_json(verdict.to_dict()))]
+    written = [
+        out_dir.write_bytes("junit.xml", data=junit_xml(verdict)),
+        out_dir.write_text("verdict.json", text=dump_json(verdict.to_dict())),
+    ]
     _append_step_summary(verdict)
     return written
 
@@ -226,8 +262,9 @@ def _append_step_summary(verdict: Verdict) -> None:
 # ------------------------------------------------------------------------------------ the command
 
 
-def gate_files(comparison_path: str | Path, policy_path: str | Path,
-               out_dir: str | Path | None = None) -> tuple[Verdict, list[Path]]:
+def gate_files(
+    comparison_path: str | Path, policy_path: str | Path, out_dir: str | Path | None = None
+) -> tuple[Verdict, list[Path]]:
     """Apply the policy file to the comparison file and write the gate's outputs: the verdict and the files.
 
     What ``evalkit gate`` runs (the command prints the verdict and the paths and exits with
@@ -244,9 +281,17 @@ def gate_files(comparison_path: str | Path, policy_path: str | Path,
     return verdict, write_gate_outputs(verdict, folder.root)
 
 
-def demo_policy_text(domain_task: str = "demo_voc", general_task: str = "demo_general", *,
-                     domain_metric: str = "leaf_macro_f1", general_metric: str = "acc", baseline: str = "base",
-                     min_domain_gain: float = 0.2, max_general_drop: float = 0.1, significance: float = 0.05) -> str:
+def demo_policy_text(
+    domain_task: str = "demo_voc",
+    general_task: str = "demo_general",
+    *,
+    domain_metric: str = "leaf_macro_f1",
+    general_metric: str = "acc",
+    baseline: str = "base",
+    min_domain_gain: float = 0.2,
+    max_general_drop: float = 0.1,
+    significance: float = 0.05,
+) -> str:
     """Policy YAML of the demo's kind: the tuned checkpoints must learn the domain without forgetting.
 
     The defaults give the gates of ``evalkit/tasks/policies/demo_policy.yaml``, the policy ``evalkit demo``

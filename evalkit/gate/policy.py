@@ -98,22 +98,27 @@ def as_policy(policy: Any) -> Policy:
         return parse_policy(dict(policy), source="<policy dict>")
     if isinstance(policy, (str, Path)):
         return load_policy(policy)
-    raise UsageError(f"policy must be a YAML file path, a mapping or a Policy, got {type(policy).__name__}.",
-                     param="policy")
+    raise UsageError(
+        f"policy must be a YAML file path, a mapping or a Policy, got {type(policy).__name__}.", param="policy"
+    )
 
 
 def check_policy_baseline(policy: Policy, baseline: Any) -> None:
     """A UsageError unless ``policy`` names no baseline or names ``baseline`` (the comparison's)."""
     if policy.baseline is not None and policy.baseline != baseline:
-        raise UsageError(f"{policy.source}: 'baseline' is {policy.baseline!r} but the comparison's baseline is "
-                         f"{baseline!r}; compare against {policy.baseline!r} ({arg('baseline')}) or fix the policy.")
+        raise UsageError(
+            f"{policy.source}: 'baseline' is {policy.baseline!r} but the comparison's baseline is "
+            f"{baseline!r}; compare against {policy.baseline!r} ({arg('baseline')}) or fix the policy."
+        )
 
 
 def parse_policy(data: Any, source: str = "<policy>") -> Policy:
     """Validate an already-parsed policy mapping (see :func:`load_policy`)."""
     if not isinstance(data, dict):
-        raise UsageError(f"{source}: a policy must be a YAML mapping with a 'gates' list, e.g. "
-                         "gates: [{metric: mmlu.acc, max_drop: 0.02}].")
+        raise UsageError(
+            f"{source}: a policy must be a YAML mapping with a 'gates' list, e.g. "
+            "gates: [{metric: mmlu.acc, max_drop: 0.02}]."
+        )
     unknown = sorted(str(k) for k in data if k not in _POLICY_KEYS)
     if unknown:
         raise UsageError(f"{source}: unknown key {unknown[0]!r}; allowed keys: {', '.join(_POLICY_KEYS)}.")
@@ -126,8 +131,9 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
     level = _level(data, source) if "significance" in data else None
     on_inconclusive = data.get("on_inconclusive", ON_INCONCLUSIVE[0])
     if on_inconclusive not in ON_INCONCLUSIVE:
-        raise UsageError(f"{source}: 'on_inconclusive' must be one of {', '.join(ON_INCONCLUSIVE)}, "
-                         f"got {on_inconclusive!r}.")
+        raise UsageError(
+            f"{source}: 'on_inconclusive' must be one of {', '.join(ON_INCONCLUSIVE)}, got {on_inconclusive!r}."
+        )
     parsed = tuple(_parse_gate(item, index, source, level) for index, item in enumerate(gates, start=1))
     return Policy(gates=parsed, baseline=baseline, source=source, significance=level, on_inconclusive=on_inconclusive)
 
@@ -141,27 +147,39 @@ def _parse_gate(item: Any, index: int, source: str, default_level: float | None 
         raise UsageError(f"{where}: unknown key {unknown[0]!r};{did_you_mean(unknown[0], _GATE_KEYS)}")
     metric = item.get("metric")
     if not isinstance(metric, str) or "." not in metric.strip(".") or metric != metric.strip():
-        raise UsageError(f"{where}: 'metric' must be named TASK.METRIC or TASK.KIND/KEY/METRIC "
-                         f"(e.g. mmlu.acc, mmlu.subject/anatomy/acc), got {metric!r}.")
+        raise UsageError(
+            f"{where}: 'metric' must be named TASK.METRIC or TASK.KIND/KEY/METRIC "
+            f"(e.g. mmlu.acc, mmlu.subject/anatomy/acc), got {metric!r}."
+        )
     operator = _gate_operator(item, where)
     threshold = _number(item[operator], f"{where}: '{operator}'")
     if operator in _DROP_OPERATORS and threshold < 0:
-        raise UsageError(f"{where}: '{operator}' must be >= 0 (an allowed loss), got {threshold}; "
-                         "to require an improvement use min_gain or min_relative_gain.")
-    return Gate(index=index, metric=metric, operator=operator, threshold=threshold,
-                significance=_level(item, where) if "significance" in item else default_level, severity=_severity(item, where),
-                checkpoints=_checkpoint_labels(item, where), higher_is_better=_direction(item, where),
-                name=_gate_name(item, where))
+        raise UsageError(
+            f"{where}: '{operator}' must be >= 0 (an allowed loss), got {threshold}; "
+            "to require an improvement use min_gain or min_relative_gain."
+        )
+    return Gate(
+        index=index,
+        metric=metric,
+        operator=operator,
+        threshold=threshold,
+        significance=_level(item, where) if "significance" in item else default_level,
+        severity=_severity(item, where),
+        checkpoints=_checkpoint_labels(item, where),
+        higher_is_better=_direction(item, where),
+        name=_gate_name(item, where),
+    )
 
 
 def _gate_operator(item: dict, where: str) -> str:
     present = [op for op in OPERATORS if op in item]
     if not present:
-        raise UsageError(f"{where} ({item.get('metric')}): no operator; give exactly one of "
-                         f"{', '.join(OPERATORS)}.")
+        raise UsageError(f"{where} ({item.get('metric')}): no operator; give exactly one of {', '.join(OPERATORS)}.")
     if len(present) > 1:
-        raise UsageError(f"{where} ({item.get('metric')}): several operators ({', '.join(present)}); "
-                         "give exactly one per gate and split the others into their own gates.")
+        raise UsageError(
+            f"{where} ({item.get('metric')}): several operators ({', '.join(present)}); "
+            "give exactly one per gate and split the others into their own gates."
+        )
     return present[0]
 
 
@@ -170,7 +188,7 @@ _NUMBER_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 def _number(value: Any, what: str) -> float:
     if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
-        value = float(value)   # YAML 1.1 reads 2e-2 (no dot) as a string
+        value = float(value)  # YAML 1.1 reads 2e-2 (no dot) as a string
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         hint = " (write fractions, e.g. 0.05 for 5%)" if isinstance(value, str) and value.strip().endswith("%") else ""
         raise UsageError(f"{what} must be a finite number, got {value!r}{hint}.")
@@ -181,8 +199,10 @@ def _level(item: dict, where: str) -> float:
     """A gate's (or the policy's) ``significance``: the one-sided error level of each of its decisions."""
     value = _number(item["significance"], f"{where}: 'significance'")
     if not 0 < value < 0.5:
-        raise UsageError(f"{where}: 'significance' must be between 0 and 0.5 (exclusive; it is a one-sided "
-                         f"error level), e.g. 0.05, got {value}.")
+        raise UsageError(
+            f"{where}: 'significance' must be between 0 and 0.5 (exclusive; it is a one-sided "
+            f"error level), e.g. 0.05, got {value}."
+        )
     return value
 
 
@@ -198,8 +218,9 @@ def _checkpoint_labels(item: dict, where: str) -> tuple[str, ...] | None:
         return None
     labels = item["checkpoints"]
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
-        raise UsageError(f"{where}: 'checkpoints' must be a non-empty list of checkpoint labels, "
-                         f"e.g. [tuned], got {labels!r}.")
+        raise UsageError(
+            f"{where}: 'checkpoints' must be a non-empty list of checkpoint labels, e.g. [tuned], got {labels!r}."
+        )
     return tuple(dict.fromkeys(labels))
 
 
@@ -219,5 +240,3 @@ def _gate_name(item: dict, where: str) -> str | None:
 
 def _fmt_threshold(value: float) -> str:
     return f"{value:g}"
-
-

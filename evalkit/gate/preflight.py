@@ -27,14 +27,18 @@ def check_policy_fits_tasks(policy: Any, task_configs: list[Any]) -> None:
         task, _, metric = gate.metric.partition(".")
         where = f"{policy.source}: gate {gate.index} ({gate.metric})"
         if task not in by_name:
-            raise UsageError(f"{where}: task {task!r} is not among the tasks ({', '.join(by_name)}); the policy can "
-                             f"only gate tasks that are evaluated.{did_you_mean(task, list(by_name))}")
+            raise UsageError(
+                f"{where}: task {task!r} is not among the tasks ({', '.join(by_name)}); the policy can "
+                f"only gate tasks that are evaluated.{did_you_mean(task, list(by_name))}"
+            )
         if "/" in metric:
             continue
         names = reported_metric_names(by_name[task])
         if names is not None and not any(fnmatchcase(metric, pattern) for pattern in names):
-            raise UsageError(f"{where}: task {task!r} does not report a metric {metric!r}."
-                             f"{did_you_mean(metric, names)} Fix the policy's metric name.")
+            raise UsageError(
+                f"{where}: task {task!r} does not report a metric {metric!r}."
+                f"{did_you_mean(metric, names)} Fix the policy's metric name."
+            )
 
 
 def reported_metric_names(config: Any) -> set[str] | None:

@@ -66,26 +66,39 @@ def apply_sequential_verdict(verdict, comparison: dict[str, Any]):
 
 def _matching_entry(check, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
     for entry in entries:
-        if (entry.get("metric"), entry.get("checkpoint"), entry.get("operator")) == (check.metric, check.checkpoint, check.operator) \
-                and abs(float(entry.get("threshold", float("nan"))) - check.threshold) < 1e-12:
+        if (entry.get("metric"), entry.get("checkpoint"), entry.get("operator")) == (
+            check.metric,
+            check.checkpoint,
+            check.operator,
+        ) and abs(float(entry.get("threshold", float("nan"))) - check.threshold) < 1e-12:
             return entry
     return None
 
 
 def _summary(entry: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
-    return {"samples_used": outcome.get("samples_used"), "samples_total": outcome.get("samples_total"),
-            "stopped_early": bool(outcome.get("stopped_early")), "reason": outcome.get("reason"),
-            "quantity": entry.get("quantity"), "cs_low": entry.get("cs_low"), "cs_high": entry.get("cs_high"),
-            "estimate": entry.get("estimate"), "alpha": entry.get("alpha"), "decision": entry.get("status")}
+    return {
+        "samples_used": outcome.get("samples_used"),
+        "samples_total": outcome.get("samples_total"),
+        "stopped_early": bool(outcome.get("stopped_early")),
+        "reason": outcome.get("reason"),
+        "quantity": entry.get("quantity"),
+        "cs_low": entry.get("cs_low"),
+        "cs_high": entry.get("cs_high"),
+        "estimate": entry.get("estimate"),
+        "alpha": entry.get("alpha"),
+        "decision": entry.get("status"),
+    }
 
 
 def _decide_early(check, entry: dict[str, Any] | None, outcome: dict[str, Any]) -> None:
     used, total = outcome.get("samples_used"), outcome.get("samples_total")
     if entry is None or entry.get("status") not in ("pass", "fail"):
         check.status = "fail"
-        check.message = (f"task stopped after {used} of {total} samples by a sequential run that did not monitor "
-                         "this gate; it cannot be checked on part of the data (run the sequential comparison with "
-                         "this policy, or a full comparison)")
+        check.message = (
+            f"task stopped after {used} of {total} samples by a sequential run that did not monitor "
+            "this gate; it cannot be checked on part of the data (run the sequential comparison with "
+            "this policy, or a full comparison)"
+        )
     else:
         check.status = entry["status"]
         check.observed = entry.get("estimate")
@@ -94,9 +107,11 @@ def _decide_early(check, entry: dict[str, Any] | None, outcome: dict[str, Any]) 
         check.alpha = entry.get("alpha")
         relation = _relation(entry)
         limit = entry.get("decision_threshold", check.threshold)
-        check.message = (f"sequential: {entry['quantity']} in [{entry['cs_low']:.3f}, {entry['cs_high']:.3f}] "
-                         f"{relation} {limit:g} after {used} of {total} samples "
-                         f"(anytime-valid, {entry['alpha'] / 2:g} per side)")
+        check.message = (
+            f"sequential: {entry['quantity']} in [{entry['cs_low']:.3f}, {entry['cs_high']:.3f}] "
+            f"{relation} {limit:g} after {used} of {total} samples "
+            f"(anytime-valid, {entry['alpha'] / 2:g} per side)"
+        )
     if check.status == "fail" and check.severity == "warn":
         check.status = "warn"
         check.message += " [severity: warn]"

@@ -46,8 +46,12 @@ from .lmeval.specs import LM_EVAL_STATIC_SPECS, lm_eval_metric_specs
 
 __all__ = ["LmEvalEvaluator", "LmEvalOptions", "instruction_breakdown"]
 
-_NEEDS = {"multiple_choice": "loglikelihood", "loglikelihood": "loglikelihood",
-          "loglikelihood_rolling": "loglikelihood", "generate_until": "generate_until"}
+_NEEDS = {
+    "multiple_choice": "loglikelihood",
+    "loglikelihood": "loglikelihood",
+    "loglikelihood_rolling": "loglikelihood",
+    "generate_until": "generate_until",
+}
 
 
 @dataclass
@@ -91,8 +95,12 @@ class LmEvalEvaluator:
         self.options: LmEvalOptions = validate_options(config.options, LmEvalOptions, config)
         check_options(self.options, config)
         self._task_settings = TaskSettings(config, self.options)
-        self.kind: TaskKind = kind_for(self.options.lm_eval_task, self.options.lm_eval_config is not None,
-                                       self._task_settings.data_path(), config.source)
+        self.kind: TaskKind = kind_for(
+            self.options.lm_eval_task,
+            self.options.lm_eval_config is not None,
+            self._task_settings.data_path(),
+            config.source,
+        )
         if self.options.data is not None and not self.kind.accepts_data:
             raise UsageError(
                 f"{config.source}: key 'data' is supported for lm_eval_task mmlu, mmlu_letter and ifeval; for "
@@ -124,8 +132,9 @@ class LmEvalEvaluator:
         """Data paths exist, the task name is known, NLTK punkt_tab is there for IFEval (before any model loads)."""
         custom = self._task_settings.config_path()
         if custom is not None and not custom.exists():
-            raise UsageError(f"{self.config.source}: key 'lm_eval_config': {custom} does not exist "
-                             "(an lm-eval task YAML or folder).")
+            raise UsageError(
+                f"{self.config.source}: key 'lm_eval_config': {custom} does not exist (an lm-eval task YAML or folder)."
+            )
         self.kind.check_data(self.options.num_fewshot)
         if self.kind.data is None:  # offline, the hub would be retried for half a minute: say at once what to do
             from .hub import hub_data_problem
@@ -158,8 +167,15 @@ class LmEvalEvaluator:
     def _load_tasks(self) -> LoadedTasks:
         manager, name = self._task_manager()
         o = self.options
-        return load_tasks(manager, name, num_fewshot=o.num_fewshot, generation=o.generation, seed=o.seed,
-                          error_hint=self.kind.offline_hint, source=self.config.source)
+        return load_tasks(
+            manager,
+            name,
+            num_fewshot=o.num_fewshot,
+            generation=o.generation,
+            seed=o.seed,
+            error_hint=self.kind.offline_hint,
+            source=self.config.source,
+        )
 
     # ------------------------------------------------------------------ samples
     def sample_ids(self) -> list[str]:
@@ -180,8 +196,11 @@ class LmEvalEvaluator:
         if self.options.chat_template is not None:
             return self.options.chat_template
         tokenizer = getattr(lm, "tokenizer", None)
-        return (self._load().generative and bool(getattr(tokenizer, "chat_template", None))
-                and hasattr(lm, "apply_chat_template"))
+        return (
+            self._load().generative
+            and bool(getattr(tokenizer, "chat_template", None))
+            and hasattr(lm, "apply_chat_template")
+        )
 
     def _docs(self, lm: Any, apply_chat: bool) -> _Built:
         """The built docs for ``lm`` (built once per LM and chat setting).
@@ -193,9 +212,15 @@ class LmEvalEvaluator:
             if built.lm is lm and built.apply_chat == apply_chat:
                 self._built = built
                 return built
-        docs = build_docs(self._load(), self.kind, limit=self.options.limit, sample_seed=self.options.sample_seed,
-                          lm=lm, apply_chat=apply_chat,
-                          system_instruction=self.options.system_instruction)
+        docs = build_docs(
+            self._load(),
+            self.kind,
+            limit=self.options.limit,
+            sample_seed=self.options.sample_seed,
+            lm=lm,
+            apply_chat=apply_chat,
+            system_instruction=self.options.system_instruction,
+        )
         encoder = PairEncoder(lm) if PairEncoder.supports(lm) else None
         self._built = _Built(lm, apply_chat, docs, encoder)
         self._builds.append(self._built)
@@ -242,21 +267,39 @@ class LmEvalEvaluator:
         aggregator = self._aggregator
         results = aggregator.lm_eval_results(records)
         metrics, stderr = aggregator.flat_metrics(results.get(loaded.name, {}))
-        settings = self._task_settings.recorded(records, self._load(), self.kind, chat_applied=self._chat_applied,
-                                                fit=self._generation_fit)
+        settings = self._task_settings.recorded(
+            records, self._load(), self.kind, chat_applied=self._chat_applied, fit=self._generation_fit
+        )
         if not metrics and records:  # a group without aggregate_metric_list: lm-eval reports none
             metrics = micro_means(records)
             settings["aggregation"] = "micro mean over samples (the lm-eval group defines no aggregation)"
         metrics.update(self.kind.extra_metrics(records))
         direction = aggregator.higher_is_better(metrics)
         breakdowns = self.kind.breakdowns(records, results, loaded, aggregator.flat_metrics)
-        specs = lm_eval_metric_specs(loaded.tasks, loaded.groups, loaded.score_names, metrics, direction, breakdowns,
-                                     micro_means="aggregation" in settings)
+        specs = lm_eval_metric_specs(
+            loaded.tasks,
+            loaded.groups,
+            loaded.score_names,
+            metrics,
+            direction,
+            breakdowns,
+            micro_means="aggregation" in settings,
+        )
         return TaskResult(
-            task=self.config.name, evaluator=self.name, evaluator_version=self.version,
-            config_hash=self.config_hash(), metrics=metrics, n_samples=len(records), axis="general",
-            primary_metric=self.kind.primary_metric(metrics), higher_is_better=direction, metric_specs=specs,
-            stderr=stderr, breakdowns=breakdowns, settings=settings, samples=list(records),
+            task=self.config.name,
+            evaluator=self.name,
+            evaluator_version=self.version,
+            config_hash=self.config_hash(),
+            metrics=metrics,
+            n_samples=len(records),
+            axis="general",
+            primary_metric=self.kind.primary_metric(metrics),
+            higher_is_better=direction,
+            metric_specs=specs,
+            stderr=stderr,
+            breakdowns=breakdowns,
+            settings=settings,
+            samples=list(records),
         )
 
     # ------------------------------------------------------------------ paired bootstrap hook

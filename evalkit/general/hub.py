@@ -15,8 +15,14 @@ from pathlib import Path
 
 from ..errors import arg
 
-__all__ = ["HUB_DATASETS", "hub_reachable", "hub_dataset_cached", "hub_data_problem", "task_data_problem",
-           "offline_unless_reachable"]
+__all__ = [
+    "HUB_DATASETS",
+    "hub_reachable",
+    "hub_dataset_cached",
+    "hub_data_problem",
+    "task_data_problem",
+    "offline_unless_reachable",
+]
 
 #: evalkit's built-in lm-eval task kinds -> (hub dataset, what a local copy looks like).
 HUB_DATASETS = {
@@ -28,8 +34,10 @@ _HOST = ("huggingface.co", 443)
 
 
 def _offline_switch() -> bool:
-    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-               for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(
+        os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+        for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -95,8 +103,10 @@ def hub_data_problem(task_name: str, kind: str) -> str | None:
     if hub_dataset_cached(repo) or hub_reachable():
         return None
     why = "offline (HF_HUB_OFFLINE is set)" if _offline_switch() else "the Hugging Face hub is not reachable from here"
-    return (f"task {task_name!r} reads {repo} from the hub, but {why}; use a local copy with "
-            f"{arg('overrides', repr(task_name + '.data=PATH'))} ({local})")
+    return (
+        f"task {task_name!r} reads {repo} from the hub, but {why}; use a local copy with "
+        f"{arg('overrides', repr(task_name + '.data=PATH'))} ({local})"
+    )
 
 
 def task_data_problem(config) -> str | None:
@@ -111,8 +121,11 @@ def task_data_problem(config) -> str | None:
 
     options = config.options
     try:
-        missing = [key for key in PATH_KEYS
-                   if isinstance(options.get(key), str) and not config.resolve_path(options[key]).exists()]
+        missing = [
+            key
+            for key in PATH_KEYS
+            if isinstance(options.get(key), str) and not config.resolve_path(options[key]).exists()
+        ]
     except UsageError as exc:  # a $EVALKIT_DATA path with no data root here
         return exc.marked.split(": ", 1)[-1]  # its parameters still marked for the command line
     if missing:
@@ -120,5 +133,9 @@ def task_data_problem(config) -> str | None:
     if config.evaluator == "lm_eval" and options.get("data", "") is None:
         kind = get_evaluator("lm_eval")(config).kind.name
         problem = hub_data_problem(config.name, kind)
-        return f"needs the hub (not reachable here): {arg('overrides', repr(config.name + '.data=PATH'))}" if problem else None
+        return (
+            f"needs the hub (not reachable here): {arg('overrides', repr(config.name + '.data=PATH'))}"
+            if problem
+            else None
+        )
     return None

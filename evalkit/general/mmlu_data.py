@@ -83,8 +83,14 @@ def _read_csv(path: Path, subject: str) -> list[dict]:
                 continue  # a header row (vendored cais-style CSV)
             if len(row) != 6:
                 raise UsageError(f"{path}: row {number} has {len(row)} fields; expected 6 (question,A,B,C,D,answer).")
-            rows.append({"question": row[0], "subject": subject, "choices": row[1:5],
-                         "answer": _answer_index(row[5], f"{path} row {number}")})
+            rows.append(
+                {
+                    "question": row[0],
+                    "subject": subject,
+                    "choices": row[1:5],
+                    "answer": _answer_index(row[5], f"{path} row {number}"),
+                }
+            )
     return rows
 
 
@@ -95,8 +101,14 @@ def _read_parquet(path: Path, subject: str) -> list[dict]:
     rows = []
     for number, row in enumerate(table, start=1):
         try:
-            rows.append({"question": row["question"], "subject": row.get("subject") or subject,
-                         "choices": list(row["choices"]), "answer": _answer_index(row["answer"], f"{path} row {number}")})
+            rows.append(
+                {
+                    "question": row["question"],
+                    "subject": row.get("subject") or subject,
+                    "choices": list(row["choices"]),
+                    "answer": _answer_index(row["answer"], f"{path} row {number}"),
+                }
+            )
         except KeyError as exc:
             raise UsageError(f"{path}: missing column {exc}; expected question, choices, answer.") from None
     return rows

@@ -20,8 +20,12 @@ from .._io import atomic_write_text, hash_file, stable_hash
 from ..lm_eval_tasks import lm_eval_tasks_dir
 
 __all__ = [
-    "mmlu_subjects", "mmlu_override_dir", "ifeval_override_dir",
-    "MMLU_CATEGORIES", "MMLU_VARIANTS", "GENERATOR_VERSION",
+    "mmlu_subjects",
+    "mmlu_override_dir",
+    "ifeval_override_dir",
+    "MMLU_CATEGORIES",
+    "MMLU_VARIANTS",
+    "GENERATOR_VERSION",
 ]
 
 #: Bump when generated YAMLs change, so cached folders are rewritten.
@@ -50,7 +54,7 @@ def mmlu_subjects() -> dict[str, dict[str, str]]:
     for path in sorted((lm_eval_tasks_dir() / "mmlu" / "default").glob("mmlu_*.yaml")):
         cfg = load_yaml(path)
         tag = cfg.get("tag", "")
-        category = tag[len("mmlu_"):-len("_tasks")] if tag.startswith("mmlu_") and tag.endswith("_tasks") else "other"
+        category = tag[len("mmlu_") : -len("_tasks")] if tag.startswith("mmlu_") and tag.endswith("_tasks") else "other"
         out[cfg["dataset_name"]] = {"category": category, "description": cfg.get("description", "")}
     return out
 
@@ -92,16 +96,32 @@ def _dump(cfg: dict) -> str:
 
 def _subject_task(variant: str, subject: str, data: dict[str, Path] | None) -> dict:
     _, prefix, _, _ = MMLU_VARIANTS[variant]
-    template = (lm_eval_tasks_dir() / "mmlu" / "default" / "_default_template_yaml" if variant == "loglikelihood"
-                else _shipped_lm_eval_dir() / "mmlu_letter_template_yaml")
-    cfg: dict = {"include": str(template), "task": f"{prefix}{subject}", "task_alias": subject,
-                 "description": mmlu_subjects().get(subject, {}).get(
-                     "description", f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n")}
+    template = (
+        lm_eval_tasks_dir() / "mmlu" / "default" / "_default_template_yaml"
+        if variant == "loglikelihood"
+        else _shipped_lm_eval_dir() / "mmlu_letter_template_yaml"
+    )
+    cfg: dict = {
+        "include": str(template),
+        "task": f"{prefix}{subject}",
+        "task_alias": subject,
+        "description": mmlu_subjects()
+        .get(subject, {})
+        .get(
+            "description",
+            f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n",
+        ),
+    }
     if data is None:
         cfg.update({"dataset_path": "cais/mmlu", "dataset_name": subject})
     else:
-        cfg.update({"dataset_path": "json", "dataset_name": None,
-                    "dataset_kwargs": {"data_files": {split: str(path) for split, path in sorted(data.items())}}})
+        cfg.update(
+            {
+                "dataset_path": "json",
+                "dataset_name": None,
+                "dataset_kwargs": {"data_files": {split: str(path) for split, path in sorted(data.items())}},
+            }
+        )
         if "dev" not in data:
             cfg["fewshot_split"] = None
     return cfg
@@ -130,13 +150,17 @@ def _write_mmlu_yamls(out: Path, variant: str, subjects: list[str], data: dict[s
     present = [c for c, members in by_category.items() if members]
     for category in present:
         tasks = [f"{prefix}{s}" for s in by_category[category]]
-        _write_if_changed(out / "tasks" / f"_{top}_{category}.yaml",
-                          _dump(_group(f"{top}_{category}", category, tasks, variant)))
-    _write_if_changed(out / "tasks" / f"_{top}.yaml",
-                      _dump(_group(top, None, [f"{top}_{c}" for c in present], variant)))
+        _write_if_changed(
+            out / "tasks" / f"_{top}_{category}.yaml", _dump(_group(f"{top}_{category}", category, tasks, variant))
+        )
+    _write_if_changed(
+        out / "tasks" / f"_{top}.yaml", _dump(_group(top, None, [f"{top}_{c}" for c in present], variant))
+    )
 
 
-def mmlu_override_dir(data: Path | None, variant: str = "loglikelihood", *, source: str = "data") -> tuple[Path, list[str]]:
+def mmlu_override_dir(
+    data: Path | None, variant: str = "loglikelihood", *, source: str = "data"
+) -> tuple[Path, list[str]]:
     """Folder of lm-eval YAMLs for MMLU from ``data`` (None: the hub) and the subjects it covers.
 
     With ``data=None`` and the log-likelihood variant this is lm-eval's own ``mmlu/default`` folder.
@@ -158,7 +182,9 @@ def mmlu_override_dir(data: Path | None, variant: str = "loglikelihood", *, sour
     if not _cache_intact(out, stamp):
         paths = write_jsonl_splits(folder, out / "data")
         _write_mmlu_yamls(out, variant, folder.subjects, paths)
-        files = {p.relative_to(out).as_posix(): hash_file(p) for p in sorted(out.rglob("*")) if p.is_file() and p != stamp}
+        files = {
+            p.relative_to(out).as_posix(): hash_file(p) for p in sorted(out.rglob("*")) if p.is_file() and p != stamp
+        }
         atomic_write_text(stamp, json.dumps({"source": str(data), "subjects": folder.subjects, "files": files}) + "\n")
     return out / "tasks", folder.subjects
 
@@ -168,9 +194,15 @@ def ifeval_override_dir(data: Path) -> Path:
     from . import cache_dir
 
     digest = hash_file(data)[:16]
-    out = cache_dir() / "lm_eval_tasks" / f"ifeval-{stable_hash([GENERATOR_VERSION, str(Path(data).resolve()), digest])}"
-    cfg = {"include": str(lm_eval_tasks_dir() / "ifeval" / "ifeval.yaml"), "task": "ifeval",
-           "dataset_path": "json", "dataset_name": None,
-           "dataset_kwargs": {"data_files": {"train": str(Path(data).resolve())}}}
+    out = (
+        cache_dir() / "lm_eval_tasks" / f"ifeval-{stable_hash([GENERATOR_VERSION, str(Path(data).resolve()), digest])}"
+    )
+    cfg = {
+        "include": str(lm_eval_tasks_dir() / "ifeval" / "ifeval.yaml"),
+        "task": "ifeval",
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {"train": str(Path(data).resolve())}},
+    }
     _write_if_changed(out / "ifeval.yaml", _dump(cfg))
     return out

@@ -109,11 +109,23 @@ class EvalkitCallback(TrainerCallback):
         Where the report folder goes (known once training begins).
     """
 
-    def __init__(self, tasks: Any, *, baseline: Any = None, policy: Any = None, every: str | int = "save",
-                 limit: int | None = None, sample_seed: int | None = DEFAULT_SAMPLE_SEED,
-                 out: str | os.PathLike | None = None, report_every: int = 10, store: Any = None,
-                 tokenizer: Any = None,
-                 trainer: Any = None, verbose: bool = False, **options: Any):
+    def __init__(
+        self,
+        tasks: Any,
+        *,
+        baseline: Any = None,
+        policy: Any = None,
+        every: str | int = "save",
+        limit: int | None = None,
+        sample_seed: int | None = DEFAULT_SAMPLE_SEED,
+        out: str | os.PathLike | None = None,
+        report_every: int = 10,
+        store: Any = None,
+        tokenizer: Any = None,
+        trainer: Any = None,
+        verbose: bool = False,
+        **options: Any,
+    ):
         from .. import _validate, api, compare_run
         from ..store import ResultStore
 
@@ -125,8 +137,9 @@ class EvalkitCallback(TrainerCallback):
         if every != "save" and not _positive_int(every):
             raise UsageError(f"every must be 'save' or a positive number of steps, got {every!r}.", param="every")
         if not _positive_int(report_every):
-            raise UsageError(f"report_every must be a positive number of evaluations, got {report_every!r}.",
-                             param="report_every")
+            raise UsageError(
+                f"report_every must be a positive number of evaluations, got {report_every!r}.", param="report_every"
+            )
         # bad task names, limits, seeds and a policy that does not fit the tasks fail here, before training starts
         plan = compare_run.prepare_tasks(tasks, policy=policy, limit=limit, sample_seed=sample_seed)
         self.tasks, self.policy = plan.task_configs, plan.policy
@@ -151,17 +164,23 @@ class EvalkitCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         _refuse_sharded_models(args)
         if self._tokenizer(kwargs) is None:  # now, not at the first evaluation after training has started
-            raise UsageError("EvalkitCallback needs the tokenizer: pass EvalkitCallback(..., tokenizer=tokenizer) "
-                             "or Trainer(..., processing_class=tokenizer).", param="tokenizer")
+            raise UsageError(
+                "EvalkitCallback needs the tokenizer: pass EvalkitCallback(..., tokenizer=tokenizer) "
+                "or Trainer(..., processing_class=tokenizer).",
+                param="tokenizer",
+            )
         self.trainer = self.trainer or _calling_trainer()
         self.report_dir = self.report_dir or Path(args.output_dir) / "evalkit"
         self._state = state
         if self.trainer is None:
-            log.warning("evalkit: the Trainer was not found; metrics go to trainer_state.json's log history only. "
-                        "Pass EvalkitCallback(..., trainer=trainer) to log them to TensorBoard/W&B as well.")
+            log.warning(
+                "evalkit: the Trainer was not found; metrics go to trainer_state.json's log history only. "
+                "Pass EvalkitCallback(..., trainer=trainer) to log them to TensorBoard/W&B as well."
+            )
         if self.every == "save" and str(getattr(args, "save_strategy", "")).endswith("no"):
-            log.warning("evalkit: save_strategy is 'no', so EvalkitCallback(every='save') never evaluates; "
-                        "use every=N steps.")
+            log.warning(
+                "evalkit: save_strategy is 'no', so EvalkitCallback(every='save') never evaluates; use every=N steps."
+            )
         if not self.results and state.is_world_process_zero:
             self.results.append(self._baseline(args, state, kwargs))
             self._log(state, _baseline_metrics(self.results[0]), step=0)
@@ -193,8 +212,14 @@ class EvalkitCallback(TrainerCallback):
         from .. import api
         from ..checkpoints.memory import InMemoryCheckpoint
 
-        checkpoint = InMemoryCheckpoint(model, tokenizer=_tokenizer_of(tokenizer), label=label, run=run, step=step,
-                                        options=api.load_options(**self.options))
+        checkpoint = InMemoryCheckpoint(
+            model,
+            tokenizer=_tokenizer_of(tokenizer),
+            label=label,
+            run=run,
+            step=step,
+            options=api.load_options(**self.options),
+        )
         with quiet_third_party(self.verbose):
             return api.evaluate(checkpoint, self.tasks, store=self.store, ranks=Ranks())  # this process alone
 
@@ -208,8 +233,9 @@ class EvalkitCallback(TrainerCallback):
             model, tokenizer = kwargs["model"], self._tokenizer(kwargs)
             # checked before evaluating: lm-eval may adjust the tokenizer it is handed (padding side, pad token)
             source = _unchanged_source_folder(model, _tokenizer_of(tokenizer))
-            result = self._evaluate_model(model, tokenizer, label=_BASELINE_LABEL, run=self._run_name(args),
-                                          step=int(state.global_step))
+            result = self._evaluate_model(
+                model, tokenizer, label=_BASELINE_LABEL, run=self._run_name(args), step=int(state.global_step)
+            )
             if source is not None:  # the base as loaded: a later `evalkit compare base=FOLDER ...` reuses it too
                 self._store_under(result, source)
             return result
@@ -219,8 +245,9 @@ class EvalkitCallback(TrainerCallback):
             (result,) = load_results_files([os.fspath(given)])
             return result
         with quiet_third_party(self.verbose):
-            return api.evaluate(given, self.tasks, store=self.store, label=_BASELINE_LABEL, ranks=Ranks(),
-                                **self.options)
+            return api.evaluate(
+                given, self.tasks, store=self.store, label=_BASELINE_LABEL, ranks=Ranks(), **self.options
+            )
 
     def _evaluate_step(self, args, state, control, kwargs) -> None:
         step = int(state.global_step)
@@ -229,8 +256,9 @@ class EvalkitCallback(TrainerCallback):
         self._steps_done.add(step)
         if state.is_world_process_zero:
             run = self._run_name(args)
-            result = self._evaluate_model(kwargs["model"], self._tokenizer(kwargs),
-                                          label=f"{run}.step{step}", run=run, step=step)
+            result = self._evaluate_model(
+                kwargs["model"], self._tokenizer(kwargs), label=f"{run}.step{step}", run=run, step=step
+            )
             self.results.append(result)
             self._compare_step(result)
             self._log(state, self.metrics_for(result.checkpoint.label), step=step)
@@ -247,7 +275,8 @@ class EvalkitCallback(TrainerCallback):
         from ..compare_run import conclude
 
         self.step_comparisons[result.checkpoint.label] = conclude(
-            [], [self.results[0], result], baseline=self.results[0].checkpoint.label, policy=self.policy)
+            [], [self.results[0], result], baseline=self.results[0].checkpoint.label, policy=self.policy
+        )
 
     def _write_report(self) -> None:
         """Every step so far against the baseline, gated, written to the report folder."""
@@ -291,10 +320,15 @@ class EvalkitCallback(TrainerCallback):
         verdict = self.step_comparisons[label].verdict
         failed = [c for c in verdict.failures if c.checkpoint == label] if verdict is not None else []
         if failed:
-            self.stop_reason = (f"evalkit gate failed at step {result.checkpoint.step}: "
-                                + "; ".join(f"{c.gate}: {c.message}" for c in failed))
-            self._stopped_at = {"checkpoint": label, "step": result.checkpoint.step,
-                                "gates": [c.gate for c in failed], "reason": self.stop_reason}
+            self.stop_reason = f"evalkit gate failed at step {result.checkpoint.step}: " + "; ".join(
+                f"{c.gate}: {c.message}" for c in failed
+            )
+            self._stopped_at = {
+                "checkpoint": label,
+                "step": result.checkpoint.step,
+                "gates": [c.gate for c in failed],
+                "reason": self.stop_reason,
+            }
             log.warning("%s; stopping training (report: %s).", self.stop_reason, self.report_dir)
 
     def _record_saved_folder(self, args, state, result) -> None:
@@ -328,8 +362,14 @@ def _positive_int(value: Any) -> bool:
 def _metric_scalars(comparison: Any, label: str) -> dict[str, float]:
     """Each task's primary metric of ``label`` in ``comparison``, with its interval, change and the change's interval."""
     logged: dict[str, float] = {}
-    fields = (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"), ("delta", "_delta"),
-              ("delta_ci_low", "_delta_ci_low"), ("delta_ci_high", "_delta_ci_high"))
+    fields = (
+        ("value", ""),
+        ("ci_low", "_ci_low"),
+        ("ci_high", "_ci_high"),
+        ("delta", "_delta"),
+        ("delta_ci_low", "_delta_ci_low"),
+        ("delta_ci_high", "_delta_ci_high"),
+    )
     for task in comparison.tasks:
         try:
             row = comparison.metric(task, checkpoint=label)
@@ -346,8 +386,11 @@ def _metric_scalars(comparison: Any, label: str) -> dict[str, float]:
 def _training_loss(state: Any) -> list[list[float]]:
     """``[[step, loss], ...]`` from the Trainer's log history (the trajectory report draws it beside the metrics)."""
     history = getattr(state, "log_history", None) or []
-    return [[int(e["step"]), float(e["loss"])] for e in history
-            if isinstance(e.get("loss"), (int, float)) and isinstance(e.get("step"), int) and math.isfinite(e["loss"])]
+    return [
+        [int(e["step"]), float(e["loss"])]
+        for e in history
+        if isinstance(e.get("loss"), (int, float)) and isinstance(e.get("step"), int) and math.isfinite(e["loss"])
+    ]
 
 
 def _baseline_metrics(result: Any) -> dict[str, float]:
@@ -374,8 +417,10 @@ def _unchanged_source_folder(model: Any, tokenizer: Any) -> Path | None:
         return None
     dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     configured = getattr(getattr(model, "config", None), "dtype", None)
-    if len(dtypes) != 1 or (configured is not None and str(configured).replace("torch.", "")
-                            != str(next(iter(dtypes))).replace("torch.", "")):
+    if len(dtypes) != 1 or (
+        configured is not None
+        and str(configured).replace("torch.", "") != str(next(iter(dtypes))).replace("torch.", "")
+    ):
         return None
     saved: set[str] = set()
     for path in files:
@@ -413,8 +458,9 @@ def _tokenizer_identity(tokenizer: Any) -> dict[str, Any]:
     return files
 
 
-def _store_under_folder(result: Any, folder: Path, tasks: list, evaluators: list, store: Any,
-                        options: dict[str, Any]) -> None:
+def _store_under_folder(
+    result: Any, folder: Path, tasks: list, evaluators: list, store: Any, options: dict[str, Any]
+) -> None:
     """Copy ``result``'s runs to the keys the saved ``folder`` has (its file fingerprint, same tasks and
     load options), unless the store has them already."""
     from .. import api
@@ -438,9 +484,11 @@ def _refuse_sharded_models(args) -> None:
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     if getattr(args, "fsdp", None) or is_deepspeed_zero3_enabled():
-        raise UsageError("EvalkitCallback evaluates the model on the main process alone, so it needs the whole "
-                         "model there (DDP, one process); with FSDP or DeepSpeed ZeRO-3 the weights are sharded: "
-                         "evaluate the saved checkpoints instead (evalkit compare run/checkpoint-*).")
+        raise UsageError(
+            "EvalkitCallback evaluates the model on the main process alone, so it needs the whole "
+            "model there (DDP, one process); with FSDP or DeepSpeed ZeRO-3 the weights are sharded: "
+            "evaluate the saved checkpoints instead (evalkit compare run/checkpoint-*)."
+        )
 
 
 def _from_main_process(value: Any) -> Any:

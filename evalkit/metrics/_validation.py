@@ -49,7 +49,9 @@ def check_zero_division(zero_division: Any, func: str) -> float | str:
 
 def check_level(level: Any, depth: int, func: str) -> int:
     if isinstance(level, bool) or not isinstance(level, Integral) or not 1 <= level <= max(depth, 1):
-        raise ValueError(f"The 'level' parameter of {func} must be an int in [1, {max(depth, 1)}]. Got {level!r} instead.")
+        raise ValueError(
+            f"The 'level' parameter of {func} must be an int in [1, {max(depth, 1)}]. Got {level!r} instead."
+        )
     return int(level)
 
 
@@ -67,7 +69,9 @@ def check_confidence(confidence: Any, func: str) -> float:
 
 def _as_sequence(values: Any, name: str, func: str) -> Any:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-        raise ValueError(f"The '{name}' parameter of {func} must be a sequence of label paths. Got {type(values).__name__} instead.")
+        raise ValueError(
+            f"The '{name}' parameter of {func} must be a sequence of label paths. Got {type(values).__name__} instead."
+        )
     if isinstance(values, np.ndarray) and values.ndim == 2 and values.dtype.kind in "OUS":
         return [tuple(row) for row in values.tolist()]  # the per-level 2-D form used by hiclass
     return values.tolist() if hasattr(values, "tolist") and not isinstance(values, list) else values
@@ -77,8 +81,9 @@ def _is_id_array(values: Any) -> bool:
     return isinstance(values, np.ndarray) and values.dtype.kind in "iu"
 
 
-def encode(y_true: Any, y_pred: Any, func: str, *, taxonomy: Taxonomy | None = None, labels: Any = None,
-           sep: str = DEFAULT_SEP) -> Encoded:
+def encode(
+    y_true: Any, y_pred: Any, func: str, *, taxonomy: Taxonomy | None = None, labels: Any = None, sep: str = DEFAULT_SEP
+) -> Encoded:
     """Check lengths and encode both label sequences as node ids.
 
     Without ``taxonomy`` the taxonomy is built from the true labels, the valid predictions and
@@ -113,7 +118,9 @@ def _check_ids(y_true: np.ndarray, y_pred: np.ndarray, taxonomy: Taxonomy, func:
     true, pred = y_true.astype(np.int64, copy=False), y_pred.astype(np.int64, copy=False)
     if true.min() < 0 or true.max() >= n_nodes:
         bad = int(np.flatnonzero((true < 0) | (true >= n_nodes))[0])
-        raise ValueError(f"{func}: y_true[{bad}] = {int(true[bad])} is not a node id of the taxonomy (0..{n_nodes - 1}).")
+        raise ValueError(
+            f"{func}: y_true[{bad}] = {int(true[bad])} is not a node id of the taxonomy (0..{n_nodes - 1})."
+        )
     # An out-of-range predicted id is an invalid prediction, like an unknown path.
     return true, np.where((pred >= 0) & (pred < n_nodes), pred, -1)
 

@@ -30,8 +30,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["reliability_curve", "expected_calibration_error", "brier_score", "risk_coverage_curve",
-           "coverage_at_precision", "fold_ids", "ece_rows", "coverage_rows", "accepted_rows", "STRATEGIES"]
+__all__ = [
+    "reliability_curve",
+    "expected_calibration_error",
+    "brier_score",
+    "risk_coverage_curve",
+    "coverage_at_precision",
+    "fold_ids",
+    "ece_rows",
+    "coverage_rows",
+    "accepted_rows",
+    "STRATEGIES",
+]
 
 STRATEGIES = ("quantile", "uniform")
 _MAX_ENTRIES = 1_000_000  # (rows x samples x bin edges) booleans per chunk
@@ -41,8 +51,10 @@ def _check_pair(y_correct: Any, confidence: Any, func: str) -> tuple[np.ndarray,
     correct = np.asarray(y_correct, dtype=float)
     conf = np.asarray(confidence, dtype=float)
     if correct.ndim != 1 or conf.shape != correct.shape:
-        raise ValueError(f"The 'y_correct' and 'confidence' parameters of {func} must be 1-D arrays of equal length. "
-                         f"Got shapes {correct.shape} and {conf.shape} instead.")
+        raise ValueError(
+            f"The 'y_correct' and 'confidence' parameters of {func} must be 1-D arrays of equal length. "
+            f"Got shapes {correct.shape} and {conf.shape} instead."
+        )
     if not np.isin(correct, (0.0, 1.0)).all():
         raise ValueError(f"The 'y_correct' parameter of {func} must hold only 0 and 1 (or False and True).")
     if not (np.isfinite(conf).all() and ((conf >= 0) & (conf <= 1)).all()):
@@ -102,7 +114,9 @@ def ece_rows(correct: np.ndarray, conf: np.ndarray, *, n_bins: int = 10, strateg
     return out
 
 
-def reliability_curve(y_correct, confidence, *, n_bins=10, strategy="quantile") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reliability_curve(
+    y_correct, confidence, *, n_bins=10, strategy="quantile"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Accuracy and mean confidence per non-empty bin, with the bin sizes.
 
     Parameters
@@ -207,8 +221,13 @@ def fold_ids(sample_ids, n_folds: int = 5) -> np.ndarray:
     """
     if isinstance(n_folds, bool) or not isinstance(n_folds, Integral) or n_folds < 2:
         raise ValueError(f"The 'n_folds' parameter of fold_ids must be an int >= 2. Got {n_folds!r} instead.")
-    return np.asarray([int.from_bytes(hashlib.blake2b(str(s).encode("utf-8"), digest_size=8).digest(), "big") % n_folds
-                       for s in sample_ids], dtype=np.int64)
+    return np.asarray(
+        [
+            int.from_bytes(hashlib.blake2b(str(s).encode("utf-8"), digest_size=8).digest(), "big") % n_folds
+            for s in sample_ids
+        ],
+        dtype=np.int64,
+    )
 
 
 def accepted_rows(correct: np.ndarray, conf: np.ndarray, folds: np.ndarray | None, *, precision: float) -> np.ndarray:
@@ -235,18 +254,24 @@ def accepted_rows(correct: np.ndarray, conf: np.ndarray, folds: np.ndarray | Non
         tp, seen = np.cumsum(correct * chooser, axis=1), np.cumsum(chooser, axis=1)
         # a cut at a tie block's value is a candidate only if the block holds a sample the cut is chosen on
         ends = np.where(last_of_tie, seen, 0)
-        before = np.maximum.accumulate(np.concatenate([np.zeros((rows, 1), dtype=ends.dtype), ends[:, :-1]], axis=1),
-                                       axis=1)
+        before = np.maximum.accumulate(
+            np.concatenate([np.zeros((rows, 1), dtype=ends.dtype), ends[:, :-1]], axis=1), axis=1
+        )
         ok = last_of_tie & (seen > before) & (tp >= precision * seen - 1e-9)
         cut_at = n - 1 - np.argmax(ok[:, ::-1], axis=1)  # the lowest cut that keeps the precision
         cut = np.where(ok.any(axis=1), conf[np.arange(rows), cut_at], np.inf)
-        np.put_along_axis(accepted, order, np.take_along_axis(accepted, order, axis=1)
-                          | ((folds == fold) & (conf >= cut[:, None])), axis=1)
+        np.put_along_axis(
+            accepted,
+            order,
+            np.take_along_axis(accepted, order, axis=1) | ((folds == fold) & (conf >= cut[:, None])),
+            axis=1,
+        )
     return accepted
 
 
-def coverage_rows(correct: np.ndarray, conf: np.ndarray, folds: np.ndarray | None, *,
-                  precision: float) -> tuple[np.ndarray, np.ndarray]:
+def coverage_rows(
+    correct: np.ndarray, conf: np.ndarray, folds: np.ndarray | None, *, precision: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Cross-fitted (coverage, realised precision) of each row of ``(B, n)`` arrays (:func:`accepted_rows`).
 
     Realised precision is nan where nothing is accepted.
@@ -295,6 +320,7 @@ def coverage_at_precision(y_correct, confidence, *, precision=0.95, folds=None) 
         folds = np.asarray(folds)
         if folds.shape != conf.shape or folds.dtype.kind not in "iu":
             raise ValueError(f"The 'folds' parameter of {func} must be an int array of the length of 'confidence'.")
-    coverage, realised = coverage_rows(correct[None, :], conf[None, :], None if folds is None else folds[None, :],
-                                       precision=precision)
+    coverage, realised = coverage_rows(
+        correct[None, :], conf[None, :], None if folds is None else folds[None, :], precision=precision
+    )
     return float(coverage[0]), float(realised[0])

@@ -213,7 +213,9 @@ def proportion_ci(successes: Any, n: Any, *, confidence: float = 0.95, method: s
     func = "proportion_ci"
     confidence = _check_confidence(confidence, func)
     if method not in ("wilson", "wald"):
-        raise ValueError(f"The 'method' parameter of {func} must be a str among {{'wilson', 'wald'}}. Got {method!r} instead.")
+        raise ValueError(
+            f"The 'method' parameter of {func} must be a str among {{'wilson', 'wald'}}. Got {method!r} instead."
+        )
     k = np.asarray(successes, dtype=float)
     total = np.asarray(n, dtype=float)
     if np.any(k < 0) or np.any(total < 0) or np.any(k > total):
@@ -245,8 +247,9 @@ def normal_ci(value: float, stderr: float, *, confidence: float = 0.95) -> tuple
     return float(value - z * stderr), float(value + z * stderr)
 
 
-def paired_proportion_difference_ci(correct_a: Any, correct_b: Any, *, confidence: float = 0.95,
-                                    method: str = "newcombe") -> tuple[float, float, float]:
+def paired_proportion_difference_ci(
+    correct_a: Any, correct_b: Any, *, confidence: float = 0.95, method: str = "newcombe"
+) -> tuple[float, float, float]:
     """Interval for the difference of two paired proportions, ``mean(correct_b) - mean(correct_a)``.
 
     Parameters
@@ -274,7 +277,9 @@ def paired_proportion_difference_ci(correct_a: Any, correct_b: Any, *, confidenc
     func = "paired_proportion_difference_ci"
     confidence = _check_confidence(confidence, func)
     if method not in ("newcombe", "wald"):
-        raise ValueError(f"The 'method' parameter of {func} must be a str among {{'newcombe', 'wald'}}. Got {method!r} instead.")
+        raise ValueError(
+            f"The 'method' parameter of {func} must be a str among {{'newcombe', 'wald'}}. Got {method!r} instead."
+        )
     a = _as_binary(correct_a, "correct_a", func)
     b = _as_binary(correct_b, "correct_b", func)
     if a.shape != b.shape:
@@ -315,7 +320,9 @@ def paired_counts(correct_a: Any, correct_b: Any) -> tuple[int, int, int, int]:
     a = _as_binary(correct_a, "correct_a", "paired_counts")
     b = _as_binary(correct_b, "correct_b", "paired_counts")
     if a.shape != b.shape:
-        raise ValueError(f"correct_a and correct_b of paired_counts must have the same length. Got {a.size} and {b.size}.")
+        raise ValueError(
+            f"correct_a and correct_b of paired_counts must have the same length. Got {a.size} and {b.size}."
+        )
     return (int(np.sum(a & b)), int(np.sum(a & ~b)), int(np.sum(~a & b)), int(np.sum(~a & ~b)))
 
 
@@ -327,13 +334,15 @@ def _check_alpha(alpha: Any, func: str) -> float:
 
 
 @overload
-def cut_to_range(low: float, high: float, bounds: tuple[float, float] | None, *,
-                 baseline: float | None = 0.0) -> tuple[float, float]: ...
+def cut_to_range(
+    low: float, high: float, bounds: tuple[float, float] | None, *, baseline: float | None = 0.0
+) -> tuple[float, float]: ...
 
 
 @overload
-def cut_to_range(low: float | None, high: float | None, bounds: tuple[float, float] | None, *,
-                 baseline: float | None = 0.0) -> tuple[float | None, float | None]: ...
+def cut_to_range(
+    low: float | None, high: float | None, bounds: tuple[float, float] | None, *, baseline: float | None = 0.0
+) -> tuple[float | None, float | None]: ...
 
 
 def cut_to_range(low, high, bounds, *, baseline=0.0):
@@ -357,12 +366,20 @@ def cut_to_range(low, high, bounds, *, baseline=0.0):
     if bounds is None or baseline is None:
         return low, high
     least, most = bounds[0] - baseline, bounds[1] - baseline
-    return (None if low is None else float(min(max(low, least), most)),
-            None if high is None else float(max(min(high, most), least)))
+    return (
+        None if low is None else float(min(max(low, least), most)),
+        None if high is None else float(max(min(high, most), least)),
+    )
 
 
-def one_sided_bounds(estimate: float, stderr: float, *, alpha: float = 0.05, df: int | None = None,
-                     bounds: tuple[float, float] | None = None) -> tuple[float, float]:
+def one_sided_bounds(
+    estimate: float,
+    stderr: float,
+    *,
+    alpha: float = 0.05,
+    df: int | None = None,
+    bounds: tuple[float, float] | None = None,
+) -> tuple[float, float]:
     """Lower and upper one-sided ``1 - alpha`` confidence bounds ``estimate -+ q * stderr``.
 
     Each bound on its own is exceeded by the true value with probability at most ``alpha`` (``q`` is the
@@ -432,10 +449,18 @@ def paired_proportion_bounds(n11: int, n10: int, n01: int, n00: int, *, alpha: f
 def _wilson_cc(k: int, n: int, z: float) -> tuple[float, float]:
     """Wilson's score interval with continuity correction (Newcombe 1998a, method 4) at quantile z."""
     p, q = k / n, 1 - k / n
-    low = 0.0 if k == 0 else (2 * n * p + z * z - 1 - z * math.sqrt(max(z * z - 2 - 1 / n + 4 * p * (n * q + 1), 0.0))) \
+    low = (
+        0.0
+        if k == 0
+        else (2 * n * p + z * z - 1 - z * math.sqrt(max(z * z - 2 - 1 / n + 4 * p * (n * q + 1), 0.0)))
         / (2 * (n + z * z))
-    high = 1.0 if k == n else (2 * n * p + z * z + 1 + z * math.sqrt(max(z * z + 2 - 1 / n + 4 * p * (n * q - 1), 0.0))) \
+    )
+    high = (
+        1.0
+        if k == n
+        else (2 * n * p + z * z + 1 + z * math.sqrt(max(z * z + 2 - 1 / n + 4 * p * (n * q - 1), 0.0)))
         / (2 * (n + z * z))
+    )
     return max(low, 0.0), min(high, 1.0)
 
 
@@ -455,8 +480,9 @@ def proportion_bounds(successes: int, n: int, *, alpha: float = 0.05) -> tuple[f
 
 
 # --------------------------------------------------------------------------- bootstrap
-def iter_bootstrap_indices(n: int, *, n_resamples: int = 1000, random_state: Any = 0,
-                           max_entries: int = _MAX_INDEX_ENTRIES) -> Iterator[np.ndarray]:
+def iter_bootstrap_indices(
+    n: int, *, n_resamples: int = 1000, random_state: Any = 0, max_entries: int = _MAX_INDEX_ENTRIES
+) -> Iterator[np.ndarray]:
     """Yield bootstrap index arrays (chunks of shape ``(k, n)``, ``k`` rows summing to ``n_resamples``).
 
     The chunks come from one ``numpy.random.default_rng(random_state)`` stream, so the same arguments
@@ -502,16 +528,27 @@ def bootstrap_summary(observed_delta: float, resampled_deltas: Any, *, confidenc
     low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
     tail_low = (np.count_nonzero(deltas <= 0) + 1) / (deltas.size + 1)
     tail_high = (np.count_nonzero(deltas >= 0) + 1) / (deltas.size + 1)
-    return BootstrapResult(float(observed_delta), float(low), float(high), float(min(1.0, 2 * min(tail_low, tail_high))))
+    return BootstrapResult(
+        float(observed_delta), float(low), float(high), float(min(1.0, 2 * min(tail_low, tail_high)))
+    )
 
 
 def _mean_metric(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
     return values[indices].mean(axis=1)
 
 
-def paired_bootstrap(metric: Callable[[Any, np.ndarray], Any] | None = None, a: Any = None, b: Any = None, *,
-                     scores_a: Any = None, scores_b: Any = None, observed_delta: float | None = None,
-                     n_resamples: int = 1000, confidence: float = 0.95, random_state: Any = 0) -> BootstrapResult:
+def paired_bootstrap(
+    metric: Callable[[Any, np.ndarray], Any] | None = None,
+    a: Any = None,
+    b: Any = None,
+    *,
+    scores_a: Any = None,
+    scores_b: Any = None,
+    observed_delta: float | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    random_state: Any = 0,
+) -> BootstrapResult:
     """Paired bootstrap of the difference of a metric between two systems on the same samples.
 
     Either give ``a`` and ``b`` (aligned per-sample data of length n) with ``metric(data, indices)``
@@ -565,24 +602,31 @@ def paired_bootstrap(metric: Callable[[Any, np.ndarray], Any] | None = None, a: 
     if observed_delta is None:
         everything = np.arange(n)[None, :]
         observed_delta = float(np.asarray(metric(b, everything))[0] - np.asarray(metric(a, everything))[0])
-    deltas = [np.asarray(metric(b, idx), dtype=float) - np.asarray(metric(a, idx), dtype=float)
-              for idx in iter_bootstrap_indices(n, n_resamples=n_resamples, random_state=random_state)]
+    deltas = [
+        np.asarray(metric(b, idx), dtype=float) - np.asarray(metric(a, idx), dtype=float)
+        for idx in iter_bootstrap_indices(n, n_resamples=n_resamples, random_state=random_state)
+    ]
     return bootstrap_summary(observed_delta, np.concatenate(deltas), confidence=confidence)
 
 
-def _bootstrap_from_scores(scores_a: Any, scores_b: Any, observed_delta: float | None, confidence: float) -> BootstrapResult:
+def _bootstrap_from_scores(
+    scores_a: Any, scores_b: Any, observed_delta: float | None, confidence: float
+) -> BootstrapResult:
     sa, sb = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
     if sa.ndim != 1 or sa.shape != sb.shape or sa.size == 0:
-        raise ValueError(f"scores_a and scores_b of paired_bootstrap must be non-empty 1-D arrays of equal length. "
-                         f"Got shapes {sa.shape} and {sb.shape}.")
+        raise ValueError(
+            f"scores_a and scores_b of paired_bootstrap must be non-empty 1-D arrays of equal length. "
+            f"Got shapes {sa.shape} and {sb.shape}."
+        )
     deltas = sb - sa
     if observed_delta is None:
         observed_delta = float(np.nanmean(deltas)) if np.isfinite(deltas).any() else math.nan
     return bootstrap_summary(observed_delta, deltas, confidence=confidence)
 
 
-def bootstrap_mean_ci(values: Any, *, n_resamples: int = 1000, confidence: float = 0.95,
-                      random_state: Any = 0) -> tuple[float, float, float]:
+def bootstrap_mean_ci(
+    values: Any, *, n_resamples: int = 1000, confidence: float = 0.95, random_state: Any = 0
+) -> tuple[float, float, float]:
     """Mean of ``values`` and its percentile bootstrap interval.
 
     Returns
@@ -602,8 +646,12 @@ def bootstrap_mean_ci(values: Any, *, n_resamples: int = 1000, confidence: float
         raise ValueError(f"The 'values' parameter of {func} must be 1-D. Got shape {data.shape} instead.")
     if data.size == 0:
         return math.nan, math.nan, math.nan
-    means = np.concatenate([_mean_metric(data, idx) for idx in
-                            iter_bootstrap_indices(data.size, n_resamples=n_resamples, random_state=random_state)])
+    means = np.concatenate(
+        [
+            _mean_metric(data, idx)
+            for idx in iter_bootstrap_indices(data.size, n_resamples=n_resamples, random_state=random_state)
+        ]
+    )
     alpha = 1 - confidence
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(data.mean()), float(low), float(high)
@@ -735,8 +783,9 @@ def jackknife_stderr(jackknife: Any) -> float:
     return float(np.sqrt((n - 1) / n * np.sum((values - values.mean()) ** 2)))
 
 
-def jackknife_ci(estimate: float, jackknife: Any, *, confidence: float = 0.95,
-                 bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
+def jackknife_ci(
+    estimate: float, jackknife: Any, *, confidence: float = 0.95, bounds: tuple[float, float] | None = None
+) -> tuple[float, float, float]:
     """Normal interval ``estimate ± z * jackknife_stderr`` (Efron & Stein 1981: the jackknife variance
     errs on the large side, which keeps coverage for corpus metrics over long-tailed classes, where a
     bootstrap underestimates the spread; bench/stats/README.md).
@@ -900,9 +949,18 @@ class RandomizationResult(NamedTuple):
     is_bound: bool
 
 
-def randomization_test(deltas: Callable[[np.ndarray], Any], n: int, observed: float, *, n_resamples: int = 1000,
-                       max_resamples: int = 20000, alpha: float = 0.05, random_state: Any = 0,
-                       groups: Any = None, max_entries: int = _MAX_INDEX_ENTRIES) -> RandomizationResult:
+def randomization_test(
+    deltas: Callable[[np.ndarray], Any],
+    n: int,
+    observed: float,
+    *,
+    n_resamples: int = 1000,
+    max_resamples: int = 20000,
+    alpha: float = 0.05,
+    random_state: Any = 0,
+    groups: Any = None,
+    max_entries: int = _MAX_INDEX_ENTRIES,
+) -> RandomizationResult:
     """Two-sided paired approximate randomization test (Noreen 1989; Dror et al. 2018).
 
     Under the null the two systems are exchangeable on each sample, so each sample's pair of outputs
@@ -977,6 +1035,7 @@ def holm_adjust(p_values: Any) -> np.ndarray:
     >>> holm_adjust([0.01, 0.04, 0.03, None]).round(3).tolist()
     [0.03, 0.06, 0.06, nan]
     """
+
     def step(ordered: np.ndarray) -> np.ndarray:  # max over j <= i of (m - j) p_(j)
         return np.maximum.accumulate((ordered.size - np.arange(ordered.size)) * ordered)
 
@@ -993,6 +1052,7 @@ def bh_adjust(p_values: Any) -> np.ndarray:
     >>> bh_adjust([0.01, 0.04, 0.03, None]).round(3).tolist()
     [0.03, 0.04, 0.04, nan]
     """
+
     def step(ordered: np.ndarray) -> np.ndarray:  # min over j >= i of m p_(j) / j
         m = ordered.size
         return np.minimum.accumulate((ordered * m / np.arange(1, m + 1))[::-1])[::-1]

@@ -20,14 +20,42 @@ from ._view import fmt_delta, fmt_value, marked, study_table
 from .html import render_html
 from .markdown import render_markdown
 
-__all__ = ["write_reports", "render_html", "render_markdown", "comparison_json", "metrics_csv",
-           # what the object API and the integrations show the way the report does
-           "fmt_value", "fmt_delta", "marked", "study_table"]
+__all__ = [
+    "write_reports",
+    "render_html",
+    "render_markdown",
+    "comparison_json",
+    "metrics_csv",
+    # what the object API and the integrations show the way the report does
+    "fmt_value",
+    "fmt_delta",
+    "marked",
+    "study_table",
+]
 
 #: Column order of metrics.csv: the schema's row keys first, any extra keys after in first-seen order.
-METRIC_COLUMNS = ["task", "metric", "checkpoint", "axis", "is_primary", "higher_is_better", "value", "ci_low",
-                  "ci_high", "stderr", "n", "baseline", "baseline_value", "delta", "delta_ci_low", "delta_ci_high",
-                  "relative", "p_value", "test", "n_paired"]
+METRIC_COLUMNS = [
+    "task",
+    "metric",
+    "checkpoint",
+    "axis",
+    "is_primary",
+    "higher_is_better",
+    "value",
+    "ci_low",
+    "ci_high",
+    "stderr",
+    "n",
+    "baseline",
+    "baseline_value",
+    "delta",
+    "delta_ci_low",
+    "delta_ci_high",
+    "relative",
+    "p_value",
+    "test",
+    "n_paired",
+]
 
 
 def comparison_json(comparison: dict[str, Any]) -> str:
@@ -91,8 +119,12 @@ def write_reports(comparison: dict[str, Any], out: str | Path | OutputFolder) ->
         The written files, in the order above.
     """
     view.check_comparison(comparison)
-    texts = {"report.html": render_html(comparison), "report.md": render_markdown(comparison),
-             "comparison.json": comparison_json(_with_recommendation(comparison)), "metrics.csv": metrics_csv(comparison)}
+    texts = {
+        "report.html": render_html(comparison),
+        "report.md": render_markdown(comparison),
+        "comparison.json": comparison_json(_with_recommendation(comparison)),
+        "metrics.csv": metrics_csv(comparison),
+    }
     if not isinstance(out, OutputFolder):
         with OutputFolder(out) as folder:
             return [folder.write_text(name, text=text) for name, text in texts.items()]

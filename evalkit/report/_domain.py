@@ -25,7 +25,7 @@ def percent(value: Any) -> str:
 
 
 def _precision_label(metric: str) -> str:
-    return percent(float(metric[len(COVERAGE):]))
+    return percent(float(metric[len(COVERAGE) :]))
 
 
 def routing_statements(comparison: dict[str, Any]) -> list[dict[str, Any]]:
@@ -36,15 +36,28 @@ def routing_statements(comparison: dict[str, Any]) -> list[dict[str, Any]]:
         if not row["metric"].startswith(COVERAGE):
             continue
         target = _precision_label(row["metric"])
-        routed = index.get((row["task"], ROUTED + row["metric"][len(COVERAGE):], row["checkpoint"]), {})
+        routed = index.get((row["task"], ROUTED + row["metric"][len(COVERAGE) :], row["checkpoint"]), {})
         is_baseline = row["checkpoint"] == comparison.get("baseline")
-        sentence = (f"can route {percent(row['value'])} [{percent(row.get('ci_low'))}, {percent(row.get('ci_high'))}] "
-                    f"automatically at {target} precision")
+        sentence = (
+            f"can route {percent(row['value'])} [{percent(row.get('ci_low'))}, {percent(row.get('ci_high'))}] "
+            f"automatically at {target} precision"
+        )
         if not is_baseline and row.get("delta") is not None:
-            sentence += (f" ({'+' if row['delta'] >= 0 else '−'}{percent(abs(row['delta']))} vs "
-                         f"{comparison.get('baseline')}, p {fmt_p(row.get('p_value'))})")
-        out.append({"task": row["task"], "checkpoint": row["checkpoint"], "target": target, "row": row,
-                    "routed_precision": routed.get("value"), "is_baseline": is_baseline, "sentence": sentence})
+            sentence += (
+                f" ({'+' if row['delta'] >= 0 else '−'}{percent(abs(row['delta']))} vs "
+                f"{comparison.get('baseline')}, p {fmt_p(row.get('p_value'))})"
+            )
+        out.append(
+            {
+                "task": row["task"],
+                "checkpoint": row["checkpoint"],
+                "target": target,
+                "row": row,
+                "routed_precision": routed.get("value"),
+                "is_baseline": is_baseline,
+                "sentence": sentence,
+            }
+        )
     return out
 
 
@@ -66,17 +79,23 @@ def routing_sections(comparison: dict[str, Any]) -> list[dict[str, Any]]:
     statements = routing_statements(comparison)
     sections = []
     for number, (task, entries) in enumerate(curves.items()):
-        targets = sorted({float(s["row"]["metric"][len(COVERAGE):]) for s in statements if s["task"] == task})
+        targets = sorted({float(s["row"]["metric"][len(COVERAGE) :]) for s in statements if s["task"] == task})
         reliability = {e["checkpoint"]: (e["reliability"]["confidence"], e["reliability"]["accuracy"]) for e in entries}
         risk = {e["checkpoint"]: (e["risk_coverage"]["coverage"], e["risk_coverage"]["precision"]) for e in entries}
-        sections.append({
-            "task": task, "statements": [s for s in statements if s["task"] == task],
-            "calibration": [r for r in comparison["metrics"] if r["task"] == task and r["metric"] in CALIBRATION],
-            "methods": sorted({m for e in entries for m in e.get("confidence_method") or []}),
-            "reliability_svg": charts.reliability_chart(reliability, title=f"{task}: reliability",
-                                                        chart_id=f"rel{number}"),
-            "risk_svg": charts.risk_coverage_chart(risk, targets, title=f"{task}: risk–coverage", chart_id=f"rc{number}"),
-        })
+        sections.append(
+            {
+                "task": task,
+                "statements": [s for s in statements if s["task"] == task],
+                "calibration": [r for r in comparison["metrics"] if r["task"] == task and r["metric"] in CALIBRATION],
+                "methods": sorted({m for e in entries for m in e.get("confidence_method") or []}),
+                "reliability_svg": charts.reliability_chart(
+                    reliability, title=f"{task}: reliability", chart_id=f"rel{number}"
+                ),
+                "risk_svg": charts.risk_coverage_chart(
+                    risk, targets, title=f"{task}: risk–coverage", chart_id=f"rc{number}"
+                ),
+            }
+        )
     return sections
 
 
@@ -97,20 +116,34 @@ def markdown_lines(comparison: dict[str, Any], max_rows: int, escape) -> list[st
     statements = routing_statements(comparison)
     if statements:
         lines += ["### Auto-routing", ""]
-        lines += [f"- **{escape(s['checkpoint'])}** ({escape(s['task'])}): {escape(s['sentence'])}; realised precision "
-                  f"{fmt_value(s['routed_precision'])}" for s in statements[:max_rows]]
+        lines += [
+            f"- **{escape(s['checkpoint'])}** ({escape(s['task'])}): {escape(s['sentence'])}; realised precision "
+            f"{fmt_value(s['routed_precision'])}"
+            for s in statements[:max_rows]
+        ]
         lines.append("")
     rows = [r for r in comparison.get("hierarchy_errors") or [] if r["checkpoint"] != comparison.get("baseline")]
     if rows:
-        lines += ["<details><summary>Where the hierarchy breaks</summary>", "",
-                  "| task | checkpoint | level | error rate [CI] | baseline | p (Holm) | parent right | top sibling confusion |",
-                  "|---|---|---:|---:|---:|---:|---:|---|"]
+        lines += [
+            "<details><summary>Where the hierarchy breaks</summary>",
+            "",
+            "| task | checkpoint | level | error rate [CI] | baseline | p (Holm) | parent right | top sibling confusion |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+        ]
         for r in rows[:max_rows]:
             pair = (r.get("sibling_pairs") or [None])[0]
-            confusion = (f"{escape(pair['true'])} → {escape(pair['predicted'])} ({pair['count']}, was "
-                         f"{pair['baseline_count'] if pair['baseline_count'] is not None else '–'})") if pair else "–"
-            lines.append(f"| {escape(r['task'])} | {escape(r['checkpoint'])} | {r['level']} | {fmt_value(r['error_rate'])} "
-                         f"[{fmt_value(r['ci_low'])}, {fmt_value(r['ci_high'])}] | {fmt_value(r['baseline_error_rate'])} | "
-                         f"{fmt_p(r.get('p_value_adjusted'))} | {percent(r.get('parent_right_share'))} | {confusion} |")
+            confusion = (
+                (
+                    f"{escape(pair['true'])} → {escape(pair['predicted'])} ({pair['count']}, was "
+                    f"{pair['baseline_count'] if pair['baseline_count'] is not None else '–'})"
+                )
+                if pair
+                else "–"
+            )
+            lines.append(
+                f"| {escape(r['task'])} | {escape(r['checkpoint'])} | {r['level']} | {fmt_value(r['error_rate'])} "
+                f"[{fmt_value(r['ci_low'])}, {fmt_value(r['ci_high'])}] | {fmt_value(r['baseline_error_rate'])} | "
+                f"{fmt_p(r.get('p_value_adjusted'))} | {percent(r.get('parent_right_share'))} | {confusion} |"
+            )
         lines += ["", "</details>", ""]
     return lines

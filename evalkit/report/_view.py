@@ -12,13 +12,36 @@ from typing import Any
 from ..comparison_format import SIGNIFICANCE, check_comparison, decision_p, is_significant, row_significant
 
 __all__ = [
-    "SIGNIFICANCE", "check_comparison", "fmt_value", "fmt_delta", "fmt_p",
-    "is_significant", "delta_tone", "fmt_bounds", "marked", "row_tone", "tuned_labels", "primary_rows", "headline",
+    "SIGNIFICANCE",
+    "check_comparison",
+    "fmt_value",
+    "fmt_delta",
+    "fmt_p",
+    "is_significant",
+    "delta_tone",
+    "fmt_bounds",
+    "marked",
+    "row_tone",
+    "tuned_labels",
+    "primary_rows",
+    "headline",
     "study_table",
-    "axis_point", "breakdown_groups", "pivot_breakdown", "notes_by_label", "ci_label", "summary_counts",
-    "decision_p", "fmt_row_p", "power_lines",
-    "checkpoint_verdicts", "fmt_relative_change", "display_path", "setting_items", "FREQUENCY_ORDER",
+    "axis_point",
+    "breakdown_groups",
+    "pivot_breakdown",
+    "notes_by_label",
+    "ci_label",
+    "summary_counts",
+    "decision_p",
+    "fmt_row_p",
+    "power_lines",
+    "checkpoint_verdicts",
+    "fmt_relative_change",
+    "display_path",
+    "setting_items",
+    "FREQUENCY_ORDER",
 ]
+
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -91,7 +114,9 @@ def display_path(spec: Any, cwd: str | None = None) -> str:
     import os
 
     text = "" if spec is None else str(spec)
-    label, sep, path = text.partition("=") if "=" in text and not text.startswith(("http://", "https://")) else ("", "", text)
+    label, sep, path = (
+        text.partition("=") if "=" in text and not text.startswith(("http://", "https://")) else ("", "", text)
+    )
     if not os.path.isabs(path):
         return text
     cwd = cwd or os.getcwd()
@@ -99,7 +124,7 @@ def display_path(spec: Any, cwd: str | None = None) -> str:
     if path == cwd or path.startswith(cwd.rstrip(os.sep) + os.sep):
         shown = os.path.relpath(path, cwd)
     elif home not in ("", os.sep) and path.startswith(home.rstrip(os.sep) + os.sep):
-        shown = "~" + path[len(home.rstrip(os.sep)):]
+        shown = "~" + path[len(home.rstrip(os.sep)) :]
     else:
         shown = path
     return f"{label}{sep}{shown}"
@@ -130,8 +155,6 @@ def setting_items(settings: Any) -> list[tuple[str, str]]:
     return items
 
 
-
-
 def fmt_row_p(row: dict[str, Any]) -> str:
     """A row's p-value; a randomization test with no resample as extreme shows its resolution, ``<0.005``."""
     value = row.get("p_value")
@@ -146,9 +169,11 @@ def power_lines(comparison: dict[str, Any]) -> list[str]:
     lines = []
     for row in comparison.get("metrics") or []:
         if row.get("is_primary") and row["checkpoint"] != comparison.get("baseline") and _finite(row.get("mde")):
-            lines.append(f"{row['task']} {row['metric']} ({row['checkpoint']}): with {row.get('n_paired')} paired "
-                         f"samples a change of {row['mde']:.3f} is detected with probability 0.8 (two-sided test at "
-                         f"α = {alpha:g}; smaller changes less often)")
+            lines.append(
+                f"{row['task']} {row['metric']} ({row['checkpoint']}): with {row.get('n_paired')} paired "
+                f"samples a change of {row['mde']:.3f} is detected with probability 0.8 (two-sided test at "
+                f"α = {alpha:g}; smaller changes less often)"
+            )
     return lines
 
 
@@ -213,9 +238,13 @@ def headline(comparison: dict[str, Any]) -> list[dict[str, Any]]:
     result = []
     for label in tuned_labels(comparison):
         mine = [r for r in primary_rows(comparison) if r["checkpoint"] == label]
-        result.append({"checkpoint": label,
-                       "domain": [r for r in mine if r.get("axis") == "domain"],
-                       "general": [r for r in mine if r.get("axis") != "domain"]})
+        result.append(
+            {
+                "checkpoint": label,
+                "domain": [r for r in mine if r.get("axis") == "domain"],
+                "general": [r for r in mine if r.get("axis") != "domain"],
+            }
+        )
     return result
 
 
@@ -237,7 +266,9 @@ def _study_columns(comparison: dict[str, Any]) -> list[tuple[str, str]]:
             wanted = [primary.replace("f1", "precision"), primary.replace("f1", "recall"), primary]
         if task.get("axis") == "domain":
             wanted += [m for m in DOMAIN_STUDY_METRICS if m not in wanted]
-        columns += [(task["name"], m) for m in wanted if (task["name"], m) in available and (task["name"], m) not in columns]
+        columns += [
+            (task["name"], m) for m in wanted if (task["name"], m) in available and (task["name"], m) not in columns
+        ]
     return columns
 
 
@@ -249,9 +280,14 @@ def study_table(comparison: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for checkpoint in comparison["checkpoints"]:
         label = checkpoint["label"]
-        rows.append({"checkpoint": label, "note": notes.get(label, ""),
-                     "is_baseline": label == comparison.get("baseline"),
-                     "cells": [index.get((task, metric, label)) for task, metric in columns]})
+        rows.append(
+            {
+                "checkpoint": label,
+                "note": notes.get(label, ""),
+                "is_baseline": label == comparison.get("baseline"),
+                "cells": [index.get((task, metric, label)) for task, metric in columns],
+            }
+        )
     return {"columns": [{"task": t, "metric": m} for t, m in columns], "rows": rows}
 
 
@@ -268,8 +304,9 @@ def axis_point(comparison: dict[str, Any], label: str, axis: str) -> dict[str, A
     so it errs on the side of looking uncertain.
     """
     wants_domain = axis == "domain"
-    rows = [r for r in primary_rows(comparison)
-            if r["checkpoint"] == label and (r.get("axis") == "domain") == wants_domain]
+    rows = [
+        r for r in primary_rows(comparison) if r["checkpoint"] == label and (r.get("axis") == "domain") == wants_domain
+    ]
     value = _mean([r.get("value") for r in rows])
     if value is None:
         return None
@@ -296,8 +333,9 @@ def pivot_breakdown(comparison: dict[str, Any], task: str, kind: str, metric: st
     for row in comparison.get("breakdowns") or []:
         if (row["task"], row["kind"], row["metric"]) != (task, kind, metric):
             continue
-        entry = keyed.setdefault(row["key"], {"key": row["key"], "n": row.get("n"), "baseline_value": None,
-                                              "by_checkpoint": {}})
+        entry = keyed.setdefault(
+            row["key"], {"key": row["key"], "n": row.get("n"), "baseline_value": None, "by_checkpoint": {}}
+        )
         if row["checkpoint"] == baseline:
             entry["baseline_value"] = row.get("value")
         else:
@@ -306,7 +344,9 @@ def pivot_breakdown(comparison: dict[str, Any], task: str, kind: str, metric: st
                 entry["baseline_value"] = row.get("baseline_value")
     rows = list(keyed.values())
     if kind == "frequency":  # head, torso, tail: the frequency order, not first appearance
-        rows.sort(key=lambda r: FREQUENCY_ORDER.index(r["key"]) if r["key"] in FREQUENCY_ORDER else len(FREQUENCY_ORDER))
+        rows.sort(
+            key=lambda r: FREQUENCY_ORDER.index(r["key"]) if r["key"] in FREQUENCY_ORDER else len(FREQUENCY_ORDER)
+        )
     return rows
 
 
@@ -328,10 +368,20 @@ def checkpoint_verdicts(comparison: dict[str, Any]) -> list[dict[str, Any]]:
     for label in order + [label for label in statuses if label not in order]:
         mine = [c for c in checks if str(c.get("checkpoint")) == label]
         worst = [c for c in mine if c.get("status") == statuses[label]]
-        reason = (f"{worst[0].get('gate')}: {worst[0].get('message')}" if statuses[label] != "pass"
-                  else f"{len(mine)} of {len(mine)} check{'s' if len(mine) != 1 else ''} passed")
-        result.append({"checkpoint": label, "status": statuses[label], "checks": mine, "reason": reason,
-                       "more": max(0, len(worst) - 1) if statuses[label] != "pass" else 0})
+        reason = (
+            f"{worst[0].get('gate')}: {worst[0].get('message')}"
+            if statuses[label] != "pass"
+            else f"{len(mine)} of {len(mine)} check{'s' if len(mine) != 1 else ''} passed"
+        )
+        result.append(
+            {
+                "checkpoint": label,
+                "status": statuses[label],
+                "checks": mine,
+                "reason": reason,
+                "more": max(0, len(worst) - 1) if statuses[label] != "pass" else 0,
+            }
+        )
     return result
 
 
@@ -354,8 +404,9 @@ def verdict_runs(comparison: dict[str, Any]) -> list[dict[str, Any]]:
         failing = [i["step"] for i in items if i["status"] == "fail" and i["step"] is not None]
         statuses = {i["status"] for i in items}
         worst = next((s for s in ("fail", "warn", "inconclusive", "pass") if s in statuses), items[0]["status"])
-        result.append({"run": run, "verdicts": items, "status": worst,
-                       "first_failing_step": min(failing) if failing else None})
+        result.append(
+            {"run": run, "verdicts": items, "status": worst, "first_failing_step": min(failing) if failing else None}
+        )
     return result
 
 
@@ -374,10 +425,20 @@ def sequential_rows(comparison: dict[str, Any]) -> list[dict[str, str]]:
         if not gates:
             rows.append({**base, "gate": "–", "checkpoint": "–", "bounds": "–", "alpha": "–", "decision": "–"})
         for gate in gates:
-            bounds = (f"{gate.get('quantity')} in [{fmt_value(gate.get('cs_low'))}, {fmt_value(gate.get('cs_high'))}]"
-                      if _finite(gate.get("cs_low")) and _finite(gate.get("cs_high")) else "–")
+            bounds = (
+                f"{gate.get('quantity')} in [{fmt_value(gate.get('cs_low'))}, {fmt_value(gate.get('cs_high'))}]"
+                if _finite(gate.get("cs_low")) and _finite(gate.get("cs_high"))
+                else "–"
+            )
             decision = str(gate.get("status")) if outcome.get("stopped_early") else "fixed-sample rule"
-            rows.append({**base, "gate": str(gate.get("gate")), "checkpoint": str(gate.get("checkpoint")),
-                         "bounds": bounds, "alpha": f"{gate.get('alpha'):g}" if _finite(gate.get("alpha")) else "–",
-                         "decision": decision})
+            rows.append(
+                {
+                    **base,
+                    "gate": str(gate.get("gate")),
+                    "checkpoint": str(gate.get("checkpoint")),
+                    "bounds": bounds,
+                    "alpha": f"{gate.get('alpha'):g}" if _finite(gate.get("alpha")) else "–",
+                    "decision": decision,
+                }
+            )
     return rows

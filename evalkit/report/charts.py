@@ -13,8 +13,14 @@ import io
 import re
 from typing import Any, Sequence
 
-__all__ = ["figure_to_svg", "learning_forgetting_chart", "delta_bars_chart", "grouped_bars_chart", "reliability_chart",
-           "risk_coverage_chart"]
+__all__ = [
+    "figure_to_svg",
+    "learning_forgetting_chart",
+    "delta_bars_chart",
+    "grouped_bars_chart",
+    "reliability_chart",
+    "risk_coverage_chart",
+]
 
 #: Colours (colour-blind friendly, Okabe-Ito based).
 GOOD, BAD, NEUTRAL = "#009E73", "#D55E00", "#9AA4AE"
@@ -65,13 +71,16 @@ def figure_to_svg(figure, chart_id: str) -> str:
     with matplotlib.rc_context({"svg.hashsalt": _RC["svg.hashsalt"], "svg.fonttype": "none"}):
         figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
     svg = buffer.getvalue()
-    svg = svg[svg.index("<svg"):]  # drop the XML prolog and DOCTYPE: invalid inside HTML
+    svg = svg[svg.index("<svg") :]  # drop the XML prolog and DOCTYPE: invalid inside HTML
     svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.S)  # creator block: bytes only
     svg = _TAG.sub(lambda m: _prefix_ids(m.group(0), chart_id), svg)
     # Responsive: keep the viewBox, let CSS size it, but never wider than drawn.
-    return re.sub(r'<svg([^>]*?) width="([\d.]+)pt" height="([\d.]+)pt"',
-                  lambda m: f'<svg{m.group(1)} class="chart" role="img" style="max-width:{m.group(2)}pt"',
-                  svg, count=1)
+    return re.sub(
+        r'<svg([^>]*?) width="([\d.]+)pt" height="([\d.]+)pt"',
+        lambda m: f'<svg{m.group(1)} class="chart" role="img" style="max-width:{m.group(2)}pt"',
+        svg,
+        count=1,
+    )
 
 
 def _prefix_ids(tag: str, chart_id: str) -> str:
@@ -81,8 +90,9 @@ def _prefix_ids(tag: str, chart_id: str) -> str:
     return re.sub(r"url\(#", f"url(#{chart_id}-", tag)
 
 
-def learning_forgetting_chart(points: Sequence[dict[str, Any]], *, x_label: str, y_label: str,
-                              chart_id: str = "lf") -> str:
+def learning_forgetting_chart(
+    points: Sequence[dict[str, Any]], *, x_label: str, y_label: str, chart_id: str = "lf"
+) -> str:
     """Domain metric (x) against general metric (y), one point per checkpoint with CI error bars.
 
     ``points`` items: ``label``, ``x``, ``y``, optional ``x_low``/``x_high``/``y_low``/``y_high`` and
@@ -100,10 +110,27 @@ def learning_forgetting_chart(points: Sequence[dict[str, Any]], *, x_label: str,
             colour = SERIES[0] if point.get("is_baseline") else SERIES[1 + index % (len(SERIES) - 1)]
             xerr = _error(point["x"], point.get("x_low"), point.get("x_high"))
             yerr = _error(point["y"], point.get("y_low"), point.get("y_high"))
-            axes.errorbar([point["x"]], [point["y"]], xerr=xerr, yerr=yerr, fmt="D" if point.get("is_baseline") else "o",
-                          color=colour, ecolor=colour, elinewidth=1.2, capsize=3, markersize=7, zorder=3)
-            axes.annotate(plain(point["label"], 30), (point["x"], point["y"]), xytext=(7, 6), textcoords="offset points",
-                          fontsize=9, color="#1f2933")
+            axes.errorbar(
+                [point["x"]],
+                [point["y"]],
+                xerr=xerr,
+                yerr=yerr,
+                fmt="D" if point.get("is_baseline") else "o",
+                color=colour,
+                ecolor=colour,
+                elinewidth=1.2,
+                capsize=3,
+                markersize=7,
+                zorder=3,
+            )
+            axes.annotate(
+                plain(point["label"], 30),
+                (point["x"], point["y"]),
+                xytext=(7, 6),
+                textcoords="offset points",
+                fontsize=9,
+                color="#1f2933",
+            )
         axes.set_xlabel(plain(x_label))
         axes.set_ylabel(plain(y_label))
         axes.set_title("Learning vs forgetting (up and right is better)")
@@ -117,8 +144,15 @@ def _error(centre: float, low: float | None, high: float | None):
     return [[max(centre - low, 0.0)], [max(high - centre, 0.0)]]
 
 
-def delta_bars_chart(keys: Sequence[str], deltas: Sequence[float], significant: Sequence[bool], *,
-                     title: str, x_label: str = "Δ vs baseline", chart_id: str = "db") -> str:
+def delta_bars_chart(
+    keys: Sequence[str],
+    deltas: Sequence[float],
+    significant: Sequence[bool],
+    *,
+    title: str,
+    x_label: str = "Δ vs baseline",
+    chart_id: str = "db",
+) -> str:
     """Horizontal bars of per-key deltas, sorted ascending; significant bars coloured, others grey."""
     import matplotlib
 
@@ -137,8 +171,14 @@ def delta_bars_chart(keys: Sequence[str], deltas: Sequence[float], significant: 
         return figure_to_svg(figure, chart_id)
 
 
-def grouped_bars_chart(categories: Sequence[str], series: dict[str, Sequence[float | None]], *,
-                       title: str, y_label: str, chart_id: str = "gb") -> str:
+def grouped_bars_chart(
+    categories: Sequence[str],
+    series: dict[str, Sequence[float | None]],
+    *,
+    title: str,
+    y_label: str,
+    chart_id: str = "gb",
+) -> str:
     """Vertical grouped bars: one group per category, one bar per series (checkpoint)."""
     import matplotlib
 
@@ -149,7 +189,9 @@ def grouped_bars_chart(categories: Sequence[str], series: dict[str, Sequence[flo
         for index, (name, values) in enumerate(series.items()):
             offsets = [c - 0.4 + width * (index + 0.5) for c in range(len(categories))]
             heights = [v if v is not None else 0.0 for v in values]
-            axes.bar(offsets, heights, width=width * 0.92, label=plain(name), color=SERIES[index % len(SERIES)], zorder=2)
+            axes.bar(
+                offsets, heights, width=width * 0.92, label=plain(name), color=SERIES[index % len(SERIES)], zorder=2
+            )
         axes.set_xticks(list(range(len(categories))), [plain(c, 24) for c in categories])
         axes.grid(axis="x", visible=False)
         axes.set_ylabel(plain(y_label))
@@ -158,8 +200,9 @@ def grouped_bars_chart(categories: Sequence[str], series: dict[str, Sequence[flo
         return figure_to_svg(figure, chart_id)
 
 
-def reliability_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, title: str,
-                      chart_id: str = "rel") -> str:
+def reliability_chart(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]], *, title: str, chart_id: str = "rel"
+) -> str:
     """Reliability diagram: accuracy against mean confidence per equal-mass bin, one line per checkpoint.
 
     Points on the diagonal are calibrated; below it the model is overconfident.
@@ -170,14 +213,28 @@ def reliability_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]]
         figure, axes = _new_figure(4.6, 4.0)
         axes.plot([0, 1], [0, 1], color=NEUTRAL, linestyle="--", linewidth=0.9, zorder=1)
         for index, (name, (confidence, accuracy)) in enumerate(series.items()):
-            axes.plot(confidence, accuracy, marker="o", markersize=4, linewidth=1.4, label=plain(name, 30),
-                      color=SERIES[index % len(SERIES)], zorder=2)
-        return _unit_square_svg(figure, axes, "mean confidence (equal-mass bins)", "leaf accuracy", title,
-                                "upper left", chart_id)
+            axes.plot(
+                confidence,
+                accuracy,
+                marker="o",
+                markersize=4,
+                linewidth=1.4,
+                label=plain(name, 30),
+                color=SERIES[index % len(SERIES)],
+                zorder=2,
+            )
+        return _unit_square_svg(
+            figure, axes, "mean confidence (equal-mass bins)", "leaf accuracy", title, "upper left", chart_id
+        )
 
 
-def risk_coverage_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], targets: Sequence[float], *,
-                        title: str, chart_id: str = "rc") -> str:
+def risk_coverage_chart(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    targets: Sequence[float],
+    *,
+    title: str,
+    chart_id: str = "rc",
+) -> str:
     """Leaf precision of the comments accepted above each confidence cut against their share (coverage)."""
     import matplotlib
 
@@ -186,10 +243,24 @@ def risk_coverage_chart(series: dict[str, tuple[Sequence[float], Sequence[float]
         for target in targets:
             axes.axhline(target, color=NEUTRAL, linestyle=":", linewidth=0.9, zorder=1)
         for index, (name, (coverage, precision)) in enumerate(series.items()):
-            axes.step(coverage, precision, where="post", linewidth=1.4, label=plain(name, 30),
-                      color=SERIES[index % len(SERIES)], zorder=2)
-        return _unit_square_svg(figure, axes, "coverage (share routed automatically)",
-                                "leaf precision of the routed comments", title, "lower left", chart_id)
+            axes.step(
+                coverage,
+                precision,
+                where="post",
+                linewidth=1.4,
+                label=plain(name, 30),
+                color=SERIES[index % len(SERIES)],
+                zorder=2,
+            )
+        return _unit_square_svg(
+            figure,
+            axes,
+            "coverage (share routed automatically)",
+            "leaf precision of the routed comments",
+            title,
+            "lower left",
+            chart_id,
+        )
 
 
 def _unit_square_svg(figure, axes, x_label: str, y_label: str, title: str, legend: str, chart_id: str) -> str:

@@ -27,23 +27,46 @@ FLIP_TEXT_LIMIT = {"input": 500, "target": 200, "baseline_prediction": 200, "pre
 FLIPS_PER_GROUP = 60
 #: Breakdown kinds drawn as sorted delta bars (one chart per tuned checkpoint).
 DELTA_BAR_KINDS = ("subject", "instruction")
-_KIND_TITLES = {"subject": "Per-subject", "category": "Per-category", "instruction": "Per-instruction",
-                "level": "Per-level", "class": "Per-class", "frequency": "Head / torso / tail"}
+_KIND_TITLES = {
+    "subject": "Per-subject",
+    "category": "Per-category",
+    "instruction": "Per-instruction",
+    "level": "Per-level",
+    "class": "Per-class",
+    "frequency": "Head / torso / tail",
+}
 
 
 def _environment():
     import jinja2
 
     # Lenient Undefined: optional schema fields may be absent; filters render those as "–".
-    env = jinja2.Environment(loader=jinja2.PackageLoader("evalkit.report", "templates"), autoescape=True,
-                             trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
-    env.filters.update(value=view.fmt_value, delta=view.fmt_delta, pvalue=view.fmt_p, row_p=view.fmt_row_p,
-                       relchange=view.fmt_relative_change, display_path=view.display_path,
-                       setting_items=view.setting_items)
-    env.globals.update(tone=view.delta_tone, significant=view.is_significant, bounds=view.fmt_bounds,
-                       marked=view.marked, row_tone=view.row_tone, kind_title=_KIND_TITLES.get,
-                       alpha=view.SIGNIFICANCE, decision_p=view.decision_p)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("evalkit.report", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        value=view.fmt_value,
+        delta=view.fmt_delta,
+        pvalue=view.fmt_p,
+        row_p=view.fmt_row_p,
+        relchange=view.fmt_relative_change,
+        display_path=view.display_path,
+        setting_items=view.setting_items,
+    )
+    env.globals.update(
+        tone=view.delta_tone,
+        significant=view.is_significant,
+        bounds=view.fmt_bounds,
+        marked=view.marked,
+        row_tone=view.row_tone,
+        kind_title=_KIND_TITLES.get,
+        alpha=view.SIGNIFICANCE,
+        decision_p=view.decision_p,
+    )
     return env
 
 
@@ -54,8 +77,13 @@ def json_for_script(data: Any) -> str:
     '{"a": "\\\\u003c/script\\\\u003e"}'
     """
     text = json.dumps(data, sort_keys=True, ensure_ascii=False, allow_nan=False)
-    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for char, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(char, escaped)
     return text
 
@@ -91,12 +119,23 @@ def _learning_forgetting(comparison: dict[str, Any]) -> dict[str, Any] | None:
         if x is None or y is None:
             continue
         x_tasks.update(x["tasks"]), y_tasks.update(y["tasks"])
-        points.append({"label": label, "x": x["value"], "x_low": x["low"], "x_high": x["high"], "y": y["value"],
-                       "y_low": y["low"], "y_high": y["high"], "is_baseline": label == comparison.get("baseline")})
+        points.append(
+            {
+                "label": label,
+                "x": x["value"],
+                "x_low": x["low"],
+                "x_high": x["high"],
+                "y": y["value"],
+                "y_low": y["low"],
+                "y_high": y["high"],
+                "is_baseline": label == comparison.get("baseline"),
+            }
+        )
     if not points:
         return None
-    svg = charts.learning_forgetting_chart(points, x_label=_axis_label("Domain", x_tasks),
-                                           y_label=_axis_label("General", y_tasks), chart_id="lf")
+    svg = charts.learning_forgetting_chart(
+        points, x_label=_axis_label("Domain", x_tasks), y_label=_axis_label("General", y_tasks), chart_id="lf"
+    )
     return {"svg": _markup(svg), "points": points, "x_tasks": sorted(x_tasks), "y_tasks": sorted(y_tasks)}
 
 
@@ -119,16 +158,27 @@ def _breakdown_block(comparison: dict[str, Any], task: str, kind: str, metric: s
         for number, label in enumerate(tuned):
             have = [r for r in rows if r["by_checkpoint"].get(label, {}).get("delta") is not None]
             svg = charts.delta_bars_chart(
-                [r["key"] for r in have], [r["by_checkpoint"][label]["delta"] for r in have],
+                [r["key"] for r in have],
+                [r["by_checkpoint"][label]["delta"] for r in have],
                 [view.marked(r["by_checkpoint"][label]) for r in have],
-                title=f"{label}: {metric} Δ vs {comparison.get('baseline')}", chart_id=f"b{index}-{number}")
+                title=f"{label}: {metric} Δ vs {comparison.get('baseline')}",
+                chart_id=f"b{index}-{number}",
+            )
             block["charts"].append(_markup(svg))
     elif kind == "level":
         series = {comparison.get("baseline"): [r["baseline_value"] for r in rows]}
         series.update({label: [r["by_checkpoint"].get(label, {}).get("value") for r in rows] for label in tuned})
-        block["charts"].append(_markup(charts.grouped_bars_chart(
-            [r["key"] for r in rows], series, title=f"{task}: {metric} per level", y_label=metric,
-            chart_id=f"b{index}")))
+        block["charts"].append(
+            _markup(
+                charts.grouped_bars_chart(
+                    [r["key"] for r in rows],
+                    series,
+                    title=f"{task}: {metric} per level",
+                    y_label=metric,
+                    chart_id=f"b{index}",
+                )
+            )
+        )
     return block
 
 
@@ -155,8 +205,15 @@ def _metric_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
     task_order = {t["name"]: i for i, t in enumerate(comparison["tasks"])}
     checkpoint_order = {c["label"]: i for i, c in enumerate(comparison["checkpoints"])}
     rows = [r for r in comparison["metrics"] if r["checkpoint"] != comparison.get("baseline") and not r.get("alias_of")]
-    return sorted(rows, key=lambda r: (task_order.get(r["task"], 99), not r.get("is_primary"), r["metric"],
-                                       checkpoint_order.get(r["checkpoint"], 99)))
+    return sorted(
+        rows,
+        key=lambda r: (
+            task_order.get(r["task"], 99),
+            not r.get("is_primary"),
+            r["metric"],
+            checkpoint_order.get(r["checkpoint"], 99),
+        ),
+    )
 
 
 def _verdict(comparison: dict[str, Any]) -> dict[str, Any] | None:
@@ -164,19 +221,27 @@ def _verdict(comparison: dict[str, Any]) -> dict[str, Any] | None:
     if not verdict:
         return None
     checks = verdict.get("checks") or []
-    return {"status": str(verdict.get("status", "unknown")), "policy": verdict.get("policy"),
-            "problems": [c for c in checks if c.get("status") != "pass"],
-            "passed": [c for c in checks if c.get("status") == "pass"],
-            "underpowered": [c for c in checks if c.get("underpowered")]}
+    return {
+        "status": str(verdict.get("status", "unknown")),
+        "policy": verdict.get("policy"),
+        "problems": [c for c in checks if c.get("status") != "pass"],
+        "passed": [c for c in checks if c.get("status") == "pass"],
+        "underpowered": [c for c in checks if c.get("underpowered")],
+    }
 
 
 def summary_context(comparison: dict[str, Any]) -> dict[str, Any]:
     """What the verdict, summary and study-table sections show (the report and the notebook view)."""
     return {
-        "c": comparison, "baseline": comparison.get("baseline"), "tuned": view.tuned_labels(comparison),
-        "notes": view.notes_by_label(comparison), "verdict": _verdict(comparison),
-        "headline": view.headline(comparison), "study": view.study_table(comparison),
-        "ci": view.ci_label(comparison), "counts": view.summary_counts(comparison),
+        "c": comparison,
+        "baseline": comparison.get("baseline"),
+        "tuned": view.tuned_labels(comparison),
+        "notes": view.notes_by_label(comparison),
+        "verdict": _verdict(comparison),
+        "headline": view.headline(comparison),
+        "study": view.study_table(comparison),
+        "ci": view.ci_label(comparison),
+        "counts": view.summary_counts(comparison),
         "checkpoint_verdicts": view.checkpoint_verdicts(comparison),
         "verdict_by_checkpoint": {v["checkpoint"]: v["status"] for v in view.checkpoint_verdicts(comparison)},
         "verdict_runs": view.verdict_runs(comparison),
@@ -189,17 +254,23 @@ def build_context(comparison: dict[str, Any]) -> dict[str, Any]:
     flips = flips_payload(comparison)
     return {
         **summary_context(comparison),
-        "learning_forgetting": _learning_forgetting(comparison), "metric_rows": _metric_rows(comparison),
+        "learning_forgetting": _learning_forgetting(comparison),
+        "metric_rows": _metric_rows(comparison),
         "trajectory": trajectory.report_context(comparison),
         "breakdown_sections": _breakdown_sections(comparison),
         "format_vs_knowledge": comparison.get("format_vs_knowledge") or [],
-        "flip_counts": comparison.get("flip_counts") or [], "flips_json": _script_json(flips),
-        "flip_tasks": sorted({f["task"] for f in flips}), "flip_checkpoints": sorted({f["checkpoint"] for f in flips}),
-        "n_flips": len(flips), "n_flips_total": len(comparison.get("flips") or []), "flips_per_group": FLIPS_PER_GROUP,
+        "flip_counts": comparison.get("flip_counts") or [],
+        "flips_json": _script_json(flips),
+        "flip_tasks": sorted({f["task"] for f in flips}),
+        "flip_checkpoints": sorted({f["checkpoint"] for f in flips}),
+        "n_flips": len(flips),
+        "n_flips_total": len(comparison.get("flips") or []),
+        "flips_per_group": FLIPS_PER_GROUP,
         "max_flips": (comparison.get("settings") or {}).get("max_flips"),
         "warnings": [str(w) for w in comparison.get("warnings") or []],
         "power_lines": view.power_lines(comparison),
-        "settings": comparison.get("settings") or {}, "sequential_rows": view.sequential_rows(comparison),
+        "settings": comparison.get("settings") or {},
+        "sequential_rows": view.sequential_rows(comparison),
         **_domain_context(comparison),
     }
 
@@ -208,7 +279,10 @@ def _domain_context(comparison: dict[str, Any]) -> dict[str, Any]:
     """The routing and hierarchy sections (templates/domain.html.jinja)."""
     routing = domain.routing_sections(comparison)
     for section in routing:
-        section["reliability_svg"], section["risk_svg"] = _markup(section["reliability_svg"]), _markup(section["risk_svg"])
+        section["reliability_svg"], section["risk_svg"] = (
+            _markup(section["reliability_svg"]),
+            _markup(section["risk_svg"]),
+        )
     return {"routing_sections": routing, "hierarchy_sections": domain.hierarchy_sections(comparison)}
 
 
@@ -252,7 +326,8 @@ def render_fragment(comparison: dict[str, Any], parts: tuple[str, ...] = FRAGMEN
     from markupsafe import Markup
 
     return env.get_template("fragment.html.jinja").render(
-        **summary_context(comparison), alpha=view.SIGNIFICANCE, parts=parts, title=title, css=Markup(css))
+        **summary_context(comparison), alpha=view.SIGNIFICANCE, parts=parts, title=title, css=Markup(css)
+    )
 
 
 def scope_css(css: str, scope: str) -> str:
@@ -265,7 +340,7 @@ def scope_css(css: str, scope: str) -> str:
     css, rules, position = _COMMENT.sub("", css), [], 0
     while (head := _RULE_HEAD.match(css, position)) is not None:
         end = _block_end(css, head.end())
-        body = css[head.end():end].strip()
+        body = css[head.end() : end].strip()
         if head.group(1).startswith("@"):
             rules.append(f"{head.group(1)} {{\n{scope_css(body, scope)}\n}}")
         else:

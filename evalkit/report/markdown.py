@@ -38,22 +38,48 @@ def _verdict_lines(verdict: dict[str, Any], max_rows: int, checkpoint_verdicts: 
     status = str(verdict.get("status", "unknown"))
     checks = verdict.get("checks") or []
     problems = [c for c in checks if c.get("status") != "pass"]
-    lines = [f"### {_STATUS_ICON.get(status, '')} Verdict: **{md_escape(status.upper())}**".replace("###  ", "### "),
-             "", f"{len(problems)} of {len(checks)} checks not passing "
-             f"(policy {md_escape(verdict.get('policy') or '–')}).", ""]
-    lines += _table(["checkpoint", "verdict", "why"], [
-        [md_escape(v["checkpoint"]), f"{_STATUS_ICON.get(v['status'], '')} **{md_escape(v['status'].upper())}**",
-         md_escape(v["reason"]) + (f" (and {v['more']} more)" if v["more"] else "")] for v in checkpoint_verdicts]) + [""]
+    lines = [
+        f"### {_STATUS_ICON.get(status, '')} Verdict: **{md_escape(status.upper())}**".replace("###  ", "### "),
+        "",
+        f"{len(problems)} of {len(checks)} checks not passing (policy {md_escape(verdict.get('policy') or '–')}).",
+        "",
+    ]
+    lines += _table(
+        ["checkpoint", "verdict", "why"],
+        [
+            [
+                md_escape(v["checkpoint"]),
+                f"{_STATUS_ICON.get(v['status'], '')} **{md_escape(v['status'].upper())}**",
+                md_escape(v["reason"]) + (f" (and {v['more']} more)" if v["more"] else ""),
+            ]
+            for v in checkpoint_verdicts
+        ],
+    ) + [""]
     weak = [c for c in checks if c.get("underpowered")]
     if weak:
-        lines += ["> ⚠️ No error control and underpowered (a gate without a significance level, its threshold below "
-                  "the change detected with probability 0.8): "
-                  + "; ".join(f"{md_escape(c.get('gate'))} — {md_escape(c.get('checkpoint'))} (MDE "
-                              f"{view.fmt_value(c.get('mde'))})" for c in weak[:max_rows]), ""]
+        lines += [
+            "> ⚠️ No error control and underpowered (a gate without a significance level, its threshold below "
+            "the change detected with probability 0.8): "
+            + "; ".join(
+                f"{md_escape(c.get('gate'))} — {md_escape(c.get('checkpoint'))} (MDE {view.fmt_value(c.get('mde'))})"
+                for c in weak[:max_rows]
+            ),
+            "",
+        ]
     if problems:
-        rows = [[md_escape(c.get("status")), md_escape(c.get("gate")), md_escape(c.get("checkpoint")),
-                 view.fmt_value(c.get("value")), view.fmt_value(c.get("baseline_value")), view.fmt_delta(c.get("delta")),
-                 view.fmt_bounds(c), md_escape(c.get("message"))] for c in problems[:max_rows]]
+        rows = [
+            [
+                md_escape(c.get("status")),
+                md_escape(c.get("gate")),
+                md_escape(c.get("checkpoint")),
+                view.fmt_value(c.get("value")),
+                view.fmt_value(c.get("baseline_value")),
+                view.fmt_delta(c.get("delta")),
+                view.fmt_bounds(c),
+                md_escape(c.get("message")),
+            ]
+            for c in problems[:max_rows]
+        ]
         lines += _table(["status", "gate", "checkpoint", "value", "baseline", "Δ", "bounds", "message"], rows)
         if len(problems) > max_rows:
             lines.append(f"\n… and {len(problems) - max_rows} more (see report.html).")
@@ -76,10 +102,12 @@ def _headline_lines(comparison: dict[str, Any]) -> list[str]:
         if item["domain"]:
             parts.append("domain " + ", ".join(_short(r) for r in item["domain"]))
         if item["general"]:
-            worse = [r for r in item["general"]
-                     if view.row_tone(r) == "bad"]
-            parts.append("general " + ", ".join(_short(r) for r in item["general"]) +
-                         (f" ({len(worse)} significant regression{'s' if len(worse) != 1 else ''})" if worse else ""))
+            worse = [r for r in item["general"] if view.row_tone(r) == "bad"]
+            parts.append(
+                "general "
+                + ", ".join(_short(r) for r in item["general"])
+                + (f" ({len(worse)} significant regression{'s' if len(worse) != 1 else ''})" if worse else "")
+            )
         lines.append(f"- **{md_escape(item['checkpoint'])}**: " + "; ".join(parts or ["no primary metrics"]))
     return lines + [""] if lines else []
 
@@ -110,22 +138,38 @@ def _study_lines(comparison: dict[str, Any]) -> list[str]:
         rows.append([name, md_escape(row["note"])] + cells)
     columns = {(c["task"], c["metric"]) for c in study["columns"]}
     shown = [r for r in comparison["metrics"] if (r["task"], r["metric"]) in columns]
-    return [f"### Summary vs {md_escape(comparison.get('baseline'))}", ""] + _table(header, rows) \
-        + _target_note(shown) + [""]
+    return (
+        [f"### Summary vs {md_escape(comparison.get('baseline'))}", ""]
+        + _table(header, rows)
+        + _target_note(shown)
+        + [""]
+    )
 
 
 def _changes_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
     """Non-primary metric rows, significant and largest changes first, capped at ``max_rows``."""
     shown = {(c["task"], c["metric"]) for c in view.study_table(comparison)["columns"]}
-    rows = [r for r in comparison["metrics"]
-            if r["checkpoint"] != comparison.get("baseline") and (r["task"], r["metric"]) not in shown
-            and not r.get("alias_of")]  # shown as a note on its representative's row
+    rows = [
+        r
+        for r in comparison["metrics"]
+        if r["checkpoint"] != comparison.get("baseline")
+        and (r["task"], r["metric"]) not in shown
+        and not r.get("alias_of")
+    ]  # shown as a note on its representative's row
     if not rows:
         return []
-    rows.sort(key=lambda r: (not view.marked(r), -abs(r.get("delta") or 0.0),
-                             r["task"], r["metric"], r["checkpoint"]))
-    table = [[md_escape(r["task"]), _metric_name(r), md_escape(r["checkpoint"]), view.fmt_value(r.get("baseline_value")),
-              _change(r), view.fmt_row_p(r)] for r in rows[:max_rows]]
+    rows.sort(key=lambda r: (not view.marked(r), -abs(r.get("delta") or 0.0), r["task"], r["metric"], r["checkpoint"]))
+    table = [
+        [
+            md_escape(r["task"]),
+            _metric_name(r),
+            md_escape(r["checkpoint"]),
+            view.fmt_value(r.get("baseline_value")),
+            _change(r),
+            view.fmt_row_p(r),
+        ]
+        for r in rows[:max_rows]
+    ]
     lines = ["<details><summary>Other metrics (exploratory: outside the primary family, never marked ✱)</summary>", ""]
     lines += _table(["task", "metric", "checkpoint", "baseline", "value (Δ)", "p"], table)
     lines += _target_note(rows[:max_rows])
@@ -145,37 +189,73 @@ def _target_note(rows: list[dict[str, Any]]) -> list[str]:
     names = sorted({md_escape(r["metric"]) for r in rows if r.get("ci_target") == "finite_sample_expectation"})
     if not names:
         return []
-    return ["", f"Intervals and tests of {', '.join(names)} (corpus metrics, jackknife) cover the expected score on a "
-                "test set of this size, not the population value (`ci_target` in comparison.json)."]
+    return [
+        "",
+        f"Intervals and tests of {', '.join(names)} (corpus metrics, jackknife) cover the expected score on a "
+        "test set of this size, not the population value (`ci_target` in comparison.json).",
+    ]
 
 
 def _power_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
     lines = [f"- {md_escape(line)}" for line in view.power_lines(comparison)[:max_rows]]
-    return ["<details><summary>Power (minimum detectable effects)</summary>", ""] + lines + ["", "</details>", ""] \
-        if lines else []
+    return (
+        ["<details><summary>Power (minimum detectable effects)</summary>", ""] + lines + ["", "</details>", ""]
+        if lines
+        else []
+    )
 
 
 def _flip_lines(comparison: dict[str, Any], max_rows: int) -> list[str]:
     counts = comparison.get("flip_counts") or []
     if not counts:
         return []
-    rows = [[md_escape(c["task"]), md_escape(c["checkpoint"]), str(c.get("right_to_wrong", 0)), str(c.get("wrong_to_right", 0))]
-            for c in counts[:max_rows]]
-    return ["<details><summary>Flipped samples</summary>", ""] + _table(
-        ["task", "checkpoint", "right → wrong", "wrong → right"], rows) + ["", "</details>", ""]
+    rows = [
+        [
+            md_escape(c["task"]),
+            md_escape(c["checkpoint"]),
+            str(c.get("right_to_wrong", 0)),
+            str(c.get("wrong_to_right", 0)),
+        ]
+        for c in counts[:max_rows]
+    ]
+    return (
+        ["<details><summary>Flipped samples</summary>", ""]
+        + _table(["task", "checkpoint", "right → wrong", "wrong → right"], rows)
+        + ["", "</details>", ""]
+    )
 
 
 def _sequential_lines(comparison: dict[str, Any]) -> list[str]:
     rows = view.sequential_rows(comparison)
     if not rows:
         return []
-    cells = [[md_escape(r[k]) for k in ("task", "samples", "gate", "checkpoint", "bounds", "alpha", "decision", "reason")]
-             for r in rows]
-    return ["### Sequential evaluation", "",
+    cells = [
+        [md_escape(r[k]) for k in ("task", "samples", "gate", "checkpoint", "bounds", "alpha", "decision", "reason")]
+        for r in rows
+    ]
+    return (
+        [
+            "### Sequential evaluation",
+            "",
             "Gated tasks were evaluated in a seeded random order and stopped once every gate's anytime-valid "
-            "confidence sequence was decided; the error level alpha holds at any stopping time.", ""] + _table(
-        ["task", "samples used", "gate", "checkpoint", "bounds at the stop", "alpha", "decision", "stopping reason"],
-        cells) + [""]
+            "confidence sequence was decided; the error level alpha holds at any stopping time.",
+            "",
+        ]
+        + _table(
+            [
+                "task",
+                "samples used",
+                "gate",
+                "checkpoint",
+                "bounds at the stop",
+                "alpha",
+                "decision",
+                "stopping reason",
+            ],
+            cells,
+        )
+        + [""]
+    )
 
 
 def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
@@ -200,8 +280,10 @@ def render_markdown(comparison: dict[str, Any], *, max_rows: int = 25) -> str:
     lines += trajectory.markdown_lines(comparison, max_rows, md_escape)
     lines += _changes_lines(comparison, max_rows) + _power_lines(comparison, max_rows)
     lines += _flip_lines(comparison, max_rows)
-    lines.append(f"<sub>✱ significant: the delta's {view.ci_label(comparison)} interval excludes 0; "
-                 "values are primary metrics with Δ against the baseline. Full report: report.html.</sub>")
+    lines.append(
+        f"<sub>✱ significant: the delta's {view.ci_label(comparison)} interval excludes 0; "
+        "values are primary metrics with Δ against the baseline. Full report: report.html.</sub>"
+    )
     text = "\n".join(lines) + "\n"
     if len(text) > MAX_CHARS:  # a pathological comparison (huge labels): cut at a line, say so
         text = text[: text.rfind("\n", 0, MAX_CHARS - 200)] + "\n\n… (truncated; see report.html)\n"

@@ -22,8 +22,14 @@ def verdict_html(verdict) -> str:
     """The report's verdict section for a verdict alone (checkpoints in the order the checks name them)."""
     from .html import render_fragment
 
-    shell = {"schema_version": 1, "checkpoints": [], "tasks": [], "metrics": [], "baseline": verdict.baseline,
-             "verdict": verdict.to_dict()}
+    shell = {
+        "schema_version": 1,
+        "checkpoints": [],
+        "tasks": [],
+        "metrics": [],
+        "baseline": verdict.baseline,
+        "verdict": verdict.to_dict(),
+    }
     return render_fragment(shell, parts=("verdict",))
 
 
@@ -43,10 +49,25 @@ def result_html(result) -> str:
 def _comparison_of_one(result) -> dict[str, Any]:
     """The shape of ``comparison.json`` the study table reads, for one result and no baseline to compare with."""
     label = result.checkpoint.label
-    tasks = [{"name": name, "axis": task.axis, "primary_metric": task.primary_metric} for name, task in
-             result.tasks.items()]
-    metrics = [{"task": name, "metric": metric, "checkpoint": label, "value": value,
-                "higher_is_better": task.higher_is_better.get(metric, True), "is_primary": metric == task.primary_metric}
-               for name, task in result.tasks.items() for metric, value in task.metrics.items()]
-    return {"schema_version": 1, "baseline": label, "tasks": tasks, "metrics": metrics,
-            "checkpoints": [{"label": label, "note": result.checkpoint.note}]}
+    tasks = [
+        {"name": name, "axis": task.axis, "primary_metric": task.primary_metric} for name, task in result.tasks.items()
+    ]
+    metrics = [
+        {
+            "task": name,
+            "metric": metric,
+            "checkpoint": label,
+            "value": value,
+            "higher_is_better": task.higher_is_better.get(metric, True),
+            "is_primary": metric == task.primary_metric,
+        }
+        for name, task in result.tasks.items()
+        for metric, value in task.metrics.items()
+    ]
+    return {
+        "schema_version": 1,
+        "baseline": label,
+        "tasks": tasks,
+        "metrics": metrics,
+        "checkpoints": [{"label": label, "note": result.checkpoint.note}],
+    }

@@ -18,13 +18,26 @@ from typing import Any, Sequence
 from . import _view as view
 from . import charts
 
-__all__ = ["trajectory", "pareto_labels", "frontier_labels", "recommend", "signal_and_noise", "trajectory_chart",
-           "frontier_chart", "report_context", "markdown_lines", "RECOMMENDATION_RULE", "SIGNAL_RATIO"]
+__all__ = [
+    "trajectory",
+    "pareto_labels",
+    "frontier_labels",
+    "recommend",
+    "signal_and_noise",
+    "trajectory_chart",
+    "frontier_chart",
+    "report_context",
+    "markdown_lines",
+    "RECOMMENDATION_RULE",
+    "SIGNAL_RATIO",
+]
 
 _AXES = (("domain", "Learning"), ("general", "Forgetting"))
 #: How the recommended checkpoint is chosen (written beside it in comparison.json and the report).
-RECOMMENDATION_RULE = ("the earliest save that passes every gate and whose domain score is within noise of the best "
-                       "such save's (their 95% intervals overlap); ties go to the better general score")
+RECOMMENDATION_RULE = (
+    "the earliest save that passes every gate and whose domain score is within noise of the best "
+    "such save's (their 95% intervals overlap); ties go to the better general score"
+)
 #: A task guides a run when its change from the baseline is at least this many times its save-to-save noise.
 SIGNAL_RATIO = 2.0
 
@@ -36,15 +49,20 @@ def _direction(comparison: dict[str, Any], axis: str) -> bool:
 
 
 def _point(comparison: dict[str, Any], checkpoint: dict[str, Any], statuses: dict[str, str]) -> dict[str, Any]:
-    point = {"label": checkpoint["label"], "run": checkpoint.get("run"), "step": checkpoint.get("step"),
-             "is_baseline": checkpoint["label"] == comparison.get("baseline"),
-             "status": statuses.get(checkpoint["label"])}
+    point = {
+        "label": checkpoint["label"],
+        "run": checkpoint.get("run"),
+        "step": checkpoint.get("step"),
+        "is_baseline": checkpoint["label"] == comparison.get("baseline"),
+        "status": statuses.get(checkpoint["label"]),
+    }
     for axis, _ in _AXES:
         point[axis] = view.axis_point(comparison, checkpoint["label"], axis)
     return point
 
 
 # ------------------------------------------------------------------------------------ dominance
+
 
 def _interval(point: dict[str, Any], axis: str, higher: bool) -> tuple[float, float]:
     """``(low, high)`` of ``axis`` oriented so that higher is better; the point itself when no interval."""
@@ -62,12 +80,14 @@ def _clearly_better(a: dict[str, Any], b: dict[str, Any], axis: str, higher: boo
 def _dominates(a: dict[str, Any], b: dict[str, Any], higher: dict[str, bool]) -> bool:
     """Clearly better on one axis and not clearly worse on the other (differences within noise are ties)."""
     axes = [axis for axis, _ in _AXES]
-    return (any(_clearly_better(a, b, axis, higher[axis]) for axis in axes)
-            and not any(_clearly_better(b, a, axis, higher[axis]) for axis in axes))
+    return any(_clearly_better(a, b, axis, higher[axis]) for axis in axes) and not any(
+        _clearly_better(b, a, axis, higher[axis]) for axis in axes
+    )
 
 
-def frontier_labels(points: Sequence[dict[str, Any]], *, higher_domain: bool = True,
-                    higher_general: bool = True) -> list[str]:
+def frontier_labels(
+    points: Sequence[dict[str, Any]], *, higher_domain: bool = True, higher_general: bool = True
+) -> list[str]:
     """Labels of the points no other point dominates beyond noise.
 
     A point is dominated only when another is better on one axis with non-overlapping intervals and not
@@ -89,8 +109,9 @@ def frontier_labels(points: Sequence[dict[str, Any]], *, higher_domain: bool = T
     return [p["label"] for p in usable if not any(o is not p and _dominates(o, p, higher) for o in usable)]
 
 
-def pareto_labels(points: Sequence[dict[str, Any]], *, higher_domain: bool = True,
-                  higher_general: bool = True) -> list[str]:
+def pareto_labels(
+    points: Sequence[dict[str, Any]], *, higher_domain: bool = True, higher_general: bool = True
+) -> list[str]:
     """Labels of the points no other point dominates on point estimates (at least as good on both axes,
     better on one): the strict front, kept for readers who want it; reports use :func:`frontier_labels`.
 
@@ -102,20 +123,28 @@ def pareto_labels(points: Sequence[dict[str, Any]], *, higher_domain: bool = Tru
     >>> pareto_labels(pts)
     ['a', 'b']
     """
+
     def score(point: dict[str, Any]) -> tuple[float, float]:
         domain, general = point["domain"]["value"], point["general"]["value"]
         return (domain if higher_domain else -domain, general if higher_general else -general)
 
     usable = [p for p in points if p.get("domain") and p.get("general")]
-    return [p["label"] for p in usable
-            if not any(o is not p and score(o)[0] >= score(p)[0] and score(o)[1] >= score(p)[1]
-                       and score(o) != score(p) for o in usable)]
+    return [
+        p["label"]
+        for p in usable
+        if not any(
+            o is not p and score(o)[0] >= score(p)[0] and score(o)[1] >= score(p)[1] and score(o) != score(p)
+            for o in usable
+        )
+    ]
 
 
 # ------------------------------------------------------------------------------------ recommendation
 
-def recommend(saves: Sequence[dict[str, Any]], *, higher_domain: bool = True,
-              higher_general: bool = True) -> dict[str, Any]:
+
+def recommend(
+    saves: Sequence[dict[str, Any]], *, higher_domain: bool = True, higher_general: bool = True
+) -> dict[str, Any]:
     """The checkpoint to ship among training saves, by :data:`RECOMMENDATION_RULE`.
 
     ``saves`` are trajectory points (``label``, ``run``, ``step``, ``status`` — the checkpoint's gate
@@ -142,13 +171,26 @@ def recommend(saves: Sequence[dict[str, Any]], *, higher_domain: bool = True,
     sign = {axis: 1.0 if higher[axis] else -1.0 for axis in higher}
     best = max(passing, key=lambda p: sign["domain"] * p["domain"]["value"])
     near = [p for p in passing if not _clearly_better(best, p, "domain", higher["domain"])]
-    pick = min(near, key=lambda p: (p["step"] if p.get("step") is not None else math.inf,
-                                    -sign["general"] * p["general"]["value"], str(p["label"])))
-    return {"label": pick["label"], "run": pick.get("run"), "step": pick.get("step"), "rule": RECOMMENDATION_RULE,
-            "best_domain": best["label"], "reason": None}
+    pick = min(
+        near,
+        key=lambda p: (
+            p["step"] if p.get("step") is not None else math.inf,
+            -sign["general"] * p["general"]["value"],
+            str(p["label"]),
+        ),
+    )
+    return {
+        "label": pick["label"],
+        "run": pick.get("run"),
+        "step": pick.get("step"),
+        "rule": RECOMMENDATION_RULE,
+        "best_domain": best["label"],
+        "reason": None,
+    }
 
 
 # ------------------------------------------------------------------------------------ signal and noise
+
 
 def signal_and_noise(values: Sequence[float | None], baseline: float | None) -> dict[str, Any]:
     """How far a task moved from the baseline over a run (signal) against how much it moves between
@@ -175,8 +217,12 @@ def signal_and_noise(values: Sequence[float | None], baseline: float | None) -> 
     noise = math.sqrt(sum(d * d for d in steps) / len(steps) / 2.0)
     signal = abs(finite[-1] - baseline)
     ratio = signal / noise if noise > 0 else (math.inf if signal > 0 else None)
-    out.update(signal=signal, noise=noise, ratio=None if ratio is None else (ratio if math.isfinite(ratio) else None),
-               guides=None if ratio is None else bool(ratio >= SIGNAL_RATIO))
+    out.update(
+        signal=signal,
+        noise=noise,
+        ratio=None if ratio is None else (ratio if math.isfinite(ratio) else None),
+        guides=None if ratio is None else bool(ratio >= SIGNAL_RATIO),
+    )
     return out
 
 
@@ -185,13 +231,17 @@ def _task_signal_rows(comparison: dict[str, Any], runs: list[dict[str, Any]]) ->
     baseline = comparison.get("baseline")
     for task in comparison["tasks"]:
         metric = task.get("primary_metric")
-        values = {r["checkpoint"]: r.get("value") for r in comparison["metrics"]
-                  if r["task"] == task["name"] and r["metric"] == metric}
+        values = {
+            r["checkpoint"]: r.get("value")
+            for r in comparison["metrics"]
+            if r["task"] == task["name"] and r["metric"] == metric
+        }
         for run in runs:
             measured = signal_and_noise([values.get(p["label"]) for p in run["points"]], values.get(baseline))
             if measured["saves"] >= 3:
-                rows.append({"task": task["name"], "metric": metric, "axis": task.get("axis"), "run": run["run"],
-                             **measured})
+                rows.append(
+                    {"task": task["name"], "metric": metric, "axis": task.get("axis"), "run": run["run"], **measured}
+                )
     return rows
 
 
@@ -208,7 +258,9 @@ def _drilldowns(comparison: dict[str, Any], runs: list[dict[str, Any]]) -> list[
     by_group: dict[tuple[str, str, str], dict[tuple[str, str], dict[str, Any]]] = {}
     for row in comparison.get("breakdowns") or []:
         if row.get("p_value_adjusted") is not None or row.get("checkpoint") == comparison.get("baseline"):
-            by_group.setdefault((row["task"], row["kind"], row["metric"]), {})[(str(row["key"]), row["checkpoint"])] = row
+            by_group.setdefault((row["task"], row["kind"], row["metric"]), {})[(str(row["key"]), row["checkpoint"])] = (
+                row
+            )
     tables = []
     for (task, kind, metric), rows in by_group.items():
         if not any(r.get("p_value_adjusted") is not None for r in rows.values()):
@@ -219,9 +271,17 @@ def _drilldowns(comparison: dict[str, Any], runs: list[dict[str, Any]]) -> list[
             lines = [_drill_line(key, [rows.get((key, label)) for label in labels]) for key in keys]
             lines = [line for line in lines if any(cell is not None for cell in line["cells"])]
             lines.sort(key=lambda line: (line["first_harm"] is None, line["first_harm"] or 0, line["last_gain"]))
-            tables.append({"task": task, "kind": kind, "metric": metric, "run": run["run"],
-                           "steps": [p["step"] for p in run["points"]], "rows": lines[:DRILLDOWN_ROWS],
-                           "more": max(0, len(lines) - DRILLDOWN_ROWS)})
+            tables.append(
+                {
+                    "task": task,
+                    "kind": kind,
+                    "metric": metric,
+                    "run": run["run"],
+                    "steps": [p["step"] for p in run["points"]],
+                    "rows": lines[:DRILLDOWN_ROWS],
+                    "more": max(0, len(lines) - DRILLDOWN_ROWS),
+                }
+            )
     return tables
 
 
@@ -244,6 +304,7 @@ def _drill_line(key: str, rows: list[dict[str, Any] | None]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ the view
+
 
 def trajectory(comparison: dict[str, Any]) -> dict[str, Any] | None:
     """Runs (saves ordered by step, the baseline as their step 0), the noise-aware frontier, the recommended
@@ -270,14 +331,21 @@ def trajectory(comparison: dict[str, Any]) -> dict[str, Any] | None:
     run_list = [{"run": run, "points": run_points, "origin": origin} for run, run_points in runs.items()]
     tasks = {axis: sorted({t for p in points if p[axis] for t in p[axis]["tasks"]}) for axis, _ in _AXES}
     training = comparison.get("training") or {}
-    return {"runs": run_list, "baseline": baseline, "higher_is_better": higher, "tasks": tasks,
-            "sweep": len(runs) > 1,
-            "pareto": frontier_labels(candidates, higher_domain=higher["domain"], higher_general=higher["general"]),
-            "recommended": recommend(saves, higher_domain=higher["domain"], higher_general=higher["general"]),
-            "signal_noise": _task_signal_rows(comparison, run_list),
-            "gate_lines": _gate_lines(comparison, tasks), "stopped": training.get("stopped"),
-            "loss": training.get("loss") or [], "bounds": _axis_bounds(comparison, tasks),
-            "drilldowns": _drilldowns(comparison, run_list)}
+    return {
+        "runs": run_list,
+        "baseline": baseline,
+        "higher_is_better": higher,
+        "tasks": tasks,
+        "sweep": len(runs) > 1,
+        "pareto": frontier_labels(candidates, higher_domain=higher["domain"], higher_general=higher["general"]),
+        "recommended": recommend(saves, higher_domain=higher["domain"], higher_general=higher["general"]),
+        "signal_noise": _task_signal_rows(comparison, run_list),
+        "gate_lines": _gate_lines(comparison, tasks),
+        "stopped": training.get("stopped"),
+        "loss": training.get("loss") or [],
+        "bounds": _axis_bounds(comparison, tasks),
+        "drilldowns": _drilldowns(comparison, run_list),
+    }
 
 
 def _gate_lines(comparison: dict[str, Any], tasks: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
@@ -305,8 +373,12 @@ def _gate_level(check: dict[str, Any]) -> float | None:
         return float(threshold)
     if not isinstance(base, (int, float)):
         return None
-    offsets = {"max_drop": -threshold, "min_gain": threshold, "max_relative_drop": -threshold * abs(base),
-               "min_relative_gain": threshold * abs(base)}
+    offsets = {
+        "max_drop": -threshold,
+        "min_gain": threshold,
+        "max_relative_drop": -threshold * abs(base),
+        "min_relative_gain": threshold * abs(base),
+    }
     return base + sign * offsets[operator] if operator in offsets else None
 
 
@@ -321,6 +393,7 @@ def _axis_bounds(comparison: dict[str, Any], tasks: dict[str, list[str]]) -> dic
 
 
 # ------------------------------------------------------------------------------------ charts
+
 
 def trajectory_chart(context: dict[str, Any], chart_id: str = "traj") -> str:
     """Panels against step: learning (domain primary), forgetting (general primary) and, when the Trainer
@@ -364,20 +437,44 @@ def _with_origin(run: dict[str, Any], axis: str) -> list[dict[str, Any]]:
 def _draw_axis(axes, context: dict[str, Any], axis: str) -> None:
     baseline = context.get("baseline")
     if baseline and baseline.get(axis):
-        axes.axhline(baseline[axis]["value"], color=charts.NEUTRAL, linestyle="--", linewidth=0.9,
-                     label=charts.plain(f"{baseline['label']} (baseline)", 30))
+        axes.axhline(
+            baseline[axis]["value"],
+            color=charts.NEUTRAL,
+            linestyle="--",
+            linewidth=0.9,
+            label=charts.plain(f"{baseline['label']} (baseline)", 30),
+        )
     for index, run in enumerate(context["runs"]):
         colour = _run_colour(index)
         have = _with_origin(run, axis)
-        axes.plot([p["step"] for p in have], [p[axis]["value"] for p in have], marker="o", markersize=3.5,
-                  color=colour, label=charts.plain(run["run"], 30), zorder=3)
+        axes.plot(
+            [p["step"] for p in have],
+            [p[axis]["value"] for p in have],
+            marker="o",
+            markersize=3.5,
+            color=colour,
+            label=charts.plain(run["run"], 30),
+            zorder=3,
+        )
         bounded = [p for p in have if p[axis]["low"] is not None and p[axis]["high"] is not None]
         if bounded:
-            axes.fill_between([p["step"] for p in bounded], [p[axis]["low"] for p in bounded],
-                              [p[axis]["high"] for p in bounded], color=colour, alpha=0.15, linewidth=0, zorder=2)
+            axes.fill_between(
+                [p["step"] for p in bounded],
+                [p[axis]["low"] for p in bounded],
+                [p[axis]["high"] for p in bounded],
+                color=colour,
+                alpha=0.15,
+                linewidth=0,
+                zorder=2,
+            )
     for line in context["gate_lines"].get(axis, []):
-        axes.axhline(line["value"], color=charts.BAD, linestyle=":", linewidth=1.1,
-                     label=charts.plain(f"gate: {line['gate']}", 30))
+        axes.axhline(
+            line["value"],
+            color=charts.BAD,
+            linestyle=":",
+            linewidth=1.1,
+            label=charts.plain(f"gate: {line['gate']}", 30),
+        )
     axes.set_ylim(*_y_limits(context, axis))
 
 
@@ -387,8 +484,9 @@ def _y_limits(context: dict[str, Any], axis: str) -> tuple[float, float]:
     points = [p for run in context["runs"] for p in _with_origin(run, axis)]
     values = [v for p in points for v in (p[axis]["value"], p[axis]["low"], p[axis]["high"]) if v is not None]
     values += [line["value"] for line in context["gate_lines"].get(axis, [])]
-    widths = [p[axis]["high"] - p[axis]["low"] for p in points if p[axis]["low"] is not None
-              and p[axis]["high"] is not None]
+    widths = [
+        p[axis]["high"] - p[axis]["low"] for p in points if p[axis]["low"] is not None and p[axis]["high"] is not None
+    ]
     if not values:
         return (0.0, 1.0)
     low, high = min(values), max(values)
@@ -396,8 +494,10 @@ def _y_limits(context: dict[str, Any], axis: str) -> tuple[float, float]:
     low, high = low - pad, high + pad
     bounds = context["bounds"].get(axis)
     if bounds:
-        low, high = max(low, bounds[0]) if bounds[0] is not None else low, \
-            min(high, bounds[1]) if bounds[1] is not None else high
+        low, high = (
+            max(low, bounds[0]) if bounds[0] is not None else low,
+            min(high, bounds[1]) if bounds[1] is not None else high,
+        )
     return (low, high)
 
 
@@ -425,14 +525,24 @@ def frontier_chart(context: dict[str, Any], chart_id: str = "front") -> str:
                 _error_point(axes, point, colour, label=None)
             axes.plot([], [], marker="o", color=colour, linestyle="-", label=charts.plain(run["run"], 30))
             for a, b in zip(have, have[1:]):
-                axes.annotate("", xy=(b["domain"]["value"], b["general"]["value"]),
-                              xytext=(a["domain"]["value"], a["general"]["value"]),
-                              arrowprops={"arrowstyle": "->", "color": colour, "lw": 0.8, "alpha": 0.7})
+                axes.annotate(
+                    "",
+                    xy=(b["domain"]["value"], b["general"]["value"]),
+                    xytext=(a["domain"]["value"], a["general"]["value"]),
+                    arrowprops={"arrowstyle": "->", "color": colour, "lw": 0.8, "alpha": 0.7},
+                )
         ringed = [p for run in context["runs"] for p in run["points"] if p["label"] in frontier and p.get("domain")]
         if ringed:
-            axes.scatter([p["domain"]["value"] for p in ringed], [p["general"]["value"] for p in ringed], s=150,
-                         facecolors="none", edgecolors="#1f2933", linewidths=1, label="frontier (beyond noise)",
-                         zorder=4)
+            axes.scatter(
+                [p["domain"]["value"] for p in ringed],
+                [p["general"]["value"] for p in ringed],
+                s=150,
+                facecolors="none",
+                edgecolors="#1f2933",
+                linewidths=1,
+                label="frontier (beyond noise)",
+                zorder=4,
+            )
         _name_recommended(axes, context)
         axes.set_xlabel("Domain (learning)")
         axes.set_ylabel("General (forgetting)")
@@ -449,9 +559,19 @@ def _error_point(axes, point: dict[str, Any], colour: str, *, marker: str = "o",
             return [[0.0], [0.0]]
         return [[max(value["value"] - value["low"], 0.0)], [max(value["high"] - value["value"], 0.0)]]
 
-    axes.errorbar([point["domain"]["value"]], [point["general"]["value"]], xerr=err("domain"), yerr=err("general"),
-                  fmt=marker, color=colour, markersize=4.5, elinewidth=0.7, alpha=0.9, zorder=3,
-                  label=charts.plain(label, 30) if label else None)
+    axes.errorbar(
+        [point["domain"]["value"]],
+        [point["general"]["value"]],
+        xerr=err("domain"),
+        yerr=err("general"),
+        fmt=marker,
+        color=colour,
+        markersize=4.5,
+        elinewidth=0.7,
+        alpha=0.9,
+        zorder=3,
+        label=charts.plain(label, 30) if label else None,
+    )
 
 
 def _name_recommended(axes, context: dict[str, Any]) -> None:
@@ -459,10 +579,23 @@ def _name_recommended(axes, context: dict[str, Any]) -> None:
     point = next((p for run in context["runs"] for p in run["points"] if p["label"] == label), None)
     if point is None:
         return
-    axes.scatter([point["domain"]["value"]], [point["general"]["value"]], marker="*", s=160, color="#1f2933",
-                 zorder=5, label="recommended")
-    axes.annotate(charts.plain(f"ship: {label}", 40), (point["domain"]["value"], point["general"]["value"]),
-                  xytext=(8, -14), textcoords="offset points", fontsize=8, color="#1f2933")
+    axes.scatter(
+        [point["domain"]["value"]],
+        [point["general"]["value"]],
+        marker="*",
+        s=160,
+        color="#1f2933",
+        zorder=5,
+        label="recommended",
+    )
+    axes.annotate(
+        charts.plain(f"ship: {label}", 40),
+        (point["domain"]["value"], point["general"]["value"]),
+        xytext=(8, -14),
+        textcoords="offset points",
+        fontsize=8,
+        color="#1f2933",
+    )
 
 
 def report_context(comparison: dict[str, Any]) -> dict[str, Any] | None:
@@ -494,23 +627,38 @@ def markdown_lines(comparison: dict[str, Any], max_rows: int, md_escape) -> list
             return "–"
         return f"{view.fmt_value(value['value'])} [{view.fmt_value(value['low'])}, {view.fmt_value(value['high'])}]"
 
-    rows = [[md_escape(run["run"]), str(point["step"]), md_escape(point["label"]), cell(point, "domain"),
-             cell(point, "general"), "★" if point["label"] in context["pareto"] else ""]
-            for run in context["runs"] for point in run["points"]]
+    rows = [
+        [
+            md_escape(run["run"]),
+            str(point["step"]),
+            md_escape(point["label"]),
+            cell(point, "domain"),
+            cell(point, "general"),
+            "★" if point["label"] in context["pareto"] else "",
+        ]
+        for run in context["runs"]
+        for point in run["points"]
+    ]
     shown = rows[:max_rows]
     lines = ["### Learning and forgetting against step", ""]
     lines += [_recommendation_text(context, md_escape), ""]
     if context["stopped"]:
-        lines += [f"Training stopped at step {context['stopped']['step']} by "
-                  f"{', '.join(md_escape(g) for g in context['stopped']['gates'])}.", ""]
+        lines += [
+            f"Training stopped at step {context['stopped']['step']} by "
+            f"{', '.join(md_escape(g) for g in context['stopped']['gates'])}.",
+            "",
+        ]
     lines += ["| Run | Step | Checkpoint | Domain [CI] | General [CI] | Frontier |", "|---|---:|---|---:|---:|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in shown]
     if len(rows) > len(shown):
         lines.append(f"| … {len(rows) - len(shown)} more in report.html | | | | | |")
     if context["signal_noise"]:
         lines += ["", "| Task | Run | Saves | Signal | Noise | Reads |", "|---|---|---:|---:|---:|---|"]
-        lines += [f"| {md_escape(r['task'])} | {md_escape(r['run'])} | {r['saves']} | {view.fmt_value(r['signal'])} | "
-                  f"{view.fmt_value(r['noise'])} | {_reads(r)} |" for r in context["signal_noise"]]
+        lines += [
+            f"| {md_escape(r['task'])} | {md_escape(r['run'])} | {r['saves']} | {view.fmt_value(r['signal'])} | "
+            f"{view.fmt_value(r['noise'])} | {_reads(r)} |"
+            for r in context["signal_noise"]
+        ]
     return lines + [""]
 
 

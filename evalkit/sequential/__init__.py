@@ -20,6 +20,20 @@ from ._gates import DEFAULT_ALPHA, GateState, SequentialGate, decide, unsupporte
 from ._simulate import OperatingCharacteristic, SimulationResult, operating_characteristic, simulate_stopping
 from ..gate.sequential_verdict import apply_sequential_verdict
 
-__all__ = ["confidence_sequence", "decide", "SequentialGate", "GateState", "DEFAULT_ALPHA", "DEFAULT_CHUNK_SIZE",
-           "TaskOutcome", "drive_sequential", "sample_order", "unsupported_reason", "apply_sequential_verdict",
-           "simulate_stopping", "SimulationResult", "operating_characteristic", "OperatingCharacteristic"]
+__all__ = [
+    "confidence_sequence",
+    "decide",
+    "SequentialGate",
+    "GateState",
+    "DEFAULT_ALPHA",
+    "DEFAULT_CHUNK_SIZE",
+    "TaskOutcome",
+    "drive_sequential",
+    "sample_order",
+    "unsupported_reason",
+    "apply_sequential_verdict",
+    "simulate_stopping",
+    "SimulationResult",
+    "operating_characteristic",
+    "OperatingCharacteristic",
+]

@@ -26,8 +26,9 @@ __all__ = ["confidence_sequence"]
 TRUNCATION = 0.5
 
 
-def confidence_sequence(x, *, alpha: float = 0.05, lower: float = 0.0, upper: float = 1.0,
-                        population: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def confidence_sequence(
+    x, *, alpha: float = 0.05, lower: float = 0.0, upper: float = 1.0, population: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided anytime-valid confidence sequence for the mean of observations in ``[lower, upper]``.
 
     With probability at least ``1 - alpha`` the mean lies in ``[low[t], high[t]]`` for every ``t`` at
@@ -84,20 +85,28 @@ def confidence_sequence(x, *, alpha: float = 0.05, lower: float = 0.0, upper: fl
 
 def _validated(x, alpha: float, lower: float, upper: float, population: int | None) -> np.ndarray:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        raise ValueError(f"The 'alpha' parameter of confidence_sequence must be a float in (0, 1). Got {alpha!r} instead.")
+        raise ValueError(
+            f"The 'alpha' parameter of confidence_sequence must be a float in (0, 1). Got {alpha!r} instead."
+        )
     if not (math.isfinite(lower) and math.isfinite(upper) and lower < upper):
-        raise ValueError(f"The 'lower' and 'upper' parameters of confidence_sequence must be finite with lower < upper. "
-                         f"Got {lower!r} and {upper!r} instead.")
+        raise ValueError(
+            f"The 'lower' and 'upper' parameters of confidence_sequence must be finite with lower < upper. "
+            f"Got {lower!r} and {upper!r} instead."
+        )
     values = np.asarray(x, dtype=float)
     if values.ndim != 1:
         raise ValueError(f"x must be one-dimensional, got shape {values.shape}.")
     if values.size and (not np.isfinite(values).all() or values.min() < lower or values.max() > upper):
-        raise ValueError(f"x must be finite and within [lower, upper] = [{lower}, {upper}]; "
-                         f"got values in [{values.min()}, {values.max()}].")
+        raise ValueError(
+            f"x must be finite and within [lower, upper] = [{lower}, {upper}]; "
+            f"got values in [{values.min()}, {values.max()}]."
+        )
     if population is not None:
         if isinstance(population, bool) or not isinstance(population, (int, np.integer)) or population < values.size:
-            raise ValueError(f"The 'population' parameter of confidence_sequence must be an int >= len(x) = "
-                             f"{values.size} or None. Got {population!r} instead.")
+            raise ValueError(
+                f"The 'population' parameter of confidence_sequence must be an int >= len(x) = "
+                f"{values.size} or None. Got {population!r} instead."
+            )
     return values
 
 

@@ -34,8 +34,10 @@ __all__ = ["drive_sequential", "TaskOutcome", "DEFAULT_CHUNK_SIZE", "sample_orde
 
 #: Samples per chunk: small enough to stop soon after the verdict settles, large enough for full batches.
 DEFAULT_CHUNK_SIZE = 100
-BOUND_NAME = ("predictable plug-in empirical-Bernstein confidence sequence, sampling without replacement "
-              "(Waudby-Smith & Ramdas 2023, JRSS-B, Thm 2 and Sec. 6)")
+BOUND_NAME = (
+    "predictable plug-in empirical-Bernstein confidence sequence, sampling without replacement "
+    "(Waudby-Smith & Ramdas 2023, JRSS-B, Thm 2 and Sec. 6)"
+)
 
 
 @dataclass
@@ -51,8 +53,14 @@ class TaskOutcome:
     gates: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sequential": self.sequential, "stopped_early": self.stopped_early, "reason": self.reason,
-                "samples_used": self.samples_used, "samples_total": self.samples_total, "gates": list(self.gates)}
+        return {
+            "sequential": self.sequential,
+            "stopped_early": self.stopped_early,
+            "reason": self.reason,
+            "samples_used": self.samples_used,
+            "samples_total": self.samples_total,
+            "gates": list(self.gates),
+        }
 
 
 def sample_order(sample_ids: list[str], task: str, seed: int) -> list[str]:
@@ -87,8 +95,10 @@ class _Source:
         if not missing:
             return
         if not self.live:
-            raise UsageError(f"the results file of {self.label!r} has no record of sample {missing[0]!r} of task "
-                             f"{evaluator.config.name!r}; evaluate that checkpoint instead of reading its results file.")
+            raise UsageError(
+                f"the results file of {self.label!r} has no record of sample {missing[0]!r} of task "
+                f"{evaluator.config.name!r}; evaluate that checkpoint instead of reading its results file."
+            )
         lm = self.checkpoint.lm
         if hasattr(lm, "check_coverage"):
             lm.check_coverage(evaluator.config.name, missing)
@@ -105,7 +115,8 @@ class _Source:
         except Exception as exc:
             raise EvaluationError(
                 f"task {evaluator.config.name!r} on checkpoint {self.label!r} failed: {type(exc).__name__}: {exc} "
-                f"(finished samples are stored; evaluate again to resume).") from exc
+                f"(finished samples are stored; evaluate again to resume)."
+            ) from exc
         self.records.update((r.sample_id, r) for r in saved)
         self.evaluated += len(saved)
 
@@ -114,7 +125,9 @@ def _sources(task, evaluator, checkpoints, keys, prior, store) -> dict[str, _Sou
     sources: dict[str, _Source] = {}
     for result in prior:
         tr = result.tasks.get(task.name)
-        sources[result.checkpoint.label] = _Source(result.checkpoint.label, {r.sample_id: r for r in (tr.samples if tr else [])})
+        sources[result.checkpoint.label] = _Source(
+            result.checkpoint.label, {r.sample_id: r for r in (tr.samples if tr else [])}
+        )
     for checkpoint, key in zip(checkpoints, keys):
         complete = store.completed_result(key)
         if complete is not None:  # a finished run answers every sample without the model
@@ -173,8 +186,9 @@ def _resolve(planned: list[_Planned], task: str, evaluator, records: list[Sample
         if reason:
             return f"gate {item.gate.index} ({item.gate.description}): {reason}; decided on the full data"
         direction = item.gate.higher_is_better if item.gate.higher_is_better is not None else spec.higher_is_better
-        gates.append(SequentialGate(item.gate, task, metric, item.checkpoint, direction, item.alpha,
-                                    spec.score_field(metric)))
+        gates.append(
+            SequentialGate(item.gate, task, metric, item.checkpoint, direction, item.alpha, spec.score_field(metric))
+        )
     return gates
 
 
@@ -194,18 +208,25 @@ def _per_sample_values(records: list[SampleRecord], field_path: str) -> np.ndarr
 
 
 # ----------------------------------------------------------------------------------- the loop
-def _gate_states(gates: list[SequentialGate], sources: dict[str, _Source], used: list[str], baseline: str,
-                 total: int) -> dict[int, GateState] | str:
+def _gate_states(
+    gates: list[SequentialGate], sources: dict[str, _Source], used: list[str], baseline: str, total: int
+) -> dict[int, GateState] | str:
     """Each gate's state over the samples used so far, or why the task cannot be decided sequentially."""
     states = {}
     for number, gate in enumerate(gates):
         values = _per_sample_values([sources[gate.checkpoint].records[s] for s in used], gate.score)
         base = _per_sample_values([sources[baseline].records[s] for s in used], gate.score) if gate.paired else None
         if values is None or (gate.paired and base is None):
-            return (f"gate {gate.gate.index} ({gate.gate.description}): the per-sample scores {gate.score} are not "
-                    "all numbers in [0, 1], which the confidence sequence needs; decided on the full data")
-        states[number] = decide(gate, gate.observations(values, base), total,
-                                baseline_mean=float(base.mean()) if base is not None and base.size else None)
+            return (
+                f"gate {gate.gate.index} ({gate.gate.description}): the per-sample scores {gate.score} are not "
+                "all numbers in [0, 1], which the confidence sequence needs; decided on the full data"
+            )
+        states[number] = decide(
+            gate,
+            gate.observations(values, base),
+            total,
+            baseline_mean=float(base.mean()) if base is not None and base.size else None,
+        )
     return states
 
 
@@ -216,19 +237,27 @@ def _drive_task(task, evaluator, planned, sources, baseline, store, *, seed, chu
     for source in sources.values():
         lacking = [] if source.live else [s for s in ids if s not in source.records]
         if lacking:
-            return TaskOutcome(task.name, False, f"the results of {source.label!r} lack per-sample records of "
-                               f"{len(lacking)} of its {len(ids)} samples, so the task cannot be paired chunk by chunk",
-                               samples_total=len(ids))
+            return TaskOutcome(
+                task.name,
+                False,
+                f"the results of {source.label!r} lack per-sample records of "
+                f"{len(lacking)} of its {len(ids)} samples, so the task cannot be paired chunk by chunk",
+                samples_total=len(ids),
+            )
     if not any(source.live for source in sources.values()):  # nothing to save: use every sample
-        return TaskOutcome(task.name, False, "every checkpoint's results are complete already (store or results "
-                           "file); decided on all samples", samples_total=len(ids))
+        return TaskOutcome(
+            task.name,
+            False,
+            "every checkpoint's results are complete already (store or results file); decided on all samples",
+            samples_total=len(ids),
+        )
     order = sample_order(ids, task.name, seed)
     used: list[str] = []
     states: dict[int, GateState] | str = {}
     gates: list[SequentialGate] | str = []
     with bar(len(order), f"{task.name} (sequential)", unit="sample") as progress:
         for start in range(0, len(order), chunk_size):
-            chunk = order[start:start + chunk_size]
+            chunk = order[start : start + chunk_size]
             for source in sources.values():
                 source.ensure(chunk, evaluator, store)
             used += chunk
@@ -246,10 +275,20 @@ def _drive_task(task, evaluator, planned, sources, baseline, store, *, seed, chu
     if isinstance(states, str):
         return TaskOutcome(task.name, False, states, samples_total=len(order))
     stopped = len(used) < len(order)
-    reason = ("every gate decided by its confidence sequence" if stopped
-              else "data ran out before every gate was decided; the fixed-sample rule applies")
-    return TaskOutcome(task.name, True, reason, samples_used=len(used), samples_total=len(order), stopped_early=stopped,
-                       gates=[_gate_entry(g, states[i]) for i, g in enumerate(gates)])
+    reason = (
+        "every gate decided by its confidence sequence"
+        if stopped
+        else "data ran out before every gate was decided; the fixed-sample rule applies"
+    )
+    return TaskOutcome(
+        task.name,
+        True,
+        reason,
+        samples_used=len(used),
+        samples_total=len(order),
+        stopped_early=stopped,
+        gates=[_gate_entry(g, states[i]) for i, g in enumerate(gates)],
+    )
 
 
 def _is_log_point(n: int, chunk_size: int) -> bool:
@@ -262,23 +301,46 @@ def _bounds_text(gates: list[SequentialGate], states: dict[int, GateState]) -> s
     parts = []
     for i, gate in enumerate(gates):
         s = states[i]
-        parts.append(f"{gate.checkpoint} {gate.metric} {gate.quantity} in [{s.low:.3f}, {s.high:.3f}] "
-                     f"({gate.operator} {gate.threshold:g}: {s.status})")
+        parts.append(
+            f"{gate.checkpoint} {gate.metric} {gate.quantity} in [{s.low:.3f}, {s.high:.3f}] "
+            f"({gate.operator} {gate.threshold:g}: {s.status})"
+        )
     return "; ".join(parts)
 
 
 def _gate_entry(gate: SequentialGate, state: GateState) -> dict[str, Any]:
-    return {"gate": gate.gate.description, "gate_index": gate.gate.index, "metric": f"{gate.task}.{gate.metric}",
-            "checkpoint": gate.checkpoint, "operator": gate.operator, "threshold": gate.threshold,
-            "decision_threshold": gate.decision_threshold,
-            "quantity": gate.quantity, "status": state.status, "estimate": state.estimate, "cs_low": state.low,
-            "cs_high": state.high, "alpha": gate.alpha, "n": state.n}
+    return {
+        "gate": gate.gate.description,
+        "gate_index": gate.gate.index,
+        "metric": f"{gate.task}.{gate.metric}",
+        "checkpoint": gate.checkpoint,
+        "operator": gate.operator,
+        "threshold": gate.threshold,
+        "decision_threshold": gate.decision_threshold,
+        "quantity": gate.quantity,
+        "status": state.status,
+        "estimate": state.estimate,
+        "cs_low": state.low,
+        "cs_high": state.high,
+        "alpha": gate.alpha,
+        "n": state.n,
+    }
 
 
 # ----------------------------------------------------------------------------------- entry point
-def drive_sequential(checkpoints: list, task_configs: list, evaluators: list, store, policy, *, baseline: str,
-                     prior: list | None = None, seed: int = 0, chunk_size: int = DEFAULT_CHUNK_SIZE, rerun: bool = False
-                     ) -> tuple[dict[str, dict[str, TaskResult]], dict[str, Any]]:
+def drive_sequential(
+    checkpoints: list,
+    task_configs: list,
+    evaluators: list,
+    store,
+    policy,
+    *,
+    baseline: str,
+    prior: list | None = None,
+    seed: int = 0,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    rerun: bool = False,
+) -> tuple[dict[str, dict[str, TaskResult]], dict[str, Any]]:
     """Evaluate the gated tasks of ``task_configs`` chunk by chunk, stopping each once ``policy``'s gates are decided.
 
     The sequential mode of :func:`evalkit.compare_run.run`, which checked the inputs (labels, baseline, policy,
@@ -338,19 +400,28 @@ def drive_sequential(checkpoints: list, task_configs: list, evaluators: list, st
             outcome = TaskOutcome(task.name, False, reason)
         outcomes[task.name] = outcome
         _echo_outcome(outcome)
-    summary = {"seed": seed, "chunk_size": chunk_size, "bound": BOUND_NAME, "baseline": baseline,
-               "tasks": {name: o.to_dict() for name, o in outcomes.items()}}
+    summary = {
+        "seed": seed,
+        "chunk_size": chunk_size,
+        "bound": BOUND_NAME,
+        "baseline": baseline,
+        "tasks": {name: o.to_dict() for name, o in outcomes.items()},
+    }
     return stopped, summary
 
 
 def _partial_result(evaluator, source: _Source, outcome: TaskOutcome, seed: int, seconds: float) -> TaskResult:
     """The corpus result over the samples used (in the evaluator's sample order); the stored run stays open."""
-    used = set(sample_order(evaluator.sample_ids(), outcome.task, seed)[:outcome.samples_used])
+    used = set(sample_order(evaluator.sample_ids(), outcome.task, seed)[: outcome.samples_used])
     records = [source.records[s] for s in evaluator.sample_ids() if s in used]
     result = evaluator.aggregate(records)
     result.samples = result.samples or records
-    result.timing = {"seconds": round(seconds, 3), "evaluated_samples": source.evaluated,
-                     "samples_used": outcome.samples_used, "samples_total": outcome.samples_total}
+    result.timing = {
+        "seconds": round(seconds, 3),
+        "evaluated_samples": source.evaluated,
+        "samples_used": outcome.samples_used,
+        "samples_total": outcome.samples_total,
+    }
     return result
 
 
@@ -358,9 +429,15 @@ def _echo_outcome(outcome: TaskOutcome) -> None:
     if not outcome.sequential:
         note(f"{outcome.task}: evaluated in full ({outcome.reason}).")
         return
-    head = (f"{outcome.task}: stopped after {outcome.samples_used} of {outcome.samples_total} samples"
-            if outcome.stopped_early else f"{outcome.task}: all {outcome.samples_total} samples evaluated")
-    gates = "; ".join(f"{g['checkpoint']} {g['gate']}: {g['status']}, {g['quantity']} in "
-                      f"[{g['cs_low']:.3f}, {g['cs_high']:.3f}] (anytime-valid, alpha {g['alpha']:g})" for g in outcome.gates)
+    head = (
+        f"{outcome.task}: stopped after {outcome.samples_used} of {outcome.samples_total} samples"
+        if outcome.stopped_early
+        else f"{outcome.task}: all {outcome.samples_total} samples evaluated"
+    )
+    gates = "; ".join(
+        f"{g['checkpoint']} {g['gate']}: {g['status']}, {g['quantity']} in "
+        f"[{g['cs_low']:.3f}, {g['cs_high']:.3f}] (anytime-valid, alpha {g['alpha']:g})"
+        for g in outcome.gates
+    )
     note(f"{head} ({outcome.reason}): {gates}")
     sys.stderr.flush()

@@ -137,8 +137,9 @@ def spec_reason(spec, metric: str) -> str | None:
     return None
 
 
-def decide(gate: SequentialGate, observations: np.ndarray, population: int,
-           baseline_mean: float | None = None) -> GateState:
+def decide(
+    gate: SequentialGate, observations: np.ndarray, population: int, baseline_mean: float | None = None
+) -> GateState:
     """The gate's state after ``observations`` (its per-sample quantity, in sampling order).
 
     Parameters

@@ -36,8 +36,16 @@ class SimulationResult:
         return float(np.median(self.samples_used) / self.population)
 
 
-def simulate_stopping(observations, *, operator: str, threshold: float, alpha: float = DEFAULT_ALPHA,
-                      chunk_size: int = 100, n_runs: int = 1000, random_state: int = 0) -> SimulationResult:
+def simulate_stopping(
+    observations,
+    *,
+    operator: str,
+    threshold: float,
+    alpha: float = DEFAULT_ALPHA,
+    chunk_size: int = 100,
+    n_runs: int = 1000,
+    random_state: int = 0,
+) -> SimulationResult:
     """Run sequential gating ``n_runs`` times over random orders of a fixed population.
 
     Parameters
@@ -75,16 +83,25 @@ def simulate_stopping(observations, *, operator: str, threshold: float, alpha: f
     if isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 1:
         raise ValueError(f"The 'n_runs' parameter of simulate_stopping must be an int >= 1. Got {n_runs!r} instead.")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"The 'chunk_size' parameter of simulate_stopping must be an int >= 1. Got {chunk_size!r} instead.")
-    gate = SequentialGate(Gate(index=1, metric="task.metric", operator=operator, threshold=float(threshold)),
-                          "task", "metric", "candidate", True, alpha)
+        raise ValueError(
+            f"The 'chunk_size' parameter of simulate_stopping must be an int >= 1. Got {chunk_size!r} instead."
+        )
+    gate = SequentialGate(
+        Gate(index=1, metric="task.metric", operator=operator, threshold=float(threshold)),
+        "task",
+        "metric",
+        "candidate",
+        True,
+        alpha,
+    )
     rng = np.random.default_rng(random_state)
     n = population.size
     looks = np.minimum(np.arange(chunk_size, n + chunk_size, chunk_size), n) - 1
     decisions, used = [], []
     for _ in range(n_runs):
-        lows, highs = confidence_sequence(rng.permutation(population), alpha=alpha, lower=gate.range[0],
-                                          upper=gate.range[1])
+        lows, highs = confidence_sequence(
+            rng.permutation(population), alpha=alpha, lower=gate.range[0], upper=gate.range[1]
+        )
         decision, at = "undecided", n
         for look in looks:
             status = _status(gate, float(lows[look]), float(highs[look]))
@@ -112,10 +129,19 @@ class OperatingCharacteristic:
         return float(np.median(self.samples_used) / self.n)
 
 
-def operating_characteristic(*, baseline_accuracy: float, drop: float, discordance: float, n: int,
-                             threshold: float, alpha: float = DEFAULT_ALPHA, sequential: bool = False,
-                             chunk_size: int = 100, n_runs: int = 1000,
-                             random_state: int = 0) -> OperatingCharacteristic:
+def operating_characteristic(
+    *,
+    baseline_accuracy: float,
+    drop: float,
+    discordance: float,
+    n: int,
+    threshold: float,
+    alpha: float = DEFAULT_ALPHA,
+    sequential: bool = False,
+    chunk_size: int = 100,
+    n_runs: int = 1000,
+    random_state: int = 0,
+) -> OperatingCharacteristic:
     """P(pass), P(fail), P(inconclusive) of a ``max_drop: threshold`` gate at level ``alpha`` on paired 0/1 scores.
 
     Each run draws ``n`` questions from a population in which the tuned checkpoint is right on a question
@@ -138,7 +164,9 @@ def operating_characteristic(*, baseline_accuracy: float, drop: float, discordan
     from ..gate.sequential_verdict import EARLY_SHARE
 
     if not 0 <= abs(drop) <= discordance <= 1 or not 0 <= baseline_accuracy <= 1:
-        raise ValueError("operating_characteristic needs 0 <= |drop| <= discordance <= 1 and a baseline accuracy in [0, 1].")
+        raise ValueError(
+            "operating_characteristic needs 0 <= |drop| <= discordance <= 1 and a baseline accuracy in [0, 1]."
+        )
     gate = Gate(index=1, metric="task.acc", operator="max_drop", threshold=float(threshold), significance=alpha)
     lost, gained = (discordance + drop) / 2, (discordance - drop) / 2
     both = max(baseline_accuracy - lost, 0.0)

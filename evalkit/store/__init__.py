@@ -10,5 +10,15 @@ from ._admin import collect_garbage, export_store, import_store, list_runs
 from ._location import default_store_path, parse_location
 from ._store import STORE_VERSION, ResultStore, RunKey, settings_hash
 
-__all__ = ["ResultStore", "RunKey", "settings_hash", "default_store_path", "parse_location", "STORE_VERSION",
-           "list_runs", "export_store", "import_store", "collect_garbage"]
+__all__ = [
+    "ResultStore",
+    "RunKey",
+    "settings_hash",
+    "default_store_path",
+    "parse_location",
+    "STORE_VERSION",
+    "list_runs",
+    "export_store",
+    "import_store",
+    "collect_garbage",
+]

@@ -25,8 +25,16 @@ __all__ = ["list_runs", "export_store", "import_store", "collect_garbage", "EXPO
 
 #: Version of the export file layout (its header's ``evalkit_store_export``).
 EXPORT_FORMAT = 1
-_TEXT_COLUMNS = ("run_key", "fingerprint", "task", "config_hash", "evaluator", "evaluator_version", "lm_eval_version",
-                 "checkpoint")
+_TEXT_COLUMNS = (
+    "run_key",
+    "fingerprint",
+    "task",
+    "config_hash",
+    "evaluator",
+    "evaluator_version",
+    "lm_eval_version",
+    "checkpoint",
+)
 
 
 def list_runs(store: ResultStore) -> list[dict[str, Any]]:
@@ -36,14 +44,37 @@ def list_runs(store: ResultStore) -> list[dict[str, Any]]:
     """
     rows = store._db.query(
         "SELECT r.run_key, r.fingerprint, r.task, r.evaluator, r.evaluator_version, r.lm_eval_version, r.checkpoint, "
-        "r.status, r.created, r.updated, (SELECT COUNT(*) FROM samples s WHERE s.run_key = r.run_key) FROM runs r")
+        "r.status, r.created, r.updated, (SELECT COUNT(*) FROM samples s WHERE s.run_key = r.run_key) FROM runs r"
+    )
     runs = []
-    for (run_key, fingerprint, task, evaluator, evaluator_version, lm_eval_version, checkpoint, status, created,
-         updated, samples) in rows:
-        runs.append({"run_key": run_key, "label": _label(checkpoint), "fingerprint": fingerprint, "task": task,
-                     "evaluator": evaluator, "evaluator_version": evaluator_version,
-                     "lm_eval_version": lm_eval_version, "status": status, "samples": int(samples),
-                     "created": float(created), "updated": float(updated)})
+    for (
+        run_key,
+        fingerprint,
+        task,
+        evaluator,
+        evaluator_version,
+        lm_eval_version,
+        checkpoint,
+        status,
+        created,
+        updated,
+        samples,
+    ) in rows:
+        runs.append(
+            {
+                "run_key": run_key,
+                "label": _label(checkpoint),
+                "fingerprint": fingerprint,
+                "task": task,
+                "evaluator": evaluator,
+                "evaluator_version": evaluator_version,
+                "lm_eval_version": lm_eval_version,
+                "status": status,
+                "samples": int(samples),
+                "created": float(created),
+                "updated": float(updated),
+            }
+        )
     return sorted(runs, key=lambda run: (-run["updated"], run["run_key"]))
 
 
@@ -56,6 +87,7 @@ def _label(checkpoint: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- export / import
+
 
 def export_store(store: ResultStore, path: str | Path) -> int:
     """Write every run of ``store`` with its samples to ``path`` (JSON Lines); returns the number of runs."""
@@ -86,18 +118,29 @@ def import_store(store: ResultStore, path: str | Path) -> dict[str, int]:
     def work(run) -> dict[str, int]:
         before = _counts(run)
         placeholders = ",".join("?" * len(RUN_COLUMNS))
-        run(f"INSERT INTO runs VALUES ({placeholders}) ON CONFLICT(run_key) DO UPDATE SET status=excluded.status, "
+        run(
+            f"INSERT INTO runs VALUES ({placeholders}) ON CONFLICT(run_key) DO UPDATE SET status=excluded.status, "
             "result=excluded.result, checkpoint=excluded.checkpoint, updated=excluded.updated "
             "WHERE runs.status <> 'complete' AND excluded.status = 'complete'",
-            [tuple(entry[c] for c in RUN_COLUMNS) for entry in entries])
-        samples = sorted((entry["run_key"], sid, record) for entry in entries for sid, record in entry["samples"].items())
+            [tuple(entry[c] for c in RUN_COLUMNS) for entry in entries],
+        )
+        samples = sorted(
+            (entry["run_key"], sid, record) for entry in entries for sid, record in entry["samples"].items()
+        )
         run("INSERT INTO samples VALUES (?,?,?) ON CONFLICT(run_key, sample_id) DO NOTHING", samples)
         after = _counts(run)
-        return {"runs_in_file": len(entries), "runs_added": after[0] - before[0],
-                "runs_completed": after[1] - before[1], "samples_added": after[2] - before[2]}
+        return {
+            "runs_in_file": len(entries),
+            "runs_added": after[0] - before[0],
+            "runs_completed": after[1] - before[1],
+            "samples_added": after[2] - before[2],
+        }
 
-    return store._db.transaction(work) if entries else {"runs_in_file": 0, "runs_added": 0, "runs_completed": 0,
-                                                        "samples_added": 0}
+    return (
+        store._db.transaction(work)
+        if entries
+        else {"runs_in_file": 0, "runs_added": 0, "runs_completed": 0, "samples_added": 0}
+    )
 
 
 def _counts(run) -> tuple[int, int, int]:
@@ -111,11 +154,15 @@ def _read_export(path: Path) -> list[dict[str, Any]]:
     lines = text.splitlines()
     header = _json_line(path, 1, lines[0] if lines else "")
     if not isinstance(header, dict) or "evalkit_store_export" not in header:
-        raise UsageError(f"{path}:1: not an evalkit store export (no evalkit_store_export header); "
-                         f"pass a file written by `evalkit store export`.")
+        raise UsageError(
+            f"{path}:1: not an evalkit store export (no evalkit_store_export header); "
+            f"pass a file written by `evalkit store export`."
+        )
     if header["evalkit_store_export"] != EXPORT_FORMAT:
-        raise UsageError(f"{path}:1: export format {header['evalkit_store_export']!r} is not {EXPORT_FORMAT}; "
-                         f"import it with the evalkit version that exported it, or upgrade evalkit.")
+        raise UsageError(
+            f"{path}:1: export format {header['evalkit_store_export']!r} is not {EXPORT_FORMAT}; "
+            f"import it with the evalkit version that exported it, or upgrade evalkit."
+        )
     entries, seen = [], set()
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -138,8 +185,9 @@ def _json_line(path: Path, number: int, line: str) -> Any:
 def _checked_entry(path: Path, number: int, entry: Any) -> dict[str, Any]:
     where = f"{path}:{number}"
     if not isinstance(entry, dict) or set(entry) != {*RUN_COLUMNS, "samples"}:
-        raise UsageError(f"{where}: expected a run with the fields {', '.join(RUN_COLUMNS)}, samples; "
-                         f"export the store again.")
+        raise UsageError(
+            f"{where}: expected a run with the fields {', '.join(RUN_COLUMNS)}, samples; export the store again."
+        )
     for column in _TEXT_COLUMNS:
         if not isinstance(entry[column], str) or not entry[column] or "\x00" in entry[column]:
             raise UsageError(f"{where}: {column} must be a non-empty string; export the store again.")
@@ -173,6 +221,7 @@ def _check_decodes(where: str, what: str, text: Any, build) -> None:
 
 # ---------------------------------------------------------------------------------------- gc
 
+
 def collect_garbage(store: ResultStore, *, dry_run: bool = False) -> list[dict[str, Any]]:
     """Drop the runs this installation can never reuse: another lm-eval version, or another version of an
     installed evaluator. Runs of evaluators not installed here are kept (another machine may use them).
@@ -186,8 +235,12 @@ def collect_garbage(store: ResultStore, *, dry_run: bool = False) -> list[dict[s
             dropped.append({**run, "reason": reason})
     if dropped and not dry_run:
         keys = sorted((run["run_key"],) for run in dropped)
-        store._db.transaction(lambda run: (run("DELETE FROM samples WHERE run_key=?", keys),
-                                           run("DELETE FROM runs WHERE run_key=?", keys)))
+        store._db.transaction(
+            lambda run: (
+                run("DELETE FROM samples WHERE run_key=?", keys),
+                run("DELETE FROM runs WHERE run_key=?", keys),
+            )
+        )
         store._db.compact()
     return dropped
 

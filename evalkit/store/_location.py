@@ -69,15 +69,19 @@ def parse_location(store: str | os.PathLike | None) -> StoreLocation:
     match = _SCHEME.match(text)
     if match is None:
         return StoreLocation("sqlite", path=Path(text).expanduser())
-    scheme, rest = match.group(1), text[match.end():]
+    scheme, rest = match.group(1), text[match.end() :]
     if scheme.lower() == "sqlite" and rest.startswith("//"):
         return StoreLocation("sqlite", path=Path(rest[2:]).expanduser())
     if scheme.lower() not in _POSTGRES_SCHEMES:
-        raise UsageError(f"store must be {_FORM}; {scheme + ':'!r} is not a result store scheme "
-                         f"(a file name with a colon: ./NAME).", param="store")
+        raise UsageError(
+            f"store must be {_FORM}; {scheme + ':'!r} is not a result store scheme (a file name with a colon: ./NAME).",
+            param="store",
+        )
     if not rest.startswith("//"):
-        raise UsageError(f"store must be a URL {scheme}://USER@HOST:PORT/DB for PostgreSQL: '//' is missing "
-                         f"after '{scheme}:'.", param="store")
+        raise UsageError(
+            f"store must be a URL {scheme}://USER@HOST:PORT/DB for PostgreSQL: '//' is missing after '{scheme}:'.",
+            param="store",
+        )
     _register_password(text)
     return StoreLocation("postgresql", url=text)
 

@@ -31,8 +31,9 @@ def _driver():
     try:
         import psycopg
     except ImportError:
-        raise UsageError("store: a postgresql:// store needs the PostgreSQL driver: pip install 'evalkit[postgres]'.",
-                         param="store") from None
+        raise UsageError(
+            "store: a postgresql:// store needs the PostgreSQL driver: pip install 'evalkit[postgres]'.", param="store"
+        ) from None
     return psycopg
 
 
@@ -95,16 +96,22 @@ class PostgresBackend:
                 self._reconnected(exc)
                 reconnected = True
             except self._data_error as exc:  # e.g. a NUL character, which PostgreSQL text cannot hold
-                raise UsageError(f"{self.location}: PostgreSQL cannot store a value ({_first_line(exc)}); "
-                                 f"a sample id or record from the task's data holds it.") from None
+                raise UsageError(
+                    f"{self.location}: PostgreSQL cannot store a value ({_first_line(exc)}); "
+                    f"a sample id or record from the task's data holds it."
+                ) from None
             except self._errors.InsufficientPrivilege as exc:
-                raise UsageError(f"{self.location}: the database user may not write evalkit's tables "
-                                 f"({_first_line(exc)}); grant it CREATE on the database or use another store.") from None
+                raise UsageError(
+                    f"{self.location}: the database user may not write evalkit's tables "
+                    f"({_first_line(exc)}); grant it CREATE on the database or use another store."
+                ) from None
         raise AssertionError("unreachable")
 
     def _lost(self, exc: Exception) -> UsageError:
-        return UsageError(f"{self.location}: lost the connection to the result store ({_first_line(exc)}); "
-                          f"finished samples are stored, evaluate again to resume.")
+        return UsageError(
+            f"{self.location}: lost the connection to the result store ({_first_line(exc)}); "
+            f"finished samples are stored, evaluate again to resume."
+        )
 
     def compact(self) -> None:
         """Nothing to do: PostgreSQL's autovacuum reclaims deleted rows."""
@@ -120,8 +127,10 @@ def _connect(psycopg: Any, url: str, display: str, timeout: float) -> Any:
         conn.execute(f"SET search_path TO {SCHEMA}")
         return conn
     except psycopg.Error as exc:
-        raise UsageError(f"{display}: cannot connect to the result store ({_first_line(exc)}); check the URL, "
-                         f"the server and the credentials (PGPASSWORD or ~/.pgpass).") from None
+        raise UsageError(
+            f"{display}: cannot connect to the result store ({_first_line(exc)}); check the URL, "
+            f"the server and the credentials (PGPASSWORD or ~/.pgpass)."
+        ) from None
     except ValueError as exc:  # libpq refused the URL itself (an unknown option, a bad port)
         raise UsageError(f"{display}: not a valid PostgreSQL URL ({_first_line(exc)}).") from None
 

@@ -33,11 +33,13 @@ class SQLiteBackend:
             self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
             self._retry_while_locked(self._enable_wal)
         except sqlite3.DatabaseError as exc:
-            raise UsageError(f"{path}: cannot open the result store ({exc}); pass another {arg('store', 'PATH')} or delete "
-                             "the file.") from None
+            raise UsageError(
+                f"{path}: cannot open the result store ({exc}); pass another {arg('store', 'PATH')} or delete the file."
+            ) from None
         except OSError as exc:  # e.g. --store under a regular file, or in a read-only place
-            raise UsageError(f"{path}: cannot create the result store ({exc.strerror or exc}); "
-                             f"pass another {arg('store', 'PATH')}.") from None
+            raise UsageError(
+                f"{path}: cannot create the result store ({exc.strerror or exc}); pass another {arg('store', 'PATH')}."
+            ) from None
 
     def _enable_wal(self) -> None:
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -63,6 +65,7 @@ class SQLiteBackend:
 
     def transaction(self, work: Callable[[Run], T], *, schema: bool = False) -> T:
         """``work(run)`` inside one write transaction; ``run(sql, params)`` executes (a list of tuples: once per tuple)."""
+
         def attempt() -> T:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -79,8 +82,10 @@ class SQLiteBackend:
         except sqlite3.DatabaseError as exc:
             if not schema:
                 raise
-            raise UsageError(f"{self.path}: cannot open the result store ({exc}); pass another {arg('store', 'PATH')} or "
-                             "delete the file.") from None
+            raise UsageError(
+                f"{self.path}: cannot open the result store ({exc}); pass another {arg('store', 'PATH')} or "
+                "delete the file."
+            ) from None
 
     def compact(self) -> None:
         """Give the space of deleted rows back to the file system."""

@@ -31,8 +31,9 @@ __all__ = ["RunKey", "ResultStore", "default_store_path", "settings_hash", "STOR
 STORE_VERSION = 1
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 #: ``_MIGRATIONS[v]`` takes a store from version v-1 to v ({double}: the backend's 8-byte float type).
-_MIGRATIONS: dict[int, list[str]] = {1: [
-    """CREATE TABLE IF NOT EXISTS runs (
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE IF NOT EXISTS runs (
         run_key TEXT PRIMARY KEY,
         fingerprint TEXT NOT NULL,
         task TEXT NOT NULL,
@@ -45,16 +46,29 @@ _MIGRATIONS: dict[int, list[str]] = {1: [
         result TEXT,
         created {double} NOT NULL,
         updated {double} NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS runs_by_fingerprint ON runs (fingerprint, task)",
-    """CREATE TABLE IF NOT EXISTS samples (
+        "CREATE INDEX IF NOT EXISTS runs_by_fingerprint ON runs (fingerprint, task)",
+        """CREATE TABLE IF NOT EXISTS samples (
         run_key TEXT NOT NULL,
         sample_id TEXT NOT NULL,
         record TEXT NOT NULL,
         PRIMARY KEY (run_key, sample_id))""",
-]}
+    ]
+}
 #: The columns of ``runs`` in table order (export and import move them verbatim).
-RUN_COLUMNS = ("run_key", "fingerprint", "task", "config_hash", "evaluator", "evaluator_version", "lm_eval_version",
-               "checkpoint", "status", "result", "created", "updated")
+RUN_COLUMNS = (
+    "run_key",
+    "fingerprint",
+    "task",
+    "config_hash",
+    "evaluator",
+    "evaluator_version",
+    "lm_eval_version",
+    "checkpoint",
+    "status",
+    "result",
+    "created",
+    "updated",
+)
 
 
 #: What a row edited or corrupted outside evalkit raises when decoded.
@@ -125,14 +139,18 @@ class ResultStore:
         rows = run("SELECT value FROM meta WHERE key='store_version'")
         found = _version_number(rows[0][0], self.location) if rows else 0
         if found > STORE_VERSION:
-            raise UsageError(f"{self.location}: the result store's schema is version {found}, newer than this evalkit "
-                             f"understands ({STORE_VERSION}); upgrade evalkit or pass another {arg('store', 'PATH')}.")
+            raise UsageError(
+                f"{self.location}: the result store's schema is version {found}, newer than this evalkit "
+                f"understands ({STORE_VERSION}); upgrade evalkit or pass another {arg('store', 'PATH')}."
+            )
         for version in range(found + 1, STORE_VERSION + 1):
             for sql in _MIGRATIONS[version]:
                 run(sql.format(double=self._db.double))
         if found < STORE_VERSION:
-            run("INSERT INTO meta VALUES ('store_version', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                (str(STORE_VERSION),))
+            run(
+                "INSERT INTO meta VALUES ('store_version', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(STORE_VERSION),),
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -147,6 +165,7 @@ class ResultStore:
 
     def _write(self, statements: list[tuple[str, tuple | list[tuple]]]) -> None:
         """One transaction; a list of parameter tuples runs its statement once per tuple (executemany)."""
+
         def work(run) -> None:
             for sql, params in statements:
                 run(sql, params)
@@ -156,12 +175,26 @@ class ResultStore:
     def start_run(self, key: RunKey, checkpoint: dict[str, Any]) -> None:
         """Record that a run began (idempotent: a resumed run keeps its samples)."""
         now = time.time()
-        self._write([(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,'running',NULL,?,?) "
-            "ON CONFLICT(run_key) DO UPDATE SET checkpoint=excluded.checkpoint, updated=excluded.updated",
-            (key.id, key.fingerprint, key.task, key.config_hash, key.evaluator, key.evaluator_version,
-             key.lm_eval_version, json.dumps(checkpoint, sort_keys=True), now, now),
-        )])
+        self._write(
+            [
+                (
+                    "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,'running',NULL,?,?) "
+                    "ON CONFLICT(run_key) DO UPDATE SET checkpoint=excluded.checkpoint, updated=excluded.updated",
+                    (
+                        key.id,
+                        key.fingerprint,
+                        key.task,
+                        key.config_hash,
+                        key.evaluator,
+                        key.evaluator_version,
+                        key.lm_eval_version,
+                        json.dumps(checkpoint, sort_keys=True),
+                        now,
+                        now,
+                    ),
+                )
+            ]
+        )
 
     def add_samples(self, key: RunKey, records: list[SampleRecord]) -> None:
         """Commit one batch of finished samples (one transaction, one bulk insert)."""
@@ -169,19 +202,29 @@ class ResultStore:
             return
         # Sorted, so concurrent writers of one run lock rows in one order (no deadlock on PostgreSQL).
         rows = sorted((key.id, r.sample_id, json.dumps(r.to_dict(), sort_keys=True, default=str)) for r in records)
-        self._write([("INSERT INTO samples VALUES (?,?,?) "
-                      "ON CONFLICT(run_key, sample_id) DO UPDATE SET record=excluded.record", rows),
-                     ("UPDATE runs SET updated=? WHERE run_key=?", (time.time(), key.id))])
+        self._write(
+            [
+                (
+                    "INSERT INTO samples VALUES (?,?,?) "
+                    "ON CONFLICT(run_key, sample_id) DO UPDATE SET record=excluded.record",
+                    rows,
+                ),
+                ("UPDATE runs SET updated=? WHERE run_key=?", (time.time(), key.id)),
+            ]
+        )
 
     def discard_run(self, key: RunKey) -> None:
         """Forget a run and its samples (``--rerun``)."""
-        self._write([("DELETE FROM samples WHERE run_key=?", (key.id,)), ("DELETE FROM runs WHERE run_key=?", (key.id,))])
+        self._write(
+            [("DELETE FROM samples WHERE run_key=?", (key.id,)), ("DELETE FROM runs WHERE run_key=?", (key.id,))]
+        )
 
     def finish_run(self, key: RunKey, result: TaskResult) -> None:
         """Store the corpus result (without samples: they are in ``samples``) and mark the run complete."""
         payload = json.dumps(result.to_dict(with_samples=False), sort_keys=True, default=str)
-        self._write([("UPDATE runs SET status='complete', result=?, updated=? WHERE run_key=?",
-                      (payload, time.time(), key.id))])
+        self._write(
+            [("UPDATE runs SET status='complete', result=?, updated=? WHERE run_key=?", (payload, time.time(), key.id))]
+        )
 
     # ------------------------------------------------------------------ reads
 
@@ -199,8 +242,10 @@ class ResultStore:
             except _DAMAGED:
                 damaged.append(sid)
         if damaged:
-            warn(f"{self.location}: {len(damaged)} stored sample(s) of task {key.task} are damaged "
-                 f"(e.g. {damaged[0]!r}); evaluating them again.")
+            warn(
+                f"{self.location}: {len(damaged)} stored sample(s) of task {key.task} are damaged "
+                f"(e.g. {damaged[0]!r}); evaluating them again."
+            )
         return records
 
     def completed_result(self, key: RunKey) -> TaskResult | None:
@@ -216,8 +261,10 @@ class ResultStore:
         try:
             result = _decode(row[0], TaskResult.from_dict)
         except _DAMAGED as exc:
-            warn(f"{self.location}: the stored result of task {key.task} is damaged ({type(exc).__name__}); "
-                 f"evaluating it again.")
+            warn(
+                f"{self.location}: the stored result of task {key.task} is damaged ({type(exc).__name__}); "
+                f"evaluating it again."
+            )
             self.discard_run(key)
             return None
         samples = self.load_samples(key)
@@ -239,7 +286,9 @@ class ResultStore:
         for run_key, fp, task, checkpoint, updated in rows:
             info = json.loads(checkpoint)
             if label is None or info.get("label") == label:
-                out.append({"run_key": run_key, "fingerprint": fp, "task": task, "checkpoint": info, "updated": updated})
+                out.append(
+                    {"run_key": run_key, "fingerprint": fp, "task": task, "checkpoint": info, "updated": updated}
+                )
         return out
 
     def result_by_run_key(self, run_key: str) -> TaskResult | None:
@@ -252,8 +301,10 @@ class ResultStore:
             result = _decode(row[0], TaskResult.from_dict)
             result.samples = in_sample_order([_decode(r[0], SampleRecord.from_dict) for r in rows])
         except _DAMAGED as exc:
-            raise UsageError(f"{self.location}: stored run {run_key} is damaged ({type(exc).__name__}: {exc}); "
-                             f"evaluate the checkpoint again with {arg('rerun', True)}.") from None
+            raise UsageError(
+                f"{self.location}: stored run {run_key} is damaged ({type(exc).__name__}: {exc}); "
+                f"evaluate the checkpoint again with {arg('rerun', True)}."
+            ) from None
         return result
 
 
@@ -269,6 +320,8 @@ def _open_backend(where: StoreLocation, timeout: float):
 
 def _version_number(value: str, location: str) -> int:
     if not str(value).isdigit():
-        raise UsageError(f"{location}: the result store's schema version {value!r} is not one evalkit knows; "
-                         f"pass another {arg('store', 'PATH')}.")
+        raise UsageError(
+            f"{location}: the result store's schema version {value!r} is not one evalkit knows; "
+            f"pass another {arg('store', 'PATH')}."
+        )
     return int(value)

@@ -14,8 +14,16 @@ if TYPE_CHECKING:
     from ..taxonomy import Taxonomy
     from .dataset import VocData
 
-__all__ = ["record_paths", "identical_metrics", "declared_identities", "routing_metrics", "recorded_settings", "frequency_bands", "resample_metrics",
-           "resample_breakdown"]
+__all__ = [
+    "record_paths",
+    "identical_metrics",
+    "declared_identities",
+    "routing_metrics",
+    "recorded_settings",
+    "frequency_bands",
+    "resample_metrics",
+    "resample_breakdown",
+]
 
 
 def record_paths(records: list[SampleRecord]) -> tuple[list[tuple[str, ...]], list[tuple[str, ...] | None]]:
@@ -32,14 +40,20 @@ def identical_metrics(depth: int) -> dict[str, str]:
     >>> identical_metrics(2)["hier_f1"], identical_metrics(2)["level2_micro_f1"]
     ('hier_precision', 'path_accuracy')
     """
-    return {"hier_recall": "hier_precision", "hier_f1": "hier_precision",
-            "lca_recall": "lca_precision", "lca_f1": "lca_precision",
-            "leaf_micro_f1": "path_accuracy", f"level{depth}_micro_f1": "path_accuracy",
-            f"level{depth}_macro_f1": "leaf_macro_f1"}
+    return {
+        "hier_recall": "hier_precision",
+        "hier_f1": "hier_precision",
+        "lca_recall": "lca_precision",
+        "lca_f1": "lca_precision",
+        "leaf_micro_f1": "path_accuracy",
+        f"level{depth}_micro_f1": "path_accuracy",
+        f"level{depth}_macro_f1": "leaf_macro_f1",
+    }
 
 
-def declared_identities(mode: str, taxonomy: "Taxonomy", y_true: list[tuple[str, ...]],
-                        metrics: dict[str, Any]) -> dict[str, str]:
+def declared_identities(
+    mode: str, taxonomy: "Taxonomy", y_true: list[tuple[str, ...]], metrics: dict[str, Any]
+) -> dict[str, str]:
     """The metrics equal to another by construction in this run (``TaskResult.same_as``), checked against the values.
 
     Declared from the mode and the taxonomy, not from the numbers: constrained mode only walks valid paths
@@ -57,8 +71,10 @@ def declared_identities(mode: str, taxonomy: "Taxonomy", y_true: list[tuple[str,
     for alias, rep in same_as.items():
         a, r = metrics[alias], metrics[rep]
         if (a is None) != (r is None) or (a is not None and abs(a - r) > 1e-9):
-            raise AssertionError(f"evalkit bug: voc declared {alias!r} identical to {rep!r} in constrained mode, "
-                                 f"but they are {a!r} and {r!r}; please report it.")
+            raise AssertionError(
+                f"evalkit bug: voc declared {alias!r} identical to {rep!r} in constrained mode, "
+                f"but they are {a!r} and {r!r}; please report it."
+            )
     return same_as
 
 
@@ -74,14 +90,15 @@ def routing_metrics(records: list[SampleRecord], depth: int, coverage_precisions
     return {name: (float(v[0]) if np.isfinite(v[0]) else None) for name, v in values.items()}
 
 
-def recorded_settings(records: list[SampleRecord], o: Any, data: "VocData",
-                      unscorable: str | None) -> dict[str, Any]:
+def recorded_settings(records: list[SampleRecord], o: Any, data: "VocData", unscorable: str | None) -> dict[str, Any]:
     """The settings stored with the results: the options (``o``, the evaluator's ``VocOptions``), what the run
     applied and counted, the frequency bands."""
     tax = data.taxonomy
     extras = [r.extra for r in records]
     return {
-        "mode": o.mode, "n_samples": len(records), "num_fewshot": o.num_fewshot,
+        "mode": o.mode,
+        "n_samples": len(records),
+        "num_fewshot": o.num_fewshot,
         "label_options": o.label_options,
         "label_options_used": sorted({e.get("label_options") for e in extras if e.get("label_options")}),
         "chat_template": sorted({bool(e.get("chat_template")) for e in extras}),
@@ -90,9 +107,15 @@ def recorded_settings(records: list[SampleRecord], o: Any, data: "VocData",
         "n_truncated": sum(bool(e.get("truncated")) for e in extras),
         "n_fewshot_reduced": sum(e.get("num_fewshot_used", o.num_fewshot) < o.num_fewshot for e in extras),
         "parse_rules": dict(sorted(Counter(e.get("parse_rule", "?") for e in extras).items())),
-        "prompt_template": o.prompt_template or "default", "sep": tax.sep, "n_labels": len(tax.labels),
-        "n_leaves": len(tax.leaves), "depth": tax.depth, "n_train": len(data.train), "seed": o.seed,
-        "limit": o.limit, "sample_seed": o.sample_seed,
+        "prompt_template": o.prompt_template or "default",
+        "sep": tax.sep,
+        "n_labels": len(tax.labels),
+        "n_leaves": len(tax.leaves),
+        "depth": tax.depth,
+        "n_train": len(data.train),
+        "seed": o.seed,
+        "limit": o.limit,
+        "sample_seed": o.sample_seed,
         "confidence": sorted({(e.get("confidence") or {}).get("method", "none") for e in extras}),
         **({"confidence_unavailable": unscorable} if unscorable else {}),
         **frequency_bands(records, data),
@@ -129,8 +152,9 @@ def resample_metrics(records: list[SampleRecord], names: list[str], indices: Any
     return {name: out[name] for name in names}
 
 
-def resample_breakdown(records: list[SampleRecord], kind: str, metric: str, keys: list[str], indices: Any,
-                       settings: dict[str, Any]) -> np.ndarray:
+def resample_breakdown(
+    records: list[SampleRecord], kind: str, metric: str, keys: list[str], indices: Any, settings: dict[str, Any]
+) -> np.ndarray:
     """Per-class, per-level and per-frequency-band breakdown values on resamples, shape (B, len(keys)): the
     comparison's intervals and tests for breakdown rows (``metrics.hierarchical.resampled_breakdown``).
 

@@ -28,8 +28,9 @@ class Answerer:
         """An lm-eval ``Instance`` for ``example``, named by the task and the sample id."""
         from lm_eval.api.instance import Instance
 
-        inst = Instance(request_type=kind, doc={"id": example.sample_id, "text": example.text},
-                        arguments=arguments, idx=idx)
+        inst = Instance(
+            request_type=kind, doc={"id": example.sample_id, "text": example.text}, arguments=arguments, idx=idx
+        )
         inst.task_name = self.task_name
         inst.evalkit_sample_id = example.sample_id
         return inst
@@ -42,21 +43,26 @@ class Answerer:
         # the parser takes the first non-empty line after the reasoning.
         until = list(o.until) if o.until is not None else ([] if chat else ["\n"])
         kwargs = {"until": until, "max_gen_toks": o.max_gen_toks, "do_sample": False, "temperature": 0.0}
-        requests = [self.request("generate_until", ex, (prompt, dict(kwargs)), i)
-                    for i, (ex, prompt) in enumerate(zip(batch, prompts))]
+        requests = [
+            self.request("generate_until", ex, (prompt, dict(kwargs)), i)
+            for i, (ex, prompt) in enumerate(zip(batch, prompts))
+        ]
         outputs = lm.generate_until(requests)
         parser = self._parser
         outcomes = []
         for raw in outputs:
             parsed = parser.parse(raw)
             outcomes.append((parsed.path, {"raw_output": raw, "parse_rule": parsed.rule, "invalid": parsed.invalid}))
-        for (_, extra), confidence in zip(outcomes, self._generated_confidences(lm, batch, prompts, outcomes, requests)):
+        for (_, extra), confidence in zip(
+            outcomes, self._generated_confidences(lm, batch, prompts, outcomes, requests)
+        ):
             if confidence is not None:
                 extra["confidence"] = confidence
         return outcomes
 
-    def _generated_confidences(self, lm: Any, batch: list["VocExample"], prompts: list[str], outcomes: list[tuple],
-                               requests: list) -> list[dict[str, Any] | None]:
+    def _generated_confidences(
+        self, lm: Any, batch: list["VocExample"], prompts: list[str], outcomes: list[tuple], requests: list
+    ) -> list[dict[str, Any] | None]:
         """Confidences of generated predictions: a predictions file's own, else one scoring pass (when possible)."""
         from .confidence import continuation_confidences, scoring_unavailable, stored_confidence
 
@@ -71,9 +77,16 @@ class Answerer:
         tax = self.taxonomy
         answers = [tax.format(path) if path else None for path, _ in outcomes]
         try:
-            return [*continuation_confidences(
-                lm, prompts, answers, lambda i, context, continuation: self.request("loglikelihood", batch[i],
-                                                                                     (context, continuation), i))]
+            return [
+                *continuation_confidences(
+                    lm,
+                    prompts,
+                    answers,
+                    lambda i, context, continuation: self.request(
+                        "loglikelihood", batch[i], (context, continuation), i
+                    ),
+                )
+            ]
         except (UsageError, NotImplementedError) as exc:  # served by an endpoint without prompt log-probabilities
             self.unscorable = scoring_unavailable(exc)
             return [None] * len(batch)
@@ -91,7 +104,22 @@ class Answerer:
 
         tax = self.taxonomy
         results = constrained_predict(
-            lm, prompts, tax, lambda i, context, continuation: self.request("loglikelihood", batch[i], (context, continuation), i))
-        return [(r.path, {"raw_output": tax.format(r.path), "parse_rule": "constrained", "invalid": False,
-                          "level_logprobs": r.logprobs, "level_margins": r.margins,
-                          "confidence": constrained_confidence(r)}) for r in results]
+            lm,
+            prompts,
+            tax,
+            lambda i, context, continuation: self.request("loglikelihood", batch[i], (context, continuation), i),
+        )
+        return [
+            (
+                r.path,
+                {
+                    "raw_output": tax.format(r.path),
+                    "parse_rule": "constrained",
+                    "invalid": False,
+                    "level_logprobs": r.logprobs,
+                    "level_margins": r.margins,
+                    "confidence": constrained_confidence(r),
+                },
+            )
+            for r in results
+        ]

@@ -37,12 +37,17 @@ CONFIDENCE_VERSION = 1
 def constrained_confidence(result: "ConstrainedResult") -> dict[str, Any]:
     """The ``path_probability`` confidence of one constrained walk."""
     levels, running = [], 1.0
-    for probability in result.probabilities[:len(result.path)]:
+    for probability in result.probabilities[: len(result.path)]:
         running *= probability
         levels.append(running)
     margins = result.probability_margins
-    return {"version": CONFIDENCE_VERSION, "method": "path_probability", "path": result.confidence,
-            "levels": levels, "margin": min(margins) if margins else 1.0}
+    return {
+        "version": CONFIDENCE_VERSION,
+        "method": "path_probability",
+        "path": result.confidence,
+        "levels": levels,
+        "margin": min(margins) if margins else 1.0,
+    }
 
 
 def stored_confidence(value: float) -> dict[str, Any]:
@@ -50,8 +55,9 @@ def stored_confidence(value: float) -> dict[str, Any]:
     return {"version": CONFIDENCE_VERSION, "method": "predictions", "path": float(value)}
 
 
-def continuation_confidences(lm: Any, prompts: Sequence[str], answers: Sequence[str | None],
-                             make_request: Callable[[int, str, str], Any]) -> list[dict[str, Any]]:
+def continuation_confidences(
+    lm: Any, prompts: Sequence[str], answers: Sequence[str | None], make_request: Callable[[int, str, str], Any]
+) -> list[dict[str, Any]]:
     """``continuation_logprob`` confidences of ``answers`` (None: unparsed output) after ``prompts``.
 
     Raises UsageError or NotImplementedError when ``lm`` cannot score log-likelihoods (the caller then
@@ -59,11 +65,23 @@ def continuation_confidences(lm: Any, prompts: Sequence[str], answers: Sequence[
     """
     from .constrained import answer_prefix
 
-    todo = [(i, prompt, answer_prefix(prompt) + answer) for i, (prompt, answer) in enumerate(zip(prompts, answers))
-            if answer]
+    todo = [
+        (i, prompt, answer_prefix(prompt) + answer)
+        for i, (prompt, answer) in enumerate(zip(prompts, answers))
+        if answer
+    ]
     scores = [float(out[0]) for out in lm.loglikelihood([make_request(i, c, x) for i, c, x in todo])] if todo else []
-    out = [{"version": CONFIDENCE_VERSION, "method": "continuation_logprob", "path": 0.0, "logprob": None,
-            "length": 0, "per": None} for _ in prompts]
+    out = [
+        {
+            "version": CONFIDENCE_VERSION,
+            "method": "continuation_logprob",
+            "path": 0.0,
+            "logprob": None,
+            "length": 0,
+            "per": None,
+        }
+        for _ in prompts
+    ]
     for (i, context, continuation), logprob in zip(todo, scores):
         length, per = _length(lm, context, continuation)
         mean = logprob / length

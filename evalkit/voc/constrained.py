@@ -80,8 +80,9 @@ def _options(taxonomy: "Taxonomy", prefix: tuple[str, ...]) -> list[tuple[str, .
     return options
 
 
-def constrained_predict(lm: Any, prompts: Sequence[str], taxonomy: "Taxonomy",
-                        make_request: Callable[[int, str, str], Any]) -> list[ConstrainedResult]:
+def constrained_predict(
+    lm: Any, prompts: Sequence[str], taxonomy: "Taxonomy", make_request: Callable[[int, str, str], Any]
+) -> list[ConstrainedResult]:
     """Top-down constrained predictions for ``prompts`` (one per sample), always valid label paths.
 
     ``make_request(sample_index, context, continuation)`` builds the lm-eval ``Instance`` (the
@@ -103,15 +104,18 @@ def constrained_predict(lm: Any, prompts: Sequence[str], taxonomy: "Taxonomy",
     return results
 
 
-def _level_requests(active: list[int], results: list[ConstrainedResult], prompts: Sequence[str],
-                    taxonomy: "Taxonomy") -> tuple[list[tuple[int, str, str]], list]:
+def _level_requests(
+    active: list[int], results: list[ConstrainedResult], prompts: Sequence[str], taxonomy: "Taxonomy"
+) -> tuple[list[tuple[int, str, str]], list]:
     """(sample, context, continuation) of every option of the next level of the ``active`` samples."""
     pairs, owners = [], []
     for i in active:
         prefix = results[i].path
         head = prompts[i] + (answer_prefix(prompts[i]) + taxonomy.format(prefix) if prefix else "")
         for option in _options(taxonomy, prefix):
-            continuation = STOP if option is None else (taxonomy.sep if prefix else answer_prefix(prompts[i])) + option[-1]
+            continuation = (
+                STOP if option is None else (taxonomy.sep if prefix else answer_prefix(prompts[i])) + option[-1]
+            )
             pairs.append((i, head, continuation))
             owners.append((i, option))
     return pairs, owners
@@ -141,8 +145,12 @@ class PrefixScorer:
         """An unmodified causal ``HFLM`` (the token ids reproduced here are then the ones it would score)."""
         from ..tokenization import PairEncoder
 
-        return (PairEncoder.supports(lm) and "_model_call" not in vars(lm) and hasattr(lm, "model")
-                and _full_attention_only(getattr(lm.model, "config", None)))
+        return (
+            PairEncoder.supports(lm)
+            and "_model_call" not in vars(lm)
+            and hasattr(lm, "model")
+            and _full_attention_only(getattr(lm.model, "config", None))
+        )
 
     def score(self, pairs: list[tuple[int, str, str]], fallback: Callable[[list], list[float]]) -> list[float]:
         """Summed log-probabilities of each continuation (``fallback`` scores what the cache cannot)."""
@@ -156,10 +164,14 @@ class PrefixScorer:
             split = {k: split_trailing_space(*pairs[k][1:]) for k in mine}
             self._encoder.encode_pairs(split.values(), anchor=self._prompt)  # the long prompt is tokenised once
             tails = [t for t in (self._tail(k, *split[k]) for k in mine) if t is not None]
-            step = self.lm.batch_size if isinstance(self.lm.batch_size, int) and self.lm.batch_size > 0 else len(tails) or 1
+            step = (
+                self.lm.batch_size
+                if isinstance(self.lm.batch_size, int) and self.lm.batch_size > 0
+                else len(tails) or 1
+            )
             with torch.no_grad():
                 for start in range(0, len(tails), step):
-                    for k, value in self._score_tails(tails[start:start + step]):
+                    for k, value in self._score_tails(tails[start : start + step]):
                         scores[k] = value
         missing = [k for k, value in enumerate(scores) if value is None]
         if missing:
@@ -174,8 +186,13 @@ class PrefixScorer:
         """
         ctx, cont = self._encoder.pair(context, continuation)
         tokens, cut = ctx + cont, len(self._prefix)
-        if (self._cache is None or len(tokens) > self.lm.max_length or tokens[:cut] != self._prefix
-                or len(ctx) <= cut or not cont):
+        if (
+            self._cache is None
+            or len(tokens) > self.lm.max_length
+            or tokens[:cut] != self._prefix
+            or len(ctx) <= cut
+            or not cont
+        ):
             return None
         return k, tokens[cut:-1], cont
 
@@ -194,8 +211,11 @@ class PrefixScorer:
         if self._prefix:
             cache = DynamicCache()
             with torch.no_grad():
-                self.lm.model(torch.tensor([self._prefix], device=self.lm.device), **{_cache_argument(self.lm.model): cache},
-                              use_cache=True)
+                self.lm.model(
+                    torch.tensor([self._prefix], device=self.lm.device),
+                    **{_cache_argument(self.lm.model): cache},
+                    use_cache=True,
+                )
             self._cache = cache
 
     def _score_tails(self, tails: list[tuple[int, list[int], list[int]]]) -> list[tuple[int, float]]:
@@ -220,7 +240,6 @@ class PrefixScorer:
             picked = logprobs[row, positions, torch.tensor(targets, device=self.lm.device)]
             out.append((k, float(picked.sum())))
         return out
-
 
 
 def _choose(results: list[ConstrainedResult], owners: list, scores: list[float], taxonomy: "Taxonomy") -> list[int]:

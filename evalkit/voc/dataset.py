@@ -30,8 +30,15 @@ if TYPE_CHECKING:
 
 __all__ = ["VocExample", "DataSpec", "VocData", "read_table", "read_examples", "check_labels", "load_voc_data"]
 
-_READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-            ".parquet": "parquet", ".pq": "parquet"}
+_READERS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 _SHOW = 5  # how many offending rows an error lists
 
 
@@ -95,11 +102,15 @@ def read_table(path: str | Path, *, key: str = "data") -> "pd.DataFrame":
     path = Path(path)
     kind = _READERS.get(path.suffix.lower())
     if kind is None:
-        raise UsageError(f"{path}: unsupported data file type {path.suffix!r} (key '{key}'); "
-                         f"use one of {', '.join(sorted(_READERS))}.")
+        raise UsageError(
+            f"{path}: unsupported data file type {path.suffix!r} (key '{key}'); "
+            f"use one of {', '.join(sorted(_READERS))}."
+        )
     if not path.is_file():
-        raise UsageError(f"{path}: data file not found (key '{key}'); create it or point '{key}' at it, "
-                         f"e.g. {arg('overrides', repr(f'TASK.{key}=PATH'))}.")
+        raise UsageError(
+            f"{path}: data file not found (key '{key}'); create it or point '{key}' at it, "
+            f"e.g. {arg('overrides', repr(f'TASK.{key}=PATH'))}."
+        )
     try:
         if kind in ("csv", "tsv"):
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, sep="\t" if kind == "tsv" else ",")
@@ -132,12 +143,16 @@ def _report_holes(holes: list[str], path: Path, rule: str) -> None:
     """Apply the task's ``label_holes`` rule to rows whose label path has an empty level inside it."""
     shown = _list_rows(holes[:_SHOW], len(holes))
     if rule == "refuse":
-        raise UsageError(f"{path}: {len(holes)} row(s) have an empty level inside their label path: {shown}; "
-                         f"fill them in, or set label_holes: skip to drop the empty level.")
+        raise UsageError(
+            f"{path}: {len(holes)} row(s) have an empty level inside their label path: {shown}; "
+            f"fill them in, or set label_holes: skip to drop the empty level."
+        )
     from ..errors import warn
 
-    warn(f"{path}: {len(holes)} row(s) have an empty level inside their label path ({shown}); the empty "
-         f"level was skipped, so deeper levels moved up (label_holes: skip; set label_holes: refuse to reject them).")
+    warn(
+        f"{path}: {len(holes)} row(s) have an empty level inside their label path ({shown}); the empty "
+        f"level was skipped, so deeper levels moved up (label_holes: skip; set label_holes: refuse to reject them)."
+    )
 
 
 def _list_rows(items: list[str], total: int) -> str:
@@ -149,7 +164,10 @@ def read_examples(spec: DataSpec, path: Path, *, split: str | None = None, key: 
     """Examples of one file, keeping only rows whose ``spec.split_field`` equals ``split`` when given."""
     frame = read_table(path, key=key)
     label_columns = list(spec.label_fields) if spec.label_fields else [spec.label_field]
-    wanted = {"text_field": spec.text_field, **{f"label_field{'s' if spec.label_fields else ''}": c for c in label_columns}}
+    wanted = {
+        "text_field": spec.text_field,
+        **{f"label_field{'s' if spec.label_fields else ''}": c for c in label_columns},
+    }
     if spec.id_field:
         wanted["id_field"] = spec.id_field
     if split is not None:
@@ -172,10 +190,14 @@ def read_examples(spec: DataSpec, path: Path, *, split: str | None = None, key: 
         sample_id = row[spec.id_field] if spec.id_field else str(number)
         examples.append(VocExample(sample_id, row[spec.text_field].strip(), label, number, str(path)))
     if unlabelled:
-        raise UsageError(f"{path}: {len(unlabelled)} row(s) have an empty label: {_list_rows(unlabelled[:_SHOW], len(unlabelled))}.")
+        raise UsageError(
+            f"{path}: {len(unlabelled)} row(s) have an empty label: {_list_rows(unlabelled[:_SHOW], len(unlabelled))}."
+        )
     if bad_names:
-        raise UsageError(f"{path}: {len(bad_names)} row(s) have a label level containing the separator {mark!r} "
-                         f"(key 'sep'): {_list_rows(bad_names[:_SHOW], len(bad_names))}; use another 'sep'.")
+        raise UsageError(
+            f"{path}: {len(bad_names)} row(s) have a label level containing the separator {mark!r} "
+            f"(key 'sep'): {_list_rows(bad_names[:_SHOW], len(bad_names))}; use another 'sep'."
+        )
     if holes:
         _report_holes(holes, path, spec.label_holes)
     _check_unique_ids(examples, path)
@@ -186,8 +208,10 @@ def _check_unique_ids(examples: list[VocExample], path: Path) -> None:
     counts = Counter(ex.sample_id for ex in examples)
     repeated = [f"{sid!r} x{n}" for sid, n in counts.items() if n > 1]
     if repeated:
-        raise UsageError(f"{path}: sample ids must be unique (key 'id_field'); repeated: "
-                         f"{_list_rows(repeated[:_SHOW], len(repeated))}.")
+        raise UsageError(
+            f"{path}: sample ids must be unique (key 'id_field'); repeated: "
+            f"{_list_rows(repeated[:_SHOW], len(repeated))}."
+        )
 
 
 def check_labels(examples: list[VocExample], taxonomy: "Taxonomy", *, what: str = "taxonomy") -> None:
@@ -195,8 +219,9 @@ def check_labels(examples: list[VocExample], taxonomy: "Taxonomy", *, what: str 
     bad = [ex for ex in examples if not taxonomy.is_label(ex.path)]
     if bad:
         shown = [f"row {ex.row}: {taxonomy.sep.join(ex.path)!r}" for ex in bad[:_SHOW]]
-        raise UsageError(f"{bad[0].source}: {len(bad)} row(s) have a label that is not in the {what}: "
-                         f"{_list_rows(shown, len(bad))}.")
+        raise UsageError(
+            f"{bad[0].source}: {len(bad)} row(s) have a label that is not in the {what}: {_list_rows(shown, len(bad))}."
+        )
 
 
 def load_voc_data(spec: DataSpec) -> VocData:
@@ -206,7 +231,9 @@ def load_voc_data(spec: DataSpec) -> VocData:
     if spec.split_field:
         test = read_examples(spec, spec.data, split=spec.test_split)
         if not test:
-            raise UsageError(f"{spec.data}: no rows with {spec.split_field} == {spec.test_split!r} (keys 'split_field', 'test_split').")
+            raise UsageError(
+                f"{spec.data}: no rows with {spec.split_field} == {spec.test_split!r} (keys 'split_field', 'test_split')."
+            )
     else:
         test = read_examples(spec, spec.data)
     if spec.train_data is not None:

@@ -36,8 +36,14 @@ from ..errors import UsageError, arg
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, check_choice, validate_options
-from .aggregation import (declared_identities, record_paths, recorded_settings, resample_breakdown, resample_metrics,
-                          routing_metrics)
+from .aggregation import (
+    declared_identities,
+    record_paths,
+    recorded_settings,
+    resample_breakdown,
+    resample_metrics,
+    routing_metrics,
+)
 from .answering import Answerer
 
 if TYPE_CHECKING:
@@ -53,8 +59,9 @@ MODES = ("generate", "constrained")
 _UNIT = (0.0, 1.0)  # the range of a precision, recall, F1 or accuracy
 VOC_METRIC_SPECS: dict[str, MetricSpec] = {
     "path_accuracy": MetricSpec(level="sample", score="correct", bounds=_UNIT, binary=True),
-    "invalid_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.invalid", bounds=_UNIT,
-                               binary=True),
+    "invalid_rate": MetricSpec(
+        higher_is_better=False, level="sample", score="extra.invalid", bounds=_UNIT, binary=True
+    ),
     "mean_first_error_depth": MetricSpec(level="corpus"),  # deeper first error = right for longer
     # calibration and auto-routing (voc/routing.py), where records carry a confidence
     # (a cut or a binning is not smooth in the data: bootstrap intervals, see MetricSpec.interval)
@@ -116,24 +123,43 @@ def _check_options(opts: VocOptions, config: TaskConfig) -> VocOptions:
     check_choice(opts.label_options, LABEL_OPTIONS, "label_options", config)
     check_choice(opts.label_holes, ("skip", "refuse"), "label_holes", config)
     if (opts.label_field is None) == (opts.label_fields is None):
-        raise UsageError(f"{config.source}: give exactly one of 'label_field' (one path column) or "
-                         f"'label_fields' (one column per level); got {opts.label_field!r} and {opts.label_fields!r}.")
-    if opts.label_fields is not None and (not opts.label_fields or not all(isinstance(c, str) for c in opts.label_fields)):
-        raise UsageError(f"{config.source}: key 'label_fields' must be a non-empty list of column names, got {opts.label_fields!r}.")
+        raise UsageError(
+            f"{config.source}: give exactly one of 'label_field' (one path column) or "
+            f"'label_fields' (one column per level); got {opts.label_field!r} and {opts.label_fields!r}."
+        )
+    if opts.label_fields is not None and (
+        not opts.label_fields or not all(isinstance(c, str) for c in opts.label_fields)
+    ):
+        raise UsageError(
+            f"{config.source}: key 'label_fields' must be a non-empty list of column names, got {opts.label_fields!r}."
+        )
     if opts.until is not None and not all(isinstance(s, str) and s for s in opts.until):
         raise UsageError(f"{config.source}: key 'until' must be a list of non-empty strings, got {opts.until!r}.")
-    for key, low in (("num_fewshot", 0), ("max_gen_toks", 1), ("batch_docs", 1), ("min_comment_tokens", 0),
-                     ("n_resamples", 0), ("limit", 1)):
+    for key, low in (
+        ("num_fewshot", 0),
+        ("max_gen_toks", 1),
+        ("batch_docs", 1),
+        ("min_comment_tokens", 0),
+        ("n_resamples", 0),
+        ("limit", 1),
+    ):
         value = getattr(opts, key)
         if value is not None and value < low:
             raise UsageError(f"{config.source}: key {key!r} must be an integer >= {low}, got {value!r}.")
     task_seeds(opts, ("seed", "sample_seed"), source=config.source)
     if not 0.0 < opts.parse_cutoff <= 1.0:
         raise UsageError(f"{config.source}: key 'parse_cutoff' must be in (0, 1], got {opts.parse_cutoff!r}.")
-    if (not isinstance(opts.coverage_precisions, list) or not opts.coverage_precisions
-            or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 1 for p in opts.coverage_precisions)):
-        raise UsageError(f"{config.source}: key 'coverage_precisions' must be a non-empty list of precisions in (0, 1], "
-                         f"e.g. [0.9, 0.95]; got {opts.coverage_precisions!r}.")
+    if (
+        not isinstance(opts.coverage_precisions, list)
+        or not opts.coverage_precisions
+        or not all(
+            isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 1 for p in opts.coverage_precisions
+        )
+    ):
+        raise UsageError(
+            f"{config.source}: key 'coverage_precisions' must be a non-empty list of precisions in (0, 1], "
+            f"e.g. [0.9, 0.95]; got {opts.coverage_precisions!r}."
+        )
     if not 0.0 < opts.confidence < 1.0:
         raise UsageError(f"{config.source}: key 'confidence' must be in (0, 1), got {opts.confidence!r}.")
     if not opts.sep.strip():
@@ -162,11 +188,20 @@ class VocEvaluator:
         from .dataset import DataSpec
 
         o, path = self.options, self.config.resolve_path
-        return DataSpec(data=path(o.data), text_field=o.text_field, id_field=o.id_field, label_field=o.label_field,
-                        label_fields=tuple(o.label_fields) if o.label_fields else None, sep=o.sep,
-                        split_field=o.split_field, test_split=o.test_split, train_split=o.train_split,
-                        train_data=path(o.train_data) if o.train_data else None,
-                        taxonomy=path(o.taxonomy) if o.taxonomy else None, label_holes=o.label_holes)
+        return DataSpec(
+            data=path(o.data),
+            text_field=o.text_field,
+            id_field=o.id_field,
+            label_field=o.label_field,
+            label_fields=tuple(o.label_fields) if o.label_fields else None,
+            sep=o.sep,
+            split_field=o.split_field,
+            test_split=o.test_split,
+            train_split=o.train_split,
+            train_data=path(o.train_data) if o.train_data else None,
+            taxonomy=path(o.taxonomy) if o.taxonomy else None,
+            label_holes=o.label_holes,
+        )
 
     @cached_property
     def data(self) -> "VocData":
@@ -175,12 +210,16 @@ class VocEvaluator:
         for key in ("data", "train_data", "taxonomy"):
             path = getattr(self._spec, key)
             if path is not None and not path.exists():
-                raise UsageError(f"{self.config.source}: {key} file {path} does not exist; put it there or point the "
-                                 f"task at it with {arg('overrides', repr(f'{self.config.name}.{key}=PATH'))}.")
+                raise UsageError(
+                    f"{self.config.source}: {key} file {path} does not exist; put it there or point the "
+                    f"task at it with {arg('overrides', repr(f'{self.config.name}.{key}=PATH'))}."
+                )
         data = load_voc_data(self._spec)
         if self.options.num_fewshot and not data.train:
-            raise UsageError(f"{self.config.source}: num_fewshot={self.options.num_fewshot} needs train rows; "
-                             f"set 'train_data' or 'split_field' (train rows: {self.options.train_split!r}).")
+            raise UsageError(
+                f"{self.config.source}: num_fewshot={self.options.num_fewshot} needs train rows; "
+                f"set 'train_data' or 'split_field' (train rows: {self.options.train_split!r})."
+            )
         return data
 
     @cached_property
@@ -202,8 +241,10 @@ class VocEvaluator:
         from .._io import hash_file
 
         spec = self._spec
-        files = {key: hash_file(p) if p is not None and p.is_file() else None
-                 for key, p in (("data", spec.data), ("train_data", spec.train_data), ("taxonomy", spec.taxonomy))}
+        files = {
+            key: hash_file(p) if p is not None and p.is_file() else None
+            for key, p in (("data", spec.data), ("train_data", spec.train_data), ("taxonomy", spec.taxonomy))
+        }
         # label_holes never changes an outcome (the data loads the same way or not at all): left out.
         options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in ("batch_docs", "label_holes")}
         if options["sample_seed"] is None:  # unset: the key results stored before the option existed were under
@@ -211,7 +252,9 @@ class VocEvaluator:
         # Paths are replaced by content hashes so moving a file does not invalidate stored results.
         for key in ("data", "train_data", "taxonomy", "prompt_template"):
             options.pop(key)
-        return stable_hash({"options": options, "files": files, "template": self.template_text, "version": self.version})
+        return stable_hash(
+            {"options": options, "files": files, "template": self.template_text, "version": self.version}
+        )
 
     def check_ready(self) -> None:
         from .prompting import PromptBuilder
@@ -234,7 +277,7 @@ class VocEvaluator:
             size = self.options.batch_docs
             with bar(len(todo), f"{self.config.name} ({self.options.mode})") as progress:
                 for start in range(0, len(todo), size):
-                    batch = self._run_batch(lm, plan, todo[start:start + size])
+                    batch = self._run_batch(lm, plan, todo[start : start + size])
                     save(batch)
                     new.update((r.sample_id, r) for r in batch)
                     progress.update(len(batch))
@@ -248,24 +291,37 @@ class VocEvaluator:
         tax = self.data.taxonomy
         # Room for the answer: the generation budget, or (constrained) a generous 2 chars per token of the longest path.
         answer = o.max_gen_toks if o.mode == "generate" else max(len(tax.format(p)) for p in tax.labels) // 2 + 8
-        return plan_prompts(lm, PromptBuilder(self.template_text, tax), label_options=o.label_options,
-                            chat_template=o.chat_template if chat is None else chat, answer_tokens=answer,
-                            min_comment_tokens=o.min_comment_tokens, fallback=o.label_options_fallback)
+        return plan_prompts(
+            lm,
+            PromptBuilder(self.template_text, tax),
+            label_options=o.label_options,
+            chat_template=o.chat_template if chat is None else chat,
+            answer_tokens=answer,
+            min_comment_tokens=o.min_comment_tokens,
+            fallback=o.label_options_fallback,
+        )
 
     def _run_batch(self, lm: Any, plan: "PromptPlan", batch: list["VocExample"]) -> list[SampleRecord]:
         from .prompting import fewshot_examples
 
         o = self.options
-        built = [plan.build(ex.text, fewshot_examples(self.data.train, ex.sample_id, o.num_fewshot, o.seed))
-                 for ex in batch]
+        built = [
+            plan.build(ex.text, fewshot_examples(self.data.train, ex.sample_id, o.num_fewshot, o.seed)) for ex in batch
+        ]
         prompts = [prompt for prompt, _, _ in built]
-        common = {"label_options": plan.label_options, "chat_template": plan.chat, "tokens_counted_by": plan.counter.method}
+        common = {
+            "label_options": plan.label_options,
+            "chat_template": plan.chat,
+            "tokens_counted_by": plan.counter.method,
+        }
         if o.mode == "generate":
             outcomes = self._answerer.generate(lm, batch, prompts, chat=plan.chat)
         else:
             outcomes = self._answerer.constrained(lm, batch, prompts)
-        return [self._record(ex, path, {**extra, **common, "truncated": truncated, "num_fewshot_used": shots})
-                for ex, (path, extra), (_, truncated, shots) in zip(batch, outcomes, built)]
+        return [
+            self._record(ex, path, {**extra, **common, "truncated": truncated, "num_fewshot_used": shots})
+            for ex, (path, extra), (_, truncated, shots) in zip(batch, outcomes, built)
+        ]
 
     @cached_property
     def _answerer(self) -> Answerer:
@@ -275,8 +331,12 @@ class VocEvaluator:
         tax = self.data.taxonomy
         target = tax.format(example.path)
         return SampleRecord(
-            sample_id=example.sample_id, target=target, prediction=tax.format(path) if path else None,
-            correct=path == example.path, scores={"path_correct": float(path == example.path)}, group=target,
+            sample_id=example.sample_id,
+            target=target,
+            prediction=tax.format(path) if path else None,
+            correct=path == example.path,
+            scores={"path_correct": float(path == example.path)},
+            group=target,
             input=example.text,
             extra={**extra, "target_path": list(example.path), "pred_path": list(path) if path else None},
         )
@@ -291,22 +351,44 @@ class VocEvaluator:
 
         o = self.options
         y_true, y_pred = record_paths(records)
-        report = hierarchical_report(y_true, y_pred, taxonomy=self.data.taxonomy, train_counts=self.data.train_counts() or None,
-                                     n_resamples=o.n_resamples, confidence=o.confidence, random_state=o.seed)
+        report = hierarchical_report(
+            y_true,
+            y_pred,
+            taxonomy=self.data.taxonomy,
+            train_counts=self.data.train_counts() or None,
+            n_resamples=o.n_resamples,
+            confidence=o.confidence,
+            random_state=o.seed,
+        )
         metrics = dict(report["metrics"])  # None where undefined (e.g. mean_first_error_depth with no errors)
         metrics.update(routing_metrics(records, self.data.taxonomy.depth, o.coverage_precisions))
         breakdowns = report.get("breakdowns", {})
-        names = [*metrics, *(f"{kind}/{m}" for kind, rows in breakdowns.items()
-                             for m in sorted({m for stats in rows.values() for m in stats} - BREAKDOWN_COUNT_FIELDS))]
+        names = [
+            *metrics,
+            *(
+                f"{kind}/{m}"
+                for kind, rows in breakdowns.items()
+                for m in sorted({m for stats in rows.values() for m in stats} - BREAKDOWN_COUNT_FIELDS)
+            ),
+        ]
         specs = declared_specs(type(self), names)
         same_as = declared_identities(o.mode, self.data.taxonomy, y_true, metrics)
         return TaskResult(
-            task=self.config.name, evaluator=self.name, evaluator_version=self.version, config_hash=self.config_hash(),
-            metrics=metrics, n_samples=len(records), axis="domain", primary_metric="leaf_macro_f1",
-            higher_is_better={k: specs[k].higher_is_better for k in metrics}, metric_specs=specs,
+            task=self.config.name,
+            evaluator=self.name,
+            evaluator_version=self.version,
+            config_hash=self.config_hash(),
+            metrics=metrics,
+            n_samples=len(records),
+            axis="domain",
+            primary_metric="leaf_macro_f1",
+            higher_is_better={k: specs[k].higher_is_better for k in metrics},
+            metric_specs=specs,
             ci=report.get("ci", {}),
-            breakdowns=breakdowns, settings=recorded_settings(records, o, self.data, self._unscorable()),
-            samples=list(records), same_as=same_as,
+            breakdowns=breakdowns,
+            settings=recorded_settings(records, o, self.data, self._unscorable()),
+            samples=list(records),
+            same_as=same_as,
         )
 
     @classmethod
@@ -315,7 +397,14 @@ class VocEvaluator:
         return resample_metrics(records, names, indices)
 
     @classmethod
-    def resample_breakdown(cls, records: list[SampleRecord], kind: str, metric: str, keys: list[str],
-                           indices: Any, settings: dict[str, Any]) -> np.ndarray:
+    def resample_breakdown(
+        cls,
+        records: list[SampleRecord],
+        kind: str,
+        metric: str,
+        keys: list[str],
+        indices: Any,
+        settings: dict[str, Any],
+    ) -> np.ndarray:
         """Breakdown values on resamples, shape (B, len(keys)) (see :func:`.aggregation.resample_breakdown`)."""
         return resample_breakdown(records, kind, metric, keys, indices, settings)

@@ -142,7 +142,9 @@ class OutputParser:
         """(normalised name, child path) pairs of ``prefix``, longest name first."""
         if prefix not in self._children:
             kids = self.taxonomy.children(prefix)
-            self._children[prefix] = sorted(((normalize_name(c[-1]), c) for c in kids), key=lambda nc: (-len(nc[0]), nc[1]))
+            self._children[prefix] = sorted(
+                ((normalize_name(c[-1]), c) for c in kids), key=lambda nc: (-len(nc[0]), nc[1])
+            )
         return self._children[prefix]
 
     def _walk_exact(self, prefix: tuple[str, ...], text: str, pos: int) -> tuple[str, ...] | None:
@@ -182,7 +184,7 @@ class OutputParser:
         for span in range(1, 4):
             if i + span > len(pieces):
                 break
-            candidate = "".join(p + s for p, s in zip(pieces[i:i + span], seps[i:i + span - 1] + [""]))
+            candidate = "".join(p + s for p, s in zip(pieces[i : i + span], seps[i : i + span - 1] + [""]))
             for k in _reachable(candidate, names, best_ratio):
                 ratio = difflib.SequenceMatcher(None, candidate, names[k]).ratio()
                 if ratio > best_ratio or (ratio == best_ratio and best is None):
@@ -199,12 +201,14 @@ class OutputParser:
     def _unique_label_named(self, prefix: tuple[str, ...], rest: str) -> tuple[str, ...] | None:
         """The one label below ``prefix`` whose last name is closest to ``rest`` (None if none or tied)."""
         if prefix not in self._below:
-            below = [p for p in self.taxonomy.labels if p[:len(prefix)] == prefix and len(p) > len(prefix)]
+            below = [p for p in self.taxonomy.labels if p[: len(prefix)] == prefix and len(p) > len(prefix)]
             self._below[prefix] = ([normalize_name(p[-1]) for p in below], below)
         names, below = self._below[prefix]
         # Labels whose bound is under the cutoff cannot win (a winner needs ratio >= cutoff), nor tie a winner.
-        scored = [(difflib.SequenceMatcher(None, rest, names[k]).ratio(), below[k])
-                  for k in _reachable(rest, names, self.cutoff)]
+        scored = [
+            (difflib.SequenceMatcher(None, rest, names[k]).ratio(), below[k])
+            for k in _reachable(rest, names, self.cutoff)
+        ]
         top = max((r for r, _ in scored), default=0.0)
         winners = [p for r, p in scored if r == top]
         return winners[0] if top >= self.cutoff and len(winners) == 1 else None

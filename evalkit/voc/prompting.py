@@ -31,8 +31,19 @@ if TYPE_CHECKING:
     from ..taxonomy import Taxonomy
     from .dataset import VocExample
 
-__all__ = ["DEFAULT_TEMPLATE_PATH", "LABEL_OPTIONS", "load_template_text", "PromptBuilder", "fewshot_examples",
-           "TokenCounter", "token_counter", "context_limit", "use_chat_template", "PromptPlan", "plan_prompts"]
+__all__ = [
+    "DEFAULT_TEMPLATE_PATH",
+    "LABEL_OPTIONS",
+    "load_template_text",
+    "PromptBuilder",
+    "fewshot_examples",
+    "TokenCounter",
+    "token_counter",
+    "context_limit",
+    "use_chat_template",
+    "PromptPlan",
+    "plan_prompts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +99,12 @@ class PromptBuilder:
         shots = [{"text": ex.text, "label": self.taxonomy.format(ex.path)} for ex in examples]
         try:
             return self._template.render(
-                text=text, examples=shots, label_options=label_options, sep=self.taxonomy.sep,
-                depth=self.taxonomy.depth, labels=self._labels if label_options == "paths" else [],
+                text=text,
+                examples=shots,
+                label_options=label_options,
+                sep=self.taxonomy.sep,
+                depth=self.taxonomy.depth,
+                labels=self._labels if label_options == "paths" else [],
                 levels=self._levels if label_options == "levels" else [],
             )
         except TemplateError as exc:
@@ -110,6 +125,7 @@ def fewshot_examples(pool: Sequence["VocExample"], sample_id: str, k: int, seed:
 
 
 # ----------------------------------------------------------------------------- model-dependent parts
+
 
 @dataclass(frozen=True)
 class TokenCounter:
@@ -210,27 +226,48 @@ class PromptPlan:
         return self._base_cache[key]
 
 
-def plan_prompts(lm: Any, builder: PromptBuilder, *, label_options: str, chat_template: bool | None,
-                 answer_tokens: int, min_comment_tokens: int, fallback: bool) -> PromptPlan:
+def plan_prompts(
+    lm: Any,
+    builder: PromptBuilder,
+    *,
+    label_options: str,
+    chat_template: bool | None,
+    answer_tokens: int,
+    min_comment_tokens: int,
+    fallback: bool,
+) -> PromptPlan:
     """Choose the chat mode and the label block that fit the LM's context (see the module docstring).
 
     The check is made without few-shot examples: examples that do not fit are dropped per sample.
     """
-    plan = PromptPlan(builder=builder, label_options=label_options, chat=use_chat_template(lm, chat_template),
-                      counter=token_counter(lm), limit=context_limit(lm), answer_tokens=answer_tokens,
-                      min_comment_tokens=min_comment_tokens, _lm=lm)
+    plan = PromptPlan(
+        builder=builder,
+        label_options=label_options,
+        chat=use_chat_template(lm, chat_template),
+        counter=token_counter(lm),
+        limit=context_limit(lm),
+        answer_tokens=answer_tokens,
+        min_comment_tokens=min_comment_tokens,
+        _lm=lm,
+    )
     if plan.limit is None:
         return plan
     while True:
         room = plan._room(())
         if room >= min_comment_tokens:
             return plan
-        detail = (f"the prompt with label_options={plan.label_options!r} leaves {room} tokens for the comment "
-                  f"(context {plan.limit}, answer {answer_tokens}, min_comment_tokens {min_comment_tokens}; "
-                  f"tokens counted by {plan.counter.method})")
+        detail = (
+            f"the prompt with label_options={plan.label_options!r} leaves {room} tokens for the comment "
+            f"(context {plan.limit}, answer {answer_tokens}, min_comment_tokens {min_comment_tokens}; "
+            f"tokens counted by {plan.counter.method})"
+        )
         nxt = _FALLBACK.get(plan.label_options)
         if nxt is None or not fallback:
-            hint = "lower min_comment_tokens or shorten the template" if nxt is None else "use label_options: levels or none"
+            hint = (
+                "lower min_comment_tokens or shorten the template"
+                if nxt is None
+                else "use label_options: levels or none"
+            )
             raise UsageError(f"prompt too long for the model: {detail}; {hint}, or use a model with a longer context.")
         message = f"VOC prompt: {detail}; falling back to label_options={nxt!r}."
         log.log(logging.DEBUG if message in _WARNED else logging.WARNING, message)

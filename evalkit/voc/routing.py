@@ -70,9 +70,12 @@ def routing_arrays(records: Sequence[SampleRecord], depth: int) -> dict[str, Any
     truths = [tuple(r.extra.get("target_path") or ()) for r in records]
     preds = [tuple(r.extra.get("pred_path") or ()) for r in records]
     out: dict[str, Any] = {
-        "leaf": (np.asarray([t == p for t, p in zip(truths, preds)], dtype=float),
-                 _probabilities([c["path"] for c in confidences])),
-        "folds": fold_ids([r.sample_id for r in records], N_FOLDS)}
+        "leaf": (
+            np.asarray([t == p for t, p in zip(truths, preds)], dtype=float),
+            _probabilities([c["path"] for c in confidences]),
+        ),
+        "folds": fold_ids([r.sample_id for r in records], N_FOLDS),
+    }
     if all(isinstance(c.get("levels"), list) for c in confidences):
         for k in range(1, depth + 1):
             correct = [t[:k] == p[:k] and bool(p) for t, p in zip(truths, preds)]
@@ -94,8 +97,9 @@ def routing_scores(arrays: dict[str, Any], names: Sequence[str], indices: np.nda
         if name.startswith(("coverage_at_precision/", "routed_precision/")):
             kind, _, precision = name.partition("/")
             correct, conf = arrays["leaf"]
-            coverage, realised = coverage_rows(correct[indices], conf[indices], arrays["folds"][indices],
-                                               precision=float(precision))
+            coverage, realised = coverage_rows(
+                correct[indices], conf[indices], arrays["folds"][indices], precision=float(precision)
+            )
             out[f"coverage_at_precision/{precision}"], out[f"routed_precision/{precision}"] = coverage, realised
             continue
         decision, _, metric = name.rpartition("_")

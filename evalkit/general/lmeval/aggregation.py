@@ -29,13 +29,16 @@ class Aggregator:
 
         loaded = self._load()
         order = {name: i for i, name in enumerate(loaded.tasks)}
-        ordered = sorted((r for r in records if r.extra.get("subtask") in order),
-                         key=lambda r: (order[r.extra["subtask"]], r.extra.get("doc_index", 0)))
+        ordered = sorted(
+            (r for r in records if r.extra.get("subtask") in order),
+            key=lambda r: (order[r.extra["subtask"]], r.extra.get("doc_index", 0)),
+        )
         acc: dict[str, dict] = {}
         for record in ordered:
             subtask = record.extra["subtask"]
-            entry = acc.setdefault(subtask, {"task": loaded.tasks[subtask], "raw_metrics": defaultdict(list),
-                                             "logged_samples": []})
+            entry = acc.setdefault(
+                subtask, {"task": loaded.tasks[subtask], "raw_metrics": defaultdict(list), "logged_samples": []}
+            )
             for (metric, filter_key), flat in loaded.score_names[subtask].items():
                 if flat in record.scores:
                     entry["raw_metrics"][(metric, filter_key)].append(record.scores[flat])

@@ -70,16 +70,23 @@ def fit_generation_lengths(instances: list, lm: Any, task_name: str) -> Generati
     requested = max(_max_gen_toks(inst.args[1], lm) for inst in generation)
     room = context - longest
     if room < 1:
-        raise UsageError(f"task {task_name!r}: its longest prompt has {longest} tokens, which leaves no room for an "
-                         f"answer in the model's {context}-token context; use a model with a longer context, fewer "
-                         f"few-shot examples, or {arg('max_length', 'N')} if the model takes more than it says.")
+        raise UsageError(
+            f"task {task_name!r}: its longest prompt has {longest} tokens, which leaves no room for an "
+            f"answer in the model's {context}-token context; use a model with a longer context, fewer "
+            f"few-shot examples, or {arg('max_length', 'N')} if the model takes more than it says."
+        )
     fit = GenerationFit(requested, min(requested, room), context, longest)
     if fit.capped:
         for inst in generation:
-            inst.arguments = (inst.args[0], {**inst.args[1], "max_gen_toks": min(room, _max_gen_toks(inst.args[1], lm))},
-                              *inst.args[2:])
-        _note(f"{task_name}: max_gen_toks {requested} does not fit the model's {context}-token context; answers "
-              f"are capped at {room} new tokens (the longest prompt has {longest} tokens).")
+            inst.arguments = (
+                inst.args[0],
+                {**inst.args[1], "max_gen_toks": min(room, _max_gen_toks(inst.args[1], lm))},
+                *inst.args[2:],
+            )
+        _note(
+            f"{task_name}: max_gen_toks {requested} does not fit the model's {context}-token context; answers "
+            f"are capped at {room} new tokens (the longest prompt has {longest} tokens)."
+        )
     return fit
 
 

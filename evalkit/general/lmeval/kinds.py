@@ -83,8 +83,9 @@ class TaskKind:
     def extra_metrics(self, records: list["SampleRecord"]) -> dict[str, float]:
         return {}
 
-    def breakdowns(self, records: list["SampleRecord"], results: dict[str, dict], loaded: "LoadedTasks",
-                   flat: FlatMetrics) -> dict[str, dict]:
+    def breakdowns(
+        self, records: list["SampleRecord"], results: dict[str, dict], loaded: "LoadedTasks", flat: FlatMetrics
+    ) -> dict[str, dict]:
         if len(loaded.tasks) <= 1:
             return {}
         subtasks = {}
@@ -123,8 +124,10 @@ class MmluKind(TaskKind):
         if (num_fewshot or 0) > 0:
             missing = [s for s in folder.subjects if not folder.has_dev(s)]
             if missing:
-                raise UsageError(f"{self.source}: num_fewshot {num_fewshot} needs dev/<subject>_dev.csv "
-                                 f"in {self.data}; missing for {', '.join(missing[:5])}.")
+                raise UsageError(
+                    f"{self.source}: num_fewshot {num_fewshot} needs dev/<subject>_dev.csv "
+                    f"in {self.data}; missing for {', '.join(missing[:5])}."
+                )
 
     def task_manager(self, custom: Path | None):
         from .. import overrides
@@ -146,12 +149,13 @@ class MmluKind(TaskKind):
     def fill_record(self, record: "SampleRecord", d: "Doc", loaded: "LoadedTasks") -> None:
         from ..overrides import mmlu_subjects
 
-        subject = d.subtask[len(self._prefix):]
+        subject = d.subtask[len(self._prefix) :]
         record.group = subject
         record.extra["category"] = mmlu_subjects().get(subject, {}).get("category", "other")
 
-    def breakdowns(self, records: list["SampleRecord"], results: dict[str, dict], loaded: "LoadedTasks",
-                   flat: FlatMetrics) -> dict[str, dict]:
+    def breakdowns(
+        self, records: list["SampleRecord"], results: dict[str, dict], loaded: "LoadedTasks", flat: FlatMetrics
+    ) -> dict[str, dict]:
         from ..overrides import MMLU_CATEGORIES, MMLU_VARIANTS
 
         top, prefix, metric, _ = MMLU_VARIANTS[self.variant]
@@ -159,7 +163,7 @@ class MmluKind(TaskKind):
         for subtask in loaded.tasks:
             metrics, _ = flat(results.get(subtask, {}))
             if metric in metrics:
-                subject[subtask[len(prefix):]] = {metric: metrics[metric], "n": results[subtask].get("sample_len", 0)}
+                subject[subtask[len(prefix) :]] = {metric: metrics[metric], "n": results[subtask].get("sample_len", 0)}
         for cat in MMLU_CATEGORIES:
             metrics, _ = flat(results.get(f"{top}_{cat}", {}))
             if metric in metrics:
@@ -181,7 +185,7 @@ class MmluLetterKind(MmluKind):
 
     def sample_id(self, subtask: str, doc_id: int, doc: dict) -> str:
         # the same ids as mmlu, so the letter and log-likelihood formats pair sample by sample
-        return f"mmlu_{subtask[len('mmlu_letter_'):]}/{doc_id}"
+        return f"mmlu_{subtask[len('mmlu_letter_') :]}/{doc_id}"
 
     def fill_record(self, record: "SampleRecord", d: "Doc", loaded: "LoadedTasks") -> None:
         super().fill_record(record, d, loaded)
@@ -190,8 +194,9 @@ class MmluLetterKind(MmluKind):
     def extra_metrics(self, records: list["SampleRecord"]) -> dict[str, float]:
         return {"parse_failure_rate": mean(bool(r.extra.get("parse_failed")) for r in records)}
 
-    def breakdowns(self, records: list["SampleRecord"], results: dict[str, dict], loaded: "LoadedTasks",
-                   flat: FlatMetrics) -> dict[str, dict]:
+    def breakdowns(
+        self, records: list["SampleRecord"], results: dict[str, dict], loaded: "LoadedTasks", flat: FlatMetrics
+    ) -> dict[str, dict]:
         out = super().breakdowns(records, results, loaded, flat)
         failures: dict[str | None, list[bool]] = {}
         for record in records:
@@ -223,16 +228,16 @@ class IfevalKind(TaskKind):
 
     def check_data(self, num_fewshot: int | None) -> None:
         if self.data is not None and not self.data.is_file():
-            raise UsageError(f"{self.source}: key 'data': IFEval file {self.data} does not exist "
-                             "(Google's input_data.jsonl format).")
+            raise UsageError(
+                f"{self.source}: key 'data': IFEval file {self.data} does not exist (Google's input_data.jsonl format)."
+            )
 
     def task_manager(self, custom: Path | None):
         from ...lm_eval_tasks import lm_eval_tasks_dir
         from .. import overrides
         from .loading import task_manager
 
-        folder = (overrides.ifeval_override_dir(self.data) if self.data is not None
-                  else lm_eval_tasks_dir() / "ifeval")
+        folder = overrides.ifeval_override_dir(self.data) if self.data is not None else lm_eval_tasks_dir() / "ifeval"
         return task_manager(folder)
 
     @property
@@ -248,8 +253,9 @@ class IfevalKind(TaskKind):
         record.extra["instruction_ids"] = list(d.doc.get("instruction_id_list", []))
         record.target = None
 
-    def breakdowns(self, records: list["SampleRecord"], results: dict[str, dict], loaded: "LoadedTasks",
-                   flat: FlatMetrics) -> dict[str, dict]:
+    def breakdowns(
+        self, records: list["SampleRecord"], results: dict[str, dict], loaded: "LoadedTasks", flat: FlatMetrics
+    ) -> dict[str, dict]:
         return {"instruction": instruction_breakdown(records)}
 
 

@@ -54,8 +54,10 @@ def _fast_index(name: str):
     from ...lm_eval_tasks import lm_eval_tasks_dir
 
     root = lm_eval_tasks_dir()
-    candidates = sorted((d for d in root.iterdir() if d.is_dir() and (name == d.name or name.startswith(d.name + "_"))),
-                        key=lambda d: -len(d.name))
+    candidates = sorted(
+        (d for d in root.iterdir() if d.is_dir() and (name == d.name or name.startswith(d.name + "_"))),
+        key=lambda d: -len(d.name),
+    )
     for folder in candidates:
         manager = task_manager(folder)
         if name in manager.all_tasks:
@@ -68,13 +70,23 @@ def _full_index(name: str, include_path: str | None, source: str):
 
     manager = TaskManager(include_path=include_path)
     if name not in manager.all_tasks:
-        raise UsageError(f"{source}: key 'lm_eval_task': unknown lm-eval task or group {name!r}."
-                         f"{did_you_mean(name, manager.all_tasks)}")
+        raise UsageError(
+            f"{source}: key 'lm_eval_task': unknown lm-eval task or group {name!r}."
+            f"{did_you_mean(name, manager.all_tasks)}"
+        )
     return manager
 
 
-def load_tasks(manager, name: str, *, num_fewshot: int | None, generation: dict | None, seed: int | None,
-               error_hint: str, source: str) -> LoadedTasks:
+def load_tasks(
+    manager,
+    name: str,
+    *,
+    num_fewshot: int | None,
+    generation: dict | None,
+    seed: int | None,
+    error_hint: str,
+    source: str,
+) -> LoadedTasks:
     """Load ``name`` (a task or group) with ``manager`` and configure every leaf task."""
     from ..hub import offline_unless_reachable
 
@@ -85,10 +97,14 @@ def load_tasks(manager, name: str, *, num_fewshot: int | None, generation: dict 
     except UsageError:
         raise
     except Exception as exc:
-        why = (" (the Hugging Face hub is not reachable from here, so only datasets already in the local cache "
-               "load)") if unreachable else ""
-        raise UsageError(f"{source}: lm-eval could not load task {name!r}{why} ({type(exc).__name__}: {exc}); "
-                         f"{error_hint}.") from exc
+        why = (
+            (" (the Hugging Face hub is not reachable from here, so only datasets already in the local cache load)")
+            if unreachable
+            else ""
+        )
+        raise UsageError(
+            f"{source}: lm-eval could not load task {name!r}{why} ({type(exc).__name__}: {exc}); {error_hint}."
+        ) from exc
     out = LoadedTasks(name=name, tasks=dict(loaded["tasks"]), groups=dict(loaded.get("groups", {})))
     for task_name, task in out.tasks.items():
         _configure(task, num_fewshot, generation, seed)

@@ -23,8 +23,16 @@ from typing import Any
 from ...tokenization import PairEncoder
 from .scored_logits import scored_logits_only
 
-__all__ = ["Doc", "build_docs", "doc_positions", "iter_docs", "order_for_model", "order_for_generation", "chunks",
-           "answer"]
+__all__ = [
+    "Doc",
+    "build_docs",
+    "doc_positions",
+    "iter_docs",
+    "order_for_model",
+    "order_for_generation",
+    "chunks",
+    "answer",
+]
 
 
 @dataclass
@@ -67,8 +75,9 @@ def iter_docs(task, limit, positions: list[int] | None):
             yield doc_id, positions[doc_id], doc
 
 
-def build_docs(loaded, kind, *, limit, sample_seed: int | None = None, lm: Any, apply_chat: bool,
-               system_instruction: str | None) -> list[Doc]:
+def build_docs(
+    loaded, kind, *, limit, sample_seed: int | None = None, lm: Any, apply_chat: bool, system_instruction: str | None
+) -> list[Doc]:
     """Every doc with its Instances, built by lm-eval for all docs (few-shot sampling order kept)."""
     from lm_eval.evaluator_utils import get_sample_size
 
@@ -79,9 +88,13 @@ def build_docs(loaded, kind, *, limit, sample_seed: int | None = None, lm: Any, 
         for subtask, task in loaded.tasks.items():
             positions = doc_positions(task, limit, sample_seed)
             task.build_all_requests(
-                limit=get_sample_size(task, limit) if positions is None else None, samples=positions,
-                rank=0, world_size=1, cache_requests=False,
-                system_instruction=system_instruction, apply_chat_template=apply_chat,
+                limit=get_sample_size(task, limit) if positions is None else None,
+                samples=positions,
+                rank=0,
+                world_size=1,
+                cache_requests=False,
+                system_instruction=system_instruction,
+                apply_chat_template=apply_chat,
                 fewshot_as_multiturn=True,  # simple_evaluate's default
                 chat_template=getattr(lm, "apply_chat_template", None) if apply_chat else None,
                 tokenizer_name=getattr(lm, "tokenizer_name", "") if apply_chat else "",
@@ -143,7 +156,7 @@ def chunks(docs: list[Doc], size: int, encoder: PairEncoder | None):
     batch = getattr(encoder.lm, "batch_size", None) if encoder is not None else None
     if not isinstance(batch, int) or batch < 1:
         for start in range(0, len(docs), size):
-            yield docs[start:start + size]
+            yield docs[start : start + size]
         return
     chunk: list[Doc] = []
     groups: set = set()
@@ -179,7 +192,9 @@ def answer(lm: Any, chunk: list[Doc], task_name: str, encoder: PairEncoder | Non
         else:
             resps = getattr(lm, reqtype)(cloned)
         if len(resps) != len(cloned):
-            raise RuntimeError(f"{type(lm).__name__}.{reqtype} returned {len(resps)} answers for {len(cloned)} requests")
+            raise RuntimeError(
+                f"{type(lm).__name__}.{reqtype} returned {len(resps)} answers for {len(cloned)} requests"
+            )
         for resp, inst in zip(resps, cloned):
             inst.resps.append(resp)
 

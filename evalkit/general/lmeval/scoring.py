@@ -43,8 +43,9 @@ class RecordScorer:
     ``random`` replay needs (lm-eval's loading draws from ``random``).
     """
 
-    def __init__(self, load: Callable[[], LoadedTasks], reload: Callable[[], LoadedTasks], kind: TaskKind,
-                 task_name: str):
+    def __init__(
+        self, load: Callable[[], LoadedTasks], reload: Callable[[], LoadedTasks], kind: TaskKind, task_name: str
+    ):
         self._load = load
         self._reload = reload
         self._kind = kind
@@ -97,8 +98,10 @@ class RecordScorer:
                     random.setstate(states[d.sample_id][0])
                 records.append(self.record(d))
                 if states is not None and random.getstate() != states[d.sample_id][1]:
-                    raise RuntimeError(f"{self._task_name}: scoring {d.sample_id} drew from `random` differently "
-                                       "than its replay with an empty response; its score may differ from lm-eval's")
+                    raise RuntimeError(
+                        f"{self._task_name}: scoring {d.sample_id} drew from `random` differently "
+                        "than its replay with an empty response; its score may differ from lm-eval's"
+                    )
         return records
 
     def record(self, d: Doc) -> SampleRecord:

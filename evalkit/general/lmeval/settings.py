@@ -52,12 +52,18 @@ def check_options(options: LmEvalOptions, config: TaskConfig) -> None:
         raise UsageError(f"{src}: key 'batch_docs' must be an integer >= 1; got {options.batch_docs!r}.")
     task_seeds(options, ("seed", "sample_seed"), source=src)
     if options.variant_of is not None and not options.variant_of.strip():  # the type is checked already
-        raise UsageError(f"{src}: key 'variant_of' must name the log-likelihood task this task restates "
-                         f"(e.g. mmlu); got {options.variant_of!r}.")
-    if options.limit is not None and (options.limit <= 0 or (isinstance(options.limit, float) and options.limit >= 1
-                                                             and not options.limit.is_integer())):
-        raise UsageError(f"{src}: key 'limit' must be a positive integer (docs per subtask) or a fraction "
-                         f"0 < limit < 1; got {options.limit!r}.")
+        raise UsageError(
+            f"{src}: key 'variant_of' must name the log-likelihood task this task restates "
+            f"(e.g. mmlu); got {options.variant_of!r}."
+        )
+    if options.limit is not None and (
+        options.limit <= 0
+        or (isinstance(options.limit, float) and options.limit >= 1 and not options.limit.is_integer())
+    ):
+        raise UsageError(
+            f"{src}: key 'limit' must be a positive integer (docs per subtask) or a fraction "
+            f"0 < limit < 1; got {options.limit!r}."
+        )
 
 
 class TaskSettings:
@@ -81,17 +87,33 @@ class TaskSettings:
             from ..overrides import GENERATOR_VERSION
 
             options = dataclasses.asdict(self.options)
-            for name in ("sample_seed", "variant_of"):  # unset: the key results stored before the option existed were under
+            for name in (
+                "sample_seed",
+                "variant_of",
+            ):  # unset: the key results stored before the option existed were under
                 if options[name] is None:
                     del options[name]
-            self._hash = stable_hash({"options": options, "kind": kind.name,
-                                      "data": _content_digest(self.data_path()),
-                                      "lm_eval_config": _content_digest(self.config_path()),
-                                      "generator": GENERATOR_VERSION, "evaluator": version})
+            self._hash = stable_hash(
+                {
+                    "options": options,
+                    "kind": kind.name,
+                    "data": _content_digest(self.data_path()),
+                    "lm_eval_config": _content_digest(self.config_path()),
+                    "generator": GENERATOR_VERSION,
+                    "evaluator": version,
+                }
+            )
         return self._hash
 
-    def recorded(self, records: list[SampleRecord], loaded: LoadedTasks, kind: TaskKind, *,
-                 chat_applied: bool | None, fit: GenerationFit | None) -> dict[str, Any]:
+    def recorded(
+        self,
+        records: list[SampleRecord],
+        loaded: LoadedTasks,
+        kind: TaskKind,
+        *,
+        chat_applied: bool | None,
+        fit: GenerationFit | None,
+    ) -> dict[str, Any]:
         """The settings stored with the results (what lm-eval was asked, what the run applied)."""
         first = next(iter(loaded.tasks.values()), None)
         data = self.data_path()
@@ -109,8 +131,12 @@ class TaskSettings:
         if first is not None and first.OUTPUT_TYPE == "generate_until":
             settings["generation_kwargs"] = jsonable(first.get_config("generation_kwargs"))
         if fit is not None and fit.capped:  # the model's context, not the task, set the answers' length
-            settings["max_gen_toks_capped"] = {"requested": fit.requested, "used": fit.max_gen_toks,
-                                               "context": fit.context, "longest_prompt": fit.longest_prompt}
+            settings["max_gen_toks_capped"] = {
+                "requested": fit.requested,
+                "used": fit.max_gen_toks,
+                "context": fit.context,
+                "longest_prompt": fit.longest_prompt,
+            }
         settings.update(kind.settings(records, loaded))
         if self.options.variant_of is not None:
             settings["variant_of"] = self.options.variant_of

@@ -24,16 +24,28 @@ LM_EVAL_STATIC_SPECS: dict[str, MetricSpec] = {
     "acc": MetricSpec(level="sample", bounds=_UNIT, binary=True),
     "acc_norm": MetricSpec(level="sample", bounds=_UNIT, binary=True),
     "exact_match*": MetricSpec(level="sample", bounds=_UNIT, binary=True),
-    "parse_failure_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.parse_failed",
-                                     bounds=_UNIT, binary=True),
-    "subject/parse_failure_rate": MetricSpec(higher_is_better=False, level="sample", score="extra.parse_failed",
-                                             group_by="group", bounds=_UNIT, binary=True),
+    "parse_failure_rate": MetricSpec(
+        higher_is_better=False, level="sample", score="extra.parse_failed", bounds=_UNIT, binary=True
+    ),
+    "subject/parse_failure_rate": MetricSpec(
+        higher_is_better=False, level="sample", score="extra.parse_failed", group_by="group", bounds=_UNIT, binary=True
+    ),
     "subject/*": MetricSpec(level="sample", score="correct", group_by="group", binary=True),
     "category/*": MetricSpec(level="sample", score="correct", group_by="extra.category", binary=True),
-    "instruction/acc": MetricSpec(level="sample", score="scores.inst_level_strict_acc", unit="element",
-                                  group_by="extra.instruction_ids", binary=True),
-    "instruction/loose_acc": MetricSpec(level="sample", score="scores.inst_level_loose_acc", unit="element",
-                                        group_by="extra.instruction_ids", binary=True),
+    "instruction/acc": MetricSpec(
+        level="sample",
+        score="scores.inst_level_strict_acc",
+        unit="element",
+        group_by="extra.instruction_ids",
+        binary=True,
+    ),
+    "instruction/loose_acc": MetricSpec(
+        level="sample",
+        score="scores.inst_level_loose_acc",
+        unit="element",
+        group_by="extra.instruction_ids",
+        binary=True,
+    ),
 }
 
 
@@ -52,21 +64,32 @@ def _weighted_by_size(groups: dict[str, Any], metric: str) -> bool:
         configs = getattr(group, "aggregate_metric_list", None) or []
         for config in configs:
             name = config.get("metric") if isinstance(config, dict) else getattr(config, "metric", None)
-            weighted = config.get("weight_by_size") if isinstance(config, dict) else getattr(config, "weight_by_size", False)
+            weighted = (
+                config.get("weight_by_size") if isinstance(config, dict) else getattr(config, "weight_by_size", False)
+            )
             if name == metric and not weighted:
                 return False
     return True
 
 
-def lm_eval_metric_specs(tasks: dict[str, Any], groups: dict[str, Any], score_names: dict[str, dict],
-                         metrics: dict[str, float], higher_is_better: dict[str, bool],
-                         breakdowns: dict[str, dict], *, micro_means: bool = False) -> dict[str, MetricSpec]:
+def lm_eval_metric_specs(
+    tasks: dict[str, Any],
+    groups: dict[str, Any],
+    score_names: dict[str, dict],
+    metrics: dict[str, float],
+    higher_is_better: dict[str, bool],
+    breakdowns: dict[str, dict],
+    *,
+    micro_means: bool = False,
+) -> dict[str, MetricSpec]:
     """Declarations of the reported ``metrics`` (flat names) and of the breakdown metrics.
 
     ``micro_means``: the values are plain means over samples (a group without aggregation config).
     """
-    specs = {flat: _top_spec(tasks, groups, score_names, flat, bool(higher_is_better.get(flat, True)), micro_means)
-             for flat in metrics}
+    specs = {
+        flat: _top_spec(tasks, groups, score_names, flat, bool(higher_is_better.get(flat, True)), micro_means)
+        for flat in metrics
+    }
     for kind, rows in breakdowns.items():
         names = {name for stats in rows.values() for name in stats} - BREAKDOWN_COUNT_FIELDS
         for name in sorted(names):
@@ -75,8 +98,12 @@ def lm_eval_metric_specs(tasks: dict[str, Any], groups: dict[str, Any], score_na
 
 
 def _kinds(tasks: dict[str, Any], score_names: dict[str, dict], flat: str) -> set[str]:
-    return {_aggregation_kind(task.aggregation().get(metric))
-            for subtask, task in tasks.items() for (metric, _f), name in score_names[subtask].items() if name == flat}
+    return {
+        _aggregation_kind(task.aggregation().get(metric))
+        for subtask, task in tasks.items()
+        for (metric, _f), name in score_names[subtask].items()
+        if name == flat
+    }
 
 
 def _top_spec(tasks, groups, score_names, flat: str, direction: bool, micro_means: bool) -> MetricSpec:
@@ -91,8 +118,14 @@ def _top_spec(tasks, groups, score_names, flat: str, direction: bool, micro_mean
     if kinds == {"mean"} and pooled:
         return MetricSpec(higher_is_better=direction, level="sample", bounds=bounds, binary=binary)
     if kinds == {"element"} and pooled:
-        return MetricSpec(higher_is_better=direction, level="sample", unit="element", cluster="sample_id",
-                          bounds=bounds, binary=binary)
+        return MetricSpec(
+            higher_is_better=direction,
+            level="sample",
+            unit="element",
+            cluster="sample_id",
+            bounds=bounds,
+            binary=binary,
+        )
     return MetricSpec(higher_is_better=direction, level="corpus", bounds=bounds)
 
 
@@ -102,8 +135,13 @@ def _breakdown_spec(tasks, score_names, kind: str, name: str, top: MetricSpec | 
         return static
     direction = top.higher_is_better if top is not None else True
     if kind == "subtask" and _kinds(tasks, score_names, name) == {"mean"}:  # a subtask's value is its own mean
-        return MetricSpec(higher_is_better=direction, level="sample", score=f"scores.{name}", group_by="group",
-                          binary=top is not None and top.binary)
+        return MetricSpec(
+            higher_is_better=direction,
+            level="sample",
+            score=f"scores.{name}",
+            group_by="group",
+            binary=top is not None and top.binary,
+        )
     return MetricSpec(higher_is_better=direction, level="corpus")
 
 
