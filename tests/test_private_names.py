@@ -17,9 +17,7 @@ from pathlib import Path
 from test_import_cycles import _modules
 
 #: (importing package, imported module, private name or "" for the private module itself).
-KNOWN_PRIVATE_IMPORTS: set[tuple[str, str, str]] = {
-    ("sequential", "gate._evaluate", "_check"),  # operating_characteristic's fixed-sample look reuses the gate's row check
-}
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str, str]] = set()
 
 
 def _package(module: str) -> str:

@@ -42,6 +42,16 @@ from typing import Any
 
 from ..errors import ServerError, UsageError, arg, python_words
 from .answers import MalformedAnswer, echo_logprobs, generated_texts, next_token_logprobs
+from .server_scoring import (
+    SharedPrefixServerMixin,
+    exact_token_payload,
+    exact_value,
+    next_token_payload,
+    probe_next_token_logprobs,
+    returns_exact_token_logprobs,
+    returns_next_token_logprobs,
+    returns_prompt_logprobs,
+)
 
 __all__ = [
     "RetryPolicy",
@@ -148,7 +158,7 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
-class ResilientAPIMixin:
+class ResilientAPIMixin(SharedPrefixServerMixin):
     """Mix in before an lm-eval ``TemplateAPI`` subclass (see the module docstring)."""
 
     #: Where a generation's text is: ``message.content`` (chat endpoint) or ``text`` (completions).
@@ -165,18 +175,13 @@ class ResilientAPIMixin:
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, timeout=max(1, int(timeout)), **kwargs)
-        from .shared_prefix import scoring_mode
-
-        self.loglikelihood_scoring = scoring_mode(loglikelihood_scoring)
-        self._next_token_checked: bool | None = None  # the probe's answer, once asked
-        self._exact_tokens_checked = False  # allowed_token_ids answered with raw log-probs (second probe)
+        self._init_scoring(loglikelihood_scoring)
         self.timeout = float(timeout)  # lm-eval keeps whole seconds; sub-second timeouts matter in tests
         self.concurrency = max(1, int(self._concurrent))
         self._concurrent = max(2, self.concurrency)  # always lm-eval's async path: one retry loop for all
         self.retry_policy = RetryPolicy(int(self.max_retries), float(retry_wait), float(retry_max_wait))
         self.server_name = server_name or str(self.base_url)
         self.request_stats = RequestStats()
-        self._prompt_logprobs_checked = False
 
     # ------------------------------------------------------------------ the request wave
     async def get_batched_requests(
@@ -366,103 +371,6 @@ class ResilientAPIMixin:
             if key is not None:
                 self.cache_hook.add_partial(method, key, answer)
 
-    # ------------------------------------------------------------------ log-likelihoods
-    def _loglikelihood_tokens(self, requests, **kwargs):
-        """lm-eval's ``(cache key, context ids, continuation ids)`` requests -> ``(log-likelihood, is greedy)``.
-
-        Through the shared-prefix walk (:mod:`evalkit.checkpoints.shared_prefix`) where the server answers
-        it; the choices it cannot score exactly (outside the top-k) and every request when it is off go
-        through lm-eval's per-option ``echo`` requests.
-        """
-        if not requests:
-            return []
-        if not self.uses_shared_prefix():
-            return self._per_option_loglikelihood(requests, **kwargs)
-        from .shared_prefix import score_choices
-
-        answers, rescored = score_choices(
-            requests,
-            self._server_sequences(requests),
-            self._ask_next_tokens,
-            lambda rest: self._per_option_loglikelihood(rest, **kwargs),
-            self._ask_exact_tokens if self._exact_tokens_checked else None,
-        )
-        self.request_stats.rescored_per_option += rescored
-        self._cache_answers(answers, [key for key, _, _ in requests], generate=False)
-        return answers
-
-    def _per_option_loglikelihood(self, requests, **kwargs):
-        if requests and not self._prompt_logprobs_checked:
-            self.check_prompt_logprobs()
-        return super()._loglikelihood_tokens(requests, **kwargs)
-
-    def uses_shared_prefix(self) -> bool:
-        """Whether log-likelihoods go through the shared-prefix walk (``loglikelihood_scoring`` and one probe)."""
-        if self.loglikelihood_scoring == "per_option" or self.tokenizer_backend != "huggingface":
-            return False
-        if self._next_token_checked is None:
-            from .shared_prefix import TOP_K
-
-            probe = self.tokenizer("Hello, world. Hello").input_ids if self.tokenizer is not None else []
-            found = (
-                probe_next_token_logprobs(
-                    str(self.base_url), self.model, dict(self.header), probe, TOP_K, timeout=min(self.timeout, 60.0)
-                )
-                if probe
-                else {}
-            )
-            self._next_token_checked = bool(found)
-            self._exact_tokens_checked = bool(found) and returns_exact_token_logprobs(
-                str(self.base_url), self.model, dict(self.header), probe, found, timeout=min(self.timeout, 60.0)
-            )
-        if not self._next_token_checked and self.loglikelihood_scoring == "shared_prefix":
-            raise UsageError(
-                f"server {self.server_name} did not answer a next-token probe (token-id prompt, "
-                f"logprobs=20, return_tokens_as_token_ids), which loglikelihood_scoring=shared_prefix "
-                f"needs (vLLM does); drop that model argument to score per option.",
-                param="model_args",
-            )
-        return self._next_token_checked
-
-    def _server_sequences(self, requests) -> list[tuple[list[int], int]]:
-        """Per request: the token ids the server scores on the per-option path, and how many end the continuation.
-
-        lm-eval sends ``context + continuation`` (left-truncated to ``max_length``) as token ids, or decoded to
-        text that the server tokenizes with the tokenizer's defaults (a BOS first for Llama-style tokenizers);
-        the continuation is counted from the end, as :func:`~evalkit.checkpoints.server.parse_echo_logprobs` does.
-        """
-        inputs, ctxlens, _ = self.batch_loglikelihood_requests([requests])
-        ids = inputs if self.tokenized_requests else self.tokenizer(self.decode_batch(inputs)).input_ids
-        return [(list(seq), len(sent) - ctxlen) for seq, sent, ctxlen in zip(ids, inputs, ctxlens)]
-
-    def _ask_next_tokens(self, prefixes: list[tuple[int, ...]]) -> list[dict[int, float]]:
-        """One wave of generation-style requests: the top next-token log-probabilities after each prefix."""
-        from .shared_prefix import TOP_K
-
-        prompts = [list(prefix) for prefix in prefixes]
-        answers = asyncio.run(
-            self.get_batched_requests(prompts, [None] * len(prompts), generate=False, next_token=TOP_K)
-        )
-        self.request_stats.next_token_requests += len(prompts)
-        return [top for batch in answers for top in batch]
-
-    def _ask_exact_tokens(self, pairs: list[tuple[tuple[int, ...], int]]) -> list[float]:
-        """One wave of requests for the log-probability of one token after a prefix (``allowed_token_ids``)."""
-        answers = asyncio.run(self.get_batched_requests(pairs, [None] * len(pairs), generate=False, exact_token=True))
-        self.request_stats.exact_token_requests += len(pairs)
-        return [value for batch in answers for value in batch]
-
-    def check_prompt_logprobs(self) -> None:
-        """Raise a UsageError unless the server returns prompt log-probabilities (one probe request)."""
-        probe_timeout = min(self.timeout, 60.0)
-        if not returns_prompt_logprobs(str(self.base_url), self.model, dict(self.header), timeout=probe_timeout):
-            raise UsageError(
-                f"server {self.server_name} returned no prompt logprobs to a probe (completions with echo=true and "
-                f"logprobs), which log-likelihood tasks need; serve the model with vLLM, which does, or evaluate "
-                f"generation tasks only."
-            )
-        self._prompt_logprobs_checked = True
-
 
 def _stop_strings(gen_kwargs: dict | None, eos: str | None) -> list[str]:
     """The stop strings of a generation request plus the EOS string, as in-process ``HFLM`` cuts at."""
@@ -471,144 +379,8 @@ def _stop_strings(gen_kwargs: dict | None, eos: str | None) -> list[str]:
     return stops + ([eos] if eos and eos not in stops else [])
 
 
-def next_token_payload(model: str, prompts: list[list[int]], top_k: int, *, seed: int | None = None) -> dict:
-    """A completions request for the top-``top_k`` next-token log-probabilities after each token-id prompt.
-
-    Generation-style (``max_tokens=1``, no ``echo``), so engines serve the prompt from their prefix cache;
-    ``return_tokens_as_token_ids`` keys the answer by token id (decoded strings can collide).
-    """
-    payload = {
-        "model": model,
-        "prompt": prompts,
-        "max_tokens": 1,
-        "temperature": 0,
-        "logprobs": top_k,
-        "echo": False,
-        "return_tokens_as_token_ids": True,
-    }
-    if seed is not None:
-        payload["seed"] = seed
-    return payload
-
-
-def exact_token_payload(model: str, prefix: list[int], token: int, *, seed: int | None = None) -> dict:
-    """A completions request whose answer holds ``token``'s log-probability after ``prefix``.
-
-    ``allowed_token_ids=[token]`` makes it the generated token, whose log-probability the answer always
-    carries; vLLM computes it from the raw logits, before the whitelist (its default ``logprobs_mode``),
-    which :func:`returns_exact_token_logprobs` checks once per server.
-    """
-    return {**next_token_payload(model, [prefix], 1, seed=seed), "allowed_token_ids": [int(token)]}
-
-
-def exact_value(top: dict[int, float], token: int) -> float:
-    """``token``'s log-probability in an :func:`exact_token_payload` answer (MalformedAnswer if absent)."""
-    if token not in top:
-        raise MalformedAnswer(f"the answer to a request allowing only token {token} holds no log-prob for it")
-    return top[token]
-
-
-def _post_json(completions_url: str, headers: dict[str, str], payload: dict, timeout: float) -> Any:
-    """``POST`` a probe; the parsed JSON answer, or None on any error (a probe that fails means "no")."""
-    import json
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(
-        completions_url,
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={**headers, "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-
-
-def probe_next_token_logprobs(
-    completions_url: str, model: str, headers: dict[str, str], prompt: list[int], top_k: int, *, timeout: float = 30.0
-) -> dict[int, float]:
-    """The top-k next-token log-probabilities the server returns for ``prompt``, or ``{}`` if it does not
-    answer a :func:`next_token_payload` request so (vLLM does; ``transformers serve`` takes text prompts only
-    and returns none). Errors (unreachable, 4xx/5xx, malformed) count as "no": log-likelihoods then go per option.
-    """
-    answer = _post_json(completions_url, headers, next_token_payload(model, [prompt], top_k), timeout)
-    try:
-        top = next_token_logprobs(answer, 1)[0]
-    except MalformedAnswer:
-        return {}
-    return top if len(top) >= min(top_k, 2) else {}  # a server ignoring `logprobs=k` returns one token
-
-
-def returns_next_token_logprobs(
-    completions_url: str, model: str, headers: dict[str, str], prompt: list[int], top_k: int, *, timeout: float = 30.0
-) -> bool:
-    """Whether :func:`probe_next_token_logprobs` finds top-k next-token log-probabilities keyed by token id."""
-    return bool(probe_next_token_logprobs(completions_url, model, headers, prompt, top_k, timeout=timeout))
-
-
-def returns_exact_token_logprobs(
-    completions_url: str,
-    model: str,
-    headers: dict[str, str],
-    prompt: list[int],
-    top: dict[int, float],
-    *,
-    timeout: float = 30.0,
-) -> bool:
-    """Whether an :func:`exact_token_payload` request returns the same log-probability as the top-k answer
-    ``top`` for its least likely token: raw log-probabilities, not ones renormalised over the allowed token
-    (which would be 0). Without it, tokens outside the top-k are scored by their echo request."""
-    token, value = min(top.items(), key=lambda item: (item[1], item[0]))
-    answer = _post_json(completions_url, headers, exact_token_payload(model, prompt, token), timeout)
-    try:
-        found = exact_value(next_token_logprobs(answer, 1)[0], token)
-    except MalformedAnswer:
-        return False
-    return abs(found - value) <= 1e-4 and value < -1e-3
-
-
 def _retry_after(value: str | None) -> float | None:
     try:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:  # an HTTP date: treat as "no hint"
         return None
-
-
-def returns_prompt_logprobs(
-    completions_url: str, model: str, headers: dict[str, str], *, timeout: float = 30.0
-) -> bool:
-    """Whether ``POST completions_url`` with ``echo=true, logprobs=1`` returns log-probabilities of the prompt.
-
-    vLLM does; ``transformers serve`` ignores ``echo``/``logprobs`` (and chat endpoints have neither).
-    Errors (unreachable, 4xx/5xx) count as "no": the caller's message then says what the task needs.
-    """
-    import json
-    import urllib.error
-    import urllib.request
-
-    payload = {
-        "model": model,
-        "prompt": "Hello, world. Hello",
-        "max_tokens": 1,
-        "temperature": 0,
-        "logprobs": 1,
-        "echo": True,
-    }
-    request = urllib.request.Request(
-        completions_url,
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={**headers, "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = json.loads(response.read())
-        logprobs = body["choices"][0].get("logprobs") or {}
-    except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return False
-    tokens = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
-    # The prompt has several tokens; an answer covering only the generated token has one entry.
-    return isinstance(tokens, list) and len(tokens) >= 3 and isinstance(logprobs.get("top_logprobs"), list)

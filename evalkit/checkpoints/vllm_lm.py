@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from .answers import MalformedAnswer
-from .resilient_api import RequestStats, exact_value
+from .resilient_api import RequestStats
+from .server_scoring import exact_value
 from .shared_prefix import TOP_K, score_choices, scoring_mode, truncated_sequence
 
 __all__ = ["SharedPrefixVLLMMixin", "next_token_tops", "vllm_class"]

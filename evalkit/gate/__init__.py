@@ -17,7 +17,7 @@ rise is a drop. ``min``/``max`` are plain bounds on the value. Missing or undefi
 (a gate that cannot be checked must not pass silently). See ``docs/gating.md``.
 """
 
-from ._evaluate import Check, Verdict, evaluate_policy
+from ._evaluate import Check, Verdict, check_row, evaluate_policy
 from ._outputs import (
     GATE_OUTPUTS,
     checkpoint_statuses,
@@ -26,14 +26,11 @@ from ._outputs import (
     junit_xml,
     load_comparison,
     verdict_markdown,
-    verdict_text,
     write_gate_outputs,
     write_junit,
 )
+from ._text import verdict_text
 from .policy import OPERATORS, Gate, Policy, as_policy, check_policy_baseline, load_policy, parse_policy
-
-# ``str(verdict)`` is the console text; it is defined with the other outputs, which import Verdict.
-Verdict.__str__ = verdict_text  # type: ignore[assignment]
 
 __all__ = [
     "Gate",
@@ -46,6 +43,7 @@ __all__ = [
     "as_policy",
     "check_policy_baseline",
     "evaluate_policy",
+    "check_row",
     "verdict_markdown",
     "write_junit",
     "write_gate_outputs",

@@ -27,6 +27,7 @@ from ..errors import UsageError, did_you_mean
 from ..metrics.stats import cut_to_range, one_sided_bounds, paired_proportion_bounds, proportion_bounds
 from ..comparison_format import STATUS_ORDER
 from .policy import _COMPARATIVE, ON_INCONCLUSIVE, Gate, Policy, check_policy_baseline
+from ._text import verdict_text
 from .sequential_verdict import apply_sequential_verdict, final_share
 # ------------------------------------------------------------------------------------ evaluation
 
@@ -100,6 +101,10 @@ class Verdict:
         """Recompute ``status`` from the checks, after some were decided anew (a sequential run's early stops)."""
         self.status = worst_status(self.checks)
 
+    def __str__(self) -> str:
+        """The console text: failures and warnings first, one line each (:func:`~evalkit.gate.verdict_text`)."""
+        return verdict_text(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
@@ -167,7 +172,7 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
         for label in _target_checkpoints(gate, labels, baseline, policy.source)
     ]
     checks = [
-        _check(
+        check_row(
             gate,
             rows.get(label),
             label,
@@ -289,9 +294,11 @@ _EPSILON = 1e-9
 _AT_MOST = ("max_drop", "max_relative_drop", "max")
 
 
-def _check(
+def check_row(
     gate: Gate, row: dict | None, label: str, higher_is_better: bool, baseline_row: dict | None, share: float = 1.0
 ) -> Check:
+    """One gate decided on one checkpoint's comparison row; ``share`` is the part of the gate's level this look may
+    spend (1 for a fixed-sample run; a sequential run's final look gets what its early looks left)."""
     check = Check(
         gate=gate.description,
         metric=gate.metric,

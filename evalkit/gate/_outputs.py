@@ -9,8 +9,9 @@ from typing import Any
 
 from .._compare import load_comparison
 
-from ..comparison_format import STATUS_ORDER, checkpoint_statuses
+from ..comparison_format import checkpoint_statuses
 from ._evaluate import Check, Verdict, evaluate_policy
+from ._text import is_warning, summary_line
 from .policy import load_policy
 # --------------------------------------------------------------------------------------- outputs
 
@@ -20,33 +21,6 @@ _STATUS_MARK = {"pass": "✅", "warn": "⚠️", "inconclusive": "❔", "fail": 
 def _mark(status: str) -> str:
     """The status's emoji; a status this module does not know yet (a newer verdict) gets a neutral one."""
     return _STATUS_MARK.get(status, "❔")
-
-
-def _is_warning(check: Check) -> bool:
-    """What JUnit marks ``WARNING:`` and the console lists as a warning: a warn, or a pass that is underpowered."""
-    return check.status == "warn" or (check.status == "pass" and check.underpowered)
-
-
-_COUNT_WORDS = {"pass": "passed", "warn": "warning", "inconclusive": "inconclusive", "fail": "failed"}
-
-
-def _summary_line(verdict: Verdict) -> str:
-    counts = dict(verdict.counts())
-    for check in verdict.checks:  # statuses the counts do not know yet are counted too
-        counts.setdefault(check.status, sum(c.status == check.status for c in verdict.checks))
-    weak = sum(c.status == "pass" and c.underpowered for c in verdict.checks)
-    counts["warn"] = sum(_is_warning(c) for c in verdict.checks)  # the checks JUnit marks WARNING:, no more
-    parts = []
-    for status, n in counts.items():
-        word = _COUNT_WORDS.get(status, status)
-        parts.append(
-            f"{n} {word}{'s' if status == 'warn' and n != 1 else ''}"
-            + (f" ({weak} underpowered, each a warning)" if status == "pass" and weak else "")
-        )
-    line = f"{len(verdict.checks)} checks: " + ", ".join(parts)
-    if counts.get("inconclusive"):
-        line += f" (on_inconclusive: {verdict.on_inconclusive}, exit code {verdict.exit_code})"
-    return line
 
 
 def _blocks(verdict: Verdict, check: Check) -> bool:
@@ -70,7 +44,7 @@ def verdict_markdown(verdict: Verdict) -> str:
     lines = [
         f"### evalkit gate: {_mark(verdict.status)} {verdict.status.upper()}",
         "",
-        f"Policy {md_escape(verdict.policy)}, baseline {md_escape(verdict.baseline)}: {_summary_line(verdict)}.",
+        f"Policy {md_escape(verdict.policy)}, baseline {md_escape(verdict.baseline)}: {summary_line(verdict)}.",
         "",
         "Per checkpoint: "
         + " · ".join(
@@ -98,33 +72,6 @@ def _bounds_cell(check: Check) -> str:
         return f"[{check.bound_low:+.1%}, {check.bound_high:+.1%}]"
     signed = check.operator not in ("min", "max")
     return f"[{_md_number(check.bound_low, signed)}, {_md_number(check.bound_high, signed)}]"
-
-
-def verdict_text(verdict: Verdict) -> str:
-    """A plain-text verdict for the console (no Markdown): failures and warnings first, one line each.
-
-    The warnings are the checks JUnit marks ``WARNING:``, underpowered passes included. Control
-    characters in labels and messages are shown escaped (:func:`evalkit.errors.printable`).
-    """
-    from ..errors import printable
-
-    ordered = sorted(verdict.checks, key=lambda c: (-STATUS_ORDER.get(c.status, 1), not _is_warning(c)))
-    lines = [
-        f"{c.status.upper():<4}  {c.checkpoint}  {c.gate}: {c.message}"
-        + (" [warning]" if c.status == "pass" and _is_warning(c) else "")
-        for c in ordered
-    ]
-    if verdict.inconclusive:
-        lines.append(
-            f"inconclusive checks {'fail' if verdict.on_inconclusive == 'fail' else 'only warn'} "
-            f"(policy on_inconclusive: {verdict.on_inconclusive})"
-        )
-    own = checkpoint_statuses([c.to_dict() for c in verdict.checks])
-    lines.append(
-        f"gate: {verdict.status.upper()} ({_summary_line(verdict)}); per checkpoint: "
-        + ", ".join(f"{label} {status.upper()}" for label, status in own.items())
-    )
-    return "\n".join(printable(line) for line in lines)
 
 
 # XML 1.0 forbids most control characters, and ElementTree does not escape them.
@@ -210,7 +157,7 @@ def _junit_case(suite, check: Check, blocks: bool) -> None:
     elif check.status == "inconclusive":  # under on_inconclusive: warn, it passes the build and says so
         prefix = "INCONCLUSIVE: "
     else:
-        prefix = "WARNING: " if _is_warning(check) else ""  # an underpowered pass (no level) decides little
+        prefix = "WARNING: " if is_warning(check) else ""  # an underpowered pass (no level) decides little
     ET.SubElement(case, "system-out").text = prefix + details
 
 

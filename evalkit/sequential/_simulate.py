@@ -159,8 +159,7 @@ def operating_characteristic(
     >>> oc.rate("pass") <= 0.05
     True
     """
-    from ..gate import Gate
-    from ..gate._evaluate import _check
+    from ..gate import Gate, check_row
     from ..gate.sequential_verdict import EARLY_SHARE
 
     if not 0 <= abs(drop) <= discordance <= 1 or not 0 <= baseline_accuracy <= 1:
@@ -192,7 +191,7 @@ def operating_characteristic(
             base, tuned = (counts[0] + counts[1]) / n, (counts[0] + counts[2]) / n
             row = {"value": tuned, "baseline_value": base, "delta": tuned - base, "paired_counts": counts}
             share = 1 - EARLY_SHARE if sequential else 1.0
-            decision = _check(gate, row, "tuned", True, None, share).status
+            decision = check_row(gate, row, "tuned", True, None, share).status
         decisions.append(decision)
         used.append(at)
     return OperatingCharacteristic(np.asarray(decisions), np.asarray(used), n)
