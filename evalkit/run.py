@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from importlib import metadata
-from typing import TYPE_CHECKING
 
 from .errors import EvalkitError, EvaluationError, UsageError, arg
 from .evaluators.base import get_evaluator
@@ -19,10 +18,8 @@ from .parallel import Ranks, ShardView, current_ranks, wait_until
 from .progress import note
 from .records import EvalResult, TaskResult, in_sample_order
 from .store import ResultStore, RunKey, settings_hash
+from .checkpoints import Checkpoint
 from .taskconfig import TaskConfig
-
-if TYPE_CHECKING:
-    from .checkpoints import Checkpoint
 
 __all__ = [
     "evaluate_checkpoint",
@@ -65,7 +62,11 @@ def check_capabilities(checkpoint: Checkpoint, task: TaskConfig, evaluator) -> N
 
 
 def _unsupported_reason(checkpoint, need: str) -> str | None:
-    """The checkpoint's reason (naming what to pass) when it has one; checkpoints that only say yes/no get a generic one."""
+    """The checkpoint's reason (naming what to pass) when it has one; checkpoints that only say yes/no get a generic one.
+
+    A :class:`~evalkit.checkpoints.Checkpoint`'s keeps its parameter marks, so the CLI names its flags."""
+    if isinstance(checkpoint, Checkpoint):
+        return checkpoint.unsupported_reason(need, marked=True)
     if hasattr(checkpoint, "unsupported_reason"):
         return checkpoint.unsupported_reason(need)
     return None if checkpoint.supports(need) else "use a generation-only task or another checkpoint kind"

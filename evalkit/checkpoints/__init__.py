@@ -109,8 +109,14 @@ class Checkpoint(LazyCheckpoint):
         """Whether this checkpoint can answer lm-eval requests of type ``need`` ("loglikelihood", ...)."""
         return self.unsupported_reason(need) is None
 
-    def unsupported_reason(self, need: str) -> str | None:
-        """Why this checkpoint cannot answer requests of type ``need``, naming what to pass; None if it can."""
+    def unsupported_reason(self, need: str, *, marked: bool = False) -> str | None:
+        """Why this checkpoint cannot answer requests of type ``need``, naming what to pass; None if it can.
+
+        In Python's words (``model_args='tokenizer=DIR'``); ``marked=True`` keeps the parameter marks
+        (:func:`evalkit.errors.arg`) for a message the CLI renders with its flags.
+        """
+        from ..errors import python_words
         from .kinds import unsupported_reason
 
-        return unsupported_reason(self.spec, self.options, need)
+        reason = unsupported_reason(self.spec, self.options, need)
+        return reason if reason is None or marked else python_words(reason)

@@ -29,7 +29,7 @@ from ._outputs import (
     write_gate_outputs,
     write_junit,
 )
-from ._text import verdict_text
+from ._verdict import verdict_text
 from .policy import OPERATORS, Gate, Policy, as_policy, check_policy_baseline, load_policy, parse_policy
 
 __all__ = [

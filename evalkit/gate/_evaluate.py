@@ -19,138 +19,15 @@ compares the point estimate with the threshold (inclusively) and says that it ha
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..errors import UsageError, did_you_mean
 
 from ..metrics.stats import cut_to_range, one_sided_bounds, paired_proportion_bounds, proportion_bounds
-from ..comparison_format import STATUS_ORDER
-from .policy import _COMPARATIVE, ON_INCONCLUSIVE, Gate, Policy, check_policy_baseline
-from ._text import verdict_text
+from .policy import _COMPARATIVE, Gate, Policy, check_policy_baseline
+from ._verdict import Check, Verdict, worst_status
 from .sequential_verdict import apply_sequential_verdict, final_share
 # ------------------------------------------------------------------------------------ evaluation
-
-
-@dataclass
-class Check:
-    """The outcome of one gate on one checkpoint (a row of ``verdict["checks"]``).
-
-    ``observed`` is the quantity compared with ``threshold``: the value (``min``/``max``), the gain
-    (``min_gain``), the drop (``max_drop``) or their relative forms, oriented so that a gain is
-    always an improvement, whatever the metric's direction.
-    """
-
-    gate: str
-    metric: str
-    checkpoint: str
-    status: str
-    severity: str
-    operator: str
-    threshold: float
-    message: str
-    value: float | None = None
-    baseline_value: float | None = None
-    delta: float | None = None
-    p_value: float | None = None
-    observed: float | None = None
-    significance: float | None = None
-    higher_is_better: bool = True
-    gate_index: int = 0
-    p_value_adjusted: float | None = None  # the row's own (within its breakdown family), for information
-    mde: float | None = None  # minimum detectable effect, in the threshold's units
-    underpowered: bool = False  # only for gates without a level: the point comparison decides little
-    #: the one-sided 1 - alpha bounds of ``observed`` that decided the check (None without a level)
-    bound_low: float | None = None
-    bound_high: float | None = None
-    #: the one-sided level each bound was computed at (the gate's significance; in a sequential run
-    #: that reached the end, the share left for the final look)
-    alpha: float | None = None
-    #: ``compare --sequential``: samples used, the confidence sequence's bounds at the stop, its alpha.
-    sequential: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {key: _json_number(value) for key, value in self.__dict__.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Check":
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
-
-
-@dataclass
-class Verdict:
-    """All checks of a policy on a comparison; ``status`` is the worst check status."""
-
-    status: str
-    policy: str
-    baseline: str
-    checks: list[Check] = field(default_factory=list)
-    on_inconclusive: str = ON_INCONCLUSIVE[0]
-
-    @property
-    def exit_code(self) -> int:
-        """1 when a gate failed, or one was inconclusive and the policy says ``on_inconclusive: fail``; else 0."""
-        blocking = ("fail", "inconclusive") if self.on_inconclusive == "fail" else ("fail",)
-        return 1 if self.status in blocking else 0
-
-    def counts(self) -> dict[str, int]:
-        return {status: sum(c.status == status for c in self.checks) for status in STATUS_ORDER}
-
-    def refresh_status(self) -> None:
-        """Recompute ``status`` from the checks, after some were decided anew (a sequential run's early stops)."""
-        self.status = worst_status(self.checks)
-
-    def __str__(self) -> str:
-        """The console text: failures and warnings first, one line each (:func:`~evalkit.gate.verdict_text`)."""
-        return verdict_text(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "policy": self.policy,
-            "baseline": self.baseline,
-            "on_inconclusive": self.on_inconclusive,
-            "checks": [check.to_dict() for check in self.checks],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Verdict":
-        """Read :meth:`to_dict` output (``verdict.json``, a comparison's ``verdict``)."""
-        try:
-            return cls(
-                status=data["status"],
-                policy=data["policy"],
-                baseline=data["baseline"],
-                checks=[Check.from_dict(check) for check in data.get("checks", [])],
-                on_inconclusive=data.get("on_inconclusive", ON_INCONCLUSIVE[0]),
-            )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise UsageError(
-                f"not an evalkit verdict ({type(exc).__name__}: {exc}); write it with Comparison.gate "
-                f"or `evalkit gate`."
-            ) from None
-
-    def _repr_html_(self) -> str:
-        """Jupyter's view: the report's verdict section."""
-        from ..report.notebook import verdict_html
-
-        return verdict_html(self)
-
-    @property
-    def passed(self) -> bool:
-        """True when the exit code is 0: no gate failed, and none was inconclusive under ``on_inconclusive: fail``."""
-        return self.exit_code == 0
-
-    @property
-    def failures(self) -> list[Check]:
-        """The failed checks, in policy order."""
-        return [check for check in self.checks if check.status == "fail"]
-
-    @property
-    def inconclusive(self) -> list[Check]:
-        """The checks whose bounds straddle their threshold, in policy order."""
-        return [check for check in self.checks if check.status == "inconclusive"]
 
 
 def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
@@ -192,11 +69,6 @@ def evaluate_policy(policy: Policy, comparison: dict[str, Any]) -> Verdict:
     if comparison.get("sequential"):  # tasks stopped early are decided by their confidence sequences
         apply_sequential_verdict(verdict, comparison)
     return verdict
-
-
-def worst_status(checks: list[Check]) -> str:
-    """The verdict's status: the worst of its checks' (pass < warn < inconclusive < fail)."""
-    return max((c.status for c in checks), key=STATUS_ORDER.__getitem__, default="pass")
 
 
 def _row_p_value(row: dict | None) -> float | None:
@@ -602,10 +474,3 @@ def _float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
-
-
-def _json_number(value: Any) -> Any:
-    """JSON has no NaN or infinity: undefined numbers become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -11,7 +11,7 @@ from .._compare import load_comparison
 
 from ..comparison_format import checkpoint_statuses
 from ._evaluate import Check, Verdict, evaluate_policy
-from ._text import is_warning, summary_line
+from ._verdict import is_warning, summary_line
 from .policy import load_policy
 # --------------------------------------------------------------------------------------- outputs
 
