@@ -7,8 +7,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from evalkit.gate import checkpoint_statuses, evaluate_policy, junit_xml, parse_policy, verdict_markdown
-from evalkit.gate._outputs import verdict_text
+from evalkit.gate import checkpoint_statuses, evaluate_policy, junit_xml, parse_policy, verdict_markdown, verdict_text
 from evalkit.report import render_html, render_markdown
 
 FIXTURES = Path(__file__).parent / "fixtures"
