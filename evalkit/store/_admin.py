@@ -25,16 +25,8 @@ __all__ = ["list_runs", "export_store", "import_store", "collect_garbage", "EXPO
 
 #: Version of the export file layout (its header's ``evalkit_store_export``).
 EXPORT_FORMAT = 1
-_TEXT_COLUMNS = (
-    "run_key",
-    "fingerprint",
-    "task",
-    "config_hash",
-    "evaluator",
-    "evaluator_version",
-    "lm_eval_version",
-    "checkpoint",
-)
+#: The identity columns (all of ``RUN_COLUMNS`` before ``status``): non-empty text in an export file.
+_TEXT_COLUMNS = RUN_COLUMNS[: RUN_COLUMNS.index("status")]
 
 
 def list_runs(store: ResultStore) -> list[dict[str, Any]]:
