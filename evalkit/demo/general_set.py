@@ -231,6 +231,12 @@ def _test_distractors(fact: Fact, seed: int) -> tuple[str, ...]:
     return sets[random.Random(f"{seed}-{fact.fact_id}").randrange(len(sets))]
 
 
+def _training_distractors(fact: Fact, seed: int) -> list[tuple[str, ...]]:
+    """Every distractor set of ``fact`` except its test question's (the test set is drawn once, not per set)."""
+    held_out = set(_test_distractors(fact, seed))
+    return [s for s in _distractor_sets(fact) if set(s) != held_out]
+
+
 def test_questions(seed: int = SEED) -> list[MCQuestion]:
     """One question per fact; answer positions are balanced over A-D (80 each)."""
     facts = build_facts(seed)
@@ -256,7 +262,7 @@ def train_questions(count: int, seed: int = SEED, *, sample_seed: int = 0, count
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     facts = training_facts(seed, country_weight=country_weight)
-    allowed = {f.fact_id: [s for s in _distractor_sets(f) if set(s) != set(_test_distractors(f, seed))] for f in facts}
+    allowed = {f.fact_id: _training_distractors(f, seed) for f in build_facts(seed)}
     rng = random.Random(f"train-{seed}-{sample_seed}")
     questions = []
     for i in range(count):
