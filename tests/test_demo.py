@@ -240,31 +240,6 @@ def test_cache_key_changes_with_the_recipe(domain):
         Recipe(mix_domain_fraction=1.0)
 
 
-def test_checkpoints_are_built_once_then_loaded_from_the_cache(tmp_path, monkeypatch):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from evalkit.demo import checkpoints
-
-    recipe = Recipe(shape=TINY_SHAPE, base=Schedule(steps=3, batch_size=8), tune=Schedule(steps=2, batch_size=8),
-                    questions_per_fact=1)
-    paths = checkpoints.ensure_checkpoints(tmp_path, recipe=recipe, log=lambda _: None)
-    assert list(paths) == ["base", "domain_only", "mixed_75_25"]
-    for path in paths.values():
-        AutoModelForCausalLM.from_pretrained(path)
-        assert AutoTokenizer.from_pretrained(path).decode([]) == ""
-    summary = json.loads((paths["base"].parent / "demo-recipe.json").read_text())
-    assert summary["phases"]["domain_only"]["steps"] == 2
-
-    def must_not_train(*args, **kwargs):
-        raise AssertionError("cached checkpoints were retrained")
-
-    monkeypatch.setattr(checkpoints, "build_checkpoints", must_not_train)
-    assert checkpoints.ensure_checkpoints(tmp_path, recipe=recipe, log=lambda _: None) == paths
-    with pytest.raises(AssertionError, match="retrained"):
-        checkpoints.ensure_checkpoints(tmp_path, recipe=recipe, retrain=True, log=lambda _: None)
-    assert [p.name for p in tmp_path.iterdir()] == [paths["base"].parent.name]  # no half-built folder left
-
-
 # ------------------------------------------------------------------------------------ end to end
 
 def _metric_row(comparison: dict, task: str, metric: str, checkpoint: str) -> dict:
@@ -398,17 +373,19 @@ def test_a_training_worker_exits_when_its_parent_is_gone(tmp_path):
 
 
 @pytest.mark.slow
-def test_parallel_training_gives_the_same_weights_as_one_process(tmp_path, monkeypatch):
+def test_checkpoints_are_trained_in_parallel_as_one_process_would_then_loaded_from_the_cache(tmp_path, monkeypatch):
     """Two cores train the base's two batch halves in two processes (gradients summed through shared memory)
-    and the two fine-tunes side by side; the weights must be those of one process doing it all, bit for bit."""
+    and the two fine-tunes side by side; the weights must be those of one process doing it all, bit for bit.
+    A second call loads the cached checkpoints (one tiny build serves both properties: each build starts
+    worker processes, the bulk of its time)."""
     import os
 
     from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from evalkit.demo import checkpoints, exchange
 
-    if (os.cpu_count() or 1) < 2:
-        pytest.skip("needs two cores for the parallel path")
+    two_cores = (os.cpu_count() or 1) >= 2
     exchanges = []
 
     class Counting(exchange.GradientExchange):
@@ -420,7 +397,27 @@ def test_parallel_training_gives_the_same_weights_as_one_process(tmp_path, monke
     recipe = Recipe(shape=TINY_SHAPE, base=Schedule(steps=4, batch_size=8), tune=Schedule(steps=3, batch_size=8),
                     questions_per_fact=1)
     parallel = checkpoints.ensure_checkpoints(tmp_path / "parallel", recipe=recipe, log=lambda _: None)
-    assert exchanges == [0] * 4  # the base's steps went through the exchange (this process is rank 0)
+    assert list(parallel) == ["base", "domain_only", "mixed_75_25"]
+    for path in parallel.values():
+        AutoModelForCausalLM.from_pretrained(path)
+        assert AutoTokenizer.from_pretrained(path).decode([]) == ""
+    summary = json.loads((parallel["base"].parent / "demo-recipe.json").read_text())
+    assert summary["phases"]["domain_only"]["steps"] == 3
+    if two_cores:
+        assert exchanges == [0] * 4  # the base's steps went through the exchange (this process is rank 0)
+
+    with monkeypatch.context() as patch:
+        def must_not_train(*args, **kwargs):
+            raise AssertionError("cached checkpoints were retrained")
+
+        patch.setattr(checkpoints, "build_checkpoints", must_not_train)
+        assert checkpoints.ensure_checkpoints(tmp_path / "parallel", recipe=recipe, log=lambda _: None) == parallel
+        with pytest.raises(AssertionError, match="retrained"):
+            checkpoints.ensure_checkpoints(tmp_path / "parallel", recipe=recipe, retrain=True, log=lambda _: None)
+    assert [p.name for p in (tmp_path / "parallel").iterdir()] == [parallel["base"].parent.name]  # nothing half-built
+
+    if not two_cores:
+        pytest.skip("needs two cores to compare the parallel path with one process")
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     sequential = checkpoints.ensure_checkpoints(tmp_path / "sequential", recipe=recipe, log=lambda _: None)
     for name in ("base", "domain_only", "mixed_75_25"):
