@@ -195,11 +195,17 @@ def test_eight_writers_with_kills_equal_a_serial_run(postgres_server, tmp_path):
     ResultStore(url).close()  # schema first: the workers race on rows, not on CREATE TABLE
     ctx = multiprocessing.get_context("fork")
     workers = [ctx.Process(target=_worker, args=(url, w, tmp_path)) for w in range(8)]
-    for process in workers:
+    # The stalling workers start first and stall before the others run: started together, the others could
+    # finish the shared runs before a stalling worker reached its 7th sample, and it would never stall.
+    for process in workers[:3]:
         process.start()
     deadline = time.monotonic() + 120
     while not all((tmp_path / str(w)).exists() for w in range(3)) and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert all((tmp_path / str(w)).exists() for w in range(3)), "a stalling worker never reached its 7th sample"
+    for process in workers[3:]:
+        process.start()
+    time.sleep(0.2)  # the five writers race beside the three open, uncommitted batches
     for process in workers[:3]:  # mid-run, a batch in flight: nothing of it may be committed
         os.kill(process.pid, signal.SIGKILL)
     for process in workers:
