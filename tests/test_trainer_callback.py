@@ -272,7 +272,7 @@ def test_a_base_changed_after_loading_is_not_stored_as_its_folder(tiny_chat_mode
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from evalkit.integrations.transformers import _unchanged_source_folder
+    from evalkit.integrations._model_evaluations import _unchanged_source_folder
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_chat_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_model_dir)

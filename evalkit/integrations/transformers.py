@@ -31,9 +31,7 @@ the same step. The wait counts against the process group's timeout (``TrainingAr
 from __future__ import annotations
 
 import inspect
-import json
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -42,17 +40,16 @@ from transformers import TrainerCallback
 
 from ..api import DEFAULT_SAMPLE_SEED
 from ..errors import UsageError
-from ..parallel import Ranks
-from ..progress import quiet_third_party
+from ._model_evaluations import ModelEvaluations
+from ._step_reports import StepReports, baseline_metrics, step_metrics
 
 __all__ = ["EvalkitCallback"]
 
 log = logging.getLogger(__name__)
-_BASELINE_LABEL = "base"
 _MAX_FRAMES = 8  # how far up the call stack the Trainer that calls the callback is looked for
 
 
-class EvalkitCallback(TrainerCallback):
+class EvalkitCallback(ModelEvaluations, StepReports, TrainerCallback):
     """Evaluate the model being trained on both axes at each save or every N steps.
 
     Parameters
@@ -182,8 +179,11 @@ class EvalkitCallback(TrainerCallback):
                 "evalkit: save_strategy is 'no', so EvalkitCallback(every='save') never evaluates; use every=N steps."
             )
         if not self.results and state.is_world_process_zero:
-            self.results.append(self._baseline(args, state, kwargs))
-            self._log(state, _baseline_metrics(self.results[0]), step=0)
+            baseline = self._baseline(
+                kwargs["model"], self._tokenizer(kwargs), run=self._run_name(args), step=int(state.global_step)
+            )
+            self.results.append(baseline)
+            self._log(state, baseline_metrics(baseline), step=0)
 
     def on_save(self, args, state, control, **kwargs):
         if self.every == "save":
@@ -208,47 +208,6 @@ class EvalkitCallback(TrainerCallback):
         """The tokenizer given to the callback, else the Trainer's ``processing_class`` (``tokenizer`` before 4.46)."""
         return self.tokenizer or kwargs.get("processing_class") or kwargs.get("tokenizer")
 
-    def _evaluate_model(self, model, tokenizer, *, label: str, run: str | None, step: int | None):
-        from .. import api
-        from ..checkpoints.memory import InMemoryCheckpoint
-
-        checkpoint = InMemoryCheckpoint(
-            model,
-            tokenizer=_tokenizer_of(tokenizer),
-            label=label,
-            run=run,
-            step=step,
-            options=api.load_options(**self.options),
-        )
-        with quiet_third_party(self.verbose):
-            return api.evaluate(checkpoint, self.tasks, store=self.store, ranks=Ranks())  # this process alone
-
-    def _baseline(self, args, state, kwargs):
-        from .. import api
-        from .._compare import load_results_files
-        from ..records import EvalResult
-
-        given = self._baseline_input
-        if given is None:
-            model, tokenizer = kwargs["model"], self._tokenizer(kwargs)
-            # checked before evaluating: lm-eval may adjust the tokenizer it is handed (padding side, pad token)
-            source = _unchanged_source_folder(model, _tokenizer_of(tokenizer))
-            result = self._evaluate_model(
-                model, tokenizer, label=_BASELINE_LABEL, run=self._run_name(args), step=int(state.global_step)
-            )
-            if source is not None:  # the base as loaded: a later `evalkit compare base=FOLDER ...` reuses it too
-                self._store_under(result, source)
-            return result
-        if isinstance(given, EvalResult):
-            return given
-        if isinstance(given, (str, os.PathLike)) and str(given).endswith(".json"):
-            (result,) = load_results_files([os.fspath(given)])
-            return result
-        with quiet_third_party(self.verbose):
-            return api.evaluate(
-                given, self.tasks, store=self.store, label=_BASELINE_LABEL, ranks=Ranks(), **self.options
-            )
-
     def _evaluate_step(self, args, state, control, kwargs) -> None:
         step = int(state.global_step)
         if step in self._steps_done:
@@ -270,212 +229,17 @@ class EvalkitCallback(TrainerCallback):
         if self.stop_reason:
             control.should_training_stop = True
 
-    def _compare_step(self, result) -> None:
-        """The new step against the baseline, once: the cost of a save does not grow with the saves before it."""
-        from ..compare_run import conclude
-
-        self.step_comparisons[result.checkpoint.label] = conclude(
-            [], [self.results[0], result], baseline=self.results[0].checkpoint.label, policy=self.policy
-        )
-
-    def _write_report(self) -> None:
-        """Every step so far against the baseline, gated, written to the report folder."""
-        from ..compare_run import conclude
-
-        self.comparison = conclude([], self.results, baseline=self.results[0].checkpoint.label, policy=self.policy)
-        training: dict[str, Any] = {"loss": _training_loss(self._state)}
-        if self._stopped_at is not None:
-            training["stopped"] = dict(self._stopped_at)
-        self.comparison.data["training"] = training
-        self.comparison.write(self.report_dir)
-        self._reported = len(self.results)
-
     def metrics_for(self, label: str) -> dict[str, float]:
         """What is logged for the step ``label``, under the Trainer's evaluation prefix (``eval/`` in TensorBoard
         and W&B): each task's primary metric ``eval_evalkit/TASK.METRIC`` with its interval (``_ci_low``,
         ``_ci_high``) and its change against the baseline with that change's interval (``_delta``,
         ``_delta_ci_low``, ``_delta_ci_high``); with a policy, ``eval_evalkit/gate_passed`` (1 or 0) and
         ``eval_evalkit/gate_failures`` (the number of failed checks)."""
-        comparison = self.step_comparisons.get(label)
-        if comparison is None:
-            return {}
-        logged = _metric_scalars(comparison, label)
-        if comparison.verdict is not None:
-            failures = [c for c in comparison.verdict.failures if c.checkpoint == label]
-            logged[f"{_PREFIX}/gate_passed"] = 0.0 if failures else 1.0
-            logged[f"{_PREFIX}/gate_failures"] = float(len(failures))
-        return logged
-
-    def _log(self, state, metrics: dict[str, float], *, step: int) -> None:
-        if not metrics:
-            return
-        if self.trainer is not None and step == state.global_step:
-            self.trainer.log(dict(metrics))
-        else:  # the baseline when no trainer is found, or logged before the Trainer's own step counter moved
-            state.log_history.append({**metrics, "step": step})
-
-    def _check_gates(self, result) -> None:
-        """Set ``stop_reason`` when a gate fails for ``result``'s step."""
-        label = result.checkpoint.label
-        verdict = self.step_comparisons[label].verdict
-        failed = [c for c in verdict.failures if c.checkpoint == label] if verdict is not None else []
-        if failed:
-            self.stop_reason = f"evalkit gate failed at step {result.checkpoint.step}: " + "; ".join(
-                f"{c.gate}: {c.message}" for c in failed
-            )
-            self._stopped_at = {
-                "checkpoint": label,
-                "step": result.checkpoint.step,
-                "gates": [c.gate for c in failed],
-                "reason": self.stop_reason,
-            }
-            log.warning("%s; stopping training (report: %s).", self.stop_reason, self.report_dir)
-
-    def _record_saved_folder(self, args, state, result) -> None:
-        """At a save, store the step's results under the saved folder's fingerprint too, and write the step's
-        logged metrics into that folder's ``trainer_state.json`` (the Trainer wrote it before this callback
-        ran). Called after the Trainer saved the weights this step evaluated, so they are the same weights:
-        a later ``evalkit compare run/checkpoint-N`` finds its results in the store instead of evaluating."""
-        from ..checkpoints.spec import hf_dir_problems
-
-        folder = Path(args.output_dir) / f"checkpoint-{int(state.global_step)}"
-        if not folder.is_dir() or (hf_dir_problems(folder) and not (folder / "adapter_config.json").is_file()):
-            return  # no save at this step (every=N), or a folder evalkit could not load anyway
-        if (folder / "trainer_state.json").is_file():
-            state.save_to_json(str(folder / "trainer_state.json"))
-        self._store_under(result, folder)
-
-    def _store_under(self, result, folder: Path) -> None:
-        try:
-            _store_under_folder(result, folder, self.tasks, self._evaluators, self.store, self.options)
-        except UsageError as exc:  # the folder is incomplete for evalkit (e.g. no tokenizer saved): compare later
-            log.debug("evalkit: results not stored for %s: %s", folder, exc)
-
-
-_PREFIX = "eval_evalkit"  # the Trainer's integrations map "eval_" to "eval/" (TensorBoard, W&B)
+        return step_metrics(self.step_comparisons.get(label), label)
 
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _metric_scalars(comparison: Any, label: str) -> dict[str, float]:
-    """Each task's primary metric of ``label`` in ``comparison``, with its interval, change and the change's interval."""
-    logged: dict[str, float] = {}
-    fields = (
-        ("value", ""),
-        ("ci_low", "_ci_low"),
-        ("ci_high", "_ci_high"),
-        ("delta", "_delta"),
-        ("delta_ci_low", "_delta_ci_low"),
-        ("delta_ci_high", "_delta_ci_high"),
-    )
-    for task in comparison.tasks:
-        try:
-            row = comparison.metric(task, checkpoint=label)
-        except KeyError:
-            continue
-        name = f"{_PREFIX}/{task}.{row['metric']}"
-        for field, suffix in fields:
-            value = row.get(field)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                logged[name + suffix] = float(value)
-    return logged
-
-
-def _training_loss(state: Any) -> list[list[float]]:
-    """``[[step, loss], ...]`` from the Trainer's log history (the trajectory report draws it beside the metrics)."""
-    history = getattr(state, "log_history", None) or []
-    return [
-        [int(e["step"]), float(e["loss"])]
-        for e in history
-        if isinstance(e.get("loss"), (int, float)) and isinstance(e.get("step"), int) and math.isfinite(e["loss"])
-    ]
-
-
-def _baseline_metrics(result: Any) -> dict[str, float]:
-    """The baseline's primary metrics with their intervals, as every comparison shows them: the step-0 point
-    of every logged curve."""
-    from .._compare import build_comparison
-    from ..comparison import Comparison
-
-    return _metric_scalars(Comparison(build_comparison([result])), result.checkpoint.label)
-
-
-def _unchanged_source_folder(model: Any, tokenizer: Any) -> Path | None:
-    """The local folder ``model`` was loaded from, when the model in memory is exactly that folder's: every
-    saved tensor equal (dtype included; tied weights may be unsaved), the config's dtype the weights' dtype
-    (so evalkit's default ``dtype=auto`` loads the same numbers), and the tokenizer's files the folder's.
-    None otherwise (a PEFT wrapper, weights changed or cast after loading, a hub id, no safetensors)."""
-    import torch
-    from safetensors import safe_open
-
-    folder = Path(str(getattr(model, "name_or_path", "") or ""))
-    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-    state = model.state_dict() if files and hasattr(model, "state_dict") else {}
-    if not state:
-        return None
-    dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
-    configured = getattr(getattr(model, "config", None), "dtype", None)
-    if len(dtypes) != 1 or (
-        configured is not None
-        and str(configured).replace("torch.", "") != str(next(iter(dtypes))).replace("torch.", "")
-    ):
-        return None
-    saved: set[str] = set()
-    for path in files:
-        with safe_open(str(path), framework="pt") as handle:
-            for name in handle.keys():
-                mine = state.get(name)
-                stored = handle.get_tensor(name)
-                if mine is None or stored.dtype != mine.dtype or not torch.equal(stored, mine.detach().cpu()):
-                    return None
-                saved.add(name)
-    pointers = {state[name].data_ptr() for name in saved}
-    if any(state[name].data_ptr() not in pointers for name in set(state) - saved):
-        return None
-    from transformers import AutoTokenizer
-
-    same_tokenizer = _tokenizer_identity(AutoTokenizer.from_pretrained(folder)) == _tokenizer_identity(tokenizer)
-    return folder if same_tokenizer else None
-
-
-def _tokenizer_identity(tokenizer: Any) -> dict[str, Any]:
-    """The tokenizer's files as ``save_pretrained`` writes them (a re-save may reorder tokenizer_config.json's
-    keys, so both sides are re-saved), less tokenizer.json's truncation and padding state: calling the
-    tokenizer with ``truncation=``/``padding=`` (tokenising a training set) rewrites them, and every later
-    call sets its own."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="evalkit-tokenizer-") as folder:
-        tokenizer.save_pretrained(folder)
-        files = {path.name: path.read_bytes() for path in sorted(Path(folder).iterdir()) if path.is_file()}
-    if "tokenizer.json" in files:
-        data = json.loads(files["tokenizer.json"])
-        for key in ("truncation", "padding"):
-            data.pop(key, None)
-        files["tokenizer.json"] = json.dumps(data, sort_keys=True).encode()
-    return files
-
-
-def _store_under_folder(
-    result: Any, folder: Path, tasks: list, evaluators: list, store: Any, options: dict[str, Any]
-) -> None:
-    """Copy ``result``'s runs to the keys the saved ``folder`` has (its file fingerprint, same tasks and
-    load options), unless the store has them already."""
-    from .. import api
-    from ..checkpoints import Checkpoint
-    from ..run import run_keys
-
-    saved = Checkpoint.from_string(str(folder), api.load_options(**options))
-    with api.open_store(store) as opened:
-        for task, key in zip(tasks, run_keys(saved, tasks, evaluators)):
-            task_result = result.tasks[task.name]
-            if opened.completed_result(key) is not None:
-                continue
-            opened.start_run(key, saved.info.to_dict())
-            opened.add_samples(key, list(task_result.samples))
-            opened.finish_run(key, task_result)
 
 
 def _refuse_sharded_models(args) -> None:
@@ -503,11 +267,6 @@ def _from_main_process(value: Any) -> Any:
     shared = [value]
     dist.broadcast_object_list(shared, src=0)
     return shared[0]
-
-
-def _tokenizer_of(processing_class: Any) -> Any:
-    """The tokenizer inside a processor (multimodal trainers pass a processor as processing_class)."""
-    return getattr(processing_class, "tokenizer", None) or processing_class
 
 
 def _calling_trainer():
