@@ -1,5 +1,5 @@
-"""The voc evaluator's corpus side: records -> hierarchical and routing metrics, the recorded settings,
-and the resampling hooks the comparison's intervals and tests call."""
+"""The voc evaluator's corpus side: the sample records (made and read back), records -> hierarchical and
+routing metrics, the recorded settings, and the resampling hooks the comparison's intervals and tests call."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from ..records import SampleRecord
 
 if TYPE_CHECKING:
     from ..taxonomy import Taxonomy
-    from .dataset import VocData
+    from .dataset import VocData, VocExample
 
 __all__ = [
+    "sample_record",
     "record_paths",
     "identical_metrics",
     "declared_identities",
@@ -24,6 +25,23 @@ __all__ = [
     "resample_metrics",
     "resample_breakdown",
 ]
+
+
+def sample_record(
+    taxonomy: "Taxonomy", example: "VocExample", path: tuple[str, ...] | None, extra: dict
+) -> SampleRecord:
+    """The record of ``example`` answered with ``path`` (None: no valid path); ``record_paths`` reads it back."""
+    target = taxonomy.format(example.path)
+    return SampleRecord(
+        sample_id=example.sample_id,
+        target=target,
+        prediction=taxonomy.format(path) if path else None,
+        correct=path == example.path,
+        scores={"path_correct": float(path == example.path)},
+        group=target,
+        input=example.text,
+        extra={**extra, "target_path": list(example.path), "pred_path": list(path) if path else None},
+    )
 
 
 def record_paths(records: list[SampleRecord]) -> tuple[list[tuple[str, ...]], list[tuple[str, ...] | None]]:

@@ -70,6 +70,34 @@ class DataSpec:
     taxonomy: Path | None = None
     label_holes: str = "skip"
 
+    @classmethod
+    def from_options(cls, o: Any, resolve_path: Any) -> DataSpec:
+        """The spec of the voc task options ``o`` (``VocOptions``), its file keys resolved by ``resolve_path``."""
+        return cls(
+            data=resolve_path(o.data),
+            text_field=o.text_field,
+            id_field=o.id_field,
+            label_field=o.label_field,
+            label_fields=tuple(o.label_fields) if o.label_fields else None,
+            sep=o.sep,
+            split_field=o.split_field,
+            test_split=o.test_split,
+            train_split=o.train_split,
+            train_data=resolve_path(o.train_data) if o.train_data else None,
+            taxonomy=resolve_path(o.taxonomy) if o.taxonomy else None,
+            label_holes=o.label_holes,
+        )
+
+    def check_files_exist(self, source: str, task: str) -> None:
+        """Refuse a data, train_data or taxonomy file that is not there, saying how to point the task at it."""
+        for key in ("data", "train_data", "taxonomy"):
+            path = getattr(self, key)
+            if path is not None and not path.exists():
+                raise UsageError(
+                    f"{source}: {key} file {path} does not exist; put it there or point the "
+                    f"task at it with {arg('overrides', repr(f'{task}.{key}=PATH'))}."
+                )
+
 
 @dataclass
 class VocData:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._validate import task_seeds
-from ..errors import UsageError, arg
+from ..errors import UsageError
 from ..evaluators.base import BREAKDOWN_COUNT_FIELDS, MetricSpec, SaveBatch, declared_specs, register_evaluator
 from ..records import SampleRecord, TaskResult
 from ..taskconfig import TaskConfig, check_choice, validate_options
@@ -43,11 +43,12 @@ from .aggregation import (
     resample_breakdown,
     resample_metrics,
     routing_metrics,
+    sample_record,
 )
 from .answering import Answerer
 
 if TYPE_CHECKING:
-    from .dataset import VocData, VocExample
+    from .dataset import DataSpec, VocData, VocExample
     from .prompting import PromptPlan
 
 __all__ = ["VocOptions", "VocEvaluator"]
@@ -187,33 +188,13 @@ class VocEvaluator:
     def _spec(self):
         from .dataset import DataSpec
 
-        o, path = self.options, self.config.resolve_path
-        return DataSpec(
-            data=path(o.data),
-            text_field=o.text_field,
-            id_field=o.id_field,
-            label_field=o.label_field,
-            label_fields=tuple(o.label_fields) if o.label_fields else None,
-            sep=o.sep,
-            split_field=o.split_field,
-            test_split=o.test_split,
-            train_split=o.train_split,
-            train_data=path(o.train_data) if o.train_data else None,
-            taxonomy=path(o.taxonomy) if o.taxonomy else None,
-            label_holes=o.label_holes,
-        )
+        return DataSpec.from_options(self.options, self.config.resolve_path)
 
     @cached_property
     def data(self) -> "VocData":
         from .dataset import load_voc_data
 
-        for key in ("data", "train_data", "taxonomy"):
-            path = getattr(self._spec, key)
-            if path is not None and not path.exists():
-                raise UsageError(
-                    f"{self.config.source}: {key} file {path} does not exist; put it there or point the "
-                    f"task at it with {arg('overrides', repr(f'{self.config.name}.{key}=PATH'))}."
-                )
+        self._spec.check_files_exist(self.config.source, self.config.name)
         data = load_voc_data(self._spec)
         if self.options.num_fewshot and not data.train:
             raise UsageError(
@@ -237,24 +218,7 @@ class VocEvaluator:
         return [test[i] for i in subset_positions(len(test), self.options.limit, self.options.sample_seed)]
 
     def config_hash(self) -> str:
-        from .._io import stable_hash
-        from .._io import hash_file
-
-        spec = self._spec
-        files = {
-            key: hash_file(p) if p is not None and p.is_file() else None
-            for key, p in (("data", spec.data), ("train_data", spec.train_data), ("taxonomy", spec.taxonomy))
-        }
-        # label_holes never changes an outcome (the data loads the same way or not at all): left out.
-        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in ("batch_docs", "label_holes")}
-        if options["sample_seed"] is None:  # unset: the key results stored before the option existed were under
-            del options["sample_seed"]
-        # Paths are replaced by content hashes so moving a file does not invalidate stored results.
-        for key in ("data", "train_data", "taxonomy", "prompt_template"):
-            options.pop(key)
-        return stable_hash(
-            {"options": options, "files": files, "template": self.template_text, "version": self.version}
-        )
+        return _config_hash(self._spec, self.options, self.template_text, self.version)
 
     def check_ready(self) -> None:
         from .prompting import PromptBuilder
@@ -328,18 +292,7 @@ class VocEvaluator:
         return Answerer(self.config.name, self.options, self.data.taxonomy)
 
     def _record(self, example: "VocExample", path: tuple[str, ...] | None, extra: dict) -> SampleRecord:
-        tax = self.data.taxonomy
-        target = tax.format(example.path)
-        return SampleRecord(
-            sample_id=example.sample_id,
-            target=target,
-            prediction=tax.format(path) if path else None,
-            correct=path == example.path,
-            scores={"path_correct": float(path == example.path)},
-            group=target,
-            input=example.text,
-            extra={**extra, "target_path": list(example.path), "pred_path": list(path) if path else None},
-        )
+        return sample_record(self.data.taxonomy, example, path, extra)
 
     def _unscorable(self) -> str | None:
         """Why generate mode's confidence pass could not run on this model (None: it ran, or no run yet)."""
@@ -363,15 +316,7 @@ class VocEvaluator:
         metrics = dict(report["metrics"])  # None where undefined (e.g. mean_first_error_depth with no errors)
         metrics.update(routing_metrics(records, self.data.taxonomy.depth, o.coverage_precisions))
         breakdowns = report.get("breakdowns", {})
-        names = [
-            *metrics,
-            *(
-                f"{kind}/{m}"
-                for kind, rows in breakdowns.items()
-                for m in sorted({m for stats in rows.values() for m in stats} - BREAKDOWN_COUNT_FIELDS)
-            ),
-        ]
-        specs = declared_specs(type(self), names)
+        specs = declared_specs(type(self), _metric_names(metrics, breakdowns))
         same_as = declared_identities(o.mode, self.data.taxonomy, y_true, metrics)
         return TaskResult(
             task=self.config.name,
@@ -408,3 +353,33 @@ class VocEvaluator:
     ) -> np.ndarray:
         """Breakdown values on resamples, shape (B, len(keys)) (see :func:`.aggregation.resample_breakdown`)."""
         return resample_breakdown(records, kind, metric, keys, indices, settings)
+
+
+def _config_hash(spec: DataSpec, options: VocOptions, template_text: str, version: str) -> str:
+    """What keys the stored results of a voc task: its options, its files' contents, the template, the version."""
+    from .._io import hash_file, stable_hash
+
+    files = {
+        key: hash_file(p) if p is not None and p.is_file() else None
+        for key, p in (("data", spec.data), ("train_data", spec.train_data), ("taxonomy", spec.taxonomy))
+    }
+    # label_holes never changes an outcome (the data loads the same way or not at all): left out.
+    kept = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("batch_docs", "label_holes")}
+    if kept["sample_seed"] is None:  # unset: the key results stored before the option existed were under
+        del kept["sample_seed"]
+    # Paths are replaced by content hashes so moving a file does not invalidate stored results.
+    for key in ("data", "train_data", "taxonomy", "prompt_template"):
+        kept.pop(key)
+    return stable_hash({"options": kept, "files": files, "template": template_text, "version": version})
+
+
+def _metric_names(metrics: dict[str, Any], breakdowns: dict[str, Any]) -> list[str]:
+    """The task's metrics, then each breakdown's ``KIND/METRIC`` columns (their count fields left out)."""
+    return [
+        *metrics,
+        *(
+            f"{kind}/{m}"
+            for kind, rows in breakdowns.items()
+            for m in sorted({m for stats in rows.values() for m in stats} - BREAKDOWN_COUNT_FIELDS)
+        ),
+    ]
