@@ -78,42 +78,11 @@ class Comparison:
     def metric(self, task: str, metric: str | None = None, checkpoint: str | None = None) -> dict[str, Any]:
         """The metric row of ``task`` (its primary metric unless ``metric``) for ``checkpoint`` (default: the
         last one): value, ``ci_low``/``ci_high``, ``delta`` with its interval, ``p_value``, ``test``, ``n``."""
-        entry = next((t for t in self.data["tasks"] if t["name"] == task), None)
-        if entry is None:
-            raise KeyError(f"no task {task!r} in this comparison; tasks: {', '.join(self.tasks)}")
-        metric = metric or entry.get("primary_metric")
-        checkpoint = checkpoint or self.labels[-1]
-        for row in self.data["metrics"]:
-            if row["task"] == task and row["metric"] == metric and row["checkpoint"] == checkpoint:
-                return dict(row)
-        raise KeyError(f"no row for {task}.{metric} on checkpoint {checkpoint!r}")
+        return _metric_row(self, task, metric, checkpoint)
 
     def summary(self) -> str:
         """One line per task and checkpoint: the primary metric, its change against the baseline and p."""
-        from .report import fmt_delta, fmt_value
-
-        lines = [f"baseline {self.baseline}; {len(self.labels)} checkpoints, {len(self.tasks)} tasks"]
-        for task in self.data["tasks"]:
-            for label in self.labels:
-                try:
-                    row = self.metric(task["name"], checkpoint=label)
-                except KeyError:
-                    continue
-                change = (
-                    ""
-                    if label == self.baseline
-                    else (
-                        f"  {fmt_delta(row.get('delta'))} [{fmt_delta(row.get('delta_ci_low'))}, "
-                        f"{fmt_delta(row.get('delta_ci_high'))}]"
-                        + (f"  p={row['p_value']:.3g}" if isinstance(row.get("p_value"), float) else "")
-                    )
-                )
-                lines.append(
-                    f"  {task['name']}.{row['metric']} ({task['axis']})  {label}: {fmt_value(row.get('value'))}{change}"
-                )
-        if self.verdict is not None:
-            lines.append(f"gate: {self.verdict.status.upper()}")
-        return "\n".join(lines)
+        return _summary(self)
 
     def trajectory(self) -> dict[str, Any] | None:
         """Learning (domain primary) and forgetting (general primary) per run, ordered by step, and the
@@ -209,32 +178,11 @@ class Comparison:
         ``results/LABEL.json`` for each result object, ``report.html``, ``report.md``,
         ``comparison.json``, ``metrics.csv``, and after :meth:`gate` ``junit.xml`` and ``verdict.json``.
         """
-        from . import _validate
-        from ._io import OutputFolder, dump_json
-
-        with OutputFolder(
-            _validate.path(out_dir, param="out_dir")
-        ) as folder:  # every file through the one write guard; manifest.json last
-            written = [
-                folder.write_text(*results_file_name(r.checkpoint.label), text=dump_json(r.to_dict()))
-                for r in self.results
-            ]
-            written += self.write_report(folder)
-            if self.verdict is not None:
-                from .gate import write_gate_outputs
-
-                written += write_gate_outputs(self.verdict, folder)
-        return written
+        return _write_folder(self, out_dir)
 
     def write_report(self, out_dir: str | Path | OutputFolder) -> list[Path]:
         """Only ``report.html``, ``report.md``, ``comparison.json`` and ``metrics.csv`` (``evalkit report``)."""
-        from . import _validate
-        from ._io import OutputFolder
-        from .report import write_reports
-
-        if not isinstance(out_dir, OutputFolder):
-            _validate.path(out_dir, param="out_dir")
-        return write_reports(self.data, out_dir if isinstance(out_dir, OutputFolder) else Path(out_dir))
+        return _write_report(self.data, out_dir)
 
     # ------------------------------------------------------------------------------ serialising
     def to_dict(self) -> dict[str, Any]:
@@ -268,6 +216,78 @@ def read_comparison(path: str | Path) -> Comparison:
         if result_path.is_file():
             comparison.results.append(EvalResult.load(result_path))
     return comparison
+
+
+def _metric_row(comparison: Comparison, task: str, metric: str | None, checkpoint: str | None) -> dict[str, Any]:
+    """:meth:`Comparison.metric`: the row, or a KeyError naming what is missing."""
+    entry = next((t for t in comparison.data["tasks"] if t["name"] == task), None)
+    if entry is None:
+        raise KeyError(f"no task {task!r} in this comparison; tasks: {', '.join(comparison.tasks)}")
+    metric = metric or entry.get("primary_metric")
+    checkpoint = checkpoint or comparison.labels[-1]
+    for row in comparison.data["metrics"]:
+        if row["task"] == task and row["metric"] == metric and row["checkpoint"] == checkpoint:
+            return dict(row)
+    raise KeyError(f"no row for {task}.{metric} on checkpoint {checkpoint!r}")
+
+
+def _summary(comparison: Comparison) -> str:
+    """:meth:`Comparison.summary`: a header line, one line per task and checkpoint, the gate's status."""
+    from .report import fmt_delta, fmt_value
+
+    lines = [f"baseline {comparison.baseline}; {len(comparison.labels)} checkpoints, {len(comparison.tasks)} tasks"]
+    for task in comparison.data["tasks"]:
+        for label in comparison.labels:
+            try:
+                row = comparison.metric(task["name"], checkpoint=label)
+            except KeyError:
+                continue
+            change = (
+                ""
+                if label == comparison.baseline
+                else (
+                    f"  {fmt_delta(row.get('delta'))} [{fmt_delta(row.get('delta_ci_low'))}, "
+                    f"{fmt_delta(row.get('delta_ci_high'))}]"
+                    + (f"  p={row['p_value']:.3g}" if isinstance(row.get("p_value"), float) else "")
+                )
+            )
+            lines.append(
+                f"  {task['name']}.{row['metric']} ({task['axis']})  {label}: {fmt_value(row.get('value'))}{change}"
+            )
+    if comparison.verdict is not None:
+        lines.append(f"gate: {comparison.verdict.status.upper()}")
+    return "\n".join(lines)
+
+
+def _write_folder(comparison: Comparison, out_dir: str | Path) -> list[Path]:
+    """:meth:`Comparison.write`: the result objects, the report files and, once gated, the gate's files."""
+    from . import _validate
+    from ._io import OutputFolder, dump_json
+
+    with OutputFolder(
+        _validate.path(out_dir, param="out_dir")
+    ) as folder:  # every file through the one write guard; manifest.json last
+        written = [
+            folder.write_text(*results_file_name(r.checkpoint.label), text=dump_json(r.to_dict()))
+            for r in comparison.results
+        ]
+        written += comparison.write_report(folder)
+        if comparison.verdict is not None:
+            from .gate import write_gate_outputs
+
+            written += write_gate_outputs(comparison.verdict, folder)
+    return written
+
+
+def _write_report(data: dict[str, Any], out_dir: str | Path | OutputFolder) -> list[Path]:
+    """:meth:`Comparison.write_report`: the report files of ``data`` in a path checked here or an open folder."""
+    from . import _validate
+    from ._io import OutputFolder
+    from .report import write_reports
+
+    if not isinstance(out_dir, OutputFolder):
+        _validate.path(out_dir, param="out_dir")
+    return write_reports(data, out_dir if isinstance(out_dir, OutputFolder) else Path(out_dir))
 
 
 def results_file_name(label: str) -> tuple[str, str]:
