@@ -27,7 +27,7 @@ Task file keys (see ``evalkit/tasks/mmlu.yaml``)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,8 @@ from ..taskconfig import TaskConfig, validate_options
 from .lmeval.aggregation import Aggregator, micro_means, resample_metrics
 from .lmeval.generation import GenerationFit, fit_generation_lengths
 from .lmeval.kinds import TaskKind, instruction_breakdown, kind_for
-from .lmeval.loading import LM_EVAL_SEEDS, LoadedTasks, load_tasks
+from .lmeval.lazy import LazyTasks
+from .lmeval.loading import LM_EVAL_SEEDS, LoadedTasks
 from .lmeval.requests import Doc, PairEncoder, answer, build_docs, chunks, order_for_generation, order_for_model
 from .lmeval.scoring import RecordScorer
 from .lmeval.settings import LmEvalOptions, TaskSettings, check_options
@@ -64,6 +65,33 @@ class _Built:
     docs: list[Doc]
     encoder: PairEncoder | None
     scoring_states: dict | None = None  # sample id -> (random state before, after) its scoring (see RecordScorer)
+
+
+def _build(loaded: LoadedTasks, kind: TaskKind, options: LmEvalOptions, lm: Any, apply_chat: bool) -> _Built:
+    """The docs of ``loaded`` with their requests for ``lm``, and the encoder that orders and chunks them."""
+    docs = build_docs(
+        loaded,
+        kind,
+        limit=options.limit,
+        sample_seed=options.sample_seed,
+        lm=lm,
+        apply_chat=apply_chat,
+        system_instruction=options.system_instruction,
+    )
+    return _Built(lm, apply_chat, docs, PairEncoder(lm) if PairEncoder.supports(lm) else None)
+
+
+def _use_chat_template(lm: Any, option: bool | None, load: Callable[[], LoadedTasks]) -> bool:
+    """Whether prompts go through ``lm``'s chat template: the command line's choice, else the task file's
+    ``chat_template``, else yes for generation tasks when the model has a template (``load`` is called only
+    then: it may load the tasks)."""
+    flag = getattr(lm, "evalkit_chat_template", None)  # set by the loader from --chat-template/--no-chat-template
+    if flag is not None:  # the command line wins over the task file
+        return bool(flag)
+    if option is not None:
+        return option
+    tokenizer = getattr(lm, "tokenizer", None)
+    return load().generative and bool(getattr(tokenizer, "chat_template", None)) and hasattr(lm, "apply_chat_template")
 
 
 def _seed_everything() -> None:
@@ -107,10 +135,9 @@ class LmEvalEvaluator:
                 f"{self.options.lm_eval_task!r} write an lm-eval YAML with dataset_path/dataset_kwargs.data_files "
                 "and set lm_eval_config to it."
             )
-        self._loaded: LoadedTasks | None = None
-        self._tm = None
-        self._scorer = RecordScorer(self._load, self._load_tasks, self.kind, config.name)
-        self._aggregator = Aggregator(self._load)
+        self._tasks = LazyTasks(self.kind, self.options, self._task_settings, config.source)
+        self._scorer = RecordScorer(self._tasks.load, self._tasks.reload, self.kind, config.name)
+        self._aggregator = Aggregator(self._tasks.load)
         self._built: _Built | None = None  # the last one used
         self._builds: list[_Built] = []  # one per LM and chat setting
         self._chat_applied: bool | None = None
@@ -151,31 +178,10 @@ class LmEvalEvaluator:
     # ------------------------------------------------------------------ lm-eval task loading
     def _task_manager(self):
         """(TaskManager, lm-eval name) indexing only the YAML folders this task needs."""
-        if self._tm is None:
-            self._tm = self.kind.task_manager(self._task_settings.config_path()), self.options.lm_eval_task
-        return self._tm
+        return self._tasks.manager()
 
     def _load(self) -> LoadedTasks:
-        if self._loaded is None:
-            if self.kind.uses_ifeval:
-                from .punkt import ensure_punkt_tab
-
-                ensure_punkt_tab()  # lm-eval's IFEval module would try a download at import otherwise
-            self._loaded = self._load_tasks()
-        return self._loaded
-
-    def _load_tasks(self) -> LoadedTasks:
-        manager, name = self._task_manager()
-        o = self.options
-        return load_tasks(
-            manager,
-            name,
-            num_fewshot=o.num_fewshot,
-            generation=o.generation,
-            seed=o.seed,
-            error_hint=self.kind.offline_hint,
-            source=self.config.source,
-        )
+        return self._tasks.load()
 
     # ------------------------------------------------------------------ samples
     def sample_ids(self) -> list[str]:
@@ -190,17 +196,7 @@ class LmEvalEvaluator:
         return ids
 
     def _use_chat_template(self, lm: Any) -> bool:
-        flag = getattr(lm, "evalkit_chat_template", None)  # set by the loader from --chat-template/--no-chat-template
-        if flag is not None:  # the command line wins over the task file
-            return bool(flag)
-        if self.options.chat_template is not None:
-            return self.options.chat_template
-        tokenizer = getattr(lm, "tokenizer", None)
-        return (
-            self._load().generative
-            and bool(getattr(tokenizer, "chat_template", None))
-            and hasattr(lm, "apply_chat_template")
-        )
+        return _use_chat_template(lm, self.options.chat_template, self._load)
 
     def _docs(self, lm: Any, apply_chat: bool) -> _Built:
         """The built docs for ``lm`` (built once per LM and chat setting).
@@ -212,17 +208,7 @@ class LmEvalEvaluator:
             if built.lm is lm and built.apply_chat == apply_chat:
                 self._built = built
                 return built
-        docs = build_docs(
-            self._load(),
-            self.kind,
-            limit=self.options.limit,
-            sample_seed=self.options.sample_seed,
-            lm=lm,
-            apply_chat=apply_chat,
-            system_instruction=self.options.system_instruction,
-        )
-        encoder = PairEncoder(lm) if PairEncoder.supports(lm) else None
-        self._built = _Built(lm, apply_chat, docs, encoder)
+        self._built = _build(self._load(), self.kind, self.options, lm, apply_chat)
         self._builds.append(self._built)
         return self._built
 
