@@ -210,12 +210,7 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
                     for batch, keys, lens in batches
                 ]
                 try:
-                    answers = await asyncio.gather(*tasks)
-                except BaseException:
-                    for task in tasks:  # one request failed for good: stop the others now
-                        task.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
-                    raise
+                    answers = await _gather_or_cancel(tasks)
                 finally:
                     self.request_stats.seconds += time.perf_counter() - started
         logger.info("%s: %s", self.server_name, self.request_stats.summary())
@@ -253,13 +248,7 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
         raise self._server_error("generation" if generate else "log-likelihood", str(last), policy.max_retries + 1)
 
     def _server_error(self, kind: str, last: str, attempts: int) -> ServerError:
-        return ServerError(
-            f"server {self.server_name} failed {attempts} time{'s in a row' if attempts > 1 else ''} on a {kind} "
-            f"request ({last}); the server is at fault, not the input: it may be down, overloaded or not answering "
-            f"in the OpenAI format. Check it, lower {arg('num_concurrent', 'N')} or raise {arg('max_retries', 'N')} / "
-            f"{arg('timeout', 'SECONDS')} "
-            f"(finished samples are stored; evaluate again to resume)."
-        )
+        return _server_error(self.server_name, kind, last, attempts)
 
     async def _send_once(
         self,
@@ -316,26 +305,7 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
         return self._parse_answers(outputs, messages, ctxlens, generate, stops)
 
     def _raise_for_status(self, status: int, text: str, headers) -> None:
-        detail = " ".join(text.split())[:_DETAIL_CHARS]
-        if is_retryable_status(status):
-            raise _Transient(f"HTTP {status}", detail, _retry_after(headers.get("Retry-After")))
-        endpoint = "/" + str(self.base_url).rstrip("/").rsplit("/v1/", 1)[-1]
-        if status in (401, 403):
-            raise UsageError(
-                f"server {self.server_name} refused the API key (HTTP {status}) on POST {endpoint}; "
-                f"set the environment variable named by {arg('api_key_env', 'NAME')} to a valid key."
-            )
-        if status == 404:
-            raise UsageError(
-                f"server {self.server_name} answered HTTP 404 to POST {endpoint} "
-                f"({detail or 'no detail'}); "
-                f"check the model name after '#' (GET /v1/models lists them) and that the server has "
-                f"this endpoint ({arg('endpoint', repr('chat'))} or {arg('endpoint', repr('completions'))})."
-            )
-        raise UsageError(
-            f"server {self.server_name} rejected a request with HTTP {status} on POST {endpoint}: "
-            f"{detail or 'no detail'}"
-        )
+        raise _http_failure(status, text, headers, self.server_name, str(self.base_url))
 
     def _parse_answers(self, outputs, messages, ctxlens, generate: bool, stops: list[str]) -> list:
         """The reply's answers, checked against the shape the request needs (:mod:`.answers`); never guessed."""
@@ -370,6 +340,52 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
         for answer, key in zip(answers, cache_keys or []):
             if key is not None:
                 self.cache_hook.add_partial(method, key, answer)
+
+
+async def _gather_or_cancel(tasks: list) -> list:
+    """The tasks' results in order; when one fails for good, the others are cancelled (and awaited) at once
+    instead of running on against a server that already failed the wave."""
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _server_error(server: str, kind: str, last: str, attempts: int) -> ServerError:
+    """Retries ran out (or a reply can never be scored): the server's fault, with what to try."""
+    return ServerError(
+        f"server {server} failed {attempts} time{'s in a row' if attempts > 1 else ''} on a {kind} "
+        f"request ({last}); the server is at fault, not the input: it may be down, overloaded or not answering "
+        f"in the OpenAI format. Check it, lower {arg('num_concurrent', 'N')} or raise {arg('max_retries', 'N')} / "
+        f"{arg('timeout', 'SECONDS')} "
+        f"(finished samples are stored; evaluate again to resume)."
+    )
+
+
+def _http_failure(status: int, text: str, headers: Any, server: str, url: str) -> Exception:
+    """What an HTTP error status means: a transient failure to retry, or an evalkit error naming the fix."""
+    detail = " ".join(text.split())[:_DETAIL_CHARS]
+    if is_retryable_status(status):
+        return _Transient(f"HTTP {status}", detail, _retry_after(headers.get("Retry-After")))
+    endpoint = "/" + url.rstrip("/").rsplit("/v1/", 1)[-1]
+    if status in (401, 403):
+        return UsageError(
+            f"server {server} refused the API key (HTTP {status}) on POST {endpoint}; "
+            f"set the environment variable named by {arg('api_key_env', 'NAME')} to a valid key."
+        )
+    if status == 404:
+        return UsageError(
+            f"server {server} answered HTTP 404 to POST {endpoint} "
+            f"({detail or 'no detail'}); "
+            f"check the model name after '#' (GET /v1/models lists them) and that the server has "
+            f"this endpoint ({arg('endpoint', repr('chat'))} or {arg('endpoint', repr('completions'))})."
+        )
+    return UsageError(
+        f"server {server} rejected a request with HTTP {status} on POST {endpoint}: {detail or 'no detail'}"
+    )
 
 
 def _stop_strings(gen_kwargs: dict | None, eos: str | None) -> list[str]:
