@@ -23,6 +23,7 @@ __all__ = [
     "label",
     "label_problem",
     "unique_labels",
+    "enough_checkpoints",
     "path_exists",
     "path_is_dir",
     "task_seeds",
@@ -198,6 +199,18 @@ def unique_labels(labels: list[str]) -> None:
                 param="label",
             )
         seen.add(name)
+
+
+def enough_checkpoints(count: int, message: str, *, param: str | None = None) -> None:
+    """A UsageError with ``message`` when fewer than two checkpoints are to be compared (a baseline and one
+    to compare with it).
+
+    The one count rule: ``evalkit compare`` checks it before evaluating (:func:`evalkit.compare_run.prepare`),
+    :func:`evalkit.compare` for results given directly, ``evalkit report`` for results files; each message
+    names the caller's own inputs.
+    """
+    if count < 2:
+        raise UsageError(message, param=param)
 
 
 def path_exists(text: Any) -> bool:

@@ -316,13 +316,15 @@ def compare(
     -------
     Comparison
     """
+    from . import _validate
     from ._compare import build_comparison
     from .comparison import Comparison
 
     _check_compare_arguments(baseline, notes, settings)
     parsed, given = _as_results(results)
-    if len(parsed) < 2:
-        raise UsageError(f"compare needs at least two checkpoints' results, got {len(parsed)}.", param="results")
+    _validate.enough_checkpoints(
+        len(parsed), f"compare needs at least two checkpoints' results, got {len(parsed)}.", param="results"
+    )
     data = build_comparison(parsed, baseline=baseline, notes=notes, **settings)
     return Comparison(data, results=given)
 

@@ -22,6 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._validate import enough_checkpoints
 from .errors import UsageError, did_you_mean, arg
 from .progress import note
 from .records import EvalResult
@@ -114,11 +115,11 @@ def prepare(
     if sequential is not None:
         _check_sequential(sequential, tasks.policy)
     prior = load_results_files(list(baseline_results))
-    if len(models) + len(prior) < 2:
-        raise UsageError(
-            f"compare needs at least two checkpoints ({arg('models')} and/or {arg('baseline_results')} files).",
-            param="models",
-        )
+    enough_checkpoints(
+        len(models) + len(prior),
+        f"compare needs at least two checkpoints ({arg('models')} and/or {arg('baseline_results')} files).",
+        param="models",
+    )
     options = load_options if load_options is not None else api.load_options()
     checkpoints = [api.as_checkpoint(model, options=options, index=i) for i, model in enumerate(models)]
     labels = [r.checkpoint.label for r in prior] + [c.label for c in checkpoints]

@@ -195,8 +195,17 @@ def test_library_errors_name_the_parameter_not_a_flag(two_results, tmp_path):
     with pytest.raises(UsageError) as info:
         evalkit.compare(*two_results, baseline="nobody")
     assert info.value.param == "baseline" and "--" not in str(info.value)
-    with pytest.raises(UsageError, match="at least two"):
+    with pytest.raises(UsageError, match="at least two") as info:
         evalkit.compare(two_results[0])
+    assert info.value.param == "results"
+
+
+def test_evalkit_compare_checks_the_same_two_checkpoint_rule_naming_its_inputs():
+    from evalkit import compare_run
+
+    with pytest.raises(UsageError, match=r"at least two checkpoints \(models and/or baseline_results") as info:
+        compare_run.prepare(["models/a"], compare_run.TaskPlan([], [], None))  # refused before any model loads
+    assert info.value.param == "models"
 
 
 def test_the_cli_maps_the_parameter_back_to_its_flag(two_results, capsys):

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .._io import read_json_object
+from .._validate import enough_checkpoints
 from ..errors import UsageError
 
 __all__ = ["compare_pipeline", "report_pipeline", "gate_pipeline"]
@@ -135,10 +136,9 @@ def report_pipeline(*, sources: list[str], out: Path, baseline: str | None, stor
     for item in sources:
         is_file = split_label(item)[1].is_file()
         results += load_results_files([item]) if is_file else [_result_from_store(item, store_path)]
-    if len(results) < 2:
-        raise UsageError(
-            "report needs a comparison.json, or at least two results.json files / stored checkpoint labels."
-        )
+    enough_checkpoints(
+        len(results), "report needs a comparison.json, or at least two results.json files / stored checkpoint labels."
+    )
     _echo_written(api.compare(*results, baseline=baseline).write_report(out))
 
 
