@@ -92,21 +92,14 @@ class Taxonomy:
         self.parent = np.fromiter(
             (self._index[p[:-1]] if len(p) > 1 else -1 for p in self.nodes), dtype=np.int64, count=n
         )
-        self.ancestors = np.full((n, self.depth), -1, dtype=np.int64)
-        for i, path in enumerate(self.nodes):
-            for k in range(len(path)):
-                self.ancestors[i, k] = self._index[path[: k + 1]]
+        self.ancestors = _ancestors(self.nodes, self._index, self.depth)
         has_child = np.zeros(n, dtype=bool)
         has_child[self.parent[self.parent >= 0]] = True
         self.is_leaf_node = ~has_child
         self.is_label_node = np.zeros(n, dtype=bool)
         self.is_label_node[[self._index[p] for p in self.labels]] = True
         self.leaves = [p for p, leaf in zip(self.nodes, self.is_leaf_node) if leaf]
-        # Children lists, sorted because nodes are sorted; the virtual root () lists the top level.
-        self._children: dict[tuple[str, ...], list[tuple[str, ...]]] = {(): []}
-        for path in self.nodes:
-            self._children.setdefault(path, [])
-            self._children[path[:-1]].append(path)
+        self._children = _children_lists(self.nodes)
 
     # ----------------------------------------------------------------------------- construction
     @classmethod
@@ -201,12 +194,7 @@ class Taxonomy:
 
         Each distinct value is parsed once, so encoding a million labels with few distinct values is fast.
         """
-        values = paths if isinstance(paths, (list, tuple, np.ndarray)) else list(paths)
-        try:
-            distinct = dict.fromkeys(values)
-        except TypeError:  # lists inside: make them hashable first (slower path)
-            values = [_hashable(v) for v in values]
-            distinct = dict.fromkeys(values)
+        values, distinct = _distinct_values(paths)
         lookup = {value: self._lookup(value) for value in distinct}
         return np.fromiter(map(lookup.__getitem__, values), dtype=np.int64, count=len(values))
 
@@ -222,13 +210,7 @@ class Taxonomy:
 
     def to_tree(self) -> dict[str, Any]:
         """Nested mapping {name: subtree}, with ``None`` for leaves (the YAML/JSON file form)."""
-        tree: dict[str, Any] = {}
-        for path in self.nodes:  # sorted, so a parent always comes before its children
-            parent = tree
-            for name in path[:-1]:
-                parent = parent[name]
-            parent[path[-1]] = None if self.is_leaf(path) else {}
-        return tree
+        return _nested_tree(self.nodes, self.is_leaf_node)
 
     def _lookup(self, path: object) -> int:
         if isinstance(path, str):
@@ -269,6 +251,35 @@ def _trim(names: Sequence[Any]) -> tuple[Any, ...]:
 
 def _hashable(value: object) -> object:
     return tuple(value) if isinstance(value, list) else value
+
+
+def _distinct_values(paths: Iterable[Any]) -> tuple[Sequence[Any], dict[Any, None]]:
+    """``paths`` as a sequence, and its distinct values in first-seen order (so each is parsed once)."""
+    values = paths if isinstance(paths, (list, tuple, np.ndarray)) else list(paths)
+    try:
+        return values, dict.fromkeys(values)
+    except TypeError:  # lists inside: make them hashable first (slower path)
+        values = [_hashable(v) for v in values]
+        return values, dict.fromkeys(values)
+
+
+# --------------------------------------------------------------------------------- tree structure
+def _ancestors(nodes: list[tuple[str, ...]], index: dict[tuple[str, ...], int], depth: int) -> np.ndarray:
+    """``[i, k]``: the id of node ``i``'s prefix of length ``k + 1``; -1 beyond the node's depth."""
+    ancestors = np.full((len(nodes), depth), -1, dtype=np.int64)
+    for i, path in enumerate(nodes):
+        for k in range(len(path)):
+            ancestors[i, k] = index[path[: k + 1]]
+    return ancestors
+
+
+def _children_lists(nodes: list[tuple[str, ...]]) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
+    """Each node's children, sorted because ``nodes`` is; the virtual root ``()`` lists the top level."""
+    children: dict[tuple[str, ...], list[tuple[str, ...]]] = {(): []}
+    for path in nodes:
+        children.setdefault(path, [])
+        children[path[:-1]].append(path)
+    return children
 
 
 def as_path(item: Sequence[str] | str, sep: str) -> tuple[str, ...]:
@@ -400,6 +411,17 @@ def _choose_columns(row: list[str], path: Path, line_no: int, columns: Sequence[
         if name in header:
             return [header.index(name)], True
     return [0], False
+
+
+def _nested_tree(nodes: list[tuple[str, ...]], is_leaf_node: np.ndarray) -> dict[str, Any]:
+    """The file form :func:`_read_tree` reads: {name: subtree}, ``None`` for a leaf."""
+    tree: dict[str, Any] = {}
+    for path, leaf in zip(nodes, is_leaf_node):  # sorted, so a parent always comes before its children
+        parent = tree
+        for name in path[:-1]:
+            parent = parent[name]
+        parent[path[-1]] = None if leaf else {}
+    return tree
 
 
 def _read_tree(path: Path, sep: str) -> list[tuple[str, ...]]:
