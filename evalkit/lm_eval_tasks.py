@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["lm_eval_tasks_dir", "lm_eval_task_names", "check_task_name"]
+__all__ = ["lm_eval_tasks_dir", "lm_eval_task_names", "could_be_lm_eval_task", "check_task_name"]
 
 _KEY = re.compile(r"""^["']?(task|group|tag)["']?\s*:[ \t]*(.*)$""", re.M)
 _ITEM = re.compile(r"""^\s*-\s+["']?([^"'\s#]+)["']?\s*$""")
@@ -81,6 +81,14 @@ def lm_eval_task_names() -> list[str]:
     return names
 
 
+def could_be_lm_eval_task(name: str) -> bool:
+    """Whether ``name`` is one of lm-eval's scanned names or one of its task folders could define it
+    (``afrixnli_tasks`` under ``afrixnli/``): ``False`` means certainly unknown, without lm-eval's full index."""
+    if name in lm_eval_task_names():
+        return True
+    return any(name == d.name or name.startswith(d.name + "_") for d in lm_eval_tasks_dir().iterdir() if d.is_dir())
+
+
 def check_task_name(name: str, shipped: list[str]) -> None:
     """Raise :class:`UsageError` with did-you-mean when ``name`` is neither shipped nor an lm-eval name.
 
@@ -91,12 +99,9 @@ def check_task_name(name: str, shipped: list[str]) -> None:
 
     from .errors import UsageError
 
+    if could_be_lm_eval_task(name):
+        return
     known = lm_eval_task_names()
-    if name in known:
-        return
-    root = lm_eval_tasks_dir()
-    if any(name == d.name or name.startswith(d.name + "_") for d in root.iterdir() if d.is_dir()):
-        return
     close = difflib.get_close_matches(name, shipped, n=3, cutoff=0.6)
     close += [c for c in difflib.get_close_matches(name, known, n=3, cutoff=0.6) if c not in close][: 3 - len(close)]
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

@@ -68,13 +68,20 @@ def _fast_index(name: str):
 def _full_index(name: str, include_path: str | None, source: str):
     from lm_eval.tasks import TaskManager
 
+    from ...lm_eval_tasks import could_be_lm_eval_task, lm_eval_task_names
+
+    if include_path is None and not could_be_lm_eval_task(name):  # known in a second, not after lm-eval's full index
+        raise _unknown_task(name, source, lm_eval_task_names())
     manager = TaskManager(include_path=include_path)
     if name not in manager.all_tasks:
-        raise UsageError(
-            f"{source}: key 'lm_eval_task': unknown lm-eval task or group {name!r}."
-            f"{did_you_mean(name, manager.all_tasks)}"
-        )
+        raise _unknown_task(name, source, manager.all_tasks)
     return manager
+
+
+def _unknown_task(name: str, source: str, names) -> UsageError:
+    return UsageError(
+        f"{source}: key 'lm_eval_task': unknown lm-eval task or group {name!r}.{did_you_mean(name, names)}"
+    )
 
 
 def load_tasks(
