@@ -250,7 +250,7 @@ def evaluate(
     from . import _validate
     from .checkpoints.memory import InMemoryCheckpoint, evaluation_mode
     from .progress import quiet_third_party
-    from .run import evaluate_checkpoint
+    from .run import build_evaluators, evaluate_checkpoint
 
     _validate.flag(rerun, param="rerun")
     _validate.text(note, param="note")
@@ -258,13 +258,15 @@ def evaluate(
     checkpoint = as_checkpoint(
         model, tokenizer=tokenizer, label=label, note=note, fingerprint=fingerprint, options=load_options(**options)
     )
+    with quiet_third_party(verbose):
+        evaluators = build_evaluators(task_configs)  # bad task options fail before the store file is created
     in_memory = isinstance(checkpoint, InMemoryCheckpoint) and not checkpoint.is_lm
     with (
         open_store(store) as opened,
         evaluation_mode(checkpoint.model) if in_memory else nullcontext(),
         quiet_third_party(verbose),
     ):
-        return evaluate_checkpoint(checkpoint, task_configs, opened, rerun=rerun, ranks=ranks)
+        return evaluate_checkpoint(checkpoint, task_configs, opened, evaluators=evaluators, rerun=rerun, ranks=ranks)
 
 
 def _as_results(items: Iterable[Any]) -> tuple[list[EvalResult], list[EvalResult]]:

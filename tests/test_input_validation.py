@@ -71,6 +71,21 @@ def test_the_api_refuses_the_same_values_naming_the_parameter(setup, tmp_path, k
     assert not (tmp_path / "s.sqlite").exists()
 
 
+@pytest.mark.parametrize("command", ["eval", "compare"])
+@pytest.mark.parametrize("override, message", [
+    ("limit=abc", "key 'limit' must be an integer or null, got 'abc'"),
+    ("no_such_key=1", "unknown key 'no_such_key'; allowed keys:"),
+])
+def test_bad_task_options_are_exit_2_before_the_store_is_created(setup, tmp_path, command, override, message):
+    """Task options are checked when the evaluators are built, which comes before the store is opened: a
+    bad option leaves neither a store file nor an output folder."""
+    specs = [f"a={setup['a']}"] if command == "eval" else [f"a={setup['a']}", f"b={setup['b']}"]
+    code, _, err = run_cli(["--store", str(tmp_path / "s.sqlite"), command, *specs, "-t", str(setup["task"]),
+                            "--set", f"tiny.{override}", "-o", str(tmp_path / "out")])
+    assert message in _error_line(code, err)
+    assert not (tmp_path / "s.sqlite").exists() and not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------ labels
 
 
