@@ -229,3 +229,26 @@ def test_any_loglikelihood_reply_gives_finite_scores_or_malformed_answer(reply, 
         return
     assert len(scores) == n
     assert all(math.isfinite(score) and score <= n * 1e-3 and isinstance(greedy, bool) for score, greedy in scores)
+
+
+@pytest.mark.parametrize("server_args, finding", [
+    ({"always_status": 500}, r"HTTP 500"),
+    ({"malform": lambda reply: ["not", "a", "completion"]}, r"a reply without completion `choices`"),
+    ({"malform": lambda reply: {"choices": "nothing"}}, r"a reply without completion `choices`"),
+])
+def test_a_failing_prompt_logprobs_probe_is_the_servers_fault_not_a_missing_feature(server_args, finding):
+    """A probe answered by a 5xx or by something that is not a completion says nothing about the server's
+    features: it is retried, then stops as the server's fault (ServerError, exit 4), never "no prompt logprobs"."""
+    with FlakyServer(prompt_logprobs=True, **server_args) as server:
+        lm = _lm(server, "completions")
+        with pytest.raises(ServerError, match=rf"no usable answer to the prompt-logprobs probe, 3 times in a row "
+                                              rf"\({finding}\)"):
+            lm.check_prompt_logprobs()
+    assert server.posts == 3
+
+
+def test_a_prompt_logprobs_probe_that_fails_once_is_retried(tiny_model_dir, echo_tokenizer):
+    with FlakyServer(prompt_logprobs=True, echo_tokenizer=echo_tokenizer, fail_every=1, fail_status=503) as server:
+        lm = _lm(server, "completions", tokenizer=str(tiny_model_dir))
+        lm.check_prompt_logprobs()  # the first probe fails; the same body is not failed twice in a row
+    assert server.statuses[503] == 1 and server.statuses[200] == 1

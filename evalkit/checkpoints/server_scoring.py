@@ -10,9 +10,10 @@ the tests use them too.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import ServerError, UsageError
 from .answers import MalformedAnswer, next_token_logprobs
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "returns_next_token_logprobs",
     "returns_exact_token_logprobs",
     "returns_prompt_logprobs",
+    "prompt_logprobs_probe",
 ]
 
 
@@ -142,7 +144,18 @@ class SharedPrefixServerMixin:
     def check_prompt_logprobs(self) -> None:
         """Raise a UsageError unless the server returns prompt log-probabilities (one probe request)."""
         probe_timeout = min(self.timeout, 60.0)
-        if not returns_prompt_logprobs(str(self.base_url), self.model, dict(self.header), timeout=probe_timeout):
+        found = prompt_logprobs_probe(str(self.base_url), self.model, dict(self.header), timeout=probe_timeout)
+        for attempt in range(1, 3):  # a server failure may pass, as for evaluation requests: two more tries
+            if not isinstance(found, str):
+                break
+            time.sleep(0.5 * attempt)
+            found = prompt_logprobs_probe(str(self.base_url), self.model, dict(self.header), timeout=probe_timeout)
+        if isinstance(found, str):  # the server failed, not the request: exit 4, as a failing evaluation request
+            raise ServerError(
+                f"server {self.server_name} gave no usable answer to the prompt-logprobs probe, 3 times in a row ({found}); "
+                f"check the server and evaluate again."
+            )
+        if not found:
             raise UsageError(
                 f"server {self.server_name} returned no prompt logprobs to a probe (completions with echo=true and "
                 f"logprobs), which log-likelihood tasks need; serve the model with vLLM, which does, or evaluate "
@@ -190,6 +203,14 @@ def exact_value(top: dict[int, float], token: int) -> float:
 
 def _post_json(completions_url: str, headers: dict[str, str], payload: dict, timeout: float) -> Any:
     """``POST`` a probe; the parsed JSON answer, or None on any error (a probe that fails means "no")."""
+    return _post_json_answer(completions_url, headers, payload, timeout)[0]
+
+
+def _post_json_answer(
+    completions_url: str, headers: dict[str, str], payload: dict, timeout: float
+) -> tuple[Any, str | None]:
+    """``POST`` a probe: (the parsed JSON answer, None), or (None, why there is none) — an HTTP status, an
+    unreachable server or a reply that is not JSON, in words fit for a message (never the reply's text)."""
     import json
     import urllib.error
     import urllib.request
@@ -202,9 +223,13 @@ def _post_json(completions_url: str, headers: dict[str, str], payload: dict, tim
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+            return json.loads(response.read()), None
+    except urllib.error.HTTPError as exc:
+        return None, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError):
+        return None, "no answer (unreachable or timed out)"
+    except ValueError:
+        return None, "a reply that is not JSON"
 
 
 def probe_next_token_logprobs(
@@ -256,8 +281,17 @@ def returns_prompt_logprobs(
     """Whether ``POST completions_url`` with ``echo=true, logprobs=1`` returns log-probabilities of the prompt.
 
     vLLM does; ``transformers serve`` ignores ``echo``/``logprobs`` (and chat endpoints have neither).
-    Errors (unreachable, 4xx/5xx) count as "no": the caller's message then says what the task needs.
+    Errors (unreachable, 4xx/5xx, malformed) count as "no" here; :func:`prompt_logprobs_probe` tells them apart.
     """
+    return prompt_logprobs_probe(completions_url, model, headers, timeout=timeout) is True
+
+
+def prompt_logprobs_probe(
+    completions_url: str, model: str, headers: dict[str, str], *, timeout: float = 30.0
+) -> bool | str:
+    """The echo probe's finding: True or False from a well-formed completion (with or without prompt
+    log-probabilities; an HTTP 4xx refusal of ``echo``/``logprobs`` also counts as False), or, as text, why
+    the server gave no usable answer (5xx, unreachable, not JSON, no ``choices``): the server's fault."""
     payload = {
         "model": model,
         "prompt": "Hello, world. Hello",
@@ -266,11 +300,13 @@ def returns_prompt_logprobs(
         "logprobs": 1,
         "echo": True,
     }
-    body = _post_json(completions_url, headers, payload, timeout)
+    body, failure = _post_json_answer(completions_url, headers, payload, timeout)
+    if failure is not None:
+        return False if failure.startswith("HTTP 4") else failure
     try:
         logprobs = body["choices"][0].get("logprobs") or {}
     except (KeyError, IndexError, TypeError, AttributeError):
-        return False
+        return "a reply without completion `choices`"
     tokens = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
     # The prompt has several tokens; an answer covering only the generated token has one entry.
     return isinstance(tokens, list) and len(tokens) >= 3 and isinstance(logprobs.get("top_logprobs"), list)
