@@ -38,6 +38,12 @@ def main(model_dir: str, mmlu_dir: str, out: str) -> None:
             "results": [r.checkpoint.label for r in callback.results], "stop_reason": callback.stop_reason,
             "logged_steps": [e["step"] for e in trainer.state.log_history if "eval_evalkit/mmlu.acc" in e]}
     (out_dir / f"rank{os.environ['RANK']}.json").write_text(json.dumps(seen))
+    # As a launched script should: without it, gloo's threads can still run at interpreter exit and abort the
+    # process ("terminate called without an active exception", SIGABRT) after all its work is done.
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
