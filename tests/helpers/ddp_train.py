@@ -38,12 +38,14 @@ def main(model_dir: str, mmlu_dir: str, out: str) -> None:
             "results": [r.checkpoint.label for r in callback.results], "stop_reason": callback.stop_reason,
             "logged_steps": [e["step"] for e in trainer.state.log_history if "eval_evalkit/mmlu.acc" in e]}
     (out_dir / f"rank{os.environ['RANK']}.json").write_text(json.dumps(seen))
-    # As a launched script should: without it, gloo's threads can still run at interpreter exit and abort the
-    # process ("terminate called without an active exception", SIGABRT) after all its work is done.
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    # Rank 0 sometimes aborted after all its work was done, in destroy_process_group or interpreter teardown
+    # ("terminate called without an active exception", SIGABRT): twice in five fresh-clone suite runs (once with a
+    # destroy_process_group here), never alone or beside CPU burners. Not understood yet (the closing note of
+    # 2026-12-07 says so); the results above are written, so the process leaves without any teardown and the test
+    # checks what the ranks saw.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
