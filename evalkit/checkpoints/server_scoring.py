@@ -31,12 +31,13 @@ __all__ = [
 
 class SharedPrefixServerMixin:
     """Scores lm-eval's log-likelihood requests; needs the retry loop's ``get_batched_requests``,
-    ``request_stats`` and ``_cache_answers`` and the state :meth:`_init_scoring` sets."""
+    ``request_stats``, ``retry_policy`` and ``_cache_answers`` and the state :meth:`_init_scoring` sets."""
 
     # What the classes this is mixed into provide (ResilientAPIMixin's retry loop, lm-eval's TemplateAPI).
     get_batched_requests: Any
     _cache_answers: Any
     request_stats: Any
+    retry_policy: Any
     server_name: str
     timeout: float
     base_url: Any
@@ -142,18 +143,20 @@ class SharedPrefixServerMixin:
         return [value for batch in answers for value in batch]
 
     def check_prompt_logprobs(self) -> None:
-        """Raise a UsageError unless the server returns prompt log-probabilities (one probe request)."""
+        """Raise a UsageError unless the server returns prompt log-probabilities (one probe request, retried like
+        evaluation requests when the server fails; ServerError when it keeps failing)."""
         probe_timeout = min(self.timeout, 60.0)
-        found = prompt_logprobs_probe(str(self.base_url), self.model, dict(self.header), timeout=probe_timeout)
-        for attempt in range(1, 3):  # a server failure may pass, as for evaluation requests: two more tries
+        policy = self.retry_policy  # a server failure may pass: retried as evaluation requests are
+        for attempt in range(policy.max_retries + 1):
+            if attempt:
+                time.sleep(policy.wait(attempt))
+            found = prompt_logprobs_probe(str(self.base_url), self.model, dict(self.header), timeout=probe_timeout)
             if not isinstance(found, str):
                 break
-            time.sleep(0.5 * attempt)
-            found = prompt_logprobs_probe(str(self.base_url), self.model, dict(self.header), timeout=probe_timeout)
         if isinstance(found, str):  # the server failed, not the request: exit 4, as a failing evaluation request
             raise ServerError(
-                f"server {self.server_name} gave no usable answer to the prompt-logprobs probe, 3 times in a row ({found}); "
-                f"check the server and evaluate again."
+                f"server {self.server_name} gave no usable answer to the prompt-logprobs probe, "
+                f"{policy.max_retries + 1} times in a row ({found}); check the server and evaluate again."
             )
         if not found:
             raise UsageError(
