@@ -1,4 +1,4 @@
-"""Charts drawn with matplotlib as inline SVG strings, deterministic for the same input.
+"""Charts as inline SVG strings, deterministic for the same input: matplotlib, except the delta bars.
 
 Each function returns the text of one ``<svg>`` element (no XML prolog) ready to paste into HTML.
 matplotlib escapes text in SVG (``<`` becomes ``&lt;``), and ``svg.fonttype = "none"`` keeps labels as
@@ -24,6 +24,7 @@ __all__ = [
 
 #: Colours (colour-blind friendly, Okabe-Ito based).
 GOOD, BAD, NEUTRAL = "#009E73", "#D55E00", "#9AA4AE"
+AXIS, GRID, ZERO = "#8a949e", "#e3e7eb", "#52606d"  # spines and ticks; grid lines; the zero line
 SERIES = ["#4C5B6B", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442"]
 
 _RC = {
@@ -34,26 +35,29 @@ _RC = {
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "axes.edgecolor": "#8a949e",
+    "axes.edgecolor": AXIS,
     "axes.titlesize": 10,
     "axes.titleweight": "bold",
     "axes.grid": True,
-    "grid.color": "#e3e7eb",
+    "grid.color": GRID,
     "grid.linewidth": 0.6,
     "path.simplify": True,
 }
 _TAG = re.compile(r"<[^<>]+>")
 
 
-def plain(text: Any, limit: int = 60) -> str:
-    """Label text safe from matplotlib's mathtext (a ``$`` would start a formula) and its font encoder
-    (lone surrogates are escaped as in the files), clipped to ``limit``."""
+def _clipped(text: Any, limit: int = 60) -> str:
+    """``text`` with lone surrogates escaped as in the files, clipped to ``limit`` characters."""
     from .._io import escape_surrogates
 
     text = escape_surrogates(str(text))
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text.replace("$", r"\$")
+    return text[: limit - 1] + "…" if len(text) > limit else text
+
+
+def plain(text: Any, limit: int = 60) -> str:
+    """Label text safe from matplotlib's mathtext (a ``$`` would start a formula) and its font encoder
+    (lone surrogates are escaped as in the files), clipped to ``limit``."""
+    return _clipped(text, limit).replace("$", r"\$")
 
 
 def _new_figure(width: float, height: float):
@@ -153,22 +157,25 @@ def delta_bars_chart(
     x_label: str = "Δ vs baseline",
     chart_id: str = "db",
 ) -> str:
-    """Horizontal bars of per-key deltas, sorted ascending; significant bars coloured, others grey."""
-    import matplotlib
+    """Horizontal bars of per-key deltas, sorted ascending; significant bars coloured, others grey.
+
+    Written as SVG directly (:mod:`evalkit.report.delta_bars`): a report draws one per breakdown and
+    checkpoint, too many to pay matplotlib's two draws each.
+    """
+    from .delta_bars import delta_bars_svg
 
     order = sorted(range(len(keys)), key=lambda i: (deltas[i], str(keys[i])))
-    colours = [(GOOD if deltas[i] > 0 else BAD) if significant[i] else NEUTRAL for i in order]
-    with matplotlib.rc_context(_RC):
-        figure, axes = _new_figure(6.4, 0.9 + 0.17 * len(keys))
-        positions = list(range(len(order)))
-        axes.barh(positions, [deltas[i] for i in order], color=colours, height=0.72, zorder=2)
-        axes.set_yticks(positions, [plain(keys[i], 42) for i in order], fontsize=7.5)
-        axes.set_ylim(-0.7, len(order) - 0.3)
-        axes.axvline(0, color="#52606d", linewidth=0.8, zorder=3)
-        axes.grid(axis="y", visible=False)
-        axes.set_xlabel(plain(x_label))
-        axes.set_title(plain(title), loc="left")
-        return figure_to_svg(figure, chart_id)
+    return delta_bars_svg(
+        [_clipped(keys[i], 42) for i in order],
+        [deltas[i] for i in order],
+        [(GOOD if deltas[i] > 0 else BAD) if significant[i] else NEUTRAL for i in order],
+        title=_clipped(title),
+        x_label=_clipped(x_label),
+        chart_id=chart_id,
+        zero_colour=ZERO,
+        axis_colour=AXIS,
+        grid_colour=GRID,
+    )
 
 
 def grouped_bars_chart(
