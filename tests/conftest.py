@@ -58,6 +58,20 @@ def tiny_chat_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_chat"), chat_template=True, seed=1)
 
 
+@pytest.fixture(scope="session")
+def transformers_server(tmp_path_factory):
+    """One ``transformers serve`` per test worker on 127.0.0.1, loading whichever model directory a request names.
+
+    Starting one costs ~10 CPU s (imports, first model load); the modules that test served paths share it and
+    load their own models with :func:`tests.helpers.transformers_serve.served_models`. Yields (URL or None, log path).
+    """
+    from tests.helpers.transformers_serve import transformers_serve
+
+    log = tmp_path_factory.mktemp("transformers_serve") / "serve.log"
+    with transformers_serve(None, log, timeout=300) as url:  # a busy machine starts it slowly
+        yield url, log
+
+
 @pytest.fixture()
 def store_path(tmp_path, monkeypatch) -> Path:
     """A fresh result store path; also set as EVALKIT_STORE so CLI runs in the test use it."""

@@ -32,14 +32,10 @@ def model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(model, tmp_path_factory):
-    from tests.helpers.transformers_serve import transformers_serve
+def server(model, transformers_server):
+    from tests.helpers.transformers_serve import served_models
 
-    log = tmp_path_factory.mktemp("ctx_serve") / "serve.log"
-    with transformers_serve(model, log, timeout=300) as url:  # a busy machine starts it slowly
-        if url is None:
-            pytest.skip(f"transformers serve did not start: {log.read_text(errors='replace')[-500:]}")
-        yield url
+    return served_models(transformers_server, model)
 
 
 @pytest.fixture(scope="module")

@@ -78,12 +78,10 @@ def tasks(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(models, tmp_path_factory):
-    from tests.helpers.transformers_serve import load_models, served_or_skip
+def server(models, transformers_server):
+    from tests.helpers.transformers_serve import served_models
 
-    with served_or_skip(None, tmp_path_factory.mktemp("matrix_serve") / "serve.log") as url:
-        load_models(url, models.values())
-        yield url
+    return served_models(transformers_server, *models.values())
 
 
 def _evaluate(spec: str, task_configs: list, store_dir: Path, **options):

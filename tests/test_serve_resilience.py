@@ -14,7 +14,7 @@ from evalkit.checkpoints import Checkpoint, LoadOptions
 from evalkit.checkpoints.resilient_api import RetryPolicy, is_retryable_status, returns_prompt_logprobs
 from evalkit.errors import EvaluationError, ServerError, UsageError
 from tests.helpers.flaky_server import FlakyServer, answer_for
-from tests.helpers.transformers_serve import served_or_skip
+from tests.helpers.transformers_serve import served_models
 
 VOC_DATA = Path(__file__).resolve().parents[1] / "evalkit" / "tasks" / "data" / "voc_sample"
 FAST = {"retry_wait": 0.01}  # first backoff 10 ms so retry tests stay fast
@@ -210,10 +210,9 @@ def test_a_served_run_interrupted_by_a_dying_server_resumes_with_only_the_missin
 
 
 @pytest.fixture(scope="module")
-def served_tiny(tiny_model_dir, tmp_path_factory):
-    """`transformers serve` with the tiny model (no chat template) on 127.0.0.1; yields the /v1 URL."""
-    with served_or_skip(tiny_model_dir, tmp_path_factory.mktemp("serve_tiny") / "serve.log") as url:
-        yield url
+def served_tiny(tiny_model_dir, transformers_server):
+    """`transformers serve` on 127.0.0.1 with the tiny model (no chat template) loaded; the /v1 URL."""
+    return served_models(transformers_server, tiny_model_dir)
 
 
 @pytest.mark.slow

@@ -107,12 +107,11 @@ def test_server_supports_depends_on_endpoint_and_tokenizer(tiny_model_dir):
 
 
 @pytest.fixture(scope="module")
-def served_model(tiny_chat_model_dir, tmp_path_factory):
-    """`transformers serve` on 127.0.0.1 with the tiny chat model; yields (base URL, model name)."""
-    from tests.helpers.transformers_serve import served_or_skip
+def served_model(tiny_chat_model_dir, transformers_server):
+    """`transformers serve` on 127.0.0.1 with the tiny chat model loaded; (base URL, model name)."""
+    from tests.helpers.transformers_serve import served_models
 
-    with served_or_skip(tiny_chat_model_dir, tmp_path_factory.mktemp("serve") / "serve.log") as url:
-        yield url, str(tiny_chat_model_dir)
+    return served_models(transformers_server, tiny_chat_model_dir), str(tiny_chat_model_dir)
 
 
 def _generate_requests(prompts):

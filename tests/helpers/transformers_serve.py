@@ -11,7 +11,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["free_port", "transformers_serve", "served_or_skip", "stop_process", "wait_for_models", "load_models"]
+__all__ = ["free_port", "transformers_serve", "served_or_skip", "served_models", "stop_process", "wait_for_models",
+           "load_models"]
 
 
 def free_port() -> int:
@@ -87,3 +88,15 @@ def served_or_skip(model_dir: Path | None, log_path: Path) -> Iterator[str]:
         if url is None:
             pytest.skip(f"transformers serve did not start: {log_path.read_text(errors='replace')[-500:]}")
         yield url
+
+
+def served_models(server: tuple[str | None, Path], *model_dirs) -> str:
+    """The ``/v1`` URL of the shared server (conftest's ``transformers_server``) with ``model_dirs`` loaded, each
+    served under ``str(model_dir)``; skips the test with the server's log tail if the server did not start."""
+    import pytest
+
+    url, log_path = server
+    if url is None:
+        pytest.skip(f"transformers serve did not start: {log_path.read_text(errors='replace')[-500:]}")
+    load_models(url, model_dirs, timeout=300)  # a first load on a busy machine is slow
+    return url
