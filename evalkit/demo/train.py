@@ -193,12 +193,29 @@ def training_threads(threads: int = 1):
 
     old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    _deterministic(True)
     try:
         yield
     finally:
         torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(old_det)
+        _deterministic(old_det)
+
+
+def _deterministic(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode)`` for eager training.
+
+    The public call also sets torch._inductor's flag, importing the compiler stack (~2 CPU s in each of the
+    demo's processes); nothing here compiles, so only the eager flag is set unless inductor is loaded already.
+    """
+    import sys
+
+    import torch
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode)
+    else:
+        setter(mode)
 
 
 def _batch_order(sizes: Sequence[int], schedule: Schedule, seed: int):
