@@ -1,7 +1,8 @@
 """One demo training job in its own interpreter: ``python -m evalkit.demo._worker JOB.pt``.
 
-:func:`evalkit.demo.checkpoints.build_checkpoints` starts one worker per fine-tune so that the two
-train side by side on two cores, and one for the second half of every base batch (``kind: base_part``).
+:func:`evalkit.demo.checkpoints.build_checkpoints` starts one worker for the second fine-tune, so that the
+two train side by side on two cores (the first trains in the calling process), and one for the second half
+of every base batch (``kind: base_part``).
 A fresh interpreter rather than ``multiprocessing``: spawned multiprocessing children re-import the
 caller's ``__main__``, so a user's script that calls ``run_demo()`` without an
 ``if __name__ == "__main__":`` guard would start the whole demo again in every child. The job file

@@ -160,7 +160,7 @@ def build_checkpoints(out_dir: Path, recipe: Recipe = Recipe(), domain: DomainDa
             (comments, recipe.base_domain_text_fraction),
         ]
         summary["phases"]["base"] = _train_base(base, tokenizer, base_sources, recipe, out_dir / "base")
-    # The fine-tunes only read the base: on two cores they train side by side, one process each
+    # The fine-tunes only read the base: on two cores they train side by side, one process each (this one and a worker)
     # (one thread each, as every phase), which gives the same weights as one after the other.
     jobs = [
         ("domain_only", [(voc, 1.0)], recipe.tune, recipe.seed + 1),
@@ -270,7 +270,8 @@ def _fine_tune(
 
 
 def _fine_tune_all(jobs: list[tuple], out_dir: Path, threads: int, parts: int = 1) -> dict[str, dict[str, Any]]:
-    """Run the fine-tunes, side by side in worker interpreters when there are two cores (see ``_worker``)."""
+    """Run the fine-tunes, side by side when there are two cores: the first in this process, the others in
+    worker interpreters (see ``_worker``; each fresh one spends ~9 CPU s importing torch and transformers)."""
     import os
 
     if len(jobs) < 2 or (os.cpu_count() or 1) < 2:
@@ -278,6 +279,7 @@ def _fine_tune_all(jobs: list[tuple], out_dir: Path, threads: int, parts: int = 
             name: _fine_tune(name, sources, schedule, seed, out_dir, threads, parts=parts)
             for name, sources, schedule, seed in jobs
         }
+    first, *others = jobs
     work = {
         name: {
             "kind": "fine_tune",
@@ -290,10 +292,12 @@ def _fine_tune_all(jobs: list[tuple], out_dir: Path, threads: int, parts: int = 
             "position": position,
             "parts": parts,
         }
-        for position, (name, sources, schedule, seed) in enumerate(jobs)
+        for position, (name, sources, schedule, seed) in enumerate(others, start=1)
     }
     with _workers(work, out_dir) as running:
-        return running.wait()
+        name, sources, schedule, seed = first
+        results = {name: _fine_tune(name, sources, schedule, seed, out_dir, threads, position=0, parts=parts)}
+        return {**results, **running.wait()}
 
 
 class _Running:
