@@ -197,7 +197,7 @@ class Comparison:
     def load(cls, path: str | Path) -> "Comparison":
         """Read a ``comparison.json`` written by :meth:`write` or ``evalkit compare``."""
         from . import _validate
-        from ._compare import load_comparison
+        from .comparison_format import load_comparison
 
         return cls(load_comparison(_validate.path(path, param="path")))
 

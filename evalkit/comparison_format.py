@@ -10,6 +10,8 @@ gate and the report writers all take these from here, one floor below them all (
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 from ._schema import COMPARISON, validate
@@ -20,6 +22,7 @@ __all__ = [
     "COMPARISON_SCHEMA_VERSION",
     "SIGNIFICANCE",
     "check_comparison",
+    "load_comparison",
     "is_significant",
     "decision_p",
     "row_significant",
@@ -97,6 +100,18 @@ def check_comparison(data: Any, *, source: str = "comparison", hint: str = "", f
         if not isinstance(data.get(key), list):
             raise UsageError(f"{source}: field '{key}' must be a list; re-run `evalkit compare` to rebuild it.")
     return data
+
+
+def load_comparison(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a ``comparison.json``; a missing, invalid or too-new file is a one-line :class:`UsageError`.
+
+    Here, beside the validator, so that reading one (``evalkit gate``) imports no comparison builder.
+    """
+    from ._io import read_json_object
+
+    path = Path(path)
+    data = read_json_object(path, what="comparison file", hint=" (written by `evalkit compare --out DIR`)")
+    return check_comparison(data, source=str(path), hint="; regenerate it with `evalkit compare`", file=True)
 
 
 # ------------------------------------------------------------------------------ verdict statuses

@@ -680,3 +680,17 @@ def test_every_operator_cuts_its_bounds_to_the_feasible_range(operator, higher_i
     least, most = sorted(reachable)
     assert least - 1e-12 <= check.bound_low <= check.observed <= check.bound_high <= most + 1e-12, check
     assert check.bound_low == pytest.approx(least) or check.bound_high == pytest.approx(most)  # something was cut
+
+
+def test_the_gate_command_imports_no_model_library_and_no_comparison_builder(tmp_path, comparison_file):
+    """`evalkit gate` is a CI step that reads one JSON file: it needs scipy.special's quantiles, not the
+    builder's scipy.stats (~1.8 s of imports), matplotlib, or any model library."""
+    policy = write_policy(tmp_path, "gates: [{metric: mmlu.acc, max_drop: 0.02, significance: 0.05}]\n")
+    probe = ("import sys\nfrom evalkit.cli import main\ntry:\n    main(['gate', sys.argv[1], '--policy', sys.argv[2]])\n"
+             "except SystemExit as exit:\n    heavy = ('torch', 'transformers', 'lm_eval', 'datasets', 'scipy.stats', "
+             "'sklearn', 'matplotlib', 'evalkit._compare')\n"
+             "    print('HEAVY', [m for m in heavy if m in sys.modules], exit.code)\n")
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": ""}
+    result = subprocess.run([sys.executable, "-c", probe, str(comparison_file), str(policy)], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.stdout.splitlines()[-1] == "HEAVY [] 1", result.stdout + result.stderr  # a real decision: FAIL

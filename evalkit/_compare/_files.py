@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from .._io import OutputFolder, dump_json, read_json_object
-from ..comparison_format import COMPARISON_KIND, check_comparison
+from ..comparison_format import COMPARISON_KIND, load_comparison
 from ..errors import UsageError
 from ..records import CheckpointInfo, EvalResult, TaskResult
 from ._build import build_comparison
-
-
-def load_comparison(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a ``comparison.json``; a missing, invalid or too-new file is a one-line :class:`UsageError`."""
-    path = Path(path)
-    data = read_json_object(path, what="comparison file", hint=" (written by `evalkit compare --out DIR`)")
-    return check_comparison(data, source=str(path), hint="; regenerate it with `evalkit compare`", file=True)
 
 
 def write_comparison(comparison: dict[str, Any], path: str | Path) -> Path:

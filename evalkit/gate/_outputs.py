@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .._compare import load_comparison
 
-from ..comparison_format import checkpoint_statuses
+from ..comparison_format import checkpoint_statuses, load_comparison
 from ._evaluate import Check, Verdict, evaluate_policy
 from ._verdict import is_warning, summary_line
 from .policy import load_policy

@@ -120,10 +120,13 @@ def _as_binary(values: Any, name: str, func: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _z(confidence: float) -> float:
-    """Two-sided normal quantile; cached, since scipy's ppf costs more than a whole gate decision."""
-    from scipy.stats import norm
+    """Two-sided normal quantile; cached, since scipy's ppf costs more than a whole gate decision.
 
-    return float(norm.ppf(0.5 + confidence / 2))
+    ``scipy.special.ndtri`` is what ``scipy.stats.norm.ppf`` computes, bit for bit, without importing
+    scipy.stats (~1.8 s, more than the rest of ``evalkit gate``)."""
+    from scipy.special import ndtri
+
+    return float(ndtri(0.5 + confidence / 2))
 
 
 # --------------------------------------------------------------------------- McNemar
@@ -397,14 +400,16 @@ def one_sided_bounds(
     alpha = _check_alpha(alpha, "one_sided_bounds")
     if not (math.isfinite(estimate) and math.isfinite(stderr)) or stderr < 0:
         return math.nan, math.nan
+    # scipy.special's quantiles are scipy.stats' norm.ppf and t.ppf bit for bit, without importing scipy.stats
+    # (~1.8 s of an `evalkit gate`, which needs these bounds only)
     if df is None:
-        from scipy.stats import norm
+        from scipy.special import ndtri
 
-        q = float(norm.ppf(1 - alpha))
+        q = float(ndtri(1 - alpha))
     else:
-        from scipy.stats import t
+        from scipy.special import stdtrit
 
-        q = float(t.ppf(1 - alpha, df)) if df >= 1 else math.inf
+        q = float(stdtrit(df, 1 - alpha)) if df >= 1 else math.inf
     low, high = cut_to_range(estimate - q * stderr, estimate + q * stderr, bounds)
     return float(low), float(high)
 
