@@ -465,17 +465,12 @@ def test_no_step_summary_without_the_variable(tmp_path, monkeypatch, comparison)
 # ------------------------------------------------------------------------------ the command
 
 
-_RUN_GATE = """
-import sys
-from evalkit.cli import main
-main(["gate", sys.argv[1], "--policy", sys.argv[2]])
-"""
+def run_gate(comparison_path, policy_path, monkeypatch):
+    """``evalkit gate`` in process (test_cli_gate_command runs the real command): (exit code, stdout, stderr)."""
+    from tests.helpers.cli import run_cli
 
-
-def run_gate(comparison_path, policy_path):
-    env = {**os.environ, "GITHUB_STEP_SUMMARY": ""}
-    return subprocess.run([sys.executable, "-c", _RUN_GATE, str(comparison_path), str(policy_path)],
-                          capture_output=True, text=True, env=env, timeout=60)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", "")
+    return run_cli(["gate", str(comparison_path), "--policy", str(policy_path)])
 
 
 @pytest.fixture()
@@ -497,18 +492,18 @@ def comparison_file(tmp_path, comparison):
     ("gates: [{metric: mmlu.acc}]\n", 2, ""),
     ("gates: [{metric: mmlu.acx, min: 0.1}]\n", 2, ""),
 ])
-def test_gate_command_exit_codes(tmp_path, comparison_file, policy_text, code, stdout):
-    result = run_gate(comparison_file, write_policy(tmp_path, policy_text))
-    assert result.returncode == code, result.stderr
-    assert stdout in result.stdout
+def test_gate_command_exit_codes(tmp_path, comparison_file, policy_text, code, stdout, monkeypatch):
+    returncode, printed, said = run_gate(comparison_file, write_policy(tmp_path, policy_text), monkeypatch)
+    assert returncode == code, said
+    assert stdout in printed
     if code == 2:
-        assert result.stderr.startswith("evalkit: error: ") and "Traceback" not in result.stderr
+        assert said.startswith("evalkit: error: ") and "Traceback" not in said
     else:   # outputs go beside the comparison by default
         assert (comparison_file.parent / "junit.xml").is_file()
         status = stdout.split(": ", 1)[1].lower()
         assert json.loads((comparison_file.parent / "verdict.json").read_text())["status"] == status
         if "INCONCLUSIVE" in stdout:
-            assert "inconclusive checks" in result.stdout and "on_inconclusive" in result.stdout
+            assert "inconclusive checks" in printed and "on_inconclusive" in printed
 
 
 @pytest.mark.parametrize("content, pattern", [
