@@ -229,7 +229,7 @@ def test_voc_cfpb_task_loads(shared_data):
 
 @pytest.mark.slow
 def test_cli_eval_voc_sample(tiny_model_dir, store_path, tmp_path):
-    """In process (a fresh interpreter costs ~9 CPU s of imports; test_parallel runs `python -m evalkit eval`)."""
+    """In process (a fresh interpreter costs ~9 CPU s of imports; test_compare_e2e runs `python -m evalkit`)."""
     from tests.helpers.cli import run_cli
 
     code, stdout, stderr = run_cli(["eval", str(tiny_model_dir), "--tasks", "voc_sample", "--set", "voc_sample.limit=20",

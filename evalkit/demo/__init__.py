@@ -41,8 +41,11 @@ def run_demo(
     *,
     recipe=None,
     batch_size: int = 32,
+    processes: int | None = None,
 ) -> int:
     """Build or load the demo checkpoints, compare them, write the report to ``out``; return the exit code.
+
+    ``processes`` bounds the training processes (default: one per CPU core; the weights are the same).
 
     Returns 0 when the gate shows the expected outcome (domain_only fails on forgetting, the mix
     passes), 1 otherwise (the phenomenon did not appear, e.g. with other library versions).
@@ -59,7 +62,7 @@ def run_demo(
     # a broken install fails now, not after minutes of training
     tasks = compare_run.prepare_tasks(DEMO_TASKS, policy=demo_task_path("policies/demo_policy"))
     log = note  # progress on stderr; stdout is the report summary
-    paths = ensure_checkpoints(cache_dir, retrain=retrain, recipe=recipe, log=log)
+    paths = ensure_checkpoints(cache_dir, retrain=retrain, recipe=recipe, log=log, processes=processes)
     options = api.load_options(**dataclasses.asdict(demo_load_options(batch_size)))
     checkpoints = [api.as_checkpoint(str(path), label=name, options=options) for name, path in paths.items()]
     plan = compare_run.prepare(checkpoints, tasks, baseline="base", notes=demo_notes(recipe))

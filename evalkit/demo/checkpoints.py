@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -138,8 +139,18 @@ def _vocabulary_texts(mcq: list[Example], statements: list[str], domain: DomainD
     return texts + domain.train_texts + domain.test_prompts + domain.extra_texts
 
 
-def build_checkpoints(out_dir: Path, recipe: Recipe = Recipe(), domain: DomainData | None = None) -> dict[str, Any]:
-    """Train the three checkpoints into ``out_dir/<name>/``; return a summary (losses, timings)."""
+def build_checkpoints(
+    out_dir: Path, recipe: Recipe = Recipe(), domain: DomainData | None = None, processes: int | None = None
+) -> dict[str, Any]:
+    """Train the three checkpoints into ``out_dir/<name>/``; return a summary (losses, timings).
+
+    ``processes``: how many processes may train at once (default: one per CPU core). Any count gives the
+    same weights bit for bit; 1 suits a machine whose cores are busy with other work, where processes
+    waiting on each other's gradients cost more than they save.
+    """
+    if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
+        raise ValueError(f"processes must be a positive integer or None, got {processes!r}")
+    processes = processes or os.cpu_count() or 1
     from .train import build_model, build_tokenizer, encode_examples, training_threads
 
     domain = domain or load_domain_data()
@@ -159,7 +170,7 @@ def build_checkpoints(out_dir: Path, recipe: Recipe = Recipe(), domain: DomainDa
             (sentences, recipe.base_statement_fraction),
             (comments, recipe.base_domain_text_fraction),
         ]
-        summary["phases"]["base"] = _train_base(base, tokenizer, base_sources, recipe, out_dir / "base")
+        summary["phases"]["base"] = _train_base(base, tokenizer, base_sources, recipe, out_dir / "base", processes)
     # The fine-tunes only read the base: on two cores they train side by side, one process each (this one and a worker)
     # (one thread each, as every phase), which gives the same weights as one after the other.
     jobs = [
@@ -171,7 +182,7 @@ def build_checkpoints(out_dir: Path, recipe: Recipe = Recipe(), domain: DomainDa
             recipe.seed + 2,
         ),
     ]
-    summary["phases"].update(_fine_tune_all(jobs, out_dir, recipe.threads, recipe.tune_parts))
+    summary["phases"].update(_fine_tune_all(jobs, out_dir, recipe.threads, recipe.tune_parts, processes))
     return summary
 
 
@@ -210,12 +221,10 @@ def _train_and_save(
     }
 
 
-def _train_base(model, tokenizer, sources, recipe: Recipe, path: Path) -> dict[str, Any]:
-    """Train the base, its batches' parts in parallel processes when there are cores for them."""
-    import os
-
+def _train_base(model, tokenizer, sources, recipe: Recipe, path: Path, processes: int) -> dict[str, Any]:
+    """Train the base, its batches' parts in parallel processes when ``processes`` allows one per part."""
     parts = recipe.base_parts
-    if parts < 2 or (os.cpu_count() or 1) < parts:
+    if parts < 2 or processes < parts:
         return _train_and_save(model, tokenizer, sources, recipe.base, recipe.seed, path, "base", parts=parts)
     from .exchange import exchange_folder
 
@@ -269,12 +278,12 @@ def _fine_tune(
         return _train_and_save(model, tokenizer, sources, schedule, seed, out_dir / name, name, position, parts)
 
 
-def _fine_tune_all(jobs: list[tuple], out_dir: Path, threads: int, parts: int = 1) -> dict[str, dict[str, Any]]:
-    """Run the fine-tunes, side by side when there are two cores: the first in this process, the others in
+def _fine_tune_all(
+    jobs: list[tuple], out_dir: Path, threads: int, parts: int = 1, processes: int = 1
+) -> dict[str, dict[str, Any]]:
+    """Run the fine-tunes, side by side when ``processes`` >= 2: the first in this process, the others in
     worker interpreters (see ``_worker``; each fresh one spends ~9 CPU s importing torch and transformers)."""
-    import os
-
-    if len(jobs) < 2 or (os.cpu_count() or 1) < 2:
+    if len(jobs) < 2 or processes < 2:
         return {
             name: _fine_tune(name, sources, schedule, seed, out_dir, threads, parts=parts)
             for name, sources, schedule, seed in jobs
@@ -318,7 +327,6 @@ class _Running:
 @contextlib.contextmanager
 def _workers(jobs: dict[str, dict], folder: Path):
     """Start one ``python -m evalkit.demo._worker`` per job (job files in ``folder``); stop and clean up after."""
-    import os
     import subprocess
     import sys
 
@@ -358,9 +366,16 @@ def _complete(folder: Path) -> bool:
 
 
 def ensure_checkpoints(
-    cache_dir: Path | None = None, *, retrain: bool = False, recipe: Recipe = Recipe(), log=print
+    cache_dir: Path | None = None,
+    *,
+    retrain: bool = False,
+    recipe: Recipe = Recipe(),
+    log=print,
+    processes: int | None = None,
 ) -> dict[str, Path]:
     """Paths of the three checkpoints, trained now unless a complete cache entry for ``recipe`` exists.
+
+    ``processes``: see :func:`build_checkpoints` (not part of the cache key: it changes no weight).
 
     Training writes into a temporary sibling folder that is renamed into place only when all three
     checkpoints are saved, so an interrupted run never leaves a half-built cache entry.
@@ -372,7 +387,7 @@ def ensure_checkpoints(
         log(f"demo: training 3 tiny checkpoints into {folder} (about 3 minutes on 2 idle CPU cores)")
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         try:
-            summary = build_checkpoints(tmp, recipe, domain)
+            summary = build_checkpoints(tmp, recipe, domain, processes)
             atomic_write_text(tmp / _DONE, dump_json(summary))
             if folder.exists():
                 shutil.rmtree(folder)
