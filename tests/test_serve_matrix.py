@@ -163,8 +163,11 @@ def test_loglikelihood_through_transformers_serve_is_refused_after_one_probe(tas
     with FlakyServer(upstream=server, model=str(models["bos"])) as proxy:  # counts what reaches the server
         with pytest.raises(UsageError, match="returned no prompt logprobs to a probe .*serve the model with vLLM"):
             _evaluate(f"{proxy.url}#{models['bos']}", [tasks[task]], tmp_path, endpoint="completions")
-    # the two probes (next-token top-k for shared-prefix scoring, then echoed prompt log-probs); no evaluation
-    assert proxy.posts == 2 and all(r.get("max_tokens") in (0, 1) for r in proxy.requests), proxy.requests
+    # the probes only (next-token top-k for shared-prefix scoring, then echoed prompt log-probs, asked with
+    # vLLM's own prompt_logprobs fields, which transformers serve refuses (4xx), and again without); no evaluation
+    assert proxy.posts == 3 and all(r.get("max_tokens") in (0, 1) for r in proxy.requests), proxy.requests
+    # (proxy.requests holds the answered ones: the plain echo probe; the other two were refused)
+    assert [r.get("prompt_logprobs") for r in proxy.requests] == [None] and proxy.requests[0]["echo"], proxy.requests
 
 
 @pytest.mark.slow

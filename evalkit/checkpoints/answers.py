@@ -11,6 +11,9 @@ request needs; nothing is guessed or filled in:
 - log-likelihood (``/v1/completions`` with ``echo=true``): per prompt ``logprobs.token_logprobs`` covering
   the continuation plus the one generated token, each continuation value a finite number <= 0, and
   ``top_logprobs`` holding such numbers for the same positions;
+- log-likelihood with vLLM's own prompt log-probabilities (``echo=false``, ``prompt_logprobs=k``,
+  ``return_token_ids``; see :func:`prompt_logprob_scores`): per prompt ``prompt_token_ids`` and
+  ``prompt_logprobs`` of the same length, each continuation position a map holding the prompt token's id;
 - next-token log-probabilities (``/v1/completions`` with ``max_tokens=1``, ``logprobs=k``,
   ``return_tokens_as_token_ids``; see :mod:`evalkit.checkpoints.shared_prefix`): per prompt
   ``logprobs.top_logprobs[0]`` a non-empty map of ``"token_id:N"`` to such numbers.
@@ -28,7 +31,7 @@ from typing import Any
 
 from ..errors import UsageError
 
-__all__ = ["MalformedAnswer", "generated_texts", "echo_logprobs", "next_token_logprobs"]
+__all__ = ["MalformedAnswer", "generated_texts", "echo_logprobs", "prompt_logprob_scores", "next_token_logprobs"]
 
 #: Largest log-probability accepted: 0 plus float rounding (a probability is at most 1).
 _MAX_LOGPROB = 1e-3
@@ -89,6 +92,69 @@ def echo_logprobs(reply: Any, inputs: list, ctxlens: list[int]) -> list[tuple[fl
         _continuation_score(choice, position, len(tokens) - ctxlen)
         for position, (choice, tokens, ctxlen) in enumerate(zip(_choices(reply, len(inputs)), inputs, ctxlens))
     ]
+
+
+def prompt_logprob_scores(reply: Any, inputs: list, ctxlens: list[int]) -> list[tuple[float, bool]]:
+    """What :func:`echo_logprobs` returns, from vLLM's own ``prompt_logprobs`` field instead of the echo.
+
+    vLLM answers ``prompt_logprobs=k`` (without ``echo``) with, per prompt position, a map of token id to
+    ``{"logprob", "rank", "decoded_token"}`` holding the prompt token and the top ``k``; with
+    ``return_token_ids`` the reply names the prompt's ids. These are the very numbers the echo format
+    repeats (vLLM builds both from the same objects, ``-inf`` clamped to -9999 in both), so with ``k=1`` the
+    sum and the greedy test (the token's value equals the best value at its position) are today's, while
+    the reply carries each position once instead of twice and the server skips the echo format.
+
+    Examples
+    --------
+    >>> choice = {"index": 0, "prompt_token_ids": [1, 11, 12, 13, 14], "prompt_logprobs": [None,
+    ...     {"11": {"logprob": -1.0}}, {"12": {"logprob": -2.0}, "7": {"logprob": -0.1}},
+    ...     {"13": {"logprob": -0.5}}, {"14": {"logprob": -0.25}}]}
+    >>> prompt_logprob_scores({"choices": [choice]}, inputs=[[11, 12, 13, 14]], ctxlens=[2])
+    [(-0.75, True)]
+    >>> prompt_logprob_scores({"choices": [choice]}, inputs=[[11, 12, 13, 14]], ctxlens=[1])
+    [(-2.75, False)]
+    """
+    if len(inputs) != len(ctxlens):
+        raise ValueError(f"{len(inputs)} inputs but {len(ctxlens)} context lengths")
+    return [
+        _prompt_score(choice, position, len(tokens) - ctxlen)
+        for position, (choice, tokens, ctxlen) in enumerate(zip(_choices(reply, len(inputs)), inputs, ctxlens))
+    ]
+
+
+def _prompt_score(choice: dict, position: int, n_continuation: int) -> tuple[float, bool]:
+    """(sum, is greedy) over the last ``n_continuation`` prompt positions of one ``prompt_logprobs`` choice."""
+    if n_continuation < 1:
+        raise UsageError(f"a log-likelihood request has an empty continuation ({n_continuation} tokens).")
+    where = f"choices[{position}]"
+    ids, entries = choice.get("prompt_token_ids", _MISSING), choice.get("prompt_logprobs", _MISSING)
+    for name, value in (("prompt_token_ids", ids), ("prompt_logprobs", entries)):
+        if not isinstance(value, list):
+            raise MalformedAnswer(f"{where}.{name} is {_described(value)}, not a list (prompt_logprobs)")
+    if len(entries) != len(ids) or len(ids) < n_continuation + 1:
+        raise MalformedAnswer(
+            f"{where} has {len(entries)} prompt log-probs for {len(ids)} prompt tokens, and the continuation has "
+            f"{n_continuation} (is the server tokenizing with another tokenizer than model_args='tokenizer=...'?)"
+        )
+    total, greedy = 0.0, True
+    for i in range(len(ids) - n_continuation, len(ids)):
+        value, best = _token_and_best(entries[i], ids[i], f"{where}.prompt_logprobs[{i}]")
+        total += value
+        greedy = greedy and value == best
+    return total, greedy
+
+
+def _token_and_best(entry: Any, token: Any, where: str) -> tuple[float, float]:
+    """The prompt token's log-probability at one position and the best one listed there."""
+    if not isinstance(entry, dict) or not entry:
+        raise MalformedAnswer(f"{where} is {_described(entry)}, not a map of token ids to log-probs")
+    values = {}
+    for key, item in entry.items():
+        logprob = item.get("logprob", _MISSING) if isinstance(item, dict) else _MISSING
+        values[key] = _logprob(logprob, f"{where}[{_shown(key)}].logprob")
+    if str(token) not in values:
+        raise MalformedAnswer(f"{where} holds no log-prob for the prompt token {_shown(token)}")
+    return values[str(token)], max(values.values())
 
 
 def next_token_logprobs(reply: Any, n_prompts: int) -> list[dict[int, float]]:

@@ -23,7 +23,9 @@ everything else of lm-eval's backends (payloads, parsing, batching, caching) and
   left out of the request (``transformers serve`` answers HTTP 500 to ``"stop": []``);
 - log-likelihood requests start with one probe; a server that returns no prompt log-probabilities
   (``echo=true`` with ``logprobs``) gets a clear :class:`~evalkit.errors.UsageError` before any
-  evaluation request (see :func:`returns_prompt_logprobs`).
+  evaluation request (see :func:`returns_prompt_logprobs`); a server that also answers vLLM's own
+  ``prompt_logprobs`` field is asked through it instead of the echo (same numbers, half the reply; see
+  :func:`~evalkit.checkpoints.server_scoring.native_prompt_logprobs_payload`).
 
 Tuning keys, passed through ``--model-args``: ``retry_wait`` (first backoff in seconds, default 1) and
 ``retry_max_wait`` (cap, default 30).
@@ -41,11 +43,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ServerError, UsageError, arg, python_words
-from .answers import MalformedAnswer, echo_logprobs, generated_texts, next_token_logprobs
+from .answers import MalformedAnswer, echo_logprobs, generated_texts, next_token_logprobs, prompt_logprob_scores
 from .server_scoring import (
     SharedPrefixServerMixin,
     exact_token_payload,
     exact_value,
+    native_prompt_logprobs_payload,
     next_token_payload,
     probe_next_token_logprobs,
     returns_exact_token_logprobs,
@@ -240,7 +243,8 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
                         policy.max_retries + 1,
                     )
                     continue
-                self._cache_answers(answers, cache_keys, generate)
+                if generate or not self._scores_only:  # scores alone carry no is_greedy worth caching
+                    self._cache_answers(answers, cache_keys, generate)
                 self.request_stats.requests += len(messages)
                 progress.update(len(messages))
                 progress.set_postfix(retries=self.request_stats.retries, refresh=False)
@@ -282,6 +286,8 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
                 eos=eos,
                 **kwargs,
             )
+            if not generate and self.native_prompt_logprobs:
+                payload = native_prompt_logprobs_payload(payload, top=0 if self._scores_only else 1)
         if payload.get("stop") == []:  # "no stop strings" by omission: transformers serve fails on an empty list
             del payload["stop"]
         self.request_stats.attempts += 1
@@ -313,7 +319,8 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
 
         try:
             if not generate:
-                return echo_logprobs(outputs, messages, ctxlens)
+                parse = prompt_logprob_scores if self.native_prompt_logprobs else echo_logprobs
+                return parse(outputs, messages, ctxlens)
             texts = generated_texts(outputs, len(messages), chat=self.chat_replies)
         except MalformedAnswer as exc:
             raise _Transient("malformed answer", str(exc)) from None

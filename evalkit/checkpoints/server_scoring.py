@@ -26,7 +26,16 @@ __all__ = [
     "returns_exact_token_logprobs",
     "returns_prompt_logprobs",
     "prompt_logprobs_probe",
+    "prompt_logprobs_findings",
+    "native_prompt_logprobs_payload",
+    "NATIVE_PROMPT_LOGPROBS",
 ]
+
+#: vLLM's own request fields for prompt log-probabilities: ``k=1`` lists the prompt token and the best one
+#: at each position, what the echo format's ``logprobs=1`` lists (so ``is_greedy`` is today's), and
+#: ``return_token_ids`` names the prompt's ids, which key those maps. Callers that need no ``is_greedy``
+#: ask for ``k=0`` (:meth:`SharedPrefixServerMixin.loglikelihood_scores`).
+NATIVE_PROMPT_LOGPROBS = {"prompt_logprobs": 1, "return_token_ids": True}
 
 
 class SharedPrefixServerMixin:
@@ -48,6 +57,7 @@ class SharedPrefixServerMixin:
     tokenized_requests: bool
     batch_loglikelihood_requests: Any
     decode_batch: Any
+    loglikelihood: Any
 
     def _init_scoring(self, loglikelihood_scoring: str) -> None:
         from .shared_prefix import scoring_mode
@@ -56,6 +66,9 @@ class SharedPrefixServerMixin:
         self._next_token_checked: bool | None = None  # the probe's answer, once asked
         self._exact_tokens_checked = False  # allowed_token_ids answered with raw log-probs (second probe)
         self._prompt_logprobs_checked = False
+        #: per-option requests ask for vLLM's ``prompt_logprobs`` instead of an echo (the probe found them)
+        self.native_prompt_logprobs = False
+        self._scores_only = False  # inside loglikelihood_scores: no is_greedy wanted, nothing cached
 
     def _loglikelihood_tokens(self, requests, **kwargs):
         """lm-eval's ``(cache key, context ids, continuation ids)`` requests -> ``(log-likelihood, is greedy)``.
@@ -78,8 +91,24 @@ class SharedPrefixServerMixin:
             self._ask_exact_tokens if self._exact_tokens_checked else None,
         )
         self.request_stats.rescored_per_option += rescored
-        self._cache_answers(answers, [key for key, _, _ in requests], generate=False)
+        if not self._scores_only:
+            self._cache_answers(answers, [key for key, _, _ in requests], generate=False)
         return answers
+
+    def loglikelihood_scores(self, requests) -> list[float]:
+        """``[loglikelihood for loglikelihood, _ in self.loglikelihood(requests)]``, for callers that rank
+        options by score and never read ``is_greedy`` (constrained VOC).
+
+        Per-option requests then ask vLLM for the prompt token's log-probability alone (``prompt_logprobs=0``,
+        the same numbers): vLLM detokenises and sends one entry per prompt position instead of two, about
+        half its output work on a 720-token prompt (``bench/served_mc``). The greedy flags are not computed,
+        so nothing is written to lm-eval's request cache meanwhile.
+        """
+        self._scores_only = True
+        try:
+            return [float(score) for score, _ in self.loglikelihood(requests)]
+        finally:
+            self._scores_only = False
 
     def _per_option_loglikelihood(self, requests, **kwargs):
         if requests and not self._prompt_logprobs_checked:
@@ -144,13 +173,17 @@ class SharedPrefixServerMixin:
 
     def check_prompt_logprobs(self) -> None:
         """Raise a UsageError unless the server returns prompt log-probabilities (one probe request, retried like
-        evaluation requests when the server fails; ServerError when it keeps failing)."""
+        evaluation requests when the server fails; ServerError when it keeps failing). The same probe tells
+        whether the server also answers vLLM's own ``prompt_logprobs`` field, which per-option requests then
+        use (:func:`native_prompt_logprobs_payload`)."""
         probe_timeout = min(self.timeout, 60.0)
         policy = self.retry_policy  # a server failure may pass: retried as evaluation requests are
         for attempt in range(policy.max_retries + 1):
             if attempt:
                 time.sleep(policy.wait(attempt))
-            found = prompt_logprobs_probe(str(self.base_url), self.model, dict(self.header), timeout=probe_timeout)
+            found, native = prompt_logprobs_findings(
+                str(self.base_url), self.model, dict(self.header), timeout=probe_timeout
+            )
             if not isinstance(found, str):
                 break
         if isinstance(found, str):  # the server failed, not the request: exit 4, as a failing evaluation request
@@ -164,6 +197,7 @@ class SharedPrefixServerMixin:
                 f"logprobs), which log-likelihood tasks need; serve the model with vLLM, which does, or evaluate "
                 f"generation tasks only."
             )
+        self.native_prompt_logprobs = native
         self._prompt_logprobs_checked = True
 
 
@@ -185,6 +219,23 @@ def next_token_payload(model: str, prompts: list[list[int]], top_k: int, *, seed
     if seed is not None:
         payload["seed"] = seed
     return payload
+
+
+def native_prompt_logprobs_payload(echo_payload: dict, top: int = 1) -> dict:
+    """lm-eval's ``echo`` log-likelihood payload turned into one for vLLM's own prompt log-probabilities.
+
+    The same prompt, generation and seed; ``echo`` and ``logprobs`` go, :data:`NATIVE_PROMPT_LOGPROBS` comes
+    (with ``prompt_logprobs=top``: 1 for today's ``is_greedy``, 0 for the scores alone).
+    The answer then carries each prompt position's log-probabilities once instead of twice (vLLM's echo
+    reply holds both its OpenAI ``logprobs`` and its own ``prompt_logprobs``), and vLLM skips building the
+    echo format; measured in ``bench/served_mc``. Parsed by
+    :func:`~evalkit.checkpoints.answers.prompt_logprob_scores`.
+
+    >>> native_prompt_logprobs_payload({"model": "m", "prompt": "a b", "max_tokens": 1, "logprobs": 1, "echo": True})
+    {'model': 'm', 'prompt': 'a b', 'max_tokens': 1, 'echo': False, 'prompt_logprobs': 1, 'return_token_ids': True}
+    """
+    payload = {key: value for key, value in echo_payload.items() if key != "logprobs"}
+    return {**payload, "echo": False, **NATIVE_PROMPT_LOGPROBS, "prompt_logprobs": top}
 
 
 def exact_token_payload(model: str, prefix: list[int], token: int, *, seed: int | None = None) -> dict:
@@ -295,7 +346,16 @@ def prompt_logprobs_probe(
     """The echo probe's finding: True or False from a well-formed completion (with or without prompt
     log-probabilities; an HTTP 4xx refusal of ``echo``/``logprobs`` also counts as False), or, as text, why
     the server gave no usable answer (5xx, unreachable, not JSON, no ``choices``): the server's fault."""
-    payload = {
+    return prompt_logprobs_findings(completions_url, model, headers, timeout=timeout)[0]
+
+
+def prompt_logprobs_findings(
+    completions_url: str, model: str, headers: dict[str, str], *, timeout: float = 30.0
+) -> tuple[bool | str, bool]:
+    """(:func:`prompt_logprobs_probe`'s finding, whether the same answer also held vLLM's own prompt
+    log-probabilities). One request asks for both: servers ignore fields they do not know, and one that
+    refuses them (HTTP 4xx) is asked again with the echo fields alone."""
+    echo = {
         "model": model,
         "prompt": "Hello, world. Hello",
         "max_tokens": 1,
@@ -303,13 +363,31 @@ def prompt_logprobs_probe(
         "logprobs": 1,
         "echo": True,
     }
-    body, failure = _post_json_answer(completions_url, headers, payload, timeout)
+    body, failure = _post_json_answer(completions_url, headers, {**echo, **NATIVE_PROMPT_LOGPROBS}, timeout)
+    if failure is not None and failure.startswith("HTTP 4"):
+        body, failure = _post_json_answer(completions_url, headers, echo, timeout)
     if failure is not None:
-        return False if failure.startswith("HTTP 4") else failure
+        return (False if failure.startswith("HTTP 4") else failure), False
     try:
         logprobs = body["choices"][0].get("logprobs") or {}
     except (KeyError, IndexError, TypeError, AttributeError):
-        return "a reply without completion `choices`"
+        return "a reply without completion `choices`", False
     tokens = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
     # The prompt has several tokens; an answer covering only the generated token has one entry.
-    return isinstance(tokens, list) and len(tokens) >= 3 and isinstance(logprobs.get("top_logprobs"), list)
+    found = isinstance(tokens, list) and len(tokens) >= 3 and isinstance(logprobs.get("top_logprobs"), list)
+    return found, found and _has_native_prompt_logprobs(body)
+
+
+def _has_native_prompt_logprobs(body: Any) -> bool:
+    """Whether a probe's answer holds parseable ``prompt_logprobs`` for its prompt's last token, and its echo
+    gives that token the same log-probability (so both formats hold the same numbers)."""
+    from .answers import echo_logprobs, prompt_logprob_scores
+
+    try:
+        choice = body["choices"][0]
+        ids = choice["prompt_token_ids"]
+        native = prompt_logprob_scores({"choices": [choice]}, [ids], [len(ids) - 1])
+        echoed = echo_logprobs({"choices": [choice]}, [ids], [len(ids) - 1])
+    except (MalformedAnswer, UsageError, KeyError, IndexError, TypeError, AttributeError):
+        return False
+    return native == echoed

@@ -91,7 +91,11 @@ def constrained_predict(
     results = [ConstrainedResult(path=()) for _ in prompts]
 
     def by_lm(pairs: list[tuple[int, str, str]]) -> list[float]:
-        return [float(out[0]) for out in lm.loglikelihood([make_request(i, c, x) for i, c, x in pairs])]
+        requests = [make_request(i, c, x) for i, c, x in pairs]
+        # Served LMs score without is_greedy when asked (fewer prompt log-probs per request, same numbers).
+        if callable(getattr(lm, "loglikelihood_scores", None)):
+            return list(lm.loglikelihood_scores(requests))
+        return [float(out[0]) for out in lm.loglikelihood(requests)]
 
     scorer = PrefixScorer(lm) if PrefixScorer.supports(lm) else None
     # One prompt at a time with a prefix cache (its memory is one prompt's); else each level in one call.

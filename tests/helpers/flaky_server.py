@@ -15,6 +15,8 @@ failures can be compared with one that did not. Failures follow a deterministic 
   prompts with the tokenizer's special tokens, so a BOS first; token-id prompts as sent), each token id
   ``t`` scoring :func:`token_logprob` ``(t)``;
 - ``upstream``: a real server's ``/v1`` URL; answered POSTs are forwarded there (a flaky proxy);
+- ``refuse_fields``: request fields the stub does not know and refuses with HTTP 400 (as a strict server
+  would refuse vLLM's own fields), before any other behaviour;
 - ``malform``: a function turning a well-formed reply (a dict) into what is sent instead (any JSON value:
   no ``choices``, ``null`` content, short or non-finite log-probs), for the first ``malformed_replies``
   answered POSTs (None: every one); these still answer HTTP 200.
@@ -52,7 +54,7 @@ class FlakyServer:
                  fail_status: int = 500, always_status: int | None = None, down_after: int | None = None,
                  hang_every: int = 0, hang_seconds: float = 2.0, retry_after: str | None = None,
                  prompt_logprobs: bool = False, upstream: str | None = None, echo_tokenizer=None,
-                 malform=None, malformed_replies: int | None = None):
+                 malform=None, malformed_replies: int | None = None, refuse_fields: tuple[str, ...] = ()):
         self.model = model
         self.answers = answers or [" yes", " no", " maybe"]
         self.fail_every, self.fail_status, self.always_status = fail_every, fail_status, always_status
@@ -60,6 +62,7 @@ class FlakyServer:
         self.retry_after, self.prompt_logprobs, self.upstream = retry_after, prompt_logprobs, upstream
         self.echo_tokenizer = echo_tokenizer
         self.malform, self.malformed_replies = malform, malformed_replies
+        self.refuse_fields = refuse_fields
         self.malformed = 0                # 200 answers sent malformed
         self.posts = 0                    # POST requests received
         self.answered = 0                 # POST requests answered with 200
@@ -176,6 +179,12 @@ class FlakyServer:
                 body = json.loads(raw)
                 if self.path not in ("/v1/completions", "/v1/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                refused = [name for name in server.refuse_fields if name in body]
+                if refused:
+                    with server._lock:
+                        server.statuses[400] += 1
+                    self._send(400, {"error": {"message": f"unknown fields {refused}"}})
                     return
                 status, pause = server._decide(raw.decode("utf-8", "replace"))
                 time.sleep(pause)

@@ -10,6 +10,9 @@ fall outside the top-k), ``whole_vocabulary=True`` returns every token's (no cho
 ``token_ids=False`` ignores ``return_tokens_as_token_ids``. ``allowed_token_ids`` restricts the generated
 token and, as vLLM, the answer holds its raw log-probability (``renormalized=True``: the log-probability
 after the whitelist, 0, as a server computing processed log-probs would; ``allowed=False`` ignores it).
+``native=True`` also answers vLLM's own ``prompt_logprobs=k`` field: per prompt position (``None`` first) a
+map of token id to ``{"logprob", "rank", "decoded_token"}`` holding the prompt token and the top ``k``, and
+with ``return_token_ids`` the prompt's ids (``prompt_token_ids``); ``kinds["prompt_logprobs"]`` counts them.
 
 It keeps vLLM's prefill accounting: ``prefilled`` counts prompt tokens computed, where a request that
 asks for prompt log-probabilities (``echo``) never uses the prefix cache and any other request reuses the
@@ -30,7 +33,8 @@ class ModelServer(FlakyServer):
     """See the module docstring; use as a context manager, ``url`` is ``http://127.0.0.1:PORT/v1``."""
 
     def __init__(self, model_dir, *, max_top: int | None = None, whole_vocabulary: bool = False,
-                 token_ids: bool = True, allowed: bool = True, renormalized: bool = False, **kwargs):
+                 token_ids: bool = True, allowed: bool = True, renormalized: bool = False, native: bool = False,
+                 **kwargs):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -38,7 +42,7 @@ class ModelServer(FlakyServer):
         super().__init__(model=str(model_dir), prompt_logprobs=True, echo_tokenizer=tokenizer, **kwargs)
         self.lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         self.max_top, self.whole_vocabulary, self.token_ids = max_top, whole_vocabulary, token_ids
-        self.allowed, self.renormalized = allowed, renormalized
+        self.allowed, self.renormalized, self.native = allowed, renormalized, native
         self.kinds: Counter = Counter()  # "echo" / "next_token" prompts answered
         self.prefilled = 0
         self._cached: set[tuple[int, ...]] = set()
@@ -63,6 +67,16 @@ class ModelServer(FlakyServer):
         return {(f"token_id:{i}" if as_ids else tokenizer.decode([i])): float(v)
                 for v, i in zip(values.tolist(), indices.tolist())}
 
+    def _native(self, ids: list[int], rows, k: int, with_ids: bool) -> dict:
+        """vLLM's ``prompt_logprobs`` (and ``prompt_token_ids``) for a prompt: the token and the top ``k``."""
+        entries: list = [None]
+        for i in range(1, len(ids)):
+            row = rows[i - 1]
+            listed = [*row.topk(k).indices.tolist(), ids[i]] if k else [ids[i]]
+            entries.append({str(t): {"logprob": float(row[t]), "rank": int((row >= row[t]).sum()),
+                                     "decoded_token": self.echo_tokenizer.decode([t])} for t in listed})
+        return {"prompt_logprobs": entries, "prompt_token_ids": ids if with_ids else None}
+
     def _text_choice(self, index: int, prompt, body: dict) -> dict:
         ids = [int(t) for t in prompt] if isinstance(prompt, list) else self.echo_tokenizer(prompt).input_ids
         k = int(body.get("logprobs") or 0)
@@ -72,9 +86,12 @@ class ModelServer(FlakyServer):
         generated = max(allowed, key=lambda t: float(rows[-1, t])) if allowed else int(rows[-1].argmax())
         choice = {"index": index, "text": self.echo_tokenizer.decode([generated]), "finish_reason": "length"}
         echo = bool(body.get("echo"))
-        self._prefill(ids, use_cache=not echo)
+        native = self.native and body.get("prompt_logprobs") is not None
+        self._prefill(ids, use_cache=not (echo or native))
         with self._lock:
-            self.kinds["echo" if echo else "next_token"] += 1
+            self.kinds["echo" if echo else "prompt_logprobs" if native else "next_token"] += 1
+        if native:
+            choice.update(self._native(ids, rows, int(body["prompt_logprobs"]), bool(body.get("return_token_ids"))))
         if not k:
             return choice
         if echo:
