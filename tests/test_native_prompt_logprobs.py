@@ -26,8 +26,8 @@ PHRASES = [" alpha", " alpha beta", " gamma delta epsilon", " the largest planet
 VOC_DATA = Path(__file__).resolve().parents[1] / "evalkit" / "tasks" / "data" / "voc_sample"
 
 
-def _lm(server: ModelServer, **model_args):
-    options = LoadOptions(num_concurrent=2, endpoint="completions",
+def _lm(server: ModelServer, batch_size: str | int = "auto", **model_args):
+    options = LoadOptions(num_concurrent=2, endpoint="completions", batch_size=batch_size,
                           model_args={**FAST, "loglikelihood_scoring": "per_option", **model_args})
     return Checkpoint.from_string(f"{server.url}#{server.model}", options).lm
 
@@ -85,8 +85,18 @@ def test_scores_alone_ask_for_the_prompt_token_only_and_cache_nothing(tiny_chat_
         scores = lm.loglikelihood_scores(_instances(pairs))
         asked = server.requests[before:]
     assert scores == [score for score, _ in full]
-    assert [body["prompt_logprobs"] for body in asked] == [0] * len(pairs) and not cached
+    assert asked and {body["prompt_logprobs"] for body in asked} == {0} and not cached
     assert not lm._scores_only  # back to k=1 for callers that read is_greedy
+
+
+@pytest.mark.parametrize("batch_size, sizes", [("auto", [8, 8, 4]), (1, [1] * 20), (3, [3] * 6 + [2])])
+def test_native_requests_carry_eight_prompts_unless_a_batch_size_is_given(tiny_chat_model_dir, batch_size, sizes):
+    pairs = [(q, p) for q in QUESTIONS for p in PHRASES] + [(QUESTIONS[0], p) for p in PHRASES + [" x", " y"]]
+    echo, _, _, _ = _scores(tiny_chat_model_dir, pairs, native=False)
+    with ModelServer(tiny_chat_model_dir, native=True) as server:
+        assert _lm(server, batch_size).loglikelihood(_instances(pairs)) == echo
+        asked = [body["prompt"] for body in server.requests if not body.get("echo")]
+    assert sorted(len(p) if isinstance(p, list) else 1 for p in asked) == sorted(sizes)
 
 
 def test_a_server_refusing_vllm_fields_is_probed_again_and_scored_through_the_echo(tiny_chat_model_dir):

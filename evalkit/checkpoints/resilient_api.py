@@ -47,6 +47,7 @@ from .answers import MalformedAnswer, echo_logprobs, generated_texts, next_token
 from .server_scoring import (
     SharedPrefixServerMixin,
     exact_token_payload,
+    NATIVE_BATCH,
     exact_value,
     native_prompt_logprobs_payload,
     next_token_payload,
@@ -178,6 +179,7 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, timeout=max(1, int(timeout)), **kwargs)
+        self._batch_size_given = "batch_size" in kwargs  # --batch-size: every request, as the user said
         self._init_scoring(loglikelihood_scoring)
         self.timeout = float(timeout)  # lm-eval keeps whole seconds; sub-second timeouts matter in tests
         self.concurrency = max(1, int(self._concurrent))
@@ -197,7 +199,7 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
         from ..progress import bar
 
         ctxlens = ctxlens or [None] * len(requests)
-        size = 1 if kwargs.get("exact_token") else self._batch_size  # one allowed token per request
+        size = self._prompts_per_request(generate, kwargs)
         batches = list(zip(chunks(requests, n=size), chunks(cache_keys, n=size), chunks(ctxlens, n=size)))
         started = time.perf_counter()
         semaphore = asyncio.Semaphore(self.concurrency)
@@ -218,6 +220,14 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
                     self.request_stats.seconds += time.perf_counter() - started
         logger.info("%s: %s", self.server_name, self.request_stats.summary())
         return answers
+
+    def _prompts_per_request(self, generate: bool, kwargs: dict) -> int:
+        """``batch_size``, except: one allowed token per request, and :data:`NATIVE_BATCH` prompts per
+        per-option log-likelihood request to vLLM (native prompt log-probs) when no ``--batch-size`` was given."""
+        if kwargs.get("exact_token"):
+            return 1
+        native = not generate and not kwargs.get("next_token") and self.native_prompt_logprobs
+        return NATIVE_BATCH if native and not self._batch_size_given else self._batch_size
 
     async def _send_with_retries(
         self, session, semaphore, messages, cache_keys, ctxlens, progress, *, generate: bool, **kwargs: Any
@@ -277,6 +287,9 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
             payload = exact_token_payload(self.model, list(prefix), token, seed=self._seed)
         elif next_token:
             payload = next_token_payload(self.model, messages, next_token, seed=self._seed)
+        elif not generate and self.native_prompt_logprobs:
+            echo = self._create_payload(self._prompts(messages), generate=False, seed=self._seed, **kwargs)
+            payload = native_prompt_logprobs_payload(echo, top=0 if self._scores_only else 1)
         else:
             payload = self._create_payload(
                 self.create_message(messages),
@@ -286,8 +299,6 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
                 eos=eos,
                 **kwargs,
             )
-            if not generate and self.native_prompt_logprobs:
-                payload = native_prompt_logprobs_payload(payload, top=0 if self._scores_only else 1)
         if payload.get("stop") == []:  # "no stop strings" by omission: transformers serve fails on an empty list
             del payload["stop"]
         self.request_stats.attempts += 1
@@ -309,6 +320,12 @@ class ResilientAPIMixin(SharedPrefixServerMixin):
             except MalformedAnswer as exc:
                 raise _Transient("malformed answer", str(exc)) from None
         return self._parse_answers(outputs, messages, ctxlens, generate, stops)
+
+    def _prompts(self, messages: list):
+        """The ``prompt`` of a log-likelihood request for token-id ``messages``: text unless token ids are sent,
+        a list for several (lm-eval's ``create_message`` keeps one prompt per request at ``batch_size`` 1)."""
+        prompts = messages if self.tokenized_requests else self.decode_batch(messages)
+        return prompts[0] if len(prompts) == 1 else prompts
 
     def _raise_for_status(self, status: int, text: str, headers) -> None:
         raise _http_failure(status, text, headers, self.server_name, str(self.base_url))
