@@ -148,6 +148,24 @@ def test_limit_is_per_subject(mmlu_dir, hflm):
     assert evaluator.aggregate(records).settings["limit"] == 2
 
 
+@pytest.mark.parametrize("limit, sample_seed", [(None, None), (2, None), (2, 7), (0.5, None), (0.5, 3), (99, None)])
+def test_ids_and_docs_without_a_second_read_equal_reading_the_docs(mmlu_dir, hflm, limit, sample_seed):
+    """sample_ids from positions only and build_docs' docs taken from their requests: the same ids, doc ids,
+    data indices and docs as iterating lm-eval's doc_iterator (what both did before)."""
+    from evalkit.general.lmeval.requests import doc_indices, doc_positions, iter_docs
+
+    evaluator = _evaluator(data=str(mmlu_dir), limit=limit, sample_seed=sample_seed)
+    read = []
+    for subtask, task in evaluator._load().tasks.items():
+        positions = doc_positions(task, limit, sample_seed)
+        listed = list(iter_docs(task, limit, positions))
+        assert doc_indices(task, limit, positions) == [(doc_id, index) for doc_id, index, _ in listed]
+        read.extend((subtask, index, doc) for _, index, doc in listed)
+    assert evaluator.sample_ids() == [f"{subtask}/{index}" for subtask, index, _ in read]
+    _run(evaluator, hflm)
+    assert [(d.subtask, d.doc_id, d.doc) for d in evaluator._built.docs] == read
+
+
 # ----------------------------------------------------------------------------- resume
 
 class _Recorder:
@@ -621,6 +639,19 @@ def test_contexts_are_tokenised_once_and_joined(pair_lm, monkeypatch):
     assert calls == [[prompt], ["a", "a\n", "a > Other", "a Billing"]]  # the prompt once, then the short tails
     for context, continuation in [(prompt + " Billing", " > Other"), (prompt + " Billing", "\n")]:
         assert encoder.pair(context, continuation) == tuple(pair_lm._encode_pair(context, continuation))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.lists(st.integers(0, 3), max_size=3)), min_size=1, max_size=6),
+       st.lists(st.lists(st.integers(0, 3), max_size=4), min_size=3, max_size=3))
+def test_collator_key_is_the_minimum_over_requests(requests, contexts):
+    """The doc's sort key, built once per shared context list, equals min((-len, tuple(ids))) over requests."""
+    from evalkit.general.lmeval.requests import _collator_key, _request_groups
+
+    tokens = [((), contexts[c], cont) for c, cont in requests]  # requests share context *lists*, as encode() makes them
+    length, ids = _collator_key(tokens)
+    assert (length, tuple(ids)) == min((-(len(ctx) + len(cont)), tuple(ctx + cont)) for _, ctx, cont in tokens)
+    assert set(_request_groups(tokens)) == {tuple(ctx + cont[:-1]) for _, ctx, cont in tokens}
 
 
 def test_a_join_that_differs_from_full_tokenisation_switches_joining_off(pair_lm, monkeypatch):

@@ -186,13 +186,19 @@ class LmEvalEvaluator:
     # ------------------------------------------------------------------ samples
     def sample_ids(self) -> list[str]:
         """Ids of the docs this task evaluates, in lm-eval's order (subtasks, then doc index)."""
-        from .lmeval.requests import doc_positions, iter_docs
+        from .lmeval.requests import doc_indices, doc_positions, iter_docs
 
-        ids = []
+        ids: list[str] = []
         limit, seed = self.options.limit, self.options.sample_seed
         for subtask, task in self._load().tasks.items():
-            for _, index, doc in iter_docs(task, limit, doc_positions(task, limit, seed)):
-                ids.append(self.kind.sample_id(subtask, index, doc))
+            positions = doc_positions(task, limit, seed)
+            indices = None if self.kind.ids_read_docs else doc_indices(task, limit, positions)
+            if indices is None:
+                ids.extend(
+                    self.kind.sample_id(subtask, index, doc) for _, index, doc in iter_docs(task, limit, positions)
+                )
+            else:  # the ids are positions: the docs need not be read (a second's pass over full MMLU)
+                ids.extend(self.kind.sample_id(subtask, index, None) for _, index in indices)
         return ids
 
     def _use_chat_template(self, lm: Any) -> bool:

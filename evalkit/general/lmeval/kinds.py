@@ -39,6 +39,7 @@ class TaskKind:
     # Generation kinds whose scoring draws from ``random`` only as a function of the doc (never of the
     # response): they are generated in lm-eval's length order and scored from replayed random states.
     replayable_scoring = False
+    ids_read_docs = False  # sample_id needs the doc itself, not only its position
 
     def __init__(self, task_name: str, data: Path | None, source: str):
         self.task_name, self.data, self.source = task_name, data, source
@@ -61,7 +62,8 @@ class TaskKind:
         return "point lm_eval_config at an lm-eval YAML with a local dataset_path/data_files when offline"
 
     # ------------------------------------------------------------------ records
-    def sample_id(self, subtask: str, doc_id: int, doc: dict) -> str:
+    def sample_id(self, subtask: str, doc_id: int, doc: dict | None) -> str:
+        """The record id of a doc (``doc`` may be None: only kinds with ``ids_read_docs`` read it)."""
         return f"{subtask}/{doc_id}"
 
     def fill_record(self, record: "SampleRecord", d: "Doc", loaded: "LoadedTasks") -> None:
@@ -183,7 +185,7 @@ class MmluLetterKind(MmluKind):
     variant = "letter"
     replayable_scoring = True  # regex filters and exact_match draw nothing from ``random``
 
-    def sample_id(self, subtask: str, doc_id: int, doc: dict) -> str:
+    def sample_id(self, subtask: str, doc_id: int, doc: dict | None) -> str:
         # the same ids as mmlu, so the letter and log-likelihood formats pair sample by sample
         return f"mmlu_{subtask[len('mmlu_letter_') :]}/{doc_id}"
 
@@ -221,6 +223,7 @@ class IfevalKind(TaskKind):
     # kwargs pick random values from the instruction id, kwargs and prompt); ``check_following`` reads the
     # response without it (langdetect keeps its own ``random.Random``). Checked per doc while scoring.
     replayable_scoring = True
+    ids_read_docs = True  # the prompt's key
 
     @property
     def uses_ifeval(self) -> bool:
@@ -244,7 +247,7 @@ class IfevalKind(TaskKind):
     def offline_hint(self) -> str:
         return "set key 'data' to a local copy (offline machines cannot reach the hub)"
 
-    def sample_id(self, subtask: str, doc_id: int, doc: dict) -> str:
+    def sample_id(self, subtask: str, doc_id: int, doc: dict | None) -> str:
         if isinstance(doc, dict) and "key" in doc:
             return str(doc["key"])
         return super().sample_id(subtask, doc_id, doc)

@@ -27,6 +27,7 @@ __all__ = [
     "Doc",
     "build_docs",
     "doc_positions",
+    "doc_indices",
     "iter_docs",
     "order_for_model",
     "order_for_generation",
@@ -75,6 +76,26 @@ def iter_docs(task, limit, positions: list[int] | None):
             yield doc_id, positions[doc_id], doc
 
 
+def doc_indices(task, limit, positions: list[int] | None) -> list[tuple[int, int]] | None:
+    """``(lm-eval doc id, index in the task's data)`` of what :func:`iter_docs` yields, without reading the docs.
+
+    Reading a doc formats a ``datasets`` row (~0.1 ms each: over a second on full MMLU per pass), and the ids
+    only need positions: this is lm-eval's ``doc_iterator`` slicing applied to ``range(len(eval_docs))``.
+    None where that slicing is not the plain one (an empty ``samples`` list): read the docs instead."""
+    from itertools import islice
+
+    from lm_eval.evaluator_utils import get_sample_size
+
+    n = len(task.eval_docs)
+    if positions is None:
+        size = get_sample_size(task, limit)
+        return [(i, i) for i in islice(range(n), 0, int(size) if size else None)]
+    if not positions:
+        return None
+    chosen = set(positions)
+    return [(doc_id, positions[doc_id]) for doc_id in range(sum(1 for i in range(n) if i in chosen))]
+
+
 def build_docs(
     loaded, kind, *, limit, sample_seed: int | None = None, lm: Any, apply_chat: bool, system_instruction: str | None
 ) -> list[Doc]:
@@ -102,10 +123,21 @@ def build_docs(
             by_doc: dict[int, list] = {}
             for inst in task.instances:
                 by_doc.setdefault(inst.doc_id, []).append(inst)
-            for doc_id, index, doc in iter_docs(task, limit, positions):
+            for doc_id, index, doc in _built_docs(task, limit, positions, by_doc):
                 instances = sorted(by_doc.get(doc_id, []), key=lambda i: i.idx)
                 docs.append(Doc(subtask, index, doc, kind.sample_id(subtask, index, doc), instances))
     return docs
+
+
+def _built_docs(task, limit, positions: list[int] | None, by_doc: dict[int, list]):
+    """:func:`iter_docs` of a task whose requests were just built: each doc as its requests hold it (the
+    dict lm-eval built them from, in the same iteration), so the data is not read a second time."""
+    indices = doc_indices(task, limit, positions)
+    if indices is None or any(doc_id not in by_doc for doc_id, _ in indices):  # a doc without requests
+        yield from iter_docs(task, limit, positions)
+        return
+    for doc_id, index in indices:
+        yield doc_id, index, by_doc[doc_id][0].doc
 
 
 # ------------------------------------------------------------------------------------- tokenisation
@@ -125,10 +157,25 @@ def order_for_model(docs: list[Doc], encoder: PairEncoder | None) -> list[Doc]:
 
     def key(d: Doc):
         if d.tokens:
-            return min((-(len(ctx) + len(cont)), tuple(ctx + cont)) for _, ctx, cont in d.tokens)
-        return (-max((sum(len(a) for a in inst.args if isinstance(a, str)) for inst in d.instances), default=0), ())
+            return _collator_key(d.tokens)
+        return (-max((sum(len(a) for a in inst.args if isinstance(a, str)) for inst in d.instances), default=0), [])
 
     return sorted(docs, key=key)
+
+
+def _collator_key(tokens: list) -> tuple[int, list[int]]:
+    """``min((-len(ids), ids))`` over a doc's requests (``ids`` = context + continuation ids), lm-eval's
+    ``Collator`` key of the doc's first request in its order. Requests sharing one context list (an MMLU
+    question's letters) are compared by their continuations, so one concatenation is built per context
+    (a 5-shot MMLU context is ~1,000 ids), not one per request."""
+    longest = max(len(ctx) + len(cont) for _, ctx, cont in tokens)
+    smallest: dict[int, tuple[list[int], list[int]]] = {}  # id(context) -> (context, smallest continuation)
+    for _, ctx, cont in tokens:
+        if len(ctx) + len(cont) == longest:  # same context and length: the order is the continuations'
+            known = smallest.get(id(ctx))
+            if known is None or cont < known[1]:
+                smallest[id(ctx)] = (ctx, cont)
+    return -longest, min(ctx + cont for ctx, cont in smallest.values())
 
 
 def order_for_generation(docs: list[Doc], encoder: PairEncoder | None) -> list[Doc]:
@@ -163,7 +210,7 @@ def chunks(docs: list[Doc], size: int, encoder: PairEncoder | None):
     for d in docs:
         chunk.append(d)
         if d.tokens:
-            groups.update(tuple(ctx + cont[:-1]) for _, ctx, cont in d.tokens)
+            groups.update(_request_groups(d.tokens))
         else:  # a generation doc: one request of its own
             groups.add(id(d))
         if len(chunk) >= 2 * size or (len(chunk) >= size and len(groups) % batch == 0):
@@ -171,6 +218,17 @@ def chunks(docs: list[Doc], size: int, encoder: PairEncoder | None):
             chunk, groups = [], set()
     if chunk:
         yield chunk
+
+
+def _request_groups(tokens: list):
+    """The distinct ``context + continuation[:-1]`` ids of a doc's requests (lm-eval batches one request per
+    group), as tuples; built once per shared context list and continuation head, not once per request."""
+    groups: dict[tuple[int, tuple[int, ...]], tuple[int, ...]] = {}
+    for _, ctx, cont in tokens:
+        head = tuple(cont[:-1])
+        if (id(ctx), head) not in groups:
+            groups[id(ctx), head] = tuple(ctx) + head
+    return groups.values()
 
 
 # ------------------------------------------------------------------------------------- answering
