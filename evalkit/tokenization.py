@@ -9,9 +9,17 @@ joined to its context's instead of tokenising the concatenation.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-__all__ = ["PairEncoder", "join_boundary", "joins_at_whitespace", "split_trailing_space", "SPLIT_PATTERNS"]
+__all__ = [
+    "PairEncoder",
+    "join_boundary",
+    "joins_at_whitespace",
+    "shared_head",
+    "split_trailing_space",
+    "SPLIT_PATTERNS",
+]
 
 
 class PairEncoder:
@@ -72,24 +80,37 @@ class PairEncoder:
             [split_trailing_space(*inst.args) for inst in d.instances if inst.request_type == "loglikelihood"]
             for d in todo
         ]
-        self.encode_pairs([pair for doc_pairs in pairs for pair in doc_pairs])
+        by_subtask: dict[Any, list[tuple[str, str]]] = {}
         for d, doc_pairs in zip(todo, pairs):
+            by_subtask.setdefault(getattr(d, "subtask", None), []).extend(doc_pairs)
+        for subtask_pairs in by_subtask.values():
+            # A subtask's prompts share their start (a description, few-shot examples: ~3/4 of a 5-shot MMLU
+            # prompt): it is tokenised once and every context joins its ids (see shared_head).
+            anchor = shared_head([context for context, _ in subtask_pairs], self.boundary) if self.join else None
+            self.encode_pairs(subtask_pairs, anchor=anchor)
+        for d, doc_pairs in zip(todo, pairs):
+            contexts: dict[str, list[int]] = {}  # an MMLU question's four letters share one context
             d.tokens = [
-                self._request(inst.args, ctx, cont)
+                self._request(inst.args, ctx, cont, contexts)
                 for inst, (ctx, cont) in zip((i for i in d.instances if i.request_type == "loglikelihood"), doc_pairs)
             ]
 
-    def _request(self, args: tuple, context: str, continuation: str):
-        ctx, cont = self.pair(context, continuation)
-        return (tuple(args), ctx, cont)
+    def _request(self, args: tuple, context: str, continuation: str, contexts: dict[str, list[int]]):
+        if context not in contexts:  # a joined context's ids are composed at each ids() call: once per doc here
+            contexts[context] = self.ids(context)
+        ctx = contexts[context]
+        return (tuple(args), ctx, self._continuation_ids(context, continuation, ctx))
 
     def pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """``_encode_pair``'s (context ids, continuation ids) of a pair split and encoded by ``encode_pairs``."""
         ctx = self.ids(context)
+        return ctx, self._continuation_ids(context, continuation, ctx)
+
+    def _continuation_ids(self, context: str, continuation: str, ctx: list[int]) -> list[int]:
         head, tail = self._joined.get(context + continuation, (None, None))
         if head == context:  # joined to this very context: the continuation's ids are the tail's
-            return ctx, self._tails[tail]
-        return ctx, self.ids(context + continuation)[len(ctx) :]
+            return self._tails[tail]
+        return self.ids(context + continuation)[len(ctx) :]
 
     def ids(self, string: str) -> list[int]:
         """``HFLM.tok_encode(string)`` of a string encoded by ``encode_pairs``."""
@@ -204,6 +225,25 @@ def _safe_boundary(string: str, head: str, boundary: frozenset = _GPT2_BOUNDARY)
         and not head[-1].isspace()
         and head[-1] != _METASPACE
     )
+
+
+def shared_head(strings: list[str], boundary: frozenset) -> str | None:
+    """The longest start of all ``strings`` that each of them may join to (``_safe_boundary``), or None.
+
+    Few-shot prompts of one task share their description and examples; joined to this head, only the
+    rest of each prompt is tokenised. None for fewer than two distinct strings or no safe boundary."""
+    if len(set(strings)) < 2 or not boundary:
+        return None
+    common = os.path.commonprefix(strings)
+    for k in range(len(common), 0, -1):
+        head = common[:k]
+        if k < len(common):  # every string continues with common[k]
+            safe = common[k] in boundary
+        else:
+            safe = all(len(s) > k and s[k] in boundary for s in strings)
+        if safe and not head[-1].isspace() and head[-1] != _METASPACE:
+            return head
+    return None
 
 
 def joins_at_whitespace(tokenizer: Any) -> bool:

@@ -641,6 +641,55 @@ def test_contexts_are_tokenised_once_and_joined(pair_lm, monkeypatch):
         assert encoder.pair(context, continuation) == tuple(pair_lm._encode_pair(context, continuation))
 
 
+@settings(max_examples=200, deadline=None)
+@given(prefix=st.lists(st.sampled_from(_PIECES), max_size=6).map("".join),
+       rests=st.lists(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=5).map("".join), min_size=1, max_size=4),
+       continuation=st.lists(st.sampled_from(_PIECES), min_size=1, max_size=3).map("".join))
+def test_contexts_joined_to_their_subtasks_shared_head_equal_full_tokenisation(pair_lm, prefix, rests, continuation):
+    """Docs of one subtask (few-shot prompts: a shared start) join their contexts to the longest start they
+    all may join to; the ids equal _encode_pair's (the proof alone, no full check)."""
+    from lm_eval.api.instance import Instance
+
+    from evalkit.general.lmeval.requests import Doc
+    from evalkit.tokenization import PairEncoder, _safe_boundary, shared_head
+
+    encoder = PairEncoder(pair_lm)
+    encoder._to_verify = 0
+    contexts = [prefix + rest for rest in rests]
+    docs = [Doc("t", i, {}, str(i), [Instance("loglikelihood", {}, (context, continuation), 0)])
+            for i, context in enumerate(contexts)]
+    encoder.encode(docs)
+    for d, context in zip(docs, contexts):
+        assert d.tokens == [((context, continuation), *pair_lm._encode_pair(context, continuation))]
+    head = shared_head([c.rstrip(" ") for c in contexts], encoder.boundary)
+    assert head is None or all(_safe_boundary(c.rstrip(" "), head, encoder.boundary) for c in contexts)
+
+
+def test_few_shot_prompts_tokenise_their_shared_examples_once(pair_lm, monkeypatch):
+    from lm_eval.api.instance import Instance
+
+    from evalkit.general.lmeval.requests import Doc
+    from evalkit.tokenization import PairEncoder
+
+    shots = "About maths.\n\n1+1?\nAnswer: B\n\n2+3?\nAnswer: D"
+    questions = {"t": ["2+2?", "3+3?"], "u": ["4+4?"]}
+    docs = [Doc(subtask, i, {}, f"{subtask}{i}", [Instance("loglikelihood", {}, (f"{shots}\n\n{q}\nAnswer:", f" {x}"), 0)
+                                                  for x in "AB"])
+            for subtask, texts in questions.items() for i, q in enumerate(texts)]
+    calls = []
+    real = type(pair_lm.tokenizer).__call__
+    monkeypatch.setattr(type(pair_lm.tokenizer), "__call__", lambda tok, texts, **kw: calls.append(list(texts)) or real(tok, texts, **kw))
+    encoder = PairEncoder(pair_lm)
+    encoder._to_verify = 0
+    encoder.encode(docs)
+    assert [shots] in calls  # subtask t: the examples once, each question after them as a tail
+    assert ["a", "a\n\n2+2?\nAnswer:", "a\n\n3+3?\nAnswer:", "a A", "a B"] in calls
+    assert [f"{shots}\n\n4+4?\nAnswer:"] in calls  # subtask u: one prompt, nothing shared
+    for d in docs:
+        for inst, tokens in zip(d.instances, d.tokens):
+            assert tokens == (inst.args, *pair_lm._encode_pair(*inst.args))
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 2), st.lists(st.integers(0, 3), max_size=3)), min_size=1, max_size=6),
        st.lists(st.lists(st.integers(0, 3), max_size=4), min_size=3, max_size=3))
