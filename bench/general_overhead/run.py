@@ -97,6 +97,8 @@ def _run_side(side: str, args, limit: int, model: Path) -> dict:
                "--model", str(model), "--data", args.data, "--limit", str(limit), "--shots", str(args.shots),
                "--batch-size", str(args.batch_size), "--batch-docs", str(args.batch_docs), "--threads", str(args.threads),
                "--task", args.task, "--max-gen-toks", str(args.max_gen_toks)]
+    if args.pure_forward and side == "evalkit":
+        command.append("--pure-forward")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
     started_at = time.time()  # wall-clock span: runs overlapping a paused (QUIET) window can be told apart
     started = time.perf_counter()
@@ -109,7 +111,7 @@ def _run_side(side: str, args, limit: int, model: Path) -> dict:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {**out, "wall": round(wall, 3), "cpu": round(cpu, 3), "rest": round(wall - out["model_seconds"], 3),
             "rest_cpu": round(out["cpu_in_process"] - out["model_cpu"], 3), "load": load,
-            "started_at": round(started_at, 1), "ended_at": round(time.time(), 1)}
+            "load_end": os.getloadavg()[0], "started_at": round(started_at, 1), "ended_at": round(time.time(), 1)}
 
 
 def processes_mode(args) -> None:
@@ -127,7 +129,12 @@ def processes_mode(args) -> None:
         for limit in limits:
             for repeat in range(args.repeats):
                 order = ("evalkit", "lm_eval") if repeat % 2 == 0 else ("lm_eval", "evalkit")
-                pair = {side: _run_side(side, args, limit, model) for side in order}
+                pair = {}
+                for side in order:
+                    pair[side] = _run_side(side, args, limit, model)
+                    if args.json:  # after every run: a long run stopped early keeps what it measured
+                        done = runs + [{"limit": limit, "repeat": repeat, **r} for r in pair.values()]
+                        _write_json(args, done)
                 if pair["evalkit"]["acc"] != pair["lm_eval"]["acc"]:
                     raise SystemExit(f"limit {limit}: accuracy differs: {pair}")
                 for side, run in pair.items():
@@ -136,11 +143,46 @@ def processes_mode(args) -> None:
                     f"{s} wall {r['wall']:.1f}s model {r['model_seconds']:.1f}s rest {r['rest']:.1f}s "
                     f"CPU {r['cpu']:.1f}s non-model CPU {r['rest_cpu']:.1f}s load {r['load']:.1f}"
                     for s, r in pair.items()), flush=True)
-                if args.json:  # after every pair: a long run stopped early keeps what it measured
-                    Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
+                if pair["evalkit"].get("pure_forward_cpu"):
+                    print(pure_forward_line(limit, pair["evalkit"]), flush=True)
     print(f"\ntask={args.task} shots={args.shots} max_gen_toks={args.max_gen_toks} batch_size={args.batch_size} batch_docs={args.batch_docs} threads={args.threads} "
           f"nice={args.nice} model hidden={args.hidden} layers={args.layers}")
     print_table(runs)
+    print_pure_forward_table(runs)
+
+
+def _write_json(args, runs: list[dict]) -> None:
+    """The runs so far, with the date and the commit measured (the working tree's state beside it)."""
+    import json
+    import subprocess
+
+    def git(*words: str) -> str:
+        here = Path(__file__).parent
+        return subprocess.run(["git", *words], capture_output=True, text=True, cwd=here).stdout.strip()
+
+    code = {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": bool(git("status", "--porcelain", "--", "evalkit"))}
+    meta = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "code": code}
+    Path(args.json).write_text(json.dumps({"args": vars(args), **meta, "runs": runs}, indent=1))
+
+
+def pure_forward_line(limit: int, run: dict) -> str:
+    return (f"limit {limit or 'full'}: evalkit whole process {run['cpu_in_process']:.1f} CPU s, pure forward "
+            f"{run['pure_forward_cpu']:.1f} CPU s: whole / pure forward {run['cpu_in_process'] / run['pure_forward_cpu']:.2f} "
+            f"(CPU before the first forward {run['cpu_before_first_forward']:.1f} s)")
+
+
+def print_pure_forward_table(runs: list[dict]) -> None:
+    """Per evalkit run timed with ``--pure-forward``: the whole process against the model's own time (CPU s)."""
+    timed = [r for r in runs if r["side"] == "evalkit" and r.get("pure_forward_cpu")]
+    if not timed:
+        return
+    print("\n| docs/subject | evalkit process CPU s | CPU before the first forward | forward CPU s (in run) "
+          "| pure forward CPU s | **whole / pure forward (CPU)** | wall s | load (start-end) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in timed:
+        print(f"| {r['limit'] or 'all'} | {r['cpu_in_process']:.1f} | {r['cpu_before_first_forward']:.1f} "
+              f"| {r['model_cpu']:.1f} | {r['pure_forward_cpu']:.1f} | **{r['cpu_in_process'] / r['pure_forward_cpu']:.2f}** "
+              f"| {r['wall_in_process']:.1f} | {r['load']:.1f}-{r.get('load_end', r['load']):.1f} |")
 
 
 def print_table(runs: list[dict]) -> None:
@@ -151,6 +193,8 @@ def print_table(runs: list[dict]) -> None:
     for limit in dict.fromkeys(r["limit"] for r in runs):
         mine = [r for r in runs if r["limit"] == limit and r["side"] == "evalkit"]
         theirs = [r for r in runs if r["limit"] == limit and r["side"] == "lm_eval"]
+        if not mine or not theirs:  # a run stopped before its pair finished
+            continue
         med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
         ratio = lambda k: statistics.median(a[k] / b[k] for a, b in zip(mine, theirs))  # noqa: E731
         loads = [r["load"] for r in mine + theirs]
@@ -168,6 +212,7 @@ def from_json(paths: list[str]) -> None:
     for path in paths:  # each file holds whole pairs, so the n-th evalkit and lm-eval runs of a size pair up
         runs.extend(json.loads(Path(path).read_text())["runs"])
     print_table(runs)
+    print_pure_forward_table(runs)
 
 
 def main() -> None:
@@ -187,6 +232,8 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="--processes: also write every run to this JSON file")
     parser.add_argument("--task", choices=["mmlu", "ifeval"], default="mmlu", help="--processes: MMLU or IFEval")
     parser.add_argument("--max-gen-toks", type=int, default=32, help="--processes --task ifeval: generation budget")
+    parser.add_argument("--pure-forward", action="store_true",
+                        help="--processes: the evalkit side also times its exact batches again in a bare forward loop")
     parser.add_argument("--from-json", nargs="+", default=None, help="print the table of runs recorded with --json")
     args = parser.parse_args()
     if args.from_json:
