@@ -74,3 +74,25 @@ def test_pure_forward_figure_is_the_recorded_run():
              f"**{run['cpu_in_process'] / run['pure_forward_cpu']:.2f}** |"]
     for cell in cells:
         assert cell in readme, f"bench/general_overhead/README.md is stale: {cell}"
+
+
+def _printed(script: str, *args: str) -> list[str]:
+    spec = importlib.util.spec_from_file_location(f"general_overhead_{script}", BENCH / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        (module.table if script == "startup" else module.from_json)(*args)
+    return [line for line in out.getvalue().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("script, runs", [
+    ("startup", "issue26_startup_phases.json"),
+    ("run", "issue26_startup_0shot_full.json"),
+])
+def test_issue26_third_round_tables_are_the_recorded_runs(script, runs):
+    """The start-up phases and the full-size whole / pure forward tables are printed from their runs."""
+    readme = (BENCH / "README.md").read_text(encoding="utf-8").splitlines()
+    path = str(BENCH / "runs" / runs)
+    for row in _printed(script, path if script == "startup" else [path]):
+        assert row in readme, f"bench/general_overhead/README.md is stale; paste the {script}.py --from-json output: {row}"

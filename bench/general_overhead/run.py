@@ -187,6 +187,8 @@ def print_pure_forward_table(runs: list[dict]) -> None:
 
 def print_table(runs: list[dict]) -> None:
     """Per size: medians, the median of the per-pair ratios (evalkit / lm-eval), padded tokens and load."""
+    if not {r["side"] for r in runs} >= {"evalkit", "lm_eval"}:  # no pair finished: nothing to compare
+        return
     print("| docs/subject | runs | acc (equal) | lm-eval wall | evalkit wall | wall ratio | CPU ratio | model ratio "
           "| non-model ratio (wall) | non-model CPU (lm-eval / evalkit) | padded tokens (lm-eval / evalkit) | load |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
