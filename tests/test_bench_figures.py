@@ -89,6 +89,7 @@ def _printed(script: str, *args: str) -> list[str]:
 @pytest.mark.parametrize("script, runs", [
     ("startup", "issue26_startup_phases.json"),
     ("run", "issue26_startup_0shot_full.json"),
+    ("run", "issue26_startup_5shot_full.json"),
 ])
 def test_issue26_third_round_tables_are_the_recorded_runs(script, runs):
     """The start-up phases and the full-size whole / pure forward tables are printed from their runs."""
