@@ -32,14 +32,31 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
         os.environ.setdefault(_variable, _THREADS)
 
 
+#: The module that takes longest by far (the demo trains three models: over half of one worker's time).
+LONGEST_MODULE = "tests/test_demo.py"
+
+
 def pytest_collection_modifyitems(config, items):
     """Modules holding slow tests run first (stable order otherwise): with two workers taking whole modules, the
-    long ones then overlap each other instead of one of them running alone at the end."""
+    long ones then overlap each other instead of one of them running alone at the end.
+
+    The longest module goes first, and a quick one third: xdist (loadscope) hands each worker two modules to
+    start with (first and third to one worker), and whatever is queued behind the longest module waits for it
+    while the other worker may already be idle."""
     def module(item) -> str:
         return item.nodeid.split("::", 1)[0]
 
     slow_modules = {module(item) for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: module(item) not in slow_modules)
+    quick = next((module(item) for item in items if module(item) not in slow_modules), None)
+    first_slow = next((module(item) for item in items if module(item) in slow_modules - {LONGEST_MODULE}), None)
+
+    def rank(item) -> int:
+        name = module(item)
+        if name == LONGEST_MODULE:
+            return 0
+        return 1 if name == first_slow else 2 if name == quick else 3 if name in slow_modules else 4
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
