@@ -86,12 +86,7 @@ def echo_logprobs(reply: Any, inputs: list, ctxlens: list[int]) -> list[tuple[fl
     >>> echo_logprobs(reply, inputs=[[11, 12, 13, 14]], ctxlens=[2])  # sent c1 c2 k1 k2, no <s>
     [(-0.75, True)]
     """
-    if len(inputs) != len(ctxlens):
-        raise ValueError(f"{len(inputs)} inputs but {len(ctxlens)} context lengths")
-    return [
-        _continuation_score(choice, position, len(tokens) - ctxlen)
-        for position, (choice, tokens, ctxlen) in enumerate(zip(_choices(reply, len(inputs)), inputs, ctxlens))
-    ]
+    return _scores(reply, inputs, ctxlens, _continuation_score)
 
 
 def prompt_logprob_scores(reply: Any, inputs: list, ctxlens: list[int]) -> list[tuple[float, bool]]:
@@ -114,10 +109,15 @@ def prompt_logprob_scores(reply: Any, inputs: list, ctxlens: list[int]) -> list[
     >>> prompt_logprob_scores({"choices": [choice]}, inputs=[[11, 12, 13, 14]], ctxlens=[1])
     [(-2.75, False)]
     """
+    return _scores(reply, inputs, ctxlens, _prompt_score)
+
+
+def _scores(reply: Any, inputs: list, ctxlens: list[int], score) -> list[tuple[float, bool]]:
+    """``score(choice, position, continuation length)`` per prompt, in prompt order (both log-likelihood formats)."""
     if len(inputs) != len(ctxlens):
         raise ValueError(f"{len(inputs)} inputs but {len(ctxlens)} context lengths")
     return [
-        _prompt_score(choice, position, len(tokens) - ctxlen)
+        score(choice, position, len(tokens) - ctxlen)
         for position, (choice, tokens, ctxlen) in enumerate(zip(_choices(reply, len(inputs)), inputs, ctxlens))
     ]
 
