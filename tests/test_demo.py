@@ -433,4 +433,6 @@ def test_a_bad_process_count_is_refused_before_training(tmp_path, processes):
 
     with pytest.raises(ValueError, match="processes must be a positive integer or None"):
         checkpoints.build_checkpoints(tmp_path, processes=processes)
+    with pytest.raises(ValueError, match="processes must be a positive integer or None"):
+        checkpoints.ensure_checkpoints(tmp_path / "cache", processes=processes, log=lambda _: None)
     assert list(tmp_path.iterdir()) == []

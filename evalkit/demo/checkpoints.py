@@ -148,9 +148,7 @@ def build_checkpoints(
     same weights bit for bit; 1 suits a machine whose cores are busy with other work, where processes
     waiting on each other's gradients cost more than they save.
     """
-    if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
-        raise ValueError(f"processes must be a positive integer or None, got {processes!r}")
-    processes = processes or os.cpu_count() or 1
+    processes = _process_count(processes)
     from .train import build_model, build_tokenizer, encode_examples, training_threads
 
     domain = domain or load_domain_data()
@@ -219,6 +217,13 @@ def _train_and_save(
         "first_loss": round(losses[0], 4),
         "last_loss": round(losses[-1], 4),
     }
+
+
+def _process_count(processes: int | None) -> int:
+    """``processes`` checked (a positive integer), or one per CPU core when None."""
+    if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
+        raise ValueError(f"processes must be a positive integer or None, got {processes!r}")
+    return processes or os.cpu_count() or 1
 
 
 def _train_base(model, tokenizer, sources, recipe: Recipe, path: Path, processes: int) -> dict[str, Any]:
@@ -380,6 +385,7 @@ def ensure_checkpoints(
     Training writes into a temporary sibling folder that is renamed into place only when all three
     checkpoints are saved, so an interrupted run never leaves a half-built cache entry.
     """
+    _process_count(processes)  # a bad count is refused even when the cache answers
     domain = load_domain_data()
     folder = (cache_dir or default_cache_dir()) / recipe_key(recipe, domain)
     if retrain or not _complete(folder):
