@@ -80,13 +80,16 @@ def _ticks(low: float, high: float, plot_width: float) -> list[float]:
     return [float(v) for v in values if low - 1e-12 <= v <= high + 1e-12]
 
 
-def _tick_text(value: float, ticks: Sequence[float]) -> str:
+def _tick_texts(ticks: Sequence[float]) -> list[str]:
     """``0.05``, ``−0.10``: the fewest decimals that write every tick exactly, a true minus, never ``−0``."""
     decimals = next((d for d in range(7) if all(abs(round(t, d) - t) < 1e-9 for t in ticks)), 6)
-    text = f"{value:.{decimals}f}"
-    if float(text) == 0:
-        text = f"{0.0:.{decimals}f}"
-    return text.replace("-", "\u2212")
+    texts = []
+    for tick in ticks:
+        text = f"{tick:.{decimals}f}"
+        if float(text) == 0:
+            text = f"{0.0:.{decimals}f}"
+        texts.append(text.replace("-", "\u2212"))
+    return texts
 
 
 def _text(x: float, y: float, body: str, size: float, *, anchor: str = "start", extra: str = "") -> str:
@@ -157,14 +160,12 @@ def delta_bars_svg(
             f'<line x1="{left - _TICK:.2f}" y1="{y:.2f}" x2="{left:.2f}" y2="{y:.2f}" stroke="{axis_colour}" stroke-width="0.8"/>'
         )
         parts.append(_text(left - _TICK - _PAD, y + _LABEL_SIZE * 0.35, label, _LABEL_SIZE, anchor="end"))
-    for tick in ticks:
+    for tick, text in zip(ticks, _tick_texts(ticks)):
         x = x_at(tick)
         parts.append(
             f'<line x1="{x:.2f}" y1="{bottom:.2f}" x2="{x:.2f}" y2="{bottom + _TICK:.2f}" stroke="{axis_colour}" stroke-width="0.8"/>'
         )
-        parts.append(
-            _text(x, bottom + _TICK + _PAD + _TICK_SIZE * 0.8, _tick_text(tick, ticks), _TICK_SIZE, anchor="middle")
-        )
+        parts.append(_text(x, bottom + _TICK + _PAD + _TICK_SIZE * 0.8, text, _TICK_SIZE, anchor="middle"))
     parts.append(_text(left + plot_width / 2, height - 4.0, x_label, _AXIS_SIZE, anchor="middle"))
     parts.append(_text(4.0, _TOP - 7.0, title, _TITLE_SIZE, extra=' font-weight="bold"'))
     parts.append("</svg>")
