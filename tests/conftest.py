@@ -76,6 +76,23 @@ def tiny_chat_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def served_model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """The tiny instruct models every test through ``transformers_server`` serves: "plain" and "bos" (chat
+    templates, the second with a BOS token) and "base" (no template), 1,024 positions each.
+
+    The server runs each model it is asked for in a process of its own (~10 CPU s to start), so the served tests
+    share these three instead of bringing their own. init_range 0.2: greedy outputs that differ per prompt.
+    """
+    from evalkit.testing import build_tiny_model
+
+    root = tmp_path_factory.mktemp("served_models")
+    return {"plain": build_tiny_model(root / "plain", chat_template=True, seed=3, init_range=0.2, max_positions=1024),
+            "bos": build_tiny_model(root / "bos", chat_template=True, bos=True, seed=4, init_range=0.2,
+                                    max_positions=1024),
+            "base": build_tiny_model(root / "base", seed=5, init_range=0.2, max_positions=1024)}
+
+
+@pytest.fixture(scope="session")
 def transformers_server(tmp_path_factory):
     """One ``transformers serve`` per test worker on 127.0.0.1, loading whichever model directory a request names.
 

@@ -24,11 +24,9 @@ IFEVAL_ROWS = [{"key": 1, "prompt": "Describe a refund in lowercase letters only
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    from evalkit.testing import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("ctx") / "m1024", chat_template=True, seed=3, init_range=0.2,
-                            max_positions=1024)
+def model(served_model_dirs):
+    """A chat model of 1,024 positions (the one the shared server may have loaded already)."""
+    return served_model_dirs["plain"]
 
 
 @pytest.fixture(scope="module")

@@ -39,14 +39,8 @@ IFEVAL_ROWS = [
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    from evalkit.testing import build_tiny_model
-
-    root = tmp_path_factory.mktemp("matrix_models")
-    # init_range 0.2: greedy outputs that differ per prompt (see evalkit.testing)
-    return {"plain": build_tiny_model(root / "plain", chat_template=True, seed=3, init_range=0.2),
-            "bos": build_tiny_model(root / "bos", chat_template=True, bos=True, seed=4, init_range=0.2),
-            "base": build_tiny_model(root / "base", seed=5, init_range=0.2)}
+def models(served_model_dirs) -> dict[str, Path]:
+    return served_model_dirs
 
 
 @pytest.fixture(scope="module")

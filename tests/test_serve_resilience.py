@@ -210,13 +210,13 @@ def test_a_served_run_interrupted_by_a_dying_server_resumes_with_only_the_missin
 
 
 @pytest.fixture(scope="module")
-def served_tiny(tiny_model_dir, transformers_server):
-    """`transformers serve` on 127.0.0.1 with the tiny model (no chat template) loaded; the /v1 URL."""
-    return served_models(transformers_server, tiny_model_dir)
+def served_tiny(served_model_dirs, transformers_server):
+    """`transformers serve` on 127.0.0.1 with a tiny model without chat template loaded; (/v1 URL, model dir)."""
+    return served_models(transformers_server, served_model_dirs["base"]), served_model_dirs["base"]
 
 
 @pytest.mark.slow
-def test_compare_through_a_flaky_proxy_equals_in_process(served_tiny, tiny_model_dir, tmp_path, store_path, capsys):
+def test_compare_through_a_flaky_proxy_equals_in_process(served_tiny, tmp_path, store_path, capsys):
     """`evalkit compare URL#MODEL DIR`: same records and metrics served (with failures) as in-process (greedy).
 
     The prompt ends mid-word (``text[:24]``) so the random tiny model's outputs differ per sample, and the
@@ -225,9 +225,10 @@ def test_compare_through_a_flaky_proxy_equals_in_process(served_tiny, tiny_model
     """
     from evalkit.cli import main
 
+    upstream, tiny_model_dir = served_tiny
     task = _voc_task(tmp_path, name="voc_tiny", limit=10, batch_docs=5, prompt_template="{{ text[:24] }}",
                      max_gen_toks=12, until=["e", "\n"])
-    with FlakyServer(upstream=served_tiny, model=str(tiny_model_dir), fail_every=2) as proxy:
+    with FlakyServer(upstream=upstream, model=str(tiny_model_dir), fail_every=2) as proxy:
         argv = ["compare", f"srv={proxy.url}#{tiny_model_dir}", f"local={tiny_model_dir}", "--tasks", str(task),
                 "--batch-size", "1", "--device", "cpu", "--max-length", "1024", "--num-concurrent", "2",
                 "-o", str(tmp_path / "out")]  # --model-args would reach the in-process model too

@@ -107,11 +107,11 @@ def test_server_supports_depends_on_endpoint_and_tokenizer(tiny_model_dir):
 
 
 @pytest.fixture(scope="module")
-def served_model(tiny_chat_model_dir, transformers_server):
-    """`transformers serve` on 127.0.0.1 with the tiny chat model loaded; (base URL, model name)."""
+def served_model(served_model_dirs, transformers_server):
+    """`transformers serve` on 127.0.0.1 with a tiny chat model loaded; (base URL, model name)."""
     from tests.helpers.transformers_serve import served_models
 
-    return served_models(transformers_server, tiny_chat_model_dir), str(tiny_chat_model_dir)
+    return served_models(transformers_server, served_model_dirs["plain"]), str(served_model_dirs["plain"])
 
 
 def _generate_requests(prompts):
@@ -121,7 +121,7 @@ def _generate_requests(prompts):
 
 
 @pytest.mark.slow
-def test_completions_server_generates_like_the_local_model(served_model, tiny_chat_model_dir):
+def test_completions_server_generates_like_the_local_model(served_model):
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
     url, model = served_model
@@ -131,7 +131,7 @@ def test_completions_server_generates_like_the_local_model(served_model, tiny_ch
     assert isinstance(lm, LocalCompletionsAPI)
     prompts = ["The quick brown", "Answer:", "Delivery >"]
     served = lm.generate_until(_generate_requests(prompts))
-    local = Checkpoint.from_string(str(tiny_chat_model_dir), LoadOptions(batch_size=1, device="cpu")).lm
+    local = Checkpoint.from_string(model, LoadOptions(batch_size=1, device="cpu")).lm
     assert served == local.generate_until(_generate_requests(prompts))
     assert len(checkpoint.fingerprint) == 64
 

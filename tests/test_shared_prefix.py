@@ -227,17 +227,18 @@ def test_records_are_the_same_in_both_modes(tiny_chat_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_transformers_serve_is_probed_and_scored_per_option_when_it_cannot(tiny_chat_model_dir, transformers_server):
+def test_transformers_serve_is_probed_and_scored_per_option_when_it_cannot(served_model_dirs, transformers_server):
     """End to end through `transformers serve` with a chat-template model: evalkit probes for next-token
     log-probabilities; where the server returns them both modes must agree, where not (transformers 5.x
     lists `logprobs` among its unused completion fields and takes text prompts only) the LM stays per option."""
     from tests.helpers.transformers_serve import served_models
 
     pairs = [(QUESTIONS[0], letter) for letter in LETTERS]
-    url = served_models(transformers_server, tiny_chat_model_dir)
+    model_dir = served_model_dirs["plain"]  # the one other served tests load: one model process fewer
+    url = served_models(transformers_server, model_dir)
     options = LoadOptions(num_concurrent=2, model_args=dict(FAST))
-    lm = Checkpoint.from_string(f"{url}#{tiny_chat_model_dir}", options).lm
-    supported = returns_next_token_logprobs(f"{url}/completions", str(tiny_chat_model_dir), {},
+    lm = Checkpoint.from_string(f"{url}#{model_dir}", options).lm
+    supported = returns_next_token_logprobs(f"{url}/completions", str(model_dir), {},
                                             lm.tokenizer("Hello").input_ids, 20)
     assert lm.uses_shared_prefix() == supported
     if not supported:
