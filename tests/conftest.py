@@ -33,7 +33,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 
 #: The module that takes longest by far (the demo trains three models: over half of one worker's time).
-LONGEST_MODULE = "tests/test_demo.py"
+LONGEST_MODULE = "tests/test_demo_story.py"
 
 
 def pytest_collection_modifyitems(config, items):
