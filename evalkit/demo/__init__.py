@@ -1,6 +1,6 @@
 """``evalkit demo``: catastrophic forgetting at toy scale, from real training, fully offline.
 
-Three tiny checkpoints are trained on this machine (about 3 minutes on 2 idle CPU cores, cached
+Three tiny checkpoints are trained on this machine (3 to 6 minutes on 2 idle CPU cores, cached
 after the first run; see :mod:`evalkit.demo.checkpoints`) and compared by the same pipeline as
 ``evalkit compare`` on the ``demo_voc`` (domain) and ``demo_general`` (general) tasks with the
 ``evalkit/tasks/policies/demo_policy.yaml`` gate (not in ``evalkit/tasks/`` itself, where every YAML is a task).

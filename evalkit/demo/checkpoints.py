@@ -390,7 +390,7 @@ def ensure_checkpoints(
     folder = (cache_dir or default_cache_dir()) / recipe_key(recipe, domain)
     if retrain or not _complete(folder):
         folder.parent.mkdir(parents=True, exist_ok=True)
-        log(f"demo: training 3 tiny checkpoints into {folder} (about 3 minutes on 2 idle CPU cores)")
+        log(f"demo: training 3 tiny checkpoints into {folder} (3 to 6 minutes on 2 idle CPU cores)")
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         try:
             summary = build_checkpoints(tmp, recipe, domain, processes)
