@@ -9,7 +9,7 @@ import pytest
 
 import evalkit
 from evalkit.exports._tracking import checkpoint_metrics, comparison_metrics
-from tests.helpers.cli import LABELS, make_voc_task, run_cli, write_predictions
+from tests.helpers.cli import compare_logged_to
 
 mlflow = pytest.importorskip("mlflow")
 pytestmark = pytest.mark.slow  # one server per session: its start dominates
@@ -70,11 +70,7 @@ def test_log_into_a_given_run(tracking, gated_comparison_dir):
 
 
 def test_cli_compare_log_mlflow(tracking, tmp_path):
-    task = make_voc_task(tmp_path, n=8)
-    base = write_predictions(tmp_path / "base.jsonl", task, n=8)
-    tuned = write_predictions(tmp_path / "tuned.jsonl", task, n=8, outputs={"2": LABELS[2], "4": LABELS[0]})
-    code, out, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "compare", f"base={base}", f"tuned={tuned}",
-                              "-t", str(task), "--out", str(tmp_path / "c"), "--log", "mlflow"])
+    code, out, err = compare_logged_to("mlflow", tmp_path)
     assert code == 0, err
     last = out.strip().splitlines()[-1]
     assert last.startswith("logged to MLflow run ")

@@ -11,7 +11,7 @@ import pytest
 
 import evalkit
 from evalkit.exports.wandb import ARTIFACT_TYPE, STUDY_KEY, study_rows, summary_values
-from tests.helpers.cli import LABELS, make_voc_task, run_cli, write_predictions
+from tests.helpers.cli import compare_logged_to
 from tests.helpers.wandb_offline import records, run_file
 
 wandb = pytest.importorskip("wandb")
@@ -86,11 +86,7 @@ def test_log_into_the_current_run(offline, gated_comparison_dir):
 
 def test_cli_compare_log_wandb(offline, tmp_path):
     """`evalkit compare --log wandb`: the run it names holds the written comparison's numbers and its report."""
-    task = make_voc_task(tmp_path, n=8)
-    base = write_predictions(tmp_path / "base.jsonl", task, n=8)
-    tuned = write_predictions(tmp_path / "tuned.jsonl", task, n=8, outputs={"2": LABELS[2], "4": LABELS[0]})
-    code, out, err = run_cli(["--store", str(tmp_path / "s.sqlite"), "compare", f"base={base}", f"tuned={tuned}",
-                              "-t", str(task), "--out", str(tmp_path / "c"), "--log", "wandb"])
+    code, out, err = compare_logged_to("wandb", tmp_path)
     assert code == 0, err
     last = out.strip().splitlines()[-1]
     assert last.startswith("logged to Weights & Biases run ")

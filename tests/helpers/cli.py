@@ -46,3 +46,13 @@ def write_predictions(path: Path, task: Path, n: int = 6, *, outputs: dict[str, 
         lines.append(json.dumps({"task": name, "id": str(i), "output": text}))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def compare_logged_to(tracker: str, folder: Path) -> tuple[int, str, str]:
+    """``evalkit compare base tuned --log TRACKER`` of two predictions files over 8 rows (tuned changes two
+    answers), written to ``folder/c``: :func:`run_cli`'s (exit code, stdout, stderr)."""
+    task = make_voc_task(folder, n=8)
+    base = write_predictions(folder / "base.jsonl", task, n=8)
+    tuned = write_predictions(folder / "tuned.jsonl", task, n=8, outputs={"2": LABELS[2], "4": LABELS[0]})
+    return run_cli(["--store", str(folder / "s.sqlite"), "compare", f"base={base}", f"tuned={tuned}",
+                    "-t", str(task), "--out", str(folder / "c"), "--log", tracker])
