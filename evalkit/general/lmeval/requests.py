@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...tokenization import PairEncoder
+from .one_token import loglikelihood_tokens
 from .scored_logits import scored_logits_only
 
 __all__ = [
@@ -246,7 +247,7 @@ def answer(lm: Any, chunk: list[Doc], task_name: str, encoder: PairEncoder | Non
         if reqtype == "loglikelihood" and encoder is not None and all(d.tokens is not None for d in chunk):
             tokens = [t for d in chunk for t, inst in zip(d.tokens, _ll(d)) for _ in range(inst.repeats)]
             with scored_logits_only(encoder.lm, max((len(cont) for _, _, cont in tokens), default=0)):
-                resps = encoder.lm._loglikelihood_tokens(tokens, disable_tqdm=True)
+                resps = loglikelihood_tokens(encoder.lm, tokens)
         else:
             resps = getattr(lm, reqtype)(cloned)
         if len(resps) != len(cloned):
