@@ -106,6 +106,32 @@ def test_mmlu_records(mmlu_dir, hflm):
     assert evaluator.sample_ids() == [r.sample_id for r in records]
 
 
+def test_templates_render_each_doc_once_across_building_and_records():
+    """The records' question text is the render made while building the prompts, per doc object."""
+    from lm_eval import utils
+
+    from evalkit.general.lmeval.loading import cached_templates
+
+    class Shown:
+        times = 0
+
+        def __str__(self):
+            Shown.times += 1
+            return "why?"
+
+    original, renders = utils.apply_template, {}
+    doc, twin = {"q": Shown()}, {"q": Shown()}
+    for _ in range(2):  # building, then the records: two uses of one LoadedTasks.renders
+        with cached_templates(renders):
+            assert utils.apply_template("Q: {{q}}", doc) == "Q: why?"
+    with cached_templates(renders):
+        assert utils.apply_template("Q: {{q}}", twin) == "Q: why?"  # an equal doc, another object: rendered
+    with cached_templates():  # without a memo every call renders
+        utils.apply_template("Q: {{q}}", doc)
+    assert Shown.times == 3 and len(renders) == 2
+    assert utils.apply_template is original
+
+
 def test_five_shot_prompt_holds_the_dev_rows(mmlu_dir, hflm):
     evaluator = _evaluator(data=str(mmlu_dir), num_fewshot=5, limit=1)
     _run(evaluator, hflm)

@@ -106,7 +106,7 @@ def build_docs(
     from .loading import cached_templates
 
     docs: list[Doc] = []
-    with cached_templates():
+    with cached_templates(loaded.renders):
         for subtask, task in loaded.tasks.items():
             positions = doc_positions(task, limit, sample_seed)
             task.build_all_requests(

@@ -92,7 +92,7 @@ class RecordScorer:
         from .loading import cached_templates
 
         records = []
-        with cached_templates():  # doc_to_text / doc_to_choice render Jinja templates per doc
+        with cached_templates(self._load().renders):  # doc_to_text / doc_to_choice render Jinja per doc
             for d in chunk:
                 if states is not None:
                     random.setstate(states[d.sample_id][0])
