@@ -97,3 +97,27 @@ def test_issue26_third_round_tables_are_the_recorded_runs(script, runs):
     path = str(BENCH / "runs" / runs)
     for row in _printed(script, path if script == "startup" else [path]):
         assert row in readme, f"bench/general_overhead/README.md is stale; paste the {script}.py --from-json output: {row}"
+
+
+@pytest.mark.parametrize("runs", ["issue26_idle_0shot.json", "issue26_idle_5shot.json", "issue26_idle_0shot_2.json"])
+def test_pair_tables_of_pure_forward_runs_leave_the_loop_out(runs):
+    """With ``--pure-forward`` the parent's wall and CPU of the evalkit side include the bare forward loop run
+    after the evaluation; the pair table takes it out, so its ratios are evalkit's run against lm-eval's (the
+    processes' own in-process figures, up to the end of each run, agree to within interpreter start and exit)."""
+    import json
+    import statistics
+
+    readme = (BENCH / "README.md").read_text(encoding="utf-8").splitlines()
+    printed = _printed("run", [str(BENCH / "runs" / runs)])
+    for row in printed:
+        assert row in readme, f"bench/general_overhead/README.md is stale; paste the run.py --from-json output: {row}"
+    recorded = json.loads((BENCH / "runs" / runs).read_text(encoding="utf-8"))["runs"]
+    mine = [r for r in recorded if r["side"] == "evalkit"]
+    theirs = [r for r in recorded if r["side"] == "lm_eval"]
+    assert all(r["pure_forward_seconds"] for r in mine)  # these runs did run the loop
+    cells = printed[2].split("|")
+    for column, key in ((6, "wall"), (7, "cpu")):
+        in_process = statistics.median(a[f"{key}_in_process"] / b[f"{key}_in_process"] for a, b in zip(mine, theirs))
+        with_loop = statistics.median(a[key] / b[key] for a, b in zip(mine, theirs))
+        assert abs(float(cells[column]) - in_process) <= 0.01
+        assert float(cells[column]) < with_loop - 0.1  # the loop (82-282 s) is not counted as evalkit's

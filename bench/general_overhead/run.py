@@ -138,11 +138,11 @@ def processes_mode(args) -> None:
                 if pair["evalkit"]["acc"] != pair["lm_eval"]["acc"]:
                     raise SystemExit(f"limit {limit}: accuracy differs: {pair}")
                 for side, run in pair.items():
-                    runs.append({"limit": limit, "repeat": repeat, **run})
+                    runs.append({"limit": limit, "repeat": repeat, **run})  # as measured: the loop stays in "wall"
                 print(f"limit {limit or 'full'} repeat {repeat}: " + ", ".join(
                     f"{s} wall {r['wall']:.1f}s model {r['model_seconds']:.1f}s rest {r['rest']:.1f}s "
                     f"CPU {r['cpu']:.1f}s non-model CPU {r['rest_cpu']:.1f}s load {r['load']:.1f}"
-                    for s, r in pair.items()), flush=True)
+                    for s, r in ((s, without_loop(r)) for s, r in pair.items())), flush=True)
                 if pair["evalkit"].get("pure_forward_cpu"):
                     print(pure_forward_line(limit, pair["evalkit"]), flush=True)
     print(f"\ntask={args.task} shots={args.shots} max_gen_toks={args.max_gen_toks} batch_size={args.batch_size} batch_docs={args.batch_docs} threads={args.threads} "
@@ -185,10 +185,29 @@ def print_pure_forward_table(runs: list[dict]) -> None:
               f"| {r['wall_in_process']:.1f} | {r['load']:.1f}-{r.get('load_end', r['load']):.1f} |")
 
 
+def without_loop(run: dict) -> dict:
+    """The run with the ``--pure-forward`` loop taken out of the parent's ``wall``, ``cpu`` and ``rest``.
+
+    ``side.py --pure-forward`` times the bare forward loop *after* its evaluation, inside the process the parent
+    times, so the parent's figures of that side hold the loop too: compared as they are, they are not evalkit's
+    evaluation against lm-eval's. Subtracting the loop's own wall and CPU (``pure_forward_seconds``/``_cpu``,
+    measured by side.py around it) keeps every run measured the same way (whole process, as the parent sees it,
+    start-up and exit included) whether or not it ran the loop; runs without it (lm-eval's side, older JSONs:
+    the keys absent or null) are returned unchanged. ``rest_cpu`` is in-process up to the end of the run already.
+    """
+    loop_wall, loop_cpu = run.get("pure_forward_seconds"), run.get("pure_forward_cpu")
+    if loop_wall is None or loop_cpu is None:
+        return run
+    return {**run, "wall": run["wall"] - loop_wall, "cpu": run["cpu"] - loop_cpu, "rest": run["rest"] - loop_wall}
+
+
 def print_table(runs: list[dict]) -> None:
-    """Per size: medians, the median of the per-pair ratios (evalkit / lm-eval), padded tokens and load."""
+    """Per size: medians, the median of the per-pair ratios (evalkit / lm-eval), padded tokens and load.
+
+    Wall, CPU and non-model wall exclude the evalkit side's ``--pure-forward`` loop (``without_loop``)."""
     if not {r["side"] for r in runs} >= {"evalkit", "lm_eval"}:  # no pair finished: nothing to compare
         return
+    runs = [without_loop(r) for r in runs]
     print("| docs/subject | runs | acc (equal) | lm-eval wall | evalkit wall | wall ratio | CPU ratio | model ratio "
           "| non-model ratio (wall) | non-model CPU (lm-eval / evalkit) | padded tokens (lm-eval / evalkit) | load |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
