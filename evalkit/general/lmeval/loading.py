@@ -158,7 +158,14 @@ def cached_templates(renders: dict | None = None):
     from lm_eval import utils
 
     original = utils.apply_template
-    compiled = functools.lru_cache(maxsize=1024)(utils.env.from_string)
+
+    @functools.lru_cache(maxsize=1024)
+    def compiled(template: str):
+        # A template's globals are a ChainMap over the environment's, which every render copies key by key: a
+        # render of MMLU's question took 18 us with it, 7.7 us with a flat copy (the same names and values).
+        done = utils.env.from_string(template)
+        done.globals = dict(done.globals)
+        return done
 
     def apply_template(template: str, doc: dict) -> str:
         return compiled(template).render(**doc)

@@ -11,7 +11,8 @@ sees lm-eval's batches exactly.
 For lm-eval's in-process ``HFLM`` the requests are tokenised here, as ``TemplateLM.loglikelihood``
 does (``_encode_pair``), but each distinct string once and in bulk (the context shared by an MMLU
 question's four choices is encoded once, not four times), and the token ids go straight to
-``HFLM._loglikelihood_tokens``. Other LMs (servers, replays, wrappers) get ``lm.loglikelihood`` and a
+``HFLM._loglikelihood_tokens``, or for one-token continuations to :mod:`.one_token`, which reads a batch's
+answers at once. Other LMs (servers, replays, wrappers) get ``lm.loglikelihood`` and a
 character-length order.
 """
 
