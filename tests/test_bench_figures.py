@@ -121,3 +121,19 @@ def test_pair_tables_of_pure_forward_runs_leave_the_loop_out(runs):
         with_loop = statistics.median(a[key] / b[key] for a, b in zip(mine, theirs))
         assert abs(float(cells[column]) - in_process) <= 0.01
         assert float(cells[column]) < with_loop - 0.1  # the loop (82-282 s) is not counted as evalkit's
+
+
+@pytest.mark.parametrize("runs", ["issue26_round5_0shot.json", "issue26_round5_0shot_2.json", "issue26_round5_5shot.json"])
+def test_fifth_round_tables_are_the_recorded_runs(runs):
+    """Issue 26's fifth round: the README shows these runs' tables, and every whole / pure forward ratio is the
+    run's process CPU over its bare loop's CPU, with the same accuracy as lm-eval's on full MMLU."""
+    import json
+
+    readme = (BENCH / "README.md").read_text(encoding="utf-8").splitlines()
+    printed = _printed("run", [str(BENCH / "runs" / runs)])
+    for row in printed:
+        assert row in readme, f"bench/general_overhead/README.md is stale; paste the run.py --from-json output: {row}"
+    evalkit = [r for r in json.loads((BENCH / "runs" / runs).read_text(encoding="utf-8"))["runs"] if r["side"] == "evalkit"]
+    ratios = [float(row.split("|")[6].strip(" *")) for row in printed if row.startswith("| all |") and row.count("|") == 9]
+    assert ratios == [round(r["cpu_in_process"] / r["pure_forward_cpu"], 2) for r in evalkit]
+    assert {r["acc"] for r in evalkit} == {0.25509186725537675}
