@@ -170,10 +170,12 @@ def cached_templates(renders: dict | None = None):
     def apply_template(template: str, doc: dict) -> str:
         return compiled(template).render(**doc)
 
+    memo: dict = {} if renders is None else renders
+
     def remembered(template: str, doc: dict) -> str:
-        kept = renders.get((template, id(doc)))
-        if kept is None:
-            kept = renders[template, id(doc)] = (doc, apply_template(template, doc))  # holding the doc keeps its id its own
+        kept = memo.get((template, id(doc)))
+        if kept is None:  # keeping the doc itself keeps its id from passing to another object
+            kept = memo[template, id(doc)] = (doc, apply_template(template, doc))
         return kept[1]
 
     utils.apply_template = apply_template if renders is None else remembered
