@@ -142,7 +142,7 @@ def _score_names(task) -> dict[tuple[str, str], str]:
 
 
 @contextlib.contextmanager
-def cached_templates(renders: dict | None = None):
+def cached_templates(renders: dict):
     """Render lm-eval's Jinja prompt templates from compiled templates kept for the duration.
 
     lm-eval's ``utils.apply_template`` compiles the template string on every call (``Environment.from_string``
@@ -150,10 +150,10 @@ def cached_templates(renders: dict | None = None):
     the model. Compiling once per distinct template string renders the same text (same environment, same
     template) at a fraction of the cost. The original function is restored on exit.
 
-    With ``renders`` (a dict kept across calls) each text is also kept per template and doc object: the
-    records render a doc's question again (``doc_to_text``) after lm-eval rendered it to build its prompt,
-    ~0.3 ms a question (~5 CPU s on full MMLU). A doc counts as the same only while it is the same object
-    (lm-eval never changes a doc once loaded).
+    Each text is also kept in ``renders`` (a dict kept across calls: ``LoadedTasks.renders``) per template and
+    doc object: the records render a doc's question again (``doc_to_text``) after lm-eval rendered it to build
+    its prompt, ~0.3 ms a question (~5 CPU s on full MMLU). A doc counts as the same only while it is the same
+    object (lm-eval never changes a doc once loaded).
     """
     from lm_eval import utils
 
@@ -168,17 +168,12 @@ def cached_templates(renders: dict | None = None):
         return done
 
     def apply_template(template: str, doc: dict) -> str:
-        return compiled(template).render(**doc)
-
-    memo: dict = {} if renders is None else renders
-
-    def remembered(template: str, doc: dict) -> str:
-        kept = memo.get((template, id(doc)))
+        kept = renders.get((template, id(doc)))
         if kept is None:  # keeping the doc itself keeps its id from passing to another object
-            kept = memo[template, id(doc)] = (doc, apply_template(template, doc))
+            kept = renders[template, id(doc)] = (doc, compiled(template).render(**doc))
         return kept[1]
 
-    utils.apply_template = apply_template if renders is None else remembered
+    utils.apply_template = apply_template
     try:
         yield
     finally:
