@@ -555,6 +555,27 @@ def _count_model_inputs(lm, method: str = "_model_call"):
     return counts
 
 
+def test_mmlu_through_a_chat_template_equals_simple_evaluate(mmlu_dir, tiny_chat_model_dir):
+    """``chat_template: true`` on an instruct model: every record's log-likelihoods are lm-eval's with
+    ``apply_chat_template=True``. (After this tiny tokenizer's chat turn a letter is two tokens, so lm-eval's own
+    loop scores them, not ``one_token``: the equality covers evalkit's chat prompts, encoding and batching.)"""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=str(tiny_chat_model_dir), batch_size=2, device="cpu")
+    evaluator = _evaluator(data=str(mmlu_dir), chat_template=True, num_fewshot=2, batch_docs=4)
+    records, _ = _run(evaluator, lm)
+    manager, name = evaluator._task_manager()
+    out = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=manager, num_fewshot=2, log_samples=True,
+                                  apply_chat_template=True)
+    theirs = {(s["doc_id"], task): [float(r[0][0]) for r in s["resps"]]
+              for task, samples in out["samples"].items() for s in samples}
+    assert len(records) == 14 and evaluator.aggregate(records).settings["chat_template"] is True
+    for record in records:
+        assert record.extra["loglikelihoods"] == theirs[(record.extra["doc_index"], record.extra["subtask"])]
+    assert evaluator.aggregate(records).metrics["acc"] == out["results"]["mmlu"]["acc,none"]
+
+
 @pytest.mark.parametrize("shots", [0, pytest.param(5, marks=pytest.mark.slow)])
 def test_pads_no_more_than_lm_eval_and_scores_bit_equal(mmlu_dir, tiny_model_dir, shots):
     """Global length order: with batch_docs a multiple of the batch size the model sees lm-eval's batches."""
