@@ -137,3 +137,22 @@ def test_fifth_round_tables_are_the_recorded_runs(runs):
     ratios = [float(row.split("|")[6].strip(" *")) for row in printed if row.startswith("| all |") and row.count("|") == 9]
     assert ratios == [round(r["cpu_in_process"] / r["pure_forward_cpu"], 2) for r in evalkit]
     assert {r["acc"] for r in evalkit} == {0.25509186725537675}
+
+
+def test_served_mc_full_mmlu_table_is_the_recorded_runs():
+    """bench/served_mc: the empty-cache table is run.py's table of the recorded runs, and its shares are
+    prefilled tokens over lm-eval's at the same limit."""
+    served = REPO / "bench" / "served_mc"
+    spec = importlib.util.spec_from_file_location("served_mc_run", served / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names = ("runs_full_block128.json", "runs_full_block32.json", "runs_limit10_cold.json")
+    table = module.table([str(served / name) for name in names])
+    readme = (served / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- served-mc-table:")
+    block = readme[readme.index("\n", start) + 1 : readme.index("<!-- /served-mc-table -->")].strip().splitlines()
+    assert block == table, "bench/served_mc/README.md is stale; paste `run.py --from-json ...` output"
+    shares = {(row.split("|")[1].strip(), row.split("|")[2].strip(), row.split("|")[4].strip()): row.split("|")[10]
+              for row in table[2:]}
+    assert float(shares[("all", "128", "auto")]) == pytest.approx(8_303_830 / 21_075_012, abs=5e-4)
+    assert float(shares[("all", "32", "auto")]) < 0.35 < float(shares[("all", "128", "auto")])

