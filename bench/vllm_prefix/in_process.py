@@ -49,6 +49,10 @@ def run_once(lm, mode: str, data: str, limit: int) -> tuple[dict, list]:
     config = TaskConfig(name="mmlu", evaluator="lm_eval", source="bench",
                         options={"lm_eval_task": "mmlu", "data": data, "limit": limit})
     evaluator = LmEvalEvaluator(config)
+    # every run starts from an empty prefix cache: the per-option run computes (and caches) the same prompts
+    # without reading them, so a shared-prefix run after it would find its questions already prefilled
+    if not lm.model.reset_prefix_cache():
+        sys.exit("vLLM did not reset its prefix cache")
     before, load = counters(lm.model), os.getloadavg()[0]
     started, cpu = time.perf_counter(), time.process_time()
     records = evaluator.run(lm, done={}, save=lambda batch: None)
@@ -99,7 +103,8 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row))
     if args.json:
-        args.json.write_text(json.dumps({"limit": args.limit, "runs": rows}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"limit": args.limit, "prefix_cache_reset_before_each_run": True, "runs": rows},
+                                        indent=1) + "\n")
 
 
 if __name__ == "__main__":
