@@ -156,3 +156,17 @@ def test_served_mc_full_mmlu_table_is_the_recorded_runs():
               for row in table[2:]}
     assert float(shares[("all", "128", "auto")]) == pytest.approx(8_303_830 / 21_075_012, abs=5e-4)
     assert float(shares[("all", "32", "auto")]) < 0.35 < float(shares[("all", "128", "auto")])
+
+
+def test_warm_process_table_is_the_recorded_runs():
+    """bench/general_overhead: the sixth round's table is warm.py's table of the recorded warm runs."""
+    spec = importlib.util.spec_from_file_location("general_overhead_warm", BENCH / "warm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.table([str(BENCH / "runs" / name) for name in ("issue26_warm_0shot.json", "issue26_warm_5shot.json")])
+    readme = (BENCH / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- warm-table:")
+    block = readme[readme.index("\n", start) + 1 : readme.index("<!-- /warm-table -->")].strip().splitlines()
+    assert block == table, "bench/general_overhead/README.md is stale; paste `warm.py --from-json ...` output"
+    own = [float(row.split("|")[7].strip(" *")) for row in table[2:]]
+    assert len(own) == 4 and max(own[2:]) < 0.10 < min(own[:2])  # 5 shots inside 0.10x, 0 shots not
