@@ -13,6 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench" / "general_overhead"
 
 
+def _marked_block(readme: Path, marker: str) -> list[str]:
+    """The lines between ``<!-- marker: ... -->`` and ``<!-- /marker -->`` in ``readme``."""
+    text = readme.read_text(encoding="utf-8")
+    start = text.index("\n", text.index(f"<!-- {marker}:")) + 1
+    return text[start : text.index(f"<!-- /{marker} -->")].strip().splitlines()
+
+
 def _table(*names: str) -> list[str]:
     spec = importlib.util.spec_from_file_location("general_overhead_run", BENCH / "run.py")
     module = importlib.util.module_from_spec(spec)
@@ -148,10 +155,7 @@ def test_served_mc_full_mmlu_table_is_the_recorded_runs():
     spec.loader.exec_module(module)
     names = ("runs_full_block128.json", "runs_full_block32.json", "runs_limit10_cold.json")
     table = module.table([str(served / name) for name in names])
-    readme = (served / "README.md").read_text(encoding="utf-8")
-    start = readme.index("<!-- served-mc-table:")
-    block = readme[readme.index("\n", start) + 1 : readme.index("<!-- /served-mc-table -->")].strip().splitlines()
-    assert block == table, "bench/served_mc/README.md is stale; paste `run.py --from-json ...` output"
+    assert _marked_block(served / "README.md", "served-mc-table") == table, "bench/served_mc/README.md is stale; paste `run.py --from-json ...` output"
     shares = {(row.split("|")[1].strip(), row.split("|")[2].strip(), row.split("|")[4].strip()): row.split("|")[10]
               for row in table[2:]}
     assert float(shares[("all", "128", "auto")]) == pytest.approx(8_303_830 / 21_075_012, abs=5e-4)
@@ -164,9 +168,6 @@ def test_warm_process_table_is_the_recorded_runs():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     table = module.table([str(BENCH / "runs" / name) for name in ("issue26_warm_0shot.json", "issue26_warm_5shot.json")])
-    readme = (BENCH / "README.md").read_text(encoding="utf-8")
-    start = readme.index("<!-- warm-table:")
-    block = readme[readme.index("\n", start) + 1 : readme.index("<!-- /warm-table -->")].strip().splitlines()
-    assert block == table, "bench/general_overhead/README.md is stale; paste `warm.py --from-json ...` output"
+    assert _marked_block(BENCH / "README.md", "warm-table") == table, "bench/general_overhead/README.md is stale; paste `warm.py --from-json ...` output"
     own = [float(row.split("|")[7].strip(" *")) for row in table[2:]]
     assert len(own) == 4 and max(own[2:]) < 0.10 < min(own[:2])  # 5 shots inside 0.10x, 0 shots not
