@@ -35,12 +35,16 @@ class ForwardClock:
     def __init__(self, keep_inputs: bool = False):
         from lm_eval.models.huggingface import HFLM
 
-        self.seconds, self.cpu, self.tokens, self.calls = 0.0, 0.0, 0, 0
-        self.cpu_at_first_call: float | None = None  # process CPU before the first forward: the fixed costs
-        self.kept: list = []  # (lm, original _model_call, padded input tensor) with keep_inputs
+        self.reset()
         self.keep_inputs = keep_inputs
         for name in ("_model_call", "_model_generate"):
             setattr(HFLM, name, self._timed(getattr(HFLM, name), name))
+
+    def reset(self) -> None:
+        """Zero the counts and drop the kept inputs (a new run in the same process)."""
+        self.seconds, self.cpu, self.tokens, self.calls = 0.0, 0.0, 0, 0
+        self.cpu_at_first_call: float | None = None  # process CPU before the first forward: the fixed costs
+        self.kept: list = []  # (lm, original _model_call, padded input tensor) with keep_inputs
 
     def pure_forward(self) -> tuple[float, float]:
         """Wall and CPU seconds of the kept ``_model_call`` batches run again in a bare loop: the model's own

@@ -34,7 +34,7 @@ def one_call(model, tokenizer, args, clock: ForwardClock) -> dict:
     """One ``evalkit.evaluate`` into a fresh store, then its batches again in a bare loop."""
     import evalkit
 
-    clock.seconds, clock.cpu, clock.tokens, clock.calls, clock.kept = 0.0, 0.0, 0, 0, []
+    clock.reset()
     overrides = {"mmlu": {"data": args.data, "num_fewshot": args.shots, "batch_docs": args.batch_docs}}
     with tempfile.TemporaryDirectory() as tmp:
         started, cpu = time.perf_counter(), time.process_time()
@@ -43,7 +43,7 @@ def one_call(model, tokenizer, args, clock: ForwardClock) -> dict:
                                   device="cpu")
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     pure_wall, pure_cpu = clock.pure_forward()
-    clock.kept = []
+    clock.kept = []  # the padded batches are not needed past their bare loop
     return {"acc": result.tasks["mmlu"].metrics["acc"], "wall": round(wall, 3), "cpu": round(cpu, 3),
             "model_seconds": round(clock.seconds, 3), "model_cpu": round(clock.cpu, 3),
             "pure_forward_seconds": round(pure_wall, 3), "pure_forward_cpu": round(pure_cpu, 3),

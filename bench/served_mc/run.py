@@ -93,10 +93,15 @@ def count_lm_eval(model: Path, data: str, limit: int, work: Path) -> dict:
     return {**counted, "prefilled": counted["prompt_tokens"]}
 
 
+def _metrics(port: int) -> str:
+    """The server's Prometheus text (``/metrics``)."""
+    with _NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
 def counters(port: int) -> dict[str, float]:
     """vLLM's Prometheus counters (summed over labels) named in :data:`COUNTERS`."""
-    with _NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
+    text = _metrics(port)
     out = {}
     for key, name in COUNTERS.items():
         values = re.findall(rf"^vllm:{name}(?:_total)?(?:{{[^}}]*}})? ([0-9.e+]+)$", text, flags=re.M)
@@ -149,8 +154,7 @@ def reset_prefix_cache(port: int) -> None:
 
 def block_size(port: int) -> int | None:
     """The KV cache block size the server resolved (vLLM's ``cache_config_info`` gauge)."""
-    with _NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        found = re.search(r'^vllm:cache_config_info{[^}]*\bblock_size="(\d+)"', response.read().decode(), flags=re.M)
+    found = re.search(r'^vllm:cache_config_info{[^}]*\bblock_size="(\d+)"', _metrics(port), flags=re.M)
     return int(found.group(1)) if found else None
 
 
@@ -226,6 +230,7 @@ def table(paths: list[str]) -> list[str]:
                 continue
             share = row["prefilled"] / lm_eval[run["limit"]] if run["limit"] in lm_eval else None
             wall = f"{row['wall']:.1f}" if "wall" in row else "not run"
+            # runs recorded before the block size was (runs.json) used the CPU build's default, 128
             lines.append(f"| {run['limit'] or 'all'} | {run.get('block_size') or 128} | "
                          f"{_cache_empty(run, row)} | {row['side']} | "
                          f"{row['repeat']} | {int(row['requests']):,} | {int(row['prompt_tokens']):,} | "
